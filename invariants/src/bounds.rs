@@ -1,0 +1,160 @@
+//! The bounds the checkers judge a history by.
+//!
+//! Defaults come from the seed document's production SLOs (cache-aside-production.md): hit ratio
+//! 85 %, cache hit p99 under 10 ms (Memcached; Redis is 5 ms), invalidation lag under 100 ms,
+//! 99.9 % availability, a database that serves about 10 K queries per second. A history's header
+//! `config` overrides them, and flags override the header. All names carry their unit last.
+
+use serde_json::{Map, Value};
+
+use crate::error::Problem;
+
+/// Every bound and window the checkers use. `None` means "not bounded": the figure is reported and
+/// the verdict says it was not judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bounds {
+    /// Invariant 1: the largest allowed staleness Δ. Default 100 ms (invalidation lag).
+    pub staleness_ns_max: Option<u64>,
+    /// Invariant 6: width of the window in which database reads per key are counted. Default 1 s.
+    pub fill_window_ns: u64,
+    /// Invariant 6: database reads of one key within one fill window. No default.
+    pub db_reads_per_key_per_window_max: Option<u64>,
+    /// Invariant 6: width of the window peak database QPS is measured over. Default 1 s.
+    pub db_qps_window_ns: u64,
+    /// Invariant 6: peak database reads per second. Default 10 000.
+    pub db_qps_max: Option<u64>,
+    /// Invariant 7: share of reads that must succeed while a fault is active. Default 0.999.
+    pub availability_min: Option<f64>,
+    /// Invariant 8: hit ratio over the steady phase. Default 0.85.
+    pub hit_ratio_min: Option<f64>,
+    /// Invariant 8: p99 latency of cache hits in the steady phase. Default 10 ms.
+    pub hit_latency_p99_ns_max: Option<u64>,
+    /// Invariant 8: the steady phase starts here (reads during faults are never steady). Default 0.
+    pub warmup_ns: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            staleness_ns_max: Some(100_000_000),
+            fill_window_ns: 1_000_000_000,
+            db_reads_per_key_per_window_max: None,
+            db_qps_window_ns: 1_000_000_000,
+            db_qps_max: Some(10_000),
+            availability_min: Some(0.999),
+            hit_ratio_min: Some(0.85),
+            hit_latency_p99_ns_max: Some(10_000_000),
+            warmup_ns: 0,
+        }
+    }
+}
+
+/// The names accepted in a header's `config` and in `--bound NAME=VALUE`.
+pub const NAMES: &[&str] = &[
+    "staleness_ns_max",
+    "fill_window_ns",
+    "db_reads_per_key_per_window_max",
+    "db_qps_window_ns",
+    "db_qps_max",
+    "availability_min",
+    "hit_ratio_min",
+    "hit_latency_p99_ns_max",
+    "warmup_ns",
+];
+
+impl Bounds {
+    /// Applies every bound named in `config`; other config keys (workload, faults) are ignored.
+    /// `null` switches a bound off.
+    pub fn apply_config(&mut self, config: &Map<String, Value>) -> Result<(), Problem> {
+        for name in NAMES {
+            if let Some(v) = config.get(*name) {
+                self.set(name, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one bound from a JSON value: an integer for `_ns`, `_max` and window names, a number
+    /// in 0..=1 for ratios, `null` to switch an optional bound off.
+    pub fn set(&mut self, name: &str, v: &Value) -> Result<(), Problem> {
+        let err = |why: &str| Problem::BadConfig { key: name.to_string(), why: format!("{why}, got {v}") };
+        let int = || v.as_u64().ok_or_else(|| err("must be a non-negative integer"));
+        let window = || match v.as_u64() {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(err("must be a positive integer (nanoseconds)")),
+        };
+        let ratio = || match v.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(err("must be a number between 0 and 1")),
+        };
+        let opt = |f: &dyn Fn() -> Result<u64, Problem>| if v.is_null() { Ok(None) } else { f().map(Some) };
+        let opt_ratio = || if v.is_null() { Ok(None) } else { ratio().map(Some) };
+        match name {
+            "staleness_ns_max" => self.staleness_ns_max = opt(&int)?,
+            "fill_window_ns" => self.fill_window_ns = window()?,
+            "db_reads_per_key_per_window_max" => self.db_reads_per_key_per_window_max = opt(&int)?,
+            "db_qps_window_ns" => self.db_qps_window_ns = window()?,
+            "db_qps_max" => self.db_qps_max = opt(&int)?,
+            "availability_min" => self.availability_min = opt_ratio()?,
+            "hit_ratio_min" => self.hit_ratio_min = opt_ratio()?,
+            "hit_latency_p99_ns_max" => self.hit_latency_p99_ns_max = opt(&int)?,
+            "warmup_ns" => self.warmup_ns = int()?,
+            _ => {
+                return Err(Problem::BadConfig {
+                    key: name.to_string(),
+                    why: format!("is not a bound; known bounds: {}", NAMES.join(", ")),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A bound given on the command line, applied after the header's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub name: String,
+    pub value: Value,
+}
+
+impl Override {
+    /// Parses `NAME=VALUE`, where VALUE is JSON (`100`, `0.9`, `null`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (name, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("bound {s:?} is not NAME=VALUE (for example hit_ratio_min=0.9)"))?;
+        let value: Value =
+            serde_json::from_str(value.trim()).map_err(|_| format!("bound {name}: {value:?} is not a number or null"))?;
+        let o = Override { name: name.trim().to_string(), value };
+        Bounds::default().set(&o.name, &o.value).map_err(|e| e.to_string())?;
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_overrides_defaults_and_null_switches_off() {
+        let mut b = Bounds::default();
+        let cfg = json!({"staleness_ns_max": 5, "hit_ratio_min": null, "workload": {"keys": 10}});
+        b.apply_config(cfg.as_object().unwrap()).unwrap();
+        assert_eq!(b.staleness_ns_max, Some(5));
+        assert_eq!(b.hit_ratio_min, None);
+        assert_eq!(b.db_qps_max, Some(10_000));
+    }
+
+    #[test]
+    fn bad_values_name_the_bound() {
+        let mut b = Bounds::default();
+        let e = b.set("hit_ratio_min", &json!(1.5)).unwrap_err().to_string();
+        assert_eq!(e, "bound hit_ratio_min must be a number between 0 and 1, got 1.5");
+        assert!(b.set("fill_window_ns", &json!(0)).is_err());
+        assert!(b.set("staleness_ns_max", &json!(-1)).is_err());
+        assert!(Override::parse("nope=1").unwrap_err().contains("known bounds"));
+        assert!(Override::parse("hit_ratio_min").is_err());
+        assert_eq!(Override::parse("db_qps_max=5").unwrap().value, json!(5));
+    }
+}

@@ -1,0 +1,88 @@
+//! Invariant 3, convergence, from the end-of-run `probe` lines.
+//!
+//! After every fault healed and a settle period, every cache tier holds, for every key, either
+//! nothing or the database's latest version. The database's latest version is its own probe (tier
+//! `db`, the last one per key) or, without one, the highest acknowledged write when no write of the
+//! key is `unknown` (an unknown write may have made a newer version, so then it is undecided).
+
+use crate::history::Source;
+use crate::index::{Index, ProbeRec};
+use crate::verdict::{Figure, Verdict};
+
+/// The last database probe of each key, by key id.
+pub fn db_probes(idx: &Index) -> Vec<Option<&ProbeRec>> {
+    let mut out = vec![None; idx.keys.len()];
+    // Sorted by (key, tier, at_ns, line): the last db probe of a key wins.
+    for p in idx.probes.iter().filter(|p| p.tier == Source::Db) {
+        out[p.key as usize] = Some(p);
+    }
+    out
+}
+
+pub fn check(idx: &Index) -> Verdict {
+    let mut v = Verdict::new("convergence");
+    let cache_probes: Vec<&ProbeRec> = idx.probes.iter().filter(|p| p.tier != Source::Db).collect();
+    v.figure("probes", Figure::Count(cache_probes.len() as u64));
+    if cache_probes.is_empty() {
+        v.unknown("no cache probe lines: the run recorded no end-of-run reads of the tiers");
+        return v;
+    }
+    if let Some((p, f)) = idx.probes.iter().find_map(|p| idx.fault_at(p.at_ns).map(|f| (p, f))) {
+        v.unknown(format!(
+            "probe on line {} was taken while the fault started on line {} was active: probe after the final heal",
+            p.line, f.start_line
+        ));
+        return v;
+    }
+    let db = db_probes(idx);
+    let mut undecided = 0u64;
+    let mut diverged: Vec<(&ProbeRec, u64)> = Vec::new();
+    for p in &cache_probes {
+        let k = &idx.keys[p.key as usize];
+        let target = match db[p.key as usize] {
+            Some(d) => d.version.unwrap_or(0),
+            None if !k.any_unknown => k.max_ok.map_or(0, |w| k.writes[w as usize].version.unwrap_or(0)),
+            None => {
+                undecided += 1;
+                continue;
+            }
+        };
+        if p.version.is_some_and(|pv| pv != target) {
+            diverged.push((p, target));
+        }
+    }
+    v.figure("diverged_probes", Figure::Count(diverged.len() as u64)).figure("undecided_probes", Figure::Count(undecided));
+    let first = diverged.iter().min_by(|a, b| {
+        (a.0.at_ns, idx.key_name(a.0.key), a.0.tier, a.0.line).cmp(&(b.0.at_ns, idx.key_name(b.0.key), b.0.tier, b.0.line))
+    });
+    match first {
+        Some(&(p, target)) => {
+            v.witness.line(p.line);
+            let k = &idx.keys[p.key as usize];
+            match db[p.key as usize] {
+                Some(d) => v.witness.line(d.line),
+                None => {
+                    if let Some(w) = k.max_ok {
+                        let w = &k.writes[w as usize];
+                        v.witness.op(w.id, w.line);
+                    }
+                }
+            }
+            v.judge(
+                true,
+                format!(
+                    "{} holds v{} of {:?} after the run settled, the database has v{target} ({} diverged probes)",
+                    p.tier.as_str(),
+                    p.version.unwrap_or_default(),
+                    idx.key_name(p.key),
+                    diverged.len()
+                ),
+            );
+        }
+        None if undecided > 0 => {
+            v.unknown(format!("{undecided} probes are of keys with unknown writes and no database probe: record a db probe per key"))
+        }
+        None => v.judge(false, format!("all {} cache probes hold nothing or the database's version", cache_probes.len())),
+    }
+    v
+}

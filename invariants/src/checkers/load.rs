@@ -1,0 +1,100 @@
+//! Invariant 6, load safety: what the database had to serve.
+//!
+//! Counts successful reads served by the database (`source` db or replica) in fixed windows
+//! aligned to time 0: per key per fill window (stampede protection should keep this near one fill
+//! per invalidation), and in total per QPS window (peak database QPS during cold start and node
+//! loss). A failure's witness is the bound plus one database reads of the offending window.
+
+use std::io;
+
+use rustc_hash::FxHashMap;
+
+use super::{smallest, witness_reads, ReadChecker};
+use crate::bounds::Bounds;
+use crate::index::{Index, ReadLog, ReadRec};
+use crate::verdict::{Figure, Verdict};
+
+pub struct Load {
+    fill_window_ns: u64,
+    per_key_max: Option<u64>,
+    qps_window_ns: u64,
+    qps_max: Option<u64>,
+    db_reads: u64,
+    per_window: FxHashMap<u64, u64>,
+    per_key_window: FxHashMap<(u32, u64), u64>,
+}
+
+fn is_db(r: &ReadRec) -> bool {
+    r.ok() && r.source.is_some_and(|s| !s.is_cache())
+}
+
+impl Load {
+    pub fn new(b: &Bounds) -> Self {
+        Load {
+            fill_window_ns: b.fill_window_ns,
+            per_key_max: b.db_reads_per_key_per_window_max,
+            qps_window_ns: b.db_qps_window_ns,
+            qps_max: b.db_qps_max,
+            db_reads: 0,
+            per_window: FxHashMap::default(),
+            per_key_window: FxHashMap::default(),
+        }
+    }
+
+    /// Reads allowed in one QPS window by a per-second bound.
+    fn allowed_per_window(&self, qps_max: u64) -> u64 {
+        ((qps_max as u128 * self.qps_window_ns as u128) / 1_000_000_000) as u64
+    }
+}
+
+impl ReadChecker for Load {
+    fn observe(&mut self, _idx: &Index, r: &ReadRec) {
+        if !is_db(r) {
+            return;
+        }
+        self.db_reads += 1;
+        *self.per_window.entry(r.invoke_ns / self.qps_window_ns).or_default() += 1;
+        *self.per_key_window.entry((r.key, r.invoke_ns / self.fill_window_ns)).or_default() += 1;
+    }
+
+    fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
+        let mut v = Verdict::new("load");
+        // Highest count, earliest window on ties: independent of hash-map order.
+        let peak = self.per_window.iter().map(|(&w, &c)| (c, std::cmp::Reverse(w))).max();
+        let (peak_count, peak_window) = peak.map_or((0, 0), |(c, w)| (c, w.0));
+        let peak_qps = (peak_count as u128 * 1_000_000_000 / self.qps_window_ns as u128) as u64;
+        let hot = self
+            .per_key_window
+            .iter()
+            .map(|(&(k, w), &c)| (c, std::cmp::Reverse(w), std::cmp::Reverse(idx.key_name(k)), k))
+            .max();
+        let (hot_count, hot_window, hot_key) = hot.map_or((0, 0, None), |(c, w, _, k)| (c, w.0, Some(k)));
+        v.figure("db_reads", Figure::Count(self.db_reads))
+            .figure("peak_db_qps", Figure::Count(peak_qps))
+            .figure("peak_window_start_ns", Figure::Ns(peak_window * self.qps_window_ns))
+            .figure("db_reads_per_key_window_max", Figure::Count(hot_count));
+
+        let qps_over = self.qps_max.filter(|&m| peak_count > self.allowed_per_window(m));
+        let key_over = self.per_key_max.filter(|&m| hot_count > m);
+        if let Some(m) = qps_over {
+            let allowed = self.allowed_per_window(m);
+            let (w, width) = (peak_window, self.qps_window_ns);
+            let rs = smallest(reads, (allowed + 1) as usize, |r| (is_db(r) && r.invoke_ns / width == w).then_some((r.invoke_ns, r.id)))?;
+            witness_reads(idx, &mut v.witness, &rs);
+            v.judge(true, format!("peak database load {peak_qps} reads/s exceeds {m} (window at {} ns)", w * width));
+        } else if let Some(m) = key_over {
+            let k = hot_key.expect("a count above a bound has a key");
+            let (w, width) = (hot_window, self.fill_window_ns);
+            let rs = smallest(reads, (m + 1) as usize, |r| {
+                (is_db(r) && r.key == k && r.invoke_ns / width == w).then_some((r.invoke_ns, r.id))
+            })?;
+            witness_reads(idx, &mut v.witness, &rs);
+            v.judge(true, format!("{hot_count} database reads of {:?} in one fill window, bound {m}", idx.key_name(k)));
+        } else if self.qps_max.is_none() && self.per_key_max.is_none() {
+            v.unknown("no load bound: set config.db_qps_max or config.db_reads_per_key_per_window_max");
+        } else {
+            v.judge(false, format!("peak database load {peak_qps} reads/s, at most {hot_count} reads of one key per fill window"));
+        }
+        Ok(v)
+    }
+}

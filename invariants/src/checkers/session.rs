@@ -1,0 +1,111 @@
+//! Invariant 4, session guarantees per client.
+//!
+//! Read-your-writes (gating): once a client's write of version v is acknowledged, its later reads
+//! of that key (invoked after the acknowledgement) return v or newer. Monotonic reads (reported,
+//! not gating: cache-aside does not promise it across tiers): once a client has seen version v of
+//! a key, a read it invokes later returns v or newer. Both count violations per client.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use super::ReadChecker;
+use crate::index::{Index, ReadLog, ReadRec};
+use crate::verdict::{Figure, Verdict};
+
+/// The earliest violation by (invoke, id): the read, and the op (id, line) it contradicts.
+type First = Option<(ReadRec, u64, u64, u64)>;
+
+fn keep_first(first: &mut First, r: &ReadRec, other_id: u64, other_line: u64, other_version: u64) {
+    if first.as_ref().is_none_or(|(f, ..)| (r.invoke_ns, r.id) < (f.invoke_ns, f.id)) {
+        *first = Some((*r, other_id, other_line, other_version));
+    }
+}
+
+#[derive(Default)]
+pub struct ReadYourWrites {
+    checked: u64,
+    per_client: BTreeMap<u64, u64>,
+    first: First,
+}
+
+impl ReadChecker for ReadYourWrites {
+    fn observe(&mut self, idx: &Index, r: &ReadRec) {
+        if !r.ok() {
+            return;
+        }
+        let Some((own, w)) = idx.keys[r.key as usize].own_before(r.client, r.invoke_ns) else { return };
+        self.checked += 1;
+        if r.version < own {
+            *self.per_client.entry(r.client).or_default() += 1;
+            let w = idx.write(r.key, w);
+            keep_first(&mut self.first, r, w.id, w.line, own);
+        }
+    }
+
+    fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
+        Ok(session_verdict("read-your-writes", true, self.checked, self.per_client, self.first, idx, "its own write"))
+    }
+}
+
+#[derive(Default)]
+pub struct MonotonicReads {
+    checked: u64,
+    per_client: BTreeMap<u64, u64>,
+    first: First,
+}
+
+impl ReadChecker for MonotonicReads {
+    fn observe(&mut self, idx: &Index, r: &ReadRec) {
+        if !r.ok() {
+            return;
+        }
+        let Some(stairs) = idx.monotonic.get(&(r.client, r.key)) else { return };
+        let Some((seen, id, line)) = stairs.before(r.invoke_ns) else { return };
+        self.checked += 1;
+        if r.version < seen {
+            *self.per_client.entry(r.client).or_default() += 1;
+            keep_first(&mut self.first, r, id, line, seen);
+        }
+    }
+
+    fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
+        Ok(session_verdict("monotonic-reads", false, self.checked, self.per_client, self.first, idx, "its earlier read"))
+    }
+}
+
+fn session_verdict(
+    name: &'static str,
+    gating: bool,
+    checked: u64,
+    per_client: BTreeMap<u64, u64>,
+    first: First,
+    idx: &Index,
+    what: &str,
+) -> Verdict {
+    let mut v = Verdict::new(name);
+    v.gating = gating;
+    let total: u64 = per_client.values().sum();
+    v.figure("violations", Figure::Count(total))
+        .figure("reads_checked", Figure::Count(checked))
+        .figure("violations_per_client", Figure::PerClient(per_client));
+    match first {
+        None => v.judge(false, format!("{checked} reads after an earlier op of the same client, none went back")),
+        Some((r, oid, oline, ov)) => {
+            v.witness.op(oid, oline);
+            v.witness.op(r.id, r.line);
+            v.judge(
+                true,
+                format!(
+                    "client {} read v{} of {:?} (op {}) after {} saw v{} (op {oid}); {total} violations",
+                    r.client,
+                    r.version,
+                    idx.key_name(r.key),
+                    r.id,
+                    what,
+                    ov
+                ),
+            );
+        }
+    }
+    v
+}

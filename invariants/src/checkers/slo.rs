@@ -1,0 +1,117 @@
+//! Invariant 8, the production SLOs over the steady phase: reads invoked at or after `warmup_ns`
+//! and while no fault was active. Hit ratio counts successful reads by where they were served
+//! (l0, l1, l2 are hits; db and replica are misses). Hit latency is complete - invoke of hits.
+
+use std::io;
+
+use super::{failures_to_prove, fmt_ns, smallest, witness_reads, ReadChecker};
+use crate::index::{Index, ReadLog, ReadRec};
+use crate::quantiles::Quantiles;
+use crate::verdict::{Figure, Verdict};
+
+fn steady(idx: &Index, warmup_ns: u64, r: &ReadRec) -> bool {
+    r.ok() && r.source.is_some() && r.invoke_ns >= warmup_ns && !idx.in_fault(r.invoke_ns)
+}
+
+fn is_hit(r: &ReadRec) -> bool {
+    r.source.is_some_and(|s| s.is_cache())
+}
+
+pub struct HitRatio {
+    min: Option<f64>,
+    warmup_ns: u64,
+    reads: u64,
+    hits: u64,
+}
+
+impl HitRatio {
+    pub fn new(min: Option<f64>, warmup_ns: u64) -> Self {
+        HitRatio { min, warmup_ns, reads: 0, hits: 0 }
+    }
+}
+
+impl ReadChecker for HitRatio {
+    fn observe(&mut self, idx: &Index, r: &ReadRec) {
+        if steady(idx, self.warmup_ns, r) {
+            self.reads += 1;
+            self.hits += u64::from(is_hit(r));
+        }
+    }
+
+    fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
+        let mut v = Verdict::new("hit-ratio");
+        let ratio = self.hits as f64 / self.reads.max(1) as f64;
+        v.figure("steady_reads", Figure::Count(self.reads))
+            .figure("hits", Figure::Count(self.hits))
+            .figure("hit_ratio", if self.reads == 0 { Figure::None } else { Figure::Ratio(ratio) });
+        let Some(min) = self.min else {
+            v.unknown("no hit-ratio bound: set config.hit_ratio_min");
+            return Ok(v);
+        };
+        if self.reads == 0 {
+            v.unknown("no steady-phase reads (every read was before warmup_ns or during a fault)");
+        } else if ratio >= min {
+            v.judge(false, format!("hit ratio {ratio:.4} over {} steady reads (bound {min})", self.reads));
+        } else {
+            let k = failures_to_prove(self.reads, min);
+            let w = self.warmup_ns;
+            let rs = smallest(reads, k as usize, |r| (steady(idx, w, r) && !is_hit(r)).then_some((r.invoke_ns, r.id)))?;
+            witness_reads(idx, &mut v.witness, &rs);
+            v.judge(true, format!("hit ratio {ratio:.4} over {} steady reads is below {min}", self.reads));
+        }
+        Ok(v)
+    }
+}
+
+pub struct HitLatency {
+    p99_max_ns: Option<u64>,
+    warmup_ns: u64,
+    quantiles: Quantiles,
+    over: u64,
+}
+
+impl HitLatency {
+    pub fn new(p99_max_ns: Option<u64>, warmup_ns: u64) -> Self {
+        HitLatency { p99_max_ns, warmup_ns, quantiles: Quantiles::default(), over: 0 }
+    }
+}
+
+impl ReadChecker for HitLatency {
+    fn observe(&mut self, idx: &Index, r: &ReadRec) {
+        if steady(idx, self.warmup_ns, r) && is_hit(r) {
+            let lat = r.complete_ns - r.invoke_ns;
+            self.quantiles.record(lat);
+            self.over += u64::from(self.p99_max_ns.is_some_and(|m| lat > m));
+        }
+    }
+
+    fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
+        let mut v = Verdict::new("hit-latency");
+        let n = self.quantiles.count();
+        let q = |p: f64| self.quantiles.quantile(p).map_or(Figure::None, Figure::Ns);
+        v.figure("hits", Figure::Count(n))
+            .figure("hit_latency_p50_ns", q(0.5))
+            .figure("hit_latency_p99_ns", q(0.99))
+            .figure("hit_latency_max_ns", self.quantiles.max().map_or(Figure::None, Figure::Ns));
+        let Some(max) = self.p99_max_ns else {
+            v.unknown("no hit-latency bound: set config.hit_latency_p99_ns_max");
+            return Ok(v);
+        };
+        // Nearest rank: p99 is the ceil(0.99 n)-th smallest, so p99 > max exactly when more than
+        // n - ceil(0.99 n) hits are slower than max. Decided on exact counts, not the histogram.
+        let slack = n - (n as f64 * 0.99).ceil() as u64;
+        if n == 0 {
+            v.unknown("no cache hits in the steady phase");
+        } else if self.over <= slack {
+            v.judge(false, format!("hit p99 within {} over {n} hits", fmt_ns(max)));
+        } else {
+            let w = self.warmup_ns;
+            let rs = smallest(reads, (slack + 1) as usize, |r| {
+                (steady(idx, w, r) && is_hit(r)).then_some((std::cmp::Reverse(r.complete_ns - r.invoke_ns), r.id))
+            })?;
+            witness_reads(idx, &mut v.witness, &rs);
+            v.judge(true, format!("{} of {n} hits took longer than {}: p99 above the bound", self.over, fmt_ns(max)));
+        }
+        Ok(v)
+    }
+}

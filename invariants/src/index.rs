@@ -1,0 +1,622 @@
+//! Pass one over a history: validate every line, index writes, faults and probes per key, and
+//! log reads compactly for pass two.
+//!
+//! Memory is linear in keys and writes, never in reads: reads (the bulk of a read-heavy history)
+//! are written to a [`ReadLog`] of fixed-size records that spills to an anonymous temporary file
+//! past a threshold, and are streamed back by the checkers. Nothing here depends on line order:
+//! every structure is built so that shuffling the lines gives the same index.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
+use rustc_hash::FxHashMap;
+
+use crate::error::{HistoryError, Problem};
+use crate::history::{parse_line, Header, Line, OpKind, Outcome, Source};
+use crate::payload;
+
+/// Reads kept in memory before the log spills to a temporary file (64 bytes each: 4 MiB).
+pub const SPILL_AT: usize = 1 << 16;
+
+/// A write as the checkers need it.
+#[derive(Debug, Clone)]
+pub struct WriteRec {
+    pub id: u64,
+    pub line: u64,
+    pub client: u64,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    pub version: Option<u64>,
+    pub outcome: Outcome,
+}
+
+/// A read, fixed-size so it can be spilled and streamed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRec {
+    pub id: u64,
+    pub line: u64,
+    pub client: u64,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    /// `NO_VERSION` when the read did not succeed.
+    pub version: u64,
+    pub key: u32,
+    pub outcome: Outcome,
+    pub source: Option<Source>,
+    /// `Some(false)` when the read recorded a payload that does not match (key, version).
+    pub payload_ok: Option<bool>,
+}
+
+pub const NO_VERSION: u64 = u64::MAX;
+const REC_BYTES: usize = 64;
+
+impl ReadRec {
+    pub fn ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+
+    fn encode(&self) -> [u8; REC_BYTES] {
+        let mut b = [0u8; REC_BYTES];
+        for (i, v) in [self.id, self.line, self.client, self.invoke_ns, self.complete_ns, self.version].iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b[48..52].copy_from_slice(&self.key.to_le_bytes());
+        b[52] = match self.outcome {
+            Outcome::Ok => 0,
+            Outcome::Fail => 1,
+            Outcome::Unknown => 2,
+        };
+        b[53] = match self.source {
+            None => 0,
+            Some(Source::L0) => 1,
+            Some(Source::L1) => 2,
+            Some(Source::L2) => 3,
+            Some(Source::Db) => 4,
+            Some(Source::Replica) => 5,
+        };
+        b[54] = match self.payload_ok {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        b
+    }
+
+    fn decode(b: &[u8; REC_BYTES]) -> Self {
+        let u = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        ReadRec {
+            id: u(0),
+            line: u(1),
+            client: u(2),
+            invoke_ns: u(3),
+            complete_ns: u(4),
+            version: u(5),
+            key: u32::from_le_bytes(b[48..52].try_into().expect("4 bytes")),
+            outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][b[52] as usize % 3],
+            source: [None, Some(Source::L0), Some(Source::L1), Some(Source::L2), Some(Source::Db), Some(Source::Replica)]
+                [b[53] as usize % 6],
+            payload_ok: [None, Some(true), Some(false)][b[54] as usize % 3],
+        }
+    }
+}
+
+/// Reads in arrival order: in memory up to a threshold, then in an anonymous temporary file.
+pub struct ReadLog {
+    mem: Vec<ReadRec>,
+    file: Option<BufWriter<File>>,
+    spill_at: usize,
+    len: u64,
+}
+
+impl ReadLog {
+    pub fn new(spill_at: usize) -> Self {
+        ReadLog { mem: Vec::new(), file: None, spill_at, len: 0 }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn push(&mut self, r: ReadRec) -> io::Result<()> {
+        self.len += 1;
+        if let Some(w) = &mut self.file {
+            return w.write_all(&r.encode());
+        }
+        self.mem.push(r);
+        if self.mem.len() >= self.spill_at {
+            let mut w = BufWriter::with_capacity(1 << 16, tempfile::tempfile()?);
+            for r in self.mem.drain(..) {
+                w.write_all(&r.encode())?;
+            }
+            self.mem = Vec::new();
+            self.file = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Streams every read back, in the order they were logged.
+    pub fn for_each(&mut self, mut f: impl FnMut(&ReadRec)) -> io::Result<()> {
+        let Some(w) = &mut self.file else {
+            self.mem.iter().for_each(f);
+            return Ok(());
+        };
+        w.flush()?;
+        let mut file = w.get_ref().try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::with_capacity(1 << 16, file);
+        let mut b = [0u8; REC_BYTES];
+        for _ in 0..self.len {
+            r.read_exact(&mut b)?;
+            f(&ReadRec::decode(&b));
+        }
+        Ok(())
+    }
+}
+
+/// Op ids seen so far, as a sparse bitset: 512 bytes per 4096 consecutive ids.
+#[derive(Default)]
+struct IdSet(FxHashMap<u64, Box<[u64; 64]>>);
+
+impl IdSet {
+    /// False when `id` was already present.
+    fn insert(&mut self, id: u64) -> bool {
+        let chunk = self.0.entry(id >> 12).or_insert_with(|| Box::new([0; 64]));
+        let (word, bit) = (((id >> 6) & 63) as usize, id & 63);
+        let fresh = chunk[word] & (1 << bit) == 0;
+        chunk[word] |= 1 << bit;
+        fresh
+    }
+}
+
+/// A fault's active interval `[start_ns, end_ns)`; `end_ns` is `u64::MAX` when it never stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpan {
+    pub fault: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub start_line: u64,
+    pub stop_line: Option<u64>,
+}
+
+/// An end-of-run probe, with its key interned.
+#[derive(Debug, Clone)]
+pub struct ProbeRec {
+    pub key: u32,
+    pub at_ns: u64,
+    pub tier: Source,
+    pub version: Option<u64>,
+    pub line: u64,
+}
+
+/// Everything the checkers need about one key's writes, with query structures built once.
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    pub writes: Vec<WriteRec>,
+    /// Ok writes by version, with the suffix minimum of completion: entry `i` holds the earliest
+    /// completion among ok writes of version `>= by_version[i].0`, and which write that is.
+    by_version: Vec<(u64, u64, u32)>,
+    /// Ok writes by (client, completion) with the running maximum version within each client.
+    own: Vec<(u64, u64, u64, u32)>,
+    /// Versioned writes that may have happened (ok or unknown), by (version, invoke).
+    happened: Vec<(u64, u64, u32)>,
+    /// Earliest invoke of an `unknown` write with no version: it may have made any version.
+    pub unversioned_unknown_invoke_ns: Option<u64>,
+    /// The acknowledged write with the highest version.
+    pub max_ok: Option<u32>,
+    pub any_unknown: bool,
+}
+
+/// How a read's version is accounted for by the writes of its key.
+pub enum Explained {
+    /// By a write invoked before the read completed.
+    Written,
+    /// Only by writes invoked after the read completed (the earliest of them).
+    WrittenLater(u32),
+    /// Only by a write that certainly failed.
+    FailedOnly(u32),
+    /// By no write at all.
+    Never,
+}
+
+impl KeyIndex {
+    fn finish(&mut self) {
+        let w = &self.writes;
+        let mut ok: Vec<u32> = (0..w.len() as u32).filter(|&i| w[i as usize].outcome == Outcome::Ok).collect();
+        ok.sort_unstable_by_key(|&i| (w[i as usize].version, w[i as usize].complete_ns, w[i as usize].id));
+        let mut by_version = Vec::with_capacity(ok.len());
+        let mut best: Option<(u64, u64, u32)> = None; // (complete, id, idx)
+        for &i in ok.iter().rev() {
+            let r = &w[i as usize];
+            let cand = (r.complete_ns, r.id, i);
+            if best.is_none_or(|b| (cand.0, cand.1) < (b.0, b.1)) {
+                best = Some(cand);
+            }
+            let b = best.expect("set above");
+            by_version.push((r.version.expect("ok writes carry a version"), b.0, b.2));
+        }
+        by_version.reverse();
+        self.max_ok = ok.last().copied();
+
+        let mut own: Vec<u32> = ok.clone();
+        own.sort_unstable_by_key(|&i| (w[i as usize].client, w[i as usize].complete_ns, w[i as usize].id));
+        let mut run: Option<(u64, u64, u32)> = None; // (client, version, idx)
+        self.own = own
+            .iter()
+            .map(|&i| {
+                let r = &w[i as usize];
+                let v = r.version.expect("ok writes carry a version");
+                run = match run {
+                    Some((c, mv, mi)) if c == r.client && mv >= v => Some((c, mv, mi)),
+                    _ => Some((r.client, v, i)),
+                };
+                let (_, mv, mi) = run.expect("set above");
+                (r.client, r.complete_ns, mv, mi)
+            })
+            .collect();
+
+        let mut happened: Vec<(u64, u64, u32)> = Vec::new();
+        for (i, r) in w.iter().enumerate() {
+            match (r.outcome, r.version) {
+                (Outcome::Fail, _) => {}
+                (_, Some(v)) => happened.push((v, r.invoke_ns, i as u32)),
+                (_, None) => {
+                    let t = self.unversioned_unknown_invoke_ns.map_or(r.invoke_ns, |t| t.min(r.invoke_ns));
+                    self.unversioned_unknown_invoke_ns = Some(t);
+                }
+            }
+            self.any_unknown |= r.outcome == Outcome::Unknown;
+        }
+        happened.sort_unstable_by_key(|&(v, t, i)| (v, t, w[i as usize].id));
+        self.happened = happened;
+        self.by_version = by_version;
+    }
+
+    /// The earliest-completing acknowledged write of a version newer than `v`: `(complete, idx)`.
+    pub fn first_newer(&self, v: u64) -> Option<(u64, u32)> {
+        let i = self.by_version.partition_point(|e| e.0 <= v);
+        self.by_version.get(i).map(|e| (e.1, e.2))
+    }
+
+    /// The highest version `client` had acknowledged strictly before `t`: `(version, idx)`.
+    pub fn own_before(&self, client: u64, t: u64) -> Option<(u64, u32)> {
+        let lo = self.own.partition_point(|e| e.0 < client);
+        let hi = self.own.partition_point(|e| e.0 < client || (e.0 == client && e.1 < t));
+        (hi > lo).then(|| (self.own[hi - 1].2, self.own[hi - 1].3))
+    }
+
+    /// Whether version `v`, read by an op completing at `complete_ns`, was ever written in time.
+    pub fn explain(&self, v: u64, complete_ns: u64) -> Explained {
+        let lo = self.happened.partition_point(|e| e.0 < v);
+        let hi = self.happened.partition_point(|e| e.0 <= v);
+        if self.happened[lo..hi].iter().any(|e| e.1 < complete_ns)
+            || self.unversioned_unknown_invoke_ns.is_some_and(|t| t < complete_ns)
+        {
+            return Explained::Written;
+        }
+        if lo < hi {
+            return Explained::WrittenLater(self.happened[lo].2);
+        }
+        let failed = self.writes.iter().enumerate().filter(|(_, w)| w.outcome == Outcome::Fail && w.version == Some(v));
+        match failed.min_by_key(|(_, w)| (w.invoke_ns, w.id)) {
+            Some((i, _)) => Explained::FailedOnly(i as u32),
+            None => Explained::Never,
+        }
+    }
+}
+
+/// A per-(client, key) staircase of ok reads: the Pareto set of (completion, version) points, so
+/// "the highest version this client had seen before time t" is one binary search. Its contents do
+/// not depend on insertion order (ties broken by op id).
+#[derive(Debug, Default)]
+pub struct Staircase(Vec<(u64, u64, u64, u64)>); // (complete, id, version, line)
+
+impl Staircase {
+    pub fn insert(&mut self, complete: u64, id: u64, version: u64, line: u64) {
+        let p = &mut self.0;
+        let pos = p.partition_point(|e| (e.0, e.1) < (complete, id));
+        if pos > 0 && p[pos - 1].2 >= version {
+            return;
+        }
+        let end = pos + p[pos..].iter().take_while(|e| e.2 <= version).count();
+        p.splice(pos..end, [(complete, id, version, line)]);
+    }
+
+    /// The highest-version read completed strictly before `t`: `(version, id, line)`.
+    pub fn before(&self, t: u64) -> Option<(u64, u64, u64)> {
+        let i = self.0.partition_point(|e| e.0 < t);
+        (i > 0).then(|| (self.0[i - 1].2, self.0[i - 1].1, self.0[i - 1].3))
+    }
+}
+
+/// The result of pass one.
+pub struct Index {
+    pub file: String,
+    pub header: Header,
+    pub header_line: u64,
+    names: Vec<Box<str>>,
+    ids: FxHashMap<Box<str>, u32>,
+    pub keys: Vec<KeyIndex>,
+    pub faults: Vec<FaultSpan>,
+    /// The union of all fault spans, merged and sorted, for "was any fault active at t".
+    fault_union: Vec<(u64, u64)>,
+    pub probes: Vec<ProbeRec>,
+    pub monotonic: FxHashMap<(u64, u32), Staircase>,
+    pub reads: ReadLog,
+    pub ops: u64,
+    pub lines: u64,
+}
+
+impl Index {
+    pub fn key_name(&self, key: u32) -> &str {
+        &self.names[key as usize]
+    }
+
+    pub fn key_id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn write(&self, key: u32, idx: u32) -> &WriteRec {
+        &self.keys[key as usize].writes[idx as usize]
+    }
+
+    /// Faults whose active span overlaps `[from_ns, to_ns]`.
+    pub fn faults_overlapping(&self, from_ns: u64, to_ns: u64) -> impl Iterator<Item = &FaultSpan> {
+        self.faults.iter().filter(move |f| f.start_ns <= to_ns && f.end_ns > from_ns)
+    }
+
+    /// Whether any fault was active at `t`.
+    pub fn in_fault(&self, t: u64) -> bool {
+        let i = self.fault_union.partition_point(|s| s.0 <= t);
+        i > 0 && t < self.fault_union[i - 1].1
+    }
+
+    /// The first fault (by start) active at `t`.
+    pub fn fault_at(&self, t: u64) -> Option<&FaultSpan> {
+        self.faults.iter().find(|f| f.start_ns <= t && t < f.end_ns)
+    }
+
+    /// Reads the history from `input`, validating every line. `file` names it in errors.
+    pub fn build(file: &str, mut input: impl BufRead, spill_at: usize) -> Result<Index, HistoryError> {
+        let err = |line: u64, p: Problem| HistoryError::new(file, line, p);
+        let mut b = Builder { names: Vec::new(), ids: FxHashMap::default(), keys: Vec::new() };
+        let mut header: Option<(Header, u64)> = None;
+        let mut seen = IdSet::default();
+        let mut events: Vec<(String, u64, bool, u64)> = Vec::new();
+        let mut probes = Vec::new();
+        let mut monotonic: FxHashMap<(u64, u32), Staircase> = FxHashMap::default();
+        let mut reads = ReadLog::new(spill_at);
+        let (mut ops, mut lineno, mut any) = (0u64, 0u64, false);
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            let n = input.read_until(b'\n', &mut buf).map_err(|e| err(lineno + 1, Problem::Io(e.to_string())))?;
+            if n == 0 {
+                break;
+            }
+            lineno += 1;
+            let at_eof = buf.last() != Some(&b'\n');
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            any = true;
+            match parse_line(&buf, at_eof).map_err(|p| err(lineno, p))? {
+                Line::Header(h) => {
+                    if let Some((_, first)) = &header {
+                        return Err(err(lineno, Problem::DuplicateHeader(*first)));
+                    }
+                    header = Some((h, lineno));
+                }
+                Line::Op(op) => {
+                    if !seen.insert(op.id) {
+                        return Err(err(lineno, Problem::DuplicateOpId(op.id)));
+                    }
+                    ops += 1;
+                    let key = b.intern(&op.key).ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
+                    match op.f {
+                        OpKind::Write => b.keys[key as usize].writes.push(WriteRec {
+                            id: op.id,
+                            line: lineno,
+                            client: op.client,
+                            invoke_ns: op.invoke_ns,
+                            complete_ns: op.complete_ns,
+                            version: op.version,
+                            outcome: op.outcome,
+                        }),
+                        OpKind::Read => {
+                            let ok = op.outcome == Outcome::Ok;
+                            let version = if ok { op.version.expect("validated") } else { NO_VERSION };
+                            let payload_ok = match (&op.payload, ok) {
+                                (Some(p), true) => Some(payload::matches(&op.key, version, p)),
+                                _ => None,
+                            };
+                            if ok {
+                                monotonic.entry((op.client, key)).or_default().insert(op.complete_ns, op.id, version, lineno);
+                            }
+                            let rec = ReadRec {
+                                id: op.id,
+                                line: lineno,
+                                client: op.client,
+                                invoke_ns: op.invoke_ns,
+                                complete_ns: op.complete_ns,
+                                version,
+                                key,
+                                outcome: op.outcome,
+                                source: if ok { op.source } else { None },
+                                payload_ok,
+                            };
+                            reads.push(rec).map_err(|e| err(lineno, Problem::Io(format!("spilling reads to a temporary file: {e}"))))?;
+                        }
+                    }
+                }
+                Line::Fault(f) => events.push((f.fault, f.at_ns, f.start, lineno)),
+                Line::Probe(p) => {
+                    let key = b.intern(&p.key).ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
+                    probes.push(ProbeRec { key, at_ns: p.at_ns, tier: p.tier, version: p.version, line: lineno });
+                }
+            }
+        }
+        if !any {
+            return Err(err(0, Problem::Empty));
+        }
+        let (header, header_line) = header.ok_or_else(|| err(1, Problem::NoHeader))?;
+        let faults = spans(events).map_err(|(line, p)| err(line, p))?;
+        for k in &mut b.keys {
+            k.finish();
+        }
+        probes.sort_by_key(|p| (p.key, p.tier, p.at_ns, p.line));
+        let mut fault_union: Vec<(u64, u64)> = Vec::new();
+        for f in &faults {
+            match fault_union.last_mut() {
+                Some(last) if f.start_ns <= last.1 => last.1 = last.1.max(f.end_ns),
+                _ => fault_union.push((f.start_ns, f.end_ns)),
+            }
+        }
+        Ok(Index {
+            file: file.to_string(),
+            header,
+            header_line,
+            names: b.names,
+            ids: b.ids,
+            keys: b.keys,
+            faults,
+            fault_union,
+            probes,
+            monotonic,
+            reads,
+            ops,
+            lines: lineno,
+        })
+    }
+}
+
+struct Builder {
+    names: Vec<Box<str>>,
+    ids: FxHashMap<Box<str>, u32>,
+    keys: Vec<KeyIndex>,
+}
+
+impl Builder {
+    fn intern(&mut self, key: &str) -> Option<u32> {
+        if let Some(&id) = self.ids.get(key) {
+            return Some(id);
+        }
+        let id = u32::try_from(self.names.len()).ok()?;
+        self.names.push(key.into());
+        self.ids.insert(key.into(), id);
+        self.keys.push(KeyIndex::default());
+        Some(id)
+    }
+}
+
+/// Pairs fault starts and stops into spans, by time (never by line order). A fault started twice
+/// before it stops stays one span; a stop with nothing open is an error.
+fn spans(mut events: Vec<(String, u64, bool, u64)>) -> Result<Vec<FaultSpan>, (u64, Problem)> {
+    // Per fault, by time; at equal times a start comes before a stop (a zero-length fault).
+    events.sort_by(|a, b| (&a.0, a.1, !a.2, a.3).cmp(&(&b.0, b.1, !b.2, b.3)));
+    let mut out: Vec<FaultSpan> = Vec::new();
+    let mut open: Option<(usize, u32)> = None; // (index in out, depth)
+    for (i, (fault, at, start, line)) in events.iter().enumerate() {
+        if i > 0 && events[i - 1].0 != *fault {
+            open = None;
+        }
+        match (open, start) {
+            (None, true) => {
+                out.push(FaultSpan { fault: fault.clone(), start_ns: *at, end_ns: u64::MAX, start_line: *line, stop_line: None });
+                open = Some((out.len() - 1, 1));
+            }
+            (Some((j, d)), true) => open = Some((j, d + 1)),
+            (Some((j, 1)), false) => {
+                out[j].end_ns = *at;
+                out[j].stop_line = Some(*line);
+                open = None;
+            }
+            (Some((j, d)), false) => open = Some((j, d - 1)),
+            (None, false) => return Err((*line, Problem::StopWithoutStart { fault: fault.clone(), at_ns: *at })),
+        }
+    }
+    out.sort_by(|a, b| (a.start_ns, &a.fault).cmp(&(b.start_ns, &b.fault)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staircase_is_order_independent() {
+        let pts = [(10, 1, 3), (5, 2, 1), (7, 3, 2), (12, 4, 2), (20, 5, 5), (20, 6, 5), (3, 7, 0)];
+        let mut a = Staircase::default();
+        let mut b = Staircase::default();
+        for &(c, id, v) in &pts {
+            a.insert(c, id, v, id);
+        }
+        for &(c, id, v) in pts.iter().rev() {
+            b.insert(c, id, v, id);
+        }
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.before(10), Some((2, 3, 3)));
+        assert_eq!(a.before(11), Some((3, 1, 1)));
+        assert_eq!(a.before(3), None);
+        assert_eq!(a.before(100), Some((5, 5, 5)));
+    }
+
+    #[test]
+    fn read_log_spills_and_streams_back_identically() {
+        let recs: Vec<ReadRec> = (0..1000u64)
+            .map(|i| ReadRec {
+                id: i,
+                line: i + 2,
+                client: i % 7,
+                invoke_ns: i * 10,
+                complete_ns: i * 10 + 3,
+                version: if i % 5 == 0 { NO_VERSION } else { i / 3 },
+                key: (i % 13) as u32,
+                outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][(i % 3) as usize],
+                source: [None, Some(Source::L1), Some(Source::Replica)][(i % 3) as usize],
+                payload_ok: [None, Some(true), Some(false)][(i % 3) as usize],
+            })
+            .collect();
+        let mut log = ReadLog::new(100);
+        for r in &recs {
+            log.push(*r).unwrap();
+        }
+        assert!(log.spilled());
+        for _ in 0..2 {
+            let mut back = Vec::new();
+            log.for_each(|r| back.push(*r)).unwrap();
+            assert_eq!(back, recs);
+        }
+    }
+
+    #[test]
+    fn fault_spans_pair_by_time_not_line() {
+        let ev = vec![
+            ("b".to_string(), 50, false, 2),
+            ("a".to_string(), 10, true, 3),
+            ("b".to_string(), 20, true, 4),
+            ("a".to_string(), 30, false, 5),
+            ("c".to_string(), 40, true, 6),
+        ];
+        let s = spans(ev).unwrap();
+        assert_eq!(s.iter().map(|f| (f.start_ns, f.end_ns)).collect::<Vec<_>>(), vec![(10, 30), (20, 50), (40, u64::MAX)]);
+        assert!(spans(vec![("a".to_string(), 5, false, 9)]).is_err());
+    }
+
+    #[test]
+    fn id_set_detects_repeats_across_chunks() {
+        let mut s = IdSet::default();
+        assert!(s.insert(0) && s.insert(4096) && s.insert(u64::MAX));
+        assert!(!s.insert(4096) && !s.insert(u64::MAX));
+    }
+}

@@ -1,0 +1,93 @@
+//! `invariants`: the history format of aside runs and the checkers that judge them.
+//!
+//! A history is JSON Lines (see `shared/DESIGN.md`): a header, then op, fault and probe lines with
+//! nanosecond times. Checking takes two streaming passes and never holds the reads: pass one
+//! ([`index::Index::build`]) validates every line and indexes writes, faults and probes per key,
+//! logging reads as fixed-size records (spilled to a temporary file past [`index::SPILL_AT`]);
+//! pass two streams the reads through every [`checkers::ReadChecker`]. Memory is linear in keys
+//! and writes, not in reads. Nothing depends on line order: times decide.
+//!
+//! This crate knows nothing of caches or runtimes, so it can judge a history from anywhere.
+
+pub mod bounds;
+pub mod checkers;
+pub mod error;
+pub mod history;
+pub mod index;
+pub mod payload;
+pub mod quantiles;
+pub mod report;
+pub mod verdict;
+pub mod write;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+pub use bounds::{Bounds, Override};
+pub use error::{HistoryError, Problem};
+pub use history::{Header, Line, Op, OpKind, Outcome, Source};
+pub use index::Index;
+pub use report::Report;
+pub use verdict::{Figure, Status, Verdict, Witness};
+
+use checkers::{availability, convergence, load, lost_writes, phantom, session, slo, staleness, ReadChecker};
+
+/// Checks the history in `path`, applying `overrides` after the header's bounds.
+pub fn check_path(path: &Path, overrides: &[Override]) -> Result<Report, HistoryError> {
+    let name = path.display().to_string();
+    if path.is_dir() {
+        return Err(HistoryError::new(name, 0, Problem::Directory));
+    }
+    let file = File::open(path).map_err(|e| HistoryError::new(&name, 0, Problem::Io(e.to_string())))?;
+    check_reader(&name, BufReader::with_capacity(1 << 16, file), overrides)
+}
+
+/// Checks a history read from `input`; `name` stands for it in errors and reports.
+pub fn check_reader(name: &str, input: impl BufRead, overrides: &[Override]) -> Result<Report, HistoryError> {
+    check_index(Index::build(name, input, index::SPILL_AT)?, overrides)
+}
+
+/// Checks a history held in a string (tests, small tools).
+pub fn check_str(text: &str, overrides: &[Override]) -> Result<Report, HistoryError> {
+    check_reader("<history>", text.as_bytes(), overrides)
+}
+
+/// Pass two: every checker over an index built by pass one.
+pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, HistoryError> {
+    let at_header = |p: Problem| HistoryError::new(&idx.file, idx.header_line, p);
+    let mut bounds = Bounds::default();
+    bounds.apply_config(&idx.header.config).map_err(at_header)?;
+    for o in overrides {
+        bounds.set(&o.name, &o.value).map_err(|p| HistoryError::new(&idx.file, 0, p))?;
+    }
+    let io_err = |file: &str, e: std::io::Error| HistoryError::new(file, 0, Problem::Io(format!("streaming reads back: {e}")));
+    let mut reads = std::mem::replace(&mut idx.reads, index::ReadLog::new(0));
+    let mut checkers: Vec<Box<dyn ReadChecker>> = vec![
+        Box::new(staleness::Staleness::new(bounds.staleness_ns_max)),
+        Box::new(phantom::Phantom::new()),
+        Box::new(session::ReadYourWrites::default()),
+        Box::new(session::MonotonicReads::default()),
+        Box::new(load::Load::new(&bounds)),
+        Box::new(availability::Availability::new(bounds.availability_min)),
+        Box::new(slo::HitRatio::new(bounds.hit_ratio_min, bounds.warmup_ns)),
+        Box::new(slo::HitLatency::new(bounds.hit_latency_p99_ns_max, bounds.warmup_ns)),
+    ];
+    reads
+        .for_each(|r| {
+            for c in checkers.iter_mut() {
+                c.observe(&idx, r);
+            }
+        })
+        .map_err(|e| io_err(&idx.file, e))?;
+    let mut verdicts = Vec::with_capacity(checkers.len() + 2);
+    for c in checkers {
+        verdicts.push(c.finish(&idx, &mut reads).map_err(|e| io_err(&idx.file, e))?);
+    }
+    verdicts.insert(2, convergence::check(&idx));
+    verdicts.insert(5, lost_writes::check(&idx));
+    for v in &mut verdicts {
+        v.witness.normalize();
+    }
+    Ok(Report { file: idx.file.clone(), ops: idx.ops, reads: reads.len(), header: idx.header.clone(), bounds, verdicts })
+}
