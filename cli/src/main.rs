@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use invariants::{report, Override};
 
 #[derive(Parser)]
-#[command(name = "aside", version, about = "Cache-aside caching and the harness that proves what it guarantees")]
+#[command(
+    name = "aside",
+    version,
+    about = "Cache-aside caching and the harness that proves what it guarantees"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,10 +44,16 @@ fn check(args: CheckArgs) -> ExitCode {
     let mut overrides = args.bounds;
     if let Some(ms) = args.bound_ms {
         let Some(ns) = ms.checked_mul(1_000_000) else {
-            eprintln!("aside check: --bound-ms {ms} is too large (at most {} ms)", u64::MAX / 1_000_000);
+            eprintln!(
+                "aside check: --bound-ms {ms} is too large (at most {} ms)",
+                u64::MAX / 1_000_000
+            );
             return ExitCode::from(2);
         };
-        overrides.push(Override { name: "staleness_ns_max".into(), value: ns.into() });
+        overrides.push(Override {
+            name: "staleness_ns_max".into(),
+            value: ns.into(),
+        });
     }
     let mut code = 0u8;
     let mut out = io::stdout().lock();

@@ -77,8 +77,14 @@ impl Bounds {
     /// Sets one bound from a JSON value: an integer for `_ns`, `_max` and window names, a number
     /// in 0..=1 for ratios, `null` to switch an optional bound off.
     pub fn set(&mut self, name: &str, v: &Value) -> Result<(), Problem> {
-        let err = |why: &str| Problem::BadConfig { key: name.to_string(), why: format!("{why}, got {v}") };
-        let int = || v.as_u64().ok_or_else(|| err("must be a non-negative integer"));
+        let err = |why: &str| Problem::BadConfig {
+            key: name.to_string(),
+            why: format!("{why}, got {v}"),
+        };
+        let int = || {
+            v.as_u64()
+                .ok_or_else(|| err("must be a non-negative integer"))
+        };
         let window = || match v.as_u64() {
             Some(n) if n > 0 => Ok(n),
             _ => Err(err("must be a positive integer (nanoseconds)")),
@@ -87,8 +93,20 @@ impl Bounds {
             Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
             _ => Err(err("must be a number between 0 and 1")),
         };
-        let opt = |f: &dyn Fn() -> Result<u64, Problem>| if v.is_null() { Ok(None) } else { f().map(Some) };
-        let opt_ratio = || if v.is_null() { Ok(None) } else { ratio().map(Some) };
+        let opt = |f: &dyn Fn() -> Result<u64, Problem>| {
+            if v.is_null() {
+                Ok(None)
+            } else {
+                f().map(Some)
+            }
+        };
+        let opt_ratio = || {
+            if v.is_null() {
+                Ok(None)
+            } else {
+                ratio().map(Some)
+            }
+        };
         match name {
             "staleness_ns_max" => self.staleness_ns_max = opt(&int)?,
             "fill_window_ns" => self.fill_window_ns = window()?,
@@ -120,13 +138,18 @@ pub struct Override {
 impl Override {
     /// Parses `NAME=VALUE`, where VALUE is JSON (`100`, `0.9`, `null`).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (name, value) = s
-            .split_once('=')
-            .ok_or_else(|| format!("bound {s:?} is not NAME=VALUE (for example hit_ratio_min=0.9)"))?;
-        let value: Value =
-            serde_json::from_str(value.trim()).map_err(|_| format!("bound {name}: {value:?} is not a number or null"))?;
-        let o = Override { name: name.trim().to_string(), value };
-        Bounds::default().set(&o.name, &o.value).map_err(|e| e.to_string())?;
+        let (name, value) = s.split_once('=').ok_or_else(|| {
+            format!("bound {s:?} is not NAME=VALUE (for example hit_ratio_min=0.9)")
+        })?;
+        let value: Value = serde_json::from_str(value.trim())
+            .map_err(|_| format!("bound {name}: {value:?} is not a number or null"))?;
+        let o = Override {
+            name: name.trim().to_string(),
+            value,
+        };
+        Bounds::default()
+            .set(&o.name, &o.value)
+            .map_err(|e| e.to_string())?;
         Ok(o)
     }
 }
@@ -150,10 +173,15 @@ mod tests {
     fn bad_values_name_the_bound() {
         let mut b = Bounds::default();
         let e = b.set("hit_ratio_min", &json!(1.5)).unwrap_err().to_string();
-        assert_eq!(e, "bound hit_ratio_min must be a number between 0 and 1, got 1.5");
+        assert_eq!(
+            e,
+            "bound hit_ratio_min must be a number between 0 and 1, got 1.5"
+        );
         assert!(b.set("fill_window_ns", &json!(0)).is_err());
         assert!(b.set("staleness_ns_max", &json!(-1)).is_err());
-        assert!(Override::parse("nope=1").unwrap_err().contains("known bounds"));
+        assert!(Override::parse("nope=1")
+            .unwrap_err()
+            .contains("known bounds"));
         assert!(Override::parse("hit_ratio_min").is_err());
         assert_eq!(Override::parse("db_qps_max=5").unwrap().value, json!(5));
     }

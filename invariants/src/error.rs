@@ -19,7 +19,9 @@ pub enum Problem {
     Io(String),
     #[error("is a directory, not a history file: pass the .jsonl file inside it")]
     Directory,
-    #[error("the file is empty: a history starts with a header line (see DESIGN.md, history format)")]
+    #[error(
+        "the file is empty: a history starts with a header line (see DESIGN.md, history format)"
+    )]
     Empty,
     #[error("truncated line: the file ends in the middle of a record (was the writer killed?); drop the last line or rerun")]
     Truncated,
@@ -28,9 +30,16 @@ pub enum Problem {
     #[error("unknown line type {0:?}: expected header, op, fault or probe")]
     UnknownType(String),
     #[error("{line_type} line is missing field {field:?}")]
-    MissingField { line_type: &'static str, field: &'static str },
+    MissingField {
+        line_type: &'static str,
+        field: &'static str,
+    },
     #[error("field {field:?} has bad value {value}: {expected}")]
-    BadField { field: &'static str, value: String, expected: &'static str },
+    BadField {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("complete_ns {complete_ns} is before invoke_ns {invoke_ns}: an op cannot finish before it starts")]
     CompleteBeforeInvoke { invoke_ns: u64, complete_ns: u64 },
     #[error("duplicate op id {0}: every op needs its own id")]
@@ -63,6 +72,10 @@ fn location(file: &str, line: u64) -> String {
 
 impl HistoryError {
     pub fn new(file: impl Into<String>, line: u64, problem: Problem) -> Self {
-        HistoryError { file: file.into(), line, problem }
+        HistoryError {
+            file: file.into(),
+            line,
+            problem,
+        }
     }
 }

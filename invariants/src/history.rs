@@ -217,7 +217,11 @@ fn nullable_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<
 }
 
 fn bad(field: &'static str, value: &str, expected: &'static str) -> Problem {
-    Problem::BadField { field, value: format!("{value:?}"), expected }
+    Problem::BadField {
+        field,
+        value: format!("{value:?}"),
+        expected,
+    }
 }
 
 fn need<T>(v: Option<T>, line_type: &'static str, field: &'static str) -> Result<T, Problem> {
@@ -262,14 +266,32 @@ fn parse_op(raw: RawLine<'_>) -> Result<Op<'_>, Problem> {
     let complete_ns = need(raw.complete_ns, T, "complete_ns")?;
     let outcome = Outcome::parse(&need(raw.outcome, T, "outcome")?)?;
     if complete_ns < invoke_ns {
-        return Err(Problem::CompleteBeforeInvoke { invoke_ns, complete_ns });
+        return Err(Problem::CompleteBeforeInvoke {
+            invoke_ns,
+            complete_ns,
+        });
     }
     let version = version(raw.version.flatten())?;
     if outcome == Outcome::Ok && version.is_none() {
         return Err(Problem::OkWithoutVersion(f.as_str()));
     }
-    let source = raw.source.as_deref().map(|s| Source::parse("source", s)).transpose()?;
-    Ok(Op { id, client, key, f, invoke_ns, complete_ns, outcome, version, source, payload: raw.payload })
+    let source = raw
+        .source
+        .as_deref()
+        .map(|s| Source::parse("source", s))
+        .transpose()?;
+    Ok(Op {
+        id,
+        client,
+        key,
+        f,
+        invoke_ns,
+        complete_ns,
+        outcome,
+        version,
+        source,
+        payload: raw.payload,
+    })
 }
 
 fn parse_fault(raw: RawLine<'_>) -> Result<Fault, Problem> {
@@ -282,9 +304,17 @@ fn parse_fault(raw: RawLine<'_>) -> Result<Fault, Problem> {
     };
     let fault = need(raw.fault, T, "fault")?;
     if !fault.is_object() {
-        return Err(bad("fault", &fault.to_string(), "expected an object such as {\"kind\":\"kill\",\"target\":\"redis-master\"}"));
+        return Err(bad(
+            "fault",
+            &fault.to_string(),
+            "expected an object such as {\"kind\":\"kill\",\"target\":\"redis-master\"}",
+        ));
     }
-    Ok(Fault { at_ns, start, fault: canonical(&fault) })
+    Ok(Fault {
+        at_ns,
+        start,
+        fault: canonical(&fault),
+    })
 }
 
 /// JSON with object keys sorted at every depth, whatever serde_json's map order is: two lines
@@ -330,7 +360,12 @@ fn parse_probe(raw: RawLine<'_>) -> Result<Probe<'_>, Problem> {
     let at_ns = need(raw.at_ns, T, "at_ns")?;
     let tier = Source::parse("tier", &need(raw.tier, T, "tier")?)?;
     let version = version(need(raw.version, T, "version")?)?;
-    Ok(Probe { key, at_ns, tier, version })
+    Ok(Probe {
+        key,
+        at_ns,
+        tier,
+        version,
+    })
 }
 
 fn parse_header(raw: RawLine<'_>) -> Result<Header, Problem> {
@@ -367,33 +402,81 @@ mod tests {
     #[test]
     fn parses_the_design_examples() {
         let op = r#"{"type":"op","id":17,"client":3,"key":"post:42","f":"read","invoke_ns":123000000,"complete_ns":125500000,"outcome":"ok","version":7,"source":"l1"}"#;
-        let Line::Op(op) = p(op).unwrap() else { panic!("not an op") };
-        assert_eq!((op.id, op.client, op.key.as_ref(), op.version, op.source), (17, 3, "post:42", Some(7), Some(Source::L1)));
+        let Line::Op(op) = p(op).unwrap() else {
+            panic!("not an op")
+        };
+        assert_eq!(
+            (op.id, op.client, op.key.as_ref(), op.version, op.source),
+            (17, 3, "post:42", Some(7), Some(Source::L1))
+        );
         let fault = r#"{"type":"fault","at_ns":130000000,"action":"start","fault":{"target":"redis-master","kind":"kill"}}"#;
-        let Line::Fault(f) = p(fault).unwrap() else { panic!("not a fault") };
-        assert_eq!(f.fault, r#"{"kind":"kill","target":"redis-master"}"#, "canonical: keys sorted");
+        let Line::Fault(f) = p(fault).unwrap() else {
+            panic!("not a fault")
+        };
+        assert_eq!(
+            f.fault, r#"{"kind":"kill","target":"redis-master"}"#,
+            "canonical: keys sorted"
+        );
         let probe = r#"{"type":"probe","key":"post:42","at_ns":5,"tier":"l1","version":null}"#;
-        let Line::Probe(pr) = p(probe).unwrap() else { panic!("not a probe") };
+        let Line::Probe(pr) = p(probe).unwrap() else {
+            panic!("not a probe")
+        };
         assert_eq!(pr.version, None);
         let header = r#"{"type":"header","format":1,"world":"sim","scenario":"s","strategy":"naive","seed":42,"commit":"abc","config":{"staleness_ns_max":5}}"#;
-        let Line::Header(h) = p(header).unwrap() else { panic!("not a header") };
+        let Line::Header(h) = p(header).unwrap() else {
+            panic!("not a header")
+        };
         assert_eq!((h.seed, h.config.len()), (42, 1));
     }
 
     #[test]
     fn rejects_what_a_checker_must_not_guess() {
-        let base = |extra: &str| format!(r#"{{"type":"op","id":1,"client":1,"key":"k","f":"read","invoke_ns":5,"complete_ns":9,"outcome":"ok"{extra}}}"#);
-        assert_eq!(p(&base(r#","version":-1"#)), Err(Problem::NegativeVersion(-1)));
+        let base = |extra: &str| {
+            format!(
+                r#"{{"type":"op","id":1,"client":1,"key":"k","f":"read","invoke_ns":5,"complete_ns":9,"outcome":"ok"{extra}}}"#
+            )
+        };
+        assert_eq!(
+            p(&base(r#","version":-1"#)),
+            Err(Problem::NegativeVersion(-1))
+        );
         assert_eq!(p(&base("")), Err(Problem::OkWithoutVersion("read")));
-        assert!(matches!(p(&base(r#","version":1,"source":"l9""#)), Err(Problem::BadField { field: "source", .. })));
+        assert!(matches!(
+            p(&base(r#","version":1,"source":"l9""#)),
+            Err(Problem::BadField {
+                field: "source",
+                ..
+            })
+        ));
         let backwards = base(r#","version":1"#).replace(r#""complete_ns":9"#, r#""complete_ns":4"#);
-        assert_eq!(p(&backwards), Err(Problem::CompleteBeforeInvoke { invoke_ns: 5, complete_ns: 4 }));
+        assert_eq!(
+            p(&backwards),
+            Err(Problem::CompleteBeforeInvoke {
+                invoke_ns: 5,
+                complete_ns: 4
+            })
+        );
         let no_key = base(r#","version":1"#).replace(r#""key":"k","#, "");
-        assert_eq!(p(&no_key), Err(Problem::MissingField { line_type: "op", field: "key" }));
-        assert_eq!(p(r#"{"type":"nemesis"}"#), Err(Problem::UnknownType("nemesis".into())));
-        assert_eq!(p(r#"{"type":"header","format":2}"#), Err(Problem::UnsupportedFormat(2)));
+        assert_eq!(
+            p(&no_key),
+            Err(Problem::MissingField {
+                line_type: "op",
+                field: "key"
+            })
+        );
+        assert_eq!(
+            p(r#"{"type":"nemesis"}"#),
+            Err(Problem::UnknownType("nemesis".into()))
+        );
+        assert_eq!(
+            p(r#"{"type":"header","format":2}"#),
+            Err(Problem::UnsupportedFormat(2))
+        );
         assert!(matches!(p("{not json"), Err(Problem::Json(_))));
-        assert_eq!(parse_line(br#"{"type":"op","id":1,"cli"#, true), Err(Problem::Truncated));
+        assert_eq!(
+            parse_line(br#"{"type":"op","id":1,"cli"#, true),
+            Err(Problem::Truncated)
+        );
     }
 
     #[test]

@@ -57,7 +57,17 @@ impl ReadRec {
 
     fn encode(&self) -> [u8; REC_BYTES] {
         let mut b = [0u8; REC_BYTES];
-        for (i, v) in [self.id, self.line, self.client, self.invoke_ns, self.complete_ns, self.version].iter().enumerate() {
+        for (i, v) in [
+            self.id,
+            self.line,
+            self.client,
+            self.invoke_ns,
+            self.complete_ns,
+            self.version,
+        ]
+        .iter()
+        .enumerate()
+        {
             b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         b[48..52].copy_from_slice(&self.key.to_le_bytes());
@@ -93,8 +103,14 @@ impl ReadRec {
             version: u(5),
             key: u32::from_le_bytes(b[48..52].try_into().expect("4 bytes")),
             outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][b[52] as usize % 3],
-            source: [None, Some(Source::L0), Some(Source::L1), Some(Source::L2), Some(Source::Db), Some(Source::Replica)]
-                [b[53] as usize % 6],
+            source: [
+                None,
+                Some(Source::L0),
+                Some(Source::L1),
+                Some(Source::L2),
+                Some(Source::Db),
+                Some(Source::Replica),
+            ][b[53] as usize % 6],
             payload_ok: [None, Some(true), Some(false)][b[54] as usize % 3],
         }
     }
@@ -110,7 +126,12 @@ pub struct ReadLog {
 
 impl ReadLog {
     pub fn new(spill_at: usize) -> Self {
-        ReadLog { mem: Vec::new(), file: None, spill_at, len: 0 }
+        ReadLog {
+            mem: Vec::new(),
+            file: None,
+            spill_at,
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -229,8 +250,16 @@ pub enum Explained {
 impl KeyIndex {
     fn finish(&mut self) {
         let w = &self.writes;
-        let mut ok: Vec<u32> = (0..w.len() as u32).filter(|&i| w[i as usize].outcome == Outcome::Ok).collect();
-        ok.sort_unstable_by_key(|&i| (w[i as usize].version, w[i as usize].complete_ns, w[i as usize].id));
+        let mut ok: Vec<u32> = (0..w.len() as u32)
+            .filter(|&i| w[i as usize].outcome == Outcome::Ok)
+            .collect();
+        ok.sort_unstable_by_key(|&i| {
+            (
+                w[i as usize].version,
+                w[i as usize].complete_ns,
+                w[i as usize].id,
+            )
+        });
         let mut by_version = Vec::with_capacity(ok.len());
         let mut best: Option<(u64, u64, u32)> = None; // (complete, id, idx)
         for &i in ok.iter().rev() {
@@ -246,7 +275,13 @@ impl KeyIndex {
         self.max_ok = ok.last().copied();
 
         let mut own: Vec<u32> = ok.clone();
-        own.sort_unstable_by_key(|&i| (w[i as usize].client, w[i as usize].complete_ns, w[i as usize].id));
+        own.sort_unstable_by_key(|&i| {
+            (
+                w[i as usize].client,
+                w[i as usize].complete_ns,
+                w[i as usize].id,
+            )
+        });
         let mut run: Option<(u64, u64, u32)> = None; // (client, version, idx)
         self.own = own
             .iter()
@@ -268,7 +303,9 @@ impl KeyIndex {
                 (Outcome::Fail, _) => {}
                 (_, Some(v)) => happened.push((v, r.invoke_ns, i as u32)),
                 (_, None) => {
-                    let t = self.unversioned_unknown_invoke_ns.map_or(r.invoke_ns, |t| t.min(r.invoke_ns));
+                    let t = self
+                        .unversioned_unknown_invoke_ns
+                        .map_or(r.invoke_ns, |t| t.min(r.invoke_ns));
                     self.unversioned_unknown_invoke_ns = Some(t);
                 }
             }
@@ -288,7 +325,9 @@ impl KeyIndex {
     /// The highest version `client` had acknowledged strictly before `t`: `(version, idx)`.
     pub fn own_before(&self, client: u64, t: u64) -> Option<(u64, u32)> {
         let lo = self.own.partition_point(|e| e.0 < client);
-        let hi = self.own.partition_point(|e| e.0 < client || (e.0 == client && e.1 < t));
+        let hi = self
+            .own
+            .partition_point(|e| e.0 < client || (e.0 == client && e.1 < t));
         (hi > lo).then(|| (self.own[hi - 1].2, self.own[hi - 1].3))
     }
 
@@ -297,14 +336,20 @@ impl KeyIndex {
         let lo = self.happened.partition_point(|e| e.0 < v);
         let hi = self.happened.partition_point(|e| e.0 <= v);
         if self.happened[lo..hi].iter().any(|e| e.1 < complete_ns)
-            || self.unversioned_unknown_invoke_ns.is_some_and(|t| t < complete_ns)
+            || self
+                .unversioned_unknown_invoke_ns
+                .is_some_and(|t| t < complete_ns)
         {
             return Explained::Written;
         }
         if lo < hi {
             return Explained::WrittenLater(self.happened[lo].2);
         }
-        let failed = self.writes.iter().enumerate().filter(|(_, w)| w.outcome == Outcome::Fail && w.version == Some(v));
+        let failed = self
+            .writes
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.outcome == Outcome::Fail && w.version == Some(v));
         match failed.min_by_key(|(_, w)| (w.invoke_ns, w.id)) {
             Some((i, _)) => Explained::FailedOnly(i as u32),
             None => Explained::Never,
@@ -369,7 +414,9 @@ impl Index {
 
     /// Faults whose active span overlaps `[from_ns, to_ns]`.
     pub fn faults_overlapping(&self, from_ns: u64, to_ns: u64) -> impl Iterator<Item = &FaultSpan> {
-        self.faults.iter().filter(move |f| f.start_ns <= to_ns && f.end_ns > from_ns)
+        self.faults
+            .iter()
+            .filter(move |f| f.start_ns <= to_ns && f.end_ns > from_ns)
     }
 
     /// Whether any fault was active at `t`.
@@ -384,9 +431,17 @@ impl Index {
     }
 
     /// Reads the history from `input`, validating every line. `file` names it in errors.
-    pub fn build(file: &str, mut input: impl BufRead, spill_at: usize) -> Result<Index, HistoryError> {
+    pub fn build(
+        file: &str,
+        mut input: impl BufRead,
+        spill_at: usize,
+    ) -> Result<Index, HistoryError> {
         let err = |line: u64, p: Problem| HistoryError::new(file, line, p);
-        let mut b = Builder { names: Vec::new(), ids: FxHashMap::default(), keys: Vec::new() };
+        let mut b = Builder {
+            names: Vec::new(),
+            ids: FxHashMap::default(),
+            keys: Vec::new(),
+        };
         let mut header: Option<(Header, u64)> = None;
         let mut seen = IdSet::default();
         let mut events: Vec<(String, u64, bool, u64)> = Vec::new();
@@ -397,7 +452,9 @@ impl Index {
         let mut buf = Vec::with_capacity(256);
         loop {
             buf.clear();
-            let n = input.read_until(b'\n', &mut buf).map_err(|e| err(lineno + 1, Problem::Io(e.to_string())))?;
+            let n = input
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| err(lineno + 1, Problem::Io(e.to_string())))?;
             if n == 0 {
                 break;
             }
@@ -422,7 +479,9 @@ impl Index {
                         return Err(err(lineno, Problem::DuplicateOpId(op.id)));
                     }
                     ops += 1;
-                    let key = b.intern(&op.key).ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
+                    let key = b
+                        .intern(&op.key)
+                        .ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
                     match op.f {
                         OpKind::Write => b.keys[key as usize].writes.push(WriteRec {
                             id: op.id,
@@ -435,13 +494,22 @@ impl Index {
                         }),
                         OpKind::Read => {
                             let ok = op.outcome == Outcome::Ok;
-                            let version = if ok { op.version.expect("validated") } else { NO_VERSION };
+                            let version = if ok {
+                                op.version.expect("validated")
+                            } else {
+                                NO_VERSION
+                            };
                             let payload_ok = match (&op.payload, ok) {
                                 (Some(p), true) => Some(payload::matches(&op.key, version, p)),
                                 _ => None,
                             };
                             if ok {
-                                monotonic.entry((op.client, key)).or_default().insert(op.complete_ns, op.id, version, lineno);
+                                monotonic.entry((op.client, key)).or_default().insert(
+                                    op.complete_ns,
+                                    op.id,
+                                    version,
+                                    lineno,
+                                );
                             }
                             let rec = ReadRec {
                                 id: op.id,
@@ -455,14 +523,27 @@ impl Index {
                                 source: if ok { op.source } else { None },
                                 payload_ok,
                             };
-                            reads.push(rec).map_err(|e| err(lineno, Problem::Io(format!("spilling reads to a temporary file: {e}"))))?;
+                            reads.push(rec).map_err(|e| {
+                                err(
+                                    lineno,
+                                    Problem::Io(format!("spilling reads to a temporary file: {e}")),
+                                )
+                            })?;
                         }
                     }
                 }
                 Line::Fault(f) => events.push((f.fault, f.at_ns, f.start, lineno)),
                 Line::Probe(p) => {
-                    let key = b.intern(&p.key).ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
-                    probes.push(ProbeRec { key, at_ns: p.at_ns, tier: p.tier, version: p.version, line: lineno });
+                    let key = b
+                        .intern(&p.key)
+                        .ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
+                    probes.push(ProbeRec {
+                        key,
+                        at_ns: p.at_ns,
+                        tier: p.tier,
+                        version: p.version,
+                        line: lineno,
+                    });
                 }
             }
         }
@@ -532,7 +613,13 @@ fn spans(mut events: Vec<(String, u64, bool, u64)>) -> Result<Vec<FaultSpan>, (u
         }
         match (open, start) {
             (None, true) => {
-                out.push(FaultSpan { fault: fault.clone(), start_ns: *at, end_ns: u64::MAX, start_line: *line, stop_line: None });
+                out.push(FaultSpan {
+                    fault: fault.clone(),
+                    start_ns: *at,
+                    end_ns: u64::MAX,
+                    start_line: *line,
+                    stop_line: None,
+                });
                 open = Some((out.len() - 1, 1));
             }
             (Some((j, d)), true) => open = Some((j, d + 1)),
@@ -542,7 +629,15 @@ fn spans(mut events: Vec<(String, u64, bool, u64)>) -> Result<Vec<FaultSpan>, (u
                 open = None;
             }
             (Some((j, d)), false) => open = Some((j, d - 1)),
-            (None, false) => return Err((*line, Problem::StopWithoutStart { fault: fault.clone(), at_ns: *at })),
+            (None, false) => {
+                return Err((
+                    *line,
+                    Problem::StopWithoutStart {
+                        fault: fault.clone(),
+                        at_ns: *at,
+                    },
+                ))
+            }
         }
     }
     out.sort_by(|a, b| (a.start_ns, &a.fault).cmp(&(b.start_ns, &b.fault)));
@@ -555,7 +650,15 @@ mod tests {
 
     #[test]
     fn staircase_is_order_independent() {
-        let pts = [(10, 1, 3), (5, 2, 1), (7, 3, 2), (12, 4, 2), (20, 5, 5), (20, 6, 5), (3, 7, 0)];
+        let pts = [
+            (10, 1, 3),
+            (5, 2, 1),
+            (7, 3, 2),
+            (12, 4, 2),
+            (20, 5, 5),
+            (20, 6, 5),
+            (3, 7, 0),
+        ];
         let mut a = Staircase::default();
         let mut b = Staircase::default();
         for &(c, id, v) in &pts {
@@ -609,7 +712,10 @@ mod tests {
             ("c".to_string(), 40, true, 6),
         ];
         let s = spans(ev).unwrap();
-        assert_eq!(s.iter().map(|f| (f.start_ns, f.end_ns)).collect::<Vec<_>>(), vec![(10, 30), (20, 50), (40, u64::MAX)]);
+        assert_eq!(
+            s.iter().map(|f| (f.start_ns, f.end_ns)).collect::<Vec<_>>(),
+            vec![(10, 30), (20, 50), (40, u64::MAX)]
+        );
         assert!(spans(vec![("a".to_string(), 5, false, 9)]).is_err());
     }
 

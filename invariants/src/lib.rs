@@ -20,6 +20,9 @@ pub mod report;
 pub mod verdict;
 pub mod write;
 
+#[cfg(test)]
+mod testkit;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -31,7 +34,9 @@ pub use index::Index;
 pub use report::Report;
 pub use verdict::{Figure, Status, Verdict, Witness};
 
-use checkers::{availability, convergence, load, lost_writes, phantom, session, slo, staleness, ReadChecker};
+use checkers::{
+    availability, convergence, load, lost_writes, phantom, session, slo, staleness, ReadChecker,
+};
 
 /// Checks the history in `path`, applying `overrides` after the header's bounds.
 pub fn check_path(path: &Path, overrides: &[Override]) -> Result<Report, HistoryError> {
@@ -39,12 +44,17 @@ pub fn check_path(path: &Path, overrides: &[Override]) -> Result<Report, History
     if path.is_dir() {
         return Err(HistoryError::new(name, 0, Problem::Directory));
     }
-    let file = File::open(path).map_err(|e| HistoryError::new(&name, 0, Problem::Io(e.to_string())))?;
+    let file =
+        File::open(path).map_err(|e| HistoryError::new(&name, 0, Problem::Io(e.to_string())))?;
     check_reader(&name, BufReader::with_capacity(1 << 16, file), overrides)
 }
 
 /// Checks a history read from `input`; `name` stands for it in errors and reports.
-pub fn check_reader(name: &str, input: impl BufRead, overrides: &[Override]) -> Result<Report, HistoryError> {
+pub fn check_reader(
+    name: &str,
+    input: impl BufRead,
+    overrides: &[Override],
+) -> Result<Report, HistoryError> {
     check_index(Index::build(name, input, index::SPILL_AT)?, overrides)
 }
 
@@ -59,9 +69,13 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
     let mut bounds = Bounds::default();
     bounds.apply_config(&idx.header.config).map_err(at_header)?;
     for o in overrides {
-        bounds.set(&o.name, &o.value).map_err(|p| HistoryError::new(&idx.file, 0, p))?;
+        bounds
+            .set(&o.name, &o.value)
+            .map_err(|p| HistoryError::new(&idx.file, 0, p))?;
     }
-    let io_err = |file: &str, e: std::io::Error| HistoryError::new(file, 0, Problem::Io(format!("streaming reads back: {e}")));
+    let io_err = |file: &str, e: std::io::Error| {
+        HistoryError::new(file, 0, Problem::Io(format!("streaming reads back: {e}")))
+    };
     let mut reads = std::mem::replace(&mut idx.reads, index::ReadLog::new(0));
     let mut checkers: Vec<Box<dyn ReadChecker>> = vec![
         Box::new(staleness::Staleness::new(bounds.staleness_ns_max)),
@@ -71,7 +85,10 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         Box::new(load::Load::new(&bounds)),
         Box::new(availability::Availability::new(bounds.availability_min)),
         Box::new(slo::HitRatio::new(bounds.hit_ratio_min, bounds.warmup_ns)),
-        Box::new(slo::HitLatency::new(bounds.hit_latency_p99_ns_max, bounds.warmup_ns)),
+        Box::new(slo::HitLatency::new(
+            bounds.hit_latency_p99_ns_max,
+            bounds.warmup_ns,
+        )),
     ];
     reads
         .for_each(|r| {
@@ -82,12 +99,104 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         .map_err(|e| io_err(&idx.file, e))?;
     let mut verdicts = Vec::with_capacity(checkers.len() + 2);
     for c in checkers {
-        verdicts.push(c.finish(&idx, &mut reads).map_err(|e| io_err(&idx.file, e))?);
+        verdicts.push(
+            c.finish(&idx, &mut reads)
+                .map_err(|e| io_err(&idx.file, e))?,
+        );
     }
     verdicts.insert(2, convergence::check(&idx));
     verdicts.insert(5, lost_writes::check(&idx));
     for v in &mut verdicts {
         v.witness.normalize();
     }
-    Ok(Report { file: idx.file.clone(), ops: idx.ops, reads: reads.len(), header: idx.header.clone(), bounds, verdicts })
+    Ok(Report {
+        file: idx.file.clone(),
+        ops: idx.ops,
+        reads: reads.len(),
+        header: idx.header.clone(),
+        bounds,
+        verdicts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = r#"{"type":"header","format":1,"world":"test","scenario":"s","strategy":"naive","seed":1,"commit":"c","config":{}}"#;
+    const READ: &str = r#"{"type":"op","id":1,"client":1,"key":"k","f":"read","invoke_ns":5,"complete_ns":9,"outcome":"ok","version":0,"source":"l1"}"#;
+
+    fn error(text: &str) -> String {
+        check_str(text, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_histories_name_the_line_and_the_problem() {
+        assert_eq!(error(""), "<history>: the file is empty: a history starts with a header line (see DESIGN.md, history format)");
+        assert_eq!(error("\n\n"), error(""));
+        assert!(error(READ).starts_with("<history>:1: no header line"));
+        assert!(error(&format!("{HEADER}\n{READ}\n{READ}\n"))
+            .starts_with("<history>:3: duplicate op id 1"));
+        assert!(error(&format!("{HEADER}\n{HEADER}\n"))
+            .starts_with("<history>:2: second header line (the first is line 1)"));
+        assert!(
+            error(&format!("{HEADER}\n{}", &READ[..40])).starts_with("<history>:2: truncated line")
+        );
+        assert!(
+            error(&format!("{HEADER}\n{}\n", &READ[..40])).starts_with("<history>:2: invalid JSON")
+        );
+        assert!(error(&format!(
+            "{HEADER}\n{}\n",
+            READ.replace(r#""version":0"#, r#""version":-1"#)
+        ))
+        .starts_with("<history>:2: version -1 is negative"));
+        assert!(error(&format!(
+            "{HEADER}\n{}\n",
+            READ.replace(r#""type":"op""#, r#""type":"opp""#)
+        ))
+        .contains("unknown line type \"opp\""));
+        assert!(error(&format!(
+            "{HEADER}\n{}\n",
+            READ.replace(r#""complete_ns":9"#, r#""complete_ns":4"#)
+        ))
+        .contains(":2: complete_ns 4 is before invoke_ns 5"));
+        let stop =
+            r#"{"type":"fault","at_ns":5,"action":"stop","fault":{"kind":"kill","target":"x"}}"#;
+        assert!(error(&format!("{HEADER}\n{stop}\n"))
+            .starts_with("<history>:2: fault {\"kind\":\"kill\",\"target\":\"x\"} stops at 5 ns"));
+        let bad_cfg = HEADER.replace(r#""config":{}"#, r#""config":{"hit_ratio_min":"high"}"#);
+        assert!(error(&format!("{READ}\n{bad_cfg}\n"))
+            .starts_with("<history>:2: bound hit_ratio_min must be a number between 0 and 1"));
+        assert!(error("\u{0}\u{1}garbage").contains("invalid JSON"));
+    }
+
+    #[test]
+    fn crlf_blank_lines_and_a_header_anywhere_are_accepted() {
+        let text = format!("\r\n{READ}\r\n\r\n{HEADER}\r\n");
+        let r = check_str(&text, &[]).unwrap();
+        assert_eq!((r.ops, r.reads), (1, 1));
+    }
+
+    #[test]
+    fn flags_override_the_header() {
+        let h = HEADER.replace(r#""config":{}"#, r#""config":{"staleness_ns_max":5}"#);
+        let r = check_str(
+            &format!("{h}\n{READ}\n"),
+            &[Override {
+                name: "staleness_ns_max".into(),
+                value: 7.into(),
+            }],
+        )
+        .unwrap();
+        assert_eq!(r.bounds.staleness_ns_max, Some(7));
+        let e = check_str(
+            &format!("{h}\n{READ}\n"),
+            &[Override {
+                name: "nope".into(),
+                value: 7.into(),
+            }],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not a bound"));
+    }
 }

@@ -15,7 +15,11 @@ pub struct Quantiles {
 
 impl Default for Quantiles {
     fn default() -> Self {
-        Quantiles { counts: vec![0; BUCKETS].into_boxed_slice(), total: 0, max: 0 }
+        Quantiles {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+            total: 0,
+            max: 0,
+        }
     }
 }
 
@@ -85,7 +89,10 @@ mod tests {
             assert!(b < BUCKETS);
             let u = upper(b);
             assert!(u >= v, "upper({b})={u} < {v}");
-            assert!((u - v) as f64 <= v as f64 / SUB as f64 + 1.0, "error too large at {v}");
+            assert!(
+                (u - v) as f64 <= v as f64 / SUB as f64 + 1.0,
+                "error too large at {v}"
+            );
         }
     }
 

@@ -68,10 +68,22 @@ impl Report {
             "{}  [{} {} / {} seed {}{}]  {} ops",
             self.file,
             if h.world.is_empty() { "?" } else { &h.world },
-            if h.scenario.is_empty() { "?" } else { &h.scenario },
-            if h.strategy.is_empty() { "?" } else { &h.strategy },
+            if h.scenario.is_empty() {
+                "?"
+            } else {
+                &h.scenario
+            },
+            if h.strategy.is_empty() {
+                "?"
+            } else {
+                &h.strategy
+            },
             h.seed,
-            if h.commit.is_empty() { String::new() } else { format!(" @{}", &h.commit[..h.commit.len().min(10)]) },
+            if h.commit.is_empty() {
+                String::new()
+            } else {
+                format!(" @{}", &h.commit[..h.commit.len().min(10)])
+            },
             self.ops
         );
         for v in &self.verdicts {
@@ -82,7 +94,11 @@ impl Report {
                 (Status::Unknown(_), _) => "unknown",
             };
             let _ = writeln!(out, "  {:<17} {:<7} {}", v.name, status, v.summary);
-            let figs: Vec<String> = v.figures.iter().map(|(n, f)| format!("{n}={}", figure_text(f))).collect();
+            let figs: Vec<String> = v
+                .figures
+                .iter()
+                .map(|(n, f)| format!("{n}={}", figure_text(f)))
+                .collect();
             let _ = writeln!(out, "  {:<17} {:<7} {}", "", "", figs.join("  "));
             if v.fails() && !v.witness.is_empty() {
                 let n = v.witness.lines.len();
@@ -92,7 +108,11 @@ impl Report {
                     let _ = writeln!(out, "      {l:>8}: {text}");
                 }
                 if n > WITNESS_SHOWN_MAX {
-                    let _ = writeln!(out, "      … and {} more (--json lists every op id)", n - WITNESS_SHOWN_MAX);
+                    let _ = writeln!(
+                        out,
+                        "      … and {} more (--json lists every op id)",
+                        n - WITNESS_SHOWN_MAX
+                    );
                 }
             }
         }
@@ -107,7 +127,9 @@ fn figure_json(f: &Figure) -> Value {
         Figure::Count(n) | Figure::Ns(n) => json!(n),
         Figure::Ratio(r) => json!(r),
         Figure::Nines(n) => json!(n),
-        Figure::PerClient(m) => Value::Object(m.iter().map(|(c, n)| (c.to_string(), json!(n))).collect()),
+        Figure::PerClient(m) => {
+            Value::Object(m.iter().map(|(c, n)| (c.to_string(), json!(n))).collect())
+        }
         Figure::None => Value::Null,
     }
 }
@@ -120,7 +142,11 @@ fn figure_text(f: &Figure) -> String {
         Figure::Nines(Some(n)) => format!("{n:.2}"),
         Figure::Nines(None) => "∞".to_string(),
         Figure::PerClient(m) if m.is_empty() => "-".to_string(),
-        Figure::PerClient(m) => m.iter().map(|(c, n)| format!("c{c}:{n}")).collect::<Vec<_>>().join(","),
+        Figure::PerClient(m) => m
+            .iter()
+            .map(|(c, n)| format!("c{c}:{n}"))
+            .collect::<Vec<_>>()
+            .join(","),
         Figure::None => "-".to_string(),
     }
 }
@@ -159,7 +185,12 @@ pub fn read_lines(path: &Path, wanted: &BTreeSet<u64>) -> io::Result<BTreeMap<u6
         }
         let line = line?;
         if wanted.contains(&n) {
-            out.insert(n, String::from_utf8_lossy(&line).trim_end_matches('\r').to_string());
+            out.insert(
+                n,
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_string(),
+            );
         }
     }
     Ok(out)

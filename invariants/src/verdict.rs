@@ -72,7 +72,14 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn new(name: &'static str) -> Self {
-        Verdict { name, status: Status::Holds, gating: true, figures: Vec::new(), witness: Witness::default(), summary: String::new() }
+        Verdict {
+            name,
+            status: Status::Holds,
+            gating: true,
+            figures: Vec::new(),
+            witness: Witness::default(),
+            summary: String::new(),
+        }
     }
 
     pub fn figure(&mut self, name: &'static str, f: Figure) -> &mut Self {
@@ -81,7 +88,10 @@ impl Verdict {
     }
 
     pub fn get(&self, name: &str) -> Option<&Figure> {
-        self.figures.iter().find(|(n, _)| *n == name).map(|(_, f)| f)
+        self.figures
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| f)
     }
 
     pub fn fails(&self) -> bool {

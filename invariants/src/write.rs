@@ -21,6 +21,10 @@ impl<W: Write> Writer<W> {
         Writer { out }
     }
 
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -65,18 +69,46 @@ impl<W: Write> Writer<W> {
     /// `fault` is the fault's description, e.g. `{"kind":"kill","target":"redis-master"}`.
     pub fn fault(&mut self, at_ns: u64, start: bool, fault: &Value) -> io::Result<()> {
         let action = if start { "start" } else { "stop" };
-        writeln!(self.out, r#"{{"type":"fault","at_ns":{at_ns},"action":"{action}","fault":{fault}}}"#)
+        writeln!(
+            self.out,
+            r#"{{"type":"fault","at_ns":{at_ns},"action":"{action}","fault":{fault}}}"#
+        )
     }
 
     pub fn probe(&mut self, p: &Probe<'_>) -> io::Result<()> {
         let v = p.version.map_or("null".to_string(), |v| v.to_string());
-        writeln!(self.out, r#"{{"type":"probe","key":{},"at_ns":{},"tier":"{}","version":{v}}}"#, s(&p.key), p.at_ns, p.tier.as_str())
+        writeln!(
+            self.out,
+            r#"{{"type":"probe","key":{},"at_ns":{},"tier":"{}","version":{v}}}"#,
+            s(&p.key),
+            p.at_ns,
+            p.tier.as_str()
+        )
     }
 }
 
 /// A read or write op with the fields most writers set; adjust the rest by hand.
-pub fn op(id: u64, client: u64, key: &str, f: OpKind, invoke_ns: u64, complete_ns: u64, outcome: Outcome) -> Op<'_> {
-    Op { id, client, key: key.into(), f, invoke_ns, complete_ns, outcome, version: None, source: None, payload: None }
+pub fn op(
+    id: u64,
+    client: u64,
+    key: &str,
+    f: OpKind,
+    invoke_ns: u64,
+    complete_ns: u64,
+    outcome: Outcome,
+) -> Op<'_> {
+    Op {
+        id,
+        client,
+        key: key.into(),
+        f,
+        invoke_ns,
+        complete_ns,
+        outcome,
+        version: None,
+        source: None,
+        payload: None,
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +126,10 @@ mod tests {
             strategy: "versioned".into(),
             seed: 42,
             commit: "abc".into(),
-            config: serde_json::json!({"staleness_ns_max": 5}).as_object().unwrap().clone(),
+            config: serde_json::json!({"staleness_ns_max": 5})
+                .as_object()
+                .unwrap()
+                .clone(),
         };
         w.header(&h).unwrap();
         let mut o = op(7, 3, "a b\r\n\"c\"", OpKind::Read, 10, 20, Outcome::Ok);
@@ -104,14 +139,27 @@ mod tests {
         w.op(&o).unwrap();
         let f = serde_json::json!({"kind":"kill","target":"redis-master"});
         w.fault(15, true, &f).unwrap();
-        let p = Probe { key: "k".into(), at_ns: 99, tier: Source::L1, version: None };
+        let p = Probe {
+            key: "k".into(),
+            at_ns: 99,
+            tier: Source::L1,
+            version: None,
+        };
         w.probe(&p).unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(parse_line(lines[0].as_bytes(), false).unwrap(), Line::Header(h));
+        assert_eq!(
+            parse_line(lines[0].as_bytes(), false).unwrap(),
+            Line::Header(h)
+        );
         assert_eq!(parse_line(lines[1].as_bytes(), false).unwrap(), Line::Op(o));
-        let Line::Fault(pf) = parse_line(lines[2].as_bytes(), false).unwrap() else { panic!("not a fault") };
+        let Line::Fault(pf) = parse_line(lines[2].as_bytes(), false).unwrap() else {
+            panic!("not a fault")
+        };
         assert_eq!((pf.at_ns, pf.start, pf.fault), (15, true, f.to_string()));
-        assert_eq!(parse_line(lines[3].as_bytes(), false).unwrap(), Line::Probe(p));
+        assert_eq!(
+            parse_line(lines[3].as_bytes(), false).unwrap(),
+            Line::Probe(p)
+        );
     }
 }

@@ -27,7 +27,11 @@ pub fn check(idx: &Index) -> Verdict {
         v.unknown("no cache probe lines: the run recorded no end-of-run reads of the tiers");
         return v;
     }
-    if let Some((p, f)) = idx.probes.iter().find_map(|p| idx.fault_at(p.at_ns).map(|f| (p, f))) {
+    if let Some((p, f)) = idx
+        .probes
+        .iter()
+        .find_map(|p| idx.fault_at(p.at_ns).map(|f| (p, f)))
+    {
         v.unknown(format!(
             "probe on line {} was taken while the fault started on line {} was active: probe after the final heal",
             p.line, f.start_line
@@ -41,7 +45,9 @@ pub fn check(idx: &Index) -> Verdict {
         let k = &idx.keys[p.key as usize];
         let target = match db[p.key as usize] {
             Some(d) => d.version.unwrap_or(0),
-            None if !k.any_unknown => k.max_ok.map_or(0, |w| k.writes[w as usize].version.unwrap_or(0)),
+            None if !k.any_unknown => k
+                .max_ok
+                .map_or(0, |w| k.writes[w as usize].version.unwrap_or(0)),
             None => {
                 undecided += 1;
                 continue;
@@ -51,9 +57,15 @@ pub fn check(idx: &Index) -> Verdict {
             diverged.push((p, target));
         }
     }
-    v.figure("diverged_probes", Figure::Count(diverged.len() as u64)).figure("undecided_probes", Figure::Count(undecided));
+    v.figure("diverged_probes", Figure::Count(diverged.len() as u64))
+        .figure("undecided_probes", Figure::Count(undecided));
     let first = diverged.iter().min_by(|a, b| {
-        (a.0.at_ns, idx.key_name(a.0.key), a.0.tier, a.0.line).cmp(&(b.0.at_ns, idx.key_name(b.0.key), b.0.tier, b.0.line))
+        (a.0.at_ns, idx.key_name(a.0.key), a.0.tier, a.0.line).cmp(&(
+            b.0.at_ns,
+            idx.key_name(b.0.key),
+            b.0.tier,
+            b.0.line,
+        ))
     });
     match first {
         Some(&(p, target)) => {
@@ -85,4 +97,82 @@ pub fn check(idx: &Index) -> Verdict {
         None => v.judge(false, format!("all {} cache probes hold nothing or the database's version", cache_probes.len())),
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::history::{Outcome, Source};
+    use crate::testkit::{H, MS};
+    use crate::verdict::Status;
+
+    #[test]
+    fn holds_when_tiers_hold_nothing_or_the_latest() {
+        let mut h = H::new(json!({}));
+        h.write(1, "k", (0, MS), 2);
+        h.probe("k", 900 * MS, Source::L1, None);
+        h.probe("k", 900 * MS, Source::L2, Some(2));
+        h.probe("k", 900 * MS, Source::Db, Some(2));
+        assert_eq!(
+            h.check().verdict("convergence").unwrap().status,
+            Status::Holds
+        );
+    }
+
+    #[test]
+    fn fails_with_the_diverged_probe_and_the_database_probe() {
+        let mut h = H::new(json!({}));
+        h.write(1, "k", (0, MS), 2);
+        let db = h.probe("k", 900 * MS, Source::Db, Some(2));
+        let l2 = h.probe("k", 901 * MS, Source::L2, Some(1));
+        let v = h.check().verdict("convergence").unwrap().clone();
+        assert_eq!((v.status, v.witness.lines), (Status::Fails, vec![db, l2]));
+    }
+
+    #[test]
+    fn without_a_db_probe_the_acknowledged_writes_decide_unless_one_is_unknown() {
+        let mut h = H::new(json!({}));
+        let w = h.write(1, "k", (0, MS), 2);
+        h.probe("k", 900 * MS, Source::L1, Some(2));
+        assert_eq!(
+            h.check().verdict("convergence").unwrap().status,
+            Status::Holds
+        );
+        let p = h.probe("k", 900 * MS, Source::L1, Some(1));
+        let v = h.check().verdict("convergence").unwrap().clone();
+        assert_eq!(
+            (v.status, v.witness.lines),
+            (Status::Fails, vec![h.line_of(w), p])
+        );
+        let mut h = H::new(json!({}));
+        h.write(1, "k", (0, MS), 2);
+        h.write_outcome(1, "k", (0, MS), None, Outcome::Unknown);
+        h.probe("k", 900 * MS, Source::L1, Some(2));
+        assert!(matches!(
+            h.check().verdict("convergence").unwrap().status,
+            Status::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn a_probe_during_a_fault_or_no_probe_at_all_is_unknown() {
+        let mut h = H::new(json!({}));
+        h.write(1, "k", (0, MS), 1);
+        assert!(matches!(
+            h.check().verdict("convergence").unwrap().status,
+            Status::Unknown(_)
+        ));
+        h.fault(800 * MS, true, "memcached-1");
+        h.probe("k", 900 * MS, Source::L2, Some(1));
+        assert!(matches!(
+            h.check().verdict("convergence").unwrap().status,
+            Status::Unknown(_)
+        ));
+        h.fault(900 * MS, false, "memcached-1"); // boundary: healed at the probe's instant
+        assert_eq!(
+            h.check().verdict("convergence").unwrap().status,
+            Status::Holds
+        );
+    }
 }

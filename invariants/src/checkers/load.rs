@@ -53,35 +53,66 @@ impl ReadChecker for Load {
             return;
         }
         self.db_reads += 1;
-        *self.per_window.entry(r.invoke_ns / self.qps_window_ns).or_default() += 1;
-        *self.per_key_window.entry((r.key, r.invoke_ns / self.fill_window_ns)).or_default() += 1;
+        *self
+            .per_window
+            .entry(r.invoke_ns / self.qps_window_ns)
+            .or_default() += 1;
+        *self
+            .per_key_window
+            .entry((r.key, r.invoke_ns / self.fill_window_ns))
+            .or_default() += 1;
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
         let mut v = Verdict::new("load");
         // Highest count, earliest window on ties: independent of hash-map order.
-        let peak = self.per_window.iter().map(|(&w, &c)| (c, std::cmp::Reverse(w))).max();
+        let peak = self
+            .per_window
+            .iter()
+            .map(|(&w, &c)| (c, std::cmp::Reverse(w)))
+            .max();
         let (peak_count, peak_window) = peak.map_or((0, 0), |(c, w)| (c, w.0));
         let peak_qps = (peak_count as u128 * 1_000_000_000 / self.qps_window_ns as u128) as u64;
         let hot = self
             .per_key_window
             .iter()
-            .map(|(&(k, w), &c)| (c, std::cmp::Reverse(w), std::cmp::Reverse(idx.key_name(k)), k))
+            .map(|(&(k, w), &c)| {
+                (
+                    c,
+                    std::cmp::Reverse(w),
+                    std::cmp::Reverse(idx.key_name(k)),
+                    k,
+                )
+            })
             .max();
-        let (hot_count, hot_window, hot_key) = hot.map_or((0, 0, None), |(c, w, _, k)| (c, w.0, Some(k)));
+        let (hot_count, hot_window, hot_key) =
+            hot.map_or((0, 0, None), |(c, w, _, k)| (c, w.0, Some(k)));
         v.figure("db_reads", Figure::Count(self.db_reads))
             .figure("peak_db_qps", Figure::Count(peak_qps))
-            .figure("peak_window_start_ns", Figure::Ns(peak_window * self.qps_window_ns))
+            .figure(
+                "peak_window_start_ns",
+                Figure::Ns(peak_window * self.qps_window_ns),
+            )
             .figure("db_reads_per_key_window_max", Figure::Count(hot_count));
 
-        let qps_over = self.qps_max.filter(|&m| peak_count > self.allowed_per_window(m));
+        let qps_over = self
+            .qps_max
+            .filter(|&m| peak_count > self.allowed_per_window(m));
         let key_over = self.per_key_max.filter(|&m| hot_count > m);
         if let Some(m) = qps_over {
             let allowed = self.allowed_per_window(m);
             let (w, width) = (peak_window, self.qps_window_ns);
-            let rs = smallest(reads, (allowed + 1) as usize, |r| (is_db(r) && r.invoke_ns / width == w).then_some((r.invoke_ns, r.id)))?;
+            let rs = smallest(reads, (allowed + 1) as usize, |r| {
+                (is_db(r) && r.invoke_ns / width == w).then_some((r.invoke_ns, r.id))
+            })?;
             witness_reads(idx, &mut v.witness, &rs);
-            v.judge(true, format!("peak database load {peak_qps} reads/s exceeds {m} (window at {} ns)", w * width));
+            v.judge(
+                true,
+                format!(
+                    "peak database load {peak_qps} reads/s exceeds {m} (window at {} ns)",
+                    w * width
+                ),
+            );
         } else if let Some(m) = key_over {
             let k = hot_key.expect("a count above a bound has a key");
             let (w, width) = (hot_window, self.fill_window_ns);
@@ -89,12 +120,60 @@ impl ReadChecker for Load {
                 (is_db(r) && r.key == k && r.invoke_ns / width == w).then_some((r.invoke_ns, r.id))
             })?;
             witness_reads(idx, &mut v.witness, &rs);
-            v.judge(true, format!("{hot_count} database reads of {:?} in one fill window, bound {m}", idx.key_name(k)));
+            v.judge(
+                true,
+                format!(
+                    "{hot_count} database reads of {:?} in one fill window, bound {m}",
+                    idx.key_name(k)
+                ),
+            );
         } else if self.qps_max.is_none() && self.per_key_max.is_none() {
-            v.unknown("no load bound: set config.db_qps_max or config.db_reads_per_key_per_window_max");
+            v.unknown(
+                "no load bound: set config.db_qps_max or config.db_reads_per_key_per_window_max",
+            );
         } else {
             v.judge(false, format!("peak database load {peak_qps} reads/s, at most {hot_count} reads of one key per fill window"));
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::history::Source;
+    use crate::testkit::{H, MS};
+    use crate::verdict::{Figure, Status};
+
+    const S: u64 = 1000 * MS;
+
+    #[test]
+    fn peak_qps_holds_at_the_bound_and_fails_past_it_with_bound_plus_one_reads() {
+        let mut h = H::new(json!({"db_qps_max": 2}));
+        h.read(1, "a", (S - 1, S), 0, Source::Db); // window 0
+        h.read(1, "b", (S, S + 1), 0, Source::Db); // boundary: window 1
+        h.read(1, "c", (S + 5, S + 6), 0, Source::Db);
+        h.read(1, "c", (S + 5, S + 6), 0, Source::L1); // a hit is not load
+        assert_eq!(h.check().verdict("load").unwrap().status, Status::Holds);
+        let extra = h.read(2, "d", (S + 9, S + 10), 0, Source::Replica);
+        let v = h.check().verdict("load").unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert_eq!(v.witness.ops, vec![2, 3, extra]);
+        assert_eq!(v.get("peak_db_qps"), Some(&Figure::Count(3)));
+        assert_eq!(v.get("peak_window_start_ns"), Some(&Figure::Ns(S)));
+    }
+
+    #[test]
+    fn reads_per_key_per_fill_window() {
+        let mut h =
+            H::new(json!({"db_reads_per_key_per_window_max": 1, "fill_window_ns": 100 * MS}));
+        h.read(1, "a", (0, MS), 0, Source::Db);
+        h.read(2, "a", (100 * MS, 101 * MS), 0, Source::Db);
+        h.read(2, "b", (100 * MS, 101 * MS), 0, Source::Db);
+        assert_eq!(h.check().verdict("load").unwrap().status, Status::Holds);
+        let r = h.read(3, "a", (150 * MS, 151 * MS), 0, Source::Db);
+        let v = h.check().verdict("load").unwrap().clone();
+        assert_eq!((v.status, v.witness.ops), (Status::Fails, vec![2, r]));
     }
 }

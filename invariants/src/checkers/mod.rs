@@ -51,7 +51,9 @@ pub fn smallest<K: Ord + Copy>(
         }
     })?;
     let mut v = heap.into_sorted_vec();
-    Ok(v.drain(..).filter_map(|(_, id, _)| keep.remove(&id)).collect())
+    Ok(v.drain(..)
+        .filter_map(|(_, id, _)| keep.remove(&id))
+        .collect())
 }
 
 /// Adds the reads to a witness, with the lines of every fault active when each was invoked.
@@ -101,7 +103,10 @@ mod tests {
                 let ratio = |k: u64| (n - k) as f64 / n as f64;
                 if ratio(n) < min {
                     assert!(ratio(k) < min, "n={n} min={min} k={k}");
-                    assert!(k == 0 || ratio(k - 1) >= min, "n={n} min={min} k={k} not minimal");
+                    assert!(
+                        k == 0 || ratio(k - 1) >= min,
+                        "n={n} min={min} k={k} not minimal"
+                    );
                 }
             }
         }

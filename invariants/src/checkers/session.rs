@@ -16,7 +16,10 @@ use crate::verdict::{Figure, Verdict};
 type First = Option<(ReadRec, u64, u64, u64)>;
 
 fn keep_first(first: &mut First, r: &ReadRec, other_id: u64, other_line: u64, other_version: u64) {
-    if first.as_ref().is_none_or(|(f, ..)| (r.invoke_ns, r.id) < (f.invoke_ns, f.id)) {
+    if first
+        .as_ref()
+        .is_none_or(|(f, ..)| (r.invoke_ns, r.id) < (f.invoke_ns, f.id))
+    {
         *first = Some((*r, other_id, other_line, other_version));
     }
 }
@@ -33,7 +36,9 @@ impl ReadChecker for ReadYourWrites {
         if !r.ok() {
             return;
         }
-        let Some((own, w)) = idx.keys[r.key as usize].own_before(r.client, r.invoke_ns) else { return };
+        let Some((own, w)) = idx.keys[r.key as usize].own_before(r.client, r.invoke_ns) else {
+            return;
+        };
         self.checked += 1;
         if r.version < own {
             *self.per_client.entry(r.client).or_default() += 1;
@@ -43,7 +48,15 @@ impl ReadChecker for ReadYourWrites {
     }
 
     fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
-        Ok(session_verdict("read-your-writes", true, self.checked, self.per_client, self.first, idx, "its own write"))
+        Ok(session_verdict(
+            "read-your-writes",
+            true,
+            self.checked,
+            self.per_client,
+            self.first,
+            idx,
+            "its own write",
+        ))
     }
 }
 
@@ -59,8 +72,12 @@ impl ReadChecker for MonotonicReads {
         if !r.ok() {
             return;
         }
-        let Some(stairs) = idx.monotonic.get(&(r.client, r.key)) else { return };
-        let Some((seen, id, line)) = stairs.before(r.invoke_ns) else { return };
+        let Some(stairs) = idx.monotonic.get(&(r.client, r.key)) else {
+            return;
+        };
+        let Some((seen, id, line)) = stairs.before(r.invoke_ns) else {
+            return;
+        };
         self.checked += 1;
         if r.version < seen {
             *self.per_client.entry(r.client).or_default() += 1;
@@ -69,7 +86,15 @@ impl ReadChecker for MonotonicReads {
     }
 
     fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
-        Ok(session_verdict("monotonic-reads", false, self.checked, self.per_client, self.first, idx, "its earlier read"))
+        Ok(session_verdict(
+            "monotonic-reads",
+            false,
+            self.checked,
+            self.per_client,
+            self.first,
+            idx,
+            "its earlier read",
+        ))
     }
 }
 
@@ -89,7 +114,10 @@ fn session_verdict(
         .figure("reads_checked", Figure::Count(checked))
         .figure("violations_per_client", Figure::PerClient(per_client));
     match first {
-        None => v.judge(false, format!("{checked} reads after an earlier op of the same client, none went back")),
+        None => v.judge(
+            false,
+            format!("{checked} reads after an earlier op of the same client, none went back"),
+        ),
         Some((r, oid, oline, ov)) => {
             v.witness.op(oid, oline);
             v.witness.op(r.id, r.line);
@@ -108,4 +136,59 @@ fn session_verdict(
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::history::Source;
+    use crate::testkit::{H, MS};
+    use crate::verdict::{Figure, Status};
+
+    #[test]
+    fn read_your_writes_holds_fails_and_its_boundary() {
+        let mut h = H::new(json!({}));
+        let w = h.write(1, "k", (0, 10 * MS), 1);
+        h.read(1, "k", (10 * MS, 11 * MS), 0, Source::L1); // invoked at the ack: concurrent
+        h.read(2, "k", (20 * MS, 21 * MS), 0, Source::L1); // another client: not RYW
+        h.read(1, "k", (20 * MS, 21 * MS), 1, Source::L1);
+        let v = h.check().verdict("read-your-writes").unwrap().clone();
+        assert_eq!(v.status, Status::Holds);
+        assert_eq!(v.get("reads_checked"), Some(&Figure::Count(1)));
+        let r = h.read(1, "k", (30 * MS, 31 * MS), 0, Source::L1);
+        let report = h.check();
+        let v = report.verdict("read-your-writes").unwrap();
+        assert_eq!(
+            (v.status.clone(), v.witness.ops.clone()),
+            (Status::Fails, vec![w, r])
+        );
+        assert!(report.fails(), "read-your-writes gates the history");
+    }
+
+    #[test]
+    fn monotonic_reads_are_reported_per_client_but_do_not_gate() {
+        let mut h = H::new(json!({}));
+        h.write(9, "k", (0, MS), 1);
+        h.write(9, "k", (0, MS), 2);
+        let r1 = h.read(3, "k", (5 * MS, 10 * MS), 2, Source::L1);
+        h.read(3, "k", (10 * MS, 12 * MS), 1, Source::L2); // invoked at r1's completion: concurrent
+        let mut clean = h.check();
+        assert_eq!(
+            clean.verdict("monotonic-reads").unwrap().status,
+            Status::Holds
+        );
+        let r2 = h.read(3, "k", (11 * MS, 12 * MS), 1, Source::L2);
+        clean = h.check();
+        let v = clean.verdict("monotonic-reads").unwrap();
+        assert_eq!(
+            (v.status.clone(), v.witness.ops.clone()),
+            (Status::Fails, vec![r1, r2])
+        );
+        let Some(Figure::PerClient(m)) = v.get("violations_per_client") else {
+            panic!("per-client figure")
+        };
+        assert_eq!(m.get(&3), Some(&1));
+        assert!(!v.gating);
+    }
 }

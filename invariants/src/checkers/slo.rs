@@ -26,7 +26,12 @@ pub struct HitRatio {
 
 impl HitRatio {
     pub fn new(min: Option<f64>, warmup_ns: u64) -> Self {
-        HitRatio { min, warmup_ns, reads: 0, hits: 0 }
+        HitRatio {
+            min,
+            warmup_ns,
+            reads: 0,
+            hits: 0,
+        }
     }
 }
 
@@ -43,7 +48,14 @@ impl ReadChecker for HitRatio {
         let ratio = self.hits as f64 / self.reads.max(1) as f64;
         v.figure("steady_reads", Figure::Count(self.reads))
             .figure("hits", Figure::Count(self.hits))
-            .figure("hit_ratio", if self.reads == 0 { Figure::None } else { Figure::Ratio(ratio) });
+            .figure(
+                "hit_ratio",
+                if self.reads == 0 {
+                    Figure::None
+                } else {
+                    Figure::Ratio(ratio)
+                },
+            );
         let Some(min) = self.min else {
             v.unknown("no hit-ratio bound: set config.hit_ratio_min");
             return Ok(v);
@@ -51,13 +63,27 @@ impl ReadChecker for HitRatio {
         if self.reads == 0 {
             v.unknown("no steady-phase reads (every read was before warmup_ns or during a fault)");
         } else if ratio >= min {
-            v.judge(false, format!("hit ratio {ratio:.4} over {} steady reads (bound {min})", self.reads));
+            v.judge(
+                false,
+                format!(
+                    "hit ratio {ratio:.4} over {} steady reads (bound {min})",
+                    self.reads
+                ),
+            );
         } else {
             let k = failures_to_prove(self.reads, min);
             let w = self.warmup_ns;
-            let rs = smallest(reads, k as usize, |r| (steady(idx, w, r) && !is_hit(r)).then_some((r.invoke_ns, r.id)))?;
+            let rs = smallest(reads, k as usize, |r| {
+                (steady(idx, w, r) && !is_hit(r)).then_some((r.invoke_ns, r.id))
+            })?;
             witness_reads(idx, &mut v.witness, &rs);
-            v.judge(true, format!("hit ratio {ratio:.4} over {} steady reads is below {min}", self.reads));
+            v.judge(
+                true,
+                format!(
+                    "hit ratio {ratio:.4} over {} steady reads is below {min}",
+                    self.reads
+                ),
+            );
         }
         Ok(v)
     }
@@ -72,7 +98,12 @@ pub struct HitLatency {
 
 impl HitLatency {
     pub fn new(p99_max_ns: Option<u64>, warmup_ns: u64) -> Self {
-        HitLatency { p99_max_ns, warmup_ns, quantiles: Quantiles::default(), over: 0 }
+        HitLatency {
+            p99_max_ns,
+            warmup_ns,
+            quantiles: Quantiles::default(),
+            over: 0,
+        }
     }
 }
 
@@ -92,7 +123,10 @@ impl ReadChecker for HitLatency {
         v.figure("hits", Figure::Count(n))
             .figure("hit_latency_p50_ns", q(0.5))
             .figure("hit_latency_p99_ns", q(0.99))
-            .figure("hit_latency_max_ns", self.quantiles.max().map_or(Figure::None, Figure::Ns));
+            .figure(
+                "hit_latency_max_ns",
+                self.quantiles.max().map_or(Figure::None, Figure::Ns),
+            );
         let Some(max) = self.p99_max_ns else {
             v.unknown("no hit-latency bound: set config.hit_latency_p99_ns_max");
             return Ok(v);
@@ -103,15 +137,80 @@ impl ReadChecker for HitLatency {
         if n == 0 {
             v.unknown("no cache hits in the steady phase");
         } else if self.over <= slack {
-            v.judge(false, format!("hit p99 within {} over {n} hits", fmt_ns(max)));
+            v.judge(
+                false,
+                format!("hit p99 within {} over {n} hits", fmt_ns(max)),
+            );
         } else {
             let w = self.warmup_ns;
             let rs = smallest(reads, (slack + 1) as usize, |r| {
-                (steady(idx, w, r) && is_hit(r)).then_some((std::cmp::Reverse(r.complete_ns - r.invoke_ns), r.id))
+                (steady(idx, w, r) && is_hit(r))
+                    .then_some((std::cmp::Reverse(r.complete_ns - r.invoke_ns), r.id))
             })?;
             witness_reads(idx, &mut v.witness, &rs);
-            v.judge(true, format!("{} of {n} hits took longer than {}: p99 above the bound", self.over, fmt_ns(max)));
+            v.judge(
+                true,
+                format!(
+                    "{} of {n} hits took longer than {}: p99 above the bound",
+                    self.over,
+                    fmt_ns(max)
+                ),
+            );
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::history::Source;
+    use crate::testkit::{H, MS};
+    use crate::verdict::Status;
+
+    #[test]
+    fn hit_ratio_at_the_bound_holds_below_fails_with_minimal_misses() {
+        let mut h = H::new(json!({"warmup_ns": 10 * MS}));
+        h.read(1, "k", (0, 1), 0, Source::Db); // warm-up: not steady
+        for i in 0..17 {
+            h.read(1, "k", (10 * MS + i, 10 * MS + i + 1), 0, Source::L1);
+        }
+        let misses: Vec<u64> = (0..3)
+            .map(|i| h.read(1, "k", (20 * MS + i, 20 * MS + i + 1), 0, Source::Db))
+            .collect();
+        h.fault(50 * MS, true, "redis-master");
+        h.read(1, "k", (60 * MS, 61 * MS), 0, Source::Db); // during a fault: not steady
+        assert_eq!(
+            h.check().verdict("hit-ratio").unwrap().status,
+            Status::Holds
+        );
+        let m = h.read(1, "k", (30 * MS, 31 * MS), 0, Source::Replica);
+        let v = h.check().verdict("hit-ratio").unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert_eq!(
+            v.witness.ops,
+            [misses.clone(), vec![m]].concat(),
+            "16/21 < 0.85 needs 4 misses"
+        );
+    }
+
+    #[test]
+    fn hit_latency_p99_by_nearest_rank() {
+        let mut h = H::new(json!({"hit_latency_p99_ns_max": 10 * MS}));
+        for i in 0..98 {
+            h.read(1, "k", (i * MS, i * MS + MS), 0, Source::L1);
+        }
+        h.read(1, "k", (0, 10 * MS), 0, Source::L2); // exactly the bound: not over
+        let slow1 = h.read(1, "k", (0, 10 * MS + 1), 0, Source::L2);
+        assert_eq!(
+            h.check().verdict("hit-latency").unwrap().status,
+            Status::Holds,
+            "1 of 100 over: p99 is fine"
+        );
+        let slow2 = h.read(1, "k", (0, 30 * MS), 0, Source::L1);
+        let v = h.check().verdict("hit-latency").unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert_eq!(v.witness.ops, vec![slow1, slow2]);
     }
 }

@@ -24,7 +24,13 @@ pub struct Staleness {
 
 impl Staleness {
     pub fn new(bound_ns: Option<u64>) -> Self {
-        Staleness { bound_ns, ok_reads: 0, stale: 0, quantiles: Quantiles::default(), worst: None }
+        Staleness {
+            bound_ns,
+            ok_reads: 0,
+            stale: 0,
+            quantiles: Quantiles::default(),
+            worst: None,
+        }
     }
 }
 
@@ -40,11 +46,15 @@ impl ReadChecker for Staleness {
             return;
         }
         self.ok_reads += 1;
-        let Some((s, w)) = staleness_of(idx, r) else { return };
+        let Some((s, w)) = staleness_of(idx, r) else {
+            return;
+        };
         self.stale += 1;
         self.quantiles.record(s);
         // Largest staleness; among equals the smallest op id, so the witness is order-free.
-        if self.worst.as_ref().is_none_or(|(ws, wr, _)| (s, std::cmp::Reverse(r.id)) > (*ws, std::cmp::Reverse(wr.id))) {
+        if self.worst.as_ref().is_none_or(|(ws, wr, _)| {
+            (s, std::cmp::Reverse(r.id)) > (*ws, std::cmp::Reverse(wr.id))
+        }) {
             self.worst = Some((s, *r, w));
         }
     }
@@ -59,13 +69,27 @@ impl ReadChecker for Staleness {
             .figure("fresh_nines", nines(self.stale, self.ok_reads))
             .figure("staleness_p50_ns", q(0.5))
             .figure("staleness_p99_ns", q(0.99))
-            .figure("staleness_max_ns", self.quantiles.max().map_or(Figure::None, Figure::Ns));
+            .figure(
+                "staleness_max_ns",
+                self.quantiles.max().map_or(Figure::None, Figure::Ns),
+            );
         let Some(bound) = self.bound_ns else {
-            v.unknown("no staleness bound: set config.staleness_ns_max in the header or pass --bound-ms");
+            v.unknown(
+                "no staleness bound: set config.staleness_ns_max in the header or pass --bound-ms",
+            );
             return Ok(v);
         };
         if delta <= bound {
-            v.judge(false, format!("Δ {} within bound {} ({} stale of {} reads)", fmt_ns(delta), fmt_ns(bound), self.stale, self.ok_reads));
+            v.judge(
+                false,
+                format!(
+                    "Δ {} within bound {} ({} stale of {} reads)",
+                    fmt_ns(delta),
+                    fmt_ns(bound),
+                    self.stale,
+                    self.ok_reads
+                ),
+            );
             return Ok(v);
         }
         let (s, r, w) = self.worst.expect("delta > bound >= 0 needs a stale read");
@@ -92,5 +116,104 @@ impl ReadChecker for Staleness {
             }
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::history::{Outcome, Source};
+    use crate::testkit::{H, MS};
+    use crate::verdict::{Figure, Status};
+
+    fn history(read_at: u64) -> (H, u64, u64) {
+        let mut h = H::new(json!({"staleness_ns_max": 100 * MS}));
+        let w = h.write(1, "post:1", (0, 10 * MS), 1);
+        let r = h.read(2, "post:1", (read_at, read_at + MS), 0, Source::L1);
+        (h, w, r)
+    }
+
+    #[test]
+    fn holds_at_exactly_the_bound() {
+        let (h, _, _) = history(110 * MS);
+        let v = h.check().verdict("staleness").unwrap().clone();
+        assert_eq!(v.status, Status::Holds);
+        assert_eq!(v.get("delta_ns"), Some(&Figure::Ns(100 * MS)));
+        assert_eq!(v.get("stale_reads"), Some(&Figure::Count(1)));
+    }
+
+    #[test]
+    fn fails_one_nanosecond_past_the_bound_with_the_read_and_write_as_witness() {
+        let (h, w, r) = history(110 * MS + 1);
+        let v = h.check().verdict("staleness").unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert_eq!(v.witness.ops, vec![w, r]);
+        assert_eq!(v.witness.lines, vec![h.line_of(w), h.line_of(r)]);
+        assert_eq!(v.get("delta_ns"), Some(&Figure::Ns(100 * MS + 1)));
+    }
+
+    #[test]
+    fn a_read_invoked_exactly_at_the_write_completion_is_concurrent_not_stale() {
+        let (h, _, _) = history(10 * MS);
+        let v = h.check().verdict("staleness").unwrap().clone();
+        assert_eq!(v.get("stale_reads"), Some(&Figure::Count(0)));
+        assert_eq!(v.get("fresh_nines"), Some(&Figure::Nines(None)));
+    }
+
+    #[test]
+    fn staleness_counts_from_the_earliest_newer_write() {
+        let mut h = H::new(json!({"staleness_ns_max": 50 * MS}));
+        let w2 = h.write(1, "k", (15 * MS, 20 * MS), 2);
+        let w1 = h.write(1, "k", (0, 10 * MS), 1);
+        let r = h.read(2, "k", (200 * MS, 201 * MS), 0, Source::L2);
+        h.read(2, "k", (200 * MS, 201 * MS), 1, Source::L2);
+        let v = h.check().verdict("staleness").unwrap().clone();
+        assert_eq!(
+            v.get("delta_ns"),
+            Some(&Figure::Ns(190 * MS)),
+            "from v1's completion, not v2's"
+        );
+        assert_eq!(v.get("stale_reads"), Some(&Figure::Count(2)));
+        assert_eq!(v.witness.ops, vec![w1, r]);
+        let _ = w2;
+    }
+
+    #[test]
+    fn unknown_and_failed_writes_never_make_a_read_stale() {
+        let mut h = H::new(json!({"staleness_ns_max": MS}));
+        h.write_outcome(1, "k", (0, 10 * MS), Some(1), Outcome::Unknown);
+        h.write_outcome(1, "k", (0, 10 * MS), Some(2), Outcome::Fail);
+        h.read(2, "k", (500 * MS, 501 * MS), 0, Source::L1);
+        let v = h.check().verdict("staleness").unwrap().clone();
+        assert_eq!(
+            (v.status.clone(), v.get("stale_reads").cloned()),
+            (Status::Holds, Some(Figure::Count(0)))
+        );
+    }
+
+    #[test]
+    fn without_a_bound_the_verdict_is_unknown_not_holds() {
+        let (h, _, _) = history(500 * MS);
+        let r = h.check_with(&[("staleness_ns_max", json!(null))]);
+        assert!(matches!(
+            r.verdict("staleness").unwrap().status,
+            Status::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn the_witness_names_faults_active_in_the_stale_window() {
+        let mut h = H::new(json!({"staleness_ns_max": MS}));
+        let w = h.write(1, "k", (0, 10 * MS), 1);
+        let start = h.fault(20 * MS, true, "redis-master");
+        let stop = h.fault(30 * MS, false, "redis-master");
+        h.fault(900 * MS, true, "memcached-1");
+        let r = h.read(2, "k", (40 * MS, 41 * MS), 0, Source::L1);
+        let v = h.check().verdict("staleness").unwrap().clone();
+        assert_eq!(
+            v.witness.lines,
+            vec![h.line_of(w), start, stop, h.line_of(r)]
+        );
     }
 }
