@@ -1,1 +1,124 @@
-fn main() {}
+//! `cargo bench -p invariants`: the staleness checker, and all checkers, on generated histories.
+//! Prints ops per second and peak heap (counted by a wrapping global allocator), side by side in
+//! one run, and how peak heap moves when keys or ops double. Not a timed test: it never fails.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use invariants::checkers::{staleness::Staleness, ReadChecker};
+use invariants::gen::{generate, Spec};
+use invariants::index::{Index, Options, SPILL_AT};
+
+struct Counting;
+
+static NOW: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = NOW.fetch_add(l.size(), Relaxed) + l.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        NOW.fetch_sub(l.size(), Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            if new > l.size() {
+                let now = NOW.fetch_add(new - l.size(), Relaxed) + new - l.size();
+                PEAK.fetch_max(now, Relaxed);
+            } else {
+                NOW.fetch_sub(l.size() - new, Relaxed);
+            }
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn measure<T>(f: impl FnOnce() -> T) -> (T, f64, usize) {
+    let base = NOW.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    let t = Instant::now();
+    let out = f();
+    let secs = t.elapsed().as_secs_f64();
+    (out, secs, PEAK.load(Relaxed) - base)
+}
+
+fn staleness_only(path: &std::path::Path) -> u64 {
+    let file = File::open(path).expect("history");
+    let opts = Options {
+        spill_at: SPILL_AT,
+        monotonic: false,
+    };
+    let mut idx =
+        Index::build_with("bench", BufReader::with_capacity(1 << 16, file), opts).expect("valid");
+    let mut reads = std::mem::replace(&mut idx.reads, invariants::index::ReadLog::new(0));
+    let mut c = Box::new(Staleness::new(None));
+    reads.for_each(|r| c.observe(&idx, r)).expect("stream");
+    let v = c.finish(&idx, &mut reads).expect("finish");
+    match v.get("delta_ns") {
+        Some(invariants::Figure::Ns(d)) => *d,
+        _ => 0,
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    println!(
+        "invariants bench: one core, histories from the sequential model (1 op in 10 a write)"
+    );
+    println!(
+        "{:<44} {:>12} {:>9} {:>12}",
+        "run", "ops/s", "wall s", "peak heap"
+    );
+    let base = if quick { 100_000 } else { 1_000_000 };
+    let cases = [
+        ("1M ops, 10k keys", base, 10_000),
+        ("2M ops, 10k keys (ops x2)", 2 * base, 10_000),
+        ("1M ops, 100k keys (keys x10)", base, 100_000),
+    ];
+    for (name, ops, keys) in cases {
+        let path = dir.path().join(format!("{ops}-{keys}.jsonl"));
+        let spec = Spec {
+            ops,
+            keys,
+            ..Spec::default()
+        };
+        let truth = generate(&spec, BufWriter::new(File::create(&path).expect("create")))
+            .expect("generate");
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let (delta, secs, peak) = measure(|| staleness_only(&path));
+        assert_eq!(delta, truth.delta_ns, "the bench checks what it measures");
+        println!(
+            "{:<44} {:>12.0} {:>9.2} {:>9.1} MiB   ({:.0} MiB of JSON)",
+            format!("staleness: {name}"),
+            ops as f64 / secs,
+            secs,
+            mib(peak),
+            size as f64 / (1 << 20) as f64
+        );
+        let (report, secs, peak) = measure(|| invariants::check_path(&path, &[]).expect("valid"));
+        assert_eq!(report.ops, ops);
+        println!(
+            "{:<44} {:>12.0} {:>9.2} {:>9.1} MiB",
+            format!("all 10 checkers: {name}"),
+            ops as f64 / secs,
+            secs,
+            mib(peak)
+        );
+    }
+}

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 
 use crate::error::{HistoryError, Problem};
 use crate::history::{parse_line, Header, Line, OpKind, Outcome, Source};
@@ -359,26 +360,82 @@ impl KeyIndex {
 
 /// A per-(client, key) staircase of ok reads: the Pareto set of (completion, version) points, so
 /// "the highest version this client had seen before time t" is one binary search. Its contents do
-/// not depend on insertion order (ties broken by op id).
-#[derive(Debug, Default)]
-pub struct Staircase(Vec<(u64, u64, u64, u64)>); // (complete, id, version, line)
+/// not depend on insertion order (ties broken by op id). Most pairs see one point, kept inline:
+/// a history has many (client, key) pairs, so this is the index's largest part.
+#[derive(Debug)]
+pub enum Staircase {
+    One(Point),
+    Many(Vec<Point>),
+}
+
+/// A read on a staircase: completion, op id, version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    pub complete_ns: u64,
+    pub id: u64,
+    pub version: u64,
+}
 
 impl Staircase {
-    pub fn insert(&mut self, complete: u64, id: u64, version: u64, line: u64) {
-        let p = &mut self.0;
-        let pos = p.partition_point(|e| (e.0, e.1) < (complete, id));
-        if pos > 0 && p[pos - 1].2 >= version {
-            return;
-        }
-        let end = pos + p[pos..].iter().take_while(|e| e.2 <= version).count();
-        p.splice(pos..end, [(complete, id, version, line)]);
+    pub fn new(p: Point) -> Self {
+        Staircase::One(p)
     }
 
-    /// The highest-version read completed strictly before `t`: `(version, id, line)`.
-    pub fn before(&self, t: u64) -> Option<(u64, u64, u64)> {
-        let i = self.0.partition_point(|e| e.0 < t);
-        (i > 0).then(|| (self.0[i - 1].2, self.0[i - 1].1, self.0[i - 1].3))
+    pub fn insert(&mut self, p: Point) {
+        let v = match self {
+            Staircase::One(q) => {
+                let earlier = (q.complete_ns, q.id) < (p.complete_ns, p.id);
+                match (earlier, q.version >= p.version, p.version >= q.version) {
+                    (true, true, _) => return, // p is dominated
+                    (false, _, true) => {
+                        // p dominates q
+                        *q = p;
+                        return;
+                    }
+                    (true, false, _) => vec![*q, p],
+                    (false, _, false) => vec![p, *q],
+                }
+            }
+            Staircase::Many(v) => {
+                let pos = v.partition_point(|e| (e.complete_ns, e.id) < (p.complete_ns, p.id));
+                if pos > 0 && v[pos - 1].version >= p.version {
+                    return;
+                }
+                let end = pos
+                    + v[pos..]
+                        .iter()
+                        .take_while(|e| e.version <= p.version)
+                        .count();
+                v.splice(pos..end, [p]);
+                return;
+            }
+        };
+        *self = Staircase::Many(v);
     }
+
+    fn points(&self) -> &[Point] {
+        match self {
+            Staircase::One(p) => std::slice::from_ref(p),
+            Staircase::Many(v) => v,
+        }
+    }
+
+    /// The highest-version read completed strictly before `t`.
+    pub fn before(&self, t: u64) -> Option<Point> {
+        let pts = self.points();
+        let i = pts.partition_point(|e| e.complete_ns < t);
+        (i > 0).then(|| pts[i - 1])
+    }
+}
+
+/// What pass one builds.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Reads held in memory before the log spills to a temporary file.
+    pub spill_at: usize,
+    /// Build the per-(client, key) staircases the monotonic-reads checker needs: the index's
+    /// largest part (about 40 bytes per pair), skipped when only other checkers run.
+    pub monotonic: bool,
 }
 
 /// The result of pass one.
@@ -393,7 +450,9 @@ pub struct Index {
     /// The union of all fault spans, merged and sorted, for "was any fault active at t".
     fault_union: Vec<(u64, u64)>,
     pub probes: Vec<ProbeRec>,
-    pub monotonic: FxHashMap<(u64, u32), Staircase>,
+    /// Staircases by `client index << 32 | key`.
+    monotonic: FxHashMap<u64, Staircase>,
+    clients: FxHashMap<u64, u32>,
     pub reads: ReadLog,
     pub ops: u64,
     pub lines: u64,
@@ -406,6 +465,12 @@ impl Index {
 
     pub fn key_id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
+    }
+
+    /// The ok reads of `client` on `key`, as a staircase.
+    pub fn staircase(&self, client: u64, key: u32) -> Option<&Staircase> {
+        let c = *self.clients.get(&client)?;
+        self.monotonic.get(&(u64::from(c) << 32 | u64::from(key)))
     }
 
     pub fn write(&self, key: u32, idx: u32) -> &WriteRec {
@@ -431,11 +496,24 @@ impl Index {
     }
 
     /// Reads the history from `input`, validating every line. `file` names it in errors.
-    pub fn build(
+    pub fn build(file: &str, input: impl BufRead, spill_at: usize) -> Result<Index, HistoryError> {
+        Self::build_with(
+            file,
+            input,
+            Options {
+                spill_at,
+                monotonic: true,
+            },
+        )
+    }
+
+    /// As [`Index::build`], choosing what to index.
+    pub fn build_with(
         file: &str,
         mut input: impl BufRead,
-        spill_at: usize,
+        opts: Options,
     ) -> Result<Index, HistoryError> {
+        let spill_at = opts.spill_at;
         let err = |line: u64, p: Problem| HistoryError::new(file, line, p);
         let mut b = Builder {
             names: Vec::new(),
@@ -446,7 +524,8 @@ impl Index {
         let mut seen = IdSet::default();
         let mut events: Vec<(String, u64, bool, u64)> = Vec::new();
         let mut probes = Vec::new();
-        let mut monotonic: FxHashMap<(u64, u32), Staircase> = FxHashMap::default();
+        let mut monotonic: FxHashMap<u64, Staircase> = FxHashMap::default();
+        let mut clients: FxHashMap<u64, u32> = FxHashMap::default();
         let mut reads = ReadLog::new(spill_at);
         let (mut ops, mut lineno, mut any) = (0u64, 0u64, false);
         let mut buf = Vec::with_capacity(256);
@@ -503,13 +582,20 @@ impl Index {
                                 (Some(p), true) => Some(payload::matches(&op.key, version, p)),
                                 _ => None,
                             };
-                            if ok {
-                                monotonic.entry((op.client, key)).or_default().insert(
-                                    op.complete_ns,
-                                    op.id,
+                            if ok && opts.monotonic {
+                                let n = clients.len() as u32;
+                                let c = *clients.entry(op.client).or_insert(n);
+                                let p = Point {
+                                    complete_ns: op.complete_ns,
+                                    id: op.id,
                                     version,
-                                    lineno,
-                                );
+                                };
+                                match monotonic.entry(u64::from(c) << 32 | u64::from(key)) {
+                                    Entry::Occupied(mut e) => e.get_mut().insert(p),
+                                    Entry::Vacant(e) => {
+                                        e.insert(Staircase::new(p));
+                                    }
+                                }
                             }
                             let rec = ReadRec {
                                 id: op.id,
@@ -574,6 +660,7 @@ impl Index {
             fault_union,
             probes,
             monotonic,
+            clients,
             reads,
             ops,
             lines: lineno,
@@ -659,19 +746,29 @@ mod tests {
             (20, 6, 5),
             (3, 7, 0),
         ];
-        let mut a = Staircase::default();
-        let mut b = Staircase::default();
-        for &(c, id, v) in &pts {
-            a.insert(c, id, v, id);
+        let pt = |&(complete_ns, id, version): &(u64, u64, u64)| Point {
+            complete_ns,
+            id,
+            version,
+        };
+        let build = |order: &mut dyn Iterator<Item = &(u64, u64, u64)>| {
+            let mut s = Staircase::new(pt(order.next().unwrap()));
+            order.for_each(|p| s.insert(pt(p)));
+            s.points().to_vec()
+        };
+        let a = build(&mut pts.iter());
+        for rot in 0..pts.len() {
+            let mut v = pts.to_vec();
+            v.rotate_left(rot);
+            assert_eq!(build(&mut v.iter()), a, "rotation {rot}");
+            assert_eq!(build(&mut v.iter().rev()), a, "reversed rotation {rot}");
         }
-        for &(c, id, v) in pts.iter().rev() {
-            b.insert(c, id, v, id);
-        }
-        assert_eq!(a.0, b.0);
-        assert_eq!(a.before(10), Some((2, 3, 3)));
-        assert_eq!(a.before(11), Some((3, 1, 1)));
-        assert_eq!(a.before(3), None);
-        assert_eq!(a.before(100), Some((5, 5, 5)));
+        let s = Staircase::Many(a);
+        let at = |t| s.before(t).map(|p| (p.version, p.id));
+        assert_eq!(at(10), Some((2, 3)));
+        assert_eq!(at(11), Some((3, 1)));
+        assert_eq!(at(3), None);
+        assert_eq!(at(100), Some((5, 5)));
     }
 
     #[test]

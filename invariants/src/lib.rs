@@ -12,6 +12,8 @@
 pub mod bounds;
 pub mod checkers;
 pub mod error;
+mod fastline;
+pub mod gen;
 pub mod history;
 pub mod index;
 pub mod payload;

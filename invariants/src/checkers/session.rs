@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use super::ReadChecker;
+use super::{smallest, ReadChecker};
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::verdict::{Figure, Verdict};
 
@@ -72,20 +72,27 @@ impl ReadChecker for MonotonicReads {
         if !r.ok() {
             return;
         }
-        let Some(stairs) = idx.monotonic.get(&(r.client, r.key)) else {
+        let Some(stairs) = idx.staircase(r.client, r.key) else {
             return;
         };
-        let Some((seen, id, line)) = stairs.before(r.invoke_ns) else {
+        let Some(seen) = stairs.before(r.invoke_ns) else {
             return;
         };
         self.checked += 1;
-        if r.version < seen {
+        if r.version < seen.version {
             *self.per_client.entry(r.client).or_default() += 1;
-            keep_first(&mut self.first, r, id, line, seen);
+            // The earlier read's line is looked up at the end, only if it is the witness.
+            keep_first(&mut self.first, r, seen.id, 0, seen.version);
         }
     }
 
-    fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
+    fn finish(mut self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
+        if let Some((_, id, line, _)) = &mut self.first {
+            let want = *id;
+            *line = smallest(reads, 1, |r| (r.id == want).then_some(()))?
+                .first()
+                .map_or(0, |r| r.line);
+        }
         Ok(session_verdict(
             "monotonic-reads",
             false,
