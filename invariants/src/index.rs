@@ -641,7 +641,7 @@ impl Index {
         for k in &mut b.keys {
             k.finish();
         }
-        probes.sort_by_key(|p| (p.key, p.tier, p.at_ns, p.line));
+        probes.sort_by_key(|p| (p.key, p.tier, p.at_ns, p.version, p.line));
         let mut fault_union: Vec<(u64, u64)> = Vec::new();
         for f in &faults {
             match fault_union.last_mut() {

@@ -12,7 +12,7 @@ use crate::verdict::{Figure, Verdict};
 /// The last database probe of each key, by key id.
 pub fn db_probes(idx: &Index) -> Vec<Option<&ProbeRec>> {
     let mut out = vec![None; idx.keys.len()];
-    // Sorted by (key, tier, at_ns, line): the last db probe of a key wins.
+    // Sorted by (key, tier, at_ns, version, line): the last db probe of a key wins.
     for p in idx.probes.iter().filter(|p| p.tier == Source::Db) {
         out[p.key as usize] = Some(p);
     }
@@ -60,12 +60,21 @@ pub fn check(idx: &Index) -> Verdict {
     v.figure("diverged_probes", Figure::Count(diverged.len() as u64))
         .figure("undecided_probes", Figure::Count(undecided));
     let first = diverged.iter().min_by(|a, b| {
-        (a.0.at_ns, idx.key_name(a.0.key), a.0.tier, a.0.line).cmp(&(
-            b.0.at_ns,
-            idx.key_name(b.0.key),
-            b.0.tier,
-            b.0.line,
-        ))
+        // Line last: lines equal in everything else are the same probe written twice.
+        (
+            a.0.at_ns,
+            idx.key_name(a.0.key),
+            a.0.tier,
+            a.0.version,
+            a.0.line,
+        )
+            .cmp(&(
+                b.0.at_ns,
+                idx.key_name(b.0.key),
+                b.0.tier,
+                b.0.version,
+                b.0.line,
+            ))
     });
     match first {
         Some(&(p, target)) => {

@@ -12,10 +12,6 @@ pub fn check(idx: &Index) -> Verdict {
         .filter(|&k| idx.keys[k as usize].max_ok.is_some())
         .collect();
     v.figure("keys_written", Figure::Count(written.len() as u64));
-    if db.iter().all(Option::is_none) {
-        v.unknown("no database probe lines: record a final probe with tier db for every key");
-        return v;
-    }
     let mut unprobed = 0u64;
     let mut lost = Vec::new();
     for &k in &written {
@@ -37,6 +33,9 @@ pub fn check(idx: &Index) -> Verdict {
                 .version
                 .map_or("no row".to_string(), |pv| format!("v{pv}"));
             v.judge(true, format!("write {} of v{} was acknowledged but the database holds {found} ({} keys lost)", w.id, w.version.unwrap_or(0), lost.len()));
+        }
+        None if db.iter().all(Option::is_none) => {
+            v.unknown("no database probe lines: record a final probe with tier db for every key")
         }
         None if unprobed > 0 => v.unknown(format!(
             "{unprobed} written keys have no database probe: record a db probe for every key"
