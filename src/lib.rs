@@ -1,4 +1,32 @@
 //! `aside`: cache-aside caching over Redis (L1), Memcached (L2) and PostgreSQL.
 //!
-//! The library itself arrives with its own issue; the workspace starts with the history format and
-//! its checkers (the `invariants` crate), which everything else in this project ends in.
+//! Reads go L1 → L2 → database and fill both tiers on the way back; writes go to the database,
+//! then invalidate. What differs between strategies is only how fills and invalidations touch
+//! the tiers ([`strategy`]); everything else — breakers, single-flight, leases,
+//! stale-while-revalidate, load shedding, metrics — is shared ([`cache`]).
+//!
+//! The same code runs in two worlds: against real servers (the std build, backends in
+//! [`backend`]) and inside the madsim simulator (`--cfg madsim`, with the simulator's backends
+//! behind the same [`tier`] traits). `tokio` here is madsim-tokio, which is real tokio in the std
+//! build.
+
+pub mod breaker;
+pub mod cache;
+pub mod config;
+pub mod envelope;
+pub mod flight;
+pub mod key;
+pub mod metrics;
+pub mod ring;
+pub mod strategy;
+pub mod tier;
+
+#[cfg(not(madsim))]
+pub mod backend;
+
+pub use cache::{CacheAside, Error, Got, Pool, Source, Written};
+pub use config::{CacheConfig, ConfigError, Settings};
+pub use key::Key;
+pub use ring::Ring;
+pub use strategy::{Builtin, Strategy};
+pub use tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError};

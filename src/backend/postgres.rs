@@ -1,0 +1,149 @@
+//! PostgreSQL store over sqlx (runtime queries: no database at build time). Rows carry a version
+//! the database assigns in the write transaction; the same transaction appends an outbox row
+//! naming the key and version, for an invalidator to apply.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row as _;
+
+use crate::tier::{ReadFrom, Row, Store, TierError, TierResult};
+
+const TIER: &str = "postgres";
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS aside_rows (
+    key     TEXT PRIMARY KEY,
+    version BIGINT NOT NULL,
+    payload BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aside_outbox (
+    id         BIGSERIAL PRIMARY KEY,
+    key        TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+";
+
+fn map_err(e: sqlx::Error) -> TierError {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => TierError::Unavailable {
+            tier: TIER,
+            detail: e.to_string(),
+        },
+        other => TierError::Refused {
+            tier: TIER,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// A primary and, optionally, its streaming replica.
+#[derive(Clone)]
+pub struct Postgres {
+    primary: PgPool,
+    replica: Option<PgPool>,
+}
+
+impl Postgres {
+    pub async fn connect(
+        url: &str,
+        replica_url: Option<&str>,
+        pool_max: u32,
+    ) -> TierResult<Postgres> {
+        let opts = || {
+            PgPoolOptions::new()
+                .max_connections(pool_max.max(1))
+                .acquire_timeout(Duration::from_secs(5))
+        };
+        let primary = opts().connect(url).await.map_err(map_err)?;
+        let replica = match replica_url {
+            Some(u) => Some(opts().connect(u).await.map_err(map_err)?),
+            None => None,
+        };
+        Ok(Postgres { primary, replica })
+    }
+
+    /// Creates the tables if they are missing.
+    pub async fn migrate(&self) -> TierResult<()> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub fn primary(&self) -> &PgPool {
+        &self.primary
+    }
+
+    /// Outbox rows after `after_id`: (id, key, version).
+    pub async fn outbox_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> TierResult<Vec<(i64, String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT id, key, version FROM aside_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<i64, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<i64, _>(2) as u64,
+                )
+            })
+            .collect())
+    }
+}
+
+impl Store for Postgres {
+    async fn read(&self, key: &str, from: ReadFrom) -> TierResult<Option<Row>> {
+        let pool = match (from, &self.replica) {
+            (ReadFrom::Replica, Some(r)) => r,
+            _ => &self.primary,
+        };
+        let row = sqlx::query("SELECT version, payload FROM aside_rows WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| Row {
+            version: r.get::<i64, _>(0) as u64,
+            payload: r.get::<Vec<u8>, _>(1),
+        }))
+    }
+
+    async fn write(&self, key: &str, payload: &[u8]) -> TierResult<u64> {
+        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO aside_rows (key, version, payload) VALUES ($1, 1, $2)
+             ON CONFLICT (key) DO UPDATE SET version = aside_rows.version + 1, payload = EXCLUDED.payload
+             RETURNING version",
+        )
+        .bind(key)
+        .bind(payload)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("INSERT INTO aside_outbox (key, version) VALUES ($1, $2)")
+            .bind(key)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(version as u64)
+    }
+}

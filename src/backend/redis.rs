@@ -1,0 +1,422 @@
+//! Redis L1 over redis-rs, with Sentinel master discovery done here (redis-rs resolves the
+//! master only when asked and does not follow `+switch-master`).
+//!
+//! The master is found by asking each Sentinel `SENTINEL get-master-addr-by-name` and verified
+//! with `ROLE` (a Sentinel may still name a demoted master). The connection is dropped and the
+//! master re-resolved on connection errors, on `READONLY` (we are talking to a replica: a
+//! failover happened) and whenever a Sentinel publishes `+switch-master`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError, Script, ServerErrorKind, Value};
+use tokio::sync::{Mutex, RwLock};
+use tracing::{info, warn};
+
+use crate::tier::{RedisLike, SetCond, TierError, TierResult};
+
+const TIER: &str = "redis";
+
+/// Store an envelope unless the key holds a newer version, or the same version of the same kind
+/// (`crate::envelope::blocks`). KEYS[1] key; ARGV value, version, ttl_ms, kind ('v' or 't').
+const VERSIONED_SET: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local kind, ver = string.match(cur, '^AS1|(%a)|(%d+)|')
+  if kind then
+    ver = tonumber(ver)
+    local v = tonumber(ARGV[2])
+    if ver > v or (ver == v and kind == ARGV[4]) then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+";
+
+/// Delete a lease only if we still hold it. KEYS[1] lease key; ARGV[1] our token.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+enum Target {
+    Direct(String),
+    Sentinel {
+        sentinels: Vec<String>,
+        master_name: String,
+    },
+}
+
+/// The Redis L1: a direct server or a Sentinel-managed master.
+pub struct Redis {
+    target: Target,
+    current: RwLock<Option<(String, MultiplexedConnection)>>,
+    resolving: Mutex<()>,
+    timeout: Duration,
+    versioned_set: Script,
+    release: Script,
+    /// How many times the master was (re-)resolved: observability and tests.
+    pub resolutions: AtomicU64,
+}
+
+fn map_err(e: RedisError) -> TierError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
+    {
+        return TierError::Unavailable {
+            tier: TIER,
+            detail: e.to_string(),
+        };
+    }
+    if matches!(
+        e.kind(),
+        redis::ErrorKind::Server(ServerErrorKind::ReadOnly)
+    ) {
+        // A replica answered: the master moved. A health failure: re-resolve.
+        return TierError::Unavailable {
+            tier: TIER,
+            detail: format!("READONLY: {e}"),
+        };
+    }
+    TierError::Refused {
+        tier: TIER,
+        detail: e.to_string(),
+    }
+}
+
+fn unavailable(detail: impl Into<String>) -> TierError {
+    TierError::Unavailable {
+        tier: TIER,
+        detail: detail.into(),
+    }
+}
+
+impl Redis {
+    fn with_target(target: Target, timeout: Duration) -> Redis {
+        Redis {
+            target,
+            current: RwLock::new(None),
+            resolving: Mutex::new(()),
+            timeout,
+            versioned_set: Script::new(VERSIONED_SET),
+            release: Script::new(RELEASE),
+            resolutions: AtomicU64::new(0),
+        }
+    }
+
+    /// A single server at `url` (redis://host:port).
+    pub async fn direct(url: &str, timeout: Duration) -> TierResult<Arc<Redis>> {
+        let r = Arc::new(Redis::with_target(Target::Direct(url.to_string()), timeout));
+        r.connection().await?;
+        Ok(r)
+    }
+
+    /// The master of `master_name` as the Sentinels at `sentinels` (host:port) know it, followed
+    /// across failovers.
+    pub async fn sentinel(
+        sentinels: &[String],
+        master_name: &str,
+        timeout: Duration,
+    ) -> TierResult<Arc<Redis>> {
+        let target = Target::Sentinel {
+            sentinels: sentinels.to_vec(),
+            master_name: master_name.to_string(),
+        };
+        let r = Arc::new(Redis::with_target(target, timeout));
+        r.connection().await?;
+        tokio::spawn(watch_switches(Arc::downgrade(&r), sentinels.to_vec()));
+        Ok(r)
+    }
+
+    /// The address of the server commands go to now.
+    pub async fn master(&self) -> Option<String> {
+        self.current.read().await.as_ref().map(|(a, _)| a.clone())
+    }
+
+    async fn open(&self, url: &str) -> Result<MultiplexedConnection, RedisError> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        Client::open(url)?
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+    }
+
+    async fn role(conn: &mut MultiplexedConnection) -> Result<String, RedisError> {
+        let v: Value = redis::cmd("ROLE").query_async(conn).await?;
+        match v {
+            Value::Array(items) => match items.first() {
+                Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+                Some(Value::SimpleString(s)) => Ok(s.clone()),
+                _ => Ok(String::new()),
+            },
+            _ => Ok(String::new()),
+        }
+    }
+
+    /// Finds the master and connects to it.
+    async fn resolve(&self) -> TierResult<(String, MultiplexedConnection)> {
+        match &self.target {
+            Target::Direct(url) => {
+                let conn = self.open(url).await.map_err(map_err)?;
+                Ok((url.clone(), conn))
+            }
+            Target::Sentinel {
+                sentinels,
+                master_name,
+            } => {
+                let mut why = Vec::new();
+                for s in sentinels {
+                    let addr: Result<(String, u16), RedisError> = async {
+                        let mut sc = self.open(&format!("redis://{s}")).await?;
+                        redis::cmd("SENTINEL")
+                            .arg("get-master-addr-by-name")
+                            .arg(master_name)
+                            .query_async(&mut sc)
+                            .await
+                    }
+                    .await;
+                    let (host, port) = match addr {
+                        Ok(a) => a,
+                        Err(e) => {
+                            why.push(format!("sentinel {s}: {e}"));
+                            continue;
+                        }
+                    };
+                    let master = format!("{host}:{port}");
+                    let mut conn = match self.open(&format!("redis://{master}")).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            why.push(format!("master {master} (from {s}): {e}"));
+                            continue;
+                        }
+                    };
+                    match Self::role(&mut conn).await {
+                        Ok(role) if role == "master" => return Ok((master, conn)),
+                        Ok(role) => {
+                            why.push(format!("{master} (from {s}) is a {role}, not the master"))
+                        }
+                        Err(e) => why.push(format!("ROLE on {master}: {e}")),
+                    }
+                }
+                Err(unavailable(format!(
+                    "no master for {master_name:?}: {}",
+                    why.join("; ")
+                )))
+            }
+        }
+    }
+
+    /// The live connection, resolving the master first if there is none.
+    async fn connection(&self) -> TierResult<MultiplexedConnection> {
+        if let Some((_, c)) = self.current.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let _one = self.resolving.lock().await;
+        if let Some((_, c)) = self.current.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let (addr, conn) = self.resolve().await?;
+        self.resolutions.fetch_add(1, Relaxed);
+        info!(master = %addr, "redis master resolved");
+        *self.current.write().await = Some((addr, conn.clone()));
+        Ok(conn)
+    }
+
+    /// Forgets the connection so the next command re-resolves the master.
+    pub async fn forget(&self) {
+        *self.current.write().await = None;
+    }
+
+    async fn run<T>(
+        &self,
+        cmd: impl AsyncFnOnce(MultiplexedConnection) -> Result<T, RedisError>,
+    ) -> TierResult<T> {
+        let conn = self.connection().await?;
+        match cmd(conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let err = map_err(e);
+                if matches!(err, TierError::Unavailable { .. }) {
+                    warn!(error = %err, "redis command failed: re-resolving the master");
+                    self.forget().await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        kind: &str,
+    ) -> TierResult<bool> {
+        let script = &self.versioned_set;
+        self.run(async move |mut c| {
+            let stored: i64 = script
+                .key(key)
+                .arg(value)
+                .arg(version)
+                .arg(ttl_ms.max(1))
+                .arg(kind)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(stored == 1)
+        })
+        .await
+    }
+}
+
+/// Listens for `+switch-master` on the Sentinels and drops the connection when one arrives.
+async fn watch_switches(redis: Weak<Redis>, sentinels: Vec<String>) {
+    let mut i = 0usize;
+    loop {
+        let s = &sentinels[i % sentinels.len()];
+        i += 1;
+        let sub = async {
+            let mut ps = Client::open(format!("redis://{s}"))?
+                .get_async_pubsub()
+                .await?;
+            ps.subscribe("+switch-master").await?;
+            Ok::<_, RedisError>(ps)
+        }
+        .await;
+        match sub {
+            Ok(mut ps) => {
+                let mut stream = ps.on_message();
+                while let Some(msg) = stream.next().await {
+                    let Some(r) = redis.upgrade() else { return };
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    info!(sentinel = %s, event = %payload, "+switch-master: re-resolving");
+                    r.forget().await;
+                }
+            }
+            Err(e) => {
+                warn!(sentinel = %s, error = %e, "cannot subscribe to +switch-master; trying the next sentinel")
+            }
+        }
+        if redis.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl RedisLike for Redis {
+    async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
+        self.run(async move |mut c| redis::cmd("GET").arg(key).query_async(&mut c).await)
+            .await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
+        self.run(async move |mut c| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("PX").arg(ttl_ms.max(1));
+            match cond {
+                SetCond::Always => {}
+                SetCond::Nx => drop(cmd.arg("NX")),
+                SetCond::Xx => drop(cmd.arg("XX")),
+            }
+            let reply: Option<String> = cmd.query_async(&mut c).await?;
+            Ok(reply.is_some())
+        })
+        .await
+    }
+
+    async fn del(&self, keys: &[String]) -> TierResult<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.run(async move |mut c| redis::cmd("DEL").arg(keys).query_async(&mut c).await)
+            .await
+    }
+
+    async fn scan(&self, cursor: u64, pattern: &str, count: u32) -> TierResult<(u64, Vec<String>)> {
+        self.run(async move |mut c| {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.versioned(key, value, version, ttl_ms, "v").await
+    }
+
+    async fn tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.versioned(key, tombstone, version, ttl_ms, "t").await
+    }
+
+    async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
+        let script = &self.release;
+        self.run(async move |mut c| {
+            let n: i64 = script.key(key).arg(token).invoke_async(&mut c).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
+
+/// `Arc<Redis>` is what callers hold (the Sentinel watcher needs a weak reference).
+impl RedisLike for Arc<Redis> {
+    async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
+        self.as_ref().get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
+        self.as_ref().set(key, value, ttl_ms, cond).await
+    }
+    async fn del(&self, keys: &[String]) -> TierResult<u64> {
+        self.as_ref().del(keys).await
+    }
+    async fn scan(&self, cursor: u64, pattern: &str, count: u32) -> TierResult<(u64, Vec<String>)> {
+        self.as_ref().scan(cursor, pattern, count).await
+    }
+    async fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.as_ref()
+            .fill_if_newer(key, value, version, ttl_ms)
+            .await
+    }
+    async fn tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.as_ref()
+            .tombstone(key, tombstone, version, ttl_ms)
+            .await
+    }
+    async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
+        self.as_ref().release(key, token).await
+    }
+}

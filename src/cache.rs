@@ -1,0 +1,711 @@
+//! The cache-aside read and write paths, the same for every strategy and both worlds.
+//!
+//! Read: L1 → L2 → database, filling both tiers on the way back. Around that: a circuit breaker
+//! per tier (per node for L2) so a dead tier is skipped fast, per-process single-flight and a
+//! distributed lease (Redis `SET NX PX`) so a miss loads once, stale-while-revalidate, and a
+//! database concurrency limit that sheds reads it cannot serve in time. Write: database first,
+//! then invalidation through the strategy.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::{debug, warn, Instrument};
+
+use crate::breaker::Breaker;
+use crate::config::CacheConfig;
+use crate::envelope::{self, Entry};
+use crate::flight::{Abandoned, Flights, Role};
+use crate::key::{escape_glob, Key, KeyError};
+use crate::metrics::{Metrics, TierMetrics};
+use crate::ring::Ring;
+use crate::strategy::Strategy;
+use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
+
+/// Where a read was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    L1,
+    L2,
+    Db,
+    Replica,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::L1 => "l1",
+            Source::L2 => "l2",
+            Source::Db => "db",
+            Source::Replica => "replica",
+        }
+    }
+}
+
+/// A successful read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub row: Row,
+    pub source: Source,
+    /// Served past its freshness while another reader refreshes it (stale-while-revalidate).
+    pub stale: bool,
+    /// This call waited for another call's load (single-flight) instead of loading.
+    pub coalesced: bool,
+}
+
+/// Why a read or write failed. Cache tiers never fail a read: only the database can.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("database: {0}")]
+    Db(TierError),
+    #[error(
+        "database overloaded: no connection free within {waited_ms} ms (limit {limit}); read shed"
+    )]
+    Shed { waited_ms: u64, limit: usize },
+    #[error("the load this read waited for was cancelled")]
+    Abandoned,
+}
+
+type Load = Result<Option<Got>, Error>;
+
+impl Abandoned for Load {
+    fn abandoned() -> Self {
+        Err(Error::Abandoned)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub version: u64,
+    /// Both tiers were invalidated. When false the write is in the database and the cache may
+    /// serve the old version until a TTL, an invalidator or a later write fixes it.
+    pub invalidated: bool,
+}
+
+/// The L2 pool: one client per memcached node, placed on a Ketama ring.
+pub struct Pool<M> {
+    pub ring: Ring,
+    pub nodes: Vec<M>,
+    breakers: Vec<Breaker>,
+}
+
+impl<M> Pool<M> {
+    pub fn new(ring: Ring, nodes: Vec<M>, cfg: &CacheConfig) -> Self {
+        assert_eq!(ring.nodes().len(), nodes.len(), "one client per ring node");
+        let breakers = nodes.iter().map(|_| cfg.breaker()).collect();
+        Pool {
+            ring,
+            nodes,
+            breakers,
+        }
+    }
+}
+
+/// A cache-aside instance over a Redis-like L1, a memcached pool and a store, with a strategy.
+pub struct CacheAside<R, M, S, St> {
+    l1: R,
+    l1_breaker: Breaker,
+    l2: Pool<M>,
+    store: S,
+    strategy: St,
+    cfg: CacheConfig,
+    flights: Flights<Load>,
+    db_slots: Semaphore,
+    metrics: Arc<Metrics>,
+    /// Distinguishes this instance's lease tokens from other processes'.
+    instance: String,
+    lease_seq: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A deterministic per-key fraction in [0, 1), to spread TTLs without a random generator (the
+/// simulator must see the same TTLs for the same seed).
+fn key_fraction(key: &str) -> f64 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn timed<T>(
+    tier: &'static str,
+    limit: Duration,
+    f: impl Future<Output = TierResult<T>>,
+) -> TierResult<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(TierError::Timeout {
+            tier,
+            ms: limit.as_millis() as u64,
+        }),
+    }
+}
+
+/// One call through a breaker, with its latency and errors counted.
+async fn guarded<T>(
+    tier: &'static str,
+    breaker: &Breaker,
+    m: &TierMetrics,
+    limit: Duration,
+    f: impl Future<Output = TierResult<T>>,
+) -> TierResult<T> {
+    if !breaker.allow() {
+        m.skipped.fetch_add(1, Relaxed);
+        return Err(TierError::CircuitOpen { tier });
+    }
+    let start = Instant::now();
+    let r = timed(tier, limit, f).await;
+    m.latency.record(start.elapsed());
+    match &r {
+        Ok(_) => breaker.success(),
+        Err(e) => {
+            m.errors.fetch_add(1, Relaxed);
+            if e.is_health() {
+                breaker.failure();
+            } else {
+                breaker.success();
+            }
+        }
+    }
+    r
+}
+
+/// What a tier held for a key, decoded.
+enum Found {
+    Fresh(Row),
+    Stale(Row),
+    /// A tombstone or nothing.
+    Miss,
+}
+
+impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
+    pub fn new(
+        l1: R,
+        l2: Pool<M>,
+        store: S,
+        strategy: St,
+        cfg: CacheConfig,
+        instance: impl Into<String>,
+    ) -> Self {
+        CacheAside {
+            l1,
+            l1_breaker: cfg.breaker(),
+            l2,
+            store,
+            strategy,
+            flights: Flights::new(cfg.coalesce_waiters_max),
+            db_slots: Semaphore::new(cfg.db_concurrency_max),
+            metrics: Arc::new(Metrics::default()),
+            instance: instance.into(),
+            lease_seq: AtomicU64::new(0),
+            cfg,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    pub fn strategy(&self) -> &St {
+        &self.strategy
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn l1(&self) -> &R {
+        &self.l1
+    }
+
+    pub fn l2(&self) -> &Pool<M> {
+        &self.l2
+    }
+
+    fn l1_ttl_ms(&self, key: &Key) -> u64 {
+        let j = 1.0 - self.cfg.ttl_jitter * key_fraction(key.as_str());
+        ((self.cfg.l1_ttl_ms as f64) * j) as u64
+    }
+
+    fn l2_ttl_ms(&self, key: &Key) -> u64 {
+        let j = 1.0 - self.cfg.ttl_jitter * key_fraction(key.as_str());
+        ((self.cfg.l2_ttl_ms as f64) * j) as u64
+    }
+
+    fn secs(ms: u64) -> u32 {
+        // Memcached treats TTLs over 30 days as absolute times; keep them relative.
+        ms.div_ceil(1000).min(30 * 24 * 3600) as u32
+    }
+
+    async fn on_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        guarded(
+            "redis",
+            &self.l1_breaker,
+            &self.metrics.l1,
+            self.cfg.l1_timeout(),
+            f,
+        )
+        .await
+    }
+
+    async fn on_l2<T>(&self, node: usize, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        guarded(
+            "memcached",
+            &self.l2.breakers[node],
+            &self.metrics.l2,
+            self.cfg.l2_timeout(),
+            f,
+        )
+        .await
+    }
+
+    fn decode(&self, key: &Key, raw: &[u8], m: &TierMetrics) -> Result<Found, ()> {
+        match envelope::decode(key.as_str(), raw) {
+            Ok(Entry::Value {
+                version,
+                fresh_until_ms,
+                payload,
+            }) => {
+                let row = Row { version, payload };
+                Ok(if fresh_until_ms != 0 && now_ms() > fresh_until_ms {
+                    Found::Stale(row)
+                } else {
+                    Found::Fresh(row)
+                })
+            }
+            Ok(Entry::Tombstone { .. }) => Ok(Found::Miss),
+            Err(e) => {
+                m.corrupt.fetch_add(1, Relaxed);
+                warn!(key = %key, error = %e, "corrupt cache entry: deleting it and reading on");
+                Err(())
+            }
+        }
+    }
+
+    async fn read_l1(&self, key: &Key) -> Found {
+        match self.on_l1(self.l1.get(key.as_str())).await {
+            Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
+                Ok(f) => f,
+                Err(()) => {
+                    let _ = self.on_l1(self.l1.del(&[key.to_string()])).await;
+                    Found::Miss
+                }
+            },
+            Ok(None) => Found::Miss,
+            Err(e) => {
+                debug!(key = %key, error = %e, "L1 read failed; reading on");
+                Found::Miss
+            }
+        }
+    }
+
+    async fn read_l2(&self, key: &Key) -> Found {
+        let mk = key.memcached();
+        let n = self.l2.ring.node_index(mk.as_bytes());
+        match self.on_l2(n, self.l2.nodes[n].gets(&mk)).await {
+            Ok(Some((raw, _))) => match self.decode(key, &raw, &self.metrics.l2) {
+                Ok(f) => f,
+                Err(()) => {
+                    let _ = self.on_l2(n, self.l2.nodes[n].delete(&mk)).await;
+                    Found::Miss
+                }
+            },
+            Ok(None) => Found::Miss,
+            Err(e) => {
+                debug!(key = %key, error = %e, "L2 read failed; reading on");
+                Found::Miss
+            }
+        }
+    }
+
+    fn entry(&self, key: &Key, row: &Row, ttl_ms: u64) -> Vec<u8> {
+        let fresh_until_ms = if self.cfg.stale_while_revalidate_ms > 0 {
+            now_ms() + ttl_ms
+        } else {
+            0
+        };
+        envelope::encode(
+            key.as_str(),
+            &Entry::Value {
+                version: row.version,
+                fresh_until_ms,
+                payload: row.payload.clone(),
+            },
+        )
+    }
+
+    async fn fill_l1(&self, key: &Key, row: &Row) {
+        let ttl = self.l1_ttl_ms(key);
+        let e = self.entry(key, row, ttl);
+        if e.len() > self.cfg.l1_item_bytes_max {
+            self.metrics.l1.oversized.fetch_add(1, Relaxed);
+            return;
+        }
+        let hard_ttl = ttl + self.cfg.stale_while_revalidate_ms;
+        match self
+            .on_l1(
+                self.strategy
+                    .fill_l1(&self.l1, key.as_str(), &e, row.version, hard_ttl),
+            )
+            .await
+        {
+            Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
+            Ok(false) => drop(self.metrics.l1.fill_rejections.fetch_add(1, Relaxed)),
+            Err(e) => debug!(key = %key, error = %e, "L1 fill failed"),
+        }
+    }
+
+    async fn fill_l2(&self, key: &Key, row: &Row) {
+        let ttl = self.l2_ttl_ms(key);
+        let e = self.entry(key, row, ttl);
+        if e.len() > self.cfg.l2_item_bytes_max {
+            // Over memcached's item limit: skip L2, never an error to the caller.
+            self.metrics.l2.oversized.fetch_add(1, Relaxed);
+            return;
+        }
+        let mk = key.memcached();
+        let n = self.l2.ring.node_index(mk.as_bytes());
+        let ttl_s = Self::secs(ttl + self.cfg.stale_while_revalidate_ms);
+        match self
+            .on_l2(
+                n,
+                self.strategy
+                    .fill_l2(&self.l2.nodes[n], &mk, &e, row.version, ttl_s),
+            )
+            .await
+        {
+            Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
+            Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
+            Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
+        }
+    }
+
+    /// Reads `key` through the tiers: L1, then L2, then the database (filling both on the way
+    /// back). `Ok(None)`: the database has no such row.
+    pub async fn get(&self, key: &Key) -> Result<Option<Got>, Error> {
+        let span = tracing::info_span!("aside.get", key = %key, source = tracing::field::Empty);
+        async {
+            let got = self.get_inner(key).await;
+            if let Ok(Some(g)) = &got {
+                tracing::Span::current().record("source", g.source.as_str());
+            }
+            got
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn get_inner(&self, key: &Key) -> Result<Option<Got>, Error> {
+        let hit = |row, source, stale| {
+            Ok(Some(Got {
+                row,
+                source,
+                stale,
+                coalesced: false,
+            }))
+        };
+        match self.read_l1(key).await {
+            Found::Fresh(row) => {
+                self.metrics.l1.hits.fetch_add(1, Relaxed);
+                return hit(row, Source::L1, false);
+            }
+            Found::Stale(row) => return self.revalidate(key, row, Source::L1).await,
+            Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
+        }
+        match self.read_l2(key).await {
+            Found::Fresh(row) => {
+                self.metrics.l2.hits.fetch_add(1, Relaxed);
+                self.fill_l1(key, &row).await;
+                return hit(row, Source::L2, false);
+            }
+            Found::Stale(row) => return self.revalidate(key, row, Source::L2).await,
+            Found::Miss => drop(self.metrics.l2.misses.fetch_add(1, Relaxed)),
+        }
+        let (got, role) = self
+            .flights
+            .run(key.as_str(), || self.load(key, true))
+            .await;
+        if role == Role::Follower {
+            self.metrics.coalesced.fetch_add(1, Relaxed);
+            return got.map(|g| {
+                g.map(|g| Got {
+                    coalesced: true,
+                    ..g
+                })
+            });
+        }
+        got
+    }
+
+    /// A value past its freshness: one reader (the lease winner) refreshes it from the database,
+    /// everyone else is served the stale value meanwhile.
+    async fn revalidate(&self, key: &Key, row: Row, source: Source) -> Result<Option<Got>, Error> {
+        match self.lease(key).await {
+            Some(token) => {
+                let got = self.load_locked(key).await;
+                self.release(key, &token).await;
+                got
+            }
+            None => {
+                self.metrics.stale_served.fetch_add(1, Relaxed);
+                match source {
+                    Source::L1 => self.metrics.l1.hits.fetch_add(1, Relaxed),
+                    _ => self.metrics.l2.hits.fetch_add(1, Relaxed),
+                };
+                Ok(Some(Got {
+                    row,
+                    source,
+                    stale: true,
+                    coalesced: false,
+                }))
+            }
+        }
+    }
+
+    fn lease_key(key: &Key) -> String {
+        format!("aside:lease:{key}")
+    }
+
+    /// Takes the distributed lease for loading `key`: Some(token) when won. When L1 cannot be
+    /// asked (down, circuit open), the lease is taken as won: availability over stampede safety.
+    async fn lease(&self, key: &Key) -> Option<String> {
+        if self.cfg.lease_ms == 0 {
+            return Some(String::new());
+        }
+        let token = format!("{}:{}", self.instance, self.lease_seq.fetch_add(1, Relaxed));
+        match self
+            .on_l1(self.l1.set(
+                &Self::lease_key(key),
+                token.as_bytes(),
+                self.cfg.lease_ms,
+                SetCond::Nx,
+            ))
+            .await
+        {
+            Ok(true) | Err(_) => Some(token),
+            Ok(false) => None,
+        }
+    }
+
+    async fn release(&self, key: &Key, token: &str) {
+        if !token.is_empty() {
+            let _ = self
+                .on_l1(self.l1.release(&Self::lease_key(key), token))
+                .await;
+        }
+    }
+
+    /// A miss, once per process: take the lease or wait for its holder's fill, then load.
+    async fn load(&self, key: &Key, fill: bool) -> Load {
+        let span = tracing::debug_span!("aside.load", key = %key);
+        async {
+            if let Some(token) = self.lease(key).await {
+                let got = if fill {
+                    self.load_locked(key).await
+                } else {
+                    self.load_db(key).await
+                };
+                self.release(key, &token).await;
+                return got;
+            }
+            // Someone else is loading: poll L1 for their fill, then load ourselves (without
+            // filling: our read may be older than theirs).
+            self.metrics.lease_waits.fetch_add(1, Relaxed);
+            let deadline = Instant::now() + Duration::from_millis(self.cfg.lease_wait_ms);
+            let mut pause = Duration::from_millis(2);
+            while Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                if let Found::Fresh(row) = self.read_l1(key).await {
+                    self.metrics.l1.hits.fetch_add(1, Relaxed);
+                    return Ok(Some(Got {
+                        row,
+                        source: Source::L1,
+                        stale: false,
+                        coalesced: false,
+                    }));
+                }
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            self.load_db(key).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn load_locked(&self, key: &Key) -> Load {
+        let got = self.load_db(key).await?;
+        if let Some(g) = &got {
+            self.fill_l1(key, &g.row).await;
+            self.fill_l2(key, &g.row).await;
+        }
+        Ok(got)
+    }
+
+    /// One database read under the concurrency limit.
+    async fn load_db(&self, key: &Key) -> Load {
+        let wait = Duration::from_millis(self.cfg.db_wait_ms_max);
+        let _slot = match tokio::time::timeout(wait, self.db_slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                self.metrics.shed.fetch_add(1, Relaxed);
+                return Err(Error::Shed {
+                    waited_ms: self.cfg.db_wait_ms_max,
+                    limit: self.cfg.db_concurrency_max,
+                });
+            }
+        };
+        let from = self.cfg.read_from;
+        let start = Instant::now();
+        let r = timed(
+            "postgres",
+            self.cfg.db_timeout(),
+            self.store.read(key.as_str(), from),
+        )
+        .await;
+        self.metrics.db.latency.record(start.elapsed());
+        match r {
+            Ok(row) => {
+                self.metrics.db.hits.fetch_add(1, Relaxed);
+                let source = if from == ReadFrom::Replica {
+                    Source::Replica
+                } else {
+                    Source::Db
+                };
+                Ok(row.map(|row| Got {
+                    row,
+                    source,
+                    stale: false,
+                    coalesced: false,
+                }))
+            }
+            Err(e) => {
+                self.metrics.db.errors.fetch_add(1, Relaxed);
+                Err(Error::Db(e))
+            }
+        }
+    }
+
+    /// Writes to the database, then invalidates both tiers through the strategy.
+    pub async fn write(&self, key: &Key, payload: &[u8]) -> Result<Written, Error> {
+        let span = tracing::info_span!("aside.write", key = %key, version = tracing::field::Empty);
+        async {
+            let version = timed(
+                "postgres",
+                self.cfg.db_timeout(),
+                self.store.write(key.as_str(), payload),
+            )
+            .await
+            .map_err(Error::Db)?;
+            tracing::Span::current().record("version", version);
+            let invalidated = self.invalidate_version(key, Some(version)).await;
+            Ok(Written {
+                version,
+                invalidated,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Drops `key` from both tiers (no version known). True when both tiers confirmed.
+    pub async fn invalidate(&self, key: &Key) -> bool {
+        self.invalidate_version(key, None)
+            .instrument(tracing::info_span!("aside.invalidate", key = %key))
+            .await
+    }
+
+    async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
+        let tomb_ms = self.cfg.tombstone_ttl_ms;
+        let l1 = self
+            .on_l1(
+                self.strategy
+                    .invalidate_l1(&self.l1, key.as_str(), version, tomb_ms),
+            )
+            .await;
+        let mk = key.memcached();
+        let n = self.l2.ring.node_index(mk.as_bytes());
+        let l2 = self
+            .on_l2(
+                n,
+                self.strategy
+                    .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms)),
+            )
+            .await;
+        for (r, m) in [(&l1, &self.metrics.l1), (&l2, &self.metrics.l2)] {
+            if r.is_ok() {
+                m.invalidations.fetch_add(1, Relaxed);
+            }
+        }
+        if let Err(e) = l1.as_ref().and(l2.as_ref()) {
+            warn!(key = %key, error = %e, "invalidation incomplete: the cache may serve the old version until its TTL");
+        }
+        l1.is_ok() && l2.is_ok()
+    }
+
+    /// Invalidates every key of `namespace:vN:` whose id starts with `id_prefix` (user input:
+    /// glob characters in it are escaped). SCAN returns every key that exists for the whole scan
+    /// but may miss keys created during it, so a second full pass follows the first; keys found
+    /// are dropped from both tiers. Returns how many keys were deleted.
+    pub async fn invalidate_prefix(
+        &self,
+        namespace: &str,
+        schema_version: u32,
+        id_prefix: &str,
+    ) -> Result<u64, TierError> {
+        let probe =
+            Key::new(namespace, schema_version, id_prefix).map_err(|e| TierError::Refused {
+                tier: "redis",
+                detail: e.to_string(),
+            })?;
+        let pattern = format!("{}*", escape_glob(probe.as_str()));
+        let span = tracing::info_span!("aside.invalidate_prefix", pattern = %pattern);
+        async {
+            let mut deleted = 0;
+            for _pass in 0..2 {
+                let mut cursor = 0;
+                loop {
+                    let (next, keys) = self
+                        .on_l1(self.l1.scan(cursor, &pattern, self.cfg.scan_count))
+                        .await?;
+                    let keys: Vec<String> = keys
+                        .into_iter()
+                        .filter(|k| !k.starts_with("aside:"))
+                        .collect();
+                    if !keys.is_empty() {
+                        deleted += self.on_l1(self.l1.del(&keys)).await?;
+                        for k in &keys {
+                            if let Ok(key) = Key::parse(k) {
+                                let mk = key.memcached();
+                                let n = self.l2.ring.node_index(mk.as_bytes());
+                                let _ = self.on_l2(n, self.l2.nodes[n].delete(&mk)).await;
+                            }
+                        }
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            self.metrics.l1.invalidations.fetch_add(deleted, Relaxed);
+            Ok(deleted)
+        }
+        .instrument(span)
+        .await
+    }
+}

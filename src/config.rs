@@ -1,0 +1,330 @@
+//! Configuration: a TOML file, then `ASIDE_*` environment variables, then validation. Every
+//! problem is one line naming the setting, the value and what is allowed.
+//!
+//! Defaults are the seed document's (cache-aside-production.md): L1 TTL 1 h, L2 TTL 6 h, Redis
+//! timeout 100 ms, Memcached timeout 200 ms, memcached items up to 1 MiB.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::breaker::Breaker;
+use crate::strategy::Builtin;
+use crate::tier::ReadFrom;
+
+/// How the cache behaves (the same in both worlds).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub strategy: String,
+    pub l1_ttl_ms: u64,
+    pub l2_ttl_ms: u64,
+    /// TTLs are shortened by up to this fraction, per key, so keys filled together do not expire
+    /// together.
+    pub ttl_jitter: f64,
+    /// How long a tombstone (versioned) outlives its write: longer than any fill can take.
+    pub tombstone_ttl_ms: u64,
+    /// Distributed lease on misses (0: off).
+    pub lease_ms: u64,
+    /// How long a miss that lost the lease waits for the winner's fill before reading itself.
+    pub lease_wait_ms: u64,
+    /// Serve a value this long past its freshness while one reader refreshes it (0: off).
+    pub stale_while_revalidate_ms: u64,
+    pub l1_timeout_ms: u64,
+    pub l2_timeout_ms: u64,
+    pub db_timeout_ms: u64,
+    pub breaker_failures_max: u32,
+    pub breaker_cooldown_ms: u64,
+    /// Database reads in flight at once from this instance.
+    pub db_concurrency_max: usize,
+    /// How long a read waits for a database slot before it is shed.
+    pub db_wait_ms_max: u64,
+    pub l1_item_bytes_max: usize,
+    /// Memcached's item limit (1 MiB by default) minus the item header.
+    pub l2_item_bytes_max: usize,
+    pub coalesce_waiters_max: usize,
+    /// Read misses from the streaming replica instead of the primary.
+    pub read_from_replica: bool,
+    pub scan_count: u32,
+    #[serde(skip)]
+    pub read_from: ReadFrom,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            strategy: "versioned".into(),
+            l1_ttl_ms: 3_600_000,
+            l2_ttl_ms: 21_600_000,
+            ttl_jitter: 0.1,
+            tombstone_ttl_ms: 600_000,
+            lease_ms: 2_000,
+            lease_wait_ms: 500,
+            stale_while_revalidate_ms: 0,
+            l1_timeout_ms: 100,
+            l2_timeout_ms: 200,
+            db_timeout_ms: 2_000,
+            breaker_failures_max: 5,
+            breaker_cooldown_ms: 1_000,
+            db_concurrency_max: 64,
+            db_wait_ms_max: 250,
+            l1_item_bytes_max: 8 << 20,
+            l2_item_bytes_max: (1 << 20) - 1024,
+            coalesce_waiters_max: 10_000,
+            read_from_replica: false,
+            scan_count: 500,
+            read_from: ReadFrom::Primary,
+        }
+    }
+}
+
+/// A configuration problem, one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+impl CacheConfig {
+    pub fn l1_timeout(&self) -> Duration {
+        Duration::from_millis(self.l1_timeout_ms)
+    }
+
+    pub fn l2_timeout(&self) -> Duration {
+        Duration::from_millis(self.l2_timeout_ms)
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+
+    pub fn breaker(&self) -> Breaker {
+        Breaker::new(
+            self.breaker_failures_max,
+            Duration::from_millis(self.breaker_cooldown_ms),
+        )
+    }
+
+    pub fn builtin(&self) -> Result<Builtin, ConfigError> {
+        Builtin::parse(&self.strategy).ok_or_else(|| {
+            let names: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+            ConfigError(format!(
+                "cache.strategy {:?} is unknown: use one of {}",
+                self.strategy,
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// Checks every setting and derives the rest.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        let e = |s: String| Err(ConfigError(s));
+        self.builtin()?;
+        for (name, v) in [
+            ("l1_ttl_ms", self.l1_ttl_ms),
+            ("l2_ttl_ms", self.l2_ttl_ms),
+            ("l1_timeout_ms", self.l1_timeout_ms),
+            ("l2_timeout_ms", self.l2_timeout_ms),
+            ("db_timeout_ms", self.db_timeout_ms),
+        ] {
+            if v == 0 {
+                return e(format!("cache.{name} is 0: it must be at least 1"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.ttl_jitter) {
+            return e(format!(
+                "cache.ttl_jitter {} must be in 0.0..1.0 (a fraction of the TTL)",
+                self.ttl_jitter
+            ));
+        }
+        if self.tombstone_ttl_ms < self.lease_ms {
+            return e(format!("cache.tombstone_ttl_ms {} is shorter than cache.lease_ms {}: a slow fill could outlive its tombstone", self.tombstone_ttl_ms, self.lease_ms));
+        }
+        if self.db_concurrency_max == 0 || self.coalesce_waiters_max == 0 || self.scan_count == 0 {
+            return e(
+                "cache.db_concurrency_max, coalesce_waiters_max and scan_count must be at least 1"
+                    .into(),
+            );
+        }
+        if self.l2_item_bytes_max > 1 << 30 {
+            return e(format!(
+                "cache.l2_item_bytes_max {} is over memcached's 1 GiB maximum item size",
+                self.l2_item_bytes_max
+            ));
+        }
+        self.read_from = if self.read_from_replica {
+            ReadFrom::Replica
+        } else {
+            ReadFrom::Primary
+        };
+        Ok(self)
+    }
+}
+
+/// Where the servers are (std build: the real backends).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub memcached: MemcachedSettings,
+    pub postgres: PostgresSettings,
+    pub cache: CacheConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Sentinels as host:port; when empty, `url` is used directly.
+    pub sentinels: Vec<String>,
+    pub master_name: String,
+    pub url: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            sentinels: Vec::new(),
+            master_name: "mymaster".into(),
+            url: "redis://127.0.0.1:6379".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemcachedSettings {
+    /// Nodes as host:port, in the order other clients of the pool list them.
+    pub nodes: Vec<String>,
+}
+
+impl Default for MemcachedSettings {
+    fn default() -> Self {
+        MemcachedSettings {
+            nodes: vec!["127.0.0.1:11211".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSettings {
+    pub url: String,
+    pub replica_url: Option<String>,
+    pub pool_max: u32,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            replica_url: None,
+            pool_max: 16,
+        }
+    }
+}
+
+/// The environment variables that override the file (comma-separated lists).
+pub const ENV: &[&str] = &[
+    "ASIDE_STRATEGY",
+    "ASIDE_REDIS_URL",
+    "ASIDE_REDIS_SENTINELS",
+    "ASIDE_REDIS_MASTER_NAME",
+    "ASIDE_MEMCACHED_NODES",
+    "ASIDE_POSTGRES_URL",
+    "ASIDE_POSTGRES_REPLICA_URL",
+];
+
+impl Settings {
+    /// Parses TOML text, applies `env` (name, value) overrides, validates.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut s: Settings =
+            toml::from_str(text).map_err(|e| ConfigError(e.message().replace('\n', " ")))?;
+        let list = |v: &str| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        for (k, v) in env {
+            match k.as_str() {
+                "ASIDE_STRATEGY" => s.cache.strategy = v,
+                "ASIDE_REDIS_URL" => s.redis.url = v,
+                "ASIDE_REDIS_SENTINELS" => s.redis.sentinels = list(&v),
+                "ASIDE_REDIS_MASTER_NAME" => s.redis.master_name = v,
+                "ASIDE_MEMCACHED_NODES" => s.memcached.nodes = list(&v),
+                "ASIDE_POSTGRES_URL" => s.postgres.url = v,
+                "ASIDE_POSTGRES_REPLICA_URL" => s.postgres.replica_url = Some(v),
+                other if other.starts_with("ASIDE_") => {
+                    return Err(ConfigError(format!(
+                        "environment variable {other} is unknown: known are {}",
+                        ENV.join(", ")
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if s.memcached.nodes.is_empty() {
+            return Err(ConfigError(
+                "memcached.nodes is empty: list at least one host:port".into(),
+            ));
+        }
+        for n in s.memcached.nodes.iter().chain(&s.redis.sentinels) {
+            let ok = n
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(ConfigError(format!("{n:?} is not host:port")));
+            }
+        }
+        s.cache = s.cache.validate()?;
+        Ok(s)
+    }
+
+    /// Reads `path` and the process environment.
+    pub fn load(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Settings::from_toml(
+            &text,
+            std::env::vars().filter(|(k, _)| k.starts_with("ASIDE_")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_toml_plus_env_override() {
+        let s = Settings::from_toml(
+            "[cache]\nstrategy = \"naive\"\nl1_ttl_ms = 5000\n[memcached]\nnodes = [\"a:1\", \"b:2\"]\n",
+            [("ASIDE_MEMCACHED_NODES".to_string(), "c:3, d:4".to_string())],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.cache.strategy.as_str(), s.cache.l1_ttl_ms),
+            ("naive", 5000)
+        );
+        assert_eq!(s.memcached.nodes, vec!["c:3", "d:4"]);
+        assert_eq!(s.cache.l2_ttl_ms, 21_600_000, "the seed's default");
+    }
+
+    #[test]
+    fn problems_are_one_line_naming_the_setting() {
+        let err = |t: &str| Settings::from_toml(t, []).unwrap_err().to_string();
+        assert!(err("[cache]\nstrategy = \"magic\"")
+            .contains("cache.strategy \"magic\" is unknown: use one of naive, versioned"));
+        assert!(err("[cache]\nttl_jitter = 2.0").contains("ttl_jitter 2 must be in 0.0..1.0"));
+        assert!(err("[cache]\nl1_ttl_ms = 0").contains("cache.l1_ttl_ms is 0"));
+        assert!(err("[cache]\nbogus = 1").contains("unknown field `bogus`"));
+        assert!(err("[memcached]\nnodes = [\"nohost\"]").contains("\"nohost\" is not host:port"));
+        assert!(err("[[[").lines().count() == 1);
+        let e = Settings::from_toml("", [("ASIDE_NOPE".into(), "1".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ASIDE_NOPE is unknown"));
+    }
+}

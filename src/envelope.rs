@@ -1,0 +1,211 @@
+//! The value stored in a cache tier: a versioned envelope, or a tombstone.
+//!
+//! Text header, binary payload: `AS1|v|<version>|<fresh_until_ms>|<crc32 hex>|<payload>` or
+//! `AS1|t|<version>|0|00000000|`. Text so that a Lua script can read the version with one
+//! `string.match`, and an operator can read it in `redis-cli`. The checksum covers the key, the
+//! version and the payload, so a corrupt value or one stored under the wrong key is detected
+//! (and then treated as a miss, deleted and counted, never returned).
+
+use crc32fast::Hasher;
+
+const MAGIC: &[u8] = b"AS1|";
+
+/// What a tier holds for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Value {
+        version: u64,
+        fresh_until_ms: u64,
+        payload: Vec<u8>,
+    },
+    /// The key was invalidated at `version`: fills of older versions must be refused.
+    Tombstone { version: u64 },
+}
+
+impl Entry {
+    pub fn version(&self) -> u64 {
+        match self {
+            Entry::Value { version, .. } | Entry::Tombstone { version } => *version,
+        }
+    }
+}
+
+/// What a versioned update brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Value,
+    Tombstone,
+}
+
+impl Entry {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Value { .. } => Kind::Value,
+            Entry::Tombstone { .. } => Kind::Tombstone,
+        }
+    }
+}
+
+/// The versioned-update rule, shared by the Redis scripts, the memcached CAS loop and the
+/// simulator's model: an incoming entry of `version` is refused when the tier holds a newer
+/// version, or the same version of the same kind. So a fill of v replaces a tombstone of v (the
+/// fill read the row the write made) and a tombstone of v replaces a value of v (harmless: a
+/// miss), but nothing ever replaces a newer version.
+pub fn blocks(existing: &Entry, incoming: Kind, version: u64) -> bool {
+    existing.version() > version || (existing.version() == version && existing.kind() == incoming)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Corrupt {
+    #[error("not an aside envelope (bad magic)")]
+    Magic,
+    #[error("malformed envelope header")]
+    Header,
+    #[error("checksum mismatch: corrupt, or stored under another key")]
+    Checksum,
+}
+
+fn checksum(key: &str, version: u64, payload: &[u8]) -> u32 {
+    let mut h = Hasher::new();
+    h.update(key.as_bytes());
+    h.update(&version.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+pub fn encode(key: &str, e: &Entry) -> Vec<u8> {
+    match e {
+        Entry::Value {
+            version,
+            fresh_until_ms,
+            payload,
+        } => {
+            let c = checksum(key, *version, payload);
+            let mut out = format!("AS1|v|{version}|{fresh_until_ms}|{c:08x}|").into_bytes();
+            out.extend_from_slice(payload);
+            out
+        }
+        Entry::Tombstone { version } => format!("AS1|t|{version}|0|00000000|").into_bytes(),
+    }
+}
+
+pub fn decode(key: &str, raw: &[u8]) -> Result<Entry, Corrupt> {
+    let rest = raw.strip_prefix(MAGIC).ok_or(Corrupt::Magic)?;
+    let mut fields = rest.splitn(5, |&b| b == b'|');
+    let mut next = || fields.next().ok_or(Corrupt::Header);
+    let kind = next()?;
+    let num = |f: &[u8]| {
+        std::str::from_utf8(f)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(Corrupt::Header)
+    };
+    let version = num(next()?)?;
+    let fresh_until_ms = num(next()?)?;
+    let sum = next()?;
+    let payload = next()?;
+    match kind {
+        b"t" if payload.is_empty() => Ok(Entry::Tombstone { version }),
+        b"v" => {
+            let want = std::str::from_utf8(sum)
+                .ok()
+                .and_then(|s| u32::from_str_radix(s, 16).ok())
+                .ok_or(Corrupt::Header)?;
+            if sum.len() != 8 || want != checksum(key, version, payload) {
+                return Err(Corrupt::Checksum);
+            }
+            Ok(Entry::Value {
+                version,
+                fresh_until_ms,
+                payload: payload.to_vec(),
+            })
+        }
+        _ => Err(Corrupt::Header),
+    }
+}
+
+/// The bytes an entry takes once encoded, to decide whether it fits a tier's item limit.
+pub fn encoded_len(e: &Entry) -> usize {
+    match e {
+        Entry::Value {
+            version,
+            fresh_until_ms,
+            payload,
+        } => "AS1|v|||00000000|".len() + digits(*version) + digits(*fresh_until_ms) + payload.len(),
+        Entry::Tombstone { version } => "AS1|t||0|00000000|".len() + digits(*version),
+    }
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_lengths() {
+        let v = Entry::Value {
+            version: 42,
+            fresh_until_ms: 1_700_000_000_000,
+            payload: b"a|b\r\n\0".to_vec(),
+        };
+        let t = Entry::Tombstone { version: 7 };
+        for e in [&v, &t] {
+            let raw = encode("k", e);
+            assert_eq!(decode("k", &raw).unwrap(), *e);
+            assert_eq!(encoded_len(e), raw.len());
+        }
+        assert_eq!(encode("k", &t), b"AS1|t|7|0|00000000|");
+    }
+
+    #[test]
+    fn the_versioned_rule() {
+        let v = |version| Entry::Value {
+            version,
+            fresh_until_ms: 0,
+            payload: vec![],
+        };
+        let t = |version| Entry::Tombstone { version };
+        assert!(
+            blocks(&v(5), Kind::Value, 5)
+                && blocks(&v(6), Kind::Value, 5)
+                && !blocks(&v(4), Kind::Value, 5)
+        );
+        assert!(
+            !blocks(&t(5), Kind::Value, 5),
+            "a fill of the tombstone's version is current"
+        );
+        assert!(
+            blocks(&t(6), Kind::Value, 5),
+            "an older fill never lands after a newer write"
+        );
+        assert!(blocks(&t(5), Kind::Tombstone, 5) && !blocks(&v(5), Kind::Tombstone, 5));
+        assert!(
+            blocks(&v(6), Kind::Tombstone, 5),
+            "an old tombstone never hides a newer value"
+        );
+    }
+
+    #[test]
+    fn corruption_and_cross_key_values_are_detected() {
+        let v = Entry::Value {
+            version: 3,
+            fresh_until_ms: 0,
+            payload: b"hello".to_vec(),
+        };
+        let raw = encode("k", &v);
+        assert_eq!(decode("other", &raw), Err(Corrupt::Checksum));
+        let mut flipped = raw.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(decode("k", &flipped), Err(Corrupt::Checksum));
+        assert_eq!(decode("k", b"garbage"), Err(Corrupt::Magic));
+        assert_eq!(decode("k", b"AS1|v|x|0|00000000|"), Err(Corrupt::Header));
+        assert_eq!(
+            decode("k", b"AS1|t|1|0|00000000|junk"),
+            Err(Corrupt::Header)
+        );
+        assert_eq!(decode("k", b"AS1|v|1"), Err(Corrupt::Header));
+    }
+}

@@ -1,0 +1,144 @@
+//! The tier boundary: the command sets a strategy may use, per kind of server.
+//!
+//! Low-level on purpose. A GET then a SET is not atomic, and a strategy written that way is wrong
+//! the way real code is wrong; the named scripts are the atomic operations Redis offers through
+//! Lua (the real backend runs them with EVALSHA, the simulator's model implements the same
+//! semantics natively, and a conformance test holds the two equal).
+
+use std::future::Future;
+
+/// Why a tier operation did not complete. `Unavailable` and `Timeout` feed the circuit breaker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TierError {
+    #[error("{tier} unavailable: {detail}")]
+    Unavailable { tier: &'static str, detail: String },
+    #[error("{tier} timed out after {ms} ms")]
+    Timeout { tier: &'static str, ms: u64 },
+    #[error("{tier} refused the command: {detail}")]
+    Refused { tier: &'static str, detail: String },
+    #[error("{tier} skipped: circuit open after repeated failures")]
+    CircuitOpen { tier: &'static str },
+}
+
+impl TierError {
+    /// Whether the failure says the server (or the way to it) is unhealthy.
+    pub fn is_health(&self) -> bool {
+        matches!(
+            self,
+            TierError::Unavailable { .. } | TierError::Timeout { .. }
+        )
+    }
+}
+
+pub type TierResult<T> = Result<T, TierError>;
+
+/// Conditions of a Redis SET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCond {
+    Always,
+    /// Only if the key does not exist (SET NX).
+    Nx,
+    /// Only if the key exists (SET XX).
+    Xx,
+}
+
+/// The Redis-like command set (L1).
+pub trait RedisLike: Send + Sync + 'static {
+    fn get(&self, key: &str) -> impl Future<Output = TierResult<Option<Vec<u8>>>> + Send;
+    /// True when the value was stored (false when NX/XX prevented it).
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        cond: SetCond,
+    ) -> impl Future<Output = TierResult<bool>> + Send;
+    /// Number of keys deleted.
+    fn del(&self, keys: &[String]) -> impl Future<Output = TierResult<u64>> + Send;
+    /// One SCAN step: the next cursor (0 when done) and a batch of keys matching `pattern`.
+    fn scan(
+        &self,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> impl Future<Output = TierResult<(u64, Vec<String>)>> + Send;
+    /// Script `fill_if_newer`: store `value` (an envelope of `version`) unless
+    /// [`crate::envelope::blocks`] says the entry the key holds wins. True when stored.
+    fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send;
+    /// Script `tombstone`: replace the key by `tombstone` (an envelope marking `version`) unless
+    /// [`crate::envelope::blocks`] says the entry the key holds wins. True when stored.
+    fn tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send;
+    /// Script `release`: delete `key` only if it still holds `token` (a lease we own).
+    fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send;
+}
+
+/// The Memcached-like command set (one L2 node; the ring picks the node).
+pub trait MemcachedLike: Send + Sync + 'static {
+    /// Value and CAS token.
+    fn gets(&self, key: &str) -> impl Future<Output = TierResult<Option<(Vec<u8>, u64)>>> + Send;
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_s: u32,
+    ) -> impl Future<Output = TierResult<()>> + Send;
+    /// Store only if absent. True when stored.
+    fn add(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_s: u32,
+    ) -> impl Future<Output = TierResult<bool>> + Send;
+    /// Store only if unchanged since `gets` returned `cas`. True when stored.
+    fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_s: u32,
+        cas: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send;
+    /// True when something was deleted.
+    fn delete(&self, key: &str) -> impl Future<Output = TierResult<bool>> + Send;
+    fn flush_all(&self) -> impl Future<Output = TierResult<()>> + Send;
+}
+
+/// A database row: its version (assigned by the database, 0 for the initial row) and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub version: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Where a database read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    #[default]
+    Primary,
+    /// The streaming replica: cheaper, and behind by its replication lag.
+    Replica,
+}
+
+/// The database (source of truth).
+pub trait Store: Send + Sync + 'static {
+    /// The row, or None when there is no such key.
+    fn read(
+        &self,
+        key: &str,
+        from: ReadFrom,
+    ) -> impl Future<Output = TierResult<Option<Row>>> + Send;
+    /// Writes `payload` in one transaction and returns the row's new version (1 for a new key),
+    /// together with an outbox row naming the key and version for an invalidator to apply.
+    fn write(&self, key: &str, payload: &[u8]) -> impl Future<Output = TierResult<u64>> + Send;
+}
