@@ -2,16 +2,27 @@
 //! so services in other languages sharing the pool (pylibmc, spymemcached, twemproxy in ketama
 //! mode, uhashring) map every key to the same node.
 //!
-//! libketama, for equal weights: for each server `s` ("host:port") and `i` in `0..40`, take
-//! MD5(`"{s}-{i}"`) and cut its 16 bytes into four little-endian u32 points: 160 points per
-//! server. A key goes to the first point at or after the little-endian u32 of the first 4 bytes of
-//! MD5(key), wrapping around. Equal points keep the order the servers were given in.
+//! libketama, for equal weights: for each server `s` ("host:port") and `i` in `0..k`, take
+//! MD5(`"{s}-{i}"`) and cut its 16 bytes into four little-endian u32 points. `k` is 40 (160
+//! points per server) except where libketama's single-precision `floorf(pct * 40.0 * n)` rounds
+//! down to 39 (n = 61, 122, 237, …): we compute it the same way. A key goes to the first point at
+//! or after the little-endian u32 of the first 4 bytes of MD5(key), wrapping around.
+//!
+//! Checked against Python's uhashring (`hash_fn="ketama"`) on 2000 keys (`test_data/`). Where
+//! uhashring itself departs from libketama we follow libketama: a key hashing exactly onto a point
+//! (uhashring takes the next one) and the 39-digest pool sizes (uhashring always takes 40). Keys
+//! with a NUL byte are hashed whole here; libketama stops at the NUL.
 
 use md5::{Digest, Md5};
 
-/// Points per server and MD5 digests per server, as libketama (equal weights).
+/// Points per server for equal weights, as libketama gives for most pool sizes.
 pub const POINTS_PER_SERVER: usize = 160;
-const DIGESTS_PER_SERVER: usize = POINTS_PER_SERVER / 4;
+
+/// MD5 digests per server: libketama's `floorf(pct * 40.0 * (float)n)` in single precision.
+fn digests_per_server(n: usize) -> usize {
+    let pct = 1.0f32 / n as f32;
+    (pct * 40.0f32 * n as f32).floor() as usize
+}
 
 #[derive(Debug, Clone)]
 pub struct Ring {
@@ -39,12 +50,13 @@ impl Ring {
             return Err(RingError::Empty);
         }
         let nodes: Vec<String> = nodes.iter().map(|n| n.as_ref().to_string()).collect();
-        let mut points = Vec::with_capacity(nodes.len() * POINTS_PER_SERVER);
+        let digests = digests_per_server(nodes.len());
+        let mut points = Vec::with_capacity(nodes.len() * digests * 4);
         for (n, name) in nodes.iter().enumerate() {
             if nodes[..n].contains(name) {
                 return Err(RingError::Duplicate(name.clone()));
             }
-            for i in 0..DIGESTS_PER_SERVER {
+            for i in 0..digests {
                 let d = Md5::digest(format!("{name}-{i}").as_bytes());
                 for h in 0..4 {
                     points.push((le(&d[h * 4..]), n));
@@ -88,6 +100,16 @@ mod tests {
             counts[r.node_index(format!("key:{i}").as_bytes())] += 1;
         }
         assert!(counts.iter().all(|&c| c > 7_000), "uneven: {counts:?}");
+    }
+
+    #[test]
+    fn pool_sizes_where_libketama_rounds_down_get_39_digests() {
+        assert_eq!(digests_per_server(3), 40);
+        for n in [61, 122, 237, 244, 474] {
+            assert_eq!(digests_per_server(n), 39, "n={n}");
+        }
+        let names: Vec<String> = (0..61).map(|i| format!("10.0.0.{i}:11211")).collect();
+        assert_eq!(Ring::new(&names).unwrap().points.len(), 61 * 156);
     }
 
     #[test]
