@@ -1,0 +1,424 @@
+//! One cluster per test: every container labelled `aside.run=<run id>` (the network's name), so
+//! a test can count what is left behind.
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aside::backend::{Memcached, Postgres, Redis};
+use aside::{Builtin, CacheAside, CacheConfig, MemcachedLike, Pool, Ring};
+use futures_util::future::try_join_all;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use tracing::info;
+
+use crate::{image, Error};
+
+/// What to launch. The default is the full cluster of DESIGN.md.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub redis_replica: bool,
+    pub sentinels: usize,
+    pub memcached: usize,
+    pub pg_replica: bool,
+    /// `recovery_min_apply_delay` of the PostgreSQL replica (replica lag), in ms.
+    pub pg_apply_delay_ms: u64,
+    /// Sentinel `down-after-milliseconds`.
+    pub down_after_ms: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            redis_replica: true,
+            sentinels: 3,
+            memcached: 3,
+            pg_replica: true,
+            pg_apply_delay_ms: 0,
+            down_after_ms: 1000,
+        }
+    }
+}
+
+/// One server in a container.
+pub struct Node {
+    pub name: String,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub container: ContainerAsync<GenericImage>,
+}
+
+impl Node {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// `docker stop` (the process exits; restart with [`Node::start`]).
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.container
+            .stop()
+            .await
+            .map_err(|e| Error::Docker(format!("stopping {}: {e}", self.name)))
+    }
+
+    pub async fn start(&self) -> Result<(), Error> {
+        self.container
+            .start()
+            .await
+            .map_err(|e| Error::Docker(format!("starting {}: {e}", self.name)))
+    }
+
+    /// `docker pause`: the process freezes, connections hang (a GC pause, a partition).
+    pub async fn pause(&self) -> Result<(), Error> {
+        self.container
+            .pause()
+            .await
+            .map_err(|e| Error::Docker(format!("pausing {}: {e}", self.name)))
+    }
+
+    pub async fn unpause(&self) -> Result<(), Error> {
+        self.container
+            .unpause()
+            .await
+            .map_err(|e| Error::Docker(format!("unpausing {}: {e}", self.name)))
+    }
+}
+
+/// A launched cluster. Dropping it removes every container and the network.
+pub struct Cluster {
+    pub run_id: String,
+    pub redis_master: Node,
+    pub redis_replica: Option<Node>,
+    pub sentinels: Vec<Node>,
+    pub memcached: Vec<Node>,
+    pub pg_primary: Node,
+    pub pg_replica: Option<Node>,
+}
+
+pub const MASTER_NAME: &str = "mymaster";
+
+/// Containers (running or not) labelled with `run_id`.
+pub fn containers_of(run_id: &str) -> usize {
+    Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=aside.run={run_id}"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+fn run_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "aside-{}-{}-{nanos:08x}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    tag: &'a str,
+    run: &'a str,
+}
+
+impl Launch<'_> {
+    async fn node(
+        &self,
+        name: &str,
+        port: u16,
+        cmd: Vec<String>,
+        wait: WaitFor,
+        user: Option<&str>,
+    ) -> Result<Node, Error> {
+        let mut req = GenericImage::new(image::REPOSITORY, self.tag)
+            .with_wait_for(wait)
+            .with_exposed_port(port.tcp())
+            .with_cmd(cmd)
+            .with_network(self.run)
+            .with_container_name(format!("{}-{name}", self.run))
+            .with_label("aside.run", self.run)
+            .with_startup_timeout(Duration::from_secs(90));
+        if let Some(u) = user {
+            req = req.with_user(u);
+        }
+        let container = req.start().await.map_err(|e| Error::Start {
+            node: name.to_string(),
+            detail: e.to_string(),
+        })?;
+        let ip = container
+            .get_bridge_ip_address()
+            .await
+            .map_err(|e| Error::Start {
+                node: name.to_string(),
+                detail: format!("no IP on the cluster network: {e}"),
+            })?;
+        info!(node = name, %ip, "container up");
+        Ok(Node {
+            name: name.to_string(),
+            ip,
+            port,
+            container,
+        })
+    }
+}
+
+fn s(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
+}
+
+fn redis_cmd(extra: &[&str]) -> Vec<String> {
+    let mut c = s(&[
+        "redis-server",
+        "--port",
+        "6379",
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]);
+    c.extend(extra.iter().map(|p| p.to_string()));
+    c
+}
+
+impl Cluster {
+    /// Launches `spec`: about 10 s for the full cluster once the image exists.
+    pub async fn start(spec: ClusterSpec) -> Result<Cluster, Error> {
+        let tag = image::ensure()?;
+        let run = run_id();
+        let l = Launch {
+            tag: &tag,
+            run: &run,
+        };
+        let pg_primary_cmd = s(&["sh", "-c", "initdb -N -D \"$PGDATA\" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null && printf 'host all all all trust\\nhost replication all all trust\\n' >> \"$PGDATA/pg_hba.conf\" && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off"]);
+        let (redis_master, pg_primary, memcached) = tokio::try_join!(
+            l.node(
+                "redis-master",
+                6379,
+                redis_cmd(&[]),
+                WaitFor::message_on_stdout("Ready to accept connections"),
+                None
+            ),
+            l.node(
+                "pg-primary",
+                5432,
+                pg_primary_cmd,
+                WaitFor::message_on_stderr("database system is ready to accept connections"),
+                Some("postgres")
+            ),
+            try_join_all((0..spec.memcached).map(|i| {
+                let name = format!("memcached-{}", i + 1);
+                async move {
+                    l.node(
+                        &name,
+                        11211,
+                        s(&["memcached", "-u", "nobody", "-p", "11211", "-m", "64"]),
+                        WaitFor::Nothing,
+                        None,
+                    )
+                    .await
+                }
+            })),
+        )?;
+        for m in &memcached {
+            wait_memcached(m).await?;
+        }
+        let master_ip = redis_master.ip.to_string();
+        let replica = async {
+            if !spec.redis_replica {
+                return Ok(None);
+            }
+            l.node(
+                "redis-replica",
+                6379,
+                redis_cmd(&["--replicaof", &master_ip, "6379"]),
+                WaitFor::message_on_stdout("MASTER <-> REPLICA sync: Finished with success"),
+                None,
+            )
+            .await
+            .map(Some)
+        };
+        let sentinel_conf = format!(
+            "printf 'port 26379\\nprotected-mode no\\nsentinel monitor {MASTER_NAME} {master_ip} 6379 {q}\\nsentinel down-after-milliseconds {MASTER_NAME} {d}\\nsentinel failover-timeout {MASTER_NAME} 10000\\nsentinel parallel-syncs {MASTER_NAME} 1\\n' > /tmp/sentinel.conf && exec redis-sentinel /tmp/sentinel.conf",
+            q = spec.sentinels.div_ceil(2).max(1),
+            d = spec.down_after_ms
+        );
+        let sentinels = try_join_all((0..spec.sentinels).map(|i| {
+            let (name, cmd) = (
+                format!("sentinel-{}", i + 1),
+                s(&["sh", "-c", &sentinel_conf]),
+            );
+            async move {
+                l.node(
+                    &name,
+                    26379,
+                    cmd,
+                    WaitFor::message_on_stdout("+monitor master"),
+                    None,
+                )
+                .await
+            }
+        }));
+        let primary_ip = pg_primary.ip.to_string();
+        let pg_replica = async {
+            if !spec.pg_replica {
+                return Ok(None);
+            }
+            let cmd = format!(
+                "until pg_isready -q -h {primary_ip} -U postgres; do sleep 0.2; done; pg_basebackup -h {primary_ip} -U postgres -D \"$PGDATA\" -R -X stream -c fast && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off -c recovery_min_apply_delay={}ms",
+                spec.pg_apply_delay_ms
+            );
+            l.node(
+                "pg-replica",
+                5432,
+                s(&["sh", "-c", &cmd]),
+                WaitFor::message_on_stderr(
+                    "database system is ready to accept read-only connections",
+                ),
+                Some("postgres"),
+            )
+            .await
+            .map(Some)
+        };
+        let (redis_replica, sentinels, pg_replica) =
+            tokio::try_join!(replica, sentinels, pg_replica)?;
+        let c = Cluster {
+            run_id: run,
+            redis_master,
+            redis_replica,
+            sentinels,
+            memcached,
+            pg_primary,
+            pg_replica,
+        };
+        if !c.sentinels.is_empty() {
+            c.wait_sentinels_agree().await?;
+        }
+        Ok(c)
+    }
+
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinels.iter().map(Node::addr).collect()
+    }
+
+    pub fn memcached_addrs(&self) -> Vec<String> {
+        self.memcached.iter().map(Node::addr).collect()
+    }
+
+    pub fn pg_url(&self) -> String {
+        format!("postgres://postgres@{}/postgres", self.pg_primary.addr())
+    }
+
+    pub fn pg_replica_url(&self) -> Option<String> {
+        self.pg_replica
+            .as_ref()
+            .map(|r| format!("postgres://postgres@{}/postgres", r.addr()))
+    }
+
+    /// Waits until every Sentinel knows the other Sentinels and the replica, so that a failover
+    /// can reach quorum and has someone to promote.
+    pub async fn wait_sentinels_agree(&self) -> Result<(), Error> {
+        let want_sentinels = self.sentinels.len() - 1;
+        let want_replicas = usize::from(self.redis_replica.is_some());
+        for _ in 0..150 {
+            let mut ok = true;
+            for s in &self.sentinels {
+                let known = async {
+                    let mut c = redis::Client::open(format!("redis://{}", s.addr()))?
+                        .get_multiplexed_async_connection()
+                        .await?;
+                    let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                        .arg("sentinels")
+                        .arg(MASTER_NAME)
+                        .query_async(&mut c)
+                        .await?;
+                    let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                        .arg("replicas")
+                        .arg(MASTER_NAME)
+                        .query_async(&mut c)
+                        .await?;
+                    Ok::<_, redis::RedisError>((others.len(), replicas.len()))
+                }
+                .await;
+                ok &= known.is_ok_and(|(o, r)| o >= want_sentinels && r >= want_replicas);
+            }
+            if ok {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(Error::Start {
+            node: "sentinels".into(),
+            detail: "did not discover each other and the replica within 30 s".into(),
+        })
+    }
+
+    /// An `aside` instance over this cluster: Redis through the Sentinels, the memcached nodes on
+    /// a Ketama ring, PostgreSQL (replica too, when there is one).
+    pub async fn library(
+        &self,
+        strategy: Builtin,
+        mut cfg: CacheConfig,
+        instance: &str,
+    ) -> Result<CacheAside<Arc<Redis>, Memcached, Postgres, Builtin>, Error> {
+        cfg.strategy = strategy.name().to_string();
+        let cfg = cfg.validate()?;
+        let redis = if self.sentinels.is_empty() {
+            Redis::direct(
+                &format!("redis://{}", self.redis_master.addr()),
+                cfg.l1_timeout(),
+            )
+            .await?
+        } else {
+            Redis::sentinel(&self.sentinel_addrs(), MASTER_NAME, Duration::from_secs(2)).await?
+        };
+        let addrs = self.memcached_addrs();
+        let ring = Ring::new(&addrs).map_err(|e| Error::Docker(e.to_string()))?;
+        let nodes = addrs
+            .iter()
+            .map(|a| Memcached::new(a.clone(), 16))
+            .collect();
+        let pg = Postgres::connect(&self.pg_url(), self.pg_replica_url().as_deref(), 16).await?;
+        pg.migrate().await?;
+        Ok(CacheAside::new(
+            redis,
+            Pool::new(ring, nodes, &cfg),
+            pg,
+            strategy,
+            cfg,
+            instance,
+        ))
+    }
+}
+
+async fn wait_memcached(n: &Node) -> Result<(), Error> {
+    let client = Memcached::new(n.addr(), 1);
+    for _ in 0..100 {
+        if client.ping().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Error::Start {
+        node: n.name.clone(),
+        detail: "memcached did not answer `mn` within 10 s".into(),
+    })
+}
+
+// Keep the trait in scope for `ping`'s siblings in tests.
+#[allow(unused_imports)]
+use MemcachedLike as _;
