@@ -22,6 +22,56 @@ struct Cli {
 enum Command {
     /// Check recorded histories against the invariants (exit 0: all hold, 1: one fails, 2: bad input)
     Check(CheckArgs),
+    /// Where does a key live? Reads keys on stdin, prints `key<TAB>node` (libketama-compatible)
+    Ring(RingArgs),
+}
+
+#[derive(clap::Args)]
+struct RingArgs {
+    /// The memcached pool as host:port,host:port,... in the order every client lists it
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    /// Hash each line's bytes as given, instead of the memcached key aside would send for it
+    #[arg(long)]
+    raw: bool,
+}
+
+fn ring(args: RingArgs) -> ExitCode {
+    for n in &args.nodes {
+        if !n
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            eprintln!("aside ring: node {n:?} is not host:port");
+            return ExitCode::from(2);
+        }
+    }
+    let ring = match aside::Ring::new(&args.nodes) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aside ring: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = io::stdout().lock();
+    for line in io::stdin().lines() {
+        let Ok(line) = line else {
+            eprintln!("aside ring: stdin is not UTF-8 text: give one key per line");
+            return ExitCode::from(2);
+        };
+        let key = line.strip_suffix('\r').unwrap_or(&line);
+        let routed = if args.raw {
+            key.to_string()
+        } else {
+            aside::Key::parse(key)
+                .map(|k| k.memcached())
+                .unwrap_or_else(|_| aside::key::memcached_safe(key))
+        };
+        if writeln!(out, "{key}\t{}", ring.node(routed.as_bytes())).is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(clap::Args)]
@@ -87,5 +137,6 @@ fn check(args: CheckArgs) -> ExitCode {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => check(args),
+        Command::Ring(args) => ring(args),
     }
 }

@@ -131,3 +131,62 @@ fn bad_flags_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn aside_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aside"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ring_prints_where_each_key_lives_as_other_ketama_clients_do() {
+    let vectors = include_str!("../../test_data/ketama.tsv");
+    let mut lines = vectors.lines().filter(|l| !l.starts_with('#'));
+    let nodes = lines.next().unwrap();
+    let pairs: Vec<(&str, &str)> = lines
+        .take(200)
+        .map(|l| l.split_once('\t').unwrap())
+        .collect();
+    let input: String = pairs.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let out = aside_stdin(&["ring", "--raw", "--nodes", nodes], &input);
+    assert_eq!(out.status.code(), Some(0));
+    let want: String = pairs.iter().map(|(k, n)| format!("{k}\t{n}\n")).collect();
+    assert_eq!(text(&out.stdout), want);
+    // Without --raw, a key with spaces is routed by the memcached key aside sends for it.
+    let out = aside_stdin(&["ring", "--nodes", nodes], "posts:v1:two words\n");
+    let expected = aside::Ring::new(&nodes.split(',').collect::<Vec<_>>())
+        .unwrap()
+        .node(
+            aside::Key::parse("posts:v1:two words")
+                .unwrap()
+                .memcached()
+                .as_bytes(),
+        )
+        .to_string();
+    assert_eq!(
+        text(&out.stdout),
+        format!("posts:v1:two words\t{expected}\n")
+    );
+}
+
+#[test]
+fn ring_rejects_bad_nodes_in_one_line() {
+    let out = aside_stdin(&["ring", "--nodes", "a:1,a:1"], "k\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("appears twice"));
+    let out = aside_stdin(&["ring", "--nodes", "nohost"], "k\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("\"nohost\" is not host:port"));
+}
