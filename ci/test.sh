@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# The README's test command: everything a fresh machine needs, then every test suite.
+# The README's test command: installs and starts what it needs, then runs every suite:
+# the std build (unit, property, oracle tests), the container tests against real Redis,
+# Sentinel, memcached and PostgreSQL, and smoke runs of the benchmarks.
 # Runs as root on CI (`.ci/run`); safe to rerun anywhere.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+die() { echo "test: $*" >&2; exit 2; }
 
-command -v cargo >/dev/null 2>&1 || { echo "test: cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 2; }
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+command -v docker >/dev/null 2>&1 || die "docker not found: install docker.io (the container tests need it)"
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "docker is not reachable: start the Docker engine (systemctl start docker)"
+
+step "host tools (redis-benchmark for the throughput comparison)"
+if ! command -v redis-benchmark >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-tools >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-tools >/dev/null; }
+    else
+        echo "test: redis-benchmark missing and not root: the bench will run it inside the container" >&2
+    fi
+fi
+
+step "offline image (Redis, Sentinel, memcached, PostgreSQL from Debian packages)"
+if [ "$(id -u)" -eq 0 ]; then bash ci/build-images.sh; else sudo bash ci/build-images.sh; fi
 
 step "format"
 cargo fmt --all -- --check
 step "lints (std build)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "tests (std build)"
+step "tests (std build, container tests included)"
 cargo test --workspace --locked
-step "bench smoke run (figures only; a bench never fails on speed)"
+step "bench smoke runs (figures only; a bench never fails on speed)"
 cargo bench -p invariants --bench staleness --locked -- --quick
+cargo bench -p containers --bench tiers --locked -- --quick
+step "no container left behind"
+left=$(docker ps -aq --filter label=aside.run | wc -l)
+[ "$left" -eq 0 ] || { docker ps -a --filter label=aside.run >&2; die "$left test container(s) left behind"; }
+echo "all tests passed" >&2

@@ -8,7 +8,11 @@ use aside::{Builtin, CacheConfig, Key, Source};
 use containers::{Cluster, ClusterSpec};
 
 async fn role(addr: &str) -> String {
-    let mut c = redis::Client::open(format!("redis://{addr}")).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut c = redis::Client::open(format!("redis://{addr}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let v: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut c).await.unwrap();
     match &v[0] {
         redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
@@ -18,9 +22,20 @@ async fn role(addr: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_library_follows_a_sentinel_failover() {
-    let cluster = Cluster::start(ClusterSpec { pg_replica: false, ..ClusterSpec::default() }).await.expect("cluster");
-    let cfg = CacheConfig { breaker_cooldown_ms: 200, ..CacheConfig::default() };
-    let cache = cluster.library(Builtin::Versioned, cfg, "app").await.expect("library");
+    let cluster = Cluster::start(ClusterSpec {
+        pg_replica: false,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    let cfg = CacheConfig {
+        breaker_cooldown_ms: 200,
+        ..CacheConfig::default()
+    };
+    let cache = cluster
+        .library(Builtin::Versioned, cfg, "app")
+        .await
+        .expect("library");
     let k = Key::new("posts", 1, "42").unwrap();
     cache.write(&k, b"before").await.unwrap();
     cache.get(&k).await.unwrap();
@@ -35,7 +50,10 @@ async fn the_library_follows_a_sentinel_failover() {
     for i in 0..150 {
         let g = cache.get(&k).await.expect("reads survive a failover");
         assert!(g.is_some());
-        cache.write(&k, format!("during {i}").as_bytes()).await.expect("writes go to the database");
+        cache
+            .write(&k, format!("during {i}").as_bytes())
+            .await
+            .expect("writes go to the database");
         if cache.l1().master().await.as_deref() == Some(replica.as_str()) {
             followed = true;
             break;
@@ -43,7 +61,11 @@ async fn the_library_follows_a_sentinel_failover() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(followed, "the library never moved to {replica}");
-    assert_eq!(role(&replica).await, "master", "the promoted replica says so itself");
+    assert_eq!(
+        role(&replica).await,
+        "master",
+        "the promoted replica says so itself"
+    );
     assert!(cache.l1().resolutions.load(Relaxed) >= 2);
 
     // Once the breaker lets L1 back in, the new master serves and is filled.
@@ -51,7 +73,10 @@ async fn the_library_follows_a_sentinel_failover() {
     let mut source = Source::Db;
     for _ in 0..50 {
         let g = cache.get(&k).await.unwrap().unwrap();
-        assert_eq!(g.row.version, w.version, "never an older version after the failover");
+        assert_eq!(
+            g.row.version, w.version,
+            "never an older version after the failover"
+        );
         source = g.source;
         if source == Source::L1 {
             break;

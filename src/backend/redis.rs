@@ -209,8 +209,9 @@ impl Redis {
         }
     }
 
-    /// The live connection, resolving the master first if there is none.
-    async fn connection(&self) -> TierResult<MultiplexedConnection> {
+    /// The live connection, resolving the master first if there is none (benchmarks compare
+    /// against raw commands on this very connection).
+    pub async fn connection(&self) -> TierResult<MultiplexedConnection> {
         if let Some((_, c)) = self.current.read().await.as_ref() {
             return Ok(c.clone());
         }

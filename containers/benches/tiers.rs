@@ -1,0 +1,286 @@
+//! `cargo bench -p containers`: the library against real servers, side by side in one run.
+//!
+//! 1. L1 hit path: `aside get` of a warm key vs a raw redis-rs GET on the same connection,
+//!    interleaved call by call (target: within 1.10x at p50).
+//! 2. Miss path: round trips per cold read, counted by wrapping every tier.
+//! 3. Throughput: 64 concurrent tasks of `aside get` vs `redis-benchmark -c 64 -t get`.
+//!
+//! Prints figures; never fails on speed. `--quick` for a smoke run.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aside::backend::{Memcached, Postgres, Redis};
+use aside::{
+    Builtin, CacheAside, CacheConfig, Key, MemcachedLike, Pool, ReadFrom, RedisLike, Ring, Row,
+    SetCond, Store, TierError,
+};
+use containers::{Cluster, ClusterSpec};
+
+type R<T> = Result<T, TierError>;
+
+/// Counts every call that reaches a tier: one call, one round trip (the memcached client and
+/// the scripts each take exactly one).
+struct Counted<T>(T, Arc<AtomicU64>);
+
+impl<T: RedisLike> RedisLike for Counted<T> {
+    async fn get(&self, k: &str) -> R<Option<Vec<u8>>> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.get(k).await
+    }
+    async fn set(&self, k: &str, v: &[u8], t: u64, c: SetCond) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.set(k, v, t, c).await
+    }
+    async fn del(&self, k: &[String]) -> R<u64> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.del(k).await
+    }
+    async fn scan(&self, c: u64, p: &str, n: u32) -> R<(u64, Vec<String>)> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.scan(c, p, n).await
+    }
+    async fn fill_if_newer(&self, k: &str, v: &[u8], ver: u64, t: u64) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.fill_if_newer(k, v, ver, t).await
+    }
+    async fn tombstone(&self, k: &str, v: &[u8], ver: u64, t: u64) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.tombstone(k, v, ver, t).await
+    }
+    async fn release(&self, k: &str, tok: &str) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.release(k, tok).await
+    }
+}
+
+impl<T: MemcachedLike> MemcachedLike for Counted<T> {
+    async fn gets(&self, k: &str) -> R<Option<(Vec<u8>, u64)>> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.gets(k).await
+    }
+    async fn set(&self, k: &str, v: &[u8], t: u32) -> R<()> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.set(k, v, t).await
+    }
+    async fn add(&self, k: &str, v: &[u8], t: u32) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.add(k, v, t).await
+    }
+    async fn cas(&self, k: &str, v: &[u8], t: u32, c: u64) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.cas(k, v, t, c).await
+    }
+    async fn delete(&self, k: &str) -> R<bool> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.delete(k).await
+    }
+    async fn flush_all(&self) -> R<()> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.flush_all().await
+    }
+}
+
+impl<T: Store> Store for Counted<T> {
+    async fn read(&self, k: &str, f: ReadFrom) -> R<Option<Row>> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.read(k, f).await
+    }
+    async fn write(&self, k: &str, p: &[u8]) -> R<u64> {
+        self.1.fetch_add(1, Relaxed);
+        self.0.write(k, p).await
+    }
+}
+
+fn pct(mut v: Vec<Duration>, q: f64) -> Duration {
+    v.sort();
+    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 2_000 } else { 20_000 };
+    let spec = ClusterSpec {
+        redis_replica: false,
+        sentinels: 0,
+        memcached: 3,
+        pg_replica: false,
+        ..ClusterSpec::default()
+    };
+    let cluster = Cluster::start(spec).await.unwrap_or_else(|e| {
+        eprintln!("bench: {e}");
+        std::process::exit(2)
+    });
+    let cfg = CacheConfig::default().validate().unwrap();
+    let redis = Redis::direct(
+        &format!("redis://{}", cluster.redis_master.addr()),
+        cfg.l1_timeout(),
+    )
+    .await
+    .unwrap();
+    let addrs = cluster.memcached_addrs();
+    let pg = Postgres::connect(&cluster.pg_url(), None, 16)
+        .await
+        .unwrap();
+    pg.migrate().await.unwrap();
+    let (c1, c2, c3) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let nodes = addrs
+        .iter()
+        .map(|a| Counted(Memcached::new(a.clone(), 32), c2.clone()))
+        .collect();
+    let pool = Pool::new(Ring::new(&addrs).unwrap(), nodes, &cfg);
+    let cache = Arc::new(CacheAside::new(
+        Counted(redis.clone(), c1.clone()),
+        pool,
+        Counted(pg, c3.clone()),
+        Builtin::Versioned,
+        cfg,
+        "bench",
+    ));
+    println!(
+        "aside vs raw clients, real servers in containers ({n} ops per figure, 2 cores shared)\n"
+    );
+
+    // 1. L1 hit path, interleaved with raw GETs on the same connection.
+    let k = Key::new("posts", 1, "warm").unwrap();
+    cache.write(&k, &[b'x'; 200]).await.unwrap();
+    cache.get(&k).await.unwrap();
+    let mut conn = redis.connection().await.unwrap();
+    let (mut ours, mut raw) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        let g = cache.get(&k).await.unwrap().unwrap();
+        ours.push(t.elapsed());
+        assert_eq!(g.source, aside::Source::L1);
+        let t = Instant::now();
+        let _: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(k.as_str())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        raw.push(t.elapsed());
+    }
+    let (p50a, p50r) = (pct(ours.clone(), 0.5), pct(raw.clone(), 0.5));
+    println!("L1 hit path          p50      p99");
+    println!(
+        "  aside get          {:>8} {:>8}",
+        us(p50a),
+        us(pct(ours, 0.99))
+    );
+    println!(
+        "  raw redis-rs GET   {:>8} {:>8}",
+        us(p50r),
+        us(pct(raw, 0.99))
+    );
+    println!(
+        "  ratio at p50       {:.3}x (target <= 1.10x)\n",
+        p50a.as_secs_f64() / p50r.as_secs_f64()
+    );
+
+    // 2. Round trips of one cold read, and of one write.
+    let count = || c1.load(Relaxed) + c2.load(Relaxed) + c3.load(Relaxed);
+    let cold = Key::new("posts", 1, "cold").unwrap();
+    cache.write(&cold, b"cold").await.unwrap();
+    let before = count();
+    let (b1, b2, b3) = (c1.load(Relaxed), c2.load(Relaxed), c3.load(Relaxed));
+    cache.get(&cold).await.unwrap();
+    println!(
+        "miss path: {} round trips (redis {}, memcached {}, postgres {}): L1 get, L2 gets, lease, DB read, L1 fill script, L2 gets+cas, lease release",
+        count() - before,
+        c1.load(Relaxed) - b1,
+        c2.load(Relaxed) - b2,
+        c3.load(Relaxed) - b3
+    );
+    let before = count();
+    cache.write(&cold, b"again").await.unwrap();
+    println!(
+        "write: {} round trips (DB transaction, L1 tombstone script, L2 gets+cas)\n",
+        count() - before
+    );
+
+    // 3. Throughput, 64 tasks, warm keys, vs redis-benchmark.
+    let keys: Vec<Key> = (0..1000)
+        .map(|i| Key::new("posts", 1, &format!("t{i}")).unwrap())
+        .collect();
+    for k in &keys {
+        cache.write(k, &[b'y'; 100]).await.unwrap();
+        cache.get(k).await.unwrap();
+    }
+    let total = n as u64 * 10;
+    let done = Arc::new(AtomicU64::new(0));
+    let keys = Arc::new(keys);
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (cache, done, keys) = (cache.clone(), done.clone(), keys.clone());
+            tokio::spawn(async move {
+                let mut j = i;
+                while done.fetch_add(1, Relaxed) < total {
+                    cache.get(&keys[j % keys.len()]).await.unwrap();
+                    j += 64;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let ours = total as f64 / t.elapsed().as_secs_f64();
+    let ip = cluster.redis_master.ip.to_string();
+    let nreq = total.to_string();
+    let args = [
+        "-h",
+        ip.as_str(),
+        "-p",
+        "6379",
+        "-c",
+        "64",
+        "-n",
+        nreq.as_str(),
+        "-t",
+        "get",
+        "-d",
+        "200",
+        "-q",
+    ];
+    let (out, where_) = match std::process::Command::new("redis-benchmark")
+        .args(args)
+        .output()
+    {
+        Ok(o) => (o, "host"),
+        Err(_) => {
+            let id = cluster.redis_master.container.id().to_string();
+            let mut full = vec!["exec", id.as_str(), "redis-benchmark"];
+            full.extend(args);
+            (
+                std::process::Command::new("docker")
+                    .args(&full)
+                    .output()
+                    .expect("docker exec"),
+                "inside the container (install redis-tools for the host figure)",
+            )
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let theirs = text
+        .split_whitespace()
+        .find_map(|w| w.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    println!("throughput, 64 concurrent tasks     ops/s");
+    println!("  aside get (warm, 1000 keys)       {ours:>10.0}");
+    println!("  redis-benchmark GET -c 64         {theirs:>10.0}   ({where_})");
+    println!(
+        "  aside / redis-benchmark           {:.2}",
+        ours / theirs.max(1.0)
+    );
+}
