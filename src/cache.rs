@@ -52,8 +52,9 @@ pub struct Got {
     pub source: Source,
     /// Served past its freshness while another reader refreshes it (stale-while-revalidate).
     pub stale: bool,
-    /// This call waited for another call's load (single-flight) instead of loading.
-    pub coalesced: bool,
+    /// Served by another call's load instead of its own: a single-flight follower in this
+    /// process, or a lease loser that found the winner's fill in L1.
+    pub waited: bool,
 }
 
 /// Why a read or write failed. Cache tiers never fail a read: only the database can.
@@ -416,7 +417,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 row,
                 source,
                 stale,
-                coalesced: false,
+                waited: false,
             }))
         };
         match self.read_l1(key).await {
@@ -442,12 +443,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .await;
         if role == Role::Follower {
             self.metrics.coalesced.fetch_add(1, Relaxed);
-            return got.map(|g| {
-                g.map(|g| Got {
-                    coalesced: true,
-                    ..g
-                })
-            });
+            return got.map(|g| g.map(|g| Got { waited: true, ..g }));
         }
         got
     }
@@ -471,7 +467,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     row,
                     source,
                     stale: true,
-                    coalesced: false,
+                    waited: false,
                 }))
             }
         }
@@ -536,7 +532,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         row,
                         source: Source::L1,
                         stale: false,
-                        coalesced: false,
+                        waited: true,
                     }));
                 }
                 pause = (pause * 2).min(Duration::from_millis(50));
@@ -590,7 +586,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     row,
                     source,
                     stale: false,
-                    coalesced: false,
+                    waited: false,
                 }))
             }
             Err(e) => {

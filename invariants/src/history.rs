@@ -69,7 +69,9 @@ impl OpKind {
 }
 
 /// Where a successful read was served from. `l0` is the in-process hot-key cache, `l1` Redis,
-/// `l2` Memcached, `db` the PostgreSQL primary and `replica` its streaming replica.
+/// `l2` Memcached, `db` the PostgreSQL primary and `replica` its streaming replica. `wait`: the
+/// read found nothing cached and was served by another read's load (a single-flight follower, a
+/// lease loser that found the winner's fill): a miss for the hit ratio, no load on the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
     L0,
@@ -77,6 +79,7 @@ pub enum Source {
     L2,
     Db,
     Replica,
+    Wait,
 }
 
 impl Source {
@@ -87,7 +90,8 @@ impl Source {
             "l2" => Ok(Source::L2),
             "db" => Ok(Source::Db),
             "replica" => Ok(Source::Replica),
-            _ => Err(bad(field, s, "expected l0, l1, l2, db or replica")),
+            "wait" => Ok(Source::Wait),
+            _ => Err(bad(field, s, "expected l0, l1, l2, db, replica or wait")),
         }
     }
 
@@ -98,7 +102,13 @@ impl Source {
             Source::L2 => "l2",
             Source::Db => "db",
             Source::Replica => "replica",
+            Source::Wait => "wait",
         }
+    }
+
+    /// Served by a query of this read's own to the database.
+    pub fn is_db(self) -> bool {
+        matches!(self, Source::Db | Source::Replica)
     }
 
     /// A cache hit: served without touching the database.

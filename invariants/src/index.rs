@@ -84,6 +84,7 @@ impl ReadRec {
             Some(Source::L2) => 3,
             Some(Source::Db) => 4,
             Some(Source::Replica) => 5,
+            Some(Source::Wait) => 6,
         };
         b[54] = match self.payload_ok {
             None => 0,

@@ -89,6 +89,8 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         Box::new(slo::HitRatio::new(bounds.hit_ratio_min, bounds.warmup_ns)),
         Box::new(slo::HitLatency::new(
             bounds.hit_latency_p99_ns_max,
+            bounds.l1_hit_latency_p99_ns_max,
+            bounds.l2_hit_latency_p99_ns_max,
             bounds.warmup_ns,
         )),
     ];

@@ -1,6 +1,6 @@
 //! Invariant 6, load safety: what the database had to serve.
 //!
-//! Counts successful reads served by the database (`source` db or replica) in fixed windows
+//! Counts successful reads served by the database (`source` db or replica; not `wait`) in fixed windows
 //! aligned to time 0: per key per fill window (stampede protection should keep this near one fill
 //! per invalidation), and in total per QPS window (peak database QPS during cold start and node
 //! loss). A failure's witness is the bound plus one database reads of the offending window.
@@ -25,7 +25,7 @@ pub struct Load {
 }
 
 fn is_db(r: &ReadRec) -> bool {
-    r.ok() && r.source.is_some_and(|s| !s.is_cache())
+    r.ok() && r.source.is_some_and(|s| s.is_db())
 }
 
 impl Load {
@@ -155,11 +155,13 @@ mod tests {
         h.read(1, "b", (S, S + 1), 0, Source::Db); // boundary: window 1
         h.read(1, "c", (S + 5, S + 6), 0, Source::Db);
         h.read(1, "c", (S + 5, S + 6), 0, Source::L1); // a hit is not load
+        h.read(1, "c", (S + 5, S + 6), 0, Source::Wait); // nor is a read served by another's load
         assert_eq!(h.check().verdict("load").unwrap().status, Status::Holds);
         let extra = h.read(2, "d", (S + 9, S + 10), 0, Source::Replica);
         let v = h.check().verdict("load").unwrap().clone();
         assert_eq!(v.status, Status::Fails);
         assert_eq!(v.witness.ops, vec![2, 3, extra]);
+        assert_eq!(v.get("db_reads"), Some(&Figure::Count(4)));
         assert_eq!(v.get("peak_db_qps"), Some(&Figure::Count(3)));
         assert_eq!(v.get("peak_window_start_ns"), Some(&Figure::Ns(S)));
     }

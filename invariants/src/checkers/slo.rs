@@ -5,6 +5,7 @@
 use std::io;
 
 use super::{failures_to_prove, fmt_ns, smallest, witness_reads, ReadChecker};
+use crate::history::Source;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::quantiles::Quantiles;
 use crate::verdict::{Figure, Verdict};
@@ -89,74 +90,126 @@ impl ReadChecker for HitRatio {
     }
 }
 
-pub struct HitLatency {
+/// One latency class: which hits, and the bound on their p99.
+struct Class {
+    name: &'static str,
+    source: Option<Source>,
     p99_max_ns: Option<u64>,
-    warmup_ns: u64,
     quantiles: Quantiles,
     over: u64,
 }
 
+impl Class {
+    fn takes(&self, r: &ReadRec) -> bool {
+        is_hit(r) && self.source.is_none_or(|s| r.source == Some(s))
+    }
+
+    /// Nearest rank: p99 is the ceil(0.99 n)-th smallest, so p99 > max exactly when more than
+    /// n - ceil(0.99 n) hits are slower than max. Decided on exact counts, not the histogram.
+    fn slack(&self) -> u64 {
+        let n = self.quantiles.count();
+        n - (n as f64 * 0.99).ceil() as u64
+    }
+
+    fn fails(&self) -> bool {
+        self.p99_max_ns.is_some() && self.quantiles.count() > 0 && self.over > self.slack()
+    }
+}
+
+/// Hit latency p99 over the steady phase: all hits against `hit_latency_p99_ns_max`, and each
+/// tier's hits against its own bound (the seed's SLOs: Redis 5 ms, Memcached 10 ms).
+pub struct HitLatency {
+    warmup_ns: u64,
+    classes: Vec<Class>,
+}
+
 impl HitLatency {
-    pub fn new(p99_max_ns: Option<u64>, warmup_ns: u64) -> Self {
-        HitLatency {
+    pub fn new(all: Option<u64>, l1: Option<u64>, l2: Option<u64>, warmup_ns: u64) -> Self {
+        let class = |name, source, p99_max_ns| Class {
+            name,
+            source,
             p99_max_ns,
-            warmup_ns,
             quantiles: Quantiles::default(),
             over: 0,
+        };
+        HitLatency {
+            warmup_ns,
+            classes: vec![
+                class("all", None, all),
+                class("l1", Some(Source::L1), l1),
+                class("l2", Some(Source::L2), l2),
+            ],
         }
     }
 }
 
 impl ReadChecker for HitLatency {
     fn observe(&mut self, idx: &Index, r: &ReadRec) {
-        if steady(idx, self.warmup_ns, r) && is_hit(r) {
-            let lat = r.complete_ns - r.invoke_ns;
-            self.quantiles.record(lat);
-            self.over += u64::from(self.p99_max_ns.is_some_and(|m| lat > m));
+        if !steady(idx, self.warmup_ns, r) {
+            return;
+        }
+        let lat = r.complete_ns - r.invoke_ns;
+        for c in self.classes.iter_mut().filter(|c| c.takes(r)) {
+            c.quantiles.record(lat);
+            c.over += u64::from(c.p99_max_ns.is_some_and(|m| lat > m));
         }
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
         let mut v = Verdict::new("hit-latency");
-        let n = self.quantiles.count();
-        let q = |p: f64| self.quantiles.quantile(p).map_or(Figure::None, Figure::Ns);
-        v.figure("hits", Figure::Count(n))
-            .figure("hit_latency_p50_ns", q(0.5))
-            .figure("hit_latency_p99_ns", q(0.99))
+        let all = &self.classes[0];
+        let q = |c: &Class, p: f64| c.quantiles.quantile(p).map_or(Figure::None, Figure::Ns);
+        v.figure("hits", Figure::Count(all.quantiles.count()))
+            .figure("hit_latency_p50_ns", q(all, 0.5))
+            .figure("hit_latency_p99_ns", q(all, 0.99))
             .figure(
                 "hit_latency_max_ns",
-                self.quantiles.max().map_or(Figure::None, Figure::Ns),
-            );
-        let Some(max) = self.p99_max_ns else {
-            v.unknown("no hit-latency bound: set config.hit_latency_p99_ns_max");
+                all.quantiles.max().map_or(Figure::None, Figure::Ns),
+            )
+            .figure("l1_hit_latency_p99_ns", q(&self.classes[1], 0.99))
+            .figure("l2_hit_latency_p99_ns", q(&self.classes[2], 0.99));
+        if self.classes.iter().all(|c| c.p99_max_ns.is_none()) {
+            v.unknown("no hit-latency bound: set config.hit_latency_p99_ns_max or l1_/l2_hit_latency_p99_ns_max");
             return Ok(v);
-        };
-        // Nearest rank: p99 is the ceil(0.99 n)-th smallest, so p99 > max exactly when more than
-        // n - ceil(0.99 n) hits are slower than max. Decided on exact counts, not the histogram.
-        let slack = n - (n as f64 * 0.99).ceil() as u64;
-        if n == 0 {
+        }
+        if all.quantiles.count() == 0 {
             v.unknown("no cache hits in the steady phase");
-        } else if self.over <= slack {
+            return Ok(v);
+        }
+        let Some(c) = self.classes.iter().find(|c| c.fails()) else {
+            let judged: Vec<String> = self
+                .classes
+                .iter()
+                .filter_map(|c| {
+                    c.p99_max_ns
+                        .map(|m| format!("{} hits p99 within {}", c.name, fmt_ns(m)))
+                })
+                .collect();
             v.judge(
                 false,
-                format!("hit p99 within {} over {n} hits", fmt_ns(max)),
+                format!("{} ({} hits)", judged.join(", "), all.quantiles.count()),
             );
-        } else {
-            let w = self.warmup_ns;
-            let rs = smallest(reads, (slack + 1) as usize, |r| {
-                (steady(idx, w, r) && is_hit(r))
-                    .then_some((std::cmp::Reverse(r.complete_ns - r.invoke_ns), r.id))
-            })?;
-            witness_reads(idx, &mut v.witness, &rs);
-            v.judge(
-                true,
-                format!(
-                    "{} of {n} hits took longer than {}: p99 above the bound",
-                    self.over,
-                    fmt_ns(max)
-                ),
-            );
-        }
+            return Ok(v);
+        };
+        let (w, max) = (
+            self.warmup_ns,
+            c.p99_max_ns.expect("failing classes have a bound"),
+        );
+        let rs = smallest(reads, (c.slack() + 1) as usize, |r| {
+            (steady(idx, w, r) && c.takes(r))
+                .then_some((std::cmp::Reverse(r.complete_ns - r.invoke_ns), r.id))
+        })?;
+        witness_reads(idx, &mut v.witness, &rs);
+        let n = c.quantiles.count();
+        v.judge(
+            true,
+            format!(
+                "{} of {n} {} hits took longer than {}: p99 above the bound",
+                c.over,
+                c.name,
+                fmt_ns(max)
+            ),
+        );
         Ok(v)
     }
 }
@@ -197,7 +250,9 @@ mod tests {
 
     #[test]
     fn hit_latency_p99_by_nearest_rank() {
-        let mut h = H::new(json!({"hit_latency_p99_ns_max": 10 * MS}));
+        let mut h = H::new(
+            json!({"hit_latency_p99_ns_max": 10 * MS, "l1_hit_latency_p99_ns_max": null, "l2_hit_latency_p99_ns_max": null}),
+        );
         for i in 0..98 {
             h.read(1, "k", (i * MS, i * MS + MS), 0, Source::L1);
         }
@@ -212,5 +267,23 @@ mod tests {
         let v = h.check().verdict("hit-latency").unwrap().clone();
         assert_eq!(v.status, Status::Fails);
         assert_eq!(v.witness.ops, vec![slow1, slow2]);
+    }
+
+    #[test]
+    fn each_tier_is_held_to_its_own_bound() {
+        let mut h = H::new(json!({}));
+        for i in 0..50 {
+            h.read(1, "k", (i * MS, i * MS + 4 * MS), 0, Source::L1);
+            h.read(1, "k", (i * MS, i * MS + 9 * MS), 0, Source::L2);
+        }
+        let v = h.check().verdict("hit-latency").unwrap().clone();
+        assert_eq!(v.status, Status::Holds, "{}", v.summary);
+        let slow = h.read(1, "k", (0, 6 * MS), 0, Source::L1);
+        let v = h.check().verdict("hit-latency").unwrap().clone();
+        assert_eq!(
+            (v.status, v.witness.ops),
+            (Status::Fails, vec![slow]),
+            "6 ms breaks the 5 ms L1 bound though it is fast for L2"
+        );
     }
 }

@@ -1,0 +1,274 @@
+//! A memcached model at the tier boundary: items with TTL in seconds, CAS tokens, set/add/cas/
+//! delete/flush_all, LRU eviction within a memory limit, the item size limit, and the server's
+//! refusal of keys the text protocol cannot carry. Pure: time comes in with each command.
+
+use std::collections::BTreeMap;
+
+/// Bytes an item costs beyond its key and value (item header), for the memory limit.
+pub const ITEM_OVERHEAD_BYTES: usize = 56;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    Gets(String),
+    Set {
+        key: String,
+        value: Vec<u8>,
+        ttl_s: u32,
+    },
+    Add {
+        key: String,
+        value: Vec<u8>,
+        ttl_s: u32,
+    },
+    Cas {
+        key: String,
+        value: Vec<u8>,
+        ttl_s: u32,
+        cas: u64,
+    },
+    Delete(String),
+    FlushAll,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Value(Option<(Vec<u8>, u64)>),
+    /// STORED (true) or NOT_STORED / EXISTS / NOT_FOUND (false).
+    Stored(bool),
+    Deleted(bool),
+    Ok,
+    /// CLIENT_ERROR / SERVER_ERROR.
+    Err(String),
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    value: Vec<u8>,
+    expire_at_ms: Option<u64>,
+    cas: u64,
+    last_access: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemcachedModel {
+    items: BTreeMap<String, Item>,
+    used_bytes: usize,
+    pub limit_bytes: usize,
+    pub item_bytes_max: usize,
+    cas_seq: u64,
+    clock: u64,
+    pub evictions: u64,
+}
+
+impl Default for MemcachedModel {
+    fn default() -> Self {
+        MemcachedModel::new(64 << 20)
+    }
+}
+
+fn valid_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 250 && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+impl MemcachedModel {
+    pub fn new(limit_bytes: usize) -> Self {
+        MemcachedModel {
+            items: BTreeMap::new(),
+            used_bytes: 0,
+            limit_bytes,
+            item_bytes_max: 1 << 20,
+            cas_seq: 0,
+            clock: 0,
+            evictions: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn live(&mut self, key: &str, now_ms: u64) -> Option<&mut Item> {
+        if self
+            .items
+            .get(key)
+            .is_some_and(|i| i.expire_at_ms.is_some_and(|t| now_ms >= t))
+        {
+            self.drop_item(key);
+            return None;
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        self.items.get_mut(key).map(|i| {
+            i.last_access = clock;
+            i
+        })
+    }
+
+    fn drop_item(&mut self, key: &str) -> bool {
+        match self.items.remove(key) {
+            Some(i) => {
+                self.used_bytes -= key.len() + i.value.len() + ITEM_OVERHEAD_BYTES;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn store(&mut self, key: String, value: Vec<u8>, ttl_s: u32, now_ms: u64) -> Reply {
+        let size = key.len() + value.len() + ITEM_OVERHEAD_BYTES;
+        if size > self.item_bytes_max {
+            return Reply::Err("SERVER_ERROR object too large for cache".into());
+        }
+        self.drop_item(&key);
+        while self.used_bytes + size > self.limit_bytes {
+            let victim = self
+                .items
+                .iter()
+                .min_by_key(|(_, i)| i.last_access)
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(v) => {
+                    self.drop_item(&v);
+                    self.evictions += 1;
+                }
+                None => return Reply::Err("SERVER_ERROR out of memory storing object".into()),
+            }
+        }
+        self.cas_seq += 1;
+        self.clock += 1;
+        // exptime 0 never expires; positive values are seconds from now.
+        let expire_at_ms = (ttl_s > 0).then(|| now_ms + u64::from(ttl_s) * 1000);
+        self.used_bytes += size;
+        self.items.insert(
+            key,
+            Item {
+                value,
+                expire_at_ms,
+                cas: self.cas_seq,
+                last_access: self.clock,
+            },
+        );
+        Reply::Stored(true)
+    }
+
+    pub fn exec(&mut self, now_ms: u64, cmd: Cmd) -> Reply {
+        let key = match &cmd {
+            Cmd::Gets(k) | Cmd::Delete(k) => Some(k),
+            Cmd::Set { key, .. } | Cmd::Add { key, .. } | Cmd::Cas { key, .. } => Some(key),
+            Cmd::FlushAll => None,
+        };
+        if key.is_some_and(|k| !valid_key(k)) {
+            return Reply::Err("CLIENT_ERROR bad command line format".into());
+        }
+        match cmd {
+            Cmd::Gets(k) => Reply::Value(self.live(&k, now_ms).map(|i| (i.value.clone(), i.cas))),
+            Cmd::Set { key, value, ttl_s } => self.store(key, value, ttl_s, now_ms),
+            Cmd::Add { key, value, ttl_s } => {
+                if self.live(&key, now_ms).is_some() {
+                    return Reply::Stored(false);
+                }
+                self.store(key, value, ttl_s, now_ms)
+            }
+            Cmd::Cas {
+                key,
+                value,
+                ttl_s,
+                cas,
+            } => match self.live(&key, now_ms) {
+                Some(i) if i.cas == cas => self.store(key, value, ttl_s, now_ms),
+                _ => Reply::Stored(false),
+            },
+            Cmd::Delete(k) => {
+                let there = self.live(&k, now_ms).is_some();
+                Reply::Deleted(there && self.drop_item(&k))
+            }
+            Cmd::FlushAll => {
+                self.items.clear();
+                self.used_bytes = 0;
+                Reply::Ok
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_cas_delete_ttl() {
+        let mut m = MemcachedModel::default();
+        let add = |k: &str, v: &str| Cmd::Add {
+            key: k.into(),
+            value: v.as_bytes().to_vec(),
+            ttl_s: 2,
+        };
+        assert_eq!(m.exec(0, add("a", "1")), Reply::Stored(true));
+        assert_eq!(m.exec(0, add("a", "2")), Reply::Stored(false));
+        let Reply::Value(Some((v, cas))) = m.exec(0, Cmd::Gets("a".into())) else {
+            panic!()
+        };
+        assert_eq!(v, b"1");
+        let cas_cmd = |c| Cmd::Cas {
+            key: "a".into(),
+            value: b"3".to_vec(),
+            ttl_s: 2,
+            cas: c,
+        };
+        assert_eq!(m.exec(0, cas_cmd(cas + 1)), Reply::Stored(false));
+        assert_eq!(m.exec(0, cas_cmd(cas)), Reply::Stored(true));
+        assert_eq!(
+            m.exec(0, cas_cmd(cas)),
+            Reply::Stored(false),
+            "the token changed with the store"
+        );
+        assert_eq!(
+            m.exec(1999, Cmd::Gets("a".into())).clone(),
+            m.clone().exec(1999, Cmd::Gets("a".into()))
+        );
+        assert_eq!(
+            m.exec(2000, Cmd::Gets("a".into())),
+            Reply::Value(None),
+            "expired after 2 s"
+        );
+        assert_eq!(m.exec(0, Cmd::Delete("a".into())), Reply::Deleted(false));
+    }
+
+    #[test]
+    fn bad_keys_big_values_and_lru() {
+        let mut m = MemcachedModel::new(3 * (2 + 100 + ITEM_OVERHEAD_BYTES));
+        assert!(
+            matches!(m.exec(0, Cmd::Gets("a b".into())), Reply::Err(e) if e.starts_with("CLIENT_ERROR"))
+        );
+        assert!(
+            matches!(m.exec(0, Cmd::Set { key: "big".into(), value: vec![0; 2 << 20], ttl_s: 0 }), Reply::Err(e) if e.contains("too large"))
+        );
+        for k in ["k1", "k2", "k3"] {
+            m.exec(
+                0,
+                Cmd::Set {
+                    key: k.into(),
+                    value: vec![0; 100],
+                    ttl_s: 0,
+                },
+            );
+        }
+        m.exec(0, Cmd::Gets("k1".into()));
+        m.exec(
+            0,
+            Cmd::Set {
+                key: "k4".into(),
+                value: vec![0; 100],
+                ttl_s: 0,
+            },
+        );
+        assert_eq!(m.exec(0, Cmd::Gets("k2".into())), Reply::Value(None));
+        assert_eq!(m.evictions, 1);
+        assert_eq!(m.exec(0, Cmd::FlushAll), Reply::Ok);
+        assert!(m.is_empty());
+    }
+}

@@ -1,0 +1,115 @@
+//! A PostgreSQL model at the store boundary: rows with versions the database assigns, one write
+//! per transaction with an outbox row, a write-ahead log, and a streaming replica that applies
+//! the log after a lag. Payloads are derived from (key, version) as every writer in the harness
+//! derives them, so the checkers can tell a corrupt or mixed-up value from the real one.
+
+use std::collections::BTreeMap;
+
+use aside::Row;
+
+/// One committed write, as the replica receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wal {
+    pub lsn: u64,
+    pub committed_at_ms: u64,
+    pub key: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PgModel {
+    rows: BTreeMap<String, u64>,
+    pub wal: Vec<Wal>,
+    /// (id, key, version): what an invalidator reads.
+    pub outbox: Vec<(u64, String, u64)>,
+    /// On a replica: the last log position applied.
+    pub applied_lsn: u64,
+}
+
+pub fn payload(key: &str, version: u64) -> Vec<u8> {
+    invariants::payload::expected(key, version).into_bytes()
+}
+
+impl PgModel {
+    /// Every key starts with its initial row, version 0.
+    pub fn seeded<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
+        PgModel {
+            rows: keys.into_iter().map(|k| (k.to_string(), 0)).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn read(&self, key: &str) -> Option<Row> {
+        self.rows.get(key).map(|&version| Row {
+            version,
+            payload: payload(key, version),
+        })
+    }
+
+    /// One transaction: bump the version, append the outbox row and the log entry.
+    pub fn write(&mut self, key: &str, now_ms: u64) -> u64 {
+        let v = self
+            .rows
+            .entry(key.to_string())
+            .and_modify(|v| *v += 1)
+            .or_insert(1);
+        let version = *v;
+        let lsn = self.wal.len() as u64 + 1;
+        self.wal.push(Wal {
+            lsn,
+            committed_at_ms: now_ms,
+            key: key.to_string(),
+            version,
+        });
+        self.outbox.push((lsn, key.to_string(), version));
+        version
+    }
+
+    /// Log entries after `lsn`.
+    pub fn wal_after(&self, lsn: u64) -> &[Wal] {
+        &self.wal[(lsn as usize).min(self.wal.len())..]
+    }
+
+    /// On a replica: applies what was committed at least `lag_ms` ago.
+    pub fn apply(&mut self, entries: &[Wal], now_ms: u64, lag_ms: u64) {
+        for e in entries {
+            if e.lsn <= self.applied_lsn {
+                continue;
+            }
+            if e.committed_at_ms + lag_ms > now_ms {
+                break;
+            }
+            self.rows.insert(e.key.clone(), e.version);
+            self.applied_lsn = e.lsn;
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.rows.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_outbox_and_a_lagging_replica() {
+        let mut p = PgModel::seeded(["a"]);
+        assert_eq!(p.read("a").unwrap().version, 0);
+        assert_eq!(p.write("a", 10), 1);
+        assert_eq!(p.write("b", 20), 1);
+        assert_eq!(p.write("a", 30), 2);
+        assert_eq!(p.outbox.len(), 3);
+        let mut r = PgModel::seeded(["a"]);
+        r.apply(p.wal_after(0), 35, 10);
+        assert_eq!(
+            (r.read("a").unwrap().version, r.read("b").map(|x| x.version)),
+            (1, Some(1)),
+            "the write at 30 is not 10 ms old"
+        );
+        r.apply(p.wal_after(r.applied_lsn), 40, 10);
+        assert_eq!(r.read("a").unwrap().version, 2);
+        assert_eq!(p.read("a").unwrap().payload, payload("a", 2));
+    }
+}

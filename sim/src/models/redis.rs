@@ -1,0 +1,542 @@
+//! A Redis model at the tier boundary: strings with TTL in (simulated) milliseconds, SET NX/XX,
+//! DEL, SCAN with Redis's guarantees, the named scripts, maxmemory with allkeys-lru, and a
+//! replication stream. Pure: time comes in with each command; no I/O, no runtime.
+//!
+//! SCAN visits keys in the order of a fixed hash of the key, and the cursor is the position in
+//! that order. So a key present for the whole scan is returned exactly once, and a key created
+//! during the scan behind the cursor is missed, as real Redis may miss it.
+
+use std::collections::BTreeMap;
+
+use aside::envelope::{self, Entry, Kind};
+
+use super::glob;
+
+/// Bytes a key costs beyond its key and value (dict entry, robj, SDS headers), for maxmemory.
+pub const ITEM_OVERHEAD_BYTES: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    Always,
+    Nx,
+    Xx,
+}
+
+/// A command, as the sim backends send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    Get(String),
+    Set {
+        key: String,
+        value: Vec<u8>,
+        px_ms: u64,
+        cond: Cond,
+    },
+    Del(Vec<String>),
+    Scan {
+        cursor: u64,
+        pattern: String,
+        count: u32,
+    },
+    /// The `fill_if_newer` / `tombstone` scripts: one script with the incoming kind.
+    Versioned {
+        key: String,
+        value: Vec<u8>,
+        version: u64,
+        px_ms: u64,
+        kind: Kind,
+    },
+    Release {
+        key: String,
+        token: String,
+    },
+    FlushAll,
+    DbSize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Bulk(Option<Vec<u8>>),
+    Bool(bool),
+    Int(u64),
+    Scan(u64, Vec<String>),
+    Ok,
+    /// An error reply (`OOM ...`, `READONLY ...`).
+    Err(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Item {
+    value: Vec<u8>,
+    expire_at_ms: Option<u64>,
+    last_access: u64,
+}
+
+/// One write as it travels to a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repl {
+    Set {
+        key: String,
+        value: Vec<u8>,
+        expire_at_ms: Option<u64>,
+    },
+    Del(String),
+    FlushAll,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RedisModel {
+    /// By SCAN order (hash, key).
+    data: BTreeMap<(u64, String), Item>,
+    used_bytes: usize,
+    /// 0: no limit.
+    pub maxmemory_bytes: usize,
+    clock: u64,
+    pub evictions: u64,
+    /// Writes since the last `take_repl`, for the replication stream.
+    repl: Vec<Repl>,
+    pub replicating: bool,
+}
+
+/// The position of a key in SCAN order.
+pub fn scan_hash(key: &str) -> u64 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    h >> 1 // leave 0 for "done"
+}
+
+fn cost(key: &str, value: &[u8]) -> usize {
+    key.len() + value.len() + ITEM_OVERHEAD_BYTES
+}
+
+/// The script's view of an envelope: its kind and version, as the Lua `string.match` reads it.
+fn script_entry(raw: &[u8]) -> Option<(Kind, u64)> {
+    let rest = raw.strip_prefix(b"AS1|")?;
+    let kind = match rest.first()? {
+        b'v' => Kind::Value,
+        b't' => Kind::Tombstone,
+        _ => return None,
+    };
+    let rest = rest.get(1..)?.strip_prefix(b"|")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || rest.get(digits) != Some(&b'|') {
+        return None;
+    }
+    let v = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    Some((kind, v))
+}
+
+impl RedisModel {
+    pub fn new(maxmemory_bytes: usize) -> Self {
+        RedisModel {
+            maxmemory_bytes,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+
+    fn live(&mut self, key: &str, now_ms: u64) -> Option<&mut Item> {
+        let k = (scan_hash(key), key.to_string());
+        let expired = self
+            .data
+            .get(&k)
+            .is_some_and(|i| i.expire_at_ms.is_some_and(|t| now_ms >= t));
+        if expired {
+            self.remove(key);
+            return None;
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        self.data.get_mut(&k).map(|i| {
+            i.last_access = clock;
+            i
+        })
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        match self.data.remove(&(scan_hash(key), key.to_string())) {
+            Some(i) => {
+                self.used_bytes -= cost(key, &i.value);
+                if self.replicating {
+                    self.repl.push(Repl::Del(key.to_string()));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn store(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        expire_at_ms: Option<u64>,
+    ) -> Result<(), String> {
+        let add = cost(key, &value);
+        let old = self
+            .data
+            .get(&(scan_hash(key), key.to_string()))
+            .map_or(0, |i| cost(key, &i.value));
+        if self.maxmemory_bytes > 0 {
+            // allkeys-lru: evict the least recently used keys (exactly, where Redis samples).
+            while self.used_bytes - old + add > self.maxmemory_bytes {
+                let victim = self
+                    .data
+                    .iter()
+                    .filter(|(k, _)| k.1 != key)
+                    .min_by_key(|(_, i)| i.last_access)
+                    .map(|(k, _)| k.1.clone());
+                match victim {
+                    Some(v) => {
+                        self.remove(&v);
+                        self.evictions += 1;
+                    }
+                    None => {
+                        return Err("OOM command not allowed when used memory > 'maxmemory'.".into())
+                    }
+                }
+            }
+        }
+        self.clock += 1;
+        if self.replicating {
+            self.repl.push(Repl::Set {
+                key: key.to_string(),
+                value: value.clone(),
+                expire_at_ms,
+            });
+        }
+        self.used_bytes = self.used_bytes - old + add;
+        self.data.insert(
+            (scan_hash(key), key.to_string()),
+            Item {
+                value,
+                expire_at_ms,
+                last_access: self.clock,
+            },
+        );
+        Ok(())
+    }
+
+    /// Runs one command at `now_ms`.
+    pub fn exec(&mut self, now_ms: u64, cmd: Cmd) -> Reply {
+        match cmd {
+            Cmd::Get(k) => Reply::Bulk(self.live(&k, now_ms).map(|i| i.value.clone())),
+            Cmd::Set {
+                key,
+                value,
+                px_ms,
+                cond,
+            } => {
+                let exists = self.live(&key, now_ms).is_some();
+                if (cond == Cond::Nx && exists) || (cond == Cond::Xx && !exists) {
+                    return Reply::Bool(false);
+                }
+                match self.store(&key, value, Some(now_ms + px_ms.max(1))) {
+                    Ok(()) => Reply::Bool(true),
+                    Err(e) => Reply::Err(e),
+                }
+            }
+            Cmd::Del(keys) => {
+                let mut n = 0;
+                for k in keys {
+                    if self.live(&k, now_ms).is_some() {
+                        n += u64::from(self.remove(&k));
+                    }
+                }
+                Reply::Int(n)
+            }
+            Cmd::Scan {
+                cursor,
+                pattern,
+                count,
+            } => {
+                let from = (cursor, String::new());
+                let mut keys = Vec::new();
+                let mut next = 0;
+                for (seen, ((h, k), i)) in self.data.range(from..).enumerate() {
+                    if seen as u32 >= count.max(1) {
+                        next = *h;
+                        break;
+                    }
+                    if i.expire_at_ms.is_none_or(|t| now_ms < t)
+                        && glob::matches(pattern.as_bytes(), k.as_bytes())
+                    {
+                        keys.push(k.clone());
+                    }
+                }
+                Reply::Scan(next, keys)
+            }
+            Cmd::Versioned {
+                key,
+                value,
+                version,
+                px_ms,
+                kind,
+            } => {
+                let blocked = self
+                    .live(&key, now_ms)
+                    .and_then(|i| script_entry(&i.value))
+                    .is_some_and(|(k, v)| {
+                        let existing = match k {
+                            Kind::Value => Entry::Value {
+                                version: v,
+                                fresh_until_ms: 0,
+                                payload: Vec::new(),
+                            },
+                            Kind::Tombstone => Entry::Tombstone { version: v },
+                        };
+                        envelope::blocks(&existing, kind, version)
+                    });
+                if blocked {
+                    return Reply::Bool(false);
+                }
+                match self.store(&key, value, Some(now_ms + px_ms.max(1))) {
+                    Ok(()) => Reply::Bool(true),
+                    Err(e) => Reply::Err(e),
+                }
+            }
+            Cmd::Release { key, token } => {
+                let ours = self
+                    .live(&key, now_ms)
+                    .is_some_and(|i| i.value == token.as_bytes());
+                Reply::Bool(ours && self.remove(&key))
+            }
+            Cmd::FlushAll => {
+                self.data.clear();
+                self.used_bytes = 0;
+                if self.replicating {
+                    self.repl.push(Repl::FlushAll);
+                }
+                Reply::Ok
+            }
+            Cmd::DbSize => {
+                let n = self
+                    .data
+                    .values()
+                    .filter(|i| i.expire_at_ms.is_none_or(|t| now_ms < t))
+                    .count();
+                Reply::Int(n as u64)
+            }
+        }
+    }
+
+    /// The writes since the last call, for the replica.
+    pub fn take_repl(&mut self) -> Vec<Repl> {
+        std::mem::take(&mut self.repl)
+    }
+
+    /// Applies a master's write on a replica.
+    pub fn apply(&mut self, r: Repl) {
+        match r {
+            Repl::Set {
+                key,
+                value,
+                expire_at_ms,
+            } => {
+                let _ = self.store(&key, value, expire_at_ms);
+            }
+            Repl::Del(k) => {
+                self.remove(&k);
+            }
+            Repl::FlushAll => {
+                self.data.clear();
+                self.used_bytes = 0;
+            }
+        }
+    }
+
+    /// A full resync: the replica (or a demoted old master) drops its data, writes included,
+    /// and takes the master's.
+    pub fn resync_from(&mut self, master: &RedisModel) {
+        self.data = master.data.clone();
+        self.used_bytes = master.used_bytes;
+        self.repl.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(k: &str, v: &str, px: u64, cond: Cond) -> Cmd {
+        Cmd::Set {
+            key: k.into(),
+            value: v.as_bytes().to_vec(),
+            px_ms: px,
+            cond,
+        }
+    }
+
+    #[test]
+    fn ttl_nx_xx_del() {
+        let mut r = RedisModel::default();
+        assert_eq!(r.exec(0, set("a", "1", 100, Cond::Xx)), Reply::Bool(false));
+        assert_eq!(r.exec(0, set("a", "1", 100, Cond::Nx)), Reply::Bool(true));
+        assert_eq!(r.exec(50, set("a", "2", 100, Cond::Nx)), Reply::Bool(false));
+        assert_eq!(
+            r.exec(99, Cmd::Get("a".into())),
+            Reply::Bulk(Some(b"1".to_vec()))
+        );
+        assert_eq!(
+            r.exec(100, Cmd::Get("a".into())),
+            Reply::Bulk(None),
+            "expired at exactly its PX"
+        );
+        r.exec(0, set("b", "1", 100, Cond::Always));
+        assert_eq!(
+            r.exec(1, Cmd::Del(vec!["b".into(), "zz".into()])),
+            Reply::Int(1)
+        );
+    }
+
+    #[test]
+    fn scan_returns_every_stable_key_once_and_may_miss_new_ones() {
+        let mut r = RedisModel::default();
+        for i in 0..100 {
+            r.exec(0, set(&format!("k{i}"), "v", 10_000, Cond::Always));
+        }
+        let (mut cursor, mut seen, mut steps) = (0, Vec::new(), 0);
+        loop {
+            let Reply::Scan(next, keys) = r.exec(
+                1,
+                Cmd::Scan {
+                    cursor,
+                    pattern: "k*".into(),
+                    count: 10,
+                },
+            ) else {
+                panic!()
+            };
+            seen.extend(keys);
+            steps += 1;
+            if steps == 3 {
+                // Keys created mid-scan: some land behind the cursor and are missed.
+                for i in 0..50 {
+                    r.exec(1, set(&format!("new{i}"), "v", 10_000, Cond::Always));
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut stable: Vec<String> = seen
+            .iter()
+            .filter(|k| !k.starts_with("new"))
+            .cloned()
+            .collect();
+        stable.sort();
+        stable.dedup();
+        assert_eq!(stable.len(), 100);
+        assert_eq!(seen.len(), 100, "pattern k* does not match new*");
+        let Reply::Int(n) = r.exec(1, Cmd::DbSize) else {
+            panic!()
+        };
+        assert_eq!(n, 150);
+    }
+
+    #[test]
+    fn versioned_script_follows_the_envelope_rule() {
+        let mut r = RedisModel::default();
+        let v = |ver| {
+            envelope::encode(
+                "k",
+                &Entry::Value {
+                    version: ver,
+                    fresh_until_ms: 0,
+                    payload: b"p".to_vec(),
+                },
+            )
+        };
+        let t = |ver| envelope::encode("k", &Entry::Tombstone { version: ver });
+        let run = |r: &mut RedisModel, value: Vec<u8>, version, kind| {
+            r.exec(
+                0,
+                Cmd::Versioned {
+                    key: "k".into(),
+                    value,
+                    version,
+                    px_ms: 1000,
+                    kind,
+                },
+            )
+        };
+        assert_eq!(run(&mut r, t(3), 3, Kind::Tombstone), Reply::Bool(true));
+        assert_eq!(
+            run(&mut r, v(2), 2, Kind::Value),
+            Reply::Bool(false),
+            "stale fill after a tombstone"
+        );
+        assert_eq!(run(&mut r, v(3), 3, Kind::Value), Reply::Bool(true));
+        assert_eq!(run(&mut r, v(3), 3, Kind::Value), Reply::Bool(false));
+        assert_eq!(run(&mut r, t(3), 3, Kind::Tombstone), Reply::Bool(true));
+        r.exec(0, set("k", "garbage", 1000, Cond::Always));
+        assert_eq!(
+            run(&mut r, v(1), 1, Kind::Value),
+            Reply::Bool(true),
+            "a non-envelope never blocks"
+        );
+    }
+
+    #[test]
+    fn maxmemory_evicts_least_recently_used() {
+        let mut r = RedisModel::new(3 * (2 + 10 + ITEM_OVERHEAD_BYTES));
+        for k in ["k1", "k2", "k3"] {
+            r.exec(0, set(k, "0123456789", 10_000, Cond::Always));
+        }
+        r.exec(1, Cmd::Get("k1".into()));
+        r.exec(2, set("k4", "0123456789", 10_000, Cond::Always));
+        assert_eq!(
+            r.exec(3, Cmd::Get("k2".into())),
+            Reply::Bulk(None),
+            "k2 was least recently used"
+        );
+        assert!(matches!(
+            r.exec(3, Cmd::Get("k1".into())),
+            Reply::Bulk(Some(_))
+        ));
+        assert_eq!(r.evictions, 1);
+        let mut tiny = RedisModel::new(10);
+        assert!(
+            matches!(tiny.exec(0, set("big", "0123456789", 100, Cond::Always)), Reply::Err(e) if e.starts_with("OOM"))
+        );
+    }
+
+    #[test]
+    fn release_only_with_our_token() {
+        let mut r = RedisModel::default();
+        r.exec(0, set("lease", "me", 1000, Cond::Nx));
+        assert_eq!(
+            r.exec(
+                1,
+                Cmd::Release {
+                    key: "lease".into(),
+                    token: "you".into()
+                }
+            ),
+            Reply::Bool(false)
+        );
+        assert_eq!(
+            r.exec(
+                1,
+                Cmd::Release {
+                    key: "lease".into(),
+                    token: "me".into()
+                }
+            ),
+            Reply::Bool(true)
+        );
+    }
+}
