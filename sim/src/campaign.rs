@@ -102,6 +102,9 @@ pub fn run_one(sc: &Scenario, strategy: Builtin, seed: u64) -> Outcome {
     }
 }
 
+/// A table row: runs, failures (seed, failing invariants, seed log), failures per invariant.
+type Row = (u64, Vec<(u64, Vec<String>, PathBuf)>, BTreeMap<String, u64>);
+
 fn strategies(names: &[String]) -> Result<Vec<Builtin>, String> {
     if names.is_empty() {
         return Ok(Builtin::ALL.to_vec());
@@ -131,7 +134,8 @@ fn replay_command(file: &Path) -> String {
     format!("cargo sim repro {}", file.display())
 }
 
-fn save(out: &Path, o: &Outcome) -> std::io::Result<PathBuf> {
+/// Writes the seed log of `o` under `out`.
+pub fn save(out: &Path, o: &Outcome) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(out)?;
     let file = out.join(format!("{}-{}-{}.jsonl", o.scenario, o.strategy, o.seed));
     std::fs::write(&file, &o.history)?;
@@ -157,10 +161,7 @@ fn campaign(args: RunArgs) -> ExitCode {
             .expect("template")
             .progress_chars("=> "),
     );
-    let mut table: BTreeMap<
-        (String, String),
-        (u64, Vec<(u64, Vec<String>, PathBuf)>, BTreeMap<String, u64>),
-    > = BTreeMap::new();
+    let mut table: BTreeMap<(String, String), Row> = BTreeMap::new();
     let mut any_failed = false;
     for sc in &scs {
         for &st in &sts {
@@ -249,55 +250,59 @@ fn campaign(args: RunArgs) -> ExitCode {
     ExitCode::from(u8::from(any_failed))
 }
 
-fn repro(file: &Path) -> ExitCode {
-    let (run, saved) = match seedlog::read(file) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("cargo sim repro: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Replays a seed log. `Ok((true, msg))`: the same invariants fail with the same trace hash;
+/// `Ok((false, msg))`: they do not; `Err`: the log cannot be replayed (bad input).
+pub fn replay(file: &Path) -> Result<(bool, String), String> {
+    let (run, saved) = seedlog::read(file)?;
     if run.commit != COMMIT {
-        eprintln!("cargo sim repro: {} was recorded at commit {}, this is {COMMIT}: check out {} to replay it", file.display(), run.commit, run.commit);
-        return ExitCode::from(2);
+        return Err(format!(
+            "{} was recorded at commit {}, this is {COMMIT}: check out {} to replay it",
+            file.display(),
+            run.commit,
+            run.commit
+        ));
     }
-    let (sc, st) = match (
-        scenario::find(&run.scenario),
-        strategies(std::slice::from_ref(&run.strategy)),
-    ) {
-        (Ok(sc), Ok(st)) => (sc, st[0]),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("cargo sim repro: {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let before = invariants::check_str(std::str::from_utf8(&saved).unwrap_or_default(), &[])
-        .map(|r| {
-            r.verdicts
-                .iter()
-                .filter(|v| v.gating && v.fails())
-                .map(|v| v.name.to_string())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let sc = scenario::find(&run.scenario).map_err(|e| format!("{}: {e}", file.display()))?;
+    let st = strategies(std::slice::from_ref(&run.strategy))
+        .map_err(|e| format!("{}: {e}", file.display()))?[0];
+    let before: Vec<String> =
+        invariants::check_str(std::str::from_utf8(&saved).unwrap_or_default(), &[])
+            .map(|r| {
+                r.verdicts
+                    .iter()
+                    .filter(|v| v.gating && v.fails())
+                    .map(|v| v.name.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
     let o = run_one(&sc, st, run.seed);
     let (want, got) = (trace_hash(&saved), o.trace_hash.clone());
+    let what = format!("{} / {} / seed {}", run.scenario, run.strategy, run.seed);
     if want == got && before == o.failed {
-        println!(
-            "reproduced: {} / {} / seed {}: {} fail again, trace hash {got}",
-            run.scenario,
-            run.strategy,
-            run.seed,
-            if o.failed.is_empty() {
-                "no invariant".into()
-            } else {
-                o.failed.join(", ")
-            }
-        );
-        ExitCode::SUCCESS
+        let failing = if o.failed.is_empty() {
+            "no invariant".to_string()
+        } else {
+            o.failed.join(", ")
+        };
+        Ok((
+            true,
+            format!("reproduced: {what}: {failing} fail again, trace hash {got}"),
+        ))
     } else {
-        println!("NOT reproduced: {} / {} / seed {}: trace hash {got} (log {want}), failing now [{}] (log [{}])", run.scenario, run.strategy, run.seed, o.failed.join(", "), before.join(", "));
-        ExitCode::from(1)
+        Ok((false, format!("NOT reproduced: {what}: trace hash {got} (log {want}), failing now [{}] (log [{}])", o.failed.join(", "), before.join(", "))))
+    }
+}
+
+fn repro(file: &Path) -> ExitCode {
+    match replay(file) {
+        Ok((same, msg)) => {
+            println!("{msg}");
+            ExitCode::from(u8::from(!same))
+        }
+        Err(e) => {
+            eprintln!("cargo sim repro: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -102,10 +102,9 @@ impl MemcachedModel {
         }
         self.clock += 1;
         let clock = self.clock;
-        self.items.get_mut(key).map(|i| {
-            i.last_access = clock;
-            i
-        })
+        let item = self.items.get_mut(key)?;
+        item.last_access = clock;
+        Some(item)
     }
 
     fn drop_item(&mut self, key: &str) -> bool {
@@ -166,7 +165,14 @@ impl MemcachedModel {
         }
         match cmd {
             Cmd::Gets(k) => Reply::Value(self.live(&k, now_ms).map(|i| (i.value.clone(), i.cas))),
-            Cmd::Set { key, value, ttl_s } => self.store(key, value, ttl_s, now_ms),
+            Cmd::Set { key, value, ttl_s } => {
+                // memcached unlinks the old item when a set fails for size, so stale data does
+                // not outlive the failed update (found by the conformance test).
+                if key.len() + value.len() + ITEM_OVERHEAD_BYTES > self.item_bytes_max {
+                    self.drop_item(&key);
+                }
+                self.store(key, value, ttl_s, now_ms)
+            }
             Cmd::Add { key, value, ttl_s } => {
                 if self.live(&key, now_ms).is_some() {
                     return Reply::Stored(false);

@@ -159,10 +159,9 @@ impl RedisModel {
         }
         self.clock += 1;
         let clock = self.clock;
-        self.data.get_mut(&k).map(|i| {
-            i.last_access = clock;
-            i
-        })
+        let item = self.data.get_mut(&k)?;
+        item.last_access = clock;
+        Some(item)
     }
 
     fn remove(&mut self, key: &str) -> bool {
