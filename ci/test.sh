@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts what it needs, then runs every suite:
 # the std build (unit, property, oracle tests), the container tests against real Redis,
-# Sentinel, memcached and PostgreSQL, and smoke runs of the benchmarks.
+# Sentinel, memcached and PostgreSQL, the sim build (madsim), and smoke runs of the benchmarks.
 # Runs as root on CI (`.ci/run`); safe to rerun anywhere.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,11 +30,18 @@ step "format"
 cargo fmt --all -- --check
 step "lints (std build)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "tests (std build, container tests included)"
+step "tests (std build: unit, property, oracle; container tests and model conformance against real servers)"
 cargo test --workspace --locked
+step "lints (sim build, --cfg madsim)"
+cargo sim-clippy --locked
+step "tests (sim build): the race found, versioned on 500 seeds, determinism, replay, bad input"
+cargo sim-test --locked
+step "a short campaign that must hold (versioned, fill-race)"
+cargo sim --scenario fill-race --strategy versioned --seeds 50
 step "bench smoke runs (figures only; a bench never fails on speed)"
 cargo bench -p invariants --bench staleness --locked -- --quick
 cargo bench -p containers --bench tiers --locked -- --quick
+cargo sim bench --seeds 5
 step "no container left behind"
 left=$(docker ps -aq --filter label=aside.run | wc -l)
 [ "$left" -eq 0 ] || { docker ps -a --filter label=aside.run >&2; die "$left test container(s) left behind"; }

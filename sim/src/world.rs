@@ -87,7 +87,14 @@ impl Rpc {
                 detail: format!("{dst} unreachable"),
             });
         }
-        match madsim::time::timeout(timeout, self.ep.recv_from_raw(reply_tag)).await {
+        // `Duration::MAX`: the caller enforces its own deadline (the cache times every tier
+        // call), so no second timer goes on madsim's timer heap for every message.
+        let reply = if timeout == Duration::MAX {
+            Ok(self.ep.recv_from_raw(reply_tag).await)
+        } else {
+            madsim::time::timeout(timeout, self.ep.recv_from_raw(reply_tag)).await
+        };
+        match reply {
             Ok(Ok((payload, _))) => {
                 payload
                     .downcast::<R>()
@@ -579,7 +586,8 @@ impl SimRedis {
                     s,
                     TAG_SENTINEL,
                     SentinelMsg::GetMaster,
-                    self.timeout,
+                    // Sentinels are asked with a deadline of their own: none may hang a client.
+                    Duration::from_millis(200),
                 )
                 .await
             {
@@ -874,19 +882,22 @@ impl Addrs {
 
 type SimCache = CacheAside<SimRedis, SimMemcached, SimStore, Builtin>;
 
+/// An `aside` instance on this node. `timeout`: per-call deadline of the backends themselves;
+/// `Duration::MAX` when every call goes through the cache, which times each tier call.
 async fn build_cache(
     at: IpAddr,
     a: &Addrs,
     strategy: Builtin,
     cfg: CacheConfig,
     name: &str,
+    timeout: Duration,
 ) -> SimCache {
     let rpc = Rpc::bind(at).await;
     let redis = SimRedis {
         rpc: rpc.clone(),
         master: Mutex::new(a.redis[0]),
         sentinels: a.sentinels.clone(),
-        timeout: cfg.l1_timeout(),
+        timeout,
     };
     let names: Vec<String> = a.memcached.iter().map(|m| m.to_string()).collect();
     let nodes = a
@@ -895,7 +906,7 @@ async fn build_cache(
         .map(|&addr| SimMemcached {
             rpc: rpc.clone(),
             addr,
-            timeout: cfg.l2_timeout(),
+            timeout,
         })
         .collect();
     let pool = Pool::new(Ring::new(&names).expect("three nodes"), nodes, &cfg);
@@ -903,7 +914,7 @@ async fn build_cache(
         rpc,
         primary: a.pg[0],
         replica: a.pg[1],
-        timeout: cfg.db_timeout(),
+        timeout,
     };
     CacheAside::new(redis, pool, store, strategy, cfg, name)
 }
@@ -1019,7 +1030,15 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
             );
             let client = (app * scenario.clients_per_app + c) as u64;
             clients.push(node.spawn(async move {
-                let cache = build_cache(at, &a, strategy, cfg, &format!("app-{}", app + 1)).await;
+                let cache = build_cache(
+                    at,
+                    &a,
+                    strategy,
+                    cfg,
+                    &format!("app-{}", app + 1),
+                    Duration::MAX,
+                )
+                .await;
                 let mut rng = SplitMix(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (client + 1));
                 let ns = |s: Instant| s.elapsed().as_nanos() as u64;
                 while (ns(start) - t0) / 1_000_000 < sc.duration_ms {
@@ -1130,7 +1149,15 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
     let probe_cfg = cfg.clone();
     let probes: Vec<(String, u64, Source, Option<u64>)> = prober
         .spawn(async move {
-            let cache = build_cache(ip(4, 100), &pa, strategy, probe_cfg, "prober").await;
+            let cache = build_cache(
+                ip(4, 100),
+                &pa,
+                strategy,
+                probe_cfg,
+                "prober",
+                Duration::from_secs(1),
+            )
+            .await;
             cache.l1().resolve_now().await;
             let mut out = Vec::new();
             for k in pkeys.iter() {
