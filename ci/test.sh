@@ -33,7 +33,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (std build: unit, property, oracle; container tests and model conformance against real servers)"
 cargo test --workspace --locked
 step "lints (sim build, --cfg madsim)"
-cargo sim-clippy --locked
+cargo sim-clippy
 step "tests (sim build): the race found, versioned on 500 seeds, determinism, replay, bad input"
 cargo sim-test --locked
 step "a short campaign that must hold (versioned, fill-race)"
