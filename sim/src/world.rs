@@ -882,6 +882,47 @@ impl Addrs {
 
 type SimCache = CacheAside<SimRedis, SimMemcached, SimStore, Builtin>;
 
+const SUBREDDITS: [&str; 4] = ["rust", "programming", "python", "golang"];
+const SORTS: [&str; 3] = ["hot", "new", "top"];
+
+/// The seed's key shapes, most popular first (Zipf rank = position): a tenth hot listings
+/// (`listings:v1:r/rust:hot`, invalidated by pattern), then posts (`posts:v1:42`) and comment
+/// threads (`comments:v1:42:thread`) two to one.
+fn keyspace(n: usize) -> Vec<String> {
+    let listings = (n / 10).clamp(1, SUBREDDITS.len() * SORTS.len());
+    let mut keys: Vec<Key> = (0..listings)
+        .map(|i| {
+            Key::new(
+                "listings",
+                1,
+                &format!(
+                    "r/{}:{}",
+                    SUBREDDITS[i % SUBREDDITS.len()],
+                    SORTS[i / SUBREDDITS.len()]
+                ),
+            )
+        })
+        .collect::<Result<_, _>>()
+        .expect("valid");
+    for i in 0..n - listings {
+        let k = if i % 3 == 2 {
+            Key::new("comments", 1, &format!("{i}:thread"))
+        } else {
+            Key::new("posts", 1, &format!("{i}"))
+        };
+        keys.push(k.expect("valid"));
+    }
+    keys.iter().map(Key::to_string).collect()
+}
+
+/// `r/rust:` for a listing key, the prefix its siblings share.
+fn listing_prefix(key: &Key) -> Option<String> {
+    if !key.as_str().starts_with("listings:") {
+        return None;
+    }
+    key.id().split_once(':').map(|(sub, _)| format!("{sub}:"))
+}
+
 /// An `aside` instance on this node. `timeout`: per-call deadline of the backends themselves;
 /// `Duration::MAX` when every call goes through the cache, which times each tier call.
 async fn build_cache(
@@ -947,13 +988,7 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
     let handle = Handle::current();
     let start = Instant::now();
     let a = Arc::new(Addrs::new());
-    let keys: Vec<String> = (0..scenario.keys)
-        .map(|i| {
-            Key::new("posts", 1, &format!("{i}"))
-                .expect("valid")
-                .to_string()
-        })
-        .collect();
+    let keys: Vec<String> = keyspace(scenario.keys);
 
     let mk = |name: &str, at: IpAddr| handle.create_node().name(name).ip(at).build();
     let (m, r) = (a.redis[0], a.redis[1]);
@@ -1049,6 +1084,11 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
                     let invoke = ns(start);
                     let rec = if write {
                         let r = cache.write(&key, b"").await;
+                        // A new listing changes every sort order of its subreddit: drop them all
+                        // by pattern (SCAN-based; the write's own key is already invalidated).
+                        if let Some(sub) = listing_prefix(&key) {
+                            let _ = cache.invalidate_prefix("listings", 1, &sub).await;
+                        }
                         let (outcome, version) = match r {
                             Ok(w) => (Outcome::Ok, Some(w.version)),
                             Err(aside::Error::Db(TierError::Refused { .. })) => {

@@ -20,8 +20,8 @@ use crate::tier::{RedisLike, SetCond, TierError, TierResult};
 
 const TIER: &str = "redis";
 
-/// Store an envelope unless the key holds a newer version, or the same version of the same kind
-/// (`crate::envelope::blocks`). KEYS[1] key; ARGV value, version, ttl_ms, kind ('v' or 't').
+/// Store an envelope unless the key holds a newer version (`crate::envelope::blocks`).
+/// KEYS[1] key; ARGV value, version, ttl_ms, kind ('v' or 't', for the logs).
 const VERSIONED_SET: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -29,7 +29,7 @@ if cur then
   if kind then
     ver = tonumber(ver)
     local v = tonumber(ARGV[2])
-    if ver > v or (ver == v and kind == ARGV[4]) then return 0 end
+    if ver > v then return 0 end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])

@@ -479,8 +479,18 @@ mod tests {
             "stale fill after a tombstone"
         );
         assert_eq!(run(&mut r, v(3), 3, Kind::Value), Reply::Bool(true));
-        assert_eq!(run(&mut r, v(3), 3, Kind::Value), Reply::Bool(false));
+        assert_eq!(
+            run(&mut r, v(3), 3, Kind::Value),
+            Reply::Bool(true),
+            "a refresh of the same version"
+        );
         assert_eq!(run(&mut r, t(3), 3, Kind::Tombstone), Reply::Bool(true));
+        assert_eq!(run(&mut r, v(4), 4, Kind::Value), Reply::Bool(true));
+        assert_eq!(
+            run(&mut r, t(3), 3, Kind::Tombstone),
+            Reply::Bool(false),
+            "an old tombstone never hides v4"
+        );
         r.exec(0, set("k", "garbage", 1000, Cond::Always));
         assert_eq!(
             run(&mut r, v(1), 1, Kind::Value),
