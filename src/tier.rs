@@ -142,3 +142,52 @@ pub trait Store: Send + Sync + 'static {
     /// together with an outbox row naming the key and version for an invalidator to apply.
     fn write(&self, key: &str, payload: &[u8]) -> impl Future<Output = TierResult<u64>> + Send;
 }
+
+/// An `Arc` of a tier is the tier (the Sentinel-following Redis is held in an `Arc` because its
+/// `+switch-master` watcher keeps a weak reference).
+impl<T: RedisLike> RedisLike for std::sync::Arc<T> {
+    fn get(&self, key: &str) -> impl Future<Output = TierResult<Option<Vec<u8>>>> + Send {
+        (**self).get(key)
+    }
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        cond: SetCond,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        (**self).set(key, value, ttl_ms, cond)
+    }
+    fn del(&self, keys: &[String]) -> impl Future<Output = TierResult<u64>> + Send {
+        (**self).del(keys)
+    }
+    fn scan(
+        &self,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> impl Future<Output = TierResult<(u64, Vec<String>)>> + Send {
+        (**self).scan(cursor, pattern, count)
+    }
+    fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        (**self).fill_if_newer(key, value, version, ttl_ms)
+    }
+    fn tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        (**self).tombstone(key, tombstone, version, ttl_ms)
+    }
+    fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send {
+        (**self).release(key, token)
+    }
+}

@@ -491,6 +491,12 @@ impl Index {
         i > 0 && t < self.fault_union[i - 1].1
     }
 
+    /// Whether any fault was active at some instant of `[from, to]`.
+    pub fn overlaps_fault(&self, from: u64, to: u64) -> bool {
+        let i = self.fault_union.partition_point(|s| s.0 <= to);
+        i > 0 && from < self.fault_union[i - 1].1
+    }
+
     /// The first fault (by start) active at `t`.
     pub fn fault_at(&self, t: u64) -> Option<&FaultSpan> {
         self.faults.iter().find(|f| f.start_ns <= t && t < f.end_ns)

@@ -260,7 +260,11 @@ fn oracle(c: &Concrete) -> OracleFigures {
         .iter()
         .filter(|r| in_fault(r.invoke) && r.outcome == Outcome::Ok)
         .count() as u64;
-    let steady: Vec<&&COp> = reads.iter().filter(|r| !in_fault(r.invoke)).collect();
+    let overlaps = |a: u64, b: u64| c.faults.iter().any(|(s, e, _)| *s <= b && a < *e);
+    let steady: Vec<&&COp> = reads
+        .iter()
+        .filter(|r| !overlaps(r.invoke, r.complete))
+        .collect();
     let hits = steady
         .iter()
         .filter(|r| r.source.unwrap().is_cache())

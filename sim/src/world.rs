@@ -414,20 +414,8 @@ async fn sentinel_node(
             continue;
         }
         // Objectively down once a quorum of Sentinels says so.
-        let mut agree = 1;
-        for &p in &peers {
-            if let Ok(SentinelReply::Down(true)) = rpc
-                .call::<SentinelMsg, SentinelReply>(
-                    p,
-                    TAG_SENTINEL,
-                    SentinelMsg::IsDown(master),
-                    Duration::from_millis(100),
-                )
-                .await
-            {
-                agree += 1;
-            }
-        }
+        let is_down = |r: &SentinelReply| matches!(r, SentinelReply::Down(true));
+        let agree = 1 + ask_peers(&rpc, &peers, || SentinelMsg::IsDown(master), is_down).await;
         let Some(candidate) = replica else { continue };
         if agree < quorum {
             continue;
@@ -435,20 +423,8 @@ async fn sentinel_node(
         // Leader election for the next epoch: a majority of all Sentinels must vote for us.
         let new_epoch = epoch.max(st.lock().unwrap().voted) + 1;
         st.lock().unwrap().voted = new_epoch;
-        let mut votes = 1;
-        for &p in &peers {
-            if let Ok(SentinelReply::Voted(true)) = rpc
-                .call::<SentinelMsg, SentinelReply>(
-                    p,
-                    TAG_SENTINEL,
-                    SentinelMsg::Vote(new_epoch),
-                    Duration::from_millis(100),
-                )
-                .await
-            {
-                votes += 1;
-            }
-        }
+        let voted = |r: &SentinelReply| matches!(r, SentinelReply::Voted(true));
+        let votes = 1 + ask_peers(&rpc, &peers, || SentinelMsg::Vote(new_epoch), voted).await;
         if votes * 2 <= peers.len() + 1 {
             sleep(Duration::from_millis(
                 50 + u64::from(me.ip().to_string().len() as u8) * 7,
@@ -490,6 +466,23 @@ async fn sentinel_node(
                 .await;
         }
     }
+}
+
+/// How many of the other Sentinels answer `msg` with a reply that `yes` accepts.
+async fn ask_peers(
+    rpc: &Rpc,
+    peers: &[SocketAddr],
+    msg: impl Fn() -> SentinelMsg,
+    yes: impl Fn(&SentinelReply) -> bool,
+) -> usize {
+    let mut n = 0;
+    for &p in peers {
+        let r = rpc
+            .call::<SentinelMsg, SentinelReply>(p, TAG_SENTINEL, msg(), Duration::from_millis(100))
+            .await;
+        n += usize::from(r.as_ref().is_ok_and(&yes));
+    }
+    n
 }
 
 // ---------------------------------------------------------------------------------------------
