@@ -457,6 +457,8 @@ pub struct Index {
     pub reads: ReadLog,
     pub ops: u64,
     pub lines: u64,
+    /// The time the ops and faults span: (earliest invoke or fault, latest completion or fault).
+    pub span_ns: (u64, u64),
 }
 
 impl Index {
@@ -535,6 +537,7 @@ impl Index {
         let mut clients: FxHashMap<u64, u32> = FxHashMap::default();
         let mut reads = ReadLog::new(spill_at);
         let (mut ops, mut lineno, mut any) = (0u64, 0u64, false);
+        let mut span = (u64::MAX, 0u64);
         let mut buf = Vec::with_capacity(256);
         loop {
             buf.clear();
@@ -565,6 +568,7 @@ impl Index {
                         return Err(err(lineno, Problem::DuplicateOpId(op.id)));
                     }
                     ops += 1;
+                    span = (span.0.min(op.invoke_ns), span.1.max(op.complete_ns));
                     let key = b
                         .intern(&op.key)
                         .ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
@@ -625,7 +629,10 @@ impl Index {
                         }
                     }
                 }
-                Line::Fault(f) => events.push((f.fault, f.at_ns, f.start, lineno)),
+                Line::Fault(f) => {
+                    span = (span.0.min(f.at_ns), span.1.max(f.at_ns));
+                    events.push((f.fault, f.at_ns, f.start, lineno))
+                }
                 Line::Probe(p) => {
                     let key = b
                         .intern(&p.key)
@@ -671,6 +678,7 @@ impl Index {
             reads,
             ops,
             lines: lineno,
+            span_ns: if span.0 > span.1 { (0, 0) } else { span },
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod index;
 pub mod payload;
 pub mod quantiles;
 pub mod report;
+pub mod timeline;
 pub mod verdict;
 pub mod write;
 
@@ -79,6 +80,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         HistoryError::new(file, 0, Problem::Io(format!("streaming reads back: {e}")))
     };
     let mut reads = std::mem::replace(&mut idx.reads, index::ReadLog::new(0));
+    let mut timeline = timeline::Timeline::new(&idx);
     let mut checkers: Vec<Box<dyn ReadChecker>> = vec![
         Box::new(staleness::Staleness::new(bounds.staleness_ns_max)),
         Box::new(phantom::Phantom::new()),
@@ -99,6 +101,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
             for c in checkers.iter_mut() {
                 c.observe(&idx, r);
             }
+            timeline.observe(&idx, r);
         })
         .map_err(|e| io_err(&idx.file, e))?;
     let mut verdicts = Vec::with_capacity(checkers.len() + 2);
@@ -120,6 +123,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         header: idx.header.clone(),
         bounds,
         verdicts,
+        timeline: (idx.ops > 0).then_some(timeline),
     })
 }
 

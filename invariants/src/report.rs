@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::bounds::Bounds;
 use crate::checkers::fmt_ns;
 use crate::history::Header;
+use crate::timeline::Timeline;
 use crate::verdict::{Figure, Status, Verdict};
 
 /// Every verdict on one history.
@@ -22,6 +23,8 @@ pub struct Report {
     pub header: Header,
     pub bounds: Bounds,
     pub verdicts: Vec<Verdict>,
+    /// Reads, stale reads, database reads and failures over time, with the faults.
+    pub timeline: Option<Timeline>,
 }
 
 /// Witness lines shown in a table before "… and N more".
@@ -56,6 +59,7 @@ impl Report {
             "holds": !self.fails(),
             "header": {"world": h.world, "scenario": h.scenario, "strategy": h.strategy, "seed": h.seed, "commit": h.commit},
             "invariants": self.verdicts.iter().map(verdict_json).collect::<Vec<_>>(),
+            "timeline": self.timeline.as_ref().map(Timeline::to_json),
         })
     }
 
@@ -115,6 +119,9 @@ impl Report {
                     );
                 }
             }
+        }
+        if let Some(t) = &self.timeline {
+            out.push_str(&t.render());
         }
         let verdict = if self.fails() { "FAILS" } else { "holds" };
         let _ = writeln!(out, "  => history {verdict}");
