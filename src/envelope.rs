@@ -1,7 +1,10 @@
 //! The value stored in a cache tier: a versioned envelope, or a tombstone.
 //!
-//! Text header, binary payload: `AS1|v|<version>|<fresh_until_ms>|<crc32 hex>|<payload>` or
-//! `AS1|t|<version>|0|00000000|`. Text so that a Lua script can read the version with one
+//! Text header, binary payload: `AS1|v|<version>|<fresh_until_ms>|<crc32 hex>|<encoding>|<payload>`
+//! or `AS1|t|<version>|0|00000000|r|`. The encoding says how the payload's bytes are to be read
+//! (`r`: raw, as the database returned them); a reader that does not know it treats the entry as
+//! corrupt, so a future encoding can roll out without old readers misreading it. Text so that a
+//! Lua script can read the version with one
 //! `string.match`, and an operator can read it in `redis-cli`. The checksum covers the key, the
 //! version and the payload, so a corrupt value or one stored under the wrong key is detected
 //! (and then treated as a miss, deleted and counted, never returned).
@@ -65,7 +68,12 @@ pub enum Corrupt {
     Header,
     #[error("checksum mismatch: corrupt, or stored under another key")]
     Checksum,
+    #[error("unknown payload encoding {0:?}")]
+    Encoding(String),
 }
+
+/// The payload encoding this version writes.
+pub const ENCODING_RAW: &str = "r";
 
 fn checksum(key: &str, version: u64, payload: &[u8]) -> u32 {
     let mut h = Hasher::new();
@@ -83,17 +91,20 @@ pub fn encode(key: &str, e: &Entry) -> Vec<u8> {
             payload,
         } => {
             let c = checksum(key, *version, payload);
-            let mut out = format!("AS1|v|{version}|{fresh_until_ms}|{c:08x}|").into_bytes();
+            let mut out =
+                format!("AS1|v|{version}|{fresh_until_ms}|{c:08x}|{ENCODING_RAW}|").into_bytes();
             out.extend_from_slice(payload);
             out
         }
-        Entry::Tombstone { version } => format!("AS1|t|{version}|0|00000000|").into_bytes(),
+        Entry::Tombstone { version } => {
+            format!("AS1|t|{version}|0|00000000|{ENCODING_RAW}|").into_bytes()
+        }
     }
 }
 
 pub fn decode(key: &str, raw: &[u8]) -> Result<Entry, Corrupt> {
     let rest = raw.strip_prefix(MAGIC).ok_or(Corrupt::Magic)?;
-    let mut fields = rest.splitn(5, |&b| b == b'|');
+    let mut fields = rest.splitn(6, |&b| b == b'|');
     let mut next = || fields.next().ok_or(Corrupt::Header);
     let kind = next()?;
     let num = |f: &[u8]| {
@@ -105,7 +116,13 @@ pub fn decode(key: &str, raw: &[u8]) -> Result<Entry, Corrupt> {
     let version = num(next()?)?;
     let fresh_until_ms = num(next()?)?;
     let sum = next()?;
+    let encoding = next()?;
     let payload = next()?;
+    if encoding != ENCODING_RAW.as_bytes() {
+        return Err(Corrupt::Encoding(
+            String::from_utf8_lossy(encoding).into_owned(),
+        ));
+    }
     match kind {
         b"t" if payload.is_empty() => Ok(Entry::Tombstone { version }),
         b"v" => {
@@ -133,8 +150,10 @@ pub fn encoded_len(e: &Entry) -> usize {
             version,
             fresh_until_ms,
             payload,
-        } => "AS1|v|||00000000|".len() + digits(*version) + digits(*fresh_until_ms) + payload.len(),
-        Entry::Tombstone { version } => "AS1|t||0|00000000|".len() + digits(*version),
+        } => {
+            "AS1|v|||00000000|r|".len() + digits(*version) + digits(*fresh_until_ms) + payload.len()
+        }
+        Entry::Tombstone { version } => "AS1|t||0|00000000|r|".len() + digits(*version),
     }
 }
 
@@ -159,7 +178,7 @@ mod tests {
             assert_eq!(decode("k", &raw).unwrap(), *e);
             assert_eq!(encoded_len(e), raw.len());
         }
-        assert_eq!(encode("k", &t), b"AS1|t|7|0|00000000|");
+        assert_eq!(encode("k", &t), b"AS1|t|7|0|00000000|r|");
     }
 
     #[test]
@@ -203,9 +222,24 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(decode("k", &flipped), Err(Corrupt::Checksum));
         assert_eq!(decode("k", b"garbage"), Err(Corrupt::Magic));
-        assert_eq!(decode("k", b"AS1|v|x|0|00000000|"), Err(Corrupt::Header));
+        assert_eq!(decode("k", b"AS1|v|x|0|00000000|r|"), Err(Corrupt::Header));
+        let mut future = encode(
+            "k",
+            &Entry::Value {
+                version: 1,
+                fresh_until_ms: 0,
+                payload: b"p".to_vec(),
+            },
+        );
+        let at = future.len() - 3;
+        future[at] = b'z';
         assert_eq!(
-            decode("k", b"AS1|t|1|0|00000000|junk"),
+            decode("k", &future),
+            Err(Corrupt::Encoding("z".into())),
+            "an unknown encoding is never misread"
+        );
+        assert_eq!(
+            decode("k", b"AS1|t|1|0|00000000|r|junk"),
             Err(Corrupt::Header)
         );
         assert_eq!(decode("k", b"AS1|v|1"), Err(Corrupt::Header));
