@@ -399,9 +399,22 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// Reads `key` through the tiers: L1, then L2, then the database (filling both on the way
     /// back). `Ok(None)`: the database has no such row.
     pub async fn get(&self, key: &Key) -> Result<Option<Got>, Error> {
+        let from = self.cfg.read_from;
+        self.get_with(key, || self.store.read(key.as_str(), from))
+            .await
+    }
+
+    /// As [`CacheAside::get`], with `loader` in place of the store's read on a miss: it returns
+    /// the row and the version the database gave it. Everything else is the same: one load per
+    /// key per process, the lease, the limit on database reads, the fills.
+    pub async fn get_with<L, F>(&self, key: &Key, loader: L) -> Result<Option<Got>, Error>
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
         let span = tracing::info_span!("aside.get", key = %key, source = tracing::field::Empty);
         async {
-            let got = self.get_inner(key).await;
+            let got = self.get_inner(key, &loader).await;
             if let Ok(Some(g)) = &got {
                 tracing::Span::current().record("source", g.source.as_str());
             }
@@ -411,7 +424,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         .await
     }
 
-    async fn get_inner(&self, key: &Key) -> Result<Option<Got>, Error> {
+    async fn get_inner<L, F>(&self, key: &Key, loader: &L) -> Result<Option<Got>, Error>
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
         let hit = |row, source, stale| {
             Ok(Some(Got {
                 row,
@@ -425,7 +442,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
                 return hit(row, Source::L1, false);
             }
-            Found::Stale(row) => return self.revalidate(key, row, Source::L1).await,
+            Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
             Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
         match self.read_l2(key).await {
@@ -434,12 +451,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.fill_l1(key, &row).await;
                 return hit(row, Source::L2, false);
             }
-            Found::Stale(row) => return self.revalidate(key, row, Source::L2).await,
+            Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
             Found::Miss => drop(self.metrics.l2.misses.fetch_add(1, Relaxed)),
         }
         let (got, role) = self
             .flights
-            .run(key.as_str(), || self.load(key, true))
+            .run(key.as_str(), || self.load(key, loader))
             .await;
         if role == Role::Follower {
             self.metrics.coalesced.fetch_add(1, Relaxed);
@@ -450,10 +467,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// A value past its freshness: one reader (the lease winner) refreshes it from the database,
     /// everyone else is served the stale value meanwhile.
-    async fn revalidate(&self, key: &Key, row: Row, source: Source) -> Result<Option<Got>, Error> {
+    async fn revalidate<L, F>(&self, key: &Key, row: Row, source: Source, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
         match self.lease(key).await {
             Some(token) => {
-                let got = self.load_locked(key).await;
+                let got = self.load_locked(key, loader).await;
                 self.release(key, &token).await;
                 got
             }
@@ -507,15 +528,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     /// A miss, once per process: take the lease or wait for its holder's fill, then load.
-    async fn load(&self, key: &Key, fill: bool) -> Load {
+    async fn load<L, F>(&self, key: &Key, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
         let span = tracing::debug_span!("aside.load", key = %key);
         async {
             if let Some(token) = self.lease(key).await {
-                let got = if fill {
-                    self.load_locked(key).await
-                } else {
-                    self.load_db(key).await
-                };
+                let got = self.load_locked(key, loader).await;
                 self.release(key, &token).await;
                 return got;
             }
@@ -537,14 +558,18 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 }
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            self.load_db(key).await
+            self.load_db(loader).await
         }
         .instrument(span)
         .await
     }
 
-    async fn load_locked(&self, key: &Key) -> Load {
-        let got = self.load_db(key).await?;
+    async fn load_locked<L, F>(&self, key: &Key, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        let got = self.load_db(loader).await?;
         if let Some(g) = &got {
             self.fill_l1(key, &g.row).await;
             self.fill_l2(key, &g.row).await;
@@ -553,7 +578,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     /// One database read under the concurrency limit.
-    async fn load_db(&self, key: &Key) -> Load {
+    async fn load_db<L, F>(&self, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
         let wait = Duration::from_millis(self.cfg.db_wait_ms_max);
         let _slot = match tokio::time::timeout(wait, self.db_slots.acquire()).await {
             Ok(Ok(slot)) => slot,
@@ -567,12 +596,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         };
         let from = self.cfg.read_from;
         let start = Instant::now();
-        let r = timed(
-            "postgres",
-            self.cfg.db_timeout(),
-            self.store.read(key.as_str(), from),
-        )
-        .await;
+        let r = timed("postgres", self.cfg.db_timeout(), loader()).await;
         self.metrics.db.latency.record(start.elapsed());
         match r {
             Ok(row) => {
@@ -1059,5 +1083,27 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(c.get(&k).await.unwrap().unwrap().row.version, 1);
+    }
+
+    #[tokio::test]
+    async fn a_custom_loader_takes_the_stores_place_on_a_miss() {
+        let c = cache(CacheConfig::default(), 0);
+        let k = key("custom");
+        let calls = AtomicU64::new(0);
+        let loader = || async {
+            calls.fetch_add(1, Relaxed);
+            Ok(Some(Row {
+                version: 7,
+                payload: b"from my query".to_vec(),
+            }))
+        };
+        let g = c.get_with(&k, loader).await.unwrap().unwrap();
+        assert_eq!((g.row.version, g.source), (7, Source::Db));
+        let g = c.get_with(&k, loader).await.unwrap().unwrap();
+        assert_eq!(
+            (g.row.payload.as_slice(), g.source),
+            (&b"from my query"[..], Source::L1)
+        );
+        assert_eq!((calls.load(Relaxed), c.store().reads.load(Relaxed)), (1, 0));
     }
 }
