@@ -1,6 +1,8 @@
 //! A circuit breaker per tier (per node for memcached): after `failures_max` consecutive health
 //! failures the tier is skipped for `cooldown`, then one probe is let through (half-open); its
-//! success closes the circuit, its failure opens it again. A dead tier costs reads nothing.
+//! success closes the circuit, its failure opens it again. A dead tier costs reads nothing. A
+//! probe that never reports back (its caller was cancelled) does not wedge the circuit: after
+//! another cooldown a new probe goes.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,7 +21,8 @@ struct Inner {
     state: State,
     failures: u32,
     opened_at: Option<Instant>,
-    probing: bool,
+    /// When the half-open probe was let through, if one is out.
+    probe_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -36,7 +39,7 @@ impl Breaker {
                 state: State::Closed,
                 failures: 0,
                 opened_at: None,
-                probing: false,
+                probe_at: None,
             }),
             failures_max: failures_max.max(1),
             cooldown,
@@ -54,17 +57,18 @@ impl Breaker {
     /// Whether a call may go to the tier now.
     pub fn allow(&self) -> bool {
         let mut i = self.lock();
+        let due = |t: Option<Instant>| t.is_none_or(|t| t.elapsed() >= self.cooldown);
         match i.state {
             State::Closed => true,
-            State::Open if i.opened_at.is_some_and(|t| t.elapsed() >= self.cooldown) => {
+            State::Open if due(i.opened_at) => {
                 i.state = State::HalfOpen;
-                i.probing = true;
+                i.probe_at = Some(Instant::now());
                 true
             }
             State::Open => false,
-            // One probe at a time.
-            State::HalfOpen if !i.probing => {
-                i.probing = true;
+            // One probe at a time; a new one when the last never reported back.
+            State::HalfOpen if due(i.probe_at) => {
+                i.probe_at = Some(Instant::now());
                 true
             }
             State::HalfOpen => false,
@@ -75,13 +79,13 @@ impl Breaker {
         let mut i = self.lock();
         i.state = State::Closed;
         i.failures = 0;
-        i.probing = false;
+        i.probe_at = None;
     }
 
     pub fn failure(&self) {
         let mut i = self.lock();
         i.failures = i.failures.saturating_add(1);
-        i.probing = false;
+        i.probe_at = None;
         if i.state == State::HalfOpen || i.failures >= self.failures_max {
             i.state = State::Open;
             i.opened_at = Some(Instant::now());
@@ -112,5 +116,19 @@ mod tests {
         b.success();
         assert_eq!(b.state(), State::Closed);
         assert!(b.allow() && b.allow());
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_never_reports_back_does_not_wedge_the_circuit() {
+        let b = Breaker::new(1, Duration::from_millis(30));
+        b.failure();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(
+            b.allow(),
+            "the probe goes, and its caller is cancelled: no success, no failure"
+        );
+        assert!(!b.allow());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(b.allow(), "another probe after another cooldown");
     }
 }

@@ -624,13 +624,30 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     pub async fn write(&self, key: &Key, payload: &[u8]) -> Result<Written, Error> {
         let span = tracing::info_span!("aside.write", key = %key, version = tracing::field::Empty);
         async {
-            let version = timed(
+            let written = timed(
                 "postgres",
                 self.cfg.db_timeout(),
                 self.store.write(key.as_str(), payload),
             )
-            .await
-            .map_err(Error::Db)?;
+            .await;
+            let version = match written {
+                Ok(v) => v,
+                Err(e @ TierError::Timeout { .. }) => {
+                    // The commit may have happened: invalidate at whatever version the primary
+                    // holds now, so a write we cannot confirm does not leave the old value
+                    // cached for a TTL.
+                    let now = timed(
+                        "postgres",
+                        self.cfg.db_timeout(),
+                        self.store.read(key.as_str(), ReadFrom::Primary),
+                    )
+                    .await;
+                    self.invalidate_version(key, now.ok().flatten().map(|r| r.version))
+                        .await;
+                    return Err(Error::Db(e));
+                }
+                Err(e) => return Err(Error::Db(e)),
+            };
             tracing::Span::current().record("version", version);
             let invalidated = self.invalidate_version(key, Some(version)).await;
             Ok(Written {
@@ -733,7 +750,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         .await?;
                     let keys: Vec<String> = keys
                         .into_iter()
-                        .filter(|k| !k.starts_with("aside:"))
+                        .filter(|k| !k.starts_with("aside:lease:"))
                         .collect();
                     for k in &keys {
                         deleted += u64::from(self.invalidate_found(k).await?);

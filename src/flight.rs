@@ -73,32 +73,41 @@ impl<T: Clone + Abandoned> Flights<T> {
         key: &str,
         load: impl FnOnce() -> F,
     ) -> (T, Role) {
-        let rx = {
+        enum Join<T> {
+            Follow(oneshot::Receiver<T>),
+            Lead,
+            /// The flight is full: load alone, without touching the flight (its leader owns it).
+            Alone,
+        }
+        let join = {
             let mut w = self.lock();
             match w.get_mut(key) {
                 Some(waiters) if waiters.len() < self.waiters_max => {
                     let (tx, rx) = oneshot::channel();
                     waiters.push(tx);
-                    Some(rx)
+                    Join::Follow(rx)
                 }
-                Some(_) => None,
+                Some(_) => Join::Alone,
                 None => {
                     w.insert(key.to_string(), Vec::new());
-                    None
+                    Join::Lead
                 }
             }
         };
-        if let Some(rx) = rx {
-            return (rx.await.unwrap_or_else(|_| T::abandoned()), Role::Follower);
+        match join {
+            Join::Follow(rx) => (rx.await.unwrap_or_else(|_| T::abandoned()), Role::Follower),
+            Join::Alone => (load().await, Role::Leader),
+            Join::Lead => {
+                let mut leader = Leader {
+                    flights: self,
+                    key,
+                    done: false,
+                };
+                let value = load().await;
+                leader.finish(&value);
+                (value, Role::Leader)
+            }
         }
-        let mut leader = Leader {
-            flights: self,
-            key,
-            done: false,
-        };
-        let value = load().await;
-        leader.finish(&value);
-        (value, Role::Leader)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -167,5 +176,36 @@ mod tests {
         let (v, role) = follower.await.unwrap();
         assert_eq!((v, role), (V::abandoned(), Role::Follower));
         assert_eq!(f.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_caller_loads_alone_and_leaves_the_flight_alone() {
+        let f = Arc::new(Flights::<V>::new(1));
+        let f2 = f.clone();
+        let leader = tokio::spawn(async move {
+            f2.run("k", || async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                V(1)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let f3 = f.clone();
+        let follower = tokio::spawn(async move { f3.run("k", || async { V(2) }).await });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The flight is full (one waiter): this caller loads alone, and being cancelled it must
+        // not abandon the flight's waiter.
+        let f4 = f.clone();
+        let alone = tokio::spawn(async move {
+            f4.run("k", || async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                V(3)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        alone.abort();
+        assert_eq!(follower.await.unwrap(), (V(1), Role::Follower));
+        assert_eq!(leader.await.unwrap(), (V(1), Role::Leader));
     }
 }

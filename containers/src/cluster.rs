@@ -384,7 +384,14 @@ impl Cluster {
             )
             .await?
         } else {
-            Redis::sentinel(&self.sentinel_addrs(), MASTER_NAME, Duration::from_secs(2)).await?
+            // Below the cache's L1 timeout, so a timeout is seen by the backend, which then
+            // re-resolves the master, rather than only by the cache, which drops the call.
+            Redis::sentinel(
+                &self.sentinel_addrs(),
+                MASTER_NAME,
+                cfg.l1_timeout().mul_f64(0.8),
+            )
+            .await?
         };
         let addrs = self.memcached_addrs();
         let ring = Ring::new(&addrs).map_err(|e| Error::Docker(e.to_string()))?;

@@ -75,6 +75,10 @@ impl<'a> Scan<'a> {
                 let n = digits
                     .iter()
                     .fold(0i128, |n, d| n * 10 + i128::from(d - b'0'));
+                // serde_json reads `-0` as the float -0.0, which no integer field takes.
+                if neg && n == 0 {
+                    return None;
+                }
                 Some(Val::Int(if neg { -n } else { n }))
             }
             _ => None,

@@ -536,6 +536,20 @@ mod tests {
     }
 
     #[test]
+    fn negative_zero_is_serde_jsons_answer() {
+        for l in [
+            r#"{"type":"op","id":-0,"client":1,"key":"k","f":"read","invoke_ns":1,"complete_ns":2,"outcome":"ok","version":0}"#,
+            r#"{"type":"op","id":1,"client":1,"key":"k","f":"read","invoke_ns":1,"complete_ns":2,"outcome":"ok","version":-0}"#,
+        ] {
+            assert_eq!(
+                parse_line(l.as_bytes(), false),
+                parse_line_serde(l.as_bytes(), false),
+                "{l}"
+            );
+        }
+    }
+
+    #[test]
     fn keys_keep_escapes_spaces_and_newlines() {
         let Line::Op(op) = p(r#"{"type":"op","id":1,"client":1,"key":"a\r\nflush_all b","f":"write","invoke_ns":1,"complete_ns":2,"outcome":"unknown"}"#).unwrap() else {
             panic!("not an op")

@@ -112,7 +112,8 @@ impl ReadRec {
                 Some(Source::L2),
                 Some(Source::Db),
                 Some(Source::Replica),
-            ][b[53] as usize % 6],
+                Some(Source::Wait),
+            ][b[53] as usize % 7],
             payload_ok: [None, Some(true), Some(false)][b[54] as usize % 3],
         }
     }
@@ -798,7 +799,15 @@ mod tests {
                 version: if i % 5 == 0 { NO_VERSION } else { i / 3 },
                 key: (i % 13) as u32,
                 outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][(i % 3) as usize],
-                source: [None, Some(Source::L1), Some(Source::Replica)][(i % 3) as usize],
+                source: [
+                    None,
+                    Some(Source::L1),
+                    Some(Source::Replica),
+                    Some(Source::Wait),
+                    Some(Source::L0),
+                    Some(Source::L2),
+                    Some(Source::Db),
+                ][(i % 7) as usize],
                 payload_ok: [None, Some(true), Some(false)][(i % 3) as usize],
             })
             .collect();

@@ -43,7 +43,7 @@ fn g_op() -> impl Strategy<Value = GOp> {
         0..40u64,
         0..10u8,
         any::<u8>(),
-        0..5u8,
+        0..6u8,
     )
         .prop_map(
             |(client, key, write, invoke, dur, outcome, pick, source)| GOp {
@@ -72,12 +72,13 @@ fn g_hist() -> impl Strategy<Value = GHist> {
         })
 }
 
-const SOURCES: [Source; 5] = [
+const SOURCES: [Source; 6] = [
     Source::L0,
     Source::L1,
     Source::L2,
     Source::Db,
     Source::Replica,
+    Source::Wait,
 ];
 const TIERS: [Source; 4] = [Source::L1, Source::L2, Source::L0, Source::Db];
 
@@ -469,6 +470,7 @@ fn mutated_line() -> impl Strategy<Value = String> {
                 Just("\"x\":{\"a\":[1]},"),
                 Just("\"id\":5,"),
                 Just("-"),
+                Just("-0"),
                 Just("0"),
                 Just("1.5"),
                 Just("1e3"),

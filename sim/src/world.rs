@@ -427,7 +427,11 @@ async fn sentinel_node(
         let votes = 1 + ask_peers(&rpc, &peers, || SentinelMsg::Vote(new_epoch), voted).await;
         if votes * 2 <= peers.len() + 1 {
             sleep(Duration::from_millis(
-                50 + u64::from(me.ip().to_string().len() as u8) * 7,
+                // Each Sentinel backs off by a different amount, so split votes do not repeat.
+                50 + u64::from(match me.ip() {
+                    IpAddr::V4(v4) => v4.octets()[3],
+                    IpAddr::V6(v6) => v6.octets()[15],
+                }) * 37,
             ))
             .await;
             continue;
@@ -565,9 +569,33 @@ async fn pg_node(
 /// Redis through the Sentinels: re-resolves on errors and READONLY, like the real backend.
 pub struct SimRedis {
     rpc: Rpc,
-    master: Mutex<SocketAddr>,
+    master: Arc<Mutex<SocketAddr>>,
     sentinels: Vec<SocketAddr>,
     timeout: Duration,
+}
+
+/// How often a client asks the Sentinels who the master is: the simulator's stand-in for the
+/// real backend's `+switch-master` subscription (and its polling backstop). A call that times
+/// out against a dead master never returns an error to re-resolve on: without this, clients
+/// would follow a failover only once the old address answered again.
+const SENTINEL_POLL: Duration = Duration::from_millis(250);
+
+async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Mutex<SocketAddr>>) {
+    loop {
+        sleep(SENTINEL_POLL).await;
+        for &s in &sentinels {
+            let ask = rpc.call::<SentinelMsg, SentinelReply>(
+                s,
+                TAG_SENTINEL,
+                SentinelMsg::GetMaster,
+                Duration::from_millis(200),
+            );
+            if let Ok(SentinelReply::Master(m)) = ask.await {
+                *master.lock().unwrap() = m;
+                break;
+            }
+        }
+    }
 }
 
 impl SimRedis {
@@ -927,9 +955,15 @@ async fn build_cache(
     timeout: Duration,
 ) -> SimCache {
     let rpc = Rpc::bind(at).await;
+    let master = Arc::new(Mutex::new(a.redis[0]));
+    madsim::task::spawn(follow_master(
+        rpc.clone(),
+        a.sentinels.clone(),
+        master.clone(),
+    ));
     let redis = SimRedis {
         rpc: rpc.clone(),
-        master: Mutex::new(a.redis[0]),
+        master,
         sentinels: a.sentinels.clone(),
         timeout,
     };

@@ -49,15 +49,109 @@ pub fn check_key(key: &str) -> TierResult<()> {
         || key.len() > MEMCACHED_KEY_BYTES_MAX
         || !key.bytes().all(|b| (0x21..=0x7e).contains(&b))
     {
-        return Err(refused(format!("key {key:?} is not a valid memcached key (1-250 printable bytes, no spaces): encode it with Key::memcached")));
+        return Err(refused(format!(
+            "key {key:?} is not a valid memcached key (1-250 printable bytes, no spaces): encode it with Key::memcached"
+        )));
     }
     Ok(())
 }
 
-enum Store {
-    Set,
-    Add,
-    Cas(u64),
+/// What a request's reply is.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// STORED / NOT_STORED / EXISTS / NOT_FOUND
+    Stored,
+    /// VALUE ... END, or END
+    Value,
+    /// DELETED / NOT_FOUND
+    Deleted,
+    /// OK (flush_all)
+    Ok,
+    /// MN (meta no-op)
+    Mn,
+}
+
+enum Reply {
+    Stored(bool),
+    Value(Option<(Vec<u8>, u64)>),
+    Deleted(bool),
+    Done,
+}
+
+async fn line(io: &mut BufReader<TcpStream>, addr: &str) -> TierResult<String> {
+    let mut l = String::new();
+    let n = io
+        .read_line(&mut l)
+        .await
+        .map_err(|e| unavailable(addr, e))?;
+    if n == 0 {
+        return Err(unavailable(addr, "connection closed"));
+    }
+    if l.starts_with("SERVER_ERROR") || l.starts_with("CLIENT_ERROR") || l == "ERROR\r\n" {
+        return Err(refused(l.trim_end().to_string()));
+    }
+    Ok(l)
+}
+
+fn unexpected(l: &str) -> TierError {
+    refused(format!("unexpected reply {:?}", l.trim_end()))
+}
+
+/// Writes one request and reads its whole reply.
+async fn exchange(
+    io: &mut BufReader<TcpStream>,
+    addr: &str,
+    req: &[u8],
+    expect: Expect,
+) -> TierResult<Reply> {
+    io.get_mut()
+        .write_all(req)
+        .await
+        .map_err(|e| unavailable(addr, e))?;
+    let head = line(io, addr).await?;
+    match expect {
+        Expect::Stored => match head.as_str() {
+            "STORED\r\n" => Ok(Reply::Stored(true)),
+            "NOT_STORED\r\n" | "EXISTS\r\n" | "NOT_FOUND\r\n" => Ok(Reply::Stored(false)),
+            other => Err(unexpected(other)),
+        },
+        Expect::Deleted => match head.as_str() {
+            "DELETED\r\n" => Ok(Reply::Deleted(true)),
+            "NOT_FOUND\r\n" => Ok(Reply::Deleted(false)),
+            other => Err(unexpected(other)),
+        },
+        Expect::Ok if head == "OK\r\n" => Ok(Reply::Done),
+        Expect::Mn if head == "MN\r\n" => Ok(Reply::Done),
+        Expect::Ok | Expect::Mn => Err(unexpected(&head)),
+        Expect::Value => {
+            if head == "END\r\n" {
+                return Ok(Reply::Value(None));
+            }
+            // VALUE <key> <flags> <bytes> <cas>
+            let parts: Vec<&str> = head.trim_end().split(' ').collect();
+            let (Some(&"VALUE"), Some(len), Some(cas)) =
+                (parts.first(), parts.get(3), parts.get(4))
+            else {
+                return Err(unexpected(&head));
+            };
+            let len: usize = len
+                .parse()
+                .map_err(|_| refused(format!("bad length in {head:?}")))?;
+            let cas: u64 = cas
+                .parse()
+                .map_err(|_| refused(format!("bad cas in {head:?}")))?;
+            let mut data = vec![0u8; len + 2];
+            io.read_exact(&mut data)
+                .await
+                .map_err(|e| unavailable(addr, e))?;
+            data.truncate(len);
+            let end = line(io, addr).await?;
+            if end != "END\r\n" {
+                return Err(refused(format!("expected END, got {:?}", end.trim_end())));
+            }
+            Ok(Reply::Value(Some((data, cas))))
+        }
+    }
 }
 
 impl Memcached {
@@ -75,183 +169,110 @@ impl Memcached {
         &self.addr
     }
 
-    /// Runs one request/response exchange on a pooled connection. A connection that saw any
-    /// error is dropped, never reused mid-response.
-    async fn with<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut BufReader<TcpStream>) -> TierResult<T>,
-    ) -> TierResult<T> {
+    async fn connect(&self) -> TierResult<Conn> {
+        let s = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| unavailable(&self.addr, "connect timed out"))?
+            .map_err(|e| unavailable(&self.addr, e))?;
+        let _ = s.set_nodelay(true);
+        Ok(Conn {
+            io: BufReader::new(s),
+        })
+    }
+
+    /// One request on a pooled connection. A connection that saw any error (or whose caller was
+    /// cancelled mid-reply) is dropped, never reused. A pooled connection can be dead without
+    /// anyone knowing (the server restarted since it was last used): one retry on a fresh
+    /// connection, safe for every command here (a repeated cas or add fails, it does nothing
+    /// twice).
+    async fn request(&self, req: &[u8], expect: Expect) -> TierResult<Reply> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|e| unavailable(&self.addr, e))?;
-        let conn = self.idle.lock().await.pop();
-        let mut conn = match conn {
+        let pooled = self.idle.lock().await.pop();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
             Some(c) => c,
-            None => {
-                let s = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
-                    .await
-                    .map_err(|_| unavailable(&self.addr, "connect timed out"))?
-                    .map_err(|e| unavailable(&self.addr, e))?;
-                let _ = s.set_nodelay(true);
-                Conn {
-                    io: BufReader::new(s),
-                }
-            }
+            None => self.connect().await?,
         };
-        let r = f(&mut conn.io).await;
+        let mut r = exchange(&mut conn.io, &self.addr, req, expect).await;
+        if reused && matches!(r, Err(TierError::Unavailable { .. })) {
+            conn = self.connect().await?;
+            r = exchange(&mut conn.io, &self.addr, req, expect).await;
+        }
         if r.is_ok() {
             self.idle.lock().await.push(conn);
         }
         r
     }
 
-    async fn line(io: &mut BufReader<TcpStream>, addr: &str) -> TierResult<String> {
-        let mut l = String::new();
-        let n = io
-            .read_line(&mut l)
-            .await
-            .map_err(|e| unavailable(addr, e))?;
-        if n == 0 {
-            return Err(unavailable(addr, "connection closed"));
-        }
-        if l.starts_with("SERVER_ERROR") || l.starts_with("CLIENT_ERROR") || l == "ERROR\r\n" {
-            return Err(refused(l.trim_end().to_string()));
-        }
-        Ok(l)
-    }
-
-    async fn store(&self, cmd: Store, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
+    async fn store(
+        &self,
+        cmd: &str,
+        key: &str,
+        value: &[u8],
+        ttl_s: u32,
+        cas: Option<u64>,
+    ) -> TierResult<bool> {
         check_key(key)?;
-        let head = match cmd {
-            Store::Set => format!("set {key} 0 {ttl_s} {}\r\n", value.len()),
-            Store::Add => format!("add {key} 0 {ttl_s} {}\r\n", value.len()),
-            Store::Cas(c) => format!("cas {key} 0 {ttl_s} {} {c}\r\n", value.len()),
-        };
-        let addr = self.addr.clone();
-        self.with(async move |io| {
-            let mut msg = Vec::with_capacity(head.len() + value.len() + 2);
-            msg.extend_from_slice(head.as_bytes());
-            msg.extend_from_slice(value);
-            msg.extend_from_slice(b"\r\n");
-            io.get_mut()
-                .write_all(&msg)
-                .await
-                .map_err(|e| unavailable(&addr, e))?;
-            match Self::line(io, &addr).await?.as_str() {
-                "STORED\r\n" => Ok(true),
-                "NOT_STORED\r\n" | "EXISTS\r\n" | "NOT_FOUND\r\n" => Ok(false),
-                other => Err(refused(format!("unexpected reply {:?}", other.trim_end()))),
-            }
-        })
-        .await
+        let cas = cas.map_or(String::new(), |c| format!(" {c}"));
+        let mut req = format!("{cmd} {key} 0 {ttl_s} {}{cas}\r\n", value.len()).into_bytes();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+        match self.request(&req, Expect::Stored).await? {
+            Reply::Stored(b) => Ok(b),
+            _ => Err(refused("reply of the wrong kind")),
+        }
     }
 
     /// `mn` (meta no-op): a cheap health check that needs memcached >= 1.6.
     pub async fn ping(&self) -> TierResult<()> {
-        let addr = self.addr.clone();
-        self.with(async move |io| {
-            io.get_mut()
-                .write_all(b"mn\r\n")
-                .await
-                .map_err(|e| unavailable(&addr, e))?;
-            match Self::line(io, &addr).await?.as_str() {
-                "MN\r\n" => Ok(()),
-                other => Err(refused(format!("unexpected reply {:?}", other.trim_end()))),
-            }
-        })
-        .await
+        self.request(b"mn\r\n", Expect::Mn).await.map(drop)
     }
 }
 
 impl MemcachedLike for Memcached {
     async fn gets(&self, key: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
         check_key(key)?;
-        let addr = self.addr.clone();
-        let req = format!("gets {key}\r\n");
-        self.with(async move |io| {
-            io.get_mut()
-                .write_all(req.as_bytes())
-                .await
-                .map_err(|e| unavailable(&addr, e))?;
-            let head = Self::line(io, &addr).await?;
-            if head == "END\r\n" {
-                return Ok(None);
-            }
-            // VALUE <key> <flags> <bytes> <cas>
-            let parts: Vec<&str> = head.trim_end().split(' ').collect();
-            let (Some(&"VALUE"), Some(len), Some(cas)) =
-                (parts.first(), parts.get(3), parts.get(4))
-            else {
-                return Err(refused(format!("unexpected reply {:?}", head.trim_end())));
-            };
-            let len: usize = len
-                .parse()
-                .map_err(|_| refused(format!("bad length in {head:?}")))?;
-            let cas: u64 = cas
-                .parse()
-                .map_err(|_| refused(format!("bad cas in {head:?}")))?;
-            let mut data = vec![0u8; len + 2];
-            io.read_exact(&mut data)
-                .await
-                .map_err(|e| unavailable(&addr, e))?;
-            data.truncate(len);
-            let end = Self::line(io, &addr).await?;
-            if end != "END\r\n" {
-                return Err(refused(format!("expected END, got {:?}", end.trim_end())));
-            }
-            Ok(Some((data, cas)))
-        })
-        .await
+        match self
+            .request(format!("gets {key}\r\n").as_bytes(), Expect::Value)
+            .await?
+        {
+            Reply::Value(v) => Ok(v),
+            _ => Err(refused("reply of the wrong kind")),
+        }
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<()> {
-        match self.store(Store::Set, key, value, ttl_s).await? {
+        match self.store("set", key, value, ttl_s, None).await? {
             true => Ok(()),
             false => Err(refused("set was not stored")),
         }
     }
 
     async fn add(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
-        self.store(Store::Add, key, value, ttl_s).await
+        self.store("add", key, value, ttl_s, None).await
     }
 
     async fn cas(&self, key: &str, value: &[u8], ttl_s: u32, cas: u64) -> TierResult<bool> {
-        self.store(Store::Cas(cas), key, value, ttl_s).await
+        self.store("cas", key, value, ttl_s, Some(cas)).await
     }
 
     async fn delete(&self, key: &str) -> TierResult<bool> {
         check_key(key)?;
-        let addr = self.addr.clone();
-        let req = format!("delete {key}\r\n");
-        self.with(async move |io| {
-            io.get_mut()
-                .write_all(req.as_bytes())
-                .await
-                .map_err(|e| unavailable(&addr, e))?;
-            match Self::line(io, &addr).await?.as_str() {
-                "DELETED\r\n" => Ok(true),
-                "NOT_FOUND\r\n" => Ok(false),
-                other => Err(refused(format!("unexpected reply {:?}", other.trim_end()))),
-            }
-        })
-        .await
+        match self
+            .request(format!("delete {key}\r\n").as_bytes(), Expect::Deleted)
+            .await?
+        {
+            Reply::Deleted(b) => Ok(b),
+            _ => Err(refused("reply of the wrong kind")),
+        }
     }
 
     async fn flush_all(&self) -> TierResult<()> {
-        let addr = self.addr.clone();
-        self.with(async move |io| {
-            io.get_mut()
-                .write_all(b"flush_all\r\n")
-                .await
-                .map_err(|e| unavailable(&addr, e))?;
-            match Self::line(io, &addr).await?.as_str() {
-                "OK\r\n" => Ok(()),
-                other => Err(refused(format!("unexpected reply {:?}", other.trim_end()))),
-            }
-        })
-        .await
+        self.request(b"flush_all\r\n", Expect::Ok).await.map(drop)
     }
 }
 

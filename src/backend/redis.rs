@@ -114,7 +114,9 @@ impl Redis {
     }
 
     /// The master of `master_name` as the Sentinels at `sentinels` (host:port) know it, followed
-    /// across failovers.
+    /// across failovers. `timeout` bounds connects and replies: keep it below the cache's
+    /// `l1_timeout_ms`, so a master that stops answering is noticed here (and re-resolved) rather
+    /// than only by the cache, which drops the call.
     pub async fn sentinel(
         sentinels: &[String],
         master_name: &str,
@@ -226,6 +228,35 @@ impl Redis {
         Ok(conn)
     }
 
+    /// Whether a Sentinel now names a master other than the one we talk to.
+    async fn master_moved(&self) -> bool {
+        let Target::Sentinel {
+            sentinels,
+            master_name,
+        } = &self.target
+        else {
+            return false;
+        };
+        let Some(current) = self.master().await else {
+            return false;
+        };
+        for s in sentinels {
+            let named: Result<(String, u16), RedisError> = async {
+                let mut sc = self.open(&format!("redis://{s}")).await?;
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master_name)
+                    .query_async(&mut sc)
+                    .await
+            }
+            .await;
+            if let Ok((host, port)) = named {
+                return format!("{host}:{port}") != current;
+            }
+        }
+        false
+    }
+
     /// Forgets the connection so the next command re-resolves the master.
     pub async fn forget(&self) {
         *self.current.write().await = None;
@@ -273,6 +304,9 @@ impl Redis {
     }
 }
 
+/// How often the watcher asks a Sentinel who the master is, besides listening.
+const POLL: Duration = Duration::from_secs(2);
+
 /// Listens for `+switch-master` on the Sentinels and drops the connection when one arrives.
 async fn watch_switches(redis: Weak<Redis>, sentinels: Vec<String>) {
     let mut i = 0usize;
@@ -290,11 +324,28 @@ async fn watch_switches(redis: Weak<Redis>, sentinels: Vec<String>) {
         match sub {
             Ok(mut ps) => {
                 let mut stream = ps.on_message();
-                while let Some(msg) = stream.next().await {
+                loop {
+                    // Pub/sub for speed, a poll as the backstop: a Sentinel cut off silently
+                    // never publishes, and its connection may never fail.
+                    let msg = tokio::select! {
+                        m = stream.next() => m.map(Some),
+                        () = tokio::time::sleep(POLL) => Some(None),
+                    };
+                    let Some(msg) = msg else { break };
                     let Some(r) = redis.upgrade() else { return };
-                    let payload: String = msg.get_payload().unwrap_or_default();
-                    info!(sentinel = %s, event = %payload, "+switch-master: re-resolving");
-                    r.forget().await;
+                    match msg {
+                        Some(m) => {
+                            let payload: String = m.get_payload().unwrap_or_default();
+                            info!(sentinel = %s, event = %payload, "+switch-master: re-resolving");
+                            r.forget().await;
+                        }
+                        None => {
+                            if r.master_moved().await {
+                                info!("a sentinel names another master: re-resolving");
+                                r.forget().await;
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => {

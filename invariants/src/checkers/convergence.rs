@@ -27,11 +27,18 @@ pub fn check(idx: &Index) -> Verdict {
         v.unknown("no cache probe lines: the run recorded no end-of-run reads of the tiers");
         return v;
     }
-    if let Some((p, f)) = idx
+    // The earliest such probe by time and key name: the message does not depend on line order.
+    let during = idx
         .probes
         .iter()
-        .find_map(|p| idx.fault_at(p.at_ns).map(|f| (p, f)))
-    {
+        .filter_map(|p| idx.fault_at(p.at_ns).map(|f| (p, f)));
+    if let Some((p, f)) = during.min_by(|a, b| {
+        (a.0.at_ns, idx.key_name(a.0.key), a.0.tier).cmp(&(
+            b.0.at_ns,
+            idx.key_name(b.0.key),
+            b.0.tier,
+        ))
+    }) {
         v.unknown(format!(
             "probe on line {} was taken while the fault started on line {} was active: probe after the final heal",
             p.line, f.start_line

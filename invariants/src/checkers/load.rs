@@ -43,7 +43,8 @@ impl Load {
 
     /// Reads allowed in one QPS window by a per-second bound.
     fn allowed_per_window(&self, qps_max: u64) -> u64 {
-        ((qps_max as u128 * self.qps_window_ns as u128) / 1_000_000_000) as u64
+        u64::try_from(qps_max as u128 * self.qps_window_ns as u128 / 1_000_000_000)
+            .unwrap_or(u64::MAX)
     }
 }
 
@@ -72,7 +73,9 @@ impl ReadChecker for Load {
             .map(|(&w, &c)| (c, std::cmp::Reverse(w)))
             .max();
         let (peak_count, peak_window) = peak.map_or((0, 0), |(c, w)| (c, w.0));
-        let peak_qps = (peak_count as u128 * 1_000_000_000 / self.qps_window_ns as u128) as u64;
+        let peak_qps =
+            u64::try_from(peak_count as u128 * 1_000_000_000 / self.qps_window_ns as u128)
+                .unwrap_or(u64::MAX);
         let hot = self
             .per_key_window
             .iter()
