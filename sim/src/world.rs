@@ -583,38 +583,53 @@ const SENTINEL_POLL: Duration = Duration::from_millis(250);
 async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Mutex<SocketAddr>>) {
     loop {
         sleep(SENTINEL_POLL).await;
-        for &s in &sentinels {
-            let ask = rpc.call::<SentinelMsg, SentinelReply>(
-                s,
-                TAG_SENTINEL,
-                SentinelMsg::GetMaster,
-                Duration::from_millis(200),
-            );
-            if let Ok(SentinelReply::Master(m)) = ask.await {
-                *master.lock().unwrap() = m;
-                break;
-            }
+        resolve_master(&rpc, &sentinels, &master).await;
+    }
+}
+
+/// Asks the Sentinels in turn who the master is; the first answer wins. Each is asked with a
+/// deadline of its own: no Sentinel may hang a client.
+async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Mutex<SocketAddr>) {
+    for &s in sentinels {
+        let ask = rpc.call::<SentinelMsg, SentinelReply>(
+            s,
+            TAG_SENTINEL,
+            SentinelMsg::GetMaster,
+            Duration::from_millis(200),
+        );
+        if let Ok(SentinelReply::Master(m)) = ask.await {
+            *master.lock().unwrap() = m;
+            return;
         }
     }
 }
 
 impl SimRedis {
     async fn resolve(&self) {
-        for &s in &self.sentinels {
-            if let Ok(SentinelReply::Master(m)) = self
-                .rpc
-                .call::<SentinelMsg, SentinelReply>(
-                    s,
-                    TAG_SENTINEL,
-                    SentinelMsg::GetMaster,
-                    // Sentinels are asked with a deadline of their own: none may hang a client.
-                    Duration::from_millis(200),
-                )
-                .await
-            {
-                *self.master.lock().unwrap() = m;
-                return;
-            }
+        resolve_master(&self.rpc, &self.sentinels, &self.master).await;
+    }
+
+    /// The `fill_if_newer` and `tombstone` scripts: one script, the incoming kind an argument.
+    async fn versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        px_ms: u64,
+        kind: Kind,
+    ) -> TierResult<bool> {
+        match self
+            .exec(rd::Cmd::Versioned {
+                key: key.into(),
+                value: value.to_vec(),
+                version,
+                px_ms,
+                kind,
+            })
+            .await?
+        {
+            rd::Reply::Bool(b) => Ok(b),
+            _ => unexpected("redis"),
         }
     }
 
@@ -708,19 +723,8 @@ impl RedisLike for SimRedis {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        match self
-            .exec(rd::Cmd::Versioned {
-                key: key.into(),
-                value: value.to_vec(),
-                version,
-                px_ms: ttl_ms,
-                kind: Kind::Value,
-            })
-            .await?
-        {
-            rd::Reply::Bool(b) => Ok(b),
-            _ => unexpected("redis"),
-        }
+        self.versioned(key, value, version, ttl_ms, Kind::Value)
+            .await
     }
     async fn tombstone(
         &self,
@@ -729,19 +733,8 @@ impl RedisLike for SimRedis {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        match self
-            .exec(rd::Cmd::Versioned {
-                key: key.into(),
-                value: tombstone.to_vec(),
-                version,
-                px_ms: ttl_ms,
-                kind: Kind::Tombstone,
-            })
-            .await?
-        {
-            rd::Reply::Bool(b) => Ok(b),
-            _ => unexpected("redis"),
-        }
+        self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
+            .await
     }
     async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
         match self

@@ -171,16 +171,7 @@ impl Redis {
             } => {
                 let mut why = Vec::new();
                 for s in sentinels {
-                    let addr: Result<(String, u16), RedisError> = async {
-                        let mut sc = self.open(&format!("redis://{s}")).await?;
-                        redis::cmd("SENTINEL")
-                            .arg("get-master-addr-by-name")
-                            .arg(master_name)
-                            .query_async(&mut sc)
-                            .await
-                    }
-                    .await;
-                    let (host, port) = match addr {
+                    let (host, port) = match self.ask_sentinel(s, master_name).await {
                         Ok(a) => a,
                         Err(e) => {
                             why.push(format!("sentinel {s}: {e}"));
@@ -228,6 +219,16 @@ impl Redis {
         Ok(conn)
     }
 
+    /// `SENTINEL get-master-addr-by-name` on the Sentinel at `s`.
+    async fn ask_sentinel(&self, s: &str, master_name: &str) -> Result<(String, u16), RedisError> {
+        let mut sc = self.open(&format!("redis://{s}")).await?;
+        redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master_name)
+            .query_async(&mut sc)
+            .await
+    }
+
     /// Whether a Sentinel now names a master other than the one we talk to.
     async fn master_moved(&self) -> bool {
         let Target::Sentinel {
@@ -241,16 +242,7 @@ impl Redis {
             return false;
         };
         for s in sentinels {
-            let named: Result<(String, u16), RedisError> = async {
-                let mut sc = self.open(&format!("redis://{s}")).await?;
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(master_name)
-                    .query_async(&mut sc)
-                    .await
-            }
-            .await;
-            if let Ok((host, port)) = named {
+            if let Ok((host, port)) = self.ask_sentinel(s, master_name).await {
                 return format!("{host}:{port}") != current;
             }
         }
