@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aside::backend::{Memcached, Postgres, Redis};
-use aside::{Builtin, CacheAside, CacheConfig, MemcachedLike, Pool, Ring};
+use aside::{Builtin, CacheAside, CacheConfig, Pool, Ring};
 use futures_util::future::try_join_all;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -425,7 +425,3 @@ async fn wait_memcached(n: &Node) -> Result<(), Error> {
         detail: "memcached did not answer `mn` within 10 s".into(),
     })
 }
-
-// Keep the trait in scope for `ping`'s siblings in tests.
-#[allow(unused_imports)]
-use MemcachedLike as _;

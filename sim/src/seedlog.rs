@@ -16,10 +16,7 @@ pub struct Run {
 
 /// FNV-1a 64 of the history bytes: same run, same hash.
 pub fn trace_hash(history: &[u8]) -> String {
-    let h = history.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", invariants::payload::fnv1a(history))
 }
 
 /// Reads a seed log's header and checks that the whole file parses (a truncated log is refused:

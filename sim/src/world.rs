@@ -1218,7 +1218,7 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
                 Duration::from_secs(1),
             )
             .await;
-            cache.l1().resolve_now().await;
+            cache.l1().resolve().await;
             let mut out = Vec::new();
             for k in pkeys.iter() {
                 let at = start.elapsed().as_nanos() as u64;
@@ -1290,13 +1290,6 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
         history: w.into_inner(),
         ops,
         sim_ns: start.elapsed().as_nanos() as u64,
-    }
-}
-
-impl SimRedis {
-    /// Follows the Sentinels to the current master (probes call it before reading).
-    pub async fn resolve_now(&self) {
-        self.resolve().await;
     }
 }
 

@@ -20,6 +20,14 @@ async fn replay() {
     let out = sim::world::simulate(&sc, st, seed).await;
     let report = invariants::check_str(std::str::from_utf8(&out.history).unwrap(), &[]).unwrap();
     print!("{}", report.table(&Default::default()));
+    assert!(out.ops > 0, "the run recorded no op");
+    assert!(
+        report
+            .verdict("convergence")
+            .and_then(|v| v.get("probes"))
+            .is_some_and(|p| *p != invariants::Figure::Count(0)),
+        "the run took no probe"
+    );
     println!(
         "{} / {} / seed {seed}: trace hash {}",
         sc.name,

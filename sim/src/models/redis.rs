@@ -100,10 +100,7 @@ pub struct RedisModel {
 
 /// The position of a key in SCAN order.
 pub fn scan_hash(key: &str) -> u64 {
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    h >> 1 // leave 0 for "done"
+    invariants::payload::fnv1a(key.as_bytes()) >> 1 // leave 0 for "done"
 }
 
 fn cost(key: &str, value: &[u8]) -> usize {
