@@ -136,6 +136,22 @@ pub fn generate(spec: &Spec, out: impl Write) -> io::Result<Truth> {
     Ok(truth)
 }
 
+/// The seed a randomised test runs from: `PROPTEST_RNG_SEED` when set (the nightly job sets it to
+/// explore), otherwise a fixed one, so `cargo test` gives the same result on every run of a
+/// commit. Printed either way, with the variable that reproduces it. One rule for every
+/// randomised suite of the workspace.
+pub fn test_seed(test: &str) -> u64 {
+    const FIXED: u64 = 20_261_126;
+    let seed = match std::env::var("PROPTEST_RNG_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+            panic!("PROPTEST_RNG_SEED={s:?} is not a number: set it to an unsigned integer or unset it")
+        }),
+        Err(_) => FIXED,
+    };
+    eprintln!("{test}: seed {seed} (PROPTEST_RNG_SEED={seed} reproduces this run)");
+    seed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

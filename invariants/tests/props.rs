@@ -9,7 +9,7 @@ use invariants::history::{parse_line, parse_line_serde, OpKind, Outcome, Probe, 
 use invariants::write::{op, Writer};
 use invariants::{check_str, Figure, Header, Report, Status};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -368,8 +368,17 @@ fn witnesses(r: &Report, text: &str) -> Vec<(Vec<u64>, Vec<String>)> {
         .collect()
 }
 
+/// Every suite here runs from a fixed, printed seed (`invariants::gen::test_seed`).
+fn fixed(test: &str, cases: u32) -> Config {
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(invariants::gen::test_seed(test)),
+        ..Config::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(Config { cases: 400, ..Config::default() })]
+    #![proptest_config(fixed("props", 400))]
 
     #[test]
     fn checkers_agree_with_the_brute_force_oracle(h in g_hist()) {
@@ -591,31 +600,110 @@ fn history_of(steps: &[Step]) -> String {
     String::from_utf8(w.into_inner()).unwrap()
 }
 
+fn fails(steps: &[Step]) -> bool {
+    check_str(&history_of(steps), &[])
+        .unwrap()
+        .verdict("staleness")
+        .unwrap()
+        .fails()
+}
+
+/// The simulated time a step takes in [`history_of`]'s timeline.
+fn span_ns(s: &Step) -> u64 {
+    match *s {
+        Step::Write { .. } => 1001,
+        Step::Read { gap_ns, .. } => gap_ns + 2,
+    }
+}
+
+/// Removes step `i` without moving any later read in time: its span goes to the gap of the next
+/// read. Later writes can only move earlier, which never makes a stale read less stale.
+fn delete_keeping_time(steps: &[Step], i: usize) -> Vec<Step> {
+    let mut out = steps.to_vec();
+    let span = span_ns(&out.remove(i));
+    if let Some(Step::Read { gap_ns, .. }) =
+        out[i..].iter_mut().find(|s| matches!(s, Step::Read { .. }))
+    {
+        *gap_ns += span;
+    }
+    out
+}
+
+/// A deterministic minimiser that finishes what proptest's generic shrinking may leave (it can
+/// stop at a locally minimal history, e.g. a stale read whose lateness comes from two gaps):
+/// delete steps keeping time, then lower each read's gap by bisection, until neither helps. At
+/// that fixpoint only the newer write and the stale read remain (any other step can be deleted
+/// keeping time without making the read less stale), and the read is exactly 1 ns past the bound
+/// (any positive gap between them could otherwise be lowered by 1 ns).
+fn minimise(mut steps: Vec<Step>) -> Vec<Step> {
+    assert!(fails(&steps));
+    'outer: loop {
+        for i in 0..steps.len() {
+            let shorter = delete_keeping_time(&steps, i);
+            if fails(&shorter) {
+                steps = shorter;
+                continue 'outer;
+            }
+        }
+        for i in 0..steps.len() {
+            let Step::Read { gap_ns, .. } = steps[i] else {
+                continue;
+            };
+            let with_gap = |g: u64| {
+                let mut s = steps.clone();
+                if let Step::Read { gap_ns, .. } = &mut s[i] {
+                    *gap_ns = g;
+                }
+                s
+            };
+            // The smallest gap that still fails: fails(hi) holds, fails(lo) may not.
+            let (mut lo, mut hi) = (0, gap_ns);
+            if fails(&with_gap(0)) {
+                hi = 0;
+            }
+            while hi > lo + 1 {
+                let mid = lo + (hi - lo) / 2;
+                if fails(&with_gap(mid)) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            if hi < gap_ns {
+                steps = with_gap(hi);
+                continue 'outer;
+            }
+        }
+        return steps;
+    }
+}
+
 #[test]
 fn shrinking_finds_the_minimal_failing_history() {
     let config = Config {
         cases: 1000,
         max_shrink_iters: 100_000,
         failure_persistence: None,
-        ..Config::default()
+        ..fixed("shrinking", 1000)
     };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&steps(), |s| {
-        let report = check_str(&history_of(&s), &[]).unwrap();
-        if report.verdict("staleness").unwrap().fails() {
+        if fails(&s) {
             return Err(TestCaseError::fail("stale beyond the bound"));
         }
         Ok(())
     });
-    let Err(TestError::Fail(_, minimal)) = result else {
+    let Err(TestError::Fail(_, shrunk)) = result else {
         panic!("random histories never went stale: {result:?}")
     };
+    // What proptest guarantees: what it shrank to still fails.
+    assert!(fails(&shrunk), "{shrunk:?}");
+    let minimal = minimise(shrunk);
     assert_eq!(
         minimal.len(),
         2,
         "one write and one stale read: {minimal:?}"
     );
-    // Both steps must name one key; shrinking moves one element at a time, so which key is free.
     let Step::Write { key } = minimal[0] else {
         panic!("{minimal:?}")
     };
@@ -634,6 +722,34 @@ fn shrinking_finds_the_minimal_failing_history() {
         BOUND_NS + 1,
         "shrunk to exactly one ns past the bound (gap {gap_ns})"
     );
+}
+
+#[test]
+fn the_minimiser_merges_gaps_that_generic_shrinking_leaves_apart() {
+    // Late only through two gaps: no single deletion of proptest's kind keeps it failing.
+    let split = vec![
+        Step::Write { key: 0 },
+        Step::Read {
+            key: 1,
+            stale: false,
+            gap_ns: 60_000_000,
+        },
+        Step::Read {
+            key: 0,
+            stale: true,
+            gap_ns: 50_000_000,
+        },
+    ];
+    assert!(fails(&split));
+    for i in 0..split.len() {
+        let mut plain = split.clone();
+        plain.remove(i);
+        assert!(!fails(&plain), "removing step {i} alone keeps it failing");
+    }
+    let minimal = minimise(split);
+    assert_eq!(minimal.len(), 2, "{minimal:?}");
+    let report = check_str(&history_of(&minimal), &[]).unwrap();
+    assert_eq!(count(&report, "staleness", "delta_ns"), BOUND_NS + 1);
 }
 
 /// The shrunk history kept as a fixture: it must keep failing exactly as it did.

@@ -11,7 +11,7 @@ use aside::envelope::{self, Entry, Kind};
 use aside::tier::{MemcachedLike, ReadFrom, RedisLike, SetCond, Store};
 use containers::{Cluster, ClusterSpec};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestRunner};
 use sim::models::memcached::{self as mc, MemcachedModel};
 use sim::models::postgres::PgModel;
 use sim::models::redis::{self as rd, RedisModel};
@@ -137,6 +137,7 @@ async fn redis_conformance(cluster: &Cluster) {
     let raw = real.connection().await.unwrap();
     let rt = tokio::runtime::Handle::current();
     let mut runner = TestRunner::new(Config {
+        rng_seed: RngSeed::Fixed(invariants::gen::test_seed("redis conformance")),
         cases: 96,
         failure_persistence: None,
         ..Config::default()
@@ -256,6 +257,7 @@ async fn memcached_conformance(cluster: &Cluster) {
     let rt = tokio::runtime::Handle::current();
     let keys = ["mk:a", "mk:b", "mk:c"];
     let mut runner = TestRunner::new(Config {
+        rng_seed: RngSeed::Fixed(invariants::gen::test_seed("memcached conformance")),
         cases: 96,
         failure_persistence: None,
         ..Config::default()
@@ -387,6 +389,7 @@ async fn postgres_conformance(cluster: &Cluster) {
     pg.migrate().await.unwrap();
     let rt = tokio::runtime::Handle::current();
     let mut runner = TestRunner::new(Config {
+        rng_seed: RngSeed::Fixed(invariants::gen::test_seed("postgres conformance")),
         cases: 32,
         failure_persistence: None,
         ..Config::default()
