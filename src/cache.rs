@@ -119,9 +119,24 @@ pub struct CacheAside<R, M, S, St> {
     flights: Flights<Load>,
     db_slots: Semaphore,
     metrics: Arc<Metrics>,
-    /// Distinguishes this instance's lease tokens from other processes'.
+    /// The instance's name, for people: lease tokens carry it, but it need not be unique.
     instance: String,
+    /// What makes this instance's lease tokens its own whatever its name (two processes, or two
+    /// instances in one process, may share a name): see [`holder_id`].
+    holder: u64,
     lease_seq: AtomicU64,
+}
+
+/// An id for one `CacheAside`, distinct from every other instance's in this and other processes
+/// with overwhelming probability. std's `RandomState` draws fresh random keys per thread and
+/// steps them on every call, so two calls never hash alike; madsim seeds those keys from the
+/// run's seed, so the simulator stays deterministic. The process id separates forks that
+/// inherited a thread's keys.
+fn holder_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 fn now_ms() -> u64 {
@@ -209,6 +224,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             db_slots: Semaphore::new(cfg.db_concurrency_max),
             metrics: Arc::new(Metrics::default()),
             instance: instance.into(),
+            holder: holder_id(),
             lease_seq: AtomicU64::new(0),
             cfg,
         }
@@ -504,7 +520,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if self.cfg.lease_ms == 0 {
             return Some(String::new());
         }
-        let token = format!("{}:{}", self.instance, self.lease_seq.fetch_add(1, Relaxed));
+        let token = format!(
+            "{}:{:016x}:{}",
+            self.instance,
+            self.holder,
+            self.lease_seq.fetch_add(1, Relaxed)
+        );
         match self
             .on_l1(self.l1.set(
                 &Self::lease_key(key),
@@ -989,6 +1010,26 @@ mod tests {
         );
         assert_eq!(first.await.unwrap().unwrap().unwrap().source, Source::Db);
         assert_eq!(c.metrics().shed.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn lease_tokens_are_unique_per_holder_even_when_instances_share_a_name() {
+        // Two instances named alike ("test"), as six clients of one app node once were.
+        let (a, b) = (
+            cache(CacheConfig::default(), 0),
+            cache(CacheConfig::default(), 0),
+        );
+        let k = key("lease");
+        let (ta, tb) = (a.lease(&k).await.unwrap(), b.lease(&k).await.unwrap());
+        assert_ne!(
+            ta, tb,
+            "same name, same sequence number: the tokens must still differ"
+        );
+        // a's lease in the Redis both share: b's release must leave it alone.
+        let lease = format!("aside:lease:{k}");
+        b.l1().put(&lease, ta.as_bytes(), 10_000);
+        b.release(&k, &tb).await;
+        assert_eq!(b.l1().live(&lease), Some(ta.into_bytes()));
     }
 
     #[tokio::test]
