@@ -108,6 +108,13 @@ fn check(args: CheckArgs) -> ExitCode {
     let mut code = 0u8;
     let mut out = io::stdout().lock();
     for (i, file) in args.files.iter().enumerate() {
+        let span = tracing::info_span!(
+            "aside.check",
+            file = %file.display(),
+            ops = tracing::field::Empty,
+            fails = tracing::field::Empty
+        );
+        let _entered = span.enter();
         let report = match invariants::check_path(file, &overrides) {
             Ok(r) => r,
             Err(e) => {
@@ -116,6 +123,8 @@ fn check(args: CheckArgs) -> ExitCode {
                 continue;
             }
         };
+        span.record("ops", report.ops);
+        span.record("fails", report.fails());
         if report.fails() {
             code = code.max(1);
         }
@@ -134,7 +143,31 @@ fn check(args: CheckArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Logs to stderr when `ASIDE_LOG` or `RUST_LOG` is set (e.g. `ASIDE_LOG=debug`): each span's
+/// close with its duration.
+fn init_tracing() {
+    let Some((var, filter)) = ["ASIDE_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().map(|f| (v, f)))
+    else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(f) => tracing_subscriber::fmt()
+            .with_env_filter(f)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .with_writer(io::stderr)
+            .init(),
+        Err(e) => {
+            eprintln!("aside: {var}={filter:?} is not a log filter ({e}): try {var}=debug");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    init_tracing();
     match Cli::parse().command {
         Command::Check(args) => check(args),
         Command::Ring(args) => ring(args),

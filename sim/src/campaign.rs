@@ -1,8 +1,9 @@
 //! `cargo sim`: scenarios x strategies x seeds, a progress bar, a table of verdicts per
-//! (scenario, strategy) with the failing seeds; seed logs of failures and the command that
-//! replays each; `repro` to replay one; `bench` for the simulator's speed.
+//! (scenario, strategy) with the failing seeds; seed logs of failures with their witnesses and
+//! the command that replays each; `repro` to replay one; `table` for the README's results table
+//! from the promises in [`crate::expect`]; `nightly` for the scheduled job; `bench` for speed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::expect::{self, Cell, Tally};
 use crate::scenario::{self, Scenario};
 use crate::seedlog::{self, trace_hash};
 use crate::world::{self, COMMIT};
@@ -50,6 +52,9 @@ struct RunArgs {
     /// Where seed logs of failing runs go
     #[arg(long, default_value = "target/aside/failures")]
     out: PathBuf,
+    /// Also keep the history of every run, passing or not, in DIR (`aside check` reads them)
+    #[arg(long, value_name = "DIR")]
+    save_histories: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -63,24 +68,51 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seeds: u64,
     },
-    /// The scenarios and strategies
-    List,
+    /// The scenarios and strategies; with --cells, each promise of the results table
+    List {
+        /// One line per (scenario, strategy): `SCENARIO STRATEGY holds` or `... finds INV,INV`
+        #[arg(long)]
+        cells: bool,
+    },
+    /// Every promise of the results table over its fixed seeds: print the README's table (exit 1
+    /// when a promise breaks)
+    Table {
+        /// Rewrite the generated table in this file (between its markers)
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        readme: Option<PathBuf>,
+        /// Exit 1 when this file's generated table differs from this run's
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
+    /// The scheduled job: every cell over SEEDS seeds from FIRST, one process per seed (madsim's
+    /// statics leak between seeds in one process); every failure with its replay command; exit 1
+    /// when a cell breaks its promise
+    Nightly {
+        #[arg(long, default_value_t = 200)]
+        seeds: u64,
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        #[arg(long, default_value = "target/aside/failures")]
+        out: PathBuf,
+    },
 }
 
 /// What one run came to.
-pub struct Outcome {
+pub struct RunResult {
     pub scenario: String,
     pub strategy: String,
     pub seed: u64,
     pub trace_hash: String,
     pub ops: u64,
+    /// Reads served from an aged entry (stale-while-revalidate).
+    pub stale_served: u64,
     pub failed: Vec<String>,
     pub report: invariants::Report,
     pub history: Vec<u8>,
 }
 
 /// Runs one seed and checks it.
-pub fn run_one(sc: &Scenario, strategy: Builtin, seed: u64) -> Outcome {
+pub fn run_one(sc: &Scenario, strategy: Builtin, seed: u64) -> RunResult {
     let out = world::run(sc, strategy, seed);
     let report = invariants::check_str(std::str::from_utf8(&out.history).expect("utf-8"), &[])
         .expect("the world writes valid histories");
@@ -90,20 +122,91 @@ pub fn run_one(sc: &Scenario, strategy: Builtin, seed: u64) -> Outcome {
         .filter(|v| v.gating && v.fails())
         .map(|v| v.name.to_string())
         .collect();
-    Outcome {
+    RunResult {
         scenario: sc.name.into(),
         strategy: strategy.name().into(),
         seed,
         trace_hash: trace_hash(&out.history),
         ops: out.ops,
+        stale_served: out.stale_served,
         failed,
         report,
         history: out.history,
     }
 }
 
-/// A table row: runs, failures (seed, failing invariants, seed log), failures per invariant.
-type Row = (u64, Vec<(u64, Vec<String>, PathBuf)>, BTreeMap<String, u64>);
+/// The report of `r` as a table, with the history's own witness lines.
+pub fn explain(r: &RunResult) -> String {
+    let wanted: BTreeSet<u64> = r.report.witness_lines();
+    let lines: BTreeMap<u64, String> = r
+        .history
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l))
+        .filter(|(n, _)| wanted.contains(n))
+        .map(|(n, l)| (n, String::from_utf8_lossy(l).into_owned()))
+        .collect();
+    r.report.table(&lines)
+}
+
+/// The commands that replay a run: the seed, the madsim test form, and checking its log.
+pub fn replay_commands(scenario: &str, strategy: &str, seed: u64, log: Option<&Path>) -> String {
+    let mut s = format!(
+        "  replay:  cargo sim --scenario {scenario} --strategy {strategy} --seed {seed}\n  or:      ASIDE_SCENARIO={scenario} ASIDE_STRATEGY={strategy} MADSIM_TEST_SEED={seed} cargo sim-test --test replay -- --nocapture\n"
+    );
+    if let Some(f) = log {
+        s.push_str(&format!(
+            "  check:   cargo run -q -p aside-cli -- check {}\n  or:      cargo sim repro {}\n",
+            f.display(),
+            f.display()
+        ));
+    }
+    s
+}
+
+/// Runs every cell over `seeds` in this process (each run in a fresh runtime), with a progress
+/// bar, and returns each cell's tally.
+pub fn tally_cells(
+    cells: &[Cell],
+    seeds: std::ops::RangeInclusive<u64>,
+) -> Result<Vec<(Cell, Tally)>, String> {
+    let per_cell = seeds.clone().count() as u64;
+    let bar = progress(cells.len() as u64 * per_cell);
+    let mut out = Vec::new();
+    for c in cells {
+        let sc = scenario::find(c.scenario)?;
+        let mut t = Tally::default();
+        for seed in seeds.clone() {
+            bar.set_message(format!(
+                "{} / {} / seed {seed}",
+                c.scenario,
+                c.strategy.name()
+            ));
+            let r = run_one(&sc, c.strategy, seed);
+            t.add(seed, r.failed);
+            bar.inc(1);
+        }
+        out.push((*c, t));
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn progress(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs  {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn about(name: &str) -> String {
+    scenario::find(name)
+        .map(|s| s.about.to_string())
+        .unwrap_or_default()
+}
 
 fn strategies(names: &[String]) -> Result<Vec<Builtin>, String> {
     if names.is_empty() {
@@ -130,16 +233,21 @@ fn scenarios(names: &[String]) -> Result<Vec<Scenario>, String> {
     names.iter().map(|n| scenario::find(n)).collect()
 }
 
-fn replay_command(file: &Path) -> String {
-    format!("cargo sim repro {}", file.display())
-}
-
 /// Writes the seed log of `o` under `out`.
-pub fn save(out: &Path, o: &Outcome) -> std::io::Result<PathBuf> {
+pub fn save(out: &Path, o: &RunResult) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(out)?;
     let file = out.join(format!("{}-{}-{}.jsonl", o.scenario, o.strategy, o.seed));
     std::fs::write(&file, &o.history)?;
     Ok(file)
+}
+
+/// A cell's runs in a campaign, and the seed log of each failure.
+#[derive(Default)]
+struct CellRuns {
+    tally: Tally,
+    logs: BTreeMap<u64, PathBuf>,
+    /// The first failure's report, shown with its witness.
+    first: Option<String>,
 }
 
 fn campaign(args: RunArgs) -> ExitCode {
@@ -154,44 +262,53 @@ fn campaign(args: RunArgs) -> ExitCode {
         Some(s) => vec![s],
         None => (args.first_seed..args.first_seed.saturating_add(args.seeds)).collect(),
     };
-    let total = (scs.len() * sts.len() * seeds.len()) as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs  {msg}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    let mut table: BTreeMap<(String, String), Row> = BTreeMap::new();
+    let single = seeds.len() == 1 && scs.len() == 1 && sts.len() == 1;
+    let bar = progress((scs.len() * sts.len() * seeds.len()) as u64);
+    let mut table: BTreeMap<(String, String), CellRuns> = BTreeMap::new();
     let mut any_failed = false;
     for sc in &scs {
         for &st in &sts {
             for &seed in &seeds {
                 bar.set_message(format!("{} / {} / seed {seed}", sc.name, st.name()));
                 let o = run_one(sc, st, seed);
-                let entry = table
+                let cell = table
                     .entry((sc.name.to_string(), st.name().to_string()))
                     .or_default();
-                entry.0 += 1;
                 let mut log = None;
+                let keep = |dir: &Path| {
+                    save(dir, &o).map_err(|e| {
+                        format!(
+                            "cargo sim: cannot write the history under {}: {e}: pass a writable directory",
+                            dir.display()
+                        )
+                    })
+                };
+                if let Some(dir) = &args.save_histories {
+                    if let Err(e) = keep(dir) {
+                        bar.finish_and_clear();
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                }
                 if !o.failed.is_empty() {
                     any_failed = true;
-                    match save(&args.out, &o) {
-                        Ok(f) => log = Some(f),
+                    match keep(&args.out) {
+                        Ok(f) => {
+                            cell.logs.insert(seed, f.clone());
+                            log = Some(f);
+                        }
                         Err(e) => {
                             bar.finish_and_clear();
-                            eprintln!(
-                                "cargo sim: cannot write the seed log under {}: {e}",
-                                args.out.display()
-                            );
+                            eprintln!("{e}");
                             return ExitCode::from(2);
                         }
                     }
-                    for f in &o.failed {
-                        *entry.2.entry(f.clone()).or_default() += 1;
+                    if cell.first.is_none() {
+                        cell.first = Some(explain(&o));
                     }
-                    entry
-                        .1
-                        .push((seed, o.failed.clone(), log.clone().unwrap_or_default()));
+                }
+                if single && !args.json {
+                    bar.suspend(|| print!("{}", explain(&o)));
                 }
                 if args.json {
                     let verdicts: Vec<serde_json::Value> = o.report.to_json()["invariants"]
@@ -205,6 +322,7 @@ fn campaign(args: RunArgs) -> ExitCode {
                     });
                     bar.suspend(|| println!("{line}"));
                 }
+                cell.tally.add(seed, o.failed);
                 bar.inc(1);
             }
         }
@@ -214,20 +332,26 @@ fn campaign(args: RunArgs) -> ExitCode {
         return ExitCode::from(u8::from(any_failed));
     }
     println!(
-        "{:<18} {:<10} {:>5} {:>6}  failing invariants (runs)          failing seeds",
+        "{:<22} {:<10} {:>5} {:>6}  failing invariants (runs)          failing seeds",
         "scenario", "strategy", "runs", "failed"
     );
-    for ((sc, st), (runs, fails, by_inv)) in &table {
-        let invs: Vec<String> = by_inv.iter().map(|(k, v)| format!("{k} ({v})")).collect();
-        let seeds: Vec<String> = fails.iter().take(8).map(|f| f.0.to_string()).collect();
-        let more = if fails.len() > 8 {
-            format!(" +{}", fails.len() - 8)
+    for ((sc, st), c) in &table {
+        let t = &c.tally;
+        let invs: Vec<String> = t
+            .by_invariant()
+            .iter()
+            .map(|(k, v)| format!("{k} ({v})"))
+            .collect();
+        let seeds: Vec<String> = t.failures.iter().take(8).map(|f| f.0.to_string()).collect();
+        let more = if t.failures.len() > 8 {
+            format!(" +{}", t.failures.len() - 8)
         } else {
             String::new()
         };
         println!(
-            "{sc:<18} {st:<10} {runs:>5} {:>6}  {:<35} {}{more}",
-            fails.len(),
+            "{sc:<22} {st:<10} {:>5} {:>6}  {:<35} {}{more}",
+            t.runs,
+            t.failures.len(),
             if invs.is_empty() {
                 "-".into()
             } else {
@@ -236,18 +360,208 @@ fn campaign(args: RunArgs) -> ExitCode {
             seeds.join(" ")
         );
     }
-    for ((sc, st), (_, fails, _)) in &table {
-        if let Some((seed, inv, file)) = fails.first() {
-            println!("\n{sc} / {st}: seed {seed} fails {}", inv.join(", "));
-            println!("  replay:  {}", replay_command(file));
-            println!("  or:      ASIDE_SCENARIO={sc} ASIDE_STRATEGY={st} MADSIM_TEST_SEED={seed} cargo sim-test --test replay");
-            println!(
-                "  check:   cargo run -p aside-cli -- check {}",
-                file.display()
-            );
+    for ((sc, st), c) in &table {
+        let Some((seed, inv)) = c.tally.failures.first() else {
+            continue;
+        };
+        println!("\n{sc} / {st}: seed {seed} fails {}", inv.join(", "));
+        if !single {
+            if let Some(report) = &c.first {
+                print!("{report}");
+            }
         }
+        print!(
+            "{}",
+            replay_commands(sc, st, *seed, c.logs.get(seed).map(PathBuf::as_path))
+        );
     }
     ExitCode::from(u8::from(any_failed))
+}
+
+fn list(cells: bool) -> ExitCode {
+    if cells {
+        for c in expect::cells() {
+            match c.expect {
+                expect::Expect::Holds => println!("{} {} holds", c.scenario, c.strategy.name()),
+                expect::Expect::Finds(invs) => {
+                    println!(
+                        "{} {} finds {}",
+                        c.scenario,
+                        c.strategy.name(),
+                        invs.join(",")
+                    )
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    for s in scenario::catalog() {
+        println!("{:<22} {}", s.name, s.about);
+    }
+    println!(
+        "strategies: {}",
+        Builtin::ALL
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ExitCode::SUCCESS
+}
+
+/// Judges every tally against its cell; prints what broke.
+fn judge_all(rows: &[(Cell, Tally)]) -> bool {
+    let mut ok = true;
+    for (c, t) in rows {
+        if let Err(e) = t.judge(c) {
+            ok = false;
+            eprintln!("broken promise: {e}");
+            if let Some((seed, _)) = t.failures.first() {
+                eprint!(
+                    "{}",
+                    replay_commands(c.scenario, c.strategy.name(), *seed, None)
+                );
+            }
+        }
+    }
+    ok
+}
+
+fn table_cmd(readme: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
+    let rows = match tally_cells(&expect::cells(), expect::SEEDS) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cargo sim table: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let md = expect::markdown(&rows, about);
+    print!("{md}");
+    let held = judge_all(&rows);
+    if let Some(file) = readme.as_ref().or(check.as_ref()) {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("cargo sim table: cannot read {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        let new = match expect::splice(&text, &md) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("cargo sim table: {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        if check.is_some() {
+            if new != text {
+                eprintln!(
+                    "cargo sim table: the table in {} is not this commit's: run `cargo sim table --readme {}` and commit it",
+                    file.display(),
+                    file.display()
+                );
+                return ExitCode::from(1);
+            }
+        } else if new != text {
+            if let Err(e) = std::fs::write(file, new) {
+                eprintln!("cargo sim table: cannot write {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+            eprintln!("cargo sim table: updated the table in {}", file.display());
+        }
+    }
+    ExitCode::from(u8::from(!held))
+}
+
+/// One seed in a child process of this binary: its failing invariants.
+fn run_child(c: &Cell, seed: u64, out: &Path) -> Result<Vec<String>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let o = std::process::Command::new(exe)
+        .args([
+            "--scenario",
+            c.scenario,
+            "--strategy",
+            c.strategy.name(),
+            "--json",
+        ])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(out)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run a seed in a child process: {e}"))?;
+    let line = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| {
+        format!(
+            "{} / {} / seed {seed}: the child printed no result ({e}; exit {:?}): replay it with `cargo sim --scenario {} --strategy {} --seed {seed}`",
+            c.scenario, c.strategy.name(), o.status.code(), c.scenario, c.strategy.name()
+        )
+    })?;
+    Ok(v["failed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
+    let cells = expect::cells();
+    let range = first..=first.saturating_add(seeds.max(1) - 1);
+    println!(
+        "cargo sim nightly: {} cells x seeds {}..={} ({} runs), one process per seed",
+        cells.len(),
+        range.start(),
+        range.end(),
+        cells.len() as u64 * seeds
+    );
+    let bar = progress(cells.len() as u64 * seeds);
+    let mut rows = Vec::new();
+    let mut harness_errors = 0;
+    for c in &cells {
+        let mut t = Tally::default();
+        for seed in range.clone() {
+            bar.set_message(format!(
+                "{} / {} / seed {seed}",
+                c.scenario,
+                c.strategy.name()
+            ));
+            match run_child(c, seed, out) {
+                Ok(failed) => {
+                    if !failed.is_empty() {
+                        let log =
+                            out.join(format!("{}-{}-{seed}.jsonl", c.scenario, c.strategy.name()));
+                        bar.suspend(|| {
+                            println!(
+                                "FAIL {} {} seed {seed}: {}",
+                                c.scenario,
+                                c.strategy.name(),
+                                failed.join(", ")
+                            );
+                            print!(
+                                "{}",
+                                replay_commands(c.scenario, c.strategy.name(), seed, Some(&log))
+                            );
+                        });
+                    }
+                    t.add(seed, failed);
+                }
+                Err(e) => {
+                    harness_errors += 1;
+                    bar.suspend(|| eprintln!("harness error: {e}"));
+                }
+            }
+            bar.inc(1);
+        }
+        rows.push((*c, t));
+    }
+    bar.finish_and_clear();
+    for (c, t) in &rows {
+        println!("{} / {}: {}", c.scenario, c.strategy.name(), t.summary());
+    }
+    let held = judge_all(&rows);
+    ExitCode::from(u8::from(!held || harness_errors > 0))
 }
 
 /// Replays a seed log. `Ok((true, msg))`: the same invariants fail with the same trace hash;
@@ -336,7 +650,48 @@ fn bench(seeds: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Simulated time since the run began, for log lines: wall time means nothing in the simulator.
+struct SimClock;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimClock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match madsim::time::TimeHandle::try_current() {
+            Some(t) => write!(w, "sim+{:.6}s", t.elapsed().as_secs_f64()),
+            None => write!(w, "sim(outside a run)"),
+        }
+    }
+}
+
+/// Logs to stderr when `RUST_LOG` or `ASIDE_LOG` is set (the same filter syntax, e.g.
+/// `ASIDE_LOG=aside=debug`): every span's close with its time, so one seed's reads and writes
+/// can be followed through the tiers.
+fn init_tracing() {
+    let filter = ["ASIDE_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().map(|f| (v, f)));
+    let Some((var, filter)) = filter else {
+        return;
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "cargo sim: {var}={filter:?} is not a log filter ({e}): try {var}=aside=debug"
+            );
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_timer(SimClock)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 pub fn main() -> ExitCode {
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -349,19 +704,12 @@ pub fn main() -> ExitCode {
         Some(Command::Run(a)) => campaign(a),
         Some(Command::Repro { file }) => repro(&file),
         Some(Command::Bench { seeds }) => bench(seeds),
-        Some(Command::List) => {
-            for s in scenario::catalog() {
-                println!("{:<18} {}", s.name, s.about);
-            }
-            println!(
-                "strategies: {}",
-                Builtin::ALL
-                    .iter()
-                    .map(|b| b.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            ExitCode::SUCCESS
-        }
+        Some(Command::List { cells }) => list(cells),
+        Some(Command::Table { readme, check }) => table_cmd(readme, check),
+        Some(Command::Nightly {
+            seeds,
+            first_seed,
+            out,
+        }) => nightly(seeds, first_seed, &out),
     }
 }

@@ -3,6 +3,7 @@
 //! conformance tests; the world that runs them as madsim nodes ([`world`]) and the campaign
 //! ([`campaign`]) exist only in the sim build (`cargo sim`, `--cfg madsim`).
 
+pub mod expect;
 pub mod models;
 pub mod scenario;
 pub mod seedlog;

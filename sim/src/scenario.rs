@@ -1,6 +1,7 @@
 //! Scenarios: a workload, its faults, the bounds it is judged by. A scenario is a package: the
 //! same name always means the same run for the same strategy and seed.
 
+use aside::CacheConfig;
 use serde_json::{json, Value};
 
 /// A fault the nemesis injects at `at_ms` and heals after `for_ms`.
@@ -59,6 +60,11 @@ pub struct Scenario {
     pub db_query_us: (u64, u64),
     pub pg_replica_lag_ms: u64,
     pub read_from_replica: bool,
+    /// The cache's TTLs and stale-while-revalidate window (the library's defaults unless a
+    /// scenario needs entries to age within its few simulated seconds).
+    pub l1_ttl_ms: u64,
+    pub l2_ttl_ms: u64,
+    pub stale_while_revalidate_ms: u64,
     pub faults: Vec<FaultStep>,
     /// Bounds for the checkers (header `config`).
     pub bounds: Value,
@@ -81,6 +87,9 @@ impl Scenario {
             db_query_us: (1_000, 8_000),
             pg_replica_lag_ms: 50,
             read_from_replica: false,
+            l1_ttl_ms: CacheConfig::default().l1_ttl_ms,
+            l2_ttl_ms: CacheConfig::default().l2_ttl_ms,
+            stale_while_revalidate_ms: 0,
             faults: Vec::new(),
             bounds: json!({
                 "staleness_ns_max": 100_000_000u64,
@@ -96,6 +105,19 @@ impl Scenario {
         }
     }
 
+    /// The library's configuration in this scenario.
+    pub fn cache_config(&self) -> CacheConfig {
+        CacheConfig {
+            read_from_replica: self.read_from_replica,
+            l1_ttl_ms: self.l1_ttl_ms,
+            l2_ttl_ms: self.l2_ttl_ms,
+            stale_while_revalidate_ms: self.stale_while_revalidate_ms,
+            ..CacheConfig::default()
+        }
+        .validate()
+        .expect("scenario cache configurations are valid")
+    }
+
     /// The workload and bounds as the history header records them.
     pub fn config(&self) -> Value {
         let mut c = self.bounds.clone();
@@ -109,6 +131,8 @@ impl Scenario {
                 "net_latency_us": [self.net_latency_us.0, self.net_latency_us.1],
                 "db_query_us": [self.db_query_us.0, self.db_query_us.1],
                 "pg_replica_lag_ms": self.pg_replica_lag_ms, "read_from_replica": self.read_from_replica,
+                "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
+                "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
             }),
         );
         o.insert("faults".into(), Value::Array(self.faults.iter().map(|f| json!({"at_ms": f.at_ms, "for_ms": f.for_ms, "fault": f.kind.describe()})).collect()));
@@ -144,7 +168,19 @@ pub fn catalog() -> Vec<Scenario> {
         for_ms: 500,
         kind: FaultKind::RestartMemcached(0),
     }];
-    vec![fill_race, replica_fill, failover, mc_restart]
+    let mut swr = Scenario::base(
+        "stale-while-revalidate",
+        "entries age after 300 ms (L1) and 600 ms (L2) and are served for 2 s more while one reader refreshes",
+    );
+    swr.l1_ttl_ms = 300;
+    swr.l2_ttl_ms = 600;
+    swr.stale_while_revalidate_ms = 2_000;
+    // Every key ages every 300 ms here, and each refresh is one reader's miss.
+    swr.bounds["hit_ratio_min"] = json!(0.7);
+    // An aged L1 hit asks for the lease (one more round trip) before it is served: two round
+    // trips of at most 5 ms, plus 1 ms.
+    swr.bounds["l1_hit_latency_p99_ns_max"] = json!(11_000_000u64);
+    vec![fill_race, replica_fill, failover, mc_restart, swr]
 }
 
 pub fn find(name: &str) -> Result<Scenario, String> {

@@ -998,6 +998,9 @@ pub struct RunOutput {
     pub history: Vec<u8>,
     pub ops: u64,
     pub sim_ns: u64,
+    /// Reads the app nodes answered from an aged entry (stale-while-revalidate), which the
+    /// history cannot tell from fresh hits.
+    pub stale_served: u64,
 }
 
 /// The commit this binary was built from (for seed logs).
@@ -1062,38 +1065,43 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
     let t0 = start.elapsed().as_nanos() as u64;
 
     let recs: Arc<Mutex<Vec<Rec>>> = Arc::default();
-    let cfg = CacheConfig {
-        read_from_replica: scenario.read_from_replica,
-        ..CacheConfig::default()
-    }
-    .validate()
-    .expect("valid config");
+    let cfg = scenario.cache_config();
     let zipf = Arc::new(Zipf::new(scenario.keys, scenario.zipf_s));
     let keys = Arc::new(keys);
     let mut clients = Vec::new();
+    let mut caches = Vec::new();
     for app in 0..scenario.apps {
         let at = ip(4, 1 + app as u8);
         let node = mk(&format!("app-{}", app + 1), at);
+        // One `aside` instance per application node, shared by its clients, as in production:
+        // single-flight coalesces their misses and they share breakers and metrics.
+        let (a2, cfg2) = (a.clone(), cfg.clone());
+        let cache: Arc<SimCache> = Arc::new(
+            node.spawn(async move {
+                build_cache(
+                    at,
+                    &a2,
+                    strategy,
+                    cfg2,
+                    &format!("app-{}", app + 1),
+                    Duration::MAX,
+                )
+                .await
+            })
+            .await
+            .expect("the app node builds its cache"),
+        );
+        caches.push(cache.clone());
         for c in 0..scenario.clients_per_app {
-            let (a, recs, zipf, keys, sc, cfg) = (
-                a.clone(),
+            let (recs, zipf, keys, sc, cache) = (
                 recs.clone(),
                 zipf.clone(),
                 keys.clone(),
                 scenario.clone(),
-                cfg.clone(),
+                cache.clone(),
             );
             let client = (app * scenario.clients_per_app + c) as u64;
             clients.push(node.spawn(async move {
-                let cache = build_cache(
-                    at,
-                    &a,
-                    strategy,
-                    cfg,
-                    &format!("app-{}", app + 1),
-                    Duration::MAX,
-                )
-                .await;
                 let mut rng = SplitMix(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (client + 1));
                 let ns = |s: Instant| s.elapsed().as_nanos() as u64;
                 while (ns(start) - t0) / 1_000_000 < sc.duration_ms {
@@ -1290,6 +1298,10 @@ pub async fn simulate(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunO
         history: w.into_inner(),
         ops,
         sim_ns: start.elapsed().as_nanos() as u64,
+        stale_served: caches
+            .iter()
+            .map(|c| c.metrics().stale_served.load(Relaxed))
+            .sum(),
     }
 }
 
@@ -1301,10 +1313,15 @@ pub fn config(scenario: &Scenario) -> madsim::Config {
     c
 }
 
-/// Runs one seed in a fresh runtime.
+/// Simulated time a run may take before madsim aborts it: far beyond any scenario's span, so
+/// reaching it means the run hung.
+pub const TIME_LIMIT: Duration = Duration::from_secs(600);
+
+/// Runs one seed in a fresh runtime: the one way a run is made, by `cargo sim`, its replay and
+/// the `MADSIM_TEST_SEED` test alike.
 pub fn run(scenario: &Scenario, strategy: Builtin, seed: u64) -> RunOutput {
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, config(scenario));
-    rt.set_time_limit(Duration::from_secs(600));
+    rt.set_time_limit(TIME_LIMIT);
     let sc = scenario.clone();
     rt.block_on(async move { simulate(&sc, strategy, seed).await })
 }

@@ -142,3 +142,37 @@ fn the_command_line_rejects_bad_input_in_one_line_with_exit_2() {
         assert!(!err.contains("panicked"));
     }
 }
+
+#[test]
+fn stale_while_revalidate_serves_aged_entries_only_in_its_scenario() {
+    let swr = scenario::find("stale-while-revalidate").unwrap();
+    let plain = scenario::find("fill-race").unwrap();
+    for seed in 1..=3 {
+        let on = run_one(&swr, Builtin::Versioned, seed);
+        assert!(
+            on.stale_served > 0,
+            "seed {seed}: no aged entry was served with SWR on"
+        );
+        let off = run_one(&plain, Builtin::Versioned, seed);
+        assert_eq!(off.stale_served, 0, "seed {seed}: SWR is off in fill-race");
+    }
+}
+
+#[test]
+fn save_histories_keeps_every_run_passing_or_not() {
+    let dir = std::env::temp_dir().join(format!("aside-histories-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["--scenario", "fill-race", "--strategy", "versioned"])
+        .args(["--seeds", "2", "--save-histories"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "versioned holds on seeds 1 and 2");
+    for seed in 1..=2 {
+        let file = dir.join(format!("fill-race-versioned-{seed}.jsonl"));
+        let report = invariants::check_path(&file, &[]).unwrap();
+        assert!(!report.fails() && report.ops > 0, "{}", file.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

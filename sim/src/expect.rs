@@ -1,0 +1,323 @@
+//! What the simulator promises, cell by cell: for every (scenario, strategy), either the strategy
+//! holds on every seed of a fixed range, or the harness finds named invariants failing on some
+//! seed of it. The README's results table, `cargo sim-test` (`tests/table.rs`) and the nightly
+//! gate all read this one list, so a promise cannot be stated in one place and broken in another.
+
+use aside::Builtin;
+
+/// The seeds every cell is judged on in the test command and the README table.
+pub const SEEDS: std::ops::RangeInclusive<u64> = 1..=20;
+
+/// What a cell promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No gating invariant fails on any seed.
+    Holds,
+    /// Some seed fails, and every invariant named here fails on at least one seed (others may
+    /// fail too: they are reported, not promised).
+    Finds(&'static [&'static str]),
+}
+
+/// One promise of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Cell {
+    pub scenario: &'static str,
+    pub strategy: Builtin,
+    pub expect: Expect,
+    /// Why, in a sentence a user can act on (shown in the README table).
+    pub why: &'static str,
+}
+
+const RACE: &[&str] = &["staleness", "convergence"];
+
+/// Every promise, in table order.
+pub fn cells() -> Vec<Cell> {
+    use Builtin::{Naive, Versioned};
+    use Expect::{Finds, Holds};
+    let cell = |scenario, strategy, expect, why| Cell {
+        scenario,
+        strategy,
+        expect,
+        why,
+    };
+    vec![
+        cell("fill-race", Naive, Finds(RACE), "a miss loads the old row, the writer deletes, the late fill puts the old row back"),
+        cell("fill-race", Versioned, Holds, "a fill older than the tombstone is refused"),
+        cell("replica-lag", Naive, Finds(&["staleness", "convergence", "read-your-writes"]), "misses read the replica 50 ms behind and cache what it returns"),
+        cell("replica-lag", Versioned, Finds(&["read-your-writes", "hit-ratio"]), "no stale fill survives the tombstone, but a replica read right after a client's own write returns its old row, and refused fills cost hits"),
+        cell("redis-failover", Naive, Finds(&["staleness", "convergence"]), "invalidations fail while the master is down and are never retried"),
+        cell("redis-failover", Versioned, Finds(&["staleness", "convergence"]), "tombstones not yet replicated die with the old master; only an outbox and an invalidator (`durable`, DESIGN.md) fix this"),
+        cell("memcached-restart", Naive, Finds(RACE), "the fill race again, on the misses the empty node causes"),
+        cell("memcached-restart", Versioned, Finds(&["staleness", "convergence"]), "the app node's breaker keeps memcached-1's circuit open for a cooldown after the node is back; an invalidation skipped then is never retried, so a value filled before it stays (the outbox of `durable` retries it)"),
+        cell("stale-while-revalidate", Naive, Finds(&["staleness"]), "the race, now on the refreshes of aged entries"),
+        cell("stale-while-revalidate", Versioned, Holds, "aged entries are served while one reader refreshes; a refresh older than a tombstone is refused"),
+    ]
+}
+
+/// The cell of (`scenario`, `strategy`), if the table states one.
+pub fn cell(scenario: &str, strategy: Builtin) -> Option<Cell> {
+    cells()
+        .into_iter()
+        .find(|c| c.scenario == scenario && c.strategy == strategy)
+}
+
+/// What a range of seeds showed for one cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub runs: u64,
+    /// Failing seeds with their failing gating invariants, in seed order.
+    pub failures: Vec<(u64, Vec<String>)>,
+}
+
+impl Tally {
+    pub fn add(&mut self, seed: u64, failed: Vec<String>) {
+        self.runs += 1;
+        if !failed.is_empty() {
+            self.failures.push((seed, failed));
+        }
+    }
+
+    /// Runs that failed `invariant`.
+    pub fn count(&self, invariant: &str) -> usize {
+        self.failures
+            .iter()
+            .filter(|(_, f)| f.iter().any(|i| i == invariant))
+            .count()
+    }
+
+    /// Every failing invariant with its run count, by name.
+    pub fn by_invariant(&self) -> Vec<(String, usize)> {
+        let mut names: Vec<String> = self
+            .failures
+            .iter()
+            .flat_map(|(_, f)| f.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| {
+                let c = self.count(&n);
+                (n, c)
+            })
+            .collect()
+    }
+
+    /// `Err(why)` when this tally breaks the cell's promise.
+    pub fn judge(&self, cell: &Cell) -> Result<(), String> {
+        let what = format!("{} / {}", cell.scenario, cell.strategy.name());
+        match cell.expect {
+            Expect::Holds => match self.failures.first() {
+                None => Ok(()),
+                Some((seed, failed)) => Err(format!(
+                    "{what} is promised to hold but failed on {} of {} seeds (first: seed {seed}, {})",
+                    self.failures.len(),
+                    self.runs,
+                    failed.join(", ")
+                )),
+            },
+            Expect::Finds(names) => {
+                let missing: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| self.count(n) == 0)
+                    .collect();
+                if missing.is_empty() && !self.failures.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{what}: the harness no longer finds {} in {} seeds (found: {})",
+                        if missing.is_empty() {
+                            "any failure".to_string()
+                        } else {
+                            missing.join(", ")
+                        },
+                        self.runs,
+                        self.summary()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `holds on 20 of 20 seeds` or `7 of 20 seeds: convergence (3), staleness (7)`.
+    pub fn summary(&self) -> String {
+        if self.failures.is_empty() {
+            return format!("holds on {} of {} seeds", self.runs, self.runs);
+        }
+        let invs: Vec<String> = self
+            .by_invariant()
+            .iter()
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect();
+        format!(
+            "fails on {} of {} seeds: {}",
+            self.failures.len(),
+            self.runs,
+            invs.join(", ")
+        )
+    }
+}
+
+/// The README's results table: one row per scenario, one column per strategy, each cell the
+/// tally and the reason. `about` gives a scenario's one-line description.
+pub fn markdown(rows: &[(Cell, Tally)], about: impl Fn(&str) -> String) -> String {
+    let strategies: Vec<Builtin> = {
+        let mut s: Vec<Builtin> = rows.iter().map(|(c, _)| c.strategy).collect();
+        s.dedup();
+        Builtin::ALL
+            .iter()
+            .copied()
+            .filter(|b| s.contains(b))
+            .collect()
+    };
+    let mut scenarios: Vec<&str> = Vec::new();
+    for (c, _) in rows {
+        if !scenarios.contains(&c.scenario) {
+            scenarios.push(c.scenario);
+        }
+    }
+    let mut out = String::from("| scenario |");
+    for s in &strategies {
+        out.push_str(&format!(" `{}` |", s.name()));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(strategies.len()));
+    out.push('\n');
+    for sc in scenarios {
+        out.push_str(&format!("| `{sc}`: {} |", about(sc)));
+        for st in &strategies {
+            let text = rows
+                .iter()
+                .find(|(c, _)| c.scenario == sc && c.strategy == *st)
+                .map(|(c, t)| {
+                    let first = t
+                        .failures
+                        .first()
+                        .map(|(s, _)| format!(" (first: seed {s})"))
+                        .unwrap_or_default();
+                    format!("{}{first}: {}", t.summary(), c.why)
+                })
+                .unwrap_or_else(|| "not in the table".into());
+            out.push_str(&format!(" {text} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Markers around the generated table in the README.
+pub const README_BEGIN: &str =
+    "<!-- generated by `cargo sim table --readme README.md`: do not edit by hand -->";
+pub const README_END: &str = "<!-- end of generated table -->";
+
+/// `text` with the part between the markers replaced by `table`; `Err` when the markers are
+/// missing.
+pub fn splice(text: &str, table: &str) -> Result<String, String> {
+    let (Some(b), Some(e)) = (text.find(README_BEGIN), text.find(README_END)) else {
+        return Err(format!(
+            "no generated-table markers: put `{README_BEGIN}` and `{README_END}` on their own lines where the table goes"
+        ));
+    };
+    if e < b {
+        return Err("the end-of-table marker comes before the begin marker".into());
+    }
+    Ok(format!(
+        "{}{README_BEGIN}\n{table}{}",
+        &text[..b],
+        &text[e..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(fails: &[(u64, &[&str])], runs: u64) -> Tally {
+        let mut t = Tally::default();
+        for s in 1..=runs {
+            let f = fails
+                .iter()
+                .find(|(seed, _)| *seed == s)
+                .map(|(_, f)| f.iter().map(|x| x.to_string()).collect())
+                .unwrap_or_default();
+            t.add(s, f);
+        }
+        t
+    }
+
+    #[test]
+    fn a_cell_that_holds_fails_its_promise_on_one_failing_seed() {
+        let c = cell("fill-race", Builtin::Versioned).unwrap();
+        assert!(tally(&[], 20).judge(&c).is_ok());
+        let e = tally(&[(7, &["staleness"])], 20).judge(&c).unwrap_err();
+        assert!(
+            e.contains("promised to hold") && e.contains("seed 7"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cell_that_finds_needs_every_named_invariant() {
+        let c = cell("replica-lag", Builtin::Naive).unwrap();
+        let all: &[&str] = &["staleness", "convergence", "read-your-writes"];
+        assert!(tally(&[(3, all)], 20).judge(&c).is_ok());
+        let e = tally(&[(3, &["staleness", "convergence"])], 20)
+            .judge(&c)
+            .unwrap_err();
+        assert!(e.contains("no longer finds read-your-writes"), "{e}");
+        let e = tally(&[], 20).judge(&c).unwrap_err();
+        assert!(e.contains("no longer finds"), "{e}");
+    }
+
+    #[test]
+    fn every_cell_names_a_known_scenario_once() {
+        let names: Vec<&str> = crate::scenario::catalog().iter().map(|s| s.name).collect();
+        let cs = cells();
+        for c in &cs {
+            assert!(names.contains(&c.scenario), "{}", c.scenario);
+        }
+        for s in &names {
+            for b in Builtin::ALL {
+                assert_eq!(
+                    cs.iter()
+                        .filter(|c| c.scenario == *s && c.strategy == b)
+                        .count(),
+                    1,
+                    "{s} / {}",
+                    b.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn splice_replaces_only_between_the_markers() {
+        let text = format!("a\n{README_BEGIN}\nold\n{README_END}\nb\n");
+        assert_eq!(
+            splice(&text, "new\n").unwrap(),
+            format!("a\n{README_BEGIN}\nnew\n{README_END}\nb\n")
+        );
+        assert!(splice("no markers", "x").unwrap_err().contains("markers"));
+    }
+
+    #[test]
+    fn the_markdown_has_a_row_per_scenario_and_a_column_per_strategy() {
+        let rows: Vec<(Cell, Tally)> = cells()
+            .into_iter()
+            .filter(|c| c.scenario == "fill-race")
+            .map(|c| {
+                let t = if c.expect == Expect::Holds {
+                    tally(&[], 2)
+                } else {
+                    tally(&[(2, &["staleness"])], 2)
+                };
+                (c, t)
+            })
+            .collect();
+        let md = markdown(&rows, |_| "no faults".into());
+        assert_eq!(md.lines().count(), 3, "{md}");
+        assert!(md.contains("| `fill-race`: no faults | fails on 1 of 2 seeds: staleness (1) (first: seed 2): a miss"));
+        assert!(md.contains("holds on 2 of 2 seeds: a fill older"));
+    }
+}

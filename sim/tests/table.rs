@@ -1,0 +1,23 @@
+//! Every promise of the README's results table, over its fixed seeds: a strategy that stops
+//! holding where the table says it holds fails here, and so does a harness that stops finding a
+//! bug the table says it finds. The README's table must be the one these runs print.
+#![cfg(madsim)]
+
+use sim::campaign::tally_cells;
+use sim::expect;
+
+#[test]
+fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_runs() {
+    let rows = tally_cells(&expect::cells(), expect::SEEDS).unwrap();
+    let broken: Vec<String> = rows.iter().filter_map(|(c, t)| t.judge(c).err()).collect();
+    let md = expect::markdown(&rows, |s| sim::scenario::find(s).unwrap().about.to_string());
+    print!("{md}");
+    assert!(broken.is_empty(), "broken promises:\n{}", broken.join("\n"));
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let text = std::fs::read_to_string(readme).unwrap();
+    assert_eq!(
+        expect::splice(&text, &md).unwrap(),
+        text,
+        "README.md's results table is not this commit's: run `cargo sim table --readme README.md` and commit it"
+    );
+}
