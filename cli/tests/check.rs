@@ -186,3 +186,36 @@ fn ring_rejects_bad_nodes_in_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("\"nohost\" is not host:port"));
 }
+
+#[test]
+fn aside_log_shows_the_check_span_and_a_bad_filter_is_one_line() {
+    let f = fixture("fill-race.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_aside"))
+        .args(["check", &f])
+        .env("ASIDE_LOG", "info")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("aside.check") && err.contains("fails=true") && err.contains("close"),
+        "{err}"
+    );
+    let quiet = Command::new(env!("CARGO_BIN_EXE_aside"))
+        .args(["check", &f])
+        .env_remove("ASIDE_LOG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(quiet.stderr.is_empty(), "{}", text(&quiet.stderr));
+    let bad = Command::new(env!("CARGO_BIN_EXE_aside"))
+        .args(["check", &f])
+        .env("ASIDE_LOG", "aside=[")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("is not a log filter") && err.lines().count() == 1,
+        "{err}"
+    );
+}

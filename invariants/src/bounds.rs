@@ -82,6 +82,32 @@ impl Bounds {
         Ok(())
     }
 
+    /// Every bound by its name, as a header's `config` carries it (`null`: not bounded); what
+    /// [`Bounds::apply_config`] reads back to the same bounds.
+    pub fn to_config(&self) -> Map<String, Value> {
+        let opt = |v: Option<u64>| v.map_or(Value::Null, Value::from);
+        let ratio = |v: Option<f64>| v.map_or(Value::Null, Value::from);
+        let mut m = Map::new();
+        for name in NAMES {
+            let v = match *name {
+                "staleness_ns_max" => opt(self.staleness_ns_max),
+                "fill_window_ns" => Value::from(self.fill_window_ns),
+                "db_reads_per_key_per_window_max" => opt(self.db_reads_per_key_per_window_max),
+                "db_qps_window_ns" => Value::from(self.db_qps_window_ns),
+                "db_qps_max" => opt(self.db_qps_max),
+                "availability_min" => ratio(self.availability_min),
+                "hit_ratio_min" => ratio(self.hit_ratio_min),
+                "hit_latency_p99_ns_max" => opt(self.hit_latency_p99_ns_max),
+                "l1_hit_latency_p99_ns_max" => opt(self.l1_hit_latency_p99_ns_max),
+                "l2_hit_latency_p99_ns_max" => opt(self.l2_hit_latency_p99_ns_max),
+                "warmup_ns" => Value::from(self.warmup_ns),
+                other => unreachable!("bound {other} has no field"),
+            };
+            m.insert((*name).to_string(), v);
+        }
+        m
+    }
+
     /// Sets one bound from a JSON value: an integer for `_ns`, `_max` and window names, a number
     /// in 0..=1 for ratios, `null` to switch an optional bound off.
     pub fn set(&mut self, name: &str, v: &Value) -> Result<(), Problem> {
@@ -177,6 +203,21 @@ mod tests {
         assert_eq!(b.staleness_ns_max, Some(5));
         assert_eq!(b.hit_ratio_min, None);
         assert_eq!(b.db_qps_max, Some(10_000));
+    }
+
+    #[test]
+    fn to_config_round_trips_through_apply_config() {
+        let b = Bounds {
+            staleness_ns_max: None,
+            hit_ratio_min: Some(0.7),
+            db_reads_per_key_per_window_max: Some(3),
+            warmup_ns: 9,
+            ..Bounds::default()
+        };
+        let mut back = Bounds::default();
+        back.apply_config(&b.to_config()).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(b.to_config().len(), NAMES.len());
     }
 
     #[test]

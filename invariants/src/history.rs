@@ -149,13 +149,38 @@ pub struct Op<'a> {
     pub payload: Option<Cow<'a, str>>,
 }
 
-/// A fault starting or stopping. Start and stop lines of one fault carry the same `fault` object.
+/// What a fault line says happened to the fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultAction {
+    /// The nemesis applied it.
+    Start,
+    /// The nemesis saw it take effect (a call across the cut failed, a role changed): `effect`
+    /// says what was seen. A fault never observed before its stop is a harness error.
+    Observed,
+    /// The nemesis healed it.
+    Stop,
+}
+
+impl FaultAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultAction::Start => "start",
+            FaultAction::Observed => "observed",
+            FaultAction::Stop => "stop",
+        }
+    }
+}
+
+/// A fault starting, observed taking effect, or stopping. Every line of one fault carries the same
+/// `fault` object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub at_ns: u64,
-    pub start: bool,
+    pub action: FaultAction,
     /// Canonical JSON of the `fault` object (keys sorted), which identifies the fault.
     pub fault: String,
+    /// On `observed` lines: what the nemesis saw.
+    pub effect: Option<String>,
 }
 
 /// An end-of-run read of one tier for one key, taken after every fault healed.
@@ -216,6 +241,8 @@ struct RawLine<'a> {
     #[serde(borrow)]
     action: Option<Cow<'a, str>>,
     fault: Option<Value>,
+    #[serde(borrow)]
+    effect: Option<Cow<'a, str>>,
     // probe
     #[serde(borrow)]
     tier: Option<Cow<'a, str>>,
@@ -353,10 +380,11 @@ pub(crate) fn build_op(raw: RawFields<'_>) -> Result<Op<'_>, Problem> {
 fn parse_fault(raw: RawLine<'_>) -> Result<Fault, Problem> {
     const T: &str = "fault";
     let at_ns = need(raw.at_ns, T, "at_ns")?;
-    let start = match need(raw.action, T, "action")?.as_ref() {
-        "start" => true,
-        "stop" => false,
-        other => return Err(bad("action", other, "expected start or stop")),
+    let action = match need(raw.action, T, "action")?.as_ref() {
+        "start" => FaultAction::Start,
+        "observed" => FaultAction::Observed,
+        "stop" => FaultAction::Stop,
+        other => return Err(bad("action", other, "expected start, observed or stop")),
     };
     let fault = need(raw.fault, T, "fault")?;
     if !fault.is_object() {
@@ -368,8 +396,9 @@ fn parse_fault(raw: RawLine<'_>) -> Result<Fault, Problem> {
     }
     Ok(Fault {
         at_ns,
-        start,
+        action,
         fault: canonical(&fault),
+        effect: raw.effect.map(Cow::into_owned),
     })
 }
 

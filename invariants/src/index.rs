@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 
 use crate::error::{HistoryError, Problem};
-use crate::history::{parse_line, Header, Line, OpKind, Outcome, Source};
+use crate::history::{parse_line, FaultAction, Header, Line, OpKind, Outcome, Source};
 use crate::payload;
 
 /// Reads kept in memory before the log spills to a temporary file (64 bytes each: 4 MiB).
@@ -208,6 +208,8 @@ pub struct FaultSpan {
     pub end_ns: u64,
     pub start_line: u64,
     pub stop_line: Option<u64>,
+    /// The first `observed` line of this fault within the span: (at_ns, line).
+    pub observed: Option<(u64, u64)>,
 }
 
 /// An end-of-run probe, with its key interned.
@@ -533,6 +535,8 @@ impl Index {
         let mut header: Option<(Header, u64)> = None;
         let mut seen = IdSet::default();
         let mut events: Vec<(String, u64, bool, u64)> = Vec::new();
+        // Observed lines: (fault, at_ns, line).
+        let mut observations: Vec<(String, u64, u64)> = Vec::new();
         let mut probes = Vec::new();
         let mut monotonic: FxHashMap<u64, Staircase> = FxHashMap::default();
         let mut clients: FxHashMap<u64, u32> = FxHashMap::default();
@@ -632,7 +636,11 @@ impl Index {
                 }
                 Line::Fault(f) => {
                     span = (span.0.min(f.at_ns), span.1.max(f.at_ns));
-                    events.push((f.fault, f.at_ns, f.start, lineno))
+                    match f.action {
+                        FaultAction::Observed => observations.push((f.fault, f.at_ns, lineno)),
+                        FaultAction::Start => events.push((f.fault, f.at_ns, true, lineno)),
+                        FaultAction::Stop => events.push((f.fault, f.at_ns, false, lineno)),
+                    }
                 }
                 Line::Probe(p) => {
                     let key = b
@@ -652,7 +660,16 @@ impl Index {
             return Err(err(0, Problem::Empty));
         }
         let (header, header_line) = header.ok_or_else(|| err(1, Problem::NoHeader))?;
-        let faults = spans(events).map_err(|(line, p)| err(line, p))?;
+        let mut faults = spans(events).map_err(|(line, p)| err(line, p))?;
+        // Each span takes the earliest observation of its fault inside it, by time.
+        observations.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        for f in &mut faults {
+            let from = observations.partition_point(|o| (&o.0, o.1) < (&f.fault, f.start_ns));
+            f.observed = observations[from..]
+                .first()
+                .filter(|o| o.0 == f.fault && o.1 <= f.end_ns)
+                .map(|o| (o.1, o.2));
+        }
         for k in &mut b.keys {
             k.finish();
         }
@@ -722,6 +739,7 @@ fn spans(mut events: Vec<(String, u64, bool, u64)>) -> Result<Vec<FaultSpan>, (u
                     end_ns: u64::MAX,
                     start_line: *line,
                     stop_line: None,
+                    observed: None,
                 });
                 open = Some((out.len() - 1, 1));
             }

@@ -38,7 +38,8 @@ pub use report::Report;
 pub use verdict::{Figure, Status, Verdict, Witness};
 
 use checkers::{
-    availability, convergence, load, lost_writes, phantom, session, slo, staleness, ReadChecker,
+    availability, convergence, fault_effect, load, lost_writes, phantom, session, slo, staleness,
+    ReadChecker,
 };
 
 /// Checks the history in `path`, applying `overrides` after the header's bounds.
@@ -113,6 +114,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
     }
     verdicts.insert(2, convergence::check(&idx));
     verdicts.insert(5, lost_writes::check(&idx));
+    verdicts.push(fault_effect::check(&idx));
     for v in &mut verdicts {
         v.witness.normalize();
     }

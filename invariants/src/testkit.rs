@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::history::{Header, OpKind, Outcome, Probe, Source, FORMAT};
+use crate::history::{FaultAction, Header, OpKind, Outcome, Probe, Source, FORMAT};
 use crate::write::{op, Writer};
 use crate::{check_str, Override, Report};
 
@@ -148,10 +148,30 @@ impl H {
         self.push(client, key, OpKind::Read, span, outcome, None, None, None)
     }
 
-    /// Returns the fault line's number.
+    /// A kill of `target` starting (`start`) or stopping; returns the line's number.
     pub fn fault(&mut self, at_ns: u64, start: bool, target: &str) -> u64 {
+        let action = if start {
+            FaultAction::Start
+        } else {
+            FaultAction::Stop
+        };
+        self.fault_line(at_ns, action, target)
+    }
+
+    /// The nemesis saw the kill of `target` take effect; returns the line's number.
+    pub fn observed(&mut self, at_ns: u64, target: &str) -> u64 {
+        self.fault_line(at_ns, FaultAction::Observed, target)
+    }
+
+    fn fault_line(&mut self, at_ns: u64, action: FaultAction, target: &str) -> u64 {
+        let effect = (action == FaultAction::Observed).then_some("calls to it fail");
         self.w
-            .fault(at_ns, start, &json!({"kind": "kill", "target": target}))
+            .fault(
+                at_ns,
+                action,
+                &json!({"kind": "kill", "target": target}),
+                effect,
+            )
             .expect("vec");
         self.line += 1;
         self.line

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use crate::history::{Header, Op, OpKind, Outcome, Probe, FORMAT};
+use crate::history::{FaultAction, Header, Op, OpKind, Outcome, Probe, FORMAT};
 
 fn s(text: &str) -> String {
     serde_json::to_string(text).expect("strings always serialize")
@@ -67,12 +67,23 @@ impl<W: Write> Writer<W> {
     }
 
     /// `fault` is the fault's description, e.g. `{"kind":"kill","target":"redis-master"}`.
-    pub fn fault(&mut self, at_ns: u64, start: bool, fault: &Value) -> io::Result<()> {
-        let action = if start { "start" } else { "stop" };
-        writeln!(
+    /// A fault line; `effect` (what was seen) goes on `observed` lines.
+    pub fn fault(
+        &mut self,
+        at_ns: u64,
+        action: FaultAction,
+        fault: &Value,
+        effect: Option<&str>,
+    ) -> io::Result<()> {
+        write!(
             self.out,
-            r#"{{"type":"fault","at_ns":{at_ns},"action":"{action}","fault":{fault}}}"#
-        )
+            r#"{{"type":"fault","at_ns":{at_ns},"action":"{}","fault":{fault}"#,
+            action.as_str()
+        )?;
+        if let Some(e) = effect {
+            write!(self.out, r#","effect":{}"#, s(e))?;
+        }
+        writeln!(self.out, "}}")
     }
 
     pub fn probe(&mut self, p: &Probe<'_>) -> io::Result<()> {
@@ -138,7 +149,9 @@ mod tests {
         o.payload = Some("v4-x".into());
         w.op(&o).unwrap();
         let f = serde_json::json!({"kind":"kill","target":"redis-master"});
-        w.fault(15, true, &f).unwrap();
+        w.fault(15, FaultAction::Start, &f, None).unwrap();
+        w.fault(16, FaultAction::Observed, &f, Some("ping \"x\" failed"))
+            .unwrap();
         let p = Probe {
             key: "k".into(),
             at_ns: 99,
@@ -156,9 +169,19 @@ mod tests {
         let Line::Fault(pf) = parse_line(lines[2].as_bytes(), false).unwrap() else {
             panic!("not a fault")
         };
-        assert_eq!((pf.at_ns, pf.start, pf.fault), (15, true, f.to_string()));
         assert_eq!(
-            parse_line(lines[3].as_bytes(), false).unwrap(),
+            (pf.at_ns, pf.action, pf.fault.as_str(), pf.effect),
+            (15, FaultAction::Start, f.to_string().as_str(), None)
+        );
+        let Line::Fault(po) = parse_line(lines[3].as_bytes(), false).unwrap() else {
+            panic!("not a fault")
+        };
+        assert_eq!(
+            (po.action, po.effect.as_deref()),
+            (FaultAction::Observed, Some("ping \"x\" failed"))
+        );
+        assert_eq!(
+            parse_line(lines[4].as_bytes(), false).unwrap(),
             Line::Probe(p)
         );
     }
