@@ -6,17 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
-use aside::Builtin;
+use aside::{Builtin, Strategy};
+use chaos::scenario::{self, Scenario};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::expect::{self, Cell, Tally};
-use crate::scenario::{self, Scenario};
+use crate::run::{self, RunOutput, COMMIT};
 use crate::seedlog::{self, trace_hash};
-use crate::world::{self, COMMIT};
 
 #[derive(Parser)]
 #[command(
@@ -111,9 +110,14 @@ pub struct RunResult {
     pub history: Vec<u8>,
 }
 
-/// Runs one seed and checks it.
-pub fn run_one(sc: &Scenario, strategy: Builtin, seed: u64) -> RunResult {
-    let out = world::run(sc, strategy, seed);
+/// Runs one seed with any strategy (the built-ins or a user's own) and checks it.
+pub fn run_one<St: Strategy + Clone>(sc: &Scenario, strategy: St, seed: u64) -> RunResult {
+    let name = strategy.name().to_string();
+    judge(sc, &name, seed, run::run(sc, strategy, seed))
+}
+
+/// Checks a run's history.
+pub fn judge(sc: &Scenario, strategy: &str, seed: u64, out: RunOutput) -> RunResult {
     let report = invariants::check_str(std::str::from_utf8(&out.history).expect("utf-8"), &[])
         .expect("the world writes valid histories");
     let failed = report
@@ -124,7 +128,7 @@ pub fn run_one(sc: &Scenario, strategy: Builtin, seed: u64) -> RunResult {
         .collect();
     RunResult {
         scenario: sc.name.into(),
-        strategy: strategy.name().into(),
+        strategy: strategy.into(),
         seed,
         trace_hash: trace_hash(&out.history),
         ops: out.ops,
@@ -620,36 +624,6 @@ fn repro(file: &Path) -> ExitCode {
     }
 }
 
-fn bench(seeds: u64) -> ExitCode {
-    let sc = scenario::find("fill-race").expect("default scenario");
-    world::MESSAGES.store(0, std::sync::atomic::Ordering::Relaxed);
-    let t = Instant::now();
-    let (mut ops, mut sim_ns) = (0u64, 0u64);
-    for seed in 1..=seeds {
-        let out = world::run(&sc, Builtin::Versioned, seed);
-        ops += out.ops;
-        sim_ns += out.sim_ns;
-    }
-    let wall = t.elapsed().as_secs_f64();
-    let msgs = world::MESSAGES.load(std::sync::atomic::Ordering::Relaxed);
-    let (echo_wall, echo_msgs) = world::echo(msgs / seeds.max(1), seeds);
-    println!("cargo sim bench: scenario fill-race, strategy versioned, {seeds} seeds, one process");
-    println!("  harness:    {ops} ops, {msgs} messages in {wall:.2} s wall: {:.0} ops/s, {:.0} messages/s", ops as f64 / wall, msgs as f64 / wall);
-    println!(
-        "  compression: {:.1} simulated s per wall s",
-        sim_ns as f64 / 1e9 / wall
-    );
-    println!(
-        "  raw echo:   {echo_msgs} messages in {echo_wall:.2} s wall: {:.0} messages/s",
-        echo_msgs as f64 / echo_wall
-    );
-    println!(
-        "  harness / echo message rate: {:.2} (target >= 0.5)",
-        (msgs as f64 / wall) / (echo_msgs as f64 / echo_wall)
-    );
-    ExitCode::SUCCESS
-}
-
 /// Simulated time since the run began, for log lines: wall time means nothing in the simulator.
 struct SimClock;
 
@@ -703,7 +677,7 @@ pub fn main() -> ExitCode {
         None => campaign(cli.run),
         Some(Command::Run(a)) => campaign(a),
         Some(Command::Repro { file }) => repro(&file),
-        Some(Command::Bench { seeds }) => bench(seeds),
+        Some(Command::Bench { seeds }) => crate::bench::bench(seeds),
         Some(Command::List { cells }) => list(cells),
         Some(Command::Table { readme, check }) => table_cmd(readme, check),
         Some(Command::Nightly {

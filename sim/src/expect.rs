@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn every_cell_names_a_known_scenario_once() {
-        let names: Vec<&str> = crate::scenario::catalog().iter().map(|s| s.name).collect();
+        let names: Vec<&str> = chaos::scenario::catalog().iter().map(|s| s.name).collect();
         let cs = cells();
         for c in &cs {
             assert!(names.contains(&c.scenario), "{}", c.scenario);

@@ -1,14 +1,40 @@
-//! `sim`: the deterministic simulation world. The server models ([`models`]) and scenarios
-//! ([`scenario`]) are plain code, tested in the std build and held to the real servers by the
-//! conformance tests; the world that runs them as madsim nodes ([`world`]) and the campaign
-//! ([`campaign`]) exist only in the sim build (`cargo sim`, `--cfg madsim`).
+//! `sim`: the deterministic simulation world. The server models ([`models`]) and the promises of
+//! the results table ([`expect`]) are plain code, tested in the std build and the models held to
+//! the real servers by the conformance tests. Everything that runs them as madsim nodes exists
+//! only in the sim build (`cargo sim`, `--cfg madsim`), one concept per module:
+//!
+//! * [`net`]: request/response over madsim endpoints;
+//! * [`nodes`]: one server per module (Redis, Sentinel, memcached, PostgreSQL) over the models;
+//! * [`backends`]: the library's tier traits over those servers;
+//! * [`cluster`]: boot, addresses, every node's handle by role;
+//! * [`nemesis`]: `chaos::nemesis::Nemesis` over madsim (kill/restart, clog/unclog, observation);
+//! * [`client`], [`probe`], [`run`]: a client's loop, the end-of-run probes, one run wired;
+//! * [`campaign`], [`seedlog`], [`bench`]: `cargo sim`, seed logs and replay, speed.
+//!
+//! Scenarios, workloads, faults and the recorder live in `chaos`, shared with the containers
+//! world.
 
 pub mod expect;
 pub mod models;
-pub mod scenario;
 pub mod seedlog;
 
 #[cfg(madsim)]
+pub mod backends;
+#[cfg(madsim)]
+pub mod bench;
+#[cfg(madsim)]
 pub mod campaign;
 #[cfg(madsim)]
-pub mod world;
+pub mod client;
+#[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
+pub mod net;
+#[cfg(madsim)]
+pub mod nodes;
+#[cfg(madsim)]
+pub mod probe;
+#[cfg(madsim)]
+pub mod run;

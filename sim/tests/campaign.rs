@@ -2,13 +2,13 @@
 #![cfg(madsim)]
 
 use aside::Builtin;
+use chaos::scenario;
 use sim::campaign::{replay, run_one, save};
-use sim::scenario;
 
 #[test]
 fn naive_fill_invalidate_race_is_found_within_50_seeds_without_faults() {
     let sc = scenario::find("fill-race").unwrap();
-    assert!(sc.faults.is_empty());
+    assert!(sc.plan.is_empty());
     for seed in 1..=50 {
         let o = run_one(&sc, Builtin::Naive, seed);
         let Some(v) = o
@@ -106,7 +106,7 @@ fn a_failing_seed_log_replays_and_a_tampered_one_does_not() {
     // Another commit, a truncated log, an unknown scenario: bad input.
     let text = std::fs::read_to_string(&file).unwrap();
     let old = dir.join("old.jsonl");
-    std::fs::write(&old, text.replacen(sim::world::COMMIT, "0123456789ab", 1)).unwrap();
+    std::fs::write(&old, text.replacen(sim::run::COMMIT, "0123456789ab", 1)).unwrap();
     assert!(replay(&old)
         .unwrap_err()
         .contains("was recorded at commit 0123456789ab"));
@@ -175,4 +175,30 @@ fn save_histories_keeps_every_run_passing_or_not() {
         assert!(!report.fails() && report.ops > 0, "{}", file.display());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn aside_log_shows_the_library_spans_of_a_seed_in_simulated_time() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args([
+            "--scenario",
+            "fill-race",
+            "--strategy",
+            "versioned",
+            "--seed",
+            "1",
+        ])
+        .env("ASIDE_LOG", "aside=info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for span in ["aside.get", "aside.write"] {
+        assert!(
+            err.contains(span),
+            "no {span} span in:\n{}",
+            &err[..err.len().min(2000)]
+        );
+    }
+    assert!(err.contains("sim+"), "times are simulated");
 }

@@ -10,8 +10,8 @@ use madsim::time::Instant;
 
 #[test]
 fn round_trips_take_the_configured_latency() {
-    let sc = sim::scenario::find("fill-race").unwrap();
-    let rt = Runtime::with_seed_and_config(1, sim::world::config(&sc));
+    let sc = chaos::scenario::find("fill-race").unwrap();
+    let rt = Runtime::with_seed_and_config(1, sim::run::config(&sc));
     let rtts: Vec<Duration> = rt.block_on(async {
         let h = Handle::current();
         let a: SocketAddr = "10.9.0.1:7".parse().unwrap();

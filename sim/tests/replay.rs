@@ -1,6 +1,6 @@
 //! `cargo test` with seeds, as madsim users expect: `MADSIM_TEST_SEED=S` (and `MADSIM_TEST_NUM=N`
 //! for S..S+N) on this test runs exactly the runs `cargo sim --scenario X --strategy Y --seed S`
-//! runs: the same function (`sim::world::run`) with the scenario's network configuration and time
+//! runs: the same function (`sim::run::run`) with the scenario's network configuration and time
 //! limit, so the same history and trace hash. It prints each run's report with its witness and
 //! trace hash, and fails when a gating invariant fails. `MADSIM_TEST_CHECK_DETERMINISM` runs each
 //! seed twice and compares. Without `MADSIM_TEST_SEED` it runs seed 1, never a clock-derived seed.
@@ -9,8 +9,8 @@
 #![cfg(madsim)]
 
 use aside::Builtin;
+use chaos::scenario;
 use sim::campaign::{explain, replay_commands, run_one};
-use sim::scenario;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

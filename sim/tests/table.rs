@@ -10,7 +10,9 @@ use sim::expect;
 fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_runs() {
     let rows = tally_cells(&expect::cells(), expect::SEEDS).unwrap();
     let broken: Vec<String> = rows.iter().filter_map(|(c, t)| t.judge(c).err()).collect();
-    let md = expect::markdown(&rows, |s| sim::scenario::find(s).unwrap().about.to_string());
+    let md = expect::markdown(&rows, |s| {
+        chaos::scenario::find(s).unwrap().about.to_string()
+    });
     print!("{md}");
     assert!(broken.is_empty(), "broken promises:\n{}", broken.join("\n"));
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");

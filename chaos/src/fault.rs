@@ -1,0 +1,166 @@
+//! A fault: what goes wrong and where, named by role so that each world can place it on its own
+//! nodes or containers. Every kind has its inverse, applied when the plan heals it.
+
+use std::fmt;
+
+use serde_json::{json, Value};
+
+/// A part of the cluster, by its role at boot (`redis-master` stays the node that booted as the
+/// master, whoever holds the role later). Indices are 0-based here and 1-based in names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    RedisMaster,
+    RedisReplica,
+    Sentinel(u8),
+    Memcached(u8),
+    PgPrimary,
+    PgReplica,
+    App(u8),
+}
+
+impl Target {
+    /// `redis-master`, `memcached-2`, `app-1`, ...
+    pub fn name(&self) -> String {
+        match self {
+            Target::RedisMaster => "redis-master".into(),
+            Target::RedisReplica => "redis-replica".into(),
+            Target::Sentinel(i) => format!("sentinel-{}", u16::from(*i) + 1),
+            Target::Memcached(i) => format!("memcached-{}", u16::from(*i) + 1),
+            Target::PgPrimary => "pg-primary".into(),
+            Target::PgReplica => "pg-replica".into(),
+            Target::App(i) => format!("app-{}", u16::from(*i) + 1),
+        }
+    }
+
+    /// The inverse of [`Target::name`].
+    pub fn parse(name: &str) -> Result<Target, String> {
+        let fixed = [
+            Target::RedisMaster,
+            Target::RedisReplica,
+            Target::PgPrimary,
+            Target::PgReplica,
+        ];
+        if let Some(t) = fixed.into_iter().find(|t| t.name() == name) {
+            return Ok(t);
+        }
+        let numbered = |prefix: &str, make: fn(u8) -> Target| {
+            let n: u16 = name.strip_prefix(prefix)?.parse().ok()?;
+            (1..=256).contains(&n).then(|| make((n - 1) as u8))
+        };
+        numbered("sentinel-", Target::Sentinel)
+            .or_else(|| numbered("memcached-", Target::Memcached))
+            .or_else(|| numbered("app-", Target::App))
+            .ok_or_else(|| format!("unknown fault target {name:?}: use redis-master, redis-replica, sentinel-N, memcached-N, pg-primary, pg-replica or app-N"))
+    }
+}
+
+/// What happens to the target. Each kind names its heal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The process dies and what it held in memory is gone (a Redis master's unreplicated
+    /// writes, a memcached node's items); the heal restarts it.
+    Kill,
+    /// The process freezes, no message in or out (SIGSTOP, a long GC pause); the heal resumes it
+    /// with its state intact.
+    Pause,
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+        }
+    }
+
+    /// The verb that undoes it.
+    pub fn heal_name(&self) -> &'static str {
+        match self {
+            Kind::Kill => "restart",
+            Kind::Pause => "resume",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fault {
+    pub kind: Kind,
+    pub target: Target,
+}
+
+impl Fault {
+    pub fn new(kind: Kind, target: Target) -> Fault {
+        Fault { kind, target }
+    }
+
+    /// The `fault` object of a history's fault lines: `{"kind":"kill","target":"redis-master"}`.
+    pub fn to_json(&self) -> Value {
+        json!({"kind": self.kind.name(), "target": self.target.name()})
+    }
+
+    /// The inverse of [`Fault::to_json`].
+    pub fn from_json(v: &Value) -> Result<Fault, String> {
+        let kind = match v.get("kind").and_then(Value::as_str) {
+            Some("kill") => Kind::Kill,
+            Some("pause") => Kind::Pause,
+            other => {
+                return Err(format!(
+                    "unknown fault kind {other:?}: use \"kill\" or \"pause\""
+                ))
+            }
+        };
+        let target = v
+            .get("target")
+            .and_then(Value::as_str)
+            .ok_or("a fault needs a \"target\" such as \"redis-master\"")?;
+        Ok(Fault::new(kind, Target::parse(target)?))
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.name(), self.target.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_one_based() {
+        let all = [
+            Target::RedisMaster,
+            Target::RedisReplica,
+            Target::Sentinel(2),
+            Target::Memcached(0),
+            Target::PgPrimary,
+            Target::PgReplica,
+            Target::App(1),
+        ];
+        for t in all {
+            assert_eq!(Target::parse(&t.name()), Ok(t));
+        }
+        assert_eq!(Target::Memcached(0).name(), "memcached-1");
+        assert!(Target::parse("memcached-0").is_err());
+        assert!(Target::parse("redis").unwrap_err().contains("redis-master"));
+    }
+
+    #[test]
+    fn json_round_trips_and_bad_input_names_the_fix() {
+        let f = Fault::new(Kind::Pause, Target::Memcached(1));
+        assert_eq!(
+            f.to_json().to_string(),
+            r#"{"kind":"pause","target":"memcached-2"}"#
+        );
+        assert_eq!(Fault::from_json(&f.to_json()), Ok(f));
+        assert!(
+            Fault::from_json(&json!({"kind": "melt", "target": "app-1"}))
+                .unwrap_err()
+                .contains("\"kill\" or \"pause\"")
+        );
+        assert!(Fault::from_json(&json!({"kind": "kill"}))
+            .unwrap_err()
+            .contains("target"));
+    }
+}

@@ -1,0 +1,18 @@
+//! `chaos`: the vocabulary the simulator and the containers world share, so that a scenario means
+//! the same run in both. A [`fault::Fault`] names what goes wrong by role; a [`plan::Plan`] times
+//! faults and their heals; each world implements [`nemesis::Nemesis`] and hands it to
+//! [`nemesis::run_plan`], which records every fault's start, observed effect and stop; the
+//! [`workload`] is the seed document's key shapes under Zipf; a [`scenario::Scenario`] packages
+//! workload, plan and typed bounds; [`seed`] derives every sub-seed; [`record::Recorder`] turns the
+//! library's results into history lines the same way in both worlds.
+//!
+//! This crate builds in the std and the sim build alike (`tokio` is madsim-tokio): it never
+//! touches a runtime-specific API.
+
+pub mod fault;
+pub mod nemesis;
+pub mod plan;
+pub mod record;
+pub mod scenario;
+pub mod seed;
+pub mod workload;

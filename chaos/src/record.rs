@@ -1,0 +1,220 @@
+//! The recorder: the library's results become history lines here, the same way in every world.
+//! Clients, the nemesis and the probes share one [`Recorder`]; times are nanoseconds since its
+//! origin (the history's zero, when the workload starts), on the world's clock (simulated in the
+//! sim build, the host's monotonic clock otherwise).
+
+use std::sync::Mutex;
+
+use aside::tier::TierError;
+use aside::{Got, Key, Written};
+use invariants::history::{FaultAction, Header, OpKind, Outcome, Probe, Source};
+use invariants::write::{op, Writer};
+use tokio::time::Instant;
+
+use crate::fault::Fault;
+
+/// One op as it will be written.
+struct OpLine {
+    client: u64,
+    key: String,
+    f: OpKind,
+    invoke_ns: u64,
+    complete_ns: u64,
+    outcome: Outcome,
+    version: Option<u64>,
+    source: Option<Source>,
+    payload: Option<String>,
+}
+
+struct FaultLine {
+    at_ns: u64,
+    action: FaultAction,
+    fault: Fault,
+    effect: Option<String>,
+}
+
+struct ProbeLine {
+    key: String,
+    at_ns: u64,
+    tier: Source,
+    version: Option<u64>,
+}
+
+#[derive(Default)]
+struct Lines {
+    ops: Vec<OpLine>,
+    faults: Vec<FaultLine>,
+    probes: Vec<ProbeLine>,
+}
+
+/// Collects a run's lines; [`Recorder::finish`] writes the history: the header, ops in the order
+/// they completed, fault lines, probes.
+pub struct Recorder {
+    origin: Instant,
+    lines: Mutex<Lines>,
+}
+
+/// The history's name for where a read was served from.
+pub fn source(g: &Got) -> Source {
+    if g.waited {
+        // Served by another read's load: no hit, no query of its own.
+        return Source::Wait;
+    }
+    match g.source {
+        aside::Source::L1 => Source::L1,
+        aside::Source::L2 => Source::L2,
+        aside::Source::Db => Source::Db,
+        aside::Source::Replica => Source::Replica,
+    }
+}
+
+impl Recorder {
+    /// A recorder whose zero is now.
+    pub fn start() -> Recorder {
+        Recorder {
+            origin: Instant::now(),
+            lines: Mutex::default(),
+        }
+    }
+
+    /// Nanoseconds since the history's zero.
+    pub fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// When the history's zero was.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    fn push_op(&self, line: OpLine) {
+        self.lines.lock().expect("recorder").ops.push(line);
+    }
+
+    /// A read invoked at `invoke_ns` has just returned `result`. A read that returned no row or
+    /// an error certainly returned no value: `fail`.
+    pub fn read(
+        &self,
+        client: u64,
+        key: &Key,
+        invoke_ns: u64,
+        result: &Result<Option<Got>, aside::Error>,
+    ) {
+        let complete_ns = self.now_ns();
+        let line = match result {
+            Ok(Some(g)) => OpLine {
+                client,
+                key: key.to_string(),
+                f: OpKind::Read,
+                invoke_ns,
+                complete_ns,
+                outcome: Outcome::Ok,
+                version: Some(g.row.version),
+                source: Some(source(g)),
+                payload: String::from_utf8(g.row.payload.clone()).ok(),
+            },
+            _ => OpLine {
+                client,
+                key: key.to_string(),
+                f: OpKind::Read,
+                invoke_ns,
+                complete_ns,
+                outcome: Outcome::Fail,
+                version: None,
+                source: None,
+                payload: None,
+            },
+        };
+        self.push_op(line);
+    }
+
+    /// A write invoked at `invoke_ns` has just returned `result`. The database refusing it is a
+    /// `fail`; any other error (a timeout, a lost reply) may have committed: `unknown`.
+    pub fn write(
+        &self,
+        client: u64,
+        key: &Key,
+        invoke_ns: u64,
+        result: &Result<Written, aside::Error>,
+    ) {
+        let complete_ns = self.now_ns();
+        let (outcome, version) = match result {
+            Ok(w) => (Outcome::Ok, Some(w.version)),
+            Err(aside::Error::Db(TierError::Refused { .. })) => (Outcome::Fail, None),
+            Err(_) => (Outcome::Unknown, None),
+        };
+        self.push_op(OpLine {
+            client,
+            key: key.to_string(),
+            f: OpKind::Write,
+            invoke_ns,
+            complete_ns,
+            outcome,
+            version,
+            source: None,
+            payload: None,
+        });
+    }
+
+    /// A fault line at now; `effect` on `observed` lines.
+    pub fn fault(&self, action: FaultAction, fault: Fault, effect: Option<String>) {
+        let at_ns = self.now_ns();
+        self.lines.lock().expect("recorder").faults.push(FaultLine {
+            at_ns,
+            action,
+            fault,
+            effect,
+        });
+    }
+
+    /// An end-of-run read of one tier (`None`: it holds nothing for the key) at `at_ns`.
+    pub fn probe(&self, key: &str, at_ns: u64, tier: Source, version: Option<u64>) {
+        self.lines.lock().expect("recorder").probes.push(ProbeLine {
+            key: key.to_string(),
+            at_ns,
+            tier,
+            version,
+        });
+    }
+
+    /// Ops recorded so far.
+    pub fn ops(&self) -> u64 {
+        self.lines.lock().expect("recorder").ops.len() as u64
+    }
+
+    /// The history, header first.
+    pub fn finish(&self, header: &Header) -> Vec<u8> {
+        let lines = std::mem::take(&mut *self.lines.lock().expect("recorder"));
+        let mut w = Writer::new(Vec::new());
+        w.header(header).expect("vec");
+        for (i, r) in lines.ops.iter().enumerate() {
+            let mut o = op(
+                i as u64 + 1,
+                r.client,
+                &r.key,
+                r.f,
+                r.invoke_ns,
+                r.complete_ns,
+                r.outcome,
+            );
+            o.version = r.version;
+            o.source = r.source;
+            o.payload = r.payload.as_deref().map(Into::into);
+            w.op(&o).expect("vec");
+        }
+        for f in &lines.faults {
+            w.fault(f.at_ns, f.action, &f.fault.to_json(), f.effect.as_deref())
+                .expect("vec");
+        }
+        for p in &lines.probes {
+            w.probe(&Probe {
+                key: p.key.as_str().into(),
+                at_ns: p.at_ns,
+                tier: p.tier,
+                version: p.version,
+            })
+            .expect("vec");
+        }
+        w.into_inner()
+    }
+}

@@ -1,0 +1,175 @@
+//! The workload: the seed document's key shapes, picked by Zipf popularity, with a share of
+//! writes and a think time between a client's ops. Every draw comes from the client's own RNG
+//! ([`crate::seed::client`]), in a fixed order, so a seed fixes every client's ops.
+
+use std::time::Duration;
+
+use aside::Key;
+use invariants::gen::SplitMix;
+
+const SUBREDDITS: [&str; 4] = ["rust", "programming", "python", "golang"];
+const SORTS: [&str; 3] = ["hot", "new", "top"];
+
+/// The seed's key shapes, most popular first (Zipf rank = position): a tenth hot listings
+/// (`listings:v1:r/rust:hot`, invalidated by pattern), then posts (`posts:v1:42`) and comment
+/// threads (`comments:v1:42:thread`) two to one.
+pub fn keyspace(n: usize) -> Vec<String> {
+    let listings = (n / 10).clamp(1, SUBREDDITS.len() * SORTS.len());
+    let mut keys: Vec<Key> = (0..listings)
+        .map(|i| {
+            Key::new(
+                "listings",
+                1,
+                &format!(
+                    "r/{}:{}",
+                    SUBREDDITS[i % SUBREDDITS.len()],
+                    SORTS[i / SUBREDDITS.len()]
+                ),
+            )
+        })
+        .collect::<Result<_, _>>()
+        .expect("valid");
+    for i in 0..n.saturating_sub(listings) {
+        let k = if i % 3 == 2 {
+            Key::new("comments", 1, &format!("{i}:thread"))
+        } else {
+            Key::new("posts", 1, &format!("{i}"))
+        };
+        keys.push(k.expect("valid"));
+    }
+    keys.iter().map(Key::to_string).collect()
+}
+
+/// `r/rust:` for a listing key: the prefix its siblings share (a new post changes every sort order
+/// of its subreddit).
+pub fn listing_prefix(key: &Key) -> Option<String> {
+    if !key.as_str().starts_with("listings:") {
+        return None;
+    }
+    key.id().split_once(':').map(|(sub, _)| format!("{sub}:"))
+}
+
+/// Zipf(s) over `n` keys by inverse CDF: key 0 is the most popular.
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(n: usize, s: f64) -> Zipf {
+        let w: Vec<f64> = (1..=n.max(1)).map(|k| 1.0 / (k as f64).powf(s)).collect();
+        let total: f64 = w.iter().sum();
+        let mut acc = 0.0;
+        Zipf {
+            cdf: w
+                .iter()
+                .map(|x| {
+                    acc += x / total;
+                    acc
+                })
+                .collect(),
+        }
+    }
+
+    /// `u` uniform in [0, 1).
+    pub fn sample(&self, u: f64) -> usize {
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len() - 1)
+    }
+}
+
+/// Uniform in [0, 1) from 53 random bits.
+fn unit(rng: &mut SplitMix) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What a client does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextOp {
+    pub key: Key,
+    pub write: bool,
+}
+
+/// The ops of every client: which key, read or write, how long to think after.
+pub struct Workload {
+    keys: Vec<String>,
+    zipf: Zipf,
+    write_ratio: f64,
+    think_ms: (u64, u64),
+}
+
+impl Workload {
+    pub fn new(keys: usize, zipf_s: f64, write_ratio: f64, think_ms: (u64, u64)) -> Workload {
+        Workload {
+            keys: keyspace(keys),
+            zipf: Zipf::new(keys, zipf_s),
+            write_ratio,
+            think_ms,
+        }
+    }
+
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The next op: first the key, then read or write (two draws).
+    pub fn next(&self, rng: &mut SplitMix) -> NextOp {
+        let k = &self.keys[self.zipf.sample(unit(rng))];
+        let write = unit(rng) < self.write_ratio;
+        NextOp {
+            key: Key::parse(k).expect("the keyspace holds valid keys"),
+            write,
+        }
+    }
+
+    /// The pause after an op, uniform in `think_ms` (one draw).
+    pub fn think(&self, rng: &mut SplitMix) -> Duration {
+        let (lo, hi) = self.think_ms;
+        Duration::from_millis(lo + rng.below(hi.saturating_sub(lo).max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_favours_low_ranks() {
+        let z = Zipf::new(40, 1.1);
+        let mut rng = SplitMix(7);
+        let mut counts = [0u32; 40];
+        for _ in 0..10_000 {
+            counts[z.sample(unit(&mut rng))] += 1;
+        }
+        assert!(counts[0] > counts[1] && counts[1] > counts[10] && counts[10] > counts[39]);
+    }
+
+    #[test]
+    fn the_keyspace_has_the_seed_shapes_and_listings_share_a_prefix() {
+        let keys = keyspace(40);
+        assert_eq!(keys.len(), 40);
+        assert_eq!(keys[0], "listings:v1:r/rust:hot");
+        assert!(keys.iter().any(|k| k.starts_with("posts:v1:")));
+        assert!(keys.iter().any(|k| k.ends_with(":thread")));
+        let k = Key::parse(&keys[0]).unwrap();
+        assert_eq!(listing_prefix(&k).as_deref(), Some("r/rust:"));
+        assert_eq!(listing_prefix(&Key::parse("posts:v1:3").unwrap()), None);
+    }
+
+    #[test]
+    fn one_seed_one_sequence_of_ops() {
+        let w = Workload::new(40, 1.1, 0.05, (2, 20));
+        let run = |seed| {
+            let mut rng = SplitMix(seed);
+            (0..200)
+                .map(|_| {
+                    let op = w.next(&mut rng);
+                    (op, w.think(&mut rng))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+        assert!(run(5).iter().any(|(op, _)| op.write));
+    }
+}

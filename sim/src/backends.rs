@@ -1,0 +1,362 @@
+//! The backends `aside` uses inside the simulator: the same tier traits as the real ones
+//! (`aside::backend`), over simulated servers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aside::envelope::Kind;
+use aside::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
+use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
+use madsim::time::sleep;
+
+use crate::cluster::Addrs;
+use crate::models::memcached as mc;
+use crate::models::redis as rd;
+use crate::net::{Rpc, TAG_MEMCACHED, TAG_PG, TAG_REDIS, TAG_SENTINEL};
+use crate::nodes::postgres::{PgCmd, PgReply};
+use crate::nodes::redis::{Admin, AdminReply};
+use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
+
+/// Redis through the Sentinels: re-resolves on errors and READONLY, like the real backend.
+pub struct SimRedis {
+    rpc: Rpc,
+    master: Arc<Mutex<SocketAddr>>,
+    sentinels: Vec<SocketAddr>,
+    timeout: Duration,
+}
+
+/// How often a client asks the Sentinels who the master is: the simulator's stand-in for the
+/// real backend's `+switch-master` subscription (and its polling backstop). A call that times
+/// out against a dead master never returns an error to re-resolve on: without this, clients
+/// would follow a failover only once the old address answered again.
+const SENTINEL_POLL: Duration = Duration::from_millis(250);
+
+async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Mutex<SocketAddr>>) {
+    loop {
+        sleep(SENTINEL_POLL).await;
+        resolve_master(&rpc, &sentinels, &master).await;
+    }
+}
+
+/// Asks the Sentinels in turn who the master is; the first answer wins. Each is asked with a
+/// deadline of its own: no Sentinel may hang a client.
+async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Mutex<SocketAddr>) {
+    for &s in sentinels {
+        let ask = rpc.call::<SentinelMsg, SentinelReply>(
+            s,
+            TAG_SENTINEL,
+            SentinelMsg::GetMaster,
+            Duration::from_millis(200),
+        );
+        if let Ok(SentinelReply::Master(m)) = ask.await {
+            *master.lock().unwrap() = m;
+            return;
+        }
+    }
+}
+
+impl SimRedis {
+    pub async fn resolve(&self) {
+        resolve_master(&self.rpc, &self.sentinels, &self.master).await;
+    }
+
+    /// The `fill_if_newer` and `tombstone` scripts: one script, the incoming kind an argument.
+    async fn versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        px_ms: u64,
+        kind: Kind,
+    ) -> TierResult<bool> {
+        match self
+            .exec(rd::Cmd::Versioned {
+                key: key.into(),
+                value: value.to_vec(),
+                version,
+                px_ms,
+                kind,
+            })
+            .await?
+        {
+            rd::Reply::Bool(b) => Ok(b),
+            _ => unexpected("redis"),
+        }
+    }
+
+    async fn exec(&self, c: rd::Cmd) -> TierResult<rd::Reply> {
+        let master = *self.master.lock().unwrap();
+        let r = self
+            .rpc
+            .call::<Admin, AdminReply>(master, TAG_REDIS, Admin::Cmd(c), self.timeout)
+            .await;
+        match r {
+            Ok(AdminReply::Reply(rd::Reply::Err(e))) if e.starts_with("READONLY") => {
+                self.resolve().await;
+                Err(TierError::Unavailable {
+                    tier: "redis",
+                    detail: e,
+                })
+            }
+            Ok(AdminReply::Reply(rd::Reply::Err(e))) => Err(TierError::Refused {
+                tier: "redis",
+                detail: e,
+            }),
+            Ok(AdminReply::Reply(r)) => Ok(r),
+            Ok(_) => Err(TierError::Refused {
+                tier: "redis",
+                detail: "unexpected reply".into(),
+            }),
+            Err(e) => {
+                self.resolve().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn unexpected<T>(tier: &'static str) -> TierResult<T> {
+    Err(TierError::Refused {
+        tier,
+        detail: "unexpected reply".into(),
+    })
+}
+
+impl RedisLike for SimRedis {
+    async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
+        match self.exec(rd::Cmd::Get(key.into())).await? {
+            rd::Reply::Bulk(v) => Ok(v),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
+        let cond = match cond {
+            SetCond::Always => rd::Cond::Always,
+            SetCond::Nx => rd::Cond::Nx,
+            SetCond::Xx => rd::Cond::Xx,
+        };
+        match self
+            .exec(rd::Cmd::Set {
+                key: key.into(),
+                value: value.to_vec(),
+                px_ms: ttl_ms,
+                cond,
+            })
+            .await?
+        {
+            rd::Reply::Bool(b) => Ok(b),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn del(&self, keys: &[String]) -> TierResult<u64> {
+        match self.exec(rd::Cmd::Del(keys.to_vec())).await? {
+            rd::Reply::Int(n) => Ok(n),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn scan(&self, cursor: u64, pattern: &str, count: u32) -> TierResult<(u64, Vec<String>)> {
+        match self
+            .exec(rd::Cmd::Scan {
+                cursor,
+                pattern: pattern.into(),
+                count,
+            })
+            .await?
+        {
+            rd::Reply::Scan(c, k) => Ok((c, k)),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.versioned(key, value, version, ttl_ms, Kind::Value)
+            .await
+    }
+    async fn tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
+            .await
+    }
+    async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
+        match self
+            .exec(rd::Cmd::Release {
+                key: key.into(),
+                token: token.into(),
+            })
+            .await?
+        {
+            rd::Reply::Bool(b) => Ok(b),
+            _ => unexpected("redis"),
+        }
+    }
+}
+
+pub struct SimMemcached {
+    rpc: Rpc,
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+impl SimMemcached {
+    async fn exec(&self, c: mc::Cmd) -> TierResult<mc::Reply> {
+        match self
+            .rpc
+            .call::<mc::Cmd, mc::Reply>(self.addr, TAG_MEMCACHED, c, self.timeout)
+            .await?
+        {
+            mc::Reply::Err(e) => Err(TierError::Refused {
+                tier: "memcached",
+                detail: e,
+            }),
+            r => Ok(r),
+        }
+    }
+}
+
+impl MemcachedLike for SimMemcached {
+    async fn gets(&self, key: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
+        match self.exec(mc::Cmd::Gets(key.into())).await? {
+            mc::Reply::Value(v) => Ok(v),
+            _ => unexpected("memcached"),
+        }
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<()> {
+        self.exec(mc::Cmd::Set {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl_s,
+        })
+        .await
+        .map(drop)
+    }
+    async fn add(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
+        match self
+            .exec(mc::Cmd::Add {
+                key: key.into(),
+                value: value.to_vec(),
+                ttl_s,
+            })
+            .await?
+        {
+            mc::Reply::Stored(b) => Ok(b),
+            _ => unexpected("memcached"),
+        }
+    }
+    async fn cas(&self, key: &str, value: &[u8], ttl_s: u32, cas: u64) -> TierResult<bool> {
+        match self
+            .exec(mc::Cmd::Cas {
+                key: key.into(),
+                value: value.to_vec(),
+                ttl_s,
+                cas,
+            })
+            .await?
+        {
+            mc::Reply::Stored(b) => Ok(b),
+            _ => unexpected("memcached"),
+        }
+    }
+    async fn delete(&self, key: &str) -> TierResult<bool> {
+        match self.exec(mc::Cmd::Delete(key.into())).await? {
+            mc::Reply::Deleted(b) => Ok(b),
+            _ => unexpected("memcached"),
+        }
+    }
+    async fn flush_all(&self) -> TierResult<()> {
+        self.exec(mc::Cmd::FlushAll).await.map(drop)
+    }
+}
+
+pub struct SimStore {
+    rpc: Rpc,
+    primary: SocketAddr,
+    replica: SocketAddr,
+    timeout: Duration,
+}
+
+impl Store for SimStore {
+    async fn read(&self, key: &str, from: ReadFrom) -> TierResult<Option<Row>> {
+        let dst = if from == ReadFrom::Replica {
+            self.replica
+        } else {
+            self.primary
+        };
+        match self
+            .rpc
+            .call::<PgCmd, PgReply>(dst, TAG_PG, PgCmd::Read(key.into()), self.timeout)
+            .await?
+        {
+            PgReply::Row(r) => Ok(r),
+            _ => unexpected("postgres"),
+        }
+    }
+    async fn write(&self, key: &str, _payload: &[u8]) -> TierResult<u64> {
+        // The model derives the payload from (key, version), as a trigger would.
+        match self
+            .rpc
+            .call::<PgCmd, PgReply>(self.primary, TAG_PG, PgCmd::Write(key.into()), self.timeout)
+            .await?
+        {
+            PgReply::Version(v) => Ok(v),
+            _ => unexpected("postgres"),
+        }
+    }
+}
+
+/// `aside` over simulated servers, with any strategy.
+pub type SimCache<St> = CacheAside<SimRedis, SimMemcached, SimStore, St>;
+
+/// An `aside` instance on the node at `at` (call it from a task of that node). `timeout`:
+/// per-call deadline of the backends themselves; `Duration::MAX` when every call goes through
+/// the cache, which times each tier call.
+pub async fn build_cache<St: Strategy>(
+    at: IpAddr,
+    a: &Addrs,
+    strategy: St,
+    cfg: CacheConfig,
+    name: &str,
+    timeout: Duration,
+) -> SimCache<St> {
+    let rpc = Rpc::bind(at).await;
+    let master = Arc::new(Mutex::new(a.redis[0]));
+    madsim::task::spawn(follow_master(
+        rpc.clone(),
+        a.sentinels.clone(),
+        master.clone(),
+    ));
+    let redis = SimRedis {
+        rpc: rpc.clone(),
+        master,
+        sentinels: a.sentinels.clone(),
+        timeout,
+    };
+    let names: Vec<String> = a.memcached.iter().map(|m| m.to_string()).collect();
+    let nodes = a
+        .memcached
+        .iter()
+        .map(|&addr| SimMemcached {
+            rpc: rpc.clone(),
+            addr,
+            timeout,
+        })
+        .collect();
+    let pool = Pool::new(Ring::new(&names).expect("three nodes"), nodes, &cfg);
+    let store = SimStore {
+        rpc,
+        primary: a.pg[0],
+        replica: a.pg[1],
+        timeout,
+    };
+    CacheAside::new(redis, pool, store, strategy, cfg, name)
+}

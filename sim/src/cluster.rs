@@ -1,0 +1,150 @@
+//! The simulated cluster: every server a madsim node with its own address, booted from the
+//! scenario, every node's handle kept by its role so the nemesis can kill, restart or cut it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chaos::fault::Target;
+use chaos::scenario::Scenario;
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::time::{sleep, Instant};
+
+use crate::net::ip;
+use crate::nodes::memcached::memcached_node;
+use crate::nodes::postgres::pg_node;
+use crate::nodes::redis::{redis_node, Role};
+use crate::nodes::sentinel::sentinel_node;
+
+/// Addresses of the servers.
+pub struct Addrs {
+    pub redis: [SocketAddr; 2],
+    pub sentinels: Vec<SocketAddr>,
+    pub memcached: Vec<SocketAddr>,
+    pub pg: [SocketAddr; 2],
+}
+
+impl Addrs {
+    fn new() -> Addrs {
+        Addrs {
+            redis: [
+                SocketAddr::new(ip(1, 1), 6379),
+                SocketAddr::new(ip(1, 2), 6379),
+            ],
+            sentinels: (0..3)
+                .map(|i| SocketAddr::new(ip(1, 11 + i), 26379))
+                .collect(),
+            memcached: (0..3)
+                .map(|i| SocketAddr::new(ip(2, 1 + i), 11211))
+                .collect(),
+            pg: [
+                SocketAddr::new(ip(3, 1), 5432),
+                SocketAddr::new(ip(3, 2), 5432),
+            ],
+        }
+    }
+}
+
+/// A server node, by role.
+pub struct Node {
+    pub target: Target,
+    pub addr: SocketAddr,
+    pub handle: NodeHandle,
+}
+
+pub struct Cluster {
+    pub addrs: Arc<Addrs>,
+    /// The runtime's boot instant: the servers' clocks (TTLs, replica lag) count from here.
+    pub start: Instant,
+    pub servers: Vec<Node>,
+}
+
+/// Sentinels that must agree the master is down.
+const QUORUM: usize = 2;
+
+impl Cluster {
+    /// Boots every server (`keys` seeds the database with version 0 of each) and waits until they
+    /// listen.
+    pub async fn boot(sc: &Scenario, keys: &[String], seed: u64) -> Cluster {
+        let handle = Handle::current();
+        let start = Instant::now();
+        let a = Arc::new(Addrs::new());
+        let mut servers = Vec::new();
+        let mut node = |target: Target, addr: SocketAddr, n: NodeHandle| {
+            servers.push(Node {
+                target,
+                addr,
+                handle: n,
+            })
+        };
+        let builder = |target: Target, addr: SocketAddr| {
+            handle.create_node().name(target.name()).ip(addr.ip())
+        };
+        let (m, r) = (a.redis[0], a.redis[1]);
+        node(
+            Target::RedisMaster,
+            m,
+            builder(Target::RedisMaster, m)
+                .init(move || redis_node(m, Role::Master, Some(r), start))
+                .build(),
+        );
+        node(
+            Target::RedisReplica,
+            r,
+            builder(Target::RedisReplica, r)
+                .init(move || redis_node(r, Role::Replica(m), Some(m), start))
+                .build(),
+        );
+        for (i, &s) in a.sentinels.iter().enumerate() {
+            let peers: Vec<SocketAddr> = a.sentinels.iter().copied().filter(|&p| p != s).collect();
+            let t = Target::Sentinel(i as u8);
+            node(
+                t,
+                s,
+                builder(t, s)
+                    .init(move || sentinel_node(s, peers.clone(), m, Some(r), QUORUM))
+                    .build(),
+            );
+        }
+        for (i, &addr) in a.memcached.iter().enumerate() {
+            let t = Target::Memcached(i as u8);
+            node(
+                t,
+                addr,
+                builder(t, addr)
+                    .init(move || memcached_node(addr, start))
+                    .build(),
+            );
+        }
+        let (query_us, lag_ms) = (sc.db_query_us, sc.pg_replica_lag_ms);
+        let (p0, p1) = (a.pg[0], a.pg[1]);
+        let (k0, k1) = (keys.to_vec(), keys.to_vec());
+        let (s0, s1) = (chaos::seed::pg_primary(seed), chaos::seed::pg_replica(seed));
+        node(
+            Target::PgPrimary,
+            p0,
+            builder(Target::PgPrimary, p0)
+                .init(move || pg_node(p0, k0.clone(), None, 0, query_us, s0, start))
+                .build(),
+        );
+        node(
+            Target::PgReplica,
+            p1,
+            builder(Target::PgReplica, p1)
+                .init(move || pg_node(p1, k1.clone(), Some(p0), lag_ms, query_us, s1, start))
+                .build(),
+        );
+        // Servers bind before clients connect.
+        sleep(Duration::from_millis(50)).await;
+        Cluster {
+            addrs: a,
+            start,
+            servers,
+        }
+    }
+
+    /// The server node playing `target` at boot.
+    pub fn server(&self, target: Target) -> Option<&Node> {
+        self.servers.iter().find(|n| n.target == target)
+    }
+}

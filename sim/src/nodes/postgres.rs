@@ -1,0 +1,79 @@
+//! A PostgreSQL node over the pure model: the primary takes reads and writes; the replica pulls
+//! the primary's log and applies it after a lag. Every query takes a time drawn from the node's
+//! own RNG.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aside::tier::Row;
+use invariants::gen::SplitMix;
+use madsim::net::Endpoint;
+use madsim::time::{sleep, Instant};
+
+use crate::models::postgres::{PgModel, Wal};
+use crate::net::{now_ms, serve, Rpc, TAG_PG};
+
+fn rand_in(rng: &mut SplitMix, (lo, hi): (u64, u64)) -> u64 {
+    lo + rng.below(hi.saturating_sub(lo).max(1))
+}
+
+pub enum PgCmd {
+    Read(String),
+    Write(String),
+    WalAfter(u64),
+}
+
+pub enum PgReply {
+    Row(Option<Row>),
+    Version(u64),
+    Wal(Vec<Wal>),
+}
+
+pub async fn pg_node(
+    addr: SocketAddr,
+    keys: Vec<String>,
+    primary: Option<SocketAddr>,
+    lag_ms: u64,
+    query_us: (u64, u64),
+    seed: u64,
+    start: Instant,
+) {
+    let model = Arc::new(Mutex::new(PgModel::seeded(keys.iter().map(String::as_str))));
+    let ep = Endpoint::bind(addr).await.expect("bind postgres");
+    if let Some(p) = primary {
+        let (model, rpc) = (model.clone(), Rpc::bind(addr.ip()).await);
+        madsim::task::spawn(async move {
+            loop {
+                sleep(Duration::from_millis(10)).await;
+                let after = model.lock().unwrap().applied_lsn;
+                if let Ok(PgReply::Wal(w)) = rpc
+                    .call::<PgCmd, PgReply>(
+                        p,
+                        TAG_PG,
+                        PgCmd::WalAfter(after),
+                        Duration::from_millis(200),
+                    )
+                    .await
+                {
+                    model.lock().unwrap().apply(&w, now_ms(start), lag_ms);
+                }
+            }
+        });
+    }
+    let rng = Arc::new(Mutex::new(SplitMix(seed)));
+    serve(ep, TAG_PG, move |c: PgCmd| {
+        let (m, rng) = (model.clone(), rng.clone());
+        async move {
+            let d = rand_in(&mut rng.lock().unwrap(), query_us);
+            sleep(Duration::from_micros(d)).await;
+            let mut m = m.lock().unwrap();
+            match c {
+                PgCmd::Read(k) => PgReply::Row(m.read(&k)),
+                PgCmd::Write(k) => PgReply::Version(m.write(&k, now_ms(start))),
+                PgCmd::WalAfter(lsn) => PgReply::Wal(m.wal_after(lsn).to_vec()),
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,201 @@
+//! A Sentinel node: pings the master, agrees with the others that it is down (quorum), the
+//! leader of the new epoch (majority vote) promotes the replica, and returning old masters are
+//! demoted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::Endpoint;
+use madsim::time::{sleep, Instant};
+
+use crate::net::{serve, Rpc, TAG_REDIS, TAG_SENTINEL};
+use crate::nodes::redis::{Admin, AdminReply, Role};
+
+struct SentinelState {
+    master: SocketAddr,
+    replica: Option<SocketAddr>,
+    epoch: u64,
+    voted: u64,
+    sdown: bool,
+}
+
+pub enum SentinelMsg {
+    GetMaster,
+    IsDown(SocketAddr),
+    Vote(u64),
+    Config {
+        epoch: u64,
+        master: SocketAddr,
+        replica: Option<SocketAddr>,
+    },
+}
+
+pub enum SentinelReply {
+    Master(SocketAddr),
+    Down(bool),
+    Voted(bool),
+    Ok,
+}
+
+const DOWN_AFTER: Duration = Duration::from_millis(300);
+
+pub async fn sentinel_node(
+    me: SocketAddr,
+    peers: Vec<SocketAddr>,
+    master: SocketAddr,
+    replica: Option<SocketAddr>,
+    quorum: usize,
+) {
+    let st = Arc::new(Mutex::new(SentinelState {
+        master,
+        replica,
+        epoch: 0,
+        voted: 0,
+        sdown: false,
+    }));
+    let ep = Endpoint::bind(me).await.expect("bind sentinel");
+    let rpc = Rpc::bind(me.ip()).await;
+    let handler_state = st.clone();
+    madsim::task::spawn(serve(ep, TAG_SENTINEL, move |m: SentinelMsg| {
+        let st = handler_state.clone();
+        async move {
+            let mut s = st.lock().unwrap();
+            match m {
+                SentinelMsg::GetMaster => SentinelReply::Master(s.master),
+                SentinelMsg::IsDown(a) => SentinelReply::Down(a == s.master && s.sdown),
+                SentinelMsg::Vote(epoch) if epoch > s.voted => {
+                    s.voted = epoch;
+                    SentinelReply::Voted(true)
+                }
+                SentinelMsg::Vote(_) => SentinelReply::Voted(false),
+                SentinelMsg::Config {
+                    epoch,
+                    master,
+                    replica,
+                } => {
+                    if epoch > s.epoch {
+                        (s.epoch, s.master, s.replica, s.sdown) = (epoch, master, replica, false);
+                    }
+                    SentinelReply::Ok
+                }
+            }
+        }
+    }));
+    let mut last_ok = Instant::now();
+    // Old masters seen since a failover, to demote when they come back.
+    let mut demote: Vec<SocketAddr> = Vec::new();
+    loop {
+        sleep(Duration::from_millis(100)).await;
+        let (master, replica, epoch) = {
+            let s = st.lock().unwrap();
+            (s.master, s.replica, s.epoch)
+        };
+        match rpc
+            .call::<Admin, AdminReply>(master, TAG_REDIS, Admin::Ping, Duration::from_millis(100))
+            .await
+        {
+            Ok(AdminReply::Pong(_)) => {
+                last_ok = Instant::now();
+                st.lock().unwrap().sdown = false;
+            }
+            _ => st.lock().unwrap().sdown = last_ok.elapsed() >= DOWN_AFTER,
+        }
+        for old in std::mem::take(&mut demote) {
+            match rpc
+                .call::<Admin, AdminReply>(old, TAG_REDIS, Admin::Ping, Duration::from_millis(100))
+                .await
+            {
+                Ok(AdminReply::Pong(Role::Master)) if old != master => {
+                    let _ = rpc
+                        .call::<Admin, AdminReply>(
+                            old,
+                            TAG_REDIS,
+                            Admin::Follow(master),
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                    st.lock().unwrap().replica = Some(old);
+                }
+                Ok(AdminReply::Pong(_)) => {}
+                _ => demote.push(old),
+            }
+        }
+        if !st.lock().unwrap().sdown {
+            continue;
+        }
+        // Objectively down once a quorum of Sentinels says so.
+        let is_down = |r: &SentinelReply| matches!(r, SentinelReply::Down(true));
+        let agree = 1 + ask_peers(&rpc, &peers, || SentinelMsg::IsDown(master), is_down).await;
+        let Some(candidate) = replica else { continue };
+        if agree < quorum {
+            continue;
+        }
+        // Leader election for the next epoch: a majority of all Sentinels must vote for us.
+        let new_epoch = epoch.max(st.lock().unwrap().voted) + 1;
+        st.lock().unwrap().voted = new_epoch;
+        let voted = |r: &SentinelReply| matches!(r, SentinelReply::Voted(true));
+        let votes = 1 + ask_peers(&rpc, &peers, || SentinelMsg::Vote(new_epoch), voted).await;
+        if votes * 2 <= peers.len() + 1 {
+            sleep(Duration::from_millis(
+                // Each Sentinel backs off by a different amount, so split votes do not repeat.
+                50 + u64::from(match me.ip() {
+                    IpAddr::V4(v4) => v4.octets()[3],
+                    IpAddr::V6(v6) => v6.octets()[15],
+                }) * 37,
+            ))
+            .await;
+            continue;
+        }
+        if rpc
+            .call::<Admin, AdminReply>(
+                candidate,
+                TAG_REDIS,
+                Admin::Promote,
+                Duration::from_millis(200),
+            )
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        {
+            let mut s = st.lock().unwrap();
+            (s.epoch, s.master, s.replica, s.sdown) = (new_epoch, candidate, None, false);
+        }
+        last_ok = Instant::now();
+        demote.push(master);
+        for &p in &peers {
+            let cfg = SentinelMsg::Config {
+                epoch: new_epoch,
+                master: candidate,
+                replica: Some(master),
+            };
+            let _ = rpc
+                .call::<SentinelMsg, SentinelReply>(
+                    p,
+                    TAG_SENTINEL,
+                    cfg,
+                    Duration::from_millis(100),
+                )
+                .await;
+        }
+    }
+}
+
+/// How many of the other Sentinels answer `msg` with a reply that `yes` accepts.
+async fn ask_peers(
+    rpc: &Rpc,
+    peers: &[SocketAddr],
+    msg: impl Fn() -> SentinelMsg,
+    yes: impl Fn(&SentinelReply) -> bool,
+) -> usize {
+    let mut n = 0;
+    for &p in peers {
+        let r = rpc
+            .call::<SentinelMsg, SentinelReply>(p, TAG_SENTINEL, msg(), Duration::from_millis(100))
+            .await;
+        n += usize::from(r.as_ref().is_ok_and(&yes));
+    }
+    n
+}

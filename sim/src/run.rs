@@ -1,0 +1,164 @@
+//! One run, wired: boot the cluster, start one `aside` instance per app node and its clients,
+//! drive the scenario's plan through a nemesis, let the run settle, probe every tier, write the
+//! history. Generic over the strategy (any `aside::Strategy`, a user's own included) and over the
+//! nemesis (the tests wrap the real one to show that a fault which does nothing is caught).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aside::Strategy;
+use chaos::nemesis::{run_plan, Nemesis};
+use chaos::record::Recorder;
+use chaos::scenario::Scenario;
+use invariants::history::{Header, FORMAT};
+use madsim::runtime::Handle;
+use madsim::time::sleep;
+
+use crate::backends::{build_cache, SimCache};
+use crate::client::client_loop;
+use crate::cluster::Cluster;
+use crate::nemesis::SimNemesis;
+use crate::net::ip;
+use crate::probe::probe_all;
+
+/// What a run produced.
+pub struct RunOutput {
+    pub history: Vec<u8>,
+    pub ops: u64,
+    pub sim_ns: u64,
+    /// Reads the app nodes answered from an aged entry (stale-while-revalidate), which the
+    /// history cannot tell from fresh hits.
+    pub stale_served: u64,
+}
+
+/// The commit this binary was built from (for seed logs).
+pub const COMMIT: &str = env!("ASIDE_COMMIT");
+
+/// Simulated time a run may take before madsim aborts it: far beyond any scenario's span, so
+/// reaching it means the run hung.
+pub const TIME_LIMIT: Duration = Duration::from_secs(600);
+
+/// The network configuration of a scenario.
+pub fn config(scenario: &Scenario) -> madsim::Config {
+    let mut c = madsim::Config::default();
+    c.net.send_latency = Duration::from_micros(scenario.net_latency_us.0)
+        ..Duration::from_micros(scenario.net_latency_us.1);
+    c
+}
+
+/// Runs one seed in a fresh runtime: the one way a run is made, by `cargo sim`, its replay and
+/// the `MADSIM_TEST_SEED` test alike.
+pub fn run<St: Strategy + Clone>(scenario: &Scenario, strategy: St, seed: u64) -> RunOutput {
+    run_with(scenario, strategy, seed, |n| n)
+}
+
+/// [`run`] with the simulator's nemesis wrapped by `nemesis`.
+pub fn run_with<St, N>(
+    scenario: &Scenario,
+    strategy: St,
+    seed: u64,
+    nemesis: impl FnOnce(SimNemesis) -> N,
+) -> RunOutput
+where
+    St: Strategy + Clone,
+    N: Nemesis,
+{
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, config(scenario));
+    rt.set_time_limit(TIME_LIMIT);
+    rt.block_on(simulate(scenario, strategy, seed, nemesis))
+}
+
+async fn simulate<St, N>(
+    scenario: &Scenario,
+    strategy: St,
+    seed: u64,
+    wrap: impl FnOnce(SimNemesis) -> N,
+) -> RunOutput
+where
+    St: Strategy + Clone,
+    N: Nemesis,
+{
+    let handle = Handle::current();
+    let workload = Arc::new(scenario.workload());
+    let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
+    let rec = Arc::new(Recorder::start());
+    let cfg = scenario.cache_config();
+    let duration = Duration::from_millis(scenario.duration_ms);
+    let mut clients = Vec::new();
+    let mut caches: Vec<Arc<SimCache<St>>> = Vec::new();
+    for app in 0..scenario.apps {
+        let at = ip(4, 1 + app as u8);
+        let name = chaos::fault::Target::App(app as u8).name();
+        let node = handle.create_node().name(&name).ip(at).build();
+        // One `aside` instance per application node, shared by its clients, as in production:
+        // single-flight coalesces their misses and they share breakers and metrics.
+        let (addrs, cfg, st) = (cluster.addrs.clone(), cfg.clone(), strategy.clone());
+        let cache = Arc::new(
+            node.spawn(async move { build_cache(at, &addrs, st, cfg, &name, Duration::MAX).await })
+                .await
+                .expect("the app node builds its cache"),
+        );
+        caches.push(cache.clone());
+        for c in 0..scenario.clients_per_app {
+            let client = (app * scenario.clients_per_app + c) as u64;
+            clients.push(node.spawn(client_loop(
+                cache.clone(),
+                workload.clone(),
+                rec.clone(),
+                client,
+                seed,
+                duration,
+            )));
+        }
+    }
+
+    let mut nemesis = wrap(SimNemesis::new(&cluster, ip(4, 200)).await);
+    run_plan(&mut nemesis, &scenario.plan, &rec).await;
+    for c in clients {
+        let _ = c.await;
+    }
+    sleep(Duration::from_millis(scenario.settle_ms)).await;
+
+    // Probes: every tier, every key, after the final heal, through a cache of their own.
+    let prober = handle.create_node().name("prober").ip(ip(4, 100)).build();
+    let (addrs, keys, r, st) = (
+        cluster.addrs.clone(),
+        workload.keys().to_vec(),
+        rec.clone(),
+        strategy.clone(),
+    );
+    let _ = prober
+        .spawn(async move {
+            let cache = build_cache(
+                ip(4, 100),
+                &addrs,
+                st,
+                cfg,
+                "prober",
+                Duration::from_secs(1),
+            )
+            .await;
+            probe_all(&cache, &keys, &r).await;
+        })
+        .await;
+
+    let header = Header {
+        format: FORMAT,
+        world: "sim".into(),
+        scenario: scenario.name.into(),
+        strategy: strategy.name().into(),
+        seed,
+        commit: COMMIT.into(),
+        config: scenario.config(),
+    };
+    RunOutput {
+        ops: rec.ops(),
+        history: rec.finish(&header),
+        sim_ns: cluster.start.elapsed().as_nanos() as u64,
+        stale_served: caches
+            .iter()
+            .map(|c| c.metrics().stale_served.load(Relaxed))
+            .sum(),
+    }
+}

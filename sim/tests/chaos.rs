@@ -1,0 +1,177 @@
+//! The harness as a user meets it: their own strategy under the same runner as the built-ins,
+//! and a nemesis whose fault does nothing reported as a harness error, never a pass.
+#![cfg(madsim)]
+
+use std::future::Future;
+
+use aside::tier::{MemcachedLike, RedisLike, SetCond, TierResult};
+use aside::{Builtin, Strategy};
+use chaos::fault::Fault;
+use chaos::nemesis::Nemesis;
+use chaos::scenario;
+use sim::campaign::{judge, run_one};
+use sim::nemesis::SimNemesis;
+
+/// A user's strategy, written outside the library, with a bug: it fills but never invalidates.
+#[derive(Clone)]
+struct Forgetful;
+
+impl Strategy for Forgetful {
+    fn name(&self) -> &str {
+        "forgetful"
+    }
+    fn fill_l1<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        entry: &[u8],
+        _version: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        l1.set(key, entry, ttl_ms, SetCond::Always)
+    }
+    fn fill_l2<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        entry: &[u8],
+        _version: u64,
+        ttl_s: u32,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        let set = node.set(key, entry, ttl_s);
+        async move { set.await.map(|()| true) }
+    }
+    fn invalidate_l1<R: RedisLike>(
+        &self,
+        _l1: &R,
+        _key: &str,
+        _version: Option<u64>,
+        _tombstone_ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+    fn invalidate_l2<M: MemcachedLike>(
+        &self,
+        _node: &M,
+        _key: &str,
+        _version: Option<u64>,
+        _tombstone_ttl_s: u32,
+    ) -> impl Future<Output = TierResult<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A user's strategy that is right: it hands everything to `versioned`, under its own name.
+#[derive(Clone)]
+struct Delegating(Builtin);
+
+impl Strategy for Delegating {
+    fn name(&self) -> &str {
+        "delegating"
+    }
+    fn fill_l1<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        self.0.fill_l1(l1, key, entry, version, ttl_ms)
+    }
+    fn fill_l2<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_s: u32,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        self.0.fill_l2(node, key, entry, version, ttl_s)
+    }
+    fn invalidate_l1<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        version: Option<u64>,
+        tombstone_ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<()>> + Send {
+        self.0.invalidate_l1(l1, key, version, tombstone_ttl_ms)
+    }
+    fn invalidate_l2<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        version: Option<u64>,
+        tombstone_ttl_s: u32,
+    ) -> impl Future<Output = TierResult<()>> + Send {
+        self.0.invalidate_l2(node, key, version, tombstone_ttl_s)
+    }
+}
+
+#[test]
+fn a_users_broken_strategy_is_caught_and_a_good_one_holds() {
+    let sc = scenario::find("fill-race").unwrap();
+    for seed in 1..=5 {
+        let bad = run_one(&sc, Forgetful, seed);
+        assert_eq!(bad.strategy, "forgetful");
+        assert!(
+            bad.failed.iter().any(|f| f == "staleness"),
+            "seed {seed}: a strategy that never invalidates passed ({:?})",
+            bad.failed
+        );
+        let good = run_one(&sc, Delegating(Builtin::Versioned), seed);
+        assert!(good.failed.is_empty(), "seed {seed}: {:?}", good.failed);
+        // The same runs as the built-in's, seed for seed, but for the header's name.
+        let builtin = run_one(&sc, Builtin::Versioned, seed);
+        assert_eq!(
+            String::from_utf8(good.history).unwrap(),
+            String::from_utf8(builtin.history).unwrap().replacen(
+                "\"strategy\":\"versioned\"",
+                "\"strategy\":\"delegating\"",
+                1
+            )
+        );
+    }
+}
+
+/// The simulator's nemesis with its hands tied: it records the faults but applies none.
+struct Inert(SimNemesis);
+
+impl Nemesis for Inert {
+    async fn begin(&mut self, _: &Fault) {}
+    async fn heal(&mut self, _: &Fault) {}
+    async fn observe(&mut self, fault: &Fault) -> Option<String> {
+        self.0.observe(fault).await
+    }
+}
+
+#[test]
+fn a_fault_that_did_nothing_is_a_failing_harness_verdict() {
+    for name in ["redis-failover", "memcached-restart"] {
+        let sc = scenario::find(name).unwrap();
+        let r = judge(
+            &sc,
+            "versioned",
+            1,
+            sim::run::run_with(&sc, Builtin::Versioned, 1, Inert),
+        );
+        assert!(
+            r.failed.iter().any(|f| f == "fault-effect"),
+            "{name}: an inert nemesis passed: {:?}",
+            r.failed
+        );
+    }
+}
+
+#[test]
+fn every_fault_of_every_scenario_is_observed_taking_effect() {
+    for sc in scenario::catalog() {
+        let r = run_one(&sc, Builtin::Versioned, 1);
+        let v = r.report.verdict("fault-effect").unwrap();
+        assert!(!v.fails(), "{}: {}", sc.name, v.summary);
+        let text = String::from_utf8(r.history).unwrap();
+        let observed = text.matches("\"action\":\"observed\"").count();
+        assert_eq!(observed, sc.plan.steps.len(), "{}", sc.name);
+    }
+}
