@@ -18,6 +18,7 @@ use tracing::{debug, warn, Instrument};
 use crate::breaker::Breaker;
 use crate::config::CacheConfig;
 use crate::envelope::{self, Entry};
+use crate::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
 use crate::flight::{Abandoned, Flights, Role};
 use crate::key::{escape_glob, Key, KeyError};
 use crate::metrics::{Metrics, TierMetrics};
@@ -125,6 +126,8 @@ pub struct CacheAside<R, M, S, St> {
     /// instances in one process, may share a name): see [`holder_id`].
     holder: u64,
     lease_seq: AtomicU64,
+    /// Where cache actions are reported, if anywhere.
+    events: Option<Arc<dyn Events>>,
 }
 
 /// An id for one `CacheAside`, distinct from every other instance's in this and other processes
@@ -226,7 +229,36 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             instance: instance.into(),
             holder: holder_id(),
             lease_seq: AtomicU64::new(0),
+            events: None,
             cfg,
+        }
+    }
+
+    /// Reports every load, fill, invalidation and lease to `events` (see [`crate::events`]).
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn emit(
+        &self,
+        key: &str,
+        action: Action,
+        tier: Tier,
+        version: Option<u64>,
+        outcome: ActionOutcome,
+        started: Instant,
+    ) {
+        if let Some(sink) = &self.events {
+            sink.on(&CacheEvent {
+                instance: &self.instance,
+                key,
+                action,
+                tier,
+                version,
+                outcome,
+                took: started.elapsed(),
+            });
         }
     }
 
@@ -366,6 +398,22 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         )
     }
 
+    fn emit_fill(
+        &self,
+        key: &str,
+        tier: Tier,
+        version: u64,
+        r: &TierResult<bool>,
+        started: Instant,
+    ) {
+        let outcome = match r {
+            Ok(true) => ActionOutcome::Ok,
+            Ok(false) => ActionOutcome::Refused,
+            Err(_) => ActionOutcome::Failed,
+        };
+        self.emit(key, Action::Fill, tier, Some(version), outcome, started);
+    }
+
     async fn fill_l1(&self, key: &Key, row: &Row) {
         let ttl = self.l1_ttl_ms(key);
         let e = self.entry(key, row, ttl);
@@ -374,13 +422,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             return;
         }
         let hard_ttl = ttl + self.cfg.stale_while_revalidate_ms;
-        match self
+        let started = Instant::now();
+        let r = self
             .on_l1(
                 self.strategy
                     .fill_l1(&self.l1, key.as_str(), &e, row.version, hard_ttl),
             )
-            .await
-        {
+            .await;
+        self.emit_fill(key.as_str(), Tier::L1, row.version, &r, started);
+        match r {
             Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
             Ok(false) => drop(self.metrics.l1.fill_rejections.fetch_add(1, Relaxed)),
             Err(e) => debug!(key = %key, error = %e, "L1 fill failed"),
@@ -398,14 +448,16 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
         let ttl_s = Self::secs(ttl + self.cfg.stale_while_revalidate_ms);
-        match self
+        let started = Instant::now();
+        let r = self
             .on_l2(
                 n,
                 self.strategy
                     .fill_l2(&self.l2.nodes[n], &mk, &e, row.version, ttl_s),
             )
-            .await
-        {
+            .await;
+        self.emit_fill(key.as_str(), Tier::L2, row.version, &r, started);
+        match r {
             Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
             Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
             Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
@@ -461,9 +513,20 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
             Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
+        let started = Instant::now();
         match self.read_l2(key).await {
             Found::Fresh(row) => {
                 self.metrics.l2.hits.fetch_add(1, Relaxed);
+                // What the backfill below puts into L1 was loaded from L2.
+                let v = Some(row.version);
+                self.emit(
+                    key.as_str(),
+                    Action::Load,
+                    Tier::L2,
+                    v,
+                    ActionOutcome::Ok,
+                    started,
+                );
                 self.fill_l1(key, &row).await;
                 return hit(row, Source::L2, false);
             }
@@ -526,18 +589,22 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             self.holder,
             self.lease_seq.fetch_add(1, Relaxed)
         );
-        match self
+        let started = Instant::now();
+        let r = self
             .on_l1(self.l1.set(
                 &Self::lease_key(key),
                 token.as_bytes(),
                 self.cfg.lease_ms,
                 SetCond::Nx,
             ))
-            .await
-        {
-            Ok(true) | Err(_) => Some(token),
-            Ok(false) => None,
-        }
+            .await;
+        let (action, outcome) = match r {
+            Ok(true) => (Action::LeaseWon, ActionOutcome::Ok),
+            Err(_) => (Action::LeaseWon, ActionOutcome::Failed),
+            Ok(false) => (Action::LeaseLost, ActionOutcome::Ok),
+        };
+        self.emit(key.as_str(), action, Tier::L1, None, outcome, started);
+        (action == Action::LeaseWon).then_some(token)
     }
 
     async fn release(&self, key: &Key, token: &str) {
@@ -579,7 +646,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 }
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            self.load_db(loader).await
+            self.load_db(key, loader).await
         }
         .instrument(span)
         .await
@@ -590,7 +657,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
-        let got = self.load_db(loader).await?;
+        let got = self.load_db(key, loader).await?;
         if let Some(g) = &got {
             self.fill_l1(key, &g.row).await;
             self.fill_l2(key, &g.row).await;
@@ -599,7 +666,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     /// One database read under the concurrency limit.
-    async fn load_db<L, F>(&self, loader: &L) -> Load
+    async fn load_db<L, F>(&self, key: &Key, loader: &L) -> Load
     where
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
@@ -619,6 +686,19 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let start = Instant::now();
         let r = timed("postgres", self.cfg.db_timeout(), loader()).await;
         self.metrics.db.latency.record(start.elapsed());
+        let (tier, version, outcome) = match &r {
+            Ok(row) => (
+                if from == ReadFrom::Replica {
+                    Tier::Replica
+                } else {
+                    Tier::Db
+                },
+                row.as_ref().map(|r| r.version),
+                ActionOutcome::Ok,
+            ),
+            Err(_) => (Tier::Db, None, ActionOutcome::Failed),
+        };
+        self.emit(key.as_str(), Action::Load, tier, version, outcome, start);
         match r {
             Ok(row) => {
                 self.metrics.db.hits.fetch_add(1, Relaxed);
@@ -689,14 +769,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
         let tomb_ms = self.cfg.tombstone_ttl_ms;
+        let started = Instant::now();
         let l1 = self
             .on_l1(
                 self.strategy
                     .invalidate_l1(&self.l1, key.as_str(), version, tomb_ms),
             )
             .await;
+        self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
+        let started = Instant::now();
         let l2 = self
             .on_l2(
                 n,
@@ -704,6 +787,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms)),
             )
             .await;
+        self.emit_invalidation(key.as_str(), Tier::L2, version, &l2, started);
         for (r, m) in [(&l1, &self.metrics.l1), (&l2, &self.metrics.l2)] {
             if r.is_ok() {
                 m.invalidations.fetch_add(1, Relaxed);
@@ -713,6 +797,22 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             warn!(key = %key, error = %e, "invalidation incomplete: the cache may serve the old version until its TTL");
         }
         l1.is_ok() && l2.is_ok()
+    }
+
+    fn emit_invalidation(
+        &self,
+        key: &str,
+        tier: Tier,
+        version: Option<u64>,
+        r: &TierResult<()>,
+        started: Instant,
+    ) {
+        let outcome = if r.is_ok() {
+            ActionOutcome::Ok
+        } else {
+            ActionOutcome::Failed
+        };
+        self.emit(key, Action::Invalidate, tier, version, outcome, started);
     }
 
     /// Invalidates one key that a SCAN found, through the strategy, at the version it holds: a
@@ -732,14 +832,20 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             },
         };
         let tomb_ms = self.cfg.tombstone_ttl_ms;
-        self.on_l1(self.strategy.invalidate_l1(&self.l1, k, version, tomb_ms))
-            .await?;
+        let started = Instant::now();
+        let l1 = self
+            .on_l1(self.strategy.invalidate_l1(&self.l1, k, version, tomb_ms))
+            .await;
+        self.emit_invalidation(k, Tier::L1, version, &l1, started);
+        l1?;
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
+        let started = Instant::now();
         let l2 = self
             .strategy
             .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms));
-        let _ = self.on_l2(n, l2).await;
+        let l2 = self.on_l2(n, l2).await;
+        self.emit_invalidation(k, Tier::L2, version, &l2, started);
         Ok(true)
     }
 
@@ -1010,6 +1116,52 @@ mod tests {
         );
         assert_eq!(first.await.unwrap().unwrap().unwrap().source, Source::Db);
         assert_eq!(c.metrics().shed.load(Relaxed), 1);
+    }
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<String>>);
+
+    impl Events for Sink {
+        fn on(&self, e: &CacheEvent<'_>) {
+            self.0.lock().unwrap().push(format!(
+                "{} {} {} {:?} {}",
+                e.instance,
+                e.action.as_str(),
+                e.tier.as_str(),
+                e.version,
+                e.outcome.as_str()
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn events_report_each_load_fill_invalidation_and_lease_in_order() {
+        let sink = Arc::new(Sink::default());
+        let c = cache(CacheConfig::default(), 0).with_events(sink.clone());
+        let k = key("ev");
+        c.get(&k).await.unwrap();
+        c.write(&k, b"x").await.unwrap();
+        // A fill older than the tombstone the write left is refused, and says so.
+        c.fill_l1(
+            &k,
+            &Row {
+                version: 0,
+                payload: b"v0".to_vec(),
+            },
+        )
+        .await;
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec![
+                "test lease-won l1 None ok",
+                "test load db Some(0) ok",
+                "test fill l1 Some(0) ok",
+                "test fill l2 Some(0) ok",
+                "test invalidate l1 Some(1) ok",
+                "test invalidate l2 Some(1) ok",
+                "test fill l1 Some(0) refused",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod envelope;
+pub mod events;
 pub mod flight;
 pub mod key;
 pub mod metrics;

@@ -5,9 +5,12 @@
 
 use std::sync::Mutex;
 
+use aside::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
 use aside::tier::TierError;
 use aside::{Got, Key, Written};
-use invariants::history::{FaultAction, Header, OpKind, Outcome, Probe, Source};
+use invariants::history::{
+    ActOutcome, CacheAct, CacheAction, FaultAction, Header, OpKind, Outcome, Probe, Source,
+};
 use invariants::write::{op, Writer};
 use tokio::time::Instant;
 
@@ -33,6 +36,18 @@ struct FaultLine {
     effect: Option<String>,
 }
 
+/// A library action ([`aside::events::CacheEvent`]) as it will be written.
+struct CacheLine {
+    node: String,
+    key: String,
+    action: CacheAction,
+    tier: Source,
+    version: Option<u64>,
+    outcome: ActOutcome,
+    start_ns: u64,
+    at_ns: u64,
+}
+
 struct ProbeLine {
     key: String,
     at_ns: u64,
@@ -44,11 +59,13 @@ struct ProbeLine {
 struct Lines {
     ops: Vec<OpLine>,
     faults: Vec<FaultLine>,
+    cache: Vec<CacheLine>,
     probes: Vec<ProbeLine>,
 }
 
 /// Collects a run's lines; [`Recorder::finish`] writes the history: the header, ops in the order
-/// they completed, fault lines, probes.
+/// they completed, fault lines, the library's cache actions (hand the recorder to
+/// `CacheAside::with_events`), probes.
 pub struct Recorder {
     origin: Instant,
     lines: Mutex<Lines>,
@@ -206,6 +223,19 @@ impl Recorder {
             w.fault(f.at_ns, f.action, &f.fault.to_json(), f.effect.as_deref())
                 .expect("vec");
         }
+        for c in &lines.cache {
+            w.cache(&CacheAct {
+                node: c.node.as_str().into(),
+                key: c.key.as_str().into(),
+                action: c.action,
+                tier: c.tier,
+                version: c.version,
+                outcome: c.outcome,
+                start_ns: c.start_ns,
+                at_ns: c.at_ns,
+            })
+            .expect("vec");
+        }
         for p in &lines.probes {
             w.probe(&Probe {
                 key: p.key.as_str().into(),
@@ -216,5 +246,39 @@ impl Recorder {
             .expect("vec");
         }
         w.into_inner()
+    }
+}
+
+/// The library's actions become `cache` lines, so that a stale read's witness can name the load,
+/// the invalidation and the fill behind it.
+impl Events for Recorder {
+    fn on(&self, e: &CacheEvent<'_>) {
+        let at_ns = self.now_ns();
+        let line = CacheLine {
+            node: e.instance.to_string(),
+            key: e.key.to_string(),
+            action: match e.action {
+                Action::Load => CacheAction::Load,
+                Action::Fill => CacheAction::Fill,
+                Action::Invalidate => CacheAction::Invalidate,
+                Action::LeaseWon => CacheAction::LeaseWon,
+                Action::LeaseLost => CacheAction::LeaseLost,
+            },
+            tier: match e.tier {
+                Tier::L1 => Source::L1,
+                Tier::L2 => Source::L2,
+                Tier::Db => Source::Db,
+                Tier::Replica => Source::Replica,
+            },
+            version: e.version,
+            outcome: match e.outcome {
+                ActionOutcome::Ok => ActOutcome::Ok,
+                ActionOutcome::Refused => ActOutcome::Refused,
+                ActionOutcome::Failed => ActOutcome::Failed,
+            },
+            start_ns: at_ns.saturating_sub(e.took.as_nanos() as u64),
+            at_ns,
+        };
+        self.lines.lock().expect("recorder").cache.push(line);
     }
 }

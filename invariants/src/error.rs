@@ -27,7 +27,7 @@ pub enum Problem {
     Truncated,
     #[error("invalid JSON: {0}")]
     Json(String),
-    #[error("unknown line type {0:?}: expected header, op, fault or probe")]
+    #[error("unknown line type {0:?}: expected header, op, fault, probe or cache")]
     UnknownType(String),
     #[error("{line_type} line is missing field {field:?}")]
     MissingField {
@@ -56,6 +56,8 @@ pub enum Problem {
     UnsupportedFormat(u64),
     #[error("bound {key} {why}")]
     BadConfig { key: String, why: String },
+    #[error("cache action ends at {at_ns} ns before it starts at {start_ns} ns: start_ns must not be after at_ns")]
+    ActBeforeStart { start_ns: u64, at_ns: u64 },
     #[error("fault {fault} stops at {at_ns} ns but was never started before then")]
     StopWithoutStart { fault: String, at_ns: u64 },
     #[error("too many distinct keys (more than {0}): the checker indexes keys with 32 bits")]

@@ -183,6 +183,86 @@ pub struct Fault {
     pub effect: Option<String>,
 }
 
+/// What the cache itself did (not an op): a load, fill, invalidation or lease, reported by the
+/// library so that a witness can name the causal chain behind a stale read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CacheAction {
+    Load,
+    Fill,
+    Invalidate,
+    LeaseWon,
+    LeaseLost,
+}
+
+impl CacheAction {
+    fn parse(s: &str) -> Result<Self, Problem> {
+        match s {
+            "load" => Ok(CacheAction::Load),
+            "fill" => Ok(CacheAction::Fill),
+            "invalidate" => Ok(CacheAction::Invalidate),
+            "lease-won" => Ok(CacheAction::LeaseWon),
+            "lease-lost" => Ok(CacheAction::LeaseLost),
+            _ => Err(bad(
+                "action",
+                s,
+                "expected load, fill, invalidate, lease-won or lease-lost",
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheAction::Load => "load",
+            CacheAction::Fill => "fill",
+            CacheAction::Invalidate => "invalidate",
+            CacheAction::LeaseWon => "lease-won",
+            CacheAction::LeaseLost => "lease-lost",
+        }
+    }
+}
+
+/// How a cache action ended: `ok` done, `refused` the tier said no on purpose (a fill older than
+/// a tombstone), `failed` an error or timeout (it may have happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActOutcome {
+    Ok,
+    Refused,
+    Failed,
+}
+
+impl ActOutcome {
+    fn parse(s: &str) -> Result<Self, Problem> {
+        match s {
+            "ok" => Ok(ActOutcome::Ok),
+            "refused" => Ok(ActOutcome::Refused),
+            "failed" => Ok(ActOutcome::Failed),
+            _ => Err(bad("outcome", s, "expected ok, refused or failed")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActOutcome::Ok => "ok",
+            ActOutcome::Refused => "refused",
+            ActOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One cache action of instance `node`, from `start_ns` to `at_ns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheAct<'a> {
+    pub node: Cow<'a, str>,
+    pub key: Cow<'a, str>,
+    pub action: CacheAction,
+    /// `l1`, `l2`, `db` or `replica`.
+    pub tier: Source,
+    pub version: Option<u64>,
+    pub outcome: ActOutcome,
+    pub start_ns: u64,
+    pub at_ns: u64,
+}
+
 /// An end-of-run read of one tier for one key, taken after every fault healed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe<'a> {
@@ -200,6 +280,7 @@ pub enum Line<'a> {
     Op(Op<'a>),
     Fault(Fault),
     Probe(Probe<'a>),
+    Cache(CacheAct<'a>),
 }
 
 /// The union of every line type's fields; which ones are required depends on `type`.
@@ -243,6 +324,10 @@ struct RawLine<'a> {
     fault: Option<Value>,
     #[serde(borrow)]
     effect: Option<Cow<'a, str>>,
+    // cache
+    #[serde(borrow)]
+    node: Option<Cow<'a, str>>,
+    start_ns: Option<u64>,
     // probe
     #[serde(borrow)]
     tier: Option<Cow<'a, str>>,
@@ -298,6 +383,7 @@ pub fn parse_line_serde(text: &[u8], at_eof: bool) -> Result<Line<'_>, Problem> 
         "fault" => parse_fault(raw).map(Line::Fault),
         "probe" => build_probe(raw.fields()).map(Line::Probe),
         "header" => parse_header(raw).map(Line::Header),
+        "cache" => parse_cache(raw).map(Line::Cache),
         _ => Err(Problem::UnknownType(ty.into_owned())),
     }
 }
@@ -450,6 +536,33 @@ pub(crate) fn build_probe(raw: RawFields<'_>) -> Result<Probe<'_>, Problem> {
         at_ns,
         tier,
         version,
+    })
+}
+
+fn parse_cache(raw: RawLine<'_>) -> Result<CacheAct<'_>, Problem> {
+    const T: &str = "cache";
+    let tier = Source::parse("tier", &need(raw.tier, T, "tier")?)?;
+    if matches!(tier, Source::L0 | Source::Wait) {
+        return Err(bad(
+            "tier",
+            tier.as_str(),
+            "expected l1, l2, db or replica for a cache action",
+        ));
+    }
+    let start_ns = need(raw.start_ns, T, "start_ns")?;
+    let at_ns = need(raw.at_ns, T, "at_ns")?;
+    if start_ns > at_ns {
+        return Err(Problem::ActBeforeStart { start_ns, at_ns });
+    }
+    Ok(CacheAct {
+        node: need(raw.node, T, "node")?,
+        key: need(raw.key, T, "key")?,
+        action: CacheAction::parse(&need(raw.action, T, "action")?)?,
+        tier,
+        version: version(raw.version.flatten())?,
+        outcome: ActOutcome::parse(&need(raw.outcome, T, "outcome")?)?,
+        start_ns,
+        at_ns,
     })
 }
 

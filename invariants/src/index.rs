@@ -13,7 +13,9 @@ use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 
 use crate::error::{HistoryError, Problem};
-use crate::history::{parse_line, FaultAction, Header, Line, OpKind, Outcome, Source};
+use crate::history::{
+    parse_line, ActOutcome, CacheAction, FaultAction, Header, Line, OpKind, Outcome, Source,
+};
 use crate::payload;
 
 /// Reads kept in memory before the log spills to a temporary file (64 bytes each: 4 MiB).
@@ -29,6 +31,34 @@ pub struct WriteRec {
     pub complete_ns: u64,
     pub version: Option<u64>,
     pub outcome: Outcome,
+}
+
+/// A cache action (a `cache` line) of one key, kept to explain stale reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActRec {
+    pub line: u64,
+    pub node: Box<str>,
+    pub action: CacheAction,
+    pub tier: Source,
+    pub version: Option<u64>,
+    pub outcome: ActOutcome,
+    pub start_ns: u64,
+    pub at_ns: u64,
+}
+
+impl ActRec {
+    /// A total order that ignores line numbers, so a shuffled history picks the same action.
+    pub fn order(&self) -> (u64, u64, CacheAction, Source, Option<u64>, ActOutcome, &str) {
+        (
+            self.at_ns,
+            self.start_ns,
+            self.action,
+            self.tier,
+            self.version,
+            self.outcome,
+            &self.node,
+        )
+    }
 }
 
 /// A read, fixed-size so it can be spilled and streamed back.
@@ -238,6 +268,8 @@ pub struct KeyIndex {
     /// The acknowledged write with the highest version.
     pub max_ok: Option<u32>,
     pub any_unknown: bool,
+    /// Cache actions on this key, by [`ActRec::order`].
+    pub acts: Vec<ActRec>,
 }
 
 /// How a read's version is accounted for by the writes of its key.
@@ -254,6 +286,7 @@ pub enum Explained {
 
 impl KeyIndex {
     fn finish(&mut self) {
+        self.acts.sort_by(|a, b| a.order().cmp(&b.order()));
         let w = &self.writes;
         let mut ok: Vec<u32> = (0..w.len() as u32)
             .filter(|&i| w[i as usize].outcome == Outcome::Ok)
@@ -641,6 +674,21 @@ impl Index {
                         FaultAction::Start => events.push((f.fault, f.at_ns, true, lineno)),
                         FaultAction::Stop => events.push((f.fault, f.at_ns, false, lineno)),
                     }
+                }
+                Line::Cache(c) => {
+                    let key = b
+                        .intern(&c.key)
+                        .ok_or_else(|| err(lineno, Problem::TooManyKeys(u32::MAX as u64)))?;
+                    b.keys[key as usize].acts.push(ActRec {
+                        line: lineno,
+                        node: c.node.as_ref().into(),
+                        action: c.action,
+                        tier: c.tier,
+                        version: c.version,
+                        outcome: c.outcome,
+                        start_ns: c.start_ns,
+                        at_ns: c.at_ns,
+                    });
                 }
                 Line::Probe(p) => {
                     let key = b

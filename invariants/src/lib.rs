@@ -10,6 +10,7 @@
 //! This crate knows nothing of caches or runtimes, so it can judge a history from anywhere.
 
 pub mod bounds;
+pub mod chain;
 pub mod checkers;
 pub mod error;
 mod fastline;

@@ -191,6 +191,27 @@ impl H {
         self.line
     }
 
+    /// A `cache` line (a library action); returns its line number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cache(
+        &mut self,
+        node: &str,
+        key: &str,
+        action: &str,
+        tier: Source,
+        version: Option<u64>,
+        outcome: &str,
+        span: (u64, u64),
+    ) -> u64 {
+        let line = json!({
+            "type": "cache", "node": node, "key": key, "action": action, "tier": tier.as_str(),
+            "version": version, "outcome": outcome, "start_ns": span.0, "at_ns": span.1,
+        });
+        self.w.raw_line(&line.to_string()).expect("vec");
+        self.line += 1;
+        self.line
+    }
+
     pub fn line_of(&self, id: u64) -> u64 {
         self.lines[&id]
     }

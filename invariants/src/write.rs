@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use crate::history::{FaultAction, Header, Op, OpKind, Outcome, Probe, FORMAT};
+use crate::history::{CacheAct, FaultAction, Header, Op, OpKind, Outcome, Probe, FORMAT};
 
 fn s(text: &str) -> String {
     serde_json::to_string(text).expect("strings always serialize")
@@ -84,6 +84,27 @@ impl<W: Write> Writer<W> {
             write!(self.out, r#","effect":{}"#, s(e))?;
         }
         writeln!(self.out, "}}")
+    }
+
+    /// A `cache` line: one action of the library (see [`CacheAct`]).
+    pub fn cache(&mut self, c: &CacheAct<'_>) -> io::Result<()> {
+        let v = c.version.map_or("null".to_string(), |v| v.to_string());
+        writeln!(
+            self.out,
+            r#"{{"type":"cache","node":{},"key":{},"action":"{}","tier":"{}","version":{v},"outcome":"{}","start_ns":{},"at_ns":{}}}"#,
+            s(&c.node),
+            s(&c.key),
+            c.action.as_str(),
+            c.tier.as_str(),
+            c.outcome.as_str(),
+            c.start_ns,
+            c.at_ns
+        )
+    }
+
+    /// A line written as given (for tests that build unusual lines).
+    pub fn raw_line(&mut self, line: &str) -> io::Result<()> {
+        writeln!(self.out, "{line}")
     }
 
     pub fn probe(&mut self, p: &Probe<'_>) -> io::Result<()> {

@@ -94,10 +94,15 @@ where
         // One `aside` instance per application node, shared by its clients, as in production:
         // single-flight coalesces their misses and they share breakers and metrics.
         let (addrs, cfg, st) = (cluster.addrs.clone(), cfg.clone(), strategy.clone());
+        let events: Arc<dyn aside::events::Events> = rec.clone();
         let cache = Arc::new(
-            node.spawn(async move { build_cache(at, &addrs, st, cfg, &name, Duration::MAX).await })
-                .await
-                .expect("the app node builds its cache"),
+            node.spawn(async move {
+                build_cache(at, &addrs, st, cfg, &name, Duration::MAX)
+                    .await
+                    .with_events(events)
+            })
+            .await
+            .expect("the app node builds its cache"),
         );
         caches.push(cache.clone());
         for c in 0..scenario.clients_per_app {

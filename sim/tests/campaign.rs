@@ -20,9 +20,10 @@ fn naive_fill_invalidate_race_is_found_within_50_seeds_without_faults() {
             continue;
         };
         // The witness is the few ops (and probe lines) that prove it: the newer write and the
-        // stale read, or the diverged probe and the database's.
+        // stale read with its causal chain (the load, the invalidations, the late fill), or the
+        // diverged probe and the database's.
         assert!(
-            v.witness.lines.len() <= 4,
+            v.witness.lines.len() <= 8,
             "seed {seed}: witness of {} lines",
             v.witness.lines.len()
         );
@@ -201,4 +202,35 @@ fn aside_log_shows_the_library_spans_of_a_seed_in_simulated_time() {
         );
     }
     assert!(err.contains("sim+"), "times are simulated");
+}
+
+#[test]
+fn a_stale_read_of_the_race_is_explained_by_its_load_invalidation_and_late_fill() {
+    let sc = scenario::find("fill-race").unwrap();
+    let o = (1..=50)
+        .map(|s| run_one(&sc, Builtin::Naive, s))
+        .find(|o| o.report.verdict("staleness").unwrap().fails())
+        .expect("naive goes stale within 50 seeds");
+    let v = o.report.verdict("staleness").unwrap();
+    for part in ["causal chain:", "loaded v", "invalidated v", "filled v"] {
+        assert!(
+            v.summary.contains(part),
+            "seed {}: no {part:?} in {}",
+            o.seed,
+            v.summary
+        );
+    }
+    // What `aside check` prints: the chain's own lines among the witness lines.
+    let table = sim::campaign::explain(&o);
+    for action in [
+        "\"action\":\"load\"",
+        "\"action\":\"fill\"",
+        "\"action\":\"invalidate\"",
+    ] {
+        assert!(
+            table.contains(action),
+            "seed {}: no {action} line in\n{table}",
+            o.seed
+        );
+    }
 }

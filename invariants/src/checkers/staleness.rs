@@ -9,6 +9,7 @@
 use std::io;
 
 use super::{fmt_ns, ReadChecker};
+use crate::chain;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::quantiles::Quantiles;
 use crate::verdict::{nines, Figure, Verdict};
@@ -94,10 +95,17 @@ impl ReadChecker for Staleness {
         }
         let (s, r, w) = self.worst.expect("delta > bound >= 0 needs a stale read");
         let write = idx.write(r.key, w);
+        let found_in = r.source.filter(|s| s.is_cache());
+        let chain = chain::explain(idx, r.key, r.version, found_in, r.complete_ns, write);
+        let why = if chain.is_empty() {
+            String::new()
+        } else {
+            format!("; causal chain: {}", chain.describe(write))
+        };
         v.judge(
             true,
             format!(
-                "read {} of {:?} returned v{} {} after write {} of v{} completed (bound {})",
+                "read {} of {:?} returned v{} {} after write {} of v{} completed (bound {}){why}",
                 r.id,
                 idx.key_name(r.key),
                 r.version,
@@ -109,6 +117,9 @@ impl ReadChecker for Staleness {
         );
         v.witness.op(write.id, write.line);
         v.witness.op(r.id, r.line);
+        for l in chain.lines() {
+            v.witness.line(l);
+        }
         for f in idx.faults_overlapping(write.complete_ns, r.invoke_ns) {
             v.witness.line(f.start_line);
             if let Some(l) = f.stop_line {
