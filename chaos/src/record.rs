@@ -36,18 +36,6 @@ struct FaultLine {
     effect: Option<String>,
 }
 
-/// A library action ([`aside::events::CacheEvent`]) as it will be written.
-struct CacheLine {
-    node: String,
-    key: String,
-    action: CacheAction,
-    tier: Source,
-    version: Option<u64>,
-    outcome: ActOutcome,
-    start_ns: u64,
-    at_ns: u64,
-}
-
 struct ProbeLine {
     key: String,
     at_ns: u64,
@@ -59,7 +47,7 @@ struct ProbeLine {
 struct Lines {
     ops: Vec<OpLine>,
     faults: Vec<FaultLine>,
-    cache: Vec<CacheLine>,
+    cache: Vec<CacheAct<'static>>,
     probes: Vec<ProbeLine>,
 }
 
@@ -224,17 +212,7 @@ impl Recorder {
                 .expect("vec");
         }
         for c in &lines.cache {
-            w.cache(&CacheAct {
-                node: c.node.as_str().into(),
-                key: c.key.as_str().into(),
-                action: c.action,
-                tier: c.tier,
-                version: c.version,
-                outcome: c.outcome,
-                start_ns: c.start_ns,
-                at_ns: c.at_ns,
-            })
-            .expect("vec");
+            w.cache(c).expect("vec");
         }
         for p in &lines.probes {
             w.probe(&Probe {
@@ -254,9 +232,9 @@ impl Recorder {
 impl Events for Recorder {
     fn on(&self, e: &CacheEvent<'_>) {
         let at_ns = self.now_ns();
-        let line = CacheLine {
-            node: e.instance.to_string(),
-            key: e.key.to_string(),
+        let line = CacheAct {
+            node: e.instance.to_string().into(),
+            key: e.key.to_string().into(),
             action: match e.action {
                 Action::Load => CacheAction::Load,
                 Action::Fill => CacheAction::Fill,
