@@ -54,15 +54,76 @@ impl Target {
     }
 }
 
+/// One side of a fault: a node by role, or every node of a kind (`apps`, `redis`, `sentinels`,
+/// `memcached`, `postgres`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    One(Target),
+    Apps,
+    Redis,
+    Sentinels,
+    Memcached,
+    Postgres,
+}
+
+impl From<Target> for Side {
+    fn from(t: Target) -> Side {
+        Side::One(t)
+    }
+}
+
+impl Side {
+    pub fn name(&self) -> String {
+        match self {
+            Side::One(t) => t.name(),
+            Side::Apps => "apps".into(),
+            Side::Redis => "redis".into(),
+            Side::Sentinels => "sentinels".into(),
+            Side::Memcached => "memcached".into(),
+            Side::Postgres => "postgres".into(),
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Side, String> {
+        Ok(match name {
+            "apps" => Side::Apps,
+            "redis" => Side::Redis,
+            "sentinels" => Side::Sentinels,
+            "memcached" => Side::Memcached,
+            "postgres" => Side::Postgres,
+            one => Side::One(Target::parse(one).map_err(|e| {
+                format!("{e}, or a group: apps, redis, sentinels, memcached, postgres")
+            })?),
+        })
+    }
+
+    /// Is `t` on this side?
+    pub fn contains(&self, t: Target) -> bool {
+        match self {
+            Side::One(x) => *x == t,
+            Side::Apps => matches!(t, Target::App(_)),
+            Side::Redis => matches!(t, Target::RedisMaster | Target::RedisReplica),
+            Side::Sentinels => matches!(t, Target::Sentinel(_)),
+            Side::Memcached => matches!(t, Target::Memcached(_)),
+            Side::Postgres => matches!(t, Target::PgPrimary | Target::PgReplica),
+        }
+    }
+}
+
 /// What happens to the target. Each kind names its heal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// The process dies and what it held in memory is gone (a Redis master's unreplicated
     /// writes, a memcached node's items); the heal restarts it.
     Kill,
-    /// The process freezes, no message in or out (SIGSTOP, a long GC pause); the heal resumes it
-    /// with its state intact.
+    /// The process freezes (SIGSTOP, a long GC pause): it runs nothing and answers nothing, and
+    /// what it was doing (a fill in flight) completes only when the heal resumes it, with its
+    /// state intact.
     Pause,
+    /// The network between the target and `peers` drops messages: both ways, or with
+    /// `one_way` only the peers' messages to the target (requests arrive, replies are lost: a
+    /// write commits but its caller times out). The heal repairs the links.
+    Partition { peers: Side, one_way: bool },
 }
 
 impl Kind {
@@ -70,6 +131,7 @@ impl Kind {
         match self {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
+            Kind::Partition { .. } => "partition",
         }
     }
 
@@ -78,6 +140,7 @@ impl Kind {
         match self {
             Kind::Kill => "restart",
             Kind::Pause => "resume",
+            Kind::Partition { .. } => "repair",
         }
     }
 }
@@ -85,41 +148,73 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fault {
     pub kind: Kind,
-    pub target: Target,
+    pub target: Side,
 }
 
 impl Fault {
-    pub fn new(kind: Kind, target: Target) -> Fault {
-        Fault { kind, target }
+    pub fn new(kind: Kind, target: impl Into<Side>) -> Fault {
+        Fault {
+            kind,
+            target: target.into(),
+        }
     }
 
-    /// The `fault` object of a history's fault lines: `{"kind":"kill","target":"redis-master"}`.
+    /// The `fault` object of a history's fault lines: `{"kind":"kill","target":"redis-master"}`,
+    /// `{"kind":"partition","target":"apps","peers":"redis","direction":"both"}`.
     pub fn to_json(&self) -> Value {
-        json!({"kind": self.kind.name(), "target": self.target.name()})
+        match self.kind {
+            Kind::Partition { peers, one_way } => json!({
+                "kind": self.kind.name(), "target": self.target.name(), "peers": peers.name(),
+                "direction": if one_way { "replies-lost" } else { "both" },
+            }),
+            _ => json!({"kind": self.kind.name(), "target": self.target.name()}),
+        }
     }
 
     /// The inverse of [`Fault::to_json`].
     pub fn from_json(v: &Value) -> Result<Fault, String> {
-        let kind = match v.get("kind").and_then(Value::as_str) {
+        let text = |field: &str| v.get(field).and_then(Value::as_str);
+        let target = text("target").ok_or("a fault needs a \"target\" such as \"redis-master\"")?;
+        let target = Side::parse(target)?;
+        let kind = match text("kind") {
             Some("kill") => Kind::Kill,
             Some("pause") => Kind::Pause,
+            Some("partition") => Kind::Partition {
+                peers: Side::parse(
+                    text("peers").ok_or("a partition needs \"peers\" such as \"redis\"")?,
+                )?,
+                one_way: match text("direction") {
+                    Some("both") | None => false,
+                    Some("replies-lost") => true,
+                    Some(other) => {
+                        return Err(format!(
+                        "unknown partition direction {other:?}: use \"both\" or \"replies-lost\""
+                    ))
+                    }
+                },
+            },
             other => {
                 return Err(format!(
-                    "unknown fault kind {other:?}: use \"kill\" or \"pause\""
+                    "unknown fault kind {other:?}: use \"kill\", \"pause\" or \"partition\""
                 ))
             }
         };
-        let target = v
-            .get("target")
-            .and_then(Value::as_str)
-            .ok_or("a fault needs a \"target\" such as \"redis-master\"")?;
-        Ok(Fault::new(kind, Target::parse(target)?))
+        Ok(Fault { kind, target })
     }
 }
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.kind.name(), self.target.name())
+        match self.kind {
+            Kind::Partition { peers, one_way } => write!(
+                f,
+                "partition {} {} {}",
+                self.target.name(),
+                if one_way { "<-x-" } else { "<-x->" },
+                peers.name()
+            ),
+            _ => write!(f, "{} {}", self.kind.name(), self.target.name()),
+        }
     }
 }
 
@@ -157,8 +252,21 @@ mod tests {
         assert!(
             Fault::from_json(&json!({"kind": "melt", "target": "app-1"}))
                 .unwrap_err()
-                .contains("\"kill\" or \"pause\"")
+                .contains("\"partition\"")
         );
+        let p = Fault::new(
+            Kind::Partition {
+                peers: Side::Redis,
+                one_way: true,
+            },
+            Side::Apps,
+        );
+        assert_eq!(
+            p.to_json().to_string(),
+            r#"{"kind":"partition","target":"apps","peers":"redis","direction":"replies-lost"}"#
+        );
+        assert_eq!(Fault::from_json(&p.to_json()), Ok(p));
+        assert!(Side::Apps.contains(Target::App(2)) && !Side::Redis.contains(Target::Sentinel(0)));
         assert!(Fault::from_json(&json!({"kind": "kill"}))
             .unwrap_err()
             .contains("target"));

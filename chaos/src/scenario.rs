@@ -5,7 +5,7 @@ use aside::CacheConfig;
 use invariants::Bounds;
 use serde_json::{json, Map, Value};
 
-use crate::fault::{Fault, Kind, Target};
+use crate::fault::{Fault, Kind, Side, Target};
 use crate::plan::{Plan, Step};
 use crate::workload::Workload;
 
@@ -163,7 +163,87 @@ pub fn catalog() -> Vec<Scenario> {
     // An aged L1 hit asks for the lease (one more round trip) before it is served: two round
     // trips of at most 5 ms, plus 1 ms.
     swr.bounds.l1_hit_latency_p99_ns_max = Some(11_000_000);
-    vec![fill_race, replica_fill, failover, mc_restart, swr]
+    let cut = |peers: Side, one_way: bool, target: Side| {
+        Plan::new(vec![Step {
+            at_ms: 1_000,
+            for_ms: 1_000,
+            fault: Fault::new(Kind::Partition { peers, one_way }, target),
+        }])
+    };
+    let mut app_l1 = Scenario::base(
+        "partition-app-l1",
+        "every app node is cut from Redis (master and replica) from 1 s to 2 s",
+    );
+    app_l1.plan = cut(Side::Redis, false, Side::Apps);
+    let mut app_l2 = Scenario::base(
+        "partition-app-l2",
+        "every app node is cut from every memcached node from 1 s to 2 s",
+    );
+    app_l2.plan = cut(Side::Memcached, false, Side::Apps);
+    let mut app_db = Scenario::base(
+        "partition-app-db",
+        "every app node is cut from PostgreSQL (primary and replica) from 1 s to 2 s",
+    );
+    app_db.plan = cut(Side::Postgres, false, Side::Apps);
+    let mut one_way = Scenario::base(
+        "one-way-partition",
+        "from 1 s to 2 s PostgreSQL's replies to the app nodes are lost, its requests arrive: writes commit and time out",
+    );
+    one_way.plan = cut(Side::Postgres, true, Side::Apps);
+    let mut sentinel = Scenario::base(
+        "sentinel-partition",
+        "sentinel-1 is cut from Redis, the other Sentinels and the apps from 1 s to 2.5 s: alone it may not promote",
+    );
+    let s1 = Side::One(Target::Sentinel(0));
+    sentinel.plan = Plan::new(
+        [Side::Redis, Side::Sentinels, Side::Apps]
+            .into_iter()
+            .map(|peers| Step {
+                at_ms: 1_000,
+                for_ms: 1_500,
+                fault: Fault::new(
+                    Kind::Partition {
+                        peers,
+                        one_way: false,
+                    },
+                    s1,
+                ),
+            })
+            .collect(),
+    );
+    let mut rejoin = Scenario::base(
+        "memcached-rejoin",
+        "memcached-1 freezes from 1 s to 2 s and rejoins with the items it held",
+    );
+    rejoin.plan = Plan::new(vec![Step {
+        at_ms: 1_000,
+        for_ms: 1_000,
+        fault: Fault::new(Kind::Pause, Target::Memcached(0)),
+    }]);
+    let mut app_pause = Scenario::base(
+        "app-pause",
+        "app-1 freezes mid-work from 1 s to 3.5 s, longer than the 2 s lease, then finishes its fills",
+    );
+    app_pause.plan = Plan::new(vec![Step {
+        at_ms: 1_000,
+        for_ms: 2_500,
+        fault: Fault::new(Kind::Pause, Target::App(0)),
+    }]);
+    app_pause.duration_ms = 4_500;
+    vec![
+        fill_race,
+        replica_fill,
+        failover,
+        mc_restart,
+        swr,
+        app_l1,
+        app_l2,
+        app_db,
+        one_way,
+        sentinel,
+        rejoin,
+        app_pause,
+    ]
 }
 
 pub fn find(name: &str) -> Result<Scenario, String> {

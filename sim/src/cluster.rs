@@ -45,7 +45,7 @@ impl Addrs {
     }
 }
 
-/// A server node, by role.
+/// A node by role (a server, or an app node: its port is then 0).
 pub struct Node {
     pub target: Target,
     pub addr: SocketAddr,

@@ -51,6 +51,20 @@ pub fn cells() -> Vec<Cell> {
         cell("memcached-restart", Versioned, Finds(&["staleness", "convergence"]), "the app node's breaker keeps memcached-1's circuit open for a cooldown after the node is back; an invalidation skipped then is never retried, so a value filled before it stays (the outbox of `durable` retries it)"),
         cell("stale-while-revalidate", Naive, Finds(&["staleness"]), "the race, now on the refreshes of aged entries"),
         cell("stale-while-revalidate", Versioned, Holds, "aged entries are served while one reader refreshes; a refresh older than a tombstone is refused"),
+        cell("partition-app-l1", Naive, Finds(&["staleness", "convergence"]), "writes during the cut cannot delete from Redis, and nothing retries them"),
+        cell("partition-app-l1", Versioned, Finds(&["staleness", "convergence"]), "tombstones that cannot reach Redis during the cut are lost: the old values stay (an outbox fixes this)"),
+        cell("partition-app-l2", Naive, Finds(&["staleness", "convergence"]), "memcached keeps the values writes could not delete; after the cut L1 misses refill from them"),
+        cell("partition-app-l2", Versioned, Finds(&["staleness", "convergence"]), "memcached keeps the old values the cut kept tombstones from; an L2 hit serves them (the L1 refill is refused, the read is not)"),
+        cell("partition-app-db", Naive, Finds(&["availability"]), "misses cannot reach the database: only hits are served"),
+        cell("partition-app-db", Versioned, Finds(&["availability"]), "misses cannot reach the database: only hits are served"),
+        cell("one-way-partition", Naive, Finds(&["availability"]), "misses and writes time out waiting for replies that are lost"),
+        cell("one-way-partition", Versioned, Finds(&["availability"]), "misses and writes time out waiting for replies that are lost"),
+        cell("sentinel-partition", Naive, Finds(&[]), "one Sentinel alone promotes nothing; the fill race remains"),
+        cell("sentinel-partition", Versioned, Holds, "one Sentinel alone promotes nothing"),
+        cell("memcached-rejoin", Naive, Finds(&["staleness", "convergence"]), "deletes that could not reach the frozen node are lost: it rejoins with the old values"),
+        cell("memcached-rejoin", Versioned, Finds(&["staleness", "convergence"]), "tombstones that could not reach the frozen node are lost: it rejoins with the old values (flushing a rejoining node, as `durable` will, fixes this)"),
+        cell("app-pause", Naive, Finds(&["staleness"]), "the frozen app finishes a fill of an old row after the lease expired and writes moved on"),
+        cell("app-pause", Versioned, Finds(&["staleness", "convergence"]), "late fills are refused by tombstones, but a writer frozen between its L1 and L2 invalidation wakes past the L2 call's deadline: the L2 tombstone is never written and nothing retries it (the outbox of `durable` does)"),
     ]
 }
 

@@ -1,19 +1,23 @@
 //! The simulator's nemesis: [`chaos::nemesis::Nemesis`] over madsim. Kill is `Handle::kill` and
 //! its heal `Handle::restart` (the node's init runs again: memcached comes back empty, a Redis
-//! master comes back as a master for Sentinel to demote); pause clogs the node (madsim holds its
-//! messages, as a frozen process would) and resume unclogs it. The effect is observed the way a
-//! client would see it: a request to the target gets no reply.
+//! master comes back as a master for Sentinel to demote); pause is `Handle::pause` (the node runs
+//! nothing until resumed, then finishes what it was doing: a GC pause); a partition clogs the
+//! links between the two sides (madsim holds clogged messages and delivers them when the link is
+//! repaired, as TCP would retransmit them), both ways or only from the peers to the target.
+//!
+//! Effects are observed the way a client would see them: a request from the nemesis's own node to
+//! a killed or paused server gets no reply; a request across a partition, sent from a node on one
+//! side to a server on the other, gets no reply; a paused app node runs no task.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use chaos::fault::{Fault, Kind, Target};
+use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
-use madsim::task::NodeId;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Node};
 use crate::models::memcached as mc;
 use crate::net::{Rpc, TAG_MEMCACHED, TAG_PG, TAG_REDIS, TAG_SENTINEL};
 use crate::nodes::postgres::{PgCmd, PgReply};
@@ -24,71 +28,114 @@ use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
 /// server answers within two round trips on every scenario's network.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// A node the nemesis can act on.
-#[derive(Clone, Copy)]
+/// A node the nemesis can act on: a server (with the address it answers on) or an app node.
+#[derive(Clone)]
 struct Placed {
     target: Target,
-    id: NodeId,
-    addr: SocketAddr,
+    ip: IpAddr,
+    addr: Option<SocketAddr>,
+    node: NodeHandle,
 }
 
 pub struct SimNemesis {
     handle: Handle,
     nodes: Vec<Placed>,
-    /// The nemesis's own node: its probes are sent from there, like any client's.
+    /// The nemesis's own node: its probes of servers are sent from there, like any client's.
     node: NodeHandle,
     rpc: Rpc,
 }
 
 impl SimNemesis {
-    /// A nemesis on a node of its own at `at`.
-    pub async fn new(cluster: &Cluster, at: IpAddr) -> SimNemesis {
+    /// A nemesis on a node of its own at `at`, acting on the cluster's servers and `apps`.
+    pub async fn new(cluster: &Cluster, apps: &[Node], at: IpAddr) -> SimNemesis {
         let handle = Handle::current();
         let node = handle.create_node().name("nemesis").ip(at).build();
         let rpc = node
             .spawn(async move { Rpc::bind(at).await })
             .await
             .expect("the nemesis binds its endpoint");
+        let servers = cluster.servers.iter().map(|n| Placed {
+            target: n.target,
+            ip: n.addr.ip(),
+            addr: Some(n.addr),
+            node: n.handle.clone(),
+        });
+        let apps = apps.iter().map(|n| Placed {
+            target: n.target,
+            ip: n.addr.ip(),
+            addr: None,
+            node: n.handle.clone(),
+        });
         SimNemesis {
             handle,
+            nodes: servers.chain(apps).collect(),
             node,
-            nodes: cluster
-                .servers
-                .iter()
-                .map(|n| Placed {
-                    target: n.target,
-                    id: n.handle.id(),
-                    addr: n.addr,
-                })
-                .collect(),
             rpc,
         }
     }
 
-    fn place(&self, t: Target) -> Option<Placed> {
-        self.nodes.iter().copied().find(|n| n.target == t)
+    fn side(&self, side: Side) -> Vec<Placed> {
+        self.nodes
+            .iter()
+            .filter(|n| side.contains(n.target))
+            .cloned()
+            .collect()
     }
 
-    /// Does the target answer a harmless request within [`PROBE_TIMEOUT`]? `Err(what was seen)`
-    /// when it does not.
-    async fn answers(&self, p: Placed) -> Result<(), String> {
-        let rpc = self.rpc.clone();
-        self.node
-            .spawn(async move { ask(&rpc, p).await })
+    /// Does `server` answer a harmless request sent from `from` (the nemesis's node when
+    /// `None`) within [`PROBE_TIMEOUT`]? `Err(what was seen)` when it does not.
+    async fn answers(&self, server: &Placed, from: Option<&Placed>) -> Result<(), String> {
+        let Some(addr) = server.addr else {
+            return Ok(());
+        };
+        let target = server.target;
+        let (node, rpc) = match from {
+            None => (self.node.clone(), Some(self.rpc.clone())),
+            Some(p) => (p.node.clone(), None),
+        };
+        let at = from.map(|p| p.ip);
+        let asked = node
+            .spawn(async move {
+                let rpc = match (rpc, at) {
+                    (Some(r), _) => r,
+                    (None, Some(ip)) => Rpc::bind(ip).await,
+                    (None, None) => unreachable!("a caller of its own or the nemesis's"),
+                };
+                ask(&rpc, target, addr).await
+            })
             .await
-            .unwrap_or_else(|_| Err("the nemesis's probe was cancelled".into()))
+            .unwrap_or_else(|_| Err("the probe's node is down".into()));
+        let who = from.map_or("the nemesis".to_string(), |p| p.target.name());
+        asked.map_err(|e| format!("{who} -> {} ({addr}): {e}", target.name()))
+    }
+
+    /// Does an app node run a task within [`PROBE_TIMEOUT`]? `Err` when it is paused or down.
+    async fn runs(&self, app: &Placed) -> Result<(), String> {
+        match madsim::time::timeout(PROBE_TIMEOUT, app.node.spawn(async {})).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(format!(
+                "{} is down: its tasks do not run",
+                app.target.name()
+            )),
+            Err(_) => Err(format!(
+                "{} ran nothing for {} ms: it is paused",
+                app.target.name(),
+                PROBE_TIMEOUT.as_millis()
+            )),
+        }
     }
 }
 
-async fn ask(rpc: &Rpc, p: Placed) -> Result<(), String> {
-    let r = match p.target {
+/// A harmless request to the server playing `target` at `addr`.
+async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> {
+    let r = match target {
         Target::RedisMaster | Target::RedisReplica => rpc
-            .call::<Admin, AdminReply>(p.addr, TAG_REDIS, Admin::Ping, PROBE_TIMEOUT)
+            .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, PROBE_TIMEOUT)
             .await
             .map(drop),
         Target::Sentinel(_) => rpc
             .call::<SentinelMsg, SentinelReply>(
-                p.addr,
+                addr,
                 TAG_SENTINEL,
                 SentinelMsg::GetMaster,
                 PROBE_TIMEOUT,
@@ -97,7 +144,7 @@ async fn ask(rpc: &Rpc, p: Placed) -> Result<(), String> {
             .map(drop),
         Target::Memcached(_) => rpc
             .call::<mc::Cmd, mc::Reply>(
-                p.addr,
+                addr,
                 TAG_MEMCACHED,
                 mc::Cmd::Gets("aside:nemesis".into()),
                 PROBE_TIMEOUT,
@@ -106,7 +153,7 @@ async fn ask(rpc: &Rpc, p: Placed) -> Result<(), String> {
             .map(drop),
         Target::PgPrimary | Target::PgReplica => rpc
             .call::<PgCmd, PgReply>(
-                p.addr,
+                addr,
                 TAG_PG,
                 PgCmd::Read("aside:nemesis".into()),
                 PROBE_TIMEOUT,
@@ -115,32 +162,80 @@ async fn ask(rpc: &Rpc, p: Placed) -> Result<(), String> {
             .map(drop),
         Target::App(_) => return Ok(()),
     };
-    r.map_err(|e| format!("{} ({}) does not answer: {e}", p.target.name(), p.addr))
+    r.map_err(|e| format!("no reply: {e}"))
 }
 
 impl Nemesis for SimNemesis {
     async fn begin(&mut self, fault: &Fault) {
-        let Some(p) = self.place(fault.target) else {
-            return;
-        };
-        match fault.kind {
-            Kind::Kill => self.handle.kill(p.id),
-            Kind::Pause => NetSim::current().clog_node(p.id),
+        let net = NetSim::current();
+        for a in self.side(fault.target) {
+            let id = a.node.id();
+            match fault.kind {
+                Kind::Kill => self.handle.kill(id),
+                Kind::Pause => self.handle.pause(id),
+                Kind::Partition { peers, one_way } => {
+                    for b in self
+                        .side(peers)
+                        .into_iter()
+                        .filter(|b| b.target != a.target)
+                    {
+                        net.clog_link(b.node.id(), id);
+                        if !one_way {
+                            net.clog_link(id, b.node.id());
+                        }
+                    }
+                }
+            }
         }
     }
 
     async fn heal(&mut self, fault: &Fault) {
-        let Some(p) = self.place(fault.target) else {
-            return;
-        };
-        match fault.kind {
-            Kind::Kill => self.handle.restart(p.id),
-            Kind::Pause => NetSim::current().unclog_node(p.id),
+        let net = NetSim::current();
+        for a in self.side(fault.target) {
+            let id = a.node.id();
+            match fault.kind {
+                Kind::Kill => self.handle.restart(id),
+                Kind::Pause => self.handle.resume(id),
+                Kind::Partition { peers, one_way } => {
+                    for b in self
+                        .side(peers)
+                        .into_iter()
+                        .filter(|b| b.target != a.target)
+                    {
+                        net.unclog_link(b.node.id(), id);
+                        if !one_way {
+                            net.unclog_link(id, b.node.id());
+                        }
+                    }
+                }
+            }
         }
     }
 
     async fn observe(&mut self, fault: &Fault) -> Option<String> {
-        let p = self.place(fault.target)?;
-        self.answers(p).await.err()
+        let targets = self.side(fault.target);
+        match fault.kind {
+            Kind::Kill | Kind::Pause => {
+                let t = targets.first()?;
+                if t.addr.is_some() {
+                    self.answers(t, None).await.err()
+                } else {
+                    self.runs(t).await.err()
+                }
+            }
+            Kind::Partition { peers, .. } => {
+                let peers: Vec<Placed> = self
+                    .side(peers)
+                    .into_iter()
+                    .filter(|p| !fault.target.contains(p.target))
+                    .collect();
+                // A request from one side to a server on the other.
+                let (from, to) = match peers.iter().find(|p| p.addr.is_some()) {
+                    Some(server) => (targets.first()?, server),
+                    None => (peers.first()?, targets.iter().find(|t| t.addr.is_some())?),
+                };
+                self.answers(to, Some(from)).await.err()
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use madsim::time::sleep;
 
 use crate::backends::{build_cache, SimCache};
 use crate::client::client_loop;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Node};
 use crate::nemesis::SimNemesis;
 use crate::net::ip;
 use crate::probe::probe_all;
@@ -87,10 +87,17 @@ where
     let duration = Duration::from_millis(scenario.duration_ms);
     let mut clients = Vec::new();
     let mut caches: Vec<Arc<SimCache<St>>> = Vec::new();
+    let mut apps = Vec::new();
     for app in 0..scenario.apps {
         let at = ip(4, 1 + app as u8);
-        let name = chaos::fault::Target::App(app as u8).name();
+        let target = chaos::fault::Target::App(app as u8);
+        let name = target.name();
         let node = handle.create_node().name(&name).ip(at).build();
+        apps.push(Node {
+            target,
+            addr: std::net::SocketAddr::new(at, 0),
+            handle: node.clone(),
+        });
         // One `aside` instance per application node, shared by its clients, as in production:
         // single-flight coalesces their misses and they share breakers and metrics.
         let (addrs, cfg, st) = (cluster.addrs.clone(), cfg.clone(), strategy.clone());
@@ -118,7 +125,7 @@ where
         }
     }
 
-    let mut nemesis = wrap(SimNemesis::new(&cluster, ip(4, 200)).await);
+    let mut nemesis = wrap(SimNemesis::new(&cluster, &apps, ip(4, 200)).await);
     run_plan(&mut nemesis, &scenario.plan, &rec).await;
     for c in clients {
         let _ = c.await;
