@@ -16,6 +16,7 @@ use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId;
 
 use crate::cluster::{Cluster, Node};
 use crate::models::memcached as mc;
@@ -165,48 +166,61 @@ async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> 
     r.map_err(|e| format!("no reply: {e}"))
 }
 
+impl SimNemesis {
+    /// The links a partition cuts, as (from, to): from each peer to each target node, and back
+    /// unless one-way. A node is never cut from itself.
+    fn links(&self, fault: &Fault, peers: Side, one_way: bool) -> Vec<(NodeId, NodeId)> {
+        let mut out = Vec::new();
+        for a in self.side(fault.target) {
+            for b in self
+                .side(peers)
+                .into_iter()
+                .filter(|b| b.target != a.target)
+            {
+                out.push((b.node.id(), a.node.id()));
+                if !one_way {
+                    out.push((a.node.id(), b.node.id()));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Nemesis for SimNemesis {
     async fn begin(&mut self, fault: &Fault) {
-        let net = NetSim::current();
-        for a in self.side(fault.target) {
-            let id = a.node.id();
-            match fault.kind {
-                Kind::Kill => self.handle.kill(id),
-                Kind::Pause => self.handle.pause(id),
-                Kind::Partition { peers, one_way } => {
-                    for b in self
-                        .side(peers)
-                        .into_iter()
-                        .filter(|b| b.target != a.target)
-                    {
-                        net.clog_link(b.node.id(), id);
-                        if !one_way {
-                            net.clog_link(id, b.node.id());
-                        }
-                    }
+        match fault.kind {
+            Kind::Kill => self
+                .side(fault.target)
+                .iter()
+                .for_each(|a| self.handle.kill(a.node.id())),
+            Kind::Pause => self
+                .side(fault.target)
+                .iter()
+                .for_each(|a| self.handle.pause(a.node.id())),
+            Kind::Partition { peers, one_way } => {
+                let net = NetSim::current();
+                for (from, to) in self.links(fault, peers, one_way) {
+                    net.clog_link(from, to);
                 }
             }
         }
     }
 
     async fn heal(&mut self, fault: &Fault) {
-        let net = NetSim::current();
-        for a in self.side(fault.target) {
-            let id = a.node.id();
-            match fault.kind {
-                Kind::Kill => self.handle.restart(id),
-                Kind::Pause => self.handle.resume(id),
-                Kind::Partition { peers, one_way } => {
-                    for b in self
-                        .side(peers)
-                        .into_iter()
-                        .filter(|b| b.target != a.target)
-                    {
-                        net.unclog_link(b.node.id(), id);
-                        if !one_way {
-                            net.unclog_link(id, b.node.id());
-                        }
-                    }
+        match fault.kind {
+            Kind::Kill => self
+                .side(fault.target)
+                .iter()
+                .for_each(|a| self.handle.restart(a.node.id())),
+            Kind::Pause => self
+                .side(fault.target)
+                .iter()
+                .for_each(|a| self.handle.resume(a.node.id())),
+            Kind::Partition { peers, one_way } => {
+                let net = NetSim::current();
+                for (from, to) in self.links(fault, peers, one_way) {
+                    net.unclog_link(from, to);
                 }
             }
         }
