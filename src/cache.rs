@@ -257,7 +257,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 tier,
                 version,
                 outcome,
-                took: started.elapsed(),
+                started,
             });
         }
     }

@@ -4,7 +4,7 @@
 //! witness can name its causal chain (the load of the old row, the write, its invalidation, the
 //! late fill), and an audit log can do the same in production. Without a sink nothing is built.
 
-use std::time::Duration;
+use tokio::time::Instant;
 
 /// Where an action happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +86,8 @@ pub struct CacheEvent<'a> {
     pub tier: Tier,
     pub version: Option<u64>,
     pub outcome: ActionOutcome,
-    /// How long the action took: it began this long before it was reported.
-    pub took: Duration,
+    /// When the action began (it is reported when it completed).
+    pub started: Instant,
 }
 
 /// A sink for [`CacheEvent`]s. Called inline on the cache's paths: keep it cheap.

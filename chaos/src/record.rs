@@ -254,7 +254,7 @@ impl Events for Recorder {
                 ActionOutcome::Refused => ActOutcome::Refused,
                 ActionOutcome::Failed => ActOutcome::Failed,
             },
-            start_ns: at_ns.saturating_sub(e.took.as_nanos() as u64),
+            start_ns: e.started.saturating_duration_since(self.origin).as_nanos() as u64,
             at_ns,
         };
         self.lines.lock().expect("recorder").cache.push(line);

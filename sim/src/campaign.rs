@@ -174,25 +174,24 @@ pub fn tally_cells(
     cells: &[Cell],
     seeds: std::ops::RangeInclusive<u64>,
 ) -> Result<Vec<(Cell, Tally)>, String> {
-    let per_cell = seeds.clone().count() as u64;
-    let bar = progress(cells.len() as u64 * per_cell);
-    let mut out = Vec::new();
-    for c in cells {
-        let sc = scenario::find(c.scenario)?;
-        let mut t = Tally::default();
-        for seed in seeds.clone() {
-            bar.set_message(format!(
-                "{} / {} / seed {seed}",
-                c.scenario,
-                c.strategy.name()
-            ));
-            let r = run_one(&sc, c.strategy, seed);
-            t.add(seed, r.failed);
-            bar.inc(1);
-        }
-        out.push((*c, t));
-    }
+    let scs: Vec<Scenario> = cells
+        .iter()
+        .map(|c| scenario::find(c.scenario))
+        .collect::<Result<_, _>>()?;
+    let jobs: Vec<(usize, u64)> = (0..cells.len())
+        .flat_map(|i| seeds.clone().map(move |s| (i, s)))
+        .collect();
+    let bar = progress(jobs.len() as u64);
+    let failed = par_map(&jobs, |&(i, seed)| {
+        let r = run_one(&scs[i], cells[i].strategy, seed);
+        bar.inc(1);
+        r.failed
+    });
     bar.finish_and_clear();
+    let mut out: Vec<(Cell, Tally)> = cells.iter().map(|c| (*c, Tally::default())).collect();
+    for (&(i, seed), f) in jobs.iter().zip(failed) {
+        out[i].1.add(seed, f);
+    }
     Ok(out)
 }
 
@@ -245,6 +244,46 @@ pub fn save(out: &Path, o: &RunResult) -> std::io::Result<PathBuf> {
     Ok(file)
 }
 
+/// What a worker hands back for one run of a campaign.
+struct Ran {
+    log: Option<PathBuf>,
+    error: Option<String>,
+    /// The report with its witness lines, for a failing run (or the only run).
+    explained: Option<String>,
+    json: Option<serde_json::Value>,
+}
+
+/// `f` over `items` on every core, results in `items`' order. Each run builds its own madsim
+/// runtime on the worker's thread, so runs never share a simulation; what madsim's statics keep
+/// between runs on one thread does not reach a run's history (the determinism test runs every
+/// seed twice in one process and compares).
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                *slots[i].lock().expect("a worker panicked") = Some(r);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .expect("a worker panicked")
+                .expect("every item ran")
+        })
+        .collect()
+}
+
 /// A cell's runs in a campaign, and the seed log of each failure.
 #[derive(Default)]
 struct CellRuns {
@@ -267,74 +306,100 @@ fn campaign(args: RunArgs) -> ExitCode {
         None => (args.first_seed..args.first_seed.saturating_add(args.seeds)).collect(),
     };
     let single = seeds.len() == 1 && scs.len() == 1 && sts.len() == 1;
-    let bar = progress((scs.len() * sts.len() * seeds.len()) as u64);
-    let mut table: BTreeMap<(String, String), CellRuns> = BTreeMap::new();
-    let mut any_failed = false;
+    let mut jobs: Vec<(&Scenario, Builtin, u64)> = Vec::new();
     for sc in &scs {
         for &st in &sts {
-            for &seed in &seeds {
-                bar.set_message(format!("{} / {} / seed {seed}", sc.name, st.name()));
-                let o = run_one(sc, st, seed);
-                let cell = table
-                    .entry((sc.name.to_string(), st.name().to_string()))
-                    .or_default();
-                let mut log = None;
-                let keep = |dir: &Path| {
-                    save(dir, &o).map_err(|e| {
-                        format!(
-                            "cargo sim: cannot write the history under {}: {e}: pass a writable directory",
-                            dir.display()
-                        )
-                    })
-                };
-                if let Some(dir) = &args.save_histories {
-                    if let Err(e) = keep(dir) {
-                        bar.finish_and_clear();
-                        eprintln!("{e}");
-                        return ExitCode::from(2);
-                    }
-                }
-                if !o.failed.is_empty() {
-                    any_failed = true;
-                    match keep(&args.out) {
-                        Ok(f) => {
-                            cell.logs.insert(seed, f.clone());
-                            log = Some(f);
-                        }
-                        Err(e) => {
-                            bar.finish_and_clear();
-                            eprintln!("{e}");
-                            return ExitCode::from(2);
-                        }
-                    }
-                    if cell.first.is_none() {
-                        cell.first = Some(explain(&o));
-                    }
-                }
-                if single && !args.json {
-                    bar.suspend(|| print!("{}", explain(&o)));
-                }
-                if args.json {
-                    let verdicts: Vec<serde_json::Value> = o.report.to_json()["invariants"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    let line = json!({
-                        "scenario": o.scenario, "strategy": o.strategy, "seed": o.seed, "trace_hash": o.trace_hash,
-                        "ops": o.ops, "holds": o.failed.is_empty(), "failed": o.failed, "verdicts": verdicts,
-                        "log": log.map(|p| p.display().to_string()),
-                    });
-                    bar.suspend(|| println!("{line}"));
-                }
-                cell.tally.add(seed, o.failed);
-                bar.inc(1);
-            }
+            jobs.extend(seeds.iter().map(|&seed| (sc, st, seed)));
         }
     }
+    let bar = progress(jobs.len() as u64);
+    // Every run on a worker; what comes back is small (the history stays on disk, if kept).
+    let ran: Vec<(Vec<String>, Ran)> = par_map(&jobs, |&(sc, st, seed)| {
+        let o = run_one(sc, st, seed);
+        let keep = |dir: &Path| {
+            save(dir, &o).map_err(|e| {
+                format!(
+                    "cargo sim: cannot write the history under {}: {e}: pass a writable directory",
+                    dir.display()
+                )
+            })
+        };
+        let mut r = Ran {
+            log: None,
+            error: None,
+            explained: (single || !o.failed.is_empty()).then(|| explain(&o)),
+            json: None,
+        };
+        if let Some(dir) = &args.save_histories {
+            r.error = keep(dir).err();
+        }
+        if !o.failed.is_empty() {
+            match keep(&args.out) {
+                Ok(f) => r.log = Some(f),
+                Err(e) => r.error = Some(e),
+            }
+        }
+        if args.json {
+            let verdicts: Vec<serde_json::Value> = o.report.to_json()["invariants"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            r.json = Some(json!({
+                "scenario": o.scenario, "strategy": o.strategy, "seed": o.seed, "trace_hash": o.trace_hash,
+                "ops": o.ops, "holds": o.failed.is_empty(), "failed": o.failed, "verdicts": verdicts,
+                "log": r.log.as_ref().map(|p| p.display().to_string()),
+            }));
+        }
+        bar.inc(1);
+        (o.failed, r)
+    });
     bar.finish_and_clear();
+    let mut table: BTreeMap<(String, String), CellRuns> = BTreeMap::new();
+    let mut any_failed = false;
+    for (&(sc, st, seed), (failed, r)) in jobs.iter().zip(ran) {
+        if let Some(e) = r.error {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        let cell = table
+            .entry((sc.name.to_string(), st.name().to_string()))
+            .or_default();
+        if !failed.is_empty() {
+            any_failed = true;
+            if let Some(f) = r.log {
+                cell.logs.insert(seed, f);
+            }
+            if cell.first.is_none() {
+                cell.first.clone_from(&r.explained);
+            }
+        }
+        if single && !args.json {
+            print!("{}", r.explained.unwrap_or_default());
+        }
+        if let Some(line) = r.json {
+            println!("{line}");
+        }
+        cell.tally.add(seed, failed);
+    }
     if args.json {
         return ExitCode::from(u8::from(any_failed));
     }
+    for ((sc, st), c) in &table {
+        let Some((seed, inv)) = c.tally.failures.first() else {
+            continue;
+        };
+        println!("\n{sc} / {st}: seed {seed} fails {}", inv.join(", "));
+        if !single {
+            if let Some(report) = &c.first {
+                print!("{report}");
+            }
+        }
+        print!(
+            "{}",
+            replay_commands(sc, st, *seed, c.logs.get(seed).map(PathBuf::as_path))
+        );
+    }
+    println!();
     println!(
         "{:<22} {:<10} {:>5} {:>6}  failing invariants (runs)          failing seeds",
         "scenario", "strategy", "runs", "failed"
@@ -362,21 +427,6 @@ fn campaign(args: RunArgs) -> ExitCode {
                 invs.join(", ")
             },
             seeds.join(" ")
-        );
-    }
-    for ((sc, st), c) in &table {
-        let Some((seed, inv)) = c.tally.failures.first() else {
-            continue;
-        };
-        println!("\n{sc} / {st}: seed {seed} fails {}", inv.join(", "));
-        if !single {
-            if let Some(report) = &c.first {
-                print!("{report}");
-            }
-        }
-        print!(
-            "{}",
-            replay_commands(sc, st, *seed, c.logs.get(seed).map(PathBuf::as_path))
         );
     }
     ExitCode::from(u8::from(any_failed))
@@ -514,53 +564,47 @@ fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
     let cells = expect::cells();
     let range = first..=first.saturating_add(seeds.max(1) - 1);
     println!(
-        "cargo sim nightly: {} cells x seeds {}..={} ({} runs), one process per seed",
+        "cargo sim nightly: {} cells x seeds {}..={} ({} runs), one process per seed, on every core",
         cells.len(),
         range.start(),
         range.end(),
         cells.len() as u64 * seeds
     );
-    let bar = progress(cells.len() as u64 * seeds);
-    let mut rows = Vec::new();
-    let mut harness_errors = 0;
-    for c in &cells {
-        let mut t = Tally::default();
-        for seed in range.clone() {
-            bar.set_message(format!(
-                "{} / {} / seed {seed}",
-                c.scenario,
-                c.strategy.name()
-            ));
-            match run_child(c, seed, out) {
-                Ok(failed) => {
-                    if !failed.is_empty() {
-                        let log =
-                            out.join(format!("{}-{}-{seed}.jsonl", c.scenario, c.strategy.name()));
-                        bar.suspend(|| {
-                            println!(
-                                "FAIL {} {} seed {seed}: {}",
-                                c.scenario,
-                                c.strategy.name(),
-                                failed.join(", ")
-                            );
-                            print!(
-                                "{}",
-                                replay_commands(c.scenario, c.strategy.name(), seed, Some(&log))
-                            );
-                        });
-                    }
-                    t.add(seed, failed);
-                }
-                Err(e) => {
-                    harness_errors += 1;
-                    bar.suspend(|| eprintln!("harness error: {e}"));
-                }
+    let jobs: Vec<(usize, u64)> = (0..cells.len())
+        .flat_map(|i| range.clone().map(move |s| (i, s)))
+        .collect();
+    let bar = progress(jobs.len() as u64);
+    let results = par_map(&jobs, |&(i, seed)| {
+        let c = &cells[i];
+        let r = run_child(c, seed, out);
+        match &r {
+            Ok(failed) if !failed.is_empty() => {
+                let log = out.join(format!("{}-{}-{seed}.jsonl", c.scenario, c.strategy.name()));
+                let name = c.strategy.name();
+                bar.suspend(|| {
+                    println!(
+                        "FAIL {} {name} seed {seed}: {}",
+                        c.scenario,
+                        failed.join(", ")
+                    );
+                    print!("{}", replay_commands(c.scenario, name, seed, Some(&log)));
+                });
             }
-            bar.inc(1);
+            Ok(_) => {}
+            Err(e) => bar.suspend(|| eprintln!("harness error: {e}")),
         }
-        rows.push((*c, t));
-    }
+        bar.inc(1);
+        r
+    });
     bar.finish_and_clear();
+    let mut rows: Vec<(Cell, Tally)> = cells.iter().map(|c| (*c, Tally::default())).collect();
+    let mut harness_errors = 0;
+    for (&(i, seed), r) in jobs.iter().zip(results) {
+        match r {
+            Ok(failed) => rows[i].1.add(seed, failed),
+            Err(_) => harness_errors += 1,
+        }
+    }
     for (c, t) in &rows {
         println!("{} / {}: {}", c.scenario, c.strategy.name(), t.summary());
     }
