@@ -225,6 +225,52 @@ mod tests {
     }
 
     #[test]
+    fn a_diverged_probe_is_explained_by_the_fill_that_left_the_old_version() {
+        let mut h = H::new(json!({}));
+        h.cache(
+            "app-2",
+            "k",
+            "load",
+            Source::Db,
+            Some(0),
+            "ok",
+            (MS, 3 * MS),
+        );
+        h.write(1, "k", (2 * MS, 5 * MS), 1);
+        h.cache(
+            "app-1",
+            "k",
+            "invalidate",
+            Source::L2,
+            Some(1),
+            "failed",
+            (5 * MS, 6 * MS),
+        );
+        let fill = h.cache(
+            "app-2",
+            "k",
+            "fill",
+            Source::L2,
+            Some(0),
+            "ok",
+            (7 * MS, 8 * MS),
+        );
+        h.probe("k", 900 * MS, Source::L2, Some(0));
+        h.probe("k", 900 * MS, Source::Db, Some(1));
+        let r = h.check();
+        let v = r.verdict("convergence").unwrap();
+        assert!(v.fails());
+        assert!(v.witness.lines.contains(&fill), "{:?}", v.witness.lines);
+        assert!(
+            v.summary
+                .contains("app-1 invalidated v1 in l2 at 6.0 ms (failed)")
+                && v.summary.contains("app-2 filled v0 into l2 at 8.0 ms"),
+            "{}",
+            v.summary
+        );
+    }
+
+    #[test]
     fn without_cache_lines_the_witness_is_the_write_and_the_read() {
         let mut h = H::new(json!({"staleness_ns_max": 100 * MS}));
         let w = h.write(1, "k", (2 * MS, 5 * MS), 1);

@@ -5,6 +5,7 @@
 //! `db`, the last one per key) or, without one, the highest acknowledged write when no write of the
 //! key is `unknown` (an unknown write may have made a newer version, so then it is undecided).
 
+use crate::chain;
 use crate::history::Source;
 use crate::index::{Index, ProbeRec};
 use crate::verdict::{Figure, Verdict};
@@ -96,12 +97,28 @@ pub fn check(idx: &Index) -> Verdict {
                     }
                 }
             }
+            // How the old version got there: the chain against the first write that replaced it.
+            let held = p.version.unwrap_or_default();
+            let why = match k.first_newer(held) {
+                Some((_, w)) => {
+                    let write = idx.write(p.key, w);
+                    let chain = chain::explain(idx, p.key, held, Some(p.tier), p.at_ns, write);
+                    for l in chain.lines() {
+                        v.witness.line(l);
+                    }
+                    if chain.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; causal chain: {}", chain.describe(write))
+                    }
+                }
+                None => String::new(),
+            };
             v.judge(
                 true,
                 format!(
-                    "{} holds v{} of {:?} after the run settled, the database has v{target} ({} diverged probes)",
+                    "{} holds v{held} of {:?} after the run settled, the database has v{target} ({} diverged probes){why}",
                     p.tier.as_str(),
-                    p.version.unwrap_or_default(),
                     idx.key_name(p.key),
                     diverged.len()
                 ),
