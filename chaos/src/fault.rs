@@ -64,6 +64,8 @@ pub enum Side {
     Sentinels,
     Memcached,
     Postgres,
+    /// Every link of the cluster (latency and loss are the network's).
+    Network,
 }
 
 impl From<Target> for Side {
@@ -81,6 +83,7 @@ impl Side {
             Side::Sentinels => "sentinels".into(),
             Side::Memcached => "memcached".into(),
             Side::Postgres => "postgres".into(),
+            Side::Network => "network".into(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Side {
             "sentinels" => Side::Sentinels,
             "memcached" => Side::Memcached,
             "postgres" => Side::Postgres,
+            "network" => Side::Network,
             one => Side::One(Target::parse(one).map_err(|e| {
                 format!("{e}, or a group: apps, redis, sentinels, memcached, postgres")
             })?),
@@ -106,6 +110,7 @@ impl Side {
             Side::Sentinels => matches!(t, Target::Sentinel(_)),
             Side::Memcached => matches!(t, Target::Memcached(_)),
             Side::Postgres => matches!(t, Target::PgPrimary | Target::PgReplica),
+            Side::Network => true,
         }
     }
 }
@@ -124,6 +129,11 @@ pub enum Kind {
     /// `one_way` only the peers' messages to the target (requests arrive, replies are lost: a
     /// write commits but its caller times out). The heal repairs the links.
     Partition { peers: Side, one_way: bool },
+    /// Every message takes `one_way_ms` longer (a congested switch, a cross-zone detour); the heal
+    /// restores the network's own latency.
+    Latency { one_way_ms: u32 },
+    /// Each message is dropped with probability `per_mille` / 1000; the heal stops the loss.
+    Loss { per_mille: u16 },
 }
 
 impl Kind {
@@ -132,6 +142,8 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Partition { .. } => "partition",
+            Kind::Latency { .. } => "latency",
+            Kind::Loss { .. } => "loss",
         }
     }
 
@@ -141,6 +153,7 @@ impl Kind {
             Kind::Kill => "restart",
             Kind::Pause => "resume",
             Kind::Partition { .. } => "repair",
+            Kind::Latency { .. } | Kind::Loss { .. } => "restore",
         }
     }
 }
@@ -166,6 +179,12 @@ impl Fault {
             Kind::Partition { peers, one_way } => json!({
                 "kind": self.kind.name(), "target": self.target.name(), "peers": peers.name(),
                 "direction": if one_way { "replies-lost" } else { "both" },
+            }),
+            Kind::Latency { one_way_ms } => json!({
+                "kind": self.kind.name(), "target": self.target.name(), "one_way_ms": one_way_ms,
+            }),
+            Kind::Loss { per_mille } => json!({
+                "kind": self.kind.name(), "target": self.target.name(), "per_mille": per_mille,
             }),
             _ => json!({"kind": self.kind.name(), "target": self.target.name()}),
         }
@@ -193,9 +212,24 @@ impl Fault {
                     }
                 },
             },
+            Some("latency") => Kind::Latency {
+                one_way_ms: v
+                    .get("one_way_ms")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or("a latency fault needs \"one_way_ms\", a number of milliseconds")?,
+            },
+            Some("loss") => Kind::Loss {
+                per_mille: v
+                    .get("per_mille")
+                    .and_then(Value::as_u64)
+                    .filter(|&n| n <= 1000)
+                    .map(|n| n as u16)
+                    .ok_or("a loss fault needs \"per_mille\", 0 to 1000")?,
+            },
             other => {
                 return Err(format!(
-                    "unknown fault kind {other:?}: use \"kill\", \"pause\" or \"partition\""
+                    "unknown fault kind {other:?}: use \"kill\", \"pause\", \"partition\", \"latency\" or \"loss\""
                 ))
             }
         };
@@ -266,6 +300,18 @@ mod tests {
             r#"{"kind":"partition","target":"apps","peers":"redis","direction":"replies-lost"}"#
         );
         assert_eq!(Fault::from_json(&p.to_json()), Ok(p));
+        for kind in [
+            Kind::Latency { one_way_ms: 55 },
+            Kind::Loss { per_mille: 50 },
+        ] {
+            let f = Fault::new(kind, Side::Network);
+            assert_eq!(Fault::from_json(&f.to_json()), Ok(f));
+        }
+        assert!(
+            Fault::from_json(&json!({"kind": "loss", "target": "network", "per_mille": 1001}))
+                .unwrap_err()
+                .contains("0 to 1000")
+        );
         assert!(Side::Apps.contains(Target::App(2)) && !Side::Redis.contains(Target::Sentinel(0)));
         assert!(Fault::from_json(&json!({"kind": "kill"}))
             .unwrap_err()

@@ -230,6 +230,23 @@ pub fn catalog() -> Vec<Scenario> {
         fault: Fault::new(Kind::Pause, Target::App(0)),
     }]);
     app_pause.duration_ms = 4_500;
+    let network = |kind: Kind| {
+        Plan::new(vec![Step {
+            at_ms: 1_000,
+            for_ms: 1_000,
+            fault: Fault::new(kind, Side::Network),
+        }])
+    };
+    let mut latency = Scenario::base(
+        "latency-spike",
+        "every message takes 55 ms longer from 1 s to 2 s: a Redis round trip outlasts the 100 ms timeout",
+    );
+    latency.plan = network(Kind::Latency { one_way_ms: 55 });
+    let mut loss = Scenario::base(
+        "packet-loss",
+        "5 % of messages are dropped from 1 s to 2 s: requests and replies lost at random",
+    );
+    loss.plan = network(Kind::Loss { per_mille: 50 });
     vec![
         fill_race,
         replica_fill,
@@ -243,6 +260,8 @@ pub fn catalog() -> Vec<Scenario> {
         sentinel,
         rejoin,
         app_pause,
+        latency,
+        loss,
     ]
 }
 

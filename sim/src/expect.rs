@@ -65,6 +65,10 @@ pub fn cells() -> Vec<Cell> {
         cell("memcached-rejoin", Versioned, Finds(&["staleness", "convergence"]), "tombstones that could not reach the frozen node are lost: it rejoins with the old values (flushing a rejoining node, as `durable` will, fixes this)"),
         cell("app-pause", Naive, Finds(&["staleness"]), "the frozen app finishes a fill of an old row after the lease expired and writes moved on"),
         cell("app-pause", Versioned, Finds(&["staleness", "convergence"]), "late fills are refused by tombstones, but a writer frozen between its L1 and L2 invalidation wakes past the L2 call's deadline: the L2 tombstone is never written and nothing retries it (the outbox of `durable` does)"),
+        cell("latency-spike", Naive, Finds(&["staleness", "convergence"]), "Redis calls time out for the spike: deletes are lost and never retried"),
+        cell("latency-spike", Versioned, Finds(&["staleness", "convergence"]), "Redis calls time out for the spike: tombstones are lost and never retried (at 40 ms it held on seeds 1-20 but not on 4 of seeds 100-159, where an L2 tombstone's gets + cas outlasted memcached's 200 ms timeout)"),
+        cell("packet-loss", Naive, Finds(&["staleness", "convergence"]), "a lost delete is never retried"),
+        cell("packet-loss", Versioned, Finds(&["staleness", "convergence"]), "a lost tombstone is never retried (an outbox fixes this)"),
     ]
 }
 

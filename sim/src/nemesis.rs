@@ -29,6 +29,9 @@ use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
 /// server answers within two round trips on every scenario's network.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Probes sent at once to look for packet loss.
+const LOSS_BURST: usize = 20;
+
 /// A node the nemesis can act on: a server (with the address it answers on) or an app node.
 #[derive(Clone)]
 struct Placed {
@@ -40,6 +43,8 @@ struct Placed {
 
 pub struct SimNemesis {
     handle: Handle,
+    /// The network's own configuration, while a latency or loss fault replaces it.
+    saved: Option<madsim::net::Config>,
     nodes: Vec<Placed>,
     /// The nemesis's own node: its probes of servers are sent from there, like any client's.
     node: NodeHandle,
@@ -69,6 +74,7 @@ impl SimNemesis {
         });
         SimNemesis {
             handle,
+            saved: None,
             nodes: servers.chain(apps).collect(),
             node,
             rpc,
@@ -167,6 +173,18 @@ async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> 
 }
 
 impl SimNemesis {
+    /// Changes the whole network's configuration, keeping its own to restore at the heal (the
+    /// first change's: overlapping network faults restore the network, not each other).
+    fn reconfigure(&mut self, f: impl FnOnce(&mut madsim::net::Config)) {
+        let saved = &mut self.saved;
+        NetSim::current().update_config(|c| {
+            if saved.is_none() {
+                *saved = Some(c.clone());
+            }
+            f(c);
+        });
+    }
+
     /// The links a partition cuts, as (from, to): from each peer to each target node, and back
     /// unless one-way. A node is never cut from itself.
     fn links(&self, fault: &Fault, peers: Side, one_way: bool) -> Vec<(NodeId, NodeId)> {
@@ -204,6 +222,15 @@ impl Nemesis for SimNemesis {
                     net.clog_link(from, to);
                 }
             }
+            Kind::Latency { one_way_ms } => {
+                let extra = Duration::from_millis(u64::from(one_way_ms));
+                self.reconfigure(|c| {
+                    c.send_latency = c.send_latency.start + extra..c.send_latency.end + extra
+                });
+            }
+            Kind::Loss { per_mille } => {
+                self.reconfigure(|c| c.packet_loss_rate = f64::from(per_mille) / 1000.0)
+            }
         }
     }
 
@@ -223,6 +250,11 @@ impl Nemesis for SimNemesis {
                     net.unclog_link(from, to);
                 }
             }
+            Kind::Latency { .. } | Kind::Loss { .. } => {
+                if let Some(own) = self.saved.take() {
+                    NetSim::current().update_config(|c| *c = own);
+                }
+            }
         }
     }
 
@@ -236,6 +268,66 @@ impl Nemesis for SimNemesis {
                 } else {
                     self.runs(t).await.err()
                 }
+            }
+            Kind::Latency { one_way_ms } => {
+                // A round trip now takes at least twice the extra latency.
+                let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
+                let (rpc, addr) = (self.rpc.clone(), server.addr?);
+                let rtt = self
+                    .node
+                    .spawn(async move {
+                        let t = madsim::time::Instant::now();
+                        let _ = rpc
+                            .call::<Admin, AdminReply>(
+                                addr,
+                                TAG_REDIS,
+                                Admin::Ping,
+                                Duration::from_secs(1),
+                            )
+                            .await;
+                        t.elapsed()
+                    })
+                    .await
+                    .ok()?;
+                (rtt >= Duration::from_millis(2 * u64::from(one_way_ms))).then(|| {
+                    format!(
+                        "a round trip from the nemesis to {} took {:.1} ms",
+                        server.target.name(),
+                        rtt.as_secs_f64() * 1e3
+                    )
+                })
+            }
+            Kind::Loss { .. } => {
+                // A burst of probes at once: at a few percent loss, some request or reply of
+                // the burst goes missing (one probe at a time could be lucky for a whole fault).
+                let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
+                let (rpc, addr) = (self.rpc.clone(), server.addr?);
+                let lost = self
+                    .node
+                    .spawn(async move {
+                        let probes: Vec<_> = (0..LOSS_BURST)
+                            .map(|_| {
+                                let rpc = rpc.clone();
+                                madsim::task::spawn(
+                                    async move { ask(&rpc, server.target, addr).await },
+                                )
+                            })
+                            .collect();
+                        let mut lost = 0;
+                        for p in probes {
+                            lost += usize::from(!matches!(p.await, Ok(Ok(()))));
+                        }
+                        lost
+                    })
+                    .await
+                    .ok()?;
+                (lost > 0).then(|| {
+                    format!(
+                        "{lost} of {LOSS_BURST} requests from the nemesis to {} got no reply within {} ms",
+                        server.target.name(),
+                        PROBE_TIMEOUT.as_millis()
+                    )
+                })
             }
             Kind::Partition { peers, .. } => {
                 let peers: Vec<Placed> = self
