@@ -115,7 +115,7 @@ impl Side {
     }
 }
 
-/// What happens to the target. Each kind names its heal.
+/// What happens to the target; each variant says what its heal undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// The process dies and what it held in memory is gone (a Redis master's unreplicated
@@ -144,16 +144,6 @@ impl Kind {
             Kind::Partition { .. } => "partition",
             Kind::Latency { .. } => "latency",
             Kind::Loss { .. } => "loss",
-        }
-    }
-
-    /// The verb that undoes it.
-    pub fn heal_name(&self) -> &'static str {
-        match self {
-            Kind::Kill => "restart",
-            Kind::Pause => "resume",
-            Kind::Partition { .. } => "repair",
-            Kind::Latency { .. } | Kind::Loss { .. } => "restore",
         }
     }
 }

@@ -67,15 +67,6 @@ impl Plan {
         out
     }
 
-    /// When the last fault heals (0 for no faults).
-    pub fn healed_by_ms(&self) -> u64 {
-        self.steps
-            .iter()
-            .map(|s| s.at_ms + s.for_ms)
-            .max()
-            .unwrap_or(0)
-    }
-
     /// The plan as the history header records it.
     pub fn to_json(&self) -> Value {
         Value::Array(
@@ -122,6 +113,5 @@ mod tests {
                 (160, Action::Heal, b)
             ]
         );
-        assert_eq!(p.healed_by_ms(), 160);
     }
 }

@@ -97,11 +97,6 @@ impl Scenario {
         Workload::new(self.keys, self.zipf_s, self.write_ratio, self.think_ms)
     }
 
-    /// Every client, across app nodes.
-    pub fn clients(&self) -> usize {
-        self.apps * self.clients_per_app
-    }
-
     /// The header's `config`: every bound, the workload and the plan.
     pub fn config(&self) -> Map<String, Value> {
         let mut c = self.bounds.to_config();
