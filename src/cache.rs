@@ -240,6 +240,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self
     }
 
+    /// When an action begins, if anyone listens: without an events sink the cache's paths read
+    /// no extra clock.
+    fn clock(&self) -> Option<Instant> {
+        self.events.as_ref().map(|_| Instant::now())
+    }
+
     fn emit(
         &self,
         key: &str,
@@ -247,9 +253,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         tier: Tier,
         version: Option<u64>,
         outcome: ActionOutcome,
-        started: Instant,
+        started: Option<Instant>,
     ) {
-        if let Some(sink) = &self.events {
+        if let (Some(sink), Some(started)) = (&self.events, started) {
             sink.on(&CacheEvent {
                 instance: &self.instance,
                 key,
@@ -404,7 +410,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         tier: Tier,
         version: u64,
         r: &TierResult<bool>,
-        started: Instant,
+        started: Option<Instant>,
     ) {
         let outcome = match r {
             Ok(true) => ActionOutcome::Ok,
@@ -422,7 +428,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             return;
         }
         let hard_ttl = ttl + self.cfg.stale_while_revalidate_ms;
-        let started = Instant::now();
+        let started = self.clock();
         let r = self
             .on_l1(
                 self.strategy
@@ -448,7 +454,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
         let ttl_s = Self::secs(ttl + self.cfg.stale_while_revalidate_ms);
-        let started = Instant::now();
+        let started = self.clock();
         let r = self
             .on_l2(
                 n,
@@ -513,7 +519,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
             Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
-        let started = Instant::now();
+        let started = self.clock();
         match self.read_l2(key).await {
             Found::Fresh(row) => {
                 self.metrics.l2.hits.fetch_add(1, Relaxed);
@@ -589,7 +595,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             self.holder,
             self.lease_seq.fetch_add(1, Relaxed)
         );
-        let started = Instant::now();
+        let started = self.clock();
         let r = self
             .on_l1(self.l1.set(
                 &Self::lease_key(key),
@@ -698,7 +704,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             ),
             Err(_) => (Tier::Db, None, ActionOutcome::Failed),
         };
-        self.emit(key.as_str(), Action::Load, tier, version, outcome, start);
+        self.emit(
+            key.as_str(),
+            Action::Load,
+            tier,
+            version,
+            outcome,
+            Some(start),
+        );
         match r {
             Ok(row) => {
                 self.metrics.db.hits.fetch_add(1, Relaxed);
@@ -769,7 +782,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
         let tomb_ms = self.cfg.tombstone_ttl_ms;
-        let started = Instant::now();
+        let started = self.clock();
         let l1 = self
             .on_l1(
                 self.strategy
@@ -779,7 +792,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
-        let started = Instant::now();
+        let started = self.clock();
         let l2 = self
             .on_l2(
                 n,
@@ -805,7 +818,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         tier: Tier,
         version: Option<u64>,
         r: &TierResult<()>,
-        started: Instant,
+        started: Option<Instant>,
     ) {
         let outcome = if r.is_ok() {
             ActionOutcome::Ok
@@ -832,7 +845,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             },
         };
         let tomb_ms = self.cfg.tombstone_ttl_ms;
-        let started = Instant::now();
+        let started = self.clock();
         let l1 = self
             .on_l1(self.strategy.invalidate_l1(&self.l1, k, version, tomb_ms))
             .await;
@@ -840,7 +853,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         l1?;
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
-        let started = Instant::now();
+        let started = self.clock();
         let l2 = self
             .strategy
             .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms));
