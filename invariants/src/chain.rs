@@ -69,9 +69,7 @@ impl Chain<'_> {
             let after = self
                 .invalidations
                 .iter()
-                .filter(|i| i.tier == f.tier && i.at_ns <= f.start_ns)
-                .count()
-                > 0;
+                .any(|i| i.tier == f.tier && i.at_ns <= f.start_ns);
             parts.push(format!(
                 "{} filled v{} into {} at {}{}",
                 f.node,

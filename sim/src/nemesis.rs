@@ -96,20 +96,21 @@ impl SimNemesis {
             return Ok(());
         };
         let target = server.target;
-        let (node, rpc) = match from {
-            None => (self.node.clone(), Some(self.rpc.clone())),
-            Some(p) => (p.node.clone(), None),
+        let asked = match from {
+            None => {
+                let rpc = self.rpc.clone();
+                self.node
+                    .spawn(async move { ask(&rpc, target, addr).await })
+            }
+            // From a node of the cluster: an endpoint of its own there, so the request crosses
+            // that node's links.
+            Some(p) => {
+                let ip = p.ip;
+                p.node
+                    .spawn(async move { ask(&Rpc::bind(ip).await, target, addr).await })
+            }
         };
-        let at = from.map(|p| p.ip);
-        let asked = node
-            .spawn(async move {
-                let rpc = match (rpc, at) {
-                    (Some(r), _) => r,
-                    (None, Some(ip)) => Rpc::bind(ip).await,
-                    (None, None) => unreachable!("a caller of its own or the nemesis's"),
-                };
-                ask(&rpc, target, addr).await
-            })
+        let asked = asked
             .await
             .unwrap_or_else(|_| Err("the probe's node is down".into()));
         let who = from.map_or("the nemesis".to_string(), |p| p.target.name());
