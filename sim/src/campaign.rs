@@ -253,14 +253,17 @@ struct Ran {
     json: Option<serde_json::Value>,
 }
 
+/// How many runs go at once: one per core.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// `f` over `items` on every core, results in `items`' order. Each run builds its own madsim
 /// runtime on the worker's thread, so runs never share a simulation; what madsim's statics keep
 /// between runs on one thread does not reach a run's history (the determinism test runs every
 /// seed twice in one process and compares).
 pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len().max(1));
+    let workers = workers().min(items.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<R>>> =
         items.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -313,6 +316,7 @@ fn campaign(args: RunArgs) -> ExitCode {
         }
     }
     let bar = progress(jobs.len() as u64);
+    let began = std::time::Instant::now();
     // Every run on a worker; what comes back is small (the history stays on disk, if kept).
     let ran: Vec<(Vec<String>, Ran)> = par_map(&jobs, |&(sc, st, seed)| {
         let o = run_one(sc, st, seed);
@@ -429,6 +433,12 @@ fn campaign(args: RunArgs) -> ExitCode {
             seeds.join(" ")
         );
     }
+    println!(
+        "{} runs in {:.1} s wall, {} at a time",
+        jobs.len(),
+        began.elapsed().as_secs_f64(),
+        workers().min(jobs.len())
+    );
     ExitCode::from(u8::from(any_failed))
 }
 
