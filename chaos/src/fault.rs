@@ -134,6 +134,16 @@ pub enum Kind {
     Latency { one_way_ms: u32 },
     /// Each message is dropped with probability `per_mille` / 1000; the heal stops the loss.
     Loss { per_mille: u16 },
+    /// A cache tier loses every item at once (FLUSHALL on the Redis master, `flush_all` on
+    /// memcached: a datacenter's cold start). Nothing to undo: the heal only marks the end of
+    /// the refill the plan watches.
+    Flush,
+    /// Redis may hold at most `kib` KiB (`CONFIG SET maxmemory`, `allkeys-lru`): keys are
+    /// evicted, least recently used first; the heal lifts the limit.
+    MemoryLimit { kib: u32 },
+    /// The PostgreSQL replica applies the primary's log `lag_ms` behind (a long query on the
+    /// replica, a saturated disk); the heal restores its own lag.
+    ReplicaLag { lag_ms: u32 },
 }
 
 impl Kind {
@@ -144,6 +154,9 @@ impl Kind {
             Kind::Partition { .. } => "partition",
             Kind::Latency { .. } => "latency",
             Kind::Loss { .. } => "loss",
+            Kind::Flush => "flush",
+            Kind::MemoryLimit { .. } => "memory-limit",
+            Kind::ReplicaLag { .. } => "replica-lag",
         }
     }
 }
@@ -176,6 +189,12 @@ impl Fault {
             Kind::Loss { per_mille } => json!({
                 "kind": self.kind.name(), "target": self.target.name(), "per_mille": per_mille,
             }),
+            Kind::MemoryLimit { kib } => json!({
+                "kind": self.kind.name(), "target": self.target.name(), "kib": kib,
+            }),
+            Kind::ReplicaLag { lag_ms } => json!({
+                "kind": self.kind.name(), "target": self.target.name(), "lag_ms": lag_ms,
+            }),
             _ => json!({"kind": self.kind.name(), "target": self.target.name()}),
         }
     }
@@ -183,6 +202,12 @@ impl Fault {
     /// The inverse of [`Fault::to_json`].
     pub fn from_json(v: &Value) -> Result<Fault, String> {
         let text = |field: &str| v.get(field).and_then(Value::as_str);
+        let u32_field = |field: &str, what: &str, unit: &str| {
+            v.get(field)
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("{what} needs \"{field}\", a number of {unit}"))
+        };
         let target = text("target").ok_or("a fault needs a \"target\" such as \"redis-master\"")?;
         let target = Side::parse(target)?;
         let kind = match text("kind") {
@@ -203,11 +228,14 @@ impl Fault {
                 },
             },
             Some("latency") => Kind::Latency {
-                one_way_ms: v
-                    .get("one_way_ms")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or("a latency fault needs \"one_way_ms\", a number of milliseconds")?,
+                one_way_ms: u32_field("one_way_ms", "a latency fault", "milliseconds")?,
+            },
+            Some("flush") => Kind::Flush,
+            Some("memory-limit") => Kind::MemoryLimit {
+                kib: u32_field("kib", "a memory-limit fault", "KiB")?,
+            },
+            Some("replica-lag") => Kind::ReplicaLag {
+                lag_ms: u32_field("lag_ms", "a replica-lag fault", "milliseconds")?,
             },
             Some("loss") => Kind::Loss {
                 per_mille: v
@@ -219,7 +247,7 @@ impl Fault {
             },
             other => {
                 return Err(format!(
-                    "unknown fault kind {other:?}: use \"kill\", \"pause\", \"partition\", \"latency\" or \"loss\""
+                    "unknown fault kind {other:?}: use \"kill\", \"pause\", \"partition\", \"latency\", \"loss\", \"flush\", \"memory-limit\" or \"replica-lag\""
                 ))
             }
         };
@@ -293,6 +321,9 @@ mod tests {
         for kind in [
             Kind::Latency { one_way_ms: 55 },
             Kind::Loss { per_mille: 50 },
+            Kind::Flush,
+            Kind::MemoryLimit { kib: 64 },
+            Kind::ReplicaLag { lag_ms: 3_000 },
         ] {
             let f = Fault::new(kind, Side::Network);
             assert_eq!(Fault::from_json(&f.to_json()), Ok(f));

@@ -12,6 +12,7 @@
 pub mod fault;
 pub mod nemesis;
 pub mod plan;
+pub mod random;
 pub mod record;
 pub mod scenario;
 pub mod seed;

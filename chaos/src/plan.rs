@@ -76,6 +76,34 @@ impl Plan {
                 .collect(),
         )
     }
+
+    /// The inverse of [`Plan::to_json`].
+    pub fn from_json(v: &Value) -> Result<Plan, String> {
+        let steps = v
+            .as_array()
+            .ok_or("a plan is a JSON array of {\"at_ms\", \"for_ms\", \"fault\"} objects")?;
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let ms = |f: &str| {
+                    s.get(f).and_then(Value::as_u64).ok_or_else(|| {
+                        format!(
+                            "fault {} of the plan needs \"{f}\", a number of milliseconds",
+                            i + 1
+                        )
+                    })
+                };
+                Ok(Step {
+                    at_ms: ms("at_ms")?,
+                    for_ms: ms("for_ms")?,
+                    fault: Fault::from_json(s.get("fault").unwrap_or(&Value::Null))
+                        .map_err(|e| format!("fault {} of the plan: {e}", i + 1))?,
+                })
+            })
+            .collect::<Result<_, String>>()
+            .map(Plan::new)
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub struct Scenario {
     pub zipf_s: f64,
     /// Share of ops that are writes (the seed's read-heavy default: 5 %).
     pub write_ratio: f64,
+    /// Share of ops on one hot key, on top of the Zipf draw (0: none).
+    pub hot_key_share: f64,
     pub apps: usize,
     pub clients_per_app: usize,
     pub duration_ms: u64,
@@ -51,6 +53,7 @@ impl Scenario {
             keys: 40,
             zipf_s: 1.1,
             write_ratio: 0.05,
+            hot_key_share: 0.0,
             apps: 3,
             clients_per_app: 6,
             duration_ms: 3_000,
@@ -79,6 +82,16 @@ impl Scenario {
         }
     }
 
+    /// The scenario as run with `seed`: the `random` scenario draws its plan from the seed
+    /// ([`crate::random::plan_for_seed`]); every other scenario is the same for every seed.
+    pub fn for_seed(&self, seed: u64) -> Scenario {
+        let mut sc = self.clone();
+        if sc.name == "random" {
+            sc.plan = crate::random::plan_for_seed(seed);
+        }
+        sc
+    }
+
     /// The library's configuration in this scenario.
     pub fn cache_config(&self) -> CacheConfig {
         CacheConfig {
@@ -95,6 +108,7 @@ impl Scenario {
     /// The clients' ops.
     pub fn workload(&self) -> Workload {
         Workload::new(self.keys, self.zipf_s, self.write_ratio, self.think_ms)
+            .with_hot_key(self.hot_key_share)
     }
 
     /// The header's `config`: every bound, the workload and the plan.
@@ -104,6 +118,7 @@ impl Scenario {
             "workload".into(),
             json!({
                 "keys": self.keys, "zipf_s": self.zipf_s, "write_ratio": self.write_ratio,
+                "hot_key_share": self.hot_key_share,
                 "apps": self.apps, "clients_per_app": self.clients_per_app, "duration_ms": self.duration_ms,
                 "think_ms": [self.think_ms.0, self.think_ms.1], "settle_ms": self.settle_ms,
                 "net_latency_us": [self.net_latency_us.0, self.net_latency_us.1],
@@ -206,6 +221,35 @@ pub fn catalog() -> Vec<Scenario> {
             })
             .collect(),
     );
+    // Jepsen's Redis split-brain: the master and app-1 on one side, the Sentinels, the replica
+    // and the other app nodes on the other. app-1 cannot ask the Sentinels, so it keeps writing
+    // tombstones to the old master, which acknowledges them; the majority promotes the replica;
+    // on heal the Sentinels demote the old master, which resyncs and discards them.
+    let mut split = Scenario::base(
+        "split-brain",
+        "from 1 s to 3 s redis-master and app-1 are cut from the Sentinels, the replica and the other apps: the replica is promoted while app-1 still writes to the old master",
+    );
+    let m = Side::One(Target::RedisMaster);
+    let isolate = |target: Side, peers: Side| Step {
+        at_ms: 1_000,
+        for_ms: 2_000,
+        fault: Fault::new(
+            Kind::Partition {
+                peers,
+                one_way: false,
+            },
+            target,
+        ),
+    };
+    split.plan = Plan::new(vec![
+        isolate(m, Side::Sentinels),
+        isolate(m, Side::One(Target::RedisReplica)),
+        isolate(m, Side::One(Target::App(1))),
+        isolate(m, Side::One(Target::App(2))),
+        isolate(Side::One(Target::App(0)), Side::Sentinels),
+    ]);
+    split.duration_ms = 4_000;
+    split.bounds.staleness_ns_max = Some(2_000_000_000);
     let mut rejoin = Scenario::base(
         "memcached-rejoin",
         "memcached-1 freezes from 1 s to 2 s and rejoins with the items it held",
@@ -242,6 +286,75 @@ pub fn catalog() -> Vec<Scenario> {
         "5 % of messages are dropped from 1 s to 2 s: requests and replies lost at random",
     );
     loss.plan = network(Kind::Loss { per_mille: 50 });
+    let one = |at_ms, for_ms, kind, target: Side| {
+        Plan::new(vec![Step {
+            at_ms,
+            for_ms,
+            fault: Fault::new(kind, target),
+        }])
+    };
+    let mut pg_lag = Scenario::base(
+        "pg-lag-spike",
+        "misses read the PostgreSQL replica; from 1 s to 3 s it falls 2 s behind (50 ms otherwise)",
+    );
+    pg_lag.read_from_replica = true;
+    pg_lag.duration_ms = 4_000;
+    pg_lag.plan = one(
+        1_000,
+        2_000,
+        Kind::ReplicaLag { lag_ms: 2_000 },
+        Side::One(Target::PgReplica),
+    );
+    // The seed's 2020 incident: a viral surge over many keys while Redis is at its memory limit.
+    let mut memory = Scenario::base(
+        "redis-memory-full",
+        "a surge over 400 keys while Redis may hold 8 KiB (about 50 entries, allkeys-lru) from 1 s to 3 s: L1 hits collapse, memcached absorbs the misses, nothing may be stale",
+    );
+    memory.keys = 400;
+    memory.zipf_s = 0.7;
+    memory.duration_ms = 4_000;
+    // 400 keys with a flatter popularity than the base's 40, and the steady phase includes the
+    // refill of what the limit evicted.
+    memory.bounds.hit_ratio_min = Some(0.75);
+    memory.plan = one(
+        1_000,
+        2_000,
+        Kind::MemoryLimit { kib: 8 },
+        Side::One(Target::RedisMaster),
+    );
+    // The seed's Facebook 2019 incident: every cache tier empty at once.
+    let mut cold = Scenario::base(
+        "cold-start",
+        "at 1 s Redis and every memcached node are flushed at once under 3 x 10 clients over 200 keys: the database must not take more than one read per key per app node",
+    );
+    cold.keys = 200;
+    cold.clients_per_app = 10;
+    cold.plan = Plan::new(
+        [Side::One(Target::RedisMaster), Side::Memcached]
+            .into_iter()
+            .map(|target| Step {
+                at_ms: 1_000,
+                for_ms: 500,
+                fault: Fault::new(Kind::Flush, target),
+            })
+            .collect(),
+    );
+    // Coalescing and leases: at most one database read per key per app node to refill, in any
+    // second (200 keys x 3 app nodes). Without them every client's miss reads the database.
+    cold.bounds.db_qps_max = Some(600);
+    // 200 keys refill twice (from the boot and after the flush) within 3 s.
+    cold.bounds.hit_ratio_min = Some(0.6);
+    // The seed's Twitter 2018 incident: one viral key.
+    let mut hot = Scenario::base(
+        "hot-key",
+        "one post takes 35 % of all ops on top of the Zipf mix: one memcached node and the Redis master carry it",
+    );
+    hot.hot_key_share = 0.35;
+    let mut random = Scenario::base(
+        "random",
+        "one to four faults of the whole catalog at random times, spans and overlaps, drawn from the seed (`chaos::random`)",
+    );
+    random.duration_ms = 4_000;
     vec![
         fill_race,
         replica_fill,
@@ -253,10 +366,16 @@ pub fn catalog() -> Vec<Scenario> {
         app_db,
         one_way,
         sentinel,
+        split,
         rejoin,
         app_pause,
         latency,
         loss,
+        pg_lag,
+        memory,
+        cold,
+        hot,
+        random,
     ]
 }
 

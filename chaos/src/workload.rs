@@ -96,6 +96,8 @@ pub struct Workload {
     zipf: Zipf,
     write_ratio: f64,
     think_ms: (u64, u64),
+    /// Share of ops on the one hot key (a viral post), drawn before the Zipf pick; 0 for none.
+    hot_share: f64,
 }
 
 impl Workload {
@@ -105,16 +107,41 @@ impl Workload {
             zipf: Zipf::new(keys, zipf_s),
             write_ratio,
             think_ms,
+            hot_share: 0.0,
         }
+    }
+
+    /// The same workload with `share` of its ops on one hot key: the first post (a viral post,
+    /// not a listing, so its writes touch no siblings).
+    pub fn with_hot_key(mut self, share: f64) -> Workload {
+        self.hot_share = share;
+        self
+    }
+
+    /// The hot key, if the workload has one.
+    pub fn hot_key(&self) -> Option<&str> {
+        (self.hot_share > 0.0).then(|| {
+            self.keys
+                .iter()
+                .find(|k| k.starts_with("posts:"))
+                .unwrap_or(&self.keys[0])
+                .as_str()
+        })
     }
 
     pub fn keys(&self) -> &[String] {
         &self.keys
     }
 
-    /// The next op: first the key, then read or write (two draws).
+    /// The next op: with a hot key, first whether it is the hot key (one draw); then the key,
+    /// then read or write (two draws).
     pub fn next(&self, rng: &mut SplitMix) -> NextOp {
-        let k = &self.keys[self.zipf.sample(unit(rng))];
+        let hot = match self.hot_key() {
+            Some(h) if unit(rng) < self.hot_share => Some(h),
+            _ => None,
+        };
+        let zipf = self.zipf.sample(unit(rng));
+        let k = hot.unwrap_or(&self.keys[zipf]);
         let write = unit(rng) < self.write_ratio;
         NextOp {
             key: Key::parse(k).expect("the keyspace holds valid keys"),
@@ -154,6 +181,21 @@ mod tests {
         let k = Key::parse(&keys[0]).unwrap();
         assert_eq!(listing_prefix(&k).as_deref(), Some("r/rust:"));
         assert_eq!(listing_prefix(&Key::parse("posts:v1:3").unwrap()), None);
+    }
+
+    #[test]
+    fn a_hot_key_takes_its_share() {
+        let w = Workload::new(40, 1.1, 0.05, (2, 20)).with_hot_key(0.35);
+        let hot = w.hot_key().unwrap().to_string();
+        assert!(hot.starts_with("posts:"));
+        let mut rng = SplitMix(3);
+        let n = 10_000;
+        let on_hot = (0..n)
+            .filter(|_| w.next(&mut rng).key.as_str() == hot)
+            .count();
+        // 35 % drawn hot, plus the post's own Zipf share.
+        assert!(on_hot * 100 >= 35 * n, "{on_hot} of {n}");
+        assert_eq!(Workload::new(40, 1.1, 0.05, (2, 20)).hot_key(), None);
     }
 
     #[test]

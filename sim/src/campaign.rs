@@ -108,6 +108,10 @@ pub struct RunResult {
     pub failed: Vec<String>,
     pub report: invariants::Report,
     pub history: Vec<u8>,
+    /// Requests each server answered, busiest first.
+    pub served: Vec<(String, u64)>,
+    /// With a hot key: the key and its share of the reads.
+    pub hot_key: Option<(String, f64)>,
 }
 
 /// Runs one seed with any strategy (the built-ins or a user's own) and checks it.
@@ -126,7 +130,13 @@ pub fn judge(sc: &Scenario, strategy: &str, seed: u64, out: RunOutput) -> RunRes
         .filter(|v| v.gating && v.fails())
         .map(|v| v.name.to_string())
         .collect();
+    let hot_key = sc
+        .workload()
+        .hot_key()
+        .map(|k| (k.to_string(), read_share(&out.history, k)));
     RunResult {
+        hot_key,
+        served: out.served,
         scenario: sc.name.into(),
         strategy: strategy.into(),
         seed,
@@ -137,6 +147,42 @@ pub fn judge(sc: &Scenario, strategy: &str, seed: u64, out: RunOutput) -> RunRes
         report,
         history: out.history,
     }
+}
+
+/// The share of a history's reads that read `key`.
+pub fn read_share(history: &[u8], key: &str) -> f64 {
+    let (mut reads, mut on_key) = (0u64, 0u64);
+    for line in history.split(|&b| b == b'\n') {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["type"] == "op" && v["f"] == "read" {
+            reads += 1;
+            on_key += u64::from(v["key"] == key);
+        }
+    }
+    on_key as f64 / reads.max(1) as f64
+}
+
+/// Where the load went: each server's share of the requests, and the hot key's share of reads.
+pub fn load_lines(r: &RunResult) -> String {
+    let total: u64 = r.served.iter().map(|(_, n)| n).sum();
+    let shares: Vec<String> = r
+        .served
+        .iter()
+        .map(|(name, n)| format!("{name} {:.1} %", 100.0 * *n as f64 / total.max(1) as f64))
+        .collect();
+    let mut s = format!(
+        "  load      {total} requests answered: {}\n",
+        shares.join(", ")
+    );
+    if let Some((k, share)) = &r.hot_key {
+        s.push_str(&format!(
+            "  hot key   {k} took {:.1} % of reads\n",
+            100.0 * share
+        ));
+    }
+    s
 }
 
 /// The report of `r` as a table, with the history's own witness lines.
@@ -331,7 +377,17 @@ fn campaign(args: RunArgs) -> ExitCode {
         let mut r = Ran {
             log: None,
             error: None,
-            explained: (single || !o.failed.is_empty()).then(|| explain(&o)),
+            explained: (single || !o.failed.is_empty()).then(|| {
+                format!(
+                    "{}{}",
+                    explain(&o),
+                    if single {
+                        load_lines(&o)
+                    } else {
+                        String::new()
+                    }
+                )
+            }),
             json: None,
         };
         if let Some(dir) = &args.save_histories {
@@ -351,6 +407,8 @@ fn campaign(args: RunArgs) -> ExitCode {
             r.json = Some(json!({
                 "scenario": o.scenario, "strategy": o.strategy, "seed": o.seed, "trace_hash": o.trace_hash,
                 "ops": o.ops, "holds": o.failed.is_empty(), "failed": o.failed, "verdicts": verdicts,
+                "served": o.served.iter().map(|(n, c)| json!({"server": n, "requests": c})).collect::<Vec<_>>(),
+                "hot_key": o.hot_key.as_ref().map(|(k, share)| json!({"key": k, "read_share": share})),
                 "log": r.log.as_ref().map(|p| p.display().to_string()),
             }));
         }

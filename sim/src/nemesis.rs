@@ -20,6 +20,7 @@ use madsim::task::NodeId;
 
 use crate::cluster::{Cluster, Node};
 use crate::models::memcached as mc;
+use crate::models::redis as rd;
 use crate::net::{Rpc, TAG_MEMCACHED, TAG_PG, TAG_REDIS, TAG_SENTINEL};
 use crate::nodes::postgres::{PgCmd, PgReply};
 use crate::nodes::redis::{Admin, AdminReply};
@@ -43,6 +44,10 @@ struct Placed {
 
 pub struct SimNemesis {
     handle: Handle,
+    /// Caches that took the marker key before a flush: the flush took effect once it is gone.
+    flushed: Vec<Placed>,
+    /// Keys each Redis node had evicted when a memory limit began.
+    evicted_before: Vec<(Target, u64)>,
     /// The network's own configuration, while a latency or loss fault replaces it.
     saved: Option<madsim::net::Config>,
     nodes: Vec<Placed>,
@@ -74,6 +79,8 @@ impl SimNemesis {
         });
         SimNemesis {
             handle,
+            flushed: Vec::new(),
+            evicted_before: Vec::new(),
             saved: None,
             nodes: servers.chain(apps).collect(),
             node,
@@ -132,6 +139,112 @@ impl SimNemesis {
             )),
         }
     }
+}
+
+impl SimNemesis {
+    /// A request from the nemesis's node; `None` when no reply came within a second.
+    async fn tell<C, R>(&self, to: &Placed, tag: u64, cmd: C) -> Option<R>
+    where
+        C: Send + Sync + 'static,
+        R: Send + Sync + 'static,
+    {
+        let (rpc, addr) = (self.rpc.clone(), to.addr?);
+        self.node
+            .spawn(async move {
+                rpc.call::<C, R>(addr, tag, cmd, Duration::from_secs(1))
+                    .await
+                    .ok()
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Writes the marker to a cache server; true if it was stored.
+    async fn mark(&self, cache: &Placed) -> bool {
+        match cache.target {
+            Target::RedisMaster | Target::RedisReplica => {
+                let set = rd::Cmd::Set {
+                    key: FLUSH_MARKER.into(),
+                    value: b"1".to_vec(),
+                    px_ms: 600_000,
+                    cond: rd::Cond::Always,
+                };
+                matches!(
+                    self.tell(cache, TAG_REDIS, Admin::Cmd(set)).await,
+                    Some(AdminReply::Reply(rd::Reply::Bool(true)))
+                )
+            }
+            Target::Memcached(_) => {
+                let set = mc::Cmd::Set {
+                    key: FLUSH_MARKER.into(),
+                    value: b"1".to_vec(),
+                    ttl_s: 600,
+                };
+                matches!(
+                    self.tell(cache, TAG_MEMCACHED, set).await,
+                    Some(mc::Reply::Stored(true))
+                )
+            }
+            _ => false,
+        }
+    }
+
+    /// Does a cache server still hold the marker? `None` when it does not answer.
+    async fn holds_marker(&self, cache: &Placed) -> Option<bool> {
+        match cache.target {
+            Target::Memcached(_) => {
+                match self
+                    .tell(cache, TAG_MEMCACHED, mc::Cmd::Gets(FLUSH_MARKER.into()))
+                    .await?
+                {
+                    mc::Reply::Value(v) => Some(v.is_some()),
+                    _ => None,
+                }
+            }
+            _ => match self
+                .tell(
+                    cache,
+                    TAG_REDIS,
+                    Admin::Cmd(rd::Cmd::Get(FLUSH_MARKER.into())),
+                )
+                .await?
+            {
+                AdminReply::Reply(rd::Reply::Bulk(v)) => Some(v.is_some()),
+                _ => None,
+            },
+        }
+    }
+
+    async fn flush(&self, cache: &Placed) {
+        match cache.target {
+            Target::Memcached(_) => {
+                let _: Option<mc::Reply> = self.tell(cache, TAG_MEMCACHED, mc::Cmd::FlushAll).await;
+            }
+            _ => {
+                let _: Option<AdminReply> = self
+                    .tell(cache, TAG_REDIS, Admin::Cmd(rd::Cmd::FlushAll))
+                    .await;
+            }
+        }
+    }
+
+    async fn evicted(&self, redis: &Placed) -> Option<(u64, usize)> {
+        match self.tell(redis, TAG_REDIS, Admin::Memory).await? {
+            AdminReply::Memory {
+                evicted,
+                used_bytes,
+            } => Some((evicted, used_bytes)),
+            _ => None,
+        }
+    }
+}
+
+/// The key a flush fault writes first and looks for after: gone means the flush took.
+const FLUSH_MARKER: &str = "aside:nemesis:flush";
+
+fn is_redis(t: Target) -> bool {
+    matches!(t, Target::RedisMaster | Target::RedisReplica)
 }
 
 /// A harmless request to the server playing `target` at `addr`.
@@ -232,6 +345,35 @@ impl Nemesis for SimNemesis {
             Kind::Loss { per_mille } => {
                 self.reconfigure(|c| c.packet_loss_rate = f64::from(per_mille) / 1000.0)
             }
+            Kind::Flush => {
+                for cache in self.side(fault.target) {
+                    // A replica refuses the marker (READONLY): its master's flush reaches it.
+                    if self.mark(&cache).await {
+                        self.flush(&cache).await;
+                        self.flushed.push(cache);
+                    }
+                }
+            }
+            Kind::MemoryLimit { kib } => {
+                for r in self
+                    .side(fault.target)
+                    .into_iter()
+                    .filter(|n| is_redis(n.target))
+                {
+                    if let Some((evicted, _)) = self.evicted(&r).await {
+                        self.evicted_before.push((r.target, evicted));
+                    }
+                    let bytes = kib as usize * 1024;
+                    let _: Option<AdminReply> =
+                        self.tell(&r, TAG_REDIS, Admin::MaxMemory(bytes)).await;
+                }
+            }
+            Kind::ReplicaLag { lag_ms } => {
+                for pg in self.side(fault.target) {
+                    let set = PgCmd::SetLag(Some(u64::from(lag_ms)));
+                    let _: Option<PgReply> = self.tell(&pg, TAG_PG, set).await;
+                }
+            }
         }
     }
 
@@ -254,6 +396,24 @@ impl Nemesis for SimNemesis {
             Kind::Latency { .. } | Kind::Loss { .. } => {
                 if let Some(own) = self.saved.take() {
                     NetSim::current().update_config(|c| *c = own);
+                }
+            }
+            // The tier refills from traffic: nothing to undo.
+            Kind::Flush => self.flushed.retain(|n| !fault.target.contains(n.target)),
+            Kind::MemoryLimit { .. } => {
+                for r in self
+                    .side(fault.target)
+                    .into_iter()
+                    .filter(|n| is_redis(n.target))
+                {
+                    let _: Option<AdminReply> = self.tell(&r, TAG_REDIS, Admin::MaxMemory(0)).await;
+                }
+                self.evicted_before
+                    .retain(|(t, _)| !fault.target.contains(*t));
+            }
+            Kind::ReplicaLag { .. } => {
+                for pg in self.side(fault.target) {
+                    let _: Option<PgReply> = self.tell(&pg, TAG_PG, PgCmd::SetLag(None)).await;
                 }
             }
         }
@@ -329,6 +489,60 @@ impl Nemesis for SimNemesis {
                         PROBE_TIMEOUT.as_millis()
                     )
                 })
+            }
+            Kind::Flush => {
+                let caches: Vec<Placed> = self
+                    .flushed
+                    .iter()
+                    .filter(|n| fault.target.contains(n.target))
+                    .cloned()
+                    .collect();
+                if caches.is_empty() {
+                    return None;
+                }
+                for c in &caches {
+                    if self.holds_marker(c).await != Some(false) {
+                        return None;
+                    }
+                }
+                let names: Vec<String> = caches.iter().map(|c| c.target.name()).collect();
+                Some(format!(
+                    "the marker key written before the flush is gone from {}",
+                    names.join(", ")
+                ))
+            }
+            Kind::MemoryLimit { kib } => {
+                for (t, before) in self.evicted_before.clone() {
+                    let Some(r) = self.nodes.iter().find(|n| n.target == t).cloned() else {
+                        continue;
+                    };
+                    if let Some((evicted, used)) = self.evicted(&r).await {
+                        if evicted > before {
+                            return Some(format!(
+                                "{} evicted {} keys under its {kib} KiB limit ({:.1} KiB in use)",
+                                t.name(),
+                                evicted - before,
+                                used as f64 / 1024.0
+                            ));
+                        }
+                    }
+                }
+                None
+            }
+            Kind::ReplicaLag { lag_ms } => {
+                for pg in self.side(fault.target) {
+                    if let Some(PgReply::LagMs(behind)) =
+                        self.tell(&pg, TAG_PG, PgCmd::ReplayLag).await
+                    {
+                        if behind >= u64::from(lag_ms) / 2 {
+                            return Some(format!(
+                                "{}'s replay is {behind} ms behind the primary",
+                                pg.target.name()
+                            ));
+                        }
+                    }
+                }
+                None
             }
             Kind::Partition { peers, .. } => {
                 let peers: Vec<Placed> = self

@@ -99,6 +99,23 @@ impl Rpc {
     }
 }
 
+thread_local! {
+    /// Requests each server address answered in the run on this thread (madsim runs a whole
+    /// simulation on the thread that calls `block_on`, so runs on other threads never mix in).
+    static SERVED: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, u64>> =
+        Default::default();
+}
+
+/// Forgets the counts of [`served`] (a run starts with this).
+pub fn served_reset() {
+    SERVED.with(|s| s.borrow_mut().clear());
+}
+
+/// Requests answered per server address since [`served_reset`].
+pub fn served() -> std::collections::BTreeMap<SocketAddr, u64> {
+    SERVED.with(|s| s.borrow().clone())
+}
+
 /// Receive loops per server: madsim sleeps at least 1 ms in every receive, so one loop would
 /// cap a server at 1000 messages per second of simulated time and queue everything behind it.
 const RECEIVERS: usize = 64;
@@ -133,6 +150,9 @@ where
             continue;
         };
         let (reply_tag, cmd) = *b;
+        if let Ok(at) = ep.local_addr() {
+            SERVED.with(|s| *s.borrow_mut().entry(at).or_default() += 1);
+        }
         let (ep, handle) = (ep.clone(), handle.clone());
         madsim::task::spawn(async move {
             let reply = handle(cmd).await;

@@ -30,6 +30,9 @@ pub struct RunOutput {
     /// Reads the app nodes answered from an aged entry (stale-while-revalidate), which the
     /// history cannot tell from fresh hits.
     pub stale_served: u64,
+    /// Requests each server answered (clients', replication's, Sentinels' and the nemesis's),
+    /// by role, busiest first.
+    pub served: Vec<(String, u64)>,
 }
 
 /// The commit this binary was built from (for seed logs).
@@ -64,6 +67,7 @@ where
     St: Strategy + Clone,
     N: Nemesis,
 {
+    let scenario = &scenario.for_seed(seed);
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, config(scenario));
     rt.set_time_limit(TIME_LIMIT);
     rt.block_on(simulate(scenario, strategy, seed, nemesis))
@@ -80,6 +84,7 @@ where
     N: Nemesis,
 {
     let handle = Handle::current();
+    crate::net::served_reset();
     let workload = Arc::new(scenario.workload());
     let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
     let rec = Arc::new(Recorder::start());
@@ -164,7 +169,15 @@ where
         commit: COMMIT.into(),
         config: scenario.config(),
     };
+    let by_addr = crate::net::served();
+    let mut served: Vec<(String, u64)> = cluster
+        .servers
+        .iter()
+        .map(|n| (n.target.name(), by_addr.get(&n.addr).copied().unwrap_or(0)))
+        .collect();
+    served.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     RunOutput {
+        served,
         ops: rec.ops(),
         history: rec.finish(&header),
         sim_ns: cluster.start.elapsed().as_nanos() as u64,

@@ -241,17 +241,17 @@ fn a_stale_read_of_the_race_is_explained_by_its_load_invalidation_and_late_fill(
 fn the_readme_examples_still_show_what_the_readme_says() {
     let run =
         |name: &str, st: Builtin, seed: u64| run_one(&scenario::find(name).unwrap(), st, seed);
-    // "cargo sim --scenario fill-race --strategy naive --seed 9: exit 1 if it fails"
-    assert!(!run("fill-race", Builtin::Naive, 9).failed.is_empty());
-    // "--seed 11: a stale read and its causal chain"
-    let r = run("fill-race", Builtin::Naive, 11);
+    // "cargo sim --scenario fill-race --strategy naive --seed 4: exit 1 if it fails"
+    assert!(!run("fill-race", Builtin::Naive, 4).failed.is_empty());
+    // "--seed 17: a stale read and its causal chain"
+    let r = run("fill-race", Builtin::Naive, 17);
     let v = r.report.verdict("staleness").unwrap();
     assert!(v.fails() && v.summary.contains("causal chain") && v.summary.contains("filled v"));
-    // "memcached-restart --strategy versioned --seed 9" shows the skipped invalidation.
-    let r = run("memcached-restart", Builtin::Versioned, 9);
+    // "memcached-restart --strategy versioned --seed 5" shows the skipped invalidation.
+    let r = run("memcached-restart", Builtin::Versioned, 5);
     assert!(!r.failed.is_empty());
-    // "app-pause --strategy versioned --seed 17": the L2 invalidation failed and L2 kept v0.
-    let r = run("app-pause", Builtin::Versioned, 17);
+    // "app-pause --strategy versioned --seed 10": the L2 invalidation failed and L2 kept v1.
+    let r = run("app-pause", Builtin::Versioned, 10);
     let v = r.report.verdict("staleness").unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2") && v.summary.contains("(failed)"),
@@ -262,10 +262,10 @@ fn the_readme_examples_still_show_what_the_readme_says() {
         .unwrap()
         .replace('\n', " ");
     for named in [
-        "--strategy naive --seed 9 ",
-        "--strategy naive --seed 11 ",
-        "--scenario memcached-restart --strategy versioned --seed 9`",
-        "--scenario app-pause --strategy versioned --seed 17`",
+        "--strategy naive --seed 4 ",
+        "--strategy naive --seed 17 ",
+        "--scenario memcached-restart --strategy versioned --seed 5`",
+        "--scenario app-pause --strategy versioned --seed 10`",
     ] {
         assert!(
             readme.contains(named),

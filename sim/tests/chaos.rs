@@ -172,6 +172,25 @@ fn every_fault_of_every_scenario_is_observed_taking_effect() {
         assert!(!v.fails(), "{}: {}", sc.name, v.summary);
         let text = String::from_utf8(r.history).unwrap();
         let observed = text.matches("\"action\":\"observed\"").count();
-        assert_eq!(observed, sc.plan.steps.len(), "{}", sc.name);
+        assert_eq!(observed, sc.for_seed(1).plan.steps.len(), "{}", sc.name);
     }
+}
+
+/// The random scenario's plans, over a fixed range of seeds: every fault of every kind is
+/// observed (a plan that drew a fault whose effect cannot show is the generator's bug).
+#[test]
+fn every_fault_of_random_plans_is_observed_taking_effect() {
+    let sc = scenario::find("random").unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for seed in 1..=40 {
+        let plan = sc.for_seed(seed).plan;
+        kinds.extend(plan.steps.iter().map(|s| s.fault.kind.name()));
+        let r = run_one(&sc, Builtin::Versioned, seed);
+        let v = r.report.verdict("fault-effect").unwrap();
+        assert!(!v.fails(), "random seed {seed}: {}", v.summary);
+        let text = String::from_utf8(r.history).unwrap();
+        let observed = text.matches("\"action\":\"observed\"").count();
+        assert_eq!(observed, plan.steps.len(), "random seed {seed}: {plan:?}");
+    }
+    assert_eq!(kinds.len(), 8, "seeds 1-40 draw every kind: {kinds:?}");
 }

@@ -22,11 +22,39 @@ fn is_hit(r: &ReadRec) -> bool {
     r.source.is_some_and(|s| s.is_cache())
 }
 
+/// Reads, hits and L1 hits of one phase.
+#[derive(Default, Clone, Copy)]
+struct Hits {
+    reads: u64,
+    hits: u64,
+    l1: u64,
+}
+
+impl Hits {
+    fn add(&mut self, r: &ReadRec) {
+        self.reads += 1;
+        self.hits += u64::from(is_hit(r));
+        self.l1 += u64::from(r.source == Some(Source::L1));
+    }
+
+    fn ratio(n: u64, of: u64) -> Figure {
+        if of == 0 {
+            Figure::None
+        } else {
+            Figure::Ratio(n as f64 / of as f64)
+        }
+    }
+}
+
+/// Judges the steady phase; also reports, never judges, the hit ratios while faults were on
+/// (an incident such as a full Redis shows there: its L1 ratio collapses while L2 absorbs it).
 pub struct HitRatio {
     min: Option<f64>,
     warmup_ns: u64,
     reads: u64,
     hits: u64,
+    l1_hits: u64,
+    faulted: Hits,
 }
 
 impl HitRatio {
@@ -36,6 +64,8 @@ impl HitRatio {
             warmup_ns,
             reads: 0,
             hits: 0,
+            l1_hits: 0,
+            faulted: Hits::default(),
         }
     }
 }
@@ -45,6 +75,13 @@ impl ReadChecker for HitRatio {
         if steady(idx, self.warmup_ns, r) {
             self.reads += 1;
             self.hits += u64::from(is_hit(r));
+            self.l1_hits += u64::from(r.source == Some(Source::L1));
+        } else if r.ok()
+            && r.source.is_some()
+            && r.invoke_ns >= self.warmup_ns
+            && idx.overlaps_fault(r.invoke_ns, r.complete_ns)
+        {
+            self.faulted.add(r);
         }
     }
 
@@ -60,7 +97,14 @@ impl ReadChecker for HitRatio {
                 } else {
                     Figure::Ratio(ratio)
                 },
-            );
+            )
+            .figure("l1_hit_ratio", Hits::ratio(self.l1_hits, self.reads));
+        if self.faulted.reads > 0 {
+            let f = self.faulted;
+            v.figure("reads_during_faults", Figure::Count(f.reads))
+                .figure("hit_ratio_during_faults", Hits::ratio(f.hits, f.reads))
+                .figure("l1_hit_ratio_during_faults", Hits::ratio(f.l1, f.reads));
+        }
         let Some(min) = self.min else {
             v.unknown("no hit-ratio bound: set config.hit_ratio_min");
             return Ok(v);

@@ -24,6 +24,8 @@ pub struct PgModel {
     pub outbox: Vec<(u64, String, u64)>,
     /// On a replica: the last log position applied.
     pub applied_lsn: u64,
+    /// On a replica: when the oldest entry it has received but not applied was committed.
+    oldest_pending_ms: Option<u64>,
 }
 
 pub fn payload(key: &str, version: u64) -> Vec<u8> {
@@ -72,16 +74,26 @@ impl PgModel {
 
     /// On a replica: applies what was committed at least `lag_ms` ago.
     pub fn apply(&mut self, entries: &[Wal], now_ms: u64, lag_ms: u64) {
+        self.oldest_pending_ms = None;
         for e in entries {
             if e.lsn <= self.applied_lsn {
                 continue;
             }
             if e.committed_at_ms + lag_ms > now_ms {
+                self.oldest_pending_ms = Some(e.committed_at_ms);
                 break;
             }
             self.rows.insert(e.key.clone(), e.version);
             self.applied_lsn = e.lsn;
         }
+    }
+
+    /// On a replica: how long ago the oldest entry it received but has not applied was
+    /// committed (PostgreSQL's `now() - pg_last_xact_replay_timestamp()` while behind); 0 when
+    /// it has applied everything it received.
+    pub fn replay_lag_ms(&self, now_ms: u64) -> u64 {
+        self.oldest_pending_ms
+            .map_or(0, |t| now_ms.saturating_sub(t))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {
@@ -103,6 +115,7 @@ mod tests {
         assert_eq!(p.outbox.len(), 3);
         let mut r = PgModel::seeded(["a"]);
         r.apply(p.wal_after(0), 35, 10);
+        assert_eq!(r.replay_lag_ms(36), 6, "the write committed at 30 waits");
         assert_eq!(
             (r.read("a").unwrap().version, r.read("b").map(|x| x.version)),
             (1, Some(1)),
@@ -110,6 +123,7 @@ mod tests {
         );
         r.apply(p.wal_after(r.applied_lsn), 40, 10);
         assert_eq!(r.read("a").unwrap().version, 2);
+        assert_eq!(r.replay_lag_ms(41), 0);
         assert_eq!(p.read("a").unwrap().payload, payload("a", 2));
     }
 }

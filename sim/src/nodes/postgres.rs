@@ -3,6 +3,7 @@
 //! own RNG.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,12 +23,18 @@ pub enum PgCmd {
     Read(String),
     Write(String),
     WalAfter(u64),
+    /// On a replica: apply the log this many ms behind (`None`: the lag it booted with).
+    SetLag(Option<u64>),
+    /// On a replica: how far behind its replay is, in ms (0 when it has applied all it has).
+    ReplayLag,
 }
 
 pub enum PgReply {
     Row(Option<Row>),
     Version(u64),
     Wal(Vec<Wal>),
+    Done,
+    LagMs(u64),
 }
 
 pub async fn pg_node(
@@ -41,8 +48,9 @@ pub async fn pg_node(
 ) {
     let model = Arc::new(Mutex::new(PgModel::seeded(keys.iter().map(String::as_str))));
     let ep = Endpoint::bind(addr).await.expect("bind postgres");
+    let lag = Arc::new(AtomicU64::new(lag_ms));
     if let Some(p) = primary {
-        let (model, rpc) = (model.clone(), Rpc::bind(addr.ip()).await);
+        let (model, rpc, lag) = (model.clone(), Rpc::bind(addr.ip()).await, lag.clone());
         madsim::task::spawn(async move {
             loop {
                 sleep(Duration::from_millis(10)).await;
@@ -56,14 +64,17 @@ pub async fn pg_node(
                     )
                     .await
                 {
-                    model.lock().unwrap().apply(&w, now_ms(start), lag_ms);
+                    model
+                        .lock()
+                        .unwrap()
+                        .apply(&w, now_ms(start), lag.load(Relaxed));
                 }
             }
         });
     }
     let rng = Arc::new(Mutex::new(SplitMix(seed)));
     serve(ep, TAG_PG, move |c: PgCmd| {
-        let (m, rng) = (model.clone(), rng.clone());
+        let (m, rng, lag) = (model.clone(), rng.clone(), lag.clone());
         async move {
             let d = rand_in(&mut rng.lock().unwrap(), query_us);
             sleep(Duration::from_micros(d)).await;
@@ -72,6 +83,11 @@ pub async fn pg_node(
                 PgCmd::Read(k) => PgReply::Row(m.read(&k)),
                 PgCmd::Write(k) => PgReply::Version(m.write(&k, now_ms(start))),
                 PgCmd::WalAfter(lsn) => PgReply::Wal(m.wal_after(lsn).to_vec()),
+                PgCmd::SetLag(ms) => {
+                    lag.store(ms.unwrap_or(lag_ms), Relaxed);
+                    PgReply::Done
+                }
+                PgCmd::ReplayLag => PgReply::LagMs(m.replay_lag_ms(now_ms(start))),
             }
         }
     })

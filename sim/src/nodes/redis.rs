@@ -33,6 +33,10 @@ pub enum Admin {
     Follow(SocketAddr),
     /// A full copy for a resyncing replica.
     Snapshot,
+    /// CONFIG SET maxmemory (0: no limit; the policy is always allkeys-lru).
+    MaxMemory(usize),
+    /// INFO memory and stats: keys evicted so far and bytes in use.
+    Memory,
 }
 
 pub enum AdminReply {
@@ -40,6 +44,7 @@ pub enum AdminReply {
     Pong(Role),
     Snapshot(Box<RedisModel>),
     Done,
+    Memory { evicted: u64, used_bytes: usize },
 }
 
 pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr>, start: Instant) {
@@ -120,6 +125,17 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
                 }
                 Admin::Snapshot => {
                     AdminReply::Snapshot(Box::new(node.model.lock().unwrap().clone()))
+                }
+                Admin::MaxMemory(bytes) => {
+                    node.model.lock().unwrap().maxmemory_bytes = bytes;
+                    AdminReply::Done
+                }
+                Admin::Memory => {
+                    let m = node.model.lock().unwrap();
+                    AdminReply::Memory {
+                        evicted: m.evictions,
+                        used_bytes: m.used_bytes(),
+                    }
                 }
             }
         }

@@ -1,6 +1,10 @@
 //! A Sentinel node: pings the master, agrees with the others that it is down (quorum), the
-//! leader of the new epoch (majority vote) promotes the replica, and returning old masters are
-//! demoted.
+//! leader of the new epoch (majority vote) promotes the replica. As real Sentinels do, every
+//! Sentinel re-announces its configuration to the others every [`HELLO_EVERY`] (the hello
+//! messages: a Sentinel that was cut off adopts the newest epoch once it hears one), and every
+//! Sentinel reads the role of the instance it knows as the replica and reconfigures it when it
+//! claims to be a master or follows another one (a returning old master is demoted by whichever
+//! Sentinel reaches it first, not only by the one that promoted).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,12 @@ pub enum SentinelReply {
 }
 
 const DOWN_AFTER: Duration = Duration::from_millis(300);
+
+/// How often a Sentinel announces its configuration to the others (Redis: every 2 s on the
+/// masters' and replicas' `__sentinel__:hello` channel).
+pub const HELLO_EVERY: Duration = Duration::from_secs(2);
+
+const TICK: Duration = Duration::from_millis(100);
 
 pub async fn sentinel_node(
     me: SocketAddr,
@@ -83,42 +93,47 @@ pub async fn sentinel_node(
         }
     }));
     let mut last_ok = Instant::now();
-    // Old masters seen since a failover, to demote when they come back.
-    let mut demote: Vec<SocketAddr> = Vec::new();
+    let mut last_hello = Instant::now();
     loop {
-        sleep(Duration::from_millis(100)).await;
+        sleep(TICK).await;
         let (master, replica, epoch) = {
             let s = st.lock().unwrap();
             (s.master, s.replica, s.epoch)
         };
-        match rpc
-            .call::<Admin, AdminReply>(master, TAG_REDIS, Admin::Ping, Duration::from_millis(100))
-            .await
-        {
+        if last_hello.elapsed() >= HELLO_EVERY {
+            last_hello = Instant::now();
+            announce(&rpc, &peers, epoch, master, replica).await;
+        }
+        let ping = |a: SocketAddr| {
+            rpc.call::<Admin, AdminReply>(a, TAG_REDIS, Admin::Ping, Duration::from_millis(100))
+        };
+        // The master and the replica are asked at once, as real Sentinels ask every instance
+        // on its own link: an unreachable replica does not slow the master's failure detector.
+        let (of_master, of_replica) = tokio::join!(ping(master), async {
+            match replica {
+                Some(r) => Some(ping(r).await),
+                None => None,
+            }
+        });
+        match of_master {
             Ok(AdminReply::Pong(_)) => {
                 last_ok = Instant::now();
                 st.lock().unwrap().sdown = false;
             }
             _ => st.lock().unwrap().sdown = last_ok.elapsed() >= DOWN_AFTER,
         }
-        for old in std::mem::take(&mut demote) {
-            match rpc
-                .call::<Admin, AdminReply>(old, TAG_REDIS, Admin::Ping, Duration::from_millis(100))
-                .await
-            {
-                Ok(AdminReply::Pong(Role::Master)) if old != master => {
-                    let _ = rpc
-                        .call::<Admin, AdminReply>(
-                            old,
-                            TAG_REDIS,
-                            Admin::Follow(master),
-                            Duration::from_secs(5),
-                        )
-                        .await;
-                    st.lock().unwrap().replica = Some(old);
-                }
-                Ok(AdminReply::Pong(_)) => {}
-                _ => demote.push(old),
+        // A replica that says it is a master (an old master back after a failover) or follows
+        // someone else is told to follow ours; it resyncs and drops what it wrote alone.
+        if let (Some(r), Some(Ok(AdminReply::Pong(role)))) = (replica, of_replica) {
+            if role != Role::Replica(master) && r != master {
+                let _ = rpc
+                    .call::<Admin, AdminReply>(
+                        r,
+                        TAG_REDIS,
+                        Admin::Follow(master),
+                        Duration::from_secs(5),
+                    )
+                    .await;
             }
         }
         if !st.lock().unwrap().sdown {
@@ -161,25 +176,31 @@ pub async fn sentinel_node(
         }
         {
             let mut s = st.lock().unwrap();
-            (s.epoch, s.master, s.replica, s.sdown) = (new_epoch, candidate, None, false);
+            (s.epoch, s.master, s.replica, s.sdown) = (new_epoch, candidate, Some(master), false);
         }
         last_ok = Instant::now();
-        demote.push(master);
-        for &p in &peers {
-            let cfg = SentinelMsg::Config {
-                epoch: new_epoch,
-                master: candidate,
-                replica: Some(master),
-            };
-            let _ = rpc
-                .call::<SentinelMsg, SentinelReply>(
-                    p,
-                    TAG_SENTINEL,
-                    cfg,
-                    Duration::from_millis(100),
-                )
-                .await;
-        }
+        last_hello = Instant::now();
+        announce(&rpc, &peers, new_epoch, candidate, Some(master)).await;
+    }
+}
+
+/// Tells every other Sentinel this configuration (they adopt it if its epoch is newer).
+async fn announce(
+    rpc: &Rpc,
+    peers: &[SocketAddr],
+    epoch: u64,
+    master: SocketAddr,
+    replica: Option<SocketAddr>,
+) {
+    for &p in peers {
+        let cfg = SentinelMsg::Config {
+            epoch,
+            master,
+            replica,
+        };
+        let _ = rpc
+            .call::<SentinelMsg, SentinelReply>(p, TAG_SENTINEL, cfg, Duration::from_millis(100))
+            .await;
     }
 }
 

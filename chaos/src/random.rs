@@ -1,0 +1,187 @@
+//! Random plans: a proptest strategy over the whole fault catalog (kinds, targets, timings,
+//! overlaps), and one plan drawn from it per seed for the `random` scenario. The strategy is
+//! public so property tests can explore plans with proptest's own runner and shrinking.
+//!
+//! A plan is built so that every fault in it can be observed taking effect, whatever else runs
+//! beside it: at most one fault per part of the cluster (the Redis pair, the Sentinels, each
+//! memcached node, PostgreSQL, the apps, the network), faults of different parts overlap freely.
+//! Faults whose effect another fault could hide are left out: killing PostgreSQL (the models
+//! are not durable, the real primary is) or an app node (its clients would die with it), and
+//! flushing Redis (the node that booted as master may have been demoted by then).
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngSeed, TestRunner};
+
+use crate::fault::{Fault, Kind, Side, Target};
+use crate::plan::{Plan, Step};
+
+/// Faults start in [`START_MS`] and last [`SPAN_MS`].
+pub const START_MS: std::ops::Range<u64> = 500..2_500;
+pub const SPAN_MS: std::ops::Range<u64> = 200..1_500;
+/// At most this many faults per plan.
+pub const MAX_FAULTS: usize = 4;
+
+fn server() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        Just(Target::RedisMaster),
+        Just(Target::RedisReplica),
+        (0u8..3).prop_map(Target::Sentinel),
+        (0u8..3).prop_map(Target::Memcached),
+        Just(Target::PgPrimary),
+        Just(Target::PgReplica),
+    ]
+}
+
+fn group() -> impl Strategy<Value = Side> {
+    prop_oneof![
+        Just(Side::Apps),
+        Just(Side::Redis),
+        Just(Side::Sentinels),
+        Just(Side::Memcached),
+        Just(Side::Postgres),
+    ]
+}
+
+/// One fault of the catalog.
+pub fn fault() -> impl Strategy<Value = Fault> {
+    let kill = server()
+        .prop_filter("PostgreSQL's models are not durable", |t| {
+            !matches!(t, Target::PgPrimary | Target::PgReplica)
+        })
+        .prop_map(|t| Fault::new(Kind::Kill, t));
+    let pause = prop_oneof![server(), (0u8..3).prop_map(Target::App)]
+        .prop_map(|t| Fault::new(Kind::Pause, t));
+    let partition = (
+        prop_oneof![
+            server().prop_map(Side::One),
+            (0u8..3).prop_map(|i| Side::One(Target::App(i))),
+            group()
+        ],
+        group(),
+        any::<bool>(),
+    )
+        .prop_filter("a side is not cut from itself", |(t, p, _)| {
+            part(*t) != part(*p)
+                && !(matches!(t, Side::Apps | Side::One(Target::App(_))) && *p == Side::Apps)
+        })
+        .prop_map(|(target, peers, one_way)| {
+            Fault::new(Kind::Partition { peers, one_way }, target)
+        });
+    let latency =
+        (10u32..70).prop_map(|ms| Fault::new(Kind::Latency { one_way_ms: ms }, Side::Network));
+    let loss = (10u16..100).prop_map(|pm| Fault::new(Kind::Loss { per_mille: pm }, Side::Network));
+    let flush = prop_oneof![
+        (0u8..3).prop_map(|i| Side::One(Target::Memcached(i))),
+        Just(Side::Memcached)
+    ]
+    .prop_map(|t| Fault::new(Kind::Flush, t));
+    // Below the base scenario's working set (40 keys take about 6 KiB), so the limit evicts.
+    let memory = (2u32..5).prop_map(|kib| Fault::new(Kind::MemoryLimit { kib }, Side::Redis));
+    let lag = (200u32..2_000)
+        .prop_map(|lag_ms| Fault::new(Kind::ReplicaLag { lag_ms }, Target::PgReplica));
+    prop_oneof![
+        3 => kill,
+        3 => pause,
+        4 => partition,
+        1 => latency,
+        1 => loss,
+        1 => flush,
+        1 => memory,
+        1 => lag,
+    ]
+}
+
+/// The part of the cluster a side belongs to (a memcached node is a part of its own).
+fn part(side: Side) -> String {
+    match side {
+        Side::One(Target::RedisMaster | Target::RedisReplica) | Side::Redis => "redis".into(),
+        Side::One(Target::Sentinel(_)) | Side::Sentinels => "sentinels".into(),
+        Side::One(Target::PgPrimary | Target::PgReplica) | Side::Postgres => "postgres".into(),
+        Side::One(Target::App(_)) | Side::Apps => "apps".into(),
+        Side::One(Target::Memcached(i)) => format!("memcached-{i}"),
+        Side::Memcached => "memcached".into(),
+        Side::Network => "network".into(),
+    }
+}
+
+/// Does a fault act on `part` (all of memcached overlaps each of its nodes)?
+fn touches(f: &Fault, other: &Fault) -> bool {
+    let (a, b) = (part(f.target), part(other.target));
+    a == b
+        || (a == "memcached" && b.starts_with("memcached"))
+        || (b == "memcached" && a.starts_with("memcached"))
+}
+
+/// A plan: one to [`MAX_FAULTS`] faults at random times and spans, at most one per part of the
+/// cluster (a later fault on a part already hit is dropped). A replica-lag fault lasts long
+/// enough for its lag to show.
+pub fn plan() -> impl Strategy<Value = Plan> {
+    prop::collection::vec((START_MS, SPAN_MS, fault()), 1..=MAX_FAULTS).prop_map(|drawn| {
+        let mut steps: Vec<Step> = Vec::new();
+        for (at_ms, for_ms, fault) in drawn {
+            if steps.iter().any(|s| touches(&s.fault, &fault)) {
+                continue;
+            }
+            let for_ms = match fault.kind {
+                Kind::ReplicaLag { lag_ms } => for_ms.max(u64::from(lag_ms)),
+                _ => for_ms,
+            };
+            steps.push(Step {
+                at_ms,
+                for_ms,
+                fault,
+            });
+        }
+        Plan::new(steps)
+    })
+}
+
+/// The plan of `seed`: the first value [`plan`] draws from a runner seeded with it.
+pub fn plan_for_seed(seed: u64) -> Plan {
+    let mut runner = TestRunner::new(Config {
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    });
+    plan()
+        .new_tree(&mut runner)
+        .expect("the plan strategy has no filter that rejects everything")
+        .current()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_fixes_its_plan_and_seeds_differ() {
+        assert_eq!(plan_for_seed(7), plan_for_seed(7));
+        let plans: Vec<Plan> = (0..50).map(plan_for_seed).collect();
+        assert!(plans.windows(2).any(|w| w[0] != w[1]));
+        for p in &plans {
+            assert!(!p.is_empty() && p.steps.len() <= MAX_FAULTS);
+            for (i, a) in p.steps.iter().enumerate() {
+                for b in &p.steps[i + 1..] {
+                    assert!(!touches(&a.fault, &b.fault), "{p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_catalog_is_covered() {
+        let kinds: std::collections::BTreeSet<&str> = (0..400)
+            .flat_map(|s| plan_for_seed(s).steps)
+            .map(|s| s.fault.kind.name())
+            .collect();
+        assert_eq!(kinds.len(), 8, "{kinds:?}");
+    }
+
+    #[test]
+    fn plans_round_trip_through_json() {
+        for seed in 0..50 {
+            let p = plan_for_seed(seed);
+            assert_eq!(Plan::from_json(&p.to_json()), Ok(p));
+        }
+    }
+}
