@@ -41,6 +41,8 @@ pub struct Scenario {
     pub l2_ttl_ms: u64,
     pub stale_while_revalidate_ms: u64,
     pub plan: Plan,
+    /// Draw the plan from the seed ([`Scenario::for_seed`]) instead of using `plan`.
+    pub random_plan: bool,
     /// What the checkers judge the run by (the header's `config`).
     pub bounds: Bounds,
 }
@@ -67,6 +69,7 @@ impl Scenario {
             l2_ttl_ms: CacheConfig::default().l2_ttl_ms,
             stale_while_revalidate_ms: 0,
             plan: Plan::default(),
+            random_plan: false,
             bounds: Bounds {
                 staleness_ns_max: Some(100_000_000),
                 warmup_ns: 500_000_000,
@@ -86,10 +89,89 @@ impl Scenario {
     /// ([`crate::random::plan_for_seed`]); every other scenario is the same for every seed.
     pub fn for_seed(&self, seed: u64) -> Scenario {
         let mut sc = self.clone();
-        if sc.name == "random" {
+        if sc.random_plan {
             sc.plan = crate::random::plan_for_seed(seed);
+            sc.random_plan = false;
         }
         sc
+    }
+
+    /// This scenario as a history header's `config` describes it: its workload, its plan and its
+    /// bounds (what `cargo sim shrink` changed is recorded there, so a shrunk run replays from its
+    /// own history). Fields the config lacks keep this scenario's values.
+    pub fn with_config(&self, config: &Map<String, Value>) -> Result<Scenario, String> {
+        let mut sc = self.clone();
+        sc.bounds
+            .apply_config(config)
+            .map_err(|e| format!("the config's bounds: {e}"))?;
+        if let Some(faults) = config.get("faults") {
+            sc.plan = Plan::from_json(faults)?;
+            sc.random_plan = false;
+        }
+        let Some(w) = config.get("workload") else {
+            return Ok(sc);
+        };
+        let w = w
+            .as_object()
+            .ok_or("the config's \"workload\" must be an object")?;
+        let num = |f: &str| -> Result<Option<u64>, String> {
+            w.get(f)
+                .map(|v| {
+                    v.as_u64()
+                        .ok_or(format!("workload.{f} must be a non-negative integer"))
+                })
+                .transpose()
+        };
+        let real = |f: &str| -> Result<Option<f64>, String> {
+            w.get(f)
+                .map(|v| v.as_f64().ok_or(format!("workload.{f} must be a number")))
+                .transpose()
+        };
+        let pair = |f: &str| -> Result<Option<(u64, u64)>, String> {
+            w.get(f)
+                .map(|v| match v.as_array().map(|a| a.as_slice()) {
+                    Some([a, b]) => a
+                        .as_u64()
+                        .zip(b.as_u64())
+                        .ok_or(format!("workload.{f} must be two integers")),
+                    _ => Err(format!("workload.{f} must be two integers [low, high]")),
+                })
+                .transpose()
+        };
+        let size = |n: u64| n as usize;
+        if let Some(n) = num("keys")? {
+            sc.keys = size(n.max(1));
+        }
+        if let Some(n) = num("apps")? {
+            sc.apps = size(n.clamp(1, 200));
+        }
+        if let Some(n) = num("clients_per_app")? {
+            sc.clients_per_app = size(n.max(1));
+        }
+        macro_rules! set {
+            ($get:ident, $($f:ident),*) => {$(
+                if let Some(x) = $get(stringify!($f))? {
+                    sc.$f = x;
+                }
+            )*};
+        }
+        set!(real, zipf_s, write_ratio, hot_key_share);
+        set!(
+            num,
+            duration_ms,
+            settle_ms,
+            pg_replica_lag_ms,
+            l1_ttl_ms,
+            l2_ttl_ms,
+            stale_while_revalidate_ms
+        );
+        set!(pair, think_ms, net_latency_us, db_query_us);
+        if let Some(b) = w.get("read_from_replica") {
+            sc.read_from_replica = b
+                .as_bool()
+                .ok_or("workload.read_from_replica must be true or false")?;
+        }
+        Ok(sc)
     }
 
     /// The library's configuration in this scenario.
@@ -355,6 +437,7 @@ pub fn catalog() -> Vec<Scenario> {
         "one to four faults of the whole catalog at random times, spans and overlaps, drawn from the seed (`chaos::random`)",
     );
     random.duration_ms = 4_000;
+    random.random_plan = true;
     vec![
         fill_race,
         replica_fill,
@@ -401,6 +484,24 @@ mod tests {
         let e = find("nope").unwrap_err();
         assert!(e.contains("fill-race") && e.contains("redis-failover"));
         assert_eq!(find("fill-race").unwrap().name, "fill-race");
+    }
+
+    #[test]
+    fn a_scenario_is_what_its_header_config_says() {
+        for sc in catalog() {
+            let sc = sc.for_seed(3);
+            let back = sc.with_config(&sc.config()).unwrap();
+            assert_eq!(back.config(), sc.config(), "{}", sc.name);
+            assert!(!back.random_plan);
+        }
+        let sc = find("split-brain").unwrap();
+        let mut c = sc.config();
+        c["workload"]["clients_per_app"] = json!(2);
+        c["faults"] = json!([]);
+        let small = sc.with_config(&c).unwrap();
+        assert_eq!((small.clients_per_app, small.plan.steps.len()), (2, 0));
+        c["workload"]["zipf_s"] = json!("steep");
+        assert!(sc.with_config(&c).unwrap_err().contains("workload.zipf_s"));
     }
 
     #[test]

@@ -62,6 +62,15 @@ enum Command {
     Run(RunArgs),
     /// Replay a seed log: same invariant fails with the same trace hash? (exit 0 yes, 1 no)
     Repro { file: PathBuf },
+    /// Shrink a failing seed log (fewer and shorter faults, fewer apps, clients, keys, a shorter
+    /// workload) while the same invariant fails; writes FILE.min.jsonl beside it, which `repro`
+    /// replays
+    Shrink {
+        file: PathBuf,
+        /// The invariant that must keep failing (default: the log's first failing one)
+        #[arg(long, value_name = "NAME")]
+        invariant: Option<String>,
+    },
     /// Simulated ops per wall second and time compression, beside a raw madsim echo
     Bench {
         #[arg(long, default_value_t = 20)]
@@ -682,7 +691,19 @@ fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
 
 /// Replays a seed log. `Ok((true, msg))`: the same invariants fail with the same trace hash;
 /// `Ok((false, msg))`: they do not; `Err`: the log cannot be replayed (bad input).
-pub fn replay(file: &Path) -> Result<(bool, String), String> {
+/// A seed log's run, ready to run again.
+struct Logged {
+    run: seedlog::Run,
+    /// The log's bytes.
+    saved: Vec<u8>,
+    /// The scenario as the log's header describes it (a shrunk run's own workload and plan).
+    sc: Scenario,
+    st: Builtin,
+    /// The gating invariants the logged run failed.
+    before: Vec<String>,
+}
+
+fn logged_run(file: &Path) -> Result<Logged, String> {
     let (run, saved) = seedlog::read(file)?;
     if run.commit != COMMIT {
         return Err(format!(
@@ -692,7 +713,9 @@ pub fn replay(file: &Path) -> Result<(bool, String), String> {
             run.commit
         ));
     }
-    let sc = scenario::find(&run.scenario).map_err(|e| format!("{}: {e}", file.display()))?;
+    let sc = scenario::find(&run.scenario)
+        .and_then(|sc| sc.with_config(&run.config))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     let st = strategies(std::slice::from_ref(&run.strategy))
         .map_err(|e| format!("{}: {e}", file.display()))?[0];
     let before: Vec<String> =
@@ -705,6 +728,96 @@ pub fn replay(file: &Path) -> Result<(bool, String), String> {
                     .collect()
             })
             .unwrap_or_default();
+    Ok(Logged {
+        run,
+        saved,
+        sc,
+        st,
+        before,
+    })
+}
+
+/// `cargo sim shrink LOG`.
+fn shrink_cmd(file: &Path, invariant: Option<String>) -> ExitCode {
+    let Logged {
+        run,
+        sc,
+        st,
+        before,
+        ..
+    } = match logged_run(file) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cargo sim shrink: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(inv) = invariant.or_else(|| before.first().cloned()) else {
+        eprintln!(
+            "cargo sim shrink: {} records a run that fails no invariant: pass a failing run's seed log",
+            file.display()
+        );
+        return ExitCode::from(2);
+    };
+    println!(
+        "shrinking {} / {} / seed {} while {inv} fails",
+        run.scenario, run.strategy, run.seed
+    );
+    let Some(s) = crate::shrink::shrink(&sc, st, run.seed, &inv, |what| println!("  kept: {what}"))
+    else {
+        println!(
+            "{} / {} / seed {} does not fail {inv}: nothing to shrink (failing: [{}])",
+            run.scenario,
+            run.strategy,
+            run.seed,
+            before.join(", ")
+        );
+        return ExitCode::from(1);
+    };
+    let stem = file.to_string_lossy();
+    let out = PathBuf::from(format!(
+        "{}.min.jsonl",
+        stem.strip_suffix(".jsonl").unwrap_or(&stem)
+    ));
+    if let Err(e) = std::fs::write(&out, &s.result.history) {
+        eprintln!(
+            "cargo sim shrink: cannot write {}: {e}: make its directory writable",
+            out.display()
+        );
+        return ExitCode::from(2);
+    }
+    let sc = &s.scenario;
+    println!(
+        "\nminimal run after {} runs: {} fault(s), {} app node(s) x {} client(s), {} keys, {} ms of workload",
+        s.runs,
+        sc.plan.steps.len(),
+        sc.apps,
+        sc.clients_per_app,
+        sc.keys,
+        sc.duration_ms
+    );
+    for step in &sc.plan.steps {
+        println!(
+            "  at {} ms for {} ms: {}",
+            step.at_ms, step.for_ms, step.fault
+        );
+    }
+    if let Some(v) = s.result.report.verdict(&inv) {
+        println!("  {inv}: {}", v.summary);
+    }
+    println!("  saved:   {}", out.display());
+    println!("  replay:  cargo sim repro {}", out.display());
+    ExitCode::SUCCESS
+}
+
+pub fn replay(file: &Path) -> Result<(bool, String), String> {
+    let Logged {
+        run,
+        saved,
+        sc,
+        st,
+        before,
+    } = logged_run(file)?;
     let o = run_one(&sc, st, run.seed);
     let (want, got) = (trace_hash(&saved), o.trace_hash.clone());
     let what = format!("{} / {} / seed {}", run.scenario, run.strategy, run.seed);
@@ -789,6 +902,7 @@ pub fn main() -> ExitCode {
         None => campaign(cli.run),
         Some(Command::Run(a)) => campaign(a),
         Some(Command::Repro { file }) => repro(&file),
+        Some(Command::Shrink { file, invariant }) => shrink_cmd(&file, invariant),
         Some(Command::Bench { seeds }) => crate::bench::bench(seeds),
         Some(Command::List { cells }) => list(cells),
         Some(Command::Table { readme, check }) => table_cmd(readme, check),

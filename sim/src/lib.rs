@@ -9,7 +9,8 @@
 //! * [`cluster`]: boot, addresses, every node's handle by role;
 //! * [`nemesis`]: `chaos::nemesis::Nemesis` over madsim (kill/restart, clog/unclog, observation);
 //! * [`client`], [`probe`], [`run`]: a client's loop, the end-of-run probes, one run wired;
-//! * [`campaign`], [`seedlog`], [`bench`]: `cargo sim`, seed logs and replay, speed.
+//! * [`campaign`], [`seedlog`], [`bench`]: `cargo sim`, seed logs and replay, speed;
+//! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`).
 //!
 //! Scenarios, workloads, faults and the recorder live in `chaos`, shared with the containers
 //! world.
@@ -38,3 +39,5 @@ pub mod nodes;
 pub mod probe;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod shrink;

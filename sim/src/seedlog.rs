@@ -12,6 +12,8 @@ pub struct Run {
     pub strategy: String,
     pub seed: u64,
     pub commit: String,
+    /// The header's config: the workload, plan and bounds the run had.
+    pub config: serde_json::Map<String, serde_json::Value>,
 }
 
 /// FNV-1a 64 of the history bytes: same run, same hash.
@@ -53,6 +55,7 @@ pub fn read(path: &Path) -> Result<(Run, Vec<u8>), String> {
             strategy: header.strategy,
             seed: header.seed,
             commit: header.commit,
+            config: header.config,
         },
         bytes,
     ))
