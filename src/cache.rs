@@ -781,6 +781,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
+        // Reads from now on load afresh rather than join a load begun before this write.
+        self.flights.close(key.as_str());
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let started = self.clock();
         let l1 = self

@@ -1,9 +1,13 @@
 //! Per-process single-flight: concurrent misses of one key run one load; the others wait for its
-//! result. If the leader is cancelled, its waiters get an error rather than hanging.
+//! result. If the leader is cancelled, its waiters get an error rather than hanging. A write
+//! closes the key's flight ([`Flights::close`]): callers that come after it start a load of
+//! their own instead of joining one that began before the write (its result may be the old row,
+//! and serving it to a reader after its own write would break read-your-writes; BUGGIFY's slow
+//! fills in the simulator found exactly that).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -12,24 +16,33 @@ pub trait Abandoned {
     fn abandoned() -> Self;
 }
 
+/// One flight's waiters, shared by the map (while the flight is open) and its leader.
+type Waiters<T> = Arc<Mutex<Vec<oneshot::Sender<T>>>>;
+
 pub struct Flights<T> {
-    waiting: Mutex<HashMap<String, Vec<oneshot::Sender<T>>>>,
+    open: Mutex<HashMap<String, Waiters<T>>>,
     /// Waiters a single flight may gather before new callers run their own load.
     waiters_max: usize,
 }
 
-/// Removes the flight and answers its waiters, also when the leader's future is dropped.
+fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Closes its flight and answers its waiters, also when the leader's future is dropped.
 struct Leader<'a, T: Clone + Abandoned> {
     flights: &'a Flights<T>,
     key: &'a str,
+    waiters: Waiters<T>,
     done: bool,
 }
 
 impl<T: Clone + Abandoned> Leader<'_, T> {
-    fn finish(&mut self, value: &T) {
+    fn answer(&mut self, value: impl Fn() -> T) {
         self.done = true;
-        for w in self.flights.take(self.key) {
-            let _ = w.send(value.clone());
+        self.flights.close_own(self.key, &self.waiters);
+        for w in std::mem::take(&mut *lock(&self.waiters)) {
+            let _ = w.send(value());
         }
     }
 }
@@ -37,9 +50,7 @@ impl<T: Clone + Abandoned> Leader<'_, T> {
 impl<T: Clone + Abandoned> Drop for Leader<'_, T> {
     fn drop(&mut self) {
         if !self.done {
-            for w in self.flights.take(self.key) {
-                let _ = w.send(T::abandoned());
-            }
+            self.answer(T::abandoned);
         }
     }
 }
@@ -54,17 +65,24 @@ pub enum Role {
 impl<T: Clone + Abandoned> Flights<T> {
     pub fn new(waiters_max: usize) -> Self {
         Flights {
-            waiting: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
             waiters_max,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<T>>>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    /// Removes `key`'s open flight if it is still `own` (a closed flight's leader must not take
+    /// the flight a later caller opened).
+    fn close_own(&self, key: &str, own: &Waiters<T>) {
+        let mut open = lock(&self.open);
+        if open.get(key).is_some_and(|w| Arc::ptr_eq(w, own)) {
+            open.remove(key);
+        }
     }
 
-    fn take(&self, key: &str) -> Vec<oneshot::Sender<T>> {
-        self.lock().remove(key).unwrap_or_default()
+    /// Closes `key`'s flight to newcomers: its waiters still get its leader's result, and the
+    /// next caller starts a new load.
+    pub fn close(&self, key: &str) {
+        lock(&self.open).remove(key);
     }
 
     /// Runs `load` unless a load of `key` is already in flight, in which case waits for it.
@@ -75,43 +93,49 @@ impl<T: Clone + Abandoned> Flights<T> {
     ) -> (T, Role) {
         enum Join<T> {
             Follow(oneshot::Receiver<T>),
-            Lead,
+            Lead(Waiters<T>),
             /// The flight is full: load alone, without touching the flight (its leader owns it).
             Alone,
         }
         let join = {
-            let mut w = self.lock();
-            match w.get_mut(key) {
-                Some(waiters) if waiters.len() < self.waiters_max => {
-                    let (tx, rx) = oneshot::channel();
-                    waiters.push(tx);
-                    Join::Follow(rx)
+            let mut open = lock(&self.open);
+            match open.get(key) {
+                Some(waiters) => {
+                    let mut w = lock(waiters);
+                    if w.len() < self.waiters_max {
+                        let (tx, rx) = oneshot::channel();
+                        w.push(tx);
+                        Join::Follow(rx)
+                    } else {
+                        Join::Alone
+                    }
                 }
-                Some(_) => Join::Alone,
                 None => {
-                    w.insert(key.to_string(), Vec::new());
-                    Join::Lead
+                    let waiters = Waiters::default();
+                    open.insert(key.to_string(), waiters.clone());
+                    Join::Lead(waiters)
                 }
             }
         };
         match join {
             Join::Follow(rx) => (rx.await.unwrap_or_else(|_| T::abandoned()), Role::Follower),
             Join::Alone => (load().await, Role::Leader),
-            Join::Lead => {
+            Join::Lead(waiters) => {
                 let mut leader = Leader {
                     flights: self,
                     key,
+                    waiters,
                     done: false,
                 };
                 let value = load().await;
-                leader.finish(&value);
+                leader.answer(|| value.clone());
                 (value, Role::Leader)
             }
         }
     }
 
     pub fn in_flight(&self) -> usize {
-        self.lock().len()
+        lock(&self.open).len()
     }
 }
 
@@ -207,5 +231,35 @@ mod tests {
         alone.abort();
         assert_eq!(follower.await.unwrap(), (V(1), Role::Follower));
         assert_eq!(leader.await.unwrap(), (V(1), Role::Leader));
+    }
+
+    #[tokio::test]
+    async fn a_closed_flight_answers_its_waiters_and_newcomers_load_again() {
+        let f = Arc::new(Flights::<V>::new(1000));
+        let slow = |f: Arc<Flights<V>>, v: u32, ms: u64| {
+            tokio::spawn(async move {
+                f.run("k", || async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    V(v)
+                })
+                .await
+            })
+        };
+        let old = slow(f.clone(), 1, 100);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let before = slow(f.clone(), 9, 0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A write commits here: later readers must not get the load that began before it.
+        f.close("k");
+        let after = slow(f.clone(), 2, 200);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let after_too = slow(f.clone(), 9, 0);
+        assert_eq!(before.await.unwrap(), (V(1), Role::Follower));
+        assert_eq!(old.await.unwrap(), (V(1), Role::Leader));
+        // The old leader finished first and left the new flight open.
+        assert_eq!(f.in_flight(), 1);
+        assert_eq!(after_too.await.unwrap(), (V(2), Role::Follower));
+        assert_eq!(after.await.unwrap(), (V(2), Role::Leader));
+        assert_eq!(f.in_flight(), 0);
     }
 }

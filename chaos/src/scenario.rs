@@ -41,6 +41,9 @@ pub struct Scenario {
     pub l2_ttl_ms: u64,
     pub stale_while_revalidate_ms: u64,
     pub plan: Plan,
+    /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (never in the
+    /// promises' runs; the containers world ignores it).
+    pub buggify: bool,
     /// Draw the plan from the seed ([`Scenario::for_seed`]) instead of using `plan`.
     pub random_plan: bool,
     /// What the checkers judge the run by (the header's `config`).
@@ -70,6 +73,7 @@ impl Scenario {
             stale_while_revalidate_ms: 0,
             plan: Plan::default(),
             random_plan: false,
+            buggify: false,
             bounds: Bounds {
                 staleness_ns_max: Some(100_000_000),
                 warmup_ns: 500_000_000,
@@ -166,10 +170,15 @@ impl Scenario {
             stale_while_revalidate_ms
         );
         set!(pair, think_ms, net_latency_us, db_query_us);
-        if let Some(b) = w.get("read_from_replica") {
-            sc.read_from_replica = b
-                .as_bool()
-                .ok_or("workload.read_from_replica must be true or false")?;
+        for (f, slot) in [
+            ("read_from_replica", &mut sc.read_from_replica),
+            ("buggify", &mut sc.buggify),
+        ] {
+            if let Some(b) = w.get(f) {
+                *slot = b
+                    .as_bool()
+                    .ok_or(format!("workload.{f} must be true or false"))?;
+            }
         }
         Ok(sc)
     }
@@ -208,6 +217,7 @@ impl Scenario {
                 "pg_replica_lag_ms": self.pg_replica_lag_ms, "read_from_replica": self.read_from_replica,
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
+                "buggify": self.buggify,
             }),
         );
         c.insert("faults".into(), self.plan.to_json());
@@ -432,6 +442,9 @@ pub fn catalog() -> Vec<Scenario> {
         "one post takes 35 % of all ops on top of the Zipf mix: one memcached node and the Redis master carry it",
     );
     hot.hot_key_share = 0.35;
+    // The hot key is written as often as it is read x 5 %: each write empties it for every app
+    // node, and its refill is a miss (the seed's hot-key incident is about load, not hits).
+    hot.bounds.hit_ratio_min = Some(0.75);
     let mut random = Scenario::base(
         "random",
         "one to four faults of the whole catalog at random times, spans and overlaps, drawn from the seed (`chaos::random`)",

@@ -10,6 +10,7 @@ use aside::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierE
 use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
 use madsim::time::sleep;
 
+use crate::buggify::delay;
 use crate::cluster::Addrs;
 use crate::models::memcached as mc;
 use crate::models::redis as rd;
@@ -24,6 +25,7 @@ pub struct SimRedis {
     master: Arc<Mutex<SocketAddr>>,
     sentinels: Vec<SocketAddr>,
     timeout: Duration,
+    buggify: bool,
 }
 
 /// How often a client asks the Sentinels who the master is: the simulator's stand-in for the
@@ -131,6 +133,7 @@ impl RedisLike for SimRedis {
         }
     }
     async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
+        delay(self.buggify, "redis set (fill or lease)").await;
         let cond = match cond {
             SetCond::Always => rd::Cond::Always,
             SetCond::Nx => rd::Cond::Nx,
@@ -150,7 +153,11 @@ impl RedisLike for SimRedis {
         }
     }
     async fn del(&self, keys: &[String]) -> TierResult<u64> {
-        match self.exec(rd::Cmd::Del(keys.to_vec())).await? {
+        delay(self.buggify, "redis del").await;
+        let r = self.exec(rd::Cmd::Del(keys.to_vec())).await?;
+        // Between the L1 invalidation and the L2 one.
+        delay(self.buggify, "redis del returning").await;
+        match r {
             rd::Reply::Int(n) => Ok(n),
             _ => unexpected("redis"),
         }
@@ -175,6 +182,7 @@ impl RedisLike for SimRedis {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
+        delay(self.buggify, "redis fill_if_newer").await;
         self.versioned(key, value, version, ttl_ms, Kind::Value)
             .await
     }
@@ -185,10 +193,16 @@ impl RedisLike for SimRedis {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
-            .await
+        delay(self.buggify, "redis tombstone").await;
+        let r = self
+            .versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
+            .await;
+        // Between the L1 tombstone and the L2 one.
+        delay(self.buggify, "redis tombstone returning").await;
+        r
     }
     async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
+        delay(self.buggify, "redis lease release").await;
         match self
             .exec(rd::Cmd::Release {
                 key: key.into(),
@@ -206,6 +220,7 @@ pub struct SimMemcached {
     rpc: Rpc,
     addr: SocketAddr,
     timeout: Duration,
+    buggify: bool,
 }
 
 impl SimMemcached {
@@ -232,6 +247,7 @@ impl MemcachedLike for SimMemcached {
         }
     }
     async fn set(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<()> {
+        delay(self.buggify, "memcached set").await;
         self.exec(mc::Cmd::Set {
             key: key.into(),
             value: value.to_vec(),
@@ -241,6 +257,7 @@ impl MemcachedLike for SimMemcached {
         .map(drop)
     }
     async fn add(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
+        delay(self.buggify, "memcached add").await;
         match self
             .exec(mc::Cmd::Add {
                 key: key.into(),
@@ -254,6 +271,7 @@ impl MemcachedLike for SimMemcached {
         }
     }
     async fn cas(&self, key: &str, value: &[u8], ttl_s: u32, cas: u64) -> TierResult<bool> {
+        delay(self.buggify, "memcached cas (after its gets)").await;
         match self
             .exec(mc::Cmd::Cas {
                 key: key.into(),
@@ -268,6 +286,7 @@ impl MemcachedLike for SimMemcached {
         }
     }
     async fn delete(&self, key: &str) -> TierResult<bool> {
+        delay(self.buggify, "memcached delete").await;
         match self.exec(mc::Cmd::Delete(key.into())).await? {
             mc::Reply::Deleted(b) => Ok(b),
             _ => unexpected("memcached"),
@@ -283,6 +302,7 @@ pub struct SimStore {
     primary: SocketAddr,
     replica: SocketAddr,
     timeout: Duration,
+    buggify: bool,
 }
 
 impl Store for SimStore {
@@ -292,11 +312,13 @@ impl Store for SimStore {
         } else {
             self.primary
         };
-        match self
+        let r = self
             .rpc
             .call::<PgCmd, PgReply>(dst, TAG_PG, PgCmd::Read(key.into()), self.timeout)
-            .await?
-        {
+            .await?;
+        // Between the read and the fill that depends on it.
+        delay(self.buggify, "postgres read returning").await;
+        match r {
             PgReply::Row(r) => Ok(r),
             _ => unexpected("postgres"),
         }
@@ -327,6 +349,7 @@ pub async fn build_cache<St: Strategy>(
     cfg: CacheConfig,
     name: &str,
     timeout: Duration,
+    buggify: bool,
 ) -> SimCache<St> {
     let rpc = Rpc::bind(at).await;
     let master = Arc::new(Mutex::new(a.redis[0]));
@@ -340,6 +363,7 @@ pub async fn build_cache<St: Strategy>(
         master,
         sentinels: a.sentinels.clone(),
         timeout,
+        buggify,
     };
     let names: Vec<String> = a.memcached.iter().map(|m| m.to_string()).collect();
     let nodes = a
@@ -349,6 +373,7 @@ pub async fn build_cache<St: Strategy>(
             rpc: rpc.clone(),
             addr,
             timeout,
+            buggify,
         })
         .collect();
     let pool = Pool::new(Ring::new(&names).expect("three nodes"), nodes, &cfg);
@@ -357,6 +382,7 @@ pub async fn build_cache<St: Strategy>(
         primary: a.pg[0],
         replica: a.pg[1],
         timeout,
+        buggify,
     };
     CacheAside::new(redis, pool, store, strategy, cfg, name)
 }

@@ -54,6 +54,10 @@ struct RunArgs {
     /// Also keep the history of every run, passing or not, in DIR (`aside check` reads them)
     #[arg(long, value_name = "DIR")]
     save_histories: Option<PathBuf>,
+    /// FoundationDB's BUGGIFY: seeded extra delays at the app's slow points, to find races in
+    /// narrow windows sooner (recorded in each history, so failures replay)
+    #[arg(long)]
+    buggify: bool,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +66,15 @@ enum Command {
     Run(RunArgs),
     /// Replay a seed log: same invariant fails with the same trace hash? (exit 0 yes, 1 no)
     Repro { file: PathBuf },
+    /// Seeds to first failure of every finding the table promises, without and with BUGGIFY
+    Stf {
+        /// Rewrite the generated table in this file (between its markers)
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        readme: Option<PathBuf>,
+        /// Exit 1 when this file's generated table differs from this run's
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
     /// Shrink a failing seed log (fewer and shorter faults, fewer apps, clients, keys, a shorter
     /// workload) while the same invariant fails; writes FILE.min.jsonl beside it, which `repro`
     /// replays
@@ -121,6 +134,8 @@ pub struct RunResult {
     pub served: Vec<(String, u64)>,
     /// With a hot key: the key and its share of the reads.
     pub hot_key: Option<(String, f64)>,
+    /// Who is master at the end, as the Redis nodes and the Sentinels say.
+    pub roles: Vec<(String, String)>,
 }
 
 /// Runs one seed with any strategy (the built-ins or a user's own) and checks it.
@@ -145,6 +160,7 @@ pub fn judge(sc: &Scenario, strategy: &str, seed: u64, out: RunOutput) -> RunRes
         .map(|k| (k.to_string(), read_share(&out.history, k)));
     RunResult {
         hot_key,
+        roles: out.roles,
         served: out.served,
         scenario: sc.name.into(),
         strategy: strategy.into(),
@@ -185,6 +201,12 @@ pub fn load_lines(r: &RunResult) -> String {
         "  load      {total} requests answered: {}\n",
         shares.join(", ")
     );
+    let roles: Vec<String> = r
+        .roles
+        .iter()
+        .map(|(n, said)| format!("{n}: {said}"))
+        .collect();
+    s.push_str(&format!("  roles     {}\n", roles.join(", ")));
     if let Some((k, share)) = &r.hot_key {
         s.push_str(&format!(
             "  hot key   {k} took {:.1} % of reads\n",
@@ -210,8 +232,24 @@ pub fn explain(r: &RunResult) -> String {
 
 /// The commands that replay a run: the seed, the madsim test form, and checking its log.
 pub fn replay_commands(scenario: &str, strategy: &str, seed: u64, log: Option<&Path>) -> String {
+    replay_commands_with(scenario, strategy, seed, false, log)
+}
+
+/// [`replay_commands`] for a run with or without BUGGIFY.
+pub fn replay_commands_with(
+    scenario: &str,
+    strategy: &str,
+    seed: u64,
+    buggify: bool,
+    log: Option<&Path>,
+) -> String {
+    let (flag, var) = if buggify {
+        (" --buggify", "ASIDE_BUGGIFY=1 ")
+    } else {
+        ("", "")
+    };
     let mut s = format!(
-        "  replay:  cargo sim --scenario {scenario} --strategy {strategy} --seed {seed}\n  or:      ASIDE_SCENARIO={scenario} ASIDE_STRATEGY={strategy} MADSIM_TEST_SEED={seed} cargo sim-test --test replay -- --nocapture\n"
+        "  replay:  cargo sim --scenario {scenario} --strategy {strategy} --seed {seed}{flag}\n  or:      {var}ASIDE_SCENARIO={scenario} ASIDE_STRATEGY={strategy} MADSIM_TEST_SEED={seed} cargo sim-test --test replay -- --nocapture\n"
     );
     if let Some(f) = log {
         s.push_str(&format!(
@@ -229,10 +267,7 @@ pub fn tally_cells(
     cells: &[Cell],
     seeds: std::ops::RangeInclusive<u64>,
 ) -> Result<Vec<(Cell, Tally)>, String> {
-    let scs: Vec<Scenario> = cells
-        .iter()
-        .map(|c| scenario::find(c.scenario))
-        .collect::<Result<_, _>>()?;
+    let scs: Vec<Scenario> = cells.iter().map(Cell::scenario).collect::<Result<_, _>>()?;
     let jobs: Vec<(usize, u64)> = (0..cells.len())
         .flat_map(|i| seeds.clone().map(move |s| (i, s)))
         .collect();
@@ -352,7 +387,7 @@ struct CellRuns {
 }
 
 fn campaign(args: RunArgs) -> ExitCode {
-    let (scs, sts) = match (scenarios(&args.scenarios), strategies(&args.strategies)) {
+    let (mut scs, sts) = match (scenarios(&args.scenarios), strategies(&args.strategies)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("cargo sim: {e}");
@@ -363,6 +398,9 @@ fn campaign(args: RunArgs) -> ExitCode {
         Some(s) => vec![s],
         None => (args.first_seed..args.first_seed.saturating_add(args.seeds)).collect(),
     };
+    for sc in &mut scs {
+        sc.buggify = args.buggify;
+    }
     let single = seeds.len() == 1 && scs.len() == 1 && sts.len() == 1;
     let mut jobs: Vec<(&Scenario, Builtin, u64)> = Vec::new();
     for sc in &scs {
@@ -418,6 +456,7 @@ fn campaign(args: RunArgs) -> ExitCode {
                 "ops": o.ops, "holds": o.failed.is_empty(), "failed": o.failed, "verdicts": verdicts,
                 "served": o.served.iter().map(|(n, c)| json!({"server": n, "requests": c})).collect::<Vec<_>>(),
                 "hot_key": o.hot_key.as_ref().map(|(k, share)| json!({"key": k, "read_share": share})),
+                "roles": o.roles.iter().map(|(n, said)| json!({"node": n, "says": said})).collect::<Vec<_>>(),
                 "log": r.log.as_ref().map(|p| p.display().to_string()),
             }));
         }
@@ -467,7 +506,13 @@ fn campaign(args: RunArgs) -> ExitCode {
         }
         print!(
             "{}",
-            replay_commands(sc, st, *seed, c.logs.get(seed).map(PathBuf::as_path))
+            replay_commands_with(
+                sc,
+                st,
+                *seed,
+                args.buggify,
+                c.logs.get(seed).map(PathBuf::as_path)
+            )
         );
     }
     println!();
@@ -516,10 +561,11 @@ fn list(cells: bool) -> ExitCode {
                 expect::Expect::Holds => println!("{} {} holds", c.scenario, c.strategy.name()),
                 expect::Expect::Finds(invs) => {
                     println!(
-                        "{} {} finds {}",
+                        "{} {} finds {}{}",
                         c.scenario,
                         c.strategy.name(),
-                        invs.join(",")
+                        invs.join(","),
+                        if c.buggify { " with-buggify" } else { "" }
                     )
                 }
             }
@@ -550,7 +596,7 @@ fn judge_all(rows: &[(Cell, Tally)]) -> bool {
             if let Some((seed, _)) = t.failures.first() {
                 eprint!(
                     "{}",
-                    replay_commands(c.scenario, c.strategy.name(), *seed, None)
+                    replay_commands_with(c.scenario, c.strategy.name(), *seed, c.buggify, None)
                 );
             }
         }
@@ -569,39 +615,65 @@ fn table_cmd(readme: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
     let md = expect::markdown(&rows, about);
     print!("{md}");
     let held = judge_all(&rows);
-    if let Some(file) = readme.as_ref().or(check.as_ref()) {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("cargo sim table: cannot read {}: {e}", file.display());
-                return ExitCode::from(2);
-            }
-        };
-        let new = match expect::splice(&text, &md) {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("cargo sim table: {}: {e}", file.display());
-                return ExitCode::from(2);
-            }
-        };
-        if check.is_some() {
-            if new != text {
-                eprintln!(
-                    "cargo sim table: the table in {} is not this commit's: run `cargo sim table --readme {}` and commit it",
-                    file.display(),
-                    file.display()
-                );
-                return ExitCode::from(1);
-            }
-        } else if new != text {
-            if let Err(e) = std::fs::write(file, new) {
-                eprintln!("cargo sim table: cannot write {}: {e}", file.display());
-                return ExitCode::from(2);
-            }
-            eprintln!("cargo sim table: updated the table in {}", file.display());
-        }
+    let file = readme.as_ref().or(check.as_ref());
+    let markers = (expect::README_BEGIN, expect::README_END);
+    match file.map(|f| generated(f, markers, &md, check.is_some(), "table")) {
+        Some(code @ 1..) => ExitCode::from(code),
+        _ => ExitCode::from(u8::from(!held)),
     }
-    ExitCode::from(u8::from(!held))
+}
+
+/// Writes `md` between `markers` in `file` (or, with `check`, compares): 0 when the file is (now)
+/// this run's, 1 when a check finds it stale, 2 when it cannot be read or written.
+fn generated(file: &Path, markers: (&str, &str), md: &str, check: bool, cmd: &str) -> u8 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cargo sim {cmd}: cannot read {}: {e}", file.display());
+            return 2;
+        }
+    };
+    let new = match expect::splice_between(&text, markers.0, markers.1, md) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("cargo sim {cmd}: {}: {e}", file.display());
+            return 2;
+        }
+    };
+    if new == text {
+        return 0;
+    }
+    if check {
+        eprintln!(
+            "cargo sim {cmd}: the table in {} is not this commit's: run `cargo sim {cmd} --readme {}` and commit it",
+            file.display(),
+            file.display()
+        );
+        return 1;
+    }
+    if let Err(e) = std::fs::write(file, new) {
+        eprintln!("cargo sim {cmd}: cannot write {}: {e}", file.display());
+        return 2;
+    }
+    eprintln!("cargo sim {cmd}: updated the table in {}", file.display());
+    0
+}
+
+/// `cargo sim stf`: seeds to first failure of every finding, without and with BUGGIFY.
+fn stf_cmd(readme: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
+    let began = std::time::Instant::now();
+    let md = crate::stf::markdown(&crate::stf::rows());
+    print!("{md}");
+    eprintln!(
+        "cargo sim stf: {:.1} s wall, {} at a time",
+        began.elapsed().as_secs_f64(),
+        workers()
+    );
+    let markers = (crate::stf::README_BEGIN, crate::stf::README_END);
+    match readme.as_ref().or(check.as_ref()) {
+        Some(f) => ExitCode::from(generated(f, markers, &md, check.is_some(), "stf")),
+        None => ExitCode::SUCCESS,
+    }
 }
 
 /// One seed in a child process of this binary: its failing invariants.
@@ -617,6 +689,7 @@ fn run_child(c: &Cell, seed: u64, out: &Path) -> Result<Vec<String>, String> {
         ])
         .args(["--seed", &seed.to_string(), "--out"])
         .arg(out)
+        .args(c.buggify.then_some("--buggify"))
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run a seed in a child process: {e}"))?;
@@ -664,7 +737,10 @@ fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
                         c.scenario,
                         failed.join(", ")
                     );
-                    print!("{}", replay_commands(c.scenario, name, seed, Some(&log)));
+                    print!(
+                        "{}",
+                        replay_commands_with(c.scenario, name, seed, c.buggify, Some(&log))
+                    );
                 });
             }
             Ok(_) => {}
@@ -903,6 +979,7 @@ pub fn main() -> ExitCode {
         Some(Command::Run(a)) => campaign(a),
         Some(Command::Repro { file }) => repro(&file),
         Some(Command::Shrink { file, invariant }) => shrink_cmd(&file, invariant),
+        Some(Command::Stf { readme, check }) => stf_cmd(readme, check),
         Some(Command::Bench { seeds }) => crate::bench::bench(seeds),
         Some(Command::List { cells }) => list(cells),
         Some(Command::Table { readme, check }) => table_cmd(readme, check),

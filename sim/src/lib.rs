@@ -10,7 +10,9 @@
 //! * [`nemesis`]: `chaos::nemesis::Nemesis` over madsim (kill/restart, clog/unclog, observation);
 //! * [`client`], [`probe`], [`run`]: a client's loop, the end-of-run probes, one run wired;
 //! * [`campaign`], [`seedlog`], [`bench`]: `cargo sim`, seed logs and replay, speed;
-//! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`).
+//! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`);
+//! * [`buggify`]: FoundationDB's BUGGIFY, seeded delays at the slow points of the app's calls;
+//! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY.
 //!
 //! Scenarios, workloads, faults and the recorder live in `chaos`, shared with the containers
 //! world.
@@ -23,6 +25,8 @@ pub mod seedlog;
 pub mod backends;
 #[cfg(madsim)]
 pub mod bench;
+#[cfg(madsim)]
+pub mod buggify;
 #[cfg(madsim)]
 pub mod campaign;
 #[cfg(madsim)]
@@ -41,3 +45,5 @@ pub mod probe;
 pub mod run;
 #[cfg(madsim)]
 pub mod shrink;
+#[cfg(madsim)]
+pub mod stf;

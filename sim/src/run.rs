@@ -33,6 +33,9 @@ pub struct RunOutput {
     /// Requests each server answered (clients', replication's, Sentinels' and the nemesis's),
     /// by role, busiest first.
     pub served: Vec<(String, u64)>,
+    /// After the probes: each Redis node's role and the master each Sentinel names, by role
+    /// name (`redis-master` -> `master`, `sentinel-1` -> `redis-replica`).
+    pub roles: Vec<(String, String)>,
 }
 
 /// The commit this binary was built from (for seed logs).
@@ -85,6 +88,7 @@ where
 {
     let handle = Handle::current();
     crate::net::served_reset();
+    crate::buggify::reset();
     let workload = Arc::new(scenario.workload());
     let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
     let rec = Arc::new(Recorder::start());
@@ -106,10 +110,11 @@ where
         // One `aside` instance per application node, shared by its clients, as in production:
         // single-flight coalesces their misses and they share breakers and metrics.
         let (addrs, cfg, st) = (cluster.addrs.clone(), cfg.clone(), strategy.clone());
+        let buggify = scenario.buggify;
         let events: Arc<dyn aside::events::Events> = rec.clone();
         let cache = Arc::new(
             node.spawn(async move {
-                build_cache(at, &addrs, st, cfg, &name, Duration::MAX)
+                build_cache(at, &addrs, st, cfg, &name, Duration::MAX, buggify)
                     .await
                     .with_events(events)
             })
@@ -154,11 +159,13 @@ where
                 cfg,
                 "prober",
                 Duration::from_secs(1),
+                false,
             )
             .await;
             probe_all(&cache, &keys, &r).await;
         })
         .await;
+    let roles = roles(&cluster, &prober).await;
 
     let header = Header {
         format: FORMAT,
@@ -177,6 +184,7 @@ where
         .collect();
     served.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     RunOutput {
+        roles,
         served,
         ops: rec.ops(),
         history: rec.finish(&header),
@@ -186,4 +194,59 @@ where
             .map(|c| c.metrics().stale_served.load(Relaxed))
             .sum(),
     }
+}
+
+/// Who is master at the end of the run, as the Redis nodes and the Sentinels say.
+async fn roles(cluster: &Cluster, from: &madsim::runtime::NodeHandle) -> Vec<(String, String)> {
+    use crate::net::{Rpc, TAG_REDIS, TAG_SENTINEL};
+    use crate::nodes::redis::{Admin, AdminReply, Role};
+    use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
+    use chaos::fault::Target;
+    let by_addr: Vec<(std::net::SocketAddr, String)> = cluster
+        .servers
+        .iter()
+        .map(|n| (n.addr, n.target.name()))
+        .collect();
+    let servers: Vec<(Target, std::net::SocketAddr)> =
+        cluster.servers.iter().map(|n| (n.target, n.addr)).collect();
+    from.spawn(async move {
+        let rpc = Rpc::bind(ip(4, 100)).await;
+        let name = |a: std::net::SocketAddr| {
+            by_addr
+                .iter()
+                .find(|(x, _)| *x == a)
+                .map_or(a.to_string(), |(_, n)| n.clone())
+        };
+        let wait = Duration::from_millis(500);
+        let mut out = Vec::new();
+        for (t, addr) in servers {
+            let said = match t {
+                Target::RedisMaster | Target::RedisReplica => {
+                    match rpc
+                        .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, wait)
+                        .await
+                    {
+                        Ok(AdminReply::Pong(Role::Master)) => "master".to_string(),
+                        Ok(AdminReply::Pong(Role::Replica(m))) => format!("replica of {}", name(m)),
+                        _ => "no answer".into(),
+                    }
+                }
+                Target::Sentinel(_) => {
+                    let ask = SentinelMsg::GetMaster;
+                    match rpc
+                        .call::<SentinelMsg, SentinelReply>(addr, TAG_SENTINEL, ask, wait)
+                        .await
+                    {
+                        Ok(SentinelReply::Master(m)) => format!("master is {}", name(m)),
+                        _ => "no answer".into(),
+                    }
+                }
+                _ => continue,
+            };
+            out.push((t.name(), said));
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
 }

@@ -6,11 +6,12 @@
 //! seed twice and compares. Without `MADSIM_TEST_SEED` it runs seed 1, never a clock-derived seed.
 //!
 //! `ASIDE_SCENARIO=fill-race ASIDE_STRATEGY=naive MADSIM_TEST_SEED=7 cargo sim-test --test replay -- --nocapture`
+//! (`ASIDE_BUGGIFY=1` for a run of `cargo sim --buggify`)
 #![cfg(madsim)]
 
 use aside::Builtin;
 use chaos::scenario;
-use sim::campaign::{explain, replay_commands, run_one};
+use sim::campaign::{explain, replay_commands_with, run_one};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -32,8 +33,10 @@ fn replay() {
             "{fixed_by_the_scenario} is set, but a scenario fixes its own network configuration and time limit (as `cargo sim` does): unset it"
         );
     }
-    let sc = scenario::find(&var("ASIDE_SCENARIO").unwrap_or_else(|| "fill-race".into()))
+    let mut sc = scenario::find(&var("ASIDE_SCENARIO").unwrap_or_else(|| "fill-race".into()))
         .unwrap_or_else(|e| panic!("ASIDE_SCENARIO: {e}"));
+    // `cargo sim --buggify`'s runs.
+    sc.buggify = var("ASIDE_BUGGIFY").is_some_and(|v| v != "0");
     let st = var("ASIDE_STRATEGY").unwrap_or_else(|| "versioned".into());
     let st = Builtin::parse(&st).unwrap_or_else(|| {
         panic!(
@@ -67,7 +70,7 @@ fn replay() {
             println!(
                 "seed {seed} fails {}\n{}",
                 r.failed.join(", "),
-                replay_commands(sc.name, st.name(), seed, None)
+                replay_commands_with(sc.name, st.name(), seed, sc.buggify, None)
             );
             failing.push(seed);
         }

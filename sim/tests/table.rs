@@ -23,3 +23,17 @@ fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_
         "README.md's results table is not this commit's: run `cargo sim table --readme README.md` and commit it"
     );
 }
+
+/// The README's seeds-to-first-failure table is the one `cargo sim stf` prints at this commit.
+#[test]
+fn the_readme_shows_this_commits_seeds_to_first_failure() {
+    let md = sim::stf::markdown(&sim::stf::rows());
+    print!("{md}");
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let text = std::fs::read_to_string(readme).unwrap();
+    assert_eq!(
+        expect::splice_between(&text, sim::stf::README_BEGIN, sim::stf::README_END, &md).unwrap(),
+        text,
+        "README.md's seeds-to-first-failure table is not this commit's: run `cargo sim stf --readme README.md` and commit it"
+    );
+}

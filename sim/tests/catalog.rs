@@ -1,0 +1,105 @@
+//! What the fault catalog's scenarios claim beyond their verdicts: who is master after a
+//! Sentinel partition and after a split-brain, the hot key's share and the load on its node, the
+//! L1 hit ratio under a full Redis, and the database ceiling of a cold start.
+#![cfg(madsim)]
+
+use aside::Builtin;
+use chaos::scenario;
+use invariants::Figure;
+use sim::campaign::{run_one, RunResult};
+
+fn run(name: &str, st: Builtin, seed: u64) -> RunResult {
+    run_one(&scenario::find(name).unwrap(), st, seed)
+}
+
+/// Asserts who is master at the end: `master`'s role, the other node following it, and every
+/// Sentinel naming it.
+fn master_at_end(r: &RunResult, seed: u64, master: &str, other: &str) {
+    let mut want = vec![
+        (master.to_string(), "master".to_string()),
+        (other.to_string(), format!("replica of {master}")),
+    ];
+    want.extend((1..=3).map(|i| (format!("sentinel-{i}"), format!("master is {master}"))));
+    for (node, says) in &want {
+        let got = r.roles.iter().find(|(n, _)| n == node).map(|(_, s)| s);
+        assert_eq!(got, Some(says), "seed {seed}: {:?}", r.roles);
+    }
+}
+
+fn ratio(r: &RunResult, verdict: &str, figure: &str) -> f64 {
+    let v = r.report.verdict(verdict).unwrap();
+    match v.figures.iter().find(|(n, _)| *n == figure) {
+        Some((_, Figure::Ratio(x))) => *x,
+        other => panic!("{verdict}.{figure}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_minority_sentinel_promotes_nothing_and_every_sentinel_agrees_after() {
+    for seed in 1..=20 {
+        let r = run("sentinel-partition", Builtin::Versioned, seed);
+        master_at_end(&r, seed, "redis-master", "redis-replica");
+    }
+}
+
+#[test]
+fn after_a_split_brain_the_old_master_follows_the_promoted_one_and_every_sentinel_agrees() {
+    for seed in 1..=5 {
+        let r = run("split-brain", Builtin::Versioned, seed);
+        master_at_end(&r, seed, "redis-replica", "redis-master");
+    }
+}
+
+#[test]
+fn the_hot_key_takes_its_share_and_loads_one_memcached_node() {
+    for seed in 1..=3 {
+        let r = run("hot-key", Builtin::Versioned, seed);
+        let (_, share) = r.hot_key.clone().unwrap();
+        assert!(
+            share >= 0.30,
+            "seed {seed}: the hot key took {share} of reads"
+        );
+        let mut mc: Vec<u64> = r
+            .served
+            .iter()
+            .filter(|(n, _)| n.starts_with("memcached-"))
+            .map(|(_, c)| *c)
+            .collect();
+        mc.sort_unstable();
+        assert!(
+            mc[2] >= 3 * mc[1],
+            "seed {seed}: the hot key's node should carry the most: {:?}",
+            r.served
+        );
+    }
+}
+
+#[test]
+fn a_full_redis_collapses_the_l1_hit_ratio_during_the_limit_and_nothing_is_stale() {
+    for seed in 1..=3 {
+        let r = run("redis-memory-full", Builtin::Versioned, seed);
+        let steady = ratio(&r, "hit-ratio", "l1_hit_ratio");
+        let during = ratio(&r, "hit-ratio", "l1_hit_ratio_during_faults");
+        assert!(
+            during < 0.7 * steady,
+            "seed {seed}: L1 hit ratio {during} during the limit, {steady} steady"
+        );
+        assert!(r.failed.is_empty(), "seed {seed}: {:?}", r.failed);
+    }
+}
+
+#[test]
+fn a_cold_start_keeps_the_database_under_its_ceiling() {
+    for seed in 1..=3 {
+        let r = run("cold-start", Builtin::Versioned, seed);
+        let v = r.report.verdict("load").unwrap();
+        assert!(!v.fails(), "seed {seed}: {}", v.summary);
+        // Both flushes (Redis, memcached) were observed taking effect.
+        let text = String::from_utf8(r.history.clone()).unwrap();
+        assert_eq!(
+            text.matches("the marker key written before the flush is gone")
+                .count(),
+            2
+        );
+    }
+}
