@@ -407,7 +407,7 @@ pub fn catalog() -> Vec<Scenario> {
     memory.duration_ms = 4_000;
     // 400 keys with a flatter popularity than the base's 40, and the steady phase includes the
     // refill of what the limit evicted.
-    memory.bounds.hit_ratio_min = Some(0.75);
+    memory.bounds.hit_ratio_min = Some(0.7);
     memory.plan = one(
         1_000,
         2_000,
