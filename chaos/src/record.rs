@@ -135,6 +135,26 @@ impl Recorder {
 
     /// A write invoked at `invoke_ns` has just returned `result`. The database refusing it is a
     /// `fail`; any other error (a timeout, a lost reply) may have committed: `unknown`.
+    /// A key that another key's write changed in the same transaction (a sibling listing):
+    /// written at `version`, or unknown when the transaction's outcome is.
+    pub fn write_in_tx(&self, client: u64, key: &str, invoke_ns: u64, version: Option<u64>) {
+        self.push_op(OpLine {
+            client,
+            key: key.to_string(),
+            f: OpKind::Write,
+            invoke_ns,
+            complete_ns: self.now_ns(),
+            outcome: if version.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Unknown
+            },
+            version,
+            source: None,
+            payload: None,
+        });
+    }
+
     pub fn write(
         &self,
         client: u64,

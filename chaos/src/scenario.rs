@@ -35,6 +35,10 @@ pub struct Scenario {
     pub db_query_us: (u64, u64),
     pub pg_replica_lag_ms: u64,
     pub read_from_replica: bool,
+    /// A write to a listing is a new post in its subreddit: the same transaction bumps every
+    /// sibling listing's version (every sort order changes), and the history records a write of
+    /// each. Off, a listing write changes only its own row.
+    pub listing_transactions: bool,
     /// The cache's TTLs and stale-while-revalidate window (the library's defaults unless a
     /// scenario needs entries to age within its few seconds).
     pub l1_ttl_ms: u64,
@@ -68,6 +72,7 @@ impl Scenario {
             db_query_us: (1_000, 8_000),
             pg_replica_lag_ms: 50,
             read_from_replica: false,
+            listing_transactions: false,
             l1_ttl_ms: CacheConfig::default().l1_ttl_ms,
             l2_ttl_ms: CacheConfig::default().l2_ttl_ms,
             stale_while_revalidate_ms: 0,
@@ -172,6 +177,7 @@ impl Scenario {
         set!(pair, think_ms, net_latency_us, db_query_us);
         for (f, slot) in [
             ("read_from_replica", &mut sc.read_from_replica),
+            ("listing_transactions", &mut sc.listing_transactions),
             ("buggify", &mut sc.buggify),
         ] {
             if let Some(b) = w.get(f) {
@@ -215,6 +221,7 @@ impl Scenario {
                 "net_latency_us": [self.net_latency_us.0, self.net_latency_us.1],
                 "db_query_us": [self.db_query_us.0, self.db_query_us.1],
                 "pg_replica_lag_ms": self.pg_replica_lag_ms, "read_from_replica": self.read_from_replica,
+                "listing_transactions": self.listing_transactions,
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
                 "buggify": self.buggify,
@@ -445,6 +452,16 @@ pub fn catalog() -> Vec<Scenario> {
     // The hot key is written as often as it is read x 5 %: each write empties it for every app
     // node, and its refill is a miss (the seed's hot-key incident is about load, not hits).
     hot.bounds.hit_ratio_min = Some(0.75);
+    // The seed's listings: a new post changes every sort order of its subreddit, and the writer
+    // invalidates them by pattern (SCAN) while readers fill them.
+    let mut scan_gap = Scenario::base(
+        "scan-gap",
+        "120 keys, so each subreddit has three listings (hot, new, top); a listing write bumps all three in one transaction and invalidates them by SCAN pattern while readers fill them",
+    );
+    scan_gap.keys = 120;
+    scan_gap.listing_transactions = true;
+    // Three times the base's keys, and each listing write empties three of the hottest.
+    scan_gap.bounds.hit_ratio_min = Some(0.7);
     let mut random = Scenario::base(
         "random",
         "one to four faults of the whole catalog at random times, spans and overlaps, drawn from the seed (`chaos::random`)",
@@ -471,6 +488,7 @@ pub fn catalog() -> Vec<Scenario> {
         memory,
         cold,
         hot,
+        scan_gap,
         random,
     ]
 }

@@ -133,6 +133,19 @@ impl Workload {
         &self.keys
     }
 
+    /// The other listings of `key`'s subreddit in the keyspace (none for a post or a thread).
+    pub fn siblings(&self, key: &Key) -> Vec<String> {
+        let Some(sub) = listing_prefix(key) else {
+            return Vec::new();
+        };
+        let prefix = format!("listings:v1:{sub}");
+        self.keys
+            .iter()
+            .filter(|k| k.starts_with(&prefix) && k.as_str() != key.as_str())
+            .cloned()
+            .collect()
+    }
+
     /// The next op: with a hot key, first whether it is the hot key (one draw); then the key,
     /// then read or write (two draws).
     pub fn next(&self, rng: &mut SplitMix) -> NextOp {
@@ -180,6 +193,12 @@ mod tests {
         assert!(keys.iter().any(|k| k.ends_with(":thread")));
         let k = Key::parse(&keys[0]).unwrap();
         assert_eq!(listing_prefix(&k).as_deref(), Some("r/rust:"));
+        let w = Workload::new(120, 1.1, 0.05, (2, 20));
+        assert_eq!(
+            w.siblings(&k),
+            ["listings:v1:r/rust:new", "listings:v1:r/rust:top"]
+        );
+        assert!(w.siblings(&Key::parse("posts:v1:3").unwrap()).is_empty());
         assert_eq!(listing_prefix(&Key::parse("posts:v1:3").unwrap()), None);
     }
 

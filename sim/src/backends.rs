@@ -297,6 +297,30 @@ impl MemcachedLike for SimMemcached {
     }
 }
 
+/// Keys with the versions a transaction gave them.
+type Versions = Vec<(String, u64)>;
+
+thread_local! {
+    /// The other keys each write's transaction changed, by (written key, its version), until the
+    /// writing client records them ([`also_written`]). One simulation runs on one thread.
+    static TX_ALSO: std::cell::RefCell<std::collections::HashMap<(String, u64), Versions>> =
+        Default::default();
+}
+
+/// Takes the keys that the transaction which wrote `version` of `key` also changed.
+pub fn also_written(key: &str, version: u64) -> Versions {
+    TX_ALSO.with(|t| {
+        t.borrow_mut()
+            .remove(&(key.to_string(), version))
+            .unwrap_or_default()
+    })
+}
+
+/// Forgets every unclaimed transaction (a run starts with this).
+pub fn forget_transactions() {
+    TX_ALSO.with(|t| t.borrow_mut().clear());
+}
+
 pub struct SimStore {
     rpc: Rpc,
     primary: SocketAddr,
@@ -330,7 +354,14 @@ impl Store for SimStore {
             .call::<PgCmd, PgReply>(self.primary, TAG_PG, PgCmd::Write(key.into()), self.timeout)
             .await?
         {
-            PgReply::Version(v) => Ok(v),
+            PgReply::Written(all) => {
+                let version = all.first().map_or(0, |w| w.1);
+                TX_ALSO.with(|t| {
+                    t.borrow_mut()
+                        .insert((key.to_string(), version), all[1..].to_vec())
+                });
+                Ok(version)
+            }
             _ => unexpected("postgres"),
         }
     }

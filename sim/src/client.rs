@@ -10,7 +10,7 @@ use chaos::workload::{listing_prefix, Workload};
 use invariants::gen::SplitMix;
 use madsim::time::sleep;
 
-use crate::backends::SimCache;
+use crate::backends::{also_written, SimCache};
 
 pub async fn client_loop<St: Strategy>(
     cache: Arc<SimCache<St>>,
@@ -19,6 +19,7 @@ pub async fn client_loop<St: Strategy>(
     client: u64,
     seed: u64,
     duration: Duration,
+    listing_tx: bool,
 ) {
     let mut rng = SplitMix(chaos::seed::client(seed, client));
     while rec.now_ns() / 1_000_000 < duration.as_millis() as u64 {
@@ -32,6 +33,22 @@ pub async fn client_loop<St: Strategy>(
                 let _ = cache.invalidate_prefix("listings", 1, &sub).await;
             }
             rec.write(client, &op.key, invoke_ns, &r);
+            // The siblings the same transaction changed (scenarios with listing transactions):
+            // written at their new versions, or unknown with the write.
+            match &r {
+                Ok(w) => {
+                    for (k, v) in also_written(op.key.as_str(), w.version) {
+                        rec.write_in_tx(client, &k, invoke_ns, Some(v));
+                    }
+                }
+                Err(aside::Error::Db(aside::TierError::Refused { .. })) => {}
+                Err(_) if listing_tx => {
+                    for k in workload.siblings(&op.key) {
+                        rec.write_in_tx(client, &k, invoke_ns, None);
+                    }
+                }
+                Err(_) => {}
+            }
         } else {
             let r = cache.get(&op.key).await;
             rec.read(client, &op.key, invoke_ns, &r);

@@ -12,7 +12,7 @@ use madsim::time::{sleep, Instant};
 
 use crate::net::ip;
 use crate::nodes::memcached::memcached_node;
-use crate::nodes::postgres::pg_node;
+use crate::nodes::postgres::{pg_node, PgSpec};
 use crate::nodes::redis::{redis_node, Role};
 use crate::nodes::sentinel::sentinel_node;
 
@@ -116,24 +116,42 @@ impl Cluster {
                     .build(),
             );
         }
-        let (query_us, lag_ms) = (sc.db_query_us, sc.pg_replica_lag_ms);
         let (p0, p1) = (a.pg[0], a.pg[1]);
-        let (k0, k1) = (keys.to_vec(), keys.to_vec());
-        let (s0, s1) = (chaos::seed::pg_primary(seed), chaos::seed::pg_replica(seed));
-        node(
-            Target::PgPrimary,
-            p0,
-            builder(Target::PgPrimary, p0)
-                .init(move || pg_node(p0, k0.clone(), None, 0, query_us, s0, start))
-                .build(),
-        );
-        node(
-            Target::PgReplica,
-            p1,
-            builder(Target::PgReplica, p1)
-                .init(move || pg_node(p1, k1.clone(), Some(p0), lag_ms, query_us, s1, start))
-                .build(),
-        );
+        let spec = |addr, primary, lag_ms, seed| PgSpec {
+            addr,
+            keys: keys.to_vec(),
+            primary,
+            lag_ms,
+            query_us: sc.db_query_us,
+            listing_tx: sc.listing_transactions,
+            seed,
+            start,
+        };
+        for (target, addr, primary, lag_ms, seed) in [
+            (
+                Target::PgPrimary,
+                p0,
+                None,
+                0,
+                chaos::seed::pg_primary(seed),
+            ),
+            (
+                Target::PgReplica,
+                p1,
+                Some(p0),
+                sc.pg_replica_lag_ms,
+                chaos::seed::pg_replica(seed),
+            ),
+        ] {
+            let s = spec(addr, primary, lag_ms, seed);
+            node(
+                target,
+                addr,
+                builder(target, addr)
+                    .init(move || pg_node(s.clone()))
+                    .build(),
+            );
+        }
         // Servers bind before clients connect.
         sleep(Duration::from_millis(50)).await;
         Cluster {

@@ -108,6 +108,8 @@ pub fn cells() -> Vec<Cell> {
         cell("cold-start", Versioned, Holds, "single-flight and leases refill both tiers within one database read per key per app node"),
         cell("hot-key", Naive, Finds(&["staleness"]), "the fill race, concentrated on the hot key"),
         cell("hot-key", Versioned, Holds, "a hot key is coalesced and fills stay ordered"),
+        cell("scan-gap", Naive, Finds(&["staleness"]), "deletes by pattern reach only what SCAN finds in Redis; a sibling held only in memcached keeps its old value, and fills race the deletes").buggified(),
+        cell("scan-gap", Versioned, Finds(&["staleness", "convergence"]), "pattern invalidation SCANs Redis only: a sibling held only in memcached (memcached has no SCAN) is never tombstoned, and the next L1 miss refills its old value (tombstoning every sibling at its new version, from the transaction's outbox rows, as `durable` will, fixes this)").buggified(),
         cell("random", Naive, Finds(&["staleness", "convergence"]), "random plans reach every way above of losing a delete"),
         cell("random", Versioned, Finds(&["staleness", "convergence"]), "random plans reach the faults above that lose tombstones (a partition, a pause, a failover); every fault is observed taking effect on every seed"),
     ]

@@ -89,6 +89,7 @@ where
     let handle = Handle::current();
     crate::net::served_reset();
     crate::buggify::reset();
+    crate::backends::forget_transactions();
     let workload = Arc::new(scenario.workload());
     let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
     let rec = Arc::new(Recorder::start());
@@ -131,6 +132,7 @@ where
                 client,
                 seed,
                 duration,
+                scenario.listing_transactions,
             )));
         }
     }

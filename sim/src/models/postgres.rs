@@ -48,6 +48,29 @@ impl PgModel {
         })
     }
 
+    /// One transaction that writes `key` and, with `siblings`, every sibling listing of a
+    /// listing key (the seed's listings: a new post in a subreddit changes every sort order of
+    /// it, `listings:v1:r/rust:hot` and `...:new` and `...:top`). Returns each key written with
+    /// its new version, `key` first.
+    pub fn write_tx(&mut self, key: &str, now_ms: u64, siblings: bool) -> Vec<(String, u64)> {
+        let mut keys = vec![key.to_string()];
+        if let (true, true, Some(end)) = (siblings, key.starts_with("listings:"), key.rfind(':')) {
+            let prefix = &key[..=end];
+            keys.extend(
+                self.rows
+                    .keys()
+                    .filter(|k| k.starts_with(prefix) && k.as_str() != key)
+                    .cloned(),
+            );
+        }
+        keys.into_iter()
+            .map(|k| {
+                let v = self.write(&k, now_ms);
+                (k, v)
+            })
+            .collect()
+    }
+
     /// One transaction: bump the version, append the outbox row and the log entry.
     pub fn write(&mut self, key: &str, now_ms: u64) -> u64 {
         let v = self
@@ -124,6 +147,19 @@ mod tests {
         r.apply(p.wal_after(r.applied_lsn), 40, 10);
         assert_eq!(r.read("a").unwrap().version, 2);
         assert_eq!(r.replay_lag_ms(41), 0);
+        let mut l = PgModel::seeded([
+            "listings:v1:r/rust:hot",
+            "listings:v1:r/rust:new",
+            "listings:v1:r/go:hot",
+        ]);
+        assert_eq!(
+            l.write_tx("listings:v1:r/rust:new", 50, true),
+            vec![
+                ("listings:v1:r/rust:new".to_string(), 1),
+                ("listings:v1:r/rust:hot".to_string(), 1)
+            ]
+        );
+        assert_eq!(l.write_tx("listings:v1:r/rust:hot", 60, false).len(), 1);
         assert_eq!(p.read("a").unwrap().payload, payload("a", 2));
     }
 }

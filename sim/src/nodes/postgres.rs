@@ -31,21 +31,39 @@ pub enum PgCmd {
 
 pub enum PgReply {
     Row(Option<Row>),
-    Version(u64),
+    /// Every key the write's transaction changed, with its version, the written key first.
+    Written(Vec<(String, u64)>),
     Wal(Vec<Wal>),
     Done,
     LagMs(u64),
 }
 
-pub async fn pg_node(
-    addr: SocketAddr,
-    keys: Vec<String>,
-    primary: Option<SocketAddr>,
-    lag_ms: u64,
-    query_us: (u64, u64),
-    seed: u64,
-    start: Instant,
-) {
+/// A PostgreSQL server: `primary` is `None` for the primary, the address it streams from for a
+/// replica.
+#[derive(Clone)]
+pub struct PgSpec {
+    pub addr: SocketAddr,
+    pub keys: Vec<String>,
+    pub primary: Option<SocketAddr>,
+    pub lag_ms: u64,
+    pub query_us: (u64, u64),
+    /// A write to a listing also bumps its sibling listings in the same transaction.
+    pub listing_tx: bool,
+    pub seed: u64,
+    pub start: Instant,
+}
+
+pub async fn pg_node(spec: PgSpec) {
+    let PgSpec {
+        addr,
+        keys,
+        primary,
+        lag_ms,
+        query_us,
+        listing_tx,
+        seed,
+        start,
+    } = spec;
     let model = Arc::new(Mutex::new(PgModel::seeded(keys.iter().map(String::as_str))));
     let ep = Endpoint::bind(addr).await.expect("bind postgres");
     let lag = Arc::new(AtomicU64::new(lag_ms));
@@ -81,7 +99,7 @@ pub async fn pg_node(
             let mut m = m.lock().unwrap();
             match c {
                 PgCmd::Read(k) => PgReply::Row(m.read(&k)),
-                PgCmd::Write(k) => PgReply::Version(m.write(&k, now_ms(start))),
+                PgCmd::Write(k) => PgReply::Written(m.write_tx(&k, now_ms(start), listing_tx)),
                 PgCmd::WalAfter(lsn) => PgReply::Wal(m.wal_after(lsn).to_vec()),
                 PgCmd::SetLag(ms) => {
                     lag.store(ms.unwrap_or(lag_ms), Relaxed);
