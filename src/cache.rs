@@ -846,6 +846,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 Err(_) => None,
             },
         };
+        // As for a write's own key: later reads load afresh.
+        self.flights.close(k);
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let started = self.clock();
         let l1 = self

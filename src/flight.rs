@@ -235,6 +235,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_flight_answers_its_waiters_and_newcomers_load_again() {
+        // Wide margins (tens of ms between steps, hundreds per load): a loaded machine may run a
+        // spawned task late.
         let f = Arc::new(Flights::<V>::new(1000));
         let slow = |f: Arc<Flights<V>>, v: u32, ms: u64| {
             tokio::spawn(async move {
@@ -245,14 +247,15 @@ mod tests {
                 .await
             })
         };
-        let old = slow(f.clone(), 1, 100);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let step = || tokio::time::sleep(Duration::from_millis(50));
+        let old = slow(f.clone(), 1, 400);
+        step().await;
         let before = slow(f.clone(), 9, 0);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        step().await;
         // A write commits here: later readers must not get the load that began before it.
         f.close("k");
-        let after = slow(f.clone(), 2, 200);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let after = slow(f.clone(), 2, 800);
+        step().await;
         let after_too = slow(f.clone(), 9, 0);
         assert_eq!(before.await.unwrap(), (V(1), Role::Follower));
         assert_eq!(old.await.unwrap(), (V(1), Role::Leader));

@@ -45,8 +45,8 @@ pub struct Scenario {
     pub l2_ttl_ms: u64,
     pub stale_while_revalidate_ms: u64,
     pub plan: Plan,
-    /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (never in the
-    /// promises' runs; the containers world ignores it).
+    /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
+    /// runs only for findings too narrow to show without it; the containers world ignores it).
     pub buggify: bool,
     /// Draw the plan from the seed ([`Scenario::for_seed`]) instead of using `plan`.
     pub random_plan: bool,
@@ -348,6 +348,9 @@ pub fn catalog() -> Vec<Scenario> {
         isolate(Side::One(Target::App(0)), Side::Sentinels),
     ]);
     split.duration_ms = 4_000;
+    // Time for the Sentinels to demote the returning old master (they wait 2 s of its wrong
+    // role) before the probes.
+    split.settle_ms = 3_000;
     split.bounds.staleness_ns_max = Some(2_000_000_000);
     let mut rejoin = Scenario::base(
         "memcached-rejoin",

@@ -30,6 +30,9 @@ use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
 /// server answers within two round trips on every scenario's network.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Times a heal's command is sent before the nemesis gives up on it.
+const HEAL_TRIES: usize = 10;
+
 /// Probes sent at once to look for packet loss.
 const LOSS_BURST: usize = 20;
 
@@ -158,6 +161,21 @@ impl SimNemesis {
             .await
             .ok()
             .flatten()
+    }
+
+    /// [`SimNemesis::tell`] until a reply comes (a heal lost to packet loss would leave its
+    /// fault on for the rest of the run), at most [`HEAL_TRIES`] times.
+    async fn tell_until_heard<C, R>(&self, to: &Placed, tag: u64, cmd: impl Fn() -> C) -> Option<R>
+    where
+        C: Send + Sync + 'static,
+        R: Send + Sync + 'static,
+    {
+        for _ in 0..HEAL_TRIES {
+            if let Some(r) = self.tell(to, tag, cmd()).await {
+                return Some(r);
+            }
+        }
+        None
     }
 
     /// Writes the marker to a cache server; true if it was stored.
@@ -406,14 +424,18 @@ impl Nemesis for SimNemesis {
                     .into_iter()
                     .filter(|n| is_redis(n.target))
                 {
-                    let _: Option<AdminReply> = self.tell(&r, TAG_REDIS, Admin::MaxMemory(0)).await;
+                    let _: Option<AdminReply> = self
+                        .tell_until_heard(&r, TAG_REDIS, || Admin::MaxMemory(0))
+                        .await;
                 }
                 self.evicted_before
                     .retain(|(t, _)| !fault.target.contains(*t));
             }
             Kind::ReplicaLag { .. } => {
                 for pg in self.side(fault.target) {
-                    let _: Option<PgReply> = self.tell(&pg, TAG_PG, PgCmd::SetLag(None)).await;
+                    let _: Option<PgReply> = self
+                        .tell_until_heard(&pg, TAG_PG, || PgCmd::SetLag(None))
+                        .await;
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! and BUGGIFY's delays are there to widen such windows.
 
 use crate::campaign::{par_map, run_one};
-use crate::expect::{self, Cell, Expect};
+use crate::expect::{self, Cell, Expect, HARNESS_ERROR};
 
 /// Seeds tried per cell before giving up.
 pub const MAX_SEEDS: u64 = 60;
@@ -35,7 +35,8 @@ pub fn first_failure(cell: &Cell, buggify: bool) -> Option<u64> {
     let mut seen: Vec<&str> = Vec::new();
     for seed in 1..=MAX_SEEDS {
         let r = run_one(&sc, cell.strategy, seed);
-        if names.is_empty() && !r.failed.is_empty() {
+        // A harness error is never a finding.
+        if names.is_empty() && r.failed.iter().any(|f| f != HARNESS_ERROR) {
             return Some(seed);
         }
         for n in names.iter().filter(|n| r.failed.iter().any(|f| f == *n)) {

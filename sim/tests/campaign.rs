@@ -247,10 +247,10 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     let r = run("fill-race", Builtin::Naive, 17);
     let v = r.report.verdict("staleness").unwrap();
     assert!(v.fails() && v.summary.contains("causal chain") && v.summary.contains("filled v"));
-    // "memcached-restart --strategy versioned --seed 5 --buggify" shows the skipped invalidation.
+    // "memcached-restart --strategy versioned --seed 8 --buggify" shows the skipped invalidation.
     let mut sc = scenario::find("memcached-restart").unwrap();
     sc.buggify = true;
-    let r = run_one(&sc, Builtin::Versioned, 5);
+    let r = run_one(&sc, Builtin::Versioned, 8);
     let v = r.report.verdict("staleness").unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2 at") && v.summary.contains("(failed)"),
@@ -271,7 +271,7 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     for named in [
         "--strategy naive --seed 4 ",
         "--strategy naive --seed 17 ",
-        "--scenario memcached-restart --strategy versioned --seed 5 --buggify`",
+        "--scenario memcached-restart --strategy versioned --seed 8 --buggify`",
         "--scenario app-pause --strategy versioned --seed 10`",
     ] {
         assert!(

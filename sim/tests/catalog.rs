@@ -43,6 +43,14 @@ fn a_minority_sentinel_promotes_nothing_and_every_sentinel_agrees_after() {
 }
 
 #[test]
+fn after_a_failover_the_returning_old_master_follows_the_promoted_one() {
+    for seed in 1..=5 {
+        let r = run("redis-failover", Builtin::Versioned, seed);
+        master_at_end(&r, seed, "redis-replica", "redis-master");
+    }
+}
+
+#[test]
 fn after_a_split_brain_the_old_master_follows_the_promoted_one_and_every_sentinel_agrees() {
     for seed in 1..=5 {
         let r = run("split-brain", Builtin::Versioned, seed);

@@ -50,6 +50,12 @@ pub const HELLO_EVERY: Duration = Duration::from_secs(2);
 
 const TICK: Duration = Duration::from_millis(100);
 
+/// How long a replica must report the wrong role before a Sentinel reconfigures it. Real
+/// Sentinels wait four hello periods (8 s); the model waits one, so that a split-brain's old
+/// master is demoted within a scenario's few seconds: enough for a Sentinel that missed the
+/// promoting Sentinel's announcement to hear the next hello first.
+const ROLE_WAIT: Duration = HELLO_EVERY;
+
 pub async fn sentinel_node(
     me: SocketAddr,
     peers: Vec<SocketAddr>,
@@ -94,6 +100,8 @@ pub async fn sentinel_node(
     }));
     let mut last_ok = Instant::now();
     let mut last_hello = Instant::now();
+    // Since when the replica has reported a role that is not "replica of our master".
+    let mut wrong_since: Option<Instant> = None;
     loop {
         sleep(TICK).await;
         let (master, replica, epoch) = {
@@ -115,7 +123,7 @@ pub async fn sentinel_node(
                 None => None,
             }
         });
-        match of_master {
+        match &of_master {
             Ok(AdminReply::Pong(_)) => {
                 last_ok = Instant::now();
                 st.lock().unwrap().sdown = false;
@@ -123,17 +131,32 @@ pub async fn sentinel_node(
             _ => st.lock().unwrap().sdown = last_ok.elapsed() >= DOWN_AFTER,
         }
         // A replica that says it is a master (an old master back after a failover) or follows
-        // someone else is told to follow ours; it resyncs and drops what it wrote alone.
-        if let (Some(r), Some(Ok(AdminReply::Pong(role)))) = (replica, of_replica) {
-            if role != Role::Replica(master) && r != master {
-                let _ = rpc
-                    .call::<Admin, AdminReply>(
-                        r,
-                        TAG_REDIS,
-                        Admin::Follow(master),
-                        Duration::from_secs(5),
-                    )
-                    .await;
+        // someone else is told to follow ours; it resyncs and drops what it wrote alone. As
+        // real Sentinels do, only while our master looks sane (it answered as a master now) and
+        // after the wrong role has been reported for [`ROLE_WAIT`]: a Sentinel that has not yet
+        // heard of a failover must not demote the master another Sentinel just promoted.
+        let sane = matches!(of_master, Ok(AdminReply::Pong(Role::Master)));
+        let wrong = match (replica, &of_replica) {
+            (Some(r), Some(Ok(AdminReply::Pong(role)))) if r != master => {
+                (*role != Role::Replica(master)).then_some(r)
+            }
+            _ => None,
+        };
+        match wrong {
+            None => wrong_since = None,
+            Some(r) => {
+                let since = *wrong_since.get_or_insert_with(Instant::now);
+                if sane && since.elapsed() >= ROLE_WAIT {
+                    wrong_since = None;
+                    let _ = rpc
+                        .call::<Admin, AdminReply>(
+                            r,
+                            TAG_REDIS,
+                            Admin::Follow(master),
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                }
             }
         }
         if !st.lock().unwrap().sdown {
