@@ -96,6 +96,8 @@ pub struct Cluster {
     pub memcached: Vec<Node>,
     pub pg_primary: Node,
     pub pg_replica: Option<Node>,
+    /// The replica's `recovery_min_apply_delay` at boot (the nemesis restores it).
+    pub pg_apply_delay_ms: u64,
 }
 
 pub const MASTER_NAME: &str = "mymaster";
@@ -148,6 +150,8 @@ impl Launch<'_> {
             .with_network(self.run)
             .with_container_name(format!("{}-{name}", self.run))
             .with_label("aside.run", self.run)
+            // For the nemesis's iptables rules, inside the container's own namespace only.
+            .with_cap_add("NET_ADMIN")
             .with_startup_timeout(Duration::from_secs(90));
         if let Some(u) = user {
             req = req.with_user(u);
@@ -279,7 +283,7 @@ impl Cluster {
                 return Ok(None);
             }
             let cmd = format!(
-                "until pg_isready -q -h {primary_ip} -U postgres; do sleep 0.2; done; pg_basebackup -h {primary_ip} -U postgres -D \"$PGDATA\" -R -X stream -c fast && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off -c recovery_min_apply_delay={}ms",
+                "until pg_isready -q -h {primary_ip} -U postgres; do sleep 0.2; done; pg_basebackup -h {primary_ip} -U postgres -D \"$PGDATA\" -R -X stream -c fast && echo \"recovery_min_apply_delay = '{}ms'\" >> \"$PGDATA/postgresql.auto.conf\" && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off",
                 spec.pg_apply_delay_ms
             );
             l.node(
@@ -304,6 +308,7 @@ impl Cluster {
             memcached,
             pg_primary,
             pg_replica,
+            pg_apply_delay_ms: spec.pg_apply_delay_ms,
         };
         if !c.sentinels.is_empty() {
             c.wait_sentinels_agree().await?;

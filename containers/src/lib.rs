@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod image;
+pub mod nemesis;
 
 pub use cluster::{containers_of, Cluster, ClusterSpec, Node};
 

@@ -1,0 +1,557 @@
+//! The containers world's nemesis: [`chaos::nemesis::Nemesis`] over real servers in Docker.
+//!
+//! * kill: `docker kill` (SIGKILL), healed by `docker start` (memcached comes back empty, a Redis
+//!   master comes back as a master for the Sentinels to demote);
+//! * pause: `docker pause` / `unpause` (the cgroup freezer: a GC pause);
+//! * partition: iptables rules inside the containers' own network namespaces (the containers get
+//!   `NET_ADMIN`; the host's firewall is never touched): packets from the peers are dropped on
+//!   the target's INPUT, and for a symmetric cut the target's packets to them on its OUTPUT. The
+//!   app nodes run on the host, all behind the cluster network's gateway address, so `apps` as a
+//!   whole can be cut (rules on the servers' side), one app node alone cannot;
+//! * loss: `iptables -m statistic --mode random` drops on every server's INPUT;
+//! * flush: FLUSHALL / `flush_all` after writing a marker key, observed gone;
+//! * memory-limit: `CONFIG SET maxmemory` with `allkeys-lru`, observed as `evicted_keys` growing;
+//! * replica-lag: `recovery_min_apply_delay` on the PostgreSQL replica (ALTER SYSTEM and a
+//!   reload), observed as WAL received but not replayed;
+//! * latency needs a proxy between the apps and the servers, which this world does not have yet:
+//!   it is never observed, so a plan with it fails as a harness error, never as a pass.
+//!
+//! Effects are observed as a client would see them: a request from the host (where the app
+//! nodes run) or from inside a container across a cut gets no answer within [`PROBE_TIMEOUT`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+use std::time::Duration;
+
+use chaos::fault::{Fault, Kind, Side, Target};
+use chaos::nemesis::Nemesis;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cluster::{Cluster, Node};
+
+/// How long a probe waits for an answer before the target counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Probes sent to look for packet loss.
+const LOSS_BURST: usize = 20;
+
+const FLUSH_MARKER: &str = "aside:nemesis:flush";
+
+/// One iptables rule added inside a container, to delete at the heal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    container: String,
+    args: Vec<String>,
+}
+
+pub struct DockerNemesis<'a> {
+    cluster: &'a Cluster,
+    /// The app nodes' address as the servers see it: the cluster network's gateway.
+    apps: IpAddr,
+    rules: Vec<(Fault, Rule)>,
+    flushed: Vec<Target>,
+    evicted_before: Vec<(Target, u64)>,
+}
+
+/// `docker` with `args`: Ok(stdout) or Err(one line).
+fn docker(args: &[&str]) -> Result<String, String> {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "docker {}: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `cmd` as root inside `node`'s container.
+fn exec(node: &Node, cmd: &[&str]) -> Result<String, String> {
+    let id = node.container.id().to_string();
+    let mut args = vec!["exec", "-u", "root", id.as_str()];
+    args.extend_from_slice(cmd);
+    docker(&args)
+}
+
+/// A protocol-level hello to `addr` from the host: Redis and Sentinel answer PING, memcached
+/// `version`, PostgreSQL an SSLRequest with one byte. `Err(what was seen)` without an answer.
+/// A request and the test its answer must pass.
+type Hello = (&'static [u8], fn(&[u8]) -> bool);
+
+pub async fn ask(target: Target, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let (req, ok): Hello = match target {
+        Target::RedisMaster | Target::RedisReplica | Target::Sentinel(_) => {
+            (b"PING\r\n", |r| r.starts_with(b"+PONG"))
+        }
+        Target::Memcached(_) => (b"version\r\n", |r| r.starts_with(b"VERSION")),
+        Target::PgPrimary | Target::PgReplica => (&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], |r| {
+            matches!(r.first(), Some(b'N' | b'S'))
+        }),
+        Target::App(_) => return Ok(()),
+    };
+    let talk = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        s.write_all(req).await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if ok(&buf[..n]) {
+            Ok(())
+        } else {
+            Err(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ))
+        }
+    };
+    match tokio::time::timeout(timeout, talk).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// Sends `cmd` (a Redis command in RESP) to `addr` and returns the raw reply.
+async fn redis(addr: &str, cmd: &[&str]) -> Result<redis::Value, String> {
+    let client = redis::Client::open(format!("redis://{addr}")).map_err(|e| e.to_string())?;
+    let mut c = tokio::time::timeout(PROBE_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| {
+            format!(
+                "{addr}: no connection within {} ms",
+                PROBE_TIMEOUT.as_millis()
+            )
+        })?
+        .map_err(|e| e.to_string())?;
+    let mut q = redis::cmd(cmd[0]);
+    for a in &cmd[1..] {
+        q.arg(*a);
+    }
+    tokio::time::timeout(PROBE_TIMEOUT, q.query_async(&mut c))
+        .await
+        .map_err(|_| format!("{addr}: no reply within {} ms", PROBE_TIMEOUT.as_millis()))?
+        .map_err(|e| e.to_string())
+}
+
+/// `psql` inside `node`'s container, over TCP (the socket directory is not guaranteed).
+fn psql(node: &Node, sql: &str) -> Result<String, String> {
+    exec(
+        node,
+        &["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atqc", sql],
+    )
+}
+
+impl<'a> DockerNemesis<'a> {
+    pub fn new(cluster: &'a Cluster) -> Result<DockerNemesis<'a>, String> {
+        let gw = docker(&[
+            "network",
+            "inspect",
+            &cluster.run_id,
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        ])?;
+        let apps = gw
+            .parse()
+            .map_err(|e| format!("the cluster network's gateway {gw:?}: {e}"))?;
+        Ok(DockerNemesis {
+            cluster,
+            apps,
+            rules: Vec::new(),
+            flushed: Vec::new(),
+            evicted_before: Vec::new(),
+        })
+    }
+
+    /// The container playing `t` at boot.
+    fn node(&self, t: Target) -> Option<&'a Node> {
+        let c = self.cluster;
+        match t {
+            Target::RedisMaster => Some(&c.redis_master),
+            Target::RedisReplica => c.redis_replica.as_ref(),
+            Target::Sentinel(i) => c.sentinels.get(usize::from(i)),
+            Target::Memcached(i) => c.memcached.get(usize::from(i)),
+            Target::PgPrimary => Some(&c.pg_primary),
+            Target::PgReplica => c.pg_replica.as_ref(),
+            Target::App(_) => None,
+        }
+    }
+
+    /// Every server of the cluster, by role.
+    fn servers(&self) -> Vec<(Target, &'a Node)> {
+        let mut all = vec![Target::RedisMaster, Target::RedisReplica];
+        all.extend((0..self.cluster.sentinels.len() as u8).map(Target::Sentinel));
+        all.extend((0..self.cluster.memcached.len() as u8).map(Target::Memcached));
+        all.extend([Target::PgPrimary, Target::PgReplica]);
+        all.into_iter()
+            .filter_map(|t| self.node(t).map(|n| (t, n)))
+            .collect()
+    }
+
+    /// The servers on `side`.
+    fn side(&self, side: Side) -> Vec<(Target, &'a Node)> {
+        self.servers()
+            .into_iter()
+            .filter(|(t, _)| side.contains(*t))
+            .collect()
+    }
+
+    fn add_rule(&mut self, fault: Fault, node: &Node, args: Vec<String>) {
+        let mut cmd: Vec<&str> = vec!["iptables", "-A"];
+        cmd.extend(args.iter().map(String::as_str));
+        match exec(node, &cmd) {
+            Ok(_) => self.rules.push((
+                fault,
+                Rule {
+                    container: node.container.id().to_string(),
+                    args,
+                },
+            )),
+            Err(e) => tracing::warn!(node = %node.name, "iptables: {e}"),
+        }
+    }
+
+    fn drop_rules(&mut self, fault: &Fault) {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rules)
+            .into_iter()
+            .partition(|(f, _)| f == fault);
+        self.rules = rest;
+        for (_, r) in mine {
+            let mut args = vec!["exec", "-u", "root", r.container.as_str(), "iptables", "-D"];
+            args.extend(r.args.iter().map(String::as_str));
+            if let Err(e) = docker(&args) {
+                tracing::warn!("removing a partition rule: {e}");
+            }
+        }
+    }
+
+    fn is_apps(side: Side) -> bool {
+        matches!(side, Side::Apps)
+    }
+
+    fn cut(&mut self, fault: Fault, peers: Side, one_way: bool) {
+        let s = |x: &str| x.to_string();
+        if Self::is_apps(fault.target) {
+            // Rules on the servers' side: what they send to the apps is lost, and for a
+            // symmetric cut what they receive from them.
+            for (_, p) in self.side(peers) {
+                let apps = self.apps.to_string();
+                self.add_rule(
+                    fault,
+                    p,
+                    vec![s("OUTPUT"), s("-d"), apps.clone(), s("-j"), s("DROP")],
+                );
+                if !one_way {
+                    self.add_rule(
+                        fault,
+                        p,
+                        vec![s("INPUT"), s("-s"), apps, s("-j"), s("DROP")],
+                    );
+                }
+            }
+            return;
+        }
+        let mut peer_ips: Vec<String> = self
+            .side(peers)
+            .into_iter()
+            .filter(|(t, _)| !fault.target.contains(*t))
+            .map(|(_, n)| n.ip.to_string())
+            .collect();
+        if Self::is_apps(peers) {
+            peer_ips.push(self.apps.to_string());
+        }
+        for (_, t) in self.side(fault.target) {
+            for ip in &peer_ips {
+                self.add_rule(
+                    fault,
+                    t,
+                    vec![s("INPUT"), s("-s"), ip.clone(), s("-j"), s("DROP")],
+                );
+                if !one_way {
+                    self.add_rule(
+                        fault,
+                        t,
+                        vec![s("OUTPUT"), s("-d"), ip.clone(), s("-j"), s("DROP")],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Can `from` (a container) open a TCP connection to `to` within the probe timeout?
+    fn reaches(from: &Node, to: &Node) -> Result<(), String> {
+        let script = format!(
+            "timeout {} bash -c 'exec 3<>/dev/tcp/{}/{}'",
+            PROBE_TIMEOUT.as_secs_f64(),
+            to.ip,
+            to.port
+        );
+        exec(from, &["bash", "-c", &script]).map(drop)
+    }
+
+    async fn evicted(node: &Node) -> Option<u64> {
+        let info = match redis(&node.addr(), &["INFO", "stats"]).await.ok()? {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::VerbatimString { text, .. } => text,
+            _ => return None,
+        };
+        info.lines()
+            .find_map(|l| l.strip_prefix("evicted_keys:"))
+            .and_then(|n| n.trim().parse().ok())
+    }
+}
+
+impl Nemesis for DockerNemesis<'_> {
+    async fn begin(&mut self, fault: &Fault) {
+        match fault.kind {
+            Kind::Kill => {
+                for (_, n) in self.side(fault.target) {
+                    if let Err(e) = docker(&["kill", n.container.id()]) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            Kind::Pause => {
+                for (_, n) in self.side(fault.target) {
+                    if let Err(e) = n.pause().await {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            Kind::Partition { peers, one_way } => self.cut(*fault, peers, one_way),
+            Kind::Loss { per_mille } => {
+                let p = format!("{:.3}", f64::from(per_mille) / 1000.0);
+                let s = |x: &str| x.to_string();
+                for (_, n) in self.servers() {
+                    self.add_rule(
+                        *fault,
+                        n,
+                        vec![
+                            s("INPUT"),
+                            s("-m"),
+                            s("statistic"),
+                            s("--mode"),
+                            s("random"),
+                            s("--probability"),
+                            p.clone(),
+                            s("-j"),
+                            s("DROP"),
+                        ],
+                    );
+                }
+            }
+            // No proxy yet: nothing to do, and nothing will be observed.
+            Kind::Latency { .. } => {}
+            Kind::Flush => {
+                for (t, n) in self.side(fault.target) {
+                    let marked = match t {
+                        Target::Memcached(_) => {
+                            let m = aside::backend::Memcached::new(n.addr(), 1);
+                            use aside::tier::MemcachedLike;
+                            m.set(FLUSH_MARKER, b"1", 600).await.is_ok()
+                                && m.flush_all().await.is_ok()
+                        }
+                        Target::RedisMaster | Target::RedisReplica => {
+                            redis(&n.addr(), &["SET", FLUSH_MARKER, "1"]).await.is_ok()
+                                && redis(&n.addr(), &["FLUSHALL"]).await.is_ok()
+                        }
+                        _ => false,
+                    };
+                    if marked {
+                        self.flushed.push(t);
+                    }
+                }
+            }
+            Kind::MemoryLimit { kib } => {
+                for (t, n) in self.side(fault.target) {
+                    if !matches!(t, Target::RedisMaster | Target::RedisReplica) {
+                        continue;
+                    }
+                    if let Some(e) = Self::evicted(n).await {
+                        self.evicted_before.push((t, e));
+                    }
+                    let bytes = (u64::from(kib) * 1024).to_string();
+                    let _ = redis(
+                        &n.addr(),
+                        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+                    )
+                    .await;
+                    let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", &bytes]).await;
+                }
+            }
+            Kind::ReplicaLag { lag_ms } => {
+                for (_, n) in self
+                    .side(fault.target)
+                    .into_iter()
+                    .filter(|(t, _)| *t == Target::PgReplica)
+                {
+                    let set = format!("ALTER SYSTEM SET recovery_min_apply_delay = '{lag_ms}ms'");
+                    if let Err(e) = psql(n, &set).and_then(|_| psql(n, "SELECT pg_reload_conf()")) {
+                        tracing::warn!("replica lag: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn heal(&mut self, fault: &Fault) {
+        match fault.kind {
+            Kind::Kill => {
+                for (_, n) in self.side(fault.target) {
+                    if let Err(e) = n.start().await {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            Kind::Pause => {
+                for (_, n) in self.side(fault.target) {
+                    if let Err(e) = n.unpause().await {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(fault),
+            Kind::Latency { .. } => {}
+            Kind::Flush => self.flushed.retain(|t| !fault.target.contains(*t)),
+            Kind::MemoryLimit { .. } => {
+                for (t, n) in self.side(fault.target) {
+                    if matches!(t, Target::RedisMaster | Target::RedisReplica) {
+                        let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", "0"]).await;
+                    }
+                }
+                self.evicted_before
+                    .retain(|(t, _)| !fault.target.contains(*t));
+            }
+            Kind::ReplicaLag { .. } => {
+                for (_, n) in self
+                    .side(fault.target)
+                    .into_iter()
+                    .filter(|(t, _)| *t == Target::PgReplica)
+                {
+                    // Back to the delay the replica booted with.
+                    let reset = format!(
+                        "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'",
+                        self.cluster.pg_apply_delay_ms
+                    );
+                    if let Err(e) = psql(n, &reset).and_then(|_| psql(n, "SELECT pg_reload_conf()"))
+                    {
+                        tracing::warn!("replica lag heal: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn observe(&mut self, fault: &Fault) -> Option<String> {
+        match fault.kind {
+            Kind::Kill | Kind::Pause => {
+                let (t, n) = *self.side(fault.target).first()?;
+                let addr: SocketAddr = n.addr().parse().ok()?;
+                ask(t, addr, PROBE_TIMEOUT)
+                    .await
+                    .err()
+                    .map(|e| format!("the host -> {} ({addr}): {e}", t.name()))
+            }
+            Kind::Partition { peers, .. } => {
+                if Self::is_apps(fault.target) || Self::is_apps(peers) {
+                    // From the host (the apps) to a server on the other side.
+                    let other = if Self::is_apps(fault.target) {
+                        peers
+                    } else {
+                        fault.target
+                    };
+                    let (t, n) = *self.side(other).first()?;
+                    let addr: SocketAddr = n.addr().parse().ok()?;
+                    return ask(t, addr, PROBE_TIMEOUT)
+                        .await
+                        .err()
+                        .map(|e| format!("the apps -> {} ({addr}): {e}", t.name()));
+                }
+                let (tt, from) = *self.side(fault.target).first()?;
+                let (pt, to) = *self
+                    .side(peers)
+                    .iter()
+                    .find(|(t, _)| !fault.target.contains(*t))?;
+                Self::reaches(from, to).err().map(|e| {
+                    format!(
+                        "{} -> {} ({}:{}): no connection ({e})",
+                        tt.name(),
+                        pt.name(),
+                        to.ip,
+                        to.port
+                    )
+                })
+            }
+            Kind::Loss { .. } => {
+                let (t, n) = *self.servers().first()?;
+                let addr: SocketAddr = n.addr().parse().ok()?;
+                let probes = (0..LOSS_BURST).map(|_| ask(t, addr, Duration::from_millis(300)));
+                let lost = futures_util::future::join_all(probes)
+                    .await
+                    .iter()
+                    .filter(|r| r.is_err())
+                    .count();
+                (lost > 0).then(|| {
+                    format!("{lost} of {LOSS_BURST} requests from the host to {} got no answer within 300 ms", t.name())
+                })
+            }
+            Kind::Latency { .. } => None,
+            Kind::Flush => {
+                let mut gone = Vec::new();
+                for t in self.flushed.clone() {
+                    let n = self.node(t)?;
+                    let held = match t {
+                        Target::Memcached(_) => {
+                            use aside::tier::MemcachedLike;
+                            let m = aside::backend::Memcached::new(n.addr(), 1);
+                            m.gets(FLUSH_MARKER).await.ok()?.is_some()
+                        }
+                        _ => !matches!(
+                            redis(&n.addr(), &["GET", FLUSH_MARKER]).await.ok()?,
+                            redis::Value::Nil
+                        ),
+                    };
+                    if held {
+                        return None;
+                    }
+                    gone.push(t.name());
+                }
+                (!gone.is_empty()).then(|| {
+                    format!(
+                        "the marker key written before the flush is gone from {}",
+                        gone.join(", ")
+                    )
+                })
+            }
+            Kind::MemoryLimit { kib } => {
+                for (t, before) in self.evicted_before.clone() {
+                    let now = Self::evicted(self.node(t)?).await?;
+                    if now > before {
+                        return Some(format!(
+                            "{} evicted {} keys under its {kib} KiB limit (INFO evicted_keys)",
+                            t.name(),
+                            now - before
+                        ));
+                    }
+                }
+                None
+            }
+            Kind::ReplicaLag { .. } => {
+                let n = self.node(Target::PgReplica)?;
+                let row = psql(
+                    n,
+                    "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), \
+                     COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0)",
+                )
+                .ok()?;
+                let (behind, ms) = row.split_once('|')?;
+                (behind == "t").then(|| {
+                    format!("pg-replica has received WAL it has not replayed; its last replayed transaction is {ms} ms old")
+                })
+            }
+        }
+    }
+}
