@@ -9,9 +9,11 @@
 //! This crate builds in the std and the sim build alike (`tokio` is madsim-tokio): it never
 //! touches a runtime-specific API.
 
+pub mod client;
 pub mod fault;
 pub mod nemesis;
 pub mod plan;
+pub mod probe;
 pub mod random;
 pub mod record;
 pub mod scenario;

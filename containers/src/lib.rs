@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod image;
 pub mod nemesis;
+pub mod run;
 
 pub use cluster::{containers_of, Cluster, ClusterSpec, Node};
 

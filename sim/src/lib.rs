@@ -8,7 +8,8 @@
 //! * [`backends`]: the library's tier traits over those servers;
 //! * [`cluster`]: boot, addresses, every node's handle by role;
 //! * [`nemesis`]: `chaos::nemesis::Nemesis` over madsim (kill/restart, clog/unclog, observation);
-//! * [`client`], [`probe`], [`run`]: a client's loop, the end-of-run probes, one run wired;
+//! * [`run`]: one run wired (the client loop and the probes are `chaos`'s, shared with the
+//!   containers world);
 //! * [`campaign`], [`seedlog`], [`bench`]: `cargo sim`, seed logs and replay, speed;
 //! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`);
 //! * [`buggify`]: FoundationDB's BUGGIFY, seeded delays at the slow points of the app's calls;
@@ -30,8 +31,6 @@ pub mod buggify;
 #[cfg(madsim)]
 pub mod campaign;
 #[cfg(madsim)]
-pub mod client;
-#[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod nemesis;
@@ -39,8 +38,6 @@ pub mod nemesis;
 pub mod net;
 #[cfg(madsim)]
 pub mod nodes;
-#[cfg(madsim)]
-pub mod probe;
 #[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]

@@ -16,11 +16,11 @@ use madsim::runtime::Handle;
 use madsim::time::sleep;
 
 use crate::backends::{build_cache, SimCache};
-use crate::client::client_loop;
 use crate::cluster::{Cluster, Node};
 use crate::nemesis::SimNemesis;
 use crate::net::ip;
-use crate::probe::probe_all;
+use chaos::client::Clients;
+use chaos::probe::probe_all;
 
 /// What a run produced.
 pub struct RunOutput {
@@ -95,6 +95,14 @@ where
     let rec = Arc::new(Recorder::start());
     let cfg = scenario.cache_config();
     let duration = Duration::from_millis(scenario.duration_ms);
+    let run = Clients {
+        workload: workload.clone(),
+        rec: rec.clone(),
+        seed,
+        duration,
+        listing_tx: scenario.listing_transactions,
+        also: crate::backends::also_written,
+    };
     let mut clients = Vec::new();
     let mut caches: Vec<Arc<SimCache<St>>> = Vec::new();
     let mut apps = Vec::new();
@@ -125,15 +133,7 @@ where
         caches.push(cache.clone());
         for c in 0..scenario.clients_per_app {
             let client = (app * scenario.clients_per_app + c) as u64;
-            clients.push(node.spawn(client_loop(
-                cache.clone(),
-                workload.clone(),
-                rec.clone(),
-                client,
-                seed,
-                duration,
-                scenario.listing_transactions,
-            )));
+            clients.push(node.spawn(run.client(cache.clone(), client)));
         }
     }
 
@@ -164,6 +164,7 @@ where
                 false,
             )
             .await;
+            cache.l1().resolve().await;
             probe_all(&cache, &keys, &r).await;
         })
         .await;

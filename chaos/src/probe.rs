@@ -1,16 +1,24 @@
-//! End-of-run probes: after every fault has healed and the run has settled, read every tier for
-//! every key, straight from the servers (no fill, no lease), and record what each holds.
+//! End-of-run probes, the same in both worlds: after every fault has healed and the run has
+//! settled, read every tier for every key straight from the servers (no fill, no lease), and
+//! record what each holds.
 
 use aside::envelope::{self, Entry};
 use aside::tier::{MemcachedLike, ReadFrom, RedisLike, Store};
-use aside::{Key, Strategy};
-use chaos::record::Recorder;
+use aside::{CacheAside, Key, Strategy};
 use invariants::history::Source;
 
-use crate::backends::SimCache;
+use crate::record::Recorder;
 
-pub async fn probe_all<St: Strategy>(cache: &SimCache<St>, keys: &[String], rec: &Recorder) {
-    cache.l1().resolve().await;
+pub async fn probe_all<R, M, S, St>(
+    cache: &CacheAside<R, M, S, St>,
+    keys: &[String],
+    rec: &Recorder,
+) where
+    R: RedisLike,
+    M: MemcachedLike,
+    S: Store,
+    St: Strategy,
+{
     for k in keys {
         let at = rec.now_ns();
         let version = |raw: Option<Vec<u8>>| match raw.map(|r| envelope::decode(k, &r)) {

@@ -1,0 +1,104 @@
+//! One client's loop, the same in both worlds: the workload's next op through its app node's
+//! shared `aside` instance, recorded, then a think time, until the scenario's duration is over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aside::tier::{MemcachedLike, RedisLike, Store};
+use aside::{CacheAside, Strategy};
+use invariants::gen::SplitMix;
+use tokio::time::sleep;
+
+use crate::record::Recorder;
+use crate::workload::{listing_prefix, Workload};
+
+/// The other keys a write's transaction changed, with their versions, asked by (written key,
+/// its version): a world whose database writes sibling listings together answers it.
+pub type AlsoWritten = fn(&str, u64) -> Vec<(String, u64)>;
+
+/// A world whose writes change one key each.
+pub fn nothing_else(_: &str, _: u64) -> Vec<(String, u64)> {
+    Vec::new()
+}
+
+/// What every client of a run shares: the workload, the recorder, the run's seed and span, and
+/// how the world's database reports a write's other keys.
+#[derive(Clone)]
+pub struct Clients {
+    pub workload: Arc<Workload>,
+    pub rec: Arc<Recorder>,
+    pub seed: u64,
+    pub duration: Duration,
+    /// A listing write also changed its siblings (then `also` names them with their versions).
+    pub listing_tx: bool,
+    pub also: AlsoWritten,
+}
+
+impl Clients {
+    /// Client number `client` of the run, on the app node whose instance is `cache`: `seed`
+    /// and `client` fix its ops.
+    pub fn client<R, M, S, St>(
+        &self,
+        cache: Arc<CacheAside<R, M, S, St>>,
+        client: u64,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        R: RedisLike + 'static,
+        M: MemcachedLike + 'static,
+        S: Store + 'static,
+        St: Strategy + 'static,
+    {
+        client_loop(cache, self.clone(), client)
+    }
+}
+
+async fn client_loop<R, M, S, St>(cache: Arc<CacheAside<R, M, S, St>>, run: Clients, client: u64)
+where
+    R: RedisLike,
+    M: MemcachedLike,
+    S: Store,
+    St: Strategy,
+{
+    let Clients {
+        workload,
+        rec,
+        seed,
+        duration,
+        listing_tx,
+        also,
+    } = run;
+    let mut rng = SplitMix(crate::seed::client(seed, client));
+    while rec.now_ns() / 1_000_000 < duration.as_millis() as u64 {
+        let op = workload.next(&mut rng);
+        let invoke_ns = rec.now_ns();
+        if op.write {
+            let r = cache.write(&op.key, b"").await;
+            // A new listing changes every sort order of its subreddit: drop them all by pattern
+            // (SCAN-based; the write's own key is already invalidated).
+            if let Some(sub) = listing_prefix(&op.key) {
+                let _ = cache.invalidate_prefix("listings", 1, &sub).await;
+            }
+            rec.write(client, &op.key, invoke_ns, &r);
+            // The siblings the same transaction changed (scenarios with listing transactions):
+            // written at their new versions, or unknown with the write.
+            match &r {
+                Ok(w) => {
+                    for (k, v) in also(op.key.as_str(), w.version) {
+                        rec.write_in_tx(client, &k, invoke_ns, Some(v));
+                    }
+                }
+                Err(aside::Error::Db(aside::TierError::Refused { .. })) => {}
+                Err(_) if listing_tx => {
+                    for k in workload.siblings(&op.key) {
+                        rec.write_in_tx(client, &k, invoke_ns, None);
+                    }
+                }
+                Err(_) => {}
+            }
+        } else {
+            let r = cache.get(&op.key).await;
+            rec.read(client, &op.key, invoke_ns, &r);
+        }
+        sleep(workload.think(&mut rng)).await;
+    }
+}

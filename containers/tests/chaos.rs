@@ -1,0 +1,74 @@
+//! Scenarios against real servers: the payload trigger agrees with the checkers' payloads, and a
+//! catalog scenario runs end to end (workload, nemesis, probes) into a history the same
+//! checkers judge, with every fault observed and every payload the one its version implies.
+
+use aside::Builtin;
+use chaos::scenario;
+use containers::run::{run, unsupported, PAYLOAD_SQL};
+use containers::{Cluster, ClusterSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_trigger_computes_the_checkers_payload() {
+    let cluster = Cluster::start(ClusterSpec {
+        redis_replica: false,
+        sentinels: 0,
+        memcached: 1,
+        pg_replica: false,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    let pg = aside::backend::Postgres::connect(&cluster.pg_url(), None, 2)
+        .await
+        .unwrap();
+    pg.migrate().await.unwrap();
+    sqlx::raw_sql(PAYLOAD_SQL)
+        .execute(pg.primary())
+        .await
+        .unwrap();
+    for (k, v) in [
+        ("posts:v1:42", 0i64),
+        ("listings:v1:r/rust:hot", 7),
+        ("comments:v1:3:thread", 123_456_789),
+        ("kéy", 1 << 40),
+    ] {
+        let got: Vec<u8> = sqlx::query_scalar("SELECT aside_payload($1, $2)")
+            .bind(k)
+            .bind(v)
+            .fetch_one(pg.primary())
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            invariants::payload::expected(k, v as u64),
+            "{k} v{v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_restart_runs_against_real_servers_into_a_checked_history() {
+    let sc = scenario::find("memcached-restart").unwrap();
+    assert_eq!(unsupported(&sc), None);
+    let out = run(&sc, Builtin::Versioned, 1, "test").await.expect("run");
+    let text = String::from_utf8(out.history).unwrap();
+    assert!(text.starts_with("{\"type\":\"header\"") && text.contains("\"world\":\"containers\""));
+    assert!(out.ops > 100, "{} ops", out.ops);
+    let report = invariants::check_str(&text, &[]).unwrap();
+    for name in ["fault-effect", "phantom", "lost-writes"] {
+        let v = report.verdict(name).unwrap();
+        assert!(!v.fails(), "{name}: {}", v.summary);
+    }
+    assert!(text.contains("\"type\":\"probe\""));
+    println!("{}", report.table(&Default::default()));
+}
+
+#[test]
+fn scenarios_this_world_cannot_run_say_why() {
+    let why = |n: &str| unsupported(&scenario::find(n).unwrap());
+    assert!(why("split-brain").unwrap().contains("app nodes"));
+    assert!(why("app-pause").unwrap().contains("app nodes"));
+    assert!(why("latency-spike").unwrap().contains("proxy"));
+    assert!(why("scan-gap").unwrap().contains("listing"));
+    assert_eq!(why("redis-failover"), None);
+}
