@@ -19,3 +19,7 @@ pub mod record;
 pub mod scenario;
 pub mod seed;
 pub mod workload;
+
+/// The commit this build came from (`git describe --dirty`): every history's header records it,
+/// and a seed log replays only at its own commit.
+pub const COMMIT: &str = env!("ASIDE_COMMIT");

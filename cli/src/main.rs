@@ -1,5 +1,7 @@
 //! `aside`: the command-line face of the project. `aside check` judges history files.
 
+mod chaos_cmd;
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,9 @@ enum Command {
     Check(CheckArgs),
     /// Where does a key live? Reads keys on stdin, prints `key<TAB>node` (libketama-compatible)
     Ring(RingArgs),
+    /// Run a catalog scenario against real servers in containers (needs Docker and the offline
+    /// image); `aside chaos list` shows what this world runs
+    Chaos(chaos_cmd::ChaosArgs),
 }
 
 #[derive(clap::Args)]
@@ -171,5 +176,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => check(args),
         Command::Ring(args) => ring(args),
+        Command::Chaos(args) => chaos_cmd::chaos(args),
     }
 }

@@ -39,7 +39,7 @@ pub struct RunOutput {
 }
 
 /// The commit this binary was built from (for seed logs).
-pub const COMMIT: &str = env!("ASIDE_COMMIT");
+pub const COMMIT: &str = chaos::COMMIT;
 
 /// Simulated time a run may take before madsim aborts it: far beyond any scenario's span, so
 /// reaching it means the run hung.

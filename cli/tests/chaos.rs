@@ -1,0 +1,100 @@
+//! `aside chaos` against real servers: the catalog with what this world cannot run and why,
+//! one-line errors, and one run whose history `aside check` judges the same way.
+
+use std::process::{Command, Output};
+
+fn aside(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aside"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn the_list_names_every_scenario_and_why_some_cannot_run() {
+    let o = aside(&["chaos", "list"]);
+    assert!(o.status.success());
+    let out = text(&o.stdout);
+    for sc in chaos::scenario::catalog() {
+        assert!(out.contains(sc.name), "{} missing:\n{out}", sc.name);
+    }
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("memcached-restart") && l.ends_with("runs")));
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("split-brain") && l.contains("cannot run: ")));
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    for (args, says) in [
+        (vec!["chaos", "--scenario", "nope"], "unknown scenario"),
+        (
+            vec!["chaos", "--scenario", "app-pause"],
+            "cannot run against containers yet",
+        ),
+        (
+            vec!["chaos", "--scenario", "fill-race", "--strategy", "x"],
+            "unknown strategy",
+        ),
+        (vec!["chaos"], "--scenario NAME"),
+        (
+            vec!["chaos", "--scenario", "fill-race", "--runs", "0"],
+            "at least 1",
+        ),
+    ] {
+        let o = aside(&args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_run_keeps_its_history_and_aside_check_agrees_with_its_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().to_str().unwrap();
+    let o = aside(&[
+        "chaos",
+        "--scenario",
+        "memcached-rejoin",
+        "--strategy",
+        "naive",
+        "--runs",
+        "1",
+        "--json",
+        "--keep",
+        keep,
+    ]);
+    let out = text(&o.stdout);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{out}{}",
+        text(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["world"], "containers");
+    let holds = v["holds"].as_bool().unwrap();
+    assert_eq!(o.status.code(), Some(i32::from(!holds)));
+    let history = v["history"].as_str().unwrap();
+    let check = aside(&["check", history]);
+    assert_eq!(
+        check.status.code(),
+        Some(i32::from(!holds)),
+        "{}",
+        text(&check.stdout)
+    );
+    let fault_effect = v["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "fault-effect")
+        .unwrap();
+    assert_eq!(fault_effect["holds"], true, "{fault_effect}");
+}
