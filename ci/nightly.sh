@@ -6,6 +6,10 @@
 # fails where the table says it holds, or the harness stops finding what the table says it finds.
 #
 #   ci/nightly.sh [SEEDS_PER_CELL]       (default 200)
+#
+# With ASIDE_NIGHTLY_CONTAINERS=1 (a runner with Docker and root or sudo) it also runs every
+# scenario the containers world runs, three times per strategy, beside the simulator's promise
+# (`aside chaos compare`), and fails when the two worlds disagree.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,4 +23,10 @@ status=0
 # (each prints its seed; PROPTEST_RNG_SEED=<seed> cargo test -p invariants --test props replays).
 PROPTEST_RNG_SEED=$first cargo test -q --locked -p invariants --test props || status=1
 cargo sim nightly --seeds "$seeds" --first-seed "$first" || status=1
+# How many seeds each finding takes to show, without and with BUGGIFY (figures, not a gate).
+cargo sim stf || status=1
+if [[ "${ASIDE_NIGHTLY_CONTAINERS:-0}" == 1 ]]; then
+    bash ci/build-images.sh
+    cargo run -q --locked -p aside-cli -- chaos compare --runs 3 || status=1
+fi
 exit "$status"

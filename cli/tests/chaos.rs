@@ -98,3 +98,24 @@ fn a_run_keeps_its_history_and_aside_check_agrees_with_its_verdict() {
         .unwrap();
     assert_eq!(fault_effect["holds"], true, "{fault_effect}");
 }
+
+/// The two worlds agree on a Sentinel failover, cell by cell: the simulator finds lost
+/// invalidations for both strategies, and so does one run of each against real servers (the
+/// full comparison, three runs per cell, is `aside chaos compare` in the nightly job).
+#[test]
+fn the_worlds_agree_on_a_redis_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = aside(&[
+        "chaos",
+        "compare",
+        "--runs",
+        "1",
+        "--scenario",
+        "redis-failover",
+        "--keep",
+        dir.path().to_str().unwrap(),
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("2 cells, 0 disagreeing"), "{out}");
+}
