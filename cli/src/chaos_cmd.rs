@@ -86,12 +86,7 @@ fn run_cell(
         let file = save(keep, sc.name, st.name(), seed, &o.history)?;
         let report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        let failed = report
-            .verdicts
-            .iter()
-            .filter(|v| v.gating && v.fails())
-            .map(|v| v.name.to_string())
-            .collect();
+        let failed = report.failing();
         let r = Ran {
             seed,
             ops: o.ops,

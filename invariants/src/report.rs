@@ -40,6 +40,15 @@ impl Report {
         self.verdicts.iter().find(|v| v.name == name)
     }
 
+    /// The names of the gating verdicts that fail, in report order: what makes a run fail.
+    pub fn failing(&self) -> Vec<String> {
+        self.verdicts
+            .iter()
+            .filter(|v| v.gating && v.fails())
+            .map(|v| v.name.to_string())
+            .collect()
+    }
+
     /// Line numbers a table would show as witnesses.
     pub fn witness_lines(&self) -> BTreeSet<u64> {
         self.verdicts

@@ -148,12 +148,7 @@ pub fn run_one<St: Strategy + Clone>(sc: &Scenario, strategy: St, seed: u64) -> 
 pub fn judge(sc: &Scenario, strategy: &str, seed: u64, out: RunOutput) -> RunResult {
     let report = invariants::check_str(std::str::from_utf8(&out.history).expect("utf-8"), &[])
         .expect("the world writes valid histories");
-    let failed = report
-        .verdicts
-        .iter()
-        .filter(|v| v.gating && v.fails())
-        .map(|v| v.name.to_string())
-        .collect();
+    let failed = report.failing();
     let hot_key = sc
         .workload()
         .hot_key()
@@ -796,13 +791,7 @@ fn logged_run(file: &Path) -> Result<Logged, String> {
         .map_err(|e| format!("{}: {e}", file.display()))?[0];
     let before: Vec<String> =
         invariants::check_str(std::str::from_utf8(&saved).unwrap_or_default(), &[])
-            .map(|r| {
-                r.verdicts
-                    .iter()
-                    .filter(|v| v.gating && v.fails())
-                    .map(|v| v.name.to_string())
-                    .collect()
-            })
+            .map(|r| r.failing())
             .unwrap_or_default();
     Ok(Logged {
         run,
