@@ -2,8 +2,11 @@
 //! its heal `Handle::restart` (the node's init runs again: memcached comes back empty, a Redis
 //! master comes back as a master for Sentinel to demote); pause is `Handle::pause` (the node runs
 //! nothing until resumed, then finishes what it was doing: a GC pause); a partition clogs the
-//! links between the two sides (madsim holds clogged messages and delivers them when the link is
-//! repaired, as TCP would retransmit them), both ways or only from the peers to the target.
+//! links between the two sides, both ways or only from the peers to the target. madsim drops a
+//! message sent over a clogged link (`NetSim`'s `link_clogged`, like packet loss), where TCP
+//! would retransmit it once the link is back: a request held by a cut shorter than its caller's
+//! timeout is lost here and served late against real servers (the sim-versus-real table in the
+//! README shows the two cells where this matters).
 //!
 //! Effects are observed the way a client would see them: a request from the nemesis's own node to
 //! a killed or paused server gets no reply; a request across a partition, sent from a node on one
