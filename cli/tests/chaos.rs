@@ -2,6 +2,15 @@
 //! one-line errors, and one run whose history `aside check` judges the same way.
 
 use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// The tests that launch clusters run one at a time: a cluster's start sweeps the containers of
+/// dead runners, and the kill test must see its own runner's cluster until it sweeps it itself.
+static CLUSTERS: Mutex<()> = Mutex::new(());
+
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTERS.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn aside(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aside"))
@@ -58,6 +67,7 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn a_run_keeps_its_history_and_aside_check_agrees_with_its_verdict() {
+    let _one = one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let keep = dir.path().to_str().unwrap();
     let o = aside(&[
@@ -104,6 +114,7 @@ fn a_run_keeps_its_history_and_aside_check_agrees_with_its_verdict() {
 /// full comparison, three runs per cell, is `aside chaos compare` in the nightly job).
 #[test]
 fn the_worlds_agree_on_a_redis_failover() {
+    let _one = one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let o = aside(&[
         "chaos",
@@ -118,4 +129,60 @@ fn the_worlds_agree_on_a_redis_failover() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
     assert!(out.contains("2 cells, 0 disagreeing"), "{out}");
+}
+
+/// A runner killed mid-run (SIGKILL: no destructor runs) leaves its cluster behind; the next
+/// cluster's start sweeps every container whose owning process is gone, and the count is 0.
+#[test]
+fn a_runner_killed_mid_run_leaves_nothing_after_the_next_sweep() {
+    let _one = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aside"))
+        .args([
+            "chaos",
+            "--scenario",
+            "memcached-rejoin",
+            "--runs",
+            "1",
+            "--keep",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let label = format!("label=aside.pid={}", child.id());
+    let count = || {
+        let o = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .unwrap();
+        text(&o.stdout).lines().count()
+    };
+    // The whole cluster is up (10 containers), then a little into the run: mid-fault.
+    let mut up = 0;
+    for _ in 0..300 {
+        up = count();
+        if up >= 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        up >= 10,
+        "the runner did not start its cluster: {up} containers"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        count() >= 10,
+        "SIGKILL runs no destructor: the cluster is still there"
+    );
+    assert!(containers::sweep_orphans() >= 10);
+    assert_eq!(
+        count(),
+        0,
+        "containers of the killed runner left after the sweep"
+    );
 }

@@ -116,6 +116,52 @@ pub fn containers_of(run_id: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Removes the containers and networks of clusters whose process is gone: a runner killed with
+/// SIGKILL (or the machine's OOM killer) never drops its cluster, so every new cluster sweeps
+/// what such runs left. A process id reused since is left alone (its owner looks alive).
+/// Returns how many containers were removed.
+pub fn sweep_orphans() -> usize {
+    let listed = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=aside.pid",
+            "--format",
+            "{{.ID}} {{.Label \"aside.pid\"}} {{.Label \"aside.run\"}}",
+        ])
+        .output();
+    let Ok(listed) = listed else {
+        return 0;
+    };
+    let mut removed = 0;
+    let mut networks = std::collections::BTreeSet::new();
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        let mut f = line.split_whitespace();
+        let (Some(id), Some(pid), Some(run)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let rm = Command::new("docker").args(["rm", "-f", id]).output();
+        if rm.is_ok_and(|o| o.status.success()) {
+            removed += 1;
+            networks.insert(run.to_string());
+        }
+    }
+    for n in networks {
+        let _ = Command::new("docker").args(["network", "rm", &n]).output();
+    }
+    if removed > 0 {
+        info!(
+            removed,
+            "swept the containers of runs whose process is gone"
+        );
+    }
+    removed
+}
+
 fn run_id() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -150,6 +196,8 @@ impl Launch<'_> {
             .with_network(self.run)
             .with_container_name(format!("{}-{name}", self.run))
             .with_label("aside.run", self.run)
+            // The owning process: a cluster whose process is gone is an orphan to sweep.
+            .with_label("aside.pid", std::process::id().to_string())
             // For the nemesis's iptables rules, inside the container's own namespace only.
             .with_cap_add("NET_ADMIN")
             .with_startup_timeout(Duration::from_secs(90));
@@ -203,6 +251,7 @@ impl Cluster {
     /// Launches `spec`: about 10 s for the full cluster once the image exists.
     pub async fn start(spec: ClusterSpec) -> Result<Cluster, Error> {
         let tag = image::ensure()?;
+        sweep_orphans();
         let run = run_id();
         let l = Launch {
             tag: &tag,

@@ -11,7 +11,7 @@ pub mod image;
 pub mod nemesis;
 pub mod run;
 
-pub use cluster::{containers_of, Cluster, ClusterSpec, Node};
+pub use cluster::{containers_of, sweep_orphans, Cluster, ClusterSpec, Node};
 
 /// Why the containers world could not be set up. One line each, naming the fix.
 #[derive(Debug, thiserror::Error)]
