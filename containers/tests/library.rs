@@ -8,6 +8,7 @@ use std::time::Duration;
 use aside::envelope::{self, Entry};
 use aside::{Builtin, CacheConfig, Key, MemcachedLike, RedisLike, Source};
 use containers::{Cluster, ClusterSpec};
+use sqlx::Connection;
 
 fn key(id: &str) -> Key {
     Key::new("posts", 3, id).unwrap()
@@ -150,17 +151,33 @@ async fn library_paths_against_real_servers() {
     cache.write(&hot, b"hot").await.unwrap();
     let db_before = cache.metrics().db.hits.load(Relaxed) + other.metrics().db.hits.load(Relaxed);
     let mut tasks = Vec::new();
+    // Contention made certain, not left to timing (once in CI one process finished its whole
+    // miss before the other's first reader looked): the database is held for 200 ms by a table
+    // lock while every reader starts at once, so the lease winner is still reading when the
+    // other process's readers arrive.
+    let mut blocker = sqlx::PgConnection::connect(&cluster.pg_url())
+        .await
+        .unwrap();
+    let mut hold = blocker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE aside_rows IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(32));
     for i in 0..32 {
         let c = if i % 2 == 0 {
             cache.clone()
         } else {
             other.clone()
         };
-        let k = hot.clone();
+        let (k, start) = (hot.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
+            start.wait().await;
             c.get(&k).await.unwrap().unwrap().row.version
         }));
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hold.commit().await.unwrap();
     for t in tasks {
         assert_eq!(t.await.unwrap(), 1);
     }
