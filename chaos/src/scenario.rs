@@ -2,6 +2,7 @@
 //! same name always means the same run for the same strategy and seed.
 
 use aside::CacheConfig;
+use invariants::history::{Header, FORMAT};
 use invariants::Bounds;
 use serde_json::{json, Map, Value};
 
@@ -189,6 +190,19 @@ impl Scenario {
         Ok(sc)
     }
 
+    /// The history header of a run of this scenario in `world` ("sim" or "containers").
+    pub fn header(&self, world: &str, strategy: &str, seed: u64) -> Header {
+        Header {
+            format: FORMAT,
+            world: world.into(),
+            scenario: self.name.into(),
+            strategy: strategy.into(),
+            seed,
+            commit: crate::COMMIT.into(),
+            config: self.config(),
+        }
+    }
+
     /// The library's configuration in this scenario.
     pub fn cache_config(&self) -> CacheConfig {
         CacheConfig {
@@ -272,12 +286,16 @@ pub fn catalog() -> Vec<Scenario> {
     // An aged L1 hit asks for the lease (one more round trip) before it is served: two round
     // trips of at most 5 ms, plus 1 ms.
     swr.bounds.l1_hit_latency_p99_ns_max = Some(11_000_000);
-    let cut = |peers: Side, one_way: bool, target: Side| {
+    // A plan of one fault.
+    let one = |at_ms, for_ms, kind, target: Side| {
         Plan::new(vec![Step {
-            at_ms: 1_000,
-            for_ms: 1_000,
-            fault: Fault::new(Kind::Partition { peers, one_way }, target),
+            at_ms,
+            for_ms,
+            fault: Fault::new(kind, target),
         }])
+    };
+    let cut = |peers: Side, one_way: bool, target: Side| {
+        one(1_000, 1_000, Kind::Partition { peers, one_way }, target)
     };
     let mut app_l1 = Scenario::base(
         "partition-app-l1",
@@ -371,13 +389,7 @@ pub fn catalog() -> Vec<Scenario> {
         fault: Fault::new(Kind::Pause, Target::App(0)),
     }]);
     app_pause.duration_ms = 4_500;
-    let network = |kind: Kind| {
-        Plan::new(vec![Step {
-            at_ms: 1_000,
-            for_ms: 1_000,
-            fault: Fault::new(kind, Side::Network),
-        }])
-    };
+    let network = |kind: Kind| one(1_000, 1_000, kind, Side::Network);
     let mut latency = Scenario::base(
         "latency-spike",
         "every message takes 55 ms longer from 1 s to 2 s: a Redis round trip outlasts the 100 ms timeout",
@@ -388,13 +400,6 @@ pub fn catalog() -> Vec<Scenario> {
         "5 % of messages are dropped from 1 s to 2 s: requests and replies lost at random",
     );
     loss.plan = network(Kind::Loss { per_mille: 50 });
-    let one = |at_ms, for_ms, kind, target: Side| {
-        Plan::new(vec![Step {
-            at_ms,
-            for_ms,
-            fault: Fault::new(kind, target),
-        }])
-    };
     let mut pg_lag = Scenario::base(
         "pg-lag-spike",
         "misses read the PostgreSQL replica; from 1 s to 3 s it falls 2 s behind (50 ms otherwise)",

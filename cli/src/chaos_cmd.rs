@@ -69,6 +69,25 @@ struct Ran {
 }
 
 /// Runs `sc` with `st` over `seeds`, keeping every history under `keep`.
+impl Ran {
+    /// `S / X / seed N: O ops in T s, holds; history FILE` (or `fails INV, INV`).
+    fn line(&self, scenario: &str, st: Builtin) -> String {
+        format!(
+            "{scenario} / {} / seed {}: {} ops in {:.1} s, {}; history {}",
+            st.name(),
+            self.seed,
+            self.ops,
+            self.secs,
+            if self.failed.is_empty() {
+                "holds".to_string()
+            } else {
+                format!("fails {}", self.failed.join(", "))
+            },
+            self.file.display()
+        )
+    }
+}
+
 fn run_cell(
     rt: &tokio::runtime::Runtime,
     sc: &Scenario,
@@ -81,7 +100,7 @@ fn run_cell(
     for seed in seeds {
         let began = std::time::Instant::now();
         let o = rt
-            .block_on(run(sc, st, seed, chaos::COMMIT))
+            .block_on(run(sc, st, seed))
             .map_err(|e| format!("{} / {} / seed {seed}: {e}", sc.name, st.name()))?;
         let file = save(keep, sc.name, st.name(), seed, &o.history)?;
         let report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
@@ -170,19 +189,7 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
                 continue;
             };
             let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, |r| {
-                eprintln!(
-                    "{} / {} / seed {}: {} ops in {:.1} s: {}",
-                    sc.name,
-                    st.name(),
-                    r.seed,
-                    r.ops,
-                    r.secs,
-                    if r.failed.is_empty() {
-                        "holds".into()
-                    } else {
-                        r.failed.join(", ")
-                    }
-                )
+                eprintln!("{}", r.line(sc.name, st))
             }) {
                 Ok(r) => r,
                 Err(e) => return fail(e),
@@ -333,19 +340,7 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             );
             return;
         }
-        println!(
-            "{name} / {} / seed {}: {} ops in {:.1} s, {}; history {}",
-            st.name(),
-            r.seed,
-            r.ops,
-            r.secs,
-            if r.failed.is_empty() {
-                "holds".to_string()
-            } else {
-                format!("fails {}", r.failed.join(", "))
-            },
-            r.file.display()
-        );
+        println!("{}", r.line(name, st));
         if !r.failed.is_empty() {
             print!("{}", r.report.table(&Default::default()));
             println!("  check:   aside check {}", r.file.display());

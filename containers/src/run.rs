@@ -25,7 +25,6 @@ use chaos::nemesis::run_plan;
 use chaos::probe::probe_all;
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
-use invariants::history::{Header, FORMAT};
 
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::nemesis::DockerNemesis;
@@ -112,12 +111,7 @@ pub struct RunOutput {
 /// Runs `sc` once with `strategy` against a fresh cluster; `seed` fixes every client's ops (the
 /// servers' timing is real, so two runs of one seed are alike, not identical). The cluster is
 /// removed when the run ends, also on an error or a panic.
-pub async fn run(
-    sc: &Scenario,
-    strategy: Builtin,
-    seed: u64,
-    commit: &str,
-) -> Result<RunOutput, Error> {
+pub async fn run(sc: &Scenario, strategy: Builtin, seed: u64) -> Result<RunOutput, Error> {
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",
@@ -185,15 +179,7 @@ pub async fn run(
     }
     tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
     probe_all(&caches[0], workload.keys(), &rec).await;
-    let header = Header {
-        format: FORMAT,
-        world: "containers".into(),
-        scenario: sc.name.into(),
-        strategy: strategy.name().into(),
-        seed,
-        commit: commit.into(),
-        config: sc.config(),
-    };
+    let header = sc.header("containers", strategy.name(), seed);
     Ok(RunOutput {
         ops: rec.ops(),
         history: rec.finish(&header),

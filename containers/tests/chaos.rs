@@ -50,7 +50,7 @@ async fn the_payload_trigger_computes_the_checkers_payload() {
 async fn memcached_restart_runs_against_real_servers_into_a_checked_history() {
     let sc = scenario::find("memcached-restart").unwrap();
     assert_eq!(unsupported(&sc), None);
-    let out = run(&sc, Builtin::Versioned, 1, "test").await.expect("run");
+    let out = run(&sc, Builtin::Versioned, 1).await.expect("run");
     let text = String::from_utf8(out.history).unwrap();
     assert!(text.starts_with("{\"type\":\"header\"") && text.contains("\"world\":\"containers\""));
     assert!(out.ops > 100, "{} ops", out.ops);

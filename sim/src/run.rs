@@ -11,7 +11,6 @@ use aside::Strategy;
 use chaos::nemesis::{run_plan, Nemesis};
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
-use invariants::history::{Header, FORMAT};
 use madsim::runtime::Handle;
 use madsim::time::sleep;
 
@@ -170,15 +169,7 @@ where
         .await;
     let roles = roles(&cluster, &prober).await;
 
-    let header = Header {
-        format: FORMAT,
-        world: "sim".into(),
-        scenario: scenario.name.into(),
-        strategy: strategy.name().into(),
-        seed,
-        commit: COMMIT.into(),
-        config: scenario.config(),
-    };
+    let header = scenario.header("sim", strategy.name(), seed);
     let by_addr = crate::net::served();
     let mut served: Vec<(String, u64)> = cluster
         .servers
