@@ -30,13 +30,46 @@ pub trait Nemesis {
     /// Looks once for the effect of `fault`: `Some(what was seen)` once it shows (a call to the
     /// target fails, a role changed), `None` while it does not.
     async fn observe(&mut self, fault: &Fault) -> Option<String>;
+
+    /// Does this world apply faults due at one instant together ([`Nemesis::begin_all`],
+    /// [`Nemesis::heal_all`])? A world whose every change takes real time (a `docker exec`
+    /// each) says yes, so that a split-brain's five cuts start as one; the simulator, whose
+    /// changes take no time, applies them one by one.
+    fn at_once(&self) -> bool {
+        false
+    }
+
+    /// Looks once for the effect of each of `faults` (used where [`Nemesis::at_once`]).
+    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<String>> {
+        let mut out = Vec::with_capacity(faults.len());
+        for f in faults {
+            out.push(self.observe(f).await);
+        }
+        out
+    }
+
+    /// Applies `faults` (all due now) together.
+    async fn begin_all(&mut self, faults: &[Fault]) {
+        for f in faults {
+            self.begin(f).await;
+        }
+    }
+
+    /// Undoes `faults` (all due now) together.
+    async fn heal_all(&mut self, faults: &[Fault]) {
+        for f in faults {
+            self.heal(f).await;
+        }
+    }
 }
 
 /// Runs `plan` against `nemesis`, recording every fault line in `rec`; returns when the last
 /// fault has healed.
 pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
     let mut unobserved: Vec<Fault> = Vec::new();
-    for e in plan.events() {
+    let events = plan.events();
+    let mut next = 0;
+    while let Some(e) = events.get(next) {
         let due = rec.origin() + Duration::from_millis(e.at_ms);
         // Until the event is due: look for the effects not seen yet.
         loop {
@@ -45,10 +78,22 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
                 break;
             }
             let mut still = Vec::new();
-            for f in std::mem::take(&mut unobserved) {
-                match nemesis.observe(&f).await {
-                    Some(effect) => rec.fault(FaultAction::Observed, f, Some(effect)),
-                    None => still.push(f),
+            let looking = std::mem::take(&mut unobserved);
+            if nemesis.at_once() {
+                let seen = nemesis.observe_all(&looking).await;
+                for (f, seen) in looking.into_iter().zip(seen) {
+                    match seen {
+                        Some(effect) => rec.fault(FaultAction::Observed, f, Some(effect)),
+                        None => still.push(f),
+                    }
+                }
+            } else {
+                // One by one, each line at the moment its look ended.
+                for f in looking {
+                    match nemesis.observe(&f).await {
+                        Some(effect) => rec.fault(FaultAction::Observed, f, Some(effect)),
+                        None => still.push(f),
+                    }
                 }
             }
             unobserved = still;
@@ -59,22 +104,40 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
                 sleep(left.min(OBSERVE_EVERY)).await;
             }
         }
+        // The events due now with the same action, together in a world that applies them so.
+        let mut group = vec![e.fault];
+        next += 1;
+        while nemesis.at_once() {
+            match events.get(next) {
+                Some(n) if n.at_ms == e.at_ms && n.action == e.action => {
+                    group.push(n.fault);
+                    next += 1;
+                }
+                _ => break,
+            }
+        }
         match e.action {
             Action::Begin => {
-                nemesis.begin(&e.fault).await;
-                rec.fault(FaultAction::Start, e.fault, None);
-                unobserved.push(e.fault);
+                nemesis.begin_all(&group).await;
+                for f in group {
+                    rec.fault(FaultAction::Start, f, None);
+                    unobserved.push(f);
+                }
             }
             Action::Heal => {
                 // A last look at the instant of the heal: an effect seen now was seen while on.
-                if let Some(i) = unobserved.iter().position(|f| *f == e.fault) {
-                    let f = unobserved.remove(i);
-                    if let Some(effect) = nemesis.observe(&f).await {
-                        rec.fault(FaultAction::Observed, f, Some(effect));
+                for f in &group {
+                    if let Some(i) = unobserved.iter().position(|u| u == f) {
+                        let f = unobserved.remove(i);
+                        if let Some(effect) = nemesis.observe(&f).await {
+                            rec.fault(FaultAction::Observed, f, Some(effect));
+                        }
                     }
                 }
-                nemesis.heal(&e.fault).await;
-                rec.fault(FaultAction::Stop, e.fault, None);
+                nemesis.heal_all(&group).await;
+                for f in group {
+                    rec.fault(FaultAction::Stop, f, None);
+                }
             }
         }
     }

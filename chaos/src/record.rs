@@ -9,7 +9,7 @@ use aside::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
 use aside::tier::TierError;
 use aside::{Got, Key, Written};
 use invariants::history::{
-    ActOutcome, CacheAct, CacheAction, FaultAction, Header, OpKind, Outcome, Probe, Source,
+    ActOutcome, CacheAct, CacheAction, FaultAction, Header, Line, OpKind, Outcome, Probe, Source,
 };
 use invariants::write::{op, Writer};
 use tokio::time::Instant;
@@ -80,6 +80,49 @@ impl Recorder {
             origin: Instant::now(),
             lines: Mutex::default(),
         }
+    }
+
+    /// A recorder whose zero is `origin`: the app nodes of one run, each in its own process,
+    /// share the history's zero this way (see `containers::app`).
+    pub fn start_at(origin: Instant) -> Recorder {
+        Recorder {
+            origin,
+            lines: Mutex::default(),
+        }
+    }
+
+    /// Takes in the op and cache lines of `history`, another recorder's output on the same
+    /// zero (an app node that ran in its own process); its header, fault and probe lines are
+    /// not this run's and are skipped. Returns the number of ops taken.
+    pub fn absorb(&self, history: &[u8]) -> Result<u64, String> {
+        let mut lines = self.lines.lock().expect("recorder");
+        let mut ops = 0;
+        for (n, text) in history.split(|b| *b == b'\n').enumerate() {
+            if text.is_empty() {
+                continue;
+            }
+            let line = invariants::history::parse_line(text, false)
+                .map_err(|e| format!("line {}: {e}", n + 1))?;
+            match line {
+                Line::Op(o) => {
+                    ops += 1;
+                    lines.ops.push(OpLine {
+                        client: o.client,
+                        key: o.key.into_owned(),
+                        f: o.f,
+                        invoke_ns: o.invoke_ns,
+                        complete_ns: o.complete_ns,
+                        outcome: o.outcome,
+                        version: o.version,
+                        source: o.source,
+                        payload: o.payload.map(|p| p.into_owned()),
+                    });
+                }
+                Line::Cache(c) => lines.cache.push(c.into_owned()),
+                Line::Header(_) | Line::Fault(_) | Line::Probe(_) => {}
+            }
+        }
+        Ok(ops)
     }
 
     /// Nanoseconds since the history's zero.
@@ -207,9 +250,13 @@ impl Recorder {
         self.lines.lock().expect("recorder").ops.len() as u64
     }
 
-    /// The history, header first.
+    /// The history, header first; ops numbered in the order they completed (lines absorbed from
+    /// other processes take their place by time), cache lines by the time they ended.
     pub fn finish(&self, header: &Header) -> Vec<u8> {
-        let lines = std::mem::take(&mut *self.lines.lock().expect("recorder"));
+        let mut lines = std::mem::take(&mut *self.lines.lock().expect("recorder"));
+        // Stable: lines of one process are already in this order (each is pushed as it ends).
+        lines.ops.sort_by_key(|o| o.complete_ns);
+        lines.cache.sort_by_key(|c| c.at_ns);
         let mut w = Writer::new(Vec::new());
         w.header(header).expect("vec");
         for (i, r) in lines.ops.iter().enumerate() {

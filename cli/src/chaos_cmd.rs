@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use aside::Builtin;
 use chaos::scenario::{self, Scenario};
-use containers::run::{run, unsupported};
+use containers::run::{run_with, unsupported, RunOptions};
 
 #[derive(clap::Args)]
 pub struct ChaosArgs {
@@ -30,12 +30,31 @@ pub struct ChaosArgs {
     /// Where every run's history goes (`aside check` reads them)
     #[arg(long, value_name = "DIR", default_value = "target/aside/containers")]
     keep: PathBuf,
+    /// Redis `min-replicas-to-write` on the master and the replica: an isolated master refuses
+    /// writes instead of acknowledging writes a failover discards
+    #[arg(long, value_name = "N")]
+    min_replicas_to_write: Option<u32>,
+    /// Redis `min-replicas-max-lag` in seconds, with --min-replicas-to-write
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1,
+        requires = "min_replicas_to_write"
+    )]
+    min_replicas_max_lag: u32,
 }
 
 #[derive(clap::Subcommand)]
 enum ChaosCommand {
     /// The scenarios this world runs, and those it cannot run yet with the reason
     List,
+    /// One app node of a run, inside its container (started by `aside chaos`, not by hand)
+    #[command(hide = true)]
+    App {
+        /// The run's task as JSON (containers::app::AppTask)
+        #[arg(long)]
+        task: String,
+    },
     /// Every scenario this world runs, both strategies, --runs times each, beside what the
     /// simulator promises for the same cell (sim/src/expect.rs): do the two worlds agree?
     Compare {
@@ -94,13 +113,14 @@ fn run_cell(
     st: Builtin,
     seeds: std::ops::Range<u64>,
     keep: &Path,
+    opts: RunOptions,
     mut each: impl FnMut(&Ran),
 ) -> Result<Vec<Ran>, String> {
     let mut out = Vec::new();
     for seed in seeds {
         let began = std::time::Instant::now();
         let o = rt
-            .block_on(run(sc, st, seed))
+            .block_on(run_with(sc, st, seed, opts))
             .map_err(|e| format!("{} / {} / seed {seed}: {e}", sc.name, st.name()))?;
         let file = save(keep, sc.name, st.name(), seed, &o.history)?;
         let report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
@@ -179,16 +199,14 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let mut md = String::from(
-        "| scenario | strategy | simulator (seeds 1-20) | containers | agree |\n|---|---|---|---|---|\n",
-    );
-    let mut disagree = 0;
+    // (scenario, strategy, row): this run's cells.
+    let mut rows: Vec<(String, String, String)> = Vec::new();
     for sc in &scs {
         for st in Builtin::ALL {
             let Some(cell) = sim::expect::cell(sc.name, st) else {
                 continue;
             };
-            let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, |r| {
+            let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
                 eprintln!("{}", r.line(sc.name, st))
             }) {
                 Ok(r) => r,
@@ -211,26 +229,41 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
                 ),
             };
             let agree = real_fails == sim_fails;
-            disagree += usize::from(!agree);
-            md.push_str(&format!(
-                "| `{}` | {} | {sim} | {} | {} |\n",
-                sc.name,
-                st.name(),
-                summary(&ran),
-                if agree { "yes" } else { "**no**" }
+            rows.push((
+                sc.name.to_string(),
+                st.name().to_string(),
+                format!(
+                    "| `{}` | {} | {sim} | {} | {} |",
+                    sc.name,
+                    st.name(),
+                    summary(&ran),
+                    if agree { "yes" } else { "**no**" }
+                ),
             ));
         }
     }
-    md.push_str(&format!(
-        "\n{} cells, {disagree} disagreeing; {runs} container runs per cell.\n",
-        md.lines().count() - 2
-    ));
+    let md = compare_table(&rows, runs);
     print!("{md}");
+    let disagree = rows.iter().filter(|r| !row_agrees(&r.2)).count();
     if let Some(file) = readme {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
         };
+        // The README keeps the cells this run did not redo (`--scenario` names some).
+        let mut all = readme_rows(&text);
+        all.retain(|old| !rows.iter().any(|r| r.0 == old.0 && r.1 == old.1));
+        all.extend(rows.iter().cloned());
+        let order = |r: &(String, String, String)| {
+            let sc = scenario::catalog()
+                .iter()
+                .position(|s| s.name == r.0)
+                .unwrap_or(usize::MAX);
+            let st = Builtin::ALL.iter().position(|b| b.name() == r.1);
+            (sc, st)
+        };
+        all.sort_by_key(order);
+        let md = compare_table(&all, runs);
         match sim::expect::splice_between(&text, COMPARE_BEGIN, COMPARE_END, &md) {
             Ok(new) => {
                 if let Err(e) = std::fs::write(file, new) {
@@ -241,6 +274,69 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
         }
     }
     ExitCode::from(u8::from(disagree > 0))
+}
+
+/// `aside chaos app`: one app node in its container (see `containers::app`).
+fn app(task: &str) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("aside chaos app: {e}");
+        ExitCode::from(2)
+    };
+    let task: containers::app::AppTask = match serde_json::from_str(task) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("--task is not an app task: {e}")),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let dir = std::path::Path::new(containers::app::RUN_DIR);
+    match rt.block_on(containers::app::serve(&task, dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Does a generated row say the worlds agree?
+fn row_agrees(row: &str) -> bool {
+    row.trim_end().ends_with("| yes |")
+}
+
+/// The sim-versus-real table of `rows`, with its tally.
+fn compare_table(rows: &[(String, String, String)], runs: u64) -> String {
+    let mut md = String::from(
+        "| scenario | strategy | simulator (seeds 1-20) | containers | agree |\n|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        md.push_str(&r.2);
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "\n{} cells, {} disagreeing; {runs} container runs per cell.\n",
+        rows.len(),
+        rows.iter().filter(|r| !row_agrees(&r.2)).count()
+    ));
+    md
+}
+
+/// The rows of the generated table in `text`: (scenario, strategy, row).
+fn readme_rows(text: &str) -> Vec<(String, String, String)> {
+    let (Some(b), Some(e)) = (text.find(COMPARE_BEGIN), text.find(COMPARE_END)) else {
+        return Vec::new();
+    };
+    text.get(b..e)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| {
+            let mut cells = l.strip_prefix("| `")?.split(" | ");
+            let sc = cells.next()?.strip_suffix('`')?;
+            let st = cells.next()?;
+            Some((sc.to_string(), st.to_string(), l.to_string()))
+        })
+        .collect()
 }
 
 fn list() -> ExitCode {
@@ -290,6 +386,7 @@ fn save(dir: &Path, sc: &str, st: &str, seed: u64, history: &[u8]) -> Result<Pat
 pub fn chaos(args: ChaosArgs) -> ExitCode {
     match &args.command {
         Some(ChaosCommand::List) => return list(),
+        Some(ChaosCommand::App { task }) => return app(task),
         Some(ChaosCommand::Compare {
             runs,
             scenarios,
@@ -327,7 +424,15 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
     };
     let json = args.json;
     let seeds = args.first_seed..args.first_seed.saturating_add(args.runs);
-    let ran = run_cell(&rt, &sc, st, seeds, &args.keep, |r| {
+    let opts = RunOptions {
+        redis_min_replicas: args
+            .min_replicas_to_write
+            .map(|to_write| containers::MinReplicas {
+                to_write,
+                max_lag_s: args.min_replicas_max_lag,
+            }),
+    };
+    let ran = run_cell(&rt, &sc, st, seeds, &args.keep, opts, |r| {
         if json {
             println!(
                 "{}",
@@ -342,7 +447,9 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
         }
         println!("{}", r.line(name, st));
         if !r.failed.is_empty() {
-            print!("{}", r.report.table(&Default::default()));
+            let lines =
+                crate::report::read_lines(&r.file, &r.report.witness_lines()).unwrap_or_default();
+            print!("{}", r.report.table(&lines));
             println!("  check:   aside check {}", r.file.display());
         }
     });

@@ -36,7 +36,10 @@ fn the_list_names_every_scenario_and_why_some_cannot_run() {
         .any(|l| l.starts_with("memcached-restart") && l.ends_with("runs")));
     assert!(out
         .lines()
-        .any(|l| l.starts_with("split-brain") && l.contains("cannot run: ")));
+        .any(|l| l.starts_with("split-brain") && l.ends_with("runs")));
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("latency-spike") && l.contains("cannot run: ")));
 }
 
 #[test]
@@ -44,7 +47,7 @@ fn bad_input_is_one_line_and_exit_2() {
     for (args, says) in [
         (vec!["chaos", "--scenario", "nope"], "unknown scenario"),
         (
-            vec!["chaos", "--scenario", "app-pause"],
+            vec!["chaos", "--scenario", "latency-spike"],
             "cannot run against containers yet",
         ),
         (
@@ -129,6 +132,66 @@ fn the_worlds_agree_on_a_redis_failover() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
     assert!(out.contains("2 cells, 0 disagreeing"), "{out}");
+}
+
+/// Jepsen's Redis finding against real Redis and Sentinel: in `split-brain`, app-1 (cut from
+/// the Sentinels with the old master) keeps writing tombstones to the isolated master, which
+/// acknowledges them all; the majority promotes the replica, the old master is demoted and
+/// resyncs, and the tombstones are gone: the run fails with a witness and leaves nothing behind.
+/// With `min-replicas-to-write 1` (max lag 1 s) the isolated master refuses tombstones once it
+/// has not heard from its replica for the lag: app-1 sees the refusals instead of believing them
+/// applied (the staleness stays until something retries them: the `durable` strategy's outbox).
+#[test]
+fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica() {
+    let _one = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "chaos",
+            "--scenario",
+            "split-brain",
+            "--strategy",
+            "naive",
+            "--runs",
+            "1",
+            "--json",
+            "--keep",
+            keep,
+        ];
+        args.extend_from_slice(extra);
+        let o = aside(&args);
+        let out = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{out}{}", text(&o.stderr));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+        let failed: Vec<String> = serde_json::from_value(v["failed"].clone()).unwrap();
+        assert!(
+            failed
+                .iter()
+                .any(|f| f == "staleness" || f == "convergence"),
+            "{failed:?}"
+        );
+        let history = std::fs::read(v["history"].as_str().unwrap()).unwrap();
+        let t = containers::run::tombstones_during_faults(&history, "app-1").unwrap();
+        println!("split-brain {extra:?}: app-1's L1 tombstones during the split: {t:?}");
+        // The witness names a causal chain from real servers.
+        let report = invariants::check_str(&String::from_utf8_lossy(&history), &[]).unwrap();
+        assert!(!report.witness_lines().is_empty());
+        t
+    };
+    let plain = run(&[]);
+    assert!(plain.acked > 0, "{plain:?}");
+    assert_eq!(
+        plain.refused, 0,
+        "the isolated master acknowledged every tombstone: {plain:?}"
+    );
+    let guarded = run(&["--min-replicas-to-write", "1"]);
+    assert!(guarded.refused > 0, "{guarded:?}");
+    assert_eq!(
+        containers::all_containers(),
+        0,
+        "every container of both runs is gone"
+    );
 }
 
 /// A runner killed mid-run (SIGKILL: no destructor runs) leaves its cluster behind; the next

@@ -28,6 +28,29 @@ pub struct ClusterSpec {
     pub pg_apply_delay_ms: u64,
     /// Sentinel `down-after-milliseconds`.
     pub down_after_ms: u64,
+    /// Redis `min-replicas-to-write` and `min-replicas-max-lag` (seconds), on the master and
+    /// the replica (which may be promoted): a master that has heard from too few replicas
+    /// within the lag refuses writes (`NOREPLICAS`) instead of acknowledging writes a failover
+    /// will discard.
+    pub redis_min_replicas: Option<MinReplicas>,
+}
+
+/// Redis's guard against writes to an isolated master (see [`ClusterSpec::redis_min_replicas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinReplicas {
+    pub to_write: u32,
+    pub max_lag_s: u32,
+}
+
+impl MinReplicas {
+    fn args(self) -> [String; 4] {
+        [
+            "--min-replicas-to-write".into(),
+            self.to_write.to_string(),
+            "--min-replicas-max-lag".into(),
+            self.max_lag_s.to_string(),
+        ]
+    }
 }
 
 impl Default for ClusterSpec {
@@ -39,6 +62,7 @@ impl Default for ClusterSpec {
             pg_replica: true,
             pg_apply_delay_ms: 0,
             down_after_ms: 1000,
+            redis_min_replicas: None,
         }
     }
 }
@@ -90,6 +114,8 @@ impl Node {
 /// A launched cluster. Dropping it removes every container and the network.
 pub struct Cluster {
     pub run_id: String,
+    /// The image tag every container runs.
+    pub tag: String,
     pub redis_master: Node,
     pub redis_replica: Option<Node>,
     pub sentinels: Vec<Node>,
@@ -111,6 +137,15 @@ pub fn containers_of(run_id: &str) -> usize {
             "--filter",
             &format!("label=aside.run={run_id}"),
         ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+/// Containers (running or not) of any run of this project.
+pub fn all_containers() -> usize {
+    Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=aside.run"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
         .unwrap_or(0)
@@ -175,9 +210,9 @@ fn run_id() -> String {
 }
 
 #[derive(Clone, Copy)]
-struct Launch<'a> {
-    tag: &'a str,
-    run: &'a str,
+pub(crate) struct Launch<'a> {
+    pub tag: &'a str,
+    pub run: &'a str,
 }
 
 impl Launch<'_> {
@@ -189,9 +224,25 @@ impl Launch<'_> {
         wait: WaitFor,
         user: Option<&str>,
     ) -> Result<Node, Error> {
-        let mut req = GenericImage::new(image::REPOSITORY, self.tag)
-            .with_wait_for(wait)
-            .with_exposed_port(port.tcp())
+        self.node_with(name, port, cmd, wait, user, Vec::new())
+            .await
+    }
+
+    /// [`Launch::node`] with host paths mounted (an app node's binary and run directory).
+    pub(crate) async fn node_with(
+        &self,
+        name: &str,
+        port: u16,
+        cmd: Vec<String>,
+        wait: WaitFor,
+        user: Option<&str>,
+        mounts: Vec<testcontainers::core::Mount>,
+    ) -> Result<Node, Error> {
+        let mut image = GenericImage::new(image::REPOSITORY, self.tag).with_wait_for(wait);
+        if port != 0 {
+            image = image.with_exposed_port(port.tcp());
+        }
+        let mut req = image
             .with_cmd(cmd)
             .with_network(self.run)
             .with_container_name(format!("{}-{name}", self.run))
@@ -203,6 +254,9 @@ impl Launch<'_> {
             .with_startup_timeout(Duration::from_secs(90));
         if let Some(u) = user {
             req = req.with_user(u);
+        }
+        for m in mounts {
+            req = req.with_mount(m);
         }
         let container = req.start().await.map_err(|e| Error::Start {
             node: name.to_string(),
@@ -229,7 +283,7 @@ fn s(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|p| p.to_string()).collect()
 }
 
-fn redis_cmd(extra: &[&str]) -> Vec<String> {
+fn redis_cmd(extra: &[&str], guard: Option<MinReplicas>) -> Vec<String> {
     let mut c = s(&[
         "redis-server",
         "--port",
@@ -244,6 +298,7 @@ fn redis_cmd(extra: &[&str]) -> Vec<String> {
         "0",
     ]);
     c.extend(extra.iter().map(|p| p.to_string()));
+    c.extend(guard.into_iter().flat_map(MinReplicas::args));
     c
 }
 
@@ -262,7 +317,7 @@ impl Cluster {
             l.node(
                 "redis-master",
                 6379,
-                redis_cmd(&[]),
+                redis_cmd(&[], spec.redis_min_replicas),
                 WaitFor::message_on_stdout("Ready to accept connections"),
                 None
             ),
@@ -298,7 +353,10 @@ impl Cluster {
             l.node(
                 "redis-replica",
                 6379,
-                redis_cmd(&["--replicaof", &master_ip, "6379"]),
+                redis_cmd(
+                    &["--replicaof", &master_ip, "6379"],
+                    spec.redis_min_replicas,
+                ),
                 WaitFor::message_on_stdout("MASTER <-> REPLICA sync: Finished with success"),
                 None,
             )
@@ -350,6 +408,7 @@ impl Cluster {
         let (redis_replica, sentinels, pg_replica) =
             tokio::try_join!(replica, sentinels, pg_replica)?;
         let c = Cluster {
+            tag: tag.clone(),
             run_id: run,
             redis_master,
             redis_replica,
@@ -421,39 +480,68 @@ impl Cluster {
         })
     }
 
+    /// Where this cluster's servers are.
+    pub fn addrs(&self) -> Addrs {
+        Addrs {
+            redis_master: self.redis_master.addr(),
+            sentinels: self.sentinel_addrs(),
+            memcached: self.memcached_addrs(),
+            pg: self.pg_url(),
+            pg_replica: self.pg_replica_url(),
+        }
+    }
+
     /// An `aside` instance over this cluster: Redis through the Sentinels, the memcached nodes on
     /// a Ketama ring, PostgreSQL (replica too, when there is one).
     pub async fn library(
         &self,
         strategy: Builtin,
+        cfg: CacheConfig,
+        instance: &str,
+    ) -> Result<Library, Error> {
+        self.addrs().library(strategy, cfg, instance).await
+    }
+}
+
+/// An `aside` instance over a launched cluster.
+pub type Library = CacheAside<Arc<Redis>, Memcached, Postgres, Builtin>;
+
+/// Where a cluster's servers are, as the host and the app nodes' containers reach them (also
+/// handed to an app node's container as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Addrs {
+    pub redis_master: String,
+    pub sentinels: Vec<String>,
+    pub memcached: Vec<String>,
+    pub pg: String,
+    pub pg_replica: Option<String>,
+}
+
+impl Addrs {
+    /// An `aside` instance over these servers: Redis through the Sentinels (directly when there
+    /// are none), the memcached nodes on a Ketama ring, PostgreSQL (and its replica).
+    pub async fn library(
+        &self,
+        strategy: Builtin,
         mut cfg: CacheConfig,
         instance: &str,
-    ) -> Result<CacheAside<Arc<Redis>, Memcached, Postgres, Builtin>, Error> {
+    ) -> Result<Library, Error> {
         cfg.strategy = strategy.name().to_string();
         let cfg = cfg.validate()?;
         let redis = if self.sentinels.is_empty() {
-            Redis::direct(
-                &format!("redis://{}", self.redis_master.addr()),
-                cfg.l1_timeout(),
-            )
-            .await?
+            Redis::direct(&format!("redis://{}", self.redis_master), cfg.l1_timeout()).await?
         } else {
             // Below the cache's L1 timeout, so a timeout is seen by the backend, which then
             // re-resolves the master, rather than only by the cache, which drops the call.
-            Redis::sentinel(
-                &self.sentinel_addrs(),
-                MASTER_NAME,
-                cfg.l1_timeout().mul_f64(0.8),
-            )
-            .await?
+            Redis::sentinel(&self.sentinels, MASTER_NAME, cfg.l1_timeout().mul_f64(0.8)).await?
         };
-        let addrs = self.memcached_addrs();
-        let ring = Ring::new(&addrs).map_err(|e| Error::Docker(e.to_string()))?;
-        let nodes = addrs
+        let ring = Ring::new(&self.memcached).map_err(|e| Error::Docker(e.to_string()))?;
+        let nodes = self
+            .memcached
             .iter()
             .map(|a| Memcached::new(a.clone(), 16))
             .collect();
-        let pg = Postgres::connect(&self.pg_url(), self.pg_replica_url().as_deref(), 16).await?;
+        let pg = Postgres::connect(&self.pg, self.pg_replica.as_deref(), 16).await?;
         pg.migrate().await?;
         Ok(CacheAside::new(
             redis,

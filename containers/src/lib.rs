@@ -6,12 +6,16 @@
 //! Servers are reached at their container IPs on the cluster network (routable from the host on
 //! Linux), so no port is published and Sentinel's answers (container IPs) work as they are.
 
+pub mod app;
 pub mod cluster;
 pub mod image;
 pub mod nemesis;
 pub mod run;
 
-pub use cluster::{containers_of, sweep_orphans, Cluster, ClusterSpec, Node};
+pub use cluster::{
+    all_containers, containers_of, sweep_orphans, Addrs, Cluster, ClusterSpec, Library,
+    MinReplicas, Node,
+};
 
 /// Why the containers world could not be set up. One line each, naming the fix.
 #[derive(Debug, thiserror::Error)]

@@ -5,9 +5,12 @@
 //! * pause: `docker pause` / `unpause` (the cgroup freezer: a GC pause);
 //! * partition: iptables rules inside the containers' own network namespaces (the containers get
 //!   `NET_ADMIN`; the host's firewall is never touched): packets from the peers are dropped on
-//!   the target's INPUT, and for a symmetric cut the target's packets to them on its OUTPUT. The
-//!   app nodes run on the host, all behind the cluster network's gateway address, so `apps` as a
-//!   whole can be cut (rules on the servers' side), one app node alone cannot;
+//!   the target's INPUT, and for a symmetric cut the target's packets to them on its OUTPUT.
+//!   App nodes in containers of their own ([`crate::app`]) are cut like servers, by address;
+//!   app nodes in the runner's process are all behind the cluster network's gateway address, so
+//!   there `apps` as a whole is cut (rules on the servers' side);
+//! * an app node in a container is paused with `docker pause` like a server, observed frozen
+//!   by Docker's own account of its cgroup;
 //! * loss: `iptables -m statistic --mode random` drops on every server's INPUT;
 //! * flush: FLUSHALL / `flush_all` after writing a marker key, observed gone;
 //! * memory-limit: `CONFIG SET maxmemory` with `allkeys-lru`, observed as `evicted_keys` growing;
@@ -33,6 +36,10 @@ use crate::cluster::{Cluster, Node};
 /// How long a probe waits for an answer before the target counts as unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How long a connection between two containers may take before it counts as cut (on the
+/// bridge one takes well under a millisecond; a cut one never completes).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Probes sent to look for packet loss.
 const LOSS_BURST: usize = 20;
 
@@ -47,9 +54,14 @@ struct Rule {
 
 pub struct DockerNemesis<'a> {
     cluster: &'a Cluster,
-    /// The app nodes' address as the servers see it: the cluster network's gateway.
+    /// The app nodes' address as the servers see it when they run in the runner's process: the
+    /// cluster network's gateway.
     apps: IpAddr,
+    /// The app nodes' containers, when they run in containers of their own (else empty).
+    app_nodes: &'a [Node],
     rules: Vec<(Fault, Rule)>,
+    /// Rules staged by [`DockerNemesis::stage`], added by [`DockerNemesis::apply_staged`].
+    staged: Vec<(Fault, Rule)>,
     flushed: Vec<Target>,
     evicted_before: Vec<(Target, u64)>,
 }
@@ -69,6 +81,49 @@ fn docker(args: &[&str]) -> Result<String, String> {
             String::from_utf8_lossy(&o.stderr).trim()
         ))
     }
+}
+
+/// (from, to): a connection that a cut between containers must stop.
+type CutPair<'a> = ((Target, &'a Node), (Target, &'a Node));
+
+/// `Some(what was seen)` when the connection of `pair` fails.
+fn cut_seen(((tt, from), (pt, to)): CutPair<'_>) -> Option<String> {
+    DockerNemesis::reaches(from, to).err().map(|e| {
+        format!(
+            "{} -> {} ({}:{}): no connection ({e})",
+            tt.name(),
+            pt.name(),
+            to.ip,
+            to.port
+        )
+    })
+}
+
+/// Runs `iptables OP RULE` for every rule: one `docker exec` per container, every container at
+/// once. Returns the containers where a command failed (each is tried).
+fn iptables_batches(rules: &[(Fault, Rule)], op: &str) -> Vec<String> {
+    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (_, r) in rules {
+        by.entry(r.container.as_str())
+            .or_default()
+            .push(format!("iptables {op} {} || rc=1", r.args.join(" ")));
+    }
+    std::thread::scope(|s| {
+        let runs: Vec<_> = by
+            .iter()
+            .map(|(c, cmds)| {
+                let script = format!("rc=0; {}; exit $rc", cmds.join("; "));
+                s.spawn(move || {
+                    docker(&["exec", "-u", "root", c, "sh", "-c", &script])
+                        .err()
+                        .map(|e| format!("{c}: {e}"))
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    })
 }
 
 /// Runs `cmd` as root inside `node`'s container.
@@ -146,7 +201,8 @@ fn psql(node: &Node, sql: &str) -> Result<String, String> {
 }
 
 impl<'a> DockerNemesis<'a> {
-    pub fn new(cluster: &'a Cluster) -> Result<DockerNemesis<'a>, String> {
+    /// The nemesis of `cluster`, whose app nodes run in `app_nodes` (empty: in this process).
+    pub fn new(cluster: &'a Cluster, app_nodes: &'a [Node]) -> Result<DockerNemesis<'a>, String> {
         let gw = docker(&[
             "network",
             "inspect",
@@ -160,7 +216,9 @@ impl<'a> DockerNemesis<'a> {
         Ok(DockerNemesis {
             cluster,
             apps,
+            app_nodes,
             rules: Vec::new(),
+            staged: Vec::new(),
             flushed: Vec::new(),
             evicted_before: Vec::new(),
         })
@@ -176,8 +234,13 @@ impl<'a> DockerNemesis<'a> {
             Target::Memcached(i) => c.memcached.get(usize::from(i)),
             Target::PgPrimary => Some(&c.pg_primary),
             Target::PgReplica => c.pg_replica.as_ref(),
-            Target::App(_) => None,
+            Target::App(i) => self.app_nodes.get(usize::from(i)),
         }
+    }
+
+    /// Are the app nodes in the runner's process (behind the gateway)?
+    fn apps_on_host(&self) -> bool {
+        self.app_nodes.is_empty()
     }
 
     /// Every server of the cluster, by role.
@@ -191,50 +254,57 @@ impl<'a> DockerNemesis<'a> {
             .collect()
     }
 
-    /// The servers on `side`.
+    /// The containers on `side`: servers, and app nodes when they have containers.
     fn side(&self, side: Side) -> Vec<(Target, &'a Node)> {
+        let apps = (0..self.app_nodes.len() as u8)
+            .map(|i| (Target::App(i), &self.app_nodes[usize::from(i)]));
         self.servers()
             .into_iter()
+            .chain(apps)
             .filter(|(t, _)| side.contains(*t))
             .collect()
     }
 
     fn add_rule(&mut self, fault: Fault, node: &Node, args: Vec<String>) {
-        let mut cmd: Vec<&str> = vec!["iptables", "-A"];
-        cmd.extend(args.iter().map(String::as_str));
-        match exec(node, &cmd) {
-            Ok(_) => self.rules.push((
-                fault,
-                Rule {
-                    container: node.container.id().to_string(),
-                    args,
-                },
-            )),
-            Err(e) => tracing::warn!(node = %node.name, "iptables: {e}"),
-        }
+        self.staged.push((
+            fault,
+            Rule {
+                container: node.container.id().to_string(),
+                args,
+            },
+        ));
     }
 
-    fn drop_rules(&mut self, fault: &Fault) {
+    /// Adds every staged rule: one `docker exec` per container, all containers at once (each
+    /// exec takes about 90 ms; one by one, a split-brain's cuts would start 0.5 s apart).
+    fn apply_staged(&mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        for c in iptables_batches(&staged, "-A") {
+            tracing::warn!(container = %c, "adding a rule failed");
+        }
+        // Kept also where adding failed: deleting a rule that is not there is harmless.
+        self.rules.extend(staged);
+    }
+
+    /// Deletes the rules of `faults`, all containers at once.
+    fn drop_rules(&mut self, faults: &[Fault]) {
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rules)
             .into_iter()
-            .partition(|(f, _)| f == fault);
+            .partition(|(f, _)| faults.contains(f));
         self.rules = rest;
-        for (_, r) in mine {
-            let mut args = vec!["exec", "-u", "root", r.container.as_str(), "iptables", "-D"];
-            args.extend(r.args.iter().map(String::as_str));
-            if let Err(e) = docker(&args) {
-                tracing::warn!("removing a partition rule: {e}");
-            }
+        for c in iptables_batches(&mine, "-D") {
+            tracing::warn!(container = %c, "removing a partition rule failed");
         }
     }
 
-    fn is_apps(side: Side) -> bool {
-        matches!(side, Side::Apps)
+    /// Is `side` the app nodes as a whole, behind the gateway?
+    fn is_apps(&self, side: Side) -> bool {
+        self.apps_on_host() && matches!(side, Side::Apps)
     }
 
     fn cut(&mut self, fault: Fault, peers: Side, one_way: bool) {
         let s = |x: &str| x.to_string();
-        if Self::is_apps(fault.target) {
+        if self.is_apps(fault.target) {
             // Rules on the servers' side: what they send to the apps is lost, and for a
             // symmetric cut what they receive from them.
             for (_, p) in self.side(peers) {
@@ -260,7 +330,7 @@ impl<'a> DockerNemesis<'a> {
             .filter(|(t, _)| !fault.target.contains(*t))
             .map(|(_, n)| n.ip.to_string())
             .collect();
-        if Self::is_apps(peers) {
+        if self.is_apps(peers) {
             peer_ips.push(self.apps.to_string());
         }
         for (_, t) in self.side(fault.target) {
@@ -281,31 +351,8 @@ impl<'a> DockerNemesis<'a> {
         }
     }
 
-    /// Can `from` (a container) open a TCP connection to `to` within the probe timeout?
-    fn reaches(from: &Node, to: &Node) -> Result<(), String> {
-        let script = format!(
-            "timeout {} bash -c 'exec 3<>/dev/tcp/{}/{}'",
-            PROBE_TIMEOUT.as_secs_f64(),
-            to.ip,
-            to.port
-        );
-        exec(from, &["bash", "-c", &script]).map(drop)
-    }
-
-    async fn evicted(node: &Node) -> Option<u64> {
-        let info = match redis(&node.addr(), &["INFO", "stats"]).await.ok()? {
-            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-            redis::Value::VerbatimString { text, .. } => text,
-            _ => return None,
-        };
-        info.lines()
-            .find_map(|l| l.strip_prefix("evicted_keys:"))
-            .and_then(|n| n.trim().parse().ok())
-    }
-}
-
-impl Nemesis for DockerNemesis<'_> {
-    async fn begin(&mut self, fault: &Fault) {
+    /// Applies `fault`, staging its iptables rules (added by [`DockerNemesis::apply_staged`]).
+    async fn stage(&mut self, fault: &Fault) {
         match fault.kind {
             Kind::Kill => {
                 for (_, n) in self.side(fault.target) {
@@ -397,6 +444,107 @@ impl Nemesis for DockerNemesis<'_> {
         }
     }
 
+    /// The connection that shows a cut between containers: from one side to a server on the
+    /// other (app nodes listen on nothing, so when the peers are app nodes only, from a peer to
+    /// the target).
+    fn cut_pair(&self, fault: &Fault, peers: Side) -> Option<CutPair<'a>> {
+        let server = |(t, _): &(Target, &Node)| !matches!(t, Target::App(_));
+        let target = self.side(fault.target);
+        let peers: Vec<_> = self
+            .side(peers)
+            .into_iter()
+            .filter(|(t, _)| !fault.target.contains(*t))
+            .collect();
+        Some(match peers.iter().find(|p| server(p)) {
+            Some(p) => (*target.first()?, *p),
+            None => (*peers.first()?, *target.iter().find(|t| server(t))?),
+        })
+    }
+
+    /// Can `from` (a container) open a TCP connection to `to` within [`CONNECT_TIMEOUT`]?
+    fn reaches(from: &Node, to: &Node) -> Result<(), String> {
+        let script = format!(
+            "timeout {} bash -c 'exec 3<>/dev/tcp/{}/{}'",
+            CONNECT_TIMEOUT.as_secs_f64(),
+            to.ip,
+            to.port
+        );
+        exec(from, &["bash", "-c", &script]).map(drop)
+    }
+
+    async fn evicted(node: &Node) -> Option<u64> {
+        let info = match redis(&node.addr(), &["INFO", "stats"]).await.ok()? {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::VerbatimString { text, .. } => text,
+            _ => return None,
+        };
+        info.lines()
+            .find_map(|l| l.strip_prefix("evicted_keys:"))
+            .and_then(|n| n.trim().parse().ok())
+    }
+}
+
+impl Nemesis for DockerNemesis<'_> {
+    async fn begin(&mut self, fault: &Fault) {
+        self.stage(fault).await;
+        self.apply_staged();
+    }
+
+    fn at_once(&self) -> bool {
+        true
+    }
+
+    async fn begin_all(&mut self, faults: &[Fault]) {
+        for f in faults {
+            self.stage(f).await;
+        }
+        self.apply_staged();
+    }
+
+    /// Cuts between containers are looked at all at once (each look is a `docker exec` that
+    /// waits up to the probe timeout: one by one, five cuts took 3 s to see); the rest in turn.
+    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<String>> {
+        let pairs: Vec<Option<CutPair<'_>>> = faults
+            .iter()
+            .map(|f| match f.kind {
+                Kind::Partition { peers, .. }
+                    if !self.is_apps(f.target) && !self.is_apps(peers) =>
+                {
+                    self.cut_pair(f, peers)
+                }
+                _ => None,
+            })
+            .collect();
+        let seen: Vec<Option<Option<String>>> = std::thread::scope(|s| {
+            let looks: Vec<_> = pairs
+                .iter()
+                .map(|p| p.map(|p| s.spawn(move || cut_seen(p))))
+                .collect();
+            looks
+                .into_iter()
+                .map(|h| h.map(|h| h.join().ok().flatten()))
+                .collect()
+        });
+        let mut out = Vec::new();
+        for (f, seen) in faults.iter().zip(seen) {
+            out.push(match seen {
+                Some(seen) => seen,
+                None => self.observe(f).await,
+            });
+        }
+        out
+    }
+
+    async fn heal_all(&mut self, faults: &[Fault]) {
+        let (cuts, rest): (Vec<Fault>, Vec<Fault>) = faults
+            .iter()
+            .partition(|f| matches!(f.kind, Kind::Partition { .. } | Kind::Loss { .. }));
+        self.drop_rules(&cuts);
+        for f in &rest {
+            self.heal(f).await;
+        }
+    }
+
     async fn heal(&mut self, fault: &Fault) {
         match fault.kind {
             Kind::Kill => {
@@ -413,7 +561,7 @@ impl Nemesis for DockerNemesis<'_> {
                     }
                 }
             }
-            Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(fault),
+            Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(&[*fault]),
             Kind::Latency { .. } => {}
             Kind::Flush => self.flushed.retain(|t| !fault.target.contains(*t)),
             Kind::MemoryLimit { .. } => {
@@ -449,6 +597,13 @@ impl Nemesis for DockerNemesis<'_> {
         match fault.kind {
             Kind::Kill | Kind::Pause => {
                 let (t, n) = *self.side(fault.target).first()?;
+                if let Target::App(_) = t {
+                    // Nobody talks to an app node: Docker's account of its cgroup says it.
+                    let state =
+                        docker(&["inspect", "-f", "{{.State.Status}}", n.container.id()]).ok()?;
+                    return (state == "paused" || state == "exited")
+                        .then(|| format!("{}'s container is {state} (docker inspect)", t.name()));
+                }
                 let addr: SocketAddr = n.addr().parse().ok()?;
                 ask(t, addr, PROBE_TIMEOUT)
                     .await
@@ -456,9 +611,9 @@ impl Nemesis for DockerNemesis<'_> {
                     .map(|e| format!("the host -> {} ({addr}): {e}", t.name()))
             }
             Kind::Partition { peers, .. } => {
-                if Self::is_apps(fault.target) || Self::is_apps(peers) {
+                if self.is_apps(fault.target) || self.is_apps(peers) {
                     // From the host (the apps) to a server on the other side.
-                    let other = if Self::is_apps(fault.target) {
+                    let other = if self.is_apps(fault.target) {
                         peers
                     } else {
                         fault.target
@@ -470,20 +625,8 @@ impl Nemesis for DockerNemesis<'_> {
                         .err()
                         .map(|e| format!("the apps -> {} ({addr}): {e}", t.name()));
                 }
-                let (tt, from) = *self.side(fault.target).first()?;
-                let (pt, to) = *self
-                    .side(peers)
-                    .iter()
-                    .find(|(t, _)| !fault.target.contains(*t))?;
-                Self::reaches(from, to).err().map(|e| {
-                    format!(
-                        "{} -> {} ({}:{}): no connection ({e})",
-                        tt.name(),
-                        pt.name(),
-                        to.ip,
-                        to.port
-                    )
-                })
+                let pair = self.cut_pair(fault, peers)?;
+                cut_seen(pair)
             }
             Kind::Loss { .. } => {
                 let (t, n) = *self.servers().first()?;

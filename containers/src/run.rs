@@ -2,13 +2,17 @@
 //! probes and recorder as the simulator (all from `chaos`), over a freshly launched cluster,
 //! writing a history with `"world":"containers"` that the same checkers judge.
 //!
-//! The app nodes run in this process (one `aside` instance per app node, shared by its clients),
-//! so they share the host's address on the cluster network: faults that cut one app node from
-//! the others cannot be applied here yet ([`unsupported`] says which scenarios and why).
+//! Where the app nodes run: a scenario whose plan cuts or freezes one app node alone
+//! (`split-brain`, `app-pause`) runs each app node in a container of its own
+//! ([`crate::app`]: its own address for iptables, its own cgroup for `docker pause`). Every other
+//! scenario runs them in this process (one `aside` instance per app node, shared by its
+//! clients), all behind the cluster network's gateway address, where "every app node" as one
+//! side of a cut is exact and no binary has to be mounted.
 //!
-//! Clock: every line's time is this process's monotonic clock (`tokio::time::Instant`) since the
-//! recorder started; every container shares the host kernel's clock, so server-side times (TTLs,
-//! replica delay) run at the same rate.
+//! Clock: every line's time is `CLOCK_MONOTONIC` (`tokio::time::Instant`) since the history's
+//! zero; containers share the host kernel's clocks, so app nodes in containers record on the
+//! same axis as the host's nemesis and probes, and server-side times (TTLs, replica delay) run
+//! at the same rate.
 //!
 //! Payloads: the checkers expect the payload of (key, version) to be
 //! `invariants::payload::expected(key, version)`. The simulator's database derives it; here a
@@ -26,7 +30,8 @@ use chaos::probe::probe_all;
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
 
-use crate::cluster::{Cluster, ClusterSpec};
+use crate::app::{instant_at, monotonic_ns, AppNodes};
+use crate::cluster::{Cluster, ClusterSpec, MinReplicas};
 use crate::nemesis::DockerNemesis;
 use crate::Error;
 
@@ -80,19 +85,15 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     }
     if sc.random_plan {
         return Some(
-            "random plans may cut or pause one app node, and app nodes share the host here".into(),
+            "random plans may hold latency faults, which need a proxy this world does not have yet"
+                .into(),
         );
     }
     for step in &sc.plan.steps {
         let f = step.fault;
-        let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
-        let peers = match f.kind {
-            Kind::Partition { peers, .. } => Some(peers),
-            _ => None,
-        };
-        if one_app(f.target) || peers.is_some_and(one_app) {
+        if matches!(f.kind, Kind::Kill) && f.target.contains(Target::App(0)) {
             return Some(format!(
-                "{f} needs app nodes in containers of their own (they share the host here)"
+                "{f}: a killed app node loses the lines it holds in memory"
             ));
         }
         if matches!(f.kind, Kind::Latency { .. }) {
@@ -102,16 +103,43 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     None
 }
 
+/// Does `sc` cut or freeze one app node alone? Then its app nodes run in containers.
+pub fn apps_in_containers(sc: &Scenario) -> bool {
+    let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
+    sc.plan.steps.iter().any(|step| {
+        let f = step.fault;
+        one_app(f.target) || matches!(f.kind, Kind::Partition { peers, .. } if one_app(peers))
+    })
+}
+
 /// What a run produced.
 pub struct RunOutput {
     pub history: Vec<u8>,
     pub ops: u64,
 }
 
+/// How the servers of a run are configured beyond the scenario.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Redis `min-replicas-to-write` / `min-replicas-max-lag` (recorded in the header's config
+    /// as `redis_min_replicas_to_write` and `redis_min_replicas_max_lag_s`).
+    pub redis_min_replicas: Option<MinReplicas>,
+}
+
 /// Runs `sc` once with `strategy` against a fresh cluster; `seed` fixes every client's ops (the
 /// servers' timing is real, so two runs of one seed are alike, not identical). The cluster is
 /// removed when the run ends, also on an error or a panic.
 pub async fn run(sc: &Scenario, strategy: Builtin, seed: u64) -> Result<RunOutput, Error> {
+    run_with(sc, strategy, seed, RunOptions::default()).await
+}
+
+/// [`run`] with the servers configured by `opts`.
+pub async fn run_with(
+    sc: &Scenario,
+    strategy: Builtin,
+    seed: u64,
+    opts: RunOptions,
+) -> Result<RunOutput, Error> {
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",
@@ -120,18 +148,16 @@ pub async fn run(sc: &Scenario, strategy: Builtin, seed: u64) -> Result<RunOutpu
     }
     let cluster = Cluster::start(ClusterSpec {
         pg_apply_delay_ms: sc.pg_replica_lag_ms,
+        redis_min_replicas: opts.redis_min_replicas,
         ..ClusterSpec::default()
     })
     .await?;
     let workload = Arc::new(sc.workload());
     let cfg = sc.cache_config();
-    let mut caches = Vec::new();
-    for app in 0..sc.apps {
-        let name = Target::App(app as u8).name();
-        caches.push(cluster.library(strategy, cfg.clone(), &name).await?);
-    }
+    // The harness's instance: it seeds the data, and reads every tier after the run.
+    let probe = cluster.library(strategy, cfg.clone(), "probe").await?;
     // The harness's data: the payload trigger, and every key at version 0 (as in the sim).
-    let pg = caches[0].store().primary().clone();
+    let pg = probe.store().primary().clone();
     sqlx::raw_sql(PAYLOAD_SQL)
         .execute(&pg)
         .await
@@ -148,40 +174,108 @@ pub async fn run(sc: &Scenario, strategy: Builtin, seed: u64) -> Result<RunOutpu
     // Let the replica replay the seed rows.
     tokio::time::sleep(Duration::from_millis(sc.pg_replica_lag_ms + 500)).await;
 
-    let rec = Arc::new(Recorder::start());
     let duration = Duration::from_millis(sc.duration_ms);
-    let caches: Vec<_> = caches
-        .into_iter()
-        .map(|c| {
-            let events: Arc<dyn aside::events::Events> = rec.clone();
-            Arc::new(c.with_events(events))
-        })
-        .collect();
-    let run = Clients {
-        workload: workload.clone(),
-        rec: rec.clone(),
-        seed,
-        duration,
-        listing_tx: false,
-        also: nothing_else,
-    };
-    let mut clients = Vec::new();
-    for (app, cache) in caches.iter().enumerate() {
-        for c in 0..sc.clients_per_app {
-            let client = (app * sc.clients_per_app + c) as u64;
-            clients.push(tokio::spawn(run.client(cache.clone(), client)));
+    let rec = if apps_in_containers(sc) {
+        let apps = AppNodes::launch(&cluster, sc, strategy, seed).await?;
+        // A zero a little ahead, so that every app node has read it before it comes.
+        let origin_ns = monotonic_ns() + 50_000_000;
+        apps.go(origin_ns)?;
+        let rec = Arc::new(Recorder::start_at(instant_at(origin_ns)));
+        tokio::time::sleep_until(rec.origin()).await;
+        let mut nemesis = DockerNemesis::new(&cluster, &apps.nodes).map_err(Error::Docker)?;
+        run_plan(&mut nemesis, &sc.plan, &rec).await;
+        apps.collect(&rec, rec.origin() + duration + Duration::from_secs(60))
+            .await?;
+        rec
+    } else {
+        let mut caches = Vec::new();
+        for app in 0..sc.apps {
+            let name = Target::App(app as u8).name();
+            caches.push(cluster.library(strategy, cfg.clone(), &name).await?);
         }
-    }
-    let mut nemesis = DockerNemesis::new(&cluster).map_err(Error::Docker)?;
-    run_plan(&mut nemesis, &sc.plan, &rec).await;
-    for c in clients {
-        let _ = c.await;
-    }
+        let rec = Arc::new(Recorder::start());
+        let run = Clients {
+            workload: workload.clone(),
+            rec: rec.clone(),
+            seed,
+            duration,
+            listing_tx: false,
+            also: nothing_else,
+        };
+        let mut clients = Vec::new();
+        for (app, cache) in caches.into_iter().enumerate() {
+            let events: Arc<dyn aside::events::Events> = rec.clone();
+            let cache = Arc::new(cache.with_events(events));
+            for c in 0..sc.clients_per_app {
+                let client = (app * sc.clients_per_app + c) as u64;
+                clients.push(tokio::spawn(run.client(cache.clone(), client)));
+            }
+        }
+        let mut nemesis = DockerNemesis::new(&cluster, &[]).map_err(Error::Docker)?;
+        run_plan(&mut nemesis, &sc.plan, &rec).await;
+        for c in clients {
+            let _ = c.await;
+        }
+        rec
+    };
     tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
-    probe_all(&caches[0], workload.keys(), &rec).await;
-    let header = sc.header("containers", strategy.name(), seed);
+    probe_all(&probe, workload.keys(), &rec).await;
+    let mut header = sc.header("containers", strategy.name(), seed);
+    if let Some(m) = opts.redis_min_replicas {
+        header
+            .config
+            .insert("redis_min_replicas_to_write".into(), m.to_write.into());
+        header
+            .config
+            .insert("redis_min_replicas_max_lag_s".into(), m.max_lag_s.into());
+    }
     Ok(RunOutput {
         ops: rec.ops(),
         history: rec.finish(&header),
     })
+}
+
+/// What became of one app node's L1 tombstones while faults were on: `acked` ones the Redis it
+/// reached said it applied, `refused` ones it failed (an error or a timeout, such as a
+/// `NOREPLICAS` refusal of a master that hears from no replica).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tombstones {
+    pub acked: u64,
+    pub refused: u64,
+}
+
+/// Counts `node`'s L1 invalidations (its `cache` lines) that began while any fault was on. In
+/// `split-brain`, app-1's acknowledged ones went to the isolated old master: the Sentinels'
+/// demotion discards them (Jepsen's Redis finding).
+pub fn tombstones_during_faults(history: &[u8], node: &str) -> Result<Tombstones, String> {
+    use invariants::history::{parse_line, ActOutcome, CacheAction, FaultAction, Line, Source};
+    let (mut from, mut to) = (u64::MAX, 0);
+    let mut acts = Vec::new();
+    for (n, text) in history.split(|b| *b == b'\n').enumerate() {
+        if text.is_empty() {
+            continue;
+        }
+        match parse_line(text, false).map_err(|e| format!("line {}: {e}", n + 1))? {
+            Line::Fault(f) if f.action == FaultAction::Start => from = from.min(f.at_ns),
+            Line::Fault(f) if f.action == FaultAction::Stop => to = to.max(f.at_ns),
+            Line::Cache(c)
+                if c.node == node
+                    && c.action == CacheAction::Invalidate
+                    && c.tier == Source::L1 =>
+            {
+                acts.push((c.start_ns, c.outcome))
+            }
+            _ => {}
+        }
+    }
+    let mut t = Tombstones::default();
+    for (at, outcome) in acts {
+        if (from..to).contains(&at) {
+            match outcome {
+                ActOutcome::Ok => t.acked += 1,
+                ActOutcome::Refused | ActOutcome::Failed => t.refused += 1,
+            }
+        }
+    }
+    Ok(t)
 }

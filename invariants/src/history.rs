@@ -263,6 +263,22 @@ pub struct CacheAct<'a> {
     pub at_ns: u64,
 }
 
+impl CacheAct<'_> {
+    /// The same action, owning its strings (to keep past the text it was parsed from).
+    pub fn into_owned(self) -> CacheAct<'static> {
+        CacheAct {
+            node: self.node.into_owned().into(),
+            key: self.key.into_owned().into(),
+            action: self.action,
+            tier: self.tier,
+            version: self.version,
+            outcome: self.outcome,
+            start_ns: self.start_ns,
+            at_ns: self.at_ns,
+        }
+    }
+}
+
 /// An end-of-run read of one tier for one key, taken after every fault healed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe<'a> {
