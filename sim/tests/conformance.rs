@@ -459,3 +459,205 @@ async fn models_answer_as_the_real_servers_do() {
     memcached_conformance(&cluster).await;
     postgres_conformance(&cluster).await;
 }
+
+/// `cmd` on the real Redis at `addr`: its value as text, `(nil)`, or `ERR <message>`.
+async fn real_cmd(addr: &str, cmd: &[&str]) -> String {
+    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut q = redis::cmd(cmd[0]);
+    for a in &cmd[1..] {
+        q.arg(*a);
+    }
+    match q.query_async::<redis::Value>(&mut c).await {
+        Ok(redis::Value::Nil) => "(nil)".into(),
+        Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(redis::Value::Okay) => "OK".into(),
+        Ok(redis::Value::Int(n)) => n.to_string(),
+        Ok(v) => format!("{v:?}"),
+        Err(e) => format!(
+            "ERR {}",
+            e.detail()
+                .map(|d| format!("{} {d}", e.code().unwrap_or("")))
+                .unwrap_or_else(|| e.to_string())
+        ),
+    }
+}
+
+/// The model's answer to GET, in [`real_cmd`]'s words.
+fn model_get(m: &mut RedisModel, key: &str) -> String {
+    match m.exec(0, rd::Cmd::Get(key.into())) {
+        rd::Reply::Bulk(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+        rd::Reply::Bulk(None) => "(nil)".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn model_set(m: &mut RedisModel, key: &str, v: &str) {
+    m.exec(
+        0,
+        rd::Cmd::Set {
+            key: key.into(),
+            value: v.as_bytes().to_vec(),
+            px_ms: 0,
+            cond: rd::Cond::Always,
+        },
+    );
+}
+
+/// Polls the real replica at `addr` until `INFO replication` says its link to the master is up
+/// and `key` reads `want`.
+async fn until_replicated(addr: &str, key: &str, want: &str) {
+    for _ in 0..100 {
+        let info = real_cmd(addr, &["INFO", "replication"]).await;
+        if info.contains("master_link_status:up") && real_cmd(addr, &["GET", key]).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{addr} did not replicate {key}={want} within 10 s");
+}
+
+/// Replication, promotion and demotion, as the simulated nodes do them (`sim/src/nodes/redis.rs`
+/// over `RedisModel`: the stream of a master's writes applied on its replica, `READONLY` on a
+/// replica's writes, a promoted replica keeping its data, and a demoted master's full resync
+/// that drops what it acknowledged while isolated) against a real master and replica driven
+/// through the same steps with `REPLICAOF`. The Sentinels only choose when these steps happen;
+/// their timing is held by the failover tests of each world.
+async fn replication_conformance(cluster: &Cluster) {
+    let (m, r) = (
+        cluster.redis_master.addr(),
+        cluster.redis_replica.as_ref().expect("a replica").addr(),
+    );
+    let (mut mm, mut rm) = (RedisModel::default(), RedisModel::default());
+    // A master with a replica keeps its writes for the stream (as the node sets it).
+    mm.replicating = true;
+    let mut real = Vec::new();
+    let mut model = Vec::new();
+    // Writes on the master reach the replica.
+    for k in ["a", "b"] {
+        real_cmd(&m, &["SET", k, "1"]).await;
+        model_set(&mut mm, k, "1");
+    }
+    for w in mm.take_repl() {
+        rm.apply(w);
+    }
+    until_replicated(&r, "b", "1").await;
+    for k in ["a", "b"] {
+        real.push((
+            "replica after the master's writes",
+            k,
+            real_cmd(&r, &["GET", k]).await,
+        ));
+        model.push((
+            "replica after the master's writes",
+            k,
+            model_get(&mut rm, k),
+        ));
+    }
+    // A replica refuses writes, in Redis's words.
+    let refused = real_cmd(&r, &["SET", "c", "1"]).await;
+    assert_eq!(
+        refused,
+        format!("ERR {}", rd::READONLY),
+        "a replica's refusal"
+    );
+    // Promotion: the replica keeps what it has and takes writes.
+    real_cmd(&r, &["REPLICAOF", "NO", "ONE"]).await;
+    real_cmd(&r, &["SET", "d", "2"]).await;
+    model_set(&mut rm, "d", "2");
+    // The old master, isolated from the promoted one, acknowledges writes and a delete.
+    assert_eq!(real_cmd(&m, &["SET", "e", "3"]).await, "OK");
+    assert_eq!(real_cmd(&m, &["DEL", "a"]).await, "1");
+    model_set(&mut mm, "e", "3");
+    mm.exec(0, rd::Cmd::Del(vec!["a".into()]));
+    // Demotion: the old master follows the new one and resyncs in full; what it acknowledged
+    // alone is gone, the delete included.
+    let (host, port) = r.split_once(':').unwrap();
+    real_cmd(&m, &["REPLICAOF", host, port]).await;
+    mm.resync_from(&rm);
+    until_replicated(&m, "d", "2").await;
+    for k in ["a", "b", "d", "e"] {
+        real.push((
+            "demoted master after its resync",
+            k,
+            real_cmd(&m, &["GET", k]).await,
+        ));
+        model.push(("demoted master after its resync", k, model_get(&mut mm, k)));
+    }
+    assert_eq!(
+        real, model,
+        "replication: real Redis (left) and the model (right)"
+    );
+}
+
+/// Replica lag as the PostgreSQL model applies it (`PgModel::apply` with a lag: a commit is
+/// visible on the replica once it is `lag` old, and the replica reports WAL received but not
+/// replayed meanwhile) against a real streaming replica with `recovery_min_apply_delay`.
+async fn replica_lag_conformance(cluster: &Cluster, lag_ms: u64) {
+    let pg = Postgres::connect(&cluster.pg_url(), cluster.pg_replica_url().as_deref(), 2)
+        .await
+        .unwrap();
+    pg.migrate().await.unwrap();
+    let replica = cluster.pg_replica.as_ref().expect("a replica");
+    let behind = || {
+        let o = std::process::Command::new("docker")
+            .args([
+                "exec",
+                replica.container.id(),
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-Atqc",
+                "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim() == "t"
+    };
+    let key = "lag:k";
+    let (mut primary, mut rep) = (PgModel::default(), PgModel::default());
+    let v0 = pg.write(key, b"x").await.unwrap();
+    primary.write(key, 0);
+    tokio::time::sleep(Duration::from_millis(lag_ms + 1_500)).await;
+    rep.apply(primary.wal_after(0), lag_ms + 1_500, lag_ms);
+    let t0 = std::time::Instant::now();
+    let v1 = pg.write(key, b"x").await.unwrap();
+    primary.write(key, lag_ms + 1_500);
+    let mut real = Vec::new();
+    let mut model = Vec::new();
+    for at_ms in [lag_ms / 5, lag_ms + 1_000] {
+        let due = t0 + Duration::from_millis(at_ms);
+        tokio::time::sleep_until(due.into()).await;
+        let seen = pg
+            .read(key, ReadFrom::Replica)
+            .await
+            .unwrap()
+            .map(|r| r.version);
+        real.push((at_ms, seen.map(|v| v == v1), behind()));
+        let now = lag_ms + 1_500 + at_ms;
+        rep.apply(primary.wal_after(0), now, lag_ms);
+        let mv = rep.read(key).map(|r| r.version);
+        model.push((at_ms, mv.map(|v| v == 2), rep.replay_lag_ms(now) > 0));
+    }
+    assert_eq!(v0 + 1, v1);
+    assert_eq!(
+        real, model,
+        "replica lag: (ms after the write, replica has the new version, replica behind), real (left) and model (right)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_promotion_demotion_and_replica_lag_as_the_real_servers_do() {
+    let lag_ms = 1_000;
+    let spec = ClusterSpec {
+        sentinels: 0,
+        memcached: 1,
+        pg_apply_delay_ms: lag_ms,
+        ..ClusterSpec::default()
+    };
+    let cluster = Cluster::start(spec).await.expect("cluster");
+    replication_conformance(&cluster).await;
+    replica_lag_conformance(&cluster, lag_ms).await;
+}

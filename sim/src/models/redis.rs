@@ -15,6 +15,10 @@ use super::glob;
 /// Bytes a key costs beyond its key and value (dict entry, robj, SDS headers), for maxmemory.
 pub const ITEM_OVERHEAD_BYTES: usize = 64;
 
+/// A replica's answer to a write, word for word as Redis 7 says it (held to the real server by
+/// `sim/tests/conformance.rs`).
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cond {
     Always,

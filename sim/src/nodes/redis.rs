@@ -107,9 +107,7 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
                     let writes =
                         !matches!(c, rd::Cmd::Get(_) | rd::Cmd::Scan { .. } | rd::Cmd::DbSize);
                     if writes && matches!(*node.role.lock().unwrap(), Role::Replica(_)) {
-                        return AdminReply::Reply(rd::Reply::Err(
-                            "READONLY You can't write against a read only replica.".into(),
-                        ));
+                        return AdminReply::Reply(rd::Reply::Err(rd::READONLY.into()));
                     }
                     AdminReply::Reply(node.model.lock().unwrap().exec(now_ms(start), c))
                 }
