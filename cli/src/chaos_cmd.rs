@@ -123,8 +123,10 @@ fn run_cell(
             .block_on(run_with(sc, st, seed, opts))
             .map_err(|e| format!("{} / {} / seed {seed}: {e}", sc.name, st.name()))?;
         let file = save(keep, sc.name, st.name(), seed, &o.history)?;
-        let report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
+        let mut report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
             .map_err(|e| format!("{}: {e}", file.display()))?;
+        // Named as `aside check FILE` names it.
+        report.file = file.display().to_string();
         let failed = report.failing();
         let r = Ran {
             seed,
