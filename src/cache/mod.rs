@@ -1,0 +1,338 @@
+//! The cache-aside read and write paths, the same for every strategy and both worlds: the types
+//! and the instance here, the read path in `read.rs`, the write and invalidation path in
+//! `write.rs`, tests with in-memory tiers in `tests.rs`.
+//!
+//! Read: L1 → L2 → database, filling both tiers on the way back. Around that: a circuit breaker
+//! per tier (per node for L2) so a dead tier is skipped fast, per-process single-flight and a
+//! distributed lease (Redis `SET NX PX`) so a miss loads once, stale-while-revalidate, and a
+//! database concurrency limit that sheds reads it cannot serve in time. Write: database first,
+//! then invalidation through the strategy.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::{debug, warn, Instrument};
+
+use crate::breaker::Breaker;
+use crate::config::CacheConfig;
+use crate::envelope::{self, Entry};
+use crate::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
+use crate::flight::{Abandoned, Flights, Role};
+use crate::key::{escape_glob, Key, KeyError};
+use crate::metrics::{Metrics, TierMetrics};
+use crate::ring::Ring;
+use crate::strategy::Strategy;
+use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
+
+mod read;
+#[cfg(test)]
+mod tests;
+mod write;
+
+/// Where a read was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    L1,
+    L2,
+    Db,
+    Replica,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::L1 => "l1",
+            Source::L2 => "l2",
+            Source::Db => "db",
+            Source::Replica => "replica",
+        }
+    }
+}
+
+/// A successful read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub row: Row,
+    pub source: Source,
+    /// Served past its freshness while another reader refreshes it (stale-while-revalidate).
+    pub stale: bool,
+    /// Served by another call's load instead of its own: a single-flight follower in this
+    /// process, or a lease loser that found the winner's fill in L1.
+    pub waited: bool,
+}
+
+/// Why a read or write failed. Cache tiers never fail a read: only the database can.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("database: {0}")]
+    Db(TierError),
+    #[error(
+        "database overloaded: no connection free within {waited_ms} ms (limit {limit}); read shed"
+    )]
+    Shed { waited_ms: u64, limit: usize },
+    #[error("the load this read waited for was cancelled")]
+    Abandoned,
+}
+
+type Load = Result<Option<Got>, Error>;
+
+impl Abandoned for Load {
+    fn abandoned() -> Self {
+        Err(Error::Abandoned)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub version: u64,
+    /// Both tiers were invalidated. When false the write is in the database and the cache may
+    /// serve the old version until a TTL, an invalidator or a later write fixes it.
+    pub invalidated: bool,
+}
+
+/// The L2 pool: one client per memcached node, placed on a Ketama ring.
+pub struct Pool<M> {
+    pub ring: Ring,
+    pub nodes: Vec<M>,
+    breakers: Vec<Breaker>,
+}
+
+impl<M> Pool<M> {
+    pub fn new(ring: Ring, nodes: Vec<M>, cfg: &CacheConfig) -> Self {
+        assert_eq!(ring.nodes().len(), nodes.len(), "one client per ring node");
+        let breakers = nodes.iter().map(|_| cfg.breaker()).collect();
+        Pool {
+            ring,
+            nodes,
+            breakers,
+        }
+    }
+}
+
+/// A cache-aside instance over a Redis-like L1, a memcached pool and a store, with a strategy.
+pub struct CacheAside<R, M, S, St> {
+    l1: R,
+    l1_breaker: Breaker,
+    l2: Pool<M>,
+    store: S,
+    strategy: St,
+    cfg: CacheConfig,
+    flights: Flights<Load>,
+    db_slots: Semaphore,
+    metrics: Arc<Metrics>,
+    /// The instance's name, for people: lease tokens carry it, but it need not be unique.
+    instance: String,
+    /// What makes this instance's lease tokens its own whatever its name (two processes, or two
+    /// instances in one process, may share a name): see [`holder_id`].
+    holder: u64,
+    lease_seq: AtomicU64,
+    /// Where cache actions are reported, if anywhere.
+    events: Option<Arc<dyn Events>>,
+}
+
+/// An id for one `CacheAside`, distinct from every other instance's in this and other processes
+/// with overwhelming probability. std's `RandomState` draws fresh random keys per thread and
+/// steps them on every call, so two calls never hash alike; madsim seeds those keys from the
+/// run's seed, so the simulator stays deterministic. The process id separates forks that
+/// inherited a thread's keys.
+fn holder_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A deterministic per-key fraction in [0, 1), to spread TTLs without a random generator (the
+/// simulator must see the same TTLs for the same seed).
+fn key_fraction(key: &str) -> f64 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn timed<T>(
+    tier: &'static str,
+    limit: Duration,
+    f: impl Future<Output = TierResult<T>>,
+) -> TierResult<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(TierError::Timeout {
+            tier,
+            ms: limit.as_millis() as u64,
+        }),
+    }
+}
+
+/// One call through a breaker, with its latency and errors counted.
+async fn guarded<T>(
+    tier: &'static str,
+    breaker: &Breaker,
+    m: &TierMetrics,
+    limit: Duration,
+    f: impl Future<Output = TierResult<T>>,
+) -> TierResult<T> {
+    if !breaker.allow() {
+        m.skipped.fetch_add(1, Relaxed);
+        return Err(TierError::CircuitOpen { tier });
+    }
+    let start = Instant::now();
+    let r = timed(tier, limit, f).await;
+    m.latency.record(start.elapsed());
+    match &r {
+        Ok(_) => breaker.success(),
+        Err(e) => {
+            m.errors.fetch_add(1, Relaxed);
+            if e.is_health() {
+                breaker.failure();
+            } else {
+                breaker.success();
+            }
+        }
+    }
+    r
+}
+
+/// What a tier held for a key, decoded.
+enum Found {
+    Fresh(Row),
+    Stale(Row),
+    /// A tombstone or nothing.
+    Miss,
+}
+
+impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
+    pub fn new(
+        l1: R,
+        l2: Pool<M>,
+        store: S,
+        strategy: St,
+        cfg: CacheConfig,
+        instance: impl Into<String>,
+    ) -> Self {
+        CacheAside {
+            l1,
+            l1_breaker: cfg.breaker(),
+            l2,
+            store,
+            strategy,
+            flights: Flights::new(cfg.coalesce_waiters_max),
+            db_slots: Semaphore::new(cfg.db_concurrency_max),
+            metrics: Arc::new(Metrics::default()),
+            instance: instance.into(),
+            holder: holder_id(),
+            lease_seq: AtomicU64::new(0),
+            events: None,
+            cfg,
+        }
+    }
+
+    /// Reports every load, fill, invalidation and lease to `events` (see [`crate::events`]).
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// When an action begins, if anyone listens: without an events sink the cache's paths read
+    /// no extra clock.
+    fn clock(&self) -> Option<Instant> {
+        self.events.as_ref().map(|_| Instant::now())
+    }
+
+    fn emit(
+        &self,
+        key: &str,
+        action: Action,
+        tier: Tier,
+        version: Option<u64>,
+        outcome: ActionOutcome,
+        started: Option<Instant>,
+    ) {
+        if let (Some(sink), Some(started)) = (&self.events, started) {
+            sink.on(&CacheEvent {
+                instance: &self.instance,
+                key,
+                action,
+                tier,
+                version,
+                outcome,
+                started,
+            });
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    pub fn strategy(&self) -> &St {
+        &self.strategy
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn l1(&self) -> &R {
+        &self.l1
+    }
+
+    pub fn l2(&self) -> &Pool<M> {
+        &self.l2
+    }
+
+    fn l1_ttl_ms(&self, key: &Key) -> u64 {
+        let j = 1.0 - self.cfg.ttl_jitter * key_fraction(key.as_str());
+        ((self.cfg.l1_ttl_ms as f64) * j) as u64
+    }
+
+    fn l2_ttl_ms(&self, key: &Key) -> u64 {
+        let j = 1.0 - self.cfg.ttl_jitter * key_fraction(key.as_str());
+        ((self.cfg.l2_ttl_ms as f64) * j) as u64
+    }
+
+    fn secs(ms: u64) -> u32 {
+        // Memcached treats TTLs over 30 days as absolute times; keep them relative.
+        ms.div_ceil(1000).min(30 * 24 * 3600) as u32
+    }
+
+    async fn on_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        guarded(
+            "redis",
+            &self.l1_breaker,
+            &self.metrics.l1,
+            self.cfg.l1_timeout(),
+            f,
+        )
+        .await
+    }
+
+    async fn on_l2<T>(&self, node: usize, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        guarded(
+            "memcached",
+            &self.l2.breakers[node],
+            &self.metrics.l2,
+            self.cfg.l2_timeout(),
+            f,
+        )
+        .await
+    }
+}

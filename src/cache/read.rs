@@ -1,0 +1,417 @@
+//! The read path: L1, then L2, then the database (or a caller's loader), filling the tiers on the
+//! way back, under single-flight, the distributed lease and stale-while-revalidate.
+
+use super::*;
+
+impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
+    pub(super) fn decode(&self, key: &Key, raw: &[u8], m: &TierMetrics) -> Result<Found, ()> {
+        match envelope::decode(key.as_str(), raw) {
+            Ok(Entry::Value {
+                version,
+                fresh_until_ms,
+                payload,
+            }) => {
+                let row = Row { version, payload };
+                Ok(if fresh_until_ms != 0 && now_ms() > fresh_until_ms {
+                    Found::Stale(row)
+                } else {
+                    Found::Fresh(row)
+                })
+            }
+            Ok(Entry::Tombstone { .. }) => Ok(Found::Miss),
+            Err(e) => {
+                m.corrupt.fetch_add(1, Relaxed);
+                warn!(key = %key, error = %e, "corrupt cache entry: deleting it and reading on");
+                Err(())
+            }
+        }
+    }
+
+    pub(super) async fn read_l1(&self, key: &Key) -> Found {
+        match self.on_l1(self.l1.get(key.as_str())).await {
+            Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
+                Ok(f) => f,
+                Err(()) => {
+                    let _ = self.on_l1(self.l1.del(&[key.to_string()])).await;
+                    Found::Miss
+                }
+            },
+            Ok(None) => Found::Miss,
+            Err(e) => {
+                debug!(key = %key, error = %e, "L1 read failed; reading on");
+                Found::Miss
+            }
+        }
+    }
+
+    pub(super) async fn read_l2(&self, key: &Key) -> Found {
+        let mk = key.memcached();
+        let n = self.l2.ring.node_index(mk.as_bytes());
+        match self.on_l2(n, self.l2.nodes[n].gets(&mk)).await {
+            Ok(Some((raw, _))) => match self.decode(key, &raw, &self.metrics.l2) {
+                Ok(f) => f,
+                Err(()) => {
+                    let _ = self.on_l2(n, self.l2.nodes[n].delete(&mk)).await;
+                    Found::Miss
+                }
+            },
+            Ok(None) => Found::Miss,
+            Err(e) => {
+                debug!(key = %key, error = %e, "L2 read failed; reading on");
+                Found::Miss
+            }
+        }
+    }
+
+    pub(super) fn entry(&self, key: &Key, row: &Row, ttl_ms: u64) -> Vec<u8> {
+        let fresh_until_ms = if self.cfg.stale_while_revalidate_ms > 0 {
+            now_ms() + ttl_ms
+        } else {
+            0
+        };
+        envelope::encode(
+            key.as_str(),
+            &Entry::Value {
+                version: row.version,
+                fresh_until_ms,
+                payload: row.payload.clone(),
+            },
+        )
+    }
+
+    pub(super) fn emit_fill(
+        &self,
+        key: &str,
+        tier: Tier,
+        version: u64,
+        r: &TierResult<bool>,
+        started: Option<Instant>,
+    ) {
+        let outcome = match r {
+            Ok(true) => ActionOutcome::Ok,
+            Ok(false) => ActionOutcome::Refused,
+            Err(_) => ActionOutcome::Failed,
+        };
+        self.emit(key, Action::Fill, tier, Some(version), outcome, started);
+    }
+
+    pub(super) async fn fill_l1(&self, key: &Key, row: &Row) {
+        let ttl = self.l1_ttl_ms(key);
+        let e = self.entry(key, row, ttl);
+        if e.len() > self.cfg.l1_item_bytes_max {
+            self.metrics.l1.oversized.fetch_add(1, Relaxed);
+            return;
+        }
+        let hard_ttl = ttl + self.cfg.stale_while_revalidate_ms;
+        let started = self.clock();
+        let r = self
+            .on_l1(
+                self.strategy
+                    .fill_l1(&self.l1, key.as_str(), &e, row.version, hard_ttl),
+            )
+            .await;
+        self.emit_fill(key.as_str(), Tier::L1, row.version, &r, started);
+        match r {
+            Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
+            Ok(false) => drop(self.metrics.l1.fill_rejections.fetch_add(1, Relaxed)),
+            Err(e) => debug!(key = %key, error = %e, "L1 fill failed"),
+        }
+    }
+
+    pub(super) async fn fill_l2(&self, key: &Key, row: &Row) {
+        let ttl = self.l2_ttl_ms(key);
+        let e = self.entry(key, row, ttl);
+        if e.len() > self.cfg.l2_item_bytes_max {
+            // Over memcached's item limit: skip L2, never an error to the caller.
+            self.metrics.l2.oversized.fetch_add(1, Relaxed);
+            return;
+        }
+        let mk = key.memcached();
+        let n = self.l2.ring.node_index(mk.as_bytes());
+        let ttl_s = Self::secs(ttl + self.cfg.stale_while_revalidate_ms);
+        let started = self.clock();
+        let r = self
+            .on_l2(
+                n,
+                self.strategy
+                    .fill_l2(&self.l2.nodes[n], &mk, &e, row.version, ttl_s),
+            )
+            .await;
+        self.emit_fill(key.as_str(), Tier::L2, row.version, &r, started);
+        match r {
+            Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
+            Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
+            Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
+        }
+    }
+
+    /// Reads `key` through the tiers: L1, then L2, then the database (filling both on the way
+    /// back). `Ok(None)`: the database has no such row.
+    pub async fn get(&self, key: &Key) -> Result<Option<Got>, Error> {
+        let from = self.cfg.read_from;
+        self.get_with(key, || self.store.read(key.as_str(), from))
+            .await
+    }
+
+    /// As [`CacheAside::get`], with `loader` in place of the store's read on a miss: it returns
+    /// the row and the version the database gave it. Everything else is the same: one load per
+    /// key per process, the lease, the limit on database reads, the fills.
+    pub async fn get_with<L, F>(&self, key: &Key, loader: L) -> Result<Option<Got>, Error>
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        let span = tracing::info_span!("aside.get", key = %key, source = tracing::field::Empty);
+        async {
+            let got = self.get_inner(key, &loader).await;
+            if let Ok(Some(g)) = &got {
+                tracing::Span::current().record("source", g.source.as_str());
+            }
+            got
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub(super) async fn get_inner<L, F>(&self, key: &Key, loader: &L) -> Result<Option<Got>, Error>
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        let hit = |row, source, stale| {
+            Ok(Some(Got {
+                row,
+                source,
+                stale,
+                waited: false,
+            }))
+        };
+        match self.read_l1(key).await {
+            Found::Fresh(row) => {
+                self.metrics.l1.hits.fetch_add(1, Relaxed);
+                return hit(row, Source::L1, false);
+            }
+            Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
+            Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
+        }
+        let started = self.clock();
+        match self.read_l2(key).await {
+            Found::Fresh(row) => {
+                self.metrics.l2.hits.fetch_add(1, Relaxed);
+                // What the backfill below puts into L1 was loaded from L2.
+                let v = Some(row.version);
+                self.emit(
+                    key.as_str(),
+                    Action::Load,
+                    Tier::L2,
+                    v,
+                    ActionOutcome::Ok,
+                    started,
+                );
+                self.fill_l1(key, &row).await;
+                return hit(row, Source::L2, false);
+            }
+            Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
+            Found::Miss => drop(self.metrics.l2.misses.fetch_add(1, Relaxed)),
+        }
+        let (got, role) = self
+            .flights
+            .run(key.as_str(), || self.load(key, loader))
+            .await;
+        if role == Role::Follower {
+            self.metrics.coalesced.fetch_add(1, Relaxed);
+            return got.map(|g| g.map(|g| Got { waited: true, ..g }));
+        }
+        got
+    }
+
+    /// A value past its freshness: one reader (the lease winner) refreshes it from the database,
+    /// everyone else is served the stale value meanwhile.
+    pub(super) async fn revalidate<L, F>(
+        &self,
+        key: &Key,
+        row: Row,
+        source: Source,
+        loader: &L,
+    ) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        match self.lease(key).await {
+            Some(token) => {
+                let got = self.load_locked(key, loader).await;
+                self.release(key, &token).await;
+                got
+            }
+            None => {
+                self.metrics.stale_served.fetch_add(1, Relaxed);
+                match source {
+                    Source::L1 => self.metrics.l1.hits.fetch_add(1, Relaxed),
+                    _ => self.metrics.l2.hits.fetch_add(1, Relaxed),
+                };
+                Ok(Some(Got {
+                    row,
+                    source,
+                    stale: true,
+                    waited: false,
+                }))
+            }
+        }
+    }
+
+    pub(super) fn lease_key(key: &Key) -> String {
+        format!("aside:lease:{key}")
+    }
+
+    /// Takes the distributed lease for loading `key`: Some(token) when won. When L1 cannot be
+    /// asked (down, circuit open), the lease is taken as won: availability over stampede safety.
+    pub(super) async fn lease(&self, key: &Key) -> Option<String> {
+        if self.cfg.lease_ms == 0 {
+            return Some(String::new());
+        }
+        let token = format!(
+            "{}:{:016x}:{}",
+            self.instance,
+            self.holder,
+            self.lease_seq.fetch_add(1, Relaxed)
+        );
+        let started = self.clock();
+        let r = self
+            .on_l1(self.l1.set(
+                &Self::lease_key(key),
+                token.as_bytes(),
+                self.cfg.lease_ms,
+                SetCond::Nx,
+            ))
+            .await;
+        let (action, outcome) = match r {
+            Ok(true) => (Action::LeaseWon, ActionOutcome::Ok),
+            Err(_) => (Action::LeaseWon, ActionOutcome::Failed),
+            Ok(false) => (Action::LeaseLost, ActionOutcome::Ok),
+        };
+        self.emit(key.as_str(), action, Tier::L1, None, outcome, started);
+        (action == Action::LeaseWon).then_some(token)
+    }
+
+    pub(super) async fn release(&self, key: &Key, token: &str) {
+        if !token.is_empty() {
+            let _ = self
+                .on_l1(self.l1.release(&Self::lease_key(key), token))
+                .await;
+        }
+    }
+
+    /// A miss, once per process: take the lease or wait for its holder's fill, then load.
+    pub(super) async fn load<L, F>(&self, key: &Key, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        let span = tracing::debug_span!("aside.load", key = %key);
+        async {
+            if let Some(token) = self.lease(key).await {
+                let got = self.load_locked(key, loader).await;
+                self.release(key, &token).await;
+                return got;
+            }
+            // Someone else is loading: poll L1 for their fill, then load ourselves (without
+            // filling: our read may be older than theirs).
+            self.metrics.lease_waits.fetch_add(1, Relaxed);
+            let deadline = Instant::now() + Duration::from_millis(self.cfg.lease_wait_ms);
+            let mut pause = Duration::from_millis(2);
+            while Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                if let Found::Fresh(row) = self.read_l1(key).await {
+                    self.metrics.l1.hits.fetch_add(1, Relaxed);
+                    return Ok(Some(Got {
+                        row,
+                        source: Source::L1,
+                        stale: false,
+                        waited: true,
+                    }));
+                }
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            self.load_db(key, loader).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub(super) async fn load_locked<L, F>(&self, key: &Key, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        let got = self.load_db(key, loader).await?;
+        if let Some(g) = &got {
+            self.fill_l1(key, &g.row).await;
+            self.fill_l2(key, &g.row).await;
+        }
+        Ok(got)
+    }
+
+    /// One database read under the concurrency limit.
+    pub(super) async fn load_db<L, F>(&self, key: &Key, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        let wait = Duration::from_millis(self.cfg.db_wait_ms_max);
+        let _slot = match tokio::time::timeout(wait, self.db_slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                self.metrics.shed.fetch_add(1, Relaxed);
+                return Err(Error::Shed {
+                    waited_ms: self.cfg.db_wait_ms_max,
+                    limit: self.cfg.db_concurrency_max,
+                });
+            }
+        };
+        let from = self.cfg.read_from;
+        let start = Instant::now();
+        let r = timed("postgres", self.cfg.db_timeout(), loader()).await;
+        self.metrics.db.latency.record(start.elapsed());
+        let (tier, version, outcome) = match &r {
+            Ok(row) => (
+                if from == ReadFrom::Replica {
+                    Tier::Replica
+                } else {
+                    Tier::Db
+                },
+                row.as_ref().map(|r| r.version),
+                ActionOutcome::Ok,
+            ),
+            Err(_) => (Tier::Db, None, ActionOutcome::Failed),
+        };
+        self.emit(
+            key.as_str(),
+            Action::Load,
+            tier,
+            version,
+            outcome,
+            Some(start),
+        );
+        match r {
+            Ok(row) => {
+                self.metrics.db.hits.fetch_add(1, Relaxed);
+                let source = if from == ReadFrom::Replica {
+                    Source::Replica
+                } else {
+                    Source::Db
+                };
+                Ok(row.map(|row| Got {
+                    row,
+                    source,
+                    stale: false,
+                    waited: false,
+                }))
+            }
+            Err(e) => {
+                self.metrics.db.errors.fetch_add(1, Relaxed);
+                Err(Error::Db(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The shared paths with in-memory tiers: what the container tests cannot make happen on
+//! demand (a slow database, a value past its freshness, a tier that always fails).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use super::*;
+use crate::envelope::{blocks, Kind};
+
+#[derive(Default)]
+struct MemRedis {
+    data: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    down: AtomicBool,
+}
+
+impl MemRedis {
+    fn check(&self) -> TierResult<()> {
+        if self.down.load(Relaxed) {
+            return Err(TierError::Unavailable {
+                tier: "redis",
+                detail: "down".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn live(&self, key: &str) -> Option<Vec<u8>> {
+        let d = self.data.lock().unwrap();
+        d.get(key)
+            .filter(|(_, exp)| Instant::now() < *exp)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, key: &str, value: &[u8], ttl_ms: u64) {
+        let exp = Instant::now() + Duration::from_millis(ttl_ms);
+        self.data
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (value.to_vec(), exp));
+    }
+
+    fn versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        kind: Kind,
+    ) -> TierResult<bool> {
+        self.check()?;
+        let blocked = self
+            .live(key)
+            .and_then(|raw| envelope::decode(key, &raw).ok())
+            .is_some_and(|e| blocks(&e, kind, version));
+        if !blocked {
+            self.put(key, value, ttl_ms);
+        }
+        Ok(!blocked)
+    }
+}
+
+impl RedisLike for MemRedis {
+    async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
+        self.check()?;
+        Ok(self.live(key))
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
+        self.check()?;
+        let exists = self.live(key).is_some();
+        if (cond == SetCond::Nx && exists) || (cond == SetCond::Xx && !exists) {
+            return Ok(false);
+        }
+        self.put(key, value, ttl_ms);
+        Ok(true)
+    }
+    async fn del(&self, keys: &[String]) -> TierResult<u64> {
+        self.check()?;
+        let mut d = self.data.lock().unwrap();
+        Ok(keys.iter().filter(|k| d.remove(*k).is_some()).count() as u64)
+    }
+    async fn scan(
+        &self,
+        _cursor: u64,
+        _pattern: &str,
+        _count: u32,
+    ) -> TierResult<(u64, Vec<String>)> {
+        self.check()?;
+        Ok((0, Vec::new()))
+    }
+    async fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.versioned(key, value, version, ttl_ms, Kind::Value)
+    }
+    async fn tombstone(&self, key: &str, t: &[u8], version: u64, ttl_ms: u64) -> TierResult<bool> {
+        self.versioned(key, t, version, ttl_ms, Kind::Tombstone)
+    }
+    async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
+        self.check()?;
+        let ours = self.live(key).is_some_and(|v| v == token.as_bytes());
+        if ours {
+            self.data.lock().unwrap().remove(key);
+        }
+        Ok(ours)
+    }
+}
+
+/// A memcached that is always empty and accepts everything: L2 plays no part here.
+struct NoL2;
+
+impl MemcachedLike for NoL2 {
+    async fn gets(&self, _: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
+        Ok(None)
+    }
+    async fn set(&self, _: &str, _: &[u8], _: u32) -> TierResult<()> {
+        Ok(())
+    }
+    async fn add(&self, _: &str, _: &[u8], _: u32) -> TierResult<bool> {
+        Ok(true)
+    }
+    async fn cas(&self, _: &str, _: &[u8], _: u32, _: u64) -> TierResult<bool> {
+        Ok(true)
+    }
+    async fn delete(&self, _: &str) -> TierResult<bool> {
+        Ok(true)
+    }
+    async fn flush_all(&self) -> TierResult<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct SlowStore {
+    rows: Mutex<HashMap<String, u64>>,
+    delay_ms: u64,
+    reads: AtomicU64,
+}
+
+impl Store for SlowStore {
+    async fn read(&self, key: &str, _: ReadFrom) -> TierResult<Option<Row>> {
+        self.reads.fetch_add(1, Relaxed);
+        tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
+        let v = self.rows.lock().unwrap().get(key).copied().unwrap_or(0);
+        Ok(Some(Row {
+            version: v,
+            payload: format!("v{v}").into_bytes(),
+        }))
+    }
+    async fn write(&self, key: &str, _: &[u8]) -> TierResult<u64> {
+        let mut rows = self.rows.lock().unwrap();
+        let v = rows.entry(key.to_string()).or_insert(0);
+        *v += 1;
+        Ok(*v)
+    }
+}
+
+type Mem = CacheAside<MemRedis, NoL2, SlowStore, crate::Builtin>;
+
+fn cache(cfg: CacheConfig, delay_ms: u64) -> Mem {
+    let cfg = cfg.validate().unwrap();
+    let pool = Pool::new(Ring::new(&["l2:1"]).unwrap(), vec![NoL2], &cfg);
+    let store = SlowStore {
+        delay_ms,
+        ..Default::default()
+    };
+    CacheAside::new(
+        MemRedis::default(),
+        pool,
+        store,
+        crate::Builtin::Versioned,
+        cfg,
+        "test",
+    )
+}
+
+fn key(id: &str) -> Key {
+    Key::new("t", 1, id).unwrap()
+}
+
+#[tokio::test]
+async fn reads_over_the_database_limit_are_shed_not_queued_forever() {
+    let cfg = CacheConfig {
+        db_concurrency_max: 1,
+        db_wait_ms_max: 20,
+        lease_ms: 0,
+        ..CacheConfig::default()
+    };
+    let c = Arc::new(cache(cfg, 200));
+    let (a, b) = (c.clone(), c.clone());
+    let first = tokio::spawn(async move { a.get(&key("a")).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = b.get(&key("b")).await;
+    assert_eq!(
+        second,
+        Err(Error::Shed {
+            waited_ms: 20,
+            limit: 1
+        })
+    );
+    assert_eq!(first.await.unwrap().unwrap().unwrap().source, Source::Db);
+    assert_eq!(c.metrics().shed.load(Relaxed), 1);
+}
+
+#[derive(Default)]
+struct Sink(Mutex<Vec<String>>);
+
+impl Events for Sink {
+    fn on(&self, e: &CacheEvent<'_>) {
+        self.0.lock().unwrap().push(format!(
+            "{} {} {} {:?} {}",
+            e.instance,
+            e.action.as_str(),
+            e.tier.as_str(),
+            e.version,
+            e.outcome.as_str()
+        ));
+    }
+}
+
+#[tokio::test]
+async fn events_report_each_load_fill_invalidation_and_lease_in_order() {
+    let sink = Arc::new(Sink::default());
+    let c = cache(CacheConfig::default(), 0).with_events(sink.clone());
+    let k = key("ev");
+    c.get(&k).await.unwrap();
+    c.write(&k, b"x").await.unwrap();
+    // A fill older than the tombstone the write left is refused, and says so.
+    c.fill_l1(
+        &k,
+        &Row {
+            version: 0,
+            payload: b"v0".to_vec(),
+        },
+    )
+    .await;
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        vec![
+            "test lease-won l1 None ok",
+            "test load db Some(0) ok",
+            "test fill l1 Some(0) ok",
+            "test fill l2 Some(0) ok",
+            "test invalidate l1 Some(1) ok",
+            "test invalidate l2 Some(1) ok",
+            "test fill l1 Some(0) refused",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn lease_tokens_are_unique_per_holder_even_when_instances_share_a_name() {
+    // Two instances named alike ("test"), as six clients of one app node once were.
+    let (a, b) = (
+        cache(CacheConfig::default(), 0),
+        cache(CacheConfig::default(), 0),
+    );
+    let k = key("lease");
+    let (ta, tb) = (a.lease(&k).await.unwrap(), b.lease(&k).await.unwrap());
+    assert_ne!(
+        ta, tb,
+        "same name, same sequence number: the tokens must still differ"
+    );
+    // a's lease in the Redis both share: b's release must leave it alone.
+    let lease = format!("aside:lease:{k}");
+    b.l1().put(&lease, ta.as_bytes(), 10_000);
+    b.release(&k, &tb).await;
+    assert_eq!(b.l1().live(&lease), Some(ta.into_bytes()));
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_while_the_lease_holder_refreshes() {
+    let cfg = CacheConfig {
+        l1_ttl_ms: 30,
+        ttl_jitter: 0.0,
+        stale_while_revalidate_ms: 5_000,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg, 0);
+    let k = key("swr");
+    assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::Db);
+    assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::L1);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    // Someone else holds the lease: we are served the stale value.
+    c.l1().put(&format!("aside:lease:{k}"), b"other", 10_000);
+    let g = c.get(&k).await.unwrap().unwrap();
+    assert_eq!((g.source, g.stale), (Source::L1, true));
+    assert_eq!(c.metrics().stale_served.load(Relaxed), 1);
+    // The lease is free: this reader refreshes from the database.
+    c.l1()
+        .data
+        .lock()
+        .unwrap()
+        .remove(&format!("aside:lease:{k}"));
+    let g = c.get(&k).await.unwrap().unwrap();
+    assert_eq!((g.source, g.stale), (Source::Db, false));
+    assert_eq!(
+        c.get(&k).await.unwrap().unwrap().source,
+        Source::L1,
+        "and filled a fresh value"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_loser_waits_for_the_winners_fill_instead_of_reading_the_database() {
+    let cfg = CacheConfig::default();
+    let c = cache(cfg, 30);
+    let k = key("contended");
+    c.l1()
+        .put(&format!("aside:lease:{k}"), b"other-process", 10_000);
+    let winner_fill = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let e = envelope::encode(
+            k.as_str(),
+            &Entry::Value {
+                version: 0,
+                fresh_until_ms: 0,
+                payload: b"v0".to_vec(),
+            },
+        );
+        c.l1().put(k.as_str(), &e, 60_000);
+    };
+    let (got, ()) = tokio::join!(c.get(&k), winner_fill);
+    let g = got.unwrap().unwrap();
+    assert_eq!((g.source, g.waited), (Source::L1, true));
+    assert_eq!(
+        c.store().reads.load(Relaxed),
+        0,
+        "no database read of its own"
+    );
+    assert_eq!(c.metrics().lease_waits.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_dead_l1_is_skipped_after_the_breaker_opens_and_reads_still_succeed() {
+    let cfg = CacheConfig {
+        breaker_failures_max: 3,
+        breaker_cooldown_ms: 60_000,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg, 0);
+    c.l1().down.store(true, Relaxed);
+    for i in 0..10 {
+        assert_eq!(
+            c.get(&key(&format!("k{i}"))).await.unwrap().unwrap().source,
+            Source::Db
+        );
+    }
+    assert_eq!(
+        c.metrics().l1.errors.load(Relaxed),
+        3,
+        "three failures open the circuit"
+    );
+    assert!(
+        c.metrics().l1.skipped.load(Relaxed) >= 10,
+        "then every call skips L1"
+    );
+}
+
+#[tokio::test]
+async fn a_write_leaves_a_tombstone_that_refuses_the_older_fill() {
+    let c = cache(CacheConfig::default(), 0);
+    let k = key("race");
+    let w = c.write(&k, b"").await.unwrap();
+    assert_eq!((w.version, w.invalidated), (1, true));
+    let old = envelope::encode(
+        k.as_str(),
+        &Entry::Value {
+            version: 0,
+            fresh_until_ms: 0,
+            payload: b"v0".to_vec(),
+        },
+    );
+    assert!(!c
+        .l1()
+        .fill_if_newer(k.as_str(), &old, 0, 60_000)
+        .await
+        .unwrap());
+    assert_eq!(c.get(&k).await.unwrap().unwrap().row.version, 1);
+}
+
+#[tokio::test]
+async fn a_custom_loader_takes_the_stores_place_on_a_miss() {
+    let c = cache(CacheConfig::default(), 0);
+    let k = key("custom");
+    let calls = AtomicU64::new(0);
+    let loader = || async {
+        calls.fetch_add(1, Relaxed);
+        Ok(Some(Row {
+            version: 7,
+            payload: b"from my query".to_vec(),
+        }))
+    };
+    let g = c.get_with(&k, loader).await.unwrap().unwrap();
+    assert_eq!((g.row.version, g.source), (7, Source::Db));
+    let g = c.get_with(&k, loader).await.unwrap().unwrap();
+    assert_eq!(
+        (g.row.payload.as_slice(), g.source),
+        (&b"from my query"[..], Source::L1)
+    );
+    assert_eq!((calls.load(Relaxed), c.store().reads.load(Relaxed)), (1, 0));
+}
