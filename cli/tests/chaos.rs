@@ -39,7 +39,10 @@ fn the_list_names_every_scenario_and_why_some_cannot_run() {
         .any(|l| l.starts_with("split-brain") && l.ends_with("runs")));
     assert!(out
         .lines()
-        .any(|l| l.starts_with("latency-spike") && l.contains("cannot run: ")));
+        .any(|l| l.starts_with("scan-gap") && l.contains("cannot run: ")));
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("latency-spike") && l.ends_with("runs")));
 }
 
 #[test]
@@ -47,7 +50,7 @@ fn bad_input_is_one_line_and_exit_2() {
     for (args, says) in [
         (vec!["chaos", "--scenario", "nope"], "unknown scenario"),
         (
-            vec!["chaos", "--scenario", "latency-spike"],
+            vec!["chaos", "--scenario", "scan-gap"],
             "cannot run against containers yet",
         ),
         (

@@ -33,14 +33,15 @@ use testcontainers::core::{AccessMode, Mount, WaitFor};
 use tokio::time::Instant;
 
 use crate::cluster::{Addrs, Cluster, Launch, Node};
+use crate::proxy::Proxies;
 use crate::Error;
 
 /// Where the run directory is mounted in an app node's container.
 pub const RUN_DIR: &str = "/aside-run";
 /// Where the binary is mounted.
 const BINARY: &str = "/usr/local/bin/aside";
-/// What an app node prints once its instance is built and it waits for `go`.
-const READY: &str = "aside app ready";
+/// What an app node prints as soon as it runs (then it waits for the `net` file).
+const STARTED: &str = "aside app started";
 
 /// What one app node's container is told to do (one JSON argument of `aside chaos app`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,12 +135,15 @@ pub struct AppNodes {
 }
 
 impl AppNodes {
-    /// Starts `sc.apps` app nodes, each connected and waiting for [`AppNodes::go`].
+    /// Starts `sc.apps` app nodes, each connected and waiting for [`AppNodes::go`]. With
+    /// `proxies`, every connection of theirs goes through them (DNAT rules added before the app
+    /// nodes open any).
     pub async fn launch(
         cluster: &Cluster,
         sc: &Scenario,
         strategy: Builtin,
         seed: u64,
+        proxies: Option<&Proxies>,
     ) -> Result<AppNodes, Error> {
         let binary = app_binary()?;
         check_binary(&binary, &cluster.tag)?;
@@ -185,7 +189,7 @@ impl AppNodes {
                     &name,
                     0,
                     cmd,
-                    WaitFor::message_on_stdout(READY),
+                    WaitFor::message_on_stdout(STARTED),
                     Some(&user),
                     mounts,
                 )
@@ -194,45 +198,85 @@ impl AppNodes {
         });
         let nodes = futures_util::future::try_join_all(launches).await?;
         this.nodes = nodes;
+        if let Some(p) = proxies {
+            let rules: Vec<String> = p
+                .dnat_rules()
+                .iter()
+                .map(|r| format!("iptables {}", r.join(" ")))
+                .collect();
+            let script = rules.join(" && ");
+            for n in &this.nodes {
+                crate::nemesis::docker(&[
+                    "exec",
+                    "-u",
+                    "root",
+                    n.container.id(),
+                    "sh",
+                    "-c",
+                    &script,
+                ])
+                .map_err(|e| {
+                    Error::Docker(format!("{}: routing through the proxies: {e}", n.name))
+                })?;
+            }
+        }
+        this.signal("net", "")?;
+        // Each app node connects, then says it is ready with a file of its own.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (app, node) in this.nodes.iter().enumerate() {
+            let file = this.dir.join(format!("ready-{}", app + 1));
+            this.wait_for(node, &file, deadline).await?;
+        }
         Ok(this)
+    }
+
+    /// Writes `name` (atomically) in the run directory, where every app node sees it.
+    fn signal(&self, name: &str, text: &str) -> Result<(), Error> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, self.dir.join(name)))
+            .map_err(|e| Error::Docker(format!("writing the {name} file: {e}")))
+    }
+
+    /// Waits until `file` exists, while `node` runs and `deadline` has not passed.
+    async fn wait_for(&self, node: &Node, file: &Path, deadline: Instant) -> Result<(), Error> {
+        loop {
+            if file.exists() {
+                return Ok(());
+            }
+            let exited = node.container.exit_code().await.ok().flatten();
+            // The file is written before the process exits: look again once it has.
+            if exited.is_some() && file.exists() {
+                return Ok(());
+            }
+            if exited.is_some() || Instant::now() >= deadline {
+                let err = node.container.stderr_to_vec().await.unwrap_or_default();
+                let err = String::from_utf8_lossy(&err);
+                return Err(Error::Docker(format!(
+                    "{} wrote no {} ({}): {}",
+                    node.name,
+                    file.file_name().unwrap_or_default().to_string_lossy(),
+                    match exited {
+                        Some(c) => format!("it exited with {c}"),
+                        None => "still running at the deadline".into(),
+                    },
+                    err.lines().last().unwrap_or("no output").trim()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Tells every app node that the history's zero is the `CLOCK_MONOTONIC` instant `origin_ns`.
     pub fn go(&self, origin_ns: u64) -> Result<(), Error> {
-        let tmp = self.dir.join("go.tmp");
-        std::fs::write(&tmp, origin_ns.to_string())
-            .and_then(|_| std::fs::rename(&tmp, self.dir.join("go")))
-            .map_err(|e| Error::Docker(format!("writing the go file: {e}")))
+        self.signal("go", &origin_ns.to_string())
     }
 
     /// Waits (until `deadline`) for every app node's lines and absorbs them into `rec`.
     pub async fn collect(&self, rec: &Recorder, deadline: Instant) -> Result<(), Error> {
         for (app, node) in self.nodes.iter().enumerate() {
             let file = self.dir.join(format!("app-{}.jsonl", app + 1));
-            loop {
-                if file.exists() {
-                    break;
-                }
-                let exited = node.container.exit_code().await.ok().flatten();
-                // The file is written before the process exits: look again once it has.
-                if exited.is_some() && file.exists() {
-                    break;
-                }
-                if exited.is_some() || Instant::now() >= deadline {
-                    let err = node.container.stderr_to_vec().await.unwrap_or_default();
-                    let err = String::from_utf8_lossy(&err);
-                    return Err(Error::Docker(format!(
-                        "{} wrote no history ({}): {}",
-                        node.name,
-                        match exited {
-                            Some(c) => format!("it exited with {c}"),
-                            None => "still running at the deadline".into(),
-                        },
-                        err.lines().last().unwrap_or("no output").trim()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            self.wait_for(node, &file, deadline).await?;
             let lines = std::fs::read(&file)
                 .map_err(|e| Error::Docker(format!("reading {}: {e}", file.display())))?;
             rec.absorb(&lines)
@@ -259,21 +303,20 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     let strategy = Builtin::parse(&task.strategy)
         .ok_or_else(|| bad(format!("unknown strategy {:?}", task.strategy)))?;
     let name = Target::App(task.app as u8).name();
+    println!("{STARTED}");
+    // The host routes this container's connections (through the proxies) before it opens any.
+    signalled(&run_dir.join("net")).await;
     let cache = task
         .addrs
         .library(strategy, sc.cache_config(), &name)
         .await?;
-    println!("{READY}");
-    let go = run_dir.join("go");
-    let origin_ns = loop {
-        if let Ok(s) = std::fs::read_to_string(&go) {
-            break s
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| bad(format!("the go file {s:?}: {e}")))?;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let ready = run_dir.join(format!("ready-{}", task.app + 1));
+    std::fs::write(&ready, "").map_err(|e| bad(format!("writing {}: {e}", ready.display())))?;
+    let go = signalled(&run_dir.join("go")).await;
+    let origin_ns = go
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| bad(format!("the go file {go:?}: {e}")))?;
     let origin = instant_at(origin_ns);
     tokio::time::sleep_until(origin).await;
     let rec = Arc::new(Recorder::start_at(origin));
@@ -303,4 +346,14 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         .and_then(|_| std::fs::rename(&tmp, &file))
         .map_err(|e| bad(format!("writing {}: {e}", file.display())))?;
     Ok(())
+}
+
+/// The text of `file`, once the host has written it.
+async fn signalled(file: &Path) -> String {
+    loop {
+        if let Ok(s) = std::fs::read_to_string(file) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

@@ -480,6 +480,39 @@ impl Cluster {
         })
     }
 
+    /// Every server container.
+    pub fn nodes(&self) -> Vec<&Node> {
+        let mut all = vec![&self.redis_master];
+        all.extend(self.redis_replica.as_ref());
+        all.extend(self.sentinels.iter());
+        all.extend(self.memcached.iter());
+        all.push(&self.pg_primary);
+        all.extend(self.pg_replica.as_ref());
+        all
+    }
+
+    /// The host's address on the cluster network (its gateway): where the app nodes of the
+    /// runner's process appear to come from, and where the latency proxies listen.
+    pub fn gateway(&self) -> Result<IpAddr, Error> {
+        let o = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                &self.run_id,
+                "-f",
+                "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            ])
+            .output()
+            .map_err(|e| Error::Docker(format!("cannot run docker: {e}")))?;
+        let gw = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        gw.parse().map_err(|e| {
+            Error::Docker(format!(
+                "the cluster network's gateway {gw:?}: {e} ({})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        })
+    }
+
     /// Where this cluster's servers are.
     pub fn addrs(&self) -> Addrs {
         Addrs {

@@ -10,6 +10,7 @@ pub mod app;
 pub mod cluster;
 pub mod image;
 pub mod nemesis;
+pub mod proxy;
 pub mod run;
 
 pub use cluster::{

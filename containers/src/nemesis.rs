@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cluster::{Cluster, Node};
+use crate::proxy::Proxies;
 
 /// How long a probe waits for an answer before the target counts as unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -59,6 +60,8 @@ pub struct DockerNemesis<'a> {
     apps: IpAddr,
     /// The app nodes' containers, when they run in containers of their own (else empty).
     app_nodes: &'a [Node],
+    /// The proxies between the app nodes and the servers (latency faults), when there are.
+    proxies: Option<&'a Proxies>,
     rules: Vec<(Fault, Rule)>,
     /// Rules staged by [`DockerNemesis::stage`], added by [`DockerNemesis::apply_staged`].
     staged: Vec<(Fault, Rule)>,
@@ -67,7 +70,7 @@ pub struct DockerNemesis<'a> {
 }
 
 /// `docker` with `args`: Ok(stdout) or Err(one line).
-fn docker(args: &[&str]) -> Result<String, String> {
+pub(crate) fn docker(args: &[&str]) -> Result<String, String> {
     let o = Command::new("docker")
         .args(args)
         .output()
@@ -201,22 +204,19 @@ fn psql(node: &Node, sql: &str) -> Result<String, String> {
 }
 
 impl<'a> DockerNemesis<'a> {
-    /// The nemesis of `cluster`, whose app nodes run in `app_nodes` (empty: in this process).
-    pub fn new(cluster: &'a Cluster, app_nodes: &'a [Node]) -> Result<DockerNemesis<'a>, String> {
-        let gw = docker(&[
-            "network",
-            "inspect",
-            &cluster.run_id,
-            "-f",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ])?;
-        let apps = gw
-            .parse()
-            .map_err(|e| format!("the cluster network's gateway {gw:?}: {e}"))?;
+    /// The nemesis of `cluster`, whose app nodes run in `app_nodes` (empty: in this process),
+    /// behind `proxies` when a plan delays the network.
+    pub fn new(
+        cluster: &'a Cluster,
+        app_nodes: &'a [Node],
+        proxies: Option<&'a Proxies>,
+    ) -> Result<DockerNemesis<'a>, String> {
+        let apps = cluster.gateway().map_err(|e| e.to_string())?;
         Ok(DockerNemesis {
             cluster,
             apps,
             app_nodes,
+            proxies,
             rules: Vec::new(),
             staged: Vec::new(),
             flushed: Vec::new(),
@@ -324,28 +324,57 @@ impl<'a> DockerNemesis<'a> {
             }
             return;
         }
-        let mut peer_ips: Vec<String> = self
+        let mut peer_ips: Vec<(Option<&'a Node>, String)> = self
             .side(peers)
             .into_iter()
             .filter(|(t, _)| !fault.target.contains(*t))
-            .map(|(_, n)| n.ip.to_string())
+            .map(|(t, n)| (matches!(t, Target::App(_)).then_some(n), n.ip.to_string()))
             .collect();
         if self.is_apps(peers) {
-            peer_ips.push(self.apps.to_string());
+            peer_ips.push((None, self.apps.to_string()));
         }
-        for (_, t) in self.side(fault.target) {
-            for ip in &peer_ips {
-                self.add_rule(
-                    fault,
-                    t,
-                    vec![s("INPUT"), s("-s"), ip.clone(), s("-j"), s("DROP")],
-                );
-                if !one_way {
-                    self.add_rule(
-                        fault,
-                        t,
-                        vec![s("OUTPUT"), s("-d"), ip.clone(), s("-j"), s("DROP")],
-                    );
+        let drop =
+            |chain: &str, flag: &str, ip: &str| vec![s(chain), s(flag), s(ip), s("-j"), s("DROP")];
+        // Behind the proxies a server sees every app node's connection come from the proxy, so a
+        // cut between an app node and a server is made in the app node, by the address it
+        // dialled (conntrack's original destination, before the DNAT to the proxy).
+        let dialled = |chain: &str, ip: &str| {
+            vec![
+                s(chain),
+                s("-m"),
+                s("conntrack"),
+                s("--ctorigdst"),
+                s(ip),
+                s("-j"),
+                s("DROP"),
+            ]
+        };
+        let proxied = self.proxies.is_some();
+        for (tt, t) in self.side(fault.target) {
+            let target_app = matches!(tt, Target::App(_));
+            for (peer_app, ip) in &peer_ips {
+                match (proxied, target_app, peer_app) {
+                    // The target is an app node, the peer a server.
+                    (true, true, None) => {
+                        self.add_rule(fault, t, dialled("INPUT", ip));
+                        if !one_way {
+                            self.add_rule(fault, t, dialled("OUTPUT", ip));
+                        }
+                    }
+                    // The target is a server, the peer an app node.
+                    (true, false, Some(app)) => {
+                        let server = t.ip.to_string();
+                        self.add_rule(fault, app, dialled("OUTPUT", &server));
+                        if !one_way {
+                            self.add_rule(fault, app, dialled("INPUT", &server));
+                        }
+                    }
+                    _ => {
+                        self.add_rule(fault, t, drop("INPUT", "-s", ip));
+                        if !one_way {
+                            self.add_rule(fault, t, drop("OUTPUT", "-d", ip));
+                        }
+                    }
                 }
             }
         }
@@ -390,8 +419,14 @@ impl<'a> DockerNemesis<'a> {
                     );
                 }
             }
-            // No proxy yet: nothing to do, and nothing will be observed.
-            Kind::Latency { .. } => {}
+            // Without proxies (app nodes in this process) nothing happens, and nothing is observed.
+            Kind::Latency { one_way_ms } => {
+                if let Some(p) = self.proxies {
+                    if let Err(e) = p.latency(Some(one_way_ms)).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
             Kind::Flush => {
                 for (t, n) in self.side(fault.target) {
                     let marked = match t {
@@ -562,7 +597,13 @@ impl Nemesis for DockerNemesis<'_> {
                 }
             }
             Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(&[*fault]),
-            Kind::Latency { .. } => {}
+            Kind::Latency { .. } => {
+                if let Some(p) = self.proxies {
+                    if let Err(e) = p.latency(None).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
             Kind::Flush => self.flushed.retain(|t| !fault.target.contains(*t)),
             Kind::MemoryLimit { .. } => {
                 for (t, n) in self.side(fault.target) {
@@ -641,7 +682,20 @@ impl Nemesis for DockerNemesis<'_> {
                     format!("{lost} of {LOSS_BURST} requests from the host to {} got no answer within 300 ms", t.name())
                 })
             }
-            Kind::Latency { .. } => None,
+            Kind::Latency { one_way_ms } => {
+                // A round trip from the host through the master's proxy, as an app node's goes.
+                let (t, n) = *self.side(Side::One(Target::RedisMaster)).first()?;
+                let (name, front) = self.proxies?.front_of(n.addr().parse().ok()?)?;
+                let began = std::time::Instant::now();
+                ask(t, front, Duration::from_secs(2)).await.ok()?;
+                let rtt = began.elapsed();
+                (rtt >= Duration::from_millis(2 * u64::from(one_way_ms))).then(|| {
+                    format!(
+                        "a round trip from the host through the {name} proxy ({front}) took {:.1} ms",
+                        rtt.as_secs_f64() * 1e3
+                    )
+                })
+            }
             Kind::Flush => {
                 let mut gone = Vec::new();
                 for t in self.flushed.clone() {

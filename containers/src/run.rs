@@ -33,6 +33,7 @@ use chaos::scenario::Scenario;
 use crate::app::{instant_at, monotonic_ns, AppNodes};
 use crate::cluster::{Cluster, ClusterSpec, MinReplicas};
 use crate::nemesis::DockerNemesis;
+use crate::proxy::Proxies;
 use crate::Error;
 
 /// FNV-1a 64 of (key, 0xff, version as 8 little-endian bytes) in PL/pgSQL, with numeric
@@ -83,12 +84,6 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     if sc.listing_transactions {
         return Some("listing transactions (sibling versions bumped together) are modelled only in the simulator's database".into());
     }
-    if sc.random_plan {
-        return Some(
-            "random plans may hold latency faults, which need a proxy this world does not have yet"
-                .into(),
-        );
-    }
     for step in &sc.plan.steps {
         let f = step.fault;
         if matches!(f.kind, Kind::Kill) && f.target.contains(Target::App(0)) {
@@ -96,20 +91,29 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
                 "{f}: a killed app node loses the lines it holds in memory"
             ));
         }
-        if matches!(f.kind, Kind::Latency { .. }) {
-            return Some("latency needs a Toxiproxy-compatible proxy between the apps and the servers, not built yet".into());
-        }
     }
     None
 }
 
-/// Does `sc` cut or freeze one app node alone? Then its app nodes run in containers.
+/// Does `sc` (as run with its seed) cut or freeze one app node alone, or delay the network?
+/// Then its app nodes run in containers (latency: behind the proxies).
 pub fn apps_in_containers(sc: &Scenario) -> bool {
     let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
-    sc.plan.steps.iter().any(|step| {
-        let f = step.fault;
-        one_app(f.target) || matches!(f.kind, Kind::Partition { peers, .. } if one_app(peers))
-    })
+    sc.random_plan
+        || sc.plan.steps.iter().any(|step| {
+            let f = step.fault;
+            one_app(f.target)
+                || matches!(f.kind, Kind::Partition { peers, .. } if one_app(peers))
+                || matches!(f.kind, Kind::Latency { .. })
+        })
+}
+
+/// Does `sc`'s plan delay the network (then the app nodes reach the servers through proxies)?
+fn has_latency(sc: &Scenario) -> bool {
+    sc.plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.fault.kind, Kind::Latency { .. }))
 }
 
 /// What a run produced.
@@ -140,6 +144,8 @@ pub async fn run_with(
     seed: u64,
     opts: RunOptions,
 ) -> Result<RunOutput, Error> {
+    // The `random` scenario's plan is the seed's.
+    let sc = &sc.for_seed(seed);
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",
@@ -176,13 +182,24 @@ pub async fn run_with(
 
     let duration = Duration::from_millis(sc.duration_ms);
     let rec = if apps_in_containers(sc) {
-        let apps = AppNodes::launch(&cluster, sc, strategy, seed).await?;
+        let proxies = if has_latency(sc) {
+            let servers: Vec<(String, std::net::SocketAddr)> = cluster
+                .nodes()
+                .into_iter()
+                .filter_map(|n| Some((n.name.clone(), n.addr().parse().ok()?)))
+                .collect();
+            Some(Proxies::start(cluster.gateway()?, &servers).await?)
+        } else {
+            None
+        };
+        let apps = AppNodes::launch(&cluster, sc, strategy, seed, proxies.as_ref()).await?;
         // A zero a little ahead, so that every app node has read it before it comes.
         let origin_ns = monotonic_ns() + 50_000_000;
         apps.go(origin_ns)?;
         let rec = Arc::new(Recorder::start_at(instant_at(origin_ns)));
         tokio::time::sleep_until(rec.origin()).await;
-        let mut nemesis = DockerNemesis::new(&cluster, &apps.nodes).map_err(Error::Docker)?;
+        let mut nemesis =
+            DockerNemesis::new(&cluster, &apps.nodes, proxies.as_ref()).map_err(Error::Docker)?;
         run_plan(&mut nemesis, &sc.plan, &rec).await;
         apps.collect(&rec, rec.origin() + duration + Duration::from_secs(60))
             .await?;
@@ -211,7 +228,7 @@ pub async fn run_with(
                 clients.push(tokio::spawn(run.client(cache.clone(), client)));
             }
         }
-        let mut nemesis = DockerNemesis::new(&cluster, &[]).map_err(Error::Docker)?;
+        let mut nemesis = DockerNemesis::new(&cluster, &[], None).map_err(Error::Docker)?;
         run_plan(&mut nemesis, &sc.plan, &rec).await;
         for c in clients {
             let _ = c.await;

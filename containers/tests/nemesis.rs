@@ -1,7 +1,8 @@
 //! The container nemesis against real servers: every fault kind it can apply is observed taking
 //! effect and healed (each server answers again, the iptables rules and the settings are gone);
-//! latency, which needs a proxy this world does not have yet, is never observed, so the
-//! history's `fault-effect` verdict fails on it rather than passing.
+//! latency, which needs the proxies that only app nodes in containers go through, is never
+//! observed with the app nodes in this process, so the history's `fault-effect` verdict fails on
+//! it rather than passing; through the proxies it is observed and healed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,7 +107,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     };
 
     let rec = Recorder::start();
-    let mut nemesis = DockerNemesis::new(&cluster, &[]).expect("nemesis");
+    let mut nemesis = DockerNemesis::new(&cluster, &[], None).expect("nemesis");
     run_plan(&mut nemesis, &plan, &rec).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -154,7 +155,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     let v = report.verdict("fault-effect").unwrap();
     assert!(
         v.fails() && v.summary.contains("latency"),
-        "latency cannot be applied here and must fail the run: {}",
+        "latency without proxies cannot be applied and must fail the run: {}",
         v.summary
     );
 
@@ -220,4 +221,60 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&delay.stdout).trim(), "0");
+}
+
+/// A latency fault through the noxious proxies: a round trip through a proxy takes the toxic's
+/// latency twice (there and back) while it is on, on a connection opened before it, and the
+/// heal takes it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start(ClusterSpec {
+        redis_replica: false,
+        sentinels: 0,
+        memcached: 1,
+        pg_replica: false,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    let master: std::net::SocketAddr = cluster.redis_master.addr().parse().unwrap();
+    let proxies = containers::proxy::Proxies::start(
+        cluster.gateway().expect("gateway"),
+        &[("redis-master".to_string(), master)],
+    )
+    .await
+    .expect("proxies");
+    let (_, front) = proxies.front_of(master).expect("a proxy for the master");
+    // One connection through the proxy, kept open across the fault.
+    let mut conn = tokio::net::TcpStream::connect(front)
+        .await
+        .expect("connect");
+    async fn ping(conn: &mut tokio::net::TcpStream) -> Duration {
+        let began = std::time::Instant::now();
+        conn.write_all(b"PING\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"+PONG\r\n");
+        began.elapsed()
+    }
+    let before = ping(&mut conn).await;
+    proxies.latency(Some(60)).await.expect("toxic on");
+    let during = ping(&mut conn).await;
+    proxies.latency(None).await.expect("toxic off");
+    let after = ping(&mut conn).await;
+    let mut fresh = tokio::net::TcpStream::connect(front)
+        .await
+        .expect("connect");
+    let fresh = ping(&mut fresh).await;
+    println!("round trips: before {before:?}, during {during:?}, after {after:?}, new connection {fresh:?}");
+    assert!(during >= Duration::from_millis(120), "{during:?}");
+    assert!(
+        after < Duration::from_millis(120),
+        "healed on the open connection: {after:?}"
+    );
+    assert!(
+        fresh < Duration::from_millis(120),
+        "healed on a new connection: {fresh:?}"
+    );
 }
