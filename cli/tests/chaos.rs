@@ -197,6 +197,51 @@ fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica()
     );
 }
 
+/// Latency against real servers: the app nodes in containers reach every server through the
+/// noxious proxies, the fault is observed taking effect (a round trip through a proxy), the run
+/// is judged like the simulator's (which finds lost invalidations here), and nothing is left.
+#[test]
+fn a_latency_spike_goes_through_the_proxies_and_is_observed() {
+    let _one = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let o = aside(&[
+        "chaos",
+        "--scenario",
+        "latency-spike",
+        "--strategy",
+        "versioned",
+        "--runs",
+        "1",
+        "--json",
+        "--keep",
+        dir.path().to_str().unwrap(),
+    ]);
+    let out = text(&o.stdout);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{out}{}",
+        text(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    let history = std::fs::read_to_string(v["history"].as_str().unwrap()).unwrap();
+    let observed = history
+        .lines()
+        .find(|l| l.contains("\"action\":\"observed\"") && l.contains("\"kind\":\"latency\""))
+        .expect("the latency fault observed");
+    assert!(
+        observed.contains("through the redis-master proxy"),
+        "{observed}"
+    );
+    let fault_effect = v["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "fault-effect")
+        .unwrap();
+    assert_eq!(fault_effect["holds"], true, "{fault_effect}");
+    assert_eq!(containers::all_containers(), 0, "every container is gone");
+}
+
 /// A runner killed mid-run (SIGKILL: no destructor runs) leaves its cluster behind; the next
 /// cluster's start sweeps every container whose owning process is gone, and the count is 0.
 #[test]
