@@ -38,6 +38,30 @@ async fn library_paths_against_real_servers() {
         .expect("library");
     let mut r = redis_conn(&cluster).await;
 
+    // Errors name the server and the cause: a Sentinel asked for a master it does not monitor
+    // says so in those words; a Redis that refuses connections is named by its address.
+    let wrong = aside::backend::Redis::sentinel(
+        &cluster.sentinel_addrs(),
+        "no-such-master",
+        Duration::from_secs(1),
+    )
+    .await
+    .err()
+    .expect("no master by that name")
+    .to_string();
+    assert!(
+        wrong.contains("unknown master \"no-such-master\"")
+            && wrong.contains(&cluster.sentinels[0].addr()),
+        "{wrong}"
+    );
+    let closed = format!("redis://{}:1", cluster.redis_master.ip);
+    let refused = aside::backend::Redis::direct(&closed, Duration::from_secs(1))
+        .await
+        .err()
+        .expect("nothing listens on port 1")
+        .to_string();
+    assert!(refused.contains(&closed), "{refused}");
+
     // Hit, miss and fill through both tiers.
     let k = key("r/programming:hot");
     let w = cache.write(&k, b"v1 payload").await.unwrap();

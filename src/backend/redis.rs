@@ -86,6 +86,15 @@ fn map_err(e: RedisError) -> TierError {
     }
 }
 
+/// `url` without its user and password (`redis://user:secret@host:6379` → `redis://host:6379`),
+/// to name a server in an error without leaking credentials.
+fn without_credentials(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 fn unavailable(detail: impl Into<String>) -> TierError {
     TierError::Unavailable {
         tier: TIER,
@@ -162,7 +171,12 @@ impl Redis {
     async fn resolve(&self) -> TierResult<(String, MultiplexedConnection)> {
         match &self.target {
             Target::Direct(url) => {
-                let conn = self.open(url).await.map_err(map_err)?;
+                let conn = self.open(url).await.map_err(|e| {
+                    let TierError::Unavailable { detail, .. } = map_err(e) else {
+                        unreachable!("a connect error is a health failure")
+                    };
+                    unavailable(format!("{}: {detail}", without_credentials(url)))
+                })?;
                 Ok((url.clone(), conn))
             }
             Target::Sentinel {
@@ -219,14 +233,24 @@ impl Redis {
         Ok(conn)
     }
 
-    /// `SENTINEL get-master-addr-by-name` on the Sentinel at `s`.
-    async fn ask_sentinel(&self, s: &str, master_name: &str) -> Result<(String, u16), RedisError> {
-        let mut sc = self.open(&format!("redis://{s}")).await?;
-        redis::cmd("SENTINEL")
+    /// `SENTINEL get-master-addr-by-name` on the Sentinel at `s`: the master's address, or what
+    /// went wrong in words (a Sentinel that monitors no master of that name answers nil).
+    async fn ask_sentinel(&self, s: &str, master_name: &str) -> Result<(String, u16), String> {
+        let mut sc = self
+            .open(&format!("redis://{s}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(master_name)
             .query_async(&mut sc)
             .await
+            .map_err(|e| e.to_string())?;
+        addr.ok_or_else(|| {
+            format!(
+                "unknown master {master_name:?}: this Sentinel monitors no master by that name (check the name in its `sentinel monitor` line)"
+            )
+        })
     }
 
     /// Whether a Sentinel now names a master other than the one we talk to.
@@ -421,5 +445,16 @@ impl RedisLike for Redis {
             Ok(n == 1)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_name_a_server_without_its_credentials() {
+        use super::without_credentials as w;
+        assert_eq!(w("redis://u:secret@10.0.0.1:6379"), "redis://10.0.0.1:6379");
+        assert_eq!(w("redis://:p@a@h:1/0"), "redis://h:1/0");
+        assert_eq!(w("redis://h:6379"), "redis://h:6379");
     }
 }
