@@ -130,22 +130,19 @@ pub const MASTER_NAME: &str = "mymaster";
 
 /// Containers (running or not) labelled with `run_id`.
 pub fn containers_of(run_id: &str) -> usize {
-    Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=aside.run={run_id}"),
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0)
+    count_labelled(&format!("label=aside.run={run_id}"))
 }
 
 /// Containers (running or not) of any run of this project.
 pub fn all_containers() -> usize {
+    count_labelled("label=aside.run")
+}
+
+/// Containers (running or not) that `docker ps --filter FILTER` lists; 0 when Docker does not
+/// answer.
+fn count_labelled(filter: &str) -> usize {
     Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=aside.run"])
+        .args(["ps", "-aq", "--filter", filter])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
         .unwrap_or(0)
