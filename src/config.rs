@@ -46,6 +46,21 @@ pub struct CacheConfig {
     /// Read misses from the streaming replica instead of the primary.
     pub read_from_replica: bool,
     pub scan_count: u32,
+    /// `durable`: how often the outbox invalidator looks for new rows.
+    pub outbox_poll_ms: u64,
+    /// `durable`: the invalidator's deadline for one outbox query.
+    pub outbox_timeout_ms: u64,
+    /// `durable`: outbox rows per query.
+    pub outbox_batch: u32,
+    /// `durable`: after a Redis master switch, the invalidations of this window are applied to
+    /// the new master again (W). At least `redis_max_lag_ms + failover_ms + outbox_poll_ms`.
+    pub replay_window_ms: u64,
+    /// `durable`: the Redis servers' `min-replicas-max-lag` (seconds there, ms here): how long
+    /// a master cut from its replica may still acknowledge writes it will lose.
+    pub redis_max_lag_ms: u64,
+    /// `durable`: how long from a master's failure until this node talks to its successor
+    /// (Sentinel's down-after, the election and the switch notice).
+    pub failover_ms: u64,
     #[serde(skip)]
     pub read_from: ReadFrom,
 }
@@ -73,6 +88,12 @@ impl Default for CacheConfig {
             coalesce_waiters_max: 10_000,
             read_from_replica: false,
             scan_count: 500,
+            outbox_poll_ms: 25,
+            outbox_timeout_ms: 250,
+            outbox_batch: 500,
+            replay_window_ms: 5_000,
+            redis_max_lag_ms: 1_000,
+            failover_ms: 3_000,
             read_from: ReadFrom::Primary,
         }
     }
@@ -101,6 +122,21 @@ impl CacheConfig {
             self.breaker_failures_max,
             Duration::from_millis(self.breaker_cooldown_ms),
         )
+    }
+
+    /// The staleness `durable` promises (Δ): a write whose own invalidation missed a tier is
+    /// found by every invalidator within a poll and one outbox query, and applied within one
+    /// call to each tier; an instance that cannot apply it fences the tier until it can. So no
+    /// read is served stale for longer than `outbox_poll_ms + outbox_timeout_ms +
+    /// l1_timeout_ms + l2_timeout_ms`.
+    pub fn outbox_staleness_bound_ms(&self) -> u64 {
+        self.outbox_poll_ms + self.outbox_timeout_ms + self.l1_timeout_ms + self.l2_timeout_ms
+    }
+
+    /// The smallest replay window that covers what a failed master may have acknowledged and
+    /// lost: see [`CacheConfig::replay_window_ms`].
+    pub fn replay_window_min_ms(&self) -> u64 {
+        self.redis_max_lag_ms + self.failover_ms + self.outbox_poll_ms
     }
 
     pub fn builtin(&self) -> Result<Builtin, ConfigError> {
@@ -143,6 +179,19 @@ impl CacheConfig {
                 "cache.db_concurrency_max, coalesce_waiters_max and scan_count must be at least 1"
                     .into(),
             );
+        }
+        if self.outbox_poll_ms == 0 || self.outbox_timeout_ms == 0 || self.outbox_batch == 0 {
+            return e(
+                "cache.outbox_poll_ms, outbox_timeout_ms and outbox_batch must be at least 1"
+                    .into(),
+            );
+        }
+        if self.replay_window_ms < self.replay_window_min_ms() {
+            return e(format!(
+                "cache.replay_window_ms {} is under {} (redis_max_lag_ms + failover_ms + outbox_poll_ms): invalidations a failed master acknowledged and lost would not be replayed; raise it",
+                self.replay_window_ms,
+                self.replay_window_min_ms()
+            ));
         }
         if self.l2_item_bytes_max > 1 << 30 {
             return e(format!(

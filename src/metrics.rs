@@ -58,6 +58,8 @@ pub struct TierMetrics {
     pub oversized: AtomicU64,
     /// Calls skipped because the circuit was open.
     pub skipped: AtomicU64,
+    /// Reads that skipped a fenced tier (`durable`: it failed here and is not repaired yet).
+    pub fenced: AtomicU64,
     pub latency: Latency,
 }
 
@@ -75,6 +77,9 @@ pub struct Metrics {
     pub shed: AtomicU64,
     /// Stale values served while a refresh ran.
     pub stale_served: AtomicU64,
+    /// Misses that read the primary because the replica had not replayed the version the
+    /// outbox named (`durable`'s replica guard).
+    pub replica_guarded: AtomicU64,
 }
 
 impl Metrics {

@@ -6,11 +6,13 @@
 //! |---|---|---|
 //! | `naive` | SET (memcached `set`) | DEL (memcached `delete`) |
 //! | `versioned` | only if newer than what the tier holds, tombstones included (Redis script `fill_if_newer`; memcached `gets` + `cas`/`add`) | a tombstone carrying the new version (script `tombstone`; memcached `gets` + `cas`/`add`) |
+//! | `durable` | as `versioned` | as `versioned`, and an outbox invalidator applies every committed write again, retries until both tiers acknowledge, replays a window after a master switch and fences a tier it could not reach (see `cache/outbox.rs`) |
 //!
 //! Implement [`Strategy`] to put your own under the harness.
 
 use std::future::Future;
 
+use crate::config::CacheConfig;
 use crate::envelope::{self, blocks, Entry, Kind};
 use crate::tier::{MemcachedLike, RedisLike, SetCond, TierResult};
 
@@ -57,6 +59,44 @@ pub trait Strategy: Send + Sync + 'static {
         version: Option<u64>,
         tombstone_ttl_s: u32,
     ) -> impl Future<Output = TierResult<()>> + Send;
+
+    /// Applies an outbox row again (the invalidator's retry or replay): afterwards L1 holds
+    /// nothing older than `version`. Unlike an invalidation it leaves an entry of `version`
+    /// itself alone: the row is old news to a reader that filled it.
+    fn repair_l1<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        version: u64,
+        tombstone_ttl_ms: u64,
+    ) -> impl Future<Output = TierResult<()>> + Send {
+        self.invalidate_l1(l1, key, Some(version), tombstone_ttl_ms)
+    }
+
+    /// [`Strategy::repair_l1`] on the memcached node that owns the key.
+    fn repair_l2<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        version: u64,
+        tombstone_ttl_s: u32,
+    ) -> impl Future<Output = TierResult<()>> + Send {
+        self.invalidate_l2(node, key, Some(version), tombstone_ttl_s)
+    }
+
+    /// Whether this strategy runs the outbox invalidator ([`crate::CacheAside::invalidator`]):
+    /// the instance then also fences tiers it could not reach until the invalidator has
+    /// repaired them.
+    fn uses_outbox(&self) -> bool {
+        false
+    }
+
+    /// The staleness this strategy promises under every fault of the catalog, if it promises
+    /// one: the harness judges its runs by exactly this bound.
+    fn staleness_bound_ms(&self, cfg: &CacheConfig) -> Option<u64> {
+        let _ = cfg;
+        None
+    }
 }
 
 /// The strategies this library ships, chosen at construction by name.
@@ -64,10 +104,11 @@ pub trait Strategy: Send + Sync + 'static {
 pub enum Builtin {
     Naive,
     Versioned,
+    Durable,
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 2] = [Builtin::Naive, Builtin::Versioned];
+    pub const ALL: [Builtin; 3] = [Builtin::Naive, Builtin::Versioned, Builtin::Durable];
 
     pub fn parse(name: &str) -> Option<Builtin> {
         Builtin::ALL.into_iter().find(|b| b.name() == name)
@@ -77,7 +118,13 @@ impl Builtin {
         match self {
             Builtin::Naive => "naive",
             Builtin::Versioned => "versioned",
+            Builtin::Durable => "durable",
         }
+    }
+
+    /// Fills and tombstones carry versions.
+    fn versioned(&self) -> bool {
+        matches!(self, Builtin::Versioned | Builtin::Durable)
     }
 }
 
@@ -94,9 +141,10 @@ impl Strategy for Builtin {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        match self {
-            Builtin::Naive => l1.set(key, entry, ttl_ms, SetCond::Always).await,
-            Builtin::Versioned => l1.fill_if_newer(key, entry, version, ttl_ms).await,
+        if self.versioned() {
+            l1.fill_if_newer(key, entry, version, ttl_ms).await
+        } else {
+            l1.set(key, entry, ttl_ms, SetCond::Always).await
         }
     }
 
@@ -108,9 +156,10 @@ impl Strategy for Builtin {
         version: u64,
         ttl_s: u32,
     ) -> TierResult<bool> {
-        match self {
-            Builtin::Naive => node.set(key, entry, ttl_s).await.map(|()| true),
-            Builtin::Versioned => replace_if_older(node, key, entry, version, ttl_s, true).await,
+        if self.versioned() {
+            replace_if_older(node, key, entry, version, ttl_s, true).await
+        } else {
+            node.set(key, entry, ttl_s).await.map(|()| true)
         }
     }
 
@@ -121,8 +170,8 @@ impl Strategy for Builtin {
         version: Option<u64>,
         tombstone_ttl_ms: u64,
     ) -> TierResult<()> {
-        match (self, version) {
-            (Builtin::Versioned, Some(v)) => {
+        match (self.versioned(), version) {
+            (true, Some(v)) => {
                 let t = envelope::encode(key, &Entry::Tombstone { version: v });
                 l1.tombstone(key, &t, v, tombstone_ttl_ms).await.map(drop)
             }
@@ -137,8 +186,8 @@ impl Strategy for Builtin {
         version: Option<u64>,
         tombstone_ttl_s: u32,
     ) -> TierResult<()> {
-        match (self, version) {
-            (Builtin::Versioned, Some(v)) => {
+        match (self.versioned(), version) {
+            (true, Some(v)) => {
                 let t = envelope::encode(key, &Entry::Tombstone { version: v });
                 replace_if_older(node, key, &t, v, tombstone_ttl_s, false)
                     .await
@@ -146,6 +195,53 @@ impl Strategy for Builtin {
             }
             _ => node.delete(key).await.map(drop),
         }
+    }
+
+    async fn repair_l1<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        version: u64,
+        tombstone_ttl_ms: u64,
+    ) -> TierResult<()> {
+        if !self.versioned() {
+            return l1.del(&[key.to_string()]).await.map(drop);
+        }
+        // Not atomic, and need not be: a fill of `version` landing between the GET and the
+        // script costs one miss, and the script refuses to replace anything newer.
+        if let Some(raw) = l1.get(key).await? {
+            if envelope::decode(key, &raw).is_ok_and(|e| e.version() >= version) {
+                return Ok(());
+            }
+        }
+        let t = envelope::encode(key, &Entry::Tombstone { version });
+        l1.tombstone(key, &t, version, tombstone_ttl_ms)
+            .await
+            .map(drop)
+    }
+
+    async fn repair_l2<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        version: u64,
+        tombstone_ttl_s: u32,
+    ) -> TierResult<()> {
+        if !self.versioned() {
+            return node.delete(key).await.map(drop);
+        }
+        let t = envelope::encode(key, &Entry::Tombstone { version });
+        replace_if(node, key, &t, tombstone_ttl_s, |e| e.version() >= version)
+            .await
+            .map(drop)
+    }
+
+    fn uses_outbox(&self) -> bool {
+        *self == Builtin::Durable
+    }
+
+    fn staleness_bound_ms(&self, cfg: &CacheConfig) -> Option<u64> {
+        self.uses_outbox().then(|| cfg.outbox_staleness_bound_ms())
     }
 }
 
@@ -159,34 +255,44 @@ async fn replace_if_older<M: MemcachedLike>(
     ttl_s: u32,
     is_fill: bool,
 ) -> TierResult<bool> {
+    let incoming = if is_fill {
+        Kind::Value
+    } else {
+        Kind::Tombstone
+    };
+    let stored = replace_if(node, key, entry, ttl_s, |e| blocks(e, incoming, version)).await?;
+    if stored.is_none() && !is_fill {
+        // An invalidation must not leave an older value behind: delete as the last resort.
+        return node.delete(key).await.map(|_| false);
+    }
+    Ok(stored.unwrap_or(false))
+}
+
+/// `gets`, then `cas` (or `add` when absent) unless `keep` says the entry there stays. Some(true)
+/// stored, Some(false) kept, None: lost the CAS race every time.
+async fn replace_if<M: MemcachedLike>(
+    node: &M,
+    key: &str,
+    entry: &[u8],
+    ttl_s: u32,
+    keep: impl Fn(&Entry) -> bool,
+) -> TierResult<Option<bool>> {
     for _ in 0..CAS_ATTEMPTS_MAX {
         match node.gets(key).await? {
             None => {
                 if node.add(key, entry, ttl_s).await? {
-                    return Ok(true);
+                    return Ok(Some(true));
                 }
             }
             Some((raw, cas)) => {
-                let incoming = if is_fill {
-                    Kind::Value
-                } else {
-                    Kind::Tombstone
-                };
-                let newer =
-                    envelope::decode(key, &raw).is_ok_and(|e| blocks(&e, incoming, version));
-                if newer {
-                    return Ok(false);
+                if envelope::decode(key, &raw).is_ok_and(|e| keep(&e)) {
+                    return Ok(Some(false));
                 }
                 if node.cas(key, entry, ttl_s, cas).await? {
-                    return Ok(true);
+                    return Ok(Some(true));
                 }
             }
         }
     }
-    if is_fill {
-        Ok(false)
-    } else {
-        // An invalidation must not leave an older value behind: delete as the last resort.
-        node.delete(key).await.map(|_| false)
-    }
+    Ok(None)
 }

@@ -82,6 +82,13 @@ pub trait RedisLike: Send + Sync + 'static {
     ) -> impl Future<Output = TierResult<bool>> + Send;
     /// Script `release`: delete `key` only if it still holds `token` (a lease we own).
     fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send;
+    /// How many times the server commands go to has changed to another master (a Sentinel
+    /// failover followed): a rising count tells an outbox invalidator to replay recent
+    /// invalidations, which the old master may have acknowledged and lost. 0 for a server that
+    /// never moves.
+    fn master_switches(&self) -> u64 {
+        0
+    }
 }
 
 /// The Memcached-like command set (one L2 node; the ring picks the node).
@@ -130,6 +137,23 @@ pub enum ReadFrom {
     Replica,
 }
 
+/// One outbox row: the database moved `key` to `version` in the transaction that wrote `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: u64,
+    pub key: String,
+    pub version: u64,
+}
+
+fn no_outbox<T>() -> TierResult<T> {
+    Err(TierError::Refused {
+        tier: "postgres",
+        detail:
+            "this store keeps no outbox (implement the Store outbox methods to run an invalidator)"
+                .into(),
+    })
+}
+
 /// The database (source of truth).
 pub trait Store: Send + Sync + 'static {
     /// The row, or None when there is no such key.
@@ -141,6 +165,37 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `payload` in one transaction and returns the row's new version (1 for a new key),
     /// together with an outbox row naming the key and version for an invalidator to apply.
     fn write(&self, key: &str, payload: &[u8]) -> impl Future<Output = TierResult<u64>> + Send;
+    /// Outbox rows with an id above `after_id`, by id, at most `limit`. Ids are assigned when a
+    /// transaction inserts its row, not when it commits: a row may appear below ids already
+    /// read, and the reader must look again (the invalidator does).
+    fn outbox_after(
+        &self,
+        after_id: u64,
+        limit: u32,
+    ) -> impl Future<Output = TierResult<Vec<OutboxRow>>> + Send {
+        let _ = (after_id, limit);
+        async { no_outbox() }
+    }
+    /// Outbox rows committed in the last `window_ms` by the database's clock, by id, at most
+    /// `limit`: what a replay after a master switch applies again.
+    fn outbox_recent(
+        &self,
+        window_ms: u64,
+        limit: u32,
+    ) -> impl Future<Output = TierResult<Vec<OutboxRow>>> + Send {
+        let _ = (window_ms, limit);
+        async { no_outbox() }
+    }
+    /// The highest outbox id (0 when empty): where a new invalidator starts reading, after its
+    /// replay of the recent window.
+    fn outbox_head(&self) -> impl Future<Output = TierResult<u64>> + Send {
+        async { no_outbox() }
+    }
+    /// Marks rows applied to both tiers (by any invalidator): what pruning may delete.
+    fn outbox_done(&self, ids: &[u64]) -> impl Future<Output = TierResult<()>> + Send {
+        let _ = ids;
+        async { no_outbox() }
+    }
 }
 
 /// An `Arc` of a tier is the tier (the Sentinel-following Redis is held in an `Arc` because its
@@ -189,5 +244,8 @@ impl<T: RedisLike> RedisLike for std::sync::Arc<T> {
     }
     fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send {
         (**self).release(key, token)
+    }
+    fn master_switches(&self) -> u64 {
+        (**self).master_switches()
     }
 }

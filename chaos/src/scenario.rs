@@ -106,6 +106,17 @@ impl Scenario {
         sc
     }
 
+    /// The scenario as a strategy that promises a staleness bound (Δ, `durable`) is judged: by
+    /// exactly that bound, whatever the scenario's own. A strategy without one keeps the
+    /// scenario's.
+    pub fn judged_by(&self, staleness_bound_ms: Option<u64>) -> Scenario {
+        let mut sc = self.clone();
+        if let Some(ms) = staleness_bound_ms {
+            sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
+        }
+        sc
+    }
+
     /// This scenario as a history header's `config` describes it: its workload, its plan and its
     /// bounds (what `cargo sim shrink` changed is recorded there, so a shrunk run replays from its
     /// own history). Fields the config lacks keep this scenario's values.

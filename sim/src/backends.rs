@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aside::envelope::Kind;
-use aside::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
+use aside::tier::{
+    MemcachedLike, OutboxRow, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult,
+};
 use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
 use madsim::time::sleep;
 
@@ -22,7 +24,7 @@ use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
 /// Redis through the Sentinels: re-resolves on errors and READONLY, like the real backend.
 pub struct SimRedis {
     rpc: Rpc,
-    master: Arc<Mutex<SocketAddr>>,
+    master: Arc<Master>,
     sentinels: Vec<SocketAddr>,
     timeout: Duration,
     buggify: bool,
@@ -34,7 +36,28 @@ pub struct SimRedis {
 /// would follow a failover only once the old address answered again.
 const SENTINEL_POLL: Duration = Duration::from_millis(250);
 
-async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Mutex<SocketAddr>>) {
+/// The master a client talks to, and how many times it moved.
+pub struct Master {
+    addr: Mutex<SocketAddr>,
+    switches: std::sync::atomic::AtomicU64,
+}
+
+impl Master {
+    fn get(&self) -> SocketAddr {
+        *self.addr.lock().unwrap()
+    }
+
+    fn set(&self, m: SocketAddr) {
+        let mut a = self.addr.lock().unwrap();
+        if *a != m {
+            *a = m;
+            self.switches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Master>) {
     loop {
         sleep(SENTINEL_POLL).await;
         resolve_master(&rpc, &sentinels, &master).await;
@@ -43,7 +66,7 @@ async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Mutex<S
 
 /// Asks the Sentinels in turn who the master is; the first answer wins. Each is asked with a
 /// deadline of its own: no Sentinel may hang a client.
-async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Mutex<SocketAddr>) {
+async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Master) {
     for &s in sentinels {
         let ask = rpc.call::<SentinelMsg, SentinelReply>(
             s,
@@ -52,7 +75,7 @@ async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Mutex<Sock
             Duration::from_millis(200),
         );
         if let Ok(SentinelReply::Master(m)) = ask.await {
-            *master.lock().unwrap() = m;
+            master.set(m);
             return;
         }
     }
@@ -88,7 +111,7 @@ impl SimRedis {
     }
 
     async fn exec(&self, c: rd::Cmd) -> TierResult<rd::Reply> {
-        let master = *self.master.lock().unwrap();
+        let master = self.master.get();
         let r = self
             .rpc
             .call::<Admin, AdminReply>(master, TAG_REDIS, Admin::Cmd(c), self.timeout)
@@ -213,6 +236,11 @@ impl RedisLike for SimRedis {
             rd::Reply::Bool(b) => Ok(b),
             _ => unexpected("redis"),
         }
+    }
+    fn master_switches(&self) -> u64 {
+        self.master
+            .switches
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -365,6 +393,38 @@ impl Store for SimStore {
             _ => unexpected("postgres"),
         }
     }
+    async fn outbox_after(&self, after: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
+        self.outbox(PgCmd::OutboxAfter { after, limit }).await
+    }
+    async fn outbox_recent(&self, window_ms: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
+        self.outbox(PgCmd::OutboxRecent { window_ms, limit }).await
+    }
+    async fn outbox_head(&self) -> TierResult<u64> {
+        match self.primary(PgCmd::OutboxHead).await? {
+            PgReply::Head(h) => Ok(h),
+            _ => unexpected("postgres"),
+        }
+    }
+    async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
+        self.primary(PgCmd::OutboxDone(ids.to_vec()))
+            .await
+            .map(drop)
+    }
+}
+
+impl SimStore {
+    async fn primary(&self, c: PgCmd) -> TierResult<PgReply> {
+        self.rpc
+            .call::<PgCmd, PgReply>(self.primary, TAG_PG, c, self.timeout)
+            .await
+    }
+
+    async fn outbox(&self, c: PgCmd) -> TierResult<Vec<OutboxRow>> {
+        match self.primary(c).await? {
+            PgReply::Outbox(rows) => Ok(rows),
+            _ => unexpected("postgres"),
+        }
+    }
 }
 
 /// `aside` over simulated servers, with any strategy.
@@ -383,7 +443,10 @@ pub async fn build_cache<St: Strategy>(
     buggify: bool,
 ) -> SimCache<St> {
     let rpc = Rpc::bind(at).await;
-    let master = Arc::new(Mutex::new(a.redis[0]));
+    let master = Arc::new(Master {
+        addr: Mutex::new(a.redis[0]),
+        switches: Default::default(),
+    });
     madsim::task::spawn(follow_master(
         rpc.clone(),
         a.sentinels.clone(),

@@ -70,6 +70,7 @@ where
     N: Nemesis,
 {
     let scenario = &scenario.for_seed(seed);
+    let scenario = &scenario.judged_by(strategy.staleness_bound_ms(&scenario.cache_config()));
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, config(scenario));
     rt.set_time_limit(TIME_LIMIT);
     rt.block_on(simulate(scenario, strategy, seed, nemesis))
@@ -129,6 +130,24 @@ where
             .await
             .expect("the app node builds its cache"),
         );
+        if let Some(invalidator) = cache.invalidator() {
+            node.spawn(invalidator);
+            if std::env::var("ASIDE_DEBUG_FENCES").is_ok() {
+                let c = cache.clone();
+                let start = madsim::time::Instant::now();
+                node.spawn(async move {
+                    loop {
+                        sleep(Duration::from_millis(100)).await;
+                        eprintln!(
+                            "{:?} app{app} fenced {:?} pending {}",
+                            start.elapsed(),
+                            c.fenced_tiers(),
+                            c.outbox_pending()
+                        );
+                    }
+                });
+            }
+        }
         caches.push(cache.clone());
         for c in 0..scenario.clients_per_app {
             let client = (app * scenario.clients_per_app + c) as u64;

@@ -419,11 +419,11 @@ async fn postgres_conformance(cluster: &Cluster) {
                             prop_assert_eq!(real, model.read(&keys[*k]).map(|r| r.version));
                         }
                     }
-                    let outbox = pg.outbox_after(0, 1_000_000).await.unwrap();
+                    let outbox = aside::Store::outbox_after(&pg, 0, 1_000_000).await.unwrap();
                     let mine: Vec<(String, u64)> = outbox
                         .into_iter()
-                        .filter(|(_, k, _)| keys.contains(k))
-                        .map(|(_, k, v)| (k, v))
+                        .filter(|r| keys.contains(&r.key))
+                        .map(|r| (r.key, r.version))
                         .collect();
                     let model_outbox: Vec<(String, u64)> = model
                         .outbox

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row as _;
 
-use crate::tier::{ReadFrom, Row, Store, TierError, TierResult};
+use crate::tier::{OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
 
 const TIER: &str = "postgres";
 
@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS aside_outbox (
     version    BIGINT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+ALTER TABLE aside_outbox ADD COLUMN IF NOT EXISTS done_at TIMESTAMPTZ;
+CREATE INDEX IF NOT EXISTS aside_outbox_created_at ON aside_outbox (created_at);
 ";
 
 fn map_err(e: sqlx::Error) -> TierError {
@@ -81,31 +83,29 @@ impl Postgres {
         &self.primary
     }
 
-    /// Outbox rows after `after_id`: (id, key, version).
-    pub async fn outbox_after(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> TierResult<Vec<(i64, String, u64)>> {
-        let rows = sqlx::query(
-            "SELECT id, key, version FROM aside_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+    /// Deletes outbox rows older than `keep` that an invalidator marked done (run it now and
+    /// then; keep at least the replay window). Returns how many were deleted.
+    pub async fn prune_outbox(&self, keep: Duration) -> TierResult<u64> {
+        let r = sqlx::query(
+            "DELETE FROM aside_outbox WHERE done_at IS NOT NULL
+               AND created_at < now() - $1 * interval '1 millisecond'",
         )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.primary)
+        .bind(keep.as_millis() as i64)
+        .execute(&self.primary)
         .await
         .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<i64, _>(0),
-                    r.get::<String, _>(1),
-                    r.get::<i64, _>(2) as u64,
-                )
-            })
-            .collect())
+        Ok(r.rows_affected())
     }
+}
+
+fn outbox_rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<OutboxRow> {
+    rows.iter()
+        .map(|r| OutboxRow {
+            id: r.get::<i64, _>(0) as u64,
+            key: r.get::<String, _>(1),
+            version: r.get::<i64, _>(2) as u64,
+        })
+        .collect()
 }
 
 impl Store for Postgres {
@@ -145,5 +145,50 @@ impl Store for Postgres {
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(version as u64)
+    }
+
+    async fn outbox_after(&self, after_id: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, key, version FROM aside_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)?;
+        Ok(outbox_rows(rows))
+    }
+
+    async fn outbox_recent(&self, window_ms: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, key, version FROM aside_outbox
+              WHERE created_at > now() - $1 * interval '1 millisecond' ORDER BY id LIMIT $2",
+        )
+        .bind(window_ms.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)?;
+        Ok(outbox_rows(rows))
+    }
+
+    async fn outbox_head(&self) -> TierResult<u64> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM aside_outbox")
+            .fetch_one(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(head as u64)
+    }
+
+    async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        sqlx::query(
+            "UPDATE aside_outbox SET done_at = now() WHERE id = ANY($1) AND done_at IS NULL",
+        )
+        .bind(&ids)
+        .execute(&self.primary)
+        .await
+        .map_err(map_err)?;
+        Ok(())
     }
 }

@@ -60,6 +60,9 @@ pub struct Redis {
     release: Script,
     /// How many times the master was (re-)resolved: observability and tests.
     pub resolutions: AtomicU64,
+    /// How many times a resolution found a master at another address than the last one.
+    switches: AtomicU64,
+    last_master: std::sync::Mutex<Option<String>>,
 }
 
 fn map_err(e: RedisError) -> TierError {
@@ -112,6 +115,8 @@ impl Redis {
             versioned_set: Script::new(VERSIONED_SET),
             release: Script::new(RELEASE),
             resolutions: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            last_master: std::sync::Mutex::new(None),
         }
     }
 
@@ -228,6 +233,13 @@ impl Redis {
         }
         let (addr, conn) = self.resolve().await?;
         self.resolutions.fetch_add(1, Relaxed);
+        {
+            let mut last = self.last_master.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref().is_some_and(|l| *l != addr) {
+                self.switches.fetch_add(1, Relaxed);
+            }
+            *last = Some(addr.clone());
+        }
         info!(master = %addr, "redis master resolved");
         *self.current.write().await = Some((addr, conn.clone()));
         Ok(conn)
@@ -445,6 +457,10 @@ impl RedisLike for Redis {
             Ok(n == 1)
         })
         .await
+    }
+
+    fn master_switches(&self) -> u64 {
+        self.switches.load(Relaxed)
     }
 }
 

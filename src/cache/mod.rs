@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::breaker::Breaker;
 use crate::config::CacheConfig;
@@ -28,6 +28,7 @@ use crate::ring::Ring;
 use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
 
+mod outbox;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -135,6 +136,8 @@ pub struct CacheAside<R, M, S, St> {
     lease_seq: AtomicU64,
     /// Where cache actions are reported, if anywhere.
     events: Option<Arc<dyn Events>>,
+    /// Fences and the outbox invalidator's state (`durable`; inert without an invalidator).
+    repair: outbox::Repair,
 }
 
 /// An id for one `CacheAside`, distinct from every other instance's in this and other processes
@@ -186,6 +189,32 @@ async fn guarded<T>(
     limit: Duration,
     f: impl Future<Output = TierResult<T>>,
 ) -> TierResult<T> {
+    call(tier, breaker, m, limit, true, f).await
+}
+
+/// [`guarded`], for background retries (the outbox invalidator): while the circuit is closed
+/// their failures do not open it, so a retry that needs more time than a read (memcached's
+/// `gets` then `cas`) never takes a tier away from reads; when it is open they probe it like
+/// any call, so a tier that nobody reads is still found healthy again.
+async fn retried<T>(
+    tier: &'static str,
+    breaker: &Breaker,
+    m: &TierMetrics,
+    limit: Duration,
+    f: impl Future<Output = TierResult<T>>,
+) -> TierResult<T> {
+    let trips = breaker.state() != crate::breaker::State::Closed;
+    call(tier, breaker, m, limit, trips, f).await
+}
+
+async fn call<T>(
+    tier: &'static str,
+    breaker: &Breaker,
+    m: &TierMetrics,
+    limit: Duration,
+    trips: bool,
+    f: impl Future<Output = TierResult<T>>,
+) -> TierResult<T> {
     if !breaker.allow() {
         m.skipped.fetch_add(1, Relaxed);
         return Err(TierError::CircuitOpen { tier });
@@ -197,10 +226,10 @@ async fn guarded<T>(
         Ok(_) => breaker.success(),
         Err(e) => {
             m.errors.fetch_add(1, Relaxed);
-            if e.is_health() {
-                breaker.failure();
-            } else {
+            if !e.is_health() {
                 breaker.success();
+            } else if trips {
+                breaker.failure();
             }
         }
     }
@@ -224,6 +253,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         cfg: CacheConfig,
         instance: impl Into<String>,
     ) -> Self {
+        let l2_nodes = l2.nodes.len();
         CacheAside {
             l1,
             l1_breaker: cfg.breaker(),
@@ -237,6 +267,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             holder: holder_id(),
             lease_seq: AtomicU64::new(0),
             events: None,
+            repair: outbox::Repair::new(l2_nodes),
             cfg,
         }
     }
@@ -320,6 +351,32 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             &self.l1_breaker,
             &self.metrics.l1,
             self.cfg.l1_timeout(),
+            f,
+        )
+        .await
+    }
+
+    async fn retry_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        retried(
+            "redis",
+            &self.l1_breaker,
+            &self.metrics.l1,
+            self.cfg.l1_timeout(),
+            f,
+        )
+        .await
+    }
+
+    async fn retry_l2<T>(
+        &self,
+        node: usize,
+        f: impl Future<Output = TierResult<T>>,
+    ) -> TierResult<T> {
+        retried(
+            "memcached",
+            &self.l2.breakers[node],
+            &self.metrics.l2,
+            self.cfg.l2_timeout(),
             f,
         )
         .await

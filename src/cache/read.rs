@@ -28,6 +28,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     pub(super) async fn read_l1(&self, key: &Key) -> Found {
+        if self.l1_fenced() {
+            self.metrics.l1.fenced.fetch_add(1, Relaxed);
+            return Found::Miss;
+        }
         match self.on_l1(self.l1.get(key.as_str())).await {
             Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
                 Ok(f) => f,
@@ -39,6 +43,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(None) => Found::Miss,
             Err(e) => {
                 debug!(key = %key, error = %e, "L1 read failed; reading on");
+                self.tier_failed(None, &e);
                 Found::Miss
             }
         }
@@ -47,6 +52,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     pub(super) async fn read_l2(&self, key: &Key) -> Found {
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
+        if self.l2_fenced(n) {
+            self.metrics.l2.fenced.fetch_add(1, Relaxed);
+            return Found::Miss;
+        }
         match self.on_l2(n, self.l2.nodes[n].gets(&mk)).await {
             Ok(Some((raw, _))) => match self.decode(key, &raw, &self.metrics.l2) {
                 Ok(f) => f,
@@ -58,6 +67,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(None) => Found::Miss,
             Err(e) => {
                 debug!(key = %key, error = %e, "L2 read failed; reading on");
+                self.tier_failed(Some(n), &e);
                 Found::Miss
             }
         }
@@ -149,8 +159,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// back). `Ok(None)`: the database has no such row.
     pub async fn get(&self, key: &Key) -> Result<Option<Got>, Error> {
         let from = self.cfg.read_from;
-        self.get_with(key, || self.store.read(key.as_str(), from))
-            .await
+        self.get_with(key, || async move {
+            let row = self.store.read(key.as_str(), from).await?;
+            // The replica guard (`durable`): a replica that has not replayed the version the
+            // outbox named is not read from.
+            if from == ReadFrom::Replica && self.replica_behind(key.as_str(), row.as_ref()) {
+                self.metrics.replica_guarded.fetch_add(1, Relaxed);
+                return self.store.read(key.as_str(), ReadFrom::Primary).await;
+            }
+            Ok(row)
+        })
+        .await
     }
 
     /// As [`CacheAside::get`], with `loader` in place of the store's read on a miss: it returns

@@ -33,6 +33,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 Err(e) => return Err(Error::Db(e)),
             };
             tracing::Span::current().record("version", version);
+            self.wrote(key.as_str(), version);
             let invalidated = self.invalidate_version(key, Some(version)).await;
             Ok(Written {
                 version,
@@ -73,6 +74,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             )
             .await;
         self.emit_invalidation(key.as_str(), Tier::L2, version, &l2, started);
+        if let Err(e) = &l1 {
+            self.tier_failed(None, e);
+        }
+        if let Err(e) = &l2 {
+            self.tier_failed(Some(n), e);
+        }
         for (r, m) in [(&l1, &self.metrics.l1), (&l2, &self.metrics.l2)] {
             if r.is_ok() {
                 m.invalidations.fetch_add(1, Relaxed);

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use aside::tier::OutboxRow;
 use aside::Row;
 
 /// One committed write, as the replica receives it.
@@ -22,6 +23,8 @@ pub struct PgModel {
     pub wal: Vec<Wal>,
     /// (id, key, version): what an invalidator reads.
     pub outbox: Vec<(u64, String, u64)>,
+    /// Outbox ids an invalidator marked applied to both tiers.
+    pub done: std::collections::BTreeSet<u64>,
     /// On a replica: the last log position applied.
     pub applied_lsn: u64,
     /// On a replica: when the oldest entry it has received but not applied was committed.
@@ -88,6 +91,32 @@ impl PgModel {
         });
         self.outbox.push((lsn, key.to_string(), version));
         version
+    }
+
+    /// Outbox rows above `after`, by id, at most `limit` (ids are log positions: in commit
+    /// order, without gaps).
+    pub fn outbox_after(&self, after: u64, limit: u32) -> Vec<OutboxRow> {
+        self.outbox
+            .iter()
+            .skip(after.min(self.outbox.len() as u64) as usize)
+            .take(limit as usize)
+            .map(|(id, key, version)| OutboxRow {
+                id: *id,
+                key: key.clone(),
+                version: *version,
+            })
+            .collect()
+    }
+
+    /// Outbox rows committed in the last `window_ms`, by id, at most `limit`.
+    pub fn outbox_recent(&self, now_ms: u64, window_ms: u64, limit: u32) -> Vec<OutboxRow> {
+        let since = now_ms.saturating_sub(window_ms);
+        let first = self.wal.partition_point(|w| w.committed_at_ms <= since);
+        self.outbox_after(first as u64, limit)
+    }
+
+    pub fn outbox_head(&self) -> u64 {
+        self.outbox.len() as u64
     }
 
     /// Log entries after `lsn`.

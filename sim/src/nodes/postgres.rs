@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aside::tier::Row;
+use aside::tier::{OutboxRow, Row};
 use invariants::gen::SplitMix;
 use madsim::net::Endpoint;
 use madsim::time::{sleep, Instant};
@@ -27,6 +27,16 @@ pub enum PgCmd {
     SetLag(Option<u64>),
     /// On a replica: how far behind its replay is, in ms (0 when it has applied all it has).
     ReplayLag,
+    OutboxAfter {
+        after: u64,
+        limit: u32,
+    },
+    OutboxRecent {
+        window_ms: u64,
+        limit: u32,
+    },
+    OutboxHead,
+    OutboxDone(Vec<u64>),
 }
 
 pub enum PgReply {
@@ -36,6 +46,8 @@ pub enum PgReply {
     Wal(Vec<Wal>),
     Done,
     LagMs(u64),
+    Outbox(Vec<OutboxRow>),
+    Head(u64),
 }
 
 /// A PostgreSQL server: `primary` is `None` for the primary, the address it streams from for a
@@ -106,6 +118,17 @@ pub async fn pg_node(spec: PgSpec) {
                     PgReply::Done
                 }
                 PgCmd::ReplayLag => PgReply::LagMs(m.replay_lag_ms(now_ms(start))),
+                PgCmd::OutboxAfter { after, limit } => {
+                    PgReply::Outbox(m.outbox_after(after, limit))
+                }
+                PgCmd::OutboxRecent { window_ms, limit } => {
+                    PgReply::Outbox(m.outbox_recent(now_ms(start), window_ms, limit))
+                }
+                PgCmd::OutboxHead => PgReply::Head(m.outbox_head()),
+                PgCmd::OutboxDone(ids) => {
+                    m.done.extend(ids);
+                    PgReply::Done
+                }
             }
         }
     })

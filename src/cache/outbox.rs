@@ -1,0 +1,459 @@
+//! The outbox invalidator (`durable`), and the fences it lifts.
+//!
+//! Every write's transaction leaves an outbox row (key, version). A write invalidates both tiers
+//! itself, as `versioned` does, but that call can fail: the tier is cut off, the tombstone is
+//! lost on the wire, or a master acknowledges it and then loses its role. So each instance may
+//! run an invalidator ([`CacheAside::invalidator`]) that reads every outbox row and applies it
+//! to L1 and to the memcached node that owns the key, retrying until both acknowledge. Several
+//! may run at once: tombstones carry versions, so applying one twice, or late, changes nothing.
+//!
+//! What the instance promises in return, and how:
+//!
+//! * **Fences.** A tier this instance could not reach (a read, a write's invalidation or the
+//!   invalidator's failed) may hold values whose invalidation it missed. The instance does not
+//!   read that tier (L1, or one memcached node) again until an invalidator pass that began
+//!   after the failure has applied every row due to it. A memcached node that rejoins with old
+//!   items is therefore never served from before it is repaired, without the cold node a flush
+//!   would leave behind.
+//! * **Replay after a master switch.** When the Redis client follows a failover
+//!   ([`RedisLike::master_switches`] rises), L1 is fenced at once and every row of the last
+//!   `replay_window_ms` (W) is applied to the new master: the old master may have acknowledged
+//!   tombstones it never replicated. The instance also replays W when it starts.
+//! * **The replica guard.** A miss reads the replica only if the replica has the version the
+//!   outbox last named for the key; otherwise it reads the primary.
+//!
+//! With these, no read is served stale for longer than
+//! [`CacheConfig::outbox_staleness_bound_ms`] (Δ): the harness judges `durable` by exactly
+//! that bound in every scenario.
+//!
+//! Outbox ids are assigned when a transaction inserts its row, not when it commits, so a row
+//! may appear below ids already read. The invalidator keeps its cursor below the first missing
+//! id and reads on from there, until the gap is older than W (a rolled-back transaction leaves
+//! a gap for ever).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
+
+use futures_util::future::join_all;
+
+use super::*;
+use crate::tier::OutboxRow;
+
+/// Rows applied at once in one pass.
+const APPLY_CONCURRENCY: usize = 64;
+
+/// What the instance knows about its tiers' repair.
+pub(super) struct Repair {
+    /// An invalidator runs for this instance: fences and the replica guard apply.
+    active: AtomicBool,
+    /// Per tier: 0 is L1, 1 + n is memcached node n. Read on every read, so atomics.
+    fenced: Vec<AtomicBool>,
+    /// The L1 master switches already replayed: a read sees a newer count as a fence.
+    switches_seen: AtomicU64,
+    st: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// When each fenced tier was fenced (the latest failure).
+    since: Vec<Option<Instant>>,
+    /// Every id at or below it has been read (or given up as a gap).
+    cursor: u64,
+    /// Ids read above the cursor.
+    above: BTreeSet<u64>,
+    /// The first id missing above the cursor, and since when.
+    gap: Option<(u64, Instant)>,
+    /// Rows still due to a tier, by id.
+    pending: BTreeMap<u64, Due>,
+    /// The newest version the outbox (or a write of this instance) named per key, and when:
+    /// the replica guard.
+    known: HashMap<String, (u64, Instant)>,
+    started: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Due {
+    key: String,
+    version: u64,
+    l1: bool,
+    l2: bool,
+    /// Replayed after a master switch: someone already applied it once.
+    replay: bool,
+}
+
+impl Repair {
+    pub(super) fn new(l2_nodes: usize) -> Self {
+        Repair {
+            active: AtomicBool::new(false),
+            fenced: (0..=l2_nodes).map(|_| AtomicBool::new(false)).collect(),
+            switches_seen: AtomicU64::new(0),
+            st: Mutex::new(State {
+                since: vec![None; l2_nodes + 1],
+                ..State::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn active(&self) -> bool {
+        self.active.load(Relaxed)
+    }
+
+    fn fence(&self, slot: usize, at: Instant) {
+        if !self.active() {
+            return;
+        }
+        self.fenced[slot].store(true, Relaxed);
+        let mut st = self.lock();
+        st.since[slot] = Some(st.since[slot].map_or(at, |t| t.max(at)));
+    }
+
+    fn know(&self, key: &str, version: u64) {
+        if !self.active() {
+            return;
+        }
+        let mut st = self.lock();
+        let e = st
+            .known
+            .entry(key.to_string())
+            .or_insert((0, Instant::now()));
+        if version >= e.0 {
+            *e = (version, Instant::now());
+        }
+    }
+
+    /// The newest version of `key` the outbox named lately (0: none known).
+    fn known(&self, key: &str) -> u64 {
+        if !self.active() {
+            return 0;
+        }
+        self.lock().known.get(key).map_or(0, |e| e.0)
+    }
+}
+
+/// L1's slot in the fences.
+const L1: usize = 0;
+
+impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
+    /// Whether reads skip L1: it failed here, or the master switched, and the invalidator has
+    /// not repaired it since.
+    pub(super) fn l1_fenced(&self) -> bool {
+        self.repair.active()
+            && (self.repair.fenced[L1].load(Relaxed)
+                || self.l1.master_switches() != self.repair.switches_seen.load(Relaxed))
+    }
+
+    /// Whether reads skip memcached node `n`.
+    pub(super) fn l2_fenced(&self, n: usize) -> bool {
+        self.repair.active() && self.repair.fenced[1 + n].load(Relaxed)
+    }
+
+    /// A health failure on L1 (`None`) or memcached node `n`: fence it if an invalidator runs.
+    pub(super) fn tier_failed(&self, node: Option<usize>, e: &TierError) {
+        if matches!(e, TierError::Refused { .. }) {
+            return;
+        }
+        self.repair
+            .fence(node.map_or(L1, |n| 1 + n), Instant::now());
+    }
+
+    /// This instance wrote `version` of `key`: the replica guard knows it at once.
+    pub(super) fn wrote(&self, key: &str, version: u64) {
+        self.repair.know(key, version);
+    }
+
+    /// Whether a row read from the replica is older than what the outbox named for the key.
+    pub(super) fn replica_behind(&self, key: &str, row: Option<&Row>) -> bool {
+        self.repair.known(key) > row.map_or(0, |r| r.version)
+    }
+
+    /// Currently fenced tiers, by name (`l1`, `l2-0`, ...): tests and reports.
+    pub fn fenced_tiers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.l1_fenced() {
+            out.push("l1".to_string());
+        }
+        for n in 0..self.l2.nodes.len() {
+            if self.l2_fenced(n) {
+                out.push(format!("l2-{n}"));
+            }
+        }
+        out
+    }
+
+    /// Outbox rows this instance has read and not yet applied to both tiers.
+    pub fn outbox_pending(&self) -> usize {
+        self.repair.lock().pending.len()
+    }
+
+    /// The outbox invalidator for this instance, if its strategy uses one (`durable`): a task
+    /// that runs until dropped, polling the outbox every `outbox_poll_ms`. Spawn it next to the
+    /// instance; from then on the instance fences tiers it could not reach until this task has
+    /// repaired them.
+    pub fn invalidator(self: &Arc<Self>) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !self.strategy.uses_outbox() {
+            return None;
+        }
+        self.repair.active.store(true, Relaxed);
+        let me = Arc::clone(self);
+        let span = tracing::info_span!("aside.invalidator", instance = %self.instance);
+        Some(
+            async move {
+                let poll = Duration::from_millis(me.cfg.outbox_poll_ms);
+                loop {
+                    me.invalidator_pass().await;
+                    tokio::time::sleep(poll).await;
+                }
+            }
+            .instrument(span),
+        )
+    }
+
+    async fn outbox_call<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        timed(
+            "postgres",
+            Duration::from_millis(self.cfg.outbox_timeout_ms),
+            f,
+        )
+        .await
+    }
+
+    /// One pass: replay after a switch (or at start), read new rows, apply what is due, mark
+    /// done, lift the fences this pass has earned.
+    pub(super) async fn invalidator_pass(&self) {
+        let pass_start = Instant::now();
+        let switches = self.l1.master_switches();
+        let started = self.repair.lock().started;
+        if !started || switches != self.repair.switches_seen.load(Relaxed) {
+            // Reads skip L1 (the count differs) until the replay is applied.
+            self.repair.fence(L1, pass_start);
+            let w = self.cfg.replay_window_ms;
+            let recent = self
+                .outbox_call(self.store.outbox_recent(w, u32::MAX))
+                .await;
+            let head = if started {
+                Ok(0)
+            } else {
+                self.outbox_call(self.store.outbox_head()).await
+            };
+            let (Ok(rows), Ok(head)) = (recent, head) else {
+                debug!("outbox unreachable: replay deferred to the next pass");
+                return;
+            };
+            info!(
+                rows = rows.len(),
+                switches, "replaying the outbox window on L1"
+            );
+            let mut st = self.repair.lock();
+            if !st.started {
+                st.started = true;
+                st.cursor = head;
+            }
+            for r in rows {
+                let e = st.pending.entry(r.id).or_insert(Due {
+                    key: r.key,
+                    version: r.version,
+                    l1: false,
+                    l2: false,
+                    replay: true,
+                });
+                e.l1 = true;
+            }
+            self.repair.switches_seen.store(switches, Relaxed);
+        }
+        let Some(complete) = self.read_outbox().await else {
+            return;
+        };
+        let done = self.apply_pending().await;
+        if !done.is_empty() {
+            if let Err(e) = self.outbox_call(self.store.outbox_done(&done)).await {
+                debug!(error = %e, "could not mark outbox rows done; they stay for pruning by age");
+            }
+        }
+        if complete {
+            self.lift_fences(pass_start);
+        }
+    }
+
+    /// Reads every row above the cursor into `pending`. Some(true) when it read to the end.
+    async fn read_outbox(&self) -> Option<bool> {
+        let batch = self.cfg.outbox_batch;
+        let mut after = self.repair.lock().cursor;
+        loop {
+            let rows = match self
+                .outbox_call(self.store.outbox_after(after, batch))
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    debug!(error = %e, "outbox unreachable: retrying next pass");
+                    return Some(false);
+                }
+            };
+            let full = rows.len() as u32 >= batch;
+            if let Some(last) = rows.last() {
+                after = last.id;
+            }
+            self.take_rows(rows);
+            if !full {
+                return Some(true);
+            }
+        }
+    }
+
+    fn take_rows(&self, rows: Vec<OutboxRow>) {
+        let now = Instant::now();
+        let gap_max = Duration::from_millis(self.cfg.replay_window_ms);
+        let mut st = self.repair.lock();
+        for r in rows {
+            if r.id <= st.cursor || !st.above.insert(r.id) {
+                continue;
+            }
+            let e = st.known.entry(r.key.clone()).or_insert((0, now));
+            if r.version >= e.0 {
+                *e = (r.version, now);
+            }
+            st.pending.insert(
+                r.id,
+                Due {
+                    key: r.key,
+                    version: r.version,
+                    l1: true,
+                    l2: true,
+                    replay: false,
+                },
+            );
+        }
+        // Advance over what is contiguous; a gap holds the cursor until it is older than W.
+        loop {
+            let next = st.cursor + 1;
+            if st.above.remove(&next) {
+                st.cursor = next;
+                st.gap = None;
+                continue;
+            }
+            if st.above.is_empty() {
+                break;
+            }
+            match st.gap {
+                Some((id, since)) if id == next && now.duration_since(since) >= gap_max => {
+                    warn!(
+                        id,
+                        "outbox id never committed (a rolled-back write?): skipping it"
+                    );
+                    st.cursor = next;
+                    st.gap = None;
+                }
+                Some((id, _)) if id == next => break,
+                _ => {
+                    st.gap = Some((next, now));
+                    break;
+                }
+            }
+        }
+        st.known
+            .retain(|_, (_, at)| now.duration_since(*at) < gap_max);
+    }
+
+    /// Applies every pending row to the tiers it is due to; returns the ids now applied to both
+    /// (not replays: those were marked before).
+    async fn apply_pending(&self) -> Vec<u64> {
+        let due: Vec<(u64, Due)> = {
+            let st = self.repair.lock();
+            st.pending.iter().map(|(&id, d)| (id, d.clone())).collect()
+        };
+        let mut done = Vec::new();
+        for chunk in due.chunks(APPLY_CONCURRENCY) {
+            let results = join_all(chunk.iter().map(|(id, d)| self.apply_row(*id, d))).await;
+            let mut st = self.repair.lock();
+            for ((id, d), (l1_ok, l2_ok)) in chunk.iter().zip(results) {
+                if let Some(p) = st.pending.get_mut(id) {
+                    p.l1 &= !l1_ok;
+                    p.l2 &= !l2_ok;
+                    if !p.l1 && !p.l2 {
+                        st.pending.remove(id);
+                        if !d.replay {
+                            done.push(*id);
+                        }
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// One row to the tiers it is due to: (L1 acknowledged, L2 acknowledged).
+    async fn apply_row(&self, _id: u64, d: &Due) -> (bool, bool) {
+        let tomb_ms = self.cfg.tombstone_ttl_ms;
+        let v = Some(d.version);
+        let mut l1_ok = false;
+        if d.l1 {
+            let started = self.clock();
+            let r = self
+                .retry_l1(
+                    self.strategy
+                        .repair_l1(&self.l1, &d.key, d.version, tomb_ms),
+                )
+                .await;
+            self.emit_invalidation(&d.key, Tier::L1, v, &r, started);
+            match r {
+                Ok(()) => l1_ok = true,
+                Err(e) => self.tier_failed(None, &e),
+            }
+        }
+        let mut l2_ok = false;
+        if d.l2 {
+            let mk = match Key::parse(&d.key) {
+                Ok(k) => k.memcached(),
+                // Not a key this library writes: nothing of it can be in memcached.
+                Err(_) => return (l1_ok, true),
+            };
+            let n = self.l2.ring.node_index(mk.as_bytes());
+            let started = self.clock();
+            let r = self
+                .retry_l2(
+                    n,
+                    self.strategy
+                        .repair_l2(&self.l2.nodes[n], &mk, d.version, Self::secs(tomb_ms)),
+                )
+                .await;
+            self.emit_invalidation(&d.key, Tier::L2, v, &r, started);
+            match r {
+                Ok(()) => l2_ok = true,
+                Err(e) => self.tier_failed(Some(n), &e),
+            }
+        }
+        (l1_ok, l2_ok)
+    }
+
+    /// Lifts each fence set before `pass_start` whose tier has nothing pending: this pass read
+    /// the whole outbox and applied everything due to it.
+    fn lift_fences(&self, pass_start: Instant) {
+        let mut st = self.repair.lock();
+        let mut owed = vec![false; self.l2.nodes.len() + 1];
+        for d in st.pending.values() {
+            if d.l1 {
+                owed[L1] = true;
+            }
+            if d.l2 {
+                if let Ok(k) = Key::parse(&d.key) {
+                    let mk = k.memcached();
+                    owed[1 + self.l2.ring.node_index(mk.as_bytes())] = true;
+                }
+            }
+        }
+        for (slot, owes) in owed.into_iter().enumerate() {
+            if owes {
+                continue;
+            }
+            if st.since[slot].is_some_and(|t| t <= pass_start) {
+                st.since[slot] = None;
+                self.repair.fenced[slot].store(false, Relaxed);
+            }
+        }
+    }
+}
