@@ -322,6 +322,9 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     let rec = Arc::new(Recorder::start_at(origin));
     let events: Arc<dyn aside::events::Events> = rec.clone();
     let cache = Arc::new(cache.with_events(events));
+    if let Some(invalidator) = cache.invalidator() {
+        tokio::spawn(invalidator);
+    }
     let run = Clients {
         workload: Arc::new(sc.workload()),
         rec: rec.clone(),

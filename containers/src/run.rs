@@ -146,6 +146,20 @@ pub async fn run_with(
 ) -> Result<RunOutput, Error> {
     // The `random` scenario's plan is the seed's.
     let sc = &sc.for_seed(seed);
+    // A strategy that promises a staleness bound is judged by exactly that bound.
+    let sc = &sc.judged_by(aside::Strategy::staleness_bound_ms(
+        &strategy,
+        &sc.cache_config(),
+    ));
+    // `durable` runs Redis as it requires: an isolated master refuses writes it would lose.
+    let mut opts = opts;
+    if aside::Strategy::uses_outbox(&strategy) && opts.redis_min_replicas.is_none() {
+        let max_lag_s = sc.cache_config().redis_max_lag_ms.div_ceil(1000).max(1) as u32;
+        opts.redis_min_replicas = Some(crate::cluster::MinReplicas {
+            to_write: 1,
+            max_lag_s,
+        });
+    }
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",
@@ -223,6 +237,10 @@ pub async fn run_with(
         for (app, cache) in caches.into_iter().enumerate() {
             let events: Arc<dyn aside::events::Events> = rec.clone();
             let cache = Arc::new(cache.with_events(events));
+            // Runs on through the settle and the probes; the runtime ends it.
+            if let Some(invalidator) = cache.invalidator() {
+                tokio::spawn(invalidator);
+            }
             for c in 0..sc.clients_per_app {
                 let client = (app * sc.clients_per_app + c) as u64;
                 clients.push(tokio::spawn(run.client(cache.clone(), client)));

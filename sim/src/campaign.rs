@@ -554,6 +554,12 @@ fn list(cells: bool) -> ExitCode {
         for c in expect::cells() {
             match c.expect {
                 expect::Expect::Holds => println!("{} {} holds", c.scenario, c.strategy.name()),
+                expect::Expect::Only(invs) => println!(
+                    "{} {} finds only {}",
+                    c.scenario,
+                    c.strategy.name(),
+                    invs.join(",")
+                ),
                 expect::Expect::Finds(invs) => {
                     println!(
                         "{} {} finds {}{}",

@@ -16,6 +16,9 @@ pub enum Expect {
     /// Some seed fails, and every invariant named here fails on at least one seed (others may
     /// fail too: they are reported, not promised).
     Finds(&'static [&'static str]),
+    /// As `Finds`, and no other gating invariant fails on any seed: for a strategy that holds
+    /// everything but what the fault itself takes away (a database nobody can reach).
+    Only(&'static [&'static str]),
 }
 
 /// One promise of the table.
@@ -35,7 +38,7 @@ pub struct Cell {
 impl Cell {
     fn buggified(self) -> Cell {
         assert!(
-            matches!(self.expect, Expect::Finds(_)),
+            matches!(self.expect, Expect::Finds(_) | Expect::Only(_)),
             "{}: BUGGIFY is for findings",
             self.scenario
         );
@@ -60,8 +63,8 @@ pub const HARNESS_ERROR: &str = "fault-effect";
 
 /// Every promise, in table order.
 pub fn cells() -> Vec<Cell> {
-    use Builtin::{Naive, Versioned};
-    use Expect::{Finds, Holds};
+    use Builtin::{Durable, Naive, Versioned};
+    use Expect::{Finds, Holds, Only};
     let cell = |scenario, strategy, expect, why| Cell {
         scenario,
         strategy,
@@ -72,46 +75,67 @@ pub fn cells() -> Vec<Cell> {
     vec![
         cell("fill-race", Naive, Finds(RACE), "a miss loads the old row, the writer deletes, the late fill puts the old row back"),
         cell("fill-race", Versioned, Holds, "a fill older than the tombstone is refused"),
+        cell("fill-race", Durable, Holds, "fills and tombstones as `versioned`; the invalidator's repairs leave an entry of the written version alone"),
         cell("replica-lag", Naive, Finds(&["staleness", "convergence", "read-your-writes"]), "misses read the replica 50 ms behind and cache what it returns"),
         cell("replica-lag", Versioned, Finds(&["read-your-writes", "hit-ratio"]), "no stale fill survives the tombstone, but a replica read right after a client's own write returns its old row, and refused fills cost hits"),
+        cell("replica-lag", Durable, Holds, "the replica guard: a miss reads the primary while the replica has not replayed the version the outbox named"),
         cell("redis-failover", Naive, Finds(&["staleness", "convergence"]), "invalidations fail while the master is down and are never retried"),
         cell("redis-failover", Versioned, Finds(&["staleness", "convergence"]), "tombstones not yet replicated die with the old master; only an outbox and an invalidator (`durable`, DESIGN.md) fix this"),
+        cell("redis-failover", Durable, Holds, "the switch fences L1 at once and the invalidator replays the last W of the outbox on the new master"),
         cell("memcached-restart", Naive, Finds(RACE), "the fill race again, on the misses the empty node causes"),
         cell("memcached-restart", Versioned, Finds(&["staleness", "convergence"]), "the app node's breaker keeps memcached-1's circuit open for a cooldown after the node is back; an invalidation skipped then is never retried, so a value filled before it stays (the outbox of `durable` retries it)").buggified(),
+        cell("memcached-restart", Durable, Holds, "an invalidation the open circuit skipped fences the node until the invalidator applies it"),
         cell("stale-while-revalidate", Naive, Finds(&["staleness"]), "the race, now on the refreshes of aged entries"),
         cell("stale-while-revalidate", Versioned, Holds, "aged entries are served while one reader refreshes; a refresh older than a tombstone is refused"),
+        cell("stale-while-revalidate", Durable, Holds, "as `versioned`"),
         cell("partition-app-l1", Naive, Finds(&["staleness", "convergence"]), "writes during the cut cannot delete from Redis, and nothing retries them"),
         cell("partition-app-l1", Versioned, Finds(&["staleness", "convergence"]), "tombstones that cannot reach Redis during the cut are lost: the old values stay (an outbox fixes this)"),
+        cell("partition-app-l1", Durable, Holds, "a tombstone that cannot reach Redis fences L1 until the invalidator applies it after the cut"),
         cell("partition-app-l2", Naive, Finds(&["staleness", "convergence"]), "memcached keeps the values writes could not delete; after the cut L1 misses refill from them"),
         cell("partition-app-l2", Versioned, Finds(&["staleness", "convergence"]), "memcached keeps the old values the cut kept tombstones from; an L2 hit serves them (the L1 refill is refused, the read is not)"),
+        cell("partition-app-l2", Durable, Holds, "a tombstone that cannot reach a memcached node fences that node until the invalidator applies it"),
         cell("partition-app-db", Naive, Finds(&["availability"]), "misses cannot reach the database: only hits are served"),
         cell("partition-app-db", Versioned, Finds(&["availability"]), "misses cannot reach the database: only hits are served"),
+        cell("partition-app-db", Durable, Only(&["availability"]), "misses cannot reach the database: only hits are served; nothing is ever stale"),
         cell("one-way-partition", Naive, Finds(&["availability"]), "misses and writes time out waiting for replies that are lost"),
         cell("one-way-partition", Versioned, Finds(&["availability"]), "misses and writes time out waiting for replies that are lost"),
+        cell("one-way-partition", Durable, Only(&["availability"]), "misses and writes wait on the database's lost replies: the simulator drops a message where TCP would resend it, so a read that loses its database reply fails here and is only late in production (README: sim versus real); nothing is ever stale"),
         cell("sentinel-partition", Naive, Finds(&[]), "one Sentinel alone promotes nothing; the fill race remains"),
         cell("sentinel-partition", Versioned, Holds, "one Sentinel alone promotes nothing"),
+        cell("sentinel-partition", Durable, Holds, "one Sentinel alone promotes nothing"),
         cell("split-brain", Naive, Finds(&["staleness", "convergence"]), "deletes app-1 sent to the isolated old master are acknowledged, then discarded when the Sentinels demote it; the promoted replica keeps the old values"),
         cell("split-brain", Versioned, Finds(&["staleness", "convergence"]), "tombstones acknowledged by the isolated old master are discarded when it is demoted and resyncs (Jepsen's Redis finding); only `min-replicas-to-write` and an outbox replayed against the new master (`durable`) fix this"),
+        cell("split-brain", Durable, Holds, "every app node's invalidator applies every outbox row, so app-1's writes reach the new master through the majority's; app-1 replays W when it follows the switch"),
         cell("memcached-rejoin", Naive, Finds(&["staleness", "convergence"]), "deletes that could not reach the frozen node are lost: it rejoins with the old values"),
-        cell("memcached-rejoin", Versioned, Finds(&["staleness", "convergence"]), "tombstones that could not reach the frozen node are lost: it rejoins with the old values (flushing a rejoining node, as `durable` will, fixes this)"),
+        cell("memcached-rejoin", Versioned, Finds(&["staleness", "convergence"]), "tombstones that could not reach the frozen node are lost: it rejoins with the old values (`durable` fences the node until its invalidator has applied them)"),
+        cell("memcached-rejoin", Durable, Holds, "the frozen node is fenced by every app node that could not tombstone it, until their invalidators have"),
         cell("app-pause", Naive, Finds(&["staleness"]), "the frozen app finishes a fill of an old row after the lease expired and writes moved on"),
         cell("app-pause", Versioned, Finds(&["staleness"]), "late fills are refused by tombstones, but a writer frozen between its L1 and L2 invalidation wakes past the L2 call's deadline: the L2 tombstone is never written and nothing retries it (the outbox of `durable` does)"),
+        cell("app-pause", Durable, Holds, "the L2 tombstone the frozen writer never sent is applied by the other app nodes' invalidators"),
         cell("latency-spike", Naive, Finds(&["staleness", "convergence"]), "Redis calls time out for the spike: deletes are lost and never retried"),
         cell("latency-spike", Versioned, Finds(&["staleness", "convergence"]), "Redis calls time out for the spike: tombstones are lost and never retried (at 40 ms too, on 2 of seeds 1-20 and 3 of seeds 100-159: an L2 tombstone's gets + cas can outlast memcached's 200 ms timeout)"),
+        cell("latency-spike", Durable, Holds, "timed-out tombstones fence the tier; the invalidator's retries do not trip the breakers reads use"),
         cell("packet-loss", Naive, Finds(&["staleness", "convergence"]), "a lost delete is never retried"),
         cell("packet-loss", Versioned, Finds(&["staleness", "convergence"]), "a lost tombstone is never retried (an outbox fixes this)"),
+        cell("packet-loss", Durable, Only(&["availability"]), "misses and writes wait on the database's lost replies: the simulator drops a message where TCP would resend it, so a read that loses its database reply fails here and is only late in production (README: sim versus real); nothing is ever stale"),
         cell("pg-lag-spike", Naive, Finds(&["staleness", "convergence"]), "misses read rows 2 s old from the replica and cache them"),
-        cell("pg-lag-spike", Versioned, Finds(&["staleness", "read-your-writes"]), "tombstones refuse every fill of the replica's old rows, but the miss itself returns the old row: reads are served 2 s stale (reading the primary while the replica is behind the key's tombstone, as `durable` will, fixes this)"),
+        cell("pg-lag-spike", Versioned, Finds(&["staleness", "read-your-writes"]), "tombstones refuse every fill of the replica's old rows, but the miss itself returns the old row: reads are served 2 s stale (`durable`'s replica guard reads the primary while the replica is behind)"),
+        cell("pg-lag-spike", Durable, Holds, "the replica guard sends misses to the primary while the replica is behind"),
         cell("redis-memory-full", Naive, Finds(&["staleness"]), "evictions only cost hits; the fill race remains"),
         cell("redis-memory-full", Versioned, Holds, "Redis evicts (L1 hit ratio during the limit is reported), memcached absorbs the misses, fills stay ordered by tombstones"),
+        cell("redis-memory-full", Durable, Holds, "as `versioned`"),
         cell("cold-start", Naive, Finds(&["staleness"]), "single-flight keeps the database under its ceiling; the fill race of the refill remains").buggified(),
         cell("cold-start", Versioned, Holds, "single-flight and leases refill both tiers within one database read per key per app node"),
+        cell("cold-start", Durable, Holds, "as `versioned`: the invalidator's reads of the outbox are not reads of rows"),
         cell("hot-key", Naive, Finds(&["staleness"]), "the fill race, concentrated on the hot key"),
         cell("hot-key", Versioned, Holds, "a hot key is coalesced and fills stay ordered"),
+        cell("hot-key", Durable, Holds, "as `versioned`"),
         cell("scan-gap", Naive, Finds(&["staleness"]), "deletes by pattern reach only what SCAN finds in Redis; a sibling held only in memcached keeps its old value, and fills race the deletes").buggified(),
-        cell("scan-gap", Versioned, Finds(&["staleness", "convergence"]), "pattern invalidation SCANs Redis only: a sibling held only in memcached (memcached has no SCAN) is never tombstoned, and the next L1 miss refills its old value (tombstoning every sibling at its new version, from the transaction's outbox rows, as `durable` will, fixes this)").buggified(),
+        cell("scan-gap", Versioned, Finds(&["staleness", "convergence"]), "pattern invalidation SCANs Redis only: a sibling held only in memcached (memcached has no SCAN) is never tombstoned, and the next L1 miss refills its old value (`durable`'s invalidator tombstones every sibling from the transaction's outbox rows)").buggified(),
+        cell("scan-gap", Durable, Holds, "the transaction's outbox rows name every sibling listing: the invalidator tombstones the ones SCAN cannot see"),
         cell("random", Naive, Finds(&["staleness", "convergence"]), "random plans reach every way above of losing a delete"),
         cell("random", Versioned, Finds(&["staleness", "convergence"]), "random plans reach the faults above that lose tombstones (a partition, a pause, a failover); every fault is observed taking effect on every seed"),
+        cell("random", Durable, Only(&["availability"]), "random plans that cut or drop the database's replies cost reads (as in `packet-loss`); no plan leaves a value stale"),
     ]
 }
 
@@ -132,6 +156,7 @@ pub const COMPARE_END: &str = "<!-- end of generated sim-versus-real table -->";
 pub fn promise(cell: &Cell) -> (String, bool) {
     match cell.expect {
         Expect::Holds => ("holds".to_string(), false),
+        Expect::Only(names) => (format!("finds only {}", names.join(", ")), true),
         Expect::Finds(names) => (
             format!(
                 "finds {}{}",
@@ -215,28 +240,43 @@ impl Tally {
                     failed.join(", ")
                 )),
             },
-            Expect::Finds(names) => {
-                let missing: Vec<&str> = names
+            Expect::Only(names) => {
+                if let Some((seed, failed)) = self
+                    .failures
                     .iter()
-                    .copied()
-                    .filter(|n| self.count(n) == 0)
-                    .collect();
-                if missing.is_empty() && !self.failures.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{what}: the harness no longer finds {} in {} seeds (found: {})",
-                        if missing.is_empty() {
-                            "any failure".to_string()
-                        } else {
-                            missing.join(", ")
-                        },
-                        self.runs,
-                        self.summary()
-                    ))
+                    .find(|(_, f)| f.iter().any(|i| !names.contains(&i.as_str())))
+                {
+                    return Err(format!(
+                        "{what} is promised to fail only on {} but failed on seed {seed}: {}",
+                        names.join(", "),
+                        failed.join(", ")
+                    ));
                 }
+                Tally::judge_finds(self, &what, names)
             }
+            Expect::Finds(names) => Tally::judge_finds(self, &what, names),
         }
+    }
+
+    fn judge_finds(&self, what: &str, names: &[&str]) -> Result<(), String> {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| self.count(n) == 0)
+            .collect();
+        if missing.is_empty() && !self.failures.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{what}: the harness no longer finds {} in {} seeds (found: {})",
+            if missing.is_empty() {
+                "any failure".to_string()
+            } else {
+                missing.join(", ")
+            },
+            self.runs,
+            self.summary()
+        ))
     }
 
     /// `holds on 20 of 20 seeds` or `7 of 20 seeds: convergence (3), staleness (7)`.

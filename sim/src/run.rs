@@ -132,21 +132,6 @@ where
         );
         if let Some(invalidator) = cache.invalidator() {
             node.spawn(invalidator);
-            if std::env::var("ASIDE_DEBUG_FENCES").is_ok() {
-                let c = cache.clone();
-                let start = madsim::time::Instant::now();
-                node.spawn(async move {
-                    loop {
-                        sleep(Duration::from_millis(100)).await;
-                        eprintln!(
-                            "{:?} app{app} fenced {:?} pending {}",
-                            start.elapsed(),
-                            c.fenced_tiers(),
-                            c.outbox_pending()
-                        );
-                    }
-                });
-            }
         }
         caches.push(cache.clone());
         for c in 0..scenario.clients_per_app {

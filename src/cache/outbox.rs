@@ -9,7 +9,7 @@
 //!
 //! What the instance promises in return, and how:
 //!
-//! * **Fences.** A tier this instance could not reach (a read, a write's invalidation or the
+//! * **Fences.** A tier this instance could not invalidate (a write's own invalidation or the
 //!   invalidator's failed) may hold values whose invalidation it missed. The instance does not
 //!   read that tier (L1, or one memcached node) again until an invalidator pass that began
 //!   after the failure has applied every row due to it. A memcached node that rejoins with old

@@ -43,7 +43,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(None) => Found::Miss,
             Err(e) => {
                 debug!(key = %key, error = %e, "L1 read failed; reading on");
-                self.tier_failed(None, &e);
                 Found::Miss
             }
         }
@@ -67,7 +66,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(None) => Found::Miss,
             Err(e) => {
                 debug!(key = %key, error = %e, "L2 read failed; reading on");
-                self.tier_failed(Some(n), &e);
                 Found::Miss
             }
         }

@@ -139,6 +139,7 @@ struct SlowStore {
     rows: Mutex<HashMap<String, u64>>,
     delay_ms: u64,
     reads: AtomicU64,
+    outbox: Mutex<Vec<crate::tier::OutboxRow>>,
 }
 
 impl Store for SlowStore {
@@ -155,27 +156,52 @@ impl Store for SlowStore {
         let mut rows = self.rows.lock().unwrap();
         let v = rows.entry(key.to_string()).or_insert(0);
         *v += 1;
+        let mut outbox = self.outbox.lock().unwrap();
+        let id = outbox.len() as u64 + 1;
+        outbox.push(crate::tier::OutboxRow {
+            id,
+            key: key.to_string(),
+            version: *v,
+        });
         Ok(*v)
+    }
+    async fn outbox_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> TierResult<Vec<crate::tier::OutboxRow>> {
+        let o = self.outbox.lock().unwrap();
+        Ok(o.iter()
+            .filter(|r| r.id > after)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+    async fn outbox_recent(&self, _: u64, limit: u32) -> TierResult<Vec<crate::tier::OutboxRow>> {
+        self.outbox_after(0, limit).await
+    }
+    async fn outbox_head(&self) -> TierResult<u64> {
+        Ok(self.outbox.lock().unwrap().len() as u64)
+    }
+    async fn outbox_done(&self, _: &[u64]) -> TierResult<()> {
+        Ok(())
     }
 }
 
 type Mem = CacheAside<MemRedis, NoL2, SlowStore, crate::Builtin>;
 
 fn cache(cfg: CacheConfig, delay_ms: u64) -> Mem {
+    cache_with(cfg, delay_ms, crate::Builtin::Versioned)
+}
+
+fn cache_with(cfg: CacheConfig, delay_ms: u64, strategy: crate::Builtin) -> Mem {
     let cfg = cfg.validate().unwrap();
     let pool = Pool::new(Ring::new(&["l2:1"]).unwrap(), vec![NoL2], &cfg);
     let store = SlowStore {
         delay_ms,
         ..Default::default()
     };
-    CacheAside::new(
-        MemRedis::default(),
-        pool,
-        store,
-        crate::Builtin::Versioned,
-        cfg,
-        "test",
-    )
+    CacheAside::new(MemRedis::default(), pool, store, strategy, cfg, "test")
 }
 
 fn key(id: &str) -> Key {
@@ -403,4 +429,69 @@ async fn a_custom_loader_takes_the_stores_place_on_a_miss() {
         (&b"from my query"[..], Source::L1)
     );
     assert_eq!((calls.load(Relaxed), c.store().reads.load(Relaxed)), (1, 0));
+}
+
+/// A write whose L1 tombstone fails leaves the old value in L1. `versioned` serves it once L1
+/// answers again; `durable` fences L1 until its invalidator has applied the outbox row, then
+/// reads from L1 again.
+#[tokio::test]
+async fn durable_fences_a_tier_it_could_not_invalidate_until_the_invalidator_repairs_it() {
+    for strategy in [crate::Builtin::Versioned, crate::Builtin::Durable] {
+        let cfg = CacheConfig {
+            lease_ms: 0,
+            breaker_failures_max: 100,
+            ..CacheConfig::default()
+        };
+        let c = Arc::new(cache_with(cfg, 0, strategy));
+        let task = c.invalidator();
+        assert_eq!(task.is_some(), strategy == crate::Builtin::Durable);
+        if task.is_some() {
+            c.invalidator_pass().await;
+        }
+        let k = key("a");
+        assert_eq!(c.get(&k).await.unwrap().unwrap().row.version, 0);
+        assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::L1);
+        c.l1().down.store(true, Relaxed);
+        let w = c.write(&k, b"new").await.unwrap();
+        assert!(!w.invalidated, "L1 was down");
+        c.l1().down.store(false, Relaxed);
+        let got = c.get(&k).await.unwrap().unwrap();
+        if strategy == crate::Builtin::Versioned {
+            assert_eq!(
+                (got.row.version, got.source),
+                (0, Source::L1),
+                "the old value, from L1"
+            );
+            continue;
+        }
+        assert_eq!(c.fenced_tiers(), vec!["l1".to_string()]);
+        assert_eq!(
+            (got.row.version, got.source),
+            (1, Source::Db),
+            "L1 is fenced"
+        );
+        assert_eq!(c.metrics().l1.fenced.load(Relaxed), 1);
+        c.invalidator_pass().await;
+        assert!(
+            c.fenced_tiers().is_empty(),
+            "the row is applied: the fence lifts"
+        );
+        assert_eq!(c.outbox_pending(), 0);
+        let got = c.get(&k).await.unwrap().unwrap();
+        assert_eq!(got.row.version, 1);
+        assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::L1);
+    }
+}
+
+#[tokio::test]
+async fn the_replay_window_has_a_lower_bound() {
+    let cfg = CacheConfig {
+        replay_window_ms: 1_000,
+        ..CacheConfig::default()
+    };
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("cache.replay_window_ms 1000 is under 4025"),
+        "{e}"
+    );
 }
