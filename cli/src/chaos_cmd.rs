@@ -70,6 +70,13 @@ enum ChaosCommand {
         /// Where every run's history goes
         #[arg(long, value_name = "DIR", default_value = "target/aside/containers")]
         keep: PathBuf,
+        /// Only these strategies (repeatable; default: all)
+        #[arg(long = "strategy", value_name = "NAME")]
+        strategies: Vec<String>,
+        /// Run nothing: redo the simulator and agree columns of the rows already in --readme
+        /// from this commit's promises (after sim/src/expect.rs changed)
+        #[arg(long)]
+        promises_only: bool,
     },
 }
 
@@ -167,13 +174,100 @@ fn summary(runs: &[Ran]) -> String {
     )
 }
 
-fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> ExitCode {
+/// One row of the sim-versus-real table.
+fn compare_row(sc: &str, st: Builtin, cell: &sim::expect::Cell, containers: &str) -> String {
+    let (sim, sim_fails) = sim::expect::promise(cell);
+    let agree = containers.starts_with("fails") == sim_fails;
+    format!(
+        "| `{sc}` | {} | {sim} | {containers} | {} |",
+        st.name(),
+        if agree { "yes" } else { "**no**" }
+    )
+}
+
+/// `compare --promises-only`: the README's rows with this commit's simulator column.
+fn compare_promises_only(runs: u64, readme: Option<&Path>) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("aside chaos compare: {e}");
+        ExitCode::from(2)
+    };
+    let Some(file) = readme else {
+        return fail("--promises-only rewrites the table in --readme FILE: name the file".into());
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+    };
+    let mut rows = Vec::new();
+    for (sc, st, line) in readme_rows(&text) {
+        let Some(strategy) = Builtin::parse(&st) else {
+            return fail(format!("{}: unknown strategy in {line}", file.display()));
+        };
+        let Some(cell) = sim::expect::cell(&sc, strategy) else {
+            continue;
+        };
+        let Some(containers) = line.split(" | ").nth(3) else {
+            return fail(format!(
+                "{}: a row without a containers column: {line}",
+                file.display()
+            ));
+        };
+        let row = compare_row(&sc, strategy, &cell, containers);
+        rows.push((sc, st, row));
+    }
+    write_compare(file, &text, &rows, runs)
+}
+
+/// Writes `rows` as the generated table in `file` (whose text is `text`).
+fn write_compare(
+    file: &Path,
+    text: &str,
+    rows: &[(String, String, String)],
+    runs: u64,
+) -> ExitCode {
+    let md = compare_table(rows, runs);
+    let new = match sim::expect::splice_between(text, COMPARE_BEGIN, COMPARE_END, &md) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("aside chaos compare: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::write(file, new) {
+        eprintln!("aside chaos compare: cannot write {}: {e}", file.display());
+        return ExitCode::from(2);
+    }
+    let disagree = rows.iter().filter(|r| !row_agrees(&r.2)).count();
+    ExitCode::from(u8::from(disagree > 0))
+}
+
+fn compare(
+    runs: u64,
+    only: &[String],
+    strategies: &[String],
+    readme: Option<&Path>,
+    keep: &Path,
+) -> ExitCode {
     let fail = |e: String| {
         eprintln!("aside chaos compare: {e}");
         ExitCode::from(2)
     };
     if runs == 0 {
         return fail("--runs must be at least 1".into());
+    }
+    let mut builtins = Vec::new();
+    for n in strategies {
+        match Builtin::parse(n) {
+            Some(b) => builtins.push(b),
+            None => {
+                return fail(format!(
+                    "unknown strategy {n:?}: `aside chaos list` names them"
+                ))
+            }
+        }
+    }
+    if builtins.is_empty() {
+        builtins = Builtin::ALL.to_vec();
     }
     let mut scs = Vec::new();
     for sc in scenario::catalog() {
@@ -200,7 +294,7 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
     // (scenario, strategy, row): this run's cells.
     let mut rows: Vec<(String, String, String)> = Vec::new();
     for sc in &scs {
-        for st in Builtin::ALL {
+        for &st in &builtins {
             let Some(cell) = sim::expect::cell(sc.name, st) else {
                 continue;
             };
@@ -210,20 +304,8 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
-            let real_fails = ran.iter().any(|r| !r.failed.is_empty());
-            let (sim, sim_fails) = sim::expect::promise(&cell);
-            let agree = real_fails == sim_fails;
-            rows.push((
-                sc.name.to_string(),
-                st.name().to_string(),
-                format!(
-                    "| `{}` | {} | {sim} | {} | {} |",
-                    sc.name,
-                    st.name(),
-                    summary(&ran),
-                    if agree { "yes" } else { "**no**" }
-                ),
-            ));
+            let row = compare_row(sc.name, st, &cell, &summary(&ran));
+            rows.push((sc.name.to_string(), st.name().to_string(), row));
         }
     }
     let md = compare_table(&rows, runs);
@@ -247,15 +329,7 @@ fn compare(runs: u64, only: &[String], readme: Option<&Path>, keep: &Path) -> Ex
             (sc, st)
         };
         all.sort_by_key(order);
-        let md = compare_table(&all, runs);
-        match sim::expect::splice_between(&text, COMPARE_BEGIN, COMPARE_END, &md) {
-            Ok(new) => {
-                if let Err(e) = std::fs::write(file, new) {
-                    return fail(format!("cannot write {}: {e}", file.display()));
-                }
-            }
-            Err(e) => return fail(format!("{}: {e}", file.display())),
-        }
+        return write_compare(file, &text, &all, runs);
     }
     ExitCode::from(u8::from(disagree > 0))
 }
@@ -376,7 +450,14 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             scenarios,
             readme,
             keep,
-        }) => return compare(*runs, scenarios, readme.as_deref(), keep),
+            strategies,
+            promises_only,
+        }) => {
+            if *promises_only {
+                return compare_promises_only(*runs, readme.as_deref());
+            }
+            return compare(*runs, scenarios, strategies, readme.as_deref(), keep);
+        }
         None => {}
     }
     let fail = |e: String| {

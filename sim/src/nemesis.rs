@@ -151,7 +151,7 @@ impl SimNemesis {
     /// A request from the nemesis's node; `None` when no reply came within a second.
     async fn tell<C, R>(&self, to: &Placed, tag: u64, cmd: C) -> Option<R>
     where
-        C: Send + Sync + 'static,
+        C: Clone + Send + Sync + 'static,
         R: Send + Sync + 'static,
     {
         let (rpc, addr) = (self.rpc.clone(), to.addr?);
@@ -170,7 +170,7 @@ impl SimNemesis {
     /// fault on for the rest of the run), at most [`HEAL_TRIES`] times.
     async fn tell_until_heard<C, R>(&self, to: &Placed, tag: u64, cmd: impl Fn() -> C) -> Option<R>
     where
-        C: Send + Sync + 'static,
+        C: Clone + Send + Sync + 'static,
         R: Send + Sync + 'static,
     {
         for _ in 0..HEAL_TRIES {

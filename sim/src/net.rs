@@ -1,6 +1,14 @@
 //! Messages between simulated nodes: request/response over madsim endpoints without
 //! serialization (payloads are `Box<dyn Any>`) and without panics: a lost or late reply is a
 //! timeout, never a crash of the simulation.
+//!
+//! madsim delivers datagrams: a message on a lossy or cut link is gone. The servers the harness
+//! models speak TCP, which resends a segment until it is acknowledged. So a call resends its
+//! request after [`RTO`] (Linux's minimum retransmission timeout) until a reply comes or its
+//! deadline passes, doubling the wait after each resend as TCP does, and a server answers a request it has seen again with the reply it cached
+//! (or not at all while it is still working on it), never running it twice: what TCP gives a
+//! client whose segment or whose reply was lost. A call whose deadline is shorter than the RTO
+//! (a 100 ms Redis call) is never resent, as over TCP.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -23,6 +31,12 @@ pub fn ip(a: u8, b: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
 }
 
+/// How long a call waits for a reply before it resends its request (TCP's minimum RTO on Linux).
+pub const RTO: Duration = Duration::from_millis(200);
+
+/// How long a server keeps a reply to answer a resent request: longer than any call's deadline.
+const REPLY_KEPT: Duration = Duration::from_secs(5);
+
 /// Counts every message the harness sends, for `cargo sim bench`.
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
 
@@ -44,7 +58,7 @@ impl Rpc {
         }
     }
 
-    pub async fn call<C: Send + Sync + 'static, R: Send + Sync + 'static>(
+    pub async fn call<C: Clone + Send + Sync + 'static, R: Send + Sync + 'static>(
         &self,
         dst: SocketAddr,
         tag: u64,
@@ -52,49 +66,86 @@ impl Rpc {
         timeout: Duration,
     ) -> Result<R, TierError> {
         let reply_tag = self.seq.fetch_add(1, Relaxed);
-        MESSAGES.fetch_add(1, Relaxed);
         let tier = match tag {
             TAG_REDIS => "redis",
             TAG_MEMCACHED => "memcached",
             TAG_PG => "postgres",
             _ => "sentinel",
         };
-        if self
-            .ep
-            .send_to_raw(dst, tag, Box::new((reply_tag, cmd)))
-            .await
-            .is_err()
-        {
-            return Err(TierError::Unavailable {
-                tier,
-                detail: format!("{dst} unreachable"),
-            });
-        }
         // `Duration::MAX`: the caller enforces its own deadline (the cache times every tier
-        // call), so no second timer goes on madsim's timer heap for every message.
-        let reply = if timeout == Duration::MAX {
-            Ok(self.ep.recv_from_raw(reply_tag).await)
-        } else {
-            madsim::time::timeout(timeout, self.ep.recv_from_raw(reply_tag)).await
-        };
-        match reply {
-            Ok(Ok((payload, _))) => {
-                payload
-                    .downcast::<R>()
-                    .map(|b| *b)
-                    .map_err(|_| TierError::Refused {
-                        tier,
-                        detail: "reply of the wrong type".into(),
-                    })
+        // call) and drops this future when it passes.
+        let deadline = (timeout != Duration::MAX).then(|| Instant::now() + timeout);
+        let mut rto = RTO;
+        loop {
+            MESSAGES.fetch_add(1, Relaxed);
+            if self
+                .ep
+                .send_to_raw(dst, tag, Box::new((reply_tag, cmd.clone())))
+                .await
+                .is_err()
+            {
+                return Err(TierError::Unavailable {
+                    tier,
+                    detail: format!("{dst} unreachable"),
+                });
             }
-            Ok(Err(e)) => Err(TierError::Unavailable {
-                tier,
-                detail: e.to_string(),
-            }),
-            Err(_) => Err(TierError::Timeout {
-                tier,
-                ms: timeout.as_millis() as u64,
-            }),
+            let wait = deadline.map_or(rto, |d| {
+                rto.min(d.saturating_duration_since(Instant::now()))
+            });
+            // TCP backs off: each resend waits twice as long as the last.
+            rto *= 2;
+            match madsim::time::timeout(wait, self.ep.recv_from_raw(reply_tag)).await {
+                Ok(Ok((payload, _))) => {
+                    return payload
+                        .downcast::<R>()
+                        .map(|b| *b)
+                        .map_err(|_| TierError::Refused {
+                            tier,
+                            detail: "reply of the wrong type".into(),
+                        })
+                }
+                Ok(Err(e)) => {
+                    return Err(TierError::Unavailable {
+                        tier,
+                        detail: e.to_string(),
+                    })
+                }
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(TierError::Timeout {
+                        tier,
+                        ms: timeout.as_millis() as u64,
+                    })
+                }
+                // The request or its reply was lost, or is slow: resend, as TCP would.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// What a server remembers of the requests it received: the reply to each, once sent, for
+/// [`REPLY_KEPT`], so a resent request is answered again and never run twice.
+struct Seen<R> {
+    replies: std::collections::HashMap<(SocketAddr, u64), Option<R>>,
+    order: std::collections::VecDeque<(Instant, (SocketAddr, u64))>,
+}
+
+impl<R> Seen<R> {
+    fn new() -> Self {
+        Seen {
+            replies: Default::default(),
+            order: Default::default(),
+        }
+    }
+
+    fn forget_old(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, key)) = self.order.front() {
+            if now.duration_since(at) < REPLY_KEPT {
+                break;
+            }
+            self.order.pop_front();
+            self.replies.remove(&key);
         }
     }
 }
@@ -124,21 +175,26 @@ const RECEIVERS: usize = 64;
 pub async fn serve<C, R, F, Fut>(ep: Endpoint, tag: u64, handle: F)
 where
     C: Send + Sync + 'static,
-    R: Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
     F: Fn(C) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = R> + Send + 'static,
 {
     let handle = Arc::new(handle);
+    let seen = Arc::new(std::sync::Mutex::new(Seen::new()));
     for _ in 1..RECEIVERS {
-        madsim::task::spawn(receive(ep.clone(), tag, handle.clone()));
+        madsim::task::spawn(receive(ep.clone(), tag, handle.clone(), seen.clone()));
     }
-    receive(ep, tag, handle).await;
+    receive(ep, tag, handle, seen).await;
 }
 
-async fn receive<C, R, F, Fut>(ep: Endpoint, tag: u64, handle: Arc<F>)
-where
+async fn receive<C, R, F, Fut>(
+    ep: Endpoint,
+    tag: u64,
+    handle: Arc<F>,
+    seen: Arc<std::sync::Mutex<Seen<R>>>,
+) where
     C: Send + Sync + 'static,
-    R: Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
     F: Fn(C) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = R> + Send + 'static,
 {
@@ -150,12 +206,36 @@ where
             continue;
         };
         let (reply_tag, cmd) = *b;
+        let key = (from, reply_tag);
+        {
+            let mut s = seen.lock().unwrap();
+            s.forget_old();
+            match s.replies.get(&key) {
+                // A resent request: answer it again, or not yet.
+                Some(Some(reply)) => {
+                    let (ep, reply) = (ep.clone(), reply.clone());
+                    MESSAGES.fetch_add(1, Relaxed);
+                    madsim::task::spawn(async move {
+                        let _ = ep.send_to_raw(from, reply_tag, Box::new(reply)).await;
+                    });
+                    continue;
+                }
+                Some(None) => continue,
+                None => {
+                    s.replies.insert(key, None);
+                    s.order.push_back((Instant::now(), key));
+                }
+            }
+        }
         if let Ok(at) = ep.local_addr() {
             SERVED.with(|s| *s.borrow_mut().entry(at).or_default() += 1);
         }
-        let (ep, handle) = (ep.clone(), handle.clone());
+        let (ep, handle, seen) = (ep.clone(), handle.clone(), seen.clone());
         madsim::task::spawn(async move {
             let reply = handle(cmd).await;
+            if let Some(r) = seen.lock().unwrap().replies.get_mut(&key) {
+                *r = Some(reply.clone());
+            }
             MESSAGES.fetch_add(1, Relaxed);
             let _ = ep.send_to_raw(from, reply_tag, Box::new(reply)).await;
         });

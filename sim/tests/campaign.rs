@@ -241,24 +241,24 @@ fn a_stale_read_of_the_race_is_explained_by_its_load_invalidation_and_late_fill(
 fn the_readme_examples_still_show_what_the_readme_says() {
     let run =
         |name: &str, st: Builtin, seed: u64| run_one(&scenario::find(name).unwrap(), st, seed);
-    // "cargo sim --scenario fill-race --strategy naive --seed 4: exit 1 if it fails"
-    assert!(!run("fill-race", Builtin::Naive, 4).failed.is_empty());
-    // "--seed 17: a stale read and its causal chain"
-    let r = run("fill-race", Builtin::Naive, 17);
+    // "cargo sim --scenario fill-race --strategy naive --seed 20: exit 1 if it fails"
+    assert!(!run("fill-race", Builtin::Naive, 20).failed.is_empty());
+    // "--seed 28: a stale read and its causal chain"
+    let r = run("fill-race", Builtin::Naive, 28);
     let v = r.report.verdict("staleness").unwrap();
     assert!(v.fails() && v.summary.contains("causal chain") && v.summary.contains("filled v"));
-    // "memcached-restart --strategy versioned --seed 8 --buggify" shows the skipped invalidation.
+    // "memcached-restart --strategy versioned --seed 2 --buggify" shows the skipped invalidation.
     let mut sc = scenario::find("memcached-restart").unwrap();
     sc.buggify = true;
-    let r = run_one(&sc, Builtin::Versioned, 8);
+    let r = run_one(&sc, Builtin::Versioned, 2);
     let v = r.report.verdict("staleness").unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2 at") && v.summary.contains("(failed)"),
         "{}",
         v.summary
     );
-    // "app-pause --strategy versioned --seed 10": the L2 invalidation failed and L2 kept v1.
-    let r = run("app-pause", Builtin::Versioned, 10);
+    // "app-pause --strategy versioned --seed 48": the L2 invalidation failed and L2 kept v1.
+    let r = run("app-pause", Builtin::Versioned, 48);
     let v = r.report.verdict("staleness").unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2") && v.summary.contains("(failed)"),
@@ -269,10 +269,10 @@ fn the_readme_examples_still_show_what_the_readme_says() {
         .unwrap()
         .replace('\n', " ");
     for named in [
-        "--strategy naive --seed 4 ",
-        "--strategy naive --seed 17 ",
-        "--scenario memcached-restart --strategy versioned --seed 8 --buggify`",
-        "--scenario app-pause --strategy versioned --seed 10`",
+        "--strategy naive --seed 20 ",
+        "--strategy naive --seed 28 ",
+        "--scenario memcached-restart --strategy versioned --seed 2 --buggify`",
+        "--scenario app-pause --strategy versioned --seed 48`",
     ] {
         assert!(
             readme.contains(named),

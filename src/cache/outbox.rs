@@ -80,6 +80,8 @@ struct Due {
     l2: bool,
     /// Replayed after a master switch: someone already applied it once.
     replay: bool,
+    /// Written by another instance, and not yet applied here.
+    remote: bool,
 }
 
 impl Repair {
@@ -260,6 +262,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     l1: false,
                     l2: false,
                     replay: true,
+                    remote: false,
                 });
                 e.l1 = true;
             }
@@ -314,6 +317,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 continue;
             }
             let e = st.known.entry(r.key.clone()).or_insert((0, now));
+            // This instance's own writes are known before the outbox names them.
+            let remote = r.version > e.0;
             if r.version >= e.0 {
                 *e = (r.version, now);
             }
@@ -325,6 +330,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     l1: true,
                     l2: true,
                     replay: false,
+                    remote,
                 },
             );
         }
@@ -374,6 +380,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 if let Some(p) = st.pending.get_mut(id) {
                     p.l1 &= !l1_ok;
                     p.l2 &= !l2_ok;
+                    p.remote = false;
                     if !p.l1 && !p.l2 {
                         st.pending.remove(id);
                         if !d.replay {
@@ -388,6 +395,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// One row to the tiers it is due to: (L1 acknowledged, L2 acknowledged).
     async fn apply_row(&self, _id: u64, d: &Due) -> (bool, bool) {
+        if d.remote {
+            // A write of another instance: readers here load afresh rather than join a load
+            // begun before it (this instance's own writes closed the flight as they wrote).
+            self.flights.close(&d.key);
+        }
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let v = Some(d.version);
         let mut l1_ok = false;

@@ -327,6 +327,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     {
         let span = tracing::debug_span!("aside.load", key = %key);
         async {
+            // A fenced L1 cannot show this instance the winner's fill: load as if the lease
+            // were won (single-flight still coalesces this process's readers).
+            if self.l1_fenced() {
+                return self.load_locked(key, loader).await;
+            }
             if let Some(token) = self.lease(key).await {
                 let got = self.load_locked(key, loader).await;
                 self.release(key, &token).await;

@@ -19,6 +19,7 @@ fn rand_in(rng: &mut SplitMix, (lo, hi): (u64, u64)) -> u64 {
     lo + rng.below(hi.saturating_sub(lo).max(1))
 }
 
+#[derive(Clone)]
 pub enum PgCmd {
     Read(String),
     Write(String),
@@ -39,6 +40,7 @@ pub enum PgCmd {
     OutboxDone(Vec<u64>),
 }
 
+#[derive(Clone)]
 pub enum PgReply {
     Row(Option<Row>),
     /// Every key the write's transaction changed, with its version, the written key first.

@@ -24,6 +24,7 @@ struct RedisNode {
 }
 
 /// What a Redis node answers besides commands.
+#[derive(Clone)]
 pub enum Admin {
     Cmd(rd::Cmd),
     Ping,
@@ -39,6 +40,7 @@ pub enum Admin {
     Memory,
 }
 
+#[derive(Clone)]
 pub enum AdminReply {
     Reply(rd::Reply),
     Pong(Role),

@@ -24,6 +24,7 @@ struct SentinelState {
     sdown: bool,
 }
 
+#[derive(Clone)]
 pub enum SentinelMsg {
     GetMaster,
     IsDown(SocketAddr),
@@ -35,6 +36,7 @@ pub enum SentinelMsg {
     },
 }
 
+#[derive(Clone)]
 pub enum SentinelReply {
     Master(SocketAddr),
     Down(bool),
