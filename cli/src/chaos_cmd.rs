@@ -17,7 +17,7 @@ pub struct ChaosArgs {
     /// Scenario to run (see `aside chaos list`)
     #[arg(long, value_name = "NAME")]
     scenario: Option<String>,
-    /// Strategy: naive or versioned
+    /// Strategy: naive, versioned or durable
     #[arg(long, default_value = "versioned")]
     strategy: String,
     /// Runs, with seeds --first-seed, --first-seed + 1, ...
@@ -56,7 +56,26 @@ enum ChaosCommand {
         #[arg(long)]
         task: String,
     },
-    /// Every scenario this world runs, both strategies, --runs times each, beside what the
+    /// Every scenario this world runs x every strategy, --runs times each: the figures `cargo sim
+    /// matrix` prints (verdict, fresh-read nines, largest staleness, peak database QPS, hit
+    /// ratio, the first seed that fails each invariant)
+    Matrix {
+        #[arg(long, default_value_t = 3)]
+        runs: u64,
+        /// Only these scenarios (repeatable; default: every one this world runs)
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Only these strategies (repeatable; default: all)
+        #[arg(long = "strategy", value_name = "NAME")]
+        strategies: Vec<String>,
+        /// One JSON object per cell instead of the table
+        #[arg(long)]
+        json: bool,
+        /// Where every run's history goes
+        #[arg(long, value_name = "DIR", default_value = "target/aside/containers")]
+        keep: PathBuf,
+    },
+    /// Every scenario this world runs, every strategy, --runs times each, beside what the
     /// simulator promises for the same cell (sim/src/expect.rs): do the two worlds agree?
     Compare {
         #[arg(long, default_value_t = 3)]
@@ -174,6 +193,107 @@ fn summary(runs: &[Ran]) -> String {
     )
 }
 
+/// The runnable scenarios among `only` (all when empty) and the strategies named (all when
+/// empty), or what is wrong with a name.
+fn cells_to_run(
+    only: &[String],
+    strategies: &[String],
+) -> Result<(Vec<Scenario>, Vec<Builtin>), String> {
+    let mut scs = Vec::new();
+    for sc in scenario::catalog() {
+        if !only.is_empty() && !only.iter().any(|n| n == sc.name) {
+            continue;
+        }
+        if unsupported(&sc).is_none() {
+            scs.push(sc);
+        }
+    }
+    if let Some(n) = only
+        .iter()
+        .find(|n| !scs.iter().any(|s| s.name == n.as_str()))
+    {
+        return Err(match scenario::find(n) {
+            Err(e) => e,
+            Ok(_) => format!("{n} cannot run against containers yet (`aside chaos list` says why)"),
+        });
+    }
+    let mut builtins = Vec::new();
+    for n in strategies {
+        match Builtin::parse(n) {
+            Some(b) => builtins.push(b),
+            None => {
+                return Err(format!(
+                    "unknown strategy {n:?}: use one of {}",
+                    Builtin::ALL.map(|b| b.name()).join(", ")
+                ))
+            }
+        }
+    }
+    if builtins.is_empty() {
+        builtins = Builtin::ALL.to_vec();
+    }
+    Ok((scs, builtins))
+}
+
+/// What `matrix` and `compare` run: the scenarios, the strategies and a runtime.
+fn prepare(
+    runs: u64,
+    only: &[String],
+    strategies: &[String],
+) -> Result<(Vec<Scenario>, Vec<Builtin>, tokio::runtime::Runtime), String> {
+    if runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let (scs, builtins) = cells_to_run(only, strategies)?;
+    Ok((scs, builtins, runtime()?))
+}
+
+/// `aside chaos matrix`: the simulator's matrix, from real servers.
+fn matrix(runs: u64, only: &[String], strategies: &[String], json: bool, keep: &Path) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("aside chaos matrix: {e}");
+        ExitCode::from(2)
+    };
+    let (scs, builtins, rt) = match prepare(runs, only, strategies) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let mut rows = Vec::new();
+    for sc in &scs {
+        for &st in &builtins {
+            let Some(mut cell) = sim::expect::cell(sc.name, st) else {
+                continue;
+            };
+            // This world has no BUGGIFY.
+            cell.buggify = false;
+            let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
+                eprintln!("{}", r.line(sc.name, st))
+            }) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let mut f = sim::matrix::CellFigures::new(cell);
+            for r in &ran {
+                f.add(r.seed, r.failed.clone(), &r.report);
+            }
+            if json {
+                println!("{}", f.to_json());
+            }
+            rows.push(f);
+        }
+    }
+    if !json {
+        print!(
+            "{}",
+            sim::matrix::markdown_with(
+                &rows,
+                &format!("Seeds 1 to {runs} per cell against containers. Replay a seed: `aside chaos --scenario SCENARIO --strategy STRATEGY --first-seed N`.")
+            )
+        );
+    }
+    ExitCode::from(u8::from(rows.iter().any(|r| !r.tally.failures.is_empty())))
+}
+
 /// One row of the sim-versus-real table.
 fn compare_row(sc: &str, st: Builtin, cell: &sim::expect::Cell, containers: &str) -> String {
     let (sim, sim_fails) = sim::expect::promise(cell);
@@ -252,43 +372,8 @@ fn compare(
         eprintln!("aside chaos compare: {e}");
         ExitCode::from(2)
     };
-    if runs == 0 {
-        return fail("--runs must be at least 1".into());
-    }
-    let mut builtins = Vec::new();
-    for n in strategies {
-        match Builtin::parse(n) {
-            Some(b) => builtins.push(b),
-            None => {
-                return fail(format!(
-                    "unknown strategy {n:?}: `aside chaos list` names them"
-                ))
-            }
-        }
-    }
-    if builtins.is_empty() {
-        builtins = Builtin::ALL.to_vec();
-    }
-    let mut scs = Vec::new();
-    for sc in scenario::catalog() {
-        if !only.is_empty() && !only.iter().any(|n| n == sc.name) {
-            continue;
-        }
-        if unsupported(&sc).is_none() {
-            scs.push(sc);
-        }
-    }
-    if let Some(n) = only
-        .iter()
-        .find(|n| !scs.iter().any(|s| s.name == n.as_str()))
-    {
-        return fail(match scenario::find(n) {
-            Err(e) => e,
-            Ok(_) => format!("{n} cannot run against containers yet (`aside chaos list` says why)"),
-        });
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (scs, builtins, rt) = match prepare(runs, only, strategies) {
+        Ok(p) => p,
         Err(e) => return fail(e),
     };
     // (scenario, strategy, row): this run's cells.
@@ -445,6 +530,13 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
     match &args.command {
         Some(ChaosCommand::List) => return list(),
         Some(ChaosCommand::App { task }) => return app(task),
+        Some(ChaosCommand::Matrix {
+            runs,
+            scenarios,
+            strategies,
+            json,
+            keep,
+        }) => return matrix(*runs, scenarios, strategies, *json, keep),
         Some(ChaosCommand::Compare {
             runs,
             scenarios,

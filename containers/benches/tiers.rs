@@ -4,6 +4,8 @@
 //!    interleaved call by call (target: within 1.10x at p50).
 //! 2. Miss path: round trips per cold read, counted by wrapping every tier.
 //! 3. Throughput: 64 concurrent tasks of `aside get` vs `redis-benchmark -c 64 -t get`.
+//! 4. `durable` beside `versioned`: write p50 and L1-hit p50, interleaved call by call, with
+//!    `durable`'s outbox invalidator running.
 //!
 //! Prints figures; never fails on speed. `--quick` for a smoke run.
 
@@ -142,9 +144,9 @@ async fn main() {
     let cache = Arc::new(CacheAside::new(
         Counted(redis.clone(), c1.clone()),
         pool,
-        Counted(pg, c3.clone()),
+        Counted(pg.clone(), c3.clone()),
         Builtin::Versioned,
-        cfg,
+        cfg.clone(),
         "bench",
     ));
     println!(
@@ -282,5 +284,74 @@ async fn main() {
     println!(
         "  aside / redis-benchmark           {:.2}",
         ours / theirs.max(1.0)
+    );
+
+    // 4. durable beside versioned, on the same servers and connections, interleaved.
+    let strategy_cache = |b: Builtin, name: &str| {
+        let nodes = addrs
+            .iter()
+            .map(|a| Memcached::new(a.clone(), 32))
+            .collect();
+        let pool = Pool::new(Ring::new(&addrs).unwrap(), nodes, &cfg);
+        Arc::new(CacheAside::new(
+            redis.clone(),
+            pool,
+            pg.clone(),
+            b,
+            cfg.clone(),
+            name,
+        ))
+    };
+    let versioned = strategy_cache(Builtin::Versioned, "bench-versioned");
+    let durable = strategy_cache(Builtin::Durable, "bench-durable");
+    let invalidator = tokio::spawn(durable.invalidator().expect("durable runs an invalidator"));
+    let m = n / 10;
+    let (mut wv, mut wd, mut hv, mut hd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..m {
+        let kv = Key::new("posts", 1, &format!("v{}", i % 100)).unwrap();
+        let kd = Key::new("posts", 1, &format!("d{}", i % 100)).unwrap();
+        let t = Instant::now();
+        versioned.write(&kv, &[b'z'; 200]).await.unwrap();
+        wv.push(t.elapsed());
+        let t = Instant::now();
+        durable.write(&kd, &[b'z'; 200]).await.unwrap();
+        wd.push(t.elapsed());
+        versioned.get(&kv).await.unwrap();
+        durable.get(&kd).await.unwrap();
+        let t = Instant::now();
+        let g = versioned.get(&kv).await.unwrap().unwrap();
+        hv.push(t.elapsed());
+        assert_eq!(g.source, aside::Source::L1);
+        let t = Instant::now();
+        let g = durable.get(&kd).await.unwrap().unwrap();
+        let took = t.elapsed();
+        // A hit on L1, unless a fence (a failed tier call) sent the read on: counted below.
+        if g.source == aside::Source::L1 {
+            hd.push(took);
+        }
+    }
+    invalidator.abort();
+    println!("\ndurable beside versioned ({m} writes and {m} L1 hits each, interleaved; durable's invalidator running)");
+    println!("                     versioned   durable     ratio");
+    let row = |what: &str, v: Vec<Duration>, d: Vec<Duration>| {
+        if v.is_empty() || d.is_empty() {
+            println!("  {what:<18} no samples");
+            return;
+        }
+        let (a, b) = (pct(v, 0.5), pct(d, 0.5));
+        println!(
+            "  {what:<18} {:>9} {:>9}   {:.2}x",
+            us(a),
+            us(b),
+            b.as_secs_f64() / a.as_secs_f64()
+        );
+    };
+    let durable_hits = hd.len();
+    row("write p50", wv, wd);
+    row("L1-hit p50", hv, hd);
+    println!(
+        "  durable: {durable_hits} of {m} reads after a write were L1 hits; {} outbox rows pending at the end; {} reads skipped a fenced tier",
+        durable.outbox_pending(),
+        durable.metrics().l1.fenced.load(Relaxed) + durable.metrics().l2.fenced.load(Relaxed)
     );
 }

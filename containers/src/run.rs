@@ -151,15 +151,6 @@ pub async fn run_with(
         &strategy,
         &sc.cache_config(),
     ));
-    // `durable` runs Redis as it requires: an isolated master refuses writes it would lose.
-    let mut opts = opts;
-    if aside::Strategy::uses_outbox(&strategy) && opts.redis_min_replicas.is_none() {
-        let max_lag_s = sc.cache_config().redis_max_lag_ms.div_ceil(1000).max(1) as u32;
-        opts.redis_min_replicas = Some(crate::cluster::MinReplicas {
-            to_write: 1,
-            max_lag_s,
-        });
-    }
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",

@@ -32,6 +32,7 @@ pub mod buggify;
 pub mod campaign;
 #[cfg(madsim)]
 pub mod cluster;
+pub mod matrix;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]

@@ -3,12 +3,14 @@
 //! bug the table says it finds. The README's table must be the one these runs print.
 #![cfg(madsim)]
 
-use sim::campaign::tally_cells;
 use sim::expect;
 
+/// The same runs give the results table and the strategy matrix, so both are checked here.
 #[test]
 fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_runs() {
-    let rows = tally_cells(&expect::cells(), expect::SEEDS).unwrap();
+    let figures = sim::matrix::run(&expect::cells(), expect::SEEDS).unwrap();
+    let rows: Vec<(expect::Cell, expect::Tally)> =
+        figures.iter().map(|f| (f.cell, f.tally.clone())).collect();
     let broken: Vec<String> = rows.iter().filter_map(|(c, t)| t.judge(c).err()).collect();
     let md = expect::markdown(&rows, |s| {
         chaos::scenario::find(s).unwrap().about.to_string()
@@ -21,6 +23,18 @@ fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_
         expect::splice(&text, &md).unwrap(),
         text,
         "README.md's results table is not this commit's: run `cargo sim table --readme README.md` and commit it"
+    );
+    let matrix = sim::matrix::markdown(&figures, &expect::SEEDS);
+    assert_eq!(
+        expect::splice_between(
+            &text,
+            sim::matrix::README_BEGIN,
+            sim::matrix::README_END,
+            &matrix
+        )
+        .unwrap(),
+        text,
+        "README.md's strategy matrix is not this commit's: run `cargo sim matrix --seeds 20 --readme README.md` and commit it"
     );
 }
 

@@ -70,6 +70,8 @@ struct State {
     /// the replica guard.
     known: HashMap<String, (u64, Instant)>,
     started: bool,
+    /// When the last pass that read the whole outbox began.
+    caught_up_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +173,21 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// Whether a row read from the replica is older than what the outbox named for the key.
     pub(super) fn replica_behind(&self, key: &str, row: Option<&Row>) -> bool {
         self.repair.known(key) > row.map_or(0, |r| r.version)
+    }
+
+    /// Whether this instance may have missed other instances' writes: its invalidator has not
+    /// read the whole outbox within `outbox_poll_ms + outbox_timeout_ms` (it is cut off from the
+    /// database, or the process was paused). A read then does not join a load begun earlier in
+    /// this process, which may predate such a write.
+    pub(super) fn outbox_behind(&self) -> bool {
+        if !self.repair.active() {
+            return false;
+        }
+        let fresh = Duration::from_millis(self.cfg.outbox_poll_ms + self.cfg.outbox_timeout_ms);
+        self.repair
+            .lock()
+            .caught_up_at
+            .is_none_or(|t| t.elapsed() > fresh)
     }
 
     /// Currently fenced tiers, by name (`l1`, `l2-0`, ...): tests and reports.
@@ -278,6 +295,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         }
         if complete {
+            self.repair.lock().caught_up_at = Some(pass_start);
             self.lift_fences(pass_start);
         }
     }

@@ -32,7 +32,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             self.metrics.l1.fenced.fetch_add(1, Relaxed);
             return Found::Miss;
         }
-        match self.on_l1(self.l1.get(key.as_str())).await {
+        let switches = self.l1.master_switches();
+        let got = self.on_l1(self.l1.get(key.as_str())).await;
+        // The client followed a failover during this very call: the answer came from a master
+        // the invalidator has not replayed the outbox on yet.
+        if self.repair.active() && self.l1.master_switches() != switches {
+            self.metrics.l1.fenced.fetch_add(1, Relaxed);
+            return Found::Miss;
+        }
+        match got {
             Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
                 Ok(f) => f,
                 Err(()) => {
@@ -230,6 +238,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
             Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
             Found::Miss => drop(self.metrics.l2.misses.fetch_add(1, Relaxed)),
+        }
+        if self.outbox_behind() {
+            self.flights.close(key.as_str());
         }
         let (got, role) = self
             .flights

@@ -1,0 +1,225 @@
+//! `cargo sim matrix`: every scenario × strategy cell over a range of seeds, with what a user
+//! choosing a strategy wants to see beside the verdict: how many nines of reads were fresh, the
+//! largest staleness, the database's peak load, the hit ratio, and one seed that replays each
+//! failing invariant. The README's strategy matrix is its Markdown; `--json` is for machines.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use invariants::verdict::Figure;
+use invariants::Report;
+use serde_json::json;
+
+use crate::expect::{self, Cell, Tally};
+
+/// One cell over its seeds.
+#[derive(Debug, Clone)]
+pub struct CellFigures {
+    pub cell: Cell,
+    pub tally: Tally,
+    /// Reads the staleness checker judged, and those it found stale, over every run.
+    pub reads: u64,
+    pub stale: u64,
+    /// The largest staleness of any run (0: none).
+    pub delta_max_ns: u64,
+    /// The highest database QPS of any run.
+    pub peak_db_qps: u64,
+    /// Steady-phase reads and hits over every run.
+    pub steady_reads: u64,
+    pub hits: u64,
+    /// The first seed on which each failing invariant failed.
+    pub replay: BTreeMap<String, u64>,
+}
+
+impl CellFigures {
+    pub fn new(cell: Cell) -> Self {
+        CellFigures {
+            cell,
+            tally: Tally::default(),
+            reads: 0,
+            stale: 0,
+            delta_max_ns: 0,
+            peak_db_qps: 0,
+            steady_reads: 0,
+            hits: 0,
+            replay: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one run: its seed, failing gating invariants and report.
+    pub fn add(&mut self, seed: u64, failed: Vec<String>, report: &Report) {
+        let [reads, stale, delta, peak, steady, hits] = figures(report);
+        for f in &failed {
+            self.replay.entry(f.clone()).or_insert(seed);
+        }
+        self.tally.add(seed, failed);
+        self.reads += reads;
+        self.stale += stale;
+        self.delta_max_ns = self.delta_max_ns.max(delta);
+        self.peak_db_qps = self.peak_db_qps.max(peak);
+        self.steady_reads += steady;
+        self.hits += hits;
+    }
+
+    /// `-log10(stale / reads)`: None when nothing was stale.
+    pub fn fresh_nines(&self) -> Option<f64> {
+        (self.stale > 0 && self.reads > 0)
+            .then(|| -((self.stale as f64) / (self.reads as f64)).log10())
+    }
+
+    pub fn hit_ratio(&self) -> Option<f64> {
+        (self.steady_reads > 0).then(|| self.hits as f64 / self.steady_reads as f64)
+    }
+
+    /// `Err(why)` when the seeds broke the cell's promise (expect.rs).
+    pub fn judge(&self) -> Result<(), String> {
+        self.tally.judge(&self.cell)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "scenario": self.cell.scenario,
+            "strategy": self.cell.strategy.name(),
+            "buggify": self.cell.buggify,
+            "runs": self.tally.runs,
+            "failed_runs": self.tally.failures.len(),
+            "failing": self.tally.by_invariant().into_iter().collect::<BTreeMap<_, _>>(),
+            "promise": expect::promise(&self.cell).0,
+            "promise_kept": self.judge().is_ok(),
+            "reads": self.reads,
+            "stale_reads": self.stale,
+            "fresh_nines": self.fresh_nines(),
+            "delta_max_ns": self.delta_max_ns,
+            "peak_db_qps": self.peak_db_qps,
+            "hit_ratio": self.hit_ratio(),
+            "replay_seeds": self.replay,
+        })
+    }
+}
+
+fn count(r: &Report, verdict: &str, figure: &str) -> u64 {
+    match r.verdict(verdict).and_then(|v| v.get(figure)) {
+        Some(Figure::Count(n) | Figure::Ns(n)) => *n,
+        _ => 0,
+    }
+}
+
+/// The figures of one run: (reads, stale, Δ ns, peak DB QPS, steady reads, hits).
+fn figures(r: &Report) -> [u64; 6] {
+    let peak = r
+        .verdicts
+        .iter()
+        .find_map(|v| match v.get("peak_db_qps") {
+            Some(Figure::Count(n)) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(0);
+    [
+        count(r, "staleness", "ok_reads"),
+        count(r, "staleness", "stale_reads"),
+        count(r, "staleness", "delta_ns"),
+        peak,
+        count(r, "hit-ratio", "steady_reads"),
+        count(r, "hit-ratio", "hits"),
+    ]
+}
+
+/// Runs every cell over `seeds` on every core, with a progress bar.
+#[cfg(madsim)]
+pub fn run(cells: &[Cell], seeds: RangeInclusive<u64>) -> Result<Vec<CellFigures>, String> {
+    use crate::campaign::{par_map, run_one};
+    let scs: Vec<chaos::scenario::Scenario> =
+        cells.iter().map(Cell::scenario).collect::<Result<_, _>>()?;
+    let jobs: Vec<(usize, u64)> = (0..cells.len())
+        .flat_map(|i| seeds.clone().map(move |s| (i, s)))
+        .collect();
+    let bar = crate::campaign::progress(jobs.len() as u64);
+    let results = par_map(&jobs, |&(i, seed)| {
+        let r = run_one(&scs[i], cells[i].strategy, seed);
+        bar.inc(1);
+        (r.failed, r.report)
+    });
+    bar.finish_and_clear();
+    let mut out: Vec<CellFigures> = cells.iter().map(|&c| CellFigures::new(c)).collect();
+    for (&(i, seed), (failed, report)) in jobs.iter().zip(results) {
+        out[i].add(seed, failed, &report);
+    }
+    Ok(out)
+}
+
+fn ms(ns: u64) -> String {
+    match ns {
+        0 => "0".into(),
+        n if n < 10_000_000 => format!("{:.1} ms", n as f64 / 1e6),
+        n => format!("{} ms", n / 1_000_000),
+    }
+}
+
+/// The verdict column: `holds`, or the failing invariants with their run counts.
+fn verdict(c: &CellFigures) -> String {
+    if c.tally.failures.is_empty() {
+        return "holds".into();
+    }
+    let invs: Vec<String> = c
+        .tally
+        .by_invariant()
+        .iter()
+        .map(|(n, k)| format!("{n} ({k})"))
+        .collect();
+    format!(
+        "fails {}/{}: {}",
+        c.tally.failures.len(),
+        c.tally.runs,
+        invs.join(", ")
+    )
+}
+
+/// The Markdown matrix of the simulator's runs: one row per cell.
+pub fn markdown(rows: &[CellFigures], seeds: &RangeInclusive<u64>) -> String {
+    let footer = format!(
+        "Seeds {} to {} per cell. Replay a seed: `cargo sim --scenario SCENARIO --strategy STRATEGY --seed N` (add `--buggify` where the row says BUGGIFY).",
+        seeds.start(),
+        seeds.end()
+    );
+    markdown_with(rows, &footer)
+}
+
+/// The Markdown matrix with `footer` under it (what the runs were, how to replay one).
+pub fn markdown_with(rows: &[CellFigures], footer: &str) -> String {
+    let mut md = String::from(
+        "| scenario | strategy | verdict | fresh reads (nines) | largest Δ | peak DB QPS | hit ratio | replay (first failing seed) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in rows {
+        let nines = match c.fresh_nines() {
+            None => "∞".to_string(),
+            Some(n) => format!("{n:.1}"),
+        };
+        let replay: Vec<String> = c
+            .replay
+            .iter()
+            .map(|(inv, seed)| format!("{inv}: {seed}"))
+            .collect();
+        md.push_str(&format!(
+            "| `{}` | {}{} | {} | {nines} | {} | {} | {} | {} |\n",
+            c.cell.scenario,
+            c.cell.strategy.name(),
+            if c.cell.buggify { " (BUGGIFY)" } else { "" },
+            verdict(c),
+            ms(c.delta_max_ns),
+            c.peak_db_qps,
+            c.hit_ratio().map_or("-".into(), |h| format!("{h:.3}")),
+            if replay.is_empty() {
+                "-".to_string()
+            } else {
+                replay.join(", ")
+            },
+        ));
+    }
+    md.push_str(&format!("\n{footer}\n"));
+    md
+}
+
+/// Markers around the generated matrix in the README.
+pub const README_BEGIN: &str =
+    "<!-- generated by `cargo sim matrix --seeds 20 --readme README.md`: do not edit by hand -->";
+pub const README_END: &str = "<!-- end of generated matrix -->";
