@@ -165,15 +165,19 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// back). `Ok(None)`: the database has no such row.
     pub async fn get(&self, key: &Key) -> Result<Option<Got>, Error> {
         let from = self.cfg.read_from;
-        self.get_with(key, || async move {
-            let row = self.store.read(key.as_str(), from).await?;
-            // The replica guard (`durable`): a replica that has not replayed the version the
-            // outbox named is not read from.
-            if from == ReadFrom::Replica && self.replica_behind(key.as_str(), row.as_ref()) {
-                self.metrics.replica_guarded.fetch_add(1, Relaxed);
-                return self.store.read(key.as_str(), ReadFrom::Primary).await;
-            }
-            Ok(row)
+        // Boxed: a miss allocates once, and the read path's future stays small (two store reads
+        // held inline made it overflow a test thread's stack in debug builds).
+        self.get_with(key, || {
+            Box::pin(async move {
+                let row = self.store.read(key.as_str(), from).await?;
+                // The replica guard (`durable`): a replica that has not replayed the version
+                // the outbox named is not read from.
+                if from == ReadFrom::Replica && self.replica_behind(key.as_str(), row.as_ref()) {
+                    self.metrics.replica_guarded.fetch_add(1, Relaxed);
+                    return self.store.read(key.as_str(), ReadFrom::Primary).await;
+                }
+                Ok(row)
+            })
         })
         .await
     }
@@ -242,9 +246,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if self.outbox_behind() {
             self.flights.close(key.as_str());
         }
+        // Boxed: a miss allocates once, and a hit's future does not carry the load's.
         let (got, role) = self
             .flights
-            .run(key.as_str(), || self.load(key, loader))
+            .run(key.as_str(), || Box::pin(self.load(key, loader)))
             .await;
         if role == Role::Follower {
             self.metrics.coalesced.fetch_add(1, Relaxed);
