@@ -346,29 +346,25 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     async fn on_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
-        self.l1_call(false, f).await
+        guarded(
+            "redis",
+            &self.l1_breaker,
+            &self.metrics.l1,
+            self.cfg.l1_timeout(),
+            f,
+        )
+        .await
     }
 
     async fn retry_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
-        self.l1_call(true, f).await
-    }
-
-    /// One L1 call; `retry`: a background retry ([`retried`]) rather than a request's call.
-    async fn l1_call<T>(
-        &self,
-        retry: bool,
-        f: impl Future<Output = TierResult<T>>,
-    ) -> TierResult<T> {
-        let (b, m, limit) = (&self.l1_breaker, &self.metrics.l1, self.cfg.l1_timeout());
-        if retry {
-            retried("redis", b, m, limit, f).await
-        } else {
-            guarded("redis", b, m, limit, f).await
-        }
-    }
-
-    async fn on_l2<T>(&self, node: usize, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
-        self.l2_call(node, false, f).await
+        retried(
+            "redis",
+            &self.l1_breaker,
+            &self.metrics.l1,
+            self.cfg.l1_timeout(),
+            f,
+        )
+        .await
     }
 
     async fn retry_l2<T>(
@@ -376,25 +372,24 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         node: usize,
         f: impl Future<Output = TierResult<T>>,
     ) -> TierResult<T> {
-        self.l2_call(node, true, f).await
-    }
-
-    /// One call to memcached node `node`, as [`CacheAside::l1_call`].
-    async fn l2_call<T>(
-        &self,
-        node: usize,
-        retry: bool,
-        f: impl Future<Output = TierResult<T>>,
-    ) -> TierResult<T> {
-        let (b, m, limit) = (
+        retried(
+            "memcached",
             &self.l2.breakers[node],
             &self.metrics.l2,
             self.cfg.l2_timeout(),
-        );
-        if retry {
-            retried("memcached", b, m, limit, f).await
-        } else {
-            guarded("memcached", b, m, limit, f).await
-        }
+            f,
+        )
+        .await
+    }
+
+    async fn on_l2<T>(&self, node: usize, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+        guarded(
+            "memcached",
+            &self.l2.breakers[node],
+            &self.metrics.l2,
+            self.cfg.l2_timeout(),
+            f,
+        )
+        .await
     }
 }
