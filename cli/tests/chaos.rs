@@ -234,7 +234,7 @@ fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica()
 }
 
 /// Latency against real servers: the app nodes in containers reach every server through the
-/// noxious proxies, the fault is observed taking effect (a round trip through a proxy), the run
+/// latency proxies, the fault is observed taking effect (a round trip through a proxy), the run
 /// is judged like the simulator's (which finds lost invalidations here), and nothing is left.
 #[test]
 fn a_latency_spike_goes_through_the_proxies_and_is_observed() {

@@ -16,8 +16,10 @@
 //! * memory-limit: `CONFIG SET maxmemory` with `allkeys-lru`, observed as `evicted_keys` growing;
 //! * replica-lag: `recovery_min_apply_delay` on the PostgreSQL replica (ALTER SYSTEM and a
 //!   reload), observed as WAL received but not replayed;
-//! * latency needs a proxy between the apps and the servers, which this world does not have yet:
-//!   it is never observed, so a plan with it fails as a harness error, never as a pass.
+//! * latency: the one-way delay of every proxy between the app nodes (in containers) and the
+//!   servers ([`crate::proxy`]), observed as a round trip through the master's proxy; with the
+//!   app nodes in this process there are no proxies, it is never observed, and a plan with it
+//!   fails as a harness error, never as a pass.
 //!
 //! Effects are observed as a client would see them: a request from the host (where the app
 //! nodes run) or from inside a container across a cut gets no answer within [`PROBE_TIMEOUT`].

@@ -1,56 +1,55 @@
-//! Latency between the app nodes and the servers, through noxious (the Rust port of Toxiproxy):
-//! one proxy per server in the runner's process, listening on the cluster network's gateway
-//! address. The app nodes run in containers of their own, and a DNAT rule in each one's nat
-//! table ([`Proxies::dnat_rules`], added before the app node opens any connection) sends its
+//! Latency between the app nodes and the servers, through a latency proxy of our own: one proxy
+//! per server in the runner's process, listening on the cluster network's gateway address. The
+//! app nodes run in containers of their own, and a DNAT rule in each one's nat table
+//! ([`Proxies::dnat_rules`], added before the app node opens any connection) sends its
 //! connections for `server:port` to the server's proxy instead: transparent to the clients, so
-//! the master address a Sentinel reports still goes through the proxy. A latency fault adds a
-//! `latency` toxic in both directions of every proxy, so that a round trip between an app node and
-//! any server takes twice the fault's one-way latency longer; the heal removes them. Toxics apply
-//! to connections already open (noxious re-creates a connection's links with the new toxic
-//! chain without closing it).
+//! the master address a Sentinel reports still goes through the proxy.
+//!
+//! A latency fault sets one figure that every proxy reads per chunk: a chunk read from either
+//! side is delivered `one_way_ms` after it was read, and never before a chunk read earlier, so a
+//! round trip between an app node and any server takes twice the fault's one-way latency longer.
+//! The heal sets it back to zero. Connections already open see both at once, because nothing is
+//! re-created. (We used noxious, the Rust port of Toxiproxy, before: it re-creates a
+//! connection's links on every toxic change, and the task that watched the old links removes the
+//! new ones from its table when it ends, so a later change, the heal included, sometimes never
+//! reached a connection already open; `containers/tests/nemesis.rs` caught a round trip still
+//! delayed after the heal.)
 //!
 //! The simulator's latency fault delays every link, server to server too (replication, the
 //! Sentinels); here only the app nodes' links are delayed.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use bmrng::RequestSender;
-use noxious::proxy::{ProxyConfig, ProxyRunner, Runner, Toxics};
-use noxious::signal::{Close, Stop, Stopper};
-use noxious::socket::TcpListener;
-use noxious::toxic::{
-    StreamDirection, Toxic, ToxicEvent, ToxicEventKind, ToxicEventResult, ToxicKind,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::Error;
 
-/// Toxic events a proxy can hold in its queue.
-const EVENTS: usize = 16;
+/// The most bytes one read takes from a socket (one chunk, delivered whole).
+const CHUNK: usize = 16 * 1024;
+/// Chunks one direction of a connection may hold in flight before it stops reading.
+const IN_FLIGHT: usize = 1024;
 
 struct Proxy {
     name: String,
     /// Where the app nodes' connections for `upstream` are sent.
     listen: SocketAddr,
     upstream: SocketAddr,
-    events: RequestSender<ToxicEvent, ToxicEventResult>,
 }
 
-/// The proxies of one run; dropping them stops every proxy.
+/// The proxies of one run; dropping them stops every proxy and closes every connection.
 pub struct Proxies {
     proxies: Vec<Proxy>,
-    /// Held for the proxies' lives: with its `Close` dropped, noxious cannot re-create a
-    /// connection's links, and a toxic removed stays on every connection already open (found by
-    /// `containers/tests/nemesis.rs`).
-    _closes: Vec<Close>,
-    stopper: Option<Stopper>,
-}
-
-/// A free port on `ip` (bound and released: noxious binds by address string).
-fn free_port(ip: IpAddr) -> Result<u16, Error> {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::Docker(format!("no free port on {ip} for a proxy: {e}")))
+    /// The one-way latency every proxy adds now, in milliseconds (0: none).
+    one_way_ms: Arc<AtomicU32>,
+    /// Sends `true` when the proxies are dropped: accept loops and connections end.
+    stop: watch::Sender<bool>,
 }
 
 impl Proxies {
@@ -59,40 +58,32 @@ impl Proxies {
         gateway: IpAddr,
         servers: &[(String, SocketAddr)],
     ) -> Result<Proxies, Error> {
-        let (stop, stopper) = Stop::new();
+        let (stop, _) = watch::channel(false);
+        let one_way_ms = Arc::new(AtomicU32::new(0));
         let mut proxies = Vec::new();
-        let mut closes = Vec::new();
         for (name, upstream) in servers {
-            let listen = SocketAddr::new(gateway, free_port(gateway)?);
-            let config = ProxyConfig {
-                name: name.clone(),
-                listen: listen.to_string(),
-                upstream: upstream.to_string(),
-                enabled: true,
-                rand_seed: None,
-            };
-            let (listener, info) =
-                ProxyRunner::initialize_proxy::<TcpListener>(config, Toxics::empty())
-                    .await
-                    .map_err(|e| Error::Docker(format!("proxy for {name} on {listen}: {e}")))?;
-            let (events, receiver) = bmrng::channel(EVENTS);
-            let (close, closer) = Close::new();
-            closes.push(close);
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = ProxyRunner::run_proxy(listener, info, receiver, stop, closer).await;
-            });
+            let listener = TcpListener::bind((gateway, 0)).await.map_err(|e| {
+                Error::Docker(format!("no port on {gateway} for the {name} proxy: {e}"))
+            })?;
+            let listen = listener
+                .local_addr()
+                .map_err(|e| Error::Docker(format!("the {name} proxy's address: {e}")))?;
+            tokio::spawn(accept(
+                listener,
+                *upstream,
+                one_way_ms.clone(),
+                stop.subscribe(),
+            ));
             proxies.push(Proxy {
                 name: name.clone(),
                 listen,
                 upstream: *upstream,
-                events,
             });
         }
         Ok(Proxies {
             proxies,
-            _closes: closes,
-            stopper: Some(stopper),
+            one_way_ms,
+            stop,
         })
     }
 
@@ -133,51 +124,90 @@ impl Proxies {
             .map(|p| (p.name.clone(), p.listen))
     }
 
-    /// Adds `one_way_ms` of latency to both directions of every proxy (`None`: removes it).
+    /// Adds `one_way_ms` of latency to both directions of every proxy (`None`: removes it), on
+    /// every connection, open or new, from the next chunk read on.
     pub async fn latency(&self, one_way_ms: Option<u32>) -> Result<(), Error> {
-        for p in &self.proxies {
-            for (direction, name) in [
-                (StreamDirection::Upstream, "aside-latency-up"),
-                (StreamDirection::Downstream, "aside-latency-down"),
-            ] {
-                let kind = match one_way_ms {
-                    Some(ms) => ToxicEventKind::AddToxic(Toxic {
-                        kind: ToxicKind::Latency {
-                            latency: u64::from(ms),
-                            jitter: 0,
-                        },
-                        name: name.to_string(),
-                        toxicity: 1.0,
-                        direction,
-                    }),
-                    None => ToxicEventKind::RemoveToxic(name.to_string()),
-                };
-                let event = ToxicEvent {
-                    proxy_name: p.name.clone(),
-                    kind,
-                };
-                match p.events.send_receive(event).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        return Err(Error::Docker(format!("toxic on the {} proxy: {e}", p.name)))
-                    }
-                    Err(e) => {
-                        return Err(Error::Docker(format!(
-                            "the {} proxy does not answer: {e}",
-                            p.name
-                        )))
-                    }
-                }
-            }
-        }
+        self.one_way_ms
+            .store(one_way_ms.unwrap_or(0), Ordering::SeqCst);
         Ok(())
     }
 }
 
 impl Drop for Proxies {
     fn drop(&mut self) {
-        if let Some(s) = self.stopper.take() {
-            s.stop();
-        }
+        let _ = self.stop.send(true);
     }
+}
+
+/// One proxy's accept loop: each connection is paired with one to `upstream`.
+async fn accept(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    one_way_ms: Arc<AtomicU32>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let client = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => client,
+                Err(e) => {
+                    tracing::warn!(%upstream, "proxy accept: {e}");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let one_way_ms = one_way_ms.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // A server that refuses the connection closes the client's at once, as it would
+            // have refused the client.
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            let up = pump(client_read, server_write, one_way_ms.clone());
+            let down = pump(server_read, client_write, one_way_ms);
+            let mut stop = stop;
+            tokio::select! {
+                _ = async { tokio::join!(up, down) } => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
+        });
+    }
+}
+
+/// One direction of a connection: every chunk read is written `one_way_ms` (as it was when the
+/// chunk was read) later, in order. An end of stream is passed on after the chunks before it; an
+/// error on either side ends this direction.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, one_way_ms: Arc<AtomicU32>) {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let read = async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let delay = u64::from(one_way_ms.load(Ordering::SeqCst));
+                    let due = Instant::now() + Duration::from_millis(delay);
+                    if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }

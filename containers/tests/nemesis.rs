@@ -223,9 +223,9 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     assert_eq!(String::from_utf8_lossy(&delay.stdout).trim(), "0");
 }
 
-/// A latency fault through the noxious proxies: a round trip through a proxy takes the toxic's
+/// A latency fault through the proxies: a round trip through a proxy takes the fault's one-way
 /// latency twice (there and back) while it is on, on a connection opened before it, and the
-/// heal takes it away.
+/// heal takes it away, fault after fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -259,20 +259,30 @@ async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
         began.elapsed()
     }
     let before = ping(&mut conn).await;
-    proxies.latency(Some(60)).await.expect("toxic on");
-    let during = ping(&mut conn).await;
-    proxies.latency(None).await.expect("toxic off");
-    let after = ping(&mut conn).await;
+    // Three faults and heals on the same connection: noxious, which this proxy replaced, lost
+    // every toxic change after the first on an open connection now and then.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        proxies.latency(Some(60)).await.expect("toxic on");
+        let during = ping(&mut conn).await;
+        proxies.latency(None).await.expect("toxic off");
+        let after = ping(&mut conn).await;
+        rounds.push((during, after));
+    }
     let mut fresh = tokio::net::TcpStream::connect(front)
         .await
         .expect("connect");
     let fresh = ping(&mut fresh).await;
-    println!("round trips: before {before:?}, during {during:?}, after {after:?}, new connection {fresh:?}");
-    assert!(during >= Duration::from_millis(120), "{during:?}");
-    assert!(
-        after < Duration::from_millis(120),
-        "healed on the open connection: {after:?}"
+    println!(
+        "round trips: before {before:?}, (during, after) {rounds:?}, new connection {fresh:?}"
     );
+    for (during, after) in rounds {
+        assert!(during >= Duration::from_millis(120), "{during:?}");
+        assert!(
+            after < Duration::from_millis(120),
+            "healed on the open connection: {after:?}"
+        );
+    }
     assert!(
         fresh < Duration::from_millis(120),
         "healed on a new connection: {fresh:?}"
