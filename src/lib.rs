@@ -18,6 +18,7 @@ pub mod events;
 pub mod flight;
 pub mod key;
 pub mod metrics;
+pub mod model;
 pub mod ring;
 pub mod strategy;
 pub mod tier;

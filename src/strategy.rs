@@ -231,9 +231,7 @@ impl Strategy for Builtin {
             return node.delete(key).await.map(drop);
         }
         let t = envelope::encode(key, &Entry::Tombstone { version });
-        replace_if(node, key, &t, tombstone_ttl_s, |e| e.version() >= version)
-            .await
-            .map(drop)
+        tombstone_l2(node, key, &t, tombstone_ttl_s, |e| e.version() >= version).await
     }
 
     fn uses_outbox(&self) -> bool {
@@ -255,17 +253,36 @@ async fn replace_if_older<M: MemcachedLike>(
     ttl_s: u32,
     is_fill: bool,
 ) -> TierResult<bool> {
-    let incoming = if is_fill {
-        Kind::Value
-    } else {
-        Kind::Tombstone
-    };
-    let stored = replace_if(node, key, entry, ttl_s, |e| blocks(e, incoming, version)).await?;
-    if stored.is_none() && !is_fill {
-        // An invalidation must not leave an older value behind: delete as the last resort.
-        return node.delete(key).await.map(|_| false);
+    if is_fill {
+        let stored = replace_if(node, key, entry, ttl_s, |e| blocks(e, Kind::Value, version));
+        return Ok(stored.await?.unwrap_or(false));
     }
-    Ok(stored.unwrap_or(false))
+    tombstone_l2(node, key, entry, ttl_s, |e| {
+        blocks(e, Kind::Tombstone, version)
+    })
+    .await
+    .map(|()| false)
+}
+
+/// Puts `tombstone` on `key` unless `keep` says the entry there stays. When every CAS is lost,
+/// the tombstone is set regardless: an invalidation must not leave an older value behind, and a
+/// plain delete would not do either, because it leaves a hole that a load begun before the write
+/// can `add` its older value into (`split-brain`, seed 151 of 200, read its own write stale). A
+/// tombstone set over a newer entry costs a miss, and fills newer than it still replace it.
+async fn tombstone_l2<M: MemcachedLike>(
+    node: &M,
+    key: &str,
+    tombstone: &[u8],
+    ttl_s: u32,
+    keep: impl Fn(&Entry) -> bool,
+) -> TierResult<()> {
+    if replace_if(node, key, tombstone, ttl_s, keep)
+        .await?
+        .is_none()
+    {
+        node.set(key, tombstone, ttl_s).await?;
+    }
+    Ok(())
 }
 
 /// `gets`, then `cas` (or `add` when absent) unless `keep` says the entry there stays. Some(true)
@@ -295,4 +312,66 @@ async fn replace_if<M: MemcachedLike>(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::memcached::{self as mc, MemcachedModel};
+    use crate::tier::mem::{InProcess, MemcachedClient, MemcachedExec};
+
+    /// A memcached node on which every `cas` loses the race, as under a storm of writers.
+    #[derive(Default)]
+    struct LosesEveryCas(InProcess<MemcachedModel>);
+
+    impl MemcachedExec for LosesEveryCas {
+        async fn exec(&self, cmd: mc::Cmd) -> TierResult<mc::Reply> {
+            match cmd {
+                mc::Cmd::Cas { .. } => Ok(mc::Reply::Stored(false)),
+                c => self.0.exec(c).await,
+            }
+        }
+    }
+
+    fn value(key: &str, version: u64) -> Vec<u8> {
+        let e = Entry::Value {
+            version,
+            fresh_until_ms: 0,
+            payload: format!("v{version}").into_bytes(),
+        };
+        envelope::encode(key, &e)
+    }
+
+    /// An invalidation that loses every CAS still leaves a tombstone, which a load begun before
+    /// the write cannot fill over. (A delete used to be the last resort: it left a hole that
+    /// the older load's `add` filled, and `split-brain` seed 151 of 200 read its own write stale.)
+    #[tokio::test]
+    async fn an_invalidation_that_loses_every_cas_still_blocks_older_fills() {
+        let node = MemcachedClient(LosesEveryCas::default());
+        let key = "posts:v1:hot";
+        node.set(key, &value(key, 1), 60).await.unwrap();
+        let s = Builtin::Versioned;
+        s.invalidate_l2(&node, key, Some(2), 60).await.unwrap();
+        let (raw, _) = node
+            .gets(key)
+            .await
+            .unwrap()
+            .expect("a tombstone, not a hole");
+        assert_eq!(
+            envelope::decode(key, &raw),
+            Ok(Entry::Tombstone { version: 2 })
+        );
+        assert!(
+            !s.fill_l2(&node, key, &value(key, 1), 1, 60).await.unwrap(),
+            "the older load's fill is refused"
+        );
+        // The repair the invalidator makes falls back the same way.
+        node.set(key, &value(key, 2), 60).await.unwrap();
+        s.repair_l2(&node, key, 3, 60).await.unwrap();
+        let (raw, _) = node.gets(key).await.unwrap().unwrap();
+        assert_eq!(
+            envelope::decode(key, &raw),
+            Ok(Entry::Tombstone { version: 3 })
+        );
+    }
 }

@@ -7,6 +7,8 @@
 
 use std::future::Future;
 
+pub mod mem;
+
 /// Why a tier operation did not complete. `Unavailable` and `Timeout` feed the circuit breaker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TierError {

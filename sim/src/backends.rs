@@ -5,10 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aside::envelope::Kind;
-use aside::tier::{
-    MemcachedLike, OutboxRow, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult,
-};
+use aside::tier::mem::{MemcachedClient, MemcachedExec, RedisClient, RedisExec};
+use aside::tier::{OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
 use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
 use madsim::time::sleep;
 
@@ -21,8 +19,13 @@ use crate::nodes::postgres::{PgCmd, PgReply};
 use crate::nodes::redis::{Admin, AdminReply};
 use crate::nodes::sentinel::{SentinelMsg, SentinelReply};
 
-/// Redis through the Sentinels: re-resolves on errors and READONLY, like the real backend.
-pub struct SimRedis {
+/// Redis through the Sentinels: re-resolves on errors and READONLY, like the real backend. The
+/// tier traits' mapping onto model commands is the library's ([`RedisClient`]), shared with the
+/// in-memory tiers.
+pub type SimRedis = RedisClient<SimRedisConn>;
+
+/// The connection under [`SimRedis`]: sends each command to the master the Sentinels named.
+pub struct SimRedisConn {
     rpc: Rpc,
     master: Arc<Master>,
     sentinels: Vec<SocketAddr>,
@@ -81,35 +84,13 @@ async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Master) {
     }
 }
 
-impl SimRedis {
+impl SimRedisConn {
     pub async fn resolve(&self) {
         resolve_master(&self.rpc, &self.sentinels, &self.master).await;
     }
+}
 
-    /// The `fill_if_newer` and `tombstone` scripts: one script, the incoming kind an argument.
-    async fn versioned(
-        &self,
-        key: &str,
-        value: &[u8],
-        version: u64,
-        px_ms: u64,
-        kind: Kind,
-    ) -> TierResult<bool> {
-        match self
-            .exec(rd::Cmd::Versioned {
-                key: key.into(),
-                value: value.to_vec(),
-                version,
-                px_ms,
-                kind,
-            })
-            .await?
-        {
-            rd::Reply::Bool(b) => Ok(b),
-            _ => unexpected("redis"),
-        }
-    }
-
+impl RedisExec for SimRedisConn {
     async fn exec(&self, c: rd::Cmd) -> TierResult<rd::Reply> {
         let master = self.master.get();
         let r = self
@@ -124,10 +105,6 @@ impl SimRedis {
                     detail: e,
                 })
             }
-            Ok(AdminReply::Reply(rd::Reply::Err(e))) => Err(TierError::Refused {
-                tier: "redis",
-                detail: e,
-            }),
             Ok(AdminReply::Reply(r)) => Ok(r),
             Ok(_) => Err(TierError::Refused {
                 tier: "redis",
@@ -139,6 +116,16 @@ impl SimRedis {
             }
         }
     }
+
+    async fn pause(&self, at: &'static str) {
+        delay(self.buggify, at).await;
+    }
+
+    fn master_switches(&self) -> u64 {
+        self.master
+            .switches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn unexpected<T>(tier: &'static str) -> TierResult<T> {
@@ -148,180 +135,25 @@ fn unexpected<T>(tier: &'static str) -> TierResult<T> {
     })
 }
 
-impl RedisLike for SimRedis {
-    async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
-        match self.exec(rd::Cmd::Get(key.into())).await? {
-            rd::Reply::Bulk(v) => Ok(v),
-            _ => unexpected("redis"),
-        }
-    }
-    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
-        delay(self.buggify, "redis set (fill or lease)").await;
-        let cond = match cond {
-            SetCond::Always => rd::Cond::Always,
-            SetCond::Nx => rd::Cond::Nx,
-            SetCond::Xx => rd::Cond::Xx,
-        };
-        match self
-            .exec(rd::Cmd::Set {
-                key: key.into(),
-                value: value.to_vec(),
-                px_ms: ttl_ms,
-                cond,
-            })
-            .await?
-        {
-            rd::Reply::Bool(b) => Ok(b),
-            _ => unexpected("redis"),
-        }
-    }
-    async fn del(&self, keys: &[String]) -> TierResult<u64> {
-        delay(self.buggify, "redis del").await;
-        let r = self.exec(rd::Cmd::Del(keys.to_vec())).await?;
-        // Between the L1 invalidation and the L2 one.
-        delay(self.buggify, "redis del returning").await;
-        match r {
-            rd::Reply::Int(n) => Ok(n),
-            _ => unexpected("redis"),
-        }
-    }
-    async fn scan(&self, cursor: u64, pattern: &str, count: u32) -> TierResult<(u64, Vec<String>)> {
-        match self
-            .exec(rd::Cmd::Scan {
-                cursor,
-                pattern: pattern.into(),
-                count,
-            })
-            .await?
-        {
-            rd::Reply::Scan(c, k) => Ok((c, k)),
-            _ => unexpected("redis"),
-        }
-    }
-    async fn fill_if_newer(
-        &self,
-        key: &str,
-        value: &[u8],
-        version: u64,
-        ttl_ms: u64,
-    ) -> TierResult<bool> {
-        delay(self.buggify, "redis fill_if_newer").await;
-        self.versioned(key, value, version, ttl_ms, Kind::Value)
-            .await
-    }
-    async fn tombstone(
-        &self,
-        key: &str,
-        tombstone: &[u8],
-        version: u64,
-        ttl_ms: u64,
-    ) -> TierResult<bool> {
-        delay(self.buggify, "redis tombstone").await;
-        let r = self
-            .versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
-            .await;
-        // Between the L1 tombstone and the L2 one.
-        delay(self.buggify, "redis tombstone returning").await;
-        r
-    }
-    async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
-        delay(self.buggify, "redis lease release").await;
-        match self
-            .exec(rd::Cmd::Release {
-                key: key.into(),
-                token: token.into(),
-            })
-            .await?
-        {
-            rd::Reply::Bool(b) => Ok(b),
-            _ => unexpected("redis"),
-        }
-    }
-    fn master_switches(&self) -> u64 {
-        self.master
-            .switches
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
+/// One memcached node over the simulated network, with the library's command mapping.
+pub type SimMemcached = MemcachedClient<SimMemcachedConn>;
 
-pub struct SimMemcached {
+pub struct SimMemcachedConn {
     rpc: Rpc,
     addr: SocketAddr,
     timeout: Duration,
     buggify: bool,
 }
 
-impl SimMemcached {
+impl MemcachedExec for SimMemcachedConn {
     async fn exec(&self, c: mc::Cmd) -> TierResult<mc::Reply> {
-        match self
-            .rpc
+        self.rpc
             .call::<mc::Cmd, mc::Reply>(self.addr, TAG_MEMCACHED, c, self.timeout)
-            .await?
-        {
-            mc::Reply::Err(e) => Err(TierError::Refused {
-                tier: "memcached",
-                detail: e,
-            }),
-            r => Ok(r),
-        }
+            .await
     }
-}
 
-impl MemcachedLike for SimMemcached {
-    async fn gets(&self, key: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
-        match self.exec(mc::Cmd::Gets(key.into())).await? {
-            mc::Reply::Value(v) => Ok(v),
-            _ => unexpected("memcached"),
-        }
-    }
-    async fn set(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<()> {
-        delay(self.buggify, "memcached set").await;
-        self.exec(mc::Cmd::Set {
-            key: key.into(),
-            value: value.to_vec(),
-            ttl_s,
-        })
-        .await
-        .map(drop)
-    }
-    async fn add(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
-        delay(self.buggify, "memcached add").await;
-        match self
-            .exec(mc::Cmd::Add {
-                key: key.into(),
-                value: value.to_vec(),
-                ttl_s,
-            })
-            .await?
-        {
-            mc::Reply::Stored(b) => Ok(b),
-            _ => unexpected("memcached"),
-        }
-    }
-    async fn cas(&self, key: &str, value: &[u8], ttl_s: u32, cas: u64) -> TierResult<bool> {
-        delay(self.buggify, "memcached cas (after its gets)").await;
-        match self
-            .exec(mc::Cmd::Cas {
-                key: key.into(),
-                value: value.to_vec(),
-                ttl_s,
-                cas,
-            })
-            .await?
-        {
-            mc::Reply::Stored(b) => Ok(b),
-            _ => unexpected("memcached"),
-        }
-    }
-    async fn delete(&self, key: &str) -> TierResult<bool> {
-        delay(self.buggify, "memcached delete").await;
-        match self.exec(mc::Cmd::Delete(key.into())).await? {
-            mc::Reply::Deleted(b) => Ok(b),
-            _ => unexpected("memcached"),
-        }
-    }
-    async fn flush_all(&self) -> TierResult<()> {
-        self.exec(mc::Cmd::FlushAll).await.map(drop)
+    async fn pause(&self, at: &'static str) {
+        delay(self.buggify, at).await;
     }
 }
 
@@ -452,22 +284,24 @@ pub async fn build_cache<St: Strategy>(
         a.sentinels.clone(),
         master.clone(),
     ));
-    let redis = SimRedis {
+    let redis = RedisClient(SimRedisConn {
         rpc: rpc.clone(),
         master,
         sentinels: a.sentinels.clone(),
         timeout,
         buggify,
-    };
+    });
     let names: Vec<String> = a.memcached.iter().map(|m| m.to_string()).collect();
     let nodes = a
         .memcached
         .iter()
-        .map(|&addr| SimMemcached {
-            rpc: rpc.clone(),
-            addr,
-            timeout,
-            buggify,
+        .map(|&addr| {
+            MemcachedClient(SimMemcachedConn {
+                rpc: rpc.clone(),
+                addr,
+                timeout,
+                buggify,
+            })
         })
         .collect();
     let pool = Pool::new(Ring::new(&names).expect("three nodes"), nodes, &cfg);

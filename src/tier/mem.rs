@@ -1,0 +1,520 @@
+//! In-memory tiers: Redis and memcached in process, for tests of your own code and strategies
+//! without servers.
+//!
+//! [`MemRedis`] and [`MemMemcached`] run the models of [`crate::model`]: the state machines the
+//! simulator runs inside its nodes and `sim/tests/conformance.rs` holds to the real servers'
+//! answers (TTLs, `SET NX/XX`, the versioned scripts, CAS tokens, LRU within a memory limit, the
+//! item size limit, keys the text protocol cannot carry). [`MemStore`] is a database with
+//! versions and an outbox, so a `durable` invalidator runs against it too.
+//!
+//! ```
+//! use aside::tier::mem::{MemMemcached, MemRedis, MemStore};
+//! use aside::{Builtin, CacheAside, CacheConfig, Key, Pool, Ring, Source};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let cfg = CacheConfig::default();
+//! let pool = Pool::new(Ring::new(&["mc-1"]).unwrap(), vec![MemMemcached::default()], &cfg);
+//! let store = MemStore::default();
+//! let cache = CacheAside::new(MemRedis::default(), pool, store, Builtin::Versioned, cfg, "app-1");
+//! let key = Key::new("posts", 1, "42").unwrap();
+//! cache.write(&key, b"hello").await.unwrap();
+//! let first = cache.get(&key).await.unwrap().unwrap();
+//! assert_eq!((first.row.payload.as_slice(), first.source), (&b"hello"[..], Source::Db));
+//! assert_eq!(cache.get(&key).await.unwrap().unwrap().source, Source::L1);
+//! # });
+//! ```
+//!
+//! The same command mapping serves the simulator: [`RedisClient`] and [`MemcachedClient`] turn
+//! the tier traits into model commands for any [`RedisExec`] / [`MemcachedExec`], here one that
+//! locks a model, there one that sends the command to a simulated server.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{
+    MemcachedLike, OutboxRow, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult,
+};
+use crate::envelope::Kind;
+use crate::model::memcached::{self as mc, MemcachedModel};
+use crate::model::redis::{self as rd, RedisModel};
+
+/// Runs Redis model commands somewhere: in process ([`InProcess`]) or on a simulated server.
+pub trait RedisExec: Send + Sync + 'static {
+    /// The server's reply; `Err` when it could not be reached or asked.
+    fn exec(&self, cmd: rd::Cmd) -> impl Future<Output = TierResult<rd::Reply>> + Send;
+    /// Reached at the named slow points of each call (before a fill, around a delete...): the
+    /// simulator's BUGGIFY may wait there. Nothing by default.
+    fn pause(&self, at: &'static str) -> impl Future<Output = ()> + Send {
+        let _ = at;
+        async {}
+    }
+    /// See [`RedisLike::master_switches`].
+    fn master_switches(&self) -> u64 {
+        0
+    }
+}
+
+/// Runs memcached model commands somewhere: in process ([`InProcess`]) or on a simulated server.
+pub trait MemcachedExec: Send + Sync + 'static {
+    fn exec(&self, cmd: mc::Cmd) -> impl Future<Output = TierResult<mc::Reply>> + Send;
+    /// As [`RedisExec::pause`].
+    fn pause(&self, at: &'static str) -> impl Future<Output = ()> + Send {
+        let _ = at;
+        async {}
+    }
+}
+
+/// [`RedisLike`] over any [`RedisExec`].
+#[derive(Debug, Default)]
+pub struct RedisClient<E>(pub E);
+
+/// [`MemcachedLike`] over any [`MemcachedExec`].
+#[derive(Debug, Default)]
+pub struct MemcachedClient<E>(pub E);
+
+impl<E> std::ops::Deref for RedisClient<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E> std::ops::Deref for MemcachedClient<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+fn unexpected<T>(tier: &'static str) -> TierResult<T> {
+    Err(TierError::Refused {
+        tier,
+        detail: "unexpected reply".into(),
+    })
+}
+
+impl<E: RedisExec> RedisClient<E> {
+    async fn exec(&self, c: rd::Cmd) -> TierResult<rd::Reply> {
+        match self.0.exec(c).await? {
+            rd::Reply::Err(detail) => Err(TierError::Refused {
+                tier: "redis",
+                detail,
+            }),
+            r => Ok(r),
+        }
+    }
+
+    async fn exec_bool(&self, c: rd::Cmd) -> TierResult<bool> {
+        match self.exec(c).await? {
+            rd::Reply::Bool(b) => Ok(b),
+            _ => unexpected("redis"),
+        }
+    }
+
+    /// The `fill_if_newer` and `tombstone` scripts: one script, the incoming kind an argument.
+    async fn versioned(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        px_ms: u64,
+        kind: Kind,
+    ) -> TierResult<bool> {
+        self.exec_bool(rd::Cmd::Versioned {
+            key: key.into(),
+            value: value.to_vec(),
+            version,
+            px_ms,
+            kind,
+        })
+        .await
+    }
+}
+
+impl<E: RedisExec> RedisLike for RedisClient<E> {
+    async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
+        match self.exec(rd::Cmd::Get(key.into())).await? {
+            rd::Reply::Bulk(v) => Ok(v),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
+        self.0.pause("redis set (fill or lease)").await;
+        let cond = match cond {
+            SetCond::Always => rd::Cond::Always,
+            SetCond::Nx => rd::Cond::Nx,
+            SetCond::Xx => rd::Cond::Xx,
+        };
+        self.exec_bool(rd::Cmd::Set {
+            key: key.into(),
+            value: value.to_vec(),
+            px_ms: ttl_ms,
+            cond,
+        })
+        .await
+    }
+    async fn del(&self, keys: &[String]) -> TierResult<u64> {
+        self.0.pause("redis del").await;
+        let r = self.exec(rd::Cmd::Del(keys.to_vec())).await?;
+        // Between the L1 invalidation and the L2 one.
+        self.0.pause("redis del returning").await;
+        match r {
+            rd::Reply::Int(n) => Ok(n),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn scan(&self, cursor: u64, pattern: &str, count: u32) -> TierResult<(u64, Vec<String>)> {
+        let scan = rd::Cmd::Scan {
+            cursor,
+            pattern: pattern.into(),
+            count,
+        };
+        match self.exec(scan).await? {
+            rd::Reply::Scan(c, k) => Ok((c, k)),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn fill_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.0.pause("redis fill_if_newer").await;
+        self.versioned(key, value, version, ttl_ms, Kind::Value)
+            .await
+    }
+    async fn tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> TierResult<bool> {
+        self.0.pause("redis tombstone").await;
+        let r = self
+            .versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
+            .await;
+        // Between the L1 tombstone and the L2 one.
+        self.0.pause("redis tombstone returning").await;
+        r
+    }
+    async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
+        self.0.pause("redis lease release").await;
+        self.exec_bool(rd::Cmd::Release {
+            key: key.into(),
+            token: token.into(),
+        })
+        .await
+    }
+    fn master_switches(&self) -> u64 {
+        self.0.master_switches()
+    }
+}
+
+impl<E: MemcachedExec> MemcachedClient<E> {
+    async fn exec(&self, c: mc::Cmd) -> TierResult<mc::Reply> {
+        match self.0.exec(c).await? {
+            mc::Reply::Err(detail) => Err(TierError::Refused {
+                tier: "memcached",
+                detail,
+            }),
+            r => Ok(r),
+        }
+    }
+
+    async fn exec_stored(&self, c: mc::Cmd) -> TierResult<bool> {
+        match self.exec(c).await? {
+            mc::Reply::Stored(b) => Ok(b),
+            _ => unexpected("memcached"),
+        }
+    }
+}
+
+impl<E: MemcachedExec> MemcachedLike for MemcachedClient<E> {
+    async fn gets(&self, key: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
+        match self.exec(mc::Cmd::Gets(key.into())).await? {
+            mc::Reply::Value(v) => Ok(v),
+            _ => unexpected("memcached"),
+        }
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<()> {
+        self.0.pause("memcached set").await;
+        let set = mc::Cmd::Set {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl_s,
+        };
+        self.exec(set).await.map(drop)
+    }
+    async fn add(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
+        self.0.pause("memcached add").await;
+        self.exec_stored(mc::Cmd::Add {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl_s,
+        })
+        .await
+    }
+    async fn cas(&self, key: &str, value: &[u8], ttl_s: u32, cas: u64) -> TierResult<bool> {
+        self.0.pause("memcached cas (after its gets)").await;
+        self.exec_stored(mc::Cmd::Cas {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl_s,
+            cas,
+        })
+        .await
+    }
+    async fn delete(&self, key: &str) -> TierResult<bool> {
+        self.0.pause("memcached delete").await;
+        match self.exec(mc::Cmd::Delete(key.into())).await? {
+            mc::Reply::Deleted(b) => Ok(b),
+            _ => unexpected("memcached"),
+        }
+    }
+    async fn flush_all(&self) -> TierResult<()> {
+        self.exec(mc::Cmd::FlushAll).await.map(drop)
+    }
+}
+
+/// A model in this process, on this process's clock (plus what [`InProcess::advance`] added), with
+/// a switch that makes it unreachable.
+#[derive(Debug)]
+pub struct InProcess<M> {
+    model: Mutex<M>,
+    zero: Instant,
+    skew_ms: AtomicU64,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl<M> InProcess<M> {
+    pub fn new(model: M) -> Self {
+        InProcess {
+            model: Mutex::new(model),
+            zero: Instant::now(),
+            skew_ms: AtomicU64::new(0),
+            down: Default::default(),
+        }
+    }
+
+    /// Milliseconds on the model's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.zero.elapsed().as_millis() as u64 + self.skew_ms.load(Ordering::SeqCst)
+    }
+
+    /// Moves the model's clock forward (TTLs expire without waiting).
+    pub fn advance(&self, ms: u64) {
+        self.skew_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// While down, every command fails as an unreachable server's would.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Looks at (or changes) the model directly.
+    pub fn with<T>(&self, f: impl FnOnce(&mut M) -> T) -> T {
+        f(&mut self.model.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn run<C, R>(
+        &self,
+        tier: &'static str,
+        cmd: C,
+        exec: fn(&mut M, u64, C) -> R,
+    ) -> TierResult<R> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TierError::Unavailable {
+                tier,
+                detail: "in-memory server set down".into(),
+            });
+        }
+        let now = self.now_ms();
+        Ok(self.with(|m| exec(m, now, cmd)))
+    }
+}
+
+impl<M: Default> Default for InProcess<M> {
+    fn default() -> Self {
+        InProcess::new(M::default())
+    }
+}
+
+impl RedisExec for InProcess<RedisModel> {
+    async fn exec(&self, cmd: rd::Cmd) -> TierResult<rd::Reply> {
+        self.run("redis", cmd, RedisModel::exec)
+    }
+}
+
+impl MemcachedExec for InProcess<MemcachedModel> {
+    async fn exec(&self, cmd: mc::Cmd) -> TierResult<mc::Reply> {
+        self.run("memcached", cmd, MemcachedModel::exec)
+    }
+}
+
+/// Redis in process: the model of [`crate::model::redis`] (no memory limit by default).
+pub type MemRedis = RedisClient<InProcess<RedisModel>>;
+/// One memcached node in process: the model of [`crate::model::memcached`].
+pub type MemMemcached = MemcachedClient<InProcess<MemcachedModel>>;
+
+/// A database in process: rows with versions (1 for a new key, +1 per write), one outbox row per
+/// write, and a replica that is never behind. Outbox ids are commit order, without gaps.
+#[derive(Debug)]
+pub struct MemStore {
+    inner: Mutex<StoreState>,
+    zero: Instant,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct StoreState {
+    rows: BTreeMap<String, Row>,
+    /// (committed at ms, key, version); the id is the position plus one.
+    outbox: Vec<(u64, String, u64)>,
+    done: std::collections::BTreeSet<u64>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore {
+            inner: Mutex::default(),
+            zero: Instant::now(),
+            down: Default::default(),
+        }
+    }
+}
+
+impl MemStore {
+    /// While down, every call fails as an unreachable database's would.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Outbox ids marked done by an invalidator.
+    pub fn outbox_done_ids(&self) -> Vec<u64> {
+        self.state()
+            .map(|s| s.done.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn state(&self) -> TierResult<std::sync::MutexGuard<'_, StoreState>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TierError::Unavailable {
+                tier: "postgres",
+                detail: "in-memory database set down".into(),
+            });
+        }
+        Ok(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn rows_after(s: &StoreState, first: usize, limit: u32) -> Vec<OutboxRow> {
+        s.outbox
+            .iter()
+            .enumerate()
+            .skip(first)
+            .take(limit as usize)
+            .map(|(i, (_, key, version))| OutboxRow {
+                id: i as u64 + 1,
+                key: key.clone(),
+                version: *version,
+            })
+            .collect()
+    }
+}
+
+impl Store for MemStore {
+    async fn read(&self, key: &str, _from: ReadFrom) -> TierResult<Option<Row>> {
+        Ok(self.state()?.rows.get(key).cloned())
+    }
+    async fn write(&self, key: &str, payload: &[u8]) -> TierResult<u64> {
+        let now = self.zero.elapsed().as_millis() as u64;
+        let mut s = self.state()?;
+        let version = s.rows.get(key).map_or(1, |r| r.version + 1);
+        let row = Row {
+            version,
+            payload: payload.to_vec(),
+        };
+        s.rows.insert(key.to_string(), row);
+        s.outbox.push((now, key.to_string(), version));
+        Ok(version)
+    }
+    async fn outbox_after(&self, after_id: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
+        let s = self.state()?;
+        Ok(MemStore::rows_after(&s, after_id as usize, limit))
+    }
+    async fn outbox_recent(&self, window_ms: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
+        let since = (self.zero.elapsed().as_millis() as u64).saturating_sub(window_ms);
+        let s = self.state()?;
+        let first = s.outbox.partition_point(|(at, _, _)| *at < since);
+        Ok(MemStore::rows_after(&s, first, limit))
+    }
+    async fn outbox_head(&self) -> TierResult<u64> {
+        Ok(self.state()?.outbox.len() as u64)
+    }
+    async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
+        self.state()?.done.extend(ids.iter().copied());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ttls_run_on_the_models_clock_and_a_server_set_down_is_unavailable() {
+        let r = MemRedis::default();
+        assert!(r.set("k", b"v", 60_000, SetCond::Always).await.unwrap());
+        r.advance(30_000);
+        assert_eq!(r.get("k").await.unwrap(), Some(b"v".to_vec()));
+        r.advance(31_000);
+        assert_eq!(r.get("k").await.unwrap(), None);
+        r.set_down(true);
+        assert!(matches!(
+            r.get("k").await,
+            Err(TierError::Unavailable { tier: "redis", .. })
+        ));
+
+        let m = MemMemcached::default();
+        assert!(
+            matches!(
+                m.set("a key", b"v", 0).await,
+                Err(TierError::Refused {
+                    tier: "memcached",
+                    ..
+                })
+            ),
+            "memcached's text protocol cannot carry a key with a space"
+        );
+        m.set("k", b"v", 2).await.unwrap();
+        m.advance(3_000);
+        assert_eq!(m.gets("k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_store_versions_rows_and_keeps_an_outbox_in_commit_order() {
+        let s = MemStore::default();
+        assert_eq!(s.write("a", b"1").await.unwrap(), 1);
+        assert_eq!(s.write("b", b"1").await.unwrap(), 1);
+        assert_eq!(s.write("a", b"2").await.unwrap(), 2);
+        let row = s.read("a", ReadFrom::Replica).await.unwrap().unwrap();
+        assert_eq!((row.version, row.payload), (2, b"2".to_vec()));
+        let rows = s.outbox_after(1, 10).await.unwrap();
+        let ids: Vec<_> = rows
+            .iter()
+            .map(|r| (r.id, r.key.as_str(), r.version))
+            .collect();
+        assert_eq!(ids, [(2, "b", 1), (3, "a", 2)]);
+        assert_eq!(s.outbox_head().await.unwrap(), 3);
+        assert_eq!(s.outbox_recent(60_000, 10).await.unwrap().len(), 3);
+        s.outbox_done(&[1, 3]).await.unwrap();
+        assert_eq!(s.outbox_done_ids(), [1, 3]);
+        s.set_down(true);
+        assert!(s.read("a", ReadFrom::Primary).await.is_err());
+    }
+}
