@@ -16,8 +16,10 @@ use crate::config::CacheConfig;
 use crate::envelope::{self, blocks, Entry, Kind};
 use crate::tier::{MemcachedLike, RedisLike, SetCond, TierResult};
 
-/// CAS retries before a versioned memcached update gives up and deletes instead.
-const CAS_ATTEMPTS_MAX: u32 = 4;
+/// CAS rounds before a versioned memcached fill gives up (a fill given up costs a miss).
+const FILL_CAS_ATTEMPTS: u32 = 4;
+/// CAS rounds before a tombstone is set without one ([`tombstone_l2`]): an invalidation must land.
+const TOMBSTONE_CAS_ATTEMPTS: u32 = 16;
 
 pub trait Strategy: Send + Sync + 'static {
     fn name(&self) -> &str;
@@ -254,7 +256,8 @@ async fn replace_if_older<M: MemcachedLike>(
     is_fill: bool,
 ) -> TierResult<bool> {
     if is_fill {
-        let stored = replace_if(node, key, entry, ttl_s, |e| blocks(e, Kind::Value, version));
+        let keep = |e: &Entry| blocks(e, Kind::Value, version);
+        let stored = replace_if(node, key, entry, ttl_s, FILL_CAS_ATTEMPTS, keep);
         return Ok(stored.await?.unwrap_or(false));
     }
     tombstone_l2(node, key, entry, ttl_s, |e| {
@@ -264,11 +267,14 @@ async fn replace_if_older<M: MemcachedLike>(
     .map(|()| false)
 }
 
-/// Puts `tombstone` on `key` unless `keep` says the entry there stays. When every CAS is lost,
-/// the tombstone is set regardless: an invalidation must not leave an older value behind, and a
-/// plain delete would not do either, because it leaves a hole that a load begun before the write
-/// can `add` its older value into (`split-brain`, seed 151 of 200, read its own write stale). A
-/// tombstone set over a newer entry costs a miss, and fills newer than it still replace it.
+/// Puts `tombstone` on `key` unless `keep` says the entry there stays. When every CAS round is
+/// lost, it looks once more and sets the tombstone without a CAS unless what is there now stays:
+/// an invalidation must not leave an older value behind. A plain delete, the last resort before,
+/// left a hole that a load begun before the write could `add` its older value into, and an
+/// unconditional set could replace a newer tombstone with this older one, which lets that load's
+/// fill in too (`split-brain`, seed 151 of 200, read its own write stale both ways: under a
+/// storm of fills and tombstones on one hot key four CAS rounds were not enough). The last look
+/// leaves one round trip for a newer tombstone to land in between.
 async fn tombstone_l2<M: MemcachedLike>(
     node: &M,
     key: &str,
@@ -276,10 +282,15 @@ async fn tombstone_l2<M: MemcachedLike>(
     ttl_s: u32,
     keep: impl Fn(&Entry) -> bool,
 ) -> TierResult<()> {
-    if replace_if(node, key, tombstone, ttl_s, keep)
+    let placed = replace_if(node, key, tombstone, ttl_s, TOMBSTONE_CAS_ATTEMPTS, &keep).await?;
+    if placed.is_some() {
+        return Ok(());
+    }
+    let stays = node
+        .gets(key)
         .await?
-        .is_none()
-    {
+        .is_some_and(|(raw, _)| envelope::decode(key, &raw).is_ok_and(|e| keep(&e)));
+    if !stays {
         node.set(key, tombstone, ttl_s).await?;
     }
     Ok(())
@@ -292,9 +303,10 @@ async fn replace_if<M: MemcachedLike>(
     key: &str,
     entry: &[u8],
     ttl_s: u32,
+    attempts: u32,
     keep: impl Fn(&Entry) -> bool,
 ) -> TierResult<Option<bool>> {
-    for _ in 0..CAS_ATTEMPTS_MAX {
+    for _ in 0..attempts {
         match node.gets(key).await? {
             None => {
                 if node.add(key, entry, ttl_s).await? {
@@ -320,16 +332,28 @@ mod tests {
     use crate::model::memcached::{self as mc, MemcachedModel};
     use crate::tier::mem::{InProcess, MemcachedClient, MemcachedExec};
 
-    /// A memcached node on which every `cas` loses the race, as under a storm of writers.
+    /// A memcached node on which every `cas` loses the race, as under a storm of writers; with
+    /// `newer`, another writer's entry lands just after the last round is lost.
     #[derive(Default)]
-    struct LosesEveryCas(InProcess<MemcachedModel>);
+    struct LosesEveryCas {
+        node: InProcess<MemcachedModel>,
+        newer: Option<Vec<u8>>,
+        rounds: std::sync::atomic::AtomicU32,
+    }
 
     impl MemcachedExec for LosesEveryCas {
         async fn exec(&self, cmd: mc::Cmd) -> TierResult<mc::Reply> {
-            match cmd {
-                mc::Cmd::Cas { .. } => Ok(mc::Reply::Stored(false)),
-                c => self.0.exec(c).await,
+            let mc::Cmd::Cas { key, ttl_s, .. } = cmd else {
+                return self.node.exec(cmd).await;
+            };
+            let round = 1 + self
+                .rounds
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let (Some(newer), TOMBSTONE_CAS_ATTEMPTS) = (&self.newer, round) {
+                let value = newer.clone();
+                self.node.exec(mc::Cmd::Set { key, value, ttl_s }).await?;
             }
+            Ok(mc::Reply::Stored(false))
         }
     }
 
@@ -347,8 +371,8 @@ mod tests {
     /// the older load's `add` filled, and `split-brain` seed 151 of 200 read its own write stale.)
     #[tokio::test]
     async fn an_invalidation_that_loses_every_cas_still_blocks_older_fills() {
-        let node = MemcachedClient(LosesEveryCas::default());
         let key = "posts:v1:hot";
+        let node = MemcachedClient(LosesEveryCas::default());
         node.set(key, &value(key, 1), 60).await.unwrap();
         let s = Builtin::Versioned;
         s.invalidate_l2(&node, key, Some(2), 60).await.unwrap();
@@ -373,5 +397,26 @@ mod tests {
             envelope::decode(key, &raw),
             Ok(Entry::Tombstone { version: 3 })
         );
+    }
+
+    /// The last look after the lost rounds: a newer tombstone that landed meanwhile stays (an
+    /// older one set over it would let the older load's fill in again).
+    #[tokio::test]
+    async fn a_newer_tombstone_that_lands_after_the_lost_rounds_stays() {
+        let key = "posts:v1:hot";
+        let newer = envelope::encode(key, &Entry::Tombstone { version: 9 });
+        let node = MemcachedClient(LosesEveryCas {
+            newer: Some(newer),
+            ..LosesEveryCas::default()
+        });
+        node.set(key, &value(key, 1), 60).await.unwrap();
+        let s = Builtin::Versioned;
+        s.invalidate_l2(&node, key, Some(2), 60).await.unwrap();
+        let (raw, _) = node.gets(key).await.unwrap().unwrap();
+        assert_eq!(
+            envelope::decode(key, &raw),
+            Ok(Entry::Tombstone { version: 9 })
+        );
+        assert!(!s.fill_l2(&node, key, &value(key, 5), 5, 60).await.unwrap());
     }
 }
