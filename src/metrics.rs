@@ -92,6 +92,112 @@ impl Metrics {
     }
 }
 
+/// One tier's figures at one instant ([`Metrics::snapshot`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TierSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    /// hits / (hits + misses); None before the first lookup.
+    pub hit_ratio: Option<f64>,
+    pub fills: u64,
+    pub fill_rejections: u64,
+    pub invalidations: u64,
+    pub errors: u64,
+    pub corrupt: u64,
+    pub oversized: u64,
+    pub skipped: u64,
+    pub fenced: u64,
+    /// Call latency quantiles (upper bucket edges), microseconds.
+    pub latency_p50_us: Option<u64>,
+    pub latency_p99_us: Option<u64>,
+}
+
+/// Every figure of an instance at one instant: what to print or export. `Display` is a small
+/// table; serde gives JSON (or any format) to ship elsewhere.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    /// Reads served by a cache tier: (l1 hits + l2 hits) / (those + database reads).
+    pub hit_ratio: Option<f64>,
+    pub l1: TierSnapshot,
+    pub l2: TierSnapshot,
+    /// The database: `hits` are reads it served, `misses` absent rows.
+    pub db: TierSnapshot,
+    pub coalesced: u64,
+    pub lease_waits: u64,
+    pub shed: u64,
+    pub stale_served: u64,
+    pub replica_guarded: u64,
+}
+
+impl TierMetrics {
+    pub fn snapshot(&self) -> TierSnapshot {
+        let (hits, misses) = (self.hits.load(Relaxed), self.misses.load(Relaxed));
+        TierSnapshot {
+            hits,
+            misses,
+            hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+            fills: self.fills.load(Relaxed),
+            fill_rejections: self.fill_rejections.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            corrupt: self.corrupt.load(Relaxed),
+            oversized: self.oversized.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            fenced: self.fenced.load(Relaxed),
+            latency_p50_us: self.latency.quantile_us(0.5),
+            latency_p99_us: self.latency.quantile_us(0.99),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            hit_ratio: self.hit_ratio(),
+            l1: self.l1.snapshot(),
+            l2: self.l2.snapshot(),
+            db: self.db.snapshot(),
+            coalesced: self.coalesced.load(Relaxed),
+            lease_waits: self.lease_waits.load(Relaxed),
+            shed: self.shed.load(Relaxed),
+            stale_served: self.stale_served.load(Relaxed),
+            replica_guarded: self.replica_guarded.load(Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.3}"));
+        let us = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} µs"));
+        writeln!(f, "hit ratio {}", ratio(self.hit_ratio))?;
+        writeln!(
+            f,
+            "tier  {:>8} {:>8} {:>6} {:>7} {:>7} {:>6} {:>10} {:>10}",
+            "hits", "misses", "ratio", "fills", "invals", "errors", "p50", "p99"
+        )?;
+        for (name, t) in [("l1", &self.l1), ("l2", &self.l2), ("db", &self.db)] {
+            writeln!(
+                f,
+                "{name:<4}  {:>8} {:>8} {:>6} {:>7} {:>7} {:>6} {:>10} {:>10}",
+                t.hits,
+                t.misses,
+                ratio(t.hit_ratio),
+                t.fills,
+                t.invalidations,
+                t.errors,
+                us(t.latency_p50_us),
+                us(t.latency_p99_us)
+            )?;
+        }
+        write!(
+            f,
+            "coalesced {}, lease waits {}, shed {}, stale served {}, replica guarded {}",
+            self.coalesced, self.lease_waits, self.shed, self.stale_served, self.replica_guarded
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +217,16 @@ mod tests {
         m.l2.hits.fetch_add(1, Relaxed);
         m.db.hits.fetch_add(1, Relaxed);
         assert_eq!(m.hit_ratio(), Some(0.9));
+        m.l1.misses.fetch_add(2, Relaxed);
+        let snap = m.snapshot();
+        assert_eq!((snap.l1.hit_ratio, snap.hit_ratio), (Some(0.8), Some(0.9)));
+        let shown = snap.to_string();
+        assert!(shown.starts_with("hit ratio 0.900\n"), "{shown}");
+        assert!(
+            shown.contains("\nl1           8        2  0.800"),
+            "{shown}"
+        );
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["l1"]["hits"], 8);
     }
 }

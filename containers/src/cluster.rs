@@ -4,11 +4,10 @@
 use std::net::IpAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aside::backend::{Memcached, Postgres, Redis};
-use aside::{Builtin, CacheAside, CacheConfig, Pool, Ring};
+use aside::backend::Memcached;
+use aside::{Builtin, CacheConfig};
 use futures_util::future::try_join_all;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -534,7 +533,7 @@ impl Cluster {
 }
 
 /// An `aside` instance over a launched cluster.
-pub type Library = CacheAside<Arc<Redis>, Memcached, Postgres, Builtin>;
+pub type Library = aside::backend::Cache;
 
 /// Where a cluster's servers are, as the host and the app nodes' containers reach them (also
 /// handed to an app node's container as JSON).
@@ -557,30 +556,29 @@ impl Addrs {
         instance: &str,
     ) -> Result<Library, Error> {
         cfg.strategy = strategy.name().to_string();
-        let cfg = cfg.validate()?;
-        let redis = if self.sentinels.is_empty() {
-            Redis::direct(&format!("redis://{}", self.redis_master), cfg.l1_timeout()).await?
-        } else {
-            // Below the cache's L1 timeout, so a timeout is seen by the backend, which then
-            // re-resolves the master, rather than only by the cache, which drops the call.
-            Redis::sentinel(&self.sentinels, MASTER_NAME, cfg.l1_timeout().mul_f64(0.8)).await?
+        let settings = aside::Settings {
+            redis: aside::config::RedisSettings {
+                sentinels: self.sentinels.clone(),
+                master_name: MASTER_NAME.to_string(),
+                url: format!("redis://{}", self.redis_master),
+            },
+            memcached: aside::config::MemcachedSettings {
+                nodes: self.memcached.clone(),
+                pool_max: 16,
+            },
+            postgres: aside::config::PostgresSettings {
+                url: self.pg.clone(),
+                replica_url: self.pg_replica.clone(),
+                pool_max: 16,
+            },
+            cache: cfg,
         };
-        let ring = Ring::new(&self.memcached).map_err(|e| Error::Docker(e.to_string()))?;
-        let nodes = self
-            .memcached
-            .iter()
-            .map(|a| Memcached::new(a.clone(), 16))
-            .collect();
-        let pg = Postgres::connect(&self.pg, self.pg_replica.as_deref(), 16).await?;
-        pg.migrate().await?;
-        Ok(CacheAside::new(
-            redis,
-            Pool::new(ring, nodes, &cfg),
-            pg,
-            strategy,
-            cfg,
-            instance,
-        ))
+        aside::backend::build(&settings, instance)
+            .await
+            .map_err(|e| match e {
+                aside::backend::ConnectError::Config(e) => Error::Config(e),
+                aside::backend::ConnectError::Server(e) => Error::Tier(e),
+            })
     }
 }
 

@@ -7,3 +7,74 @@ pub mod redis;
 pub use self::memcached::Memcached;
 pub use self::postgres::Postgres;
 pub use self::redis::Redis;
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, Settings};
+use crate::tier::TierError;
+use crate::{Builtin, CacheAside, Pool, Ring};
+
+/// The cache [`connect`] builds: Redis (through the Sentinels, or direct), the memcached pool,
+/// PostgreSQL, and a strategy chosen by name.
+pub type Cache = CacheAside<Arc<Redis>, Memcached, Postgres, Builtin>;
+
+/// Why [`connect`] could not build the cache: a setting, or a server (named, with the cause).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Server(#[from] TierError),
+}
+
+/// Builds the whole cache from `settings` ([`Settings::load`] reads them from a TOML file and the
+/// `ASIDE_*` variables), as `instance`, and starts what it needs:
+///
+/// * Redis through the Sentinels when `redis.sentinels` lists any (the master of
+///   `redis.master_name`, followed across failovers), else `redis.url` directly;
+/// * one memcached client per `memcached.nodes` entry, on a libketama-compatible ring;
+/// * PostgreSQL at `postgres.url` (and `postgres.replica_url`), with the schema migrated
+///   (`aside_rows` and `aside_outbox` are created if missing);
+/// * the strategy `cache.strategy` names. With `durable`, its outbox invalidator is spawned on
+///   the current runtime and runs as long as the process does.
+///
+/// Every server is reached once before this returns, so a wrong address fails here, naming the
+/// server and the cause.
+pub async fn connect(settings: &Settings, instance: &str) -> Result<Arc<Cache>, ConnectError> {
+    let cache = Arc::new(build(settings, instance).await?);
+    for n in &cache.l2().nodes {
+        n.ping().await?;
+    }
+    if let Some(task) = cache.invalidator() {
+        tokio::spawn(task);
+    }
+    Ok(cache)
+}
+
+/// [`connect`] without its start-up work: the cache, its Redis master resolved and its schema
+/// migrated, with no memcached node asked yet and no invalidator spawned (spawn
+/// `Arc::new(cache).invalidator()` yourself with `durable`).
+pub async fn build(settings: &Settings, instance: &str) -> Result<Cache, ConnectError> {
+    let cfg = settings.cache.clone().validate()?;
+    let strategy = cfg.builtin()?;
+    let r = &settings.redis;
+    let redis = if r.sentinels.is_empty() {
+        Redis::direct(&r.url, cfg.l1_timeout()).await?
+    } else {
+        // Below the cache's L1 deadline, so a master that stops answering is noticed (and
+        // re-resolved) by the client rather than only dropped by the cache.
+        Redis::sentinel(&r.sentinels, &r.master_name, cfg.l1_timeout().mul_f64(0.8)).await?
+    };
+    let m = &settings.memcached;
+    let ring = Ring::new(&m.nodes).map_err(|e| ConfigError(format!("memcached.nodes: {e}")))?;
+    let nodes = m
+        .nodes
+        .iter()
+        .map(|a| Memcached::new(a.clone(), m.pool_max))
+        .collect();
+    let p = &settings.postgres;
+    let pg = Postgres::connect(&p.url, p.replica_url.as_deref(), p.pool_max).await?;
+    pg.migrate().await?;
+    let pool = Pool::new(ring, nodes, &cfg);
+    Ok(CacheAside::new(redis, pool, pg, strategy, cfg, instance))
+}

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Row as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Row as _};
 
 use crate::tier::{OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
 
 const TIER: &str = "postgres";
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS aside_rows (
@@ -27,7 +29,17 @@ ALTER TABLE aside_outbox ADD COLUMN IF NOT EXISTS done_at TIMESTAMPTZ;
 CREATE INDEX IF NOT EXISTS aside_outbox_created_at ON aside_outbox (created_at);
 ";
 
-fn map_err(e: sqlx::Error) -> TierError {
+/// `host:port/database` of a connection URL, without the scheme, credentials or parameters: what
+/// errors name.
+pub fn server_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['?', '#']).next().unwrap_or(rest).to_string()
+}
+
+/// A sqlx error as a tier error naming the server (`at`, without credentials) and, where the
+/// cause has one, the fix.
+fn map_err(at: &str, e: sqlx::Error) -> TierError {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
@@ -35,12 +47,21 @@ fn map_err(e: sqlx::Error) -> TierError {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => TierError::Unavailable {
             tier: TIER,
-            detail: e.to_string(),
+            detail: format!("{at}: {e}"),
         },
-        other => TierError::Refused {
-            tier: TIER,
-            detail: other.to_string(),
-        },
+        other => {
+            let text = other.to_string();
+            let hint = if text.contains("relation \"aside_") && text.contains("does not exist") {
+                " (the schema is missing: run Postgres::migrate, or build the cache with \
+                 aside::backend::connect, which does; it creates aside_rows and aside_outbox)"
+            } else {
+                ""
+            };
+            TierError::Refused {
+                tier: TIER,
+                detail: format!("{at}: {text}{hint}"),
+            }
+        }
     }
 }
 
@@ -49,25 +70,59 @@ fn map_err(e: sqlx::Error) -> TierError {
 pub struct Postgres {
     primary: PgPool,
     replica: Option<PgPool>,
+    /// `host:port/database` of each, for errors.
+    primary_at: String,
+    replica_at: String,
 }
 
 impl Postgres {
+    /// Connects to the primary (and the replica): one connection is opened at once, so a wrong
+    /// address or password fails here, in words naming the server, not after the pool's wait.
     pub async fn connect(
         url: &str,
         replica_url: Option<&str>,
         pool_max: u32,
     ) -> TierResult<Postgres> {
-        let opts = || {
-            PgPoolOptions::new()
+        async fn pool(url: &str, pool_max: u32) -> TierResult<PgPool> {
+            let at = server_of(url);
+            let opts: PgConnectOptions = url.parse().map_err(|e| TierError::Refused {
+                tier: TIER,
+                detail: format!("{at}: not a PostgreSQL URL: {e}"),
+            })?;
+            let first = PgConnection::connect_with(&opts);
+            match tokio::time::timeout(CONNECT_TIMEOUT, first).await {
+                Err(_) => {
+                    return Err(TierError::Unavailable {
+                        tier: TIER,
+                        detail: format!(
+                            "{at}: no connection within {} ms (is PostgreSQL listening there?)",
+                            CONNECT_TIMEOUT.as_millis()
+                        ),
+                    })
+                }
+                Ok(Err(e)) => return Err(map_err(&at, e)),
+                Ok(Ok(c)) => drop(c.close().await),
+            }
+            Ok(PgPoolOptions::new()
                 .max_connections(pool_max.max(1))
-                .acquire_timeout(Duration::from_secs(5))
-        };
-        let primary = opts().connect(url).await.map_err(map_err)?;
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_lazy_with(opts))
+        }
+        let primary = pool(url, pool_max).await?;
         let replica = match replica_url {
-            Some(u) => Some(opts().connect(u).await.map_err(map_err)?),
+            Some(u) => Some(pool(u, pool_max).await?),
             None => None,
         };
-        Ok(Postgres { primary, replica })
+        Ok(Postgres {
+            primary,
+            replica,
+            primary_at: server_of(url),
+            replica_at: replica_url.map(server_of).unwrap_or_default(),
+        })
+    }
+
+    fn fail(&self, e: sqlx::Error) -> TierError {
+        map_err(&self.primary_at, e)
     }
 
     /// Creates the tables if they are missing.
@@ -75,7 +130,7 @@ impl Postgres {
         sqlx::raw_sql(SCHEMA)
             .execute(&self.primary)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -93,7 +148,7 @@ impl Postgres {
         .bind(keep.as_millis() as i64)
         .execute(&self.primary)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(r.rows_affected())
     }
 }
@@ -110,15 +165,15 @@ fn outbox_rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<OutboxRow> {
 
 impl Store for Postgres {
     async fn read(&self, key: &str, from: ReadFrom) -> TierResult<Option<Row>> {
-        let pool = match (from, &self.replica) {
-            (ReadFrom::Replica, Some(r)) => r,
-            _ => &self.primary,
+        let (pool, at) = match (from, &self.replica) {
+            (ReadFrom::Replica, Some(r)) => (r, &self.replica_at),
+            _ => (&self.primary, &self.primary_at),
         };
         let row = sqlx::query("SELECT version, payload FROM aside_rows WHERE key = $1")
             .bind(key)
             .fetch_optional(pool)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| map_err(at, e))?;
         Ok(row.map(|r| Row {
             version: r.get::<i64, _>(0) as u64,
             payload: r.get::<Vec<u8>, _>(1),
@@ -126,7 +181,7 @@ impl Store for Postgres {
     }
 
     async fn write(&self, key: &str, payload: &[u8]) -> TierResult<u64> {
-        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        let mut tx = self.primary.begin().await.map_err(|e| self.fail(e))?;
         let version: i64 = sqlx::query_scalar(
             "INSERT INTO aside_rows (key, version, payload) VALUES ($1, 1, $2)
              ON CONFLICT (key) DO UPDATE SET version = aside_rows.version + 1, payload = EXCLUDED.payload
@@ -136,14 +191,14 @@ impl Store for Postgres {
         .bind(payload)
         .fetch_one(&mut *tx)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         sqlx::query("INSERT INTO aside_outbox (key, version) VALUES ($1, $2)")
             .bind(key)
             .bind(version)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(version as u64)
     }
 
@@ -155,7 +210,7 @@ impl Store for Postgres {
         .bind(i64::from(limit))
         .fetch_all(&self.primary)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(outbox_rows(rows))
     }
 
@@ -168,7 +223,7 @@ impl Store for Postgres {
         .bind(i64::from(limit))
         .fetch_all(&self.primary)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(outbox_rows(rows))
     }
 
@@ -176,7 +231,7 @@ impl Store for Postgres {
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM aside_outbox")
             .fetch_one(&self.primary)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(head as u64)
     }
 
@@ -188,7 +243,7 @@ impl Store for Postgres {
         .bind(&ids)
         .execute(&self.primary)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 }

@@ -51,7 +51,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .await
     }
 
-    pub(super) async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
+    /// Invalidates `key` after you wrote `version` of it yourself (your own table, read through
+    /// [`CacheAside::get_with`]): with a versioned strategy both tiers get a tombstone that
+    /// refuses fills older than `version`, so a load begun before your write cannot put the old
+    /// row back. `None` deletes, as [`CacheAside::invalidate`]. True when both tiers confirmed;
+    /// false leaves the old value until its TTL, or until your next write's invalidation lands
+    /// (the outbox invalidator of `durable` covers only writes made through
+    /// [`CacheAside::write`]).
+    pub async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
         // Reads from now on load afresh rather than join a load begun before this write.
         self.flights.close(key.as_str());
         let tomb_ms = self.cfg.tombstone_ttl_ms;

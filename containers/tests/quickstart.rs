@@ -1,0 +1,133 @@
+//! The README's quickstart as a new user runs it: `examples/quickstart.rs` against the project's
+//! Redis (master, replica, three Sentinels), two memcached nodes and PostgreSQL, configured by a
+//! TOML file; and the errors a new user meets first, each naming the server and the fix.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aside::backend::{connect, Postgres};
+use aside::tier::{ReadFrom, Store};
+use aside::Settings;
+use containers::{Cluster, ClusterSpec};
+
+/// The example binary `cargo test` built beside this test's (target/<profile>/examples/).
+fn quickstart_binary() -> std::path::PathBuf {
+    let me = std::env::current_exe().expect("this test's path");
+    let profile_dir = me
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --example quickstart` (cargo test builds it)",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_runs_as_the_readme_says_and_first_errors_name_the_server() {
+    let cluster = Cluster::start(ClusterSpec {
+        memcached: 2,
+        pg_replica: false,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    let toml = format!(
+        "[redis]\nsentinels = {:?}\nmaster_name = \"mymaster\"\n\
+         [memcached]\nnodes = {:?}\n\
+         [postgres]\nurl = \"{}\"\n\
+         [cache]\nstrategy = \"versioned\"\n",
+        cluster.sentinel_addrs(),
+        cluster.memcached_addrs(),
+        cluster.pg_url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aside.toml");
+    std::fs::write(&path, &toml).unwrap();
+
+    // Before the schema exists, a read says what is missing and how to create it.
+    let bare = Postgres::connect(&cluster.pg_url(), None, 1).await.unwrap();
+    let missing = bare
+        .read("posts:v1:1", ReadFrom::Primary)
+        .await
+        .unwrap_err()
+        .to_string();
+    println!("before the schema: {missing}");
+    assert!(
+        missing.contains(&cluster.pg_primary.addr()) && missing.contains("Postgres::migrate"),
+        "{missing}"
+    );
+
+    // The example, as the README runs it (with ASIDE_SCENARIO set: another program's ASIDE_*
+    // variable is no error).
+    let out = Command::new(quickstart_binary())
+        .arg(&path)
+        .env("ASIDE_SCENARIO", "not-the-library's")
+        .env("RUST_LOG", "aside=info")
+        .output()
+        .expect("run the quickstart");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the quickstart failed");
+    for line in [
+        "wrote posts:v1:42 v1 (invalidated: true)",
+        "read posts:v1:42 v1 from Db: hello, cache",
+        "read posts:v1:42 v1 from L1: hello, cache",
+        "wrote my_posts 7 v1 (invalidated: true)",
+        "read my_posts 7 v1 from Db, then from L1",
+        "hit ratio ",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}");
+    }
+
+    // The same file builds the cache here too.
+    let settings = Settings::load(&path).unwrap();
+    let cache = connect(&settings, "test").await.unwrap();
+    let got = cache
+        .get(&aside::Key::new("posts", 1, "42").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.row.payload, b"hello, cache");
+
+    // A wrong PostgreSQL port: named at once, not after the pool's 5 s wait.
+    let mut wrong = settings.clone();
+    wrong.postgres.url = format!(
+        "postgres://postgres:secret@{}:1/postgres",
+        cluster.pg_primary.ip
+    );
+    let began = Instant::now();
+    let e = connect(&wrong, "test")
+        .await
+        .err()
+        .expect("port 1")
+        .to_string();
+    println!("a wrong PostgreSQL port: {e}");
+    assert!(
+        e.contains(&format!("{}:1/postgres", cluster.pg_primary.ip)) && !e.contains("secret"),
+        "{e}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
+    // A memcached node that is not there: named.
+    let mut wrong = settings.clone();
+    wrong
+        .memcached
+        .nodes
+        .push(format!("{}:1", cluster.pg_primary.ip));
+    let e = connect(&wrong, "test")
+        .await
+        .err()
+        .expect("port 1")
+        .to_string();
+    println!("a memcached node that is not there: {e}");
+    assert!(e.contains(&format!("{}:1", cluster.pg_primary.ip)), "{e}");
+}
