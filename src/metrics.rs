@@ -166,6 +166,114 @@ impl Metrics {
     }
 }
 
+type Labels = Vec<(&'static str, &'static str)>;
+/// A per-tier counter for the exposition: name, help, and where its value is.
+type PerTier = (&'static str, &'static str, fn(&TierSnapshot) -> u64);
+
+impl Snapshot {
+    /// The Prometheus text exposition (OpenMetrics), through `prometheus-client`: counters per
+    /// tier (`aside_hits_total{tier="l1"}`, ...), the hit ratios and latency quantiles as gauges,
+    /// and the read path's own counters. Serve it on your metrics endpoint.
+    pub fn prometheus(&self) -> String {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        let mut registry = prometheus_client::registry::Registry::with_prefix("aside");
+        let tiers = [("l1", &self.l1), ("l2", &self.l2), ("db", &self.db)];
+        let per_tier: [PerTier; 9] = [
+            (
+                "hits",
+                "Lookups a tier answered (db: reads it served)",
+                |t| t.hits,
+            ),
+            (
+                "misses",
+                "Lookups a tier could not answer (db: absent rows)",
+                |t| t.misses,
+            ),
+            ("fills", "Entries stored", |t| t.fills),
+            ("fill_rejections", "Fills a newer entry refused", |t| {
+                t.fill_rejections
+            }),
+            ("invalidations", "Invalidations sent", |t| t.invalidations),
+            ("errors", "Calls that failed", |t| t.errors),
+            (
+                "corrupt",
+                "Corrupt entries found (treated as misses)",
+                |t| t.corrupt,
+            ),
+            ("skipped", "Calls skipped by an open circuit", |t| t.skipped),
+            ("fenced", "Reads that skipped a fenced tier", |t| t.fenced),
+        ];
+        for (name, help, get) in per_tier {
+            let family = Family::<Labels, Counter>::default();
+            for (tier, t) in tiers {
+                family.get_or_create(&vec![("tier", tier)]).inc_by(get(t));
+            }
+            registry.register(name, help, family);
+        }
+        let ratio = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        for (tier, t) in tiers {
+            if let Some(r) = t.hit_ratio {
+                ratio.get_or_create(&vec![("tier", tier)]).set(r);
+            }
+            for (q, v) in [("0.5", t.latency_p50_us), ("0.99", t.latency_p99_us)] {
+                if let Some(us) = v {
+                    let labels = vec![("tier", tier), ("quantile", q)];
+                    latency.get_or_create(&labels).set(us as f64 / 1e6);
+                }
+            }
+        }
+        registry.register("tier_hit_ratio", "hits / (hits + misses) per tier", ratio);
+        registry.register(
+            "latency_seconds",
+            "Call latency quantiles per tier (upper bucket edges)",
+            latency,
+        );
+        if let Some(r) = self.hit_ratio {
+            let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+            g.set(r);
+            registry.register("hit_ratio", "Reads served by a cache tier", g);
+        }
+        for (name, help, v) in [
+            (
+                "coalesced",
+                "Reads served by another read's load",
+                self.coalesced,
+            ),
+            (
+                "lease_waits",
+                "Misses that waited for a lease winner's fill",
+                self.lease_waits,
+            ),
+            (
+                "shed",
+                "Reads shed at the database concurrency limit",
+                self.shed,
+            ),
+            (
+                "stale_served",
+                "Values served past their freshness",
+                self.stale_served,
+            ),
+            (
+                "replica_guarded",
+                "Misses sent to the primary by the replica guard",
+                self.replica_guarded,
+            ),
+        ] {
+            let c = Counter::<u64>::default();
+            c.inc_by(v);
+            registry.register(name, help, c);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
 impl std::fmt::Display for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.3}"));
@@ -228,5 +336,17 @@ mod tests {
         );
         let json = serde_json::to_value(&snap).unwrap();
         assert_eq!(json["l1"]["hits"], 8);
+        let text = snap.prometheus();
+        for line in [
+            "# TYPE aside_hits counter",
+            "aside_hits_total{tier=\"l1\"} 8",
+            "aside_misses_total{tier=\"l1\"} 2",
+            "aside_tier_hit_ratio{tier=\"l1\"} 0.8",
+            "aside_hit_ratio 0.9",
+            "aside_coalesced_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }
