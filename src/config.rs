@@ -30,6 +30,10 @@ pub struct CacheConfig {
     pub lease_wait_ms: u64,
     /// Serve a value this long past its freshness while one reader refreshes it (0: off).
     pub stale_while_revalidate_ms: u64,
+    /// Negative caching: a key the database has no row for is cached as absent for this long,
+    /// so reads of missing keys do not all reach the database (cache penetration). The write
+    /// that creates the row invalidates it like any other entry (0: off).
+    pub negative_ttl_ms: u64,
     pub l1_timeout_ms: u64,
     pub l2_timeout_ms: u64,
     pub db_timeout_ms: u64,
@@ -76,6 +80,7 @@ impl Default for CacheConfig {
             lease_ms: 2_000,
             lease_wait_ms: 500,
             stale_while_revalidate_ms: 0,
+            negative_ttl_ms: 5_000,
             l1_timeout_ms: 100,
             l2_timeout_ms: 200,
             db_timeout_ms: 2_000,

@@ -23,12 +23,17 @@ pub enum Entry {
     },
     /// The key was invalidated at `version`: fills of older versions must be refused.
     Tombstone { version: u64 },
+    /// The database had no row for the key when it was read at `version` (0: before any
+    /// write): a read served from it answers "no such row" (negative caching).
+    Absent { version: u64 },
 }
 
 impl Entry {
     pub fn version(&self) -> u64 {
         match self {
-            Entry::Value { version, .. } | Entry::Tombstone { version } => *version,
+            Entry::Value { version, .. }
+            | Entry::Tombstone { version }
+            | Entry::Absent { version } => *version,
         }
     }
 }
@@ -38,6 +43,7 @@ impl Entry {
 pub enum Kind {
     Value,
     Tombstone,
+    Absent,
 }
 
 impl Entry {
@@ -45,6 +51,7 @@ impl Entry {
         match self {
             Entry::Value { .. } => Kind::Value,
             Entry::Tombstone { .. } => Kind::Tombstone,
+            Entry::Absent { .. } => Kind::Absent,
         }
     }
 }
@@ -99,6 +106,9 @@ pub fn encode(key: &str, e: &Entry) -> Vec<u8> {
         Entry::Tombstone { version } => {
             format!("AS1|t|{version}|0|00000000|{ENCODING_RAW}|").into_bytes()
         }
+        Entry::Absent { version } => {
+            format!("AS1|a|{version}|0|00000000|{ENCODING_RAW}|").into_bytes()
+        }
     }
 }
 
@@ -125,6 +135,7 @@ pub fn decode(key: &str, raw: &[u8]) -> Result<Entry, Corrupt> {
     }
     match kind {
         b"t" if payload.is_empty() => Ok(Entry::Tombstone { version }),
+        b"a" if payload.is_empty() => Ok(Entry::Absent { version }),
         b"v" => {
             let want = std::str::from_utf8(sum)
                 .ok()
@@ -153,7 +164,9 @@ pub fn encoded_len(e: &Entry) -> usize {
         } => {
             "AS1|v|||00000000|r|".len() + digits(*version) + digits(*fresh_until_ms) + payload.len()
         }
-        Entry::Tombstone { version } => "AS1|t||0|00000000|r|".len() + digits(*version),
+        Entry::Tombstone { version } | Entry::Absent { version } => {
+            "AS1|t||0|00000000|r|".len() + digits(*version)
+        }
     }
 }
 
@@ -173,12 +186,19 @@ mod tests {
             payload: b"a|b\r\n\0".to_vec(),
         };
         let t = Entry::Tombstone { version: 7 };
-        for e in [&v, &t] {
+        let a = Entry::Absent { version: 0 };
+        for e in [&v, &t, &a] {
             let raw = encode("k", e);
             assert_eq!(decode("k", &raw).unwrap(), *e);
             assert_eq!(encoded_len(e), raw.len());
         }
         assert_eq!(encode("k", &t), b"AS1|t|7|0|00000000|r|");
+        assert_eq!(encode("k", &a), b"AS1|a|0|0|00000000|r|");
+        assert_eq!(
+            decode("k", b"AS1|a|0|0|00000000|r|x"),
+            Err(Corrupt::Header),
+            "an absent entry carries no payload"
+        );
     }
 
     #[test]

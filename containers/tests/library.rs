@@ -62,6 +62,26 @@ async fn library_paths_against_real_servers() {
         .to_string();
     assert!(refused.contains(&closed), "{refused}");
 
+    // A task of its own, on its own instance: this test's poll frame, which in a debug build
+    // holds every step's future side by side, leaves no room on a test thread's 2 MiB stack
+    // for another step's.
+    let addrs = cluster.addrs();
+    let step_cfg = cfg.clone();
+    tokio::spawn(async move {
+        let cache = addrs
+            .library(Builtin::Versioned, step_cfg, "app-neg")
+            .await
+            .expect("library");
+        let mut r = redis::Client::open(format!("redis://{}", addrs.redis_master))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        negative_caching(&cache, &mut r).await;
+    })
+    .await
+    .expect("the negative caching step");
+
     // Hit, miss and fill through both tiers.
     let k = key("r/programming:hot");
     let w = cache.write(&k, b"v1 payload").await.unwrap();
@@ -328,5 +348,35 @@ async fn library_paths_against_real_servers() {
     assert!(
         start.elapsed() < Duration::from_millis(cfg.l2_timeout_ms),
         "an open circuit costs no timeout"
+    );
+}
+
+/// Negative caching against the real tiers: a key with no row reaches the database once, then
+/// is answered "absent" by L1 (and by L2 once L1 forgets it) until the write creates it.
+async fn negative_caching(
+    cache: &containers::cluster::Library,
+    r: &mut redis::aio::MultiplexedConnection,
+) {
+    let nothing = key("no-such-post");
+    let db_reads = cache.metrics().db.hits.load(Relaxed);
+    for _ in 0..3 {
+        assert!(cache.get(&nothing).await.unwrap().is_none());
+    }
+    assert_eq!(cache.metrics().db.hits.load(Relaxed), db_reads + 1);
+    let _: () = redis::cmd("DEL")
+        .arg(nothing.as_str())
+        .query_async(r)
+        .await
+        .unwrap();
+    assert!(cache.get(&nothing).await.unwrap().is_none());
+    assert_eq!(
+        cache.metrics().db.hits.load(Relaxed),
+        db_reads + 1,
+        "from L2"
+    );
+    cache.write(&nothing, b"now it exists").await.unwrap();
+    assert_eq!(
+        cache.get(&nothing).await.unwrap().unwrap().row.payload,
+        b"now it exists"
     );
 }

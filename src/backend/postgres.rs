@@ -103,10 +103,15 @@ impl Postgres {
                 Ok(Err(e)) => return Err(map_err(&at, e)),
                 Ok(Ok(c)) => drop(c.close().await),
             }
-            Ok(PgPoolOptions::new()
+            // Eager, as before: the pool's first connection is opened here, not inside the
+            // first read (sqlx's connect, polled inside the read path, overflowed a debug test
+            // thread's stack).
+            PgPoolOptions::new()
                 .max_connections(pool_max.max(1))
                 .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_lazy_with(opts))
+                .connect_with(opts)
+                .await
+                .map_err(|e| map_err(&at, e))
         }
         let primary = pool(url, pool_max).await?;
         let replica = match replica_url {

@@ -242,6 +242,8 @@ enum Found {
     Stale(Row),
     /// A tombstone or nothing.
     Miss,
+    /// The database had no row (negative caching).
+    Absent,
 }
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {

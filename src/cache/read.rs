@@ -19,6 +19,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 })
             }
             Ok(Entry::Tombstone { .. }) => Ok(Found::Miss),
+            Ok(Entry::Absent { .. }) => Ok(Found::Absent),
             Err(e) => {
                 m.corrupt.fetch_add(1, Relaxed);
                 warn!(key = %key, error = %e, "corrupt cache entry: deleting it and reading on");
@@ -79,19 +80,28 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
     }
 
-    pub(super) fn entry(&self, key: &Key, row: &Row, ttl_ms: u64) -> Vec<u8> {
-        let fresh_until_ms = if self.cfg.stale_while_revalidate_ms > 0 {
-            now_ms() + ttl_ms
-        } else {
-            0
+    /// What a fill stores, its version and its TTL in the tier (`ttl_ms`: the tier's TTL for a
+    /// row): the row, or (None) that the database has none, for `negative_ttl_ms`.
+    pub(super) fn entry(&self, key: &Key, row: Option<&Row>, ttl_ms: u64) -> (Vec<u8>, u64, u64) {
+        let Some(row) = row else {
+            let absent = Entry::Absent { version: 0 };
+            return (
+                envelope::encode(key.as_str(), &absent),
+                0,
+                self.cfg.negative_ttl_ms,
+            );
         };
-        envelope::encode(
-            key.as_str(),
-            &Entry::Value {
-                version: row.version,
-                fresh_until_ms,
-                payload: row.payload.clone(),
-            },
+        let swr = self.cfg.stale_while_revalidate_ms;
+        let fresh_until_ms = if swr > 0 { now_ms() + ttl_ms } else { 0 };
+        let value = Entry::Value {
+            version: row.version,
+            fresh_until_ms,
+            payload: row.payload.clone(),
+        };
+        (
+            envelope::encode(key.as_str(), &value),
+            row.version,
+            ttl_ms + swr,
         )
     }
 
@@ -111,22 +121,21 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit(key, Action::Fill, tier, Some(version), outcome, started);
     }
 
-    pub(super) async fn fill_l1(&self, key: &Key, row: &Row) {
-        let ttl = self.l1_ttl_ms(key);
-        let e = self.entry(key, row, ttl);
+    /// Fills L1 with `row`, or (None) with the database's "no such row".
+    pub(super) async fn fill_l1(&self, key: &Key, row: Option<&Row>) {
+        let (e, version, hard_ttl) = self.entry(key, row, self.l1_ttl_ms(key));
         if e.len() > self.cfg.l1_item_bytes_max {
             self.metrics.l1.oversized.fetch_add(1, Relaxed);
             return;
         }
-        let hard_ttl = ttl + self.cfg.stale_while_revalidate_ms;
         let started = self.clock();
         let r = self
             .on_l1(
                 self.strategy
-                    .fill_l1(&self.l1, key.as_str(), &e, row.version, hard_ttl),
+                    .fill_l1(&self.l1, key.as_str(), &e, version, hard_ttl),
             )
             .await;
-        self.emit_fill(key.as_str(), Tier::L1, row.version, &r, started);
+        self.emit_fill(key.as_str(), Tier::L1, version, &r, started);
         match r {
             Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
             Ok(false) => drop(self.metrics.l1.fill_rejections.fetch_add(1, Relaxed)),
@@ -134,9 +143,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
     }
 
-    pub(super) async fn fill_l2(&self, key: &Key, row: &Row) {
-        let ttl = self.l2_ttl_ms(key);
-        let e = self.entry(key, row, ttl);
+    /// Fills the owning memcached node with `row`, or (None) with "no such row".
+    pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>) {
+        let (e, version, hard_ttl) = self.entry(key, row, self.l2_ttl_ms(key));
         if e.len() > self.cfg.l2_item_bytes_max {
             // Over memcached's item limit: skip L2, never an error to the caller.
             self.metrics.l2.oversized.fetch_add(1, Relaxed);
@@ -144,16 +153,16 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let mk = key.memcached();
         let n = self.l2.ring.node_index(mk.as_bytes());
-        let ttl_s = Self::secs(ttl + self.cfg.stale_while_revalidate_ms);
+        let ttl_s = Self::secs(hard_ttl);
         let started = self.clock();
         let r = self
             .on_l2(
                 n,
                 self.strategy
-                    .fill_l2(&self.l2.nodes[n], &mk, &e, row.version, ttl_s),
+                    .fill_l2(&self.l2.nodes[n], &mk, &e, version, ttl_s),
             )
             .await;
-        self.emit_fill(key.as_str(), Tier::L2, row.version, &r, started);
+        self.emit_fill(key.as_str(), Tier::L2, version, &r, started);
         match r {
             Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
             Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
@@ -221,27 +230,42 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 return hit(row, Source::L1, false);
             }
             Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
+            Found::Absent => {
+                self.metrics.l1.hits.fetch_add(1, Relaxed);
+                return Ok(None);
+            }
             Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
         let started = self.clock();
-        match self.read_l2(key).await {
-            Found::Fresh(row) => {
-                self.metrics.l2.hits.fetch_add(1, Relaxed);
-                // What the backfill below puts into L1 was loaded from L2.
-                let v = Some(row.version);
-                self.emit(
-                    key.as_str(),
-                    Action::Load,
-                    Tier::L2,
-                    v,
-                    ActionOutcome::Ok,
-                    started,
-                );
-                self.fill_l1(key, &row).await;
-                return hit(row, Source::L2, false);
-            }
+        // One backfill call for a value and for "absent" alike: each call site adds the fill's
+        // future to this function's frame, and a debug build's read path is near a test
+        // thread's stack as it is.
+        let backfill = match self.read_l2(key).await {
+            Found::Fresh(row) => Some(Some(row)),
+            Found::Absent => Some(None),
             Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
-            Found::Miss => drop(self.metrics.l2.misses.fetch_add(1, Relaxed)),
+            Found::Miss => {
+                self.metrics.l2.misses.fetch_add(1, Relaxed);
+                None
+            }
+        };
+        if let Some(row) = backfill {
+            self.metrics.l2.hits.fetch_add(1, Relaxed);
+            // What the backfill below puts into L1 was loaded from L2.
+            let v = row.as_ref().map(|r| r.version);
+            self.emit(
+                key.as_str(),
+                Action::Load,
+                Tier::L2,
+                v,
+                ActionOutcome::Ok,
+                started,
+            );
+            self.fill_l1(key, row.as_ref()).await;
+            return match row {
+                Some(row) => hit(row, Source::L2, false),
+                None => Ok(None),
+            };
         }
         if self.outbox_behind() {
             self.flights.close(key.as_str());
@@ -360,14 +384,21 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let mut pause = Duration::from_millis(2);
             while Instant::now() + pause < deadline {
                 tokio::time::sleep(pause).await;
-                if let Found::Fresh(row) = self.read_l1(key).await {
-                    self.metrics.l1.hits.fetch_add(1, Relaxed);
-                    return Ok(Some(Got {
-                        row,
-                        source: Source::L1,
-                        stale: false,
-                        waited: true,
-                    }));
+                match self.read_l1(key).await {
+                    Found::Fresh(row) => {
+                        self.metrics.l1.hits.fetch_add(1, Relaxed);
+                        return Ok(Some(Got {
+                            row,
+                            source: Source::L1,
+                            stale: false,
+                            waited: true,
+                        }));
+                    }
+                    Found::Absent => {
+                        self.metrics.l1.hits.fetch_add(1, Relaxed);
+                        return Ok(None);
+                    }
+                    Found::Stale(_) | Found::Miss => {}
                 }
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
@@ -383,9 +414,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
         let got = self.load_db(key, loader).await?;
-        if let Some(g) = &got {
-            self.fill_l1(key, &g.row).await;
-            self.fill_l2(key, &g.row).await;
+        let row = got.as_ref().map(|g| &g.row);
+        if row.is_some() || self.cfg.negative_ttl_ms > 0 {
+            self.fill_l1(key, row).await;
+            self.fill_l2(key, row).await;
         }
         Ok(got)
     }
@@ -434,6 +466,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         match r {
             Ok(row) => {
                 self.metrics.db.hits.fetch_add(1, Relaxed);
+                if row.is_none() {
+                    self.metrics.db.misses.fetch_add(1, Relaxed);
+                }
                 let source = if from == ReadFrom::Replica {
                     Source::Replica
                 } else {

@@ -155,10 +155,10 @@ async fn events_report_each_load_fill_invalidation_and_lease_in_order() {
     // A fill older than the tombstone the write left is refused, and says so.
     c.fill_l1(
         &k,
-        &Row {
+        Some(&Row {
             version: 0,
             payload: b"v0".to_vec(),
-        },
+        }),
     )
     .await;
     assert_eq!(
@@ -443,6 +443,69 @@ async fn an_instance_whose_invalidator_is_behind_joins_no_older_load() {
     }
 }
 
+/// Negative caching closes the cache-penetration hole: reads of a key the database has no row
+/// for are answered from the cache for `negative_ttl_ms`, the write that creates the row
+/// invalidates the "absent" entry, and an "absent" fill from a load begun before that write is
+/// refused by its tombstone. With `negative_ttl_ms: 0` every read reaches the database.
+#[tokio::test]
+async fn an_absent_row_is_cached_briefly_and_the_write_that_creates_it_invalidates_it() {
+    for negative_ttl_ms in [5_000, 0] {
+        let cfg = CacheConfig {
+            lease_ms: 0,
+            negative_ttl_ms,
+            ..CacheConfig::default()
+        };
+        let c = cache(cfg, 0);
+        let calls = AtomicU64::new(0);
+        let db: Mutex<Option<Row>> = Mutex::new(None);
+        let loader = || {
+            calls.fetch_add(1, Relaxed);
+            let row = db.lock().unwrap().clone();
+            async move { Ok(row) }
+        };
+        let k = key("missing");
+        for _ in 0..100 {
+            assert!(c.get_with(&k, &loader).await.unwrap().is_none());
+        }
+        if negative_ttl_ms == 0 {
+            assert_eq!(calls.load(Relaxed), 100, "no negative caching: every read");
+            continue;
+        }
+        assert_eq!(
+            calls.load(Relaxed),
+            1,
+            "100 reads of a missing key, one database read"
+        );
+        assert_eq!(c.metrics().l1.hits.load(Relaxed), 99);
+        assert_eq!(c.metrics().db.misses.load(Relaxed), 1);
+        // The write that creates the row (version 1) leaves its tombstone...
+        let w = c.write(&k, b"created").await.unwrap();
+        assert_eq!((w.version, w.invalidated), (1, true));
+        *db.lock().unwrap() = Some(Row {
+            version: 1,
+            payload: b"created".to_vec(),
+        });
+        // ...which refuses the "absent" of a load that read before the write.
+        c.fill_l1(&k, None).await;
+        let got = c
+            .get_with(&k, &loader)
+            .await
+            .unwrap()
+            .expect("the row exists now");
+        assert_eq!((got.row.version, got.source), (1, Source::Db));
+        assert_eq!(calls.load(Relaxed), 2);
+        // And "absent" entries expire after negative_ttl_ms.
+        let gone = key("gone");
+        *db.lock().unwrap() = None;
+        assert!(c.get_with(&gone, &loader).await.unwrap().is_none());
+        assert!(c.get_with(&gone, &loader).await.unwrap().is_none());
+        assert_eq!(calls.load(Relaxed), 3);
+        c.l1().advance(negative_ttl_ms + 1);
+        assert!(c.get_with(&gone, &loader).await.unwrap().is_none());
+        assert_eq!(calls.load(Relaxed), 4, "expired: read again");
+    }
+}
+
 #[tokio::test]
 async fn the_replay_window_has_a_lower_bound() {
     let cfg = CacheConfig {
@@ -453,5 +516,16 @@ async fn the_replay_window_has_a_lower_bound() {
     assert!(
         e.contains("cache.replay_window_ms 1000 is under 4025"),
         "{e}"
+    );
+}
+
+#[test]
+fn future_sizes() {
+    let c = cache(CacheConfig::default(), 0);
+    let k = key("x");
+    println!(
+        "get {} write {}",
+        std::mem::size_of_val(&c.get(&k)),
+        std::mem::size_of_val(&c.write(&k, b""))
     );
 }

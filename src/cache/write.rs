@@ -125,7 +125,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let version = match self.on_l1(self.l1.get(k)).await? {
             None => return Ok(false),
             Some(raw) => match envelope::decode(k, &raw) {
-                Ok(Entry::Tombstone { .. }) => return Ok(false),
+                Ok(Entry::Tombstone { .. } | Entry::Absent { .. }) => return Ok(false),
                 Ok(Entry::Value { version, .. }) => Some(version),
                 Err(_) => None,
             },

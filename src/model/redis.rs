@@ -124,6 +124,7 @@ fn script_entry(raw: &[u8]) -> Option<(Kind, u64)> {
     let kind = match rest.first()? {
         b'v' => Kind::Value,
         b't' => Kind::Tombstone,
+        b'a' => Kind::Absent,
         _ => return None,
     };
     let rest = rest.get(1..)?.strip_prefix(b"|")?;
@@ -303,6 +304,7 @@ impl RedisModel {
                                 payload: Vec::new(),
                             },
                             Kind::Tombstone => Entry::Tombstone { version: v },
+                            Kind::Absent => Entry::Absent { version: v },
                         };
                         envelope::blocks(&existing, kind, version)
                     });
