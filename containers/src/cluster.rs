@@ -32,7 +32,14 @@ pub struct ClusterSpec {
     /// within the lag refuses writes (`NOREPLICAS`) instead of acknowledging writes a failover
     /// will discard.
     pub redis_min_replicas: Option<MinReplicas>,
+    /// PostgreSQL accepts TLS as well as plain connections, with a certificate for its own IP
+    /// address, signed by a CA made as it starts ([`PG_TLS_CA`]).
+    pub pg_tls: bool,
 }
+
+/// The CA that signed a `pg_tls` primary's certificate (which names the container's address, so
+/// `verify-full` holds): read it with `docker exec ... cat` to verify the server against it.
+pub const PG_TLS_CA: &str = "/var/lib/postgresql/data/ca.crt";
 
 /// Redis's guard against writes to an isolated master (see [`ClusterSpec::redis_min_replicas`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +69,7 @@ impl Default for ClusterSpec {
             pg_apply_delay_ms: 0,
             down_after_ms: 1000,
             redis_min_replicas: None,
+            pg_tls: false,
         }
     }
 }
@@ -308,7 +316,16 @@ impl Cluster {
             tag: &tag,
             run: &run,
         };
-        let pg_primary_cmd = s(&["sh", "-c", "initdb -N -D \"$PGDATA\" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null && printf 'host all all all trust\\nhost replication all all trust\\n' >> \"$PGDATA/pg_hba.conf\" && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off"]);
+        // After initdb, in PGDATA: server.crt and server.key are PostgreSQL's default names.
+        let (make_cert, tls) = if spec.pg_tls {
+            (
+                " && cd \"$PGDATA\" && printf '[req]\\ndistinguished_name=dn\\n[dn]\\n[leaf]\\nbasicConstraints=critical,CA:FALSE\\nsubjectAltName=IP:%s\\n[ca]\\nbasicConstraints=critical,CA:TRUE\\nkeyUsage=keyCertSign\\n' \"$(hostname -i | cut -d' ' -f1)\" > tls.cnf && openssl req -x509 -config tls.cnf -extensions ca -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=aside-test-ca -keyout ca.key -out ca.crt 2>/dev/null && openssl req -x509 -config tls.cnf -extensions leaf -CA ca.crt -CAkey ca.key -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=pg-primary -keyout server.key -out server.crt 2>/dev/null",
+                " -c ssl=on",
+            )
+        } else {
+            ("", "")
+        };
+        let pg_primary_cmd = s(&["sh", "-c", &format!("initdb -N -D \"$PGDATA\" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null && printf 'host all all all trust\\nhost replication all all trust\\n' >> \"$PGDATA/pg_hba.conf\"{make_cert} && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off{tls}")]);
         let (redis_master, pg_primary, memcached) = tokio::try_join!(
             l.node(
                 "redis-master",

@@ -1,0 +1,85 @@
+//! TLS to PostgreSQL (the `tls` feature, on by default): the library connects with
+//! `sslmode=verify-full` against the server's certificate (made for its address), its session is encrypted by the server's
+//! own account (`pg_stat_ssl`), and a certificate it cannot verify is refused, naming the server.
+
+use std::process::Command;
+
+use aside::backend::Postgres;
+use aside::tier::{ReadFrom, Store};
+use containers::cluster::PG_TLS_CA;
+use containers::{Cluster, ClusterSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_verified_against_the_servers_certificate() {
+    let cluster = Cluster::start(ClusterSpec {
+        redis_replica: false,
+        sentinels: 0,
+        memcached: 1,
+        pg_replica: false,
+        pg_tls: true,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    let cert = Command::new("docker")
+        .args(["exec", cluster.pg_primary.container.id(), "cat", PG_TLS_CA])
+        .output()
+        .expect("docker exec");
+    assert!(
+        cert.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cert.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("server.pem");
+    std::fs::write(&root, &cert.stdout).unwrap();
+
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.pg_url(),
+        root.display()
+    );
+    let pg = Postgres::connect(&url, None, 2).await.expect("TLS connect");
+    pg.migrate().await.unwrap();
+    let v = pg.write("posts:v1:tls", b"over tls").await.unwrap();
+    let row = pg
+        .read("posts:v1:tls", ReadFrom::Primary)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.version, row.payload.as_slice()), (v, &b"over tls"[..]));
+    let (ssl, version): (bool, Option<String>) =
+        sqlx::query_as("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(pg.primary())
+            .await
+            .unwrap();
+    println!("pg_stat_ssl: ssl {ssl}, {version:?}");
+    assert!(ssl, "the server says the session is not encrypted");
+
+    // A root that did not sign the server's certificate (made in the container, which has
+    // openssl): refused, the server named.
+    let made = Command::new("docker")
+        .args(["exec", cluster.pg_primary.container.id(), "sh", "-c"])
+        .arg("cd /tmp && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=not-the-server -keyout k.pem -out c.pem 2>/dev/null && cat c.pem")
+        .output()
+        .expect("docker exec");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, &made.stdout).unwrap();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.pg_url(),
+        other.display()
+    );
+    let e = Postgres::connect(&url, None, 1)
+        .await
+        .err()
+        .expect("an unverifiable certificate")
+        .to_string();
+    println!("wrong root: {e}");
+    assert!(e.contains(&cluster.pg_primary.addr()), "{e}");
+}
