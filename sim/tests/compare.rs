@@ -53,14 +53,12 @@ fn the_readme_sim_versus_real_table_matches_this_commits_promises() {
         table.contains(&tally),
         "the tally under the table should say {tally:?}"
     );
-    // Every scenario the containers world runs has a row per strategy with a promise, for the
-    // strategies compared so far: `durable`'s rows (issue 11) have not been run against the
-    // containers yet, and the README says so.
+    // Every scenario the containers world runs has a row per strategy with a promise.
     for sc in chaos::scenario::catalog() {
         if containers::run::unsupported(&sc).is_some() {
             continue;
         }
-        for st in [Builtin::Naive, Builtin::Versioned] {
+        for st in Builtin::ALL {
             if expect::cell(sc.name, st).is_some() {
                 assert!(
                     rows.iter().any(|r| r.0 == sc.name && r.1 == st),
