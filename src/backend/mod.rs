@@ -8,6 +8,15 @@ pub use self::memcached::Memcached;
 pub use self::postgres::Postgres;
 pub use self::redis::Redis;
 
+/// `url` without its credentials (`scheme://user:pass@host` -> `scheme://host`): what errors
+/// name.
+pub(crate) fn without_credentials(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 use std::sync::Arc;
 
 use crate::config::{ConfigError, Settings};

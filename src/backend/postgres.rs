@@ -32,8 +32,8 @@ CREATE INDEX IF NOT EXISTS aside_outbox_created_at ON aside_outbox (created_at);
 /// `host:port/database` of a connection URL, without the scheme, credentials or parameters: what
 /// errors name.
 pub fn server_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let bare = super::without_credentials(url);
+    let rest = bare.split_once("://").map_or(bare.as_str(), |(_, r)| r);
     rest.split(['?', '#']).next().unwrap_or(rest).to_string()
 }
 
@@ -250,5 +250,17 @@ impl Store for Postgres {
         .await
         .map_err(|e| self.fail(e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_name_the_server_without_credentials_or_parameters() {
+        assert_eq!(
+            super::server_of("postgres://app:s3cret@db.internal:5433/app?sslmode=require"),
+            "db.internal:5433/app"
+        );
+        assert_eq!(super::server_of("postgres://db:5432/x"), "db:5432/x");
     }
 }

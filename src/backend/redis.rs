@@ -16,6 +16,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script, ServerErrorKind, 
 use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
 
+use super::without_credentials;
 use crate::tier::{RedisLike, SetCond, TierError, TierResult};
 
 const TIER: &str = "redis";
@@ -91,13 +92,6 @@ fn map_err(e: RedisError) -> TierError {
 
 /// `url` without its user and password (`redis://user:secret@host:6379` → `redis://host:6379`),
 /// to name a server in an error without leaking credentials.
-fn without_credentials(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
 fn unavailable(detail: impl Into<String>) -> TierError {
     TierError::Unavailable {
         tier: TIER,
