@@ -229,7 +229,22 @@ pub struct RedisSettings {
     /// Sentinels as host:port; when empty, `url` is used directly.
     pub sentinels: Vec<String>,
     pub master_name: String,
+    /// The server when there are no Sentinels: `redis://` or, over TLS, `rediss://`; it may
+    /// hold `user:password@` (`username` and `password` below win).
     pub url: String,
+    /// The ACL user the masters (and `url`) are logged in as (`AUTH username password`); only a
+    /// password: the `default` user (`requirepass`).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The Sentinels' own ACL user and password, when they require one.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<Secret>,
+    /// Reach the Sentinels and the masters they name over TLS (the `tls` feature; a direct
+    /// `url` says so with `rediss://`).
+    pub tls: bool,
+    /// A PEM file of the roots the servers' certificates are verified against (their name or
+    /// IP address included), instead of the system's.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -238,7 +253,35 @@ impl Default for RedisSettings {
             sentinels: Vec::new(),
             master_name: "mymaster".into(),
             url: "redis://127.0.0.1:6379".into(),
+            username: None,
+            password: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            tls: false,
+            tls_ca: None,
         }
+    }
+}
+
+/// A password: read from the file or a variable, never printed (`Debug` says `<secret>`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The password itself, to hand to a server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
     }
 }
 
@@ -284,6 +327,12 @@ pub const ENV: &[&str] = &[
     "ASIDE_REDIS_URL",
     "ASIDE_REDIS_SENTINELS",
     "ASIDE_REDIS_MASTER_NAME",
+    "ASIDE_REDIS_USERNAME",
+    "ASIDE_REDIS_PASSWORD",
+    "ASIDE_REDIS_SENTINEL_USERNAME",
+    "ASIDE_REDIS_SENTINEL_PASSWORD",
+    "ASIDE_REDIS_TLS",
+    "ASIDE_REDIS_TLS_CA",
     "ASIDE_MEMCACHED_NODES",
     "ASIDE_POSTGRES_URL",
     "ASIDE_POSTGRES_REPLICA_URL",
@@ -310,6 +359,22 @@ impl Settings {
                 "ASIDE_REDIS_URL" => s.redis.url = v,
                 "ASIDE_REDIS_SENTINELS" => s.redis.sentinels = list(&v),
                 "ASIDE_REDIS_MASTER_NAME" => s.redis.master_name = v,
+                "ASIDE_REDIS_USERNAME" => s.redis.username = Some(v),
+                "ASIDE_REDIS_PASSWORD" => s.redis.password = Some(Secret(v)),
+                "ASIDE_REDIS_SENTINEL_USERNAME" => s.redis.sentinel_username = Some(v),
+                "ASIDE_REDIS_SENTINEL_PASSWORD" => s.redis.sentinel_password = Some(Secret(v)),
+                "ASIDE_REDIS_TLS" => {
+                    s.redis.tls = match v.as_str() {
+                        "1" | "true" => true,
+                        "0" | "false" | "" => false,
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "ASIDE_REDIS_TLS {v:?} is not a boolean: use true or false"
+                            )))
+                        }
+                    }
+                }
+                "ASIDE_REDIS_TLS_CA" => s.redis.tls_ca = Some(v.into()),
                 "ASIDE_MEMCACHED_NODES" => s.memcached.nodes = list(&v),
                 "ASIDE_POSTGRES_URL" => s.postgres.url = v,
                 "ASIDE_POSTGRES_REPLICA_URL" => s.postgres.replica_url = Some(v),
@@ -411,6 +476,21 @@ mod tests {
         assert!(err("[cache]\nbogus = 1").contains("unknown field `bogus`"));
         assert!(err("[memcached]\nnodes = [\"nohost\"]").contains("\"nohost\" is not host:port"));
         assert!(err("[[[").lines().count() == 1);
+        let env = |k: &str, v: &str| Settings::from_toml("", [(k.to_string(), v.to_string())]);
+        assert_eq!(
+            env("ASIDE_REDIS_TLS", "yes").unwrap_err().to_string(),
+            "config: ASIDE_REDIS_TLS \"yes\" is not a boolean: use true or false"
+        );
+        assert!(env("ASIDE_REDIS_TLS", "true").unwrap().redis.tls);
+        let s = env("ASIDE_REDIS_PASSWORD", "hunter2").unwrap();
+        assert_eq!(
+            s.redis.password.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "a password is never printed"
+        );
         assert!(
             Settings::from_toml("", [("ASIDE_SCENARIO".into(), "x".into())]).is_ok(),
             "another program's ASIDE_* variable is not an error"

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aside::backend::redis::Access;
 use aside::backend::Memcached;
 use aside::{Builtin, CacheConfig};
 use futures_util::future::try_join_all;
@@ -35,7 +36,18 @@ pub struct ClusterSpec {
     /// PostgreSQL accepts TLS as well as plain connections, with a certificate for its own IP
     /// address, signed by a CA made as it starts ([`PG_TLS_CA`]).
     pub pg_tls: bool,
+    /// Redis and the Sentinels speak TLS only, with certificates for their own addresses signed
+    /// by a CA the master makes as it starts ([`REDIS_TLS_CA`]), and log clients in as the ACL
+    /// user [`REDIS_USER`] (the `default` user is off): replication, the Sentinels' own links
+    /// and the cluster's checks go the same way ([`Cluster::redis_access`]).
+    pub redis_secure: bool,
 }
+
+/// Where a `redis_secure` cluster's servers keep the CA that signed their certificates.
+pub const REDIS_TLS_CA: &str = "/tmp/tls/ca.crt";
+/// The ACL user of a `redis_secure` cluster's servers and Sentinels, and its password.
+pub const REDIS_USER: &str = "aside";
+pub const REDIS_PASSWORD: &str = "aside-test-password";
 
 /// The CA that signed a `pg_tls` primary's certificate (which names the container's address, so
 /// `verify-full` holds): read it with `docker exec ... cat` to verify the server against it.
@@ -70,6 +82,7 @@ impl Default for ClusterSpec {
             down_after_ms: 1000,
             redis_min_replicas: None,
             pg_tls: false,
+            redis_secure: false,
         }
     }
 }
@@ -131,6 +144,8 @@ pub struct Cluster {
     pub pg_replica: Option<Node>,
     /// The replica's `recovery_min_apply_delay` at boot (the nemesis restores it).
     pub pg_apply_delay_ms: u64,
+    /// How Redis and the Sentinels are reached: plain, or TLS and ACL (`redis_secure`).
+    pub redis_access: Access,
 }
 
 pub const MASTER_NAME: &str = "mymaster";
@@ -287,7 +302,81 @@ fn s(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|p| p.to_string()).collect()
 }
 
-fn redis_cmd(extra: &[&str], guard: Option<MinReplicas>) -> Vec<String> {
+/// Shell: in `dir`, `server.key` and `server.crt` for this container's IP address, signed by
+/// `ca.key` and `ca.crt` there, which `ca` writes (PEM texts) or, when `None`, makes.
+fn cert_script(dir: &str, cn: &str, ca: Option<(&str, &str)>) -> String {
+    let cnf = format!("cd {dir} && printf '[req]\\ndistinguished_name=dn\\n[dn]\\n[leaf]\\nbasicConstraints=critical,CA:FALSE\\nsubjectAltName=IP:%s\\n[ca]\\nbasicConstraints=critical,CA:TRUE\\nkeyUsage=keyCertSign\\n' \"$(hostname -i | cut -d' ' -f1)\" > tls.cnf");
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
+    let make_ca = match ca {
+        None => format!("openssl req -x509 -config tls.cnf -extensions ca {key} -subj /CN=aside-test-ca -keyout ca.key -out ca.crt 2>/dev/null"),
+        Some((crt, k)) => {
+            let lines = |pem: &str| pem.lines().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(" ");
+            format!("printf '%s\\n' {} > ca.crt && printf '%s\\n' {} > ca.key", lines(crt), lines(k))
+        }
+    };
+    format!("mkdir -p {dir} && {cnf} && {make_ca} && openssl req -x509 -config tls.cnf -extensions leaf -CA ca.crt -CAkey ca.key {key} -subj /CN={cn} -keyout server.key -out server.crt 2>/dev/null")
+}
+
+/// A word for `sh -c`.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The `redis-server` command; over TLS with ACL when `tls` holds the CA (`None` for the
+/// master, which makes it).
+fn redis_cmd(
+    extra: &[&str],
+    guard: Option<MinReplicas>,
+    secure: Option<Option<(&str, &str)>>,
+) -> Vec<String> {
+    let mut c = redis_args(extra, guard);
+    let Some(ca) = secure else {
+        return c;
+    };
+    let at = c.iter().position(|a| a == "--port").expect("the port") + 1;
+    c[at] = "0".into();
+    let pass = format!(">{REDIS_PASSWORD}");
+    c.extend(s(&[
+        "--tls-port",
+        "6379",
+        "--tls-cert-file",
+        "/tmp/tls/server.crt",
+        "--tls-key-file",
+        "/tmp/tls/server.key",
+        "--tls-ca-cert-file",
+        REDIS_TLS_CA,
+        "--tls-auth-clients",
+        "no",
+        "--tls-replication",
+        "yes",
+        "--user",
+        "default",
+        "off",
+        "--user",
+        REDIS_USER,
+        "on",
+        &pass,
+        "~*",
+        "&*",
+        "+@all",
+        "--masteruser",
+        REDIS_USER,
+        "--masterauth",
+        REDIS_PASSWORD,
+    ]));
+    let words: Vec<String> = c.iter().map(|w| quote(w)).collect();
+    s(&[
+        "sh",
+        "-c",
+        &format!(
+            "{} && exec {}",
+            cert_script("/tmp/tls", "redis", ca),
+            words.join(" ")
+        ),
+    ])
+}
+
+fn redis_args(extra: &[&str], guard: Option<MinReplicas>) -> Vec<String> {
     let mut c = s(&[
         "redis-server",
         "--port",
@@ -319,18 +408,22 @@ impl Cluster {
         // After initdb, in PGDATA: server.crt and server.key are PostgreSQL's default names.
         let (make_cert, tls) = if spec.pg_tls {
             (
-                " && cd \"$PGDATA\" && printf '[req]\\ndistinguished_name=dn\\n[dn]\\n[leaf]\\nbasicConstraints=critical,CA:FALSE\\nsubjectAltName=IP:%s\\n[ca]\\nbasicConstraints=critical,CA:TRUE\\nkeyUsage=keyCertSign\\n' \"$(hostname -i | cut -d' ' -f1)\" > tls.cnf && openssl req -x509 -config tls.cnf -extensions ca -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=aside-test-ca -keyout ca.key -out ca.crt 2>/dev/null && openssl req -x509 -config tls.cnf -extensions leaf -CA ca.crt -CAkey ca.key -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=pg-primary -keyout server.key -out server.crt 2>/dev/null",
+                format!(" && {}", cert_script("\"$PGDATA\"", "pg-primary", None)),
                 " -c ssl=on",
             )
         } else {
-            ("", "")
+            (String::new(), "")
         };
         let pg_primary_cmd = s(&["sh", "-c", &format!("initdb -N -D \"$PGDATA\" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null && printf 'host all all all trust\\nhost replication all all trust\\n' >> \"$PGDATA/pg_hba.conf\"{make_cert} && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off{tls}")]);
         let (redis_master, pg_primary, memcached) = tokio::try_join!(
             l.node(
                 "redis-master",
                 6379,
-                redis_cmd(&[], spec.redis_min_replicas),
+                redis_cmd(
+                    &[],
+                    spec.redis_min_replicas,
+                    spec.redis_secure.then_some(None)
+                ),
                 WaitFor::message_on_stdout("Ready to accept connections"),
                 None
             ),
@@ -359,6 +452,25 @@ impl Cluster {
             wait_memcached(m).await?;
         }
         let master_ip = redis_master.ip.to_string();
+        // The master's CA signs the other Redis servers' certificates.
+        let ca = if spec.redis_secure {
+            let cat = |path: &str| read_file(&redis_master, path);
+            Some((cat(REDIS_TLS_CA)?, cat("/tmp/tls/ca.key")?))
+        } else {
+            None
+        };
+        let ca = ca.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+        let redis_access = match ca {
+            Some((crt, _)) => Access {
+                username: Some(REDIS_USER.into()),
+                password: Some(aside::config::Secret::new(REDIS_PASSWORD)),
+                sentinel_username: Some(REDIS_USER.into()),
+                sentinel_password: Some(aside::config::Secret::new(REDIS_PASSWORD)),
+                tls: true,
+                tls_ca: Some(crt.as_bytes().to_vec()),
+            },
+            None => Access::default(),
+        };
         let replica = async {
             if !spec.redis_replica {
                 return Ok(None);
@@ -369,6 +481,7 @@ impl Cluster {
                 redis_cmd(
                     &["--replicaof", &master_ip, "6379"],
                     spec.redis_min_replicas,
+                    ca.map(Some),
                 ),
                 WaitFor::message_on_stdout("MASTER <-> REPLICA sync: Finished with success"),
                 None,
@@ -376,8 +489,22 @@ impl Cluster {
             .await
             .map(Some)
         };
+        let secure_lines = if ca.is_some() {
+            format!("port 0\\ntls-port 26379\\ntls-cert-file /tmp/tls/server.crt\\ntls-key-file /tmp/tls/server.key\\ntls-ca-cert-file {REDIS_TLS_CA}\\ntls-auth-clients no\\ntls-replication yes\\nuser default off\\nuser {REDIS_USER} on >{REDIS_PASSWORD} ~* &* +@all\\nsentinel sentinel-user {REDIS_USER}\\nsentinel sentinel-pass {REDIS_PASSWORD}\\n")
+        } else {
+            "port 26379\\n".to_string()
+        };
+        let auth_lines = if ca.is_some() {
+            format!("sentinel auth-user {MASTER_NAME} {REDIS_USER}\\nsentinel auth-pass {MASTER_NAME} {REDIS_PASSWORD}\\n")
+        } else {
+            String::new()
+        };
+        let certs = match ca {
+            Some(ca) => format!("{} && ", cert_script("/tmp/tls", "sentinel", Some(ca))),
+            None => String::new(),
+        };
         let sentinel_conf = format!(
-            "printf 'port 26379\\nprotected-mode no\\nsentinel monitor {MASTER_NAME} {master_ip} 6379 {q}\\nsentinel down-after-milliseconds {MASTER_NAME} {d}\\nsentinel failover-timeout {MASTER_NAME} 10000\\nsentinel parallel-syncs {MASTER_NAME} 1\\n' > /tmp/sentinel.conf && exec redis-sentinel /tmp/sentinel.conf",
+            "{certs}printf '{secure_lines}protected-mode no\\nsentinel monitor {MASTER_NAME} {master_ip} 6379 {q}\\n{auth_lines}sentinel down-after-milliseconds {MASTER_NAME} {d}\\nsentinel failover-timeout {MASTER_NAME} 10000\\nsentinel parallel-syncs {MASTER_NAME} 1\\n' > /tmp/sentinel.conf && exec redis-sentinel /tmp/sentinel.conf",
             q = spec.sentinels.div_ceil(2).max(1),
             d = spec.down_after_ms
         );
@@ -430,6 +557,7 @@ impl Cluster {
             pg_primary,
             pg_replica,
             pg_apply_delay_ms: spec.pg_apply_delay_ms,
+            redis_access,
         };
         if !c.sentinels.is_empty() {
             c.wait_sentinels_agree().await?;
@@ -464,7 +592,9 @@ impl Cluster {
             let mut ok = true;
             for s in &self.sentinels {
                 let known = async {
-                    let mut c = redis::Client::open(format!("redis://{}", s.addr()))?
+                    let mut c = self
+                        .redis_access
+                        .sentinel(&s.addr())?
                         .get_multiplexed_async_connection()
                         .await?;
                     let others: Vec<redis::Value> = redis::cmd("SENTINEL")
@@ -578,6 +708,7 @@ impl Addrs {
                 sentinels: self.sentinels.clone(),
                 master_name: MASTER_NAME.to_string(),
                 url: format!("redis://{}", self.redis_master),
+                ..Default::default()
             },
             memcached: aside::config::MemcachedSettings {
                 nodes: self.memcached.clone(),
@@ -596,6 +727,35 @@ impl Addrs {
                 aside::backend::ConnectError::Config(e) => Error::Config(e),
                 aside::backend::ConnectError::Server(e) => Error::Tier(e),
             })
+    }
+}
+
+/// The text of the file at `path` in `node`'s container.
+fn read_file(node: &Node, path: &str) -> Result<String, Error> {
+    node.sh(&format!("cat {path}"))
+}
+
+impl Node {
+    /// What `sh -c script` prints in this node's container.
+    pub fn sh(&self, script: &str) -> Result<String, Error> {
+        let o = Command::new("docker")
+            .args(["exec", self.container.id(), "sh", "-c", script])
+            .output()
+            .map_err(|e| Error::Docker(format!("cannot run docker: {e}")))?;
+        if !o.status.success() {
+            return Err(Error::Docker(format!(
+                "in {}: {script}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// A self-signed root certificate (PEM) that signed nothing of the cluster's, made in this
+    /// node's container: a client that trusts only it must refuse the servers.
+    pub fn unrelated_root(&self) -> Result<String, Error> {
+        self.sh("cd /tmp && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=not-the-ca -keyout unrelated.key -out unrelated.crt 2>/dev/null && cat unrelated.crt")
     }
 }
 

@@ -2,8 +2,6 @@
 //! `sslmode=verify-full` against the server's certificate (made for its address), its session is encrypted by the server's
 //! own account (`pg_stat_ssl`), and a certificate it cannot verify is refused, naming the server.
 
-use std::process::Command;
-
 use aside::backend::Postgres;
 use aside::tier::{ReadFrom, Store};
 use containers::cluster::PG_TLS_CA;
@@ -21,18 +19,10 @@ async fn postgres_over_tls_verified_against_the_servers_certificate() {
     })
     .await
     .expect("cluster");
-    let cert = Command::new("docker")
-        .args(["exec", cluster.pg_primary.container.id(), "cat", PG_TLS_CA])
-        .output()
-        .expect("docker exec");
-    assert!(
-        cert.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cert.stderr)
-    );
+    let cert = cluster.pg_primary.sh(&format!("cat {PG_TLS_CA}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("server.pem");
-    std::fs::write(&root, &cert.stdout).unwrap();
+    std::fs::write(&root, cert).unwrap();
 
     let url = format!(
         "{}?sslmode=verify-full&sslrootcert={}",
@@ -56,20 +46,9 @@ async fn postgres_over_tls_verified_against_the_servers_certificate() {
     println!("pg_stat_ssl: ssl {ssl}, {version:?}");
     assert!(ssl, "the server says the session is not encrypted");
 
-    // A root that did not sign the server's certificate (made in the container, which has
-    // openssl): refused, the server named.
-    let made = Command::new("docker")
-        .args(["exec", cluster.pg_primary.container.id(), "sh", "-c"])
-        .arg("cd /tmp && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=not-the-server -keyout k.pem -out c.pem 2>/dev/null && cat c.pem")
-        .output()
-        .expect("docker exec");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    // A root that did not sign the server's certificate: refused, the server named.
     let other = dir.path().join("other.pem");
-    std::fs::write(&other, &made.stdout).unwrap();
+    std::fs::write(&other, cluster.pg_primary.unrelated_root().unwrap()).unwrap();
     let url = format!(
         "{}?sslmode=verify-full&sslrootcert={}",
         cluster.pg_url(),

@@ -67,12 +67,14 @@ pub async fn build(settings: &Settings, instance: &str) -> Result<Cache, Connect
     let cfg = settings.cache.clone().validate()?;
     let strategy = cfg.builtin()?;
     let r = &settings.redis;
+    let access = self::redis::Access::from_settings(r)?;
     let redis = if r.sentinels.is_empty() {
-        Redis::direct(&r.url, cfg.l1_timeout()).await?
+        Redis::direct_with(&r.url, cfg.l1_timeout(), access).await?
     } else {
         // Below the cache's L1 deadline, so a master that stops answering is noticed (and
         // re-resolved) by the client rather than only dropped by the cache.
-        Redis::sentinel(&r.sentinels, &r.master_name, cfg.l1_timeout().mul_f64(0.8)).await?
+        let timeout = cfg.l1_timeout().mul_f64(0.8);
+        Redis::sentinel_with(&r.sentinels, &r.master_name, timeout, access).await?
     };
     let m = &settings.memcached;
     let ring = Ring::new(&m.nodes).map_err(|e| ConfigError(format!("memcached.nodes: {e}")))?;

@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use super::without_credentials;
+use crate::config::{ConfigError, RedisSettings, Secret};
 use crate::tier::{RedisLike, SetCond, TierError, TierResult};
 
 const TIER: &str = "redis";
@@ -51,9 +52,127 @@ enum Target {
     },
 }
 
+/// How the Redis servers are reached and logged in to: ACL credentials for the masters and for
+/// the Sentinels, and TLS (the `tls` feature).
+#[derive(Clone, Default)]
+pub struct Access {
+    /// `AUTH username password` on the masters (and a direct URL); a password alone logs in
+    /// as `default`.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The same on the Sentinels.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<Secret>,
+    /// The Sentinels and the masters they name are reached over TLS (`rediss://`; a direct URL
+    /// says so itself).
+    pub tls: bool,
+    /// PEM roots the servers' certificates are verified against, instead of the system's.
+    pub tls_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &self.sentinel_password)
+            .field("tls", &self.tls)
+            .field(
+                "tls_ca",
+                &self.tls_ca.as_ref().map(|c| format!("{} bytes", c.len())),
+            )
+            .finish()
+    }
+}
+
+impl Access {
+    /// The access `settings` describe; the CA file is read here (a problem names it).
+    pub fn from_settings(settings: &RedisSettings) -> Result<Access, ConfigError> {
+        let wants_tls =
+            settings.tls || settings.sentinels.is_empty() && settings.url.starts_with("rediss://");
+        if wants_tls && !cfg!(feature = "tls") {
+            return Err(ConfigError(
+                "redis: TLS is asked for (redis.tls or a rediss:// url) but aside was built without its `tls` feature: enable it".into(),
+            ));
+        }
+        let tls_ca = match &settings.tls_ca {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ConfigError(format!(
+                    "redis.tls_ca {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })?),
+        };
+        Ok(Access {
+            username: settings.username.clone(),
+            password: settings.password.clone(),
+            sentinel_username: settings.sentinel_username.clone(),
+            sentinel_password: settings.sentinel_password.clone(),
+            tls: settings.tls,
+            tls_ca,
+        })
+    }
+
+    /// A client for the server at `url`, logged in as a master's client.
+    pub fn client(&self, url: &str) -> Result<Client, RedisError> {
+        self.build(url, self.username.as_deref(), self.password.as_ref())
+    }
+
+    /// A client for the master (or replica) at `host:port`.
+    pub fn server(&self, addr: &str) -> Result<Client, RedisError> {
+        self.client(&self.url(addr))
+    }
+
+    /// A client for the Sentinel at `host:port`.
+    pub fn sentinel(&self, addr: &str) -> Result<Client, RedisError> {
+        self.build(
+            &self.url(addr),
+            self.sentinel_username.as_deref(),
+            self.sentinel_password.as_ref(),
+        )
+    }
+
+    fn url(&self, addr: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{addr}")
+    }
+
+    fn build(
+        &self,
+        url: &str,
+        username: Option<&str>,
+        password: Option<&Secret>,
+    ) -> Result<Client, RedisError> {
+        use redis::IntoConnectionInfo;
+        let mut info = url.into_connection_info()?;
+        let mut login = info.redis_settings().clone();
+        if let Some(u) = username {
+            login = login.set_username(u);
+        }
+        if let Some(p) = password {
+            login = login.set_password(p.expose());
+        }
+        info = info.set_redis_settings(login);
+        #[cfg(feature = "tls")]
+        if let (Some(ca), redis::ConnectionAddr::TcpTls { .. }) = (&self.tls_ca, info.addr()) {
+            return Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            );
+        }
+        Client::open(info)
+    }
+}
+
 /// The Redis L1: a direct server or a Sentinel-managed master.
 pub struct Redis {
     target: Target,
+    access: Access,
     current: RwLock<Option<(String, MultiplexedConnection)>>,
     resolving: Mutex<()>,
     timeout: Duration,
@@ -90,8 +209,29 @@ fn map_err(e: RedisError) -> TierError {
     }
 }
 
-/// `url` without its user and password (`redis://user:secret@host:6379` → `redis://host:6379`),
-/// to name a server in an error without leaking credentials.
+/// A connect error in words, with the setting to check when the cause is a login or a
+/// certificate.
+fn connect_error(e: &RedisError, sentinel: bool) -> String {
+    let text = e.to_string();
+    let hint = if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+    {
+        if sentinel {
+            " (check redis.sentinel_username and redis.sentinel_password)"
+        } else {
+            " (check redis.username and redis.password)"
+        }
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        " (check redis.tls_ca: it must hold the root that signed the server's certificate)"
+    } else if text.contains("NotValidForName") {
+        " (the server's certificate does not name the address it was reached at)"
+    } else {
+        ""
+    };
+    format!("{text}{hint}")
+}
+
 fn unavailable(detail: impl Into<String>) -> TierError {
     TierError::Unavailable {
         tier: TIER,
@@ -100,9 +240,10 @@ fn unavailable(detail: impl Into<String>) -> TierError {
 }
 
 impl Redis {
-    fn with_target(target: Target, timeout: Duration) -> Redis {
+    fn with_target(target: Target, timeout: Duration, access: Access) -> Redis {
         Redis {
             target,
+            access,
             current: RwLock::new(None),
             resolving: Mutex::new(()),
             timeout,
@@ -116,7 +257,20 @@ impl Redis {
 
     /// A single server at `url` (redis://host:port).
     pub async fn direct(url: &str, timeout: Duration) -> TierResult<Arc<Redis>> {
-        let r = Arc::new(Redis::with_target(Target::Direct(url.to_string()), timeout));
+        Redis::direct_with(url, timeout, Access::default()).await
+    }
+
+    /// [`Redis::direct`] logged in and over TLS as `access` says.
+    pub async fn direct_with(
+        url: &str,
+        timeout: Duration,
+        access: Access,
+    ) -> TierResult<Arc<Redis>> {
+        let r = Arc::new(Redis::with_target(
+            Target::Direct(url.to_string()),
+            timeout,
+            access,
+        ));
         r.connection().await?;
         Ok(r)
     }
@@ -130,13 +284,28 @@ impl Redis {
         master_name: &str,
         timeout: Duration,
     ) -> TierResult<Arc<Redis>> {
+        Redis::sentinel_with(sentinels, master_name, timeout, Access::default()).await
+    }
+
+    /// [`Redis::sentinel`] logged in (to the Sentinels and to the masters) and over TLS as
+    /// `access` says.
+    pub async fn sentinel_with(
+        sentinels: &[String],
+        master_name: &str,
+        timeout: Duration,
+        access: Access,
+    ) -> TierResult<Arc<Redis>> {
         let target = Target::Sentinel {
             sentinels: sentinels.to_vec(),
             master_name: master_name.to_string(),
         };
-        let r = Arc::new(Redis::with_target(target, timeout));
+        let r = Arc::new(Redis::with_target(target, timeout, access));
         r.connection().await?;
-        tokio::spawn(watch_switches(Arc::downgrade(&r), sentinels.to_vec()));
+        tokio::spawn(watch_switches(
+            Arc::downgrade(&r),
+            sentinels.to_vec(),
+            r.access.clone(),
+        ));
         Ok(r)
     }
 
@@ -145,11 +314,14 @@ impl Redis {
         self.current.read().await.as_ref().map(|(a, _)| a.clone())
     }
 
-    async fn open(&self, url: &str) -> Result<MultiplexedConnection, RedisError> {
+    async fn open(
+        &self,
+        client: Result<Client, RedisError>,
+    ) -> Result<MultiplexedConnection, RedisError> {
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        Client::open(url)?
+        client?
             .get_multiplexed_async_connection_with_config(&cfg)
             .await
     }
@@ -170,11 +342,12 @@ impl Redis {
     async fn resolve(&self) -> TierResult<(String, MultiplexedConnection)> {
         match &self.target {
             Target::Direct(url) => {
-                let conn = self.open(url).await.map_err(|e| {
-                    let TierError::Unavailable { detail, .. } = map_err(e) else {
-                        unreachable!("a connect error is a health failure")
-                    };
-                    unavailable(format!("{}: {detail}", without_credentials(url)))
+                let conn = self.open(self.access.client(url)).await.map_err(|e| {
+                    unavailable(format!(
+                        "{}: {}",
+                        without_credentials(url),
+                        connect_error(&e, false)
+                    ))
                 })?;
                 Ok((url.clone(), conn))
             }
@@ -192,10 +365,13 @@ impl Redis {
                         }
                     };
                     let master = format!("{host}:{port}");
-                    let mut conn = match self.open(&format!("redis://{master}")).await {
+                    let mut conn = match self.open(self.access.server(&master)).await {
                         Ok(c) => c,
                         Err(e) => {
-                            why.push(format!("master {master} (from {s}): {e}"));
+                            why.push(format!(
+                                "master {master} (from {s}): {}",
+                                connect_error(&e, false)
+                            ));
                             continue;
                         }
                     };
@@ -243,9 +419,9 @@ impl Redis {
     /// went wrong in words (a Sentinel that monitors no master of that name answers nil).
     async fn ask_sentinel(&self, s: &str, master_name: &str) -> Result<(String, u16), String> {
         let mut sc = self
-            .open(&format!("redis://{s}"))
+            .open(self.access.sentinel(s))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| connect_error(&e, true))?;
         let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(master_name)
@@ -330,15 +506,13 @@ impl Redis {
 const POLL: Duration = Duration::from_secs(2);
 
 /// Listens for `+switch-master` on the Sentinels and drops the connection when one arrives.
-async fn watch_switches(redis: Weak<Redis>, sentinels: Vec<String>) {
+async fn watch_switches(redis: Weak<Redis>, sentinels: Vec<String>, access: Access) {
     let mut i = 0usize;
     loop {
         let s = &sentinels[i % sentinels.len()];
         i += 1;
         let sub = async {
-            let mut ps = Client::open(format!("redis://{s}"))?
-                .get_async_pubsub()
-                .await?;
+            let mut ps = access.sentinel(s)?.get_async_pubsub().await?;
             ps.subscribe("+switch-master").await?;
             Ok::<_, RedisError>(ps)
         }
@@ -460,6 +634,56 @@ impl RedisLike for Redis {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn access_problems_name_the_setting() {
+        use crate::config::RedisSettings;
+        let missing = RedisSettings {
+            tls: true,
+            tls_ca: Some("/nonexistent/ca.pem".into()),
+            ..RedisSettings::default()
+        };
+        let e = super::Access::from_settings(&missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: redis.tls_ca /nonexistent/ca.pem: cannot read it"),
+            "{e}"
+        );
+        let plain = super::Access::from_settings(&RedisSettings::default()).unwrap();
+        assert_eq!(
+            plain
+                .server("h:1")
+                .unwrap()
+                .get_connection_info()
+                .addr()
+                .to_string(),
+            "h:1"
+        );
+        #[cfg(feature = "tls")]
+        {
+            let tls = RedisSettings {
+                tls: true,
+                password: Some(crate::config::Secret::new("pw")),
+                ..RedisSettings::default()
+            };
+            let a = super::Access::from_settings(&tls).unwrap();
+            let c = a.server("h:1").unwrap();
+            let info = c.get_connection_info();
+            assert!(matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }));
+            assert_eq!(info.redis_settings().password(), Some("pw"));
+            assert_eq!(
+                a.sentinel("h:2")
+                    .unwrap()
+                    .get_connection_info()
+                    .redis_settings()
+                    .password(),
+                None,
+                "the masters' password is not the Sentinels'"
+            );
+            assert!(!format!("{a:?}").contains("pw\""), "{a:?}");
+        }
+    }
+
     #[test]
     fn errors_name_a_server_without_its_credentials() {
         use super::without_credentials as w;
