@@ -153,8 +153,9 @@ fn the_worlds_agree_on_a_redis_failover() {
 #[test]
 fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica() {
     let _one = one_cluster_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let keep = dir.path().to_str().unwrap();
+    // Kept after the test (in target/), for a look when it fails.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("split-brain");
+    let keep = dir.to_str().unwrap();
     let run = |extra: &[&str]| {
         let mut args = vec![
             "chaos",
@@ -192,7 +193,7 @@ fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica()
     assert!(plain.acked > 0, "{plain:?}");
     assert_eq!(
         plain.refused, 0,
-        "the isolated master acknowledged every tombstone: {plain:?}"
+        "the isolated master refused no tombstone: {plain:?}"
     );
     // The guard, over a longer split. Redis counts a replica's lag in whole seconds from its
     // once-a-second acknowledgements, so with `min-replicas-max-lag 1` the isolated master
@@ -225,7 +226,10 @@ fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica()
         .unwrap();
     let guarded = containers::run::tombstones_during_faults(&out.history, "app-1").unwrap();
     println!("split-brain over 5 s with min-replicas-to-write 1: app-1's L1 tombstones during the split: {guarded:?}");
-    assert!(guarded.refused > 0, "{guarded:?}");
+    assert!(
+        guarded.refused > 0,
+        "the guarded master said NOREPLICAS: {guarded:?}"
+    );
     assert_eq!(
         containers::all_containers(),
         0,

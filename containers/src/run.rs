@@ -266,8 +266,12 @@ pub async fn run_with(
 /// `NOREPLICAS` refusal of a master that hears from no replica).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tombstones {
+    /// The server said yes.
     pub acked: u64,
+    /// The server said no (`NOREPLICAS`: a guarded master cut from its replica).
     pub refused: u64,
+    /// No answer in time, or no connection (a client that could not find its master).
+    pub failed: u64,
 }
 
 /// Counts `node`'s L1 invalidations (its `cache` lines) that began while any fault was on. In
@@ -299,7 +303,8 @@ pub fn tombstones_during_faults(history: &[u8], node: &str) -> Result<Tombstones
         if (from..to).contains(&at) {
             match outcome {
                 ActOutcome::Ok => t.acked += 1,
-                ActOutcome::Refused | ActOutcome::Failed => t.refused += 1,
+                ActOutcome::Refused => t.refused += 1,
+                ActOutcome::Failed => t.failed += 1,
             }
         }
     }

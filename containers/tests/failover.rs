@@ -44,6 +44,52 @@ async fn the_library_follows_a_sentinel_failover() {
     let replica = cluster.redis_replica.as_ref().unwrap().addr();
     assert_eq!(cache.l1().master().await.as_deref(), Some(old.as_str()));
 
+    // A master busy for longer than the client's deadline (CLIENT PAUSE) answers late: one
+    // late reply keeps the connection (the Sentinels are not asked again), three in a row
+    // re-resolve the master.
+    let l1 = cache.l1();
+    let resolved = l1.resolutions.load(Relaxed);
+    let pause = |ms: u64| {
+        let old = old.clone();
+        async move {
+            let mut c = redis::Client::open(format!("redis://{old}"))
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let _: () = redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(ms)
+                .arg("ALL")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    pause(400).await;
+    assert!(
+        aside::RedisLike::get(l1.as_ref(), "probe").await.is_err(),
+        "a late reply"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    aside::RedisLike::get(l1.as_ref(), "probe").await.unwrap();
+    assert_eq!(
+        l1.resolutions.load(Relaxed),
+        resolved,
+        "one late reply kept the connection"
+    );
+    pause(1_000).await;
+    for _ in 0..aside::backend::redis::TIMEOUTS_TO_RESOLVE {
+        assert!(aside::RedisLike::get(l1.as_ref(), "probe").await.is_err());
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    aside::RedisLike::get(l1.as_ref(), "probe").await.unwrap();
+    assert_eq!(
+        l1.resolutions.load(Relaxed),
+        resolved + 1,
+        "late replies in a row re-resolved the master"
+    );
+
     cluster.redis_master.stop().await.unwrap();
     // Reads never fail meanwhile (the database serves them); writes keep going to PostgreSQL.
     let mut followed = false;

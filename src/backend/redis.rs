@@ -4,9 +4,10 @@
 //! The master is found by asking each Sentinel `SENTINEL get-master-addr-by-name` and verified
 //! with `ROLE` (a Sentinel may still name a demoted master). The connection is dropped and the
 //! master re-resolved on connection errors, on `READONLY` (we are talking to a replica: a
-//! failover happened) and whenever a Sentinel publishes `+switch-master`.
+//! failover happened), after [`TIMEOUTS_TO_RESOLVE`] late replies in a row (one is a busy
+//! server) and whenever a Sentinel publishes `+switch-master`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -182,6 +183,7 @@ pub struct Redis {
     pub resolutions: AtomicU64,
     /// How many times a resolution found a master at another address than the last one.
     switches: AtomicU64,
+    timeouts_in_a_row: AtomicU32,
     last_master: std::sync::Mutex<Option<String>>,
 }
 
@@ -251,6 +253,7 @@ impl Redis {
             release: Script::new(RELEASE),
             resolutions: AtomicU64::new(0),
             switches: AtomicU64::new(0),
+            timeouts_in_a_row: AtomicU32::new(0),
             last_master: std::sync::Mutex::new(None),
         }
     }
@@ -466,11 +469,28 @@ impl Redis {
     ) -> TierResult<T> {
         let conn = self.connection().await?;
         match cmd(conn).await {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.timeouts_in_a_row.store(0, Relaxed);
+                Ok(v)
+            }
             Err(e) => {
+                // One late reply is a busy server (or a busy client), not a lost master: the
+                // multiplexed connection stays usable. Forgetting it would send every command
+                // to the Sentinels meanwhile, and a node cut off from them (a split) would lose
+                // its master for the whole cut.
+                let timed_out = e.is_timeout();
                 let err = map_err(e);
-                if matches!(err, TierError::Unavailable { .. }) {
+                if !matches!(err, TierError::Unavailable { .. }) {
+                    return Err(err);
+                }
+                let late = if timed_out {
+                    self.timeouts_in_a_row.fetch_add(1, Relaxed) + 1
+                } else {
+                    TIMEOUTS_TO_RESOLVE
+                };
+                if late >= TIMEOUTS_TO_RESOLVE {
                     warn!(error = %err, "redis command failed: re-resolving the master");
+                    self.timeouts_in_a_row.store(0, Relaxed);
                     self.forget().await;
                 }
                 Err(err)
@@ -501,6 +521,10 @@ impl Redis {
         .await
     }
 }
+
+/// Replies this many times late in a row, and the master is re-resolved (a connection error or
+/// `READONLY` re-resolves at once).
+pub const TIMEOUTS_TO_RESOLVE: u32 = 3;
 
 /// How often the watcher asks a Sentinel who the master is, besides listening.
 const POLL: Duration = Duration::from_secs(2);

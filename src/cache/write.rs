@@ -106,10 +106,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         r: &TierResult<()>,
         started: Option<Instant>,
     ) {
-        let outcome = if r.is_ok() {
-            ActionOutcome::Ok
-        } else {
-            ActionOutcome::Failed
+        // A server's deliberate no (`NOREPLICAS` from a master cut off from its replicas) is
+        // told apart from a timeout or a lost connection, which may have taken effect.
+        let outcome = match r {
+            Ok(()) => ActionOutcome::Ok,
+            Err(TierError::Refused { .. }) => ActionOutcome::Refused,
+            Err(_) => ActionOutcome::Failed,
         };
         self.emit(key, Action::Invalidate, tier, version, outcome, started);
     }
