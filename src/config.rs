@@ -56,6 +56,11 @@ pub struct CacheConfig {
     pub outbox_timeout_ms: u64,
     /// `durable`: outbox rows per query.
     pub outbox_batch: u32,
+    /// `durable`: outbox rows marked done are deleted once older than this (0: never; then
+    /// call `Postgres::prune_outbox` yourself). At least `replay_window_ms`.
+    pub outbox_keep_ms: u64,
+    /// `durable`: how often each invalidator prunes the outbox.
+    pub outbox_prune_every_ms: u64,
     /// `durable`: after a Redis master switch, the invalidations of this window are applied to
     /// the new master again (W). At least `redis_max_lag_ms + failover_ms + outbox_poll_ms`.
     pub replay_window_ms: u64,
@@ -96,6 +101,8 @@ impl Default for CacheConfig {
             outbox_poll_ms: 25,
             outbox_timeout_ms: 250,
             outbox_batch: 500,
+            outbox_keep_ms: 3_600_000,
+            outbox_prune_every_ms: 60_000,
             replay_window_ms: 5_000,
             redis_max_lag_ms: 1_000,
             failover_ms: 3_000,
@@ -197,6 +204,15 @@ impl CacheConfig {
                 self.replay_window_ms,
                 self.replay_window_min_ms()
             ));
+        }
+        if self.outbox_keep_ms > 0 && self.outbox_keep_ms < self.replay_window_ms {
+            return e(format!(
+                "cache.outbox_keep_ms {} is under cache.replay_window_ms {}: a replay after a master switch would miss pruned rows; raise it (or 0: never prune)",
+                self.outbox_keep_ms, self.replay_window_ms
+            ));
+        }
+        if self.outbox_keep_ms > 0 && self.outbox_prune_every_ms == 0 {
+            return e("cache.outbox_prune_every_ms is 0: it must be at least 1 while outbox_keep_ms prunes".into());
         }
         if self.l2_item_bytes_max > 1 << 30 {
             return e(format!(

@@ -198,6 +198,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = ids;
         async { no_outbox() }
     }
+    /// Deletes the rows marked done that were committed more than `keep_ms` ago; returns how
+    /// many. Several invalidators may prune at once.
+    fn outbox_prune(&self, keep_ms: u64) -> impl Future<Output = TierResult<u64>> + Send {
+        let _ = keep_ms;
+        async { no_outbox() }
+    }
 }
 
 /// An `Arc` of a tier is the tier (the Sentinel-following Redis is held in an `Arc` because its

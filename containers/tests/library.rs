@@ -22,8 +22,29 @@ async fn redis_conn(c: &Cluster) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn library_paths_against_real_servers() {
+/// Every step in one future: a debug build's poll frame for it is several MiB, past the 2 MiB of
+/// a test thread, so it runs on a thread (and runtime) with room to spare.
+#[test]
+fn library_paths_against_real_servers() {
+    const STACK: usize = 64 << 20;
+    std::thread::Builder::new()
+        .name("library".into())
+        .stack_size(STACK)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .thread_stack_size(STACK)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(library_paths())
+        })
+        .unwrap()
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+async fn library_paths() {
     let cluster = Cluster::start(ClusterSpec::default())
         .await
         .expect("cluster");
@@ -62,9 +83,8 @@ async fn library_paths_against_real_servers() {
         .to_string();
     assert!(refused.contains(&closed), "{refused}");
 
-    // A task of its own, on its own instance: this test's poll frame, which in a debug build
-    // holds every step's future side by side, leaves no room on a test thread's 2 MiB stack
-    // for another step's.
+    // Negative caching, on an instance of its own (a task, so its future is not one more
+    // part of this one's frame).
     let addrs = cluster.addrs();
     let step_cfg = cfg.clone();
     tokio::spawn(async move {
@@ -108,6 +128,18 @@ async fn library_paths_against_real_servers() {
         Source::L1,
         "and L2 refilled L1"
     );
+
+    // The outbox on PostgreSQL: pruning deletes the rows marked done and older than `keep`,
+    // never one not applied yet (a task of its own, as above).
+    let pg_url = cluster.pg_url();
+    tokio::spawn(async move {
+        let pg = aside::backend::Postgres::connect(&pg_url, None, 2)
+            .await
+            .unwrap();
+        outbox_pruning(&pg).await;
+    })
+    .await
+    .expect("the pruning step");
 
     // Invalidation: a write is never followed by the old version.
     let w = cache.write(&k, b"v2 payload").await.unwrap();
@@ -379,4 +411,35 @@ async fn negative_caching(
         cache.get(&nothing).await.unwrap().unwrap().row.payload,
         b"now it exists"
     );
+}
+
+async fn outbox_pruning(pg: &aside::backend::Postgres) {
+    let head = aside::Store::outbox_head(pg).await.unwrap();
+    for id in ["prune-1", "prune-2"] {
+        aside::Store::write(pg, key(id).as_str(), b"x")
+            .await
+            .unwrap();
+    }
+    let ids: Vec<u64> = aside::Store::outbox_after(pg, head, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    aside::Store::outbox_done(pg, &ids[..1]).await.unwrap();
+    assert_eq!(
+        pg.prune_outbox(Duration::from_secs(60)).await.unwrap(),
+        0,
+        "too young"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(aside::Store::outbox_prune(pg, 10).await.unwrap(), 1);
+    let left: Vec<u64> = aside::Store::outbox_after(pg, head, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, ids[1..], "the row not applied stays");
 }

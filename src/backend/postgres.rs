@@ -143,8 +143,9 @@ impl Postgres {
         &self.primary
     }
 
-    /// Deletes outbox rows older than `keep` that an invalidator marked done (run it now and
-    /// then; keep at least the replay window). Returns how many were deleted.
+    /// Deletes outbox rows older than `keep` that an invalidator marked done (`durable`'s
+    /// invalidators do, every `outbox_prune_every_ms`; keep at least the replay window).
+    /// Returns how many were deleted.
     pub async fn prune_outbox(&self, keep: Duration) -> TierResult<u64> {
         let r = sqlx::query(
             "DELETE FROM aside_outbox WHERE done_at IS NOT NULL
@@ -250,6 +251,9 @@ impl Store for Postgres {
         .await
         .map_err(|e| self.fail(e))?;
         Ok(())
+    }
+    async fn outbox_prune(&self, keep_ms: u64) -> TierResult<u64> {
+        self.prune_outbox(Duration::from_millis(keep_ms)).await
     }
 }
 

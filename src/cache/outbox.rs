@@ -223,13 +223,32 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         Some(
             async move {
                 let poll = Duration::from_millis(me.cfg.outbox_poll_ms);
+                let prune_every = Duration::from_millis(me.cfg.outbox_prune_every_ms);
+                let mut pruned_at = Instant::now();
                 loop {
                     me.invalidator_pass().await;
+                    if me.cfg.outbox_keep_ms > 0 && pruned_at.elapsed() >= prune_every {
+                        pruned_at = Instant::now();
+                        me.prune().await;
+                    }
                     tokio::time::sleep(poll).await;
                 }
             }
             .instrument(span),
         )
+    }
+
+    /// Deletes the outbox rows marked done and older than `outbox_keep_ms` (any invalidator
+    /// may; they race harmlessly).
+    async fn prune(&self) {
+        match self
+            .outbox_call(self.store.outbox_prune(self.cfg.outbox_keep_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(rows) => debug!(rows, "outbox pruned"),
+            Err(e) => debug!(error = %e, "outbox prune failed; trying again next time"),
+        }
     }
 
     async fn outbox_call<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {

@@ -529,3 +529,69 @@ fn future_sizes() {
         std::mem::size_of_val(&c.write(&k, b""))
     );
 }
+
+/// `durable`'s invalidators prune the outbox: rows marked done and older than
+/// `outbox_keep_ms` are deleted every `outbox_prune_every_ms`; rows not applied yet stay, and
+/// with `outbox_keep_ms = 0` nothing is pruned.
+#[tokio::test]
+async fn the_invalidator_prunes_applied_outbox_rows_past_their_keep() {
+    use crate::tier::mem::{MemMemcached, MemStore};
+    for keep_ms in [0, 20] {
+        let cfg = CacheConfig {
+            strategy: "durable".into(),
+            redis_max_lag_ms: 1,
+            failover_ms: 1,
+            outbox_poll_ms: 2,
+            replay_window_ms: 10,
+            outbox_keep_ms: keep_ms,
+            outbox_prune_every_ms: 5,
+            ..CacheConfig::default()
+        }
+        .validate()
+        .unwrap();
+        let pool = Pool::new(
+            Ring::new(&["l2:1"]).unwrap(),
+            vec![MemMemcached::default()],
+            &cfg,
+        );
+        let c = Arc::new(CacheAside::new(
+            MemRedis::default(),
+            pool,
+            MemStore::default(),
+            crate::Builtin::Durable,
+            cfg,
+            "test",
+        ));
+        let task = c.invalidator().unwrap();
+        // Its first pass starts at the outbox's head: the writes below come after it.
+        c.invalidator_pass().await;
+        let task = tokio::spawn(task);
+        for id in ["a", "b", "c"] {
+            c.write(&key(id), b"v").await.unwrap();
+        }
+        let mut left = usize::MAX;
+        for _ in 0..200 {
+            left = c.store().outbox_len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if keep_ms == 0 {
+            assert_eq!(left, 3, "0 keeps every row");
+            assert_eq!(c.store().outbox_done_ids().len(), 3, "all applied");
+        } else {
+            assert_eq!(
+                left, 0,
+                "every applied row is pruned once past {keep_ms} ms"
+            );
+        }
+        // A row nobody applied is never pruned, however old.
+        task.abort();
+        c.store().write("t:v1:unapplied", b"v").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let applied_left = if keep_ms == 0 { 3 } else { 0 };
+        assert_eq!(c.store().outbox_prune(1).await.unwrap(), applied_left);
+        assert_eq!(c.store().outbox_len(), 1, "the unapplied row stays");
+    }
+}

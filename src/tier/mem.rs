@@ -377,6 +377,8 @@ struct StoreState {
     /// (committed at ms, key, version); the id is the position plus one.
     outbox: Vec<(u64, String, u64)>,
     done: std::collections::BTreeSet<u64>,
+    /// Ids deleted by pruning: never listed again.
+    pruned: std::collections::BTreeSet<u64>,
 }
 
 impl Default for MemStore {
@@ -395,7 +397,14 @@ impl MemStore {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    /// Outbox ids marked done by an invalidator.
+    /// Outbox rows not pruned.
+    pub fn outbox_len(&self) -> usize {
+        self.state()
+            .map(|s| s.outbox.len() - s.pruned.len())
+            .unwrap_or_default()
+    }
+
+    /// Outbox ids marked done by an invalidator (and not pruned since).
     pub fn outbox_done_ids(&self) -> Vec<u64> {
         self.state()
             .map(|s| s.done.iter().copied().collect())
@@ -417,6 +426,7 @@ impl MemStore {
             .iter()
             .enumerate()
             .skip(first)
+            .filter(|(i, _)| !s.pruned.contains(&(*i as u64 + 1)))
             .take(limit as usize)
             .map(|(i, (_, key, version))| OutboxRow {
                 id: i as u64 + 1,
@@ -459,6 +469,18 @@ impl Store for MemStore {
     async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
         self.state()?.done.extend(ids.iter().copied());
         Ok(())
+    }
+    async fn outbox_prune(&self, keep_ms: u64) -> TierResult<u64> {
+        let before = (self.zero.elapsed().as_millis() as u64).saturating_sub(keep_ms);
+        let mut s = self.state()?;
+        let s = &mut *s;
+        let old = s.outbox.partition_point(|(at, _, _)| *at < before) as u64;
+        let gone: Vec<u64> = s.done.range(..=old).copied().collect();
+        for id in &gone {
+            s.done.remove(id);
+            s.pruned.insert(*id);
+        }
+        Ok(gone.len() as u64)
     }
 }
 
