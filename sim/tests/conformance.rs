@@ -23,7 +23,9 @@ enum ROp {
     Get(usize),
     Set(usize, u8, u8),
     Del(Vec<usize>),
-    Versioned(usize, u8, bool, bool),
+    /// Key, version, what the envelope holds (0 a value, 1 a tombstone, 2 "absent", which the
+    /// cache fills like a value), garbage instead of an envelope.
+    Versioned(usize, u8, u8, bool),
     Release(usize, u8),
 }
 
@@ -33,23 +35,22 @@ fn r_op() -> impl Strategy<Value = ROp> {
         k.clone().prop_map(ROp::Get),
         (k.clone(), 0..3u8, 0..3u8).prop_map(|(k, c, v)| ROp::Set(k, c, v)),
         prop::collection::vec(k.clone(), 1..3).prop_map(ROp::Del),
-        (k.clone(), 0..4u8, any::<bool>(), any::<bool>())
-            .prop_map(|(k, v, t, garbage)| ROp::Versioned(k, v, t, garbage)),
+        (k.clone(), 0..4u8, 0..3u8, any::<bool>())
+            .prop_map(|(k, v, e, garbage)| ROp::Versioned(k, v, e, garbage)),
         (k, 0..3u8).prop_map(|(k, t)| ROp::Release(k, t)),
     ]
 }
 
-fn envelope_for(key: &str, version: u8, tombstone: bool) -> Vec<u8> {
-    let e = if tombstone {
-        Entry::Tombstone {
-            version: version.into(),
-        }
-    } else {
-        Entry::Value {
-            version: version.into(),
+fn envelope_for(key: &str, version: u8, entry: u8) -> Vec<u8> {
+    let version = version.into();
+    let e = match entry {
+        1 => Entry::Tombstone { version },
+        2 => Entry::Absent { version },
+        _ => Entry::Value {
+            version,
             fresh_until_ms: 0,
-            payload: vec![version],
-        }
+            payload: vec![version as u8],
+        },
     };
     envelope::encode(key, &e)
 }
@@ -68,13 +69,13 @@ async fn real_redis(r: &Redis, op: &ROp) -> rd::Reply {
             .del(&ks.iter().map(|&k| KEYS[k].to_string()).collect::<Vec<_>>())
             .await
             .map(rd::Reply::Int),
-        ROp::Versioned(k, v, t, garbage) => {
+        ROp::Versioned(k, v, e, garbage) => {
             let value = if *garbage {
                 b"not an envelope".to_vec()
             } else {
-                envelope_for(KEYS[*k], *v, *t)
+                envelope_for(KEYS[*k], *v, *e)
             };
-            if *t {
+            if *e == 1 {
                 r.tombstone(KEYS[*k], &value, (*v).into(), 60_000)
                     .await
                     .map(rd::Reply::Bool)
@@ -105,18 +106,22 @@ fn model_redis(m: &mut RedisModel, op: &ROp) -> rd::Reply {
             }
         }
         ROp::Del(ks) => rd::Cmd::Del(ks.iter().map(|&k| KEYS[k].to_string()).collect()),
-        ROp::Versioned(k, v, t, garbage) => {
+        ROp::Versioned(k, v, e, garbage) => {
             let value = if *garbage {
                 b"not an envelope".to_vec()
             } else {
-                envelope_for(KEYS[*k], *v, *t)
+                envelope_for(KEYS[*k], *v, *e)
             };
             rd::Cmd::Versioned {
                 key: KEYS[*k].into(),
                 value,
                 version: (*v).into(),
                 px_ms: 60_000,
-                kind: if *t { Kind::Tombstone } else { Kind::Value },
+                kind: if *e == 1 {
+                    Kind::Tombstone
+                } else {
+                    Kind::Value
+                },
             }
         }
         ROp::Release(k, t) => rd::Cmd::Release {

@@ -595,3 +595,42 @@ async fn the_invalidator_prunes_applied_outbox_rows_past_their_keep() {
         assert_eq!(c.store().outbox_len(), 1, "the unapplied row stays");
     }
 }
+
+/// A reader that lost the lease waits for the winner's fill; when the winner found no row and
+/// cached "absent", the waiter is answered "no row" from L1 without reading the database
+/// (without this, every waiter of a missing key read the database at its deadline).
+#[tokio::test]
+async fn a_lease_waiter_is_answered_by_the_winners_absent_entry() {
+    let cfg = CacheConfig {
+        lease_wait_ms: 2_000,
+        ..CacheConfig::default()
+    };
+    let c = Arc::new(cache(cfg, 0));
+    let k = key("nobody");
+    let lease = format!("aside:lease:{k}");
+    c.l1()
+        .set(&lease, b"someone-else", 10_000, SetCond::Always)
+        .await
+        .unwrap();
+    let reader = {
+        let c = Arc::clone(&c);
+        let k = k.clone();
+        tokio::spawn(async move { c.get(&k).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let absent =
+        crate::envelope::encode(k.as_str(), &crate::envelope::Entry::Absent { version: 0 });
+    c.l1()
+        .set(k.as_str(), &absent, 5_000, SetCond::Always)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = reader.await.unwrap().unwrap();
+    assert!(got.is_none(), "the winner's absent entry answers: {got:?}");
+    assert_eq!(c.store().reads.load(Relaxed), 0, "no database read");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "not at the deadline"
+    );
+    assert_eq!(c.metrics().lease_waits.load(Relaxed), 1);
+}
