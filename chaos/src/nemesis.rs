@@ -118,9 +118,13 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
         }
         match e.action {
             Action::Begin => {
+                // A fault may act from the moment the nemesis starts applying it: a `docker
+                // kill` or a flush takes a while, loads the machine meanwhile, and the process
+                // may be gone before the call returns. Reads from then on are not steady.
+                let began = rec.now_ns();
                 nemesis.begin_all(&group).await;
                 for f in group {
-                    rec.fault(FaultAction::Start, f, None);
+                    rec.fault_at(began, FaultAction::Start, f, None);
                     unobserved.push(f);
                 }
             }

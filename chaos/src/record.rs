@@ -226,7 +226,11 @@ impl Recorder {
 
     /// A fault line at now; `effect` on `observed` lines.
     pub fn fault(&self, action: FaultAction, fault: Fault, effect: Option<String>) {
-        let at_ns = self.now_ns();
+        self.fault_at(self.now_ns(), action, fault, effect);
+    }
+
+    /// A fault line at `at_ns` (a start is stamped when the nemesis began applying it).
+    pub fn fault_at(&self, at_ns: u64, action: FaultAction, fault: Fault, effect: Option<String>) {
         self.lines.lock().expect("recorder").faults.push(FaultLine {
             at_ns,
             action,

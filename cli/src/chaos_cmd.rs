@@ -166,6 +166,11 @@ fn run_cell(
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     docker_ready()?;
+    if cfg!(debug_assertions) {
+        // The app nodes are this very executable: a debug build's L1 hits alone take longer
+        // than the scenarios' latency bounds on a small machine.
+        eprintln!("aside chaos: this is a debug build of aside, and its app nodes run it: hit-latency verdicts measure unoptimised code (cargo run --release -p aside-cli -- chaos ... for latency figures)");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -91,6 +91,22 @@ async fn the_library_follows_a_sentinel_failover() {
     );
 
     cluster.redis_master.stop().await.unwrap();
+    // Without a command from us, the switch is seen (the Sentinels' +switch-master, or their
+    // answers) and the new master resolved: a `durable` invalidator with nothing to send
+    // replays its window there.
+    let mut seen = false;
+    for _ in 0..150 {
+        if aside::RedisLike::master_switches(l1.as_ref()) == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen,
+        "the switch was not seen within 30 s without a command"
+    );
+    assert_eq!(l1.master().await.as_deref(), Some(replica.as_str()));
     // Reads never fail meanwhile (the database serves them); writes keep going to PostgreSQL.
     let mut followed = false;
     for i in 0..150 {

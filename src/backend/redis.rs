@@ -553,17 +553,27 @@ async fn watch_switches(redis: Weak<Redis>, sentinels: Vec<String>, access: Acce
                     };
                     let Some(msg) = msg else { break };
                     let Some(r) = redis.upgrade() else { return };
-                    match msg {
+                    let moved = match msg {
                         Some(m) => {
                             let payload: String = m.get_payload().unwrap_or_default();
                             info!(sentinel = %s, event = %payload, "+switch-master: re-resolving");
-                            r.forget().await;
+                            true
                         }
                         None => {
-                            if r.master_moved().await {
+                            let moved = r.master_moved().await;
+                            if moved {
                                 info!("a sentinel names another master: re-resolving");
-                                r.forget().await;
                             }
+                            moved
+                        }
+                    };
+                    if moved {
+                        // Now, not at the next command: an instance with nothing to send (a
+                        // quiet `durable` invalidator) must still see the switch and replay
+                        // the outbox window on the new master.
+                        r.forget().await;
+                        if let Err(e) = r.connection().await {
+                            warn!(error = %e, "re-resolving after a switch failed; the next command retries");
                         }
                     }
                 }
