@@ -2,7 +2,7 @@
 //! through `get_with` + `invalidate_version`, and the metrics.
 //!
 //! ```sh
-//! cargo run --example quickstart -- aside.toml      # RUST_LOG=aside=debug shows every span
+//! cargo run --example quickstart -- aside.toml      # spans on stderr as they close; RUST_LOG=aside=debug for every one
 //! ```
 //!
 //! `aside.toml` (every key is optional; `ASIDE_*` variables override, see the README):
@@ -27,12 +27,15 @@ use aside::{backend, Key, Settings, Source};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Spans and events of the library: RUST_LOG=aside=debug for every span.
+    // The library's spans, each printed as it closes with its time (on stderr): get, write and
+    // invalidate at info, every load and tier call at debug (RUST_LOG=aside=debug).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "aside=info".into()),
         )
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(std::io::stderr)
         .init();
     let path = std::env::args()
         .nth(1)

@@ -92,6 +92,23 @@ async fn the_quickstart_runs_as_the_readme_says_and_first_errors_name_the_server
     for line in readme_block("It prints what each read was served from") {
         assert!(stdout.contains(line), "the README shows {line:?}");
     }
+    // RUST_LOG=aside=info shows the library's spans as they close (on stderr, apart from
+    // the example's own lines): a write, its invalidation, a read and where it was served.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for span in ["aside.write", "aside.invalidate", "aside.get"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(span) && l.contains("close")),
+            "no closed {span} span on stderr"
+        );
+    }
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("aside.get") && l.contains("source") && l.contains("l1")),
+        "a read's span names its source"
+    );
 
     // The same file builds the cache here too.
     let settings = Settings::load(&path).unwrap();

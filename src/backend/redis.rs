@@ -358,16 +358,8 @@ impl Redis {
                 sentinels,
                 master_name,
             } => {
-                let mut why = Vec::new();
-                for s in sentinels {
-                    let (host, port) = match self.ask_sentinel(s, master_name).await {
-                        Ok(a) => a,
-                        Err(e) => {
-                            why.push(format!("sentinel {s}: {e}"));
-                            continue;
-                        }
-                    };
-                    let master = format!("{host}:{port}");
+                let (views, mut why) = self.sentinel_views(sentinels, master_name).await;
+                for (master, _, s) in views {
                     let mut conn = match self.open(self.access.server(&master)).await {
                         Ok(c) => c,
                         Err(e) => {
@@ -418,27 +410,59 @@ impl Redis {
         Ok(conn)
     }
 
-    /// `SENTINEL get-master-addr-by-name` on the Sentinel at `s`: the master's address, or what
-    /// went wrong in words (a Sentinel that monitors no master of that name answers nil).
-    async fn ask_sentinel(&self, s: &str, master_name: &str) -> Result<(String, u16), String> {
+    /// `SENTINEL master <name>` on the Sentinel at `s`: the master's address and the
+    /// configuration epoch it was elected in, or what went wrong in words.
+    async fn ask_sentinel(&self, s: &str, master_name: &str) -> Result<(String, u64), String> {
         let mut sc = self
             .open(self.access.sentinel(s))
             .await
             .map_err(|e| connect_error(&e, true))?;
-        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
+        let fields: Vec<String> = redis::cmd("SENTINEL")
+            .arg("MASTER")
             .arg(master_name)
             .query_async(&mut sc)
             .await
-            .map_err(|e| e.to_string())?;
-        addr.ok_or_else(|| {
-            format!(
-                "unknown master {master_name:?}: this Sentinel monitors no master by that name (check the name in its `sentinel monitor` line)"
-            )
-        })
+            .map_err(|e| {
+                if e.to_string().contains("No such master") {
+                    format!(
+                        "unknown master {master_name:?}: this Sentinel monitors no master by that name (check the name in its `sentinel monitor` line)"
+                    )
+                } else {
+                    e.to_string()
+                }
+            })?;
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0] == name)
+                .and_then(|kv| kv.get(1).cloned())
+                .ok_or_else(|| format!("SENTINEL MASTER {master_name:?} has no {name} field"))
+        };
+        let epoch = field("config-epoch")?.parse().unwrap_or(0);
+        Ok((format!("{}:{}", field("ip")?, field("port")?), epoch))
     }
 
-    /// Whether a Sentinel now names a master other than the one we talk to.
+    /// What every reachable Sentinel names as the master, the newest configuration epoch first
+    /// (then the Sentinels' order), one entry per address: after a failover the Sentinels that
+    /// have not heard of it yet still name the old master, which says `master` to ROLE until it
+    /// is demoted. The leader's newer epoch wins. Also what went wrong with the others.
+    async fn sentinel_views(
+        &self,
+        sentinels: &[String],
+        master_name: &str,
+    ) -> (Vec<(String, u64, String)>, Vec<String>) {
+        let mut answers = Vec::new();
+        let mut why = Vec::new();
+        for s in sentinels {
+            match self.ask_sentinel(s, master_name).await {
+                Ok((addr, epoch)) => answers.push((addr, epoch, s.clone())),
+                Err(e) => why.push(format!("sentinel {s}: {e}")),
+            }
+        }
+        (newest_first(answers), why)
+    }
+
+    /// Whether the Sentinels now name (by the newest epoch) a master other than ours.
     async fn master_moved(&self) -> bool {
         let Target::Sentinel {
             sentinels,
@@ -450,12 +474,8 @@ impl Redis {
         let Some(current) = self.master().await else {
             return false;
         };
-        for s in sentinels {
-            if let Ok((host, port)) = self.ask_sentinel(s, master_name).await {
-                return format!("{host}:{port}") != current;
-            }
-        }
-        false
+        let (views, _) = self.sentinel_views(sentinels, master_name).await;
+        views.first().is_some_and(|(best, _, _)| *best != current)
     }
 
     /// Forgets the connection so the next command re-resolves the master.
@@ -520,6 +540,21 @@ impl Redis {
         })
         .await
     }
+}
+
+/// (master, epoch, the Sentinel that said so), one per master, the newest epoch first, then in
+/// the Sentinels' order.
+fn newest_first(answers: Vec<(String, u64, String)>) -> Vec<(String, u64, String)> {
+    let mut views: Vec<(String, u64, String)> = Vec::new();
+    for (addr, epoch, s) in answers {
+        match views.iter_mut().find(|v| v.0 == addr) {
+            Some(v) if epoch > v.1 => *v = (addr, epoch, s),
+            Some(_) => {}
+            None => views.push((addr, epoch, s)),
+        }
+    }
+    views.sort_by_key(|v| std::cmp::Reverse(v.1));
+    views
 }
 
 /// Replies this many times late in a row, and the master is re-resolved (a connection error or
@@ -668,6 +703,22 @@ impl RedisLike for Redis {
 
 #[cfg(test)]
 mod tests {
+    /// A Sentinel that has not heard of a failover yet still names the old master, which
+    /// answers ROLE `master` until it is demoted: the leader's newer epoch goes first.
+    #[test]
+    fn the_newest_epoch_names_the_master() {
+        let a = |addr: &str, epoch, s: &str| (addr.to_string(), epoch, s.to_string());
+        let views = super::newest_first(vec![
+            a("old:6379", 0, "s1"),
+            a("new:6379", 1, "s2"),
+            a("old:6379", 0, "s3"),
+            a("new:6379", 1, "s3"),
+        ]);
+        assert_eq!(views, vec![a("new:6379", 1, "s2"), a("old:6379", 0, "s1")]);
+        let same = super::newest_first(vec![a("m:1", 3, "s1"), a("m:2", 3, "s2")]);
+        assert_eq!(same[0].0, "m:1", "ties keep the Sentinels' order");
+    }
+
     #[test]
     fn access_problems_name_the_setting() {
         use crate::config::RedisSettings;
