@@ -46,9 +46,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// Drops `key` from both tiers (no version known). True when both tiers confirmed.
     pub async fn invalidate(&self, key: &Key) -> bool {
-        self.invalidate_version(key, None)
-            .instrument(tracing::info_span!("aside.invalidate", key = %key))
-            .await
+        self.invalidate_version(key, None).await
     }
 
     /// Invalidates `key` after you wrote `version` of it yourself (your own table, read through
@@ -59,6 +57,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// (the outbox invalidator of `durable` covers only writes made through
     /// [`CacheAside::write`]).
     pub async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
+        let span = tracing::info_span!("aside.invalidate", key = %key, version = ?version);
+        self.invalidate_tiers(key, version).instrument(span).await
+    }
+
+    async fn invalidate_tiers(&self, key: &Key, version: Option<u64>) -> bool {
         // Reads from now on load afresh rather than join a load begun before this write.
         self.flights.close(key.as_str());
         let tomb_ms = self.cfg.tombstone_ttl_ms;
