@@ -145,6 +145,7 @@ fn run_cell(
             .block_on(run_with(sc, st, seed, opts))
             .map_err(|e| format!("{} / {} / seed {seed}: {e}", sc.name, st.name()))?;
         let file = save(keep, sc.name, st.name(), seed, &o.history)?;
+        save_logs(&file, &o.logs)?;
         let mut report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
             .map_err(|e| format!("{}: {e}", file.display()))?;
         // Named as `aside check FILE` names it.
@@ -529,6 +530,27 @@ fn save(dir: &Path, sc: &str, st: &str, seed: u64, history: &[u8]) -> Result<Pat
         )
     })?;
     Ok(file)
+}
+
+/// Each container's log beside the history: `<history>.logs/<node>.log`.
+fn save_logs(history: &Path, logs: &[(String, String)]) -> Result<(), String> {
+    let dir = history.with_extension("logs");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "cannot create {}: {e}: pass a writable --keep DIR",
+            dir.display()
+        )
+    })?;
+    for (node, text) in logs {
+        let file = dir.join(format!("{node}.log"));
+        std::fs::write(&file, text).map_err(|e| {
+            format!(
+                "cannot write {}: {e}: pass a writable --keep DIR",
+                file.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 pub fn chaos(args: ChaosArgs) -> ExitCode {

@@ -172,6 +172,9 @@ impl AppNodes {
                 addrs: cluster.addrs(),
             };
             let cmd = vec![
+                // Its master resolutions and switches, for the run's kept logs.
+                "env".to_string(),
+                "ASIDE_LOG=aside::backend=info".into(),
                 BINARY.to_string(),
                 "chaos".into(),
                 "app".into(),

@@ -120,6 +120,24 @@ fn has_latency(sc: &Scenario) -> bool {
 pub struct RunOutput {
     pub history: Vec<u8>,
     pub ops: u64,
+    /// Every container's own log (`docker logs`, timestamped) by node name, taken after the
+    /// probes: the Sentinels' `+switch-master` and `+convert-to-slave`, Redis's role changes,
+    /// the app nodes' master resolutions, to set beside the history.
+    pub logs: Vec<(String, String)>,
+}
+
+/// `docker logs --timestamps` of `node` (stdout and stderr), or why there are none.
+fn docker_logs(node: &crate::cluster::Node) -> (String, String) {
+    let text = std::process::Command::new("docker")
+        .args(["logs", "--timestamps", node.container.id()])
+        .output()
+        .map(|o| {
+            let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+            t.push_str(&String::from_utf8_lossy(&o.stderr));
+            t
+        })
+        .unwrap_or_else(|e| format!("cannot run docker logs: {e}\n"));
+    (node.name.clone(), text)
 }
 
 /// How the servers of a run are configured beyond the scenario.
@@ -186,6 +204,7 @@ pub async fn run_with(
     tokio::time::sleep(Duration::from_millis(sc.pg_replica_lag_ms + 500)).await;
 
     let duration = Duration::from_millis(sc.duration_ms);
+    let mut logs = Vec::new();
     let rec = if apps_in_containers(sc) {
         let proxies = if has_latency(sc) {
             let servers: Vec<(String, std::net::SocketAddr)> = cluster
@@ -208,6 +227,7 @@ pub async fn run_with(
         run_plan(&mut nemesis, &sc.plan, &rec).await;
         apps.collect(&rec, rec.origin() + duration + Duration::from_secs(60))
             .await?;
+        logs.extend(apps.nodes.iter().map(docker_logs));
         rec
     } else {
         let mut caches = Vec::new();
@@ -255,9 +275,11 @@ pub async fn run_with(
             .config
             .insert("redis_min_replicas_max_lag_s".into(), m.max_lag_s.into());
     }
+    logs.extend(cluster.nodes().into_iter().map(docker_logs));
     Ok(RunOutput {
         ops: rec.ops(),
         history: rec.finish(&header),
+        logs,
     })
 }
 
