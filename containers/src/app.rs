@@ -270,6 +270,12 @@ impl AppNodes {
         }
     }
 
+    /// Tells every app node that the run is over (the settle and the probes are done): each
+    /// writes its lines and exits. Until then its invalidator runs, as an in-process node's does.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.signal("stop", "")
+    }
+
     /// Tells every app node that the history's zero is the `CLOCK_MONOTONIC` instant `origin_ns`.
     pub fn go(&self, origin_ns: u64) -> Result<(), Error> {
         self.signal("go", &origin_ns.to_string())
@@ -297,7 +303,8 @@ impl Drop for AppNodes {
 
 /// The app node's side (`aside chaos app --task JSON`, in its container): builds its instance,
 /// says it is ready, waits for the history's zero, runs its clients until the scenario's
-/// duration is over and writes their lines to `RUN_DIR/app-N.jsonl`.
+/// duration is over, keeps its invalidator running until the host's stop, and writes its lines
+/// to `RUN_DIR/app-N.jsonl`.
 pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     let bad = |e: String| Error::Docker(format!("app-{}: {e}", task.app + 1));
     let sc = scenario::find(&task.scenario)
@@ -345,6 +352,10 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     for c in clients {
         let _ = c.await;
     }
+    // The invalidator works on through the settle (a `durable` node replays after a switch
+    // that comes late) until the host has probed every tier; a host that is gone never says
+    // stop, so not forever.
+    let _ = tokio::time::timeout(STOP_WAIT_MAX, signalled(&run_dir.join("stop"))).await;
     let lines = rec.finish(&sc.header("containers", strategy.name(), task.seed));
     let file = run_dir.join(format!("app-{}.jsonl", task.app + 1));
     let tmp = file.with_extension("tmp");
@@ -353,6 +364,9 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         .map_err(|e| bad(format!("writing {}: {e}", file.display())))?;
     Ok(())
 }
+
+/// How long an app node waits for the host's stop after its clients are done.
+const STOP_WAIT_MAX: Duration = Duration::from_secs(120);
 
 /// The text of `file`, once the host has written it.
 async fn signalled(file: &Path) -> String {

@@ -205,6 +205,7 @@ pub async fn run_with(
 
     let duration = Duration::from_millis(sc.duration_ms);
     let mut logs = Vec::new();
+    let mut apps_running = None;
     let rec = if apps_in_containers(sc) {
         let proxies = if has_latency(sc) {
             let servers: Vec<(String, std::net::SocketAddr)> = cluster
@@ -225,9 +226,8 @@ pub async fn run_with(
         let mut nemesis =
             DockerNemesis::new(&cluster, &apps.nodes, proxies.as_ref()).map_err(Error::Docker)?;
         run_plan(&mut nemesis, &sc.plan, &rec).await;
-        apps.collect(&rec, rec.origin() + duration + Duration::from_secs(60))
-            .await?;
-        logs.extend(apps.nodes.iter().map(docker_logs));
+        // They run on (and so do their proxies) through the settle and the probes.
+        apps_running = Some((apps, proxies));
         rec
     } else {
         let mut caches = Vec::new();
@@ -266,6 +266,12 @@ pub async fn run_with(
     };
     tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
     probe_all(&probe, workload.keys(), &rec).await;
+    if let Some((apps, _proxies)) = apps_running {
+        apps.stop()?;
+        apps.collect(&rec, tokio::time::Instant::now() + Duration::from_secs(60))
+            .await?;
+        logs.extend(apps.nodes.iter().map(docker_logs));
+    }
     let mut header = sc.header("containers", strategy.name(), seed);
     if let Some(m) = opts.redis_min_replicas {
         header
