@@ -454,7 +454,7 @@ impl Cluster {
         let master_ip = redis_master.ip.to_string();
         // The master's CA signs the other Redis servers' certificates.
         let ca = if spec.redis_secure {
-            let cat = |path: &str| read_file(&redis_master, path);
+            let cat = |path: &str| redis_master.sh(&format!("cat {path}"));
             Some((cat(REDIS_TLS_CA)?, cat("/tmp/tls/ca.key")?))
         } else {
             None
@@ -728,11 +728,6 @@ impl Addrs {
                 aside::backend::ConnectError::Server(e) => Error::Tier(e),
             })
     }
-}
-
-/// The text of the file at `path` in `node`'s container.
-fn read_file(node: &Node, path: &str) -> Result<String, Error> {
-    node.sh(&format!("cat {path}"))
 }
 
 impl Node {
