@@ -146,3 +146,76 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::{Kind, Target};
+    use crate::plan::Step;
+    use invariants::history::{parse_line, Header, Line, FORMAT};
+
+    /// A world whose `begin` takes `slow` (a `docker kill` under load) and whose every fault
+    /// shows at once.
+    struct Slow {
+        slow: Duration,
+    }
+
+    impl Nemesis for Slow {
+        async fn begin(&mut self, _: &Fault) {
+            sleep(self.slow).await;
+        }
+        async fn heal(&mut self, _: &Fault) {}
+        async fn observe(&mut self, _: &Fault) -> Option<String> {
+            Some("seen".into())
+        }
+    }
+
+    fn fault_lines(history: &[u8]) -> Vec<(FaultAction, u64)> {
+        history
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| match parse_line(l, false).expect("a history line") {
+                Line::Fault(f) => Some((f.action, f.at_ns)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A fault's `start` is stamped when the nemesis begins applying it, not when the apply
+    /// returns: reads while a slow `docker kill` loads the machine are not steady reads.
+    #[tokio::test]
+    async fn a_fault_starts_when_the_nemesis_begins_applying_it() {
+        let ms = Duration::from_millis;
+        let plan = Plan::new(vec![Step {
+            at_ms: 50,
+            for_ms: 600,
+            fault: Fault::new(Kind::Kill, Target::RedisMaster),
+        }]);
+        let rec = Recorder::start();
+        run_plan(&mut Slow { slow: ms(400) }, &plan, &rec).await;
+        let lines = fault_lines(&rec.finish(&Header {
+            format: FORMAT,
+            world: "test".into(),
+            scenario: "slow-begin".into(),
+            strategy: "versioned".into(),
+            seed: 0,
+            commit: "test".into(),
+            config: Default::default(),
+        }));
+        let at = |a: FaultAction| {
+            lines
+                .iter()
+                .find(|(b, _)| *b == a)
+                .unwrap_or_else(|| panic!("no {a:?} line in {lines:?}"))
+                .1
+        };
+        let (start, observed) = (at(FaultAction::Start), at(FaultAction::Observed));
+        // Due at 50 ms; the apply ran until at least 450 ms. Stamped at its end, the start would
+        // be after 450 ms; the margin is the 400 ms the apply took.
+        assert!(
+            start >= ms(50).as_nanos() as u64 && start < ms(250).as_nanos() as u64,
+            "start stamped at {start} ns: {lines:?}"
+        );
+        assert!(observed >= ms(450).as_nanos() as u64, "{lines:?}");
+    }
+}

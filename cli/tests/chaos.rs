@@ -337,3 +337,78 @@ fn a_runner_killed_mid_run_leaves_nothing_after_the_next_sweep() {
         "containers of the killed runner left after the sweep"
     );
 }
+
+/// App nodes in containers keep their `durable` invalidators running after their workload,
+/// through the settle and the probes, until the host says stop (as in-process nodes do): an
+/// outbox row written once every client is done is still applied to both tiers. Before, the app
+/// nodes exited with their clients, and a switch that came late was never replayed.
+#[test]
+fn app_nodes_in_containers_apply_the_outbox_until_the_host_says_stop() {
+    use aside::Store;
+    let _one = one_cluster_at_a_time();
+    std::env::set_var("ASIDE_APP_BINARY", env!("CARGO_BIN_EXE_aside"));
+    let mut sc = chaos::scenario::find("app-pause").unwrap();
+    sc.apps = 2;
+    sc.clients_per_app = 1;
+    sc.duration_ms = 300;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cluster = containers::Cluster::start(containers::ClusterSpec::default())
+            .await
+            .expect("cluster");
+        // The host's instance writes without an invalidator of its own: only the app nodes'
+        // can apply its outbox rows.
+        let host = cluster
+            .library(aside::Builtin::Durable, sc.cache_config(), "host")
+            .await
+            .expect("library");
+        let apps = containers::app::AppNodes::launch(
+            &cluster,
+            &sc,
+            aside::Builtin::Durable,
+            1,
+            None,
+        )
+        .await
+        .expect("app nodes");
+        apps.go(containers::app::monotonic_ns() + 50_000_000).unwrap();
+        // Every client is done well before this.
+        tokio::time::sleep(std::time::Duration::from_millis(sc.duration_ms + 2_000)).await;
+        let key = "posts:v1:after-the-workload";
+        let version = host.store().write(key, b"late").await.expect("write");
+        let done = || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT bool_and(done_at IS NOT NULL) FROM aside_outbox WHERE key = $1",
+            )
+            .bind(key)
+            .fetch_one(host.store().primary())
+            .await
+            .expect("outbox")
+        };
+        let began = std::time::Instant::now();
+        while !done().await {
+            assert!(
+                began.elapsed() < std::time::Duration::from_secs(20),
+                "no app node applied the outbox row of {key} v{version} written after the workload"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        println!(
+            "{key} v{version}: applied to both tiers {:?} after it was written",
+            began.elapsed()
+        );
+        apps.stop().unwrap();
+        let rec = chaos::record::Recorder::start();
+        apps.collect(
+            &rec,
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("every app node wrote its lines after the stop");
+        assert!(rec.ops() > 0);
+    });
+    assert_eq!(containers::all_containers(), 0, "every container is gone");
+}

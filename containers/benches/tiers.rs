@@ -6,6 +6,8 @@
 //! 3. Throughput: 64 concurrent tasks of `aside get` vs `redis-benchmark -c 64 -t get`.
 //! 4. `durable` beside `versioned`: write p50 and L1-hit p50, interleaved call by call, with
 //!    `durable`'s outbox invalidator running.
+//! 5. The chaos runner's latency proxy with no fault on: a Redis PING round trip direct vs
+//!    through the proxy, interleaved (the hop every app node of `aside chaos` pays).
 //!
 //! Prints figures; never fails on speed. `--quick` for a smoke run.
 
@@ -353,5 +355,45 @@ async fn main() {
         "  durable: {durable_hits} of {m} reads after a write were L1 hits; {} outbox rows pending at the end; {} reads skipped a fenced tier",
         durable.outbox_pending(),
         durable.metrics().l1.fenced.load(Relaxed) + durable.metrics().l2.fenced.load(Relaxed)
+    );
+
+    // 5. The latency proxy's own hop, fault off: PING direct and through the proxy, interleaved.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let master: std::net::SocketAddr = cluster.redis_master.addr().parse().unwrap();
+    let proxies = containers::proxy::Proxies::start(
+        cluster.gateway().unwrap(),
+        &[("redis-master".to_string(), master)],
+    )
+    .await
+    .unwrap();
+    let (_, front) = proxies.front_of(master).unwrap();
+    let mut direct = tokio::net::TcpStream::connect(master).await.unwrap();
+    let mut proxied = tokio::net::TcpStream::connect(front).await.unwrap();
+    direct.set_nodelay(true).unwrap();
+    proxied.set_nodelay(true).unwrap();
+    async fn ping(conn: &mut tokio::net::TcpStream) -> Duration {
+        let t = Instant::now();
+        conn.write_all(b"PING\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        let got = conn.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..got], b"+PONG\r\n");
+        t.elapsed()
+    }
+    let (mut d, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        d.push(ping(&mut direct).await);
+        p.push(ping(&mut proxied).await);
+    }
+    println!("\nlatency proxy, no fault ({n} PINGs each, interleaved)   p50       p99");
+    for (what, v) in [("direct", d.clone()), ("through the proxy", p.clone())] {
+        println!(
+            "  {what:<40} {:>9} {:>9}",
+            us(pct(v.clone(), 0.5)),
+            us(pct(v, 0.99))
+        );
+    }
+    println!(
+        "  hop at p99: {:.2}x direct",
+        pct(p, 0.99).as_secs_f64() / pct(d, 0.99).as_secs_f64()
     );
 }

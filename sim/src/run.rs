@@ -181,7 +181,7 @@ where
         .map(|n| (n.target.name(), by_addr.get(&n.addr).copied().unwrap_or(0)))
         .collect();
     served.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    RunOutput {
+    let out = RunOutput {
         roles,
         served,
         ops: rec.ops(),
@@ -191,7 +191,22 @@ where
             .iter()
             .map(|c| c.metrics().stale_served.load(Relaxed))
             .sum(),
+    };
+    // The run is over: end every node's tasks. A task still waiting (an invalidator's poll, a
+    // server's accept loop) is held only by wakers kept in structures its own future holds, a
+    // cycle that dropping the runtime never breaks: about 4 MB per run, 17 GB over a 200-seed
+    // matrix. A killed node's tasks are woken and dropped by the next scheduling round.
+    drop(caches);
+    for id in apps
+        .iter()
+        .chain(&cluster.servers)
+        .map(|n| n.handle.id())
+        .chain([prober.id()])
+    {
+        handle.kill(id);
     }
+    sleep(Duration::from_millis(1)).await;
+    out
 }
 
 /// Who is master at the end of the run, as the Redis nodes and the Sentinels say.
