@@ -2,10 +2,17 @@
 //! that ran entirely while no fault was active (a read that a fault caught mid-flight is not
 //! steady). Hit ratio counts successful reads by where they were served
 //! (l0, l1, l2 are hits; db and replica are misses). Hit latency is complete - invoke of hits.
+//!
+//! The hit-ratio bound is a production SLO on a rate ("alert if < 80 %", judged over hours of
+//! traffic); a run has a few hundred steady reads. A run fails it when its reads show the ratio
+//! below the bound beyond their sampling error: the upper end of the one-sided 99 % Wilson
+//! interval of `hits / reads` is under the bound. Judged on the point estimate, a cell whose
+//! ratio is 0.85 fell under 0.8 on about 1 run in 400 (sd 0.018 over 750 reads): a flaky verdict
+//! in every long campaign. The witness is the fewest misses that make the interval fall under.
 
 use std::io;
 
-use super::{failures_to_prove, fmt_ns, smallest, witness_reads, ReadChecker};
+use super::{fmt_ns, smallest, witness_reads, ReadChecker};
 use crate::history::Source;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::quantiles::Quantiles;
@@ -16,6 +23,41 @@ fn steady(idx: &Index, warmup_ns: u64, r: &ReadRec) -> bool {
         && r.source.is_some()
         && r.invoke_ns >= warmup_ns
         && !idx.overlaps_fault(r.invoke_ns, r.complete_ns)
+}
+
+/// z of the one-sided 99 % interval the hit ratio is judged by.
+pub const HIT_RATIO_Z: f64 = 2.326;
+
+/// The upper end of the Wilson score interval of `hits / n` at `z` (1.0 when `n` is 0).
+pub fn wilson_upper(hits: u64, n: u64, z: f64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let (n, p) = (n as f64, hits as f64 / n as f64);
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    (centre + margin) / (1.0 + z2 / n)
+}
+
+/// The fewest misses among `n` reads that put [`wilson_upper`] under `min`, or `None` when even
+/// `n` misses would not (too few reads to show anything).
+pub fn misses_to_show(n: u64, min: f64, z: f64) -> Option<u64> {
+    let below = |k: u64| wilson_upper(n - k, n, z) < min;
+    if n == 0 || !below(n) {
+        return None;
+    }
+    // The bound falls as misses grow: the first k that is below.
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
 }
 
 fn is_hit(r: &ReadRec) -> bool {
@@ -109,6 +151,10 @@ impl ReadChecker for HitRatio {
             v.unknown("no hit-ratio bound: set config.hit_ratio_min");
             return Ok(v);
         };
+        let upper = wilson_upper(self.hits, self.reads, HIT_RATIO_Z);
+        if self.reads > 0 {
+            v.figure("hit_ratio_upper99", Figure::Ratio(upper));
+        }
         if self.reads == 0 {
             v.unknown("no steady-phase reads (every read was before warmup_ns or during a fault)");
         } else if ratio >= min {
@@ -119,8 +165,16 @@ impl ReadChecker for HitRatio {
                     self.reads
                 ),
             );
+        } else if upper >= min {
+            v.judge(
+                false,
+                format!(
+                    "hit ratio {ratio:.4} over {} steady reads, under {min} by less than its sampling error (99 % upper bound {upper:.4})",
+                    self.reads
+                ),
+            );
         } else {
-            let k = failures_to_prove(self.reads, min);
+            let k = misses_to_show(self.reads, min, HIT_RATIO_Z).unwrap_or(self.reads);
             let w = self.warmup_ns;
             let rs = smallest(reads, k as usize, |r| {
                 (steady(idx, w, r) && !is_hit(r)).then_some((r.invoke_ns, r.id))
@@ -129,7 +183,7 @@ impl ReadChecker for HitRatio {
             v.judge(
                 true,
                 format!(
-                    "hit ratio {ratio:.4} over {} steady reads is below {min}",
+                    "hit ratio {ratio:.4} over {} steady reads is below {min} (99 % upper bound {upper:.4})",
                     self.reads
                 ),
             );
@@ -271,30 +325,60 @@ mod tests {
     use crate::verdict::Status;
 
     #[test]
-    fn hit_ratio_at_the_bound_holds_below_fails_with_minimal_misses() {
+    fn hit_ratio_under_the_bound_within_its_sampling_error_holds_beyond_it_fails_with_minimal_misses(
+    ) {
         let mut h = H::new(json!({"warmup_ns": 10 * MS}));
         h.read(1, "k", (0, 1), 0, Source::Db); // warm-up: not steady
-        for i in 0..17 {
+        for i in 0..76 {
             h.read(1, "k", (10 * MS + i, 10 * MS + i + 1), 0, Source::L1);
         }
-        let misses: Vec<u64> = (0..3)
+        let misses: Vec<u64> = (0..23)
             .map(|i| h.read(1, "k", (20 * MS + i, 20 * MS + i + 1), 0, Source::Db))
             .collect();
         h.read(1, "k", (49 * MS, 51 * MS), 0, Source::Db); // caught by the fault mid-flight
         h.fault(50 * MS, true, "redis-master");
         h.read(1, "k", (60 * MS, 61 * MS), 0, Source::Db); // during a fault: not steady
+        let v = h.check().verdict("hit-ratio").unwrap().clone();
         assert_eq!(
-            h.check().verdict("hit-ratio").unwrap().status,
-            Status::Holds
+            v.status,
+            Status::Holds,
+            "76 of 99 is 0.768, but the 99 % interval reaches 0.851: {}",
+            v.summary
         );
+        assert!(v.summary.contains("sampling error"), "{}", v.summary);
         let m = h.read(1, "k", (30 * MS, 31 * MS), 0, Source::Replica);
         let v = h.check().verdict("hit-ratio").unwrap().clone();
-        assert_eq!(v.status, Status::Fails);
+        assert_eq!(v.status, Status::Fails, "76 of 100: upper bound 0.844");
         assert_eq!(
             v.witness.ops,
             [misses.clone(), vec![m]].concat(),
-            "16/21 < 0.85 needs 4 misses"
+            "76/100 needs all 24 misses to show the ratio under 0.85"
         );
+    }
+
+    #[test]
+    fn the_wilson_bound_falls_with_misses_and_names_the_fewest_that_show_it() {
+        use super::{misses_to_show, wilson_upper, HIT_RATIO_Z};
+        // The run that fell under 0.8 on its point estimate alone (partition-app-db seed 139).
+        assert!(wilson_upper(633, 793, HIT_RATIO_Z) > 0.8);
+        assert_eq!(misses_to_show(100, 0.85, HIT_RATIO_Z), Some(24));
+        for n in [1u64, 5, 20, 99, 100, 793, 5_000] {
+            for min in [0.5, 0.8, 0.85, 0.99] {
+                let mut last = f64::INFINITY;
+                for k in 0..=n {
+                    let u = wilson_upper(n - k, n, HIT_RATIO_Z);
+                    assert!(u <= last + 1e-12 && u >= (n - k) as f64 / n as f64 - 1e-12, "n={n} k={k}");
+                    last = u;
+                }
+                match misses_to_show(n, min, HIT_RATIO_Z) {
+                    Some(k) => {
+                        assert!(wilson_upper(n - k, n, HIT_RATIO_Z) < min);
+                        assert!(k == 0 || wilson_upper(n - k + 1, n, HIT_RATIO_Z) >= min);
+                    }
+                    None => assert!(wilson_upper(0, n, HIT_RATIO_Z) >= min, "n={n}"),
+                }
+            }
+        }
     }
 
     #[test]
