@@ -44,6 +44,8 @@ step "tests (sim build): every promise of the README's results table and the tab
 cargo sim-test --locked
 step "a short campaign that must hold (versioned, fill-race)"
 cargo sim --scenario fill-race --strategy versioned --seeds 50
+step "durable holds every scenario over seeds 1-200 (cargo sim matrix exits 1 on a broken promise)"
+cargo sim matrix --strategy durable --seeds 200
 step "bench smoke runs (figures only; a bench never fails on speed)"
 cargo bench -p invariants --bench staleness --locked -- --quick
 cargo bench -p containers --bench tiers --locked -- --quick
