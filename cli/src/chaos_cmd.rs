@@ -280,7 +280,7 @@ fn matrix(runs: u64, only: &[String], strategies: &[String], json: bool, keep: &
             };
             let mut f = sim::matrix::CellFigures::new(cell);
             for r in &ran {
-                f.add(r.seed, r.failed.clone(), &r.report);
+                f.add(r.seed, r.failed.clone(), sim::matrix::figures(&r.report));
             }
             if json {
                 println!("{}", f.to_json());
