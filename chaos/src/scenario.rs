@@ -436,8 +436,7 @@ pub fn catalog() -> Vec<Scenario> {
         Kind::ReplicaLag { lag_ms: 2_000 },
         Side::One(Target::PgReplica),
     );
-    pg_lag.bounds.hit_ratio_min =
-        incident_hit_ratio_min(Kind::ReplicaLag { lag_ms: 2_000 }, true);
+    pg_lag.bounds.hit_ratio_min = incident_hit_ratio_min(Kind::ReplicaLag { lag_ms: 2_000 }, true);
     // The seed's 2020 incident: a viral surge over many keys while Redis is at its memory limit.
     let mut memory = Scenario::base(
         "redis-memory-full",

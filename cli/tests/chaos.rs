@@ -365,16 +365,12 @@ fn app_nodes_in_containers_apply_the_outbox_until_the_host_says_stop() {
             .library(aside::Builtin::Durable, sc.cache_config(), "host")
             .await
             .expect("library");
-        let apps = containers::app::AppNodes::launch(
-            &cluster,
-            &sc,
-            aside::Builtin::Durable,
-            1,
-            None,
-        )
-        .await
-        .expect("app nodes");
-        apps.go(containers::app::monotonic_ns() + 50_000_000).unwrap();
+        let apps =
+            containers::app::AppNodes::launch(&cluster, &sc, aside::Builtin::Durable, 1, None)
+                .await
+                .expect("app nodes");
+        apps.go(containers::app::monotonic_ns() + 50_000_000)
+            .unwrap();
         // Every client is done well before this.
         tokio::time::sleep(std::time::Duration::from_millis(sc.duration_ms + 2_000)).await;
         let key = "posts:v1:after-the-workload";

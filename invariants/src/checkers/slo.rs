@@ -367,7 +367,10 @@ mod tests {
                 let mut last = f64::INFINITY;
                 for k in 0..=n {
                     let u = wilson_upper(n - k, n, HIT_RATIO_Z);
-                    assert!(u <= last + 1e-12 && u >= (n - k) as f64 / n as f64 - 1e-12, "n={n} k={k}");
+                    assert!(
+                        u <= last + 1e-12 && u >= (n - k) as f64 / n as f64 - 1e-12,
+                        "n={n} k={k}"
+                    );
                     last = u;
                 }
                 match misses_to_show(n, min, HIT_RATIO_Z) {
