@@ -15,23 +15,50 @@ use crate::run::{config, run};
 
 /// What `seeds` runs of one scenario cost: (ops, messages, simulated ns, wall seconds).
 fn measure(name: &str, seeds: u64) -> (u64, u64, u64, f64) {
+    measure_with(name, seeds, Builtin::Versioned).0
+}
+
+/// [`measure`] with `strategy`, and how much the resident set grew over the runs after the first
+/// (the first sets up what every run reuses), in bytes.
+fn measure_with(name: &str, seeds: u64, strategy: Builtin) -> ((u64, u64, u64, f64), Option<u64>) {
     let sc = chaos::scenario::find(name).expect("a catalog scenario");
     MESSAGES.store(0, std::sync::atomic::Ordering::Relaxed);
     let t = Instant::now();
-    let (mut ops, mut sim_ns) = (0u64, 0u64);
+    let (mut ops, mut sim_ns, mut after_first) = (0u64, 0u64, None);
     for seed in 1..=seeds {
-        let out = run(&sc, Builtin::Versioned, seed);
+        let out = run(&sc, strategy, seed);
         ops += out.ops;
         sim_ns += out.sim_ns;
+        if seed == 1 {
+            after_first = resident_bytes();
+        }
     }
     let wall = t.elapsed().as_secs_f64();
     let msgs = MESSAGES.load(std::sync::atomic::Ordering::Relaxed);
-    (ops, msgs, sim_ns, wall)
+    let grew = after_first
+        .zip(resident_bytes())
+        .map(|(a, b)| b.saturating_sub(a));
+    ((ops, msgs, sim_ns, wall), grew)
+}
+
+/// This process's resident set (VmRSS), where /proc says.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// `cargo sim bench`: simulated ops and messages per wall second over `seeds` runs of
 /// fill-race/versioned, beside [`echo`] with the same message count; then the time compression
-/// of the busiest scenario (cold-start: 30 clients over 200 keys, two tiers refilled at once).
+/// of the busiest scenario (cold-start: 30 clients over 200 keys, two tiers refilled at once);
+/// then how much memory runs keep after they end (durable: its invalidator waits to the end).
 pub fn bench(seeds: u64) -> ExitCode {
     let (ops, msgs, sim_ns, wall) = measure("fill-race", seeds);
     let (echo_wall, echo_msgs) = echo(msgs / seeds.max(1), seeds);
@@ -60,6 +87,18 @@ pub fn bench(seeds: u64) -> ExitCode {
         "  compression: {:.1} simulated s per wall s",
         sim_ns as f64 / 1e9 / wall
     );
+    // Every run must give back what it took: a 200-seed matrix is 4200 runs in one process.
+    let n = seeds.max(2);
+    let (_, grew) = measure_with("fill-race", n, Builtin::Durable);
+    match grew {
+        Some(b) => println!(
+            "memory: fill-race, strategy durable, {n} seeds: the resident set grew {:.1} MB over the {} runs after the first ({:.0} KB per run)",
+            b as f64 / 1e6,
+            n - 1,
+            b as f64 / 1e3 / (n - 1) as f64
+        ),
+        None => println!("memory: no VmRSS in /proc/self/status here"),
+    }
     ExitCode::SUCCESS
 }
 
