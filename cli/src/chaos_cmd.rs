@@ -516,41 +516,30 @@ fn docker_ready() -> Result<(), String> {
 }
 
 fn save(dir: &Path, sc: &str, st: &str, seed: u64, history: &[u8]) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        format!(
-            "cannot create {}: {e}: pass a writable --keep DIR",
-            dir.display()
-        )
-    })?;
-    let file = dir.join(format!("{sc}-{st}-{seed}.jsonl"));
-    std::fs::write(&file, history).map_err(|e| {
-        format!(
-            "cannot write {}: {e}: pass a writable --keep DIR",
-            file.display()
-        )
-    })?;
-    Ok(file)
+    keep_file(dir, &format!("{sc}-{st}-{seed}.jsonl"), history)
 }
 
 /// Each container's log beside the history: `<history>.logs/<node>.log`.
 fn save_logs(history: &Path, logs: &[(String, String)]) -> Result<(), String> {
     let dir = history.with_extension("logs");
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        format!(
-            "cannot create {}: {e}: pass a writable --keep DIR",
-            dir.display()
-        )
-    })?;
     for (node, text) in logs {
-        let file = dir.join(format!("{node}.log"));
-        std::fs::write(&file, text).map_err(|e| {
-            format!(
-                "cannot write {}: {e}: pass a writable --keep DIR",
-                file.display()
-            )
-        })?;
+        keep_file(&dir, &format!("{node}.log"), text.as_bytes())?;
     }
     Ok(())
+}
+
+/// Writes `name` in the kept directory `dir` (made if missing); an error names the fix.
+fn keep_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    let unwritable = |what: &str, p: &Path, e: std::io::Error| {
+        format!(
+            "cannot {what} {}: {e}: pass a writable --keep DIR",
+            p.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| unwritable("create", dir, e))?;
+    let file = dir.join(name);
+    std::fs::write(&file, bytes).map_err(|e| unwritable("write", &file, e))?;
+    Ok(file)
 }
 
 pub fn chaos(args: ChaosArgs) -> ExitCode {
