@@ -246,9 +246,10 @@ impl Fault {
                     .ok_or("a loss fault needs \"per_mille\", 0 to 1000")?,
             },
             other => {
+                let said = other.map_or("(none given)".to_string(), |k| format!("{k:?}"));
                 return Err(format!(
-                    "unknown fault kind {other:?}: use \"kill\", \"pause\", \"partition\", \"latency\", \"loss\", \"flush\", \"memory-limit\" or \"replica-lag\""
-                ))
+                    "unknown fault kind {said}: use \"kill\", \"pause\", \"partition\", \"latency\", \"loss\", \"flush\", \"memory-limit\" or \"replica-lag\""
+                ));
             }
         };
         Ok(Fault { kind, target })

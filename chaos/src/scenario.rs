@@ -1,23 +1,35 @@
-//! Scenarios: a workload, a fault plan and the bounds the run is judged by, as one package. The
-//! same name always means the same run for the same strategy and seed.
+//! Scenarios: a workload, a fault plan, the bounds the run is judged by and what each strategy
+//! promises, as one package. A scenario is a TOML file ([`file`]); the catalog is the files in
+//! `chaos/scenarios/`, embedded at build time. The same name always means the same run for the
+//! same strategy and seed.
 
-use aside::CacheConfig;
+pub mod file;
+
+use aside::{Builtin, CacheConfig};
 use invariants::history::{Header, FORMAT};
-use invariants::Bounds;
+use invariants::{Bounds, Invariant};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::fault::{Fault, Kind, Side, Target};
-use crate::plan::{Plan, Step};
+use crate::fault::{Kind, Side, Target};
+use crate::plan::Plan;
 use crate::workload::Workload;
+
+/// Sentinels every world boots (a quorum of 2).
+pub const SENTINELS: u8 = 3;
+/// Memcached nodes every world boots.
+pub const MEMCACHED_NODES: u8 = 3;
+/// App nodes a scenario may ask for.
+pub const APPS_MAX: u64 = 200;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    pub name: &'static str,
-    pub about: &'static str,
+    pub name: String,
+    pub about: String,
     pub keys: usize,
     /// Zipf exponent of key popularity.
     pub zipf_s: f64,
-    /// Share of ops that are writes (the seed's read-heavy default: 5 %).
+    /// Share of ops that are writes (the production design's read-heavy default: 5 %).
     pub write_ratio: f64,
     /// Share of ops on one hot key, on top of the Zipf draw (0: none).
     pub hot_key_share: f64,
@@ -53,13 +65,111 @@ pub struct Scenario {
     pub random_plan: bool,
     /// What the checkers judge the run by (the header's `config`).
     pub bounds: Bounds,
+    /// What each strategy promises here, in [`Builtin::ALL`]'s order (none for a scenario file
+    /// that states none: its runs are reported, not judged against a promise).
+    pub promises: Vec<Promise>,
+    /// The file's text when the scenario is not the catalog's: a seed log carries it, so a
+    /// user's scenario replays and shrinks without the file.
+    pub source: Option<String>,
+}
+
+/// What a strategy promises in a scenario, over the seeds the results table uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promise {
+    pub strategy: Builtin,
+    pub expect: Expect,
+    /// Why, in a sentence a user can act on (the results table shows it).
+    pub why: String,
+    /// The promise's runs use BUGGIFY: only for findings whose race window is too narrow to show
+    /// within the seeds otherwise. Never for a promise to hold: BUGGIFY's delays bend the
+    /// latency bounds.
+    pub buggify: bool,
+}
+
+/// Holds, or finds named invariants failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// No gating invariant fails on any seed.
+    Holds,
+    /// Some seed fails, and every invariant named here fails on at least one seed (others may
+    /// fail too: they are reported, not promised).
+    Finds(Vec<Invariant>),
+}
+
+/// A scenario's workload as a scenario file's `[workload]` and a history header's
+/// `config.workload` give it: every field optional (absent: the default), unknown fields refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub keys: Option<u64>,
+    pub zipf_s: Option<f64>,
+    pub write_ratio: Option<f64>,
+    pub hot_key_share: Option<f64>,
+    pub apps: Option<u64>,
+    pub clients_per_app: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub think_ms: Option<[u64; 2]>,
+    pub settle_ms: Option<u64>,
+    pub net_latency_us: Option<[u64; 2]>,
+    pub db_query_us: Option<[u64; 2]>,
+    pub pg_replica_lag_ms: Option<u64>,
+    pub read_from_replica: Option<bool>,
+    pub listing_transactions: Option<bool>,
+    pub l1_ttl_ms: Option<u64>,
+    pub l2_ttl_ms: Option<u64>,
+    pub stale_while_revalidate_ms: Option<u64>,
+    pub buggify: Option<bool>,
+}
+
+impl WorkloadSpec {
+    /// A header's `config.workload`; an error names the field.
+    pub fn from_json(w: &Value) -> Result<WorkloadSpec, FieldError> {
+        serde_json::from_value(w.clone()).map_err(|e| {
+            // serde_json names no path: find the field by reading each alone.
+            let bad = w.as_object().and_then(|o| {
+                o.iter().find(|(k, v)| {
+                    let mut one = Map::new();
+                    one.insert((*k).clone(), (*v).clone());
+                    serde_json::from_value::<WorkloadSpec>(Value::Object(one)).is_err()
+                })
+            });
+            match bad {
+                Some((k, _)) => FieldError::new(format!("workload.{k}"), e.to_string()),
+                None => FieldError::new("workload", e.to_string()),
+            }
+        })
+    }
+}
+
+/// A field of a scenario that is wrong, by its path in the file (`workload.keys`,
+/// `fault[2].target`, `promise.naive.finds`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub why: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, why: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            why: why.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.why)
+    }
 }
 
 impl Scenario {
-    fn base(name: &'static str, about: &'static str) -> Scenario {
+    /// A scenario of defaults: what a scenario file leaves out.
+    pub fn base(name: &str, about: &str) -> Scenario {
         Scenario {
-            name,
-            about,
+            name: name.into(),
+            about: about.into(),
             keys: 40,
             zipf_s: 1.1,
             write_ratio: 0.05,
@@ -92,6 +202,8 @@ impl Scenario {
                 availability_min: Some(0.99),
                 ..Bounds::default()
             },
+            promises: Vec::new(),
+            source: None,
         }
     }
 
@@ -128,9 +240,15 @@ impl Scenario {
         sc
     }
 
+    /// What `strategy` promises here, if the scenario says.
+    pub fn promise(&self, strategy: Builtin) -> Option<&Promise> {
+        self.promises.iter().find(|p| p.strategy == strategy)
+    }
+
     /// This scenario as a history header's `config` describes it: its workload, its plan and its
     /// bounds (what `cargo sim shrink` changed is recorded there, so a shrunk run replays from its
-    /// own history). Fields the config lacks keep this scenario's values.
+    /// own history). Fields the config lacks keep this scenario's values; the result is validated
+    /// as a scenario file is, so a hand-edited header is refused with the field named.
     pub fn with_config(&self, config: &Map<String, Value>) -> Result<Scenario, String> {
         let mut sc = self.clone();
         sc.bounds
@@ -140,76 +258,153 @@ impl Scenario {
             sc.plan = Plan::from_json(faults)?;
             sc.random_plan = false;
         }
-        let Some(w) = config.get("workload") else {
-            return Ok(sc);
-        };
-        let w = w
-            .as_object()
-            .ok_or("the config's \"workload\" must be an object")?;
-        let num = |f: &str| -> Result<Option<u64>, String> {
-            w.get(f)
-                .map(|v| {
-                    v.as_u64()
-                        .ok_or(format!("workload.{f} must be a non-negative integer"))
-                })
-                .transpose()
-        };
-        let real = |f: &str| -> Result<Option<f64>, String> {
-            w.get(f)
-                .map(|v| v.as_f64().ok_or(format!("workload.{f} must be a number")))
-                .transpose()
-        };
-        let pair = |f: &str| -> Result<Option<(u64, u64)>, String> {
-            w.get(f)
-                .map(|v| match v.as_array().map(|a| a.as_slice()) {
-                    Some([a, b]) => a
-                        .as_u64()
-                        .zip(b.as_u64())
-                        .ok_or(format!("workload.{f} must be two integers")),
-                    _ => Err(format!("workload.{f} must be two integers [low, high]")),
-                })
-                .transpose()
-        };
-        let size = |n: u64| n as usize;
-        if let Some(n) = num("keys")? {
-            sc.keys = size(n.max(1));
+        if let Some(w) = config.get("workload") {
+            let spec = WorkloadSpec::from_json(w).map_err(|e| format!("the config's {e}"))?;
+            sc.apply_workload(&spec)
+                .map_err(|e| format!("the config's {e}"))?;
         }
-        if let Some(n) = num("apps")? {
-            sc.apps = size(n.clamp(1, 200));
+        sc.validate().map_err(|e| format!("the config's {e}"))?;
+        Ok(sc)
+    }
+
+    /// Sets every field `w` gives.
+    pub fn apply_workload(&mut self, w: &WorkloadSpec) -> Result<(), FieldError> {
+        let size = |f: &str, n: u64, min: u64, max: u64| {
+            if (min..=max).contains(&n) {
+                Ok(n as usize)
+            } else {
+                Err(FieldError::new(
+                    format!("workload.{f}"),
+                    format!("{n} is out of range: use {min} to {max}"),
+                ))
+            }
+        };
+        if let Some(n) = w.keys {
+            self.keys = size("keys", n, 1, 1_000_000)?;
         }
-        if let Some(n) = num("clients_per_app")? {
-            sc.clients_per_app = size(n.max(1));
+        if let Some(n) = w.apps {
+            self.apps = size("apps", n, 1, APPS_MAX)?;
         }
-        macro_rules! set {
-            ($get:ident, $($f:ident),*) => {$(
-                if let Some(x) = $get(stringify!($f))? {
-                    sc.$f = x;
+        if let Some(n) = w.clients_per_app {
+            self.clients_per_app = size("clients_per_app", n, 1, 1_000)?;
+        }
+        let ratio = |f: &str, x: f64| {
+            if (0.0..=1.0).contains(&x) {
+                Ok(x)
+            } else {
+                Err(FieldError::new(
+                    format!("workload.{f}"),
+                    format!("{x} is not a share: use a number from 0 to 1"),
+                ))
+            }
+        };
+        if let Some(x) = w.write_ratio {
+            self.write_ratio = ratio("write_ratio", x)?;
+        }
+        if let Some(x) = w.hot_key_share {
+            self.hot_key_share = ratio("hot_key_share", x)?;
+        }
+        if let Some(x) = w.zipf_s {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(FieldError::new(
+                    "workload.zipf_s",
+                    format!("{x} is not a Zipf exponent: use a number of at least 0 (1.1: the default's skew)"),
+                ));
+            }
+            self.zipf_s = x;
+        }
+        let range = |f: &str, [lo, hi]: [u64; 2]| {
+            if lo <= hi {
+                Ok((lo, hi))
+            } else {
+                Err(FieldError::new(
+                    format!("workload.{f}"),
+                    format!("[{lo}, {hi}] is not a range: give [low, high] with low <= high"),
+                ))
+            }
+        };
+        if let Some(r) = w.think_ms {
+            self.think_ms = range("think_ms", r)?;
+        }
+        if let Some(r) = w.net_latency_us {
+            self.net_latency_us = range("net_latency_us", r)?;
+        }
+        if let Some(r) = w.db_query_us {
+            self.db_query_us = range("db_query_us", r)?;
+        }
+        macro_rules! copy {
+            ($($f:ident),*) => {$(
+                if let Some(x) = w.$f {
+                    self.$f = x;
                 }
             )*};
         }
-        set!(real, zipf_s, write_ratio, hot_key_share);
-        set!(
-            num,
+        copy!(
             duration_ms,
             settle_ms,
             pg_replica_lag_ms,
             l1_ttl_ms,
             l2_ttl_ms,
-            stale_while_revalidate_ms
+            stale_while_revalidate_ms,
+            read_from_replica,
+            listing_transactions,
+            buggify
         );
-        set!(pair, think_ms, net_latency_us, db_query_us);
-        for (f, slot) in [
-            ("read_from_replica", &mut sc.read_from_replica),
-            ("listing_transactions", &mut sc.listing_transactions),
-            ("buggify", &mut sc.buggify),
-        ] {
-            if let Some(b) = w.get(f) {
-                *slot = b
-                    .as_bool()
-                    .ok_or(format!("workload.{f} must be true or false"))?;
+        if self.duration_ms == 0 {
+            return Err(FieldError::new(
+                "workload.duration_ms",
+                "is 0: a run needs a workload of at least 1 ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What no world can run: a cache configuration the library refuses, a fault on a node the
+    /// cluster does not have.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (f, ms) in [("l1_ttl_ms", self.l1_ttl_ms), ("l2_ttl_ms", self.l2_ttl_ms)] {
+            if ms == 0 {
+                return Err(FieldError::new(
+                    format!("workload.{f}"),
+                    "is 0: a TTL must be at least 1 ms",
+                ));
             }
         }
-        Ok(sc)
+        self.try_cache_config()
+            .map_err(|e| FieldError::new("workload", e))?;
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            let f = step.fault;
+            let mut sides = vec![f.target];
+            if let Kind::Partition { peers, .. } = f.kind {
+                sides.push(peers);
+            }
+            for side in sides {
+                if let Side::One(t) = side {
+                    self.check_target(t).map_err(|why| {
+                        let field = if side == f.target { "target" } else { "peers" };
+                        FieldError::new(format!("fault[{}].{field}", i + 1), why)
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_target(&self, t: Target) -> Result<(), String> {
+        let (n, have, what) = match t {
+            Target::Sentinel(i) => (i, SENTINELS as usize, "Sentinels"),
+            Target::Memcached(i) => (i, MEMCACHED_NODES as usize, "memcached nodes"),
+            Target::App(i) => (i, self.apps, "app nodes (workload.apps)"),
+            _ => return Ok(()),
+        };
+        if usize::from(n) < have {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} does not exist: the cluster has {have} {what}",
+                t.name()
+            ))
+        }
     }
 
     /// The history header of a run of this scenario in `world` ("sim" or "containers").
@@ -217,7 +412,7 @@ impl Scenario {
         Header {
             format: FORMAT,
             world: world.into(),
-            scenario: self.name.into(),
+            scenario: self.name.clone(),
             strategy: strategy.into(),
             seed,
             commit: crate::COMMIT.into(),
@@ -225,8 +420,8 @@ impl Scenario {
         }
     }
 
-    /// The library's configuration in this scenario.
-    pub fn cache_config(&self) -> CacheConfig {
+    /// The library's configuration in this scenario, or why the library refuses it.
+    pub fn try_cache_config(&self) -> Result<CacheConfig, String> {
         CacheConfig {
             read_from_replica: self.read_from_replica,
             l1_ttl_ms: self.l1_ttl_ms,
@@ -235,7 +430,14 @@ impl Scenario {
             ..CacheConfig::default()
         }
         .validate()
-        .expect("scenario cache configurations are valid")
+        .map_err(|e| e.to_string().replace("cache.", "workload."))
+    }
+
+    /// The library's configuration in this scenario. Every scenario is validated when it is
+    /// read (from its file or a header), so this cannot fail for one that was.
+    pub fn cache_config(&self) -> CacheConfig {
+        self.try_cache_config()
+            .expect("scenarios are validated when read")
     }
 
     /// The clients' ops.
@@ -264,279 +466,44 @@ impl Scenario {
             }),
         );
         c.insert("faults".into(), self.plan.to_json());
+        if let Some(text) = &self.source {
+            c.insert("scenario_file".into(), Value::from(text.as_str()));
+        }
         c
     }
 }
 
-/// Every named scenario.
+/// Every scenario of the catalog, in table order.
 pub fn catalog() -> Vec<Scenario> {
-    let fill_race = Scenario::base(
-        "fill-race",
-        "no faults: readers miss while writers commit and invalidate; naive's late fills leave stale values",
-    );
-    let mut replica_fill = Scenario::base(
-        "replica-lag",
-        "misses read the PostgreSQL replica, 50 ms behind: fills of old rows",
-    );
-    replica_fill.read_from_replica = true;
-    let mut failover = Scenario::base("redis-failover", "the Redis master is killed at 1 s; Sentinel promotes the replica; the old master returns as a replica at 2.5 s");
-    failover.plan = Plan::new(vec![Step {
-        at_ms: 1_000,
-        for_ms: 1_500,
-        fault: Fault::new(Kind::Kill, Target::RedisMaster),
-    }]);
-    failover.duration_ms = 4_000;
-    failover.bounds.staleness_ns_max = Some(2_000_000_000);
-    let mut mc_restart = Scenario::base(
-        "memcached-restart",
-        "memcached-1 is killed at 1 s and restarts empty at 1.5 s",
-    );
-    mc_restart.plan = Plan::new(vec![Step {
-        at_ms: 1_000,
-        for_ms: 500,
-        fault: Fault::new(Kind::Kill, Target::Memcached(0)),
-    }]);
-    let mut swr = Scenario::base(
-        "stale-while-revalidate",
-        "entries age after 300 ms (L1) and 600 ms (L2) and are served for 2 s more while one reader refreshes",
-    );
-    swr.l1_ttl_ms = 300;
-    swr.l2_ttl_ms = 600;
-    swr.stale_while_revalidate_ms = 2_000;
-    // Every key ages every 300 ms here, and each refresh is one reader's miss.
-    swr.bounds.hit_ratio_min = Some(0.7);
-    // An aged L1 hit asks for the lease (one more round trip) before it is served: two round
-    // trips of at most 5 ms, plus 1 ms.
-    swr.bounds.l1_hit_latency_p99_ns_max = Some(11_000_000);
-    // A plan of one fault.
-    let one = |at_ms, for_ms, kind, target: Side| {
-        Plan::new(vec![Step {
-            at_ms,
-            for_ms,
-            fault: Fault::new(kind, target),
-        }])
-    };
-    let cut = |peers: Side, one_way: bool, target: Side| {
-        one(1_000, 1_000, Kind::Partition { peers, one_way }, target)
-    };
-    let mut app_l1 = Scenario::base(
-        "partition-app-l1",
-        "every app node is cut from Redis (master and replica) from 1 s to 2 s",
-    );
-    app_l1.plan = cut(Side::Redis, false, Side::Apps);
-    let mut app_l2 = Scenario::base(
-        "partition-app-l2",
-        "every app node is cut from every memcached node from 1 s to 2 s",
-    );
-    app_l2.plan = cut(Side::Memcached, false, Side::Apps);
-    let mut app_db = Scenario::base(
-        "partition-app-db",
-        "every app node is cut from PostgreSQL (primary and replica) from 1 s to 2 s",
-    );
-    app_db.plan = cut(Side::Postgres, false, Side::Apps);
-    let mut one_way = Scenario::base(
-        "one-way-partition",
-        "from 1 s to 2 s PostgreSQL's replies to the app nodes are lost, its requests arrive: writes commit and time out",
-    );
-    one_way.plan = cut(Side::Postgres, true, Side::Apps);
-    let mut sentinel = Scenario::base(
-        "sentinel-partition",
-        "sentinel-1 is cut from Redis, the other Sentinels and the apps from 1 s to 2.5 s: alone it may not promote",
-    );
-    let s1 = Side::One(Target::Sentinel(0));
-    sentinel.plan = Plan::new(
-        [Side::Redis, Side::Sentinels, Side::Apps]
-            .into_iter()
-            .map(|peers| Step {
-                at_ms: 1_000,
-                for_ms: 1_500,
-                fault: Fault::new(
-                    Kind::Partition {
-                        peers,
-                        one_way: false,
-                    },
-                    s1,
-                ),
-            })
-            .collect(),
-    );
-    // Jepsen's Redis split-brain: the master and app-1 on one side, the Sentinels, the replica
-    // and the other app nodes on the other. app-1 cannot ask the Sentinels, so it keeps writing
-    // tombstones to the old master, which acknowledges them; the majority promotes the replica;
-    // on heal the Sentinels demote the old master, which resyncs and discards them.
-    let mut split = Scenario::base(
-        "split-brain",
-        "from 1 s to 3 s redis-master and app-1 are cut from the Sentinels, the replica and the other apps: the replica is promoted while app-1 still writes to the old master",
-    );
-    let m = Side::One(Target::RedisMaster);
-    let isolate = |target: Side, peers: Side| Step {
-        at_ms: 1_000,
-        for_ms: 2_000,
-        fault: Fault::new(
-            Kind::Partition {
-                peers,
-                one_way: false,
-            },
-            target,
-        ),
-    };
-    split.plan = Plan::new(vec![
-        isolate(m, Side::Sentinels),
-        isolate(m, Side::One(Target::RedisReplica)),
-        isolate(m, Side::One(Target::App(1))),
-        isolate(m, Side::One(Target::App(2))),
-        isolate(Side::One(Target::App(0)), Side::Sentinels),
-    ]);
-    split.duration_ms = 4_000;
-    // Time for the Sentinels to demote the returning old master (they wait 2 s of its wrong
-    // role) before the probes.
-    split.settle_ms = 3_000;
-    split.bounds.staleness_ns_max = Some(2_000_000_000);
-    let mut rejoin = Scenario::base(
-        "memcached-rejoin",
-        "memcached-1 freezes from 1 s to 2 s and rejoins with the items it held",
-    );
-    rejoin.plan = Plan::new(vec![Step {
-        at_ms: 1_000,
-        for_ms: 1_000,
-        fault: Fault::new(Kind::Pause, Target::Memcached(0)),
-    }]);
-    let mut app_pause = Scenario::base(
-        "app-pause",
-        "app-1 freezes mid-work from 1 s to 3.5 s, longer than the 2 s lease, then finishes its fills",
-    );
-    app_pause.plan = Plan::new(vec![Step {
-        at_ms: 1_000,
-        for_ms: 2_500,
-        fault: Fault::new(Kind::Pause, Target::App(0)),
-    }]);
-    app_pause.duration_ms = 4_500;
-    let network = |kind: Kind| one(1_000, 1_000, kind, Side::Network);
-    let mut latency = Scenario::base(
-        "latency-spike",
-        "every message takes 55 ms longer from 1 s to 2 s: a Redis round trip outlasts the 100 ms timeout",
-    );
-    latency.plan = network(Kind::Latency { one_way_ms: 55 });
-    latency.bounds.hit_ratio_min = incident_hit_ratio_min(Kind::Latency { one_way_ms: 55 }, false);
-    let mut loss = Scenario::base(
-        "packet-loss",
-        "5 % of messages are dropped from 1 s to 2 s: requests and replies lost at random",
-    );
-    loss.plan = network(Kind::Loss { per_mille: 50 });
-    loss.bounds.hit_ratio_min = incident_hit_ratio_min(Kind::Loss { per_mille: 50 }, false);
-    let mut pg_lag = Scenario::base(
-        "pg-lag-spike",
-        "misses read the PostgreSQL replica; from 1 s to 3 s it falls 2 s behind (50 ms otherwise)",
-    );
-    pg_lag.read_from_replica = true;
-    pg_lag.duration_ms = 4_000;
-    pg_lag.plan = one(
-        1_000,
-        2_000,
-        Kind::ReplicaLag { lag_ms: 2_000 },
-        Side::One(Target::PgReplica),
-    );
-    pg_lag.bounds.hit_ratio_min = incident_hit_ratio_min(Kind::ReplicaLag { lag_ms: 2_000 }, true);
-    // The seed's 2020 incident: a viral surge over many keys while Redis is at its memory limit.
-    let mut memory = Scenario::base(
-        "redis-memory-full",
-        "a surge over 400 keys while Redis may hold 8 KiB (about 50 entries, allkeys-lru) from 1 s to 3 s: L1 hits collapse, memcached absorbs the misses, nothing may be stale",
-    );
-    memory.keys = 400;
-    memory.zipf_s = 0.7;
-    memory.duration_ms = 4_000;
-    // 400 keys with a flatter popularity than the base's 40, and the steady phase includes the
-    // refill of what the limit evicted.
-    memory.bounds.hit_ratio_min = Some(0.7);
-    memory.plan = one(
-        1_000,
-        2_000,
-        Kind::MemoryLimit { kib: 8 },
-        Side::One(Target::RedisMaster),
-    );
-    // The seed's Facebook 2019 incident: every cache tier empty at once.
-    let mut cold = Scenario::base(
-        "cold-start",
-        "at 1 s Redis and every memcached node are flushed at once under 3 x 10 clients over 200 keys: the database must not take more than one read per key per app node",
-    );
-    cold.keys = 200;
-    cold.clients_per_app = 10;
-    cold.plan = Plan::new(
-        [Side::One(Target::RedisMaster), Side::Memcached]
-            .into_iter()
-            .map(|target| Step {
-                at_ms: 1_000,
-                for_ms: 500,
-                fault: Fault::new(Kind::Flush, target),
-            })
-            .collect(),
-    );
-    // Coalescing and leases: at most one database read per key per app node to refill, in any
-    // second (200 keys x 3 app nodes). Without them every client's miss reads the database.
-    cold.bounds.db_qps_max = Some(600);
-    // 200 keys refill twice (from the boot and after the flush) within 3 s.
-    cold.bounds.hit_ratio_min = Some(0.6);
-    // The seed's Twitter 2018 incident: one viral key.
-    let mut hot = Scenario::base(
-        "hot-key",
-        "one post takes 35 % of all ops on top of the Zipf mix: one memcached node and the Redis master carry it",
-    );
-    hot.hot_key_share = 0.35;
-    // The hot key is written as often as it is read x 5 %: each write empties it for every app
-    // node, and its refill is a miss (the seed's hot-key incident is about load, not hits).
-    hot.bounds.hit_ratio_min = Some(0.75);
-    // The seed's listings: a new post changes every sort order of its subreddit, and the writer
-    // invalidates them by pattern (SCAN) while readers fill them.
-    let mut scan_gap = Scenario::base(
-        "scan-gap",
-        "120 keys, so each subreddit has three listings (hot, new, top); a listing write bumps all three in one transaction and invalidates them by SCAN pattern while readers fill them",
-    );
-    scan_gap.keys = 120;
-    scan_gap.listing_transactions = true;
-    // Three times the base's keys, and each listing write empties three of the hottest.
-    scan_gap.bounds.hit_ratio_min = Some(0.7);
-    let mut random = Scenario::base(
-        "random",
-        "one to four faults of the whole catalog at random times, spans and overlaps, drawn from the seed (`chaos::random`)",
-    );
-    random.duration_ms = 4_000;
-    random.random_plan = true;
-    vec![
-        fill_race,
-        replica_fill,
-        failover,
-        mc_restart,
-        swr,
-        app_l1,
-        app_l2,
-        app_db,
-        one_way,
-        sentinel,
-        split,
-        rejoin,
-        app_pause,
-        latency,
-        loss,
-        pg_lag,
-        memory,
-        cold,
-        hot,
-        scan_gap,
-        random,
-    ]
+    file::catalog()
 }
 
+/// The catalog's scenario named `name`.
 pub fn find(name: &str) -> Result<Scenario, String> {
-    catalog()
-        .into_iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = catalog().iter().map(|s| s.name).collect();
-            format!(
-                "unknown scenario {name:?}: known scenarios are {}",
-                names.join(", ")
-            )
-        })
+    let all = catalog();
+    let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    all.into_iter().find(|s| s.name == name).ok_or_else(|| {
+        format!(
+            "unknown scenario {name:?}: known scenarios are {} (or pass a scenario file with --scenario-file)",
+            names.join(", ")
+        )
+    })
+}
+
+/// The scenario a history header describes: the file it carries (a user's scenario) or the
+/// catalog's by name, with the header's workload, plan and bounds.
+pub fn from_header(name: &str, config: &Map<String, Value>) -> Result<Scenario, String> {
+    let sc = match config.get("scenario_file") {
+        Some(text) => {
+            let text = text
+                .as_str()
+                .ok_or("the config's scenario_file must be the scenario file's text")?;
+            file::parse(&format!("{name} (the header's scenario_file)"), text)
+                .map_err(|e| e.to_string())?
+        }
+        None => find(name)?,
+    };
+    sc.with_config(config)
 }
 
 /// The steady-phase hit-ratio bound an incident lowers its run to, for the faults whose effect

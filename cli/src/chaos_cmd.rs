@@ -104,7 +104,7 @@ struct Ran {
     seed: u64,
     ops: u64,
     secs: f64,
-    failed: Vec<String>,
+    failed: Vec<invariants::Invariant>,
     file: PathBuf,
     report: invariants::Report,
 }
@@ -122,7 +122,7 @@ impl Ran {
             if self.failed.is_empty() {
                 "holds".to_string()
             } else {
-                format!("fails {}", self.failed.join(", "))
+                format!("fails {}", invariants::invariant::join(&self.failed))
             },
             self.file.display()
         )
@@ -144,7 +144,7 @@ fn run_cell(
         let o = rt
             .block_on(run_with(sc, st, seed, opts))
             .map_err(|e| format!("{} / {} / seed {seed}: {e}", sc.name, st.name()))?;
-        let file = save(keep, sc.name, st.name(), seed, &o.history)?;
+        let file = save(keep, &sc.name, st.name(), seed, &o.history)?;
         save_logs(&file, &o.logs)?;
         let mut report = invariants::check_str(&String::from_utf8_lossy(&o.history), &[])
             .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -187,7 +187,7 @@ fn summary(runs: &[Ran]) -> String {
     let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
     for r in &failing {
         for f in &r.failed {
-            *by.entry(f.as_str()).or_default() += 1;
+            *by.entry(f.name()).or_default() += 1;
         }
     }
     let invs: Vec<String> = by.iter().map(|(k, v)| format!("{k} ({v})")).collect();
@@ -207,7 +207,7 @@ fn cells_to_run(
 ) -> Result<(Vec<Scenario>, Vec<Builtin>), String> {
     let mut scs = Vec::new();
     for sc in scenario::catalog() {
-        if !only.is_empty() && !only.iter().any(|n| n == sc.name) {
+        if !only.is_empty() && !only.contains(&sc.name) {
             continue;
         }
         if unsupported(&sc).is_none() {
@@ -267,13 +267,13 @@ fn matrix(runs: u64, only: &[String], strategies: &[String], json: bool, keep: &
     let mut rows = Vec::new();
     for sc in &scs {
         for &st in &builtins {
-            let Some(mut cell) = sim::expect::cell(sc.name, st) else {
+            let Some(mut cell) = sim::expect::cell(&sc.name, st) else {
                 continue;
             };
             // This world has no BUGGIFY.
             cell.buggify = false;
             let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
-                eprintln!("{}", r.line(sc.name, st))
+                eprintln!("{}", r.line(&sc.name, st))
             }) {
                 Ok(r) => r,
                 Err(e) => return fail(e),
@@ -386,16 +386,16 @@ fn compare(
     let mut rows: Vec<(String, String, String)> = Vec::new();
     for sc in &scs {
         for &st in &builtins {
-            let Some(cell) = sim::expect::cell(sc.name, st) else {
+            let Some(cell) = sim::expect::cell(&sc.name, st) else {
                 continue;
             };
             let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
-                eprintln!("{}", r.line(sc.name, st))
+                eprintln!("{}", r.line(&sc.name, st))
             }) {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
-            let row = compare_row(sc.name, st, &cell, &summary(&ran));
+            let row = compare_row(&sc.name, st, &cell, &summary(&ran));
             rows.push((sc.name.to_string(), st.name().to_string(), row));
         }
     }

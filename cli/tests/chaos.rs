@@ -29,7 +29,7 @@ fn the_list_names_every_scenario_and_why_some_cannot_run() {
     assert!(o.status.success());
     let out = text(&o.stdout);
     for sc in chaos::scenario::catalog() {
-        assert!(out.contains(sc.name), "{} missing:\n{out}", sc.name);
+        assert!(out.contains(&sc.name), "{} missing:\n{out}", sc.name);
     }
     assert!(out
         .lines()

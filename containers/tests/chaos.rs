@@ -55,7 +55,11 @@ async fn memcached_restart_runs_against_real_servers_into_a_checked_history() {
     assert!(text.starts_with("{\"type\":\"header\"") && text.contains("\"world\":\"containers\""));
     assert!(out.ops > 100, "{} ops", out.ops);
     let report = invariants::check_str(&text, &[]).unwrap();
-    for name in ["fault-effect", "phantom", "lost-writes"] {
+    for name in [
+        invariants::Invariant::FaultEffect,
+        invariants::Invariant::Phantom,
+        invariants::Invariant::LostWrites,
+    ] {
         let v = report.verdict(name).unwrap();
         assert!(!v.fails(), "{name}: {}", v.summary);
     }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use invariants::Invariant;
+
 use aside::{Builtin, CacheConfig, Key};
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::run_plan;
@@ -152,7 +154,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     }
     assert!(!observed.iter().any(|l| l.contains("\"kind\":\"latency\"")));
     let report = invariants::check_str(&text, &[]).unwrap();
-    let v = report.verdict("fault-effect").unwrap();
+    let v = report.verdict(Invariant::FaultEffect).unwrap();
     assert!(
         v.fails() && v.summary.contains("latency"),
         "latency without proxies cannot be applied and must fail the run: {}",

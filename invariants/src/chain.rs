@@ -147,6 +147,7 @@ mod tests {
 
     use crate::history::Source;
     use crate::testkit::{H, MS};
+    use crate::Invariant;
 
     #[test]
     fn a_late_fill_is_named_with_its_load_and_the_invalidation_it_followed() {
@@ -201,7 +202,7 @@ mod tests {
         );
         h.read(2, "k", (300 * MS, 301 * MS), 0, Source::L1);
         let r = h.check();
-        let v = r.verdict("staleness").unwrap();
+        let v = r.verdict(Invariant::Staleness).unwrap();
         assert!(v.fails());
         for l in [load, inval, fill] {
             assert!(
@@ -256,7 +257,7 @@ mod tests {
         h.probe("k", 900 * MS, Source::L2, Some(0));
         h.probe("k", 900 * MS, Source::Db, Some(1));
         let r = h.check();
-        let v = r.verdict("convergence").unwrap();
+        let v = r.verdict(Invariant::Convergence).unwrap();
         assert!(v.fails());
         assert!(v.witness.lines.contains(&fill), "{:?}", v.witness.lines);
         assert!(
@@ -274,7 +275,7 @@ mod tests {
         let w = h.write(1, "k", (2 * MS, 5 * MS), 1);
         let rd = h.read(2, "k", (300 * MS, 301 * MS), 0, Source::L1);
         let r = h.check();
-        let v = r.verdict("staleness").unwrap();
+        let v = r.verdict(Invariant::Staleness).unwrap();
         assert_eq!(v.witness.lines, vec![h.line_of(w), h.line_of(rd)]);
         assert!(!v.summary.contains("causal chain"), "{}", v.summary);
     }

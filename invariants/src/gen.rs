@@ -155,6 +155,7 @@ pub fn test_seed(test: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Invariant;
     use crate::{check_str, Figure};
 
     #[test]
@@ -169,7 +170,7 @@ mod tests {
         let truth = generate(&spec, &mut buf).unwrap();
         assert!(truth.stale_reads > 100);
         let r = check_str(std::str::from_utf8(&buf).unwrap(), &[]).unwrap();
-        let v = r.verdict("staleness").unwrap();
+        let v = r.verdict(Invariant::Staleness).unwrap();
         assert_eq!(v.get("delta_ns"), Some(&Figure::Ns(truth.delta_ns)));
         assert_eq!(
             v.get("stale_reads"),

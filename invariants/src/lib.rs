@@ -17,6 +17,7 @@ mod fastline;
 pub mod gen;
 pub mod history;
 pub mod index;
+pub mod invariant;
 pub mod payload;
 pub mod quantiles;
 pub mod report;
@@ -35,6 +36,7 @@ pub use bounds::{Bounds, Override};
 pub use error::{HistoryError, Problem};
 pub use history::{Header, Line, Op, OpKind, Outcome, Source};
 pub use index::Index;
+pub use invariant::Invariant;
 pub use report::Report;
 pub use verdict::{Figure, Status, Verdict, Witness};
 
@@ -83,6 +85,8 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
     };
     let mut reads = std::mem::replace(&mut idx.reads, index::ReadLog::new(0));
     let mut timeline = timeline::Timeline::new(&idx);
+    // The registry: every streaming checker, then the ones that judge the index alone. Reports
+    // list verdicts in `Invariant::ALL`'s order, whatever the order here.
     let mut checkers: Vec<Box<dyn ReadChecker>> = vec![
         Box::new(staleness::Staleness::new(bounds.staleness_ns_max)),
         Box::new(phantom::Phantom::new()),
@@ -98,6 +102,8 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
             bounds.warmup_ns,
         )),
     ];
+    let whole_index: [fn(&Index) -> Verdict; 3] =
+        [convergence::check, lost_writes::check, fault_effect::check];
     reads
         .for_each(|r| {
             for c in checkers.iter_mut() {
@@ -106,16 +112,16 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
             timeline.observe(&idx, r);
         })
         .map_err(|e| io_err(&idx.file, e))?;
-    let mut verdicts = Vec::with_capacity(checkers.len() + 2);
+    let mut verdicts = Vec::with_capacity(Invariant::ALL.len());
     for c in checkers {
         verdicts.push(
             c.finish(&idx, &mut reads)
                 .map_err(|e| io_err(&idx.file, e))?,
         );
     }
-    verdicts.insert(2, convergence::check(&idx));
-    verdicts.insert(5, lost_writes::check(&idx));
-    verdicts.push(fault_effect::check(&idx));
+    verdicts.extend(whole_index.iter().map(|check| check(&idx)));
+    verdicts.sort_by_key(|v| v.invariant);
+    debug_assert!(verdicts.iter().map(|v| v.invariant).eq(Invariant::ALL));
     for v in &mut verdicts {
         v.witness.normalize();
     }

@@ -13,6 +13,7 @@ use crate::checkers::fmt_ns;
 use crate::history::Header;
 use crate::timeline::Timeline;
 use crate::verdict::{Figure, Status, Verdict};
+use crate::Invariant;
 
 /// Every verdict on one history.
 #[derive(Debug, Clone)]
@@ -36,16 +37,16 @@ impl Report {
         self.verdicts.iter().any(|v| v.gating && v.fails())
     }
 
-    pub fn verdict(&self, name: &str) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.name == name)
+    pub fn verdict(&self, invariant: Invariant) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.invariant == invariant)
     }
 
-    /// The names of the gating verdicts that fail, in report order: what makes a run fail.
-    pub fn failing(&self) -> Vec<String> {
+    /// The gating invariants that fail, in report order: what makes a run fail.
+    pub fn failing(&self) -> Vec<Invariant> {
         self.verdicts
             .iter()
             .filter(|v| v.gating && v.fails())
-            .map(|v| v.name.to_string())
+            .map(|v| v.invariant)
             .collect()
     }
 
@@ -106,7 +107,7 @@ impl Report {
                 (Status::Fails, false) => "note",
                 (Status::Unknown(_), _) => "unknown",
             };
-            let _ = writeln!(out, "  {:<17} {:<7} {}", v.name, status, v.summary);
+            let _ = writeln!(out, "  {:<17} {:<7} {}", v.name(), status, v.summary);
             let figs: Vec<String> = v
                 .figures
                 .iter()
@@ -169,7 +170,7 @@ fn figure_text(f: &Figure) -> String {
 
 fn verdict_json(v: &Verdict) -> Value {
     let mut o = Map::new();
-    o.insert("name".into(), json!(v.name));
+    o.insert("name".into(), json!(v.name()));
     let holds = match v.status {
         Status::Holds => json!(true),
         Status::Fails => json!(false),

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::Invariant;
+
 /// Holds, fails, or cannot be decided from this history (and why). As in Jepsen, `Fails` wins a
 /// merge and `Unknown` is never passed off as `Holds`.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +61,7 @@ impl Witness {
 /// A checker's answer for one history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    pub name: &'static str,
+    pub invariant: Invariant,
     pub status: Status,
     /// Whether a `Fails` makes the whole history fail. Reported-only invariants (monotonic reads)
     /// are not gating.
@@ -71,15 +73,20 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn new(name: &'static str) -> Self {
+    pub fn new(invariant: Invariant) -> Self {
         Verdict {
-            name,
+            invariant,
             status: Status::Holds,
-            gating: true,
+            gating: invariant.gating(),
             figures: Vec::new(),
             witness: Witness::default(),
             summary: String::new(),
         }
+    }
+
+    /// The invariant's name, as reports show it.
+    pub fn name(&self) -> &'static str {
+        self.invariant.name()
     }
 
     pub fn figure(&mut self, name: &'static str, f: Figure) -> &mut Self {

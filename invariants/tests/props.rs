@@ -9,6 +9,7 @@ use invariants::history::{
     parse_line, parse_line_serde, FaultAction, OpKind, Outcome, Probe, Source,
 };
 use invariants::write::{op, Writer};
+use invariants::Invariant;
 use invariants::{check_str, Figure, Header, Report, Status};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
@@ -307,7 +308,7 @@ fn oracle(c: &Concrete) -> OracleFigures {
     }
 }
 
-fn count(r: &Report, verdict: &str, figure: &str) -> u64 {
+fn count(r: &Report, verdict: Invariant, figure: &str) -> u64 {
     match r.verdict(verdict).and_then(|v| v.get(figure)) {
         Some(Figure::Count(n)) | Some(Figure::Ns(n)) => *n,
         other => panic!("{verdict}.{figure} is {other:?}"),
@@ -316,16 +317,16 @@ fn count(r: &Report, verdict: &str, figure: &str) -> u64 {
 
 fn figures(r: &Report) -> OracleFigures {
     OracleFigures {
-        delta: count(r, "staleness", "delta_ns"),
-        stale: count(r, "staleness", "stale_reads"),
-        phantoms: count(r, "phantom", "phantom_reads"),
-        ryw: count(r, "read-your-writes", "violations"),
-        monotonic: count(r, "monotonic-reads", "violations"),
-        during: count(r, "availability", "reads_during_faults"),
-        served: count(r, "availability", "served_during_faults"),
-        steady: count(r, "hit-ratio", "steady_reads"),
-        hits: count(r, "hit-ratio", "hits"),
-        lost: count(r, "lost-writes", "keys_lost"),
+        delta: count(r, Invariant::Staleness, "delta_ns"),
+        stale: count(r, Invariant::Staleness, "stale_reads"),
+        phantoms: count(r, Invariant::Phantom, "phantom_reads"),
+        ryw: count(r, Invariant::ReadYourWrites, "violations"),
+        monotonic: count(r, Invariant::MonotonicReads, "violations"),
+        during: count(r, Invariant::Availability, "reads_during_faults"),
+        served: count(r, Invariant::Availability, "served_during_faults"),
+        steady: count(r, Invariant::HitRatio, "steady_reads"),
+        hits: count(r, Invariant::HitRatio, "hits"),
+        lost: count(r, Invariant::LostWrites, "keys_lost"),
     }
 }
 
@@ -351,7 +352,7 @@ fn verdict_shape(r: &Report) -> Vec<(String, String, Vec<String>)> {
                 Status::Unknown(_) => "unknown".to_string(),
                 s => format!("{s:?}"),
             };
-            (v.name.to_string(), status, figs)
+            (v.name().to_string(), status, figs)
         })
         .collect()
 }
@@ -392,7 +393,7 @@ proptest! {
         let report = check_str(&c.text, &[]).unwrap();
         prop_assert_eq!(figures(&report), oracle(&c), "history:\n{}", c.text);
         // The staleness witness proves exactly Δ.
-        let v = report.verdict("staleness").unwrap();
+        let v = report.verdict(Invariant::Staleness).unwrap();
         if v.fails() {
             let ids = &v.witness.ops;
             prop_assert_eq!(ids.len(), 2);
@@ -401,7 +402,7 @@ proptest! {
                 let b = c.ops.iter().find(|o| o.id == ids[1]).unwrap();
                 if a.write { (a, b) } else { (b, a) }
             };
-            prop_assert_eq!(r.invoke - w.complete, count(&report, "staleness", "delta_ns"));
+            prop_assert_eq!(r.invoke - w.complete, count(&report, Invariant::Staleness, "delta_ns"));
         }
     }
 
@@ -451,8 +452,8 @@ proptest! {
         let mut buf = Vec::new();
         let truth = generate(&spec, &mut buf).unwrap();
         let report = check_str(std::str::from_utf8(&buf).unwrap(), &[]).unwrap();
-        prop_assert_eq!(count(&report, "staleness", "delta_ns"), truth.delta_ns);
-        prop_assert_eq!(count(&report, "staleness", "stale_reads"), truth.stale_reads);
+        prop_assert_eq!(count(&report, Invariant::Staleness, "delta_ns"), truth.delta_ns);
+        prop_assert_eq!(count(&report, Invariant::Staleness, "stale_reads"), truth.stale_reads);
     }
 
     #[test]
@@ -609,7 +610,7 @@ fn history_of(steps: &[Step]) -> String {
 fn fails(steps: &[Step]) -> bool {
     check_str(&history_of(steps), &[])
         .unwrap()
-        .verdict("staleness")
+        .verdict(Invariant::Staleness)
         .unwrap()
         .fails()
 }
@@ -724,7 +725,7 @@ fn shrinking_finds_the_minimal_failing_history() {
     assert_eq!(key, read_key, "{minimal:?}");
     let report = check_str(&history_of(&minimal), &[]).unwrap();
     assert_eq!(
-        count(&report, "staleness", "delta_ns"),
+        count(&report, Invariant::Staleness, "delta_ns"),
         BOUND_NS + 1,
         "shrunk to exactly one ns past the bound (gap {gap_ns})"
     );
@@ -755,7 +756,10 @@ fn the_minimiser_merges_gaps_that_generic_shrinking_leaves_apart() {
     let minimal = minimise(split);
     assert_eq!(minimal.len(), 2, "{minimal:?}");
     let report = check_str(&history_of(&minimal), &[]).unwrap();
-    assert_eq!(count(&report, "staleness", "delta_ns"), BOUND_NS + 1);
+    assert_eq!(
+        count(&report, Invariant::Staleness, "delta_ns"),
+        BOUND_NS + 1
+    );
 }
 
 /// The shrunk history kept as a fixture: it must keep failing exactly as it did.
@@ -763,8 +767,11 @@ fn the_minimiser_merges_gaps_that_generic_shrinking_leaves_apart() {
 fn the_shrunk_fixture_still_fails_at_its_witness() {
     let text = include_str!("../test_data/shrunk-staleness.jsonl");
     let report = check_str(text, &[]).unwrap();
-    let v = report.verdict("staleness").unwrap();
+    let v = report.verdict(Invariant::Staleness).unwrap();
     assert!(v.fails());
     assert_eq!(v.witness.ops, vec![0, 1]);
-    assert_eq!(count(&report, "staleness", "delta_ns"), BOUND_NS + 1);
+    assert_eq!(
+        count(&report, Invariant::Staleness, "delta_ns"),
+        BOUND_NS + 1
+    );
 }

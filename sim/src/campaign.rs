@@ -16,6 +16,8 @@ use serde_json::json;
 use crate::expect::{self, Cell, Tally};
 use crate::run::{self, RunOutput, COMMIT};
 use crate::seedlog::{self, trace_hash};
+use invariants::invariant::join;
+use invariants::Invariant;
 
 #[derive(Parser)]
 #[command(
@@ -152,7 +154,7 @@ pub struct RunResult {
     pub ops: u64,
     /// Reads served from an aged entry (stale-while-revalidate).
     pub stale_served: u64,
-    pub failed: Vec<String>,
+    pub failed: Vec<Invariant>,
     pub report: invariants::Report,
     pub history: Vec<u8>,
     /// Requests each server answered, busiest first.
@@ -182,7 +184,7 @@ pub fn judge(sc: &Scenario, strategy: &str, seed: u64, out: RunOutput) -> RunRes
         hot_key,
         roles: out.roles,
         served: out.served,
-        scenario: sc.name.into(),
+        scenario: sc.name.clone(),
         strategy: strategy.into(),
         seed,
         trace_hash: trace_hash(&out.history),
@@ -298,7 +300,10 @@ pub fn tally_cells(
         r.failed
     });
     bar.finish_and_clear();
-    let mut out: Vec<(Cell, Tally)> = cells.iter().map(|c| (*c, Tally::default())).collect();
+    let mut out: Vec<(Cell, Tally)> = cells
+        .iter()
+        .map(|c| (c.clone(), Tally::default()))
+        .collect();
     for (&(i, seed), f) in jobs.iter().zip(failed) {
         out[i].1.add(seed, f);
     }
@@ -431,7 +436,7 @@ fn campaign(args: RunArgs) -> ExitCode {
     let bar = progress(jobs.len() as u64);
     let began = std::time::Instant::now();
     // Every run on a worker; what comes back is small (the history stays on disk, if kept).
-    let ran: Vec<(Vec<String>, Ran)> = par_map(&jobs, |&(sc, st, seed)| {
+    let ran: Vec<(Vec<Invariant>, Ran)> = par_map(&jobs, |&(sc, st, seed)| {
         let o = run_one(sc, st, seed);
         let keep = |dir: &Path| {
             save(dir, &o).map_err(|e| {
@@ -518,7 +523,7 @@ fn campaign(args: RunArgs) -> ExitCode {
         let Some((seed, inv)) = c.tally.failures.first() else {
             continue;
         };
-        println!("\n{sc} / {st}: seed {seed} fails {}", inv.join(", "));
+        println!("\n{sc} / {st}: seed {seed} fails {}", join(inv));
         if !single {
             if let Some(report) = &c.first {
                 print!("{report}");
@@ -582,9 +587,9 @@ fn list(cells: bool) -> ExitCode {
                 expect::Expect::Finds(invs) => {
                     println!(
                         "{} {} finds {}{}",
-                        c.scenario,
+                        &c.scenario,
                         c.strategy.name(),
-                        invs.join(","),
+                        invs.iter().map(|i| i.name()).collect::<Vec<_>>().join(","),
                         if c.buggify { " with-buggify" } else { "" }
                     )
                 }
@@ -616,7 +621,7 @@ fn judge_all(rows: &[(Cell, Tally)]) -> bool {
             if let Some((seed, _)) = t.failures.first() {
                 eprint!(
                     "{}",
-                    replay_commands_with(c.scenario, c.strategy.name(), *seed, c.buggify, None)
+                    replay_commands_with(&c.scenario, c.strategy.name(), *seed, c.buggify, None)
                 );
             }
         }
@@ -683,8 +688,10 @@ fn matrix_cmd(
     } else {
         print!("{md}");
     }
-    let tallies: Vec<(Cell, expect::Tally)> =
-        rows.iter().map(|r| (r.cell, r.tally.clone())).collect();
+    let tallies: Vec<(Cell, expect::Tally)> = rows
+        .iter()
+        .map(|r| (r.cell.clone(), r.tally.clone()))
+        .collect();
     let held = judge_all(&tallies);
     let markers = (crate::matrix::README_BEGIN, crate::matrix::README_END);
     match readme
@@ -751,12 +758,12 @@ fn stf_cmd(readme: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
 }
 
 /// One seed in a child process of this binary: its failing invariants.
-fn run_child(c: &Cell, seed: u64, out: &Path) -> Result<Vec<String>, String> {
+fn run_child(c: &Cell, seed: u64, out: &Path) -> Result<Vec<Invariant>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let o = std::process::Command::new(exe)
         .args([
             "--scenario",
-            c.scenario,
+            &c.scenario,
             "--strategy",
             c.strategy.name(),
             "--json",
@@ -774,14 +781,21 @@ fn run_child(c: &Cell, seed: u64, out: &Path) -> Result<Vec<String>, String> {
             c.scenario, c.strategy.name(), o.status.code(), c.scenario, c.strategy.name()
         )
     })?;
-    Ok(v["failed"]
+    v["failed"]
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
+                .map(|x| Invariant::parse(x.as_str().unwrap_or_default()))
+                .collect::<Result<Vec<_>, _>>()
         })
-        .unwrap_or_default())
+        .unwrap_or(Ok(Vec::new()))
+        .map_err(|e| {
+            format!(
+                "{} / {} / seed {seed}: the child's result: {e}",
+                c.scenario,
+                c.strategy.name()
+            )
+        })
 }
 
 fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
@@ -806,14 +820,10 @@ fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
                 let log = out.join(format!("{}-{}-{seed}.jsonl", c.scenario, c.strategy.name()));
                 let name = c.strategy.name();
                 bar.suspend(|| {
-                    println!(
-                        "FAIL {} {name} seed {seed}: {}",
-                        c.scenario,
-                        failed.join(", ")
-                    );
+                    println!("FAIL {} {name} seed {seed}: {}", &c.scenario, join(failed));
                     print!(
                         "{}",
-                        replay_commands_with(c.scenario, name, seed, c.buggify, Some(&log))
+                        replay_commands_with(&c.scenario, name, seed, c.buggify, Some(&log))
                     );
                 });
             }
@@ -824,7 +834,10 @@ fn nightly(seeds: u64, first: u64, out: &Path) -> ExitCode {
         r
     });
     bar.finish_and_clear();
-    let mut rows: Vec<(Cell, Tally)> = cells.iter().map(|c| (*c, Tally::default())).collect();
+    let mut rows: Vec<(Cell, Tally)> = cells
+        .iter()
+        .map(|c| (c.clone(), Tally::default()))
+        .collect();
     let mut harness_errors = 0;
     for (&(i, seed), r) in jobs.iter().zip(results) {
         match r {
@@ -850,7 +863,7 @@ struct Logged {
     sc: Scenario,
     st: Builtin,
     /// The gating invariants the logged run failed.
-    before: Vec<String>,
+    before: Vec<Invariant>,
 }
 
 fn logged_run(file: &Path) -> Result<Logged, String> {
@@ -868,7 +881,7 @@ fn logged_run(file: &Path) -> Result<Logged, String> {
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let st = strategies(std::slice::from_ref(&run.strategy))
         .map_err(|e| format!("{}: {e}", file.display()))?[0];
-    let before: Vec<String> =
+    let before: Vec<Invariant> =
         invariants::check_str(std::str::from_utf8(&saved).unwrap_or_default(), &[])
             .map(|r| r.failing())
             .unwrap_or_default();
@@ -896,7 +909,14 @@ fn shrink_cmd(file: &Path, invariant: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(inv) = invariant.or_else(|| before.first().cloned()) else {
+    let inv = match invariant.as_deref().map(Invariant::parse).transpose() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("cargo sim shrink: --invariant: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(inv) = inv.or_else(|| before.first().copied()) else {
         eprintln!(
             "cargo sim shrink: {} records a run that fails no invariant: pass a failing run's seed log",
             file.display()
@@ -907,14 +927,14 @@ fn shrink_cmd(file: &Path, invariant: Option<String>) -> ExitCode {
         "shrinking {} / {} / seed {} while {inv} fails",
         run.scenario, run.strategy, run.seed
     );
-    let Some(s) = crate::shrink::shrink(&sc, st, run.seed, &inv, |what| println!("  kept: {what}"))
+    let Some(s) = crate::shrink::shrink(&sc, st, run.seed, inv, |what| println!("  kept: {what}"))
     else {
         println!(
             "{} / {} / seed {} does not fail {inv}: nothing to shrink (failing: [{}])",
             run.scenario,
             run.strategy,
             run.seed,
-            before.join(", ")
+            join(&before)
         );
         return ExitCode::from(1);
     };
@@ -946,7 +966,7 @@ fn shrink_cmd(file: &Path, invariant: Option<String>) -> ExitCode {
             step.at_ms, step.for_ms, step.fault
         );
     }
-    if let Some(v) = s.result.report.verdict(&inv) {
+    if let Some(v) = s.result.report.verdict(inv) {
         println!("  {inv}: {}", v.summary);
     }
     println!("  saved:   {}", out.display());
@@ -969,14 +989,14 @@ pub fn replay(file: &Path) -> Result<(bool, String), String> {
         let failing = if o.failed.is_empty() {
             "no invariant".to_string()
         } else {
-            o.failed.join(", ")
+            join(&o.failed)
         };
         Ok((
             true,
             format!("reproduced: {what}: {failing} fail again, trace hash {got}"),
         ))
     } else {
-        Ok((false, format!("NOT reproduced: {what}: trace hash {got} (log {want}), failing now [{}] (log [{}])", o.failed.join(", "), before.join(", "))))
+        Ok((false, format!("NOT reproduced: {what}: trace hash {got} (log {want}), failing now [{}] (log [{}])", join(&o.failed), join(&before))))
     }
 }
 

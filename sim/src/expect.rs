@@ -4,136 +4,63 @@
 //! gate all read this one list, so a promise cannot be stated in one place and broken in another.
 
 use aside::Builtin;
+pub use chaos::scenario::Expect;
+use chaos::scenario::{Promise, Scenario};
+use invariants::Invariant;
 
-/// The seeds every cell is judged on in the test command and the README table.
+/// The seeds every cell is judged on in the test command and the results table.
 pub const SEEDS: std::ops::RangeInclusive<u64> = 1..=20;
 
-/// What a cell promises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// No gating invariant fails on any seed.
-    Holds,
-    /// Some seed fails, and every invariant named here fails on at least one seed (others may
-    /// fail too: they are reported, not promised).
-    Finds(&'static [&'static str]),
-}
-
-/// One promise of the table.
-#[derive(Debug, Clone, Copy)]
+/// One promise of the table: a scenario's promise for one strategy.
+#[derive(Debug, Clone)]
 pub struct Cell {
-    pub scenario: &'static str,
+    pub scenario: String,
     pub strategy: Builtin,
     pub expect: Expect,
-    /// Why, in a sentence a user can act on (shown in the README table).
-    pub why: &'static str,
+    /// Why, in a sentence a user can act on (shown in the results table).
+    pub why: String,
     /// The cell's runs use BUGGIFY (`crate::buggify`): only for findings, whose race window is
-    /// too narrow to show within the seeds otherwise (`cargo sim stf` shows how narrow). Never
-    /// for a cell that holds: BUGGIFY's delays bend the latency bounds.
+    /// too narrow to show within the seeds otherwise (`cargo sim stf` shows how narrow).
     pub buggify: bool,
+    /// The scenario as the cell's runs use it.
+    sc: Scenario,
 }
 
 impl Cell {
-    fn buggified(self) -> Cell {
-        assert!(
-            matches!(self.expect, Expect::Finds(_)),
-            "{}: BUGGIFY is for findings",
-            self.scenario
-        );
+    /// The cell of `sc`'s promise `p`.
+    pub fn of(sc: &Scenario, p: &Promise) -> Cell {
+        let mut run = sc.clone();
+        run.buggify = p.buggify;
         Cell {
-            buggify: true,
-            ..self
+            scenario: sc.name.clone(),
+            strategy: p.strategy,
+            expect: p.expect.clone(),
+            why: p.why.clone(),
+            buggify: p.buggify,
+            sc: run,
         }
     }
 
     /// The cell's scenario as its runs use it.
-    pub fn scenario(&self) -> Result<chaos::scenario::Scenario, String> {
-        let mut sc = chaos::scenario::find(self.scenario)?;
-        sc.buggify = self.buggify;
-        Ok(sc)
+    pub fn scenario(&self) -> Result<Scenario, String> {
+        Ok(self.sc.clone())
     }
 }
 
-const RACE: &[&str] = &["staleness", "convergence"];
-
 /// The invariant that fails when a fault did not take effect.
-pub const HARNESS_ERROR: &str = "fault-effect";
+pub const HARNESS_ERROR: Invariant = Invariant::FaultEffect;
 
-/// Every promise, in table order.
+/// Every promise of `scenarios`, in table order (scenario, then strategy).
+pub fn cells_of(scenarios: &[Scenario]) -> Vec<Cell> {
+    scenarios
+        .iter()
+        .flat_map(|sc| sc.promises.iter().map(move |p| Cell::of(sc, p)))
+        .collect()
+}
+
+/// Every promise of the catalog, in table order.
 pub fn cells() -> Vec<Cell> {
-    use Builtin::{Durable, Naive, Versioned};
-    use Expect::{Finds, Holds};
-    let cell = |scenario, strategy, expect, why| Cell {
-        scenario,
-        strategy,
-        expect,
-        why,
-        buggify: false,
-    };
-    vec![
-        cell("fill-race", Naive, Finds(RACE), "a miss loads the old row, the writer deletes, the late fill puts the old row back"),
-        cell("fill-race", Versioned, Holds, "a fill older than the tombstone is refused"),
-        cell("fill-race", Durable, Holds, "fills and tombstones as `versioned`; the invalidator's repairs leave an entry of the written version alone"),
-        cell("replica-lag", Naive, Finds(&["staleness", "convergence", "read-your-writes"]), "misses read the replica 50 ms behind and cache what it returns"),
-        cell("replica-lag", Versioned, Finds(&["read-your-writes", "hit-ratio"]), "no stale fill survives the tombstone, but a replica read right after a client's own write returns its old row, and refused fills cost hits"),
-        cell("replica-lag", Durable, Holds, "the replica guard: a miss reads the primary while the replica has not replayed the version the outbox named"),
-        cell("redis-failover", Naive, Finds(&["staleness", "convergence"]), "invalidations fail while the master is down and are never retried"),
-        cell("redis-failover", Versioned, Finds(&["staleness", "convergence"]), "tombstones not yet replicated die with the old master; only an outbox and an invalidator (`durable`, DESIGN.md) fix this"),
-        cell("redis-failover", Durable, Holds, "the switch fences L1 at once and the invalidator replays the last W of the outbox on the new master"),
-        cell("memcached-restart", Naive, Finds(RACE), "the fill race again, on the misses the empty node causes"),
-        cell("memcached-restart", Versioned, Finds(&["staleness", "convergence"]), "the app node's breaker keeps memcached-1's circuit open for a cooldown after the node is back; an invalidation skipped then is never retried, so a value filled before it stays (the outbox of `durable` retries it)").buggified(),
-        cell("memcached-restart", Durable, Holds, "an invalidation the open circuit skipped fences the node until the invalidator applies it"),
-        cell("stale-while-revalidate", Naive, Finds(&["staleness"]), "the race, now on the refreshes of aged entries"),
-        cell("stale-while-revalidate", Versioned, Holds, "aged entries are served while one reader refreshes; a refresh older than a tombstone is refused"),
-        cell("stale-while-revalidate", Durable, Holds, "as `versioned`"),
-        cell("partition-app-l1", Naive, Finds(&["staleness", "convergence"]), "writes during the cut cannot delete from Redis, and nothing retries them"),
-        cell("partition-app-l1", Versioned, Finds(&["staleness", "convergence"]), "tombstones that cannot reach Redis during the cut are lost: the old values stay (an outbox fixes this)"),
-        cell("partition-app-l1", Durable, Holds, "a tombstone that cannot reach Redis fences L1 until the invalidator applies it after the cut"),
-        cell("partition-app-l2", Naive, Finds(&["staleness", "convergence"]), "memcached keeps the values writes could not delete; after the cut L1 misses refill from them"),
-        cell("partition-app-l2", Versioned, Finds(&["staleness", "convergence"]), "memcached keeps the old values the cut kept tombstones from; an L2 hit serves them (the L1 refill is refused, the read is not)"),
-        cell("partition-app-l2", Durable, Holds, "a tombstone that cannot reach a memcached node fences that node until the invalidator applies it"),
-        cell("partition-app-db", Naive, Holds, "misses and writes wait out the 1 s cut: their requests are resent, as over TCP, and answered within the 2 s database deadline; hits go on"),
-        cell("partition-app-db", Versioned, Holds, "misses and writes wait out the 1 s cut: their requests are resent, as over TCP, and answered within the 2 s database deadline; hits go on"),
-        cell("partition-app-db", Durable, Holds, "misses and writes wait out the 1 s cut: their requests are resent, as over TCP, and answered within the 2 s database deadline; hits go on"),
-        cell("one-way-partition", Naive, Finds(&["staleness"]), "the replies lost during the cut arrive after it, resent: a load that read the old row before a write completes after it, and its fill lands after the write's delete"),
-        cell("one-way-partition", Versioned, Finds(&["staleness"]), "a reader joins its own app node's load that began before another node's write; the load's reply, resent after the cut, arrives after the write completed and serves the old row (`durable`'s invalidator closes the key's load when the outbox row arrives)"),
-        cell("one-way-partition", Durable, Holds, "PostgreSQL's replies are lost for 1 s: the resent requests are answered from its reply cache once the link heals, within the 2 s deadline (nothing runs twice)"),
-        cell("sentinel-partition", Naive, Finds(&[]), "one Sentinel alone promotes nothing; the fill race remains"),
-        cell("sentinel-partition", Versioned, Holds, "one Sentinel alone promotes nothing"),
-        cell("sentinel-partition", Durable, Holds, "one Sentinel alone promotes nothing"),
-        cell("split-brain", Naive, Finds(&["staleness", "convergence"]), "deletes app-1 sent to the isolated old master are acknowledged, then discarded when the Sentinels demote it; the promoted replica keeps the old values"),
-        cell("split-brain", Versioned, Finds(&["staleness", "convergence"]), "tombstones acknowledged by the isolated old master are discarded when it is demoted and resyncs (Jepsen's Redis finding); only `min-replicas-to-write` and an outbox replayed against the new master (`durable`) fix this"),
-        cell("split-brain", Durable, Holds, "every app node's invalidator applies every outbox row, so app-1's writes reach the new master through the majority's; app-1 replays W when it follows the switch"),
-        cell("memcached-rejoin", Naive, Finds(&["staleness", "convergence"]), "deletes that could not reach the frozen node are lost: it rejoins with the old values"),
-        cell("memcached-rejoin", Versioned, Finds(&["staleness", "convergence"]), "tombstones that could not reach the frozen node are lost: it rejoins with the old values (`durable` fences the node until its invalidator has applied them)"),
-        cell("memcached-rejoin", Durable, Holds, "the frozen node is fenced by every app node that could not tombstone it, until their invalidators have"),
-        cell("app-pause", Naive, Finds(&["staleness"]), "the frozen app finishes a fill of an old row after the lease expired and writes moved on"),
-        cell("app-pause", Versioned, Holds, "late fills are refused by tombstones; a narrower race, a writer frozen between its L1 and L2 tombstones that wakes past the L2 call's deadline, leaves the L2 tombstone unwritten on 4 of seeds 1-200 (first: seed 29), never on these"),
-        cell("app-pause", Durable, Holds, "the L2 tombstone the frozen writer never sent is applied by the other app nodes' invalidators"),
-        cell("latency-spike", Naive, Finds(&["staleness", "convergence"]), "Redis calls time out for the spike: deletes are lost and never retried"),
-        cell("latency-spike", Versioned, Finds(&["staleness", "convergence"]), "Redis calls time out for the spike: tombstones are lost and never retried (at 40 ms too, on 2 of seeds 1-20 and 3 of seeds 100-159: an L2 tombstone's gets + cas can outlast memcached's 200 ms timeout)"),
-        cell("latency-spike", Durable, Holds, "timed-out tombstones fence the tier; the invalidator's retries do not trip the breakers reads use"),
-        cell("packet-loss", Naive, Finds(&["staleness", "convergence"]), "a lost delete is never retried"),
-        cell("packet-loss", Versioned, Finds(&["staleness", "convergence"]), "a lost tombstone is never retried (an outbox fixes this)"),
-        cell("packet-loss", Durable, Holds, "a lost tombstone fences its tier until the invalidator's retry lands; lost requests are resent, as over TCP"),
-        cell("pg-lag-spike", Naive, Finds(&["staleness", "convergence"]), "misses read rows 2 s old from the replica and cache them"),
-        cell("pg-lag-spike", Versioned, Finds(&["staleness", "read-your-writes"]), "tombstones refuse every fill of the replica's old rows, but the miss itself returns the old row: reads are served 2 s stale (`durable`'s replica guard reads the primary while the replica is behind)"),
-        cell("pg-lag-spike", Durable, Holds, "the replica guard sends misses to the primary while the replica is behind"),
-        cell("redis-memory-full", Naive, Finds(&["staleness"]), "evictions only cost hits; the fill race remains"),
-        cell("redis-memory-full", Versioned, Holds, "Redis evicts (L1 hit ratio during the limit is reported), memcached absorbs the misses, fills stay ordered by tombstones"),
-        cell("redis-memory-full", Durable, Holds, "as `versioned`"),
-        cell("cold-start", Naive, Finds(&["staleness"]), "single-flight keeps the database under its ceiling; the fill race of the refill remains").buggified(),
-        cell("cold-start", Versioned, Holds, "single-flight and leases refill both tiers within one database read per key per app node"),
-        cell("cold-start", Durable, Holds, "as `versioned`: the invalidator's reads of the outbox are not reads of rows"),
-        cell("hot-key", Naive, Finds(&["staleness"]), "the fill race, concentrated on the hot key"),
-        cell("hot-key", Versioned, Holds, "a hot key is coalesced and fills stay ordered"),
-        cell("hot-key", Durable, Holds, "as `versioned`"),
-        cell("scan-gap", Naive, Finds(&["staleness"]), "deletes by pattern reach only what SCAN finds in Redis; a sibling held only in memcached keeps its old value, and fills race the deletes").buggified(),
-        cell("scan-gap", Versioned, Finds(&["staleness"]), "pattern invalidation SCANs Redis only: a sibling held only in memcached (memcached has no SCAN) is never tombstoned, and the next L1 miss refills its old value (`durable`'s invalidator tombstones every sibling from the transaction's outbox rows)").buggified(),
-        cell("scan-gap", Durable, Holds, "the transaction's outbox rows name every sibling listing: the invalidator tombstones the ones SCAN cannot see"),
-        cell("random", Naive, Finds(&["staleness", "convergence"]), "random plans reach every way above of losing a delete"),
-        cell("random", Versioned, Finds(&["staleness", "convergence"]), "random plans reach the faults above that lose tombstones (a partition, a pause, a failover); every fault is observed taking effect on every seed"),
-        cell("random", Durable, Holds, "every fault above, at random times and overlaps: no plan leaves a read stale past Δ"),
-    ]
+    cells_of(&chaos::scenario::catalog())
 }
 
 /// The cell of (`scenario`, `strategy`), if the table states one.
@@ -151,7 +78,7 @@ pub const COMPARE_END: &str = "<!-- end of generated sim-versus-real table -->";
 /// The simulator's column of the sim-versus-real table for `cell` (`holds`, or `finds ...`),
 /// and whether it promises a failure.
 pub fn promise(cell: &Cell) -> (String, bool) {
-    match cell.expect {
+    match &cell.expect {
         Expect::Holds => ("holds".to_string(), false),
         Expect::Finds(names) => (
             format!(
@@ -159,7 +86,7 @@ pub fn promise(cell: &Cell) -> (String, bool) {
                 if names.is_empty() {
                     "a failure".to_string()
                 } else {
-                    names.join(", ")
+                    invariants::invariant::join(names)
                 },
                 if cell.buggify { " (with BUGGIFY)" } else { "" }
             ),
@@ -173,11 +100,11 @@ pub fn promise(cell: &Cell) -> (String, bool) {
 pub struct Tally {
     pub runs: u64,
     /// Failing seeds with their failing gating invariants, in seed order.
-    pub failures: Vec<(u64, Vec<String>)>,
+    pub failures: Vec<(u64, Vec<Invariant>)>,
 }
 
 impl Tally {
-    pub fn add(&mut self, seed: u64, failed: Vec<String>) {
+    pub fn add(&mut self, seed: u64, failed: Vec<Invariant>) {
         self.runs += 1;
         if !failed.is_empty() {
             self.failures.push((seed, failed));
@@ -185,29 +112,23 @@ impl Tally {
     }
 
     /// Runs that failed `invariant`.
-    pub fn count(&self, invariant: &str) -> usize {
+    pub fn count(&self, invariant: Invariant) -> usize {
         self.failures
             .iter()
-            .filter(|(_, f)| f.iter().any(|i| i == invariant))
+            .filter(|(_, f)| f.contains(&invariant))
             .count()
     }
 
     /// Every failing invariant with its run count, by name.
-    pub fn by_invariant(&self) -> Vec<(String, usize)> {
-        let mut names: Vec<String> = self
+    pub fn by_invariant(&self) -> Vec<(Invariant, usize)> {
+        let mut invs: Vec<Invariant> = self
             .failures
             .iter()
-            .flat_map(|(_, f)| f.iter().cloned())
+            .flat_map(|(_, f)| f.iter().copied())
             .collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .map(|n| {
-                let c = self.count(&n);
-                (n, c)
-            })
-            .collect()
+        invs.sort_by_key(|i| i.name());
+        invs.dedup();
+        invs.into_iter().map(|i| (i, self.count(i))).collect()
     }
 
     /// `Err(why)` when this tally breaks the cell's promise.
@@ -218,7 +139,7 @@ impl Tally {
         if let Some((seed, _)) = self
             .failures
             .iter()
-            .find(|(_, f)| f.iter().any(|i| i == HARNESS_ERROR))
+            .find(|(_, f)| f.contains(&HARNESS_ERROR))
         {
             return Err(format!(
                 "{what}: a fault did not take effect on seed {seed} ({HARNESS_ERROR} failed on {} of {} seeds): the nemesis, not the strategy, is broken",
@@ -226,25 +147,25 @@ impl Tally {
                 self.runs
             ));
         }
-        match cell.expect {
+        match &cell.expect {
             Expect::Holds => match self.failures.first() {
                 None => Ok(()),
                 Some((seed, failed)) => Err(format!(
                     "{what} is promised to hold but failed on {} of {} seeds (first: seed {seed}, {})",
                     self.failures.len(),
                     self.runs,
-                    failed.join(", ")
+                    invariants::invariant::join(failed)
                 )),
             },
             Expect::Finds(names) => self.judge_finds(&what, names),
         }
     }
 
-    fn judge_finds(&self, what: &str, names: &[&str]) -> Result<(), String> {
-        let missing: Vec<&str> = names
+    fn judge_finds(&self, what: &str, names: &[Invariant]) -> Result<(), String> {
+        let missing: Vec<Invariant> = names
             .iter()
             .copied()
-            .filter(|n| self.count(n) == 0)
+            .filter(|n| self.count(*n) == 0)
             .collect();
         if missing.is_empty() && !self.failures.is_empty() {
             return Ok(());
@@ -254,7 +175,7 @@ impl Tally {
             if missing.is_empty() {
                 "any failure".to_string()
             } else {
-                missing.join(", ")
+                invariants::invariant::join(&missing)
             },
             self.runs,
             self.summary()
@@ -294,8 +215,8 @@ pub fn markdown(rows: &[(Cell, Tally)], about: impl Fn(&str) -> String) -> Strin
     };
     let mut scenarios: Vec<&str> = Vec::new();
     for (c, _) in rows {
-        if !scenarios.contains(&c.scenario) {
-            scenarios.push(c.scenario);
+        if !scenarios.contains(&c.scenario.as_str()) {
+            scenarios.push(&c.scenario);
         }
     }
     let mut out = String::from("| scenario |");
@@ -362,7 +283,7 @@ mod tests {
             let f = fails
                 .iter()
                 .find(|(seed, _)| *seed == s)
-                .map(|(_, f)| f.iter().map(|x| x.to_string()).collect())
+                .map(|(_, f)| f.iter().map(|x| Invariant::parse(x).unwrap()).collect())
                 .unwrap_or_default();
             t.add(s, f);
         }
@@ -395,7 +316,10 @@ mod tests {
 
     #[test]
     fn every_cell_names_a_known_scenario_once() {
-        let names: Vec<&str> = chaos::scenario::catalog().iter().map(|s| s.name).collect();
+        let names: Vec<String> = chaos::scenario::catalog()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         let cs = cells();
         for c in &cs {
             assert!(names.contains(&c.scenario), "{}", c.scenario);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use invariants::verdict::Figure;
-use invariants::Report;
+use invariants::{Invariant, Report};
 use serde_json::json;
 
 use crate::expect::{self, Cell, Tally};
@@ -47,18 +47,17 @@ impl CellFigures {
     }
 
     /// Adds one run: its seed, failing gating invariants and the [`figures`] of its report.
-    pub fn add(&mut self, seed: u64, failed: Vec<String>, figures: RunFigures) {
-        let [reads, stale, delta, peak, steady, hits] = figures;
+    pub fn add(&mut self, seed: u64, failed: Vec<Invariant>, figures: RunFigures) {
         for f in &failed {
-            self.replay.entry(f.clone()).or_insert(seed);
+            self.replay.entry(f.name().to_string()).or_insert(seed);
         }
         self.tally.add(seed, failed);
-        self.reads += reads;
-        self.stale += stale;
-        self.delta_max_ns = self.delta_max_ns.max(delta);
-        self.peak_db_qps = self.peak_db_qps.max(peak);
-        self.steady_reads += steady;
-        self.hits += hits;
+        self.reads += figures.reads;
+        self.stale += figures.stale_reads;
+        self.delta_max_ns = self.delta_max_ns.max(figures.delta_ns);
+        self.peak_db_qps = self.peak_db_qps.max(figures.peak_db_qps);
+        self.steady_reads += figures.steady_reads;
+        self.hits += figures.hits;
     }
 
     /// `-log10(stale / reads)`: None when nothing was stale.
@@ -83,7 +82,12 @@ impl CellFigures {
             "buggify": self.cell.buggify,
             "runs": self.tally.runs,
             "failed_runs": self.tally.failures.len(),
-            "failing": self.tally.by_invariant().into_iter().collect::<BTreeMap<_, _>>(),
+            "failing": self
+                .tally
+                .by_invariant()
+                .into_iter()
+                .map(|(i, n)| (i.name(), n))
+                .collect::<BTreeMap<_, _>>(),
             "promise": expect::promise(&self.cell).0,
             "promise_kept": self.judge().is_ok(),
             "reads": self.reads,
@@ -97,19 +101,30 @@ impl CellFigures {
     }
 }
 
-fn count(r: &Report, verdict: &str, figure: &str) -> u64 {
+fn count(r: &Report, verdict: Invariant, figure: &str) -> u64 {
     match r.verdict(verdict).and_then(|v| v.get(figure)) {
         Some(Figure::Count(n) | Figure::Ns(n)) => *n,
         _ => 0,
     }
 }
 
-/// The figures of one run: (reads, stale, Δ ns, peak DB QPS, steady reads, hits).
-pub type RunFigures = [u64; 6];
+/// What the matrix keeps of one run: a few figures of its report, not the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFigures {
+    /// Reads the staleness checker judged, and those it found stale.
+    pub reads: u64,
+    pub stale_reads: u64,
+    /// The run's largest staleness (0: none).
+    pub delta_ns: u64,
+    pub peak_db_qps: u64,
+    /// Steady-phase reads, and the hits among them.
+    pub steady_reads: u64,
+    pub hits: u64,
+}
 
 /// A run's [`RunFigures`], read off its report.
 pub fn figures(r: &Report) -> RunFigures {
-    let peak = r
+    let peak_db_qps = r
         .verdicts
         .iter()
         .find_map(|v| match v.get("peak_db_qps") {
@@ -117,14 +132,14 @@ pub fn figures(r: &Report) -> RunFigures {
             _ => None,
         })
         .unwrap_or(0);
-    [
-        count(r, "staleness", "ok_reads"),
-        count(r, "staleness", "stale_reads"),
-        count(r, "staleness", "delta_ns"),
-        peak,
-        count(r, "hit-ratio", "steady_reads"),
-        count(r, "hit-ratio", "hits"),
-    ]
+    RunFigures {
+        reads: count(r, Invariant::Staleness, "ok_reads"),
+        stale_reads: count(r, Invariant::Staleness, "stale_reads"),
+        delta_ns: count(r, Invariant::Staleness, "delta_ns"),
+        peak_db_qps,
+        steady_reads: count(r, Invariant::HitRatio, "steady_reads"),
+        hits: count(r, Invariant::HitRatio, "hits"),
+    }
 }
 
 /// Runs every cell over `seeds` on every core, with a progress bar.
@@ -145,7 +160,7 @@ pub fn run(cells: &[Cell], seeds: RangeInclusive<u64>) -> Result<Vec<CellFigures
         (r.failed, figures(&r.report))
     });
     bar.finish_and_clear();
-    let mut out: Vec<CellFigures> = cells.iter().map(|&c| CellFigures::new(c)).collect();
+    let mut out: Vec<CellFigures> = cells.iter().cloned().map(CellFigures::new).collect();
     for (&(i, seed), (failed, figs)) in jobs.iter().zip(results) {
         out[i].add(seed, failed, figs);
     }

@@ -14,6 +14,7 @@ use chaos::scenario::Scenario;
 
 use crate::campaign::{par_map, run_one, RunResult};
 use crate::expect::HARNESS_ERROR;
+use invariants::Invariant;
 
 /// Faults shorter than this are not halved again.
 const SHORTEST_FAULT_MS: u64 = 50;
@@ -31,8 +32,8 @@ pub struct Shrunk {
 }
 
 /// Does `r` still show the failure being shrunk?
-fn still_fails(r: &RunResult, invariant: &str) -> bool {
-    r.failed.iter().any(|f| f == invariant) && !r.failed.iter().any(|f| f == HARNESS_ERROR)
+fn still_fails(r: &RunResult, invariant: Invariant) -> bool {
+    r.failed.contains(&invariant) && !r.failed.contains(&HARNESS_ERROR)
 }
 
 /// Every one-step reduction of `sc`, most valuable first (a fault fewer before a shorter one).
@@ -97,7 +98,7 @@ pub fn shrink(
     sc: &Scenario,
     strategy: Builtin,
     seed: u64,
-    invariant: &str,
+    invariant: Invariant,
     mut on_round: impl FnMut(&str),
 ) -> Option<Shrunk> {
     // A random plan is drawn once, from the seed, and then shrunk like any other.

@@ -4,6 +4,8 @@
 //! and BUGGIFY's delays are there to widen such windows.
 
 use crate::campaign::{par_map, run_one};
+use invariants::Invariant;
+
 use crate::expect::{self, Cell, Expect, HARNESS_ERROR};
 
 /// Seeds tried per cell before giving up.
@@ -16,7 +18,7 @@ pub const README_BEGIN: &str =
 pub const README_END: &str = "<!-- end of generated seeds-to-first-failure table -->";
 
 /// One finding's seeds to first failure.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub cell: Cell,
     /// The first seed (from 1) by which every named invariant has failed, without BUGGIFY.
@@ -27,21 +29,21 @@ pub struct Row {
 /// The first seed by which every invariant `cell` names has failed on some seed (any gating
 /// failure for a cell that names none); `None` within [`MAX_SEEDS`].
 pub fn first_failure(cell: &Cell, buggify: bool) -> Option<u64> {
-    let Expect::Finds(names) = cell.expect else {
+    let Expect::Finds(names) = &cell.expect else {
         return None;
     };
     let mut sc = cell.scenario().expect("cells name catalog scenarios");
     sc.buggify = buggify;
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: Vec<Invariant> = Vec::new();
     for seed in 1..=MAX_SEEDS {
         let r = run_one(&sc, cell.strategy, seed);
         // A harness error is never a finding.
-        if names.is_empty() && r.failed.iter().any(|f| f != HARNESS_ERROR) {
+        if names.is_empty() && r.failed.iter().any(|f| *f != HARNESS_ERROR) {
             return Some(seed);
         }
-        for n in names.iter().filter(|n| r.failed.iter().any(|f| f == *n)) {
+        for n in names.iter().filter(|n| r.failed.contains(n)) {
             if !seen.contains(n) {
-                seen.push(n);
+                seen.push(*n);
             }
         }
         if !names.is_empty() && seen.len() == names.len() {
@@ -64,8 +66,8 @@ pub fn rows() -> Vec<Row> {
     cells
         .iter()
         .enumerate()
-        .map(|(i, &cell)| Row {
-            cell,
+        .map(|(i, cell)| Row {
+            cell: cell.clone(),
             plain: found[2 * i],
             buggified: found[2 * i + 1],
         })
@@ -86,13 +88,13 @@ pub fn markdown(rows: &[Row]) -> String {
         "| scenario | strategy | finds | seeds to first failure | with BUGGIFY |\n|---|---|---|---|---|\n",
     );
     for r in rows {
-        let Expect::Finds(names) = r.cell.expect else {
+        let Expect::Finds(names) = &r.cell.expect else {
             continue;
         };
         let finds = if names.is_empty() {
             "any failure".to_string()
         } else {
-            names.join(", ")
+            invariants::invariant::join(names)
         };
         s.push_str(&format!(
             "| `{}` | {} | {finds} | {} | {} |\n",

@@ -3,6 +3,7 @@
 
 use aside::Builtin;
 use chaos::scenario;
+use invariants::Invariant;
 use sim::campaign::{replay, run_one, save};
 
 #[test]
@@ -11,12 +12,9 @@ fn naive_fill_invalidate_race_is_found_within_50_seeds_without_faults() {
     assert!(sc.plan.is_empty());
     for seed in 1..=50 {
         let o = run_one(&sc, Builtin::Naive, seed);
-        let Some(v) = o
-            .report
-            .verdicts
-            .iter()
-            .find(|v| (v.name == "staleness" || v.name == "convergence") && v.fails())
-        else {
+        let Some(v) = o.report.verdicts.iter().find(|v| {
+            matches!(v.invariant, Invariant::Staleness | Invariant::Convergence) && v.fails()
+        }) else {
             continue;
         };
         // The witness is the few ops (and probe lines) that prove it: the newer write and the
@@ -27,14 +25,14 @@ fn naive_fill_invalidate_race_is_found_within_50_seeds_without_faults() {
             "seed {seed}: witness of {} lines",
             v.witness.lines.len()
         );
-        if v.name == "staleness" {
+        if v.invariant == Invariant::Staleness {
             assert_eq!(
                 v.witness.ops.len(),
                 2,
                 "seed {seed}: the write and the stale read"
             );
         }
-        println!("found at seed {seed}: {} ({})", v.name, v.summary);
+        println!("found at seed {seed}: {} ({})", v.name(), v.summary);
         return;
     }
     panic!("the naive strategy's fill/invalidate race was not found in 50 seeds");
@@ -43,7 +41,7 @@ fn naive_fill_invalidate_race_is_found_within_50_seeds_without_faults() {
 #[test]
 fn versioned_passes_fill_race_on_500_seeds() {
     let sc = scenario::find("fill-race").unwrap();
-    let failing: Vec<(u64, Vec<String>)> = (1..=500)
+    let failing: Vec<(u64, Vec<Invariant>)> = (1..=500)
         .map(|s| run_one(&sc, Builtin::Versioned, s))
         .filter(|o| !o.failed.is_empty())
         .map(|o| (o.seed, o.failed))
@@ -209,9 +207,9 @@ fn a_stale_read_of_the_race_is_explained_by_its_load_invalidation_and_late_fill(
     let sc = scenario::find("fill-race").unwrap();
     let o = (1..=50)
         .map(|s| run_one(&sc, Builtin::Naive, s))
-        .find(|o| o.report.verdict("staleness").unwrap().fails())
+        .find(|o| o.report.verdict(Invariant::Staleness).unwrap().fails())
         .expect("naive goes stale within 50 seeds");
-    let v = o.report.verdict("staleness").unwrap();
+    let v = o.report.verdict(Invariant::Staleness).unwrap();
     for part in ["causal chain:", "loaded v", "invalidated v", "filled v"] {
         assert!(
             v.summary.contains(part),
@@ -245,13 +243,13 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     assert!(!run("fill-race", Builtin::Naive, 20).failed.is_empty());
     // "--seed 28: a stale read and its causal chain"
     let r = run("fill-race", Builtin::Naive, 28);
-    let v = r.report.verdict("staleness").unwrap();
+    let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(v.fails() && v.summary.contains("causal chain") && v.summary.contains("filled v"));
     // "memcached-restart --strategy versioned --seed 2 --buggify" shows the skipped invalidation.
     let mut sc = scenario::find("memcached-restart").unwrap();
     sc.buggify = true;
     let r = run_one(&sc, Builtin::Versioned, 2);
-    let v = r.report.verdict("staleness").unwrap();
+    let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2 at") && v.summary.contains("(failed)"),
         "{}",
@@ -259,7 +257,7 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     );
     // "app-pause --strategy versioned --seed 48": the L2 invalidation failed and L2 kept v1.
     let r = run("app-pause", Builtin::Versioned, 48);
-    let v = r.report.verdict("staleness").unwrap();
+    let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2") && v.summary.contains("(failed)"),
         "{}",

@@ -6,6 +6,7 @@
 use aside::Builtin;
 use chaos::scenario;
 use invariants::Figure;
+use invariants::Invariant;
 use sim::campaign::{run_one, RunResult};
 
 fn run(name: &str, st: Builtin, seed: u64) -> RunResult {
@@ -26,7 +27,7 @@ fn master_at_end(r: &RunResult, seed: u64, master: &str, other: &str) {
     }
 }
 
-fn ratio(r: &RunResult, verdict: &str, figure: &str) -> f64 {
+fn ratio(r: &RunResult, verdict: Invariant, figure: &str) -> f64 {
     let v = r.report.verdict(verdict).unwrap();
     match v.figures.iter().find(|(n, _)| *n == figure) {
         Some((_, Figure::Ratio(x))) => *x,
@@ -86,8 +87,8 @@ fn the_hot_key_takes_its_share_and_loads_one_memcached_node() {
 fn a_full_redis_collapses_the_l1_hit_ratio_during_the_limit_and_nothing_is_stale() {
     for seed in 1..=3 {
         let r = run("redis-memory-full", Builtin::Versioned, seed);
-        let steady = ratio(&r, "hit-ratio", "l1_hit_ratio");
-        let during = ratio(&r, "hit-ratio", "l1_hit_ratio_during_faults");
+        let steady = ratio(&r, Invariant::HitRatio, "l1_hit_ratio");
+        let during = ratio(&r, Invariant::HitRatio, "l1_hit_ratio_during_faults");
         assert!(
             during < 0.7 * steady,
             "seed {seed}: L1 hit ratio {during} during the limit, {steady} steady"
@@ -100,7 +101,7 @@ fn a_full_redis_collapses_the_l1_hit_ratio_during_the_limit_and_nothing_is_stale
 fn a_cold_start_keeps_the_database_under_its_ceiling() {
     for seed in 1..=3 {
         let r = run("cold-start", Builtin::Versioned, seed);
-        let v = r.report.verdict("load").unwrap();
+        let v = r.report.verdict(Invariant::Load).unwrap();
         assert!(!v.fails(), "seed {seed}: {}", v.summary);
         // Both flushes (Redis, memcached) were observed taking effect.
         let text = String::from_utf8(r.history.clone()).unwrap();

@@ -9,6 +9,7 @@ use aside::{Builtin, Strategy};
 use chaos::fault::Fault;
 use chaos::nemesis::Nemesis;
 use chaos::scenario;
+use invariants::Invariant;
 use sim::campaign::{judge, run_one};
 use sim::nemesis::SimNemesis;
 
@@ -116,7 +117,7 @@ fn a_users_broken_strategy_is_caught_and_a_good_one_holds() {
         let bad = run_one(&sc, Forgetful, seed);
         assert_eq!(bad.strategy, "forgetful");
         assert!(
-            bad.failed.iter().any(|f| f == "staleness"),
+            bad.failed.contains(&Invariant::Staleness),
             "seed {seed}: a strategy that never invalidates passed ({:?})",
             bad.failed
         );
@@ -157,7 +158,7 @@ fn a_fault_that_did_nothing_is_a_failing_harness_verdict() {
             sim::run::run_with(&sc, Builtin::Versioned, 1, Inert),
         );
         assert!(
-            r.failed.iter().any(|f| f == "fault-effect"),
+            r.failed.contains(&Invariant::FaultEffect),
             "{name}: an inert nemesis passed: {:?}",
             r.failed
         );
@@ -168,7 +169,7 @@ fn a_fault_that_did_nothing_is_a_failing_harness_verdict() {
 fn every_fault_of_every_scenario_is_observed_taking_effect() {
     for sc in scenario::catalog() {
         let r = run_one(&sc, Builtin::Versioned, 1);
-        let v = r.report.verdict("fault-effect").unwrap();
+        let v = r.report.verdict(Invariant::FaultEffect).unwrap();
         assert!(!v.fails(), "{}: {}", sc.name, v.summary);
         let text = String::from_utf8(r.history).unwrap();
         let observed = text.matches("\"action\":\"observed\"").count();
@@ -186,7 +187,7 @@ fn every_fault_of_random_plans_is_observed_taking_effect() {
         let plan = sc.for_seed(seed).plan;
         kinds.extend(plan.steps.iter().map(|s| s.fault.kind.name()));
         let r = run_one(&sc, Builtin::Versioned, seed);
-        let v = r.report.verdict("fault-effect").unwrap();
+        let v = r.report.verdict(Invariant::FaultEffect).unwrap();
         assert!(!v.fails(), "random seed {seed}: {}", v.summary);
         let text = String::from_utf8(r.history).unwrap();
         let observed = text.matches("\"action\":\"observed\"").count();

@@ -59,7 +59,7 @@ fn the_readme_sim_versus_real_table_matches_this_commits_promises() {
             continue;
         }
         for st in Builtin::ALL {
-            if expect::cell(sc.name, st).is_some() {
+            if expect::cell(&sc.name, st).is_some() {
                 assert!(
                     rows.iter().any(|r| r.0 == sc.name && r.1 == st),
                     "{} / {} runs against containers but has no row: {fix}",

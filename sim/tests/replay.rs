@@ -69,8 +69,8 @@ fn replay() {
         if !r.failed.is_empty() {
             println!(
                 "seed {seed} fails {}\n{}",
-                r.failed.join(", "),
-                replay_commands_with(sc.name, st.name(), seed, sc.buggify, None)
+                invariants::invariant::join(&r.failed),
+                replay_commands_with(&sc.name, st.name(), seed, sc.buggify, None)
             );
             failing.push(seed);
         }

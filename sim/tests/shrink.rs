@@ -4,6 +4,7 @@
 
 use aside::Builtin;
 use chaos::scenario;
+use invariants::Invariant;
 use sim::campaign::{replay, save};
 use sim::shrink::shrink;
 
@@ -12,12 +13,12 @@ fn a_failing_split_brain_run_shrinks_to_at_most_two_faults_and_replays() {
     let sc = scenario::find("split-brain").unwrap();
     assert_eq!(sc.plan.steps.len(), 5);
     let mut kept = Vec::new();
-    let s = shrink(&sc, Builtin::Versioned, 1, "staleness", |w| {
+    let s = shrink(&sc, Builtin::Versioned, 1, Invariant::Staleness, |w| {
         kept.push(w.to_string())
     })
     .expect("split-brain / versioned / seed 1 fails staleness");
-    assert!(s.result.failed.iter().any(|f| f == "staleness"));
-    assert!(!s.result.failed.iter().any(|f| f == "fault-effect"));
+    assert!(s.result.failed.contains(&Invariant::Staleness));
+    assert!(!s.result.failed.contains(&Invariant::FaultEffect));
     let plan: Vec<String> = s
         .scenario
         .plan
@@ -43,5 +44,5 @@ fn a_failing_split_brain_run_shrinks_to_at_most_two_faults_and_replays() {
 #[test]
 fn a_run_that_does_not_fail_is_not_shrunk() {
     let sc = scenario::find("fill-race").unwrap();
-    assert!(shrink(&sc, Builtin::Versioned, 1, "staleness", |_| {}).is_none());
+    assert!(shrink(&sc, Builtin::Versioned, 1, Invariant::Staleness, |_| {}).is_none());
 }

@@ -9,8 +9,10 @@ use sim::expect;
 #[test]
 fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_runs() {
     let figures = sim::matrix::run(&expect::cells(), expect::SEEDS).unwrap();
-    let rows: Vec<(expect::Cell, expect::Tally)> =
-        figures.iter().map(|f| (f.cell, f.tally.clone())).collect();
+    let rows: Vec<(expect::Cell, expect::Tally)> = figures
+        .iter()
+        .map(|f| (f.cell.clone(), f.tally.clone()))
+        .collect();
     let broken: Vec<String> = rows.iter().filter_map(|(c, t)| t.judge(c).err()).collect();
     let md = expect::markdown(&rows, |s| {
         chaos::scenario::find(s).unwrap().about.to_string()

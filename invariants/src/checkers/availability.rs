@@ -8,6 +8,7 @@ use std::io;
 use super::{failures_to_prove, smallest, witness_reads, ReadChecker};
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 pub struct Availability {
     min: Option<f64>,
@@ -34,7 +35,7 @@ impl ReadChecker for Availability {
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
-        let mut v = Verdict::new("availability");
+        let mut v = Verdict::new(Invariant::Availability);
         let ratio = if self.during == 0 {
             1.0
         } else {
@@ -84,6 +85,7 @@ impl ReadChecker for Availability {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::{Outcome, Source};
@@ -100,11 +102,11 @@ mod tests {
         h.read_failed(1, "k", (200 * MS, 201 * MS), Outcome::Fail); // at the stop: healed
         h.read_failed(1, "k", (10 * MS, 11 * MS), Outcome::Fail); // before: not during
         assert_eq!(
-            h.check().verdict("availability").unwrap().status,
+            h.check().verdict(Invariant::Availability).unwrap().status,
             Status::Holds
         );
         let f2 = h.read_failed(2, "k", (160 * MS, 161 * MS), Outcome::Fail);
-        let v = h.check().verdict("availability").unwrap().clone();
+        let v = h.check().verdict(Invariant::Availability).unwrap().clone();
         assert_eq!(v.status, Status::Fails);
         assert_eq!(v.witness.ops, vec![f1, f2]);
         assert_eq!(

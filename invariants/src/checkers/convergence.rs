@@ -9,6 +9,7 @@ use crate::chain;
 use crate::history::Source;
 use crate::index::{Index, ProbeRec};
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 /// The last database probe of each key, by key id.
 pub fn db_probes(idx: &Index) -> Vec<Option<&ProbeRec>> {
@@ -21,7 +22,7 @@ pub fn db_probes(idx: &Index) -> Vec<Option<&ProbeRec>> {
 }
 
 pub fn check(idx: &Index) -> Verdict {
-    let mut v = Verdict::new("convergence");
+    let mut v = Verdict::new(Invariant::Convergence);
     let cache_probes: Vec<&ProbeRec> = idx.probes.iter().filter(|p| p.tier != Source::Db).collect();
     v.figure("probes", Figure::Count(cache_probes.len() as u64));
     if cache_probes.is_empty() {
@@ -134,6 +135,7 @@ pub fn check(idx: &Index) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::{Outcome, Source};
@@ -148,7 +150,7 @@ mod tests {
         h.probe("k", 900 * MS, Source::L2, Some(2));
         h.probe("k", 900 * MS, Source::Db, Some(2));
         assert_eq!(
-            h.check().verdict("convergence").unwrap().status,
+            h.check().verdict(Invariant::Convergence).unwrap().status,
             Status::Holds
         );
     }
@@ -159,7 +161,7 @@ mod tests {
         h.write(1, "k", (0, MS), 2);
         let db = h.probe("k", 900 * MS, Source::Db, Some(2));
         let l2 = h.probe("k", 901 * MS, Source::L2, Some(1));
-        let v = h.check().verdict("convergence").unwrap().clone();
+        let v = h.check().verdict(Invariant::Convergence).unwrap().clone();
         assert_eq!((v.status, v.witness.lines), (Status::Fails, vec![db, l2]));
     }
 
@@ -169,11 +171,11 @@ mod tests {
         let w = h.write(1, "k", (0, MS), 2);
         h.probe("k", 900 * MS, Source::L1, Some(2));
         assert_eq!(
-            h.check().verdict("convergence").unwrap().status,
+            h.check().verdict(Invariant::Convergence).unwrap().status,
             Status::Holds
         );
         let p = h.probe("k", 900 * MS, Source::L1, Some(1));
-        let v = h.check().verdict("convergence").unwrap().clone();
+        let v = h.check().verdict(Invariant::Convergence).unwrap().clone();
         assert_eq!(
             (v.status, v.witness.lines),
             (Status::Fails, vec![h.line_of(w), p])
@@ -183,7 +185,7 @@ mod tests {
         h.write_outcome(1, "k", (0, MS), None, Outcome::Unknown);
         h.probe("k", 900 * MS, Source::L1, Some(2));
         assert!(matches!(
-            h.check().verdict("convergence").unwrap().status,
+            h.check().verdict(Invariant::Convergence).unwrap().status,
             Status::Unknown(_)
         ));
     }
@@ -193,18 +195,18 @@ mod tests {
         let mut h = H::new(json!({}));
         h.write(1, "k", (0, MS), 1);
         assert!(matches!(
-            h.check().verdict("convergence").unwrap().status,
+            h.check().verdict(Invariant::Convergence).unwrap().status,
             Status::Unknown(_)
         ));
         h.fault(800 * MS, true, "memcached-1");
         h.probe("k", 900 * MS, Source::L2, Some(1));
         assert!(matches!(
-            h.check().verdict("convergence").unwrap().status,
+            h.check().verdict(Invariant::Convergence).unwrap().status,
             Status::Unknown(_)
         ));
         h.fault(900 * MS, false, "memcached-1"); // boundary: healed at the probe's instant
         assert_eq!(
-            h.check().verdict("convergence").unwrap().status,
+            h.check().verdict(Invariant::Convergence).unwrap().status,
             Status::Holds
         );
     }

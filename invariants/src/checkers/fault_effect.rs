@@ -6,9 +6,10 @@
 
 use crate::index::Index;
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 pub fn check(idx: &Index) -> Verdict {
-    let mut v = Verdict::new("fault-effect");
+    let mut v = Verdict::new(Invariant::FaultEffect);
     let unobserved: Vec<_> = idx.faults.iter().filter(|f| f.observed.is_none()).collect();
     v.figure("faults", Figure::Count(idx.faults.len() as u64))
         .figure("unobserved", Figure::Count(unobserved.len() as u64));
@@ -41,6 +42,7 @@ pub fn check(idx: &Index) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::Source;
@@ -54,7 +56,7 @@ mod tests {
         h.observed(12 * MS, "redis-master");
         h.fault(20 * MS, false, "redis-master");
         let r = h.check();
-        let v = r.verdict("fault-effect").unwrap();
+        let v = r.verdict(Invariant::FaultEffect).unwrap();
         assert!(!v.fails(), "{}", v.summary);
     }
 
@@ -65,7 +67,7 @@ mod tests {
         let start = h.fault(10 * MS, true, "memcached-1");
         let stop = h.fault(20 * MS, false, "memcached-1");
         let r = h.check();
-        let v = r.verdict("fault-effect").unwrap();
+        let v = r.verdict(Invariant::FaultEffect).unwrap();
         assert!(v.fails() && v.gating);
         assert_eq!(v.witness.lines, vec![start, stop]);
         assert!(v.summary.contains("harness error"), "{}", v.summary);
@@ -81,7 +83,7 @@ mod tests {
         h.fault(20 * MS, false, "redis-master");
         h.observed(25 * MS, "redis-master"); // after the stop
         let r = h.check();
-        assert!(r.verdict("fault-effect").unwrap().fails());
+        assert!(r.verdict(Invariant::FaultEffect).unwrap().fails());
     }
 
     #[test]
@@ -91,6 +93,6 @@ mod tests {
         h.fault(10 * MS, true, "redis-master");
         h.observed(20 * MS, "redis-master");
         h.fault(20 * MS, false, "redis-master");
-        assert!(!h.check().verdict("fault-effect").unwrap().fails());
+        assert!(!h.check().verdict(Invariant::FaultEffect).unwrap().fails());
     }
 }

@@ -13,6 +13,7 @@ use super::{smallest, witness_reads, ReadChecker};
 use crate::bounds::Bounds;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 pub struct Load {
     fill_window_ns: u64,
@@ -65,7 +66,7 @@ impl ReadChecker for Load {
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
-        let mut v = Verdict::new("load");
+        let mut v = Verdict::new(Invariant::Load);
         // Highest count, earliest window on ties: independent of hash-map order.
         let peak = self
             .per_window
@@ -143,6 +144,7 @@ impl ReadChecker for Load {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::Source;
@@ -159,9 +161,12 @@ mod tests {
         h.read(1, "c", (S + 5, S + 6), 0, Source::Db);
         h.read(1, "c", (S + 5, S + 6), 0, Source::L1); // a hit is not load
         h.read(1, "c", (S + 5, S + 6), 0, Source::Wait); // nor is a read served by another's load
-        assert_eq!(h.check().verdict("load").unwrap().status, Status::Holds);
+        assert_eq!(
+            h.check().verdict(Invariant::Load).unwrap().status,
+            Status::Holds
+        );
         let extra = h.read(2, "d", (S + 9, S + 10), 0, Source::Replica);
-        let v = h.check().verdict("load").unwrap().clone();
+        let v = h.check().verdict(Invariant::Load).unwrap().clone();
         assert_eq!(v.status, Status::Fails);
         assert_eq!(v.witness.ops, vec![2, 3, extra]);
         assert_eq!(v.get("db_reads"), Some(&Figure::Count(4)));
@@ -176,9 +181,12 @@ mod tests {
         h.read(1, "a", (0, MS), 0, Source::Db);
         h.read(2, "a", (100 * MS, 101 * MS), 0, Source::Db);
         h.read(2, "b", (100 * MS, 101 * MS), 0, Source::Db);
-        assert_eq!(h.check().verdict("load").unwrap().status, Status::Holds);
+        assert_eq!(
+            h.check().verdict(Invariant::Load).unwrap().status,
+            Status::Holds
+        );
         let r = h.read(3, "a", (150 * MS, 151 * MS), 0, Source::Db);
-        let v = h.check().verdict("load").unwrap().clone();
+        let v = h.check().verdict(Invariant::Load).unwrap().clone();
         assert_eq!((v.status, v.witness.ops), (Status::Fails, vec![2, r]));
     }
 }

@@ -4,9 +4,10 @@
 use super::convergence::db_probes;
 use crate::index::Index;
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 pub fn check(idx: &Index) -> Verdict {
-    let mut v = Verdict::new("lost-writes");
+    let mut v = Verdict::new(Invariant::LostWrites);
     let db = db_probes(idx);
     let written: Vec<u32> = (0..idx.keys.len() as u32)
         .filter(|&k| idx.keys[k as usize].max_ok.is_some())
@@ -53,6 +54,7 @@ pub fn check(idx: &Index) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::{Outcome, Source};
@@ -65,11 +67,11 @@ mod tests {
         h.write(1, "k", (0, MS), 1);
         let w = h.write(1, "k", (2 * MS, 3 * MS), 2);
         assert!(matches!(
-            h.check().verdict("lost-writes").unwrap().status,
+            h.check().verdict(Invariant::LostWrites).unwrap().status,
             Status::Unknown(_)
         ));
         let p = h.probe("k", 900 * MS, Source::Db, Some(1));
-        let v = h.check().verdict("lost-writes").unwrap().clone();
+        let v = h.check().verdict(Invariant::LostWrites).unwrap().clone();
         assert_eq!(
             (v.status, v.witness.lines),
             (Status::Fails, vec![h.line_of(w), p])
@@ -80,12 +82,12 @@ mod tests {
         h.write_outcome(1, "k", (2 * MS, 3 * MS), Some(2), Outcome::Unknown); // may be lost
         h.probe("k", 900 * MS, Source::Db, Some(1));
         assert_eq!(
-            h.check().verdict("lost-writes").unwrap().status,
+            h.check().verdict(Invariant::LostWrites).unwrap().status,
             Status::Holds
         );
         let w = h.write(1, "j", (0, MS), 1);
         let p = h.probe("j", 900 * MS, Source::Db, None);
-        let v = h.check().verdict("lost-writes").unwrap().clone();
+        let v = h.check().verdict(Invariant::LostWrites).unwrap().clone();
         assert_eq!(
             (v.status, v.witness.lines),
             (Status::Fails, vec![h.line_of(w), p]),

@@ -10,6 +10,7 @@ use std::io;
 use super::ReadChecker;
 use crate::index::{Explained, Index, ReadLog, ReadRec};
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 pub struct Phantom {
     ok_reads: u64,
@@ -75,7 +76,7 @@ impl ReadChecker for Phantom {
     }
 
     fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
-        let mut v = Verdict::new("phantom");
+        let mut v = Verdict::new(Invariant::Phantom);
         v.figure("phantom_reads", Figure::Count(self.phantoms))
             .figure("payload_mismatches", Figure::Count(self.payload_mismatches))
             .figure("ok_reads", Figure::Count(self.ok_reads));
@@ -123,6 +124,7 @@ impl ReadChecker for Phantom {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::{Outcome, Source};
@@ -131,7 +133,7 @@ mod tests {
     use crate::verdict::Status;
 
     fn status(h: &H) -> (Status, Vec<u64>) {
-        let v = h.check().verdict("phantom").unwrap().clone();
+        let v = h.check().verdict(Invariant::Phantom).unwrap().clone();
         (v.status, v.witness.ops)
     }
 

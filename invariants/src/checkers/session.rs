@@ -11,6 +11,7 @@ use std::io;
 use super::{smallest, ReadChecker};
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 /// The earliest violation by (invoke, id): the read, and the op (id, line) it contradicts.
 type First = Option<(ReadRec, u64, u64, u64)>;
@@ -49,8 +50,7 @@ impl ReadChecker for ReadYourWrites {
 
     fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
         Ok(session_verdict(
-            "read-your-writes",
-            true,
+            Invariant::ReadYourWrites,
             self.checked,
             self.per_client,
             self.first,
@@ -94,8 +94,7 @@ impl ReadChecker for MonotonicReads {
                 .map_or(0, |r| r.line);
         }
         Ok(session_verdict(
-            "monotonic-reads",
-            false,
+            Invariant::MonotonicReads,
             self.checked,
             self.per_client,
             self.first,
@@ -106,16 +105,14 @@ impl ReadChecker for MonotonicReads {
 }
 
 fn session_verdict(
-    name: &'static str,
-    gating: bool,
+    invariant: Invariant,
     checked: u64,
     per_client: BTreeMap<u64, u64>,
     first: First,
     idx: &Index,
     what: &str,
 ) -> Verdict {
-    let mut v = Verdict::new(name);
-    v.gating = gating;
+    let mut v = Verdict::new(invariant);
     let total: u64 = per_client.values().sum();
     v.figure("violations", Figure::Count(total))
         .figure("reads_checked", Figure::Count(checked))
@@ -147,6 +144,7 @@ fn session_verdict(
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::Source;
@@ -160,12 +158,16 @@ mod tests {
         h.read(1, "k", (10 * MS, 11 * MS), 0, Source::L1); // invoked at the ack: concurrent
         h.read(2, "k", (20 * MS, 21 * MS), 0, Source::L1); // another client: not RYW
         h.read(1, "k", (20 * MS, 21 * MS), 1, Source::L1);
-        let v = h.check().verdict("read-your-writes").unwrap().clone();
+        let v = h
+            .check()
+            .verdict(Invariant::ReadYourWrites)
+            .unwrap()
+            .clone();
         assert_eq!(v.status, Status::Holds);
         assert_eq!(v.get("reads_checked"), Some(&Figure::Count(1)));
         let r = h.read(1, "k", (30 * MS, 31 * MS), 0, Source::L1);
         let report = h.check();
-        let v = report.verdict("read-your-writes").unwrap();
+        let v = report.verdict(Invariant::ReadYourWrites).unwrap();
         assert_eq!(
             (v.status.clone(), v.witness.ops.clone()),
             (Status::Fails, vec![w, r])
@@ -182,12 +184,12 @@ mod tests {
         h.read(3, "k", (10 * MS, 12 * MS), 1, Source::L2); // invoked at r1's completion: concurrent
         let mut clean = h.check();
         assert_eq!(
-            clean.verdict("monotonic-reads").unwrap().status,
+            clean.verdict(Invariant::MonotonicReads).unwrap().status,
             Status::Holds
         );
         let r2 = h.read(3, "k", (11 * MS, 12 * MS), 1, Source::L2);
         clean = h.check();
-        let v = clean.verdict("monotonic-reads").unwrap();
+        let v = clean.verdict(Invariant::MonotonicReads).unwrap();
         assert_eq!(
             (v.status.clone(), v.witness.ops.clone()),
             (Status::Fails, vec![r1, r2])

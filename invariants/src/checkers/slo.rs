@@ -17,6 +17,7 @@ use crate::history::Source;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::quantiles::Quantiles;
 use crate::verdict::{Figure, Verdict};
+use crate::Invariant;
 
 fn steady(idx: &Index, warmup_ns: u64, r: &ReadRec) -> bool {
     r.ok()
@@ -128,7 +129,7 @@ impl ReadChecker for HitRatio {
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
-        let mut v = Verdict::new("hit-ratio");
+        let mut v = Verdict::new(Invariant::HitRatio);
         let ratio = self.hits as f64 / self.reads.max(1) as f64;
         v.figure("steady_reads", Figure::Count(self.reads))
             .figure("hits", Figure::Count(self.hits))
@@ -258,7 +259,7 @@ impl ReadChecker for HitLatency {
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
-        let mut v = Verdict::new("hit-latency");
+        let mut v = Verdict::new(Invariant::HitLatency);
         let all = &self.classes[0];
         let q = |c: &Class, p: f64| c.quantiles.quantile(p).map_or(Figure::None, Figure::Ns);
         v.figure("hits", Figure::Count(all.quantiles.count()))
@@ -318,6 +319,7 @@ impl ReadChecker for HitLatency {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::Source;
@@ -338,7 +340,7 @@ mod tests {
         h.read(1, "k", (49 * MS, 51 * MS), 0, Source::Db); // caught by the fault mid-flight
         h.fault(50 * MS, true, "redis-master");
         h.read(1, "k", (60 * MS, 61 * MS), 0, Source::Db); // during a fault: not steady
-        let v = h.check().verdict("hit-ratio").unwrap().clone();
+        let v = h.check().verdict(Invariant::HitRatio).unwrap().clone();
         assert_eq!(
             v.status,
             Status::Holds,
@@ -347,7 +349,7 @@ mod tests {
         );
         assert!(v.summary.contains("sampling error"), "{}", v.summary);
         let m = h.read(1, "k", (30 * MS, 31 * MS), 0, Source::Replica);
-        let v = h.check().verdict("hit-ratio").unwrap().clone();
+        let v = h.check().verdict(Invariant::HitRatio).unwrap().clone();
         assert_eq!(v.status, Status::Fails, "76 of 100: upper bound 0.844");
         assert_eq!(
             v.witness.ops,
@@ -395,12 +397,12 @@ mod tests {
         h.read(1, "k", (0, 10 * MS), 0, Source::L2); // exactly the bound: not over
         let slow1 = h.read(1, "k", (0, 10 * MS + 1), 0, Source::L2);
         assert_eq!(
-            h.check().verdict("hit-latency").unwrap().status,
+            h.check().verdict(Invariant::HitLatency).unwrap().status,
             Status::Holds,
             "1 of 100 over: p99 is fine"
         );
         let slow2 = h.read(1, "k", (0, 30 * MS), 0, Source::L1);
-        let v = h.check().verdict("hit-latency").unwrap().clone();
+        let v = h.check().verdict(Invariant::HitLatency).unwrap().clone();
         assert_eq!(v.status, Status::Fails);
         assert_eq!(v.witness.ops, vec![slow1, slow2]);
     }
@@ -412,10 +414,10 @@ mod tests {
             h.read(1, "k", (i * MS, i * MS + 4 * MS), 0, Source::L1);
             h.read(1, "k", (i * MS, i * MS + 9 * MS), 0, Source::L2);
         }
-        let v = h.check().verdict("hit-latency").unwrap().clone();
+        let v = h.check().verdict(Invariant::HitLatency).unwrap().clone();
         assert_eq!(v.status, Status::Holds, "{}", v.summary);
         let slow = h.read(1, "k", (0, 6 * MS), 0, Source::L1);
-        let v = h.check().verdict("hit-latency").unwrap().clone();
+        let v = h.check().verdict(Invariant::HitLatency).unwrap().clone();
         assert_eq!(
             (v.status, v.witness.ops),
             (Status::Fails, vec![slow]),

@@ -13,6 +13,7 @@ use crate::chain;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::quantiles::Quantiles;
 use crate::verdict::{nines, Figure, Verdict};
+use crate::Invariant;
 
 pub struct Staleness {
     bound_ns: Option<u64>,
@@ -61,7 +62,7 @@ impl ReadChecker for Staleness {
     }
 
     fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
-        let mut v = Verdict::new("staleness");
+        let mut v = Verdict::new(Invariant::Staleness);
         let delta = self.worst.as_ref().map_or(0, |w| w.0);
         let q = |p: f64| self.quantiles.quantile(p).map_or(Figure::None, Figure::Ns);
         v.figure("delta_ns", Figure::Ns(delta))
@@ -132,6 +133,7 @@ impl ReadChecker for Staleness {
 
 #[cfg(test)]
 mod tests {
+    use crate::Invariant;
     use serde_json::json;
 
     use crate::history::{Outcome, Source};
@@ -148,7 +150,7 @@ mod tests {
     #[test]
     fn holds_at_exactly_the_bound() {
         let (h, _, _) = history(110 * MS);
-        let v = h.check().verdict("staleness").unwrap().clone();
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(v.status, Status::Holds);
         assert_eq!(v.get("delta_ns"), Some(&Figure::Ns(100 * MS)));
         assert_eq!(v.get("stale_reads"), Some(&Figure::Count(1)));
@@ -157,7 +159,7 @@ mod tests {
     #[test]
     fn fails_one_nanosecond_past_the_bound_with_the_read_and_write_as_witness() {
         let (h, w, r) = history(110 * MS + 1);
-        let v = h.check().verdict("staleness").unwrap().clone();
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(v.status, Status::Fails);
         assert_eq!(v.witness.ops, vec![w, r]);
         assert_eq!(v.witness.lines, vec![h.line_of(w), h.line_of(r)]);
@@ -167,7 +169,7 @@ mod tests {
     #[test]
     fn a_read_invoked_exactly_at_the_write_completion_is_concurrent_not_stale() {
         let (h, _, _) = history(10 * MS);
-        let v = h.check().verdict("staleness").unwrap().clone();
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(v.get("stale_reads"), Some(&Figure::Count(0)));
         assert_eq!(v.get("fresh_nines"), Some(&Figure::Nines(None)));
     }
@@ -179,7 +181,7 @@ mod tests {
         let w1 = h.write(1, "k", (0, 10 * MS), 1);
         let r = h.read(2, "k", (200 * MS, 201 * MS), 0, Source::L2);
         h.read(2, "k", (200 * MS, 201 * MS), 1, Source::L2);
-        let v = h.check().verdict("staleness").unwrap().clone();
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(
             v.get("delta_ns"),
             Some(&Figure::Ns(190 * MS)),
@@ -196,7 +198,7 @@ mod tests {
         h.write_outcome(1, "k", (0, 10 * MS), Some(1), Outcome::Unknown);
         h.write_outcome(1, "k", (0, 10 * MS), Some(2), Outcome::Fail);
         h.read(2, "k", (500 * MS, 501 * MS), 0, Source::L1);
-        let v = h.check().verdict("staleness").unwrap().clone();
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(
             (v.status.clone(), v.get("stale_reads").cloned()),
             (Status::Holds, Some(Figure::Count(0)))
@@ -208,7 +210,7 @@ mod tests {
         let (h, _, _) = history(500 * MS);
         let r = h.check_with(&[("staleness_ns_max", json!(null))]);
         assert!(matches!(
-            r.verdict("staleness").unwrap().status,
+            r.verdict(Invariant::Staleness).unwrap().status,
             Status::Unknown(_)
         ));
     }
@@ -221,7 +223,7 @@ mod tests {
         let stop = h.fault(30 * MS, false, "redis-master");
         h.fault(900 * MS, true, "memcached-1");
         let r = h.read(2, "k", (40 * MS, 41 * MS), 0, Source::L1);
-        let v = h.check().verdict("staleness").unwrap().clone();
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(
             v.witness.lines,
             vec![h.line_of(w), start, stop, h.line_of(r)]
