@@ -40,10 +40,11 @@ step "tests (std build: unit, property, oracle; container tests and model confor
 cargo test --workspace --locked
 step "lints (sim build, --cfg madsim)"
 cargo sim-clippy
-step "tests (sim build): every promise of the README's results table and the table itself, versioned on 500 seeds, determinism, replay, bad input"
+step "tests (sim build): every promise of the scenario files and the generated tables, versioned on 500 seeds, determinism, replay, a user's scenario file, bad input"
 cargo sim-test --locked
-step "a short campaign that must hold (versioned, fill-race)"
-cargo sim --scenario fill-race --strategy versioned --seeds 50
+step "the main job as the README runs it (exit 0: every promise held) and a user's scenario file"
+cargo sim
+cargo sim --scenario-file examples/scenarios/failover-under-pause.toml
 step "durable holds every scenario over seeds 1-200 (cargo sim matrix exits 1 on a broken promise)"
 cargo sim matrix --strategy durable --seeds 200
 step "bench smoke runs (figures only; a bench never fails on speed)"

@@ -2,7 +2,7 @@
 //! the same run in both. A [`fault::Fault`] names what goes wrong by role; a [`plan::Plan`] times
 //! faults and their heals; each world implements [`nemesis::Nemesis`] and hands it to
 //! [`nemesis::run_plan`], which records every fault's start, observed effect and stop; the
-//! [`workload`] is the seed document's key shapes under Zipf; a [`scenario::Scenario`] packages
+//! [`workload`] is the production design's key shapes under Zipf; a [`scenario::Scenario`] packages
 //! workload, plan and typed bounds; [`seed`] derives every sub-seed; [`record::Recorder`] turns the
 //! library's results into history lines the same way in both worlds.
 //!

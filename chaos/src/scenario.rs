@@ -71,6 +71,8 @@ pub struct Scenario {
     /// The file's text when the scenario is not the catalog's: a seed log carries it, so a
     /// user's scenario replays and shrinks without the file.
     pub source: Option<String>,
+    /// The file it was read from, if any: how a command line names it again.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// What a strategy promises in a scenario, over the seeds the results table uses.
@@ -204,6 +206,7 @@ impl Scenario {
             },
             promises: Vec::new(),
             source: None,
+            file: None,
         }
     }
 
@@ -238,6 +241,15 @@ impl Scenario {
             sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
         }
         sc
+    }
+
+    /// What a command line passes to run this scenario again: the catalog's name
+    /// (`--scenario`), or the path of the file it was read from (`--scenario-file`).
+    pub fn arg(&self) -> String {
+        match &self.file {
+            Some(p) => p.display().to_string(),
+            None => self.name.clone(),
+        }
     }
 
     /// What `strategy` promises here, if the scenario says.

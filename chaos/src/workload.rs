@@ -1,4 +1,4 @@
-//! The workload: the seed document's key shapes, picked by Zipf popularity, with a share of
+//! The workload: the production design's key shapes, picked by Zipf popularity, with a share of
 //! writes and a think time between a client's ops. Every draw comes from the client's own RNG
 //! ([`crate::seed::client`]), in a fixed order, so a seed fixes every client's ops.
 

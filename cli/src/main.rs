@@ -81,7 +81,7 @@ fn ring(args: RingArgs) -> ExitCode {
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// History files (JSON Lines, see DESIGN.md)
+    /// History files (JSON Lines, docs/history-format.md)
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// One JSON object per file instead of a table

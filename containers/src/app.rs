@@ -307,9 +307,8 @@ impl Drop for AppNodes {
 /// to `RUN_DIR/app-N.jsonl`.
 pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     let bad = |e: String| Error::Docker(format!("app-{}: {e}", task.app + 1));
-    let sc = scenario::find(&task.scenario)
-        .and_then(|s| s.with_config(&task.config))
-        .map_err(bad)?;
+    // A user's scenario travels in the config as its file's text, as in a seed log.
+    let sc = scenario::from_header(&task.scenario, &task.config).map_err(bad)?;
     let strategy = Builtin::parse(&task.strategy)
         .ok_or_else(|| bad(format!("unknown strategy {:?}", task.strategy)))?;
     let name = Target::App(task.app as u8).name();

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aside::Builtin;
+use aside::{Builtin, Strategy};
 use chaos::client::{nothing_else, Clients};
 use chaos::fault::{Kind, Side, Target};
 use chaos::nemesis::run_plan;
@@ -155,26 +155,39 @@ pub async fn run(sc: &Scenario, strategy: Builtin, seed: u64) -> Result<RunOutpu
     run_with(sc, strategy, seed, RunOptions::default()).await
 }
 
-/// [`run`] with the servers configured by `opts`.
-pub async fn run_with(
+/// [`run`] with the servers configured by `opts`, and any strategy: the built-ins or one of your
+/// own (a type implementing `aside::Strategy`). App nodes in their own containers (the scenarios
+/// that cut or freeze one app node, or delay the network) run the `aside` binary, which knows
+/// the built-in strategies only: with a strategy of your own such a scenario is refused, in one
+/// line that says so.
+pub async fn run_with<St: Strategy + Clone>(
     sc: &Scenario,
-    strategy: Builtin,
+    strategy: St,
     seed: u64,
     opts: RunOptions,
 ) -> Result<RunOutput, Error> {
     // The `random` scenario's plan is the seed's.
     let sc = &sc.for_seed(seed);
     // A strategy that promises a staleness bound is judged by exactly that bound.
-    let sc = &sc.judged_by(aside::Strategy::staleness_bound_ms(
-        &strategy,
-        &sc.cache_config(),
-    ));
+    let sc = &sc.judged_by(strategy.staleness_bound_ms(&sc.cache_config()));
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",
             sc.name
         )));
     }
+    // App nodes in containers run the `aside` binary: a built-in strategy, by name.
+    let app_nodes = if apps_in_containers(sc) {
+        Some(Builtin::parse(strategy.name()).ok_or_else(|| {
+            Error::Docker(format!(
+                "{}: its app nodes run in their own containers, which know the built-in strategies only; a strategy of your own ({}) runs the scenarios whose app nodes run in-process",
+                sc.name,
+                strategy.name()
+            ))
+        })?)
+    } else {
+        None
+    };
     let cluster = Cluster::start(ClusterSpec {
         pg_apply_delay_ms: sc.pg_replica_lag_ms,
         redis_min_replicas: opts.redis_min_replicas,
@@ -184,7 +197,9 @@ pub async fn run_with(
     let workload = Arc::new(sc.workload());
     let cfg = sc.cache_config();
     // The harness's instance: it seeds the data, and reads every tier after the run.
-    let probe = cluster.library(strategy, cfg.clone(), "probe").await?;
+    let probe = cluster
+        .library_with(strategy.clone(), cfg.clone(), "probe")
+        .await?;
     // The harness's data: the payload trigger, and every key at version 0 (as in the sim).
     let pg = probe.store().primary().clone();
     sqlx::raw_sql(PAYLOAD_SQL)
@@ -206,7 +221,7 @@ pub async fn run_with(
     let duration = Duration::from_millis(sc.duration_ms);
     let mut logs = Vec::new();
     let mut apps_running = None;
-    let rec = if apps_in_containers(sc) {
+    let rec = if let Some(builtin) = app_nodes {
         let proxies = if has_latency(sc) {
             let servers: Vec<(String, std::net::SocketAddr)> = cluster
                 .nodes()
@@ -217,7 +232,7 @@ pub async fn run_with(
         } else {
             None
         };
-        let apps = AppNodes::launch(&cluster, sc, strategy, seed, proxies.as_ref()).await?;
+        let apps = AppNodes::launch(&cluster, sc, builtin, seed, proxies.as_ref()).await?;
         // A zero a little ahead, so that every app node has read it before it comes.
         let origin_ns = monotonic_ns() + 50_000_000;
         apps.go(origin_ns)?;
@@ -233,7 +248,11 @@ pub async fn run_with(
         let mut caches = Vec::new();
         for app in 0..sc.apps {
             let name = Target::App(app as u8).name();
-            caches.push(cluster.library(strategy, cfg.clone(), &name).await?);
+            caches.push(
+                cluster
+                    .library_with(strategy.clone(), cfg.clone(), &name)
+                    .await?,
+            );
         }
         let rec = Arc::new(Recorder::start());
         let run = Clients {

@@ -83,3 +83,96 @@ fn scenarios_this_world_cannot_run_say_why() {
         &scenario::find("partition-app-db").unwrap()
     ));
 }
+
+/// A strategy of a user's own: `versioned`'s fills, but its L1 invalidation forgets to do
+/// anything (a bug a team could ship). The harness runs it against real servers exactly as it
+/// runs the built-ins, and the checkers catch the bug with a witness.
+#[derive(Clone)]
+struct ForgetsL1;
+
+impl aside::Strategy for ForgetsL1 {
+    fn name(&self) -> &str {
+        "forgets-l1"
+    }
+
+    async fn fill_l1<R: aside::tier::RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_ms: u64,
+    ) -> aside::tier::TierResult<bool> {
+        Builtin::Versioned
+            .fill_l1(l1, key, entry, version, ttl_ms)
+            .await
+    }
+
+    async fn fill_l2<M: aside::tier::MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_s: u32,
+    ) -> aside::tier::TierResult<bool> {
+        Builtin::Versioned
+            .fill_l2(node, key, entry, version, ttl_s)
+            .await
+    }
+
+    async fn invalidate_l1<R: aside::tier::RedisLike>(
+        &self,
+        _l1: &R,
+        _key: &str,
+        _version: Option<u64>,
+        _tombstone_ttl_ms: u64,
+    ) -> aside::tier::TierResult<()> {
+        Ok(())
+    }
+
+    async fn invalidate_l2<M: aside::tier::MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        version: Option<u64>,
+        tombstone_ttl_s: u32,
+    ) -> aside::tier::TierResult<()> {
+        Builtin::Versioned
+            .invalidate_l2(node, key, version, tombstone_ttl_s)
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_strategy_runs_against_real_servers_and_its_bug_is_found() {
+    use aside::Strategy as _;
+    let sc = scenario::find("fill-race").unwrap();
+    let out = containers::run::run_with(&sc, ForgetsL1, 1, Default::default())
+        .await
+        .expect("run");
+    let text = String::from_utf8(out.history).unwrap();
+    assert!(text.starts_with("{\"type\":\"header\""));
+    assert!(text.contains("\"strategy\":\"forgets-l1\""));
+    let report = invariants::check_str(&text, &[]).unwrap();
+    let v = report.verdict(invariants::Invariant::Staleness).unwrap();
+    assert!(v.fails() && !v.witness.is_empty(), "{}", v.summary);
+    assert!(!report
+        .verdict(invariants::Invariant::FaultEffect)
+        .unwrap()
+        .fails());
+    // A scenario whose app nodes run in their own containers needs a built-in by name: refused
+    // in one line before any container starts.
+    let e = containers::run::run_with(
+        &scenario::find("app-pause").unwrap(),
+        ForgetsL1,
+        1,
+        Default::default(),
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(e.contains("built-in strategies only"), "{e}");
+    assert_eq!(ForgetsL1.name(), "forgets-l1");
+}

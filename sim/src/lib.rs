@@ -10,7 +10,9 @@
 //! * [`nemesis`]: `chaos::nemesis::Nemesis` over madsim (kill/restart, clog/unclog, observation);
 //! * [`run`]: one run wired (the client loop and the probes are `chaos`'s, shared with the
 //!   containers world);
-//! * [`campaign`], [`seedlog`], [`bench`]: `cargo sim`, seed logs and replay, speed;
+//! * [`runner`]: one run, judged, with its witness and replay commands; [`pool`]: many on every
+//!   core; [`replay`]: a seed log run again; [`seedlog`]: reading and naming seed logs;
+//! * [`cmd`]: `cargo sim`, one module per subcommand; [`bench`]: speed;
 //! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`);
 //! * [`buggify`]: FoundationDB's BUGGIFY, seeded delays at the slow points of the app's calls;
 //! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY.
@@ -29,9 +31,9 @@ pub mod bench;
 #[cfg(madsim)]
 pub mod buggify;
 #[cfg(madsim)]
-pub mod campaign;
-#[cfg(madsim)]
 pub mod cluster;
+#[cfg(madsim)]
+pub mod cmd;
 pub mod matrix;
 #[cfg(madsim)]
 pub mod nemesis;
@@ -40,7 +42,13 @@ pub mod net;
 #[cfg(madsim)]
 pub mod nodes;
 #[cfg(madsim)]
+pub mod pool;
+#[cfg(madsim)]
+pub mod replay;
+#[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod runner;
 #[cfg(madsim)]
 pub mod shrink;
 #[cfg(madsim)]

@@ -2,7 +2,7 @@
 
 #[cfg(madsim)]
 fn main() -> std::process::ExitCode {
-    sim::campaign::main()
+    sim::cmd::main()
 }
 
 #[cfg(not(madsim))]

@@ -12,8 +12,9 @@ use aside::Builtin;
 use chaos::fault::{Side, Target};
 use chaos::scenario::Scenario;
 
-use crate::campaign::{par_map, run_one, RunResult};
 use crate::expect::HARNESS_ERROR;
+use crate::pool::par_map;
+use crate::runner::{run_one, RunResult};
 use invariants::Invariant;
 
 /// Faults shorter than this are not halved again.

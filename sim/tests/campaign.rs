@@ -4,7 +4,8 @@
 use aside::Builtin;
 use chaos::scenario;
 use invariants::Invariant;
-use sim::campaign::{replay, run_one, save};
+use sim::replay::replay;
+use sim::runner::{run_one, save};
 
 #[test]
 fn naive_fill_invalidate_race_is_found_within_50_seeds_without_faults() {
@@ -219,7 +220,7 @@ fn a_stale_read_of_the_race_is_explained_by_its_load_invalidation_and_late_fill(
         );
     }
     // What `aside check` prints: the chain's own lines among the witness lines.
-    let table = sim::campaign::explain(&o);
+    let table = sim::runner::explain(&o);
     for action in [
         "\"action\":\"load\"",
         "\"action\":\"fill\"",
@@ -263,9 +264,13 @@ fn the_readme_examples_still_show_what_the_readme_says() {
         "{}",
         v.summary
     );
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap()
-        .replace('\n', " ");
+    // The README and docs/ name these runs as examples.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    for f in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        readme.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap());
+    }
+    let readme = readme.replace('\n', " ");
     for named in [
         "--strategy naive --seed 20 ",
         "--strategy naive --seed 28 ",
@@ -274,7 +279,7 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     ] {
         assert!(
             readme.contains(named),
-            "the README no longer names {named:?}: update this test with it"
+            "neither the README nor docs/ names {named:?} any more: update this test with it"
         );
     }
 }

@@ -7,7 +7,7 @@ use aside::Builtin;
 use chaos::scenario;
 use invariants::Figure;
 use invariants::Invariant;
-use sim::campaign::{run_one, RunResult};
+use sim::runner::{run_one, RunResult};
 
 fn run(name: &str, st: Builtin, seed: u64) -> RunResult {
     run_one(&scenario::find(name).unwrap(), st, seed)

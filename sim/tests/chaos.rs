@@ -10,8 +10,8 @@ use chaos::fault::Fault;
 use chaos::nemesis::Nemesis;
 use chaos::scenario;
 use invariants::Invariant;
-use sim::campaign::{judge, run_one};
 use sim::nemesis::SimNemesis;
+use sim::runner::{judge, run_one};
 
 /// A user's strategy, written outside the library, with a bug: it fills but never invalidates.
 #[derive(Clone)]

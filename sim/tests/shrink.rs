@@ -5,7 +5,8 @@
 use aside::Builtin;
 use chaos::scenario;
 use invariants::Invariant;
-use sim::campaign::{replay, save};
+use sim::replay::replay;
+use sim::runner::save;
 use sim::shrink::shrink;
 
 #[test]

@@ -1,13 +1,27 @@
-//! Every promise of the README's results table, over its fixed seeds: a strategy that stops
-//! holding where the table says it holds fails here, and so does a harness that stops finding a
-//! bug the table says it finds. The README's table must be the one these runs print.
+//! Every promise of the results table, over its fixed seeds: a strategy that stops holding where
+//! a scenario file says it holds fails here, and so does a harness that stops finding a bug the
+//! file says it finds. docs/results.md and the README's summary must be what these runs print.
 #![cfg(madsim)]
 
 use sim::expect;
 
-/// The same runs give the results table and the strategy matrix, so both are checked here.
+fn doc(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// `text` is unchanged with the block between `begin` and `end` replaced by `md`.
+fn shows(text: &str, (begin, end): (&str, &str), md: &str, file: &str, cmd: &str) {
+    assert_eq!(
+        expect::splice_between(text, begin, end, md).unwrap(),
+        text,
+        "{file}'s generated table is not this commit's: run `{cmd} --readme {file}` and commit it"
+    );
+}
+
+/// The same runs give the results table, its README summary and the strategy matrix, so all are
+/// checked here.
 #[test]
-fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_runs() {
+fn every_cell_of_the_results_table_keeps_its_promise_and_the_docs_show_these_runs() {
     let figures = sim::matrix::run(&expect::cells(), expect::SEEDS).unwrap();
     let rows: Vec<(expect::Cell, expect::Tally)> = figures
         .iter()
@@ -19,37 +33,35 @@ fn every_cell_of_the_results_table_keeps_its_promise_and_the_readme_shows_these_
     });
     print!("{md}");
     assert!(broken.is_empty(), "broken promises:\n{}", broken.join("\n"));
-    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-    let text = std::fs::read_to_string(readme).unwrap();
-    assert_eq!(
-        expect::splice(&text, &md).unwrap(),
-        text,
-        "README.md's results table is not this commit's: run `cargo sim table --readme README.md` and commit it"
-    );
+    let results = doc("docs/results.md");
+    let table = (expect::README_BEGIN, expect::README_END);
+    shows(&results, table, &md, "docs/results.md", "cargo sim table");
+    let summary = (expect::SUMMARY_BEGIN, expect::SUMMARY_END);
+    let readme = doc("README.md");
+    let short = expect::summary_markdown(&rows);
+    shows(&readme, summary, &short, "README.md", "cargo sim table");
     let matrix = sim::matrix::markdown(&figures, &expect::SEEDS);
-    assert_eq!(
-        expect::splice_between(
-            &text,
-            sim::matrix::README_BEGIN,
-            sim::matrix::README_END,
-            &matrix
-        )
-        .unwrap(),
-        text,
-        "README.md's strategy matrix is not this commit's: run `cargo sim matrix --seeds 20 --readme README.md` and commit it"
+    let markers = (sim::matrix::README_BEGIN, sim::matrix::README_END);
+    shows(
+        &results,
+        markers,
+        &matrix,
+        "docs/results.md",
+        "cargo sim matrix --seeds 20",
     );
 }
 
-/// The README's seeds-to-first-failure table is the one `cargo sim stf` prints at this commit.
+/// The seeds-to-first-failure table is the one `cargo sim stf` prints at this commit.
 #[test]
-fn the_readme_shows_this_commits_seeds_to_first_failure() {
+fn the_docs_show_this_commits_seeds_to_first_failure() {
     let md = sim::stf::markdown(&sim::stf::rows());
     print!("{md}");
-    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-    let text = std::fs::read_to_string(readme).unwrap();
-    assert_eq!(
-        expect::splice_between(&text, sim::stf::README_BEGIN, sim::stf::README_END, &md).unwrap(),
-        text,
-        "README.md's seeds-to-first-failure table is not this commit's: run `cargo sim stf --readme README.md` and commit it"
+    let markers = (sim::stf::README_BEGIN, sim::stf::README_END);
+    shows(
+        &doc("docs/results.md"),
+        markers,
+        &md,
+        "docs/results.md",
+        "cargo sim stf",
     );
 }

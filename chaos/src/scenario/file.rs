@@ -184,7 +184,60 @@ pub fn load(path: &std::path::Path) -> Result<Scenario, FileError> {
             "cannot read the scenario file: {e}: pass a readable TOML file (docs/scenarios.md)"
         ),
     })?;
-    parse(&file, &text)
+    let mut sc = parse(&file, &text)?;
+    sc.file = Some(path.to_path_buf());
+    Ok(sc)
+}
+
+/// What a scenario would run, for a person checking a file: its workload, its plan in time
+/// order and what each strategy promises.
+pub fn describe(sc: &Scenario) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!("{}: {}\n", sc.name, sc.about);
+    let _ = writeln!(
+        s,
+        "  workload  {} app(s) x {} client(s), {} keys (Zipf {}), {} % writes, {} ms, then {} ms settle",
+        sc.apps,
+        sc.clients_per_app,
+        sc.keys,
+        sc.zipf_s,
+        sc.write_ratio * 100.0,
+        sc.duration_ms,
+        sc.settle_ms
+    );
+    if sc.random_plan {
+        s.push_str("  faults    drawn from the seed (one to four of the whole catalog)\n");
+    } else if sc.plan.is_empty() {
+        s.push_str("  faults    none\n");
+    }
+    for step in &sc.plan.steps {
+        let _ = writeln!(
+            s,
+            "  fault     at {} ms for {} ms: {}",
+            step.at_ms, step.for_ms, step.fault
+        );
+    }
+    let b = &sc.bounds;
+    let _ = writeln!(
+        s,
+        "  bounds    staleness {}, hit ratio {}",
+        b.staleness_ns_max
+            .map_or("off".into(), |n| format!("{} ms", n / 1_000_000)),
+        b.hit_ratio_min.map_or("off".into(), |r| r.to_string())
+    );
+    for p in &sc.promises {
+        let what = match &p.expect {
+            Expect::Holds => "holds".to_string(),
+            Expect::Finds(i) if i.is_empty() => "finds a failure".to_string(),
+            Expect::Finds(i) => format!("finds {}", invariants::invariant::join(i)),
+        };
+        let bug = if p.buggify { " (with BUGGIFY)" } else { "" };
+        let _ = writeln!(s, "  promise   {}: {what}{bug}", p.strategy.name());
+    }
+    if sc.promises.is_empty() {
+        s.push_str("  promise   none: runs are reported, not judged against a promise\n");
+    }
+    s
 }
 
 /// Parses and validates a scenario file's `text`; `file` names it in errors.

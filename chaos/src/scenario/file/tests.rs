@@ -231,3 +231,20 @@ fn a_file_that_is_not_toml_or_not_a_scenario_says_so() {
         "{e}"
     );
 }
+
+#[test]
+fn the_docs_example_is_the_example_file_and_parses() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let doc = std::fs::read_to_string(format!("{root}/docs/scenarios.md")).unwrap();
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let path = format!("{root}/examples/scenarios/failover-under-pause.toml");
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        file.ends_with(block),
+        "docs/scenarios.md shows examples/scenarios/failover-under-pause.toml: keep them one text"
+    );
+    let sc = load(std::path::Path::new(&path)).unwrap();
+    assert_eq!(sc.promises.len(), 3);
+    assert_eq!(sc.arg(), path);
+}

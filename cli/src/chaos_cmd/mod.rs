@@ -1,6 +1,10 @@
 //! `aside chaos`: the catalog's scenarios against real servers in containers, checked by the
 //! same invariants as the simulator's runs, every history kept. Needs Docker and the offline
-//! image (`bash ci/build-images.sh`); says so in one line when either is missing.
+//! image (`bash ci/build-images.sh`); says so in one line when either is missing. `compare` and
+//! `matrix` run every cell this world can and set it beside the simulator's promise or figures.
+
+mod compare;
+mod matrix;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,15 +12,17 @@ use std::process::ExitCode;
 use aside::Builtin;
 use chaos::scenario::{self, Scenario};
 use containers::run::{run_with, unsupported, RunOptions};
-use sim::expect::{COMPARE_BEGIN, COMPARE_END};
 
 #[derive(clap::Args)]
 pub struct ChaosArgs {
     #[command(subcommand)]
     command: Option<ChaosCommand>,
     /// Scenario to run (see `aside chaos list`)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "scenario_file")]
     scenario: Option<String>,
+    /// A scenario file of your own instead (docs/scenarios.md)
+    #[arg(long, value_name = "FILE")]
+    scenario_file: Option<PathBuf>,
     /// Strategy: naive, versioned or durable
     #[arg(long, default_value = "versioned")]
     strategy: String,
@@ -199,232 +205,6 @@ fn summary(runs: &[Ran]) -> String {
     )
 }
 
-/// The runnable scenarios among `only` (all when empty) and the strategies named (all when
-/// empty), or what is wrong with a name.
-fn cells_to_run(
-    only: &[String],
-    strategies: &[String],
-) -> Result<(Vec<Scenario>, Vec<Builtin>), String> {
-    let mut scs = Vec::new();
-    for sc in scenario::catalog() {
-        if !only.is_empty() && !only.contains(&sc.name) {
-            continue;
-        }
-        if unsupported(&sc).is_none() {
-            scs.push(sc);
-        }
-    }
-    if let Some(n) = only
-        .iter()
-        .find(|n| !scs.iter().any(|s| s.name == n.as_str()))
-    {
-        return Err(match scenario::find(n) {
-            Err(e) => e,
-            Ok(_) => format!("{n} cannot run against containers yet (`aside chaos list` says why)"),
-        });
-    }
-    let mut builtins = Vec::new();
-    for n in strategies {
-        match Builtin::parse(n) {
-            Some(b) => builtins.push(b),
-            None => {
-                return Err(format!(
-                    "unknown strategy {n:?}: use one of {}",
-                    Builtin::ALL.map(|b| b.name()).join(", ")
-                ))
-            }
-        }
-    }
-    if builtins.is_empty() {
-        builtins = Builtin::ALL.to_vec();
-    }
-    Ok((scs, builtins))
-}
-
-/// What `matrix` and `compare` run: the scenarios, the strategies and a runtime.
-fn prepare(
-    runs: u64,
-    only: &[String],
-    strategies: &[String],
-) -> Result<(Vec<Scenario>, Vec<Builtin>, tokio::runtime::Runtime), String> {
-    if runs == 0 {
-        return Err("--runs must be at least 1".into());
-    }
-    let (scs, builtins) = cells_to_run(only, strategies)?;
-    Ok((scs, builtins, runtime()?))
-}
-
-/// `aside chaos matrix`: the simulator's matrix, from real servers.
-fn matrix(runs: u64, only: &[String], strategies: &[String], json: bool, keep: &Path) -> ExitCode {
-    let fail = |e: String| {
-        eprintln!("aside chaos matrix: {e}");
-        ExitCode::from(2)
-    };
-    let (scs, builtins, rt) = match prepare(runs, only, strategies) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let mut rows = Vec::new();
-    for sc in &scs {
-        for &st in &builtins {
-            let Some(mut cell) = sim::expect::cell(&sc.name, st) else {
-                continue;
-            };
-            // This world has no BUGGIFY.
-            cell.buggify = false;
-            let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
-                eprintln!("{}", r.line(&sc.name, st))
-            }) {
-                Ok(r) => r,
-                Err(e) => return fail(e),
-            };
-            let mut f = sim::matrix::CellFigures::new(cell);
-            for r in &ran {
-                f.add(r.seed, r.failed.clone(), sim::matrix::figures(&r.report));
-            }
-            if json {
-                println!("{}", f.to_json());
-            }
-            rows.push(f);
-        }
-    }
-    if !json {
-        print!(
-            "{}",
-            sim::matrix::markdown_with(
-                &rows,
-                &format!("Seeds 1 to {runs} per cell against containers. Replay a seed: `aside chaos --scenario SCENARIO --strategy STRATEGY --first-seed N`.")
-            )
-        );
-    }
-    ExitCode::from(u8::from(rows.iter().any(|r| !r.tally.failures.is_empty())))
-}
-
-/// One row of the sim-versus-real table.
-fn compare_row(sc: &str, st: Builtin, cell: &sim::expect::Cell, containers: &str) -> String {
-    let (sim, sim_fails) = sim::expect::promise(cell);
-    let agree = containers.starts_with("fails") == sim_fails;
-    format!(
-        "| `{sc}` | {} | {sim} | {containers} | {} |",
-        st.name(),
-        if agree { "yes" } else { "**no**" }
-    )
-}
-
-/// `compare --promises-only`: the README's rows with this commit's simulator column.
-fn compare_promises_only(runs: u64, readme: Option<&Path>) -> ExitCode {
-    let fail = |e: String| {
-        eprintln!("aside chaos compare: {e}");
-        ExitCode::from(2)
-    };
-    let Some(file) = readme else {
-        return fail("--promises-only rewrites the table in --readme FILE: name the file".into());
-    };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
-    };
-    let mut rows = Vec::new();
-    for (sc, st, line) in readme_rows(&text) {
-        let Some(strategy) = Builtin::parse(&st) else {
-            return fail(format!("{}: unknown strategy in {line}", file.display()));
-        };
-        let Some(cell) = sim::expect::cell(&sc, strategy) else {
-            continue;
-        };
-        let Some(containers) = line.split(" | ").nth(3) else {
-            return fail(format!(
-                "{}: a row without a containers column: {line}",
-                file.display()
-            ));
-        };
-        let row = compare_row(&sc, strategy, &cell, containers);
-        rows.push((sc, st, row));
-    }
-    write_compare(file, &text, &rows, runs)
-}
-
-/// Writes `rows` as the generated table in `file` (whose text is `text`).
-fn write_compare(
-    file: &Path,
-    text: &str,
-    rows: &[(String, String, String)],
-    runs: u64,
-) -> ExitCode {
-    let md = compare_table(rows, runs);
-    let new = match sim::expect::splice_between(text, COMPARE_BEGIN, COMPARE_END, &md) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("aside chaos compare: {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = std::fs::write(file, new) {
-        eprintln!("aside chaos compare: cannot write {}: {e}", file.display());
-        return ExitCode::from(2);
-    }
-    let disagree = rows.iter().filter(|r| !row_agrees(&r.2)).count();
-    ExitCode::from(u8::from(disagree > 0))
-}
-
-fn compare(
-    runs: u64,
-    only: &[String],
-    strategies: &[String],
-    readme: Option<&Path>,
-    keep: &Path,
-) -> ExitCode {
-    let fail = |e: String| {
-        eprintln!("aside chaos compare: {e}");
-        ExitCode::from(2)
-    };
-    let (scs, builtins, rt) = match prepare(runs, only, strategies) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    // (scenario, strategy, row): this run's cells.
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    for sc in &scs {
-        for &st in &builtins {
-            let Some(cell) = sim::expect::cell(&sc.name, st) else {
-                continue;
-            };
-            let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
-                eprintln!("{}", r.line(&sc.name, st))
-            }) {
-                Ok(r) => r,
-                Err(e) => return fail(e),
-            };
-            let row = compare_row(&sc.name, st, &cell, &summary(&ran));
-            rows.push((sc.name.to_string(), st.name().to_string(), row));
-        }
-    }
-    let md = compare_table(&rows, runs);
-    print!("{md}");
-    let disagree = rows.iter().filter(|r| !row_agrees(&r.2)).count();
-    if let Some(file) = readme {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
-        };
-        // The README keeps the cells this run did not redo (`--scenario` names some).
-        let mut all = readme_rows(&text);
-        all.retain(|old| !rows.iter().any(|r| r.0 == old.0 && r.1 == old.1));
-        all.extend(rows.iter().cloned());
-        let order = |r: &(String, String, String)| {
-            let sc = scenario::catalog()
-                .iter()
-                .position(|s| s.name == r.0)
-                .unwrap_or(usize::MAX);
-            let st = Builtin::ALL.iter().position(|b| b.name() == r.1);
-            (sc, st)
-        };
-        all.sort_by_key(order);
-        return write_compare(file, &text, &all, runs);
-    }
-    ExitCode::from(u8::from(disagree > 0))
-}
-
 /// `aside chaos app`: one app node in its container (see `containers::app`).
 fn app(task: &str) -> ExitCode {
     let fail = |e: String| {
@@ -447,45 +227,6 @@ fn app(task: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
     }
-}
-
-/// Does a generated row say the worlds agree?
-fn row_agrees(row: &str) -> bool {
-    row.trim_end().ends_with("| yes |")
-}
-
-/// The sim-versus-real table of `rows`, with its tally.
-fn compare_table(rows: &[(String, String, String)], runs: u64) -> String {
-    let mut md = String::from(
-        "| scenario | strategy | simulator (seeds 1-20) | containers | agree |\n|---|---|---|---|---|\n",
-    );
-    for r in rows {
-        md.push_str(&r.2);
-        md.push('\n');
-    }
-    md.push_str(&format!(
-        "\n{} cells, {} disagreeing; {runs} container runs per cell.\n",
-        rows.len(),
-        rows.iter().filter(|r| !row_agrees(&r.2)).count()
-    ));
-    md
-}
-
-/// The rows of the generated table in `text`: (scenario, strategy, row).
-fn readme_rows(text: &str) -> Vec<(String, String, String)> {
-    let (Some(b), Some(e)) = (text.find(COMPARE_BEGIN), text.find(COMPARE_END)) else {
-        return Vec::new();
-    };
-    text.get(b..e)
-        .unwrap_or("")
-        .lines()
-        .filter_map(|l| {
-            let mut cells = l.strip_prefix("| `")?.split(" | ");
-            let sc = cells.next()?.strip_suffix('`')?;
-            let st = cells.next()?;
-            Some((sc.to_string(), st.to_string(), l.to_string()))
-        })
-        .collect()
 }
 
 fn list() -> ExitCode {
@@ -552,7 +293,7 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             strategies,
             json,
             keep,
-        }) => return matrix(*runs, scenarios, strategies, *json, keep),
+        }) => return matrix::matrix(*runs, scenarios, strategies, *json, keep),
         Some(ChaosCommand::Compare {
             runs,
             scenarios,
@@ -562,9 +303,9 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             promises_only,
         }) => {
             if *promises_only {
-                return compare_promises_only(*runs, readme.as_deref());
+                return compare::compare_promises_only(*runs, readme.as_deref());
             }
-            return compare(*runs, scenarios, strategies, readme.as_deref(), keep);
+            return compare::compare(*runs, scenarios, strategies, readme.as_deref(), keep);
         }
         None => {}
     }
@@ -572,19 +313,27 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
         eprintln!("aside chaos: {e}");
         ExitCode::from(2)
     };
-    let Some(name) = args.scenario.as_deref() else {
-        return fail("name a scenario with --scenario NAME (`aside chaos list` shows them)".into());
+    let found = match (&args.scenario, &args.scenario_file) {
+        (Some(name), _) => scenario::find(name),
+        (None, Some(file)) => scenario::file::load(file).map_err(|e| e.to_string()),
+        (None, None) => {
+            return fail(
+                "name a scenario with --scenario NAME (`aside chaos list` shows them) or --scenario-file FILE"
+                    .into(),
+            )
+        }
     };
-    let sc: Scenario = match scenario::find(name) {
+    let sc: Scenario = match found {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let name = sc.name.as_str();
     if let Some(why) = unsupported(&sc) {
         return fail(format!("{name} cannot run against containers yet: {why}"));
     }
     let Some(st) = Builtin::parse(&args.strategy) else {
         return fail(format!(
-            "unknown strategy {:?}: use naive or versioned",
+            "unknown strategy {:?}: use naive, versioned or durable",
             args.strategy
         ));
     };
@@ -635,4 +384,59 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
         println!("{name:<22} {:<10} {}", st.name(), summary(&ran));
     }
     ExitCode::from(u8::from(ran.iter().any(|r| !r.failed.is_empty())))
+}
+
+/// The runnable scenarios among `only` (all when empty) and the strategies named (all when
+/// empty), or what is wrong with a name.
+pub(super) fn cells_to_run(
+    only: &[String],
+    strategies: &[String],
+) -> Result<(Vec<Scenario>, Vec<Builtin>), String> {
+    let mut scs = Vec::new();
+    for sc in scenario::catalog() {
+        if !only.is_empty() && !only.contains(&sc.name) {
+            continue;
+        }
+        if unsupported(&sc).is_none() {
+            scs.push(sc);
+        }
+    }
+    if let Some(n) = only
+        .iter()
+        .find(|n| !scs.iter().any(|s| s.name == n.as_str()))
+    {
+        return Err(match scenario::find(n) {
+            Err(e) => e,
+            Ok(_) => format!("{n} cannot run against containers yet (`aside chaos list` says why)"),
+        });
+    }
+    let mut builtins = Vec::new();
+    for n in strategies {
+        match Builtin::parse(n) {
+            Some(b) => builtins.push(b),
+            None => {
+                return Err(format!(
+                    "unknown strategy {n:?}: use one of {}",
+                    Builtin::ALL.map(|b| b.name()).join(", ")
+                ))
+            }
+        }
+    }
+    if builtins.is_empty() {
+        builtins = Builtin::ALL.to_vec();
+    }
+    Ok((scs, builtins))
+}
+
+/// What `matrix` and `compare` run: the scenarios, the strategies and a runtime.
+pub(super) fn prepare(
+    runs: u64,
+    only: &[String],
+    strategies: &[String],
+) -> Result<(Vec<Scenario>, Vec<Builtin>, tokio::runtime::Runtime), String> {
+    if runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let (scs, builtins) = cells_to_run(only, strategies)?;
+    Ok((scs, builtins, runtime()?))
 }

@@ -3,21 +3,26 @@
 
 use std::net::IpAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aside::backend::redis::Access;
 use aside::backend::Memcached;
-use aside::{Builtin, CacheConfig};
+use aside::{Builtin, CacheConfig, Strategy};
 use futures_util::future::try_join_all;
-use testcontainers::core::{IntoContainerPort, WaitFor};
-use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
-use tracing::info;
+use testcontainers::core::WaitFor;
+use testcontainers::{ContainerAsync, GenericImage};
 
 use crate::{image, Error};
 
-/// What to launch. The default is the full cluster of DESIGN.md.
+mod addrs;
+mod launch;
+mod sweep;
+
+pub use addrs::{Addrs, Library, LibraryWith};
+pub(crate) use launch::Launch;
+use launch::{cert_script, redis_cmd, run_id, s};
+pub use sweep::{all_containers, containers_of, sweep_orphans};
+/// What to launch. The default is the full cluster of docs/containers.md.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
     pub redis_replica: bool,
@@ -149,251 +154,6 @@ pub struct Cluster {
 }
 
 pub const MASTER_NAME: &str = "mymaster";
-
-/// Containers (running or not) labelled with `run_id`.
-pub fn containers_of(run_id: &str) -> usize {
-    count_labelled(&format!("label=aside.run={run_id}"))
-}
-
-/// Containers (running or not) of any run of this project.
-pub fn all_containers() -> usize {
-    count_labelled("label=aside.run")
-}
-
-/// Containers (running or not) that `docker ps --filter FILTER` lists; 0 when Docker does not
-/// answer.
-fn count_labelled(filter: &str) -> usize {
-    Command::new("docker")
-        .args(["ps", "-aq", "--filter", filter])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0)
-}
-
-/// Removes the containers and networks of clusters whose process is gone: a runner killed with
-/// SIGKILL (or the machine's OOM killer) never drops its cluster, so every new cluster sweeps
-/// what such runs left. A process id reused since is left alone (its owner looks alive).
-/// Returns how many containers were removed.
-pub fn sweep_orphans() -> usize {
-    let listed = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            "label=aside.pid",
-            "--format",
-            "{{.ID}} {{.Label \"aside.pid\"}} {{.Label \"aside.run\"}}",
-        ])
-        .output();
-    let Ok(listed) = listed else {
-        return 0;
-    };
-    let mut removed = 0;
-    let mut networks = std::collections::BTreeSet::new();
-    for line in String::from_utf8_lossy(&listed.stdout).lines() {
-        let mut f = line.split_whitespace();
-        let (Some(id), Some(pid), Some(run)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let rm = Command::new("docker").args(["rm", "-f", id]).output();
-        if rm.is_ok_and(|o| o.status.success()) {
-            removed += 1;
-            networks.insert(run.to_string());
-        }
-    }
-    for n in networks {
-        let _ = Command::new("docker").args(["network", "rm", &n]).output();
-    }
-    if removed > 0 {
-        info!(
-            removed,
-            "swept the containers of runs whose process is gone"
-        );
-    }
-    removed
-}
-
-fn run_id() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "aside-{}-{}-{nanos:08x}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct Launch<'a> {
-    pub tag: &'a str,
-    pub run: &'a str,
-}
-
-impl Launch<'_> {
-    async fn node(
-        &self,
-        name: &str,
-        port: u16,
-        cmd: Vec<String>,
-        wait: WaitFor,
-        user: Option<&str>,
-    ) -> Result<Node, Error> {
-        self.node_with(name, port, cmd, wait, user, Vec::new())
-            .await
-    }
-
-    /// [`Launch::node`] with host paths mounted (an app node's binary and run directory).
-    pub(crate) async fn node_with(
-        &self,
-        name: &str,
-        port: u16,
-        cmd: Vec<String>,
-        wait: WaitFor,
-        user: Option<&str>,
-        mounts: Vec<testcontainers::core::Mount>,
-    ) -> Result<Node, Error> {
-        let mut image = GenericImage::new(image::REPOSITORY, self.tag).with_wait_for(wait);
-        if port != 0 {
-            image = image.with_exposed_port(port.tcp());
-        }
-        let mut req = image
-            .with_cmd(cmd)
-            .with_network(self.run)
-            .with_container_name(format!("{}-{name}", self.run))
-            .with_label("aside.run", self.run)
-            // The owning process: a cluster whose process is gone is an orphan to sweep.
-            .with_label("aside.pid", std::process::id().to_string())
-            // For the nemesis's iptables rules, inside the container's own namespace only.
-            .with_cap_add("NET_ADMIN")
-            .with_startup_timeout(Duration::from_secs(90));
-        if let Some(u) = user {
-            req = req.with_user(u);
-        }
-        for m in mounts {
-            req = req.with_mount(m);
-        }
-        let container = req.start().await.map_err(|e| Error::Start {
-            node: name.to_string(),
-            detail: e.to_string(),
-        })?;
-        let ip = container
-            .get_bridge_ip_address()
-            .await
-            .map_err(|e| Error::Start {
-                node: name.to_string(),
-                detail: format!("no IP on the cluster network: {e}"),
-            })?;
-        info!(node = name, %ip, "container up");
-        Ok(Node {
-            name: name.to_string(),
-            ip,
-            port,
-            container,
-        })
-    }
-}
-
-fn s(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|p| p.to_string()).collect()
-}
-
-/// Shell: in `dir`, `server.key` and `server.crt` for this container's IP address, signed by
-/// `ca.key` and `ca.crt` there, which `ca` writes (PEM texts) or, when `None`, makes.
-fn cert_script(dir: &str, cn: &str, ca: Option<(&str, &str)>) -> String {
-    let cnf = format!("cd {dir} && printf '[req]\\ndistinguished_name=dn\\n[dn]\\n[leaf]\\nbasicConstraints=critical,CA:FALSE\\nsubjectAltName=IP:%s\\n[ca]\\nbasicConstraints=critical,CA:TRUE\\nkeyUsage=keyCertSign\\n' \"$(hostname -i | cut -d' ' -f1)\" > tls.cnf");
-    let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2";
-    let make_ca = match ca {
-        None => format!("openssl req -x509 -config tls.cnf -extensions ca {key} -subj /CN=aside-test-ca -keyout ca.key -out ca.crt 2>/dev/null"),
-        Some((crt, k)) => {
-            let lines = |pem: &str| pem.lines().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(" ");
-            format!("printf '%s\\n' {} > ca.crt && printf '%s\\n' {} > ca.key", lines(crt), lines(k))
-        }
-    };
-    format!("mkdir -p {dir} && {cnf} && {make_ca} && openssl req -x509 -config tls.cnf -extensions leaf -CA ca.crt -CAkey ca.key {key} -subj /CN={cn} -keyout server.key -out server.crt 2>/dev/null")
-}
-
-/// A word for `sh -c`.
-fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', "'\\''"))
-}
-
-/// The `redis-server` command; over TLS with ACL when `tls` holds the CA (`None` for the
-/// master, which makes it).
-fn redis_cmd(
-    extra: &[&str],
-    guard: Option<MinReplicas>,
-    secure: Option<Option<(&str, &str)>>,
-) -> Vec<String> {
-    let mut c = redis_args(extra, guard);
-    let Some(ca) = secure else {
-        return c;
-    };
-    let at = c.iter().position(|a| a == "--port").expect("the port") + 1;
-    c[at] = "0".into();
-    let pass = format!(">{REDIS_PASSWORD}");
-    c.extend(s(&[
-        "--tls-port",
-        "6379",
-        "--tls-cert-file",
-        "/tmp/tls/server.crt",
-        "--tls-key-file",
-        "/tmp/tls/server.key",
-        "--tls-ca-cert-file",
-        REDIS_TLS_CA,
-        "--tls-auth-clients",
-        "no",
-        "--tls-replication",
-        "yes",
-        "--user",
-        "default",
-        "off",
-        "--user",
-        REDIS_USER,
-        "on",
-        &pass,
-        "~*",
-        "&*",
-        "+@all",
-        "--masteruser",
-        REDIS_USER,
-        "--masterauth",
-        REDIS_PASSWORD,
-    ]));
-    let words: Vec<String> = c.iter().map(|w| quote(w)).collect();
-    s(&[
-        "sh",
-        "-c",
-        &format!(
-            "{} && exec {}",
-            cert_script("/tmp/tls", "redis", ca),
-            words.join(" ")
-        ),
-    ])
-}
-
-fn redis_args(extra: &[&str], guard: Option<MinReplicas>) -> Vec<String> {
-    let mut c = s(&[
-        "redis-server",
-        "--port",
-        "6379",
-        "--protected-mode",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--repl-diskless-sync-delay",
-        "0",
-    ]);
-    c.extend(extra.iter().map(|p| p.to_string()));
-    c.extend(guard.into_iter().flat_map(MinReplicas::args));
-    c
-}
 
 impl Cluster {
     /// Launches `spec`: about 10 s for the full cluster once the image exists.
@@ -677,56 +437,15 @@ impl Cluster {
     ) -> Result<Library, Error> {
         self.addrs().library(strategy, cfg, instance).await
     }
-}
 
-/// An `aside` instance over a launched cluster.
-pub type Library = aside::backend::Cache;
-
-/// Where a cluster's servers are, as the host and the app nodes' containers reach them (also
-/// handed to an app node's container as JSON).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Addrs {
-    pub redis_master: String,
-    pub sentinels: Vec<String>,
-    pub memcached: Vec<String>,
-    pub pg: String,
-    pub pg_replica: Option<String>,
-}
-
-impl Addrs {
-    /// An `aside` instance over these servers: Redis through the Sentinels (directly when there
-    /// are none), the memcached nodes on a Ketama ring, PostgreSQL (and its replica).
-    pub async fn library(
+    /// [`Cluster::library`] with a strategy of your own.
+    pub async fn library_with<St: Strategy>(
         &self,
-        strategy: Builtin,
-        mut cfg: CacheConfig,
+        strategy: St,
+        cfg: CacheConfig,
         instance: &str,
-    ) -> Result<Library, Error> {
-        cfg.strategy = strategy.name().to_string();
-        let settings = aside::Settings {
-            redis: aside::config::RedisSettings {
-                sentinels: self.sentinels.clone(),
-                master_name: MASTER_NAME.to_string(),
-                url: format!("redis://{}", self.redis_master),
-                ..Default::default()
-            },
-            memcached: aside::config::MemcachedSettings {
-                nodes: self.memcached.clone(),
-                pool_max: 16,
-            },
-            postgres: aside::config::PostgresSettings {
-                url: self.pg.clone(),
-                replica_url: self.pg_replica.clone(),
-                pool_max: 16,
-            },
-            cache: cfg,
-        };
-        aside::backend::build(&settings, instance)
-            .await
-            .map_err(|e| match e {
-                aside::backend::ConnectError::Config(e) => Error::Config(e),
-                aside::backend::ConnectError::Server(e) => Error::Tier(e),
-            })
+    ) -> Result<LibraryWith<St>, Error> {
+        self.addrs().library_with(strategy, cfg, instance).await
     }
 }
 

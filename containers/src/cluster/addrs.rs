@@ -1,0 +1,70 @@
+//! Where a cluster's servers are, and an `aside` instance over them.
+
+use aside::{Builtin, CacheConfig, Strategy};
+
+use super::MASTER_NAME;
+use crate::Error;
+
+/// An `aside` instance over a launched cluster.
+pub type Library = aside::backend::Cache;
+
+/// An `aside` instance over a launched cluster, with a strategy of your own.
+pub type LibraryWith<St> = aside::backend::CacheWith<St>;
+
+/// Where a cluster's servers are, as the host and the app nodes' containers reach them (also
+/// handed to an app node's container as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Addrs {
+    pub redis_master: String,
+    pub sentinels: Vec<String>,
+    pub memcached: Vec<String>,
+    pub pg: String,
+    pub pg_replica: Option<String>,
+}
+
+impl Addrs {
+    /// An `aside` instance over these servers: Redis through the Sentinels (directly when there
+    /// are none), the memcached nodes on a Ketama ring, PostgreSQL (and its replica).
+    pub async fn library(
+        &self,
+        strategy: Builtin,
+        cfg: CacheConfig,
+        instance: &str,
+    ) -> Result<Library, Error> {
+        self.library_with(strategy, cfg, instance).await
+    }
+
+    /// [`Addrs::library`] with a strategy of your own (`aside::backend::build_with`).
+    pub async fn library_with<St: Strategy>(
+        &self,
+        strategy: St,
+        mut cfg: CacheConfig,
+        instance: &str,
+    ) -> Result<LibraryWith<St>, Error> {
+        cfg.strategy = strategy.name().to_string();
+        let settings = aside::Settings {
+            redis: aside::config::RedisSettings {
+                sentinels: self.sentinels.clone(),
+                master_name: MASTER_NAME.to_string(),
+                url: format!("redis://{}", self.redis_master),
+                ..Default::default()
+            },
+            memcached: aside::config::MemcachedSettings {
+                nodes: self.memcached.clone(),
+                pool_max: 16,
+            },
+            postgres: aside::config::PostgresSettings {
+                url: self.pg.clone(),
+                replica_url: self.pg_replica.clone(),
+                pool_max: 16,
+            },
+            cache: cfg,
+        };
+        aside::backend::build_with(&settings, instance, strategy)
+            .await
+            .map_err(|e| match e {
+                aside::backend::ConnectError::Config(e) => Error::Config(e),
+                aside::backend::ConnectError::Server(e) => Error::Tier(e),
+            })
+    }
+}
