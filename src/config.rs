@@ -1,7 +1,7 @@
 //! Configuration: a TOML file, then `ASIDE_*` environment variables, then validation. Every
 //! problem is one line naming the setting, the value and what is allowed.
 //!
-//! Defaults are the seed document's (cache-aside-production.md): L1 TTL 1 h, L2 TTL 6 h, Redis
+//! Defaults are the production design's: L1 TTL 1 h, L2 TTL 6 h, Redis
 //! timeout 100 ms, Memcached timeout 200 ms, memcached items up to 1 MiB.
 
 use std::time::Duration;
@@ -162,10 +162,15 @@ impl CacheConfig {
         })
     }
 
-    /// Checks every setting and derives the rest.
-    pub fn validate(mut self) -> Result<Self, ConfigError> {
-        let e = |s: String| Err(ConfigError(s));
+    /// Checks every setting and derives the rest; `strategy` must name a built-in strategy.
+    pub fn validate(self) -> Result<Self, ConfigError> {
         self.builtin()?;
+        self.validate_settings()
+    }
+
+    /// [`CacheConfig::validate`] for a strategy of your own: every setting but `strategy`.
+    pub fn validate_settings(mut self) -> Result<Self, ConfigError> {
+        let e = |s: String| Err(ConfigError(s));
         for (name, v) in [
             ("l1_ttl_ms", self.l1_ttl_ms),
             ("l2_ttl_ms", self.l2_ttl_ms),
@@ -450,7 +455,7 @@ mod tests {
     /// overrides what it says.
     #[test]
     fn the_readmes_configuration_example_loads() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/library.md"));
         let at = readme.find("**Configuration**").expect("the section");
         let block = &readme[at..];
         let start = block.find("```toml\n").expect("a toml block") + "```toml\n".len();

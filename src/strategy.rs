@@ -1,5 +1,5 @@
 //! Strategies: how a fill and an invalidation touch the tiers. The read path, stampede
-//! protection, breakers and load shedding are the same for every strategy (see `cache.rs`); what
+//! protection, breakers and load shedding are the same for every strategy (see `cache/`); what
 //! differs is whether a fill may overwrite and what an invalidation leaves behind.
 //!
 //! | strategy | fill | invalidation |

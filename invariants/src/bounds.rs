@@ -1,6 +1,6 @@
 //! The bounds the checkers judge a history by.
 //!
-//! Defaults come from the seed document's production SLOs (cache-aside-production.md): hit ratio
+//! Defaults come from the production design's SLOs: hit ratio
 //! 85 %, cache hit p99 under 5 ms for Redis and 10 ms for Memcached, invalidation lag under 100 ms,
 //! 99.9 % availability, a database that serves about 10 K queries per second. A history's header
 //! `config` overrides them, and flags override the header. All names carry their unit last.

@@ -19,9 +19,7 @@ pub enum Problem {
     Io(String),
     #[error("is a directory, not a history file: pass the .jsonl file inside it")]
     Directory,
-    #[error(
-        "the file is empty: a history starts with a header line (see DESIGN.md, history format)"
-    )]
+    #[error("the file is empty: a history starts with a header line (docs/history-format.md)")]
     Empty,
     #[error("truncated line: the file ends in the middle of a record (was the writer killed?); drop the last line or rerun")]
     Truncated,

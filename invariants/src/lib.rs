@@ -1,6 +1,6 @@
 //! `invariants`: the history format of aside runs and the checkers that judge them.
 //!
-//! A history is JSON Lines (see `shared/DESIGN.md`): a header, then op, fault and probe lines with
+//! A history is JSON Lines (docs/history-format.md): a header, then op, fault and probe lines with
 //! nanosecond times. Checking takes two streaming passes and never holds the reads: pass one
 //! ([`index::Index::build`]) validates every line and indexes writes, faults and probes per key,
 //! logging reads as fixed-size records (spilled to a temporary file past [`index::SPILL_AT`]);
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn bad_histories_name_the_line_and_the_problem() {
-        assert_eq!(error(""), "<history>: the file is empty: a history starts with a header line (see DESIGN.md, history format)");
+        assert_eq!(error(""), "<history>: the file is empty: a history starts with a header line (docs/history-format.md)");
         assert_eq!(error("\n\n"), error(""));
         assert!(error(READ).starts_with("<history>:1: no header line"));
         assert!(error(&format!("{HEADER}\n{READ}\n{READ}\n"))

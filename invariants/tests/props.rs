@@ -218,7 +218,7 @@ struct OracleFigures {
     lost: u64,
 }
 
-/// Every invariant straight from its definition in DESIGN.md: every read against every op.
+/// Every invariant straight from its definition in docs/history-format.md: every read against every op.
 fn oracle(c: &Concrete) -> OracleFigures {
     let ok_read = |o: &&COp| !o.write && o.outcome == Outcome::Ok;
     let reads: Vec<&COp> = c.ops.iter().filter(ok_read).collect();

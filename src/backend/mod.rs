@@ -21,11 +21,14 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, Settings};
 use crate::tier::TierError;
-use crate::{Builtin, CacheAside, Pool, Ring};
+use crate::{Builtin, CacheAside, Pool, Ring, Strategy};
 
 /// The cache [`connect`] builds: Redis (through the Sentinels, or direct), the memcached pool,
 /// PostgreSQL, and a strategy chosen by name.
-pub type Cache = CacheAside<Arc<Redis>, Memcached, Postgres, Builtin>;
+pub type Cache = CacheWith<Builtin>;
+
+/// The cache [`connect_with`] builds: the same servers, with a strategy of your own.
+pub type CacheWith<St> = CacheAside<Arc<Redis>, Memcached, Postgres, St>;
 
 /// Why [`connect`] could not build the cache: a setting, or a server (named, with the cause).
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,17 @@ pub enum ConnectError {
 /// Every server is reached once before this returns, so a wrong address fails here, naming the
 /// server and the cause.
 pub async fn connect(settings: &Settings, instance: &str) -> Result<Arc<Cache>, ConnectError> {
-    let cache = Arc::new(build(settings, instance).await?);
+    let strategy = settings.cache.builtin()?;
+    connect_with(settings, instance, strategy).await
+}
+
+/// [`connect`] with a strategy of your own (any [`Strategy`]; `cache.strategy` is not read).
+pub async fn connect_with<St: Strategy>(
+    settings: &Settings,
+    instance: &str,
+    strategy: St,
+) -> Result<Arc<CacheWith<St>>, ConnectError> {
+    let cache = Arc::new(build_with(settings, instance, strategy).await?);
     for n in &cache.l2().nodes {
         n.ping().await?;
     }
@@ -64,8 +77,17 @@ pub async fn connect(settings: &Settings, instance: &str) -> Result<Arc<Cache>, 
 /// migrated, with no memcached node asked yet and no invalidator spawned (spawn
 /// `Arc::new(cache).invalidator()` yourself with `durable`).
 pub async fn build(settings: &Settings, instance: &str) -> Result<Cache, ConnectError> {
-    let cfg = settings.cache.clone().validate()?;
-    let strategy = cfg.builtin()?;
+    let strategy = settings.cache.builtin()?;
+    build_with(settings, instance, strategy).await
+}
+
+/// [`build`] with a strategy of your own.
+pub async fn build_with<St: Strategy>(
+    settings: &Settings,
+    instance: &str,
+    strategy: St,
+) -> Result<CacheWith<St>, ConnectError> {
+    let cfg = settings.cache.clone().validate_settings()?;
     let r = &settings.redis;
     let access = self::redis::Access::from_settings(r)?;
     let redis = if r.sentinels.is_empty() {
