@@ -209,7 +209,7 @@ impl AppNodes {
                 .collect();
             let script = rules.join(" && ");
             for n in &this.nodes {
-                crate::nemesis::docker(&[
+                crate::docker::docker(&[
                     "exec",
                     "-u",
                     "root",
@@ -218,6 +218,7 @@ impl AppNodes {
                     "-c",
                     &script,
                 ])
+                .await
                 .map_err(|e| {
                     Error::Docker(format!("{}: routing through the proxies: {e}", n.name))
                 })?;

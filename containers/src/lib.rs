@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod cluster;
+pub mod docker;
 pub mod image;
 pub mod nemesis;
 pub mod proxy;

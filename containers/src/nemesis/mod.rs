@@ -24,17 +24,21 @@
 //! Effects are observed as a client would see them: a request from the host (where the app
 //! nodes run) or from inside a container across a cut gets no answer within [`PROBE_TIMEOUT`].
 
+mod iptables;
+mod probe;
+
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::Duration;
 
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cluster::{Cluster, Node};
+use crate::docker::{docker, psql};
 use crate::proxy::Proxies;
+use iptables::{cut_seen, CutPair, Rule};
+pub use probe::ask;
+use probe::redis;
 
 /// How long a probe waits for an answer before the target counts as unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -47,13 +51,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 const LOSS_BURST: usize = 20;
 
 const FLUSH_MARKER: &str = "aside:nemesis:flush";
-
-/// One iptables rule added inside a container, to delete at the heal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Rule {
-    container: String,
-    args: Vec<String>,
-}
 
 pub struct DockerNemesis<'a> {
     cluster: &'a Cluster,
@@ -69,140 +66,6 @@ pub struct DockerNemesis<'a> {
     staged: Vec<(Fault, Rule)>,
     flushed: Vec<Target>,
     evicted_before: Vec<(Target, u64)>,
-}
-
-/// `docker` with `args`: Ok(stdout) or Err(one line).
-pub(crate) fn docker(args: &[&str]) -> Result<String, String> {
-    let o = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {}: {}",
-            args.first().unwrap_or(&""),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-/// (from, to): a connection that a cut between containers must stop.
-type CutPair<'a> = ((Target, &'a Node), (Target, &'a Node));
-
-/// `Some(what was seen)` when the connection of `pair` fails.
-fn cut_seen(((tt, from), (pt, to)): CutPair<'_>) -> Option<String> {
-    DockerNemesis::reaches(from, to).err().map(|e| {
-        format!(
-            "{} -> {} ({}:{}): no connection ({e})",
-            tt.name(),
-            pt.name(),
-            to.ip,
-            to.port
-        )
-    })
-}
-
-/// Runs `iptables OP RULE` for every rule: one `docker exec` per container, every container at
-/// once. Returns the containers where a command failed (each is tried).
-fn iptables_batches(rules: &[(Fault, Rule)], op: &str) -> Vec<String> {
-    let mut by: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for (_, r) in rules {
-        by.entry(r.container.as_str())
-            .or_default()
-            .push(format!("iptables {op} {} || rc=1", r.args.join(" ")));
-    }
-    std::thread::scope(|s| {
-        let runs: Vec<_> = by
-            .iter()
-            .map(|(c, cmds)| {
-                let script = format!("rc=0; {}; exit $rc", cmds.join("; "));
-                s.spawn(move || {
-                    docker(&["exec", "-u", "root", c, "sh", "-c", &script])
-                        .err()
-                        .map(|e| format!("{c}: {e}"))
-                })
-            })
-            .collect();
-        runs.into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
-    })
-}
-
-/// Runs `cmd` as root inside `node`'s container.
-fn exec(node: &Node, cmd: &[&str]) -> Result<String, String> {
-    let id = node.container.id().to_string();
-    let mut args = vec!["exec", "-u", "root", id.as_str()];
-    args.extend_from_slice(cmd);
-    docker(&args)
-}
-
-/// A protocol-level hello to `addr` from the host: Redis and Sentinel answer PING, memcached
-/// `version`, PostgreSQL an SSLRequest with one byte. `Err(what was seen)` without an answer.
-/// A request and the test its answer must pass.
-type Hello = (&'static [u8], fn(&[u8]) -> bool);
-
-pub async fn ask(target: Target, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let (req, ok): Hello = match target {
-        Target::RedisMaster | Target::RedisReplica | Target::Sentinel(_) => {
-            (b"PING\r\n", |r| r.starts_with(b"+PONG"))
-        }
-        Target::Memcached(_) => (b"version\r\n", |r| r.starts_with(b"VERSION")),
-        Target::PgPrimary | Target::PgReplica => (&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], |r| {
-            matches!(r.first(), Some(b'N' | b'S'))
-        }),
-        Target::App(_) => return Ok(()),
-    };
-    let talk = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        s.write_all(req).await.map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if ok(&buf[..n]) {
-            Ok(())
-        } else {
-            Err(format!(
-                "unexpected answer {:?}",
-                String::from_utf8_lossy(&buf[..n])
-            ))
-        }
-    };
-    match tokio::time::timeout(timeout, talk).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-    }
-}
-
-/// Sends `cmd` (a Redis command in RESP) to `addr` and returns the raw reply.
-async fn redis(addr: &str, cmd: &[&str]) -> Result<redis::Value, String> {
-    let client = redis::Client::open(format!("redis://{addr}")).map_err(|e| e.to_string())?;
-    let mut c = tokio::time::timeout(PROBE_TIMEOUT, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| {
-            format!(
-                "{addr}: no connection within {} ms",
-                PROBE_TIMEOUT.as_millis()
-            )
-        })?
-        .map_err(|e| e.to_string())?;
-    let mut q = redis::cmd(cmd[0]);
-    for a in &cmd[1..] {
-        q.arg(*a);
-    }
-    tokio::time::timeout(PROBE_TIMEOUT, q.query_async(&mut c))
-        .await
-        .map_err(|_| format!("{addr}: no reply within {} ms", PROBE_TIMEOUT.as_millis()))?
-        .map_err(|e| e.to_string())
-}
-
-/// `psql` inside `node`'s container, over TCP (the socket directory is not guaranteed).
-fn psql(node: &Node, sql: &str) -> Result<String, String> {
-    exec(
-        node,
-        &["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atqc", sql],
-    )
 }
 
 impl<'a> DockerNemesis<'a> {
@@ -267,119 +130,9 @@ impl<'a> DockerNemesis<'a> {
             .collect()
     }
 
-    fn add_rule(&mut self, fault: Fault, node: &Node, args: Vec<String>) {
-        self.staged.push((
-            fault,
-            Rule {
-                container: node.container.id().to_string(),
-                args,
-            },
-        ));
-    }
-
-    /// Adds every staged rule: one `docker exec` per container, all containers at once (each
-    /// exec takes about 90 ms; one by one, a split-brain's cuts would start 0.5 s apart).
-    fn apply_staged(&mut self) {
-        let staged = std::mem::take(&mut self.staged);
-        for c in iptables_batches(&staged, "-A") {
-            tracing::warn!(container = %c, "adding a rule failed");
-        }
-        // Kept also where adding failed: deleting a rule that is not there is harmless.
-        self.rules.extend(staged);
-    }
-
-    /// Deletes the rules of `faults`, all containers at once.
-    fn drop_rules(&mut self, faults: &[Fault]) {
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rules)
-            .into_iter()
-            .partition(|(f, _)| faults.contains(f));
-        self.rules = rest;
-        for c in iptables_batches(&mine, "-D") {
-            tracing::warn!(container = %c, "removing a partition rule failed");
-        }
-    }
-
     /// Is `side` the app nodes as a whole, behind the gateway?
     fn is_apps(&self, side: Side) -> bool {
         self.apps_on_host() && matches!(side, Side::Apps)
-    }
-
-    fn cut(&mut self, fault: Fault, peers: Side, one_way: bool) {
-        let s = |x: &str| x.to_string();
-        if self.is_apps(fault.target) {
-            // Rules on the servers' side: what they send to the apps is lost, and for a
-            // symmetric cut what they receive from them.
-            for (_, p) in self.side(peers) {
-                let apps = self.apps.to_string();
-                self.add_rule(
-                    fault,
-                    p,
-                    vec![s("OUTPUT"), s("-d"), apps.clone(), s("-j"), s("DROP")],
-                );
-                if !one_way {
-                    self.add_rule(
-                        fault,
-                        p,
-                        vec![s("INPUT"), s("-s"), apps, s("-j"), s("DROP")],
-                    );
-                }
-            }
-            return;
-        }
-        let mut peer_ips: Vec<(Option<&'a Node>, String)> = self
-            .side(peers)
-            .into_iter()
-            .filter(|(t, _)| !fault.target.contains(*t))
-            .map(|(t, n)| (matches!(t, Target::App(_)).then_some(n), n.ip.to_string()))
-            .collect();
-        if self.is_apps(peers) {
-            peer_ips.push((None, self.apps.to_string()));
-        }
-        let drop =
-            |chain: &str, flag: &str, ip: &str| vec![s(chain), s(flag), s(ip), s("-j"), s("DROP")];
-        // Behind the proxies a server sees every app node's connection come from the proxy, so a
-        // cut between an app node and a server is made in the app node, by the address it
-        // dialled (conntrack's original destination, before the DNAT to the proxy).
-        let dialled = |chain: &str, ip: &str| {
-            vec![
-                s(chain),
-                s("-m"),
-                s("conntrack"),
-                s("--ctorigdst"),
-                s(ip),
-                s("-j"),
-                s("DROP"),
-            ]
-        };
-        let proxied = self.proxies.is_some();
-        for (tt, t) in self.side(fault.target) {
-            let target_app = matches!(tt, Target::App(_));
-            for (peer_app, ip) in &peer_ips {
-                match (proxied, target_app, peer_app) {
-                    // The target is an app node, the peer a server.
-                    (true, true, None) => {
-                        self.add_rule(fault, t, dialled("INPUT", ip));
-                        if !one_way {
-                            self.add_rule(fault, t, dialled("OUTPUT", ip));
-                        }
-                    }
-                    // The target is a server, the peer an app node.
-                    (true, false, Some(app)) => {
-                        let server = t.ip.to_string();
-                        self.add_rule(fault, app, dialled("OUTPUT", &server));
-                        if !one_way {
-                            self.add_rule(fault, app, dialled("INPUT", &server));
-                        }
-                    }
-                    _ => {
-                        self.add_rule(fault, t, drop("INPUT", "-s", ip));
-                        if !one_way {
-                            self.add_rule(fault, t, drop("OUTPUT", "-d", ip));
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// Applies `fault`, staging its iptables rules (added by [`DockerNemesis::apply_staged`]).
@@ -387,7 +140,7 @@ impl<'a> DockerNemesis<'a> {
         match fault.kind {
             Kind::Kill => {
                 for (_, n) in self.side(fault.target) {
-                    if let Err(e) = docker(&["kill", n.container.id()]) {
+                    if let Err(e) = docker(&["kill", n.container.id()]).await {
                         tracing::warn!("{e}");
                     }
                 }
@@ -473,40 +226,16 @@ impl<'a> DockerNemesis<'a> {
                     .filter(|(t, _)| *t == Target::PgReplica)
                 {
                     let set = format!("ALTER SYSTEM SET recovery_min_apply_delay = '{lag_ms}ms'");
-                    if let Err(e) = psql(n, &set).and_then(|_| psql(n, "SELECT pg_reload_conf()")) {
+                    let set = match psql(n, &set).await {
+                        Ok(_) => psql(n, "SELECT pg_reload_conf()").await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = set {
                         tracing::warn!("replica lag: {e}");
                     }
                 }
             }
         }
-    }
-
-    /// The connection that shows a cut between containers: from one side to a server on the
-    /// other (app nodes listen on nothing, so when the peers are app nodes only, from a peer to
-    /// the target).
-    fn cut_pair(&self, fault: &Fault, peers: Side) -> Option<CutPair<'a>> {
-        let server = |(t, _): &(Target, &Node)| !matches!(t, Target::App(_));
-        let target = self.side(fault.target);
-        let peers: Vec<_> = self
-            .side(peers)
-            .into_iter()
-            .filter(|(t, _)| !fault.target.contains(*t))
-            .collect();
-        Some(match peers.iter().find(|p| server(p)) {
-            Some(p) => (*target.first()?, *p),
-            None => (*peers.first()?, *target.iter().find(|t| server(t))?),
-        })
-    }
-
-    /// Can `from` (a container) open a TCP connection to `to` within [`CONNECT_TIMEOUT`]?
-    fn reaches(from: &Node, to: &Node) -> Result<(), String> {
-        let script = format!(
-            "timeout {} bash -c 'exec 3<>/dev/tcp/{}/{}'",
-            CONNECT_TIMEOUT.as_secs_f64(),
-            to.ip,
-            to.port
-        );
-        exec(from, &["bash", "-c", &script]).map(drop)
     }
 
     async fn evicted(node: &Node) -> Option<u64> {
@@ -524,7 +253,7 @@ impl<'a> DockerNemesis<'a> {
 impl Nemesis for DockerNemesis<'_> {
     async fn begin(&mut self, fault: &Fault) {
         self.stage(fault).await;
-        self.apply_staged();
+        self.apply_staged().await;
     }
 
     fn at_once(&self) -> bool {
@@ -535,7 +264,7 @@ impl Nemesis for DockerNemesis<'_> {
         for f in faults {
             self.stage(f).await;
         }
-        self.apply_staged();
+        self.apply_staged().await;
     }
 
     /// Cuts between containers are looked at all at once (each look is a `docker exec` that
@@ -552,16 +281,13 @@ impl Nemesis for DockerNemesis<'_> {
                 _ => None,
             })
             .collect();
-        let seen: Vec<Option<Option<String>>> = std::thread::scope(|s| {
-            let looks: Vec<_> = pairs
-                .iter()
-                .map(|p| p.map(|p| s.spawn(move || cut_seen(p))))
-                .collect();
-            looks
-                .into_iter()
-                .map(|h| h.map(|h| h.join().ok().flatten()))
-                .collect()
+        let looks = pairs.iter().map(|p| async move {
+            match p {
+                Some(p) => Some(cut_seen(*p).await),
+                None => None,
+            }
         });
+        let seen: Vec<Option<Option<String>>> = futures_util::future::join_all(looks).await;
         let mut out = Vec::new();
         for (f, seen) in faults.iter().zip(seen) {
             out.push(match seen {
@@ -576,7 +302,7 @@ impl Nemesis for DockerNemesis<'_> {
         let (cuts, rest): (Vec<Fault>, Vec<Fault>) = faults
             .iter()
             .partition(|f| matches!(f.kind, Kind::Partition { .. } | Kind::Loss { .. }));
-        self.drop_rules(&cuts);
+        self.drop_rules(&cuts).await;
         for f in &rest {
             self.heal(f).await;
         }
@@ -598,7 +324,7 @@ impl Nemesis for DockerNemesis<'_> {
                     }
                 }
             }
-            Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(&[*fault]),
+            Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(&[*fault]).await,
             Kind::Latency { .. } => {
                 if let Some(p) = self.proxies {
                     if let Err(e) = p.latency(None).await {
@@ -627,8 +353,11 @@ impl Nemesis for DockerNemesis<'_> {
                         "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'",
                         self.cluster.pg_apply_delay_ms
                     );
-                    if let Err(e) = psql(n, &reset).and_then(|_| psql(n, "SELECT pg_reload_conf()"))
-                    {
+                    let reset = match psql(n, &reset).await {
+                        Ok(_) => psql(n, "SELECT pg_reload_conf()").await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = reset {
                         tracing::warn!("replica lag heal: {e}");
                     }
                 }
@@ -642,8 +371,9 @@ impl Nemesis for DockerNemesis<'_> {
                 let (t, n) = *self.side(fault.target).first()?;
                 if let Target::App(_) = t {
                     // Nobody talks to an app node: Docker's account of its cgroup says it.
-                    let state =
-                        docker(&["inspect", "-f", "{{.State.Status}}", n.container.id()]).ok()?;
+                    let state = docker(&["inspect", "-f", "{{.State.Status}}", n.container.id()])
+                        .await
+                        .ok()?;
                     return (state == "paused" || state == "exited")
                         .then(|| format!("{}'s container is {state} (docker inspect)", t.name()));
                 }
@@ -669,7 +399,7 @@ impl Nemesis for DockerNemesis<'_> {
                         .map(|e| format!("the apps -> {} ({addr}): {e}", t.name()));
                 }
                 let pair = self.cut_pair(fault, peers)?;
-                cut_seen(pair)
+                cut_seen(pair).await
             }
             Kind::Loss { .. } => {
                 let (t, n) = *self.servers().first()?;
@@ -745,6 +475,7 @@ impl Nemesis for DockerNemesis<'_> {
                     "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), \
                      COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0)",
                 )
+                .await
                 .ok()?;
                 let (behind, ms) = row.split_once('|')?;
                 (behind == "t").then(|| {
