@@ -9,6 +9,10 @@
 //! [`backend`]) and inside the madsim simulator (`--cfg madsim`, with the simulator's backends
 //! behind the same [`tier`] traits). `tokio` here is madsim-tokio, which is real tokio in the std
 //! build.
+//!
+//! The `testing` feature adds [`model`] (the Redis and memcached state machines the simulator
+//! runs) and `tier::mem` (in-process tiers over them, for tests of your own code): test
+//! machinery, not part of the cache.
 
 pub mod breaker;
 pub mod cache;
@@ -18,6 +22,7 @@ pub mod events;
 pub mod flight;
 pub mod key;
 pub mod metrics;
+#[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod ring;
 pub mod strategy;

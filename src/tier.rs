@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+#[cfg(any(test, feature = "testing"))]
 pub mod mem;
 
 /// Why a tier operation did not complete. `Unavailable` and `Timeout` feed the circuit breaker.
@@ -157,6 +158,24 @@ fn no_outbox<T>() -> TierResult<T> {
 }
 
 /// The database (source of truth).
+/// What a write's transaction did: the key's new version, and the other keys the same
+/// transaction changed with their new versions (a new post bumps its subreddit's listings).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub version: u64,
+    pub siblings: Vec<(String, u64)>,
+}
+
+impl Committed {
+    /// A transaction that changed `version` of its own key and nothing else.
+    pub fn alone(version: u64) -> Committed {
+        Committed {
+            version,
+            siblings: Vec::new(),
+        }
+    }
+}
+
 pub trait Store: Send + Sync + 'static {
     /// The row, or None when there is no such key.
     fn read(
@@ -164,9 +183,14 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         from: ReadFrom,
     ) -> impl Future<Output = TierResult<Option<Row>>> + Send;
-    /// Writes `payload` in one transaction and returns the row's new version (1 for a new key),
-    /// together with an outbox row naming the key and version for an invalidator to apply.
-    fn write(&self, key: &str, payload: &[u8]) -> impl Future<Output = TierResult<u64>> + Send;
+    /// Writes `payload` in one transaction, together with an outbox row naming the key and
+    /// version for an invalidator to apply, and says what the transaction did: the row's new
+    /// version (1 for a new key) and any other keys it changed.
+    fn write(
+        &self,
+        key: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = TierResult<Committed>> + Send;
     /// Outbox rows with an id above `after_id`, by id, at most `limit`. Ids are assigned when a
     /// transaction inserts its row, not when it commits: a row may appear below ids already
     /// read, and the reader must look again (the invalidator does).

@@ -12,26 +12,16 @@ use tokio::time::sleep;
 use crate::record::Recorder;
 use crate::workload::{listing_prefix, Workload};
 
-/// The other keys a write's transaction changed, with their versions, asked by (written key,
-/// its version): a world whose database writes sibling listings together answers it.
-pub type AlsoWritten = fn(&str, u64) -> Vec<(String, u64)>;
-
-/// A world whose writes change one key each.
-pub fn nothing_else(_: &str, _: u64) -> Vec<(String, u64)> {
-    Vec::new()
-}
-
-/// What every client of a run shares: the workload, the recorder, the run's seed and span, and
-/// how the world's database reports a write's other keys.
+/// What every client of a run shares: the workload, the recorder, the run's seed and span.
 #[derive(Clone)]
 pub struct Clients {
     pub workload: Arc<Workload>,
     pub rec: Arc<Recorder>,
     pub seed: u64,
     pub duration: Duration,
-    /// A listing write also changed its siblings (then `also` names them with their versions).
+    /// A listing write also changes its siblings: the write's result names them with their
+    /// versions (`aside::Written::siblings`), and a failed one records them as unknown.
     pub listing_tx: bool,
-    pub also: AlsoWritten,
 }
 
 impl Clients {
@@ -65,7 +55,6 @@ where
         seed,
         duration,
         listing_tx,
-        also,
     } = run;
     let mut rng = SplitMix(crate::seed::client(seed, client));
     while rec.now_ns() / 1_000_000 < duration.as_millis() as u64 {
@@ -83,8 +72,8 @@ where
             // written at their new versions, or unknown with the write.
             match &r {
                 Ok(w) => {
-                    for (k, v) in also(op.key.as_str(), w.version) {
-                        rec.write_in_tx(client, &k, invoke_ns, Some(v));
+                    for (k, v) in &w.siblings {
+                        rec.write_in_tx(client, k, invoke_ns, Some(*v));
                     }
                 }
                 Err(aside::Error::Db(aside::TierError::Refused { .. })) => {}

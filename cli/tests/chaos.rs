@@ -435,7 +435,12 @@ fn app_nodes_in_containers_apply_the_outbox_until_the_host_says_stop() {
         // Every client is done well before this.
         tokio::time::sleep(std::time::Duration::from_millis(sc.duration_ms + 2_000)).await;
         let key = "posts:v1:after-the-workload";
-        let version = host.store().write(key, b"late").await.expect("write");
+        let version = host
+            .store()
+            .write(key, b"late")
+            .await
+            .expect("write")
+            .version;
         let done = || async {
             sqlx::query_scalar::<_, bool>(
                 "SELECT bool_and(done_at IS NOT NULL) FROM aside_outbox WHERE key = $1",

@@ -91,7 +91,7 @@ impl<T: Store> Store for Counted<T> {
         self.1.fetch_add(1, Relaxed);
         self.0.read(k, f).await
     }
-    async fn write(&self, k: &str, p: &[u8]) -> R<u64> {
+    async fn write(&self, k: &str, p: &[u8]) -> R<aside::tier::Committed> {
         self.1.fetch_add(1, Relaxed);
         self.0.write(k, p).await
     }

@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aside::Builtin;
-use chaos::client::{nothing_else, Clients};
+use chaos::client::Clients;
 use chaos::fault::Target;
 use chaos::record::Recorder;
 use chaos::scenario::{self, Scenario};
@@ -341,7 +341,6 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         seed: task.seed,
         duration: Duration::from_millis(sc.duration_ms),
         listing_tx: false,
-        also: nothing_else,
     };
     let clients: Vec<_> = (0..sc.clients_per_app)
         .map(|c| {

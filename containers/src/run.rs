@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aside::{Builtin, Strategy};
-use chaos::client::{nothing_else, Clients};
+use chaos::client::Clients;
 use chaos::fault::{Kind, Side, Target};
 use chaos::nemesis::run_plan;
 use chaos::probe::probe_all;
@@ -261,7 +261,6 @@ pub async fn run_with<St: Strategy + Clone>(
             seed,
             duration,
             listing_tx: false,
-            also: nothing_else,
         };
         let mut clients = Vec::new();
         for (app, cache) in caches.into_iter().enumerate() {

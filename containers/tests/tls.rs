@@ -31,7 +31,7 @@ async fn postgres_over_tls_verified_against_the_servers_certificate() {
     );
     let pg = Postgres::connect(&url, None, 2).await.expect("TLS connect");
     pg.migrate().await.unwrap();
-    let v = pg.write("posts:v1:tls", b"over tls").await.unwrap();
+    let v = pg.write("posts:v1:tls", b"over tls").await.unwrap().version;
     let row = pg
         .read("posts:v1:tls", ReadFrom::Primary)
         .await

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aside::tier::mem::{MemcachedClient, MemcachedExec, RedisClient, RedisExec};
-use aside::tier::{OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
+use aside::tier::{Committed, OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
 use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
 use madsim::time::sleep;
 
@@ -157,30 +157,6 @@ impl MemcachedExec for SimMemcachedConn {
     }
 }
 
-/// Keys with the versions a transaction gave them.
-type Versions = Vec<(String, u64)>;
-
-thread_local! {
-    /// The other keys each write's transaction changed, by (written key, its version), until the
-    /// writing client records them ([`also_written`]). One simulation runs on one thread.
-    static TX_ALSO: std::cell::RefCell<std::collections::HashMap<(String, u64), Versions>> =
-        Default::default();
-}
-
-/// Takes the keys that the transaction which wrote `version` of `key` also changed.
-pub fn also_written(key: &str, version: u64) -> Versions {
-    TX_ALSO.with(|t| {
-        t.borrow_mut()
-            .remove(&(key.to_string(), version))
-            .unwrap_or_default()
-    })
-}
-
-/// Forgets every unclaimed transaction (a run starts with this).
-pub fn forget_transactions() {
-    TX_ALSO.with(|t| t.borrow_mut().clear());
-}
-
 pub struct SimStore {
     rpc: Rpc,
     primary: SocketAddr,
@@ -207,20 +183,20 @@ impl Store for SimStore {
             _ => unexpected("postgres"),
         }
     }
-    async fn write(&self, key: &str, _payload: &[u8]) -> TierResult<u64> {
+    async fn write(&self, key: &str, _payload: &[u8]) -> TierResult<Committed> {
         // The model derives the payload from (key, version), as a trigger would.
         match self
             .rpc
             .call::<PgCmd, PgReply>(self.primary, TAG_PG, PgCmd::Write(key.into()), self.timeout)
             .await?
         {
-            PgReply::Written(all) => {
-                let version = all.first().map_or(0, |w| w.1);
-                TX_ALSO.with(|t| {
-                    t.borrow_mut()
-                        .insert((key.to_string(), version), all[1..].to_vec())
-                });
-                Ok(version)
+            // The written key first, then the siblings the transaction bumped.
+            PgReply::Written(mut all) if !all.is_empty() => {
+                let version = all.remove(0).1;
+                Ok(Committed {
+                    version,
+                    siblings: all,
+                })
             }
             _ => unexpected("postgres"),
         }

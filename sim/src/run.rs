@@ -89,7 +89,6 @@ where
     let handle = Handle::current();
     crate::net::served_reset();
     crate::buggify::reset();
-    crate::backends::forget_transactions();
     let workload = Arc::new(scenario.workload());
     let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
     let rec = Arc::new(Recorder::start());
@@ -101,7 +100,6 @@ where
         seed,
         duration,
         listing_tx: scenario.listing_transactions,
-        also: crate::backends::also_written,
     };
     let mut clients = Vec::new();
     let mut caches: Vec<Arc<SimCache<St>>> = Vec::new();

@@ -413,7 +413,8 @@ async fn postgres_conformance(cluster: &Cluster) {
                             let v = pg
                                 .write(&keys[*k], &sim::models::postgres::payload(&keys[*k], 0))
                                 .await
-                                .unwrap();
+                                .unwrap()
+                                .version;
                             prop_assert_eq!(v, model.write(&keys[*k], 0));
                         } else {
                             let real = pg
@@ -623,12 +624,12 @@ async fn replica_lag_conformance(cluster: &Cluster, lag_ms: u64) {
     };
     let key = "lag:k";
     let (mut primary, mut rep) = (PgModel::default(), PgModel::default());
-    let v0 = pg.write(key, b"x").await.unwrap();
+    let v0 = pg.write(key, b"x").await.unwrap().version;
     primary.write(key, 0);
     tokio::time::sleep(Duration::from_millis(lag_ms + 1_500)).await;
     rep.apply(primary.wal_after(0), lag_ms + 1_500, lag_ms);
     let t0 = std::time::Instant::now();
-    let v1 = pg.write(key, b"x").await.unwrap();
+    let v1 = pg.write(key, b"x").await.unwrap().version;
     primary.write(key, lag_ms + 1_500);
     let mut real = Vec::new();
     let mut model = Vec::new();

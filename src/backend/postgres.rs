@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Row as _};
 
-use crate::tier::{OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
+use crate::tier::{Committed, OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
 
 const TIER: &str = "postgres";
 /// How long opening a connection may take.
@@ -186,7 +186,7 @@ impl Store for Postgres {
         }))
     }
 
-    async fn write(&self, key: &str, payload: &[u8]) -> TierResult<u64> {
+    async fn write(&self, key: &str, payload: &[u8]) -> TierResult<Committed> {
         let mut tx = self.primary.begin().await.map_err(|e| self.fail(e))?;
         let version: i64 = sqlx::query_scalar(
             "INSERT INTO aside_rows (key, version, payload) VALUES ($1, 1, $2)
@@ -205,7 +205,7 @@ impl Store for Postgres {
             .await
             .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
-        Ok(version as u64)
+        Ok(Committed::alone(version as u64))
     }
 
     async fn outbox_after(&self, after_id: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {

@@ -96,6 +96,9 @@ pub struct Written {
     /// Both tiers were invalidated. When false the write is in the database and the cache may
     /// serve the old version until a TTL, an invalidator or a later write fixes it.
     pub invalidated: bool,
+    /// The other keys the write's transaction changed, with their new versions
+    /// ([`crate::tier::Committed`]); their invalidation is the outbox's (or a pattern's).
+    pub siblings: Vec<(String, u64)>,
 }
 
 /// The L2 pool: one client per memcached node, placed on a Ketama ring.

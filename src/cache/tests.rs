@@ -49,7 +49,7 @@ impl Store for SlowStore {
             payload: format!("v{v}").into_bytes(),
         }))
     }
-    async fn write(&self, key: &str, _: &[u8]) -> TierResult<u64> {
+    async fn write(&self, key: &str, _: &[u8]) -> TierResult<crate::tier::Committed> {
         let mut rows = self.rows.lock().unwrap();
         let v = rows.entry(key.to_string()).or_insert(0);
         *v += 1;
@@ -60,7 +60,7 @@ impl Store for SlowStore {
             key: key.to_string(),
             version: *v,
         });
-        Ok(*v)
+        Ok(crate::tier::Committed::alone(*v))
     }
     async fn outbox_after(
         &self,

@@ -14,8 +14,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.store.write(key.as_str(), payload),
             )
             .await;
-            let version = match written {
-                Ok(v) => v,
+            let committed = match written {
+                Ok(c) => c,
                 Err(e @ TierError::Timeout { .. }) => {
                     // The commit may have happened: invalidate at whatever version the primary
                     // holds now, so a write we cannot confirm does not leave the old value
@@ -32,12 +32,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 }
                 Err(e) => return Err(Error::Db(e)),
             };
+            let version = committed.version;
             tracing::Span::current().record("version", version);
             self.wrote(key.as_str(), version);
             let invalidated = self.invalidate_version(key, Some(version)).await;
             Ok(Written {
                 version,
                 invalidated,
+                siblings: committed.siblings,
             })
         }
         .instrument(span)

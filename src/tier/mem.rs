@@ -35,7 +35,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{
-    MemcachedLike, OutboxRow, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult,
+    Committed, MemcachedLike, OutboxRow, ReadFrom, RedisLike, Row, SetCond, Store, TierError,
+    TierResult,
 };
 use crate::envelope::Kind;
 use crate::model::memcached::{self as mc, MemcachedModel};
@@ -441,7 +442,7 @@ impl Store for MemStore {
     async fn read(&self, key: &str, _from: ReadFrom) -> TierResult<Option<Row>> {
         Ok(self.state()?.rows.get(key).cloned())
     }
-    async fn write(&self, key: &str, payload: &[u8]) -> TierResult<u64> {
+    async fn write(&self, key: &str, payload: &[u8]) -> TierResult<Committed> {
         let now = self.zero.elapsed().as_millis() as u64;
         let mut s = self.state()?;
         let version = s.rows.get(key).map_or(1, |r| r.version + 1);
@@ -451,7 +452,7 @@ impl Store for MemStore {
         };
         s.rows.insert(key.to_string(), row);
         s.outbox.push((now, key.to_string(), version));
-        Ok(version)
+        Ok(Committed::alone(version))
     }
     async fn outbox_after(&self, after_id: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
         let s = self.state()?;
@@ -521,9 +522,9 @@ mod tests {
     #[tokio::test]
     async fn the_store_versions_rows_and_keeps_an_outbox_in_commit_order() {
         let s = MemStore::default();
-        assert_eq!(s.write("a", b"1").await.unwrap(), 1);
-        assert_eq!(s.write("b", b"1").await.unwrap(), 1);
-        assert_eq!(s.write("a", b"2").await.unwrap(), 2);
+        assert_eq!(s.write("a", b"1").await.unwrap().version, 1);
+        assert_eq!(s.write("b", b"1").await.unwrap().version, 1);
+        assert_eq!(s.write("a", b"2").await.unwrap().version, 2);
         let row = s.read("a", ReadFrom::Replica).await.unwrap().unwrap();
         assert_eq!((row.version, row.payload), (2, b"2".to_vec()));
         let rows = s.outbox_after(1, 10).await.unwrap();
