@@ -23,6 +23,17 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The one JSON line of an `aside chaos --json` run that completed (held: exit 0, failed: 1).
+fn one_run(o: &Output) -> serde_json::Value {
+    let out = text(&o.stdout);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{out}{}",
+        text(&o.stderr)
+    );
+    serde_json::from_str(out.trim()).expect("one JSON line")
+}
+
 #[test]
 fn the_list_names_every_scenario_and_why_some_cannot_run() {
     let o = aside(&["chaos", "list"]);
@@ -88,13 +99,7 @@ fn a_run_keeps_its_history_and_aside_check_agrees_with_its_verdict() {
         "--keep",
         keep,
     ]);
-    let out = text(&o.stdout);
-    assert!(
-        matches!(o.status.code(), Some(0 | 1)),
-        "{out}{}",
-        text(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    let v = one_run(&o);
     assert_eq!(v["world"], "containers");
     let holds = v["holds"].as_bool().unwrap();
     assert_eq!(o.status.code(), Some(i32::from(!holds)));
@@ -137,13 +142,7 @@ fn a_users_scenario_file_runs_against_real_servers() {
         "--keep",
         dir.path().to_str().unwrap(),
     ]);
-    let out = text(&o.stdout);
-    assert!(
-        matches!(o.status.code(), Some(0 | 1)),
-        "{out}{}",
-        text(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    let v = one_run(&o);
     assert_eq!(v["scenario"], "failover-under-pause");
     let history = std::fs::read_to_string(v["history"].as_str().unwrap()).unwrap();
     let header: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
@@ -317,13 +316,7 @@ fn a_latency_spike_goes_through_the_proxies_and_is_observed() {
         "--keep",
         dir.path().to_str().unwrap(),
     ]);
-    let out = text(&o.stdout);
-    assert!(
-        matches!(o.status.code(), Some(0 | 1)),
-        "{out}{}",
-        text(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    let v = one_run(&o);
     let history = std::fs::read_to_string(v["history"].as_str().unwrap()).unwrap();
     let observed = history
         .lines()

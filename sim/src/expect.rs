@@ -206,18 +206,39 @@ impl Tally {
     }
 }
 
-/// The README's results table: one row per scenario, one column per strategy, each cell the
-/// tally and the reason. `about` gives a scenario's one-line description.
+/// The results table: one row per scenario, one column per strategy, each cell the tally and
+/// the reason. `about` gives a scenario's one-line description.
 pub fn markdown(rows: &[(Cell, Tally)], about: impl Fn(&str) -> String) -> String {
-    let strategies: Vec<Builtin> = {
-        let mut s: Vec<Builtin> = rows.iter().map(|(c, _)| c.strategy).collect();
-        s.dedup();
-        Builtin::ALL
-            .iter()
-            .copied()
-            .filter(|b| s.contains(b))
-            .collect()
-    };
+    grid(
+        rows,
+        |sc| format!("`{sc}`: {}", about(sc)),
+        |c, t| {
+            let first = t
+                .failures
+                .first()
+                .map(|(s, _)| format!(" (first: seed {s})"))
+                .unwrap_or_default();
+            let with = if c.buggify { " with BUGGIFY" } else { "" };
+            format!("{}{with}{first}: {}", t.summary(), c.why)
+        },
+        "not in the table",
+    )
+}
+
+/// A Markdown table of `rows`: a row per scenario (in the rows' order, labelled by `label`), a
+/// column per strategy (in `Builtin::ALL`'s order), each cell `cell`'s text (`missing` where a
+/// scenario states no promise for a strategy).
+fn grid(
+    rows: &[(Cell, Tally)],
+    label: impl Fn(&str) -> String,
+    cell: impl Fn(&Cell, &Tally) -> String,
+    missing: &str,
+) -> String {
+    let strategies: Vec<Builtin> = Builtin::ALL
+        .iter()
+        .copied()
+        .filter(|b| rows.iter().any(|(c, _)| c.strategy == *b))
+        .collect();
     let mut scenarios: Vec<&str> = Vec::new();
     for (c, _) in rows {
         if !scenarios.contains(&c.scenario.as_str()) {
@@ -232,21 +253,13 @@ pub fn markdown(rows: &[(Cell, Tally)], about: impl Fn(&str) -> String) -> Strin
     out.push_str(&"---|".repeat(strategies.len()));
     out.push('\n');
     for sc in scenarios {
-        out.push_str(&format!("| `{sc}`: {} |", about(sc)));
+        out.push_str(&format!("| {} |", label(sc)));
         for st in &strategies {
             let text = rows
                 .iter()
                 .find(|(c, _)| c.scenario == sc && c.strategy == *st)
-                .map(|(c, t)| {
-                    let first = t
-                        .failures
-                        .first()
-                        .map(|(s, _)| format!(" (first: seed {s})"))
-                        .unwrap_or_default();
-                    let with = if c.buggify { " with BUGGIFY" } else { "" };
-                    format!("{}{with}{first}: {}", t.summary(), c.why)
-                })
-                .unwrap_or_else(|| "not in the table".into());
+                .map(|(c, t)| cell(c, t))
+                .unwrap_or_else(|| missing.into());
             out.push_str(&format!(" {text} |"));
         }
         out.push('\n');
@@ -267,51 +280,25 @@ pub const SUMMARY_END: &str = "<!-- end of generated summary -->";
 /// The README's summary: one row per scenario, one column per strategy, each cell what the
 /// seeds showed in a few words (the reasons are in the full table, [`markdown`]).
 pub fn summary_markdown(rows: &[(Cell, Tally)]) -> String {
-    let strategies: Vec<Builtin> = Builtin::ALL
-        .iter()
-        .copied()
-        .filter(|b| rows.iter().any(|(c, _)| c.strategy == *b))
-        .collect();
-    let mut out = String::from("| scenario |");
-    for s in &strategies {
-        out.push_str(&format!(" `{}` |", s.name()));
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(strategies.len()));
-    out.push('\n');
-    let mut scenarios: Vec<&str> = Vec::new();
-    for (c, _) in rows {
-        if !scenarios.contains(&c.scenario.as_str()) {
-            scenarios.push(&c.scenario);
-        }
-    }
-    for sc in scenarios {
-        out.push_str(&format!("| `{sc}` |"));
-        for st in &strategies {
-            let text = rows
-                .iter()
-                .find(|(c, _)| c.scenario == sc && c.strategy == *st)
-                .map(|(c, t)| {
-                    let with = if c.buggify { " with BUGGIFY" } else { "" };
-                    if t.failures.is_empty() {
-                        format!("holds {}/{}", t.runs, t.runs)
-                    } else {
-                        let names: Vec<&str> =
-                            t.by_invariant().iter().map(|(i, _)| i.name()).collect();
-                        format!(
-                            "fails {}/{}{with}: {}",
-                            t.failures.len(),
-                            t.runs,
-                            names.join(", ")
-                        )
-                    }
-                })
-                .unwrap_or_else(|| "-".into());
-            out.push_str(&format!(" {text} |"));
-        }
-        out.push('\n');
-    }
-    out
+    grid(
+        rows,
+        |sc| format!("`{sc}`"),
+        |c, t| {
+            let with = if c.buggify { " with BUGGIFY" } else { "" };
+            if t.failures.is_empty() {
+                format!("holds {}/{}", t.runs, t.runs)
+            } else {
+                let names: Vec<&str> = t.by_invariant().iter().map(|(i, _)| i.name()).collect();
+                format!(
+                    "fails {}/{}{with}: {}",
+                    t.failures.len(),
+                    t.runs,
+                    names.join(", ")
+                )
+            }
+        },
+        "-",
+    )
 }
 
 /// `text` with the part between the results table's markers replaced by `table`; `Err` when

@@ -119,3 +119,45 @@ fn five_malformed_files_are_refused_in_one_line_naming_the_field() {
         assert_eq!(o.status.code(), Some(2));
     }
 }
+
+/// `cargo sim`'s exit status is whether every promise held: a failure the scenario promises to
+/// find exits 0, the same failure under a promise to hold exits 1 with the broken promise and
+/// the command that replays it on the screen, and a failure where nothing is promised exits 1.
+#[test]
+fn the_campaign_exits_by_its_promises_not_by_its_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |promise: &str| {
+        let f = dir.path().join("race.toml");
+        std::fs::write(
+            &f,
+            format!("name = \"my-race\"\nabout = \"the fill race, no faults\"\n{promise}"),
+        )
+        .unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+            .arg("--scenario-file")
+            .arg(&f)
+            .args(["--strategy", "naive", "--seed", "20", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    // fill-race's seed 20 fails staleness with naive (docs/results.md).
+    let (code, out) = run("[promise.naive]\nfinds = [\"staleness\"]\nwhy = \"the race\"\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("every promise held"), "{out}");
+    let (code, out) = run("[promise.naive]\nholds = true\nwhy = \"wrongly\"\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("broken promise: my-race / naive is promised to hold"),
+        "{out}"
+    );
+    assert!(out.contains("replay:  cargo sim --scenario-file"), "{out}");
+    let (code, out) = run("");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED"), "{out}");
+    assert!(dir.path().join("my-race-naive-20.report.txt").exists());
+}

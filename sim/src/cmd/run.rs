@@ -49,30 +49,27 @@ enum Verdict {
     Kept,
     /// The promise broke: why.
     Broken(String),
-    /// The scenario promises nothing for this strategy (or not with this BUGGIFY setting):
+    /// The scenario promises nothing for this strategy:
     /// every failing run counts.
     Unpromised,
 }
 
 impl CellRuns<'_> {
-    /// The promise this cell's runs are judged by: the scenario's for the strategy, when it was
-    /// made with the same BUGGIFY setting.
-    fn promise(&self, buggify: bool) -> Option<Cell> {
-        self.sc
-            .promise(self.strategy)
-            .filter(|p| p.buggify == buggify)
-            .map(|p| Cell::of(self.sc, p))
+    /// The scenario's promise for this cell's strategy.
+    fn promise(&self) -> Option<Cell> {
+        self.sc.promise(self.strategy).map(|p| Cell::of(self.sc, p))
     }
 
-    /// A promise to hold breaks on any failing seed; a promise to find breaks on a harness
-    /// error, and on not finding what it names only when the seeds cover the promise's own
-    /// (`expect::SEEDS`): fewer seeds may not reach a narrow race.
+    /// A promise to hold breaks on any failing seed. A promise to find accepts the failures it
+    /// names as findings; it breaks on a harness error, and on not finding what it names only
+    /// when the run is the promise's own (its seeds, `expect::SEEDS`, and its BUGGIFY setting):
+    /// fewer seeds, or no BUGGIFY, may not reach a narrow race.
     fn verdict(&self, buggify: bool, seeds: &[u64]) -> Verdict {
-        let Some(cell) = self.promise(buggify) else {
+        let Some(cell) = self.promise() else {
             return Verdict::Unpromised;
         };
-        let covers = SEEDS.clone().all(|s| seeds.contains(&s));
-        let judged = match (&cell.expect, covers) {
+        let own_run = cell.buggify == buggify && SEEDS.clone().all(|s| seeds.contains(&s));
+        let judged = match (&cell.expect, own_run) {
             (Expect::Finds(_), false) => {
                 let harness = self
                     .tally
@@ -95,14 +92,17 @@ impl CellRuns<'_> {
     }
 
     /// What the table's promise column says.
-    fn promise_text(&self, buggify: bool) -> String {
-        match self.promise(buggify) {
+    fn promise_text(&self) -> String {
+        match self.promise() {
             None => "-".into(),
-            Some(c) => match &c.expect {
-                Expect::Holds => "holds".into(),
-                Expect::Finds(i) if i.is_empty() => "finds any".into(),
-                Expect::Finds(i) => format!("finds {}", join(i)),
-            },
+            Some(c) => {
+                let with = if c.buggify { " (BUGGIFY)" } else { "" };
+                match &c.expect {
+                    Expect::Holds => "holds".into(),
+                    Expect::Finds(i) if i.is_empty() => format!("finds any{with}"),
+                    Expect::Finds(i) => format!("finds {}{with}", join(i)),
+                }
+            }
         }
     }
 
@@ -287,7 +287,7 @@ pub fn campaign(args: RunArgs) -> ExitCode {
     }
     println!();
     println!(
-        "{:<22} {:<10} {:>5} {:>6}  {:<36} {:<7}  failing invariants (runs), seeds",
+        "{:<22} {:<10} {:>5} {:>6}  {:<40} {:<7}  failing invariants (runs), seeds",
         "scenario", "strategy", "runs", "failed", "promise", "held"
     );
     for (c, v) in cells.iter().zip(&verdicts) {
@@ -315,12 +315,12 @@ pub fn campaign(args: RunArgs) -> ExitCode {
             format!("{}; seeds {}{more}", invs.join(", "), seeds.join(" "))
         };
         println!(
-            "{:<22} {:<10} {:>5} {:>6}  {:<36} {held:<7}  {failing}",
+            "{:<22} {:<10} {:>5} {:>6}  {:<40} {held:<7}  {failing}",
             c.sc.name,
             c.strategy.name(),
             t.runs,
             t.failures.len(),
-            c.promise_text(args.buggify),
+            c.promise_text(),
         );
     }
     println!(
