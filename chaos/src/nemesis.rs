@@ -10,6 +10,7 @@ use std::time::Duration;
 use invariants::history::FaultAction;
 use tokio::time::sleep;
 
+use crate::fault::effect::Effect;
 use crate::fault::Fault;
 use crate::plan::{Action, Plan};
 use crate::record::Recorder;
@@ -27,9 +28,10 @@ pub trait Nemesis {
     async fn begin(&mut self, fault: &Fault);
     /// Undoes `fault` (restart after kill, resume after pause).
     async fn heal(&mut self, fault: &Fault);
-    /// Looks once for the effect of `fault`: `Some(what was seen)` once it shows (a call to the
-    /// target fails, a role changed), `None` while it does not.
-    async fn observe(&mut self, fault: &Fault) -> Option<String>;
+    /// Looks once for the effect of `fault`: `Some(effect)` once it shows (a call to the target
+    /// fails, a role changed), `None` while it does not. The rules a world can share are
+    /// [`crate::fault::effect`]'s.
+    async fn observe(&mut self, fault: &Fault) -> Option<Effect>;
 
     /// Does this world apply faults due at one instant together ([`Nemesis::begin_all`],
     /// [`Nemesis::heal_all`])? A world whose every change takes real time (a `docker exec`
@@ -40,7 +42,7 @@ pub trait Nemesis {
     }
 
     /// Looks once for the effect of each of `faults` (used where [`Nemesis::at_once`]).
-    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<String>> {
+    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<Effect>> {
         let mut out = Vec::with_capacity(faults.len());
         for f in faults {
             out.push(self.observe(f).await);
@@ -83,7 +85,9 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
                 let seen = nemesis.observe_all(&looking).await;
                 for (f, seen) in looking.into_iter().zip(seen) {
                     match seen {
-                        Some(effect) => rec.fault(FaultAction::Observed, f, Some(effect)),
+                        Some(effect) => {
+                            rec.fault(FaultAction::Observed, f, Some(effect.to_string()))
+                        }
                         None => still.push(f),
                     }
                 }
@@ -91,7 +95,9 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
                 // One by one, each line at the moment its look ended.
                 for f in looking {
                     match nemesis.observe(&f).await {
-                        Some(effect) => rec.fault(FaultAction::Observed, f, Some(effect)),
+                        Some(effect) => {
+                            rec.fault(FaultAction::Observed, f, Some(effect.to_string()))
+                        }
                         None => still.push(f),
                     }
                 }
@@ -134,7 +140,7 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
                     if let Some(i) = unobserved.iter().position(|u| u == f) {
                         let f = unobserved.remove(i);
                         if let Some(effect) = nemesis.observe(&f).await {
-                            rec.fault(FaultAction::Observed, f, Some(effect));
+                            rec.fault(FaultAction::Observed, f, Some(effect.to_string()));
                         }
                     }
                 }
@@ -165,8 +171,8 @@ mod tests {
             sleep(self.slow).await;
         }
         async fn heal(&mut self, _: &Fault) {}
-        async fn observe(&mut self, _: &Fault) -> Option<String> {
-            Some("seen".into())
+        async fn observe(&mut self, _: &Fault) -> Option<Effect> {
+            Some(Effect::Seen("seen".into()))
         }
     }
 

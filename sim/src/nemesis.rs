@@ -15,6 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use chaos::fault::effect::{self, Effect, FLUSH_MARKER, LOSS_BURST};
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
 use madsim::net::NetSim;
@@ -35,9 +36,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Times a heal's command is sent before the nemesis gives up on it.
 const HEAL_TRIES: usize = 10;
-
-/// Probes sent at once to look for packet loss.
-const LOSS_BURST: usize = 20;
 
 /// A node the nemesis can act on: a server (with the address it answers on) or an app node.
 #[derive(Clone)]
@@ -261,9 +259,6 @@ impl SimNemesis {
     }
 }
 
-/// The key a flush fault writes first and looks for after: gone means the flush took.
-const FLUSH_MARKER: &str = "aside:nemesis:flush";
-
 fn is_redis(t: Target) -> bool {
     matches!(t, Target::RedisMaster | Target::RedisReplica)
 }
@@ -444,15 +439,15 @@ impl Nemesis for SimNemesis {
         }
     }
 
-    async fn observe(&mut self, fault: &Fault) -> Option<String> {
+    async fn observe(&mut self, fault: &Fault) -> Option<Effect> {
         let targets = self.side(fault.target);
         match fault.kind {
             Kind::Kill | Kind::Pause => {
                 let t = targets.first()?;
                 if t.addr.is_some() {
-                    self.answers(t, None).await.err()
+                    self.answers(t, None).await.err().map(Effect::Seen)
                 } else {
-                    self.runs(t).await.err()
+                    self.runs(t).await.err().map(Effect::Seen)
                 }
             }
             Kind::Latency { one_way_ms } => {
@@ -475,17 +470,14 @@ impl Nemesis for SimNemesis {
                     })
                     .await
                     .ok()?;
-                (rtt >= Duration::from_millis(2 * u64::from(one_way_ms))).then(|| {
-                    format!(
-                        "a round trip from the nemesis to {} took {:.1} ms",
-                        server.target.name(),
-                        rtt.as_secs_f64() * 1e3
-                    )
-                })
+                effect::latency(
+                    one_way_ms,
+                    format!("the nemesis to {}", server.target.name()),
+                    rtt,
+                )
             }
             Kind::Loss { .. } => {
-                // A burst of probes at once: at a few percent loss, some request or reply of
-                // the burst goes missing (one probe at a time could be lucky for a whole fault).
+                // A burst of probes at once (effect::LOSS_BURST).
                 let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
                 let (rpc, addr) = (self.rpc.clone(), server.addr?);
                 let lost = self
@@ -507,13 +499,11 @@ impl Nemesis for SimNemesis {
                     })
                     .await
                     .ok()?;
-                (lost > 0).then(|| {
-                    format!(
-                        "{lost} of {LOSS_BURST} requests from the nemesis to {} got no reply within {} ms",
-                        server.target.name(),
-                        PROBE_TIMEOUT.as_millis()
-                    )
-                })
+                effect::loss(
+                    lost,
+                    format!("the nemesis to {}", server.target.name()),
+                    PROBE_TIMEOUT,
+                )
             }
             Kind::Flush => {
                 let caches: Vec<Placed> = self
@@ -522,19 +512,16 @@ impl Nemesis for SimNemesis {
                     .filter(|n| fault.target.contains(n.target))
                     .cloned()
                     .collect();
-                if caches.is_empty() {
-                    return None;
-                }
+                // In turn, asking no further than the first that still holds it.
+                let mut held = Vec::new();
                 for c in &caches {
-                    if self.holds_marker(c).await != Some(false) {
-                        return None;
+                    let h = self.holds_marker(c).await;
+                    held.push((c.target.name(), h));
+                    if h != Some(false) {
+                        break;
                     }
                 }
-                let names: Vec<String> = caches.iter().map(|c| c.target.name()).collect();
-                Some(format!(
-                    "the marker key written before the flush is gone from {}",
-                    names.join(", ")
-                ))
+                effect::flush(held)
             }
             Kind::MemoryLimit { kib } => {
                 for (t, before) in self.evicted_before.clone() {
@@ -542,13 +529,9 @@ impl Nemesis for SimNemesis {
                         continue;
                     };
                     if let Some((evicted, used)) = self.evicted(&r).await {
-                        if evicted > before {
-                            return Some(format!(
-                                "{} evicted {} keys under its {kib} KiB limit ({:.1} KiB in use)",
-                                t.name(),
-                                evicted - before,
-                                used as f64 / 1024.0
-                            ));
+                        let how = format!("{:.1} KiB in use", used as f64 / 1024.0);
+                        if let Some(e) = effect::memory_limit(t.name(), kib, before, evicted, how) {
+                            return Some(e);
                         }
                     }
                 }
@@ -560,10 +543,10 @@ impl Nemesis for SimNemesis {
                         self.tell(&pg, TAG_PG, PgCmd::ReplayLag).await
                     {
                         if behind >= u64::from(lag_ms) / 2 {
-                            return Some(format!(
+                            return Some(Effect::Seen(format!(
                                 "{}'s replay is {behind} ms behind the primary",
                                 pg.target.name()
-                            ));
+                            )));
                         }
                     }
                 }
@@ -580,7 +563,7 @@ impl Nemesis for SimNemesis {
                     Some(server) => (targets.first()?, server),
                     None => (peers.first()?, targets.iter().find(|t| t.addr.is_some())?),
                 };
-                self.answers(to, Some(from)).await.err()
+                self.answers(to, Some(from)).await.err().map(Effect::Seen)
             }
         }
     }

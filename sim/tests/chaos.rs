@@ -142,7 +142,7 @@ struct Inert(SimNemesis);
 impl Nemesis for Inert {
     async fn begin(&mut self, _: &Fault) {}
     async fn heal(&mut self, _: &Fault) {}
-    async fn observe(&mut self, fault: &Fault) -> Option<String> {
+    async fn observe(&mut self, fault: &Fault) -> Option<chaos::fault::effect::Effect> {
         self.0.observe(fault).await
     }
 }

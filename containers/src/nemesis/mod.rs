@@ -30,6 +30,7 @@ mod probe;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use chaos::fault::effect::{self, Effect, FLUSH_MARKER, LOSS_BURST};
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
 
@@ -46,11 +47,6 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a connection between two containers may take before it counts as cut (on the
 /// bridge one takes well under a millisecond; a cut one never completes).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// Probes sent to look for packet loss.
-const LOSS_BURST: usize = 20;
-
-const FLUSH_MARKER: &str = "aside:nemesis:flush";
 
 pub struct DockerNemesis<'a> {
     cluster: &'a Cluster,
@@ -269,7 +265,7 @@ impl Nemesis for DockerNemesis<'_> {
 
     /// Cuts between containers are looked at all at once (each look is a `docker exec` that
     /// waits up to the probe timeout: one by one, five cuts took 3 s to see); the rest in turn.
-    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<String>> {
+    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<Effect>> {
         let pairs: Vec<Option<CutPair<'_>>> = faults
             .iter()
             .map(|f| match f.kind {
@@ -291,7 +287,7 @@ impl Nemesis for DockerNemesis<'_> {
         let mut out = Vec::new();
         for (f, seen) in faults.iter().zip(seen) {
             out.push(match seen {
-                Some(seen) => seen,
+                Some(seen) => seen.map(Effect::Seen),
                 None => self.observe(f).await,
             });
         }
@@ -365,7 +361,15 @@ impl Nemesis for DockerNemesis<'_> {
         }
     }
 
-    async fn observe(&mut self, fault: &Fault) -> Option<String> {
+    async fn observe(&mut self, fault: &Fault) -> Option<Effect> {
+        self.look(fault).await
+    }
+}
+
+impl DockerNemesis<'_> {
+    /// [`Nemesis::observe`].
+    async fn look(&mut self, fault: &Fault) -> Option<Effect> {
+        let seen = |s: String| Some(Effect::Seen(s));
         match fault.kind {
             Kind::Kill | Kind::Pause => {
                 let (t, n) = *self.side(fault.target).first()?;
@@ -375,13 +379,12 @@ impl Nemesis for DockerNemesis<'_> {
                         .await
                         .ok()?;
                     return (state == "paused" || state == "exited")
-                        .then(|| format!("{}'s container is {state} (docker inspect)", t.name()));
+                        .then(|| format!("{}'s container is {state} (docker inspect)", t.name()))
+                        .and_then(seen);
                 }
                 let addr: SocketAddr = n.addr().parse().ok()?;
-                ask(t, addr, PROBE_TIMEOUT)
-                    .await
-                    .err()
-                    .map(|e| format!("the host -> {} ({addr}): {e}", t.name()))
+                let e = ask(t, addr, PROBE_TIMEOUT).await.err()?;
+                seen(format!("the host -> {} ({addr}): {e}", t.name()))
             }
             Kind::Partition { peers, .. } => {
                 if self.is_apps(fault.target) || self.is_apps(peers) {
@@ -393,26 +396,23 @@ impl Nemesis for DockerNemesis<'_> {
                     };
                     let (t, n) = *self.side(other).first()?;
                     let addr: SocketAddr = n.addr().parse().ok()?;
-                    return ask(t, addr, PROBE_TIMEOUT)
-                        .await
-                        .err()
-                        .map(|e| format!("the apps -> {} ({addr}): {e}", t.name()));
+                    let e = ask(t, addr, PROBE_TIMEOUT).await.err()?;
+                    return seen(format!("the apps -> {} ({addr}): {e}", t.name()));
                 }
                 let pair = self.cut_pair(fault, peers)?;
-                cut_seen(pair).await
+                cut_seen(pair).await.and_then(seen)
             }
             Kind::Loss { .. } => {
                 let (t, n) = *self.servers().first()?;
                 let addr: SocketAddr = n.addr().parse().ok()?;
-                let probes = (0..LOSS_BURST).map(|_| ask(t, addr, Duration::from_millis(300)));
+                let within = Duration::from_millis(300);
+                let probes = (0..LOSS_BURST).map(|_| ask(t, addr, within));
                 let lost = futures_util::future::join_all(probes)
                     .await
                     .iter()
                     .filter(|r| r.is_err())
                     .count();
-                (lost > 0).then(|| {
-                    format!("{lost} of {LOSS_BURST} requests from the host to {} got no answer within 300 ms", t.name())
-                })
+                effect::loss(lost, format!("the host to {}", t.name()), within)
             }
             Kind::Latency { one_way_ms } => {
                 // A round trip from the host through the master's proxy, as an app node's goes.
@@ -420,50 +420,38 @@ impl Nemesis for DockerNemesis<'_> {
                 let (name, front) = self.proxies?.front_of(n.addr().parse().ok()?)?;
                 let began = std::time::Instant::now();
                 ask(t, front, Duration::from_secs(2)).await.ok()?;
-                let rtt = began.elapsed();
-                (rtt >= Duration::from_millis(2 * u64::from(one_way_ms))).then(|| {
-                    format!(
-                        "a round trip from the host through the {name} proxy ({front}) took {:.1} ms",
-                        rtt.as_secs_f64() * 1e3
-                    )
-                })
+                let path = format!("the host through the {name} proxy ({front})");
+                effect::latency(one_way_ms, path, began.elapsed())
             }
             Kind::Flush => {
-                let mut gone = Vec::new();
+                // In turn, asking no further than the first that still holds it.
+                let mut held = Vec::new();
                 for t in self.flushed.clone() {
                     let n = self.node(t)?;
-                    let held = match t {
+                    let h = match t {
                         Target::Memcached(_) => {
                             use aside::tier::MemcachedLike;
                             let m = aside::backend::Memcached::new(n.addr(), 1);
-                            m.gets(FLUSH_MARKER).await.ok()?.is_some()
+                            m.gets(FLUSH_MARKER).await.ok().map(|v| v.is_some())
                         }
-                        _ => !matches!(
-                            redis(&n.addr(), &["GET", FLUSH_MARKER]).await.ok()?,
-                            redis::Value::Nil
-                        ),
+                        _ => redis(&n.addr(), &["GET", FLUSH_MARKER])
+                            .await
+                            .ok()
+                            .map(|v| !matches!(v, redis::Value::Nil)),
                     };
-                    if held {
-                        return None;
+                    held.push((t.name(), h));
+                    if h != Some(false) {
+                        break;
                     }
-                    gone.push(t.name());
                 }
-                (!gone.is_empty()).then(|| {
-                    format!(
-                        "the marker key written before the flush is gone from {}",
-                        gone.join(", ")
-                    )
-                })
+                effect::flush(held)
             }
             Kind::MemoryLimit { kib } => {
                 for (t, before) in self.evicted_before.clone() {
                     let now = Self::evicted(self.node(t)?).await?;
-                    if now > before {
-                        return Some(format!(
-                            "{} evicted {} keys under its {kib} KiB limit (INFO evicted_keys)",
-                            t.name(),
-                            now - before
-                        ));
+                    let e = effect::memory_limit(t.name(), kib, before, now, "INFO evicted_keys");
+                    if e.is_some() {
+                        return e;
                     }
                 }
                 None
@@ -480,7 +468,7 @@ impl Nemesis for DockerNemesis<'_> {
                 let (behind, ms) = row.split_once('|')?;
                 (behind == "t").then(|| {
                     format!("pg-replica has received WAL it has not replayed; its last replayed transaction is {ms} ms old")
-                })
+                }).and_then(seen)
             }
         }
     }

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde_json::{json, Value};
 
+pub mod effect;
+
 /// A part of the cluster, by its role at boot (`redis-master` stays the node that booted as the
 /// master, whoever holds the role later). Indices are 0-based here and 1-based in names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
