@@ -1,0 +1,72 @@
+use super::*;
+
+#[test]
+fn unknown_scenarios_name_the_known_ones() {
+    let e = find("nope").unwrap_err();
+    assert!(e.contains("fill-race") && e.contains("redis-failover"));
+    assert_eq!(find("fill-race").unwrap().name, "fill-race");
+}
+
+#[test]
+fn a_scenario_is_what_its_header_config_says() {
+    for sc in catalog() {
+        let sc = sc.for_seed(3);
+        let back = sc.with_config(&sc.config()).unwrap();
+        assert_eq!(back.config(), sc.config(), "{}", sc.name);
+        assert!(!back.random_plan);
+    }
+    let sc = find("split-brain").unwrap();
+    let mut c = sc.config();
+    c["workload"]["clients_per_app"] = json!(2);
+    c["faults"] = json!([]);
+    let small = sc.with_config(&c).unwrap();
+    assert_eq!((small.clients_per_app, small.plan.steps.len()), (2, 0));
+    c["workload"]["zipf_s"] = json!("steep");
+    assert!(sc.with_config(&c).unwrap_err().contains("workload.zipf_s"));
+}
+
+#[test]
+fn the_header_config_gives_back_the_typed_bounds() {
+    for sc in catalog() {
+        let mut b = Bounds::default();
+        b.apply_config(&sc.config()).unwrap();
+        assert_eq!(b, sc.bounds, "{}", sc.name);
+        let _ = sc.cache_config();
+    }
+}
+
+#[test]
+fn a_random_plan_takes_the_hit_ratio_bound_of_the_incidents_it_draws() {
+    let random = find("random").unwrap();
+    let base = random.bounds.hit_ratio_min;
+    let (mut lowered, mut kept) = (0, 0);
+    for seed in 1..=200 {
+        let sc = random.for_seed(seed);
+        let latency = sc
+            .plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.fault.kind, Kind::Latency { .. }));
+        if latency {
+            // The lowest of its incidents' bounds (seed 81 also draws a memory limit: 0.7).
+            let min = sc.bounds.hit_ratio_min.unwrap();
+            assert!(min <= 0.75, "seed {seed}: {min}");
+        }
+        if sc.bounds.hit_ratio_min == base {
+            kept += 1;
+        } else {
+            lowered += 1;
+        }
+        // The bound travels with the history: a replay judges by the same one.
+        let again = random.with_config(&sc.config()).unwrap();
+        assert_eq!(again.bounds, sc.bounds, "seed {seed}");
+    }
+    let s195 = random.for_seed(195);
+    assert_eq!(s195.bounds.hit_ratio_min, Some(0.75), "{:?}", s195.plan);
+    assert!(lowered > 0 && kept > 0, "{lowered} lowered, {kept} kept");
+    // The catalog's incidents are judged by the same rule.
+    assert_eq!(
+        find("latency-spike").unwrap().bounds.hit_ratio_min,
+        incident_hit_ratio_min(Kind::Latency { one_way_ms: 55 }, false)
+    );
+}
