@@ -20,6 +20,7 @@
 //! Scenarios, workloads, faults and the recorder live in `chaos`, shared with the containers
 //! world.
 
+pub mod compare;
 pub mod expect;
 pub mod models;
 pub mod seedlog;

@@ -1,60 +1,30 @@
-//! docs/results.md's sim-versus-real table (written by `aside chaos compare`) against this commit: its
-//! simulator column is what the scenario files promise, its `agree` column follows from the two
-//! verdict classes, its tally counts its rows, and every cell the containers world can run has a
-//! row. The container runs themselves are `aside chaos compare` (nightly, and one failover
-//! cell per strategy in `cli/tests/chaos.rs`); this keeps the committed table from drifting.
+//! docs/results.md's sim-versus-real table against this commit: it is the rendering of the
+//! recorded comparison (docs/results/compare.json, written by `aside chaos compare`) with the
+//! promises of this commit's scenario files, and every cell the containers world can run has a
+//! recorded row. The container runs themselves are `aside chaos compare` (nightly, and one
+//! failover cell per strategy in `cli/tests/chaos.rs`); this keeps the committed table from
+//! drifting.
 #![cfg(not(madsim))]
 
+use std::path::Path;
+
 use aside::Builtin;
-use sim::expect::{self, COMPARE_BEGIN, COMPARE_END};
+use sim::compare::{Comparison, DATA};
+use sim::expect;
 
 #[test]
-fn the_sim_versus_real_table_matches_this_commits_promises() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/results.md"))
-            .expect("docs/results.md");
-    let b = readme
-        .find(COMPARE_BEGIN)
-        .expect("the table's begin marker");
-    let e = readme.find(COMPARE_END).expect("the table's end marker");
-    let table = &readme[b..e];
-    let fix = "rerun `aside chaos compare --runs 3 --scenario NAME --readme docs/results.md` for that scenario and commit it";
-    let mut rows = Vec::new();
-    for line in table.lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
-        let [sc, st, sim, real, agree] = cells[..] else {
-            panic!("a row of five cells expected: {line}");
-        };
-        let sc = sc.trim_matches('`');
-        let strategy = Builtin::parse(st).unwrap_or_else(|| panic!("strategy {st:?} in {line}"));
-        let cell = expect::cell(sc, strategy)
-            .unwrap_or_else(|| panic!("{sc} / {st} has no promise in its scenario file: {fix}"));
-        let (promised, sim_fails) = expect::promise(&cell);
-        assert_eq!(
-            sim, promised,
-            "{sc} / {st}: docs/results.md says the simulator {sim:?}, its scenario file now says {promised:?}: {fix}"
-        );
-        let real_fails = if real.starts_with("fails on ") {
-            true
-        } else {
-            assert!(real.starts_with("holds on "), "{line}");
-            false
-        };
-        let agrees = real_fails == sim_fails;
-        assert_eq!(
-            agree,
-            if agrees { "yes" } else { "**no**" },
-            "{sc} / {st}: {line}"
-        );
-        rows.push((sc.to_string(), strategy, agrees));
-    }
-    let disagree = rows.iter().filter(|r| !r.2).count();
-    let tally = format!("{} cells, {disagree} disagreeing;", rows.len());
-    assert!(
-        table.contains(&tally),
-        "the tally under the table should say {tally:?}"
+fn the_sim_versus_real_table_is_the_recorded_comparison_with_this_commits_promises() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let data = Comparison::load(&Path::new(root).join(DATA)).unwrap();
+    let results = std::fs::read_to_string(format!("{root}/docs/results.md")).unwrap();
+    let fix = "rerun `aside chaos compare --runs 3 --scenario NAME --readme docs/results.md` for that scenario (or `--promises-only` after a promise changed) and commit both files";
+    assert_eq!(
+        data.splice(&results).unwrap(),
+        results,
+        "docs/results.md's sim-versus-real table is not {DATA} with this commit's promises: {fix}"
     );
-    // Every scenario the containers world runs has a row per strategy with a promise.
+    assert!(data.runs_per_cell >= 1);
+    // Every scenario the containers world runs has a recorded cell per strategy it promises.
     for sc in chaos::scenario::catalog() {
         if containers::run::unsupported(&sc).is_some() {
             continue;
@@ -62,8 +32,10 @@ fn the_sim_versus_real_table_matches_this_commits_promises() {
         for st in Builtin::ALL {
             if expect::cell(&sc.name, st).is_some() {
                 assert!(
-                    rows.iter().any(|r| r.0 == sc.name && r.1 == st),
-                    "{} / {} runs against containers but has no row: {fix}",
+                    data.cells
+                        .iter()
+                        .any(|c| c.scenario == sc.name && c.strategy == st.name()),
+                    "{} / {} runs against containers but has no recorded cell: {fix}",
                     sc.name,
                     st.name()
                 );

@@ -82,14 +82,15 @@ enum ChaosCommand {
         keep: PathBuf,
     },
     /// Every scenario this world runs, every strategy, --runs times each, beside what the
-    /// simulator promises for the same cell (sim/src/expect.rs): do the two worlds agree?
+    /// simulator promises for the same cell (its scenario file): do the two worlds agree?
     Compare {
         #[arg(long, default_value_t = 3)]
         runs: u64,
         /// Only these scenarios (repeatable; default: every one this world runs)
         #[arg(long = "scenario", value_name = "NAME")]
         scenarios: Vec<String>,
-        /// Rewrite the generated table in this file (between its markers)
+        /// Record this run's cells in the comparison (docs/results/compare.json, beside --readme's
+        /// directory) and render the generated table in this file from it (between its markers)
         #[arg(long, value_name = "FILE")]
         readme: Option<PathBuf>,
         /// Where every run's history goes
@@ -98,8 +99,8 @@ enum ChaosCommand {
         /// Only these strategies (repeatable; default: all)
         #[arg(long = "strategy", value_name = "NAME")]
         strategies: Vec<String>,
-        /// Run nothing: redo the simulator and agree columns of the rows already in --readme
-        /// from this commit's promises (after sim/src/expect.rs changed)
+        /// Run nothing: render --readme's table again from the recorded comparison with this
+        /// commit's promises (after a scenario file's promise changed)
         #[arg(long)]
         promises_only: bool,
     },
@@ -303,7 +304,7 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             promises_only,
         }) => {
             if *promises_only {
-                return compare::compare_promises_only(*runs, readme.as_deref());
+                return compare::compare_promises_only(readme.as_deref());
             }
             return compare::compare(*runs, scenarios, strategies, readme.as_deref(), keep);
         }
