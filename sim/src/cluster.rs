@@ -31,10 +31,10 @@ impl Addrs {
                 SocketAddr::new(ip(1, 1), 6379),
                 SocketAddr::new(ip(1, 2), 6379),
             ],
-            sentinels: (0..3)
+            sentinels: (0..chaos::scenario::SENTINELS)
                 .map(|i| SocketAddr::new(ip(1, 11 + i), 26379))
                 .collect(),
-            memcached: (0..3)
+            memcached: (0..chaos::scenario::MEMCACHED_NODES)
                 .map(|i| SocketAddr::new(ip(2, 1 + i), 11211))
                 .collect(),
             pg: [

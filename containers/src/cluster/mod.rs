@@ -80,8 +80,8 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             redis_replica: true,
-            sentinels: 3,
-            memcached: 3,
+            sentinels: chaos::scenario::SENTINELS as usize,
+            memcached: chaos::scenario::MEMCACHED_NODES as usize,
             pg_replica: true,
             pg_apply_delay_ms: 0,
             down_after_ms: 1000,
