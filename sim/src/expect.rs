@@ -138,20 +138,8 @@ impl Tally {
 
     /// `Err(why)` when this tally breaks the cell's promise.
     pub fn judge(&self, cell: &Cell) -> Result<(), String> {
+        self.judge_harness(cell)?;
         let what = format!("{} / {}", cell.scenario, cell.strategy.name());
-        // A fault that never took effect is the harness's error: no cell may count it as a
-        // finding.
-        if let Some((seed, _)) = self
-            .failures
-            .iter()
-            .find(|(_, f)| f.contains(&HARNESS_ERROR))
-        {
-            return Err(format!(
-                "{what}: a fault did not take effect on seed {seed} ({HARNESS_ERROR} failed on {} of {} seeds): the nemesis, not the strategy, is broken",
-                self.count(HARNESS_ERROR),
-                self.runs
-            ));
-        }
         match &cell.expect {
             Expect::Holds => match self.failures.first() {
                 None => Ok(()),
@@ -164,6 +152,25 @@ impl Tally {
             },
             Expect::Finds(names) => self.judge_finds(&what, names),
         }
+    }
+
+    /// `Err(why)` when a fault never took effect on some seed: the harness's error, which no
+    /// cell may count as a finding, whatever it promises.
+    pub fn judge_harness(&self, cell: &Cell) -> Result<(), String> {
+        let Some((seed, _)) = self
+            .failures
+            .iter()
+            .find(|(_, f)| f.contains(&HARNESS_ERROR))
+        else {
+            return Ok(());
+        };
+        Err(format!(
+            "{} / {}: a fault did not take effect on seed {seed} ({HARNESS_ERROR} failed on {} of {} seeds): the nemesis, not the strategy, is broken",
+            cell.scenario,
+            cell.strategy.name(),
+            self.count(HARNESS_ERROR),
+            self.runs
+        ))
     }
 
     fn judge_finds(&self, what: &str, names: &[Invariant]) -> Result<(), String> {
@@ -346,6 +353,16 @@ mod tests {
             e.contains("promised to hold") && e.contains("seed 7"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_fault_that_never_took_effect_breaks_any_promise_even_a_finding() {
+        let c = cell("fill-race", Builtin::Naive).unwrap();
+        assert!(tally(&[(2, &["staleness"])], 20).judge_harness(&c).is_ok());
+        let t = tally(&[(2, &["staleness"]), (5, &["fault-effect"])], 20);
+        let e = t.judge_harness(&c).unwrap_err();
+        assert!(e.contains("seed 5") && e.contains("the nemesis"), "{e}");
+        assert_eq!(t.judge(&c).unwrap_err(), e);
     }
 
     #[test]

@@ -114,15 +114,21 @@ const CATALOG: &[(&str, &str)] = &[
 /// Every scenario of the catalog. The files are checked by this crate's tests, so a catalog file
 /// that does not parse never reaches a build that runs it.
 pub fn catalog() -> Vec<Scenario> {
-    CATALOG
-        .iter()
-        .map(|(name, text)| {
-            let mut sc = parse(&format!("chaos/scenarios/{name}.toml"), text)
-                .unwrap_or_else(|e| panic!("the embedded catalog: {e}"));
-            sc.source = None;
-            sc
+    // Parsed once per process: tables, promises and lookups by name ask for it often.
+    static PARSED: std::sync::OnceLock<Vec<Scenario>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            CATALOG
+                .iter()
+                .map(|(name, text)| {
+                    let mut sc = parse(&format!("chaos/scenarios/{name}.toml"), text)
+                        .unwrap_or_else(|e| panic!("the embedded catalog: {e}"));
+                    sc.source = None;
+                    sc
+                })
+                .collect()
         })
-        .collect()
+        .clone()
 }
 
 /// A scenario file that cannot be used: where and why, on one line.
