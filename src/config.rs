@@ -1,5 +1,7 @@
-//! Configuration: a TOML file, then `ASIDE_*` environment variables, then validation. Every
-//! problem is one line naming the setting, the value and what is allowed.
+//! How the cache behaves: [`CacheConfig`], the same in both worlds, and [`ConfigError`], the one
+//! type every configuration problem is (a setting, the value, what is allowed; one line).
+//! Where the servers are and how a file and `ASIDE_*` variables become settings is
+//! [`crate::settings`].
 //!
 //! Defaults are the production design's: L1 TTL 1 h, L2 TTL 6 h, Redis
 //! timeout 100 ms, Memcached timeout 200 ms, memcached items up to 1 MiB.
@@ -9,7 +11,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::breaker::Breaker;
-use crate::strategy::Builtin;
 use crate::tier::ReadFrom;
 
 /// How the cache behaves (the same in both worlds).
@@ -111,10 +112,58 @@ impl Default for CacheConfig {
     }
 }
 
-/// A configuration problem, one line.
+/// A configuration problem: which setting, what is wrong with it, and what to do instead. Its
+/// text is one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// The settings file could not be read.
+    #[error("config: cannot read {}: {reason}", .path.display())]
+    Read {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// The TOML does not parse, or names a setting that does not exist.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A setting's value is outside what it allows, or contradicts another setting.
+    #[error("config: {setting} {problem}")]
+    Setting {
+        /// Dotted, as in the file: `cache.l1_ttl_ms`, `memcached.nodes`.
+        setting: String,
+        /// What is wrong and what is allowed: `is 0: it must be at least 1`.
+        problem: String,
+    },
+    /// `cache.strategy` (or `ASIDE_STRATEGY`) names no built-in strategy.
+    #[error("config: cache.strategy {given:?} is unknown: use one of {}", .known.join(", "))]
+    UnknownStrategy { given: String, known: Vec<String> },
+    /// An `ASIDE_*` variable holds a value its setting cannot take.
+    #[error("config: {var} {value:?} {problem}")]
+    Env {
+        var: String,
+        value: String,
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// A [`ConfigError::Setting`].
+    pub fn setting(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Setting {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The setting (or variable) at fault, when there is one.
+    pub fn setting_name(&self) -> Option<&str> {
+        match self {
+            ConfigError::Setting { setting, .. } => Some(setting),
+            ConfigError::UnknownStrategy { .. } => Some("cache.strategy"),
+            ConfigError::Env { var, .. } => Some(var),
+            ConfigError::Read { .. } | ConfigError::Parse(_) => None,
+        }
+    }
+}
 
 impl CacheConfig {
     pub fn l1_timeout(&self) -> Duration {
@@ -151,79 +200,81 @@ impl CacheConfig {
         self.redis_max_lag_ms + self.failover_ms + self.outbox_poll_ms
     }
 
-    pub fn builtin(&self) -> Result<Builtin, ConfigError> {
-        Builtin::parse(&self.strategy).ok_or_else(|| {
-            let names: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
-            ConfigError(format!(
-                "cache.strategy {:?} is unknown: use one of {}",
-                self.strategy,
-                names.join(", ")
-            ))
-        })
-    }
-
-    /// Checks every setting and derives the rest; `strategy` must name a built-in strategy.
-    pub fn validate(self) -> Result<Self, ConfigError> {
-        self.builtin()?;
-        self.validate_settings()
-    }
-
-    /// [`CacheConfig::validate`] for a strategy of your own: every setting but `strategy`.
-    pub fn validate_settings(mut self) -> Result<Self, ConfigError> {
-        let e = |s: String| Err(ConfigError(s));
+    /// Checks every setting but `strategy` (which names a built-in only when the cache is built
+    /// by name: [`crate::Builtin::from_config`]) and derives the rest.
+    pub fn validate(mut self) -> Result<Self, ConfigError> {
+        let e = |setting: &str, problem: String| Err(ConfigError::setting(setting, problem));
         for (name, v) in [
-            ("l1_ttl_ms", self.l1_ttl_ms),
-            ("l2_ttl_ms", self.l2_ttl_ms),
-            ("l1_timeout_ms", self.l1_timeout_ms),
-            ("l2_timeout_ms", self.l2_timeout_ms),
-            ("db_timeout_ms", self.db_timeout_ms),
+            ("cache.l1_ttl_ms", self.l1_ttl_ms),
+            ("cache.l2_ttl_ms", self.l2_ttl_ms),
+            ("cache.l1_timeout_ms", self.l1_timeout_ms),
+            ("cache.l2_timeout_ms", self.l2_timeout_ms),
+            ("cache.db_timeout_ms", self.db_timeout_ms),
+            ("cache.db_concurrency_max", self.db_concurrency_max as u64),
+            (
+                "cache.coalesce_waiters_max",
+                self.coalesce_waiters_max as u64,
+            ),
+            ("cache.scan_count", u64::from(self.scan_count)),
+            ("cache.outbox_poll_ms", self.outbox_poll_ms),
+            ("cache.outbox_timeout_ms", self.outbox_timeout_ms),
+            ("cache.outbox_batch", u64::from(self.outbox_batch)),
         ] {
             if v == 0 {
-                return e(format!("cache.{name} is 0: it must be at least 1"));
+                return e(name, "is 0: it must be at least 1".into());
             }
         }
         if !(0.0..1.0).contains(&self.ttl_jitter) {
-            return e(format!(
-                "cache.ttl_jitter {} must be in 0.0..1.0 (a fraction of the TTL)",
-                self.ttl_jitter
-            ));
-        }
-        if self.tombstone_ttl_ms < self.lease_ms {
-            return e(format!("cache.tombstone_ttl_ms {} is shorter than cache.lease_ms {}: a slow fill could outlive its tombstone", self.tombstone_ttl_ms, self.lease_ms));
-        }
-        if self.db_concurrency_max == 0 || self.coalesce_waiters_max == 0 || self.scan_count == 0 {
             return e(
-                "cache.db_concurrency_max, coalesce_waiters_max and scan_count must be at least 1"
-                    .into(),
+                "cache.ttl_jitter",
+                format!(
+                    "{} must be in 0.0..1.0 (a fraction of the TTL)",
+                    self.ttl_jitter
+                ),
             );
         }
-        if self.outbox_poll_ms == 0 || self.outbox_timeout_ms == 0 || self.outbox_batch == 0 {
+        if self.tombstone_ttl_ms < self.lease_ms {
             return e(
-                "cache.outbox_poll_ms, outbox_timeout_ms and outbox_batch must be at least 1"
-                    .into(),
+                "cache.tombstone_ttl_ms",
+                format!(
+                    "{} is shorter than cache.lease_ms {}: a slow fill could outlive its tombstone",
+                    self.tombstone_ttl_ms, self.lease_ms
+                ),
             );
         }
         if self.replay_window_ms < self.replay_window_min_ms() {
-            return e(format!(
-                "cache.replay_window_ms {} is under {} (redis_max_lag_ms + failover_ms + outbox_poll_ms): invalidations a failed master acknowledged and lost would not be replayed; raise it",
-                self.replay_window_ms,
-                self.replay_window_min_ms()
-            ));
+            return e(
+                "cache.replay_window_ms",
+                format!(
+                    "{} is under {} (redis_max_lag_ms + failover_ms + outbox_poll_ms): invalidations a failed master acknowledged and lost would not be replayed; raise it",
+                    self.replay_window_ms,
+                    self.replay_window_min_ms()
+                ),
+            );
         }
         if self.outbox_keep_ms > 0 && self.outbox_keep_ms < self.replay_window_ms {
-            return e(format!(
-                "cache.outbox_keep_ms {} is under cache.replay_window_ms {}: a replay after a master switch would miss pruned rows; raise it (or 0: never prune)",
-                self.outbox_keep_ms, self.replay_window_ms
-            ));
+            return e(
+                "cache.outbox_keep_ms",
+                format!(
+                    "{} is under cache.replay_window_ms {}: a replay after a master switch would miss pruned rows; raise it (or 0: never prune)",
+                    self.outbox_keep_ms, self.replay_window_ms
+                ),
+            );
         }
         if self.outbox_keep_ms > 0 && self.outbox_prune_every_ms == 0 {
-            return e("cache.outbox_prune_every_ms is 0: it must be at least 1 while outbox_keep_ms prunes".into());
+            return e(
+                "cache.outbox_prune_every_ms",
+                "is 0: it must be at least 1 while outbox_keep_ms prunes".into(),
+            );
         }
         if self.l2_item_bytes_max > 1 << 30 {
-            return e(format!(
-                "cache.l2_item_bytes_max {} is over memcached's 1 GiB maximum item size",
-                self.l2_item_bytes_max
-            ));
+            return e(
+                "cache.l2_item_bytes_max",
+                format!(
+                    "{} is over memcached's 1 GiB maximum item size",
+                    self.l2_item_bytes_max
+                ),
+            );
         }
         self.read_from = if self.read_from_replica {
             ReadFrom::Replica
@@ -234,287 +285,45 @@ impl CacheConfig {
     }
 }
 
-/// Where the servers are (std build: the real backends).
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    pub redis: RedisSettings,
-    pub memcached: MemcachedSettings,
-    pub postgres: PostgresSettings,
-    pub cache: CacheConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisSettings {
-    /// Sentinels as host:port; when empty, `url` is used directly.
-    pub sentinels: Vec<String>,
-    pub master_name: String,
-    /// The server when there are no Sentinels: `redis://` or, over TLS, `rediss://`; it may
-    /// hold `user:password@` (`username` and `password` below win).
-    pub url: String,
-    /// The ACL user the masters (and `url`) are logged in as (`AUTH username password`); only a
-    /// password: the `default` user (`requirepass`).
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    /// The Sentinels' own ACL user and password, when they require one.
-    pub sentinel_username: Option<String>,
-    pub sentinel_password: Option<Secret>,
-    /// Reach the Sentinels and the masters they name over TLS (the `tls` feature; a direct
-    /// `url` says so with `rediss://`).
-    pub tls: bool,
-    /// A PEM file of the roots the servers' certificates are verified against (their name or
-    /// IP address included), instead of the system's.
-    pub tls_ca: Option<std::path::PathBuf>,
-}
-
-impl Default for RedisSettings {
-    fn default() -> Self {
-        RedisSettings {
-            sentinels: Vec::new(),
-            master_name: "mymaster".into(),
-            url: "redis://127.0.0.1:6379".into(),
-            username: None,
-            password: None,
-            sentinel_username: None,
-            sentinel_password: None,
-            tls: false,
-            tls_ca: None,
-        }
-    }
-}
-
-/// A password: read from the file or a variable, never printed (`Debug` says `<secret>`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The password itself, to hand to a server.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MemcachedSettings {
-    /// Nodes as host:port, in the order other clients of the pool list them.
-    pub nodes: Vec<String>,
-    /// Connections per node, at most.
-    pub pool_max: usize,
-}
-
-impl Default for MemcachedSettings {
-    fn default() -> Self {
-        MemcachedSettings {
-            nodes: vec!["127.0.0.1:11211".into()],
-            pool_max: 16,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PostgresSettings {
-    pub url: String,
-    pub replica_url: Option<String>,
-    pub pool_max: u32,
-}
-
-impl Default for PostgresSettings {
-    fn default() -> Self {
-        PostgresSettings {
-            url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
-            replica_url: None,
-            pool_max: 16,
-        }
-    }
-}
-
-/// The environment variables that override the file (comma-separated lists).
-pub const ENV: &[&str] = &[
-    "ASIDE_STRATEGY",
-    "ASIDE_REDIS_URL",
-    "ASIDE_REDIS_SENTINELS",
-    "ASIDE_REDIS_MASTER_NAME",
-    "ASIDE_REDIS_USERNAME",
-    "ASIDE_REDIS_PASSWORD",
-    "ASIDE_REDIS_SENTINEL_USERNAME",
-    "ASIDE_REDIS_SENTINEL_PASSWORD",
-    "ASIDE_REDIS_TLS",
-    "ASIDE_REDIS_TLS_CA",
-    "ASIDE_MEMCACHED_NODES",
-    "ASIDE_POSTGRES_URL",
-    "ASIDE_POSTGRES_REPLICA_URL",
-];
-
-impl Settings {
-    /// Parses TOML text, applies `env` (name, value) overrides, validates.
-    pub fn from_toml(
-        text: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Settings, ConfigError> {
-        let mut s: Settings =
-            toml::from_str(text).map_err(|e| ConfigError(e.message().replace('\n', " ")))?;
-        let list = |v: &str| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        for (k, v) in env {
-            match k.as_str() {
-                "ASIDE_STRATEGY" => s.cache.strategy = v,
-                "ASIDE_REDIS_URL" => s.redis.url = v,
-                "ASIDE_REDIS_SENTINELS" => s.redis.sentinels = list(&v),
-                "ASIDE_REDIS_MASTER_NAME" => s.redis.master_name = v,
-                "ASIDE_REDIS_USERNAME" => s.redis.username = Some(v),
-                "ASIDE_REDIS_PASSWORD" => s.redis.password = Some(Secret(v)),
-                "ASIDE_REDIS_SENTINEL_USERNAME" => s.redis.sentinel_username = Some(v),
-                "ASIDE_REDIS_SENTINEL_PASSWORD" => s.redis.sentinel_password = Some(Secret(v)),
-                "ASIDE_REDIS_TLS" => {
-                    s.redis.tls = match v.as_str() {
-                        "1" | "true" => true,
-                        "0" | "false" | "" => false,
-                        _ => {
-                            return Err(ConfigError(format!(
-                                "ASIDE_REDIS_TLS {v:?} is not a boolean: use true or false"
-                            )))
-                        }
-                    }
-                }
-                "ASIDE_REDIS_TLS_CA" => s.redis.tls_ca = Some(v.into()),
-                "ASIDE_MEMCACHED_NODES" => s.memcached.nodes = list(&v),
-                "ASIDE_POSTGRES_URL" => s.postgres.url = v,
-                "ASIDE_POSTGRES_REPLICA_URL" => s.postgres.replica_url = Some(v),
-                // Other programs' ASIDE_* variables (the harness's own ASIDE_SCENARIO, for one)
-                // are none of the library's business.
-                _ => {}
-            }
-        }
-        if s.memcached.nodes.is_empty() {
-            return Err(ConfigError(
-                "memcached.nodes is empty: list at least one host:port".into(),
-            ));
-        }
-        for n in s.memcached.nodes.iter().chain(&s.redis.sentinels) {
-            let ok = n
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !ok {
-                return Err(ConfigError(format!("{n:?} is not host:port")));
-            }
-        }
-        s.cache = s.cache.validate()?;
-        Ok(s)
-    }
-
-    /// Reads `path` and the process environment.
-    pub fn load(path: &std::path::Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        Settings::from_toml(
-            &text,
-            std::env::vars().filter(|(k, _)| k.starts_with("ASIDE_")),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn defaults_validate_and_toml_plus_env_override() {
-        let s = Settings::from_toml(
-            "[cache]\nstrategy = \"naive\"\nl1_ttl_ms = 5000\n[memcached]\nnodes = [\"a:1\", \"b:2\"]\n",
-            [("ASIDE_MEMCACHED_NODES".to_string(), "c:3, d:4".to_string())],
-        )
-        .unwrap();
+    fn each_problem_names_its_setting() {
+        let bad = |c: CacheConfig| c.validate().unwrap_err();
+        let e = bad(CacheConfig {
+            l1_ttl_ms: 0,
+            ..CacheConfig::default()
+        });
+        assert_eq!(e.setting_name(), Some("cache.l1_ttl_ms"));
         assert_eq!(
-            (s.cache.strategy.as_str(), s.cache.l1_ttl_ms),
-            ("naive", 5000)
+            e.to_string(),
+            "config: cache.l1_ttl_ms is 0: it must be at least 1"
         );
-        assert_eq!(s.memcached.nodes, vec!["c:3", "d:4"]);
-        assert_eq!(s.cache.l2_ttl_ms, 21_600_000, "the seed's default");
-    }
-
-    /// The README's configuration example is a valid file, and each variable it names
-    /// overrides what it says.
-    #[test]
-    fn the_readmes_configuration_example_loads() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/library.md"));
-        let at = readme.find("**Configuration**").expect("the section");
-        let block = &readme[at..];
-        let start = block.find("```toml\n").expect("a toml block") + "```toml\n".len();
-        let toml = &block[start..start + block[start..].find("```").unwrap()];
-        let s = Settings::from_toml(toml, []).unwrap();
-        assert_eq!(s.redis.sentinels.len(), 2);
-        assert_eq!(s.memcached.pool_max, 16);
-        assert_eq!(s.cache.builtin().unwrap(), Builtin::Versioned);
-        let named: Vec<&str> = toml
-            .lines()
-            .filter_map(|l| l.split('#').nth(1))
-            .filter_map(|c| c.split_whitespace().find(|w| w.starts_with("ASIDE_")))
-            .map(|w| w.trim_end_matches([':', ';']))
-            .collect();
-        let mut want: Vec<&str> = ENV.to_vec();
-        let mut got = named.clone();
-        want.sort_unstable();
-        got.sort_unstable();
-        assert_eq!(got, want, "the README names every variable");
-        let s = Settings::from_toml(
-            toml,
-            [
-                ("ASIDE_STRATEGY".to_string(), "durable".to_string()),
-                ("ASIDE_REDIS_SENTINELS".to_string(), String::new()),
-            ],
-        )
-        .unwrap();
-        assert_eq!(s.cache.builtin().unwrap(), Builtin::Durable);
-        assert!(s.redis.sentinels.is_empty());
-    }
-
-    #[test]
-    fn problems_are_one_line_naming_the_setting() {
-        let err = |t: &str| Settings::from_toml(t, []).unwrap_err().to_string();
-        assert!(err("[cache]\nstrategy = \"magic\"")
-            .contains("cache.strategy \"magic\" is unknown: use one of naive, versioned"));
-        assert!(err("[cache]\nttl_jitter = 2.0").contains("ttl_jitter 2 must be in 0.0..1.0"));
-        assert!(err("[cache]\nl1_ttl_ms = 0").contains("cache.l1_ttl_ms is 0"));
-        assert!(err("[cache]\nbogus = 1").contains("unknown field `bogus`"));
-        assert!(err("[memcached]\nnodes = [\"nohost\"]").contains("\"nohost\" is not host:port"));
-        assert!(err("[[[").lines().count() == 1);
-        let env = |k: &str, v: &str| Settings::from_toml("", [(k.to_string(), v.to_string())]);
-        assert_eq!(
-            env("ASIDE_REDIS_TLS", "yes").unwrap_err().to_string(),
-            "config: ASIDE_REDIS_TLS \"yes\" is not a boolean: use true or false"
-        );
-        assert!(env("ASIDE_REDIS_TLS", "true").unwrap().redis.tls);
-        let s = env("ASIDE_REDIS_PASSWORD", "hunter2").unwrap();
-        assert_eq!(
-            s.redis.password.as_ref().map(Secret::expose),
-            Some("hunter2")
-        );
-        assert!(
-            !format!("{s:?}").contains("hunter2"),
-            "a password is never printed"
-        );
-        assert!(
-            Settings::from_toml("", [("ASIDE_SCENARIO".into(), "x".into())]).is_ok(),
-            "another program's ASIDE_* variable is not an error"
-        );
+        let e = bad(CacheConfig {
+            scan_count: 0,
+            ..CacheConfig::default()
+        });
+        assert_eq!(e.setting_name(), Some("cache.scan_count"));
+        let e = bad(CacheConfig {
+            outbox_keep_ms: 10,
+            ..CacheConfig::default()
+        });
+        assert_eq!(e.setting_name(), Some("cache.outbox_keep_ms"));
+        assert!(e
+            .to_string()
+            .contains("is under cache.replay_window_ms 5000"));
+        let e = bad(CacheConfig {
+            ttl_jitter: 1.5,
+            ..CacheConfig::default()
+        });
+        assert_eq!(e.setting_name(), Some("cache.ttl_jitter"));
+        // The strategy is not this check's business: a name of your own validates.
+        let own = CacheConfig {
+            strategy: "my-own".into(),
+            ..CacheConfig::default()
+        };
+        assert!(own.validate().is_ok());
     }
 }

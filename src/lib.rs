@@ -25,6 +25,7 @@ pub mod metrics;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod ring;
+pub mod settings;
 pub mod strategy;
 pub mod tier;
 
@@ -32,8 +33,9 @@ pub mod tier;
 pub mod backend;
 
 pub use cache::{CacheAside, Error, Got, Pool, Source, Written};
-pub use config::{CacheConfig, ConfigError, Settings};
+pub use config::{CacheConfig, ConfigError};
 pub use key::Key;
 pub use ring::Ring;
+pub use settings::Settings;
 pub use strategy::{Builtin, Strategy};
 pub use tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError};

@@ -12,7 +12,7 @@
 
 use std::future::Future;
 
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, ConfigError};
 use crate::envelope::{self, blocks, Entry, Kind};
 use crate::tier::{MemcachedLike, RedisLike, SetCond, TierResult};
 
@@ -114,6 +114,14 @@ impl Builtin {
 
     pub fn parse(name: &str) -> Option<Builtin> {
         Builtin::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The built-in `cfg.strategy` names, or the one-line error listing them.
+    pub fn from_config(cfg: &CacheConfig) -> Result<Builtin, ConfigError> {
+        Builtin::parse(&cfg.strategy).ok_or_else(|| ConfigError::UnknownStrategy {
+            given: cfg.strategy.clone(),
+            known: Builtin::ALL.iter().map(|b| b.name().to_string()).collect(),
+        })
     }
 
     pub fn name(&self) -> &'static str {

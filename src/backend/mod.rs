@@ -19,7 +19,8 @@ pub(crate) fn without_credentials(url: &str) -> String {
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::ConfigError;
+use crate::settings::Settings;
 use crate::tier::TierError;
 use crate::{Builtin, CacheAside, Pool, Ring, Strategy};
 
@@ -53,7 +54,7 @@ pub enum ConnectError {
 /// Every server is reached once before this returns, so a wrong address fails here, naming the
 /// server and the cause.
 pub async fn connect(settings: &Settings, instance: &str) -> Result<Arc<Cache>, ConnectError> {
-    let strategy = settings.cache.builtin()?;
+    let strategy = Builtin::from_config(&settings.cache)?;
     connect_with(settings, instance, strategy).await
 }
 
@@ -77,7 +78,7 @@ pub async fn connect_with<St: Strategy>(
 /// migrated, with no memcached node asked yet and no invalidator spawned (spawn
 /// `Arc::new(cache).invalidator()` yourself with `durable`).
 pub async fn build(settings: &Settings, instance: &str) -> Result<Cache, ConnectError> {
-    let strategy = settings.cache.builtin()?;
+    let strategy = Builtin::from_config(&settings.cache)?;
     build_with(settings, instance, strategy).await
 }
 
@@ -87,7 +88,7 @@ pub async fn build_with<St: Strategy>(
     instance: &str,
     strategy: St,
 ) -> Result<CacheWith<St>, ConnectError> {
-    let cfg = settings.cache.clone().validate_settings()?;
+    let cfg = settings.cache.clone().validate()?;
     let r = &settings.redis;
     let access = self::redis::Access::from_settings(r)?;
     let redis = if r.sentinels.is_empty() {
@@ -99,7 +100,8 @@ pub async fn build_with<St: Strategy>(
         Redis::sentinel_with(&r.sentinels, &r.master_name, timeout, access).await?
     };
     let m = &settings.memcached;
-    let ring = Ring::new(&m.nodes).map_err(|e| ConfigError(format!("memcached.nodes: {e}")))?;
+    let ring =
+        Ring::new(&m.nodes).map_err(|e| ConfigError::setting("memcached.nodes", e.to_string()))?;
     let nodes = m
         .nodes
         .iter()

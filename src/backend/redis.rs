@@ -18,7 +18,8 @@ use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use super::without_credentials;
-use crate::config::{ConfigError, RedisSettings, Secret};
+use crate::config::ConfigError;
+use crate::settings::{RedisSettings, Secret};
 use crate::tier::{RedisLike, SetCond, TierError, TierResult};
 
 const TIER: &str = "redis";
@@ -93,17 +94,18 @@ impl Access {
         let wants_tls =
             settings.tls || settings.sentinels.is_empty() && settings.url.starts_with("rediss://");
         if wants_tls && !cfg!(feature = "tls") {
-            return Err(ConfigError(
-                "redis: TLS is asked for (redis.tls or a rediss:// url) but aside was built without its `tls` feature: enable it".into(),
+            return Err(ConfigError::setting(
+                "redis.tls",
+                "is asked for (redis.tls or a rediss:// url) but aside was built without its `tls` feature: enable it",
             ));
         }
         let tls_ca = match &settings.tls_ca {
             None => None,
             Some(path) => Some(std::fs::read(path).map_err(|e| {
-                ConfigError(format!(
-                    "redis.tls_ca {}: cannot read it: {e}",
-                    path.display()
-                ))
+                ConfigError::setting(
+                    "redis.tls_ca",
+                    format!("{}: cannot read it: {e}", path.display()),
+                )
             })?),
         };
         Ok(Access {
@@ -721,7 +723,7 @@ mod tests {
 
     #[test]
     fn access_problems_name_the_setting() {
-        use crate::config::RedisSettings;
+        use crate::settings::RedisSettings;
         let missing = RedisSettings {
             tls: true,
             tls_ca: Some("/nonexistent/ca.pem".into()),
@@ -748,7 +750,7 @@ mod tests {
         {
             let tls = RedisSettings {
                 tls: true,
-                password: Some(crate::config::Secret::new("pw")),
+                password: Some(crate::settings::Secret::new("pw")),
                 ..RedisSettings::default()
             };
             let a = super::Access::from_settings(&tls).unwrap();

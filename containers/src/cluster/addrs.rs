@@ -43,17 +43,17 @@ impl Addrs {
     ) -> Result<LibraryWith<St>, Error> {
         cfg.strategy = strategy.name().to_string();
         let settings = aside::Settings {
-            redis: aside::config::RedisSettings {
+            redis: aside::settings::RedisSettings {
                 sentinels: self.sentinels.clone(),
                 master_name: MASTER_NAME.to_string(),
                 url: format!("redis://{}", self.redis_master),
                 ..Default::default()
             },
-            memcached: aside::config::MemcachedSettings {
+            memcached: aside::settings::MemcachedSettings {
                 nodes: self.memcached.clone(),
                 pool_max: 16,
             },
-            postgres: aside::config::PostgresSettings {
+            postgres: aside::settings::PostgresSettings {
                 url: self.pg.clone(),
                 replica_url: self.pg_replica.clone(),
                 pool_max: 16,

@@ -223,9 +223,9 @@ impl Cluster {
         let redis_access = match ca {
             Some((crt, _)) => Access {
                 username: Some(REDIS_USER.into()),
-                password: Some(aside::config::Secret::new(REDIS_PASSWORD)),
+                password: Some(aside::settings::Secret::new(REDIS_PASSWORD)),
                 sentinel_username: Some(REDIS_USER.into()),
-                sentinel_password: Some(aside::config::Secret::new(REDIS_PASSWORD)),
+                sentinel_password: Some(aside::settings::Secret::new(REDIS_PASSWORD)),
                 tls: true,
                 tls_ca: Some(crt.as_bytes().to_vec()),
             },
