@@ -1,7 +1,8 @@
 //! `chaos`: the vocabulary the simulator and the containers world share, so that a scenario means
 //! the same run in both. A [`fault::Fault`] names what goes wrong by role; a [`plan::Plan`] times
 //! faults and their heals; each world implements [`nemesis::Nemesis`] and hands it to
-//! [`nemesis::run_plan`], which records every fault's start, observed effect and stop; the
+//! [`nemesis::run_plan`], which records every fault's start, observed effect and stop; each world
+//! is a [`drive::World`] and [`drive::drive`] runs a scenario in it the same way; the
 //! [`workload`] is the production design's key shapes under Zipf; a [`scenario::Scenario`] packages
 //! workload, plan and typed bounds; [`seed`] derives every sub-seed; [`record::Recorder`] turns the
 //! library's results into history lines the same way in both worlds.
@@ -10,6 +11,7 @@
 //! touches a runtime-specific API.
 
 pub mod client;
+pub mod drive;
 pub mod fault;
 pub mod nemesis;
 pub mod plan;

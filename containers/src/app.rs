@@ -330,11 +330,6 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     let origin = instant_at(origin_ns);
     tokio::time::sleep_until(origin).await;
     let rec = Arc::new(Recorder::start_at(origin));
-    let events: Arc<dyn aside::events::Events> = rec.clone();
-    let cache = Arc::new(cache.with_events(events));
-    if let Some(invalidator) = cache.invalidator() {
-        tokio::spawn(invalidator);
-    }
     let run = Clients {
         workload: Arc::new(sc.workload()),
         rec: rec.clone(),
@@ -342,13 +337,8 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         duration: Duration::from_millis(sc.duration_ms),
         listing_tx: false,
     };
-    let clients: Vec<_> = (0..sc.clients_per_app)
-        .map(|c| {
-            let client = (task.app * sc.clients_per_app + c) as u64;
-            tokio::spawn(run.client(cache.clone(), client))
-        })
-        .collect();
-    for c in clients {
+    let started = chaos::drive::app_node(cache, &run, task.app, sc.clients_per_app, tokio::spawn);
+    for c in started.clients {
         let _ = c.await;
     }
     // The invalidator works on through the settle (a `durable` node replays after a switch

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use aside::{Builtin, Strategy};
 use chaos::client::Clients;
+use chaos::drive::{app_node, drive, World};
 use chaos::fault::{Kind, Side, Target};
-use chaos::nemesis::run_plan;
 use chaos::probe::probe_all;
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
@@ -140,6 +140,53 @@ fn docker_logs(node: &crate::cluster::Node) -> (String, String) {
     (node.name.clone(), text)
 }
 
+/// The containers as a [`World`]. App nodes run either in this process (one `aside` instance
+/// each, their clients on this runtime, all behind the cluster network's gateway) or, when
+/// `app_nodes` lists them, in containers of their own that run their clients themselves
+/// ([`crate::app::serve`]): then starting one is nothing, they were launched and told when the
+/// history's zero is before the run began.
+struct Docker<'a, St: Strategy> {
+    cluster: &'a Cluster,
+    strategy: St,
+    cfg: aside::CacheConfig,
+    /// The harness's own instance, which reads every tier after the run.
+    probe: &'a crate::cluster::LibraryWith<St>,
+    app_nodes: &'a [crate::cluster::Node],
+    proxies: Option<&'a Proxies>,
+}
+
+impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
+    type Join = tokio::task::JoinHandle<()>;
+    type Nemesis = DockerNemesis<'a>;
+
+    async fn start_app(
+        &mut self,
+        app: usize,
+        clients: &Clients,
+        clients_per_app: usize,
+    ) -> Result<Vec<Self::Join>, String> {
+        if !self.app_nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = Target::App(app as u8).name();
+        let cache = self
+            .cluster
+            .library_with(self.strategy.clone(), self.cfg.clone(), &name)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        Ok(app_node(cache, clients, app, clients_per_app, tokio::spawn).clients)
+    }
+
+    async fn nemesis(&mut self) -> Result<DockerNemesis<'a>, String> {
+        DockerNemesis::new(self.cluster, self.app_nodes, self.proxies)
+    }
+
+    async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String> {
+        probe_all(self.probe, keys, rec).await;
+        Ok(())
+    }
+}
+
 /// How the servers of a run are configured beyond the scenario.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -194,7 +241,7 @@ pub async fn run_with<St: Strategy + Clone>(
         ..ClusterSpec::default()
     })
     .await?;
-    let workload = Arc::new(sc.workload());
+    let workload = sc.workload();
     let cfg = sc.cache_config();
     // The harness's instance: it seeds the data, and reads every tier after the run.
     let probe = cluster
@@ -218,7 +265,6 @@ pub async fn run_with<St: Strategy + Clone>(
     // Let the replica replay the seed rows.
     tokio::time::sleep(Duration::from_millis(sc.pg_replica_lag_ms + 500)).await;
 
-    let duration = Duration::from_millis(sc.duration_ms);
     let mut logs = Vec::new();
     let mut apps_running = None;
     let rec = if let Some(builtin) = app_nodes {
@@ -238,52 +284,35 @@ pub async fn run_with<St: Strategy + Clone>(
         apps.go(origin_ns)?;
         let rec = Arc::new(Recorder::start_at(instant_at(origin_ns)));
         tokio::time::sleep_until(rec.origin()).await;
-        let mut nemesis =
-            DockerNemesis::new(&cluster, &apps.nodes, proxies.as_ref()).map_err(Error::Docker)?;
-        run_plan(&mut nemesis, &sc.plan, &rec).await;
-        // They run on (and so do their proxies) through the settle and the probes.
+        let mut world = Docker {
+            cluster: &cluster,
+            strategy: strategy.clone(),
+            cfg: cfg.clone(),
+            probe: &probe,
+            app_nodes: &apps.nodes,
+            proxies: proxies.as_ref(),
+        };
+        drive(&mut world, sc, seed, &rec)
+            .await
+            .map_err(Error::Docker)?;
+        // They ran on (and so did their proxies) through the settle and the probes.
         apps_running = Some((apps, proxies));
         rec
     } else {
-        let mut caches = Vec::new();
-        for app in 0..sc.apps {
-            let name = Target::App(app as u8).name();
-            caches.push(
-                cluster
-                    .library_with(strategy.clone(), cfg.clone(), &name)
-                    .await?,
-            );
-        }
         let rec = Arc::new(Recorder::start());
-        let run = Clients {
-            workload: workload.clone(),
-            rec: rec.clone(),
-            seed,
-            duration,
-            listing_tx: false,
+        let mut world = Docker {
+            cluster: &cluster,
+            strategy: strategy.clone(),
+            cfg: cfg.clone(),
+            probe: &probe,
+            app_nodes: &[],
+            proxies: None,
         };
-        let mut clients = Vec::new();
-        for (app, cache) in caches.into_iter().enumerate() {
-            let events: Arc<dyn aside::events::Events> = rec.clone();
-            let cache = Arc::new(cache.with_events(events));
-            // Runs on through the settle and the probes; the runtime ends it.
-            if let Some(invalidator) = cache.invalidator() {
-                tokio::spawn(invalidator);
-            }
-            for c in 0..sc.clients_per_app {
-                let client = (app * sc.clients_per_app + c) as u64;
-                clients.push(tokio::spawn(run.client(cache.clone(), client)));
-            }
-        }
-        let mut nemesis = DockerNemesis::new(&cluster, &[], None).map_err(Error::Docker)?;
-        run_plan(&mut nemesis, &sc.plan, &rec).await;
-        for c in clients {
-            let _ = c.await;
-        }
+        drive(&mut world, sc, seed, &rec)
+            .await
+            .map_err(Error::Docker)?;
         rec
     };
-    tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
-    probe_all(&probe, workload.keys(), &rec).await;
     if let Some((apps, _proxies)) = apps_running {
         apps.stop()?;
         apps.collect(&rec, tokio::time::Instant::now() + Duration::from_secs(60))

@@ -1,14 +1,16 @@
-//! One run, wired: boot the cluster, start one `aside` instance per app node and its clients,
-//! drive the scenario's plan through a nemesis, let the run settle, probe every tier, write the
-//! history. Generic over the strategy (any `aside::Strategy`, a user's own included) and over the
-//! nemesis (the tests wrap the real one to show that a fault which does nothing is caught).
+//! One run in the simulator: boot the cluster, then [`chaos::drive::drive`] with the simulator as
+//! its [`World`] (one madsim node and one `aside` instance per app node, the simulator's nemesis,
+//! a prober node), then ask every server who is master, write the history and end every node.
+//! Generic over the strategy (any `aside::Strategy`, a user's own included) and over the nemesis
+//! (the tests wrap the real one to show that a fault which does nothing is caught).
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aside::Strategy;
-use chaos::nemesis::{run_plan, Nemesis};
+use chaos::drive::{app_node, drive, World};
+use chaos::nemesis::Nemesis;
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
 use madsim::runtime::Handle;
@@ -76,6 +78,105 @@ where
     rt.block_on(simulate(scenario, strategy, seed, nemesis))
 }
 
+/// The simulator as a [`World`]: app nodes are madsim nodes of their own at `10.0.4.N`, the
+/// prober is one more, and every server of `cluster` is a node the nemesis can kill, pause or
+/// cut.
+struct SimWorld<'a, St: Strategy, W> {
+    handle: Handle,
+    cluster: &'a Cluster,
+    strategy: St,
+    cfg: aside::CacheConfig,
+    buggify: bool,
+    apps: Vec<Node>,
+    caches: Vec<Arc<SimCache<St>>>,
+    wrap: Option<W>,
+    prober: Option<madsim::runtime::NodeHandle>,
+}
+
+impl<St, W, N> World for SimWorld<'_, St, W>
+where
+    St: Strategy + Clone,
+    W: FnOnce(SimNemesis) -> N,
+    N: Nemesis,
+{
+    type Join = madsim::task::JoinHandle<()>;
+    type Nemesis = N;
+
+    async fn start_app(
+        &mut self,
+        app: usize,
+        clients: &Clients,
+        clients_per_app: usize,
+    ) -> Result<Vec<Self::Join>, String> {
+        let at = ip(4, 1 + app as u8);
+        let target = chaos::fault::Target::App(app as u8);
+        let name = target.name();
+        let node = self.handle.create_node().name(&name).ip(at).build();
+        self.apps.push(Node {
+            target,
+            addr: std::net::SocketAddr::new(at, 0),
+            handle: node.clone(),
+        });
+        let (addrs, cfg, st) = (
+            self.cluster.addrs.clone(),
+            self.cfg.clone(),
+            self.strategy.clone(),
+        );
+        let buggify = self.buggify;
+        let cache =
+            node.spawn(async move {
+                build_cache(at, &addrs, st, cfg, &name, Duration::MAX, buggify).await
+            })
+            .await
+            .map_err(|e| format!("app-{} could not build its cache: {e}", app + 1))?;
+        let started = app_node(cache, clients, app, clients_per_app, |t| node.spawn(t));
+        self.caches.push(started.cache);
+        Ok(started.clients)
+    }
+
+    async fn nemesis(&mut self) -> Result<N, String> {
+        let wrap = self.wrap.take().ok_or("the nemesis is made once per run")?;
+        Ok(wrap(
+            SimNemesis::new(self.cluster, &self.apps, ip(4, 200)).await,
+        ))
+    }
+
+    async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String> {
+        // Through a cache of its own, on a node of its own, after the final heal.
+        let prober = self
+            .handle
+            .create_node()
+            .name("prober")
+            .ip(ip(4, 100))
+            .build();
+        self.prober = Some(prober.clone());
+        let (addrs, keys, st, cfg) = (
+            self.cluster.addrs.clone(),
+            keys.to_vec(),
+            self.strategy.clone(),
+            self.cfg.clone(),
+        );
+        let rec = rec.clone();
+        let _ = prober
+            .spawn(async move {
+                let cache = build_cache(
+                    ip(4, 100),
+                    &addrs,
+                    st,
+                    cfg,
+                    "prober",
+                    Duration::from_secs(1),
+                    false,
+                )
+                .await;
+                cache.l1().resolve().await;
+                probe_all(&cache, &keys, &rec).await;
+            })
+            .await;
+        Ok(())
+    }
+}
+
 async fn simulate<St, N>(
     scenario: &Scenario,
     strategy: St,
@@ -89,86 +190,30 @@ where
     let handle = Handle::current();
     crate::net::served_reset();
     crate::buggify::reset();
-    let workload = Arc::new(scenario.workload());
+    let workload = scenario.workload();
     let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
     let rec = Arc::new(Recorder::start());
-    let cfg = scenario.cache_config();
-    let duration = Duration::from_millis(scenario.duration_ms);
-    let run = Clients {
-        workload: workload.clone(),
-        rec: rec.clone(),
-        seed,
-        duration,
-        listing_tx: scenario.listing_transactions,
+    let mut world = SimWorld {
+        handle: handle.clone(),
+        cluster: &cluster,
+        strategy: strategy.clone(),
+        cfg: scenario.cache_config(),
+        buggify: scenario.buggify,
+        apps: Vec::new(),
+        caches: Vec::new(),
+        wrap: Some(wrap),
+        prober: None,
     };
-    let mut clients = Vec::new();
-    let mut caches: Vec<Arc<SimCache<St>>> = Vec::new();
-    let mut apps = Vec::new();
-    for app in 0..scenario.apps {
-        let at = ip(4, 1 + app as u8);
-        let target = chaos::fault::Target::App(app as u8);
-        let name = target.name();
-        let node = handle.create_node().name(&name).ip(at).build();
-        apps.push(Node {
-            target,
-            addr: std::net::SocketAddr::new(at, 0),
-            handle: node.clone(),
-        });
-        // One `aside` instance per application node, shared by its clients, as in production:
-        // single-flight coalesces their misses and they share breakers and metrics.
-        let (addrs, cfg, st) = (cluster.addrs.clone(), cfg.clone(), strategy.clone());
-        let buggify = scenario.buggify;
-        let events: Arc<dyn aside::events::Events> = rec.clone();
-        let cache = Arc::new(
-            node.spawn(async move {
-                build_cache(at, &addrs, st, cfg, &name, Duration::MAX, buggify)
-                    .await
-                    .with_events(events)
-            })
-            .await
-            .expect("the app node builds its cache"),
-        );
-        if let Some(invalidator) = cache.invalidator() {
-            node.spawn(invalidator);
-        }
-        caches.push(cache.clone());
-        for c in 0..scenario.clients_per_app {
-            let client = (app * scenario.clients_per_app + c) as u64;
-            clients.push(node.spawn(run.client(cache.clone(), client)));
-        }
+    if let Err(e) = drive(&mut world, scenario, seed, &rec).await {
+        panic!("{}: {e}", scenario.name);
     }
-
-    let mut nemesis = wrap(SimNemesis::new(&cluster, &apps, ip(4, 200)).await);
-    run_plan(&mut nemesis, &scenario.plan, &rec).await;
-    for c in clients {
-        let _ = c.await;
-    }
-    sleep(Duration::from_millis(scenario.settle_ms)).await;
-
-    // Probes: every tier, every key, after the final heal, through a cache of their own.
-    let prober = handle.create_node().name("prober").ip(ip(4, 100)).build();
-    let (addrs, keys, r, st) = (
-        cluster.addrs.clone(),
-        workload.keys().to_vec(),
-        rec.clone(),
-        strategy.clone(),
-    );
-    let _ = prober
-        .spawn(async move {
-            let cache = build_cache(
-                ip(4, 100),
-                &addrs,
-                st,
-                cfg,
-                "prober",
-                Duration::from_secs(1),
-                false,
-            )
-            .await;
-            cache.l1().resolve().await;
-            probe_all(&cache, &keys, &r).await;
-        })
-        .await;
+    let SimWorld {
+        apps,
+        caches,
+        prober,
+        ..
+    } = world;
+    let prober = prober.expect("the probes ran");
     let roles = roles(&cluster, &prober).await;
 
     let header = scenario.header("sim", strategy.name(), seed);
@@ -187,7 +232,7 @@ where
         sim_ns: cluster.start.elapsed().as_nanos() as u64,
         stale_served: caches
             .iter()
-            .map(|c| c.metrics().stale_served.load(Relaxed))
+            .map(|c| c.metrics().stale_served.load(Ordering::Relaxed))
             .sum(),
     };
     // The run is over: end every node's tasks. A task still waiting (an invalidator's poll, a

@@ -82,7 +82,7 @@ pub(super) fn compare(
                 continue;
             }
             let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
-                eprintln!("{}", r.line(&sc.name, st))
+                eprintln!("{}", r.line(&sc.name, &st))
             }) {
                 Ok(r) => r,
                 Err(e) => return fail(e),

@@ -32,7 +32,7 @@ pub(super) fn matrix(
             // This world has no BUGGIFY.
             cell.buggify = false;
             let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
-                eprintln!("{}", r.line(&sc.name, st))
+                eprintln!("{}", r.line(&sc.name, &st))
             }) {
                 Ok(r) => r,
                 Err(e) => return fail(e),

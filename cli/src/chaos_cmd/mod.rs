@@ -9,7 +9,7 @@ mod matrix;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aside::Builtin;
+use aside::{Builtin, Strategy};
 use chaos::scenario::{self, Scenario};
 use containers::run::{run_with, unsupported, RunOptions};
 
@@ -116,10 +116,9 @@ struct Ran {
     report: invariants::Report,
 }
 
-/// Runs `sc` with `st` over `seeds`, keeping every history under `keep`.
 impl Ran {
     /// `S / X / seed N: O ops in T s, holds; history FILE` (or `fails INV, INV`).
-    fn line(&self, scenario: &str, st: Builtin) -> String {
+    fn line(&self, scenario: &str, st: &impl Strategy) -> String {
         format!(
             "{scenario} / {} / seed {}: {} ops in {:.1} s, {}; history {}",
             st.name(),
@@ -136,10 +135,12 @@ impl Ran {
     }
 }
 
-fn run_cell(
+/// Runs `sc` with `st` (a built-in, or a strategy of your own) once per seed, keeping and
+/// judging each history.
+fn run_cell<St: Strategy + Clone>(
     rt: &tokio::runtime::Runtime,
     sc: &Scenario,
-    st: Builtin,
+    st: St,
     seeds: std::ops::Range<u64>,
     keep: &Path,
     opts: RunOptions,
@@ -149,7 +150,7 @@ fn run_cell(
     for seed in seeds {
         let began = std::time::Instant::now();
         let o = rt
-            .block_on(run_with(sc, st, seed, opts))
+            .block_on(run_with(sc, st.clone(), seed, opts))
             .map_err(|e| format!("{} / {} / seed {seed}: {e}", sc.name, st.name()))?;
         let file = save(keep, &sc.name, st.name(), seed, &o.history)?;
         save_logs(&file, &o.logs)?;
@@ -368,7 +369,7 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             );
             return;
         }
-        println!("{}", r.line(name, st));
+        println!("{}", r.line(name, &st));
         if !r.failed.is_empty() {
             let lines =
                 crate::report::read_lines(&r.file, &r.report.witness_lines()).unwrap_or_default();
@@ -441,3 +442,6 @@ pub(super) fn prepare(
     let (scs, builtins) = cells_to_run(only, strategies)?;
     Ok((scs, builtins, runtime()?))
 }
+
+#[cfg(test)]
+mod tests;

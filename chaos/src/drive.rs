@@ -1,0 +1,133 @@
+//! One run, driven the same way in every world. A [`World`] knows how to start an app node, how
+//! to break its cluster (its [`Nemesis`]) and how to read every tier at the end; [`drive`] does
+//! the rest, once for both worlds: the app nodes in order, the plan, the clients' end, the
+//! settle, the probes. [`app_node`] is what one app node runs (its instance's events into the
+//! recorder, its outbox invalidator, its numbered clients), also where the app node is a
+//! process of its own (`aside chaos app` in a container).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aside::tier::{MemcachedLike, RedisLike, Store};
+use aside::{CacheAside, Strategy};
+
+use crate::client::Clients;
+use crate::nemesis::{run_plan, Nemesis};
+use crate::record::Recorder;
+use crate::scenario::Scenario;
+
+/// A task an app node runs until it ends (a client's loop, an outbox invalidator).
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// One world's side of a run: the simulator's nodes, or the containers.
+// The simulator runs everything on one thread: no `Send` bound on the futures.
+#[allow(async_fn_in_trait)]
+pub trait World {
+    /// Waits for one of an app node's clients to end.
+    type Join: Future;
+    /// How this world breaks and mends its cluster.
+    type Nemesis: Nemesis;
+
+    /// Starts app node `app` (0-based) with `clients_per_app` clients: builds its instance and
+    /// hands it to [`app_node`] with a way to run tasks on that node. Returns its clients, or
+    /// none when the node runs them itself.
+    async fn start_app(
+        &mut self,
+        app: usize,
+        clients: &Clients,
+        clients_per_app: usize,
+    ) -> Result<Vec<Self::Join>, String>;
+
+    /// The nemesis, once every app node has started.
+    async fn nemesis(&mut self) -> Result<Self::Nemesis, String>;
+
+    /// After the settle: reads every tier for each of `keys`, through an instance of the
+    /// world's own, into `rec` ([`crate::probe::probe_all`]).
+    async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String>;
+}
+
+/// Runs `sc` (as run with `seed`) in `world`, recording into `rec`, whose zero the world chose:
+/// every app node in order, then the plan through the world's nemesis; when the clients are
+/// done, the settle, then the probes.
+pub async fn drive<W: World>(
+    world: &mut W,
+    sc: &Scenario,
+    seed: u64,
+    rec: &Arc<Recorder>,
+) -> Result<(), String> {
+    let workload = Arc::new(sc.workload());
+    let clients = Clients {
+        workload: workload.clone(),
+        rec: rec.clone(),
+        seed,
+        duration: Duration::from_millis(sc.duration_ms),
+        listing_tx: sc.listing_transactions,
+    };
+    let mut joins = Vec::new();
+    for app in 0..sc.apps {
+        joins.extend(world.start_app(app, &clients, sc.clients_per_app).await?);
+    }
+    let mut nemesis = world.nemesis().await?;
+    run_plan(&mut nemesis, &sc.plan, rec).await;
+    for j in joins {
+        let _ = j.await;
+    }
+    tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
+    world.probe(workload.keys(), rec).await
+}
+
+/// The client numbers of app node `app` (0-based): `clients_per_app` of them, after those of
+/// the app nodes before it. A client's number and the run's seed fix its ops.
+pub fn client_numbers(app: usize, clients_per_app: usize) -> std::ops::Range<u64> {
+    let first = (app * clients_per_app) as u64;
+    first..first + clients_per_app as u64
+}
+
+/// An app node once started: its instance and its clients (what the world's spawn returned).
+pub struct AppNode<C, J> {
+    pub cache: Arc<C>,
+    pub clients: Vec<J>,
+}
+
+/// What app node `app` runs: `cache`, its events recorded by `clients.rec`, is shared by its
+/// clients (one instance per app node, as in production: single-flight coalesces their misses,
+/// they share breakers and metrics); its outbox invalidator (`durable`) and then each client
+/// are handed to `spawn`, in that order.
+pub fn app_node<R, M, S, St, J>(
+    cache: CacheAside<R, M, S, St>,
+    clients: &Clients,
+    app: usize,
+    clients_per_app: usize,
+    mut spawn: impl FnMut(Task) -> J,
+) -> AppNode<CacheAside<R, M, S, St>, J>
+where
+    R: RedisLike + 'static,
+    M: MemcachedLike + 'static,
+    S: Store + 'static,
+    St: Strategy + 'static,
+{
+    let events: Arc<dyn aside::events::Events> = clients.rec.clone();
+    let cache = Arc::new(cache.with_events(events));
+    if let Some(invalidator) = cache.invalidator() {
+        // It runs on through the settle and the probes; the world ends it.
+        drop(spawn(Box::pin(invalidator)));
+    }
+    let clients = client_numbers(app, clients_per_app)
+        .map(|n| spawn(Box::pin(clients.client(cache.clone(), n))))
+        .collect();
+    AppNode { cache, clients }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_numbers_follow_on_from_the_app_nodes_before() {
+        assert_eq!(client_numbers(0, 3), 0..3);
+        assert_eq!(client_numbers(2, 3), 6..9);
+        assert_eq!(client_numbers(1, 0), 0..0);
+    }
+}
