@@ -23,7 +23,7 @@ pub const SPAN_MS: std::ops::Range<u64> = 200..1_500;
 /// At most this many faults per plan.
 pub const MAX_FAULTS: usize = 4;
 
-fn server() -> impl Strategy<Value = Target> {
+pub(crate) fn server() -> impl Strategy<Value = Target> {
     prop_oneof![
         Just(Target::RedisMaster),
         Just(Target::RedisReplica),
@@ -34,7 +34,7 @@ fn server() -> impl Strategy<Value = Target> {
     ]
 }
 
-fn group() -> impl Strategy<Value = Side> {
+pub(crate) fn group() -> impl Strategy<Value = Side> {
     prop_oneof![
         Just(Side::Apps),
         Just(Side::Redis),
@@ -44,57 +44,23 @@ fn group() -> impl Strategy<Value = Side> {
     ]
 }
 
-/// One fault of the catalog.
+/// One fault of the catalog: each kind's own draw ([`crate::fault::kill::draw`], ...), weighted.
 pub fn fault() -> impl Strategy<Value = Fault> {
-    let kill = server()
-        .prop_filter("PostgreSQL's models are not durable", |t| {
-            !matches!(t, Target::PgPrimary | Target::PgReplica)
-        })
-        .prop_map(|t| Fault::new(Kind::Kill, t));
-    let pause = prop_oneof![server(), (0u8..3).prop_map(Target::App)]
-        .prop_map(|t| Fault::new(Kind::Pause, t));
-    let partition = (
-        prop_oneof![
-            server().prop_map(Side::One),
-            (0u8..3).prop_map(|i| Side::One(Target::App(i))),
-            group()
-        ],
-        group(),
-        any::<bool>(),
-    )
-        .prop_filter("a side is not cut from itself", |(t, p, _)| {
-            part(*t) != part(*p)
-                && !(matches!(t, Side::Apps | Side::One(Target::App(_))) && *p == Side::Apps)
-        })
-        .prop_map(|(target, peers, one_way)| {
-            Fault::new(Kind::Partition { peers, one_way }, target)
-        });
-    let latency =
-        (10u32..70).prop_map(|ms| Fault::new(Kind::Latency { one_way_ms: ms }, Side::Network));
-    let loss = (10u16..100).prop_map(|pm| Fault::new(Kind::Loss { per_mille: pm }, Side::Network));
-    let flush = prop_oneof![
-        (0u8..3).prop_map(|i| Side::One(Target::Memcached(i))),
-        Just(Side::Memcached)
-    ]
-    .prop_map(|t| Fault::new(Kind::Flush, t));
-    // Below the base scenario's working set (40 keys take about 6 KiB), so the limit evicts.
-    let memory = (2u32..5).prop_map(|kib| Fault::new(Kind::MemoryLimit { kib }, Side::Redis));
-    let lag = (200u32..2_000)
-        .prop_map(|lag_ms| Fault::new(Kind::ReplicaLag { lag_ms }, Target::PgReplica));
+    use crate::fault::{flush, kill, latency, loss, memory_limit, partition, pause, replica_lag};
     prop_oneof![
-        3 => kill,
-        3 => pause,
-        4 => partition,
-        1 => latency,
-        1 => loss,
-        1 => flush,
-        1 => memory,
-        1 => lag,
+        3 => kill::draw(),
+        3 => pause::draw(),
+        4 => partition::draw(),
+        1 => latency::draw(),
+        1 => loss::draw(),
+        1 => flush::draw(),
+        1 => memory_limit::draw(),
+        1 => replica_lag::draw(),
     ]
 }
 
 /// The part of the cluster a side belongs to (a memcached node is a part of its own).
-fn part(side: Side) -> String {
+pub(crate) fn part(side: Side) -> String {
     match side {
         Side::One(Target::RedisMaster | Target::RedisReplica) | Side::Redis => "redis".into(),
         Side::One(Target::Sentinel(_)) | Side::Sentinels => "sentinels".into(),

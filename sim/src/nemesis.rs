@@ -15,8 +15,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use chaos::fault::effect::{self, Effect, FLUSH_MARKER, LOSS_BURST};
-use chaos::fault::{Fault, Kind, Side, Target};
+use chaos::fault::effect::{Effect, FLUSH_MARKER, LOSS_BURST};
+use chaos::fault::hands::{Hands, Kept};
+use chaos::fault::{Fault, Side, Target};
 use chaos::nemesis::Nemesis;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
@@ -48,10 +49,8 @@ struct Placed {
 
 pub struct SimNemesis {
     handle: Handle,
-    /// Caches that took the marker key before a flush: the flush took effect once it is gone.
-    flushed: Vec<Placed>,
-    /// Keys each Redis node had evicted when a memory limit began.
-    evicted_before: Vec<(Target, u64)>,
+    /// What the fault kinds remember while their faults are on.
+    kept: Kept,
     /// The network's own configuration, while a latency or loss fault replaces it.
     saved: Option<madsim::net::Config>,
     nodes: Vec<Placed>,
@@ -83,8 +82,7 @@ impl SimNemesis {
         });
         SimNemesis {
             handle,
-            flushed: Vec::new(),
-            evicted_before: Vec::new(),
+            kept: Kept::default(),
             saved: None,
             nodes: servers.chain(apps).collect(),
             node,
@@ -180,7 +178,7 @@ impl SimNemesis {
     }
 
     /// Writes the marker to a cache server; true if it was stored.
-    async fn mark(&self, cache: &Placed) -> bool {
+    async fn mark_on(&self, cache: &Placed) -> bool {
         match cache.target {
             Target::RedisMaster | Target::RedisReplica => {
                 let set = rd::Cmd::Set {
@@ -210,7 +208,7 @@ impl SimNemesis {
     }
 
     /// Does a cache server still hold the marker? `None` when it does not answer.
-    async fn holds_marker(&self, cache: &Placed) -> Option<bool> {
+    async fn marker_on(&self, cache: &Placed) -> Option<bool> {
         match cache.target {
             Target::Memcached(_) => {
                 match self
@@ -235,7 +233,7 @@ impl SimNemesis {
         }
     }
 
-    async fn flush(&self, cache: &Placed) {
+    async fn flush_on(&self, cache: &Placed) {
         match cache.target {
             Target::Memcached(_) => {
                 let _: Option<mc::Reply> = self.tell(cache, TAG_MEMCACHED, mc::Cmd::FlushAll).await;
@@ -248,7 +246,7 @@ impl SimNemesis {
         }
     }
 
-    async fn evicted(&self, redis: &Placed) -> Option<(u64, usize)> {
+    async fn evicted_on(&self, redis: &Placed) -> Option<(u64, usize)> {
         match self.tell(redis, TAG_REDIS, Admin::Memory).await? {
             AdminReply::Memory {
                 evicted,
@@ -257,10 +255,6 @@ impl SimNemesis {
             _ => None,
         }
     }
-}
-
-fn is_redis(t: Target) -> bool {
-    matches!(t, Target::RedisMaster | Target::RedisReplica)
 }
 
 /// A harmless request to the server playing `target` at `addr`.
@@ -315,6 +309,13 @@ impl SimNemesis {
         });
     }
 
+    /// Puts back the network's own configuration, if a fault changed it.
+    fn restore(&mut self) {
+        if let Some(own) = self.saved.take() {
+            NetSim::current().update_config(|c| *c = own);
+        }
+    }
+
     /// The links a partition cuts, as (from, to): from each peer to each target node, and back
     /// unless one-way. A node is never cut from itself.
     fn links(&self, fault: &Fault, peers: Side, one_way: bool) -> Vec<(NodeId, NodeId)> {
@@ -335,236 +336,223 @@ impl SimNemesis {
     }
 }
 
+impl SimNemesis {
+    /// The node playing `t`.
+    fn placed(&self, t: Target) -> Option<Placed> {
+        self.nodes.iter().find(|n| n.target == t).cloned()
+    }
+}
+
 impl Nemesis for SimNemesis {
     async fn begin(&mut self, fault: &Fault) {
-        match fault.kind {
-            Kind::Kill => self
-                .side(fault.target)
-                .iter()
-                .for_each(|a| self.handle.kill(a.node.id())),
-            Kind::Pause => self
-                .side(fault.target)
-                .iter()
-                .for_each(|a| self.handle.pause(a.node.id())),
-            Kind::Partition { peers, one_way } => {
-                let net = NetSim::current();
-                for (from, to) in self.links(fault, peers, one_way) {
-                    net.clog_link(from, to);
-                }
-            }
-            Kind::Latency { one_way_ms } => {
-                let extra = Duration::from_millis(u64::from(one_way_ms));
+        fault.begin(self).await
+    }
+
+    async fn heal(&mut self, fault: &Fault) {
+        fault.heal(self).await
+    }
+
+    async fn observe(&mut self, fault: &Fault) -> Option<Effect> {
+        fault.observe(self).await
+    }
+}
+
+impl Hands for SimNemesis {
+    fn targets(&self, side: Side) -> Vec<Target> {
+        self.side(side).into_iter().map(|n| n.target).collect()
+    }
+
+    fn kept(&mut self) -> &mut Kept {
+        &mut self.kept
+    }
+
+    async fn kill(&mut self, t: Target) {
+        if let Some(n) = self.placed(t) {
+            self.handle.kill(n.node.id());
+        }
+    }
+
+    async fn restart(&mut self, t: Target) {
+        if let Some(n) = self.placed(t) {
+            self.handle.restart(n.node.id());
+        }
+    }
+
+    async fn pause(&mut self, t: Target) {
+        if let Some(n) = self.placed(t) {
+            self.handle.pause(n.node.id());
+        }
+    }
+
+    async fn resume(&mut self, t: Target) {
+        if let Some(n) = self.placed(t) {
+            self.handle.resume(n.node.id());
+        }
+    }
+
+    async fn cut(&mut self, fault: &Fault, peers: Side, one_way: bool) {
+        let net = NetSim::current();
+        for (from, to) in self.links(fault, peers, one_way) {
+            net.clog_link(from, to);
+        }
+    }
+
+    async fn uncut(&mut self, fault: &Fault, peers: Side, one_way: bool) {
+        let net = NetSim::current();
+        for (from, to) in self.links(fault, peers, one_way) {
+            net.unclog_link(from, to);
+        }
+    }
+
+    async fn delay(&mut self, one_way_ms: Option<u32>) {
+        match one_way_ms {
+            Some(ms) => {
+                let extra = Duration::from_millis(u64::from(ms));
                 self.reconfigure(|c| {
                     c.send_latency = c.send_latency.start + extra..c.send_latency.end + extra
                 });
             }
-            Kind::Loss { per_mille } => {
-                self.reconfigure(|c| c.packet_loss_rate = f64::from(per_mille) / 1000.0)
+            None => self.restore(),
+        }
+    }
+
+    async fn drop_messages(&mut self, _fault: &Fault, per_mille: Option<u16>) {
+        match per_mille {
+            Some(pm) => self.reconfigure(|c| c.packet_loss_rate = f64::from(pm) / 1000.0),
+            None => self.restore(),
+        }
+    }
+
+    async fn mark(&mut self, t: Target) -> bool {
+        match self.placed(t) {
+            Some(n) => self.mark_on(&n).await,
+            None => false,
+        }
+    }
+
+    async fn flush(&mut self, t: Target) {
+        if let Some(n) = self.placed(t) {
+            self.flush_on(&n).await;
+        }
+    }
+
+    async fn limit_memory(&mut self, t: Target, kib: Option<u32>) {
+        let Some(r) = self.placed(t) else { return };
+        match kib {
+            Some(kib) => {
+                let bytes = kib as usize * 1024;
+                let _: Option<AdminReply> = self.tell(&r, TAG_REDIS, Admin::MaxMemory(bytes)).await;
             }
-            Kind::Flush => {
-                for cache in self.side(fault.target) {
-                    // A replica refuses the marker (READONLY): its master's flush reaches it.
-                    if self.mark(&cache).await {
-                        self.flush(&cache).await;
-                        self.flushed.push(cache);
-                    }
-                }
-            }
-            Kind::MemoryLimit { kib } => {
-                for r in self
-                    .side(fault.target)
-                    .into_iter()
-                    .filter(|n| is_redis(n.target))
-                {
-                    if let Some((evicted, _)) = self.evicted(&r).await {
-                        self.evicted_before.push((r.target, evicted));
-                    }
-                    let bytes = kib as usize * 1024;
-                    let _: Option<AdminReply> =
-                        self.tell(&r, TAG_REDIS, Admin::MaxMemory(bytes)).await;
-                }
-            }
-            Kind::ReplicaLag { lag_ms } => {
-                for pg in self.side(fault.target) {
-                    let set = PgCmd::SetLag(Some(u64::from(lag_ms)));
-                    let _: Option<PgReply> = self.tell(&pg, TAG_PG, set).await;
-                }
+            None => {
+                let _: Option<AdminReply> = self
+                    .tell_until_heard(&r, TAG_REDIS, || Admin::MaxMemory(0))
+                    .await;
             }
         }
     }
 
-    async fn heal(&mut self, fault: &Fault) {
-        match fault.kind {
-            Kind::Kill => self
-                .side(fault.target)
-                .iter()
-                .for_each(|a| self.handle.restart(a.node.id())),
-            Kind::Pause => self
-                .side(fault.target)
-                .iter()
-                .for_each(|a| self.handle.resume(a.node.id())),
-            Kind::Partition { peers, one_way } => {
-                let net = NetSim::current();
-                for (from, to) in self.links(fault, peers, one_way) {
-                    net.unclog_link(from, to);
-                }
+    async fn lag_replica(&mut self, t: Target, lag_ms: Option<u32>) {
+        let Some(pg) = self.placed(t) else { return };
+        match lag_ms {
+            Some(ms) => {
+                let set = PgCmd::SetLag(Some(u64::from(ms)));
+                let _: Option<PgReply> = self.tell(&pg, TAG_PG, set).await;
             }
-            Kind::Latency { .. } | Kind::Loss { .. } => {
-                if let Some(own) = self.saved.take() {
-                    NetSim::current().update_config(|c| *c = own);
-                }
-            }
-            // The tier refills from traffic: nothing to undo.
-            Kind::Flush => self.flushed.retain(|n| !fault.target.contains(n.target)),
-            Kind::MemoryLimit { .. } => {
-                for r in self
-                    .side(fault.target)
-                    .into_iter()
-                    .filter(|n| is_redis(n.target))
-                {
-                    let _: Option<AdminReply> = self
-                        .tell_until_heard(&r, TAG_REDIS, || Admin::MaxMemory(0))
-                        .await;
-                }
-                self.evicted_before
-                    .retain(|(t, _)| !fault.target.contains(*t));
-            }
-            Kind::ReplicaLag { .. } => {
-                for pg in self.side(fault.target) {
-                    let _: Option<PgReply> = self
-                        .tell_until_heard(&pg, TAG_PG, || PgCmd::SetLag(None))
-                        .await;
-                }
+            None => {
+                let _: Option<PgReply> = self
+                    .tell_until_heard(&pg, TAG_PG, || PgCmd::SetLag(None))
+                    .await;
             }
         }
     }
 
-    async fn observe(&mut self, fault: &Fault) -> Option<Effect> {
+    async fn unreachable(&mut self, t: Target) -> Option<String> {
+        let n = self.placed(t)?;
+        if n.addr.is_some() {
+            self.answers(&n, None).await.err()
+        } else {
+            self.runs(&n).await.err()
+        }
+    }
+
+    async fn cut_seen(&mut self, fault: &Fault, peers: Side) -> Option<String> {
         let targets = self.side(fault.target);
-        match fault.kind {
-            Kind::Kill | Kind::Pause => {
-                let t = targets.first()?;
-                if t.addr.is_some() {
-                    self.answers(t, None).await.err().map(Effect::Seen)
-                } else {
-                    self.runs(t).await.err().map(Effect::Seen)
-                }
-            }
-            Kind::Latency { one_way_ms } => {
-                // A round trip now takes at least twice the extra latency.
-                let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
-                let (rpc, addr) = (self.rpc.clone(), server.addr?);
-                let rtt = self
-                    .node
-                    .spawn(async move {
-                        let t = madsim::time::Instant::now();
-                        let _ = rpc
-                            .call::<Admin, AdminReply>(
-                                addr,
-                                TAG_REDIS,
-                                Admin::Ping,
-                                Duration::from_secs(1),
-                            )
-                            .await;
-                        t.elapsed()
+        let peers: Vec<Placed> = self
+            .side(peers)
+            .into_iter()
+            .filter(|p| !fault.target.contains(p.target))
+            .collect();
+        // A request from one side to a server on the other.
+        let (from, to) = match peers.iter().find(|p| p.addr.is_some()) {
+            Some(server) => (targets.first()?, server),
+            None => (peers.first()?, targets.iter().find(|t| t.addr.is_some())?),
+        };
+        self.answers(to, Some(from)).await.err()
+    }
+
+    async fn round_trip(&mut self) -> Option<(String, Duration)> {
+        let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
+        let (rpc, addr) = (self.rpc.clone(), server.addr?);
+        let rtt = self
+            .node
+            .spawn(async move {
+                let t = madsim::time::Instant::now();
+                let _ = rpc
+                    .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, Duration::from_secs(1))
+                    .await;
+                t.elapsed()
+            })
+            .await
+            .ok()?;
+        Some((format!("the nemesis to {}", server.target.name()), rtt))
+    }
+
+    async fn loss_burst(&mut self) -> Option<(String, usize, Duration)> {
+        let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
+        let (rpc, addr) = (self.rpc.clone(), server.addr?);
+        let lost = self
+            .node
+            .spawn(async move {
+                let probes: Vec<_> = (0..LOSS_BURST)
+                    .map(|_| {
+                        let rpc = rpc.clone();
+                        madsim::task::spawn(async move { ask(&rpc, server.target, addr).await })
                     })
-                    .await
-                    .ok()?;
-                effect::latency(
-                    one_way_ms,
-                    format!("the nemesis to {}", server.target.name()),
-                    rtt,
-                )
-            }
-            Kind::Loss { .. } => {
-                // A burst of probes at once (effect::LOSS_BURST).
-                let server = self.nodes.iter().find(|n| n.addr.is_some())?.clone();
-                let (rpc, addr) = (self.rpc.clone(), server.addr?);
-                let lost = self
-                    .node
-                    .spawn(async move {
-                        let probes: Vec<_> = (0..LOSS_BURST)
-                            .map(|_| {
-                                let rpc = rpc.clone();
-                                madsim::task::spawn(
-                                    async move { ask(&rpc, server.target, addr).await },
-                                )
-                            })
-                            .collect();
-                        let mut lost = 0;
-                        for p in probes {
-                            lost += usize::from(!matches!(p.await, Ok(Ok(()))));
-                        }
-                        lost
-                    })
-                    .await
-                    .ok()?;
-                effect::loss(
-                    lost,
-                    format!("the nemesis to {}", server.target.name()),
-                    PROBE_TIMEOUT,
-                )
-            }
-            Kind::Flush => {
-                let caches: Vec<Placed> = self
-                    .flushed
-                    .iter()
-                    .filter(|n| fault.target.contains(n.target))
-                    .cloned()
                     .collect();
-                // In turn, asking no further than the first that still holds it.
-                let mut held = Vec::new();
-                for c in &caches {
-                    let h = self.holds_marker(c).await;
-                    held.push((c.target.name(), h));
-                    if h != Some(false) {
-                        break;
-                    }
+                let mut lost = 0;
+                for p in probes {
+                    lost += usize::from(!matches!(p.await, Ok(Ok(()))));
                 }
-                effect::flush(held)
-            }
-            Kind::MemoryLimit { kib } => {
-                for (t, before) in self.evicted_before.clone() {
-                    let Some(r) = self.nodes.iter().find(|n| n.target == t).cloned() else {
-                        continue;
-                    };
-                    if let Some((evicted, used)) = self.evicted(&r).await {
-                        let how = format!("{:.1} KiB in use", used as f64 / 1024.0);
-                        if let Some(e) = effect::memory_limit(t.name(), kib, before, evicted, how) {
-                            return Some(e);
-                        }
-                    }
-                }
-                None
-            }
-            Kind::ReplicaLag { lag_ms } => {
-                for pg in self.side(fault.target) {
-                    if let Some(PgReply::LagMs(behind)) =
-                        self.tell(&pg, TAG_PG, PgCmd::ReplayLag).await
-                    {
-                        if behind >= u64::from(lag_ms) / 2 {
-                            return Some(Effect::Seen(format!(
-                                "{}'s replay is {behind} ms behind the primary",
-                                pg.target.name()
-                            )));
-                        }
-                    }
-                }
-                None
-            }
-            Kind::Partition { peers, .. } => {
-                let peers: Vec<Placed> = self
-                    .side(peers)
-                    .into_iter()
-                    .filter(|p| !fault.target.contains(p.target))
-                    .collect();
-                // A request from one side to a server on the other.
-                let (from, to) = match peers.iter().find(|p| p.addr.is_some()) {
-                    Some(server) => (targets.first()?, server),
-                    None => (peers.first()?, targets.iter().find(|t| t.addr.is_some())?),
-                };
-                self.answers(to, Some(from)).await.err().map(Effect::Seen)
-            }
+                lost
+            })
+            .await
+            .ok()?;
+        Some((
+            format!("the nemesis to {}", server.target.name()),
+            lost,
+            PROBE_TIMEOUT,
+        ))
+    }
+
+    async fn holds_marker(&mut self, t: Target) -> Option<bool> {
+        let n = self.placed(t)?;
+        self.marker_on(&n).await
+    }
+
+    async fn evicted(&mut self, t: Target) -> Option<(u64, String)> {
+        let r = self.placed(t)?;
+        let (evicted, used) = self.evicted_on(&r).await?;
+        Some((evicted, format!("{:.1} KiB in use", used as f64 / 1024.0)))
+    }
+
+    async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String> {
+        let pg = self.placed(t)?;
+        match self.tell(&pg, TAG_PG, PgCmd::ReplayLag).await {
+            Some(PgReply::LagMs(behind)) if behind >= u64::from(lag_ms) / 2 => Some(format!(
+                "{}'s replay is {behind} ms behind the primary",
+                pg.target.name()
+            )),
+            _ => None,
         }
     }
 }

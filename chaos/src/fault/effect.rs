@@ -1,8 +1,9 @@
-//! What a fault's effect looks like: the observation rules both worlds share. A world measures
-//! (a round trip, a burst of probes, a marker key read back, an eviction count) with its own
-//! hands; whether that shows the fault, and how the history's `observed` line says it, is decided
-//! here, once. Rules a world cannot share (a probe's own error, Docker's account of a container)
-//! are [`Effect::Seen`].
+//! What a fault's effect looks like: the typed [`Effect`] a nemesis observed, and how the
+//! history's `observed` line says it. A world measures (a round trip, a burst of probes, a marker
+//! key read back, an eviction count) with its own hands ([`super::hands::Hands`]); whether that
+//! shows the fault is each kind's rule, in its module ([`super::latency::seen`], ...), once for
+//! both worlds. What a world sees in its own words (a probe's error, Docker's account of a
+//! container) is [`Effect::Seen`].
 
 use std::fmt;
 use std::time::Duration;
@@ -68,101 +69,5 @@ impl fmt::Display for Effect {
             ),
             Effect::Seen(what) => f.write_str(what),
         }
-    }
-}
-
-/// A latency fault of `one_way_ms` shows when a round trip takes at least twice that.
-pub fn latency(one_way_ms: u32, path: impl Into<String>, rtt: Duration) -> Option<Effect> {
-    (rtt >= Duration::from_millis(2 * u64::from(one_way_ms))).then(|| Effect::SlowRoundTrip {
-        path: path.into(),
-        rtt,
-    })
-}
-
-/// A loss fault shows when any request of the burst got no reply `within` its timeout.
-pub fn loss(lost: usize, path: impl Into<String>, within: Duration) -> Option<Effect> {
-    (lost > 0).then(|| Effect::Lost {
-        path: path.into(),
-        lost,
-        within,
-    })
-}
-
-/// A flush shows when every flushed cache, asked in turn, answers that the marker is gone
-/// (`Some(false)`); `held` may stop at the first that does not (a world asks no further).
-pub fn flush(held: Vec<(String, Option<bool>)>) -> Option<Effect> {
-    if held.is_empty() || held.iter().any(|(_, h)| *h != Some(false)) {
-        return None;
-    }
-    Some(Effect::MarkerGone {
-        caches: held.into_iter().map(|(c, _)| c).collect(),
-    })
-}
-
-/// A memory limit shows when the node evicted more keys than it had when the limit began.
-pub fn memory_limit(
-    target: impl Into<String>,
-    kib: u32,
-    evicted_before: u64,
-    evicted_now: u64,
-    how: impl Into<String>,
-) -> Option<Effect> {
-    (evicted_now > evicted_before).then(|| Effect::Evicted {
-        target: target.into(),
-        keys: evicted_now - evicted_before,
-        kib,
-        how: how.into(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_round_trip_shows_latency_from_twice_the_one_way_delay() {
-        let ms = Duration::from_millis;
-        assert_eq!(latency(55, "x", ms(109)), None);
-        let e = latency(55, "the nemesis to redis-master", ms(110)).unwrap();
-        assert_eq!(
-            e.to_string(),
-            "a round trip from the nemesis to redis-master took 110.0 ms"
-        );
-    }
-
-    #[test]
-    fn one_lost_request_of_the_burst_shows_loss() {
-        assert_eq!(loss(0, "x", Duration::from_millis(50)), None);
-        assert_eq!(
-            loss(3, "the host to pg-primary", Duration::from_millis(300))
-                .unwrap()
-                .to_string(),
-            "3 of 20 requests from the host to pg-primary got no reply within 300 ms"
-        );
-    }
-
-    #[test]
-    fn a_flush_shows_only_when_every_cache_answers_without_the_marker() {
-        let gone = |c: &str| (c.to_string(), Some(false));
-        assert_eq!(flush(vec![]), None);
-        assert_eq!(flush(vec![gone("a"), ("b".into(), Some(true))]), None);
-        assert_eq!(flush(vec![gone("a"), ("b".into(), None)]), None);
-        assert_eq!(
-            flush(vec![gone("redis-master"), gone("memcached-1")])
-                .unwrap()
-                .to_string(),
-            "the marker key written before the flush is gone from redis-master, memcached-1"
-        );
-    }
-
-    #[test]
-    fn a_memory_limit_shows_when_evictions_grow() {
-        assert_eq!(memory_limit("r", 8, 5, 5, "x"), None);
-        assert_eq!(
-            memory_limit("redis-master", 8, 5, 9, "INFO evicted_keys")
-                .unwrap()
-                .to_string(),
-            "redis-master evicted 4 keys under its 8 KiB limit (INFO evicted_keys)"
-        );
     }
 }

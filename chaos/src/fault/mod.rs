@@ -1,11 +1,28 @@
 //! A fault: what goes wrong and where, named by role so that each world can place it on its own
 //! nodes or containers. Every kind has its inverse, applied when the plan heals it.
+//!
+//! Each kind is a module of its own: its JSON fields, its random draw, and how it starts, heals
+//! and is seen, in terms of the primitives every world implements ([`hands::Hands`]). This file
+//! lists the kinds ([`Kind`]) and hands each call to its module.
 
 use std::fmt;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub mod effect;
+pub mod hands;
+
+pub mod flush;
+pub mod kill;
+pub mod latency;
+pub mod loss;
+pub mod memory_limit;
+pub mod partition;
+pub mod pause;
+pub mod replica_lag;
+
+use effect::Effect;
+use hands::Hands;
 
 /// A part of the cluster, by its role at boot (`redis-master` stays the node that booted as the
 /// master, whoever holds the role later). Indices are 0-based here and 1-based in names.
@@ -148,19 +165,66 @@ pub enum Kind {
     ReplicaLag { lag_ms: u32 },
 }
 
+/// Every kind's name, in the order error messages list them.
+pub const KINDS: [&str; 8] = [
+    kill::NAME,
+    pause::NAME,
+    partition::NAME,
+    latency::NAME,
+    loss::NAME,
+    flush::NAME,
+    memory_limit::NAME,
+    replica_lag::NAME,
+];
+
 impl Kind {
     pub fn name(&self) -> &'static str {
         match self {
-            Kind::Kill => "kill",
-            Kind::Pause => "pause",
-            Kind::Partition { .. } => "partition",
-            Kind::Latency { .. } => "latency",
-            Kind::Loss { .. } => "loss",
-            Kind::Flush => "flush",
-            Kind::MemoryLimit { .. } => "memory-limit",
-            Kind::ReplicaLag { .. } => "replica-lag",
+            Kind::Kill => kill::NAME,
+            Kind::Pause => pause::NAME,
+            Kind::Partition { .. } => partition::NAME,
+            Kind::Latency { .. } => latency::NAME,
+            Kind::Loss { .. } => loss::NAME,
+            Kind::Flush => flush::NAME,
+            Kind::MemoryLimit { .. } => memory_limit::NAME,
+            Kind::ReplicaLag { .. } => replica_lag::NAME,
         }
     }
+
+    /// The kind's own fields of its JSON form, after `kind` and `target`.
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        match *self {
+            Kind::Kill | Kind::Pause | Kind::Flush => Vec::new(),
+            Kind::Partition { peers, one_way } => partition::fields(peers, one_way),
+            Kind::Latency { one_way_ms } => latency::fields(one_way_ms),
+            Kind::Loss { per_mille } => loss::fields(per_mille),
+            Kind::MemoryLimit { kib } => memory_limit::fields(kib),
+            Kind::ReplicaLag { lag_ms } => replica_lag::fields(lag_ms),
+        }
+    }
+
+    /// The kind named `name`, its fields read from `v`; `None` for no kind of that name.
+    fn parse(name: &str, v: &Value) -> Option<Result<Kind, String>> {
+        Some(match name {
+            kill::NAME => Ok(Kind::Kill),
+            pause::NAME => Ok(Kind::Pause),
+            partition::NAME => partition::parse(v),
+            latency::NAME => latency::parse(v),
+            loss::NAME => loss::parse(v),
+            flush::NAME => Ok(Kind::Flush),
+            memory_limit::NAME => memory_limit::parse(v),
+            replica_lag::NAME => replica_lag::parse(v),
+            _ => return None,
+        })
+    }
+}
+
+/// A field of `v` that is a `u32` number of `unit`, or the line saying what `what` needs.
+fn u32_field(v: &Value, field: &str, what: &str, unit: &str) -> Result<u32, String> {
+    v.get(field)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("{what} needs \"{field}\", a number of {unit}"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,81 +244,75 @@ impl Fault {
     /// The `fault` object of a history's fault lines: `{"kind":"kill","target":"redis-master"}`,
     /// `{"kind":"partition","target":"apps","peers":"redis","direction":"both"}`.
     pub fn to_json(&self) -> Value {
-        match self.kind {
-            Kind::Partition { peers, one_way } => json!({
-                "kind": self.kind.name(), "target": self.target.name(), "peers": peers.name(),
-                "direction": if one_way { "replies-lost" } else { "both" },
-            }),
-            Kind::Latency { one_way_ms } => json!({
-                "kind": self.kind.name(), "target": self.target.name(), "one_way_ms": one_way_ms,
-            }),
-            Kind::Loss { per_mille } => json!({
-                "kind": self.kind.name(), "target": self.target.name(), "per_mille": per_mille,
-            }),
-            Kind::MemoryLimit { kib } => json!({
-                "kind": self.kind.name(), "target": self.target.name(), "kib": kib,
-            }),
-            Kind::ReplicaLag { lag_ms } => json!({
-                "kind": self.kind.name(), "target": self.target.name(), "lag_ms": lag_ms,
-            }),
-            _ => json!({"kind": self.kind.name(), "target": self.target.name()}),
+        let mut m = serde_json::Map::new();
+        m.insert("kind".into(), self.kind.name().into());
+        m.insert("target".into(), self.target.name().into());
+        for (k, v) in self.kind.fields() {
+            m.insert(k.into(), v);
         }
+        Value::Object(m)
     }
 
     /// The inverse of [`Fault::to_json`].
     pub fn from_json(v: &Value) -> Result<Fault, String> {
         let text = |field: &str| v.get(field).and_then(Value::as_str);
-        let u32_field = |field: &str, what: &str, unit: &str| {
-            v.get(field)
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("{what} needs \"{field}\", a number of {unit}"))
-        };
         let target = text("target").ok_or("a fault needs a \"target\" such as \"redis-master\"")?;
         let target = Side::parse(target)?;
+        let unknown = |said: String| {
+            let all: Vec<String> = KINDS.iter().map(|k| format!("{k:?}")).collect();
+            let (last, rest) = all.split_last().expect("kinds exist");
+            format!(
+                "unknown fault kind {said}: use {} or {last}",
+                rest.join(", ")
+            )
+        };
         let kind = match text("kind") {
-            Some("kill") => Kind::Kill,
-            Some("pause") => Kind::Pause,
-            Some("partition") => Kind::Partition {
-                peers: Side::parse(
-                    text("peers").ok_or("a partition needs \"peers\" such as \"redis\"")?,
-                )?,
-                one_way: match text("direction") {
-                    Some("both") | None => false,
-                    Some("replies-lost") => true,
-                    Some(other) => {
-                        return Err(format!(
-                        "unknown partition direction {other:?}: use \"both\" or \"replies-lost\""
-                    ))
-                    }
-                },
-            },
-            Some("latency") => Kind::Latency {
-                one_way_ms: u32_field("one_way_ms", "a latency fault", "milliseconds")?,
-            },
-            Some("flush") => Kind::Flush,
-            Some("memory-limit") => Kind::MemoryLimit {
-                kib: u32_field("kib", "a memory-limit fault", "KiB")?,
-            },
-            Some("replica-lag") => Kind::ReplicaLag {
-                lag_ms: u32_field("lag_ms", "a replica-lag fault", "milliseconds")?,
-            },
-            Some("loss") => Kind::Loss {
-                per_mille: v
-                    .get("per_mille")
-                    .and_then(Value::as_u64)
-                    .filter(|&n| n <= 1000)
-                    .map(|n| n as u16)
-                    .ok_or("a loss fault needs \"per_mille\", 0 to 1000")?,
-            },
-            other => {
-                let said = other.map_or("(none given)".to_string(), |k| format!("{k:?}"));
-                return Err(format!(
-                    "unknown fault kind {said}: use \"kill\", \"pause\", \"partition\", \"latency\", \"loss\", \"flush\", \"memory-limit\" or \"replica-lag\""
-                ));
-            }
+            Some(name) => Kind::parse(name, v).ok_or_else(|| unknown(format!("{name:?}")))??,
+            None => return Err(unknown("(none given)".into())),
         };
         Ok(Fault { kind, target })
+    }
+
+    /// Applies this fault with `h`'s primitives.
+    pub async fn begin(&self, h: &mut impl Hands) {
+        match self.kind {
+            Kind::Kill => kill::begin(h, self).await,
+            Kind::Pause => pause::begin(h, self).await,
+            Kind::Partition { peers, one_way } => partition::begin(h, self, peers, one_way).await,
+            Kind::Latency { one_way_ms } => latency::begin(h, one_way_ms).await,
+            Kind::Loss { per_mille } => loss::begin(h, self, per_mille).await,
+            Kind::Flush => flush::begin(h, self).await,
+            Kind::MemoryLimit { kib } => memory_limit::begin(h, self, kib).await,
+            Kind::ReplicaLag { lag_ms } => replica_lag::begin(h, self, lag_ms).await,
+        }
+    }
+
+    /// Undoes this fault with `h`'s primitives.
+    pub async fn heal(&self, h: &mut impl Hands) {
+        match self.kind {
+            Kind::Kill => kill::heal(h, self).await,
+            Kind::Pause => pause::heal(h, self).await,
+            Kind::Partition { peers, one_way } => partition::heal(h, self, peers, one_way).await,
+            Kind::Latency { .. } => latency::heal(h).await,
+            Kind::Loss { .. } => loss::heal(h, self).await,
+            Kind::Flush => flush::heal(h, self).await,
+            Kind::MemoryLimit { .. } => memory_limit::heal(h, self).await,
+            Kind::ReplicaLag { .. } => replica_lag::heal(h, self).await,
+        }
+    }
+
+    /// Looks once for this fault's effect with `h`'s primitives.
+    pub async fn observe(&self, h: &mut impl Hands) -> Option<Effect> {
+        match self.kind {
+            Kind::Kill => kill::observe(h, self).await,
+            Kind::Pause => pause::observe(h, self).await,
+            Kind::Partition { peers, .. } => partition::observe(h, self, peers).await,
+            Kind::Latency { one_way_ms } => latency::observe(h, one_way_ms).await,
+            Kind::Loss { .. } => loss::observe(h).await,
+            Kind::Flush => flush::observe(h, self).await,
+            Kind::MemoryLimit { kib } => memory_limit::observe(h, kib).await,
+            Kind::ReplicaLag { lag_ms } => replica_lag::observe(h, self, lag_ms).await,
+        }
     }
 }
 
@@ -305,7 +363,7 @@ mod tests {
         );
         assert_eq!(Fault::from_json(&f.to_json()), Ok(f));
         assert!(
-            Fault::from_json(&json!({"kind": "melt", "target": "app-1"}))
+            Fault::from_json(&serde_json::json!({"kind": "melt", "target": "app-1"}))
                 .unwrap_err()
                 .contains("\"partition\"")
         );
@@ -331,13 +389,13 @@ mod tests {
             let f = Fault::new(kind, Side::Network);
             assert_eq!(Fault::from_json(&f.to_json()), Ok(f));
         }
-        assert!(
-            Fault::from_json(&json!({"kind": "loss", "target": "network", "per_mille": 1001}))
-                .unwrap_err()
-                .contains("0 to 1000")
-        );
+        assert!(Fault::from_json(
+            &serde_json::json!({"kind": "loss", "target": "network", "per_mille": 1001})
+        )
+        .unwrap_err()
+        .contains("0 to 1000"));
         assert!(Side::Apps.contains(Target::App(2)) && !Side::Redis.contains(Target::Sentinel(0)));
-        assert!(Fault::from_json(&json!({"kind": "kill"}))
+        assert!(Fault::from_json(&serde_json::json!({"kind": "kill"}))
             .unwrap_err()
             .contains("target"));
     }

@@ -87,7 +87,7 @@ impl<'a> DockerNemesis<'a> {
         }
     }
 
-    pub(super) fn cut(&mut self, fault: Fault, peers: Side, one_way: bool) {
+    pub(super) fn stage_cut(&mut self, fault: Fault, peers: Side, one_way: bool) {
         let s = |x: &str| x.to_string();
         if self.is_apps(fault.target) {
             // Rules on the servers' side: what they send to the apps is lost, and for a

@@ -24,18 +24,20 @@
 //! Effects are observed as a client would see them: a request from the host (where the app
 //! nodes run) or from inside a container across a cut gets no answer within [`PROBE_TIMEOUT`].
 
+mod hands;
 mod iptables;
 mod probe;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use chaos::fault::effect::{self, Effect, FLUSH_MARKER, LOSS_BURST};
+use chaos::fault::effect::Effect;
+use chaos::fault::hands::Kept;
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
 
 use crate::cluster::{Cluster, Node};
-use crate::docker::{docker, psql};
+use crate::docker::psql;
 use crate::proxy::Proxies;
 use iptables::{cut_seen, CutPair, Rule};
 pub use probe::ask;
@@ -60,8 +62,8 @@ pub struct DockerNemesis<'a> {
     rules: Vec<(Fault, Rule)>,
     /// Rules staged by [`DockerNemesis::stage`], added by [`DockerNemesis::apply_staged`].
     staged: Vec<(Fault, Rule)>,
-    flushed: Vec<Target>,
-    evicted_before: Vec<(Target, u64)>,
+    /// What the fault kinds remember while their faults are on.
+    kept: Kept,
 }
 
 impl<'a> DockerNemesis<'a> {
@@ -80,8 +82,7 @@ impl<'a> DockerNemesis<'a> {
             proxies,
             rules: Vec::new(),
             staged: Vec::new(),
-            flushed: Vec::new(),
-            evicted_before: Vec::new(),
+            kept: Kept::default(),
         })
     }
 
@@ -131,110 +132,30 @@ impl<'a> DockerNemesis<'a> {
         self.apps_on_host() && matches!(side, Side::Apps)
     }
 
-    /// Applies `fault`, staging its iptables rules (added by [`DockerNemesis::apply_staged`]).
-    async fn stage(&mut self, fault: &Fault) {
-        match fault.kind {
-            Kind::Kill => {
-                for (_, n) in self.side(fault.target) {
-                    if let Err(e) = docker(&["kill", n.container.id()]).await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Kind::Pause => {
-                for (_, n) in self.side(fault.target) {
-                    if let Err(e) = n.pause().await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Kind::Partition { peers, one_way } => self.cut(*fault, peers, one_way),
-            Kind::Loss { per_mille } => {
-                let p = format!("{:.3}", f64::from(per_mille) / 1000.0);
-                let s = |x: &str| x.to_string();
-                for (_, n) in self.servers() {
-                    self.add_rule(
-                        *fault,
-                        n,
-                        vec![
-                            s("INPUT"),
-                            s("-m"),
-                            s("statistic"),
-                            s("--mode"),
-                            s("random"),
-                            s("--probability"),
-                            p.clone(),
-                            s("-j"),
-                            s("DROP"),
-                        ],
-                    );
-                }
-            }
-            // Without proxies (app nodes in this process) nothing happens, and nothing is observed.
-            Kind::Latency { one_way_ms } => {
-                if let Some(p) = self.proxies {
-                    if let Err(e) = p.latency(Some(one_way_ms)).await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Kind::Flush => {
-                for (t, n) in self.side(fault.target) {
-                    let marked = match t {
-                        Target::Memcached(_) => {
-                            let m = aside::backend::Memcached::new(n.addr(), 1);
-                            use aside::tier::MemcachedLike;
-                            m.set(FLUSH_MARKER, b"1", 600).await.is_ok()
-                                && m.flush_all().await.is_ok()
-                        }
-                        Target::RedisMaster | Target::RedisReplica => {
-                            redis(&n.addr(), &["SET", FLUSH_MARKER, "1"]).await.is_ok()
-                                && redis(&n.addr(), &["FLUSHALL"]).await.is_ok()
-                        }
-                        _ => false,
-                    };
-                    if marked {
-                        self.flushed.push(t);
-                    }
-                }
-            }
-            Kind::MemoryLimit { kib } => {
-                for (t, n) in self.side(fault.target) {
-                    if !matches!(t, Target::RedisMaster | Target::RedisReplica) {
-                        continue;
-                    }
-                    if let Some(e) = Self::evicted(n).await {
-                        self.evicted_before.push((t, e));
-                    }
-                    let bytes = (u64::from(kib) * 1024).to_string();
-                    let _ = redis(
-                        &n.addr(),
-                        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
-                    )
-                    .await;
-                    let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", &bytes]).await;
-                }
-            }
-            Kind::ReplicaLag { lag_ms } => {
-                for (_, n) in self
-                    .side(fault.target)
-                    .into_iter()
-                    .filter(|(t, _)| *t == Target::PgReplica)
-                {
-                    let set = format!("ALTER SYSTEM SET recovery_min_apply_delay = '{lag_ms}ms'");
-                    let set = match psql(n, &set).await {
-                        Ok(_) => psql(n, "SELECT pg_reload_conf()").await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = set {
-                        tracing::warn!("replica lag: {e}");
-                    }
-                }
-            }
+    /// Staged loss rules for `fault`: every server drops its INPUT with probability `per_mille`.
+    fn stage_loss(&mut self, fault: Fault, per_mille: u16) {
+        let p = format!("{:.3}", f64::from(per_mille) / 1000.0);
+        let s = |x: &str| x.to_string();
+        for (_, n) in self.servers() {
+            self.add_rule(
+                fault,
+                n,
+                vec![
+                    s("INPUT"),
+                    s("-m"),
+                    s("statistic"),
+                    s("--mode"),
+                    s("random"),
+                    s("--probability"),
+                    p.clone(),
+                    s("-j"),
+                    s("DROP"),
+                ],
+            );
         }
     }
 
-    async fn evicted(node: &Node) -> Option<u64> {
+    async fn evicted_keys(node: &Node) -> Option<u64> {
         let info = match redis(&node.addr(), &["INFO", "stats"]).await.ok()? {
             redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
             redis::Value::VerbatimString { text, .. } => text,
@@ -244,11 +165,21 @@ impl<'a> DockerNemesis<'a> {
             .find_map(|l| l.strip_prefix("evicted_keys:"))
             .and_then(|n| n.trim().parse().ok())
     }
+
+    /// Sets the replica's `recovery_min_apply_delay` and reloads its configuration.
+    async fn apply_delay(node: &Node, ms: u64) -> Result<String, String> {
+        let set = format!("ALTER SYSTEM SET recovery_min_apply_delay = '{ms}ms'");
+        psql(node, &set).await?;
+        psql(node, "SELECT pg_reload_conf()").await
+    }
 }
 
+/// Every fault starts with the iptables rules it stages ([`Hands::cut`],
+/// [`Hands::drop_messages`]) added in one batch, so that faults due at one instant (a
+/// split-brain's five cuts) start as one.
 impl Nemesis for DockerNemesis<'_> {
     async fn begin(&mut self, fault: &Fault) {
-        self.stage(fault).await;
+        fault.begin(self).await;
         self.apply_staged().await;
     }
 
@@ -258,7 +189,7 @@ impl Nemesis for DockerNemesis<'_> {
 
     async fn begin_all(&mut self, faults: &[Fault]) {
         for f in faults {
-            self.stage(f).await;
+            f.begin(self).await;
         }
         self.apply_staged().await;
     }
@@ -288,188 +219,28 @@ impl Nemesis for DockerNemesis<'_> {
         for (f, seen) in faults.iter().zip(seen) {
             out.push(match seen {
                 Some(seen) => seen.map(Effect::Seen),
-                None => self.observe(f).await,
+                None => f.observe(self).await,
             });
         }
         out
     }
 
+    /// The rules of every cut and loss due now are dropped in one batch; the rest in turn.
     async fn heal_all(&mut self, faults: &[Fault]) {
-        let (cuts, rest): (Vec<Fault>, Vec<Fault>) = faults
+        let (rules, rest): (Vec<Fault>, Vec<Fault>) = faults
             .iter()
             .partition(|f| matches!(f.kind, Kind::Partition { .. } | Kind::Loss { .. }));
-        self.drop_rules(&cuts).await;
+        self.drop_rules(&rules).await;
         for f in &rest {
-            self.heal(f).await;
+            f.heal(self).await;
         }
     }
 
     async fn heal(&mut self, fault: &Fault) {
-        match fault.kind {
-            Kind::Kill => {
-                for (_, n) in self.side(fault.target) {
-                    if let Err(e) = n.start().await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Kind::Pause => {
-                for (_, n) in self.side(fault.target) {
-                    if let Err(e) = n.unpause().await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Kind::Partition { .. } | Kind::Loss { .. } => self.drop_rules(&[*fault]).await,
-            Kind::Latency { .. } => {
-                if let Some(p) = self.proxies {
-                    if let Err(e) = p.latency(None).await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Kind::Flush => self.flushed.retain(|t| !fault.target.contains(*t)),
-            Kind::MemoryLimit { .. } => {
-                for (t, n) in self.side(fault.target) {
-                    if matches!(t, Target::RedisMaster | Target::RedisReplica) {
-                        let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", "0"]).await;
-                    }
-                }
-                self.evicted_before
-                    .retain(|(t, _)| !fault.target.contains(*t));
-            }
-            Kind::ReplicaLag { .. } => {
-                for (_, n) in self
-                    .side(fault.target)
-                    .into_iter()
-                    .filter(|(t, _)| *t == Target::PgReplica)
-                {
-                    // Back to the delay the replica booted with.
-                    let reset = format!(
-                        "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'",
-                        self.cluster.pg_apply_delay_ms
-                    );
-                    let reset = match psql(n, &reset).await {
-                        Ok(_) => psql(n, "SELECT pg_reload_conf()").await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = reset {
-                        tracing::warn!("replica lag heal: {e}");
-                    }
-                }
-            }
-        }
+        fault.heal(self).await
     }
 
     async fn observe(&mut self, fault: &Fault) -> Option<Effect> {
-        self.look(fault).await
-    }
-}
-
-impl DockerNemesis<'_> {
-    /// [`Nemesis::observe`].
-    async fn look(&mut self, fault: &Fault) -> Option<Effect> {
-        let seen = |s: String| Some(Effect::Seen(s));
-        match fault.kind {
-            Kind::Kill | Kind::Pause => {
-                let (t, n) = *self.side(fault.target).first()?;
-                if let Target::App(_) = t {
-                    // Nobody talks to an app node: Docker's account of its cgroup says it.
-                    let state = docker(&["inspect", "-f", "{{.State.Status}}", n.container.id()])
-                        .await
-                        .ok()?;
-                    return (state == "paused" || state == "exited")
-                        .then(|| format!("{}'s container is {state} (docker inspect)", t.name()))
-                        .and_then(seen);
-                }
-                let addr: SocketAddr = n.addr().parse().ok()?;
-                let e = ask(t, addr, PROBE_TIMEOUT).await.err()?;
-                seen(format!("the host -> {} ({addr}): {e}", t.name()))
-            }
-            Kind::Partition { peers, .. } => {
-                if self.is_apps(fault.target) || self.is_apps(peers) {
-                    // From the host (the apps) to a server on the other side.
-                    let other = if self.is_apps(fault.target) {
-                        peers
-                    } else {
-                        fault.target
-                    };
-                    let (t, n) = *self.side(other).first()?;
-                    let addr: SocketAddr = n.addr().parse().ok()?;
-                    let e = ask(t, addr, PROBE_TIMEOUT).await.err()?;
-                    return seen(format!("the apps -> {} ({addr}): {e}", t.name()));
-                }
-                let pair = self.cut_pair(fault, peers)?;
-                cut_seen(pair).await.and_then(seen)
-            }
-            Kind::Loss { .. } => {
-                let (t, n) = *self.servers().first()?;
-                let addr: SocketAddr = n.addr().parse().ok()?;
-                let within = Duration::from_millis(300);
-                let probes = (0..LOSS_BURST).map(|_| ask(t, addr, within));
-                let lost = futures_util::future::join_all(probes)
-                    .await
-                    .iter()
-                    .filter(|r| r.is_err())
-                    .count();
-                effect::loss(lost, format!("the host to {}", t.name()), within)
-            }
-            Kind::Latency { one_way_ms } => {
-                // A round trip from the host through the master's proxy, as an app node's goes.
-                let (t, n) = *self.side(Side::One(Target::RedisMaster)).first()?;
-                let (name, front) = self.proxies?.front_of(n.addr().parse().ok()?)?;
-                let began = std::time::Instant::now();
-                ask(t, front, Duration::from_secs(2)).await.ok()?;
-                let path = format!("the host through the {name} proxy ({front})");
-                effect::latency(one_way_ms, path, began.elapsed())
-            }
-            Kind::Flush => {
-                // In turn, asking no further than the first that still holds it.
-                let mut held = Vec::new();
-                for t in self.flushed.clone() {
-                    let n = self.node(t)?;
-                    let h = match t {
-                        Target::Memcached(_) => {
-                            use aside::tier::MemcachedLike;
-                            let m = aside::backend::Memcached::new(n.addr(), 1);
-                            m.gets(FLUSH_MARKER).await.ok().map(|v| v.is_some())
-                        }
-                        _ => redis(&n.addr(), &["GET", FLUSH_MARKER])
-                            .await
-                            .ok()
-                            .map(|v| !matches!(v, redis::Value::Nil)),
-                    };
-                    held.push((t.name(), h));
-                    if h != Some(false) {
-                        break;
-                    }
-                }
-                effect::flush(held)
-            }
-            Kind::MemoryLimit { kib } => {
-                for (t, before) in self.evicted_before.clone() {
-                    let now = Self::evicted(self.node(t)?).await?;
-                    let e = effect::memory_limit(t.name(), kib, before, now, "INFO evicted_keys");
-                    if e.is_some() {
-                        return e;
-                    }
-                }
-                None
-            }
-            Kind::ReplicaLag { .. } => {
-                let n = self.node(Target::PgReplica)?;
-                let row = psql(
-                    n,
-                    "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), \
-                     COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0)",
-                )
-                .await
-                .ok()?;
-                let (behind, ms) = row.split_once('|')?;
-                (behind == "t").then(|| {
-                    format!("pg-replica has received WAL it has not replayed; its last replayed transaction is {ms} ms old")
-                }).and_then(seen)
-            }
-        }
+        fault.observe(self).await
     }
 }

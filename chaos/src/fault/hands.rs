@@ -1,0 +1,73 @@
+//! What a world's nemesis can do with its own hands: the primitives every fault kind is made of.
+//! A kind's module ([`super::kill`], [`super::partition`], ...) says which primitives its start,
+//! its heal and its observation use; each world implements them once, over madsim or over
+//! Docker. A new kind that needs no new primitive touches no world at all.
+
+use std::time::Duration;
+
+use super::{Fault, Side, Target};
+
+/// What the kinds remember between a fault's start and its heal (in the world's nemesis).
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    /// Caches that took the flush marker and were flushed: the flush shows once it is gone.
+    pub flushed: Vec<Target>,
+    /// Keys each Redis node had evicted when its memory limit began.
+    pub evicted_before: Vec<(Target, u64)>,
+}
+
+/// A world's primitives. Acting ones apply to one node (by its role at boot) or to the network;
+/// looking ones report what they saw in the world's own words, for the history's `observed`
+/// line, and `None` when they saw nothing (or could not look).
+// The simulator runs everything on one thread: no `Send` bound on the futures.
+#[allow(async_fn_in_trait)]
+pub trait Hands {
+    /// The nodes on `side` this world has (servers, then app nodes that are nodes of their own),
+    /// in the world's order.
+    fn targets(&self, side: Side) -> Vec<Target>;
+    /// What the kinds remember while their faults are on.
+    fn kept(&mut self) -> &mut Kept;
+
+    /// Kills `t`'s process: what it held in memory is gone.
+    async fn kill(&mut self, t: Target);
+    /// Starts a killed `t` again.
+    async fn restart(&mut self, t: Target);
+    /// Freezes `t`: it runs nothing until resumed, state intact.
+    async fn pause(&mut self, t: Target);
+    async fn resume(&mut self, t: Target);
+    /// Cuts the links between `fault.target` and `peers` (only the peers' messages to the target
+    /// when `one_way`).
+    async fn cut(&mut self, fault: &Fault, peers: Side, one_way: bool);
+    /// Repairs what [`Hands::cut`] cut for `fault`.
+    async fn uncut(&mut self, fault: &Fault, peers: Side, one_way: bool);
+    /// Adds `one_way_ms` to every message of the network's (`None`: its own latency again).
+    async fn delay(&mut self, one_way_ms: Option<u32>);
+    /// Drops each message with probability `per_mille` / 1000 (`None`: stop `fault`'s loss).
+    async fn drop_messages(&mut self, fault: &Fault, per_mille: Option<u16>);
+    /// Writes [`super::effect::FLUSH_MARKER`] to cache `t`; true if it was stored.
+    async fn mark(&mut self, t: Target) -> bool;
+    /// Empties cache `t` (FLUSHALL, `flush_all`).
+    async fn flush(&mut self, t: Target);
+    /// Redis `t` may hold `kib` KiB, evicting least recently used keys (`None`: no limit).
+    async fn limit_memory(&mut self, t: Target, kib: Option<u32>);
+    /// PostgreSQL `t` applies the primary's log `lag_ms` behind (`None`: its own delay again).
+    async fn lag_replica(&mut self, t: Target, lag_ms: Option<u32>);
+
+    /// Why `t` looks down or frozen to a client (a request unanswered, a task not run), if it
+    /// does.
+    async fn unreachable(&mut self, t: Target) -> Option<String>;
+    /// What shows that `fault`'s cut to `peers` is on (a request from one side to a server on
+    /// the other unanswered), if anything does.
+    async fn cut_seen(&mut self, fault: &Fault, peers: Side) -> Option<String>;
+    /// One round trip to a server the way an app node's goes: the path taken and its time.
+    async fn round_trip(&mut self) -> Option<(String, Duration)>;
+    /// [`super::effect::LOSS_BURST`] requests at once to a server: the path, how many got no
+    /// reply, and within what timeout.
+    async fn loss_burst(&mut self) -> Option<(String, usize, Duration)>;
+    /// Does cache `t` still hold the flush marker? `None` when it does not answer.
+    async fn holds_marker(&mut self, t: Target) -> Option<bool>;
+    /// How many keys Redis `t` has evicted so far, and what the count was read from.
+    async fn evicted(&mut self, t: Target) -> Option<(u64, String)>;
+    /// What shows PostgreSQL `t` replaying at least half of `lag_ms` behind, if anything does.
+    async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String>;
+}

@@ -1,0 +1,226 @@
+//! The containers world's primitives ([`Hands`]): what `docker`, iptables, the proxies and the
+//! servers' own commands do for each fault kind, and how the host looks for each effect.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chaos::fault::effect::{FLUSH_MARKER, LOSS_BURST};
+use chaos::fault::hands::{Hands, Kept};
+use chaos::fault::{Fault, Side, Target};
+
+use super::iptables::cut_seen;
+use super::probe::redis;
+use super::{ask, DockerNemesis, PROBE_TIMEOUT};
+use crate::docker::{docker, psql};
+
+impl Hands for DockerNemesis<'_> {
+    fn targets(&self, side: Side) -> Vec<Target> {
+        self.side(side).into_iter().map(|(t, _)| t).collect()
+    }
+
+    fn kept(&mut self) -> &mut Kept {
+        &mut self.kept
+    }
+
+    async fn kill(&mut self, t: Target) {
+        let Some(n) = self.node(t) else { return };
+        if let Err(e) = docker(&["kill", n.container.id()]).await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    async fn restart(&mut self, t: Target) {
+        let Some(n) = self.node(t) else { return };
+        if let Err(e) = n.start().await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    async fn pause(&mut self, t: Target) {
+        let Some(n) = self.node(t) else { return };
+        if let Err(e) = n.pause().await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    async fn resume(&mut self, t: Target) {
+        let Some(n) = self.node(t) else { return };
+        if let Err(e) = n.unpause().await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Staged: added with every other rule due now ([`DockerNemesis::apply_staged`]).
+    async fn cut(&mut self, fault: &Fault, peers: Side, one_way: bool) {
+        self.stage_cut(*fault, peers, one_way);
+    }
+
+    async fn uncut(&mut self, fault: &Fault, _peers: Side, _one_way: bool) {
+        self.drop_rules(&[*fault]).await;
+    }
+
+    /// Without proxies (app nodes in this process) nothing happens, and nothing is observed.
+    async fn delay(&mut self, one_way_ms: Option<u32>) {
+        if let Some(p) = self.proxies {
+            if let Err(e) = p.latency(one_way_ms).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    async fn drop_messages(&mut self, fault: &Fault, per_mille: Option<u16>) {
+        match per_mille {
+            Some(pm) => self.stage_loss(*fault, pm),
+            None => self.drop_rules(&[*fault]).await,
+        }
+    }
+
+    async fn mark(&mut self, t: Target) -> bool {
+        let Some(n) = self.node(t) else { return false };
+        match t {
+            Target::Memcached(_) => {
+                use aside::tier::MemcachedLike;
+                let m = aside::backend::Memcached::new(n.addr(), 1);
+                m.set(FLUSH_MARKER, b"1", 600).await.is_ok()
+            }
+            Target::RedisMaster | Target::RedisReplica => {
+                redis(&n.addr(), &["SET", FLUSH_MARKER, "1"]).await.is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    async fn flush(&mut self, t: Target) {
+        let Some(n) = self.node(t) else { return };
+        let flushed = match t {
+            Target::Memcached(_) => {
+                use aside::tier::MemcachedLike;
+                let m = aside::backend::Memcached::new(n.addr(), 1);
+                m.flush_all().await.map_err(|e| e.to_string())
+            }
+            _ => redis(&n.addr(), &["FLUSHALL"]).await.map(drop),
+        };
+        if let Err(e) = flushed {
+            tracing::warn!("flush {}: {e}", t.name());
+        }
+    }
+
+    async fn limit_memory(&mut self, t: Target, kib: Option<u32>) {
+        let Some(n) = self.node(t) else { return };
+        match kib {
+            Some(kib) => {
+                let bytes = (u64::from(kib) * 1024).to_string();
+                let policy = ["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"];
+                let _ = redis(&n.addr(), &policy).await;
+                let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", &bytes]).await;
+            }
+            None => {
+                let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", "0"]).await;
+            }
+        }
+    }
+
+    /// The replica only (`recovery_min_apply_delay`); the heal goes back to the delay it booted
+    /// with.
+    async fn lag_replica(&mut self, t: Target, lag_ms: Option<u32>) {
+        if t != Target::PgReplica {
+            return;
+        }
+        let Some(n) = self.node(t) else { return };
+        let ms = lag_ms.map_or(self.cluster.pg_apply_delay_ms, u64::from);
+        if let Err(e) = Self::apply_delay(n, ms).await {
+            tracing::warn!("replica lag: {e}");
+        }
+    }
+
+    async fn unreachable(&mut self, t: Target) -> Option<String> {
+        let n = self.node(t)?;
+        if let Target::App(_) = t {
+            // Nobody talks to an app node: Docker's account of its cgroup says it.
+            let state = docker(&["inspect", "-f", "{{.State.Status}}", n.container.id()])
+                .await
+                .ok()?;
+            return (state == "paused" || state == "exited")
+                .then(|| format!("{}'s container is {state} (docker inspect)", t.name()));
+        }
+        let addr: SocketAddr = n.addr().parse().ok()?;
+        let e = ask(t, addr, PROBE_TIMEOUT).await.err()?;
+        Some(format!("the host -> {} ({addr}): {e}", t.name()))
+    }
+
+    async fn cut_seen(&mut self, fault: &Fault, peers: Side) -> Option<String> {
+        if self.is_apps(fault.target) || self.is_apps(peers) {
+            // From the host (the apps) to a server on the other side.
+            let other = if self.is_apps(fault.target) {
+                peers
+            } else {
+                fault.target
+            };
+            let (t, n) = *self.side(other).first()?;
+            let addr: SocketAddr = n.addr().parse().ok()?;
+            let e = ask(t, addr, PROBE_TIMEOUT).await.err()?;
+            return Some(format!("the apps -> {} ({addr}): {e}", t.name()));
+        }
+        cut_seen(self.cut_pair(fault, peers)?).await
+    }
+
+    /// From the host through the master's proxy, as an app node's round trip goes.
+    async fn round_trip(&mut self) -> Option<(String, Duration)> {
+        let (t, n) = *self.side(Side::One(Target::RedisMaster)).first()?;
+        let (name, front) = self.proxies?.front_of(n.addr().parse().ok()?)?;
+        let began = std::time::Instant::now();
+        ask(t, front, Duration::from_secs(2)).await.ok()?;
+        let path = format!("the host through the {name} proxy ({front})");
+        Some((path, began.elapsed()))
+    }
+
+    async fn loss_burst(&mut self) -> Option<(String, usize, Duration)> {
+        let (t, n) = *self.servers().first()?;
+        let addr: SocketAddr = n.addr().parse().ok()?;
+        let within = Duration::from_millis(300);
+        let probes = (0..LOSS_BURST).map(|_| ask(t, addr, within));
+        let lost = futures_util::future::join_all(probes)
+            .await
+            .iter()
+            .filter(|r| r.is_err())
+            .count();
+        Some((format!("the host to {}", t.name()), lost, within))
+    }
+
+    async fn holds_marker(&mut self, t: Target) -> Option<bool> {
+        let n = self.node(t)?;
+        match t {
+            Target::Memcached(_) => {
+                use aside::tier::MemcachedLike;
+                let m = aside::backend::Memcached::new(n.addr(), 1);
+                m.gets(FLUSH_MARKER).await.ok().map(|v| v.is_some())
+            }
+            _ => redis(&n.addr(), &["GET", FLUSH_MARKER])
+                .await
+                .ok()
+                .map(|v| !matches!(v, redis::Value::Nil)),
+        }
+    }
+
+    async fn evicted(&mut self, t: Target) -> Option<(u64, String)> {
+        let n = Self::evicted_keys(self.node(t)?).await?;
+        Some((n, "INFO evicted_keys".into()))
+    }
+
+    async fn replica_behind(&mut self, t: Target, _lag_ms: u32) -> Option<String> {
+        if t != Target::PgReplica {
+            return None;
+        }
+        let row = psql(
+            self.node(t)?,
+            "SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), \
+             COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0)",
+        )
+        .await
+        .ok()?;
+        let (behind, ms) = row.split_once('|')?;
+        (behind == "t").then(|| {
+            format!("pg-replica has received WAL it has not replayed; its last replayed transaction is {ms} ms old")
+        })
+    }
+}
