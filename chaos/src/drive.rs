@@ -40,8 +40,8 @@ pub trait World {
         clients_per_app: usize,
     ) -> Result<Vec<Self::Join>, String>;
 
-    /// The nemesis, once every app node has started.
-    async fn nemesis(&mut self) -> Result<Self::Nemesis, String>;
+    /// The nemesis for `plan`, once every app node has started.
+    async fn nemesis(&mut self, plan: &crate::plan::Plan) -> Result<Self::Nemesis, String>;
 
     /// After the settle: reads every tier for each of `keys`, through an instance of the
     /// world's own, into `rec` ([`crate::probe::probe_all`]).
@@ -69,7 +69,7 @@ pub async fn drive<W: World>(
     for app in 0..sc.apps {
         joins.extend(world.start_app(app, &clients, sc.clients_per_app).await?);
     }
-    let mut nemesis = world.nemesis().await?;
+    let mut nemesis = world.nemesis(&sc.plan).await?;
     run_plan(&mut nemesis, &sc.plan, rec).await;
     for j in joins {
         let _ = j.await;

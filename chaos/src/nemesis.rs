@@ -20,6 +20,8 @@ pub const OBSERVE_EVERY: Duration = Duration::from_millis(20);
 
 /// One world's way to break and mend its cluster. Every method works on the roles of
 /// [`crate::fault::Target`]; a world that cannot apply a kind says so by never observing it.
+/// [`run_plan`] calls them one fault at a time, in the plan's order; a world that applies the
+/// faults due at one instant together does so itself (it is made for the plan).
 // The simulator runs everything on one thread, and neither world sends a nemesis across threads:
 // no `Send` bound on the futures.
 #[allow(async_fn_in_trait)]
@@ -29,77 +31,29 @@ pub trait Nemesis {
     /// Undoes `fault` (restart after kill, resume after pause).
     async fn heal(&mut self, fault: &Fault);
     /// Looks once for the effect of `fault`: `Some(effect)` once it shows (a call to the target
-    /// fails, a role changed), `None` while it does not. The rules a world can share are
-    /// [`crate::fault::effect`]'s.
+    /// fails, a role changed), `None` while it does not. Whether a measurement shows the fault
+    /// is the kind's rule ([`Fault::observe`]).
     async fn observe(&mut self, fault: &Fault) -> Option<Effect>;
-
-    /// Does this world apply faults due at one instant together ([`Nemesis::begin_all`],
-    /// [`Nemesis::heal_all`])? A world whose every change takes real time (a `docker exec`
-    /// each) says yes, so that a split-brain's five cuts start as one; the simulator, whose
-    /// changes take no time, applies them one by one.
-    fn at_once(&self) -> bool {
-        false
-    }
-
-    /// Looks once for the effect of each of `faults` (used where [`Nemesis::at_once`]).
-    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<Effect>> {
-        let mut out = Vec::with_capacity(faults.len());
-        for f in faults {
-            out.push(self.observe(f).await);
-        }
-        out
-    }
-
-    /// Applies `faults` (all due now) together.
-    async fn begin_all(&mut self, faults: &[Fault]) {
-        for f in faults {
-            self.begin(f).await;
-        }
-    }
-
-    /// Undoes `faults` (all due now) together.
-    async fn heal_all(&mut self, faults: &[Fault]) {
-        for f in faults {
-            self.heal(f).await;
-        }
-    }
 }
 
 /// Runs `plan` against `nemesis`, recording every fault line in `rec`; returns when the last
 /// fault has healed.
 pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
     let mut unobserved: Vec<Fault> = Vec::new();
-    let events = plan.events();
-    let mut next = 0;
-    while let Some(e) = events.get(next) {
+    for e in plan.events() {
         let due = rec.origin() + Duration::from_millis(e.at_ms);
-        // Until the event is due: look for the effects not seen yet.
+        // Until the event is due: look for the effects not seen yet, one by one, each line at
+        // the moment its look ended.
         loop {
             let now = tokio::time::Instant::now();
             if now >= due {
                 break;
             }
             let mut still = Vec::new();
-            let looking = std::mem::take(&mut unobserved);
-            if nemesis.at_once() {
-                let seen = nemesis.observe_all(&looking).await;
-                for (f, seen) in looking.into_iter().zip(seen) {
-                    match seen {
-                        Some(effect) => {
-                            rec.fault(FaultAction::Observed, f, Some(effect.to_string()))
-                        }
-                        None => still.push(f),
-                    }
-                }
-            } else {
-                // One by one, each line at the moment its look ended.
-                for f in looking {
-                    match nemesis.observe(&f).await {
-                        Some(effect) => {
-                            rec.fault(FaultAction::Observed, f, Some(effect.to_string()))
-                        }
-                        None => still.push(f),
-                    }
+            for f in std::mem::take(&mut unobserved) {
+                match nemesis.observe(&f).await {
+                    Some(effect) => rec.fault(FaultAction::Observed, f, Some(effect.to_string())),
+                    None => still.push(f),
                 }
             }
             unobserved = still;
@@ -110,44 +64,27 @@ pub async fn run_plan(nemesis: &mut impl Nemesis, plan: &Plan, rec: &Recorder) {
                 sleep(left.min(OBSERVE_EVERY)).await;
             }
         }
-        // The events due now with the same action, together in a world that applies them so.
-        let mut group = vec![e.fault];
-        next += 1;
-        while nemesis.at_once() {
-            match events.get(next) {
-                Some(n) if n.at_ms == e.at_ms && n.action == e.action => {
-                    group.push(n.fault);
-                    next += 1;
-                }
-                _ => break,
-            }
-        }
+        let f = e.fault;
         match e.action {
             Action::Begin => {
                 // A fault may act from the moment the nemesis starts applying it: a `docker
                 // kill` or a flush takes a while, loads the machine meanwhile, and the process
                 // may be gone before the call returns. Reads from then on are not steady.
                 let began = rec.now_ns();
-                nemesis.begin_all(&group).await;
-                for f in group {
-                    rec.fault_at(began, FaultAction::Start, f, None);
-                    unobserved.push(f);
-                }
+                nemesis.begin(&f).await;
+                rec.fault_at(began, FaultAction::Start, f, None);
+                unobserved.push(f);
             }
             Action::Heal => {
                 // A last look at the instant of the heal: an effect seen now was seen while on.
-                for f in &group {
-                    if let Some(i) = unobserved.iter().position(|u| u == f) {
-                        let f = unobserved.remove(i);
-                        if let Some(effect) = nemesis.observe(&f).await {
-                            rec.fault(FaultAction::Observed, f, Some(effect.to_string()));
-                        }
+                if let Some(i) = unobserved.iter().position(|u| *u == f) {
+                    unobserved.remove(i);
+                    if let Some(effect) = nemesis.observe(&f).await {
+                        rec.fault(FaultAction::Observed, f, Some(effect.to_string()));
                     }
                 }
-                nemesis.heal_all(&group).await;
-                for f in group {
-                    rec.fault(FaultAction::Stop, f, None);
-                }
+                nemesis.heal(&f).await;
+                rec.fault(FaultAction::Stop, f, None);
             }
         }
     }

@@ -177,8 +177,8 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
         Ok(app_node(cache, clients, app, clients_per_app, tokio::spawn).clients)
     }
 
-    async fn nemesis(&mut self) -> Result<DockerNemesis<'a>, String> {
-        DockerNemesis::new(self.cluster, self.app_nodes, self.proxies)
+    async fn nemesis(&mut self, plan: &chaos::plan::Plan) -> Result<DockerNemesis<'a>, String> {
+        DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, plan)
     }
 
     async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String> {

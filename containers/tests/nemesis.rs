@@ -109,7 +109,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     };
 
     let rec = Recorder::start();
-    let mut nemesis = DockerNemesis::new(&cluster, &[], None).expect("nemesis");
+    let mut nemesis = DockerNemesis::new(&cluster, &[], None, &plan).expect("nemesis");
     run_plan(&mut nemesis, &plan, &rec).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();

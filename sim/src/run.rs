@@ -134,7 +134,7 @@ where
         Ok(started.clients)
     }
 
-    async fn nemesis(&mut self) -> Result<N, String> {
+    async fn nemesis(&mut self, _plan: &chaos::plan::Plan) -> Result<N, String> {
         let wrap = self.wrap.take().ok_or("the nemesis is made once per run")?;
         Ok(wrap(
             SimNemesis::new(self.cluster, &self.apps, ip(4, 200)).await,

@@ -35,11 +35,12 @@ use chaos::fault::effect::Effect;
 use chaos::fault::hands::Kept;
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::Nemesis;
+use chaos::plan::{Action, Event, Plan};
 
 use crate::cluster::{Cluster, Node};
 use crate::docker::psql;
 use crate::proxy::Proxies;
-use iptables::{cut_seen, CutPair, Rule};
+use iptables::{cut_seen, Rule};
 pub use probe::ask;
 use probe::redis;
 
@@ -60,19 +61,30 @@ pub struct DockerNemesis<'a> {
     /// The proxies between the app nodes and the servers (latency faults), when there are.
     proxies: Option<&'a Proxies>,
     rules: Vec<(Fault, Rule)>,
-    /// Rules staged by [`DockerNemesis::stage`], added by [`DockerNemesis::apply_staged`].
+    /// Rules staged by a fault's start, added by [`DockerNemesis::apply_staged`].
     staged: Vec<(Fault, Rule)>,
     /// What the fault kinds remember while their faults are on.
     kept: Kept,
+    /// The plan's events, in the order `run_plan` hands them over, and the next one due: the
+    /// faults of one instant are applied (and their rules dropped) together.
+    events: Vec<Event>,
+    next: usize,
+    /// Cuts and losses due to heal at this instant whose rules the first heal of it dropped.
+    dropped: Vec<Fault>,
+    /// Cuts between containers started and not seen yet: looked at all at once.
+    cuts_unseen: Vec<Fault>,
+    /// What such a look saw for cuts not asked about yet.
+    seen: Vec<(Fault, String)>,
 }
 
 impl<'a> DockerNemesis<'a> {
-    /// The nemesis of `cluster`, whose app nodes run in `app_nodes` (empty: in this process),
-    /// behind `proxies` when a plan delays the network.
+    /// The nemesis of `cluster` for `plan`, whose app nodes run in `app_nodes` (empty: in this
+    /// process), behind `proxies` when a plan delays the network.
     pub fn new(
         cluster: &'a Cluster,
         app_nodes: &'a [Node],
         proxies: Option<&'a Proxies>,
+        plan: &Plan,
     ) -> Result<DockerNemesis<'a>, String> {
         let apps = cluster.gateway().map_err(|e| e.to_string())?;
         Ok(DockerNemesis {
@@ -83,6 +95,11 @@ impl<'a> DockerNemesis<'a> {
             rules: Vec::new(),
             staged: Vec::new(),
             kept: Kept::default(),
+            events: plan.events(),
+            next: 0,
+            dropped: Vec::new(),
+            cuts_unseen: Vec::new(),
+            seen: Vec::new(),
         })
     }
 
@@ -174,73 +191,120 @@ impl<'a> DockerNemesis<'a> {
     }
 }
 
-/// Every fault starts with the iptables rules it stages ([`Hands::cut`],
-/// [`Hands::drop_messages`]) added in one batch, so that faults due at one instant (a
-/// split-brain's five cuts) start as one.
-impl Nemesis for DockerNemesis<'_> {
-    async fn begin(&mut self, fault: &Fault) {
-        fault.begin(self).await;
-        self.apply_staged().await;
-    }
-
-    fn at_once(&self) -> bool {
-        true
-    }
-
-    async fn begin_all(&mut self, faults: &[Fault]) {
-        for f in faults {
-            f.begin(self).await;
+impl DockerNemesis<'_> {
+    /// Moves past the plan's event (`action`, `fault`) and returns the faults of its instant
+    /// with the same action from it on (itself first). A call the plan does not have next (a
+    /// test's own) is an instant of its own.
+    fn instant(&mut self, fault: &Fault, action: Action) -> Vec<Fault> {
+        let Some(e) = self.events.get(self.next) else {
+            return vec![*fault];
+        };
+        if e.fault != *fault || e.action != action {
+            return vec![*fault];
         }
-        self.apply_staged().await;
+        let at_ms = e.at_ms;
+        let rest = self.events[self.next..]
+            .iter()
+            .take_while(|n| n.at_ms == at_ms && n.action == action)
+            .map(|n| n.fault)
+            .collect();
+        self.next += 1;
+        rest
     }
 
-    /// Cuts between containers are looked at all at once (each look is a `docker exec` that
-    /// waits up to the probe timeout: one by one, five cuts took 3 s to see); the rest in turn.
-    async fn observe_all(&mut self, faults: &[Fault]) -> Vec<Option<Effect>> {
-        let pairs: Vec<Option<CutPair<'_>>> = faults
+    /// Is `fault` a cut between containers (looked at from inside one)?
+    fn is_container_cut(&self, fault: &Fault) -> bool {
+        matches!(fault.kind, Kind::Partition { peers, .. }
+            if !self.is_apps(fault.target) && !self.is_apps(peers))
+    }
+
+    /// Looks at every cut between containers not seen yet at once (each look is a `docker exec`
+    /// that waits up to the connect timeout: one by one, five cuts took 3 s to see), and keeps
+    /// what it saw for the cuts not asked about yet.
+    async fn look_at_cuts(&mut self, asked: &Fault) -> Option<Effect> {
+        self.look_at(self.cuts_unseen.clone(), asked).await
+    }
+
+    /// [`DockerNemesis::look_at_cuts`] for `cuts` alone.
+    async fn look_at(&mut self, cuts: Vec<Fault>, asked: &Fault) -> Option<Effect> {
+        let pairs: Vec<_> = cuts
             .iter()
             .map(|f| match f.kind {
-                Kind::Partition { peers, .. }
-                    if !self.is_apps(f.target) && !self.is_apps(peers) =>
-                {
-                    self.cut_pair(f, peers)
-                }
+                Kind::Partition { peers, .. } => self.cut_pair(f, peers),
                 _ => None,
             })
             .collect();
-        let looks = pairs.iter().map(|p| async move {
+        let looks = pairs.into_iter().map(|p| async move {
             match p {
-                Some(p) => Some(cut_seen(*p).await),
+                Some(p) => cut_seen(p).await,
                 None => None,
             }
         });
-        let seen: Vec<Option<Option<String>>> = futures_util::future::join_all(looks).await;
-        let mut out = Vec::new();
-        for (f, seen) in faults.iter().zip(seen) {
-            out.push(match seen {
-                Some(seen) => seen.map(Effect::Seen),
-                None => f.observe(self).await,
-            });
+        let seen: Vec<Option<String>> = futures_util::future::join_all(looks).await;
+        let mut answer = None;
+        for (f, seen) in cuts.into_iter().zip(seen) {
+            let Some(seen) = seen else { continue };
+            self.cuts_unseen.retain(|c| *c != f);
+            if f == *asked {
+                answer = Some(Effect::Seen(seen));
+            } else {
+                self.seen.push((f, seen));
+            }
         }
-        out
+        answer
     }
+}
 
-    /// The rules of every cut and loss due now are dropped in one batch; the rest in turn.
-    async fn heal_all(&mut self, faults: &[Fault]) {
-        let (rules, rest): (Vec<Fault>, Vec<Fault>) = faults
-            .iter()
-            .partition(|f| matches!(f.kind, Kind::Partition { .. } | Kind::Loss { .. }));
-        self.drop_rules(&rules).await;
-        for f in &rest {
-            f.heal(self).await;
+/// The faults due at one instant start as one: each stages its iptables rules ([`Hands::cut`],
+/// [`Hands::drop_messages`]) and the last adds them all in one batch, so that a split-brain's
+/// five cuts begin together; the first heal of an instant drops the rules of every cut and loss
+/// healed at it, so each one's `stop` line comes after its rules are gone.
+impl Nemesis for DockerNemesis<'_> {
+    async fn begin(&mut self, fault: &Fault) {
+        let last = self.instant(fault, Action::Begin).len() == 1;
+        fault.begin(self).await;
+        if self.is_container_cut(fault) {
+            self.cuts_unseen.push(*fault);
+        }
+        if last {
+            self.apply_staged().await;
         }
     }
 
     async fn heal(&mut self, fault: &Fault) {
-        fault.heal(self).await
+        let instant = self.instant(fault, Action::Heal);
+        let rules = |f: &Fault| matches!(f.kind, Kind::Partition { .. } | Kind::Loss { .. });
+        if !rules(fault) {
+            fault.heal(self).await;
+        } else if let Some(i) = self.dropped.iter().position(|d| d == fault) {
+            // Its rules went with the first heal of the instant.
+            self.dropped.remove(i);
+        } else {
+            // Every cut and loss healing now goes at once, with this one. Their last looks come
+            // first: a cut not seen yet is looked at while it is still on, and what was seen is
+            // kept for `run_plan`'s look before each one's own heal.
+            let group: Vec<Fault> = instant.into_iter().filter(rules).collect();
+            let unseen: Vec<Fault> = (group.iter().skip(1))
+                .filter(|f| self.cuts_unseen.contains(f))
+                .copied()
+                .collect();
+            if !unseen.is_empty() {
+                let _ = self.look_at(unseen, fault).await;
+            }
+            self.drop_rules(&group).await;
+            self.dropped.extend(group.into_iter().skip(1));
+        }
+        self.cuts_unseen.retain(|c| c != fault);
+        self.seen.retain(|(c, _)| c != fault);
     }
 
     async fn observe(&mut self, fault: &Fault) -> Option<Effect> {
+        if let Some(i) = self.seen.iter().position(|(c, _)| c == fault) {
+            return Some(Effect::Seen(self.seen.remove(i).1));
+        }
+        if self.cuts_unseen.contains(fault) {
+            return self.look_at_cuts(fault).await;
+        }
         fault.observe(self).await
     }
 }
