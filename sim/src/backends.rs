@@ -10,7 +10,7 @@ use aside::tier::{Committed, OutboxRow, ReadFrom, Row, Store, TierError, TierRes
 use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
 use madsim::time::sleep;
 
-use crate::buggify::delay;
+use crate::buggify::{self, delay};
 use crate::cluster::Addrs;
 use crate::models::memcached as mc;
 use crate::models::redis as rd;
@@ -92,12 +92,18 @@ impl SimRedisConn {
 
 impl RedisExec for SimRedisConn {
     async fn exec(&self, c: rd::Cmd) -> TierResult<rd::Reply> {
+        buggify::maybe(self.buggify, buggify::before_redis(&c)).await;
+        // The slow point after it, if answered and if not (decided before `c` is sent).
+        let after = [
+            buggify::after_redis(&c, false),
+            buggify::after_redis(&c, true),
+        ];
         let master = self.master.get();
         let r = self
             .rpc
             .call::<Admin, AdminReply>(master, TAG_REDIS, Admin::Cmd(c), self.timeout)
             .await;
-        match r {
+        let r = match r {
             Ok(AdminReply::Reply(rd::Reply::Err(e))) if e.starts_with("READONLY") => {
                 self.resolve().await;
                 Err(TierError::Unavailable {
@@ -114,11 +120,10 @@ impl RedisExec for SimRedisConn {
                 self.resolve().await;
                 Err(e)
             }
-        }
-    }
-
-    async fn pause(&self, at: &'static str) {
-        delay(self.buggify, at).await;
+        };
+        let answered = matches!(&r, Ok(reply) if !matches!(reply, rd::Reply::Err(_)));
+        buggify::maybe(self.buggify, after[usize::from(answered)]).await;
+        r
     }
 
     fn master_switches(&self) -> u64 {
@@ -147,13 +152,10 @@ pub struct SimMemcachedConn {
 
 impl MemcachedExec for SimMemcachedConn {
     async fn exec(&self, c: mc::Cmd) -> TierResult<mc::Reply> {
+        buggify::maybe(self.buggify, buggify::before_memcached(&c)).await;
         self.rpc
             .call::<mc::Cmd, mc::Reply>(self.addr, TAG_MEMCACHED, c, self.timeout)
             .await
-    }
-
-    async fn pause(&self, at: &'static str) {
-        delay(self.buggify, at).await;
     }
 }
 

@@ -50,3 +50,56 @@ pub async fn delay(on: bool, site: &'static str) {
         sleep(Duration::from_micros(us)).await;
     }
 }
+
+/// The slow point before a Redis command an app node sends (its name is the site's).
+pub fn before_redis(c: &crate::models::redis::Cmd) -> Option<&'static str> {
+    use crate::models::redis::Cmd;
+    use aside::envelope::Kind;
+    match c {
+        Cmd::Set { .. } => Some("redis set (fill or lease)"),
+        Cmd::Del(_) => Some("redis del"),
+        Cmd::Versioned {
+            kind: Kind::Value, ..
+        } => Some("redis fill_if_newer"),
+        Cmd::Versioned {
+            kind: Kind::Tombstone,
+            ..
+        } => Some("redis tombstone"),
+        Cmd::Release { .. } => Some("redis lease release"),
+        _ => None,
+    }
+}
+
+/// The slow point after a Redis command returns, between an invalidation of L1 and the one of
+/// L2: after a delete that was answered, and after any tombstone.
+pub fn after_redis(c: &crate::models::redis::Cmd, answered: bool) -> Option<&'static str> {
+    use crate::models::redis::Cmd;
+    use aside::envelope::Kind;
+    match c {
+        Cmd::Del(_) if answered => Some("redis del returning"),
+        Cmd::Versioned {
+            kind: Kind::Tombstone,
+            ..
+        } => Some("redis tombstone returning"),
+        _ => None,
+    }
+}
+
+/// The slow point before a memcached command an app node sends.
+pub fn before_memcached(c: &crate::models::memcached::Cmd) -> Option<&'static str> {
+    use crate::models::memcached::Cmd;
+    match c {
+        Cmd::Set { .. } => Some("memcached set"),
+        Cmd::Add { .. } => Some("memcached add"),
+        Cmd::Cas { .. } => Some("memcached cas (after its gets)"),
+        Cmd::Delete(_) => Some("memcached delete"),
+        _ => None,
+    }
+}
+
+/// [`delay`] at `site`, if there is one.
+pub async fn maybe(on: bool, site: Option<&'static str>) {
+    if let Some(site) = site {
+        delay(on, site).await;
+    }
+}

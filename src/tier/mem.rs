@@ -46,12 +46,6 @@ use crate::model::redis::{self as rd, RedisModel};
 pub trait RedisExec: Send + Sync + 'static {
     /// The server's reply; `Err` when it could not be reached or asked.
     fn exec(&self, cmd: rd::Cmd) -> impl Future<Output = TierResult<rd::Reply>> + Send;
-    /// Reached at the named slow points of each call (before a fill, around a delete...): the
-    /// simulator's BUGGIFY may wait there. Nothing by default.
-    fn pause(&self, at: &'static str) -> impl Future<Output = ()> + Send {
-        let _ = at;
-        async {}
-    }
     /// See [`RedisLike::master_switches`].
     fn master_switches(&self) -> u64 {
         0
@@ -61,11 +55,6 @@ pub trait RedisExec: Send + Sync + 'static {
 /// Runs memcached model commands somewhere: in process ([`InProcess`]) or on a simulated server.
 pub trait MemcachedExec: Send + Sync + 'static {
     fn exec(&self, cmd: mc::Cmd) -> impl Future<Output = TierResult<mc::Reply>> + Send;
-    /// As [`RedisExec::pause`].
-    fn pause(&self, at: &'static str) -> impl Future<Output = ()> + Send {
-        let _ = at;
-        async {}
-    }
 }
 
 /// [`RedisLike`] over any [`RedisExec`].
@@ -143,7 +132,6 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         }
     }
     async fn set(&self, key: &str, value: &[u8], ttl_ms: u64, cond: SetCond) -> TierResult<bool> {
-        self.0.pause("redis set (fill or lease)").await;
         let cond = match cond {
             SetCond::Always => rd::Cond::Always,
             SetCond::Nx => rd::Cond::Nx,
@@ -158,10 +146,7 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         .await
     }
     async fn del(&self, keys: &[String]) -> TierResult<u64> {
-        self.0.pause("redis del").await;
         let r = self.exec(rd::Cmd::Del(keys.to_vec())).await?;
-        // Between the L1 invalidation and the L2 one.
-        self.0.pause("redis del returning").await;
         match r {
             rd::Reply::Int(n) => Ok(n),
             _ => unexpected("redis"),
@@ -185,7 +170,6 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.0.pause("redis fill_if_newer").await;
         self.versioned(key, value, version, ttl_ms, Kind::Value)
             .await
     }
@@ -196,16 +180,10 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.0.pause("redis tombstone").await;
-        let r = self
-            .versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
-            .await;
-        // Between the L1 tombstone and the L2 one.
-        self.0.pause("redis tombstone returning").await;
-        r
+        self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
+            .await
     }
     async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
-        self.0.pause("redis lease release").await;
         self.exec_bool(rd::Cmd::Release {
             key: key.into(),
             token: token.into(),
@@ -244,7 +222,6 @@ impl<E: MemcachedExec> MemcachedLike for MemcachedClient<E> {
         }
     }
     async fn set(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<()> {
-        self.0.pause("memcached set").await;
         let set = mc::Cmd::Set {
             key: key.into(),
             value: value.to_vec(),
@@ -253,7 +230,6 @@ impl<E: MemcachedExec> MemcachedLike for MemcachedClient<E> {
         self.exec(set).await.map(drop)
     }
     async fn add(&self, key: &str, value: &[u8], ttl_s: u32) -> TierResult<bool> {
-        self.0.pause("memcached add").await;
         self.exec_stored(mc::Cmd::Add {
             key: key.into(),
             value: value.to_vec(),
@@ -262,7 +238,6 @@ impl<E: MemcachedExec> MemcachedLike for MemcachedClient<E> {
         .await
     }
     async fn cas(&self, key: &str, value: &[u8], ttl_s: u32, cas: u64) -> TierResult<bool> {
-        self.0.pause("memcached cas (after its gets)").await;
         self.exec_stored(mc::Cmd::Cas {
             key: key.into(),
             value: value.to_vec(),
@@ -272,7 +247,6 @@ impl<E: MemcachedExec> MemcachedLike for MemcachedClient<E> {
         .await
     }
     async fn delete(&self, key: &str) -> TierResult<bool> {
-        self.0.pause("memcached delete").await;
         match self.exec(mc::Cmd::Delete(key.into())).await? {
             mc::Reply::Deleted(b) => Ok(b),
             _ => unexpected("memcached"),
