@@ -14,7 +14,8 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRunner};
 
-use crate::fault::{Fault, Kind, Side, Target};
+use crate::fault::draw::part;
+use crate::fault::{Fault, Kind, Side};
 use crate::plan::{Plan, Step};
 
 /// Faults start in [`START_MS`] and last [`SPAN_MS`].
@@ -22,27 +23,6 @@ pub const START_MS: std::ops::Range<u64> = 500..2_500;
 pub const SPAN_MS: std::ops::Range<u64> = 200..1_500;
 /// At most this many faults per plan.
 pub const MAX_FAULTS: usize = 4;
-
-pub(crate) fn server() -> impl Strategy<Value = Target> {
-    prop_oneof![
-        Just(Target::RedisMaster),
-        Just(Target::RedisReplica),
-        (0u8..3).prop_map(Target::Sentinel),
-        (0u8..3).prop_map(Target::Memcached),
-        Just(Target::PgPrimary),
-        Just(Target::PgReplica),
-    ]
-}
-
-pub(crate) fn group() -> impl Strategy<Value = Side> {
-    prop_oneof![
-        Just(Side::Apps),
-        Just(Side::Redis),
-        Just(Side::Sentinels),
-        Just(Side::Memcached),
-        Just(Side::Postgres),
-    ]
-}
 
 /// One fault of the catalog: each kind's own draw ([`crate::fault::kill::draw`], ...), weighted.
 pub fn fault() -> impl Strategy<Value = Fault> {
@@ -57,19 +37,6 @@ pub fn fault() -> impl Strategy<Value = Fault> {
         1 => memory_limit::draw(),
         1 => replica_lag::draw(),
     ]
-}
-
-/// The part of the cluster a side belongs to (a memcached node is a part of its own).
-pub(crate) fn part(side: Side) -> String {
-    match side {
-        Side::One(Target::RedisMaster | Target::RedisReplica) | Side::Redis => "redis".into(),
-        Side::One(Target::Sentinel(_)) | Side::Sentinels => "sentinels".into(),
-        Side::One(Target::PgPrimary | Target::PgReplica) | Side::Postgres => "postgres".into(),
-        Side::One(Target::App(_)) | Side::Apps => "apps".into(),
-        Side::One(Target::Memcached(i)) => format!("memcached-{i}"),
-        Side::Memcached => "memcached".into(),
-        Side::Network => "network".into(),
-    }
 }
 
 /// The parts of the cluster a fault acts on: its target's, and a partition's peers'.

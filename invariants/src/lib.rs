@@ -13,7 +13,6 @@ pub mod bounds;
 pub mod chain;
 pub mod checkers;
 pub mod error;
-mod fastline;
 pub mod gen;
 pub mod history;
 pub mod index;

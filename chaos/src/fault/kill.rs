@@ -13,7 +13,7 @@ pub const NAME: &str = "kill";
 /// A server other than PostgreSQL (the simulator's PostgreSQL models are not durable; the real
 /// primary is).
 pub fn draw() -> impl Strategy<Value = Fault> {
-    crate::random::server()
+    super::draw::server()
         .prop_filter("PostgreSQL's models are not durable", |t| {
             !matches!(t, Target::PgPrimary | Target::PgReplica)
         })

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub mod draw;
 pub mod effect;
 pub mod hands;
 

@@ -14,7 +14,7 @@ pub const NAME: &str = "partition";
 
 /// A node or a group cut from a group it is not part of, both ways or one way.
 pub fn draw() -> impl Strategy<Value = Fault> {
-    use crate::random::{group, part, server};
+    use super::draw::{group, part, server};
     (
         prop_oneof![
             server().prop_map(Side::One),

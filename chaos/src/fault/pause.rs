@@ -12,7 +12,7 @@ pub const NAME: &str = "pause";
 
 /// Any server, or one app node.
 pub fn draw() -> impl Strategy<Value = Fault> {
-    prop_oneof![crate::random::server(), (0u8..3).prop_map(Target::App)]
+    prop_oneof![super::draw::server(), (0u8..3).prop_map(Target::App)]
         .prop_map(|t| Fault::new(Kind::Pause, t))
 }
 

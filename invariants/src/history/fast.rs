@@ -7,8 +7,9 @@
 
 use std::borrow::Cow;
 
+use super::raw::{build_op, build_probe, RawFields};
+use super::Line;
 use crate::error::Problem;
-use crate::history::{build_op, build_probe, Line, RawFields};
 
 struct Scan<'a> {
     b: &'a [u8],
