@@ -115,22 +115,68 @@ impl Default for PostgresSettings {
     }
 }
 
-/// The environment variables that override the file (comma-separated lists).
-pub const ENV: &[&str] = &[
-    "ASIDE_STRATEGY",
-    "ASIDE_REDIS_URL",
-    "ASIDE_REDIS_SENTINELS",
-    "ASIDE_REDIS_MASTER_NAME",
-    "ASIDE_REDIS_USERNAME",
-    "ASIDE_REDIS_PASSWORD",
-    "ASIDE_REDIS_SENTINEL_USERNAME",
-    "ASIDE_REDIS_SENTINEL_PASSWORD",
-    "ASIDE_REDIS_TLS",
-    "ASIDE_REDIS_TLS_CA",
-    "ASIDE_MEMCACHED_NODES",
-    "ASIDE_POSTGRES_URL",
-    "ASIDE_POSTGRES_REPLICA_URL",
-];
+/// The sections of the file; `ASIDE_<SECTION>_<SETTING>` (upper case) overrides any setting
+/// (`ASIDE_STRATEGY` is short for `ASIDE_CACHE_STRATEGY`).
+pub const SECTIONS: [&str; 4] = ["redis", "memcached", "postgres", "cache"];
+
+/// The settings whose variable holds a comma-separated list.
+const LISTS: [&str; 2] = ["redis.sentinels", "memcached.nodes"];
+
+/// What a variable's text may mean, in the order tried: a list (for the list settings); what
+/// TOML makes of it (a number, a boolean); `1`/`0` as booleans; the text itself.
+fn env_values(setting: &str, text: &str) -> Vec<toml::Value> {
+    if LISTS.contains(&setting) {
+        return vec![toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        )];
+    }
+    let mut out = Vec::new();
+    let literal = format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    if let Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) =
+        literal
+    {
+        out.push(v);
+    }
+    match text {
+        "1" => out.push(toml::Value::Boolean(true)),
+        "0" => out.push(toml::Value::Boolean(false)),
+        _ => {}
+    }
+    out.push(toml::Value::String(text.into()));
+    out
+}
+
+/// Does `value` alone, at `section.field`, make valid settings? The error if not.
+fn fits(section: &str, field: &str, value: &toml::Value) -> Result<(), String> {
+    let mut alone = toml::Table::new();
+    alone.insert(field.into(), value.clone());
+    let mut one = toml::Table::new();
+    one.insert(section.into(), toml::Value::Table(alone));
+    toml::Value::Table(one)
+        .try_into::<Settings>()
+        .map(drop)
+        .map_err(|e| e.message().replace('\n', " "))
+}
+
+/// The setting a variable names (`ASIDE_CACHE_L1_TTL_MS` -> `cache.l1_ttl_ms`;
+/// `ASIDE_STRATEGY` -> `cache.strategy`), if it names one by its form.
+fn env_setting(var: &str) -> Option<(&'static str, String)> {
+    let rest = var.strip_prefix("ASIDE_")?;
+    if rest == "STRATEGY" {
+        return Some(("cache", "strategy".into()));
+    }
+    SECTIONS.iter().find_map(|section| {
+        let field = rest.strip_prefix(&format!("{}_", section.to_uppercase()))?;
+        Some((*section, field.to_lowercase()))
+    })
+}
 
 impl Settings {
     /// Parses TOML text, applies `env` (name, value) overrides, validates.
@@ -138,47 +184,57 @@ impl Settings {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let mut s: Settings =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().replace('\n', " ")))?;
-        let list = |v: &str| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        for (k, v) in env {
-            match k.as_str() {
-                "ASIDE_STRATEGY" => s.cache.strategy = v,
-                "ASIDE_REDIS_URL" => s.redis.url = v,
-                "ASIDE_REDIS_SENTINELS" => s.redis.sentinels = list(&v),
-                "ASIDE_REDIS_MASTER_NAME" => s.redis.master_name = v,
-                "ASIDE_REDIS_USERNAME" => s.redis.username = Some(v),
-                "ASIDE_REDIS_PASSWORD" => s.redis.password = Some(Secret(v)),
-                "ASIDE_REDIS_SENTINEL_USERNAME" => s.redis.sentinel_username = Some(v),
-                "ASIDE_REDIS_SENTINEL_PASSWORD" => s.redis.sentinel_password = Some(Secret(v)),
-                "ASIDE_REDIS_TLS" => {
-                    s.redis.tls = match v.as_str() {
-                        "1" | "true" => true,
-                        "0" | "false" | "" => false,
-                        _ => {
-                            return Err(ConfigError::Env {
-                                var: k,
-                                value: v,
-                                problem: "is not a boolean: use true or false".into(),
-                            })
-                        }
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().replace('\n', " ")))?;
+        // Every setting has its variable; the harness's own ASIDE_* variables (ASIDE_LOG,
+        // ASIDE_SCENARIO, ...) name no section and are none of the library's business.
+        for (var, text) in env {
+            let Some((section, field)) = env_setting(&var) else {
+                continue;
+            };
+            let setting = format!("{section}.{field}");
+            // Each variable alone first: a name that is no setting, or a value it cannot take,
+            // is an error naming the variable.
+            let candidates = env_values(&setting, &text);
+            let mut first_error = None;
+            let mut value = None;
+            for v in candidates {
+                match fits(section, &field, &v) {
+                    Ok(()) => {
+                        value = Some(v);
+                        break;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
                     }
                 }
-                "ASIDE_REDIS_TLS_CA" => s.redis.tls_ca = Some(v.into()),
-                "ASIDE_MEMCACHED_NODES" => s.memcached.nodes = list(&v),
-                "ASIDE_POSTGRES_URL" => s.postgres.url = v,
-                "ASIDE_POSTGRES_REPLICA_URL" => s.postgres.replica_url = Some(v),
-                // Other programs' ASIDE_* variables (the harness's own ASIDE_SCENARIO, for one)
-                // are none of the library's business.
-                _ => {}
             }
+            let Some(value) = value else {
+                return Err(ConfigError::Env {
+                    value: if var.contains("PASSWORD") {
+                        "<secret>".into()
+                    } else {
+                        text
+                    },
+                    var,
+                    problem: format!(
+                        "is not a value of {setting}: {}",
+                        first_error.unwrap_or_default()
+                    ),
+                });
+            };
+            let entry = table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(t) = entry.as_table_mut() else {
+                return Err(ConfigError::Parse(format!("{section} is not a table")));
+            };
+            t.insert(field, value);
         }
+        let mut s: Settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().replace('\n', " ")))?;
         if s.memcached.nodes.is_empty() {
             return Err(ConfigError::setting(
                 "memcached.nodes",
@@ -251,17 +307,19 @@ mod tests {
         assert_eq!(s.redis.sentinels.len(), 2);
         assert_eq!(s.memcached.pool_max, 16);
         assert_eq!(Builtin::from_config(&s.cache).unwrap(), Builtin::Versioned);
-        let named: Vec<&str> = toml
-            .lines()
-            .filter_map(|l| l.split('#').nth(1))
-            .filter_map(|c| c.split_whitespace().find(|w| w.starts_with("ASIDE_")))
-            .map(|w| w.trim_end_matches([':', ';']))
-            .collect();
-        let mut want: Vec<&str> = ENV.to_vec();
-        let mut got = named.clone();
-        want.sort_unstable();
-        got.sort_unstable();
-        assert_eq!(got, want, "the README names every variable");
+        // Each variable a line names is that line's setting.
+        for line in toml.lines() {
+            let Some((key, comment)) = line.split_once('#') else {
+                continue;
+            };
+            let Some(var) = comment.split_whitespace().find(|w| w.starts_with("ASIDE_")) else {
+                continue;
+            };
+            let var = var.trim_end_matches([':', ';']);
+            let key = key.split('=').next().unwrap().trim();
+            let (_, field) = env_setting(var).unwrap_or_else(|| panic!("{var} names no setting"));
+            assert_eq!(field, key, "{var} is documented on the line of {key}");
+        }
         let s = Settings::from_toml(
             toml,
             [
@@ -288,7 +346,7 @@ mod tests {
         let env = |k: &str, v: &str| Settings::from_toml("", [(k.to_string(), v.to_string())]);
         assert_eq!(
             env("ASIDE_REDIS_TLS", "yes").unwrap_err().to_string(),
-            "config: ASIDE_REDIS_TLS \"yes\" is not a boolean: use true or false"
+            "config: ASIDE_REDIS_TLS \"yes\" is not a value of redis.tls: invalid type: string \"yes\", expected a boolean"
         );
         assert!(env("ASIDE_REDIS_TLS", "true").unwrap().redis.tls);
         let s = env("ASIDE_REDIS_PASSWORD", "hunter2").unwrap();
@@ -304,5 +362,88 @@ mod tests {
             Settings::from_toml("", [("ASIDE_SCENARIO".into(), "x".into())]).is_ok(),
             "another program's ASIDE_* variable is not an error"
         );
+    }
+
+    /// Every setting of every section has its variable, `ASIDE_<SECTION>_<SETTING>`: the
+    /// settings are the ones serde lists for an unknown key, so a new field is covered the day
+    /// it is added. A variable of a section that names no setting is refused with the list, and
+    /// one whose value its setting cannot take names both.
+    #[test]
+    fn every_setting_has_its_variable() {
+        let env = |k: &str, v: &str| Settings::from_toml("", [(k.to_string(), v.to_string())]);
+        let mut covered = 0;
+        for section in SECTIONS {
+            let e = Settings::from_toml(&format!("[{section}]\nno_such_setting = 1\n"), [])
+                .unwrap_err()
+                .to_string();
+            let listed = e
+                .split("`no_such_setting`, expected")
+                .nth(1)
+                .unwrap_or_else(|| panic!("serde lists the fields: {e}"));
+            let fields: Vec<&str> = listed
+                .split('`')
+                .filter(|f| f.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !f.is_empty())
+                .collect();
+            assert!(fields.len() >= 2, "{section}: {fields:?}");
+            for field in fields {
+                let var = format!("ASIDE_{}_{}", section.to_uppercase(), field.to_uppercase());
+                assert_eq!(
+                    env_setting(&var),
+                    Some((section, field.to_string())),
+                    "{var}"
+                );
+                // A value of the wrong kind is refused naming the variable and the setting.
+                let wrong = if field.ends_with("_ms") { "soon" } else { "" };
+                if !wrong.is_empty() {
+                    let e = env(&var, wrong).unwrap_err().to_string();
+                    assert!(
+                        e.starts_with(&format!(
+                            "config: {var} \"soon\" is not a value of {section}.{field}"
+                        )),
+                        "{e}"
+                    );
+                }
+                covered += 1;
+            }
+        }
+        assert!(covered > 35, "{covered} settings");
+        let s = env("ASIDE_CACHE_L1_TTL_MS", "5000").unwrap();
+        assert_eq!(s.cache.l1_ttl_ms, 5000);
+        assert_eq!(
+            env("ASIDE_CACHE_TTL_JITTER", "0.25")
+                .unwrap()
+                .cache
+                .ttl_jitter,
+            0.25
+        );
+        assert!(
+            env("ASIDE_CACHE_READ_FROM_REPLICA", "true")
+                .unwrap()
+                .cache
+                .read_from_replica
+        );
+        assert!(env("ASIDE_REDIS_TLS", "1").unwrap().redis.tls);
+        assert_eq!(
+            env("ASIDE_POSTGRES_POOL_MAX", "4")
+                .unwrap()
+                .postgres
+                .pool_max,
+            4
+        );
+        // A password of digits is still a password.
+        let s = env("ASIDE_REDIS_PASSWORD", "12345").unwrap();
+        assert_eq!(s.redis.password.as_ref().map(Secret::expose), Some("12345"));
+        let e = env("ASIDE_CACHE_L1_TTL", "5").unwrap_err().to_string();
+        assert!(
+            e.contains("ASIDE_CACHE_L1_TTL")
+                && e.contains("unknown field `l1_ttl`")
+                && e.contains("l1_ttl_ms"),
+            "{e}"
+        );
+        // Validation still holds for what a variable set.
+        assert!(env("ASIDE_CACHE_L1_TTL_MS", "0")
+            .unwrap_err()
+            .to_string()
+            .contains("cache.l1_ttl_ms is 0"));
     }
 }

@@ -80,6 +80,26 @@ async fn redis_and_sentinels_over_tls_with_acl_users() {
         "{e}"
     );
 
+    // No password at all, straight at the master: refused at connect, naming the master and the
+    // settings, never a cache whose every L1 call then fails with NOAUTH.
+    let direct = format!(
+        "[redis]\nurl = \"rediss://{master}\"\ntls_ca = {:?}\n[memcached]\nnodes = [{:?}]\n[postgres]\nurl = {:?}\n",
+        ca.display().to_string(),
+        cluster.memcached_addrs()[0],
+        cluster.pg_url(),
+    );
+    let direct = Settings::from_toml(&direct, []).expect("the settings parse");
+    let e = aside::backend::connect(&direct, "tls-4")
+        .await
+        .err()
+        .expect("no password")
+        .to_string();
+    println!("no password: {e}");
+    assert!(
+        e.contains(&master) && e.contains("(check redis.username and redis.password)"),
+        "{e}"
+    );
+
     // A root that did not sign the servers' certificates: each Sentinel is named, the
     // certificate refused.
     let wrong_ca = dir.path().join("other.pem");

@@ -347,13 +347,20 @@ impl Redis {
     async fn resolve(&self) -> TierResult<(String, MultiplexedConnection)> {
         match &self.target {
             Target::Direct(url) => {
-                let conn = self.open(self.access.client(url)).await.map_err(|e| {
+                let said = |e: RedisError| {
                     unavailable(format!(
                         "{}: {}",
                         without_credentials(url),
                         connect_error(&e, false)
                     ))
-                })?;
+                };
+                let mut conn = self.open(self.access.client(url)).await.map_err(said)?;
+                // A real command before the connection counts: a server that wants a password
+                // (NOAUTH) or refuses this one says so here, not on every later call.
+                redis::cmd("PING")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(said)?;
                 Ok((url.clone(), conn))
             }
             Target::Sentinel {
@@ -377,7 +384,10 @@ impl Redis {
                         Ok(role) => {
                             why.push(format!("{master} (from {s}) is a {role}, not the master"))
                         }
-                        Err(e) => why.push(format!("ROLE on {master}: {e}")),
+                        Err(e) => why.push(format!(
+                            "ROLE on {master} (from {s}): {}",
+                            connect_error(&e, false)
+                        )),
                     }
                 }
                 Err(unavailable(format!(

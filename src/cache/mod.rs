@@ -225,18 +225,42 @@ async fn call<T>(
     let start = Instant::now();
     let r = timed(tier, limit, f).await;
     m.latency.record(start.elapsed());
-    match &r {
+    let report = match &r {
         Ok(_) => breaker.success(),
         Err(e) => {
             m.errors.fetch_add(1, Relaxed);
             if !e.is_health() {
-                breaker.success();
+                breaker.success()
             } else if trips {
-                breaker.failure();
+                breaker.failure()
+            } else {
+                None
             }
         }
+    };
+    if let Some(report) = report {
+        report_tier(tier, report, r.as_ref().err(), breaker);
     }
     r
+}
+
+/// Tells a person what a tier's circuit did (the breaker rate-limits a tier that stays down).
+fn report_tier(
+    tier: &'static str,
+    report: crate::breaker::Report,
+    cause: Option<&TierError>,
+    breaker: &Breaker,
+) {
+    use crate::breaker::Report;
+    let cooldown_ms = breaker.cooldown().as_millis() as u64;
+    match (report, cause) {
+        (Report::Opened, Some(e)) => {
+            warn!(tier, cooldown_ms, error = %e, "tier failing: skipped for a cooldown, then probed")
+        }
+        (Report::StillFailing, Some(e)) => warn!(tier, error = %e, "tier still failing"),
+        (Report::Recovered, _) => info!(tier, "tier recovered"),
+        (_, None) => {}
+    }
 }
 
 /// What a tier held for a key, decoded.
