@@ -126,7 +126,7 @@ impl Postgres {
         })
     }
 
-    fn fail(&self, e: sqlx::Error) -> TierError {
+    pub(super) fn fail(&self, e: sqlx::Error) -> TierError {
         map_err(&self.primary_at, e)
     }
 
