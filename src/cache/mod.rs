@@ -30,6 +30,9 @@ use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierE
 
 mod outbox;
 mod read;
+mod typed;
+
+pub use typed::{decode as decode_value, encode as encode_value, Typed};
 #[cfg(test)]
 mod tests;
 mod write;
@@ -79,6 +82,16 @@ pub enum Error {
     Shed { waited_ms: u64, limit: usize },
     #[error("the load this read waited for was cancelled")]
     Abandoned,
+    /// A value [`CacheAside::write_as`] could not encode.
+    #[error("{key}: cannot encode the value: {why}")]
+    Encode { key: String, why: String },
+    /// The database's row for `key` does not decode as `ty` ([`CacheAside::get_as`]).
+    #[error("{key}: the database's row does not decode as {ty}: {why}")]
+    Decode {
+        key: String,
+        ty: &'static str,
+        why: String,
+    },
 }
 
 type Load = Result<Option<Got>, Error>;
