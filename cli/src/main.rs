@@ -1,6 +1,7 @@
 //! `aside`: the command-line face of the project. `aside check` judges history files.
 
 mod chaos_cmd;
+mod servers;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ enum Command {
     /// Run a catalog scenario against real servers in containers (needs Docker and the offline
     /// image); `aside chaos list` shows what this world runs
     Chaos(chaos_cmd::ChaosArgs),
+    /// Start the servers the quickstart needs from the offline image and print the aside.toml
+    /// that points at them; Ctrl-C stops and removes them
+    Servers(servers::ServersArgs),
 }
 
 #[derive(clap::Args)]
@@ -177,5 +181,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Ring(args) => ring(args),
         Command::Chaos(args) => chaos_cmd::chaos(args),
+        Command::Servers(args) => servers::servers(args),
     }
 }

@@ -242,7 +242,7 @@ fn list() -> ExitCode {
 }
 
 /// Docker answers, or the one line that says how to fix it.
-fn docker_ready() -> Result<(), String> {
+pub(crate) fn docker_ready() -> Result<(), String> {
     match std::process::Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()

@@ -23,6 +23,36 @@ pub struct Addrs {
 }
 
 impl Addrs {
+    /// An `aside.toml` that points at these servers (Redis through its Sentinels), for
+    /// `Settings::load` and `aside::backend::connect`.
+    pub fn toml(&self, strategy: &str) -> String {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut t = String::from("[redis]\n");
+        if self.sentinels.is_empty() {
+            t.push_str(&format!("url = \"redis://{}\"\n", self.redis_master));
+        } else {
+            t.push_str(&format!(
+                "sentinels = [{}]\nmaster_name = {MASTER_NAME:?}\n",
+                list(&self.sentinels)
+            ));
+        }
+        t.push_str(&format!(
+            "[memcached]\nnodes = [{}]\n[postgres]\nurl = {:?}\n",
+            list(&self.memcached),
+            self.pg
+        ));
+        if let Some(r) = &self.pg_replica {
+            t.push_str(&format!("replica_url = {r:?}\n"));
+        }
+        t.push_str(&format!("[cache]\nstrategy = {strategy:?}\n"));
+        t
+    }
+
     /// An `aside` instance over these servers: Redis through the Sentinels (directly when there
     /// are none), the memcached nodes on a Ketama ring, PostgreSQL (and its replica).
     pub async fn library(
