@@ -27,6 +27,12 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub trait World {
     /// Waits for one of an app node's clients to end.
     type Join: Future;
+
+    /// The history's zero, when the world chose it before the run (app nodes in processes of
+    /// their own were told it); `None`: the moment the run starts.
+    fn origin(&self) -> Option<tokio::time::Instant> {
+        None
+    }
     /// How this world breaks and mends its cluster.
     type Nemesis: Nemesis;
 
@@ -48,15 +54,21 @@ pub trait World {
     async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String>;
 }
 
-/// Runs `sc` (as run with `seed`) in `world`, recording into `rec`, whose zero the world chose:
-/// every app node in order, then the plan through the world's nemesis; when the clients are
-/// done, the settle, then the probes.
+/// Runs `sc` (as run with `seed`) in `world` and returns what it recorded: the recorder starts
+/// (at the world's [`World::origin`], or now), every app node starts in order, then the plan
+/// runs through the world's nemesis; when the clients are done, the settle, then the probes.
 pub async fn drive<W: World>(
     world: &mut W,
     sc: &Scenario,
     seed: u64,
-    rec: &Arc<Recorder>,
-) -> Result<(), String> {
+) -> Result<Arc<Recorder>, String> {
+    let rec = &Arc::new(match world.origin() {
+        Some(origin) => Recorder::start_at(origin),
+        None => Recorder::start(),
+    });
+    if world.origin().is_some() {
+        tokio::time::sleep_until(rec.origin()).await;
+    }
     let workload = Arc::new(sc.workload());
     let clients = Clients {
         workload: workload.clone(),
@@ -75,7 +87,8 @@ pub async fn drive<W: World>(
         let _ = j.await;
     }
     tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
-    world.probe(workload.keys(), rec).await
+    world.probe(workload.keys(), rec).await?;
+    Ok(rec.clone())
 }
 
 /// The client numbers of app node `app` (0-based): `clients_per_app` of them, after those of

@@ -153,11 +153,17 @@ struct Docker<'a, St: Strategy> {
     probe: &'a crate::cluster::LibraryWith<St>,
     app_nodes: &'a [crate::cluster::Node],
     proxies: Option<&'a Proxies>,
+    /// The history's zero the app nodes in containers were told (`None`: in-process ones).
+    origin: Option<tokio::time::Instant>,
 }
 
 impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
     type Join = tokio::task::JoinHandle<()>;
     type Nemesis = DockerNemesis<'a>;
+
+    fn origin(&self) -> Option<tokio::time::Instant> {
+        self.origin
+    }
 
     async fn start_app(
         &mut self,
@@ -282,8 +288,6 @@ pub async fn run_with<St: Strategy + Clone>(
         // A zero a little ahead, so that every app node has read it before it comes.
         let origin_ns = monotonic_ns() + 50_000_000;
         apps.go(origin_ns)?;
-        let rec = Arc::new(Recorder::start_at(instant_at(origin_ns)));
-        tokio::time::sleep_until(rec.origin()).await;
         let mut world = Docker {
             cluster: &cluster,
             strategy: strategy.clone(),
@@ -291,15 +295,13 @@ pub async fn run_with<St: Strategy + Clone>(
             probe: &probe,
             app_nodes: &apps.nodes,
             proxies: proxies.as_ref(),
+            origin: Some(instant_at(origin_ns)),
         };
-        drive(&mut world, sc, seed, &rec)
-            .await
-            .map_err(Error::Docker)?;
+        let rec = drive(&mut world, sc, seed).await.map_err(Error::Docker)?;
         // They ran on (and so did their proxies) through the settle and the probes.
         apps_running = Some((apps, proxies));
         rec
     } else {
-        let rec = Arc::new(Recorder::start());
         let mut world = Docker {
             cluster: &cluster,
             strategy: strategy.clone(),
@@ -307,11 +309,9 @@ pub async fn run_with<St: Strategy + Clone>(
             probe: &probe,
             app_nodes: &[],
             proxies: None,
+            origin: None,
         };
-        drive(&mut world, sc, seed, &rec)
-            .await
-            .map_err(Error::Docker)?;
-        rec
+        drive(&mut world, sc, seed).await.map_err(Error::Docker)?
     };
     if let Some((apps, _proxies)) = apps_running {
         apps.stop()?;

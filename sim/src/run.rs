@@ -192,7 +192,6 @@ where
     crate::buggify::reset();
     let workload = scenario.workload();
     let cluster = Cluster::boot(scenario, workload.keys(), seed).await;
-    let rec = Arc::new(Recorder::start());
     let mut world = SimWorld {
         handle: handle.clone(),
         cluster: &cluster,
@@ -204,9 +203,10 @@ where
         wrap: Some(wrap),
         prober: None,
     };
-    if let Err(e) = drive(&mut world, scenario, seed, &rec).await {
-        panic!("{}: {e}", scenario.name);
-    }
+    let rec = match drive(&mut world, scenario, seed).await {
+        Ok(rec) => rec,
+        Err(e) => panic!("{}: {e}", scenario.name),
+    };
     let SimWorld {
         apps,
         caches,
