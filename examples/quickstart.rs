@@ -1,11 +1,13 @@
-//! The quickstart: the whole cache from a TOML file, the library's own table, your own table
-//! through `get_with` + `invalidate_version`, and the metrics.
+//! The quickstart: the whole cache from a TOML file; a table of your own, captured, so writes by
+//! plain SQL from anywhere are invalidated for you; typed values; the metrics.
 //!
 //! ```sh
-//! cargo run --example quickstart -- aside.toml      # spans on stderr as they close; RUST_LOG=aside=debug for every one
+//! cargo run -q -p aside-cli -- servers --out aside.toml   # the servers, until Ctrl-C (another shell)
+//! cargo run --example quickstart -- aside.toml            # spans on stderr as they close; RUST_LOG=aside=debug for every one
 //! ```
 //!
-//! `aside.toml` (every key is optional; `ASIDE_*` variables override, see the README):
+//! `aside.toml` (what `aside servers` writes; every key is optional and `ASIDE_*` variables
+//! override, see docs/library.md):
 //!
 //! ```toml
 //! [redis]
@@ -16,14 +18,24 @@
 //! [postgres]
 //! url = "postgres://postgres@127.0.0.1:5432/postgres"
 //! [cache]
-//! strategy = "versioned"
+//! strategy = "durable"              # its outbox invalidator applies captured writes
 //! ```
 //!
 //! The container test `containers/tests/quickstart.rs` runs this very file against the project's
-//! Redis, Sentinel, memcached and PostgreSQL.
+//! Redis, Sentinels, memcached and PostgreSQL.
 
+use std::time::{Duration, Instant};
+
+use aside::backend::Capture;
 use aside::tier::{Row, TierError};
 use aside::{backend, Key, Settings, Source};
+
+/// A value of your own, cached as is (`write_as` / `get_as`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Post {
+    title: String,
+    score: i64,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,82 +57,95 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // aside_outbox), and with `durable` spawns the outbox invalidator.
     let cache = backend::connect(&settings, "quickstart").await?;
 
-    // 1. The library's table: write through the cache (database first, then invalidation).
+    // 1. Your own table, captured: every INSERT, UPDATE and DELETE to it, by anyone, writes
+    //    its keys' outbox rows in the same transaction; `durable`'s invalidator applies them.
+    let pg = cache.store();
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS users (id INT PRIMARY KEY, name TEXT NOT NULL);
+         INSERT INTO users VALUES (1, 'ada') ON CONFLICT (id) DO UPDATE SET name = 'ada'",
+    )
+    .execute(pg.primary())
+    .await?;
+    pg.capture(&Capture::table("users").key("users:v1:{id}")?)
+        .await?;
+    let key = Key::new("users", 1, "1")?;
+    // The loader reads the row and its key's version in one statement: no version column.
+    let load = || async {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT aside_key_version($1), name FROM users WHERE id = 1",
+        )
+        .bind(key.to_string())
+        .fetch_optional(pg.primary())
+        .await
+        .map(|r| {
+            r.map(|(version, name)| Row {
+                version: version as u64,
+                payload: name.into_bytes(),
+            })
+        })
+        .map_err(|e| TierError::Refused {
+            tier: "postgres",
+            detail: e.to_string(),
+        })
+    };
+    let name = |row: &Row| String::from_utf8_lossy(&row.payload).into_owned();
+    for _ in 0..2 {
+        let got = cache
+            .get_with(&key, load)
+            .await?
+            .ok_or("user 1 is missing")?;
+        println!("read {key} from {:?}: {}", got.source, name(&got.row));
+    }
+    // A write by plain SQL, as another service or someone in psql would make it.
+    sqlx::query("UPDATE users SET name = 'ada lovelace' WHERE id = 1")
+        .execute(pg.primary())
+        .await?;
+    let began = Instant::now();
+    let fresh = loop {
+        let got = cache
+            .get_with(&key, load)
+            .await?
+            .ok_or("user 1 is missing")?;
+        if name(&got.row) == "ada lovelace" {
+            break got;
+        }
+        if began.elapsed() > Duration::from_secs(5) {
+            return Err(
+                "the UPDATE was not invalidated within 5 s: is the strategy durable?".into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "after an UPDATE by plain SQL: read {key} from {:?}: {}",
+        fresh.source,
+        name(&fresh.row)
+    );
+    eprintln!("(served fresh {:?} after the UPDATE)", began.elapsed());
+
+    // 2. Typed values: any serde type, written through the library's own table.
     let key = Key::new("posts", 1, "42")?;
-    let written = cache.write(&key, b"hello, cache").await?;
+    let post = Post {
+        title: "hello, cache".into(),
+        score: 1,
+    };
+    let written = cache.write_as(&key, &post).await?;
     println!(
         "wrote {key} v{} (invalidated: {})",
         written.version, written.invalidated
     );
     for _ in 0..2 {
         let got = cache
-            .get(&key)
+            .get_as::<Post>(&key)
             .await?
-            .ok_or("the row just written is missing")?;
+            .ok_or("the post just written is missing")?;
         println!(
-            "read {key} v{} from {:?}: {}",
-            got.row.version,
-            got.source,
-            String::from_utf8_lossy(&got.row.payload)
+            "read {key} v{} from {:?}: {:?}",
+            got.version, got.source, got.value
         );
-    }
-
-    // 2. Your own table: a version that only grows per key, bumped by every write.
-    let pg = cache.store().primary();
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS my_posts (
-             id TEXT PRIMARY KEY, version BIGINT NOT NULL, body TEXT NOT NULL)",
-    )
-    .execute(pg)
-    .await?;
-    let id = "7";
-    let version: i64 = sqlx::query_scalar(
-        "INSERT INTO my_posts (id, version, body) VALUES ($1, 1, $2)
-         ON CONFLICT (id) DO UPDATE SET version = my_posts.version + 1, body = EXCLUDED.body
-         RETURNING version",
-    )
-    .bind(id)
-    .bind(format!(
-        "my post, edited at {:?}",
-        std::time::SystemTime::now()
-    ))
-    .fetch_one(pg)
-    .await?;
-    let key = Key::new("my_posts", 1, id)?;
-    // After writing your table: a tombstone of the new version in both tiers.
-    let invalidated = cache.invalidate_version(&key, Some(version as u64)).await;
-    println!("wrote my_posts {id} v{version} (invalidated: {invalidated})");
-    // Reading it: the loader returns the row and its version (None when absent).
-    let load = || async {
-        sqlx::query_as::<_, (i64, String)>("SELECT version, body FROM my_posts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pg)
-            .await
-            .map(|r| {
-                r.map(|(v, body)| Row {
-                    version: v as u64,
-                    payload: body.into_bytes(),
-                })
-            })
-            .map_err(|e| TierError::Refused {
-                tier: "postgres",
-                detail: e.to_string(),
-            })
-    };
-    let first = cache
-        .get_with(&key, load)
-        .await?
-        .ok_or("my post is missing")?;
-    let second = cache
-        .get_with(&key, load)
-        .await?
-        .ok_or("my post is missing")?;
-    println!(
-        "read my_posts {id} v{} from {:?}, then from {:?}",
-        first.row.version, first.source, second.source
-    );
-    if second.source == Source::Db {
-        return Err("the second read of my post missed both caches".into());
+        if got.source == Source::Db && written.version != got.version {
+            return Err("read a version other than the one written".into());
+        }
     }
 
     // 3. What the instance did: a table, or JSON (serde) to ship elsewhere.

@@ -50,7 +50,7 @@ async fn the_quickstart_runs_as_the_readme_says_and_first_errors_name_the_server
         "[redis]\nsentinels = {:?}\nmaster_name = \"mymaster\"\n\
          [memcached]\nnodes = {:?}\n\
          [postgres]\nurl = \"{}\"\n\
-         [cache]\nstrategy = \"versioned\"\n",
+         [cache]\nstrategy = \"durable\"\n",
         cluster.sentinel_addrs(),
         cluster.memcached_addrs(),
         cluster.pg_url()
@@ -113,12 +113,16 @@ async fn the_quickstart_runs_as_the_readme_says_and_first_errors_name_the_server
     // The same file builds the cache here too.
     let settings = Settings::load(&path).unwrap();
     let cache = connect(&settings, "test").await.unwrap();
+    #[derive(serde::Deserialize)]
+    struct Post {
+        title: String,
+    }
     let got = cache
-        .get(&aside::Key::new("posts", 1, "42").unwrap())
+        .get_as::<Post>(&aside::Key::new("posts", 1, "42").unwrap())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.row.payload, b"hello, cache");
+    assert_eq!(got.value.title, "hello, cache");
 
     // A wrong PostgreSQL port: named at once, not after the pool's 5 s wait.
     let mut wrong = settings.clone();
