@@ -1,0 +1,178 @@
+//! The reads of pass one: fixed-size records in a log that spills to a temporary file, streamed
+//! back by the checkers; and a compact set of op ids.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
+use rustc_hash::FxHashMap;
+
+use super::*;
+
+/// A read, fixed-size so it can be spilled and streamed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRec {
+    pub id: u64,
+    pub line: u64,
+    pub client: u64,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    /// `NO_VERSION` when the read did not succeed.
+    pub version: u64,
+    pub key: u32,
+    pub outcome: Outcome,
+    pub source: Option<Source>,
+    /// `Some(false)` when the read recorded a payload that does not match (key, version).
+    pub payload_ok: Option<bool>,
+}
+
+pub const NO_VERSION: u64 = u64::MAX;
+const REC_BYTES: usize = 64;
+
+impl ReadRec {
+    pub fn ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+
+    fn encode(&self) -> [u8; REC_BYTES] {
+        let mut b = [0u8; REC_BYTES];
+        for (i, v) in [
+            self.id,
+            self.line,
+            self.client,
+            self.invoke_ns,
+            self.complete_ns,
+            self.version,
+        ]
+        .iter()
+        .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b[48..52].copy_from_slice(&self.key.to_le_bytes());
+        b[52] = match self.outcome {
+            Outcome::Ok => 0,
+            Outcome::Fail => 1,
+            Outcome::Unknown => 2,
+        };
+        b[53] = match self.source {
+            None => 0,
+            Some(Source::L0) => 1,
+            Some(Source::L1) => 2,
+            Some(Source::L2) => 3,
+            Some(Source::Db) => 4,
+            Some(Source::Replica) => 5,
+            Some(Source::Wait) => 6,
+        };
+        b[54] = match self.payload_ok {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        b
+    }
+
+    fn decode(b: &[u8; REC_BYTES]) -> Self {
+        let u = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        ReadRec {
+            id: u(0),
+            line: u(1),
+            client: u(2),
+            invoke_ns: u(3),
+            complete_ns: u(4),
+            version: u(5),
+            key: u32::from_le_bytes(b[48..52].try_into().expect("4 bytes")),
+            outcome: [Outcome::Ok, Outcome::Fail, Outcome::Unknown][b[52] as usize % 3],
+            source: [
+                None,
+                Some(Source::L0),
+                Some(Source::L1),
+                Some(Source::L2),
+                Some(Source::Db),
+                Some(Source::Replica),
+                Some(Source::Wait),
+            ][b[53] as usize % 7],
+            payload_ok: [None, Some(true), Some(false)][b[54] as usize % 3],
+        }
+    }
+}
+
+/// Reads in arrival order: in memory up to a threshold, then in an anonymous temporary file.
+pub struct ReadLog {
+    mem: Vec<ReadRec>,
+    file: Option<BufWriter<File>>,
+    spill_at: usize,
+    len: u64,
+}
+
+impl ReadLog {
+    pub fn new(spill_at: usize) -> Self {
+        ReadLog {
+            mem: Vec::new(),
+            file: None,
+            spill_at,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    pub(super) fn push(&mut self, r: ReadRec) -> io::Result<()> {
+        self.len += 1;
+        if let Some(w) = &mut self.file {
+            return w.write_all(&r.encode());
+        }
+        self.mem.push(r);
+        if self.mem.len() >= self.spill_at {
+            let mut w = BufWriter::with_capacity(1 << 16, tempfile::tempfile()?);
+            for r in self.mem.drain(..) {
+                w.write_all(&r.encode())?;
+            }
+            self.mem = Vec::new();
+            self.file = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Streams every read back, in the order they were logged.
+    pub fn for_each(&mut self, mut f: impl FnMut(&ReadRec)) -> io::Result<()> {
+        let Some(w) = &mut self.file else {
+            self.mem.iter().for_each(f);
+            return Ok(());
+        };
+        w.flush()?;
+        let mut file = w.get_ref().try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::with_capacity(1 << 16, file);
+        let mut b = [0u8; REC_BYTES];
+        for _ in 0..self.len {
+            r.read_exact(&mut b)?;
+            f(&ReadRec::decode(&b));
+        }
+        Ok(())
+    }
+}
+
+/// Op ids seen so far, as a sparse bitset: 512 bytes per 4096 consecutive ids.
+#[derive(Default)]
+pub(super) struct IdSet(FxHashMap<u64, Box<[u64; 64]>>);
+
+impl IdSet {
+    /// False when `id` was already present.
+    pub(super) fn insert(&mut self, id: u64) -> bool {
+        let chunk = self.0.entry(id >> 12).or_insert_with(|| Box::new([0; 64]));
+        let (word, bit) = (((id >> 6) & 63) as usize, id & 63);
+        let fresh = chunk[word] & (1 << bit) == 0;
+        chunk[word] |= 1 << bit;
+        fresh
+    }
+}
