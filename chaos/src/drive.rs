@@ -62,11 +62,12 @@ pub async fn drive<W: World>(
     sc: &Scenario,
     seed: u64,
 ) -> Result<Arc<Recorder>, String> {
-    let rec = &Arc::new(match world.origin() {
+    let origin = world.origin();
+    let rec = &Arc::new(match origin {
         Some(origin) => Recorder::start_at(origin),
         None => Recorder::start(),
     });
-    if world.origin().is_some() {
+    if origin.is_some() {
         tokio::time::sleep_until(rec.origin()).await;
     }
     let workload = Arc::new(sc.workload());

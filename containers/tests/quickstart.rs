@@ -46,15 +46,8 @@ async fn the_quickstart_runs_as_the_readme_says_and_first_errors_name_the_server
     })
     .await
     .expect("cluster");
-    let toml = format!(
-        "[redis]\nsentinels = {:?}\nmaster_name = \"mymaster\"\n\
-         [memcached]\nnodes = {:?}\n\
-         [postgres]\nurl = \"{}\"\n\
-         [cache]\nstrategy = \"durable\"\n",
-        cluster.sentinel_addrs(),
-        cluster.memcached_addrs(),
-        cluster.pg_url()
-    );
+    // What `aside servers` writes for a cluster: Redis through its Sentinels, `durable`.
+    let toml = cluster.addrs().toml("durable");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aside.toml");
     std::fs::write(&path, &toml).unwrap();

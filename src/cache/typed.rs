@@ -2,7 +2,7 @@
 //! no caller writes the same byte glue.
 //!
 //! **The codec** is MessagePack with field names (`rmp-serde`, `to_vec_named`): smaller and
-//! faster than JSON (the bench's six-field post: about 0.8 of JSON's bytes and time), well kept,
+//! faster than JSON (the bench below prints both, side by side), well kept,
 //! and self-describing, so schema evolution follows serde's own rules instead of reading bytes
 //! by position (a positional codec such as postcard, smaller still, would read an entry written
 //! by a struct whose fields were reordered as silently wrong values). `cargo bench -p containers

@@ -32,7 +32,7 @@ pub(super) async fn heal(h: &mut impl Hands, f: &Fault) {
     }
 }
 
-/// The first node on the side, as a client sees it.
+/// The first node on the side, as a client sees it (a pause is seen the same way).
 pub(super) async fn observe(h: &mut impl Hands, f: &Fault) -> Option<Effect> {
     let t = *h.targets(f.target).first()?;
     h.unreachable(t).await.map(Effect::Seen)

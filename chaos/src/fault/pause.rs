@@ -28,7 +28,7 @@ pub(super) async fn heal(h: &mut impl Hands, f: &Fault) {
     }
 }
 
+/// As a kill is seen: a frozen node answers nothing and runs nothing.
 pub(super) async fn observe(h: &mut impl Hands, f: &Fault) -> Option<Effect> {
-    let t = *h.targets(f.target).first()?;
-    h.unreachable(t).await.map(Effect::Seen)
+    super::kill::observe(h, f).await
 }
