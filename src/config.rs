@@ -50,6 +50,13 @@ pub struct CacheConfig {
     pub coalesce_waiters_max: usize,
     /// Read misses from the streaming replica instead of the primary.
     pub read_from_replica: bool,
+    /// Namespaces whose keys are grouped (the id up to its last `:` is the group, `r/rust:` of
+    /// `listings:v1:r/rust:hot`): with a versioned strategy, a pattern invalidation of a group
+    /// bumps its generation (one database write and one invalidation, whatever the key count)
+    /// instead of SCANning Redis, and a read of a grouped key first reads its group's
+    /// generation (one more L1 round trip, cached like any key).
+    pub grouped_namespaces: Vec<String>,
+    /// Keys per SCAN call of a pattern invalidation outside grouped namespaces.
     pub scan_count: u32,
     /// `durable`: how often the outbox invalidator looks for new rows.
     pub outbox_poll_ms: u64,
@@ -98,6 +105,7 @@ impl Default for CacheConfig {
             l2_item_bytes_max: (1 << 20) - 1024,
             coalesce_waiters_max: 10_000,
             read_from_replica: false,
+            grouped_namespaces: Vec::new(),
             scan_count: 500,
             outbox_poll_ms: 25,
             outbox_timeout_ms: 250,
@@ -222,6 +230,17 @@ impl CacheConfig {
         ] {
             if v == 0 {
                 return e(name, "is 0: it must be at least 1".into());
+            }
+        }
+        for ns in &self.grouped_namespaces {
+            if ns == crate::key::GENERATION_NAMESPACE || crate::Key::new(ns, 1, "x").is_err() {
+                return e(
+                    "cache.grouped_namespaces",
+                    format!(
+                        "holds {ns:?}: each must be a namespace of your keys (1-64 of a-z, 0-9, '_', '-'; not {:?})",
+                        crate::key::GENERATION_NAMESPACE
+                    ),
+                );
             }
         }
         if !(0.0..1.0).contains(&self.ttl_jitter) {

@@ -56,6 +56,26 @@ impl Entry {
     }
 }
 
+/// The generation a group's generation key's entry names, read from the header alone as the
+/// Redis script `get_in_generation` reads it (`^AS1|(%a)|(%d+)|`): a value's version, 0 for "no
+/// such row"; none for a tombstone or anything else. The caller still decodes the entry (and
+/// its checksum) before trusting the number.
+pub fn generation_named(raw: &[u8]) -> Option<u64> {
+    let rest = raw.strip_prefix(MAGIC)?;
+    let (&kind, rest) = rest.split_first()?;
+    let rest = rest.strip_prefix(b"|")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || rest.get(digits) != Some(&b'|') {
+        return None;
+    }
+    let v: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    match kind {
+        b'v' => Some(v),
+        b'a' => Some(0),
+        _ => None,
+    }
+}
+
 /// The versioned-update rule, shared by the Redis scripts, the memcached CAS loop and the
 /// simulator's model: an incoming entry of `version` is refused exactly when the tier holds a
 /// newer version. Equal versions replace each other whatever their kinds: a fill of v over a

@@ -26,14 +26,23 @@ pub enum KeyError {
     IdTooLong(usize),
     #[error("key {0:?} is not namespace:vN:id")]
     Malformed(String),
+    #[error("{namespace} is a grouped namespace: a pattern invalidation there takes a whole group, an id prefix ending in ':' (such as \"r/rust:\"), not {prefix:?}")]
+    NotAGroup { namespace: String, prefix: String },
 }
 
-/// A cache key. Cheap to clone; compares by its full text.
+/// A cache key. Cheap to clone; compares by its full text (and generation).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     full: String,
     prefix_len: usize,
+    /// The generation of the key's group the tiers hold it under (see [`Key::in_generation`]):
+    /// `None` for a key outside any group, and for the key as the history and database see it.
+    generation: Option<u64>,
 }
+
+/// The namespace of group generation keys: `aside-gen:v1:listings:v1:r/rust:` holds, as its
+/// version, the generation of the group `listings:v1:r/rust:`.
+pub const GENERATION_NAMESPACE: &str = "aside-gen";
 
 impl Key {
     pub fn new(namespace: &str, schema_version: u32, id: &str) -> Result<Key, KeyError> {
@@ -51,6 +60,7 @@ impl Key {
         Ok(Key {
             prefix_len: prefix.len(),
             full: prefix + id,
+            generation: None,
         })
     }
 
@@ -80,10 +90,69 @@ impl Key {
         &self.full[self.prefix_len..]
     }
 
-    /// The key as memcached sees it: always valid for the text protocol.
+    /// The key's group: its id up to and including the last `:` (`r/rust:` for
+    /// `listings:v1:r/rust:hot`), or `None` when the id has no `:`. A pattern invalidation in a
+    /// grouped namespace drops a whole group at once by bumping its generation.
+    pub fn group(&self) -> Option<&str> {
+        let id = self.id();
+        id.rfind(':').map(|end| &id[..=end])
+    }
+
+    /// The key whose version is the generation of this key's group
+    /// (`aside-gen:v1:listings:v1:r/rust:`), or `None` outside any group.
+    pub fn generation_key(&self) -> Option<Key> {
+        let group = self.group()?;
+        Key::new(
+            GENERATION_NAMESPACE,
+            1,
+            &format!("{}{group}", self.prefix()),
+        )
+        .ok()
+    }
+
+    /// Whether this is a group's generation key (its version is the generation).
+    pub fn is_generation(&self) -> bool {
+        self.prefix().strip_prefix(GENERATION_NAMESPACE) == Some(":v1:")
+    }
+
+    /// This key as the tiers hold it in `generation` of its group: the tier key gains a
+    /// `#g<generation>` suffix, so bumping the generation leaves every entry of the group
+    /// unreachable at once. The history, the database and the envelope's checksum still see
+    /// [`Key::as_str`]. A key outside any group is returned unchanged.
+    pub fn in_generation(&self, generation: u64) -> Key {
+        let mut k = self.clone();
+        if self.group().is_some() {
+            k.generation = Some(generation);
+        }
+        k
+    }
+
+    /// The key as the tiers hold it: [`Key::as_str`], with the generation suffix when it has
+    /// one. The suffix is told apart from an id that ends the same way because a grouped id
+    /// always holds a `:` before it, and the last `#g` is always followed by digits only.
+    pub fn stored(&self) -> std::borrow::Cow<'_, str> {
+        match self.generation {
+            None => std::borrow::Cow::Borrowed(&self.full),
+            Some(g) => std::borrow::Cow::Owned(stored_name(&self.full, g)),
+        }
+    }
+
+    /// The stored key as memcached sees it: always valid for the text protocol.
     pub fn memcached(&self) -> String {
+        memcached_key(&self.stored(), self.prefix_len)
+    }
+
+    /// What picks the memcached node: the key without its generation, so every generation of a
+    /// key lives on the same node (a fence on that node covers them all).
+    pub fn route(&self) -> String {
         memcached_key(&self.full, self.prefix_len)
     }
+}
+
+/// The name the tiers hold the key `full` under in `generation` of its group (the Redis script
+/// `get_in_generation` builds the same: `KEYS[2] .. '#g' .. generation`).
+pub fn stored_name(full: &str, generation: u64) -> String {
+    format!("{full}#g{generation}")
 }
 
 fn passes(s: &str) -> bool {
@@ -201,6 +270,34 @@ mod tests {
             Err(KeyError::IdTooLong(_))
         ));
         assert!(Key::parse("nocolon").is_err() && Key::parse("p:3:x").is_err());
+    }
+
+    #[test]
+    fn a_grouped_key_is_stored_under_its_generation_and_routed_without_it() {
+        let k = Key::new("listings", 1, "r/rust:hot").unwrap();
+        assert_eq!(k.group(), Some("r/rust:"));
+        assert_eq!(
+            k.generation_key().unwrap().as_str(),
+            "aside-gen:v1:listings:v1:r/rust:"
+        );
+        let g = k.in_generation(7);
+        assert_eq!(
+            (g.as_str(), &*g.stored(), g.memcached().as_str()),
+            (
+                "listings:v1:r/rust:hot",
+                "listings:v1:r/rust:hot#g7",
+                "listings:v1:r/rust:hot#g7"
+            )
+        );
+        assert_eq!((g.route(), k.route()), (k.memcached(), k.memcached()));
+        assert_ne!(g, k.in_generation(8));
+        // No `:` in the id: no group, no generation.
+        let p = Key::new("posts", 1, "42").unwrap();
+        assert_eq!((p.group(), p.generation_key()), (None, None));
+        assert_eq!(p.in_generation(3).stored(), "posts:v1:42");
+        // An id that already ends like a generation suffix cannot collide with one.
+        let forged = Key::new("listings", 1, "r/rust:hot#g7").unwrap();
+        assert_ne!(forged.in_generation(1).stored(), g.stored());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod tier;
 #[cfg(not(madsim))]
 pub mod backend;
 
-pub use cache::{CacheAside, Error, Got, Pool, Source, Typed, Written};
+pub use cache::{CacheAside, Error, Got, Invalidated, Pool, Source, Typed, Written};
 pub use config::{CacheConfig, ConfigError};
 pub use key::Key;
 pub use ring::Ring;

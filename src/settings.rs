@@ -120,7 +120,11 @@ impl Default for PostgresSettings {
 pub const SECTIONS: [&str; 4] = ["redis", "memcached", "postgres", "cache"];
 
 /// The settings whose variable holds a comma-separated list.
-const LISTS: [&str; 2] = ["redis.sentinels", "memcached.nodes"];
+const LISTS: [&str; 3] = [
+    "redis.sentinels",
+    "memcached.nodes",
+    "cache.grouped_namespaces",
+];
 
 /// What a variable's text may mean, in the order tried: a list (for the list settings); what
 /// TOML makes of it (a number, a boolean); `1`/`0` as booleans; the text itself.

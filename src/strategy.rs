@@ -93,6 +93,14 @@ pub trait Strategy: Send + Sync + 'static {
         false
     }
 
+    /// Pattern invalidation in a grouped namespace (`cache.grouped_namespaces`) bumps the
+    /// group's generation instead of SCANning Redis. Sound only with tombstones that refuse
+    /// older fills: the generation is itself a cached versioned value, and a fill of the old
+    /// generation racing the bump must lose.
+    fn generations(&self) -> bool {
+        false
+    }
+
     /// The staleness this strategy promises under every fault of the catalog, if it promises
     /// one: the harness judges its runs by exactly this bound.
     fn staleness_bound_ms(&self, cfg: &CacheConfig) -> Option<u64> {
@@ -246,6 +254,10 @@ impl Strategy for Builtin {
 
     fn uses_outbox(&self) -> bool {
         *self == Builtin::Durable
+    }
+
+    fn generations(&self) -> bool {
+        self.versioned()
     }
 
     fn staleness_bound_ms(&self, cfg: &CacheConfig) -> Option<u64> {

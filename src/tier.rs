@@ -45,6 +45,9 @@ pub enum SetCond {
     Xx,
 }
 
+/// Two entries read together (`get_in_generation`): a generation key's and the key's in it.
+pub type EntryPair = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The Redis-like command set (L1).
 pub trait RedisLike: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = TierResult<Option<Vec<u8>>>> + Send;
@@ -83,6 +86,24 @@ pub trait RedisLike: Send + Sync + 'static {
         version: u64,
         ttl_ms: u64,
     ) -> impl Future<Output = TierResult<bool>> + Send;
+    /// Script `get_in_generation`, one round trip: the entry of `gen_key` (a group's generation
+    /// key) and the entry of `key` in the generation it names (a value's version; 0 for "no
+    /// such row"; none for a tombstone or anything else: then the second is `None`). The
+    /// default sends two GETs, for a Redis-like of your own.
+    fn get_in_generation(
+        &self,
+        gen_key: &str,
+        key: &str,
+    ) -> impl Future<Output = TierResult<EntryPair>> + Send {
+        async move {
+            let g = self.get(gen_key).await?;
+            let Some(n) = g.as_deref().and_then(crate::envelope::generation_named) else {
+                return Ok((g, None));
+            };
+            let v = self.get(&crate::key::stored_name(key, n)).await?;
+            Ok((g, v))
+        }
+    }
     /// Script `release`: delete `key` only if it still holds `token` (a lease we own).
     fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send;
     /// How many times the server commands go to has changed to another master (a Sentinel
@@ -276,6 +297,13 @@ impl<T: RedisLike> RedisLike for std::sync::Arc<T> {
     }
     fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send {
         (**self).release(key, token)
+    }
+    fn get_in_generation(
+        &self,
+        gen_key: &str,
+        key: &str,
+    ) -> impl Future<Output = TierResult<EntryPair>> + Send {
+        (**self).get_in_generation(gen_key, key)
     }
     fn master_switches(&self) -> u64 {
         (**self).master_switches()

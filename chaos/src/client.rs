@@ -63,9 +63,12 @@ where
         if op.write {
             let r = cache.write(&op.key, b"").await;
             // A new listing changes every sort order of its subreddit: drop them all by pattern
-            // (SCAN-based; the write's own key is already invalidated).
+            // (a generation bump with a versioned strategy, SCAN without; the write's own key is
+            // already invalidated).
             if let Some(sub) = listing_prefix(&op.key) {
-                let _ = cache.invalidate_prefix("listings", 1, &sub).await;
+                let _ = cache
+                    .invalidate_prefix(crate::workload::LISTINGS, 1, &sub)
+                    .await;
             }
             rec.write(client, &op.key, invoke_ns, &r);
             // The siblings the same transaction changed (scenarios with listing transactions):

@@ -52,6 +52,10 @@ pub struct Scenario {
     /// sibling listing's version (every sort order changes), and the history records a write of
     /// each. Off, a listing write changes only its own row.
     pub listing_transactions: bool,
+    /// The listings are a grouped namespace (`cache.grouped_namespaces`): with a versioned
+    /// strategy, a listing write's pattern invalidation bumps its subreddit's generation instead
+    /// of SCANning Redis. Off, it SCANs.
+    pub grouped_listings: bool,
     /// The cache's TTLs and stale-while-revalidate window (the library's defaults unless a
     /// scenario needs entries to age within its few seconds).
     pub l1_ttl_ms: u64,
@@ -117,6 +121,7 @@ pub struct WorkloadSpec {
     pub pg_replica_lag_ms: Option<u64>,
     pub read_from_replica: Option<bool>,
     pub listing_transactions: Option<bool>,
+    pub grouped_listings: Option<bool>,
     pub l1_ttl_ms: Option<u64>,
     pub l2_ttl_ms: Option<u64>,
     pub stale_while_revalidate_ms: Option<u64>,
@@ -186,6 +191,7 @@ impl Scenario {
             pg_replica_lag_ms: 50,
             read_from_replica: false,
             listing_transactions: false,
+            grouped_listings: false,
             l1_ttl_ms: CacheConfig::default().l1_ttl_ms,
             l2_ttl_ms: CacheConfig::default().l2_ttl_ms,
             stale_while_revalidate_ms: 0,
@@ -360,6 +366,7 @@ impl Scenario {
             stale_while_revalidate_ms,
             read_from_replica,
             listing_transactions,
+            grouped_listings,
             buggify
         );
         if self.duration_ms == 0 {
@@ -439,6 +446,12 @@ impl Scenario {
             l1_ttl_ms: self.l1_ttl_ms,
             l2_ttl_ms: self.l2_ttl_ms,
             stale_while_revalidate_ms: self.stale_while_revalidate_ms,
+            // The workload's listings (`listings:v1:r/rust:hot`), invalidated by subreddit.
+            grouped_namespaces: if self.grouped_listings {
+                vec![crate::workload::LISTINGS.into()]
+            } else {
+                Vec::new()
+            },
             ..CacheConfig::default()
         }
         .validate()
@@ -472,6 +485,7 @@ impl Scenario {
                 "db_query_us": [self.db_query_us.0, self.db_query_us.1],
                 "pg_replica_lag_ms": self.pg_replica_lag_ms, "read_from_replica": self.read_from_replica,
                 "listing_transactions": self.listing_transactions,
+                "grouped_listings": self.grouped_listings,
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
                 "buggify": self.buggify,

@@ -7,6 +7,9 @@ use std::time::Duration;
 use aside::Key;
 use invariants::gen::SplitMix;
 
+/// The namespace of the listings: a grouped namespace (`cache.grouped_namespaces`), one group
+/// per subreddit.
+pub const LISTINGS: &str = "listings";
 const SUBREDDITS: [&str; 4] = ["rust", "programming", "python", "golang"];
 const SORTS: [&str; 3] = ["hot", "new", "top"];
 
@@ -18,7 +21,7 @@ pub fn keyspace(n: usize) -> Vec<String> {
     let mut keys: Vec<Key> = (0..listings)
         .map(|i| {
             Key::new(
-                "listings",
+                LISTINGS,
                 1,
                 &format!(
                     "r/{}:{}",

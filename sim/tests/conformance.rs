@@ -16,7 +16,18 @@ use sim::models::memcached::{self as mc, MemcachedModel};
 use sim::models::postgres::PgModel;
 use sim::models::redis::{self as rd, RedisModel};
 
-const KEYS: [&str; 4] = ["posts:v1:a", "posts:v1:b", "posts:v1:[c]", "lease:x"];
+/// Plain keys, a lease, a group's generation key and the first key in its first generations
+/// (what `get_in_generation` reads).
+const KEYS: [&str; 8] = [
+    "posts:v1:a",
+    "posts:v1:b",
+    "posts:v1:[c]",
+    "lease:x",
+    "aside-gen:v1:posts:v1:",
+    "posts:v1:a#g0",
+    "posts:v1:a#g1",
+    "posts:v1:a#g2",
+];
 
 #[derive(Debug, Clone)]
 enum ROp {
@@ -27,6 +38,8 @@ enum ROp {
     /// cache fills like a value), garbage instead of an envelope.
     Versioned(usize, u8, u8, bool),
     Release(usize, u8),
+    /// The `get_in_generation` script: (generation key, key).
+    GetInGeneration(usize, usize),
 }
 
 fn r_op() -> impl Strategy<Value = ROp> {
@@ -37,7 +50,8 @@ fn r_op() -> impl Strategy<Value = ROp> {
         prop::collection::vec(k.clone(), 1..3).prop_map(ROp::Del),
         (k.clone(), 0..4u8, 0..3u8, any::<bool>())
             .prop_map(|(k, v, e, garbage)| ROp::Versioned(k, v, e, garbage)),
-        (k, 0..3u8).prop_map(|(k, t)| ROp::Release(k, t)),
+        (k.clone(), 0..3u8).prop_map(|(k, t)| ROp::Release(k, t)),
+        (k.clone(), k).prop_map(|(g, k)| ROp::GetInGeneration(g, k)),
     ]
 }
 
@@ -89,6 +103,10 @@ async fn real_redis(r: &Redis, op: &ROp) -> rd::Reply {
             .release(KEYS[*k], &format!("v{t}"))
             .await
             .map(rd::Reply::Bool),
+        ROp::GetInGeneration(g, k) => r
+            .get_in_generation(KEYS[*g], KEYS[*k])
+            .await
+            .map(|(g, v)| rd::Reply::Pair(g, v)),
     };
     out.unwrap_or_else(|e| rd::Reply::Err(e.to_string()))
 }
@@ -127,6 +145,10 @@ fn model_redis(m: &mut RedisModel, op: &ROp) -> rd::Reply {
         ROp::Release(k, t) => rd::Cmd::Release {
             key: KEYS[*k].into(),
             token: format!("v{t}"),
+        },
+        ROp::GetInGeneration(g, k) => rd::Cmd::GetInGeneration {
+            gen_key: KEYS[*g].into(),
+            key: KEYS[*k].into(),
         },
     };
     m.exec(0, cmd)

@@ -29,9 +29,11 @@ use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
 
 mod outbox;
+mod pattern;
 mod read;
 mod typed;
 
+pub use pattern::Invalidated;
 pub use typed::{decode as decode_value, encode as encode_value, Typed};
 #[cfg(test)]
 mod tests;
@@ -80,6 +82,9 @@ pub enum Error {
         "database overloaded: no connection free within {waited_ms} ms (limit {limit}); read shed"
     )]
     Shed { waited_ms: u64, limit: usize },
+    /// A pattern invalidation by SCAN failed in L1 (those found so far were invalidated).
+    #[error("pattern invalidation: {0}")]
+    Scan(TierError),
     #[error("the load this read waited for was cancelled")]
     Abandoned,
     /// A value [`CacheAside::write_as`] could not encode.
@@ -154,7 +159,13 @@ pub struct CacheAside<R, M, S, St> {
     events: Option<Arc<dyn Events>>,
     /// Fences and the outbox invalidator's state (`durable`; inert without an invalidator).
     repair: outbox::Repair,
+    /// The generation last seen per group, by a hash of the group: a guess that lets a read
+    /// ask L2 for a grouped key while it learns the generation (`pattern`).
+    generations_seen: Box<[AtomicU64]>,
 }
+
+/// Slots of [`CacheAside::generations_seen`].
+const GENERATIONS_SEEN_SLOTS: usize = 1024;
 
 /// An id for one `CacheAside`, distinct from every other instance's in this and other processes
 /// with overwhelming probability. std's `RandomState` draws fresh random keys per thread and
@@ -310,6 +321,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             lease_seq: AtomicU64::new(0),
             events: None,
             repair: outbox::Repair::new(l2_nodes),
+            generations_seen: (0..GENERATIONS_SEEN_SLOTS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             cfg,
         }
     }

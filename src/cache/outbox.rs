@@ -432,10 +432,28 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// One row to the tiers it is due to: (L1 acknowledged, L2 acknowledged).
     async fn apply_row(&self, _id: u64, d: &Due) -> (bool, bool) {
+        // A key of a grouped namespace is invalidated in its group's current generation; one
+        // whose generation cannot be read now stays due to both tiers.
+        let key = match Key::parse(&d.key) {
+            Ok(k) => match self.resolve(&k).await {
+                Ok(stored) => Some(stored),
+                Err(e) => {
+                    debug!(key = %d.key, error = %e, "outbox row waits: its group's generation cannot be read");
+                    return (false, false);
+                }
+            },
+            Err(_) => None,
+        };
+        if let Some(k) = key.as_ref().filter(|k| k.is_generation()) {
+            return self.apply_generation(k, d).await;
+        }
+        let stored = key
+            .as_ref()
+            .map_or(d.key.clone(), |k| k.stored().into_owned());
         if d.remote {
             // A write of another instance: readers here load afresh rather than join a load
             // begun before it (this instance's own writes closed the flight as they wrote).
-            self.flights.close(&d.key);
+            self.flights.close(&stored);
         }
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let v = Some(d.version);
@@ -445,7 +463,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let r = self
                 .retry_l1(
                     self.strategy
-                        .repair_l1(&self.l1, &d.key, d.version, tomb_ms),
+                        .repair_l1(&self.l1, &stored, d.version, tomb_ms),
                 )
                 .await;
             self.emit_invalidation(&d.key, Tier::L1, v, &r, started);
@@ -456,12 +474,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let mut l2_ok = false;
         if d.l2 {
-            let mk = match Key::parse(&d.key) {
-                Ok(k) => k.memcached(),
-                // Not a key this library writes: nothing of it can be in memcached.
-                Err(_) => return (l1_ok, true),
+            // Not a key this library writes: nothing of it can be in memcached.
+            let Some(key) = &key else {
+                return (l1_ok, true);
             };
-            let n = self.l2.ring.node_index(mk.as_bytes());
+            let (n, mk) = self.l2_slot(key);
             let started = self.clock();
             let r = self
                 .retry_l2(
@@ -479,6 +496,30 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         (l1_ok, l2_ok)
     }
 
+    /// A group's generation bump: the generation itself is written to the tiers it is due to
+    /// (what the bump did, [`CacheAside::set_generation`]), not a tombstone that every reader of
+    /// the group would then have to load past.
+    async fn apply_generation(&self, gen_key: &Key, d: &Due) -> (bool, bool) {
+        let row = Row {
+            version: d.version,
+            payload: Vec::new(),
+        };
+        let mut acked = (false, false);
+        if d.l1 {
+            match self.fill_l1_answer(gen_key, Some(&row)).await {
+                Ok(_) => acked.0 = true,
+                Err(e) => self.tier_failed(None, &e),
+            }
+        }
+        if d.l2 {
+            match self.fill_l2_answer(gen_key, Some(&row)).await {
+                (_, Ok(_)) => acked.1 = true,
+                (n, Err(e)) => self.tier_failed(Some(n), &e),
+            }
+        }
+        acked
+    }
+
     /// Lifts each fence set before `pass_start` whose tier has nothing pending: this pass read
     /// the whole outbox and applied everything due to it.
     fn lift_fences(&self, pass_start: Instant) {
@@ -490,8 +531,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
             if d.l2 {
                 if let Ok(k) = Key::parse(&d.key) {
-                    let mk = k.memcached();
-                    owed[1 + self.l2.ring.node_index(mk.as_bytes())] = true;
+                    owed[1 + self.l2_slot(&k).0] = true;
                 }
             }
         }

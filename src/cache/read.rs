@@ -34,7 +34,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             return Found::Miss;
         }
         let switches = self.l1.master_switches();
-        let got = self.on_l1(self.l1.get(key.as_str())).await;
+        let got = self.on_l1(self.l1.get(&key.stored())).await;
         // The client followed a failover during this very call: the answer came from a master
         // the invalidator has not replayed the outbox on yet.
         if self.repair.active() && self.l1.master_switches() != switches {
@@ -45,7 +45,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
                 Ok(f) => f,
                 Err(()) => {
-                    let _ = self.on_l1(self.l1.del(&[key.to_string()])).await;
+                    let _ = self.on_l1(self.l1.del(&[key.stored().into_owned()])).await;
                     Found::Miss
                 }
             },
@@ -58,8 +58,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     pub(super) async fn read_l2(&self, key: &Key) -> Found {
-        let mk = key.memcached();
-        let n = self.l2.ring.node_index(mk.as_bytes());
+        let (n, mk) = self.l2_slot(key);
         if self.l2_fenced(n) {
             self.metrics.l2.fenced.fetch_add(1, Relaxed);
             return Found::Miss;
@@ -123,36 +122,51 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// Fills L1 with `row`, or (None) with the database's "no such row".
     pub(super) async fn fill_l1(&self, key: &Key, row: Option<&Row>) {
+        let _ = self.fill_l1_answer(key, row).await;
+    }
+
+    /// [`CacheAside::fill_l1`], with L1's answer: stored, refused (it holds a newer version),
+    /// or the error. An entry over the item limit is not sent (`Ok(false)`).
+    pub(super) async fn fill_l1_answer(&self, key: &Key, row: Option<&Row>) -> TierResult<bool> {
         let (e, version, hard_ttl) = self.entry(key, row, self.l1_ttl_ms(key));
         if e.len() > self.cfg.l1_item_bytes_max {
             self.metrics.l1.oversized.fetch_add(1, Relaxed);
-            return;
+            return Ok(false);
         }
         let started = self.clock();
         let r = self
             .on_l1(
                 self.strategy
-                    .fill_l1(&self.l1, key.as_str(), &e, version, hard_ttl),
+                    .fill_l1(&self.l1, &key.stored(), &e, version, hard_ttl),
             )
             .await;
         self.emit_fill(key.as_str(), Tier::L1, version, &r, started);
-        match r {
+        match &r {
             Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
             Ok(false) => drop(self.metrics.l1.fill_rejections.fetch_add(1, Relaxed)),
             Err(e) => debug!(key = %key, error = %e, "L1 fill failed"),
         }
+        r
     }
 
     /// Fills the owning memcached node with `row`, or (None) with "no such row".
     pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>) {
+        let _ = self.fill_l2_answer(key, row).await;
+    }
+
+    /// [`CacheAside::fill_l2`], with the node's answer (and which node it is).
+    pub(super) async fn fill_l2_answer(
+        &self,
+        key: &Key,
+        row: Option<&Row>,
+    ) -> (usize, TierResult<bool>) {
         let (e, version, hard_ttl) = self.entry(key, row, self.l2_ttl_ms(key));
+        let (n, mk) = self.l2_slot(key);
         if e.len() > self.cfg.l2_item_bytes_max {
             // Over memcached's item limit: skip L2, never an error to the caller.
             self.metrics.l2.oversized.fetch_add(1, Relaxed);
-            return;
+            return (n, Ok(false));
         }
-        let mk = key.memcached();
-        let n = self.l2.ring.node_index(mk.as_bytes());
         let ttl_s = Self::secs(hard_ttl);
         let started = self.clock();
         let r = self
@@ -163,17 +177,24 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             )
             .await;
         self.emit_fill(key.as_str(), Tier::L2, version, &r, started);
-        match r {
+        match &r {
             Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
             Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
             Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
         }
+        (n, r)
     }
 
     /// Reads `key` through the tiers: L1, then L2, then the database (filling both on the way
     /// back). `Ok(None)`: the database has no such row.
     pub async fn get(&self, key: &Key) -> Result<Option<Got>, Error> {
-        let from = self.cfg.read_from;
+        // A grouped key is loaded from the primary: a new generation starts with no tombstones,
+        // so nothing there would refuse an old version a lagging replica handed out.
+        let from = if self.grouped(key.prefix()) {
+            ReadFrom::Primary
+        } else {
+            self.cfg.read_from
+        };
         // Boxed: a miss allocates once, and the read path's future stays small (two store reads
         // held inline made it overflow a test thread's stack in debug builds).
         self.get_with(key, || {
@@ -201,7 +222,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     {
         let span = tracing::info_span!("aside.get", key = %key, source = tracing::field::Empty);
         async {
-            let got = self.get_inner(key, &loader).await;
+            // A key of a grouped namespace is read in its group's current generation: both
+            // from L1 in one round trip when L1 holds the generation, else learned first.
+            let got = match self.read_l1_grouped(key).await {
+                Some((stored, l1)) => self.get_after_l1(&stored, l1, &loader).await,
+                None if self.grouped(key.prefix()) => self.get_grouped(key, &loader).await,
+                None => self.get_inner(key, &loader).await,
+            };
             if let Ok(Some(g)) = &got {
                 tracing::Span::current().record("source", g.source.as_str());
             }
@@ -216,18 +243,20 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
-        let hit = |row, source, stale| {
-            Ok(Some(Got {
-                row,
-                source,
-                stale,
-                waited: false,
-            }))
-        };
-        match self.read_l1(key).await {
+        let l1 = self.read_l1(key).await;
+        self.get_after_l1(key, l1, loader).await
+    }
+
+    /// The read path once L1 has answered `l1` for `key`.
+    async fn get_after_l1<L, F>(&self, key: &Key, l1: Found, loader: &L) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        match l1 {
             Found::Fresh(row) => {
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
-                return hit(row, Source::L1, false);
+                return served(row, Source::L1);
             }
             Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
             Found::Absent => {
@@ -237,10 +266,27 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
         let started = self.clock();
+        let l2 = self.read_l2(key).await;
+        self.get_after_l2(key, l2, started, loader).await
+    }
+
+    /// The read path once L1 has missed and L2 has answered `l2` for `key` (a read of L2 that
+    /// began at `started`).
+    pub(super) async fn get_after_l2<L, F>(
+        &self,
+        key: &Key,
+        l2: Found,
+        started: Option<Instant>,
+        loader: &L,
+    ) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
         // One backfill call for a value and for "absent" alike: each call site adds the fill's
         // future to this function's frame, and a debug build's read path is near a test
         // thread's stack as it is.
-        let backfill = match self.read_l2(key).await {
+        let backfill = match l2 {
             Found::Fresh(row) => Some(Some(row)),
             Found::Absent => Some(None),
             Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
@@ -263,17 +309,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             );
             self.fill_l1(key, row.as_ref()).await;
             return match row {
-                Some(row) => hit(row, Source::L2, false),
+                Some(row) => served(row, Source::L2),
                 None => Ok(None),
             };
         }
         if self.outbox_behind() {
-            self.flights.close(key.as_str());
+            self.flights.close(&key.stored());
         }
         // Boxed: a miss allocates once, and a hit's future does not carry the load's.
         let (got, role) = self
             .flights
-            .run(key.as_str(), || Box::pin(self.load(key, loader)))
+            .run(&key.stored(), || Box::pin(self.load(key, loader)))
             .await;
         if role == Role::Follower {
             self.metrics.coalesced.fetch_add(1, Relaxed);
@@ -318,7 +364,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     pub(super) fn lease_key(key: &Key) -> String {
-        format!("aside:lease:{key}")
+        format!("aside:lease:{}", key.stored())
     }
 
     /// Takes the distributed lease for loading `key`: Some(token) when won. When L1 cannot be
@@ -487,4 +533,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         }
     }
+}
+
+/// A read served fresh from a tier by its own look.
+fn served(row: Row, source: Source) -> Load {
+    Ok(Some(Got {
+        row,
+        source,
+        stale: false,
+        waited: false,
+    }))
 }

@@ -1,7 +1,10 @@
 //! The write path: the database first, then invalidation of both tiers through the strategy
-//! (one key, or every key under a prefix).
+//! (pattern invalidation is `pattern.rs`).
 
 use super::*;
+
+/// How many times a grouped key's invalidation follows its group's generation moving on.
+const GENERATION_RECHECKS_MAX: usize = 3;
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
     /// Writes to the database, then invalidates both tiers through the strategy.
@@ -35,6 +38,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let version = committed.version;
             tracing::Span::current().record("version", version);
             self.wrote(key.as_str(), version);
+            // The transaction's other keys too: the replica guard must not serve this instance
+            // an older version of a sibling it has just written.
+            for (k, v) in &committed.siblings {
+                self.wrote(k, *v);
+            }
             let invalidated = self.invalidate_version(key, Some(version)).await;
             Ok(Written {
                 version,
@@ -58,25 +66,60 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// false leaves the old value until its TTL, or until your next write's invalidation lands
     /// (the outbox invalidator of `durable` covers only writes made through
     /// [`CacheAside::write`]).
+    ///
+    /// A key of a grouped namespace is invalidated in its group's current generation; when that
+    /// generation cannot be read (L1, L2 and the database all failing), nothing is invalidated
+    /// and the result is false.
     pub async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
         let span = tracing::info_span!("aside.invalidate", key = %key, version = ?version);
-        self.invalidate_tiers(key, version).instrument(span).await
+        async {
+            match self.resolve(key).await {
+                Ok(stored) if stored == *key => self.invalidate_tiers(&stored, version).await,
+                // A grouped key: invalidated in its group's generation, and again in the next
+                // one should the generation move meanwhile (a reader who learned the new one may
+                // have begun its load before this write committed).
+                Ok(mut stored) => {
+                    let mut done = self.invalidate_tiers(&stored, version).await;
+                    for _ in 0..GENERATION_RECHECKS_MAX {
+                        match self.resolve(key).await {
+                            Ok(now) if now != stored => stored = now,
+                            _ => break,
+                        }
+                        done &= self.invalidate_tiers(&stored, version).await;
+                    }
+                    done
+                }
+                Err(e) => {
+                    warn!(key = %key, error = %e, "invalidation skipped: the group's generation cannot be read");
+                    // Neither tier was invalidated: fence both (`durable`) until the
+                    // invalidator has applied the write.
+                    let cause = TierError::Unavailable {
+                        tier: "redis",
+                        detail: e.to_string(),
+                    };
+                    self.tier_failed(None, &cause);
+                    self.tier_failed(Some(self.l2_slot(key).0), &cause);
+                    false
+                }
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn invalidate_tiers(&self, key: &Key, version: Option<u64>) -> bool {
         // Reads from now on load afresh rather than join a load begun before this write.
-        self.flights.close(key.as_str());
+        self.flights.close(&key.stored());
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let started = self.clock();
         let l1 = self
             .on_l1(
                 self.strategy
-                    .invalidate_l1(&self.l1, key.as_str(), version, tomb_ms),
+                    .invalidate_l1(&self.l1, &key.stored(), version, tomb_ms),
             )
             .await;
         self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
-        let mk = key.memcached();
-        let n = self.l2.ring.node_index(mk.as_bytes());
+        let (n, mk) = self.l2_slot(key);
         let started = self.clock();
         let l2 = self
             .on_l2(
@@ -119,87 +162,5 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Err(_) => ActionOutcome::Failed,
         };
         self.emit(key, Action::Invalidate, tier, version, outcome, started);
-    }
-
-    /// Invalidates one key that a SCAN found, through the strategy, at the version it holds: a
-    /// plain DEL would also delete a tombstone, and with it the protection against an older
-    /// fill still in flight (the simulator found exactly that). Tombstones are left alone.
-    /// True when a value was invalidated.
-    pub(super) async fn invalidate_found(&self, k: &str) -> Result<bool, TierError> {
-        let Ok(key) = Key::parse(k) else {
-            return Ok(self.on_l1(self.l1.del(&[k.to_string()])).await? > 0);
-        };
-        let version = match self.on_l1(self.l1.get(k)).await? {
-            None => return Ok(false),
-            Some(raw) => match envelope::decode(k, &raw) {
-                Ok(Entry::Tombstone { .. } | Entry::Absent { .. }) => return Ok(false),
-                Ok(Entry::Value { version, .. }) => Some(version),
-                Err(_) => None,
-            },
-        };
-        // As for a write's own key: later reads load afresh.
-        self.flights.close(k);
-        let tomb_ms = self.cfg.tombstone_ttl_ms;
-        let started = self.clock();
-        let l1 = self
-            .on_l1(self.strategy.invalidate_l1(&self.l1, k, version, tomb_ms))
-            .await;
-        self.emit_invalidation(k, Tier::L1, version, &l1, started);
-        l1?;
-        let mk = key.memcached();
-        let n = self.l2.ring.node_index(mk.as_bytes());
-        let started = self.clock();
-        let l2 = self
-            .strategy
-            .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms));
-        let l2 = self.on_l2(n, l2).await;
-        self.emit_invalidation(k, Tier::L2, version, &l2, started);
-        Ok(true)
-    }
-
-    /// Invalidates every key of `namespace:vN:` whose id starts with `id_prefix` (user input:
-    /// glob characters in it are escaped). SCAN returns every key that exists for the whole scan
-    /// but may miss keys created during it, so a second full pass follows the first; values found
-    /// are invalidated in both tiers through the strategy (versioned: a tombstone at the version
-    /// found). Returns how many values were invalidated.
-    pub async fn invalidate_prefix(
-        &self,
-        namespace: &str,
-        schema_version: u32,
-        id_prefix: &str,
-    ) -> Result<u64, TierError> {
-        let probe =
-            Key::new(namespace, schema_version, id_prefix).map_err(|e| TierError::Refused {
-                tier: "redis",
-                detail: e.to_string(),
-            })?;
-        let pattern = format!("{}*", escape_glob(probe.as_str()));
-        let span = tracing::info_span!("aside.invalidate_prefix", pattern = %pattern);
-        async {
-            let mut deleted = 0;
-            for _pass in 0..2 {
-                let mut cursor = 0;
-                loop {
-                    let (next, keys) = self
-                        .on_l1(self.l1.scan(cursor, &pattern, self.cfg.scan_count))
-                        .await?;
-                    let keys: Vec<String> = keys
-                        .into_iter()
-                        .filter(|k| !k.starts_with("aside:lease:"))
-                        .collect();
-                    for k in &keys {
-                        deleted += u64::from(self.invalidate_found(k).await?);
-                    }
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
-            }
-            self.metrics.l1.invalidations.fetch_add(deleted, Relaxed);
-            Ok(deleted)
-        }
-        .instrument(span)
-        .await
     }
 }

@@ -54,6 +54,12 @@ pub enum Cmd {
         key: String,
         token: String,
     },
+    /// The `get_in_generation` script: the generation key's entry, and the key's entry in the
+    /// generation it names ([`generation_named`]).
+    GetInGeneration {
+        gen_key: String,
+        key: String,
+    },
     FlushAll,
     DbSize,
 }
@@ -64,6 +70,8 @@ pub enum Reply {
     Bool(bool),
     Int(u64),
     Scan(u64, Vec<String>),
+    /// Two entries at once (`GetInGeneration`).
+    Pair(Option<Vec<u8>>, Option<Vec<u8>>),
     Ok,
     /// An error reply (`OOM ...`, `READONLY ...`).
     Err(String),
@@ -241,6 +249,15 @@ impl RedisModel {
     pub fn exec(&mut self, now_ms: u64, cmd: Cmd) -> Reply {
         match cmd {
             Cmd::Get(k) => Reply::Bulk(self.live(&k, now_ms).map(|i| i.value.clone())),
+            Cmd::GetInGeneration { gen_key, key } => {
+                let g = self.live(&gen_key, now_ms).map(|i| i.value.clone());
+                let v = g
+                    .as_deref()
+                    .and_then(crate::envelope::generation_named)
+                    .and_then(|n| self.live(&crate::key::stored_name(&key, n), now_ms))
+                    .map(|i| i.value.clone());
+                Reply::Pair(g, v)
+            }
             Cmd::Set {
                 key,
                 value,

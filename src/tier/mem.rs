@@ -183,6 +183,20 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
             .await
     }
+    async fn get_in_generation(
+        &self,
+        gen_key: &str,
+        key: &str,
+    ) -> TierResult<crate::tier::EntryPair> {
+        let cmd = rd::Cmd::GetInGeneration {
+            gen_key: gen_key.into(),
+            key: key.into(),
+        };
+        match self.exec(cmd).await? {
+            rd::Reply::Pair(g, v) => Ok((g, v)),
+            _ => unexpected("redis"),
+        }
+    }
     async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
         self.exec_bool(rd::Cmd::Release {
             key: key.into(),

@@ -106,8 +106,13 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
         async move {
             match a {
                 Admin::Cmd(c) => {
-                    let writes =
-                        !matches!(c, rd::Cmd::Get(_) | rd::Cmd::Scan { .. } | rd::Cmd::DbSize);
+                    let writes = !matches!(
+                        c,
+                        rd::Cmd::Get(_)
+                            | rd::Cmd::GetInGeneration { .. }
+                            | rd::Cmd::Scan { .. }
+                            | rd::Cmd::DbSize
+                    );
                     if writes && matches!(*node.role.lock().unwrap(), Role::Replica(_)) {
                         return AdminReply::Reply(rd::Reply::Err(rd::READONLY.into()));
                     }

@@ -45,6 +45,18 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 ";
 
+/// A group's generation key and a key in the generation it names, in one round trip
+/// (`crate::envelope::generation_named`: a value's version, 0 for "no such row", nothing for
+/// a tombstone). KEYS[1] generation key; KEYS[2] the key (its name in generation g is
+/// `KEYS[2] .. '#g' .. g`, as `crate::key::stored_name`).
+const GET_IN_GENERATION: &str = r"
+local g = redis.call('GET', KEYS[1])
+if not g then return {false, false} end
+local kind, ver = string.match(g, '^AS1|(%a)|(%d+)|')
+if kind == 'a' then ver = '0' elseif kind ~= 'v' then return {g, false} end
+return {g, redis.call('GET', KEYS[2] .. '#g' .. ver)}
+";
+
 /// Delete a lease only if we still hold it. KEYS[1] lease key; ARGV[1] our token.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -67,6 +79,7 @@ pub struct Redis {
     resolving: Mutex<()>,
     timeout: Duration,
     versioned_set: Script,
+    get_in_generation: Script,
     release: Script,
     /// How many times the master was (re-)resolved: observability and tests.
     pub resolutions: AtomicU64,
@@ -116,6 +129,7 @@ impl Redis {
             resolving: Mutex::new(()),
             timeout,
             versioned_set: Script::new(VERSIONED_SET),
+            get_in_generation: Script::new(GET_IN_GENERATION),
             release: Script::new(RELEASE),
             resolutions: AtomicU64::new(0),
             switches: AtomicU64::new(0),
@@ -353,6 +367,16 @@ impl Redis {
 impl RedisLike for Redis {
     async fn get(&self, key: &str) -> TierResult<Option<Vec<u8>>> {
         self.run(async move |mut c| redis::cmd("GET").arg(key).query_async(&mut c).await)
+            .await
+    }
+
+    async fn get_in_generation(
+        &self,
+        gen_key: &str,
+        key: &str,
+    ) -> TierResult<crate::tier::EntryPair> {
+        let script = &self.get_in_generation;
+        self.run(async move |mut c| script.key(gen_key).key(key).invoke_async(&mut c).await)
             .await
     }
 
