@@ -46,6 +46,13 @@ pub trait World {
         clients_per_app: usize,
     ) -> Result<Vec<Self::Join>, String>;
 
+    /// Starts the foreign writer (`crate::foreign`) of a scenario with foreign writes: its
+    /// loop, `writer`, handed the world's way to its database. A world without one says so.
+    async fn start_foreign(&mut self, writer: Foreign) -> Result<Self::Join, String> {
+        let _ = writer;
+        Err("this world has no foreign writer".into())
+    }
+
     /// The nemesis for `plan`, once every app node has started.
     async fn nemesis(&mut self, plan: &crate::plan::Plan) -> Result<Self::Nemesis, String>;
 
@@ -82,6 +89,18 @@ pub async fn drive<W: World>(
     for app in 0..sc.apps {
         joins.extend(world.start_app(app, &clients, sc.clients_per_app).await?);
     }
+    if sc.foreign_writes {
+        joins.push(
+            world
+                .start_foreign(Foreign {
+                    workload: workload.clone(),
+                    rec: rec.clone(),
+                    seed,
+                    duration: Duration::from_millis(sc.duration_ms),
+                })
+                .await?,
+        );
+    }
     let mut nemesis = world.nemesis(&sc.plan).await?;
     run_plan(&mut nemesis, &sc.plan, rec).await;
     for j in joins {
@@ -90,6 +109,22 @@ pub async fn drive<W: World>(
     tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
     world.probe(workload.keys(), rec).await?;
     Ok(rec.clone())
+}
+
+/// What the foreign writer of a run needs besides its database: [`Foreign::run`] over it.
+#[derive(Clone)]
+pub struct Foreign {
+    pub workload: Arc<crate::workload::Workload>,
+    pub rec: Arc<Recorder>,
+    pub seed: u64,
+    pub duration: Duration,
+}
+
+impl Foreign {
+    /// The writer's loop over `db`, until the run's duration is over.
+    pub async fn run(self, db: impl crate::foreign::ForeignDb) {
+        crate::foreign::foreign_writer(db, self.workload, self.rec, self.seed, self.duration).await
+    }
 }
 
 /// The client numbers of app node `app` (0-based): `clients_per_app` of them, after those of

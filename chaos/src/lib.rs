@@ -13,6 +13,7 @@
 pub mod client;
 pub mod drive;
 pub mod fault;
+pub mod foreign;
 pub mod nemesis;
 pub mod plan;
 pub mod probe;

@@ -56,6 +56,8 @@ pub struct Scenario {
     /// strategy, a listing write's pattern invalidation bumps its subreddit's generation instead
     /// of SCANning Redis. Off, it SCANs.
     pub grouped_listings: bool,
+    /// A foreign writer (`crate::foreign`) writes to the database beside the app nodes.
+    pub foreign_writes: bool,
     /// The cache's TTLs and stale-while-revalidate window (the library's defaults unless a
     /// scenario needs entries to age within its few seconds).
     pub l1_ttl_ms: u64,
@@ -122,6 +124,7 @@ pub struct WorkloadSpec {
     pub read_from_replica: Option<bool>,
     pub listing_transactions: Option<bool>,
     pub grouped_listings: Option<bool>,
+    pub foreign_writes: Option<bool>,
     pub l1_ttl_ms: Option<u64>,
     pub l2_ttl_ms: Option<u64>,
     pub stale_while_revalidate_ms: Option<u64>,
@@ -192,6 +195,7 @@ impl Scenario {
             read_from_replica: false,
             listing_transactions: false,
             grouped_listings: false,
+            foreign_writes: false,
             l1_ttl_ms: CacheConfig::default().l1_ttl_ms,
             l2_ttl_ms: CacheConfig::default().l2_ttl_ms,
             stale_while_revalidate_ms: 0,
@@ -367,6 +371,7 @@ impl Scenario {
             read_from_replica,
             listing_transactions,
             grouped_listings,
+            foreign_writes,
             buggify
         );
         if self.duration_ms == 0 {
@@ -486,6 +491,7 @@ impl Scenario {
                 "pg_replica_lag_ms": self.pg_replica_lag_ms, "read_from_replica": self.read_from_replica,
                 "listing_transactions": self.listing_transactions,
                 "grouped_listings": self.grouped_listings,
+                "foreign_writes": self.foreign_writes,
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
                 "buggify": self.buggify,

@@ -12,6 +12,11 @@ pub fn pg_primary(seed: u64) -> u64 {
     seed ^ 0x9e37
 }
 
+/// The foreign writer's RNG (`crate::foreign`).
+pub fn foreign(seed: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xf0e1_9000
+}
+
 /// The query-time RNG of the PostgreSQL replica model.
 pub fn pg_replica(seed: u64) -> u64 {
     seed ^ 0x7f4a
@@ -27,6 +32,7 @@ mod tests {
         let mut all: Vec<u64> = (0..18).map(|c| client(s, c)).collect();
         all.push(pg_primary(s));
         all.push(pg_replica(s));
+        all.push(foreign(s));
         let n = all.len();
         all.sort();
         all.dedup();

@@ -81,6 +81,9 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     if sc.buggify {
         return Some("BUGGIFY exists only in the simulator".into());
     }
+    if sc.foreign_writes {
+        return Some("a foreign writer (plain SQL beside the app nodes) is modelled only in the simulator so far".into());
+    }
     if sc.listing_transactions {
         return Some("listing transactions (sibling versions bumped together) are modelled only in the simulator's database".into());
     }

@@ -134,6 +134,22 @@ where
         Ok(started.clients)
     }
 
+    async fn start_foreign(&mut self, writer: chaos::drive::Foreign) -> Result<Self::Join, String> {
+        let at = ip(4, 150);
+        let node = self.handle.create_node().name("foreign").ip(at).build();
+        let (primary, timeout) = (self.cluster.addrs.pg[0], self.cfg.db_timeout());
+        Ok(node.spawn(async move {
+            let rpc = crate::net::Rpc::bind(at).await;
+            writer
+                .run(ForeignPg {
+                    rpc,
+                    primary,
+                    timeout,
+                })
+                .await
+        }))
+    }
+
     async fn nemesis(&mut self, _plan: &chaos::plan::Plan) -> Result<N, String> {
         let wrap = self.wrap.take().ok_or("the nemesis is made once per run")?;
         Ok(wrap(
@@ -174,6 +190,29 @@ where
             })
             .await;
         Ok(())
+    }
+}
+
+/// The foreign writer's way to the PostgreSQL primary: one transaction per call.
+struct ForeignPg {
+    rpc: crate::net::Rpc,
+    primary: std::net::SocketAddr,
+    timeout: Duration,
+}
+
+impl chaos::foreign::ForeignDb for ForeignPg {
+    async fn write_tx(&self, keys: &[String]) -> Result<Vec<(String, u64)>, String> {
+        use crate::nodes::postgres::{PgCmd, PgReply};
+        let tx = PgCmd::WriteTx(keys.to_vec());
+        match self
+            .rpc
+            .call::<PgCmd, PgReply>(self.primary, crate::net::TAG_PG, tx, self.timeout)
+            .await
+        {
+            Ok(PgReply::Written(w)) => Ok(w),
+            Ok(_) => Err("an unexpected reply".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -108,6 +108,10 @@ const CATALOG: &[(&str, &str)] = &[
     ),
     ("hot-key", include_str!("../../scenarios/hot-key.toml")),
     ("scan-gap", include_str!("../../scenarios/scan-gap.toml")),
+    (
+        "foreign-writer",
+        include_str!("../../scenarios/foreign-writer.toml"),
+    ),
     ("random", include_str!("../../scenarios/random.toml")),
 ];
 

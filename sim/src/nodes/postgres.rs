@@ -23,6 +23,9 @@ fn rand_in(rng: &mut SplitMix, (lo, hi): (u64, u64)) -> u64 {
 pub enum PgCmd {
     Read(String),
     Write(String),
+    /// A foreign writer's transaction: every key bumped at once, each with its outbox row (the
+    /// database's capture), the keys in the order given.
+    WriteTx(Vec<String>),
     WalAfter(u64),
     /// On a replica: apply the log this many ms behind (`None`: the lag it booted with).
     SetLag(Option<u64>),
@@ -114,6 +117,14 @@ pub async fn pg_node(spec: PgSpec) {
             match c {
                 PgCmd::Read(k) => PgReply::Row(m.read(&k)),
                 PgCmd::Write(k) => PgReply::Written(m.write_tx(&k, now_ms(start), listing_tx)),
+                PgCmd::WriteTx(keys) => PgReply::Written(
+                    keys.into_iter()
+                        .map(|k| {
+                            let v = m.write(&k, now_ms(start));
+                            (k, v)
+                        })
+                        .collect(),
+                ),
                 PgCmd::WalAfter(lsn) => PgReply::Wal(m.wal_after(lsn).to_vec()),
                 PgCmd::SetLag(ms) => {
                     lag.store(ms.unwrap_or(lag_ms), Relaxed);
