@@ -335,7 +335,7 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         rec: rec.clone(),
         seed: task.seed,
         duration: Duration::from_millis(sc.duration_ms),
-        listing_tx: false,
+        listing_tx: sc.listing_transactions,
     };
     let started = chaos::drive::app_node(cache, &run, task.app, sc.clients_per_app, tokio::spawn);
     for c in started.clients {

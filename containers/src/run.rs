@@ -76,16 +76,87 @@ CREATE TRIGGER aside_payload BEFORE INSERT OR UPDATE ON aside_rows
     FOR EACH ROW EXECUTE FUNCTION aside_payload_row();
 "#;
 
+/// A listing transaction (scenarios with `listing_transactions`): a write to a listing is a new
+/// post in its subreddit, and the same transaction bumps every sibling listing (every sort order
+/// changes), as the simulator's database does. The siblings' rows fire `aside_rows`'s capture,
+/// so each has its outbox row, and the library's write reports them (`Written::siblings`). A
+/// sibling another listing transaction holds is skipped (`SKIP LOCKED`: that one is bumping it),
+/// so two of them never wait on each other in a cycle.
+pub const LISTINGS_SQL: &str = r#"
+CREATE OR REPLACE FUNCTION aside_listing_siblings() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    prefix TEXT := substring(NEW.key from '^(listings:.*:)');
+BEGIN
+    IF pg_trigger_depth() = 1 AND prefix IS NOT NULL AND NEW.version > 0 THEN
+        UPDATE aside_rows SET version = version + 1
+         WHERE key IN (SELECT key FROM aside_rows
+                        WHERE left(key, length(prefix)) = prefix AND key <> NEW.key
+                        ORDER BY key FOR UPDATE SKIP LOCKED);
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS aside_listing_siblings ON aside_rows;
+CREATE TRIGGER aside_listing_siblings AFTER INSERT OR UPDATE ON aside_rows
+    FOR EACH ROW EXECUTE FUNCTION aside_listing_siblings();
+"#;
+
+/// The foreign writer's database: a connection pool of its own to the primary, and plain SQL
+/// in explicit transactions, no cache call. A transaction of several keys is one multi-row
+/// UPDATE that gives no version (the table's trigger bumps it); one of a single key rewrites its
+/// row, as a migration might: a DELETE, then an INSERT at the next version (readers never see
+/// the row missing; the DELETE's and the INSERT's capture each name the key). Either way
+/// `aside_rows`'s capture writes the outbox rows.
+struct ForeignPg {
+    pool: sqlx::PgPool,
+    timeout: Duration,
+}
+
+impl ForeignPg {
+    async fn tx(&self, keys: &[String]) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rows = if let [key] = keys {
+            let old: Option<i64> =
+                sqlx::query_scalar("DELETE FROM aside_rows WHERE key = $1 RETURNING version")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            sqlx::query_as(
+                "INSERT INTO aside_rows (key, version, payload) VALUES ($1, $2, '')
+                 RETURNING key, version",
+            )
+            .bind(key)
+            .bind(old.unwrap_or(0) + 1)
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            sqlx::query_as(
+                "UPDATE aside_rows SET payload = '' WHERE key = ANY($1) RETURNING key, version",
+            )
+            .bind(keys)
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
+impl chaos::foreign::ForeignDb for ForeignPg {
+    async fn write_tx(&self, keys: &[String]) -> Result<Vec<(String, u64)>, String> {
+        match tokio::time::timeout(self.timeout, self.tx(keys)).await {
+            Ok(Ok(rows)) => Ok(rows.into_iter().map(|(k, v)| (k, v as u64)).collect()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
 /// Why this world cannot run `sc` faithfully yet, if it cannot.
 pub fn unsupported(sc: &Scenario) -> Option<String> {
     if sc.buggify {
         return Some("BUGGIFY exists only in the simulator".into());
-    }
-    if sc.foreign_writes {
-        return Some("a foreign writer (plain SQL beside the app nodes) is modelled only in the simulator so far".into());
-    }
-    if sc.listing_transactions {
-        return Some("listing transactions (sibling versions bumped together) are modelled only in the simulator's database".into());
     }
     for step in &sc.plan.steps {
         let f = step.fault;
@@ -186,6 +257,19 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
         Ok(app_node(cache, clients, app, clients_per_app, tokio::spawn).clients)
     }
 
+    async fn start_foreign(&mut self, writer: chaos::drive::Foreign) -> Result<Self::Join, String> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.cluster.pg_url())
+            .await
+            .map_err(|e| format!("the foreign writer's connection: {e}"))?;
+        let db = ForeignPg {
+            pool,
+            timeout: self.cfg.db_timeout(),
+        };
+        Ok(tokio::spawn(writer.run(db)))
+    }
+
     async fn nemesis(&mut self, plan: &chaos::plan::Plan) -> Result<DockerNemesis<'a>, String> {
         DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, plan)
     }
@@ -262,6 +346,12 @@ pub async fn run_with<St: Strategy + Clone>(
         .execute(&pg)
         .await
         .map_err(|e| Error::Docker(format!("installing the payload trigger: {e}")))?;
+    if sc.listing_transactions {
+        sqlx::raw_sql(LISTINGS_SQL)
+            .execute(&pg)
+            .await
+            .map_err(|e| Error::Docker(format!("installing the listings trigger: {e}")))?;
+    }
     for k in workload.keys() {
         sqlx::query(
             "INSERT INTO aside_rows (key, version, payload) VALUES ($1, 0, '') ON CONFLICT DO NOTHING",

@@ -215,3 +215,139 @@ async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
         .unwrap();
     assert_eq!(outbox(pg.clone()).await, before);
 }
+
+/// The library's own table is captured as a user's is: plain SQL to `aside_rows` from another
+/// connection (an UPDATE that forgets the version, a multi-row transaction, an INSERT, a
+/// DELETE) is invalidated within Δ, a rollback leaves no outbox row, and a write reports the
+/// other keys its transaction changed through a trigger of the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sql_writes_to_aside_rows_are_invalidated_and_siblings_reported() {
+    let cluster = Cluster::start(ClusterSpec {
+        sentinels: 0,
+        redis_replica: false,
+        memcached: 1,
+        pg_replica: false,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    let cfg = CacheConfig {
+        strategy: "durable".into(),
+        ..CacheConfig::default()
+    };
+    let delta = Duration::from_millis(cfg.outbox_staleness_bound_ms());
+    let cache = Arc::new(
+        cluster
+            .library(Builtin::Durable, cfg, "app-1")
+            .await
+            .expect("the cache"),
+    );
+    tokio::spawn(cache.invalidator().expect("durable runs an invalidator"));
+    let pg = cache.store().clone();
+    let k = |id: u32| Key::new("posts", 1, &id.to_string()).unwrap();
+    // Reads `key` until it serves `want` (None: absent) or four Δ pass.
+    let served = |key: Key, want: Option<(u64, &'static str)>| {
+        let cache = cache.clone();
+        async move {
+            let began = tokio::time::Instant::now();
+            loop {
+                let got = cache.get(&key).await.expect("a read");
+                let got = got.map(|g| (g.row.version, String::from_utf8(g.row.payload).unwrap()));
+                let done = got.as_ref().map(|(v, p)| (*v, p.as_str())) == want;
+                if done || began.elapsed() >= delta * 4 {
+                    return (got, began.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    for id in 1..=3 {
+        let w = cache.write(&k(id), b"app").await.unwrap();
+        assert_eq!(w.version, 1);
+        assert!(w.siblings.is_empty(), "{:?}", w.siblings);
+        assert_eq!(served(k(id), Some((1, "app"))).await.0.unwrap().0, 1);
+        let g = cache.get(&k(id)).await.unwrap().unwrap();
+        assert_eq!(g.source, Source::L1);
+    }
+
+    // Another client, plain SQL that does not bump the version: the table's trigger does.
+    let mut other = sqlx::PgConnection::connect(&cluster.pg_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE aside_rows SET payload = 'psql' WHERE key = $1")
+        .bind(k(1).to_string())
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (got, took) = served(k(1), Some((2, "psql"))).await;
+    assert_eq!(got, Some((2, "psql".into())), "after {took:?}");
+    assert!(took <= delta, "served stale for {took:?}, past Δ {delta:?}");
+
+    // A multi-row transaction, and a rolled-back one that leaves no outbox row.
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("UPDATE aside_rows SET payload = 'tx', version = version + 1 WHERE key = ANY($1)")
+        .bind(vec![k(2).to_string(), k(3).to_string()])
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for id in [2, 3] {
+        let (got, took) = served(k(id), Some((2, "tx"))).await;
+        assert_eq!(got, Some((2, "tx".into())), "{id} after {took:?}");
+        assert!(took <= delta, "{id}: served stale for {took:?}");
+    }
+    let outbox = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM aside_outbox")
+            .fetch_one(pg.primary())
+            .await
+            .unwrap()
+    };
+    let before = outbox().await;
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("UPDATE aside_rows SET payload = 'nobody' WHERE key = $1")
+        .bind(k(2).to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(outbox().await, before, "a rollback leaves no outbox row");
+
+    // An INSERT without a version gets 1; a DELETE reads absent.
+    sqlx::query("INSERT INTO aside_rows (key, payload) VALUES ($1, 'new')")
+        .bind(k(4).to_string())
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(
+        served(k(4), Some((1, "new"))).await.0,
+        Some((1, "new".into()))
+    );
+    sqlx::query("DELETE FROM aside_rows WHERE key = $1")
+        .bind(k(3).to_string())
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (got, took) = served(k(3), None).await;
+    assert_eq!(got, None, "a deleted row is not served after {took:?}");
+
+    // A trigger of the user's: a post's write also bumps its listing, in the same transaction;
+    // the write names the listing with its new version, and the invalidator applies both.
+    sqlx::raw_sql(
+        "INSERT INTO aside_rows (key, version, payload) VALUES ('listings:v1:r/a:hot', 1, 'l');
+         CREATE FUNCTION bump_listing() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.key LIKE 'posts:%' THEN
+                 UPDATE aside_rows SET payload = 'l' WHERE key = 'listings:v1:r/a:hot';
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER bump_listing AFTER UPDATE ON aside_rows
+             FOR EACH ROW EXECUTE FUNCTION bump_listing();",
+    )
+    .execute(pg.primary())
+    .await
+    .unwrap();
+    let w = cache.write(&k(1), b"again").await.unwrap();
+    assert_eq!(w.version, 3);
+    assert_eq!(w.siblings, vec![("listings:v1:r/a:hot".to_string(), 2)]);
+}

@@ -29,8 +29,10 @@
 use super::postgres::Postgres;
 use crate::tier::TierError;
 
-/// The shape of what [`Postgres::capture`] installs, recorded with each capture.
-pub const CAPTURE_FORMAT: i32 = 1;
+/// The shape of what [`Postgres::capture`] installs, recorded with each capture (2: the outbox
+/// row is appended by the schema's `aside_outbox_append`, which also notes the key for the
+/// writer's `Written::siblings`).
+pub const CAPTURE_FORMAT: i32 = 2;
 
 /// What is installed once per database, whatever the tables: the versions and the function
 /// loaders read them with.
@@ -150,7 +152,7 @@ BEGIN
         INSERT INTO aside_key_versions (key, version) VALUES (k, 1)
             ON CONFLICT (key) DO UPDATE SET version = aside_key_versions.version + 1
             RETURNING version INTO v;
-        INSERT INTO aside_outbox (key, version) VALUES (k, v);
+        PERFORM aside_outbox_append(k, v);
     END LOOP;
     RETURN NULL;
 END
@@ -257,6 +259,12 @@ impl Postgres {
                     "{} has no key template: add one with Capture::key",
                     capture.table
                 ),
+            });
+        }
+        if capture.table.trim_matches('"') == "aside_rows" {
+            return Err(CaptureError::Template {
+                template: String::new(),
+                why: "aside_rows is the library's own table and is captured already, by key".into(),
             });
         }
         let db = |e: sqlx::Error| CaptureError::Db(self.fail(e));

@@ -1,6 +1,16 @@
 //! PostgreSQL store over sqlx (runtime queries: no database at build time). Rows carry a version
-//! the database assigns in the write transaction; the same transaction appends an outbox row
-//! naming the key and version, for an invalidator to apply.
+//! the database assigns in the write transaction, and `aside_rows` is captured as a table of your
+//! own would be ([`super::capture`]): a trigger appends an outbox row naming the key and version
+//! in the same transaction, whoever writes (this library, another service, someone in `psql`),
+//! so `durable`'s invalidators apply every change.
+//!
+//! * A writer that does not bump `version` gets it bumped (a BEFORE trigger: a new version is
+//!   always above the old, so a fill of the old row is refused), and an INSERT without one gets 1.
+//! * A row inserted at version 0 is one nobody has written yet (a harness's seed): no outbox row.
+//! * A DELETE, or an UPDATE that renames a key, invalidates the old key at its version + 1.
+//! * [`Store::write`] is one statement (`aside_write`): one round trip, and it reports the other
+//!   keys its transaction changed (through triggers of yours), which the trigger notes in a
+//!   transaction-local setting.
 
 use std::time::Duration;
 
@@ -13,7 +23,8 @@ const TIER: &str = "postgres";
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub const SCHEMA: &str = "
+pub const SCHEMA: &str = r#"
+SELECT pg_advisory_xact_lock(hashtext('aside_migrate'));
 CREATE TABLE IF NOT EXISTS aside_rows (
     key     TEXT PRIMARY KEY,
     version BIGINT NOT NULL,
@@ -27,8 +38,70 @@ CREATE TABLE IF NOT EXISTS aside_outbox (
 );
 ALTER TABLE aside_outbox ADD COLUMN IF NOT EXISTS done_at TIMESTAMPTZ;
 CREATE INDEX IF NOT EXISTS aside_outbox_created_at ON aside_outbox (created_at);
-";
 
+CREATE OR REPLACE FUNCTION aside_outbox_append(k TEXT, v BIGINT) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    seen TEXT := COALESCE(current_setting('aside.captured', true), '');
+BEGIN
+    INSERT INTO aside_outbox (key, version) VALUES (k, v);
+    IF length(seen) < 4096 THEN
+        PERFORM set_config('aside.captured', seen || k || chr(31) || v || chr(30), true);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aside_rows_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.version := COALESCE(NEW.version, 1);
+    ELSIF NEW.version <= OLD.version THEN
+        NEW.version := OLD.version + 1;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aside_rows_capture() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR NEW.key <> OLD.key) THEN
+        PERFORM aside_outbox_append(OLD.key, OLD.version + 1);
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.version > 0 THEN
+        PERFORM aside_outbox_append(NEW.key, NEW.version);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid = 'aside_rows'::regclass AND tgname = 'aside_bump_version') THEN
+        CREATE TRIGGER aside_bump_version BEFORE INSERT OR UPDATE ON aside_rows
+            FOR EACH ROW EXECUTE FUNCTION aside_rows_version();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid = 'aside_rows'::regclass AND tgname = 'aside_capture') THEN
+        CREATE TRIGGER aside_capture AFTER INSERT OR UPDATE OR DELETE ON aside_rows
+            FOR EACH ROW EXECUTE FUNCTION aside_rows_capture();
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aside_write(k TEXT, p BYTEA, OUT new_version BIGINT, OUT captured TEXT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('aside.captured', '', true);
+    INSERT INTO aside_rows AS r (key, version, payload) VALUES (k, 1, p)
+        ON CONFLICT (key) DO UPDATE SET version = r.version + 1, payload = EXCLUDED.payload
+        RETURNING r.version INTO new_version;
+    captured := current_setting('aside.captured', true);
+END
+$$;
+"#;
 /// `host:port/database` of a connection URL, without the scheme, credentials or parameters: what
 /// errors name.
 pub fn server_of(url: &str) -> String {
@@ -159,6 +232,27 @@ impl Postgres {
     }
 }
 
+/// The other keys a write's transaction changed, from what the outbox trigger noted in
+/// `aside.captured` (a transaction-local setting: `key` 0x1f `version` 0x1e, each key once at its
+/// last version, the first 4 KiB of them), in the order first changed.
+fn siblings(own: &str, captured: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for entry in captured.split('\x1e') {
+        let Some((k, v)) = entry.rsplit_once('\x1f') else {
+            continue;
+        };
+        let Ok(v) = v.parse::<u64>() else { continue };
+        if k == own {
+            continue;
+        }
+        match out.iter_mut().find(|(seen, _)| seen == k) {
+            Some(e) => e.1 = v,
+            None => out.push((k.to_string(), v)),
+        }
+    }
+    out
+}
+
 fn outbox_rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<OutboxRow> {
     rows.iter()
         .map(|r| OutboxRow {
@@ -187,25 +281,20 @@ impl Store for Postgres {
     }
 
     async fn write(&self, key: &str, payload: &[u8]) -> TierResult<Committed> {
-        let mut tx = self.primary.begin().await.map_err(|e| self.fail(e))?;
-        let version: i64 = sqlx::query_scalar(
-            "INSERT INTO aside_rows (key, version, payload) VALUES ($1, 1, $2)
-             ON CONFLICT (key) DO UPDATE SET version = aside_rows.version + 1, payload = EXCLUDED.payload
-             RETURNING version",
-        )
-        .bind(key)
-        .bind(payload)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.fail(e))?;
-        sqlx::query("INSERT INTO aside_outbox (key, version) VALUES ($1, $2)")
+        // One statement, so one round trip and one transaction: the row's trigger writes the
+        // outbox row of every key the transaction changes, and says which.
+        let row = sqlx::query("SELECT new_version, captured FROM aside_write($1, $2)")
             .bind(key)
-            .bind(version)
-            .execute(&mut *tx)
+            .bind(payload)
+            .fetch_one(&self.primary)
             .await
             .map_err(|e| self.fail(e))?;
-        tx.commit().await.map_err(|e| self.fail(e))?;
-        Ok(Committed::alone(version as u64))
+        let version = row.get::<i64, _>(0) as u64;
+        let captured: Option<String> = row.get(1);
+        Ok(Committed {
+            version,
+            siblings: siblings(key, captured.as_deref().unwrap_or("")),
+        })
     }
 
     async fn outbox_after(&self, after_id: u64, limit: u32) -> TierResult<Vec<OutboxRow>> {
@@ -259,6 +348,21 @@ impl Store for Postgres {
 
 #[cfg(test)]
 mod tests {
+    use super::siblings;
+
+    #[test]
+    fn siblings_are_the_other_keys_the_transaction_captured() {
+        let c =
+            "listings:v1:r/a:hot\x1f4\x1elistings:v1:r/a:new\x1f2\x1elistings:v1:r/a:new\x1f3\x1e";
+        assert_eq!(
+            siblings("listings:v1:r/a:hot", c),
+            vec![("listings:v1:r/a:new".to_string(), 3)]
+        );
+        assert!(siblings("k", "").is_empty());
+        // A truncated or damaged note is read as far as it goes.
+        assert_eq!(siblings("x", "a\x1f1\x1eb\x1f").len(), 1);
+    }
+
     #[test]
     fn errors_name_the_server_without_credentials_or_parameters() {
         assert_eq!(

@@ -64,8 +64,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// refuses fills older than `version`, so a load begun before your write cannot put the old
     /// row back. `None` deletes, as [`CacheAside::invalidate`]. True when both tiers confirmed;
     /// false leaves the old value until its TTL, or until your next write's invalidation lands
-    /// (the outbox invalidator of `durable` covers only writes made through
-    /// [`CacheAside::write`]).
+    /// (the outbox invalidator of `durable` covers [`CacheAside::write`], every change to
+    /// `aside_rows` and every change to a table you capture: `crate::backend::capture`).
     ///
     /// A key of a grouped namespace is invalidated in its group's current generation; when that
     /// generation cannot be read (L1, L2 and the database all failing), nothing is invalidated
