@@ -198,7 +198,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let got = cache.get(&hot).await?.ok_or("the listing is missing")?;
     println!("read {hot} from {:?}", got.source);
 
-    // 4. What the instance did: a table, or JSON (serde) to ship elsewhere.
+    // 4. What the instance did: the endpoint a Prometheus server scrapes (the production
+    // design's alerts are deploy/prometheus/aside-alerts.yml), and a table (or JSON, serde).
+    let endpoint = aside::metrics::endpoint::Endpoint::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/metrics", endpoint.local_addr()?);
+    let metrics = cache.metrics().clone();
+    tokio::spawn(endpoint.serve(move || metrics.snapshot().prometheus()));
+    println!("metrics at {url}");
+    let scraped = scrape(&url).await?;
+    let status = scraped.lines().next().unwrap_or("no answer");
+    let families = scraped.lines().filter(|l| l.starts_with("# TYPE")).count();
+    println!("scraped /metrics: {status}, {families} metric families of OpenMetrics text");
     println!("{}", cache.metrics().snapshot());
     Ok(())
+}
+
+/// One `GET` of `url` (`http://host:port/path`), as a Prometheus server's scrape sends it: the
+/// whole response, head and body.
+async fn scrape(url: &str) -> Result<String, Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/openmetrics-text\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
 }

@@ -221,6 +221,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
         let span = tracing::info_span!("aside.get", key = %key, source = tracing::field::Empty);
+        let began = Instant::now();
         async {
             // A key of a grouped namespace is read in its group's current generation: both
             // from L1 in one round trip when L1 holds the generation, else learned first.
@@ -232,6 +233,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if let Ok(Some(g)) = &got {
                 tracing::Span::current().record("source", g.source.as_str());
             }
+            self.metrics.reads.record(began.elapsed());
             got
         }
         .instrument(span)

@@ -1,10 +1,16 @@
-//! Counters and latency histograms per tier, cheap enough for the hot path (relaxed atomics).
+//! Counters and latency histograms per tier, cheap enough for the hot path (relaxed atomics);
+//! their Prometheus exposition ([`exposition`]) and an HTTP endpoint that serves it
+//! ([`endpoint`]).
+
+#[cfg(not(madsim))]
+pub mod endpoint;
+pub mod exposition;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Latency buckets: powers of two from 1 µs to about 8.6 s, plus overflow.
-const BUCKETS: usize = 24;
+pub(crate) const BUCKETS: usize = 24;
 
 #[derive(Default, Debug)]
 pub struct Latency {
@@ -22,6 +28,17 @@ impl Latency {
 
     pub fn count(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// How many calls each bucket holds: bucket `b` holds those of 2^b to 2^(b+1) µs (the
+    /// first also those under 1 µs, the last everything from about 8.4 s up).
+    pub fn buckets(&self) -> Vec<u64> {
+        self.counts.iter().map(|c| c.load(Relaxed)).collect()
+    }
+
+    /// The sum of every recorded duration, nanoseconds.
+    pub fn sum_ns(&self) -> u64 {
+        self.total_ns.load(Relaxed)
     }
 
     /// Upper edge of the bucket holding quantile `q` (nearest rank), in microseconds.
@@ -80,6 +97,9 @@ pub struct Metrics {
     /// Misses that read the primary because the replica had not replayed the version the
     /// outbox named (`durable`'s replica guard).
     pub replica_guarded: AtomicU64,
+    /// Reads through the cache (`get`, `get_with`, `get_as`), L1 to the database: what the
+    /// production design's latency SLO is about.
+    pub reads: Latency,
 }
 
 impl Metrics {
@@ -127,6 +147,33 @@ pub struct Snapshot {
     pub shed: u64,
     pub stale_served: u64,
     pub replica_guarded: u64,
+    /// Reads through the cache, L1 to the database.
+    pub reads: ReadLatency,
+}
+
+/// The latency of reads through the cache at one instant: quantiles, and the histogram itself
+/// (what the Prometheus exposition's `aside_read_latency_seconds` is made of).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReadLatency {
+    pub count: u64,
+    /// Upper bucket edges, microseconds; None before the first read.
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// Per bucket, as [`Latency::buckets`].
+    pub buckets: Vec<u64>,
+    pub sum_ns: u64,
+}
+
+impl Latency {
+    fn read_snapshot(&self) -> ReadLatency {
+        ReadLatency {
+            count: self.count(),
+            p50_us: self.quantile_us(0.5),
+            p99_us: self.quantile_us(0.99),
+            buckets: self.buckets(),
+            sum_ns: self.sum_ns(),
+        }
+    }
 }
 
 impl TierMetrics {
@@ -162,115 +209,8 @@ impl Metrics {
             shed: self.shed.load(Relaxed),
             stale_served: self.stale_served.load(Relaxed),
             replica_guarded: self.replica_guarded.load(Relaxed),
+            reads: self.reads.read_snapshot(),
         }
-    }
-}
-
-type Labels = Vec<(&'static str, &'static str)>;
-/// A per-tier counter for the exposition: name, help, and where its value is.
-type PerTier = (&'static str, &'static str, fn(&TierSnapshot) -> u64);
-
-impl Snapshot {
-    /// The Prometheus text exposition (OpenMetrics), through `prometheus-client`: counters per
-    /// tier (`aside_hits_total{tier="l1"}`, ...), the hit ratios and latency quantiles as gauges,
-    /// and the read path's own counters. Serve it on your metrics endpoint.
-    pub fn prometheus(&self) -> String {
-        use prometheus_client::metrics::counter::Counter;
-        use prometheus_client::metrics::family::Family;
-        use prometheus_client::metrics::gauge::Gauge;
-        let mut registry = prometheus_client::registry::Registry::with_prefix("aside");
-        let tiers = [("l1", &self.l1), ("l2", &self.l2), ("db", &self.db)];
-        let per_tier: [PerTier; 9] = [
-            (
-                "hits",
-                "Lookups a tier answered (db: reads it served)",
-                |t| t.hits,
-            ),
-            (
-                "misses",
-                "Lookups a tier could not answer (db: absent rows)",
-                |t| t.misses,
-            ),
-            ("fills", "Entries stored", |t| t.fills),
-            ("fill_rejections", "Fills a newer entry refused", |t| {
-                t.fill_rejections
-            }),
-            ("invalidations", "Invalidations sent", |t| t.invalidations),
-            ("errors", "Calls that failed", |t| t.errors),
-            (
-                "corrupt",
-                "Corrupt entries found (treated as misses)",
-                |t| t.corrupt,
-            ),
-            ("skipped", "Calls skipped by an open circuit", |t| t.skipped),
-            ("fenced", "Reads that skipped a fenced tier", |t| t.fenced),
-        ];
-        for (name, help, get) in per_tier {
-            let family = Family::<Labels, Counter>::default();
-            for (tier, t) in tiers {
-                family.get_or_create(&vec![("tier", tier)]).inc_by(get(t));
-            }
-            registry.register(name, help, family);
-        }
-        let ratio = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        for (tier, t) in tiers {
-            if let Some(r) = t.hit_ratio {
-                ratio.get_or_create(&vec![("tier", tier)]).set(r);
-            }
-            for (q, v) in [("0.5", t.latency_p50_us), ("0.99", t.latency_p99_us)] {
-                if let Some(us) = v {
-                    let labels = vec![("tier", tier), ("quantile", q)];
-                    latency.get_or_create(&labels).set(us as f64 / 1e6);
-                }
-            }
-        }
-        registry.register("tier_hit_ratio", "hits / (hits + misses) per tier", ratio);
-        registry.register(
-            "latency_seconds",
-            "Call latency quantiles per tier (upper bucket edges)",
-            latency,
-        );
-        if let Some(r) = self.hit_ratio {
-            let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-            g.set(r);
-            registry.register("hit_ratio", "Reads served by a cache tier", g);
-        }
-        for (name, help, v) in [
-            (
-                "coalesced",
-                "Reads served by another read's load",
-                self.coalesced,
-            ),
-            (
-                "lease_waits",
-                "Misses that waited for a lease winner's fill",
-                self.lease_waits,
-            ),
-            (
-                "shed",
-                "Reads shed at the database concurrency limit",
-                self.shed,
-            ),
-            (
-                "stale_served",
-                "Values served past their freshness",
-                self.stale_served,
-            ),
-            (
-                "replica_guarded",
-                "Misses sent to the primary by the replica guard",
-                self.replica_guarded,
-            ),
-        ] {
-            let c = Counter::<u64>::default();
-            c.inc_by(v);
-            registry.register(name, help, c);
-        }
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
     }
 }
 
@@ -298,6 +238,13 @@ impl std::fmt::Display for Snapshot {
                 us(t.latency_p99_us)
             )?;
         }
+        writeln!(
+            f,
+            "reads {} p50 {} p99 {}",
+            self.reads.count,
+            us(self.reads.p50_us),
+            us(self.reads.p99_us)
+        )?;
         write!(
             f,
             "coalesced {}, lease waits {}, shed {}, stale served {}, replica guarded {}",
