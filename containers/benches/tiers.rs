@@ -2,7 +2,9 @@
 //!
 //! 1. L1 hit path: `aside get` of a warm key vs a raw redis-rs GET on the same connection,
 //!    interleaved call by call (target: within 1.10x at p50).
-//! 2. Miss path: round trips per cold read, counted by wrapping every tier.
+//! 2. Miss path: round trips per cold read, counted by wrapping every tier; and what sqlx's
+//!    ping before every acquire would add to each database call, beside the library's pool
+//!    (which pings only a connection idle for `PING_IF_IDLE_FOR`), interleaved.
 //! 3. Throughput: 64 concurrent tasks of `aside get` vs `redis-benchmark -c 64 -t get`.
 //! 4. `durable` beside `versioned`: write p50 and L1-hit p50, interleaved call by call, with
 //!    `durable`'s outbox invalidator running.
@@ -270,8 +272,56 @@ async fn main() {
     let before = count();
     cache.write(&cold, b"again").await.unwrap();
     println!(
-        "write: {} round trips (DB transaction, L1 tombstone script, L2 gets+cas)\n",
+        "write: {} round trips (DB statement, L1 tombstone script, L2 gets+cas)\n",
         count() - before
+    );
+
+    // 2b. What sqlx's ping before every acquire costs each database call: a pool that pings
+    // (sqlx's default) beside this library's (a ping only after PING_IF_IDLE_FOR idle), one
+    // connection each, the same read interleaved.
+    let pinged = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cluster.pg_url())
+        .await
+        .unwrap();
+    let ours = Postgres::connect(&cluster.pg_url(), None, 1).await.unwrap();
+    let read = "SELECT version, payload FROM aside_rows WHERE key = $1";
+    let (mut bypass, mut pinging) = (Vec::with_capacity(n / 4), Vec::with_capacity(n / 4));
+    for _ in 0..n / 4 {
+        for (pool, into) in [(ours.primary(), &mut bypass), (&pinged, &mut pinging)] {
+            let t = Instant::now();
+            sqlx::query(read)
+                .bind(cold.as_str())
+                .fetch_optional(pool)
+                .await
+                .unwrap();
+            into.push(t.elapsed());
+        }
+    }
+    let (b50, p50) = (pct(bypass.clone(), 0.5), pct(pinging.clone(), 0.5));
+    println!(
+        "a pooled database read ({} each, interleaved)              p50      p99",
+        n / 4
+    );
+    let ours_label = format!(
+        "aside: ping only after {} ms idle",
+        aside::backend::PING_IF_IDLE_FOR.as_millis()
+    );
+    println!(
+        "  {ours_label:<43} {:>8} {:>8}",
+        us(b50),
+        us(pct(bypass, 0.99))
+    );
+    println!(
+        "  {:<43} {:>8} {:>8}",
+        "sqlx's default: ping before every acquire",
+        us(p50),
+        us(pct(pinging, 0.99))
+    );
+    println!(
+        "  the ping's cost per database call at p50: {} ({:.2}x)\n",
+        us(p50.saturating_sub(b50)),
+        p50.as_secs_f64() / b50.as_secs_f64()
     );
 
     // 3. Throughput, 64 tasks, warm keys, vs redis-benchmark.

@@ -7,7 +7,7 @@ pub mod redis;
 
 pub use self::capture::{Capture, CaptureError};
 pub use self::memcached::Memcached;
-pub use self::postgres::Postgres;
+pub use self::postgres::{Postgres, PING_IF_IDLE_FOR};
 pub use self::redis::Redis;
 
 /// `url` without its credentials (`scheme://user:pass@host` -> `scheme://host`): what errors

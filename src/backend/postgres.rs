@@ -22,6 +22,10 @@ use crate::tier::{Committed, OutboxRow, ReadFrom, Row, Store, TierError, TierRes
 const TIER: &str = "postgres";
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pooled connection idle this long is pinged before it is used (HikariCP's bypass window is
+/// 500 ms); one used more recently is not (`containers/benches/tiers.rs` prints what the ping
+/// costs per query).
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 pub const SCHEMA: &str = r#"
 SELECT pg_advisory_xact_lock(hashtext('aside_migrate'));
@@ -182,6 +186,19 @@ impl Postgres {
             PgPoolOptions::new()
                 .max_connections(pool_max.max(1))
                 .acquire_timeout(CONNECT_TIMEOUT)
+                // sqlx pings every connection it hands out: one more round trip on every
+                // query. A connection used within the last PING_IF_IDLE_FOR is alive as far
+                // as a ping could tell; one idle longer (after a quiet spell, or a restart of
+                // the server) is pinged, and a dead one replaced, before it is used.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(opts)
                 .await
                 .map_err(|e| map_err(&at, e))
