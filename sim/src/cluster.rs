@@ -2,7 +2,7 @@
 //! scenario, every node's handle kept by its role so the nemesis can kill, restart or cut it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaos::fault::Target;
@@ -10,6 +10,7 @@ use chaos::scenario::Scenario;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::{sleep, Instant};
 
+use crate::models::postgres::PgModel;
 use crate::net::ip;
 use crate::nodes::memcached::memcached_node;
 use crate::nodes::postgres::{pg_node, PgSpec};
@@ -119,7 +120,7 @@ impl Cluster {
         let (p0, p1) = (a.pg[0], a.pg[1]);
         let spec = |addr, primary, lag_ms, seed| PgSpec {
             addr,
-            keys: keys.to_vec(),
+            disk: Arc::new(Mutex::new(PgModel::seeded(keys.iter().map(String::as_str)))),
             primary,
             lag_ms,
             query_us: sc.db_query_us,

@@ -8,7 +8,9 @@
 //! deadline passes, doubling the wait after each resend as TCP does, and a server answers a request it has seen again with the reply it cached
 //! (or not at all while it is still working on it), never running it twice: what TCP gives a
 //! client whose segment or whose reply was lost. A call whose deadline is shorter than the RTO
-//! (a 100 ms Redis call) is never resent, as over TCP.
+//! (a 100 ms Redis call) is never resent, as over TCP. A request first sent before its server
+//! (re)started is answered with a reset ([`Reset`]): the connection it travelled on died with
+//! the old process, so TCP gives the client an error, not a second run of the request.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,6 +38,11 @@ pub const RTO: Duration = Duration::from_millis(200);
 
 /// How long a server keeps a reply to answer a resent request: longer than any call's deadline.
 const REPLY_KEPT: Duration = Duration::from_secs(5);
+
+/// A server's answer to a request first sent to an earlier run of it: TCP's reset of a
+/// connection the server's restart killed.
+#[derive(Clone, Copy)]
+struct Reset;
 
 /// Counts every message the harness sends, for `cargo sim bench`.
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
@@ -74,13 +81,14 @@ impl Rpc {
         };
         // `Duration::MAX`: the caller enforces its own deadline (the cache times every tier
         // call) and drops this future when it passes.
-        let deadline = (timeout != Duration::MAX).then(|| Instant::now() + timeout);
+        let first_sent = Instant::now();
+        let deadline = (timeout != Duration::MAX).then(|| first_sent + timeout);
         let mut rto = RTO;
         loop {
             MESSAGES.fetch_add(1, Relaxed);
             if self
                 .ep
-                .send_to_raw(dst, tag, Box::new((reply_tag, cmd.clone())))
+                .send_to_raw(dst, tag, Box::new((reply_tag, first_sent, cmd.clone())))
                 .await
                 .is_err()
             {
@@ -96,13 +104,17 @@ impl Rpc {
             rto *= 2;
             match madsim::time::timeout(wait, self.ep.recv_from_raw(reply_tag)).await {
                 Ok(Ok((payload, _))) => {
-                    return payload
-                        .downcast::<R>()
-                        .map(|b| *b)
-                        .map_err(|_| TierError::Refused {
+                    return match payload.downcast::<R>() {
+                        Ok(b) => Ok(*b),
+                        Err(p) if p.is::<Reset>() => Err(TierError::Unavailable {
+                            tier,
+                            detail: format!("{dst}: connection reset by peer (it restarted)"),
+                        }),
+                        Err(_) => Err(TierError::Refused {
                             tier,
                             detail: "reply of the wrong type".into(),
-                        })
+                        }),
+                    }
                 }
                 Ok(Err(e)) => {
                     return Err(TierError::Unavailable {
@@ -157,9 +169,17 @@ thread_local! {
         Default::default();
 }
 
-/// Forgets the counts of [`served`] (a run starts with this).
+thread_local! {
+    /// How many times each server address began serving in the run on this thread: a second
+    /// start is a restart.
+    static BOOTS: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, u32>> =
+        Default::default();
+}
+
+/// Forgets the counts of [`served`] and of servers' starts (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
+    BOOTS.with(|b| b.borrow_mut().clear());
 }
 
 /// Requests answered per server address since [`served_reset`].
@@ -181,10 +201,28 @@ where
 {
     let handle = Arc::new(handle);
     let seen = Arc::new(std::sync::Mutex::new(Seen::new()));
+    // A restart of the server: requests first sent before it went to the earlier process.
+    // (Its first start resets nothing: a request that reached it before it served is the
+    // client's connect racing the boot, which the cluster's start already waits out.)
+    let booted = ep.local_addr().ok().and_then(|at| {
+        let restarts = BOOTS.with(|b| {
+            let mut b = b.borrow_mut();
+            let n = b.entry(at).or_insert(0);
+            *n += 1;
+            *n - 1
+        });
+        (restarts > 0).then(Instant::now)
+    });
     for _ in 1..RECEIVERS {
-        madsim::task::spawn(receive(ep.clone(), tag, handle.clone(), seen.clone()));
+        madsim::task::spawn(receive(
+            ep.clone(),
+            tag,
+            handle.clone(),
+            seen.clone(),
+            booted,
+        ));
     }
-    receive(ep, tag, handle, seen).await;
+    receive(ep, tag, handle, seen, booted).await;
 }
 
 async fn receive<C, R, F, Fut>(
@@ -192,6 +230,7 @@ async fn receive<C, R, F, Fut>(
     tag: u64,
     handle: Arc<F>,
     seen: Arc<std::sync::Mutex<Seen<R>>>,
+    booted: Option<Instant>,
 ) where
     C: Send + Sync + 'static,
     R: Clone + Send + Sync + 'static,
@@ -202,10 +241,18 @@ async fn receive<C, R, F, Fut>(
         let Ok((payload, from)) = ep.recv_from_raw(tag).await else {
             continue;
         };
-        let Ok(b) = payload.downcast::<(u64, C)>() else {
+        let Ok(b) = payload.downcast::<(u64, Instant, C)>() else {
             continue;
         };
-        let (reply_tag, cmd) = *b;
+        let (reply_tag, first_sent, cmd) = *b;
+        if booted.is_some_and(|b| first_sent < b) {
+            let ep = ep.clone();
+            MESSAGES.fetch_add(1, Relaxed);
+            madsim::task::spawn(async move {
+                let _ = ep.send_to_raw(from, reply_tag, Box::new(Reset)).await;
+            });
+            continue;
+        }
         let key = (from, reply_tag);
         {
             let mut s = seen.lock().unwrap();

@@ -7,7 +7,9 @@
 //! * A writer that does not bump `version` gets it bumped (a BEFORE trigger: a new version is
 //!   always above the old, so a fill of the old row is refused), and an INSERT without one gets 1.
 //! * A row inserted at version 0 is one nobody has written yet (a harness's seed): no outbox row.
-//! * A DELETE, or an UPDATE that renames a key, invalidates the old key at its version + 1.
+//! * A DELETE, or an UPDATE that renames a key, invalidates the old key at its version + 1. A
+//!   key written again after a DELETE starts over at version 1, below that tombstone: its fills
+//!   are refused, and its reads served by the database, until the tombstone's TTL has passed.
 //! * [`Store::write`] is one statement (`aside_write`): one round trip, and it reports the other
 //!   keys its transaction changed (through triggers of yours), which the trigger notes in a
 //!   transaction-local setting.

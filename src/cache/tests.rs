@@ -37,6 +37,8 @@ struct SlowStore {
     delay_ms: u64,
     reads: AtomicU64,
     outbox: Mutex<Vec<crate::tier::OutboxRow>>,
+    /// The error a write answers with, after it committed or instead of committing.
+    write_error: Mutex<Option<(bool, TierError)>>,
 }
 
 impl Store for SlowStore {
@@ -50,6 +52,10 @@ impl Store for SlowStore {
         }))
     }
     async fn write(&self, key: &str, _: &[u8]) -> TierResult<crate::tier::Committed> {
+        let error = self.write_error.lock().unwrap().clone();
+        if let Some((false, e)) = error {
+            return Err(e);
+        }
         let mut rows = self.rows.lock().unwrap();
         let v = rows.entry(key.to_string()).or_insert(0);
         *v += 1;
@@ -60,7 +66,10 @@ impl Store for SlowStore {
             key: key.to_string(),
             version: *v,
         });
-        Ok(crate::tier::Committed::alone(*v))
+        match error {
+            Some((_, e)) => Err(e),
+            None => Ok(crate::tier::Committed::alone(*v)),
+        }
     }
     async fn outbox_after(
         &self,
@@ -294,6 +303,51 @@ async fn a_dead_l1_is_skipped_after_the_breaker_opens_and_reads_still_succeed() 
     assert!(
         c.metrics().l1.skipped.load(Relaxed) >= 10,
         "then every call skips L1"
+    );
+}
+
+/// A write whose reply is lost after it committed (the connection reset by a server that
+/// restarted, as `pg-restart` does) has an unknown outcome: the cache invalidates at the
+/// primary's version, as for a timeout. One the server refused changed nothing, and the cache
+/// keeps serving.
+#[tokio::test]
+async fn a_write_that_may_have_committed_invalidates_and_a_refused_one_does_not() {
+    let c = cache(CacheConfig::default(), 0);
+    let k = key("lost-reply");
+    async fn cached(c: &Mem, k: &Key) -> Got {
+        c.get(k).await.unwrap().unwrap()
+    }
+    cached(&c, &k).await;
+    assert_eq!(cached(&c, &k).await.source, Source::L1);
+
+    *c.store().write_error.lock().unwrap() = Some((
+        false,
+        TierError::Refused {
+            tier: "postgres",
+            detail: "violates a constraint".into(),
+        },
+    ));
+    assert!(c.write(&k, b"").await.is_err());
+    let g = cached(&c, &k).await;
+    assert_eq!(
+        (g.source, g.row.version),
+        (Source::L1, 0),
+        "nothing committed"
+    );
+
+    *c.store().write_error.lock().unwrap() = Some((
+        true,
+        TierError::Unavailable {
+            tier: "postgres",
+            detail: "connection reset by peer".into(),
+        },
+    ));
+    assert!(c.write(&k, b"").await.is_err());
+    let g = cached(&c, &k).await;
+    assert_eq!(
+        (g.source, g.row.version),
+        (Source::Db, 1),
+        "the commit whose reply was lost is served, not the old value"
     );
 }
 

@@ -19,10 +19,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .await;
             let committed = match written {
                 Ok(c) => c,
-                Err(e @ TierError::Timeout { .. }) => {
-                    // The commit may have happened: invalidate at whatever version the primary
+                // The server said no (a constraint, a missing schema): nothing committed.
+                Err(e @ TierError::Refused { .. }) => return Err(Error::Db(e)),
+                Err(e) => {
+                    // No answer in time, or the connection died under the request (a server
+                    // that restarted after it committed and before its reply went out): the
+                    // commit may have happened. Invalidate at whatever version the primary
                     // holds now, so a write we cannot confirm does not leave the old value
-                    // cached for a TTL.
+                    // cached for a TTL (`pg-restart` found one that did).
                     let now = timed(
                         "postgres",
                         self.cfg.db_timeout(),
@@ -33,7 +37,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         .await;
                     return Err(Error::Db(e));
                 }
-                Err(e) => return Err(Error::Db(e)),
             };
             let version = committed.version;
             tracing::Span::current().record("version", version);

@@ -112,6 +112,11 @@ const CATALOG: &[(&str, &str)] = &[
         "foreign-writer",
         include_str!("../../scenarios/foreign-writer.toml"),
     ),
+    (
+        "pg-restart",
+        include_str!("../../scenarios/pg-restart.toml"),
+    ),
+    ("pg-freeze", include_str!("../../scenarios/pg-freeze.toml")),
     ("random", include_str!("../../scenarios/random.toml")),
 ];
 

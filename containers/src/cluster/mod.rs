@@ -174,7 +174,9 @@ impl Cluster {
         } else {
             (String::new(), "")
         };
-        let pg_primary_cmd = s(&["sh", "-c", &format!("initdb -N -D \"$PGDATA\" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null && printf 'host all all all trust\\nhost replication all all trust\\n' >> \"$PGDATA/pg_hba.conf\"{make_cert} && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off{tls}")]);
+        // A restarted container (the `kill` fault) keeps its data directory: initdb only the
+        // first time, then PostgreSQL recovers from its WAL.
+        let pg_primary_cmd = s(&["sh", "-c", &format!("{{ [ -s \"$PGDATA/PG_VERSION\" ] || {{ initdb -N -D \"$PGDATA\" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null && printf 'host all all all trust\\nhost replication all all trust\\n' >> \"$PGDATA/pg_hba.conf\"{make_cert}; }}; }} && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off{tls}")]);
         let (redis_master, pg_primary, memcached) = tokio::try_join!(
             l.node(
                 "redis-master",
@@ -290,7 +292,7 @@ impl Cluster {
                 return Ok(None);
             }
             let cmd = format!(
-                "until pg_isready -q -h {primary_ip} -U postgres; do sleep 0.2; done; pg_basebackup -h {primary_ip} -U postgres -D \"$PGDATA\" -R -X stream -c fast && echo \"recovery_min_apply_delay = '{}ms'\" >> \"$PGDATA/postgresql.auto.conf\" && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off",
+                "{{ [ -s \"$PGDATA/PG_VERSION\" ] || {{ until pg_isready -q -h {primary_ip} -U postgres; do sleep 0.2; done; pg_basebackup -h {primary_ip} -U postgres -D \"$PGDATA\" -R -X stream -c fast && echo \"recovery_min_apply_delay = '{}ms'\" >> \"$PGDATA/postgresql.auto.conf\"; }}; }} && exec postgres -D \"$PGDATA\" -c listen_addresses=0.0.0.0 -c fsync=off",
                 spec.pg_apply_delay_ms
             );
             l.node(

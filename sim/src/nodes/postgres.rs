@@ -1,6 +1,7 @@
 //! A PostgreSQL node over the pure model: the primary takes reads and writes; the replica pulls
 //! the primary's log and applies it after a lag. Every query takes a time drawn from the node's
-//! own RNG.
+//! own RNG. The model is the node's disk ([`PgSpec::disk`]): a killed and restarted server comes
+//! back with every transaction it committed, as PostgreSQL's WAL brings it back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -60,7 +61,9 @@ pub enum PgReply {
 #[derive(Clone)]
 pub struct PgSpec {
     pub addr: SocketAddr,
-    pub keys: Vec<String>,
+    /// The server's disk: what it committed, which a kill and restart keep (what it had not
+    /// answered yet is lost with the process; a reply lost with it leaves the client unsure).
+    pub disk: Arc<Mutex<PgModel>>,
     pub primary: Option<SocketAddr>,
     pub lag_ms: u64,
     pub query_us: (u64, u64),
@@ -73,7 +76,7 @@ pub struct PgSpec {
 pub async fn pg_node(spec: PgSpec) {
     let PgSpec {
         addr,
-        keys,
+        disk,
         primary,
         lag_ms,
         query_us,
@@ -81,7 +84,7 @@ pub async fn pg_node(spec: PgSpec) {
         seed,
         start,
     } = spec;
-    let model = Arc::new(Mutex::new(PgModel::seeded(keys.iter().map(String::as_str))));
+    let model = disk;
     let ep = Endpoint::bind(addr).await.expect("bind postgres");
     let lag = Arc::new(AtomicU64::new(lag_ms));
     if let Some(p) = primary {

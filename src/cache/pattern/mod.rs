@@ -124,8 +124,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let generation = match timed("postgres", db, self.store.write(gen_key.as_str(), b"")).await
         {
             Ok(c) => c.version,
-            Err(e @ TierError::Timeout { .. }) => {
-                // The commit may have happened: set whatever the primary holds now.
+            Err(e @ TierError::Refused { .. }) => return Err(Error::Db(e)),
+            Err(e) => {
+                // No answer, or the connection died under the request: the commit may have
+                // happened (as for a write). Set whatever the primary holds now.
                 let now = timed(
                     "postgres",
                     db,
@@ -136,7 +138,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 }
                 return Err(Error::Db(e));
             }
-            Err(e) => return Err(Error::Db(e)),
         };
         self.saw_generation(gen_key, generation);
         let confirmed = self.set_generation(gen_key, generation).await;
