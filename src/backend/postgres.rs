@@ -120,8 +120,15 @@ pub fn server_of(url: &str) -> String {
 /// cause has one, the fix.
 fn map_err(at: &str, e: sqlx::Error) -> TierError {
     match e {
+        // No connection came free or could be opened in time: say which pool, and the setting.
+        sqlx::Error::PoolTimedOut => TierError::Unavailable {
+            tier: TIER,
+            detail: format!(
+                "{at}: {e} (no connection of this server's pool came free, and none could be opened, within {} ms: if the server is up, raise postgres.pool_max or lower the load)",
+                CONNECT_TIMEOUT.as_millis()
+            ),
+        },
         sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => TierError::Unavailable {
@@ -380,6 +387,14 @@ mod tests {
         assert!(siblings("k", "").is_empty());
         // A truncated or damaged note is read as far as it goes.
         assert_eq!(siblings("x", "a\x1f1\x1eb\x1f").len(), 1);
+    }
+
+    #[test]
+    fn an_exhausted_pool_names_its_server_and_the_setting_in_one_line() {
+        let e = super::map_err("db.internal:5432/app", sqlx::Error::PoolTimedOut).to_string();
+        assert!(e.contains("db.internal:5432/app"), "{e}");
+        assert!(e.contains("postgres.pool_max"), "{e}");
+        assert_eq!(e.lines().count(), 1);
     }
 
     #[test]
