@@ -61,15 +61,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
-    let cluster = Cluster::start(ClusterSpec {
-        sentinels: 0,
-        redis_replica: false,
-        memcached: 1,
-        pg_replica: false,
-        ..ClusterSpec::default()
-    })
-    .await
-    .expect("cluster");
+    let cluster = Cluster::start(ClusterSpec::one_of_each())
+        .await
+        .expect("cluster");
     let cfg = CacheConfig {
         strategy: "durable".into(),
         ..CacheConfig::default()
@@ -232,15 +226,9 @@ async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
 /// other keys its transaction changed through a trigger of the user's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_sql_writes_to_aside_rows_are_invalidated_and_siblings_reported() {
-    let cluster = Cluster::start(ClusterSpec {
-        sentinels: 0,
-        redis_replica: false,
-        memcached: 1,
-        pg_replica: false,
-        ..ClusterSpec::default()
-    })
-    .await
-    .expect("cluster");
+    let cluster = Cluster::start(ClusterSpec::one_of_each())
+        .await
+        .expect("cluster");
     let cfg = CacheConfig {
         strategy: "durable".into(),
         ..CacheConfig::default()

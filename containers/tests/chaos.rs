@@ -9,15 +9,9 @@ use containers::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payload_trigger_computes_the_checkers_payload() {
-    let cluster = Cluster::start(ClusterSpec {
-        redis_replica: false,
-        sentinels: 0,
-        memcached: 1,
-        pg_replica: false,
-        ..ClusterSpec::default()
-    })
-    .await
-    .expect("cluster");
+    let cluster = Cluster::start(ClusterSpec::one_of_each())
+        .await
+        .expect("cluster");
     let pg = aside::backend::Postgres::connect(&cluster.pg_url(), None, 2)
         .await
         .unwrap();

@@ -5,13 +5,7 @@ use std::time::Duration;
 use containers::{containers_of, Cluster, ClusterSpec};
 
 fn small() -> ClusterSpec {
-    ClusterSpec {
-        redis_replica: false,
-        sentinels: 0,
-        memcached: 1,
-        pg_replica: false,
-        ..ClusterSpec::default()
-    }
+    ClusterSpec::one_of_each()
 }
 
 async fn gone(run_id: &str) -> usize {

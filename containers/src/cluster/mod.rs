@@ -92,6 +92,20 @@ impl Default for ClusterSpec {
     }
 }
 
+impl ClusterSpec {
+    /// One server of each kind: a Redis master with no replica and no Sentinels, one memcached
+    /// node, a PostgreSQL primary with no replica (the tests that need no failover).
+    pub fn one_of_each() -> Self {
+        ClusterSpec {
+            redis_replica: false,
+            sentinels: 0,
+            memcached: 1,
+            pg_replica: false,
+            ..ClusterSpec::default()
+        }
+    }
+}
+
 /// One server in a container.
 pub struct Node {
     pub name: String,
