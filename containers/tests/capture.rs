@@ -59,8 +59,9 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
+/// A one-of-each cluster and a `durable` cache over it with its invalidator running, and the
+/// staleness bound Δ that invalidator promises.
+async fn durable_cache() -> (Cluster, Arc<aside::backend::Cache>, Duration) {
     let cluster = Cluster::start(ClusterSpec::one_of_each())
         .await
         .expect("cluster");
@@ -76,6 +77,12 @@ async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
             .expect("the cache"),
     );
     tokio::spawn(cache.invalidator().expect("durable runs an invalidator"));
+    (cluster, cache, delta)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
+    let (cluster, cache, delta) = durable_cache().await;
     let pg = cache.store().clone();
 
     // The user's own table, written by their own SQL.
@@ -226,21 +233,7 @@ async fn plain_sql_writes_to_a_captured_table_are_invalidated_within_delta() {
 /// other keys its transaction changed through a trigger of the user's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_sql_writes_to_aside_rows_are_invalidated_and_siblings_reported() {
-    let cluster = Cluster::start(ClusterSpec::one_of_each())
-        .await
-        .expect("cluster");
-    let cfg = CacheConfig {
-        strategy: "durable".into(),
-        ..CacheConfig::default()
-    };
-    let delta = Duration::from_millis(cfg.outbox_staleness_bound_ms());
-    let cache = Arc::new(
-        cluster
-            .library(Builtin::Durable, cfg, "app-1")
-            .await
-            .expect("the cache"),
-    );
-    tokio::spawn(cache.invalidator().expect("durable runs an invalidator"));
+    let (cluster, cache, delta) = durable_cache().await;
     let pg = cache.store().clone();
     let k = |id: u32| Key::new("posts", 1, &id.to_string()).unwrap();
     // Reads `key` until it serves `want` (None: absent) or four Δ pass.
