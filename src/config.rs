@@ -13,6 +13,10 @@ use serde::Deserialize;
 use crate::breaker::Breaker;
 use crate::tier::ReadFrom;
 
+/// The largest [`CacheConfig::early_refresh_beta`]: past it a key is refreshed on most reads
+/// of its last seconds, which is a database read per read, not protection.
+pub const EARLY_REFRESH_BETA_MAX: f64 = 100.0;
+
 /// How the cache behaves (the same in both worlds).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +35,13 @@ pub struct CacheConfig {
     pub lease_wait_ms: u64,
     /// Serve a value this long past its freshness while one reader refreshes it (0: off).
     pub stale_while_revalidate_ms: u64,
+    /// Probabilistic early expiration (XFetch: Vattani, Chierichetti and Lowenstein, VLDB 2015):
+    /// a read of an entry that expires in `gap` refreshes it early (one reader, under the lease)
+    /// when `Δ × β × -ln(U) ≥ gap`, U uniform in (0, 1] and Δ this instance's recent database
+    /// read time, so a popular key is reloaded shortly before it expires instead of missing
+    /// for every reader at once. Larger β refreshes earlier; 0: off (entries then carry no
+    /// expiry time, and an expired entry is found only by the tier dropping it).
+    pub early_refresh_beta: f64,
     /// Negative caching: a key the database has no row for is cached as absent for this long,
     /// so reads of missing keys do not all reach the database (cache penetration). The write
     /// that creates the row invalidates it like any other entry (0: off).
@@ -93,6 +104,7 @@ impl Default for CacheConfig {
             lease_ms: 2_000,
             lease_wait_ms: 500,
             stale_while_revalidate_ms: 0,
+            early_refresh_beta: 1.0,
             negative_ttl_ms: 5_000,
             l1_timeout_ms: 100,
             l2_timeout_ms: 200,
@@ -252,6 +264,17 @@ impl CacheConfig {
                 ),
             );
         }
+        if !(self.early_refresh_beta.is_finite()
+            && (0.0..=EARLY_REFRESH_BETA_MAX).contains(&self.early_refresh_beta))
+        {
+            return e(
+                "cache.early_refresh_beta",
+                format!(
+                    "{} must be from 0 (off) to {EARLY_REFRESH_BETA_MAX} (1: XFetch's default)",
+                    self.early_refresh_beta
+                ),
+            );
+        }
         if self.tombstone_ttl_ms < self.lease_ms {
             return e(
                 "cache.tombstone_ttl_ms",
@@ -338,6 +361,13 @@ mod tests {
             ..CacheConfig::default()
         });
         assert_eq!(e.setting_name(), Some("cache.ttl_jitter"));
+        for beta in [-1.0, f64::NAN, EARLY_REFRESH_BETA_MAX + 1.0] {
+            let e = bad(CacheConfig {
+                early_refresh_beta: beta,
+                ..CacheConfig::default()
+            });
+            assert_eq!(e.setting_name(), Some("cache.early_refresh_beta"));
+        }
         // The strategy is not this check's business: a name of your own validates.
         let own = CacheConfig {
             strategy: "my-own".into(),

@@ -28,6 +28,7 @@ use crate::ring::Ring;
 use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
 
+mod early;
 mod outbox;
 mod pattern;
 mod read;
@@ -155,6 +156,17 @@ pub struct CacheAside<R, M, S, St> {
     /// instances in one process, may share a name): see [`holder_id`].
     holder: u64,
     lease_seq: AtomicU64,
+    /// This instance's recent database read time, microseconds (an average that weighs the
+    /// last read 1/8): XFetch's Δ, the time a refresh takes ([`CacheConfig::early_refresh_beta`]).
+    /// 0 until the first read.
+    db_read_us: AtomicU64,
+    /// Draws made for early refreshes: with the instance's name, what the next draw is made
+    /// from. Not `holder`: the simulator seeds std's hash keys per thread, not per run, so a
+    /// draw made from it would depend on which runs the thread ran before.
+    early_draws: AtomicU64,
+    /// Keys this process has begun an early refresh of (won or lost the lease), until when: a
+    /// key's other readers here are served the value without asking for the lease again.
+    early_claims: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
     /// Where cache actions are reported, if anywhere.
     events: Option<Arc<dyn Events>>,
     /// Fences and the outbox invalidator's state (`durable`; inert without an invalidator).
@@ -188,10 +200,14 @@ fn now_ms() -> u64 {
 /// A deterministic per-key fraction in [0, 1), to spread TTLs without a random generator (the
 /// simulator must see the same TTLs for the same seed).
 fn key_fraction(key: &str) -> f64 {
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    (fnv1a(key) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// FNV-1a of `s`: the same on every run and platform.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (h >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 async fn timed<T>(
@@ -290,6 +306,8 @@ fn report_tier(
 /// What a tier held for a key, decoded.
 enum Found {
     Fresh(Row),
+    /// Fresh, and drawn for an early refresh (XFetch): it expires soon.
+    Expiring(Row),
     Stale(Row),
     /// A tombstone or nothing.
     Miss,
@@ -319,6 +337,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             instance: instance.into(),
             holder: holder_id(),
             lease_seq: AtomicU64::new(0),
+            db_read_us: AtomicU64::new(0),
+            early_draws: AtomicU64::new(0),
+            early_claims: Default::default(),
             events: None,
             repair: outbox::Repair::new(l2_nodes),
             generations_seen: (0..GENERATIONS_SEEN_SLOTS)

@@ -12,8 +12,20 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 payload,
             }) => {
                 let row = Row { version, payload };
-                Ok(if fresh_until_ms != 0 && now_ms() > fresh_until_ms {
-                    Found::Stale(row)
+                if fresh_until_ms == 0 {
+                    return Ok(Found::Fresh(row));
+                }
+                let now = now_ms();
+                Ok(if now > fresh_until_ms {
+                    // Past its freshness: served stale within the window, else expired (memcached
+                    // keeps an item up to a second past its TTL: it counts whole seconds).
+                    if now - fresh_until_ms <= self.cfg.stale_while_revalidate_ms {
+                        Found::Stale(row)
+                    } else {
+                        Found::Miss
+                    }
+                } else if self.refresh_early(fresh_until_ms - now) {
+                    Found::Expiring(row)
                 } else {
                     Found::Fresh(row)
                 })
@@ -91,7 +103,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             );
         };
         let swr = self.cfg.stale_while_revalidate_ms;
-        let fresh_until_ms = if swr > 0 { now_ms() + ttl_ms } else { 0 };
+        let fresh_until_ms = if swr > 0 || self.cfg.early_refresh_beta > 0.0 {
+            now_ms() + ttl_ms
+        } else {
+            0
+        };
         let value = Entry::Value {
             version: row.version,
             fresh_until_ms,
@@ -261,6 +277,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 return served(row, Source::L1);
             }
             Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
+            Found::Expiring(row) => return self.refresh(key, row, Source::L1, loader).await,
             Found::Absent => {
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
                 return Ok(None);
@@ -292,6 +309,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Found::Fresh(row) => Some(Some(row)),
             Found::Absent => Some(None),
             Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
+            Found::Expiring(row) => return self.refresh(key, row, Source::L2, loader).await,
             Found::Miss => {
                 self.metrics.l2.misses.fetch_add(1, Relaxed);
                 None
@@ -343,26 +361,49 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
-        match self.lease(key).await {
-            Some(token) => {
-                let got = self.load_locked(key, loader).await;
-                self.release(key, &token).await;
-                got
+        self.reload_or_serve(key, row, source, true, loader).await
+    }
+
+    /// Counts a read served by the tier it was found in.
+    pub(super) fn count_hit(&self, source: Source) {
+        match source {
+            Source::L1 => self.metrics.l1.hits.fetch_add(1, Relaxed),
+            _ => self.metrics.l2.hits.fetch_add(1, Relaxed),
+        };
+    }
+
+    /// One reader (the lease winner) reloads `key` from the database; the others are served
+    /// `row` from `source`, marked `stale` or not.
+    pub(super) async fn reload_or_serve<L, F>(
+        &self,
+        key: &Key,
+        row: Row,
+        source: Source,
+        stale: bool,
+        loader: &L,
+    ) -> Load
+    where
+        L: Fn() -> F + Sync,
+        F: Future<Output = TierResult<Option<Row>>> + Send,
+    {
+        if let Some(token) = self.lease(key).await {
+            if !stale {
+                self.metrics.early_refreshes.fetch_add(1, Relaxed);
             }
-            None => {
-                self.metrics.stale_served.fetch_add(1, Relaxed);
-                match source {
-                    Source::L1 => self.metrics.l1.hits.fetch_add(1, Relaxed),
-                    _ => self.metrics.l2.hits.fetch_add(1, Relaxed),
-                };
-                Ok(Some(Got {
-                    row,
-                    source,
-                    stale: true,
-                    waited: false,
-                }))
-            }
+            let got = self.load_locked(key, loader).await;
+            self.release(key, &token).await;
+            return got;
         }
+        if stale {
+            self.metrics.stale_served.fetch_add(1, Relaxed);
+        }
+        self.count_hit(source);
+        Ok(Some(Got {
+            row,
+            source,
+            stale,
+            waited: false,
+        }))
     }
 
     pub(super) fn lease_key(key: &Key) -> String {
@@ -433,7 +474,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             while Instant::now() + pause < deadline {
                 tokio::time::sleep(pause).await;
                 match self.read_l1(key).await {
-                    Found::Fresh(row) => {
+                    Found::Fresh(row) | Found::Expiring(row) => {
                         self.metrics.l1.hits.fetch_add(1, Relaxed);
                         return Ok(Some(Got {
                             row,
@@ -490,7 +531,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let from = self.cfg.read_from;
         let start = Instant::now();
         let r = timed("postgres", self.cfg.db_timeout(), loader()).await;
-        self.metrics.db.latency.record(start.elapsed());
+        let took = start.elapsed();
+        self.metrics.db.latency.record(took);
+        if r.is_ok() {
+            self.note_db_read(took);
+        }
         let (tier, version, outcome) = match &r {
             Ok(row) => (
                 if from == ReadFrom::Replica {
@@ -538,7 +583,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 }
 
 /// A read served fresh from a tier by its own look.
-fn served(row: Row, source: Source) -> Load {
+pub(super) fn served(row: Row, source: Source) -> Load {
     Ok(Some(Got {
         row,
         source,

@@ -8,7 +8,7 @@ use super::*;
 use crate::tier::mem::MemRedis;
 
 /// A memcached that is always empty and accepts everything: L2 plays no part here.
-struct NoL2;
+pub(super) struct NoL2;
 
 impl MemcachedLike for NoL2 {
     async fn gets(&self, _: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
@@ -32,10 +32,10 @@ impl MemcachedLike for NoL2 {
 }
 
 #[derive(Default)]
-struct SlowStore {
+pub(super) struct SlowStore {
     rows: Mutex<HashMap<String, u64>>,
     delay_ms: u64,
-    reads: AtomicU64,
+    pub(super) reads: AtomicU64,
     outbox: Mutex<Vec<crate::tier::OutboxRow>>,
     /// The error a write answers with, after it committed or instead of committing.
     write_error: Mutex<Option<(bool, TierError)>>,
@@ -94,9 +94,9 @@ impl Store for SlowStore {
     }
 }
 
-type Mem = CacheAside<MemRedis, NoL2, SlowStore, crate::Builtin>;
+pub(super) type Mem = CacheAside<MemRedis, NoL2, SlowStore, crate::Builtin>;
 
-fn cache(cfg: CacheConfig, delay_ms: u64) -> Mem {
+pub(super) fn cache(cfg: CacheConfig, delay_ms: u64) -> Mem {
     cache_with(cfg, delay_ms, crate::Builtin::Versioned)
 }
 
@@ -110,7 +110,7 @@ fn cache_with(cfg: CacheConfig, delay_ms: u64, strategy: crate::Builtin) -> Mem 
     CacheAside::new(MemRedis::default(), pool, store, strategy, cfg, "test")
 }
 
-fn key(id: &str) -> Key {
+pub(super) fn key(id: &str) -> Key {
     Key::new("t", 1, id).unwrap()
 }
 

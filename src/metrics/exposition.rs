@@ -100,6 +100,11 @@ impl Snapshot {
                 self.stale_served,
             ),
             (
+                "early_refreshes",
+                "Fresh values reloaded shortly before they expired",
+                self.early_refreshes,
+            ),
+            (
                 "replica_guarded",
                 "Misses sent to the primary by the replica guard",
                 self.replica_guarded,

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub shed: AtomicU64,
     /// Stale values served while a refresh ran.
     pub stale_served: AtomicU64,
+    /// Fresh values reloaded shortly before they expired (XFetch, `cache.early_refresh_beta`).
+    pub early_refreshes: AtomicU64,
     /// Misses that read the primary because the replica had not replayed the version the
     /// outbox named (`durable`'s replica guard).
     pub replica_guarded: AtomicU64,
@@ -146,6 +148,7 @@ pub struct Snapshot {
     pub lease_waits: u64,
     pub shed: u64,
     pub stale_served: u64,
+    pub early_refreshes: u64,
     pub replica_guarded: u64,
     /// Reads through the cache, L1 to the database.
     pub reads: ReadLatency,
@@ -208,6 +211,7 @@ impl Metrics {
             lease_waits: self.lease_waits.load(Relaxed),
             shed: self.shed.load(Relaxed),
             stale_served: self.stale_served.load(Relaxed),
+            early_refreshes: self.early_refreshes.load(Relaxed),
             replica_guarded: self.replica_guarded.load(Relaxed),
             reads: self.reads.read_snapshot(),
         }
@@ -247,8 +251,13 @@ impl std::fmt::Display for Snapshot {
         )?;
         write!(
             f,
-            "coalesced {}, lease waits {}, shed {}, stale served {}, replica guarded {}",
-            self.coalesced, self.lease_waits, self.shed, self.stale_served, self.replica_guarded
+            "coalesced {}, lease waits {}, shed {}, stale served {}, early refreshes {}, replica guarded {}",
+            self.coalesced,
+            self.lease_waits,
+            self.shed,
+            self.stale_served,
+            self.early_refreshes,
+            self.replica_guarded
         )
     }
 }

@@ -96,7 +96,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let (g, v) = got.ok()?;
         let generation = match self.decode(&gen_key, &g?, &self.metrics.l1) {
-            Ok(Found::Fresh(row)) => row.version,
+            Ok(Found::Fresh(row) | Found::Expiring(row)) => row.version,
             Ok(Found::Absent) => 0,
             _ => return None,
         };
