@@ -17,7 +17,8 @@ pub struct Bounds {
     pub staleness_ns_max: Option<u64>,
     /// Invariant 6: width of the window in which database reads per key are counted. Default 1 s.
     pub fill_window_ns: u64,
-    /// Invariant 6: database reads of one key within one fill window. No default.
+    /// Invariant 6: database reads of one key within one fill window, counted from `warmup_ns`
+    /// on (the boot is a cold start, which `db_qps_max` judges). No default.
     pub db_reads_per_key_per_window_max: Option<u64>,
     /// Invariant 6: width of the window peak database QPS is measured over. Default 1 s.
     pub db_qps_window_ns: u64,

@@ -2,8 +2,10 @@
 //!
 //! Counts successful reads served by the database (`source` db or replica; not `wait`) in fixed windows
 //! aligned to time 0: per key per fill window (stampede protection should keep this near one fill
-//! per invalidation), and in total per QPS window (peak database QPS during cold start and node
-//! loss). A failure's witness is the bound plus one database reads of the offending window.
+//! per invalidation or expiry), and in total per QPS window (peak database QPS during cold start
+//! and node loss). Per key, reads invoked before `warmup_ns` are not counted: the boot's empty
+//! cache is every key's first miss at once, a cold start the QPS bound judges (a `durable`
+//! instance reads around the lease until its invalidator first reads the outbox). A failure's witness is the bound plus one database reads of the offending window.
 
 use std::io;
 
@@ -18,6 +20,7 @@ use crate::Invariant;
 pub struct Load {
     fill_window_ns: u64,
     per_key_max: Option<u64>,
+    per_key_from_ns: u64,
     qps_window_ns: u64,
     qps_max: Option<u64>,
     db_reads: u64,
@@ -34,6 +37,7 @@ impl Load {
         Load {
             fill_window_ns: b.fill_window_ns,
             per_key_max: b.db_reads_per_key_per_window_max,
+            per_key_from_ns: b.warmup_ns,
             qps_window_ns: b.db_qps_window_ns,
             qps_max: b.db_qps_max,
             db_reads: 0,
@@ -59,10 +63,12 @@ impl ReadChecker for Load {
             .per_window
             .entry(r.invoke_ns / self.qps_window_ns)
             .or_default() += 1;
-        *self
-            .per_key_window
-            .entry((r.key, r.invoke_ns / self.fill_window_ns))
-            .or_default() += 1;
+        if r.invoke_ns >= self.per_key_from_ns {
+            *self
+                .per_key_window
+                .entry((r.key, r.invoke_ns / self.fill_window_ns))
+                .or_default() += 1;
+        }
     }
 
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<Verdict> {
@@ -120,8 +126,10 @@ impl ReadChecker for Load {
         } else if let Some(m) = key_over {
             let k = hot_key.expect("a count above a bound has a key");
             let (w, width) = (hot_window, self.fill_window_ns);
+            let from = self.per_key_from_ns;
             let rs = smallest(reads, (m + 1) as usize, |r| {
-                (is_db(r) && r.key == k && r.invoke_ns / width == w).then_some((r.invoke_ns, r.id))
+                (is_db(r) && r.key == k && r.invoke_ns >= from && r.invoke_ns / width == w)
+                    .then_some((r.invoke_ns, r.id))
             })?;
             witness_reads(idx, &mut v.witness, &rs);
             v.judge(
@@ -188,5 +196,26 @@ mod tests {
         let r = h.read(3, "a", (150 * MS, 151 * MS), 0, Source::Db);
         let v = h.check().verdict(Invariant::Load).unwrap().clone();
         assert_eq!((v.status, v.witness.ops), (Status::Fails, vec![2, r]));
+    }
+
+    #[test]
+    fn reads_per_key_are_counted_from_the_warmup_on_and_fail_one_read_past_it() {
+        let bounds = json!({"db_reads_per_key_per_window_max": 1, "fill_window_ns": 100 * MS,
+            "warmup_ns": 150 * MS});
+        let mut h = H::new(bounds.clone());
+        // The boot's misses, before the warmup ends: a cold start, not a stampede.
+        h.read(1, "a", (100 * MS, 101 * MS), 0, Source::Db);
+        h.read(2, "a", (149 * MS, 150 * MS), 0, Source::Db);
+        let first = h.read(3, "a", (150 * MS, 151 * MS), 0, Source::Db);
+        assert_eq!(
+            h.check().verdict(Invariant::Load).unwrap().status,
+            Status::Holds
+        );
+        let second = h.read(4, "a", (199 * MS, 200 * MS), 0, Source::Db);
+        let v = h.check().verdict(Invariant::Load).unwrap().clone();
+        assert_eq!(
+            (v.status, v.witness.ops),
+            (Status::Fails, vec![first, second])
+        );
     }
 }
