@@ -63,6 +63,10 @@ pub struct Scenario {
     pub l1_ttl_ms: u64,
     pub l2_ttl_ms: u64,
     pub stale_while_revalidate_ms: u64,
+    /// The library's stampede protection across app nodes: the distributed lease on a miss
+    /// (0: off; single-flight within one app node stays) and XFetch's β (0: off).
+    pub lease_ms: u64,
+    pub early_refresh_beta: f64,
     pub plan: Plan,
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
@@ -128,6 +132,8 @@ pub struct WorkloadSpec {
     pub l1_ttl_ms: Option<u64>,
     pub l2_ttl_ms: Option<u64>,
     pub stale_while_revalidate_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+    pub early_refresh_beta: Option<f64>,
     pub buggify: Option<bool>,
 }
 
@@ -199,6 +205,8 @@ impl Scenario {
             l1_ttl_ms: CacheConfig::default().l1_ttl_ms,
             l2_ttl_ms: CacheConfig::default().l2_ttl_ms,
             stale_while_revalidate_ms: 0,
+            lease_ms: CacheConfig::default().lease_ms,
+            early_refresh_beta: CacheConfig::default().early_refresh_beta,
             plan: Plan::default(),
             random_plan: false,
             buggify: false,
@@ -368,6 +376,8 @@ impl Scenario {
             l1_ttl_ms,
             l2_ttl_ms,
             stale_while_revalidate_ms,
+            lease_ms,
+            early_refresh_beta,
             read_from_replica,
             listing_transactions,
             grouped_listings,
@@ -451,6 +461,8 @@ impl Scenario {
             l1_ttl_ms: self.l1_ttl_ms,
             l2_ttl_ms: self.l2_ttl_ms,
             stale_while_revalidate_ms: self.stale_while_revalidate_ms,
+            lease_ms: self.lease_ms,
+            early_refresh_beta: self.early_refresh_beta,
             // The workload's listings (`listings:v1:r/rust:hot`), invalidated by subreddit.
             grouped_namespaces: if self.grouped_listings {
                 vec![crate::workload::LISTINGS.into()]
@@ -494,6 +506,7 @@ impl Scenario {
                 "foreign_writes": self.foreign_writes,
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
+                "lease_ms": self.lease_ms, "early_refresh_beta": self.early_refresh_beta,
                 "buggify": self.buggify,
             }),
         );

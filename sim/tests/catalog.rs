@@ -1,6 +1,7 @@
 //! What the fault catalog's scenarios claim beyond their verdicts: who is master after a
 //! Sentinel partition and after a split-brain, the hot key's share and the load on its node, the
-//! L1 hit ratio under a full Redis, and the database ceiling of a cold start.
+//! L1 hit ratio under a full Redis, the database ceiling of a cold start, and what an expiry
+//! storm costs the database with the stampede protection off.
 #![cfg(madsim)]
 
 use aside::Builtin;
@@ -110,5 +111,44 @@ fn a_cold_start_keeps_the_database_under_its_ceiling() {
                 .count(),
             2
         );
+    }
+}
+
+/// The count of one key's database reads in its worst fill window.
+fn per_key_window_max(r: &RunResult) -> u64 {
+    let v = r.report.verdict(Invariant::Load).unwrap();
+    match v
+        .figures
+        .iter()
+        .find(|(n, _)| *n == "db_reads_per_key_window_max")
+    {
+        Some((_, Figure::Count(n))) => *n,
+        other => panic!("load.db_reads_per_key_window_max: {other:?}"),
+    }
+}
+
+#[test]
+fn an_expiry_storm_overloads_the_hot_key_without_the_lease_and_early_refresh_and_not_with_them() {
+    let on = scenario::find("expiry-storm").unwrap();
+    let mut off = on.clone();
+    off.lease_ms = 0;
+    off.early_refresh_beta = 0.0;
+    let bound = on.bounds.db_reads_per_key_per_window_max.unwrap();
+    for seed in 1..=3 {
+        let with = run_one(&on, Builtin::Versioned, seed);
+        let without = run_one(&off, Builtin::Versioned, seed);
+        let (w, wo) = (per_key_window_max(&with), per_key_window_max(&without));
+        println!(
+            "seed {seed}: {w} database reads of one key per window with protection, {wo} without"
+        );
+        assert!(
+            w <= bound,
+            "seed {seed}: {w} reads with protection, bound {bound}"
+        );
+        assert!(
+            wo > bound,
+            "seed {seed}: {wo} reads without protection, bound {bound}"
+        );
+        assert!(without.report.verdict(Invariant::Load).unwrap().fails());
     }
 }

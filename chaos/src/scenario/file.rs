@@ -107,6 +107,10 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/cold-start.toml"),
     ),
     ("hot-key", include_str!("../../scenarios/hot-key.toml")),
+    (
+        "expiry-storm",
+        include_str!("../../scenarios/expiry-storm.toml"),
+    ),
     ("scan-gap", include_str!("../../scenarios/scan-gap.toml")),
     (
         "foreign-writer",
