@@ -102,7 +102,11 @@ impl Default for MemcachedSettings {
 pub struct PostgresSettings {
     pub url: String,
     pub replica_url: Option<String>,
+    /// Connections per pool (the primary's, and the replica's), at most.
     pub pool_max: u32,
+    /// How long a query waits for a connection when all `pool_max` are busy before it fails
+    /// naming the pool. Under `cache.db_timeout_ms`, so an exhausted pool is told as one.
+    pub pool_wait_ms: u64,
 }
 
 impl Default for PostgresSettings {
@@ -111,6 +115,7 @@ impl Default for PostgresSettings {
             url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
             replica_url: None,
             pool_max: 16,
+            pool_wait_ms: 1_000,
         }
     }
 }
@@ -261,6 +266,21 @@ impl Settings {
                 }
             }
         }
+        if s.postgres.pool_max == 0 {
+            return Err(ConfigError::setting(
+                "postgres.pool_max",
+                "is 0: a pool needs at least 1 connection",
+            ));
+        }
+        if s.postgres.pool_wait_ms == 0 || s.postgres.pool_wait_ms >= s.cache.db_timeout_ms {
+            return Err(ConfigError::setting(
+                "postgres.pool_wait_ms",
+                format!(
+                    "is {}: it must be from 1 to under cache.db_timeout_ms ({}), or a read waiting for a connection fails as a database timeout instead of naming the pool",
+                    s.postgres.pool_wait_ms, s.cache.db_timeout_ms
+                ),
+            ));
+        }
         Builtin::from_config(&s.cache)?;
         s.cache = s.cache.validate()?;
         Ok(s)
@@ -372,6 +392,27 @@ mod tests {
     /// settings are the ones serde lists for an unknown key, so a new field is covered the day
     /// it is added. A variable of a section that names no setting is refused with the list, and
     /// one whose value its setting cannot take names both.
+    #[test]
+    fn the_pool_wait_must_end_before_the_database_deadline() {
+        let s = Settings::from_toml("[postgres]\npool_wait_ms = 1999\n", []).unwrap();
+        assert_eq!(s.postgres.pool_wait_ms, 1999);
+        for bad in [
+            "[postgres]\npool_wait_ms = 2000\n",
+            "[postgres]\npool_wait_ms = 0\n",
+            "[postgres]\npool_wait_ms = 600\n[cache]\ndb_timeout_ms = 500\n",
+        ] {
+            let e = Settings::from_toml(bad, []).unwrap_err();
+            assert_eq!(
+                e.setting_name(),
+                Some("postgres.pool_wait_ms"),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains("cache.db_timeout_ms"), "{e}");
+        }
+        let e = Settings::from_toml("[postgres]\npool_max = 0\n", []).unwrap_err();
+        assert_eq!(e.setting_name(), Some("postgres.pool_max"));
+    }
+
     #[test]
     fn every_setting_has_its_variable() {
         let env = |k: &str, v: &str| Settings::from_toml("", [(k.to_string(), v.to_string())]);

@@ -21,9 +21,36 @@ pub enum TierError {
     Refused { tier: &'static str, detail: String },
     #[error("{tier} skipped: circuit open after repeated failures")]
     CircuitOpen { tier: &'static str },
+    /// This client's connection pool had no connection free in time: the command was never
+    /// sent. Not the server's health: the load on this process.
+    #[error("{tier} pool exhausted: {detail}")]
+    Exhausted { tier: &'static str, detail: String },
 }
 
 impl TierError {
+    /// A pool with `pool_max` connections to `at` had none free within `waited_ms`: the same
+    /// words in both worlds, naming the pool and the two settings that change it.
+    pub fn pool_exhausted(tier: &'static str, at: &str, pool_max: u32, waited_ms: u64) -> Self {
+        TierError::Exhausted {
+            tier,
+            detail: format!(
+                "{at}: no connection of this process's pool ({pool_max} at most, \
+                 postgres.pool_max) came free or could be opened within {waited_ms} ms \
+                 (postgres.pool_wait_ms): if the server is up, raise postgres.pool_max (its \
+                 max_connections permitting) or lower the load"
+            ),
+        }
+    }
+
+    /// Whether the server surely did not apply the command: it refused it, or it was never
+    /// sent. A write that failed so committed nothing.
+    pub fn changed_nothing(&self) -> bool {
+        matches!(
+            self,
+            TierError::Refused { .. } | TierError::Exhausted { .. }
+        )
+    }
+
     /// Whether the failure says the server (or the way to it) is unhealthy.
     pub fn is_health(&self) -> bool {
         matches!(

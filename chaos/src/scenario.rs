@@ -67,6 +67,9 @@ pub struct Scenario {
     /// (0: off; single-flight within one app node stays) and XFetch's β (0: off).
     pub lease_ms: u64,
     pub early_refresh_beta: f64,
+    /// Each app node's PostgreSQL pool (`postgres.pool_max`; the library's default unless a
+    /// scenario exhausts it).
+    pub pg_pool_max: u32,
     pub plan: Plan,
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
@@ -134,6 +137,7 @@ pub struct WorkloadSpec {
     pub stale_while_revalidate_ms: Option<u64>,
     pub lease_ms: Option<u64>,
     pub early_refresh_beta: Option<f64>,
+    pub pg_pool_max: Option<u64>,
     pub buggify: Option<bool>,
 }
 
@@ -207,6 +211,7 @@ impl Scenario {
             stale_while_revalidate_ms: 0,
             lease_ms: CacheConfig::default().lease_ms,
             early_refresh_beta: CacheConfig::default().early_refresh_beta,
+            pg_pool_max: aside::settings::PostgresSettings::default().pool_max,
             plan: Plan::default(),
             random_plan: false,
             buggify: false,
@@ -317,6 +322,9 @@ impl Scenario {
         }
         if let Some(n) = w.clients_per_app {
             self.clients_per_app = size("clients_per_app", n, 1, 1_000)?;
+        }
+        if let Some(n) = w.pg_pool_max {
+            self.pg_pool_max = size("pg_pool_max", n, 1, 1_000)? as u32;
         }
         let ratio = |f: &str, x: f64| {
             if (0.0..=1.0).contains(&x) {
@@ -507,6 +515,7 @@ impl Scenario {
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
                 "lease_ms": self.lease_ms, "early_refresh_beta": self.early_refresh_beta,
+                "pg_pool_max": self.pg_pool_max,
                 "buggify": self.buggify,
             }),
         );

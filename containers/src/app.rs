@@ -318,7 +318,7 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     signalled(&run_dir.join("net")).await;
     let cache = task
         .addrs
-        .library(strategy, sc.cache_config(), &name)
+        .library_pooled(strategy, sc.cache_config(), &name, sc.pg_pool_max)
         .await?;
     let ready = run_dir.join(format!("ready-{}", task.app + 1));
     std::fs::write(&ready, "").map_err(|e| bad(format!("writing {}: {e}", ready.display())))?;

@@ -223,6 +223,8 @@ struct Docker<'a, St: Strategy> {
     cluster: &'a Cluster,
     strategy: St,
     cfg: aside::CacheConfig,
+    /// Each in-process app node's PostgreSQL pool (`postgres.pool_max`).
+    pg_pool_max: u32,
     /// The harness's own instance, which reads every tier after the run.
     probe: &'a crate::cluster::LibraryWith<St>,
     app_nodes: &'a [crate::cluster::Node],
@@ -251,7 +253,13 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
         let name = Target::App(app as u8).name();
         let cache = self
             .cluster
-            .library_with(self.strategy.clone(), self.cfg.clone(), &name)
+            .addrs()
+            .library_pooled(
+                self.strategy.clone(),
+                self.cfg.clone(),
+                &name,
+                self.pg_pool_max,
+            )
             .await
             .map_err(|e| format!("{name}: {e}"))?;
         Ok(app_node(cache, clients, app, clients_per_app, tokio::spawn).clients)
@@ -385,6 +393,7 @@ pub async fn run_with<St: Strategy + Clone>(
             cluster: &cluster,
             strategy: strategy.clone(),
             cfg: cfg.clone(),
+            pg_pool_max: sc.pg_pool_max,
             probe: &probe,
             app_nodes: &apps.nodes,
             proxies: proxies.as_ref(),
@@ -399,6 +408,7 @@ pub async fn run_with<St: Strategy + Clone>(
             cluster: &cluster,
             strategy: strategy.clone(),
             cfg: cfg.clone(),
+            pg_pool_max: sc.pg_pool_max,
             probe: &probe,
             app_nodes: &[],
             proxies: None,

@@ -165,19 +165,24 @@ pub struct SimStore {
     replica: SocketAddr,
     timeout: Duration,
     buggify: bool,
+    primary_conns: Conns,
+    replica_conns: Conns,
 }
 
 impl Store for SimStore {
     async fn read(&self, key: &str, from: ReadFrom) -> TierResult<Option<Row>> {
-        let dst = if from == ReadFrom::Replica {
-            self.replica
+        let (dst, conns) = if from == ReadFrom::Replica {
+            (self.replica, &self.replica_conns)
         } else {
-            self.primary
+            (self.primary, &self.primary_conns)
         };
+        let conn = conns.acquire(dst).await?;
         let r = self
             .rpc
             .call::<PgCmd, PgReply>(dst, TAG_PG, PgCmd::Read(key.into()), self.timeout)
-            .await?;
+            .await;
+        drop(conn);
+        let r = r?;
         // Between the read and the fill that depends on it.
         delay(self.buggify, "postgres read returning").await;
         match r {
@@ -187,11 +192,7 @@ impl Store for SimStore {
     }
     async fn write(&self, key: &str, _payload: &[u8]) -> TierResult<Committed> {
         // The model derives the payload from (key, version), as a trigger would.
-        match self
-            .rpc
-            .call::<PgCmd, PgReply>(self.primary, TAG_PG, PgCmd::Write(key.into()), self.timeout)
-            .await?
-        {
+        match self.primary(PgCmd::Write(key.into())).await? {
             // The written key first, then the siblings the transaction bumped.
             PgReply::Written(mut all) if !all.is_empty() => {
                 let version = all.remove(0).1;
@@ -224,6 +225,7 @@ impl Store for SimStore {
 
 impl SimStore {
     async fn primary(&self, c: PgCmd) -> TierResult<PgReply> {
+        let _conn = self.primary_conns.acquire(self.primary).await?;
         self.rpc
             .call::<PgCmd, PgReply>(self.primary, TAG_PG, c, self.timeout)
             .await
@@ -240,9 +242,60 @@ impl SimStore {
 /// `aside` over simulated servers, with any strategy.
 pub type SimCache<St> = CacheAside<SimRedis, SimMemcached, SimStore, St>;
 
+/// An app node's connection pools to PostgreSQL, as `postgres.pool_max` and
+/// `postgres.pool_wait_ms` size the real backend's (`aside::backend::Postgres`): one per server.
+#[derive(Debug, Clone, Copy)]
+pub struct PgPools {
+    pub max: u32,
+    pub wait: Duration,
+}
+
+impl PgPools {
+    /// The library's defaults.
+    pub fn defaults() -> PgPools {
+        let s = aside::settings::PostgresSettings::default();
+        PgPools {
+            max: s.pool_max,
+            wait: Duration::from_millis(s.pool_wait_ms),
+        }
+    }
+}
+
+/// A pool's connections in the simulator: a query holds one for its round trip, and waits at
+/// most `wait` for one to come free, then fails as the real pool does (the message is the
+/// library's, [`TierError::pool_exhausted`]).
+struct Conns {
+    free: tokio::sync::Semaphore,
+    max: u32,
+    wait: Duration,
+}
+
+impl Conns {
+    fn new(p: PgPools) -> Conns {
+        Conns {
+            free: tokio::sync::Semaphore::new(p.max.max(1) as usize),
+            max: p.max.max(1),
+            wait: p.wait,
+        }
+    }
+
+    async fn acquire(&self, at: SocketAddr) -> TierResult<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(self.wait, self.free.acquire()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            _ => Err(TierError::pool_exhausted(
+                "postgres",
+                &at.to_string(),
+                self.max,
+                self.wait.as_millis() as u64,
+            )),
+        }
+    }
+}
+
 /// An `aside` instance on the node at `at` (call it from a task of that node). `timeout`:
 /// per-call deadline of the backends themselves; `Duration::MAX` when every call goes through
 /// the cache, which times each tier call.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_cache<St: Strategy>(
     at: IpAddr,
     a: &Addrs,
@@ -250,6 +303,7 @@ pub async fn build_cache<St: Strategy>(
     cfg: CacheConfig,
     name: &str,
     timeout: Duration,
+    pools: PgPools,
     buggify: bool,
 ) -> SimCache<St> {
     let rpc = Rpc::bind(at).await;
@@ -289,6 +343,8 @@ pub async fn build_cache<St: Strategy>(
         replica: a.pg[1],
         timeout,
         buggify,
+        primary_conns: Conns::new(pools),
+        replica_conns: Conns::new(pools),
     };
     CacheAside::new(redis, pool, store, strategy, cfg, name)
 }

@@ -86,6 +86,7 @@ struct SimWorld<'a, St: Strategy, W> {
     cluster: &'a Cluster,
     strategy: St,
     cfg: aside::CacheConfig,
+    pools: crate::backends::PgPools,
     buggify: bool,
     apps: Vec<Node>,
     caches: Vec<Arc<SimCache<St>>>,
@@ -122,10 +123,10 @@ where
             self.cfg.clone(),
             self.strategy.clone(),
         );
-        let buggify = self.buggify;
-        let cache =
-            node.spawn(async move {
-                build_cache(at, &addrs, st, cfg, &name, Duration::MAX, buggify).await
+        let (buggify, pools) = (self.buggify, self.pools);
+        let cache = node
+            .spawn(async move {
+                build_cache(at, &addrs, st, cfg, &name, Duration::MAX, pools, buggify).await
             })
             .await
             .map_err(|e| format!("app-{} could not build its cache: {e}", app + 1))?;
@@ -182,6 +183,7 @@ where
                     cfg,
                     "prober",
                     Duration::from_secs(1),
+                    crate::backends::PgPools::defaults(),
                     false,
                 )
                 .await;
@@ -236,6 +238,10 @@ where
         cluster: &cluster,
         strategy: strategy.clone(),
         cfg: scenario.cache_config(),
+        pools: crate::backends::PgPools {
+            max: scenario.pg_pool_max,
+            ..crate::backends::PgPools::defaults()
+        },
         buggify: scenario.buggify,
         apps: Vec::new(),
         caches: Vec::new(),

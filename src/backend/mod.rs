@@ -110,7 +110,13 @@ pub async fn build_with<St: Strategy>(
         .map(|a| Memcached::new(a.clone(), m.pool_max))
         .collect();
     let p = &settings.postgres;
-    let pg = Postgres::connect(&p.url, p.replica_url.as_deref(), p.pool_max).await?;
+    let pg = Postgres::connect_pool(
+        &p.url,
+        p.replica_url.as_deref(),
+        p.pool_max,
+        std::time::Duration::from_millis(p.pool_wait_ms),
+    )
+    .await?;
     pg.migrate().await?;
     let pool = Pool::new(ring, nodes, &cfg);
     Ok(CacheAside::new(redis, pool, pg, strategy, cfg, instance))

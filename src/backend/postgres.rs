@@ -159,6 +159,9 @@ pub struct Postgres {
     /// `host:port/database` of each, for errors.
     primary_at: String,
     replica_at: String,
+    /// Each pool's size, and how long a query waits for one of its connections.
+    pool_max: u32,
+    pool_wait: Duration,
 }
 
 impl Postgres {
@@ -169,7 +172,21 @@ impl Postgres {
         replica_url: Option<&str>,
         pool_max: u32,
     ) -> TierResult<Postgres> {
-        async fn pool(url: &str, pool_max: u32) -> TierResult<PgPool> {
+        let wait = Duration::from_millis(crate::settings::PostgresSettings::default().pool_wait_ms);
+        Postgres::connect_pool(url, replica_url, pool_max, wait).await
+    }
+
+    /// As [`Postgres::connect`], with how long a query may wait for a connection of a pool
+    /// whose `pool_max` connections are all busy (`postgres.pool_wait_ms`) before it fails
+    /// with [`TierError::Exhausted`], naming the pool; keep it under the cache's
+    /// `db_timeout_ms`, or the cache's deadline says only that the database timed out.
+    pub async fn connect_pool(
+        url: &str,
+        replica_url: Option<&str>,
+        pool_max: u32,
+        pool_wait: Duration,
+    ) -> TierResult<Postgres> {
+        async fn pool(url: &str, pool_max: u32, pool_wait: Duration) -> TierResult<PgPool> {
             let at = server_of(url);
             let opts: PgConnectOptions = url.parse().map_err(|e| TierError::Refused {
                 tier: TIER,
@@ -194,7 +211,7 @@ impl Postgres {
             // thread's stack).
             PgPoolOptions::new()
                 .max_connections(pool_max.max(1))
-                .acquire_timeout(CONNECT_TIMEOUT)
+                .acquire_timeout(pool_wait)
                 // sqlx pings every connection it hands out: one more round trip on every
                 // query. A connection used within the last PING_IF_IDLE_FOR is alive as far
                 // as a ping could tell; one idle longer (after a quiet spell, or a restart of
@@ -212,9 +229,9 @@ impl Postgres {
                 .await
                 .map_err(|e| map_err(&at, e))
         }
-        let primary = pool(url, pool_max).await?;
+        let primary = pool(url, pool_max, pool_wait).await?;
         let replica = match replica_url {
-            Some(u) => Some(pool(u, pool_max).await?),
+            Some(u) => Some(pool(u, pool_max, pool_wait).await?),
             None => None,
         };
         Ok(Postgres {
@@ -222,11 +239,27 @@ impl Postgres {
             replica,
             primary_at: server_of(url),
             replica_at: replica_url.map(server_of).unwrap_or_default(),
+            pool_max: pool_max.max(1),
+            pool_wait,
         })
     }
 
     pub(super) fn fail(&self, e: sqlx::Error) -> TierError {
-        map_err(&self.primary_at, e)
+        self.fail_at(&self.primary_at, e)
+    }
+
+    /// An error of the pool of the server at `at`: an exhausted pool is named with its size
+    /// and wait.
+    fn fail_at(&self, at: &str, e: sqlx::Error) -> TierError {
+        match e {
+            sqlx::Error::PoolTimedOut => TierError::pool_exhausted(
+                TIER,
+                at,
+                self.pool_max,
+                self.pool_wait.as_millis() as u64,
+            ),
+            e => map_err(at, e),
+        }
     }
 
     /// Creates the tables if they are missing.
@@ -299,7 +332,7 @@ impl Store for Postgres {
             .bind(key)
             .fetch_optional(pool)
             .await
-            .map_err(|e| map_err(at, e))?;
+            .map_err(|e| self.fail_at(at, e))?;
         Ok(row.map(|r| Row {
             version: r.get::<i64, _>(0) as u64,
             payload: r.get::<Vec<u8>, _>(1),
@@ -390,10 +423,19 @@ mod tests {
     }
 
     #[test]
-    fn an_exhausted_pool_names_its_server_and_the_setting_in_one_line() {
-        let e = super::map_err("db.internal:5432/app", sqlx::Error::PoolTimedOut).to_string();
-        assert!(e.contains("db.internal:5432/app"), "{e}");
-        assert!(e.contains("postgres.pool_max"), "{e}");
+    fn an_exhausted_pool_names_its_server_and_the_settings_in_one_line() {
+        let e = crate::TierError::pool_exhausted("postgres", "db.internal:5432/app", 16, 1000);
+        assert!(e.changed_nothing() && !e.is_health(), "{e:?}");
+        let e = e.to_string();
+        for part in [
+            "db.internal:5432/app",
+            "postgres.pool_max",
+            "16 at most",
+            "within 1000 ms",
+            "postgres.pool_wait_ms",
+        ] {
+            assert!(e.contains(part), "{e}");
+        }
         assert_eq!(e.lines().count(), 1);
     }
 

@@ -158,7 +158,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// A health failure on L1 (`None`) or memcached node `n`: fence it if an invalidator runs.
     pub(super) fn tier_failed(&self, node: Option<usize>, e: &TierError) {
-        if matches!(e, TierError::Refused { .. }) {
+        if e.changed_nothing() {
             return;
         }
         self.repair

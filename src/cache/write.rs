@@ -19,8 +19,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .await;
             let committed = match written {
                 Ok(c) => c,
-                // The server said no (a constraint, a missing schema): nothing committed.
-                Err(e @ TierError::Refused { .. }) => return Err(Error::Db(e)),
+                // The server said no (a constraint, a missing schema), or the write never left
+                // an exhausted pool: nothing committed.
+                Err(e) if e.changed_nothing() => return Err(Error::Db(e)),
                 Err(e) => {
                     // No answer in time, or the connection died under the request (a server
                     // that restarted after it committed and before its reply went out): the

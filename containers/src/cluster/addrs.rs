@@ -68,8 +68,22 @@ impl Addrs {
     pub async fn library_with<St: Strategy>(
         &self,
         strategy: St,
+        cfg: CacheConfig,
+        instance: &str,
+    ) -> Result<LibraryWith<St>, Error> {
+        let pg_pool_max = aside::settings::PostgresSettings::default().pool_max;
+        self.library_pooled(strategy, cfg, instance, pg_pool_max)
+            .await
+    }
+
+    /// [`Addrs::library_with`] whose PostgreSQL pools hold `pg_pool_max` connections each
+    /// (`postgres.pool_max`).
+    pub async fn library_pooled<St: Strategy>(
+        &self,
+        strategy: St,
         mut cfg: CacheConfig,
         instance: &str,
+        pg_pool_max: u32,
     ) -> Result<LibraryWith<St>, Error> {
         cfg.strategy = strategy.name().to_string();
         let settings = aside::Settings {
@@ -86,7 +100,8 @@ impl Addrs {
             postgres: aside::settings::PostgresSettings {
                 url: self.pg.clone(),
                 replica_url: self.pg_replica.clone(),
-                pool_max: 16,
+                pool_max: pg_pool_max,
+                ..Default::default()
             },
             cache: cfg,
         };

@@ -124,7 +124,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let generation = match timed("postgres", db, self.store.write(gen_key.as_str(), b"")).await
         {
             Ok(c) => c.version,
-            Err(e @ TierError::Refused { .. }) => return Err(Error::Db(e)),
+            Err(e) if e.changed_nothing() => return Err(Error::Db(e)),
             Err(e) => {
                 // No answer, or the connection died under the request: the commit may have
                 // happened (as for a write). Set whatever the primary holds now.
