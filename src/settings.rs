@@ -109,6 +109,29 @@ pub struct PostgresSettings {
     pub pool_wait_ms: u64,
 }
 
+impl PostgresSettings {
+    /// The pools' limits against the cache's: a pool of at least one connection, waited for
+    /// less than the cache's database deadline.
+    pub fn check(&self, cache: &CacheConfig) -> Result<(), ConfigError> {
+        if self.pool_max == 0 {
+            return Err(ConfigError::setting(
+                "postgres.pool_max",
+                "is 0: a pool needs at least 1 connection",
+            ));
+        }
+        if self.pool_wait_ms == 0 || self.pool_wait_ms >= cache.db_timeout_ms {
+            return Err(ConfigError::setting(
+                "postgres.pool_wait_ms",
+                format!(
+                    "is {}: it must be from 1 to under cache.db_timeout_ms ({}), or a read waiting for a connection fails as a database timeout instead of naming the pool",
+                    self.pool_wait_ms, cache.db_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for PostgresSettings {
     fn default() -> Self {
         PostgresSettings {
@@ -266,21 +289,7 @@ impl Settings {
                 }
             }
         }
-        if s.postgres.pool_max == 0 {
-            return Err(ConfigError::setting(
-                "postgres.pool_max",
-                "is 0: a pool needs at least 1 connection",
-            ));
-        }
-        if s.postgres.pool_wait_ms == 0 || s.postgres.pool_wait_ms >= s.cache.db_timeout_ms {
-            return Err(ConfigError::setting(
-                "postgres.pool_wait_ms",
-                format!(
-                    "is {}: it must be from 1 to under cache.db_timeout_ms ({}), or a read waiting for a connection fails as a database timeout instead of naming the pool",
-                    s.postgres.pool_wait_ms, s.cache.db_timeout_ms
-                ),
-            ));
-        }
+        s.postgres.check(&s.cache)?;
         Builtin::from_config(&s.cache)?;
         s.cache = s.cache.validate()?;
         Ok(s)

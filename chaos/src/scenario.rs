@@ -70,6 +70,8 @@ pub struct Scenario {
     /// Each app node's PostgreSQL pool (`postgres.pool_max`; the library's default unless a
     /// scenario exhausts it).
     pub pg_pool_max: u32,
+    /// How long a query waits for one of those connections (`postgres.pool_wait_ms`).
+    pub pg_pool_wait_ms: u64,
     pub plan: Plan,
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
@@ -138,6 +140,7 @@ pub struct WorkloadSpec {
     pub lease_ms: Option<u64>,
     pub early_refresh_beta: Option<f64>,
     pub pg_pool_max: Option<u64>,
+    pub pg_pool_wait_ms: Option<u64>,
     pub buggify: Option<bool>,
 }
 
@@ -212,6 +215,7 @@ impl Scenario {
             lease_ms: CacheConfig::default().lease_ms,
             early_refresh_beta: CacheConfig::default().early_refresh_beta,
             pg_pool_max: aside::settings::PostgresSettings::default().pool_max,
+            pg_pool_wait_ms: aside::settings::PostgresSettings::default().pool_wait_ms,
             plan: Plan::default(),
             random_plan: false,
             buggify: false,
@@ -386,6 +390,7 @@ impl Scenario {
             stale_while_revalidate_ms,
             lease_ms,
             early_refresh_beta,
+            pg_pool_wait_ms,
             read_from_replica,
             listing_transactions,
             grouped_listings,
@@ -412,8 +417,22 @@ impl Scenario {
                 ));
             }
         }
-        self.try_cache_config()
+        let cfg = self
+            .try_cache_config()
             .map_err(|e| FieldError::new("workload", e))?;
+        aside::settings::PostgresSettings {
+            pool_max: self.pg_pool_max,
+            pool_wait_ms: self.pg_pool_wait_ms,
+            ..Default::default()
+        }
+        .check(&cfg)
+        .map_err(|e| match e {
+            aside::ConfigError::Setting { setting, problem } => FieldError::new(
+                setting.replace("postgres.", "workload.pg_"),
+                problem.replace("cache.", "the cache's "),
+            ),
+            other => FieldError::new("workload", other.to_string()),
+        })?;
         for (i, step) in self.plan.steps.iter().enumerate() {
             let f = step.fault;
             let mut sides = vec![f.target];
@@ -515,7 +534,7 @@ impl Scenario {
                 "l1_ttl_ms": self.l1_ttl_ms, "l2_ttl_ms": self.l2_ttl_ms,
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
                 "lease_ms": self.lease_ms, "early_refresh_beta": self.early_refresh_beta,
-                "pg_pool_max": self.pg_pool_max,
+                "pg_pool_max": self.pg_pool_max, "pg_pool_wait_ms": self.pg_pool_wait_ms,
                 "buggify": self.buggify,
             }),
         );

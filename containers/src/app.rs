@@ -318,7 +318,13 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     signalled(&run_dir.join("net")).await;
     let cache = task
         .addrs
-        .library_pooled(strategy, sc.cache_config(), &name, sc.pg_pool_max)
+        .library_pooled(
+            strategy,
+            sc.cache_config(),
+            &name,
+            sc.pg_pool_max,
+            sc.pg_pool_wait_ms,
+        )
         .await?;
     let ready = run_dir.join(format!("ready-{}", task.app + 1));
     std::fs::write(&ready, "").map_err(|e| bad(format!("writing {}: {e}", ready.display())))?;

@@ -158,6 +158,12 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     if sc.buggify {
         return Some("BUGGIFY exists only in the simulator".into());
     }
+    if sc.db_query_us != Scenario::base("", "").db_query_us {
+        return Some(
+            "its database is slow only in the simulator (workload.db_query_us): real PostgreSQL answers in well under a millisecond"
+                .into(),
+        );
+    }
     for step in &sc.plan.steps {
         let f = step.fault;
         if matches!(f.kind, Kind::Kill) && f.target.contains(Target::App(0)) {
@@ -223,8 +229,9 @@ struct Docker<'a, St: Strategy> {
     cluster: &'a Cluster,
     strategy: St,
     cfg: aside::CacheConfig,
-    /// Each in-process app node's PostgreSQL pool (`postgres.pool_max`).
+    /// Each in-process app node's PostgreSQL pool (`postgres.pool_max`, `pool_wait_ms`).
     pg_pool_max: u32,
+    pg_pool_wait_ms: u64,
     /// The harness's own instance, which reads every tier after the run.
     probe: &'a crate::cluster::LibraryWith<St>,
     app_nodes: &'a [crate::cluster::Node],
@@ -259,6 +266,7 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
                 self.cfg.clone(),
                 &name,
                 self.pg_pool_max,
+                self.pg_pool_wait_ms,
             )
             .await
             .map_err(|e| format!("{name}: {e}"))?;
@@ -394,6 +402,7 @@ pub async fn run_with<St: Strategy + Clone>(
             strategy: strategy.clone(),
             cfg: cfg.clone(),
             pg_pool_max: sc.pg_pool_max,
+            pg_pool_wait_ms: sc.pg_pool_wait_ms,
             probe: &probe,
             app_nodes: &apps.nodes,
             proxies: proxies.as_ref(),
@@ -409,6 +418,7 @@ pub async fn run_with<St: Strategy + Clone>(
             strategy: strategy.clone(),
             cfg: cfg.clone(),
             pg_pool_max: sc.pg_pool_max,
+            pg_pool_wait_ms: sc.pg_pool_wait_ms,
             probe: &probe,
             app_nodes: &[],
             proxies: None,

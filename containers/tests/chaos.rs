@@ -73,6 +73,11 @@ fn scenarios_this_world_cannot_run_say_why() {
     app_kill.plan.steps[0].fault.target = chaos::fault::Side::One(chaos::fault::Target::App(0));
     assert!(why_not(&app_kill).unwrap().contains("killed app node"));
     assert!(why("cold-start").is_none());
+    // A database slowed in the simulator alone: real PostgreSQL is not slowed here, so a pool of
+    // one would not run out (containers/tests/pool.rs exhausts a real pool directly).
+    assert!(why("pool-exhaustion")
+        .unwrap()
+        .contains("workload.db_query_us"));
     assert_eq!(why("redis-failover"), None);
     // One app node cut or frozen alone, latency (through the proxies), random plans (which may
     // do both): runnable, with app nodes in containers of their own.

@@ -34,6 +34,8 @@ pub struct Bounds {
     pub l1_hit_latency_p99_ns_max: Option<u64>,
     /// Invariant 8: p99 latency of L2 (Memcached) hits. Default 10 ms.
     pub l2_hit_latency_p99_ns_max: Option<u64>,
+    /// Liveness: the longest a read may take to end, served or failed. No default.
+    pub read_duration_max_ns: Option<u64>,
     /// Invariant 8: the steady phase starts here (reads during faults are never steady). Default 0.
     pub warmup_ns: u64,
 }
@@ -51,6 +53,7 @@ impl Default for Bounds {
             hit_latency_p99_ns_max: None,
             l1_hit_latency_p99_ns_max: Some(5_000_000),
             l2_hit_latency_p99_ns_max: Some(10_000_000),
+            read_duration_max_ns: None,
             warmup_ns: 0,
         }
     }
@@ -68,6 +71,7 @@ pub const NAMES: &[&str] = &[
     "hit_latency_p99_ns_max",
     "l1_hit_latency_p99_ns_max",
     "l2_hit_latency_p99_ns_max",
+    "read_duration_max_ns",
     "warmup_ns",
 ];
 
@@ -101,6 +105,7 @@ impl Bounds {
                 "hit_latency_p99_ns_max" => opt(self.hit_latency_p99_ns_max),
                 "l1_hit_latency_p99_ns_max" => opt(self.l1_hit_latency_p99_ns_max),
                 "l2_hit_latency_p99_ns_max" => opt(self.l2_hit_latency_p99_ns_max),
+                "read_duration_max_ns" => opt(self.read_duration_max_ns),
                 "warmup_ns" => Value::from(self.warmup_ns),
                 other => unreachable!("bound {other} has no field"),
             };
@@ -153,6 +158,7 @@ impl Bounds {
             "hit_latency_p99_ns_max" => self.hit_latency_p99_ns_max = opt(&int)?,
             "l1_hit_latency_p99_ns_max" => self.l1_hit_latency_p99_ns_max = opt(&int)?,
             "l2_hit_latency_p99_ns_max" => self.l2_hit_latency_p99_ns_max = opt(&int)?,
+            "read_duration_max_ns" => self.read_duration_max_ns = opt(&int)?,
             "warmup_ns" => self.warmup_ns = int()?,
             _ => {
                 return Err(Problem::BadConfig {

@@ -28,13 +28,15 @@ pub enum Invariant {
     HitRatio,
     /// 8. Hit-latency p99 per tier.
     HitLatency,
+    /// Every read ends, served or failed, within a bound: nothing waits without a deadline.
+    Liveness,
     /// Every fault proved its effect: a harness error when not, never a finding.
     FaultEffect,
 }
 
 impl Invariant {
     /// Every invariant, in report order: the checker registry's order.
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::Staleness,
         Invariant::Phantom,
         Invariant::Convergence,
@@ -45,6 +47,7 @@ impl Invariant {
         Invariant::Availability,
         Invariant::HitRatio,
         Invariant::HitLatency,
+        Invariant::Liveness,
         Invariant::FaultEffect,
     ];
 
@@ -61,6 +64,7 @@ impl Invariant {
             Invariant::Availability => "availability",
             Invariant::HitRatio => "hit-ratio",
             Invariant::HitLatency => "hit-latency",
+            Invariant::Liveness => "liveness",
             Invariant::FaultEffect => "fault-effect",
         }
     }

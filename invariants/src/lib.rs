@@ -40,8 +40,8 @@ pub use report::Report;
 pub use verdict::{Figure, Status, Verdict, Witness};
 
 use checkers::{
-    availability, convergence, fault_effect, load, lost_writes, phantom, session, slo, staleness,
-    ReadChecker,
+    availability, convergence, fault_effect, liveness, load, lost_writes, phantom, session, slo,
+    staleness, ReadChecker,
 };
 
 /// Checks the history in `path`, applying `overrides` after the header's bounds.
@@ -100,6 +100,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
             bounds.l2_hit_latency_p99_ns_max,
             bounds.warmup_ns,
         )),
+        Box::new(liveness::Liveness::new(bounds.read_duration_max_ns)),
     ];
     let whole_index: [fn(&Index) -> Verdict; 3] =
         [convergence::check, lost_writes::check, fault_effect::check];

@@ -240,7 +240,7 @@ where
         cfg: scenario.cache_config(),
         pools: crate::backends::PgPools {
             max: scenario.pg_pool_max,
-            ..crate::backends::PgPools::defaults()
+            wait: Duration::from_millis(scenario.pg_pool_wait_ms),
         },
         buggify: scenario.buggify,
         apps: Vec::new(),

@@ -152,3 +152,36 @@ fn an_expiry_storm_overloads_the_hot_key_without_the_lease_and_early_refresh_and
         assert!(without.report.verdict(Invariant::Load).unwrap().fails());
     }
 }
+
+#[test]
+fn an_exhausted_pool_fails_reads_within_its_wait_and_a_wait_as_long_as_the_deadline_does_not() {
+    let sc = scenario::find("pool-exhaustion").unwrap();
+    let bound = sc.bounds.read_duration_max_ns.unwrap();
+    let mut long_wait = sc.clone();
+    long_wait.pg_pool_wait_ms = sc.cache_config().db_timeout_ms - 1;
+    let mut over = 0;
+    for seed in 1..=2 {
+        let r = run_one(&sc, Builtin::Versioned, seed);
+        assert!(
+            !r.report.verdict(Invariant::Liveness).unwrap().fails(),
+            "seed {seed}"
+        );
+        // The pool ran out: some reads failed (with the pool's error, which the history does
+        // not keep; containers/tests/pool.rs checks its words against a real server).
+        let failed = String::from_utf8(r.history.clone())
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(r#""f":"read""#) && l.contains(r#""outcome":"fail""#))
+            .count();
+        assert!(
+            failed > 0,
+            "seed {seed}: no read failed, the pool never ran out"
+        );
+        let slow = run_one(&long_wait, Builtin::Versioned, seed);
+        over += usize::from(slow.report.verdict(Invariant::Liveness).unwrap().fails());
+    }
+    assert!(
+        over > 0,
+        "with a pool wait of the database deadline no read outlasted {bound} ns"
+    );
+}

@@ -121,6 +121,10 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/pg-restart.toml"),
     ),
     ("pg-freeze", include_str!("../../scenarios/pg-freeze.toml")),
+    (
+        "pool-exhaustion",
+        include_str!("../../scenarios/pool-exhaustion.toml"),
+    ),
     ("random", include_str!("../../scenarios/random.toml")),
 ];
 

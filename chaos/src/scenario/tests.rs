@@ -70,3 +70,17 @@ fn a_random_plan_takes_the_hit_ratio_bound_of_the_incidents_it_draws() {
         incident_hit_ratio_min(Kind::Latency { one_way_ms: 55 }, false)
     );
 }
+
+#[test]
+fn a_pool_wait_the_library_would_refuse_is_refused_naming_the_workload_field() {
+    let sc = find("pool-exhaustion").unwrap();
+    let mut c = sc.config();
+    c["workload"]["pg_pool_wait_ms"] = json!(2000);
+    let e = sc.with_config(&c).unwrap_err();
+    assert!(
+        e.contains("workload.pg_pool_wait_ms") && e.contains("db_timeout_ms (2000)"),
+        "{e}"
+    );
+    c["workload"]["pg_pool_wait_ms"] = json!(1999);
+    assert_eq!(sc.with_config(&c).unwrap().pg_pool_wait_ms, 1999);
+}

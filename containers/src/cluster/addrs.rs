@@ -71,19 +71,20 @@ impl Addrs {
         cfg: CacheConfig,
         instance: &str,
     ) -> Result<LibraryWith<St>, Error> {
-        let pg_pool_max = aside::settings::PostgresSettings::default().pool_max;
-        self.library_pooled(strategy, cfg, instance, pg_pool_max)
+        let pg = aside::settings::PostgresSettings::default();
+        self.library_pooled(strategy, cfg, instance, pg.pool_max, pg.pool_wait_ms)
             .await
     }
 
     /// [`Addrs::library_with`] whose PostgreSQL pools hold `pg_pool_max` connections each
-    /// (`postgres.pool_max`).
+    /// (`postgres.pool_max`), waited for at most `pg_pool_wait_ms` (`postgres.pool_wait_ms`).
     pub async fn library_pooled<St: Strategy>(
         &self,
         strategy: St,
         mut cfg: CacheConfig,
         instance: &str,
         pg_pool_max: u32,
+        pg_pool_wait_ms: u64,
     ) -> Result<LibraryWith<St>, Error> {
         cfg.strategy = strategy.name().to_string();
         let settings = aside::Settings {
@@ -101,7 +102,7 @@ impl Addrs {
                 url: self.pg.clone(),
                 replica_url: self.pg_replica.clone(),
                 pool_max: pg_pool_max,
-                ..Default::default()
+                pool_wait_ms: pg_pool_wait_ms,
             },
             cache: cfg,
         };

@@ -5,6 +5,7 @@
 pub mod availability;
 pub mod convergence;
 pub mod fault_effect;
+pub mod liveness;
 pub mod load;
 pub mod lost_writes;
 pub mod phantom;
