@@ -9,28 +9,48 @@ use aside::backend::Postgres;
 use aside::{Key, Settings, TierError};
 use aside::{ReadFrom, Store};
 use containers::{Cluster, ClusterSpec};
+use sqlx::Connection;
 
 const WAIT: Duration = Duration::from_millis(300);
 
-/// Takes the only connection of `pg`'s pool for `hold_s` seconds, and returns once the pool
-/// has handed it out (deadline 10 s).
-async fn occupy(pg: &Postgres, hold_s: u32) -> tokio::task::JoinHandle<()> {
+/// Takes the only connection of `pg`'s pool for `hold_s` seconds with a query named `tag`, and
+/// returns once the server runs it (deadline 10 s). Each call needs its own `tag`: an aborted
+/// holder's query runs on at the server until it ends. The pool's own counters cannot tell: while a
+/// connection is on its way back to the pool it is neither idle nor handed out, so "one
+/// connection, none idle" also holds before the holding query has it, and a read could take it
+/// first (CI saw that). The server is asked on a connection of its own, outside the pool.
+async fn occupy(
+    pg: &Postgres,
+    url: &str,
+    tag: &'static str,
+    hold_s: u32,
+) -> tokio::task::JoinHandle<()> {
     let pool = pg.primary().clone();
     let busy = tokio::spawn(async move {
-        let sql = format!("SELECT pg_sleep({hold_s}) AS aside_pool_test");
+        let sql = format!("SELECT pg_sleep({hold_s}) AS {tag}");
         if let Err(e) = sqlx::query(&sql).execute(&pool).await {
             eprintln!("the query that holds the pool's connection failed: {e}");
         }
     });
+    let mut watcher = sqlx::PgConnection::connect(url)
+        .await
+        .expect("a connection outside the pool");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let p = pg.primary();
-        if p.size() == 1 && p.num_idle() == 0 {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE $1",
+        )
+        .bind(format!("%{tag}%"))
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if running == 1 {
             return busy;
         }
         assert!(
             Instant::now() < deadline,
-            "the pool's connection never got busy"
+            "the holding query never ran (running: {running})"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -51,7 +71,7 @@ async fn an_exhausted_pool_fails_within_its_wait_naming_the_pool_through_the_sto
         .await
         .expect("postgres");
     pg.migrate().await.expect("migrate");
-    let busy = occupy(&pg, 20).await;
+    let busy = occupy(&pg, &addrs.pg, "aside_holds_the_store", 20).await;
     let began = Instant::now();
     let e = pg.read("posts:v1:1", ReadFrom::Primary).await.unwrap_err();
     let waited = began.elapsed();
@@ -77,7 +97,7 @@ async fn an_exhausted_pool_fails_within_its_wait_naming_the_pool_through_the_sto
     let cache = aside::backend::connect(&settings, "app-1")
         .await
         .expect("cache");
-    let busy = occupy(cache.store(), 20).await;
+    let busy = occupy(cache.store(), &addrs.pg, "aside_holds_the_cache", 20).await;
     let k = Key::new("posts", 1, "pool-1").unwrap();
     match cache.get(&k).await {
         Err(aside::Error::Db(TierError::Exhausted { detail, .. })) => {
