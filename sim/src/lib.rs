@@ -15,7 +15,9 @@
 //! * [`cmd`]: `cargo sim`, one module per subcommand; [`bench`]: speed;
 //! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`);
 //! * [`buggify`]: FoundationDB's BUGGIFY, seeded delays at the slow points of the app's calls;
-//! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY.
+//! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY;
+//! * [`triage`]: the nightly's results as data: shards merged, promises judged, failures grouped
+//!   by signature, what is new since the last night.
 //!
 //! Scenarios, workloads, faults and the recorder live in `chaos`, shared with the containers
 //! world.
@@ -54,3 +56,4 @@ pub mod runner;
 pub mod shrink;
 #[cfg(madsim)]
 pub mod stf;
+pub mod triage;

@@ -157,10 +157,15 @@ pub fn replay_commands_with(
     s
 }
 
+/// The file name of a run's seed log: `SCENARIO-STRATEGY-SEED.jsonl`.
+pub fn log_name(scenario: &str, strategy: &str, seed: u64) -> String {
+    format!("{scenario}-{strategy}-{seed}.jsonl")
+}
+
 /// Writes the seed log of `o` under `out`.
 pub fn save(out: &Path, o: &RunResult) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(out)?;
-    let file = out.join(format!("{}-{}-{}.jsonl", o.scenario, o.strategy, o.seed));
+    let file = out.join(log_name(&o.scenario, &o.strategy, o.seed));
     std::fs::write(&file, &o.history)?;
     Ok(file)
 }

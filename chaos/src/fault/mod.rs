@@ -235,6 +235,12 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// `kind@target` (`partition@redis-master`): what a shrunk plan's faults are, without their
+    /// parameters, so that two nights' witnesses can be compared by shape.
+    pub fn shape(&self) -> String {
+        format!("{}@{}", self.kind.name(), self.target.name())
+    }
+
     pub fn new(kind: Kind, target: impl Into<Side>) -> Fault {
         Fault {
             kind,

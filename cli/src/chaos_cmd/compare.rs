@@ -60,11 +60,21 @@ pub(super) fn compare_promises_only(readme: Option<&Path>) -> ExitCode {
     }
 }
 
+/// Where `compare` puts what it ran.
+pub(super) enum Output<'a> {
+    /// Print the table; exit 1 when a cell disagrees.
+    Stdout,
+    /// Record the cells beside this file and render its table; exit 1 when a cell disagrees.
+    Readme(&'a Path),
+    /// Print the table, write the cells to this file, exit 0 (the nightly triage judges).
+    Save(&'a Path),
+}
+
 pub(super) fn compare(
     runs: u64,
     only: &[String],
     strategies: &[String],
-    readme: Option<&Path>,
+    to: Output<'_>,
     keep: &Path,
 ) -> ExitCode {
     let fail = |e: String| {
@@ -102,12 +112,21 @@ pub(super) fn compare(
         Ok(md) => print!("{md}"),
         Err(e) => return fail(e),
     }
-    let Some(file) = readme else {
-        let disagree = this_run
-            .rows()
-            .map(|rows| rows.iter().filter(|r| !r.agrees).count())
-            .unwrap_or(0);
-        return ExitCode::from(u8::from(disagree > 0));
+    let file = match to {
+        Output::Stdout => {
+            let disagree = this_run
+                .rows()
+                .map(|rows| rows.iter().filter(|r| !r.agrees).count())
+                .unwrap_or(0);
+            return ExitCode::from(u8::from(disagree > 0));
+        }
+        Output::Save(f) => {
+            return match this_run.save(f) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Output::Readme(f) => f,
     };
     // The recorded cells this run did not redo (`--scenario` names some) are kept.
     let data_file = data_for(file);

@@ -103,6 +103,11 @@ enum ChaosCommand {
         /// commit's promises (after a scenario file's promise changed)
         #[arg(long)]
         promises_only: bool,
+        /// Write this run's cells to FILE (the nightly's compare.json, which `cargo sim triage`
+        /// holds to the recorded ones) and exit 0 whatever they show: a disagreement with the
+        /// simulator is data there, and a verdict unlike the recorded one is the triage's to judge
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["readme", "promises_only"])]
+        save: Option<PathBuf>,
     },
 }
 
@@ -303,11 +308,17 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             keep,
             strategies,
             promises_only,
+            save,
         }) => {
             if *promises_only {
                 return compare::compare_promises_only(readme.as_deref());
             }
-            return compare::compare(*runs, scenarios, strategies, readme.as_deref(), keep);
+            let to = match (readme, save) {
+                (Some(f), _) => compare::Output::Readme(f),
+                (None, Some(f)) => compare::Output::Save(f),
+                (None, None) => compare::Output::Stdout,
+            };
+            return compare::compare(*runs, scenarios, strategies, to, keep);
         }
         None => {}
     }

@@ -5,6 +5,7 @@ mod nightly;
 mod repro;
 mod run;
 mod table;
+mod triage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ enum Command {
         /// The invariant that must keep failing (default: the log's first failing one)
         #[arg(long, value_name = "NAME")]
         invariant: Option<String>,
+        /// The account on stderr, and one JSON object on stdout: the shrunk log and its shape
+        #[arg(long)]
+        json: bool,
     },
     /// Simulated ops per wall second and time compression, beside a raw madsim echo
     Bench {
@@ -143,15 +147,40 @@ enum Command {
         check: Vec<PathBuf>,
     },
     /// The scheduled job: every cell over SEEDS seeds from FIRST, one process per seed (madsim's
-    /// statics leak between seeds in one process); every failure with its replay command; exit 1
-    /// when a cell breaks its promise
+    /// statics leak between seeds in one process), or one shard of them; every failure with its
+    /// replay command; writes OUT/shard-I-of-N.json for `triage` (exit 1 on a harness error)
     Nightly {
         #[arg(long, default_value_t = 200)]
         seeds: u64,
         #[arg(long, default_value_t = 1)]
         first_seed: u64,
-        #[arg(long, default_value = "target/aside/failures")]
+        /// The night's folder: seed logs of failing runs and this shard's results
+        #[arg(long, default_value = "target/aside/nightly")]
         out: PathBuf,
+        /// Run shard I of N (1-based): every N-th run, so N machines split one night
+        #[arg(long, value_name = "I/N", default_value = "1/1", value_parser = crate::triage::parse_shard)]
+        shard: (u64, u64),
+        /// Start no run after this many minutes (the runs not started are counted)
+        #[arg(long, value_name = "MINUTES")]
+        budget_min: Option<u64>,
+        /// Run every this-many-th run twice and compare trace hashes (0: none)
+        #[arg(long, value_name = "N", default_value_t = 40)]
+        determinism_every: u64,
+        /// Only these scenarios' cells (repeatable; default: every promise)
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+    },
+    /// Merge and judge one night's shards (DIR/shard-*.json): each promise over all its seeds,
+    /// failures grouped by signature with one shrunk witness each, what is new since --last;
+    /// writes DIR/results.json and DIR/summary.md. Exit 1 when the night is red
+    Triage {
+        dir: PathBuf,
+        /// Last night's results.json (a missing file: tonight is the baseline)
+        #[arg(long, value_name = "FILE")]
+        last: Option<PathBuf>,
+        /// Shrink at most this many signatures' witnesses, new ones first
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        shrink_max: usize,
     },
 }
 
@@ -287,7 +316,11 @@ pub fn main() -> ExitCode {
         Some(Command::Run(a)) => run::campaign(a),
         Some(Command::Repro { file }) => repro::repro(&file),
         Some(Command::CheckScenario { files }) => check_scenarios(&files),
-        Some(Command::Shrink { file, invariant }) => repro::shrink_cmd(&file, invariant),
+        Some(Command::Shrink {
+            file,
+            invariant,
+            json,
+        }) => repro::shrink_cmd(&file, invariant, json),
         Some(Command::Stf { readme, check }) => table::stf_cmd(&readme, &check),
         Some(Command::Bench { seeds }) => crate::bench::bench(seeds),
         Some(Command::List { cells }) => table::list(cells),
@@ -312,6 +345,27 @@ pub fn main() -> ExitCode {
             seeds,
             first_seed,
             out,
-        }) => nightly::nightly(seeds, first_seed, &out),
+            shard,
+            budget_min,
+            determinism_every,
+            scenarios,
+        }) => nightly::nightly(&nightly::Night {
+            scenarios: &scenarios,
+            seeds,
+            first: first_seed,
+            out: &out,
+            shard,
+            budget: budget_min.map(|m| std::time::Duration::from_secs(m * 60)),
+            determinism_every,
+        }),
+        Some(Command::Triage {
+            dir,
+            last,
+            shrink_max,
+        }) => triage::triage(&triage::Args {
+            dir,
+            last,
+            shrink_max,
+        }),
     }
 }
