@@ -67,6 +67,10 @@ triage() {
     [ -n "$last" ] && args+=(--last "$last")
     local status=0
     cargo sim triage "${args[@]}" || status=$?
+    # The night as pages: the matrix, and each failure signature's witness as a timeline.
+    if [ -f "$out/results.json" ]; then
+        cargo run -q --locked -p aside-cli -- report "$out" -o "$out/report" || status=2
+    fi
     if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f "$out/summary.md" ]; then
         cat "$out/summary.md" >>"$GITHUB_STEP_SUMMARY"
     fi

@@ -1,6 +1,7 @@
 //! `aside`: the command-line face of the project. `aside check` judges history files.
 
 mod chaos_cmd;
+mod report_cmd;
 mod servers;
 
 use std::io::{self, Write};
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Check recorded histories against the invariants (exit 0: all hold, 1: one fails, 2: bad input)
     Check(CheckArgs),
+    /// One history as a self-contained HTML page: verdicts, a timeline of every client's ops
+    /// with faults shaded and witnesses ringed, hit ratio and database load, staleness
+    Report(report_cmd::ReportArgs),
     /// Where does a key live? Reads keys on stdin, prints `key<TAB>node` (libketama-compatible)
     Ring(RingArgs),
     /// Run a catalog scenario against real servers in containers (needs Docker and the offline
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
     init_tracing();
     match Cli::parse().command {
         Command::Check(args) => check(args),
+        Command::Report(args) => report_cmd::report(args),
         Command::Ring(args) => ring(args),
         Command::Chaos(args) => chaos_cmd::chaos(args),
         Command::Servers(args) => servers::servers(args),

@@ -1,0 +1,188 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../invariants/test_data")
+        .join(name)
+}
+
+/// Circles in the witness colour (the legend is the page's, not the figure's).
+fn rings(html: &str) -> usize {
+    let c = draw::WITNESS;
+    let hex = format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+    html.matches("<circle")
+        .zip(html.split("<circle").skip(1))
+        .filter(|(_, rest)| rest.split('>').next().unwrap_or("").contains(&hex))
+        .count()
+}
+
+/// The ops the failing verdicts of `report` name.
+fn witnessed_ops(report: &Report) -> usize {
+    let ops: BTreeSet<u64> = report
+        .verdicts
+        .iter()
+        .filter(|v| v.fails())
+        .flat_map(|v| v.witness.ops.iter().copied())
+        .collect();
+    ops.len()
+}
+
+fn hex(c: plotters::style::RGBColor) -> String {
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+#[test]
+fn a_failing_history_shows_its_verdict_its_fault_band_and_rings_its_witness_ops() {
+    let html = page(&fixture("fill-race.jsonl"), &[]).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "three figures");
+    assert!(
+        html.contains("<p class=\"fails\">Fails: staleness"),
+        "verdict first"
+    );
+    assert!(html.contains("<tr class=\"fails\"><td>staleness</td><td>fails</td>"));
+    // The fault band and the stale read are drawn in their colours.
+    assert!(html.contains(&hex(draw::FAULT)), "fault band");
+    assert!(html.contains(&hex(draw::STALE)), "stale read");
+    // The staleness verdict's witness: the write and the stale read after it, ringed and
+    // quoted as the history's own lines.
+    let report = invariants::check_path(&fixture("fill-race.jsonl"), &[]).unwrap();
+    let v = report
+        .verdict(invariants::Invariant::Staleness)
+        .expect("a staleness verdict");
+    assert!(!v.witness.ops.is_empty());
+    assert_eq!(
+        rings(&html),
+        witnessed_ops(&report),
+        "one ring per witness op"
+    );
+    assert!(html.contains("&quot;id&quot;:3"), "the stale read quoted");
+    assert!(html.contains("<h2>The full report</h2>"));
+}
+
+#[test]
+fn a_holding_history_says_so_and_rings_nothing() {
+    let html = page(&fixture("holds.jsonl"), &[]).unwrap();
+    assert!(html.contains("Every gating invariant holds."));
+    assert_eq!(rings(&html), 0);
+    assert!(!html.contains("<tr class=\"fails\">"));
+}
+
+#[test]
+fn a_large_history_is_binned_and_never_loses_a_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.jsonl");
+    let spec = invariants::gen::Spec {
+        keys: 500,
+        ops: 100_000,
+        clients: 16,
+        stale_every: 5_000,
+        seed: invariants::gen::test_seed("report-large"),
+        ..Default::default()
+    };
+    println!("seed {}", spec.seed);
+    invariants::gen::generate(&spec, std::fs::File::create(&file).unwrap()).unwrap();
+    // A bound below the injected staleness: every stale read is a witness.
+    let bound = [Override::parse("staleness_ns_max=1").unwrap()];
+    let report = invariants::check_path(&file, &bound).unwrap();
+    let v = report.verdict(invariants::Invariant::Staleness).unwrap();
+    assert!(v.fails(), "{}", v.summary);
+    let html = page(&file, &bound).unwrap();
+    assert_eq!(rings(&html), witnessed_ops(&report));
+    // Binned: far fewer shapes than ops.
+    assert!(
+        html.matches("<rect").count() < 40_000,
+        "{} rects",
+        html.matches("<rect").count()
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_file_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"type\":\"header\"\n").unwrap();
+    let e = page(&bad, &[]).unwrap_err();
+    assert!(e.contains("bad.jsonl") && !e.contains('\n'), "{e}");
+    let e = page(&dir.path().join("missing.jsonl"), &[]).unwrap_err();
+    assert!(e.contains("missing.jsonl"), "{e}");
+    let out = dir.path().join("no-such-dir/page.html");
+    let e = write_atomically(&out, "x").unwrap_err();
+    assert!(e.contains("writable directory"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_fault_band_is_labelled_by_kind_target_and_parameters() {
+    use picture::fault_name;
+    assert_eq!(
+        fault_name(r#"{"kind":"kill","target":"redis-master"}"#),
+        "kill redis-master"
+    );
+    assert_eq!(
+        fault_name(r#"{"kind":"partition","target":"apps","peers":"redis","one_way":true}"#),
+        "partition apps peers=redis one_way=true"
+    );
+    assert_eq!(fault_name("not json"), "not json");
+}
+
+#[test]
+fn a_night_becomes_a_matrix_linking_each_failure_to_its_witness_page() {
+    use sim::triage::{CellRuns, Failure, Shard};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("fill-race.jsonl"),
+        dir.path().join("fill-race-naive-7.jsonl"),
+    )
+    .unwrap();
+    let cell = |strategy: &str, failures: Vec<Failure>| CellRuns {
+        scenario: "fill-race".into(),
+        strategy: strategy.into(),
+        buggify: false,
+        runs: 1,
+        failures,
+    };
+    let shard = Shard {
+        shard: "1/1".into(),
+        first_seed: 7,
+        seeds: 1,
+        cells: vec![
+            cell(
+                "naive",
+                vec![Failure {
+                    seed: 7,
+                    failed: vec!["staleness".into()],
+                    log: "fill-race-naive-7.jsonl".into(),
+                }],
+            ),
+            cell("durable", vec![]),
+        ],
+        ..Shard::default()
+    };
+    let night = sim::triage::merge(&[shard]).unwrap();
+    std::fs::write(
+        dir.path().join("results.json"),
+        serde_json::to_string(&night).unwrap(),
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    assert_eq!(night::pages(dir.path(), &out).unwrap(), 2);
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    // naive's staleness is a promised finding (amber), durable holds (green).
+    assert!(
+        index.contains("<a href=\"fill-race-naive-7.html\""),
+        "{index}"
+    );
+    assert!(index.contains("<td class=\"finds\""), "{index}");
+    assert!(
+        index.contains("<td class=\"holds\">holds (1)</td>"),
+        "{index}"
+    );
+    let page = std::fs::read_to_string(out.join("fill-race-naive-7.html")).unwrap();
+    assert!(page.contains("Fails: staleness"));
+    // A folder the triage never judged: one line naming the fix.
+    let empty = tempfile::tempdir().unwrap();
+    let e = night::pages(empty.path(), &out).unwrap_err();
+    assert!(e.contains("cargo sim triage"), "{e}");
+}
