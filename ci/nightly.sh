@@ -33,7 +33,7 @@ as_root() {
 }
 
 # The simulator's share of the night: its runs, and on shard 1 the checkers' randomised suites
-# from tonight's seed and the seeds-to-first-failure figures.
+# from tonight's seed, the seeds-to-first-failure figures and the fuzzing budget.
 shard() {
     local seeds=$1 which=$2 status=0
     number SEEDS_PER_CELL "$seeds"
@@ -46,6 +46,10 @@ shard() {
         # replays it.
         PROPTEST_RNG_SEED=$first cargo test -q --locked -p invariants --test props || status=1
         cargo sim stf | tee "$out/stf.txt" || status=1
+        # Every parser of outside input, 200,000 mutants each from tonight's seed; a crash is saved
+        # in $out/fuzz with the command that replays it.
+        cargo run -q --release --locked -p aside-fuzz -- --iterations 200000 --seed "$first" \
+            --out "$out/fuzz" || status=1
     fi
     return "$status"
 }

@@ -14,6 +14,7 @@ mod fast;
 mod parse;
 mod raw;
 
+pub use fast::parse as parse_line_fast;
 pub use parse::{canonical, parse_line, parse_line_serde};
 use serde_json::Value;
 
