@@ -55,10 +55,8 @@ cargo sim
 cargo sim --scenario-file examples/scenarios/failover-under-pause.toml
 step "durable holds every scenario over seeds 1-200 (cargo sim matrix exits 1 on a broken promise)"
 cargo sim matrix --strategy durable --seeds 200
-step "bench smoke runs (figures only; a bench never fails on speed)"
-cargo bench -p invariants --bench staleness --locked -- --quick
-cargo bench -p containers --bench tiers --locked -- --quick
-cargo sim bench --seeds 5
+step "bench smoke runs (figures only; a bench never fails on speed): ci/benchmarks.sh --quick"
+bash ci/benchmarks.sh --quick
 step "no container left behind"
 left=$(docker ps -aq --filter label=aside.run | wc -l)
 [ "$left" -eq 0 ] || { docker ps -a --filter label=aside.run >&2; die "$left test container(s) left behind"; }

@@ -178,7 +178,15 @@ fn an_exhausted_pool_fails_reads_within_its_wait_and_a_wait_as_long_as_the_deadl
             "seed {seed}: no read failed, the pool never ran out"
         );
         let slow = run_one(&long_wait, Builtin::Versioned, seed);
-        over += usize::from(slow.report.verdict(Invariant::Liveness).unwrap().fails());
+        let (held, waited) = (
+            r.report.verdict(Invariant::Liveness).unwrap(),
+            slow.report.verdict(Invariant::Liveness).unwrap(),
+        );
+        println!(
+            "seed {seed}: {} | with a pool wait of the deadline: {}",
+            held.summary, waited.summary
+        );
+        over += usize::from(waited.fails());
     }
     assert!(
         over > 0,
