@@ -4,11 +4,13 @@
 //! same strategy and seed.
 
 pub mod file;
+mod workload;
+
+pub use workload::WorkloadSpec;
 
 use aside::{Builtin, CacheConfig};
 use invariants::history::{Header, FORMAT};
 use invariants::{Bounds, Invariant};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::fault::{Kind, Side, Target};
@@ -111,57 +113,6 @@ pub enum Expect {
     /// Some seed fails, and every invariant named here fails on at least one seed (others may
     /// fail too: they are reported, not promised).
     Finds(Vec<Invariant>),
-}
-
-/// A scenario's workload as a scenario file's `[workload]` and a history header's
-/// `config.workload` give it: every field optional (absent: the default), unknown fields refused.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkloadSpec {
-    pub keys: Option<u64>,
-    pub zipf_s: Option<f64>,
-    pub write_ratio: Option<f64>,
-    pub hot_key_share: Option<f64>,
-    pub apps: Option<u64>,
-    pub clients_per_app: Option<u64>,
-    pub duration_ms: Option<u64>,
-    pub think_ms: Option<[u64; 2]>,
-    pub settle_ms: Option<u64>,
-    pub net_latency_us: Option<[u64; 2]>,
-    pub db_query_us: Option<[u64; 2]>,
-    pub pg_replica_lag_ms: Option<u64>,
-    pub read_from_replica: Option<bool>,
-    pub listing_transactions: Option<bool>,
-    pub grouped_listings: Option<bool>,
-    pub foreign_writes: Option<bool>,
-    pub l1_ttl_ms: Option<u64>,
-    pub l2_ttl_ms: Option<u64>,
-    pub stale_while_revalidate_ms: Option<u64>,
-    pub lease_ms: Option<u64>,
-    pub early_refresh_beta: Option<f64>,
-    pub pg_pool_max: Option<u64>,
-    pub pg_pool_wait_ms: Option<u64>,
-    pub buggify: Option<bool>,
-}
-
-impl WorkloadSpec {
-    /// A header's `config.workload`; an error names the field.
-    pub fn from_json(w: &Value) -> Result<WorkloadSpec, FieldError> {
-        serde_json::from_value(w.clone()).map_err(|e| {
-            // serde_json names no path: find the field by reading each alone.
-            let bad = w.as_object().and_then(|o| {
-                o.iter().find(|(k, v)| {
-                    let mut one = Map::new();
-                    one.insert((*k).clone(), (*v).clone());
-                    serde_json::from_value::<WorkloadSpec>(Value::Object(one)).is_err()
-                })
-            });
-            match bad {
-                Some((k, _)) => FieldError::new(format!("workload.{k}"), e.to_string()),
-                None => FieldError::new("workload", e.to_string()),
-            }
-        })
-    }
 }
 
 /// A field of a scenario that is wrong, by its path in the file (`workload.keys`,
@@ -304,106 +255,6 @@ impl Scenario {
         }
         sc.validate().map_err(|e| format!("the config's {e}"))?;
         Ok(sc)
-    }
-
-    /// Sets every field `w` gives.
-    pub fn apply_workload(&mut self, w: &WorkloadSpec) -> Result<(), FieldError> {
-        let size = |f: &str, n: u64, min: u64, max: u64| {
-            if (min..=max).contains(&n) {
-                Ok(n as usize)
-            } else {
-                Err(FieldError::new(
-                    format!("workload.{f}"),
-                    format!("{n} is out of range: use {min} to {max}"),
-                ))
-            }
-        };
-        if let Some(n) = w.keys {
-            self.keys = size("keys", n, 1, 1_000_000)?;
-        }
-        if let Some(n) = w.apps {
-            self.apps = size("apps", n, 1, APPS_MAX)?;
-        }
-        if let Some(n) = w.clients_per_app {
-            self.clients_per_app = size("clients_per_app", n, 1, 1_000)?;
-        }
-        if let Some(n) = w.pg_pool_max {
-            self.pg_pool_max = size("pg_pool_max", n, 1, 1_000)? as u32;
-        }
-        let ratio = |f: &str, x: f64| {
-            if (0.0..=1.0).contains(&x) {
-                Ok(x)
-            } else {
-                Err(FieldError::new(
-                    format!("workload.{f}"),
-                    format!("{x} is not a share: use a number from 0 to 1"),
-                ))
-            }
-        };
-        if let Some(x) = w.write_ratio {
-            self.write_ratio = ratio("write_ratio", x)?;
-        }
-        if let Some(x) = w.hot_key_share {
-            self.hot_key_share = ratio("hot_key_share", x)?;
-        }
-        if let Some(x) = w.zipf_s {
-            if !(x.is_finite() && x >= 0.0) {
-                return Err(FieldError::new(
-                    "workload.zipf_s",
-                    format!("{x} is not a Zipf exponent: use a number of at least 0 (1.1: the default's skew)"),
-                ));
-            }
-            self.zipf_s = x;
-        }
-        let range = |f: &str, [lo, hi]: [u64; 2]| {
-            if lo <= hi {
-                Ok((lo, hi))
-            } else {
-                Err(FieldError::new(
-                    format!("workload.{f}"),
-                    format!("[{lo}, {hi}] is not a range: give [low, high] with low <= high"),
-                ))
-            }
-        };
-        if let Some(r) = w.think_ms {
-            self.think_ms = range("think_ms", r)?;
-        }
-        if let Some(r) = w.net_latency_us {
-            self.net_latency_us = range("net_latency_us", r)?;
-        }
-        if let Some(r) = w.db_query_us {
-            self.db_query_us = range("db_query_us", r)?;
-        }
-        macro_rules! copy {
-            ($($f:ident),*) => {$(
-                if let Some(x) = w.$f {
-                    self.$f = x;
-                }
-            )*};
-        }
-        copy!(
-            duration_ms,
-            settle_ms,
-            pg_replica_lag_ms,
-            l1_ttl_ms,
-            l2_ttl_ms,
-            stale_while_revalidate_ms,
-            lease_ms,
-            early_refresh_beta,
-            pg_pool_wait_ms,
-            read_from_replica,
-            listing_transactions,
-            grouped_listings,
-            foreign_writes,
-            buggify
-        );
-        if self.duration_ms == 0 {
-            return Err(FieldError::new(
-                "workload.duration_ms",
-                "is 0: a run needs a workload of at least 1 ms",
-            ));
-        }
-        Ok(())
     }
 
     /// What no world can run: a cache configuration the library refuses, a fault on a node the

@@ -37,6 +37,8 @@ mod typed;
 pub use pattern::Invalidated;
 pub use typed::{decode as decode_value, encode as encode_value, Typed};
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod tests;
 mod write;
 

@@ -1,6 +1,6 @@
 //! Early refresh with in-memory tiers: the draw's law, who reloads, and that β = 0 never does.
 
-use super::super::tests::{cache, key};
+use super::super::harness::{cache, key, Mem};
 use super::*;
 
 #[test]
@@ -36,7 +36,7 @@ fn a_draw_is_never_zero_or_over_one() {
 
 /// A cache whose entries live `ttl_ms` in L1, over a database read that takes `delay_ms`,
 /// with early refresh at β.
-fn storm_cache(beta: f64, ttl_ms: u64, delay_ms: u64) -> super::super::tests::Mem {
+fn storm_cache(beta: f64, ttl_ms: u64, delay_ms: u64) -> Mem {
     cache(
         CacheConfig {
             l1_ttl_ms: ttl_ms,

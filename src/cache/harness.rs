@@ -1,0 +1,115 @@
+//! The in-memory cache the unit tests run: an L1 of `MemRedis`, no L2, and a store that can be
+//! slow, fail, or count its calls.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+use crate::tier::mem::MemRedis;
+
+/// A memcached that is always empty and accepts everything: L2 plays no part here.
+pub(super) struct NoL2;
+
+impl MemcachedLike for NoL2 {
+    async fn gets(&self, _: &str) -> TierResult<Option<(Vec<u8>, u64)>> {
+        Ok(None)
+    }
+    async fn set(&self, _: &str, _: &[u8], _: u32) -> TierResult<()> {
+        Ok(())
+    }
+    async fn add(&self, _: &str, _: &[u8], _: u32) -> TierResult<bool> {
+        Ok(true)
+    }
+    async fn cas(&self, _: &str, _: &[u8], _: u32, _: u64) -> TierResult<bool> {
+        Ok(true)
+    }
+    async fn delete(&self, _: &str) -> TierResult<bool> {
+        Ok(true)
+    }
+    async fn flush_all(&self) -> TierResult<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub(super) struct SlowStore {
+    rows: Mutex<HashMap<String, u64>>,
+    delay_ms: u64,
+    pub(super) reads: AtomicU64,
+    outbox: Mutex<Vec<crate::tier::OutboxRow>>,
+    /// The error a write answers with, after it committed or instead of committing.
+    pub(super) write_error: Mutex<Option<(bool, TierError)>>,
+}
+
+impl Store for SlowStore {
+    async fn read(&self, key: &str, _: ReadFrom) -> TierResult<Option<Row>> {
+        self.reads.fetch_add(1, Relaxed);
+        tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
+        let v = self.rows.lock().unwrap().get(key).copied().unwrap_or(0);
+        Ok(Some(Row {
+            version: v,
+            payload: format!("v{v}").into_bytes(),
+        }))
+    }
+    async fn write(&self, key: &str, _: &[u8]) -> TierResult<crate::tier::Committed> {
+        let error = self.write_error.lock().unwrap().clone();
+        if let Some((false, e)) = error {
+            return Err(e);
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let v = rows.entry(key.to_string()).or_insert(0);
+        *v += 1;
+        let mut outbox = self.outbox.lock().unwrap();
+        let id = outbox.len() as u64 + 1;
+        outbox.push(crate::tier::OutboxRow {
+            id,
+            key: key.to_string(),
+            version: *v,
+        });
+        match error {
+            Some((_, e)) => Err(e),
+            None => Ok(crate::tier::Committed::alone(*v)),
+        }
+    }
+    async fn outbox_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> TierResult<Vec<crate::tier::OutboxRow>> {
+        let o = self.outbox.lock().unwrap();
+        Ok(o.iter()
+            .filter(|r| r.id > after)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+    async fn outbox_recent(&self, _: u64, limit: u32) -> TierResult<Vec<crate::tier::OutboxRow>> {
+        self.outbox_after(0, limit).await
+    }
+    async fn outbox_head(&self) -> TierResult<u64> {
+        Ok(self.outbox.lock().unwrap().len() as u64)
+    }
+    async fn outbox_done(&self, _: &[u64]) -> TierResult<()> {
+        Ok(())
+    }
+}
+
+pub(super) type Mem = CacheAside<MemRedis, NoL2, SlowStore, crate::Builtin>;
+
+pub(super) fn cache(cfg: CacheConfig, delay_ms: u64) -> Mem {
+    cache_with(cfg, delay_ms, crate::Builtin::Versioned)
+}
+
+pub(super) fn cache_with(cfg: CacheConfig, delay_ms: u64, strategy: crate::Builtin) -> Mem {
+    let cfg = cfg.validate().unwrap();
+    let pool = Pool::new(Ring::new(&["l2:1"]).unwrap(), vec![NoL2], &cfg);
+    let store = SlowStore {
+        delay_ms,
+        ..Default::default()
+    };
+    CacheAside::new(MemRedis::default(), pool, store, strategy, cfg, "test")
+}
+
+pub(super) fn key(id: &str) -> Key {
+    Key::new("t", 1, id).unwrap()
+}
