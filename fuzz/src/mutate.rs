@@ -3,6 +3,7 @@
 //! cut, a repeat, a splice of two files, a number out of range, a line doubled or dropped).
 
 use invariants::gen::SplitMix;
+pub use invariants::payload::fnv1a;
 
 /// Inputs longer than this are cut: the parsers' limits are tested by their own tests.
 pub const INPUT_BYTES_MAX: usize = 64 * 1024;
@@ -23,13 +24,6 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         self.0.below(n as u64) as usize
     }
-}
-
-/// FNV-1a, for naming crash files and mixing a target's name into the seed.
-pub fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Bytes that mean something to one of the parsers.

@@ -133,20 +133,14 @@ pub fn replay_commands_with(
     buggify: bool,
     log: Option<&Path>,
 ) -> String {
-    let (flag, var) = if buggify {
-        (" --buggify", "ASIDE_BUGGIFY=1 ")
-    } else {
-        ("", "")
-    };
-    let mut s = if scenario.ends_with(".toml") {
-        format!(
-            "  replay:  cargo sim --scenario-file {scenario} --strategy {strategy} --seed {seed}{flag}\n"
-        )
-    } else {
-        format!(
-            "  replay:  cargo sim --scenario {scenario} --strategy {strategy} --seed {seed}{flag}\n  or:      {var}ASIDE_SCENARIO={scenario} ASIDE_STRATEGY={strategy} MADSIM_TEST_SEED={seed} cargo sim-test --test replay -- --nocapture\n"
-        )
-    };
+    let run = crate::seedlog::replay_command(scenario, strategy, seed, buggify);
+    let mut s = format!("  replay:  {run}\n");
+    if !scenario.ends_with(".toml") {
+        let var = if buggify { "ASIDE_BUGGIFY=1 " } else { "" };
+        s.push_str(&format!(
+            "  or:      {var}ASIDE_SCENARIO={scenario} ASIDE_STRATEGY={strategy} MADSIM_TEST_SEED={seed} cargo sim-test --test replay -- --nocapture\n"
+        ));
+    }
     if let Some(f) = log {
         s.push_str(&format!(
             "  check:   cargo run -q -p aside-cli -- check {}\n  or:      cargo sim repro {}\n",

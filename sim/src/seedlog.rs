@@ -16,6 +16,18 @@ pub struct Run {
     pub config: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The one command that reruns a seed: `cargo sim --scenario NAME` (or `--scenario-file PATH`
+/// for a scenario given as a file's path, `Scenario::arg`), the strategy, the seed, BUGGIFY.
+pub fn replay_command(scenario: &str, strategy: &str, seed: u64, buggify: bool) -> String {
+    let flag = if buggify { " --buggify" } else { "" };
+    let which = if scenario.ends_with(".toml") {
+        "--scenario-file"
+    } else {
+        "--scenario"
+    };
+    format!("cargo sim {which} {scenario} --strategy {strategy} --seed {seed}{flag}")
+}
+
 /// FNV-1a 64 of the history bytes: same run, same hash.
 pub fn trace_hash(history: &[u8]) -> String {
     format!("{:016x}", invariants::payload::fnv1a(history))

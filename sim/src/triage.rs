@@ -115,11 +115,7 @@ impl Group {
 
     /// The command that replays the group's witness.
     pub fn replay(&self) -> String {
-        let flag = if self.buggify { " --buggify" } else { "" };
-        format!(
-            "cargo sim --scenario {} --strategy {} --seed {}{flag}",
-            self.scenario, self.strategy, self.seeds[0]
-        )
+        crate::seedlog::replay_command(&self.scenario, &self.strategy, self.seeds[0], self.buggify)
     }
 }
 
@@ -382,7 +378,7 @@ impl News {
                 recorded,
                 tonight,
             } => format!(
-                "containers {cell}: recorded {recorded:?}, tonight {tonight:?} (`aside chaos compare --scenario ...` records a new verdict in docs/results/compare.json)"
+                "containers {cell}: recorded {recorded:?}, tonight {tonight:?} (a new verdict is recorded in docs/results/compare.json by `aside chaos compare --scenario NAME --readme docs/results.md`)"
             ),
         }
     }

@@ -94,22 +94,11 @@ impl Picture {
         let bin = |t: u64, n: u64| {
             (t.saturating_sub(start) as u128 * n as u128 / span as u128).min(n as u128 - 1) as u64
         };
-        let mut clients = BTreeSet::new();
-        for k in &idx.keys {
-            clients.extend(k.writes.iter().map(|w| w.client));
-        }
+        // One pass over the reads (a large history's log is streamed back from disk), keyed by
+        // client; clients become lanes once every client is known.
         let mut reads = std::mem::replace(&mut idx.reads, invariants::index::ReadLog::new(0));
-        reads.for_each(|r| {
-            clients.insert(r.client);
-        })?;
-        let lanes: Vec<u64> = clients.into_iter().collect();
-        let lane = |c: u64| lanes.binary_search(&c).unwrap_or(0);
-        let mark = |client: u64, invoke_ns: u64, line: u64, write: bool| Marked {
-            lane: lane(client),
-            at_ms: ms(invoke_ns),
-            line,
-            write,
-        };
+        let mut bins: BTreeMap<(u64, u64), State> = BTreeMap::new();
+        let mut marks: Vec<(u64, u64, u64, bool)> = Vec::new();
         let mut p = Picture {
             span_ms: ms(end),
             ok: vec![0; SLICES as usize],
@@ -128,9 +117,8 @@ impl Picture {
             } else {
                 State::Hit
             };
-            let cell = p
-                .reads
-                .entry((lane(r.client), bin(r.invoke_ns, COLUMNS)))
+            let cell = bins
+                .entry((r.client, bin(r.invoke_ns, COLUMNS)))
                 .or_insert(state);
             *cell = (*cell).max(state);
             let s = bin(r.invoke_ns, SLICES) as usize;
@@ -144,17 +132,33 @@ impl Picture {
                 }
             }
             if witness.contains(&r.line) {
-                p.marked.push(mark(r.client, r.invoke_ns, r.line, false));
+                marks.push((r.client, r.invoke_ns, r.line, false));
             }
         })?;
-        for k in &idx.keys {
-            for w in &k.writes {
-                p.writes.insert((lane(w.client), bin(w.invoke_ns, COLUMNS)));
-                if witness.contains(&w.line) {
-                    p.marked.push(mark(w.client, w.invoke_ns, w.line, true));
-                }
+        let mut writes = BTreeSet::new();
+        for w in idx.keys.iter().flat_map(|k| &k.writes) {
+            writes.insert((w.client, bin(w.invoke_ns, COLUMNS)));
+            if witness.contains(&w.line) {
+                marks.push((w.client, w.invoke_ns, w.line, true));
             }
         }
+        let clients: BTreeSet<u64> = bins.keys().chain(&writes).map(|&(c, _)| c).collect();
+        let lanes: Vec<u64> = clients.into_iter().collect();
+        let lane = |c: u64| lanes.binary_search(&c).unwrap_or(0);
+        p.reads = bins
+            .into_iter()
+            .map(|((c, col), st)| ((lane(c), col), st))
+            .collect();
+        p.writes = writes.into_iter().map(|(c, col)| (lane(c), col)).collect();
+        p.marked = marks
+            .into_iter()
+            .map(|(client, invoke_ns, line, write)| Marked {
+                lane: lane(client),
+                at_ms: ms(invoke_ns),
+                line,
+                write,
+            })
+            .collect();
         p.marked.sort_by_key(|m| m.line);
         for f in &idx.faults {
             p.bands.push(Band {

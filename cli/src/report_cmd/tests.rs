@@ -10,11 +10,10 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Circles in the witness colour (the legend is the page's, not the figure's).
 fn rings(html: &str) -> usize {
-    let c = draw::WITNESS;
-    let hex = format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
-    html.matches("<circle")
-        .zip(html.split("<circle").skip(1))
-        .filter(|(_, rest)| rest.split('>').next().unwrap_or("").contains(&hex))
+    let witness = hex(draw::WITNESS);
+    html.split("<circle")
+        .skip(1)
+        .filter(|rest| rest.split('>').next().unwrap_or("").contains(&witness))
         .count()
 }
 
