@@ -120,3 +120,33 @@ fn bad_nightly_input_is_one_line_and_exit_2() {
         "{t}"
     );
 }
+
+#[test]
+fn a_spent_budget_starts_no_run_and_counts_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = sim(&[
+        "nightly",
+        "--scenario",
+        "split-brain",
+        "--seeds",
+        "2",
+        "--budget-min",
+        "0",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let shard: sim::triage::Shard = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("shard-1-of-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shard.skipped_for_budget, 6);
+    assert_eq!(shard.cells.iter().map(|c| c.runs).sum::<u64>(), 0);
+    let o = sim(&["triage", out, "--shrink-max", "0"]);
+    assert!(
+        text(&o).contains("6 runs not started: the time budget ran out."),
+        "{}",
+        text(&o)
+    );
+}
