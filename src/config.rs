@@ -33,6 +33,12 @@ pub struct CacheConfig {
     pub lease_ms: u64,
     /// How long a miss that lost the lease waits for the winner's fill before reading itself.
     pub lease_wait_ms: u64,
+    /// How long a lease outlives the fill that releases it (`versioned`, `durable`: the fill's
+    /// script shortens the lease to this instead of deleting it): a reader that read L1 just
+    /// before the fill landed and asks for the lease a round trip later finds it held and is
+    /// served the fill, instead of loading the key again. Longer than an L1 round trip; a miss
+    /// after a write that follows a fill within it waits this long at most. 0: delete.
+    pub lease_linger_ms: u64,
     /// Serve a value this long past its freshness while one reader refreshes it (0: off).
     pub stale_while_revalidate_ms: u64,
     /// Probabilistic early expiration (XFetch: Vattani, Chierichetti and Lowenstein, VLDB 2015):
@@ -103,6 +109,7 @@ impl Default for CacheConfig {
             tombstone_ttl_ms: 600_000,
             lease_ms: 2_000,
             lease_wait_ms: 500,
+            lease_linger_ms: 20,
             stale_while_revalidate_ms: 0,
             early_refresh_beta: 1.0,
             negative_ttl_ms: 5_000,

@@ -76,6 +76,39 @@ pub fn generation_named(raw: &[u8]) -> Option<u64> {
     }
 }
 
+/// Whether a reader at `now_ms` cannot serve this entry, as the Redis script `get_or_lease`
+/// reads its header (`^AS1|(%a)|%d+|(%d+)|`): a tombstone, or a value whose freshness ended more
+/// than `stale_ms` ago (the reader's stale-while-revalidate window): a reason, like no entry at
+/// all, to take the lease. Anything else, "no such row" and what is not an envelope included,
+/// is the decoder's to judge.
+pub fn unusable(raw: &[u8], now_ms: u64, stale_ms: u64) -> bool {
+    let Some(rest) = raw.strip_prefix(MAGIC) else {
+        return false;
+    };
+    let Some((&kind, rest)) = rest.split_first() else {
+        return false;
+    };
+    let field = |rest: &[u8]| -> Option<(u64, usize)> {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || rest.get(digits) != Some(&b'|') {
+            return None;
+        }
+        let n = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        Some((n, digits + 1))
+    };
+    let header = rest.strip_prefix(b"|").and_then(|rest| {
+        let (_, used) = field(rest)?;
+        field(&rest[used..]).map(|(fresh_until_ms, _)| fresh_until_ms)
+    });
+    match (kind, header) {
+        (b't', Some(_)) => true,
+        (b'v', Some(fresh_until_ms)) => {
+            fresh_until_ms != 0 && fresh_until_ms.saturating_add(stale_ms) < now_ms
+        }
+        _ => false,
+    }
+}
+
 /// The versioned-update rule, shared by the Redis scripts, the memcached CAS loop and the
 /// simulator's model: an incoming entry of `version` is refused exactly when the tier holds a
 /// newer version. Equal versions replace each other whatever their kinds: a fill of v over a
@@ -197,6 +230,41 @@ fn digits(n: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `get_or_lease` leases for, read from the header alone: a tombstone, a value past
+    /// its stale window by the reader's clock; never "no such row", a fresh value or garbage.
+    #[test]
+    fn unusable_reads_the_header_as_the_script_does() {
+        let value = |fresh_until_ms| {
+            encode(
+                "k",
+                &Entry::Value {
+                    version: 3,
+                    fresh_until_ms,
+                    payload: b"p".to_vec(),
+                },
+            )
+        };
+        let tomb = encode("k", &Entry::Tombstone { version: 3 });
+        let absent = encode("k", &Entry::Absent { version: 0 });
+        assert!(unusable(&tomb, 0, 0));
+        assert!(!unusable(&absent, u64::MAX, 0));
+        assert!(
+            !unusable(&value(0), u64::MAX, 0),
+            "no freshness: never expires"
+        );
+        assert!(
+            !unusable(&value(2_000), 2_000, 0),
+            "fresh to the millisecond"
+        );
+        assert!(unusable(&value(2_000), 2_001, 0));
+        assert!(
+            !unusable(&value(2_000), 3_500, 1_500),
+            "within the stale window"
+        );
+        assert!(unusable(&value(2_000), 3_501, 1_500));
+        assert!(!unusable(b"AS1|t", 0, 0) && !unusable(b"garbage", 0, 0));
+    }
 
     #[test]
     fn round_trips_and_lengths() {

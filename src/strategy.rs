@@ -14,7 +14,7 @@ use std::future::Future;
 
 use crate::config::{CacheConfig, ConfigError};
 use crate::envelope::{self, blocks, Entry, Kind};
-use crate::tier::{MemcachedLike, RedisLike, SetCond, TierResult};
+use crate::tier::{MemcachedLike, RedisLike, Release, Seen, SetCond, TierResult};
 
 /// CAS rounds before a versioned memcached fill gives up (a fill given up costs a miss).
 const FILL_CAS_ATTEMPTS: u32 = 4;
@@ -43,6 +43,36 @@ pub trait Strategy: Send + Sync + 'static {
         version: u64,
         ttl_s: u32,
     ) -> impl Future<Output = TierResult<bool>> + Send;
+
+    /// [`Strategy::fill_l1`], then `lease` released if it still holds its token: a miss's last
+    /// L1 step. The default sends the two one after the other;
+    /// `versioned` and `durable` send one script ([`RedisLike::fill_if_newer_releasing`]).
+    fn fill_l1_releasing<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: Release<'_>,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        fill_then_release(self, l1, key, entry, version, ttl_ms, lease)
+    }
+
+    /// [`Strategy::fill_l2`] after the read's own `gets` saw `seen` on the node: a strategy that
+    /// reads before it writes may start from it instead of asking again. The default asks again.
+    fn fill_l2_after<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_s: u32,
+        seen: Seen,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        let _ = seen;
+        self.fill_l2(node, key, entry, version, ttl_s)
+    }
 
     /// Invalidates `key` in L1 after the database moved it to `version` (None: no version known,
     /// e.g. a manual invalidation).
@@ -181,6 +211,52 @@ impl Strategy for Builtin {
         }
     }
 
+    async fn fill_l1_releasing<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: Release<'_>,
+    ) -> TierResult<bool> {
+        if !self.versioned() {
+            return fill_then_release(self, l1, key, entry, version, ttl_ms, lease).await;
+        }
+        l1.fill_if_newer_releasing(key, entry, version, ttl_ms, lease)
+            .await
+    }
+
+    async fn fill_l2_after<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_s: u32,
+        seen: Seen,
+    ) -> TierResult<bool> {
+        if !self.versioned() {
+            return node.set(key, entry, ttl_s).await.map(|()| true);
+        }
+        // The read's `gets` stands in for the first round of the CAS loop: `add` where it saw
+        // nothing, `cas` with its token, and the loop (asking again) only when either loses.
+        let keep = |e: &Entry| blocks(e, Kind::Value, version);
+        match seen {
+            Seen::Absent if node.add(key, entry, ttl_s).await? => return Ok(true),
+            Seen::Entry { raw, cas } => {
+                if envelope::decode(key, &raw).is_ok_and(|e| keep(&e)) {
+                    return Ok(false);
+                }
+                if node.cas(key, entry, ttl_s, cas).await? {
+                    return Ok(true);
+                }
+            }
+            _ => {}
+        }
+        replace_if_older(node, key, entry, version, ttl_s, true).await
+    }
+
     async fn invalidate_l1<R: RedisLike>(
         &self,
         l1: &R,
@@ -263,6 +339,26 @@ impl Strategy for Builtin {
     fn staleness_bound_ms(&self, cfg: &CacheConfig) -> Option<u64> {
         self.uses_outbox().then(|| cfg.outbox_staleness_bound_ms())
     }
+}
+
+/// [`Strategy::fill_l1_releasing`] in two round trips sent together: the fill and the release
+/// (a release that lands first lets another reader load too, which costs a database read, not
+/// a stale one). The answer is the fill's; a release that failed leaves the lease to its TTL.
+async fn fill_then_release<S: Strategy + ?Sized, R: RedisLike>(
+    s: &S,
+    l1: &R,
+    key: &str,
+    entry: &[u8],
+    version: u64,
+    ttl_ms: u64,
+    lease: Release<'_>,
+) -> TierResult<bool> {
+    let (stored, _) = futures_util::future::join(
+        s.fill_l1(l1, key, entry, version, ttl_ms),
+        l1.release(lease.lease_key, lease.token),
+    )
+    .await;
+    stored
 }
 
 /// Memcached has no scripts: read with `gets`, and `cas` (or `add` when absent) unless
@@ -438,5 +534,42 @@ mod tests {
             Ok(Entry::Tombstone { version: 9 })
         );
         assert!(!s.fill_l2(&node, key, &value(key, 5), 5, 60).await.unwrap());
+    }
+
+    /// The read's `gets` saw a tombstone of 1 (or nothing); a write's tombstone of 3 landed
+    /// before the fill of version 2 that the read loaded: the fill's `cas` with the old token (or
+    /// its `add`) loses, and asking again refuses it. What the read saw saves a round trip, never
+    /// a check.
+    #[tokio::test]
+    async fn a_fill_from_what_the_read_saw_is_refused_by_a_newer_tombstone_since() {
+        let node = MemcachedClient(InProcess::<MemcachedModel>::default());
+        let s = Builtin::Versioned;
+        let t = |key: &str, v| envelope::encode(key, &Entry::Tombstone { version: v });
+        let key = "posts:v1:seen";
+        node.set(key, &t(key, 1), 60).await.unwrap();
+        let (raw, cas) = node.gets(key).await.unwrap().unwrap();
+        node.set(key, &t(key, 3), 60).await.unwrap();
+        let seen = Seen::Entry { raw, cas };
+        let fill = value(key, 2);
+        let stored = s.fill_l2_after(&node, key, &fill, 2, 60, seen);
+        assert!(!stored.await.unwrap());
+        assert_eq!(node.gets(key).await.unwrap().unwrap().0, t(key, 3));
+
+        let key = "posts:v1:seen-absent";
+        node.set(key, &t(key, 3), 60).await.unwrap();
+        let fill = value(key, 2);
+        let stored = s.fill_l2_after(&node, key, &fill, 2, 60, Seen::Absent);
+        assert!(!stored.await.unwrap());
+        assert_eq!(node.gets(key).await.unwrap().unwrap().0, t(key, 3));
+
+        // Unchanged since the read: the token's `cas` stores.
+        let key = "posts:v1:seen-unchanged";
+        node.set(key, &t(key, 1), 60).await.unwrap();
+        let (raw, cas) = node.gets(key).await.unwrap().unwrap();
+        let seen = Seen::Entry { raw, cas };
+        let fill = value(key, 2);
+        let stored = s.fill_l2_after(&node, key, &fill, 2, 60, seen);
+        assert!(stored.await.unwrap());
+        assert_eq!(node.gets(key).await.unwrap().unwrap().0, value(key, 2));
     }
 }

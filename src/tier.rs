@@ -75,6 +75,56 @@ pub enum SetCond {
 /// Two entries read together (`get_in_generation`): a generation key's and the key's in it.
 pub type EntryPair = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// What a lease request ([`RedisLike::get_or_lease`]) came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leased {
+    /// Taken now: load and fill, then release it (or release it unused).
+    Won,
+    /// Already held with the asker's token (another reader of the same instance took it): load
+    /// under it if this reader leads the load, and leave its release to whoever took it.
+    Ours,
+    /// Another reader holds it: it is loading, wait for its fill.
+    Lost,
+    /// Not asked: the key held an entry a reader can use (a value or "no such row"), or one
+    /// only the decoder can judge (not an envelope).
+    Unasked,
+}
+
+/// What [`RedisLike::get_or_lease`] asks for besides the key's entry: the lease, and from when
+/// an entry is no longer one a reader may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseAsk<'a> {
+    pub lease_key: &'a str,
+    pub token: &'a str,
+    pub lease_ms: u64,
+    /// The reader's clock, ms since the epoch.
+    pub now_ms: u64,
+    /// How long past its freshness a value may still be served (stale-while-revalidate).
+    pub stale_ms: u64,
+}
+
+/// A lease a fill releases in its own round trip ([`RedisLike::fill_if_newer_releasing`]):
+/// `lease_key` if it still holds `token`, kept `linger_ms` more (0: deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release<'a> {
+    pub lease_key: &'a str,
+    pub token: &'a str,
+    pub linger_ms: u64,
+}
+
+/// What the first `gets` of a read saw on the node that owns the key: a fill after the database
+/// read can go straight to `add` (absent) or `cas` (with this token) instead of asking again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seen {
+    /// Not read, or the read failed: a fill asks again.
+    #[default]
+    Unknown,
+    /// The node held nothing under the key.
+    Absent,
+    /// The node held `raw`, with CAS token `cas`.
+    Entry { raw: Vec<u8>, cas: u64 },
+}
+
 /// The Redis-like command set (L1).
 pub trait RedisLike: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = TierResult<Option<Vec<u8>>>> + Send;
@@ -133,6 +183,61 @@ pub trait RedisLike: Send + Sync + 'static {
     }
     /// Script `release`: delete `key` only if it still holds `token` (a lease we own).
     fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send;
+    /// Script `get_or_lease`, one round trip: the entry of `key`, and when a reader cannot
+    /// serve it (nothing, a tombstone, a value past its stale window:
+    /// [`crate::envelope::unusable`]), `SET lease_key token NX PX lease_ms` too: the read and
+    /// the lease a miss needs, together, so no other reader's fill and release can land between
+    /// the two. [`Leased::Won`] when that SET stores, [`Leased::Ours`] when the lease key
+    /// already holds the token (another reader of the same instance took it, or a fill of its
+    /// left it lingering): it then runs `lease_ms` again. The default sends
+    /// the commands one after the other, for a Redis-like of your own.
+    fn get_or_lease(
+        &self,
+        key: &str,
+        ask: LeaseAsk<'_>,
+    ) -> impl Future<Output = TierResult<(Option<Vec<u8>>, Leased)>> + Send {
+        async move {
+            let v = self.get(key).await?;
+            let usable = |raw: &[u8]| !crate::envelope::unusable(raw, ask.now_ms, ask.stale_ms);
+            if v.as_deref().is_some_and(usable) {
+                return Ok((v, Leased::Unasked));
+            }
+            let token = ask.token.as_bytes();
+            if self
+                .set(ask.lease_key, token, ask.lease_ms, SetCond::Nx)
+                .await?
+            {
+                return Ok((v, Leased::Won));
+            }
+            let ours = self.get(ask.lease_key).await?.as_deref() == Some(token)
+                && self
+                    .set(ask.lease_key, token, ask.lease_ms, SetCond::Xx)
+                    .await?;
+            Ok((v, if ours { Leased::Ours } else { Leased::Lost }))
+        }
+    }
+    /// Script `fill_if_newer` and the lease's release in one round trip: the fill, then the
+    /// lease, if it still holds the token, kept `linger_ms` more (see
+    /// [`crate::CacheConfig::lease_linger_ms`]). True when the fill stored. The default sends
+    /// the fill and the `release` script (which deletes at once) together and answers with the
+    /// fill's answer.
+    fn fill_if_newer_releasing(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: Release<'_>,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        async move {
+            let (stored, _) = futures_util::future::join(
+                self.fill_if_newer(key, value, version, ttl_ms),
+                self.release(lease.lease_key, lease.token),
+            )
+            .await;
+            stored
+        }
+    }
     /// How many times the server commands go to has changed to another master (a Sentinel
     /// failover followed): a rising count tells an outbox invalidator to replay recent
     /// invalidations, which the old master may have acknowledged and lost. 0 for a server that
@@ -324,6 +429,23 @@ impl<T: RedisLike> RedisLike for std::sync::Arc<T> {
     }
     fn release(&self, key: &str, token: &str) -> impl Future<Output = TierResult<bool>> + Send {
         (**self).release(key, token)
+    }
+    fn get_or_lease(
+        &self,
+        key: &str,
+        ask: LeaseAsk<'_>,
+    ) -> impl Future<Output = TierResult<(Option<Vec<u8>>, Leased)>> + Send {
+        (**self).get_or_lease(key, ask)
+    }
+    fn fill_if_newer_releasing(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: Release<'_>,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        (**self).fill_if_newer_releasing(key, value, version, ttl_ms, lease)
     }
     fn get_in_generation(
         &self,

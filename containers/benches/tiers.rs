@@ -2,7 +2,8 @@
 //!
 //! 1. L1 hit path: `aside get` of a warm key vs a raw redis-rs GET on the same connection,
 //!    interleaved call by call (target: within 1.10x at p50).
-//! 2. Miss path: round trips per cold read, counted by wrapping every tier; and what sqlx's
+//! 2. Miss path: round trips and sequential steps per cold read, counted by wrapping every
+//!    tier, beside the same strategy sent one command at a time (8 round trips); and what sqlx's
 //!    ping before every acquire would add to each database call, beside the library's pool
 //!    (which pings only a connection idle for `PING_IF_IDLE_FOR`), interleaved.
 //! 3. Throughput: 64 concurrent tasks of `aside get` vs `redis-benchmark -c 64 -t get`.
@@ -19,89 +20,191 @@
 //!
 //! Prints figures; never fails on speed. `--quick` for a smoke run.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aside::backend::{Memcached, Postgres, Redis};
+use aside::tier::{LeaseAsk, Leased, Release};
 use aside::{
     Builtin, CacheAside, CacheConfig, Key, MemcachedLike, Pool, ReadFrom, RedisLike, Ring, Row,
-    SetCond, Store, TierError,
+    SetCond, Store, Strategy, TierError,
 };
 use containers::{Cluster, ClusterSpec};
 
 type R<T> = Result<T, TierError>;
 
-/// Counts every call that reaches a tier: one call, one round trip (the memcached client and
-/// the scripts each take exactly one).
-struct Counted<T>(T, Arc<AtomicU64>);
+/// Every call that reaches a tier, per tier (redis, memcached, postgres), and the sequential
+/// steps they took: a call that starts while none is in flight starts a step, so the fills a
+/// miss sends together count once.
+#[derive(Default)]
+struct Tally {
+    calls: [AtomicU64; 3],
+    in_flight: AtomicU64,
+    steps: AtomicU64,
+}
+
+impl Tally {
+    fn calls(&self) -> [u64; 3] {
+        self.calls.each_ref().map(|c| c.load(Relaxed))
+    }
+    fn steps(&self) -> u64 {
+        self.steps.load(Relaxed)
+    }
+}
+
+/// A tier whose calls are tallied: one call, one round trip (the memcached client and the
+/// scripts each take exactly one).
+struct Counted<T> {
+    inner: T,
+    tally: Arc<Tally>,
+    tier: usize,
+}
+
+fn counted<T>(inner: T, tally: &Arc<Tally>, tier: usize) -> Counted<T> {
+    Counted {
+        inner,
+        tally: tally.clone(),
+        tier,
+    }
+}
+
+impl<T> Counted<T> {
+    async fn count<F: Future>(&self, call: F) -> F::Output {
+        let t = &self.tally;
+        t.calls[self.tier].fetch_add(1, Relaxed);
+        if t.in_flight.fetch_add(1, SeqCst) == 0 {
+            t.steps.fetch_add(1, Relaxed);
+        }
+        let out = call.await;
+        t.in_flight.fetch_sub(1, SeqCst);
+        out
+    }
+}
 
 impl<T: RedisLike> RedisLike for Counted<T> {
     async fn get(&self, k: &str) -> R<Option<Vec<u8>>> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.get(k).await
+        self.count(self.inner.get(k)).await
     }
     async fn set(&self, k: &str, v: &[u8], t: u64, c: SetCond) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.set(k, v, t, c).await
+        self.count(self.inner.set(k, v, t, c)).await
     }
     async fn del(&self, k: &[String]) -> R<u64> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.del(k).await
+        self.count(self.inner.del(k)).await
     }
     async fn scan(&self, c: u64, p: &str, n: u32) -> R<(u64, Vec<String>)> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.scan(c, p, n).await
+        self.count(self.inner.scan(c, p, n)).await
     }
     async fn fill_if_newer(&self, k: &str, v: &[u8], ver: u64, t: u64) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.fill_if_newer(k, v, ver, t).await
+        self.count(self.inner.fill_if_newer(k, v, ver, t)).await
     }
     async fn tombstone(&self, k: &str, v: &[u8], ver: u64, t: u64) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.tombstone(k, v, ver, t).await
+        self.count(self.inner.tombstone(k, v, ver, t)).await
     }
     async fn release(&self, k: &str, tok: &str) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.release(k, tok).await
+        self.count(self.inner.release(k, tok)).await
+    }
+    async fn get_or_lease(&self, k: &str, ask: LeaseAsk<'_>) -> R<(Option<Vec<u8>>, Leased)> {
+        self.count(self.inner.get_or_lease(k, ask)).await
+    }
+    async fn fill_if_newer_releasing(
+        &self,
+        k: &str,
+        v: &[u8],
+        ver: u64,
+        t: u64,
+        lease: Release<'_>,
+    ) -> R<bool> {
+        self.count(self.inner.fill_if_newer_releasing(k, v, ver, t, lease))
+            .await
     }
 }
 
 impl<T: MemcachedLike> MemcachedLike for Counted<T> {
     async fn gets(&self, k: &str) -> R<Option<(Vec<u8>, u64)>> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.gets(k).await
+        self.count(self.inner.gets(k)).await
     }
     async fn set(&self, k: &str, v: &[u8], t: u32) -> R<()> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.set(k, v, t).await
+        self.count(self.inner.set(k, v, t)).await
     }
     async fn add(&self, k: &str, v: &[u8], t: u32) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.add(k, v, t).await
+        self.count(self.inner.add(k, v, t)).await
     }
     async fn cas(&self, k: &str, v: &[u8], t: u32, c: u64) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.cas(k, v, t, c).await
+        self.count(self.inner.cas(k, v, t, c)).await
     }
     async fn delete(&self, k: &str) -> R<bool> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.delete(k).await
+        self.count(self.inner.delete(k)).await
     }
     async fn flush_all(&self) -> R<()> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.flush_all().await
+        self.count(self.inner.flush_all()).await
     }
 }
 
 impl<T: Store> Store for Counted<T> {
     async fn read(&self, k: &str, f: ReadFrom) -> R<Option<Row>> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.read(k, f).await
+        self.count(self.inner.read(k, f)).await
     }
     async fn write(&self, k: &str, p: &[u8]) -> R<aside::tier::Committed> {
-        self.1.fetch_add(1, Relaxed);
-        self.0.write(k, p).await
+        self.count(self.inner.write(k, p)).await
+    }
+}
+
+/// A Redis-like with only the commands a Redis-like must have: the lease and the fill's
+/// release go as commands of their own, as the miss path sent them before `get_or_lease` and
+/// `fill_if_newer_releasing` (the trait's defaults).
+struct OneByOne<T>(T);
+
+impl<T: RedisLike> RedisLike for OneByOne<T> {
+    async fn get(&self, k: &str) -> R<Option<Vec<u8>>> {
+        self.0.get(k).await
+    }
+    async fn set(&self, k: &str, v: &[u8], t: u64, c: SetCond) -> R<bool> {
+        self.0.set(k, v, t, c).await
+    }
+    async fn del(&self, k: &[String]) -> R<u64> {
+        self.0.del(k).await
+    }
+    async fn scan(&self, c: u64, p: &str, n: u32) -> R<(u64, Vec<String>)> {
+        self.0.scan(c, p, n).await
+    }
+    async fn fill_if_newer(&self, k: &str, v: &[u8], ver: u64, t: u64) -> R<bool> {
+        self.0.fill_if_newer(k, v, ver, t).await
+    }
+    async fn tombstone(&self, k: &str, v: &[u8], ver: u64, t: u64) -> R<bool> {
+        self.0.tombstone(k, v, ver, t).await
+    }
+    async fn release(&self, k: &str, tok: &str) -> R<bool> {
+        self.0.release(k, tok).await
+    }
+}
+
+/// `versioned` with only the methods a strategy must have: its memcached fill asks the node
+/// again instead of starting from what the read saw (the trait's default `fill_l2_after`).
+struct Stepwise;
+
+impl Strategy for Stepwise {
+    fn name(&self) -> &str {
+        "versioned, one command at a time"
+    }
+    async fn fill_l1<L: RedisLike>(&self, l1: &L, k: &str, e: &[u8], v: u64, t: u64) -> R<bool> {
+        Builtin::Versioned.fill_l1(l1, k, e, v, t).await
+    }
+    async fn fill_l2<M: MemcachedLike>(&self, n: &M, k: &str, e: &[u8], v: u64, t: u32) -> R<bool> {
+        Builtin::Versioned.fill_l2(n, k, e, v, t).await
+    }
+    async fn invalidate_l1<L: RedisLike>(&self, l1: &L, k: &str, v: Option<u64>, t: u64) -> R<()> {
+        Builtin::Versioned.invalidate_l1(l1, k, v, t).await
+    }
+    async fn invalidate_l2<M: MemcachedLike>(
+        &self,
+        n: &M,
+        k: &str,
+        v: Option<u64>,
+        t: u32,
+    ) -> R<()> {
+        Builtin::Versioned.invalidate_l2(n, k, v, t).await
     }
 }
 
@@ -197,20 +300,16 @@ async fn main() {
         .await
         .unwrap();
     pg.migrate().await.unwrap();
-    let (c1, c2, c3) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
+    let tally = Arc::new(Tally::default());
     let nodes = addrs
         .iter()
-        .map(|a| Counted(Memcached::new(a.clone(), 32), c2.clone()))
+        .map(|a| counted(Memcached::new(a.clone(), 32), &tally, 1))
         .collect();
     let pool = Pool::new(Ring::new(&addrs).unwrap(), nodes, &cfg);
     let cache = Arc::new(CacheAside::new(
-        Counted(redis.clone(), c1.clone()),
+        counted(redis.clone(), &tally, 0),
         pool,
-        Counted(pg.clone(), c3.clone()),
+        counted(pg.clone(), &tally, 2),
         Builtin::Versioned,
         cfg.clone(),
         "bench",
@@ -256,24 +355,14 @@ async fn main() {
     );
 
     // 2. Round trips of one cold read, and of one write.
-    let count = || c1.load(Relaxed) + c2.load(Relaxed) + c3.load(Relaxed);
+    miss_path_figures(&cache, &redis, &pg, &addrs, &cfg, &tally, n / 4).await;
     let cold = Key::new("posts", 1, "cold").unwrap();
     cache.write(&cold, b"cold").await.unwrap();
-    let before = count();
-    let (b1, b2, b3) = (c1.load(Relaxed), c2.load(Relaxed), c3.load(Relaxed));
-    cache.get(&cold).await.unwrap();
-    println!(
-        "miss path: {} round trips (redis {}, memcached {}, postgres {}): L1 get, L2 gets, lease, DB read, L1 fill script, L2 gets+cas, lease release",
-        count() - before,
-        c1.load(Relaxed) - b1,
-        c2.load(Relaxed) - b2,
-        c3.load(Relaxed) - b3
-    );
-    let before = count();
+    let before = tally.calls().iter().sum::<u64>();
     cache.write(&cold, b"again").await.unwrap();
     println!(
         "write: {} round trips (DB statement, L1 tombstone script, L2 gets+cas)\n",
-        count() - before
+        tally.calls().iter().sum::<u64>() - before
     );
 
     // 2b. What sqlx's ping before every acquire costs each database call: a pool that pings
@@ -514,6 +603,86 @@ async fn main() {
 
 type Bench = CacheAside<Counted<Arc<Redis>>, Counted<Memcached>, Counted<Postgres>, Builtin>;
 
+/// One cold read of `key` (a row no tier holds): its round trips per tier, its sequential
+/// steps, and how long it took.
+async fn cold_read<R: RedisLike, St: Strategy>(
+    cache: &CacheAside<R, Counted<Memcached>, Counted<Postgres>, St>,
+    tally: &Tally,
+    key: &Key,
+) -> ([u64; 3], u64, Duration) {
+    let (calls, steps) = (tally.calls(), tally.steps());
+    let t = Instant::now();
+    let got = cache.get(key).await.unwrap().unwrap();
+    let took = t.elapsed();
+    assert_eq!(got.source, aside::Source::Db, "{key} was not cold");
+    let after = tally.calls();
+    let per_tier = [0, 1, 2].map(|i| after[i] - calls[i]);
+    (per_tier, tally.steps() - steps, took)
+}
+
+/// Section 2: the miss path as `versioned` sends it (the lease with the L1 read, the L2 fill
+/// from the read's own `gets`, the L1 fill releasing the lease, both fills at once) beside the
+/// same strategy sent one command at a time, cold reads interleaved.
+async fn miss_path_figures(
+    fused: &Bench,
+    redis: &Arc<Redis>,
+    pg: &Postgres,
+    addrs: &[String],
+    cfg: &CacheConfig,
+    tally: &Arc<Tally>,
+    n: usize,
+) {
+    let nodes = addrs
+        .iter()
+        .map(|a| counted(Memcached::new(a.clone(), 32), tally, 1))
+        .collect();
+    let stepwise = CacheAside::new(
+        counted(OneByOne(redis.clone()), tally, 0),
+        Pool::new(Ring::new(addrs).unwrap(), nodes, cfg),
+        counted(pg.clone(), tally, 2),
+        Stepwise,
+        cfg.clone(),
+        "bench-stepwise",
+    );
+    sqlx::query(
+        "INSERT INTO aside_rows (key, version, payload)
+         SELECT 'posts:v1:cold-' || i, 1, 'x' FROM generate_series(1, $1) i ON CONFLICT DO NOTHING",
+    )
+    .bind(2 * n as i32)
+    .execute(pg.primary())
+    .await
+    .unwrap();
+    let (mut ours, mut theirs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut shape_ours, mut shape_theirs) = (None, None);
+    for i in 0..n {
+        let key = |j: usize| Key::new("posts", 1, &format!("cold-{}", 2 * i + j + 1)).unwrap();
+        let (calls, steps, took) = cold_read(fused, tally, &key(0)).await;
+        shape_ours.get_or_insert((calls, steps));
+        ours.push(took);
+        let (calls, steps, took) = cold_read(&stepwise, tally, &key(1)).await;
+        shape_theirs.get_or_insert((calls, steps));
+        theirs.push(took);
+    }
+    println!("miss path, one cold read        round trips  (redis, memcached, postgres)  sequential      p50      p99");
+    for (what, shape, took) in [
+        ("versioned", shape_ours, ours),
+        ("one command at a time", shape_theirs, theirs),
+    ] {
+        let ([r, m, p], steps) = shape.expect("n > 0");
+        println!(
+            "  {what:<26} {:>12}  ({r}, {m}, {p}){:>22} {:>8} {:>8}",
+            r + m + p,
+            steps,
+            us(pct(took.clone(), 0.5)),
+            us(pct(took, 0.99))
+        );
+    }
+    println!(
+        "  versioned: L1 get_or_lease, L2 gets, DB read, then at once L1 fill+release and L2 add\n  \
+         one at a time: L1 get, L2 gets, lease, DB read, then L1 fill and release beside L2 gets and add"
+    );
+}
+
 /// Reads every key once, 32 at a time: each is filled into both tiers.
 async fn warm(cache: &Arc<Bench>, keys: &[Key]) {
     let (keys, next) = (Arc::new(keys.to_vec()), Arc::new(AtomicU64::new(0)));
@@ -536,7 +705,7 @@ async fn warm(cache: &Arc<Bench>, keys: &[Key]) {
 
 /// Section 7: a generation bump beside SCAN, over groups of 10 and 10,000 cached keys.
 async fn pattern_figures(redis: &Arc<Redis>, pg: &Postgres, addrs: &[String], cfg: &CacheConfig) {
-    let trips = Arc::new(AtomicU64::new(0));
+    let trips = Arc::new(Tally::default());
     let cfg = CacheConfig {
         grouped_namespaces: vec!["listings".into()],
         ..cfg.clone()
@@ -545,12 +714,12 @@ async fn pattern_figures(redis: &Arc<Redis>, pg: &Postgres, addrs: &[String], cf
     .unwrap();
     let nodes = addrs
         .iter()
-        .map(|a| Counted(Memcached::new(a.clone(), 32), trips.clone()))
+        .map(|a| counted(Memcached::new(a.clone(), 32), &trips, 1))
         .collect();
     let cache = Arc::new(CacheAside::new(
-        Counted(redis.clone(), trips.clone()),
+        counted(redis.clone(), &trips, 0),
         Pool::new(Ring::new(addrs).unwrap(), nodes, &cfg),
-        Counted(pg.clone(), trips.clone()),
+        counted(pg.clone(), &trips, 2),
         Builtin::Versioned,
         cfg,
         "bench-pattern",
@@ -575,11 +744,11 @@ async fn pattern_figures(redis: &Arc<Redis>, pg: &Postgres, addrs: &[String], cf
                 .map(|i| Key::new(ns, 1, &format!("{group}{i}")).unwrap())
                 .collect();
             warm(&cache, &keys).await;
-            let before = trips.load(Relaxed);
+            let before: u64 = trips.calls().iter().sum();
             let t = Instant::now();
             let done = cache.invalidate_prefix(ns, 1, &group).await.unwrap();
             let took = t.elapsed();
-            let used = trips.load(Relaxed) - before;
+            let used = trips.calls().iter().sum::<u64>() - before;
             for k in keys.iter().step_by((keys_n / 10).max(1)) {
                 let got = cache.get(k).await.unwrap().unwrap();
                 assert_eq!(

@@ -240,24 +240,24 @@ fn a_stale_read_of_the_race_is_explained_by_its_load_invalidation_and_late_fill(
 fn the_readme_examples_still_show_what_the_readme_says() {
     let run =
         |name: &str, st: Builtin, seed: u64| run_one(&scenario::find(name).unwrap(), st, seed);
-    // "cargo sim --scenario fill-race --strategy naive --seed 20: exit 1 if it fails"
-    assert!(!run("fill-race", Builtin::Naive, 20).failed.is_empty());
-    // "--seed 28: a stale read and its causal chain"
-    let r = run("fill-race", Builtin::Naive, 28);
+    // "cargo sim --scenario fill-race --strategy naive --seed 1: exit 1 if it fails"
+    assert!(!run("fill-race", Builtin::Naive, 1).failed.is_empty());
+    // "--seed 8: a stale read and its causal chain"
+    let r = run("fill-race", Builtin::Naive, 8);
     let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(v.fails() && v.summary.contains("causal chain") && v.summary.contains("filled v"));
-    // "memcached-restart --strategy versioned --seed 2 --buggify" shows the skipped invalidation.
+    // "memcached-restart --strategy versioned --seed 3 --buggify" shows the skipped invalidation.
     let mut sc = scenario::find("memcached-restart").unwrap();
     sc.buggify = true;
-    let r = run_one(&sc, Builtin::Versioned, 2);
+    let r = run_one(&sc, Builtin::Versioned, 3);
     let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2 at") && v.summary.contains("(failed)"),
         "{}",
         v.summary
     );
-    // "app-pause --strategy versioned --seed 48": the L2 invalidation failed and L2 kept v1.
-    let r = run("app-pause", Builtin::Versioned, 48);
+    // "app-pause --strategy versioned --seed 88": the L2 invalidation failed and L2 kept v1.
+    let r = run("app-pause", Builtin::Versioned, 88);
     let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2") && v.summary.contains("(failed)"),
@@ -275,10 +275,10 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     }
     let readme = readme.replace('\n', " ");
     for named in [
-        "--strategy naive --seed 20 ",
-        "--strategy naive --seed 28 ",
-        "--scenario memcached-restart --strategy versioned --seed 2 --buggify`",
-        "--scenario app-pause --strategy versioned --seed 48`",
+        "--strategy naive --seed 1 ",
+        "--strategy naive --seed 8 ",
+        "--scenario memcached-restart --strategy versioned --seed 3 --buggify`",
+        "--scenario app-pause --strategy versioned --seed 88`",
     ] {
         assert!(
             readme.contains(named),

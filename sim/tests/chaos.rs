@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use aside::tier::{MemcachedLike, RedisLike, SetCond, TierResult};
+use aside::tier::{MemcachedLike, RedisLike, Release, Seen, SetCond, TierResult};
 use aside::{Builtin, Strategy};
 use chaos::fault::Fault;
 use chaos::nemesis::Nemesis;
@@ -107,6 +107,31 @@ impl Strategy for Delegating {
         tombstone_ttl_s: u32,
     ) -> impl Future<Output = TierResult<()>> + Send {
         self.0.invalidate_l2(node, key, version, tombstone_ttl_s)
+    }
+    // The miss path's fused commands: without these, the delegate sends the trait's defaults
+    // (the commands one at a time), which is right but not the built-in's run.
+    fn fill_l1_releasing<R: RedisLike>(
+        &self,
+        l1: &R,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: Release<'_>,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        self.0
+            .fill_l1_releasing(l1, key, entry, version, ttl_ms, lease)
+    }
+    fn fill_l2_after<M: MemcachedLike>(
+        &self,
+        node: &M,
+        key: &str,
+        entry: &[u8],
+        version: u64,
+        ttl_s: u32,
+        seen: Seen,
+    ) -> impl Future<Output = TierResult<bool>> + Send {
+        self.0.fill_l2_after(node, key, entry, version, ttl_s, seen)
     }
 }
 

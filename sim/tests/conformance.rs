@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aside::backend::{Memcached, Postgres, Redis};
 use aside::envelope::{self, Entry, Kind};
-use aside::tier::{MemcachedLike, ReadFrom, RedisLike, SetCond, Store};
+use aside::tier::{LeaseAsk, MemcachedLike, ReadFrom, RedisLike, Release, SetCond, Store};
 use containers::{Cluster, ClusterSpec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
@@ -35,8 +35,13 @@ enum ROp {
     Set(usize, u8, u8),
     Del(Vec<usize>),
     /// Key, version, what the envelope holds (0 a value, 1 a tombstone, 2 "absent", which the
-    /// cache fills like a value), garbage instead of an envelope.
-    Versioned(usize, u8, u8, bool),
+    /// cache fills like a value, 3 a value fresh until 2 s), garbage instead of an envelope,
+    /// and for a fill, the lease (key, token) it releases in the same round trip.
+    Versioned(usize, u8, u8, bool, Option<(usize, u8)>),
+    /// The `get_or_lease` script: (key, lease key, token, the reader's clock and stale window:
+    /// 0 at 1 s with none, 1 at 3 s with none, 2 at 3 s with 1.5 s; a value of kind 3 is fresh
+    /// until 2 s).
+    GetOrLease(usize, usize, u8, u8),
     Release(usize, u8),
     /// The `get_in_generation` script: (generation key, key).
     GetInGeneration(usize, usize),
@@ -48,11 +53,36 @@ fn r_op() -> impl Strategy<Value = ROp> {
         k.clone().prop_map(ROp::Get),
         (k.clone(), 0..3u8, 0..3u8).prop_map(|(k, c, v)| ROp::Set(k, c, v)),
         prop::collection::vec(k.clone(), 1..3).prop_map(ROp::Del),
-        (k.clone(), 0..4u8, 0..3u8, any::<bool>())
-            .prop_map(|(k, v, e, garbage)| ROp::Versioned(k, v, e, garbage)),
+        (
+            k.clone(),
+            0..4u8,
+            0..4u8,
+            any::<bool>(),
+            prop::option::of((k.clone(), 0..3u8))
+        )
+            .prop_map(|(k, v, e, garbage, lease)| ROp::Versioned(k, v, e, garbage, lease)),
+        (k.clone(), k.clone(), 0..3u8, 0..3u8)
+            .prop_map(|(k, l, t, at)| ROp::GetOrLease(k, l, t, at)),
         (k.clone(), 0..3u8).prop_map(|(k, t)| ROp::Release(k, t)),
         (k.clone(), k).prop_map(|(g, k)| ROp::GetInGeneration(g, k)),
     ]
+}
+
+/// How long a fill's release keeps the lease: deleted for some fills, kept for others.
+fn linger_ms(version: u8) -> u64 {
+    [0, 20, 0, 5_000][version as usize % 4]
+}
+
+/// A lease request at one of three reader clocks (see [`ROp::GetOrLease`]).
+fn lease_ask<'a>(lease_key: &'a str, token: &'a str, at: u8) -> LeaseAsk<'a> {
+    let (now_ms, stale_ms) = [(1_000, 0), (3_000, 0), (3_000, 1_500)][at as usize];
+    LeaseAsk {
+        lease_key,
+        token,
+        lease_ms: 60_000,
+        now_ms,
+        stale_ms,
+    }
 }
 
 fn envelope_for(key: &str, version: u8, entry: u8) -> Vec<u8> {
@@ -60,6 +90,11 @@ fn envelope_for(key: &str, version: u8, entry: u8) -> Vec<u8> {
     let e = match entry {
         1 => Entry::Tombstone { version },
         2 => Entry::Absent { version },
+        3 => Entry::Value {
+            version,
+            fresh_until_ms: 2_000,
+            payload: vec![version as u8],
+        },
         _ => Entry::Value {
             version,
             fresh_until_ms: 0,
@@ -83,14 +118,24 @@ async fn real_redis(r: &Redis, op: &ROp) -> rd::Reply {
             .del(&ks.iter().map(|&k| KEYS[k].to_string()).collect::<Vec<_>>())
             .await
             .map(rd::Reply::Int),
-        ROp::Versioned(k, v, e, garbage) => {
+        ROp::Versioned(k, v, e, garbage, lease) => {
             let value = if *garbage {
                 b"not an envelope".to_vec()
             } else {
                 envelope_for(KEYS[*k], *v, *e)
             };
+            let token = lease.map(|(l, t)| (KEYS[l], format!("v{t}")));
             if *e == 1 {
                 r.tombstone(KEYS[*k], &value, (*v).into(), 60_000)
+                    .await
+                    .map(rd::Reply::Bool)
+            } else if let Some((lease_key, token)) = &token {
+                let lease = Release {
+                    lease_key,
+                    token,
+                    linger_ms: linger_ms(*v),
+                };
+                r.fill_if_newer_releasing(KEYS[*k], &value, (*v).into(), 60_000, lease)
                     .await
                     .map(rd::Reply::Bool)
             } else {
@@ -99,6 +144,10 @@ async fn real_redis(r: &Redis, op: &ROp) -> rd::Reply {
                     .map(rd::Reply::Bool)
             }
         }
+        ROp::GetOrLease(k, l, t, at) => r
+            .get_or_lease(KEYS[*k], lease_ask(KEYS[*l], &format!("v{t}"), *at))
+            .await
+            .map(|(v, leased)| rd::Reply::Leased(v, leased)),
         ROp::Release(k, t) => r
             .release(KEYS[*k], &format!("v{t}"))
             .await
@@ -124,22 +173,38 @@ fn model_redis(m: &mut RedisModel, op: &ROp) -> rd::Reply {
             }
         }
         ROp::Del(ks) => rd::Cmd::Del(ks.iter().map(|&k| KEYS[k].to_string()).collect()),
-        ROp::Versioned(k, v, e, garbage) => {
+        ROp::Versioned(k, v, e, garbage, lease) => {
             let value = if *garbage {
                 b"not an envelope".to_vec()
             } else {
                 envelope_for(KEYS[*k], *v, *e)
             };
+            let tombstone = *e == 1;
             rd::Cmd::Versioned {
                 key: KEYS[*k].into(),
                 value,
                 version: (*v).into(),
                 px_ms: 60_000,
-                kind: if *e == 1 {
+                kind: if tombstone {
                     Kind::Tombstone
                 } else {
                     Kind::Value
                 },
+                release: lease
+                    .filter(|_| !tombstone)
+                    .map(|(l, t)| (KEYS[l].to_string(), format!("v{t}"), linger_ms(*v))),
+            }
+        }
+        ROp::GetOrLease(k, l, t, at) => {
+            let token = format!("v{t}");
+            let ask = lease_ask(KEYS[*l], &token, *at);
+            rd::Cmd::GetOrLease {
+                key: KEYS[*k].into(),
+                lease_key: ask.lease_key.into(),
+                token: ask.token.into(),
+                px_ms: ask.lease_ms,
+                reader_now_ms: ask.now_ms,
+                stale_ms: ask.stale_ms,
             }
         }
         ROp::Release(k, t) => rd::Cmd::Release {

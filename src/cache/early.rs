@@ -58,6 +58,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         key: &Key,
         row: Row,
         source: Source,
+        ahead: Ahead,
         loader: &L,
     ) -> Load
     where
@@ -65,10 +66,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
         if !self.claim_early_refresh(key) {
+            self.release_unused(key, &ahead.lease).await;
             self.count_hit(source);
             return served(row, source);
         }
-        self.reload_or_serve(key, row, source, false, loader).await
+        self.reload_or_serve(key, row, source, false, ahead, loader)
+            .await
     }
 
     /// Claims `key`'s early refresh for this process, for as long as a database read may take

@@ -29,9 +29,11 @@ use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
 
 mod early;
+mod load;
 mod outbox;
 mod pattern;
 mod read;
+use load::{Ahead, Lease};
 mod typed;
 
 pub use pattern::Invalidated;
@@ -157,7 +159,6 @@ pub struct CacheAside<R, M, S, St> {
     /// What makes this instance's lease tokens its own whatever its name (two processes, or two
     /// instances in one process, may share a name): see [`holder_id`].
     holder: u64,
-    lease_seq: AtomicU64,
     /// This instance's recent database read time, microseconds (an average that weighs the
     /// last read 1/8): XFetch's Δ, the time a refresh takes ([`CacheConfig::early_refresh_beta`]).
     /// 0 until the first read.
@@ -338,7 +339,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             metrics: Arc::new(Metrics::default()),
             instance: instance.into(),
             holder: holder_id(),
-            lease_seq: AtomicU64::new(0),
             db_read_us: AtomicU64::new(0),
             early_draws: AtomicU64::new(0),
             early_claims: Default::default(),

@@ -2,6 +2,7 @@
 //! way back, under single-flight, the distributed lease and stale-while-revalidate.
 
 use super::*;
+use crate::tier::{LeaseAsk, Leased, Release, Seen};
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
     pub(super) fn decode(&self, key: &Key, raw: &[u8], m: &TierMetrics) -> Result<Found, ()> {
@@ -47,6 +48,45 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let switches = self.l1.master_switches();
         let got = self.on_l1(self.l1.get(&key.stored())).await;
+        self.found_l1(key, got, switches).await
+    }
+
+    /// [`CacheAside::read_l1`] and, when L1 holds nothing or a tombstone for `key`, the lease
+    /// its load needs, in one round trip (script `get_or_lease`): a cold miss asks L1 once.
+    pub(super) async fn read_l1_leasing(&self, key: &Key) -> (Found, Lease) {
+        if self.cfg.lease_ms == 0 || self.l1_fenced() {
+            return (self.read_l1(key).await, Lease::Unasked);
+        }
+        let token = self.lease_token();
+        let switches = self.l1.master_switches();
+        let started = self.clock();
+        let lease_key = Self::lease_key(key);
+        let ask = LeaseAsk {
+            lease_key: &lease_key,
+            token: &token,
+            lease_ms: self.cfg.lease_ms,
+            now_ms: now_ms(),
+            stale_ms: self.cfg.stale_while_revalidate_ms,
+        };
+        let got = self.on_l1(self.l1.get_or_lease(&key.stored(), ask)).await;
+        let (got, lease) = match got {
+            Ok((v, Leased::Won)) => (Ok(v), Lease::Won(token)),
+            Ok((v, Leased::Ours)) => (Ok(v), Lease::Ours(token)),
+            Ok((v, Leased::Lost)) => (Ok(v), Lease::Lost),
+            Ok((v, Leased::Unasked)) => (Ok(v), Lease::Unasked),
+            Err(e) => (Err(e), Lease::Unasked),
+        };
+        match lease {
+            Lease::Won(_) | Lease::Ours(_) => self.emit_lease(key, Action::LeaseWon, started),
+            Lease::Lost => self.emit_lease(key, Action::LeaseLost, started),
+            Lease::Unasked => {}
+        }
+        (self.found_l1(key, got, switches).await, lease)
+    }
+
+    /// What L1's answer `got` for `key` comes to, `switches` the master switches seen before
+    /// it was asked.
+    async fn found_l1(&self, key: &Key, got: TierResult<Option<Vec<u8>>>, switches: u64) -> Found {
         // The client followed a failover during this very call: the answer came from a master
         // the invalidator has not replayed the outbox on yet.
         if self.repair.active() && self.l1.master_switches() != switches {
@@ -69,24 +109,25 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
     }
 
-    pub(super) async fn read_l2(&self, key: &Key) -> Found {
+    /// L2's answer for `key`, and what the node held, for a fill after the load to start from.
+    pub(super) async fn read_l2(&self, key: &Key) -> (Found, Seen) {
         let (n, mk) = self.l2_slot(key);
         if self.l2_fenced(n) {
             self.metrics.l2.fenced.fetch_add(1, Relaxed);
-            return Found::Miss;
+            return (Found::Miss, Seen::Unknown);
         }
         match self.on_l2(n, self.l2.nodes[n].gets(&mk)).await {
-            Ok(Some((raw, _))) => match self.decode(key, &raw, &self.metrics.l2) {
-                Ok(f) => f,
+            Ok(Some((raw, cas))) => match self.decode(key, &raw, &self.metrics.l2) {
+                Ok(f) => (f, Seen::Entry { raw, cas }),
                 Err(()) => {
                     let _ = self.on_l2(n, self.l2.nodes[n].delete(&mk)).await;
-                    Found::Miss
+                    (Found::Miss, Seen::Unknown)
                 }
             },
-            Ok(None) => Found::Miss,
+            Ok(None) => (Found::Miss, Seen::Absent),
             Err(e) => {
                 debug!(key = %key, error = %e, "L2 read failed; reading on");
-                Found::Miss
+                (Found::Miss, Seen::Unknown)
             }
         }
     }
@@ -136,26 +177,56 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit(key, Action::Fill, tier, Some(version), outcome, started);
     }
 
-    /// Fills L1 with `row`, or (None) with the database's "no such row".
-    pub(super) async fn fill_l1(&self, key: &Key, row: Option<&Row>) {
-        let _ = self.fill_l1_answer(key, row).await;
+    /// Fills L1 with `row`, or (None) with the database's "no such row"; with `token`, releases
+    /// the lease this reader holds in the same round trip.
+    pub(super) async fn fill_l1(&self, key: &Key, row: Option<&Row>, token: Option<&str>) {
+        let _ = self.fill_l1_answer_releasing(key, row, token).await;
     }
 
     /// [`CacheAside::fill_l1`], with L1's answer: stored, refused (it holds a newer version),
     /// or the error. An entry over the item limit is not sent (`Ok(false)`).
     pub(super) async fn fill_l1_answer(&self, key: &Key, row: Option<&Row>) -> TierResult<bool> {
+        self.fill_l1_answer_releasing(key, row, None).await
+    }
+
+    async fn fill_l1_answer_releasing(
+        &self,
+        key: &Key,
+        row: Option<&Row>,
+        token: Option<&str>,
+    ) -> TierResult<bool> {
+        let token = token.filter(|t| !t.is_empty());
         let (e, version, hard_ttl) = self.entry(key, row, self.l1_ttl_ms(key));
         if e.len() > self.cfg.l1_item_bytes_max {
             self.metrics.l1.oversized.fetch_add(1, Relaxed);
+            if let Some(token) = token {
+                self.release(key, token).await;
+            }
             return Ok(false);
         }
         let started = self.clock();
-        let r = self
-            .on_l1(
-                self.strategy
-                    .fill_l1(&self.l1, &key.stored(), &e, version, hard_ttl),
-            )
-            .await;
+        let stored = key.stored();
+        let fill = async {
+            match token {
+                Some(token) => {
+                    let lease_key = Self::lease_key(key);
+                    let lease = Release {
+                        lease_key: &lease_key,
+                        token,
+                        linger_ms: self.cfg.lease_linger_ms,
+                    };
+                    self.strategy
+                        .fill_l1_releasing(&self.l1, &stored, &e, version, hard_ttl, lease)
+                        .await
+                }
+                None => {
+                    self.strategy
+                        .fill_l1(&self.l1, &stored, &e, version, hard_ttl)
+                        .await
+                }
+            }
+        };
+        let r = self.on_l1(fill).await;
         self.emit_fill(key.as_str(), Tier::L1, version, &r, started);
         match &r {
             Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
@@ -165,9 +236,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         r
     }
 
-    /// Fills the owning memcached node with `row`, or (None) with "no such row".
-    pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>) {
-        let _ = self.fill_l2_answer(key, row).await;
+    /// Fills the owning memcached node with `row`, or (None) with "no such row", starting from
+    /// what the read saw there (`seen`).
+    pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>, seen: Seen) {
+        let _ = self.fill_l2_answer_after(key, row, seen).await;
     }
 
     /// [`CacheAside::fill_l2`], with the node's answer (and which node it is).
@@ -175,6 +247,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         &self,
         key: &Key,
         row: Option<&Row>,
+    ) -> (usize, TierResult<bool>) {
+        self.fill_l2_answer_after(key, row, Seen::Unknown).await
+    }
+
+    async fn fill_l2_answer_after(
+        &self,
+        key: &Key,
+        row: Option<&Row>,
+        seen: Seen,
     ) -> (usize, TierResult<bool>) {
         let (e, version, hard_ttl) = self.entry(key, row, self.l2_ttl_ms(key));
         let (n, mk) = self.l2_slot(key);
@@ -189,7 +270,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .on_l2(
                 n,
                 self.strategy
-                    .fill_l2(&self.l2.nodes[n], &mk, &e, version, ttl_s),
+                    .fill_l2_after(&self.l2.nodes[n], &mk, &e, version, ttl_s, seen),
             )
             .await;
         self.emit_fill(key.as_str(), Tier::L2, version, &r, started);
@@ -242,7 +323,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // A key of a grouped namespace is read in its group's current generation: both
             // from L1 in one round trip when L1 holds the generation, else learned first.
             let got = match self.read_l1_grouped(key).await {
-                Some((stored, l1)) => self.get_after_l1(&stored, l1, &loader).await,
+                Some((stored, l1)) => {
+                    self.get_after_l1(&stored, l1, Lease::Unasked, &loader)
+                        .await
+                }
                 None if self.grouped(key.prefix()) => self.get_grouped(key, &loader).await,
                 None => self.get_inner(key, &loader).await,
             };
@@ -261,12 +345,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
-        let l1 = self.read_l1(key).await;
-        self.get_after_l1(key, l1, loader).await
+        let (l1, lease) = self.read_l1_leasing(key).await;
+        self.get_after_l1(key, l1, lease, loader).await
     }
 
-    /// The read path once L1 has answered `l1` for `key`.
-    async fn get_after_l1<L, F>(&self, key: &Key, l1: Found, loader: &L) -> Load
+    /// The read path once L1 has answered `l1` for `key` (and `lease`, what came of the lease
+    /// asked for with it).
+    async fn get_after_l1<L, F>(&self, key: &Key, l1: Found, lease: Lease, loader: &L) -> Load
     where
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
@@ -276,8 +361,16 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
                 return served(row, Source::L1);
             }
-            Found::Stale(row) => return self.revalidate(key, row, Source::L1, loader).await,
-            Found::Expiring(row) => return self.refresh(key, row, Source::L1, loader).await,
+            Found::Stale(row) => {
+                return self
+                    .revalidate(key, row, Source::L1, Ahead::default(), loader)
+                    .await
+            }
+            Found::Expiring(row) => {
+                return self
+                    .refresh(key, row, Source::L1, Ahead::default(), loader)
+                    .await
+            }
             Found::Absent => {
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
                 return Ok(None);
@@ -285,16 +378,18 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
         let started = self.clock();
-        let l2 = self.read_l2(key).await;
-        self.get_after_l2(key, l2, started, loader).await
+        let (l2, seen) = self.read_l2(key).await;
+        let ahead = Ahead { lease, seen };
+        self.get_after_l2(key, l2, ahead, started, loader).await
     }
 
     /// The read path once L1 has missed and L2 has answered `l2` for `key` (a read of L2 that
-    /// began at `started`).
+    /// began at `started`; `ahead`, what the two reads learned for the load).
     pub(super) async fn get_after_l2<L, F>(
         &self,
         key: &Key,
         l2: Found,
+        ahead: Ahead,
         started: Option<Instant>,
         loader: &L,
     ) -> Load
@@ -308,8 +403,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let backfill = match l2 {
             Found::Fresh(row) => Some(Some(row)),
             Found::Absent => Some(None),
-            Found::Stale(row) => return self.revalidate(key, row, Source::L2, loader).await,
-            Found::Expiring(row) => return self.refresh(key, row, Source::L2, loader).await,
+            Found::Stale(row) => return self.revalidate(key, row, Source::L2, ahead, loader).await,
+            Found::Expiring(row) => return self.refresh(key, row, Source::L2, ahead, loader).await,
             Found::Miss => {
                 self.metrics.l2.misses.fetch_add(1, Relaxed);
                 None
@@ -327,7 +422,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 ActionOutcome::Ok,
                 started,
             );
-            self.fill_l1(key, row.as_ref()).await;
+            // Boxed, as the load's fills are: the releasing fill's future is large.
+            Box::pin(self.fill_l1(key, row.as_ref(), ahead.lease.won())).await;
             return match row {
                 Some(row) => served(row, Source::L2),
                 None => Ok(None),
@@ -336,249 +432,24 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if self.outbox_behind() {
             self.flights.close(&key.stored());
         }
+        let unused = match &ahead.lease {
+            Lease::Won(token) => Lease::Won(token.clone()),
+            _ => Lease::Unasked,
+        };
         // Boxed: a miss allocates once, and a hit's future does not carry the load's.
         let (got, role) = self
             .flights
-            .run(&key.stored(), || Box::pin(self.load(key, loader)))
+            .run(&key.stored(), || Box::pin(self.load(key, loader, ahead)))
             .await;
         if role == Role::Follower {
+            // A lease this reader took while another reader here led the load: the leader finds
+            // it theirs at its next poll and releases it with its fill; released here too, for
+            // a leader that gave up waiting first.
+            self.release_unused(key, &unused).await;
             self.metrics.coalesced.fetch_add(1, Relaxed);
             return got.map(|g| g.map(|g| Got { waited: true, ..g }));
         }
         got
-    }
-
-    /// A value past its freshness: one reader (the lease winner) refreshes it from the database,
-    /// everyone else is served the stale value meanwhile.
-    pub(super) async fn revalidate<L, F>(
-        &self,
-        key: &Key,
-        row: Row,
-        source: Source,
-        loader: &L,
-    ) -> Load
-    where
-        L: Fn() -> F + Sync,
-        F: Future<Output = TierResult<Option<Row>>> + Send,
-    {
-        self.reload_or_serve(key, row, source, true, loader).await
-    }
-
-    /// Counts a read served by the tier it was found in.
-    pub(super) fn count_hit(&self, source: Source) {
-        match source {
-            Source::L1 => self.metrics.l1.hits.fetch_add(1, Relaxed),
-            _ => self.metrics.l2.hits.fetch_add(1, Relaxed),
-        };
-    }
-
-    /// One reader (the lease winner) reloads `key` from the database; the others are served
-    /// `row` from `source`, marked `stale` or not.
-    pub(super) async fn reload_or_serve<L, F>(
-        &self,
-        key: &Key,
-        row: Row,
-        source: Source,
-        stale: bool,
-        loader: &L,
-    ) -> Load
-    where
-        L: Fn() -> F + Sync,
-        F: Future<Output = TierResult<Option<Row>>> + Send,
-    {
-        if let Some(token) = self.lease(key).await {
-            if !stale {
-                self.metrics.early_refreshes.fetch_add(1, Relaxed);
-            }
-            let got = self.load_locked(key, loader).await;
-            self.release(key, &token).await;
-            return got;
-        }
-        if stale {
-            self.metrics.stale_served.fetch_add(1, Relaxed);
-        }
-        self.count_hit(source);
-        Ok(Some(Got {
-            row,
-            source,
-            stale,
-            waited: false,
-        }))
-    }
-
-    pub(super) fn lease_key(key: &Key) -> String {
-        format!("aside:lease:{}", key.stored())
-    }
-
-    /// Takes the distributed lease for loading `key`: Some(token) when won. When L1 cannot be
-    /// asked (down, circuit open), the lease is taken as won: availability over stampede safety.
-    pub(super) async fn lease(&self, key: &Key) -> Option<String> {
-        if self.cfg.lease_ms == 0 {
-            return Some(String::new());
-        }
-        let token = format!(
-            "{}:{:016x}:{}",
-            self.instance,
-            self.holder,
-            self.lease_seq.fetch_add(1, Relaxed)
-        );
-        let started = self.clock();
-        let r = self
-            .on_l1(self.l1.set(
-                &Self::lease_key(key),
-                token.as_bytes(),
-                self.cfg.lease_ms,
-                SetCond::Nx,
-            ))
-            .await;
-        let (action, outcome) = match r {
-            Ok(true) => (Action::LeaseWon, ActionOutcome::Ok),
-            Err(_) => (Action::LeaseWon, ActionOutcome::Failed),
-            Ok(false) => (Action::LeaseLost, ActionOutcome::Ok),
-        };
-        self.emit(key.as_str(), action, Tier::L1, None, outcome, started);
-        (action == Action::LeaseWon).then_some(token)
-    }
-
-    pub(super) async fn release(&self, key: &Key, token: &str) {
-        if !token.is_empty() {
-            let _ = self
-                .on_l1(self.l1.release(&Self::lease_key(key), token))
-                .await;
-        }
-    }
-
-    /// A miss, once per process: take the lease or wait for its holder's fill, then load.
-    pub(super) async fn load<L, F>(&self, key: &Key, loader: &L) -> Load
-    where
-        L: Fn() -> F + Sync,
-        F: Future<Output = TierResult<Option<Row>>> + Send,
-    {
-        let span = tracing::debug_span!("aside.load", key = %key);
-        async {
-            // A fenced L1 cannot show this instance the winner's fill: load as if the lease
-            // were won (single-flight still coalesces this process's readers).
-            if self.l1_fenced() {
-                return self.load_locked(key, loader).await;
-            }
-            if let Some(token) = self.lease(key).await {
-                let got = self.load_locked(key, loader).await;
-                self.release(key, &token).await;
-                return got;
-            }
-            // Someone else is loading: poll L1 for their fill, then load ourselves (without
-            // filling: our read may be older than theirs).
-            self.metrics.lease_waits.fetch_add(1, Relaxed);
-            let deadline = Instant::now() + Duration::from_millis(self.cfg.lease_wait_ms);
-            let mut pause = Duration::from_millis(2);
-            while Instant::now() + pause < deadline {
-                tokio::time::sleep(pause).await;
-                match self.read_l1(key).await {
-                    Found::Fresh(row) | Found::Expiring(row) => {
-                        self.metrics.l1.hits.fetch_add(1, Relaxed);
-                        return Ok(Some(Got {
-                            row,
-                            source: Source::L1,
-                            stale: false,
-                            waited: true,
-                        }));
-                    }
-                    Found::Absent => {
-                        self.metrics.l1.hits.fetch_add(1, Relaxed);
-                        return Ok(None);
-                    }
-                    Found::Stale(_) | Found::Miss => {}
-                }
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            self.load_db(key, loader).await
-        }
-        .instrument(span)
-        .await
-    }
-
-    pub(super) async fn load_locked<L, F>(&self, key: &Key, loader: &L) -> Load
-    where
-        L: Fn() -> F + Sync,
-        F: Future<Output = TierResult<Option<Row>>> + Send,
-    {
-        let got = self.load_db(key, loader).await?;
-        let row = got.as_ref().map(|g| &g.row);
-        if row.is_some() || self.cfg.negative_ttl_ms > 0 {
-            self.fill_l1(key, row).await;
-            self.fill_l2(key, row).await;
-        }
-        Ok(got)
-    }
-
-    /// One database read under the concurrency limit.
-    pub(super) async fn load_db<L, F>(&self, key: &Key, loader: &L) -> Load
-    where
-        L: Fn() -> F + Sync,
-        F: Future<Output = TierResult<Option<Row>>> + Send,
-    {
-        let wait = Duration::from_millis(self.cfg.db_wait_ms_max);
-        let _slot = match tokio::time::timeout(wait, self.db_slots.acquire()).await {
-            Ok(Ok(slot)) => slot,
-            _ => {
-                self.metrics.shed.fetch_add(1, Relaxed);
-                return Err(Error::Shed {
-                    waited_ms: self.cfg.db_wait_ms_max,
-                    limit: self.cfg.db_concurrency_max,
-                });
-            }
-        };
-        let from = self.cfg.read_from;
-        let start = Instant::now();
-        let r = timed("postgres", self.cfg.db_timeout(), loader()).await;
-        let took = start.elapsed();
-        self.metrics.db.latency.record(took);
-        if r.is_ok() {
-            self.note_db_read(took);
-        }
-        let (tier, version, outcome) = match &r {
-            Ok(row) => (
-                if from == ReadFrom::Replica {
-                    Tier::Replica
-                } else {
-                    Tier::Db
-                },
-                row.as_ref().map(|r| r.version),
-                ActionOutcome::Ok,
-            ),
-            Err(_) => (Tier::Db, None, ActionOutcome::Failed),
-        };
-        self.emit(
-            key.as_str(),
-            Action::Load,
-            tier,
-            version,
-            outcome,
-            Some(start),
-        );
-        match r {
-            Ok(row) => {
-                self.metrics.db.hits.fetch_add(1, Relaxed);
-                if row.is_none() {
-                    self.metrics.db.misses.fetch_add(1, Relaxed);
-                }
-                let source = if from == ReadFrom::Replica {
-                    Source::Replica
-                } else {
-                    Source::Db
-                };
-                Ok(row.map(|row| Got {
-                    row,
-                    source,
-                    stale: false,
-                    waited: false,
-                }))
-            }
-            Err(e) => {
-                self.metrics.db.errors.fetch_add(1, Relaxed);
-                Err(Error::Db(e))
-            }
-        }
     }
 }
 

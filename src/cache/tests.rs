@@ -61,6 +61,7 @@ async fn events_report_each_load_fill_invalidation_and_lease_in_order() {
             version: 0,
             payload: b"v0".to_vec(),
         }),
+        None,
     )
     .await;
     assert_eq!(
@@ -86,10 +87,7 @@ async fn lease_tokens_are_unique_per_holder_even_when_instances_share_a_name() {
     );
     let k = key("lease");
     let (ta, tb) = (a.lease(&k).await.unwrap(), b.lease(&k).await.unwrap());
-    assert_ne!(
-        ta, tb,
-        "same name, same sequence number: the tokens must still differ"
-    );
+    assert_ne!(ta, tb, "same name: the tokens must still differ");
     // a's lease in the Redis both share: b's release must leave it alone.
     let lease = format!("aside:lease:{k}");
     b.l1()
@@ -433,7 +431,7 @@ async fn an_absent_row_is_cached_briefly_and_the_write_that_creates_it_invalidat
             payload: b"created".to_vec(),
         });
         // ...which refuses the "absent" of a load that read before the write.
-        c.fill_l1(&k, None).await;
+        c.fill_l1(&k, None, None).await;
         let got = c
             .get_with(&k, &loader)
             .await

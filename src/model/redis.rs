@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::envelope::{self, Entry, Kind};
+use crate::tier::Leased;
 
 use super::glob;
 
@@ -49,6 +50,19 @@ pub enum Cmd {
         version: u64,
         px_ms: u64,
         kind: Kind,
+        /// The lease released in the same round trip after the fill: (lease key, token, how
+        /// long it is kept: 0 deletes it).
+        release: Option<(String, String, u64)>,
+    },
+    /// The `get_or_lease` script: the key's entry, and when a reader at `reader_now_ms` cannot
+    /// serve it ([`envelope::unusable`]), the lease taken with `SET lease_key token NX PX px_ms`.
+    GetOrLease {
+        key: String,
+        lease_key: String,
+        token: String,
+        px_ms: u64,
+        reader_now_ms: u64,
+        stale_ms: u64,
     },
     Release {
         key: String,
@@ -72,6 +86,8 @@ pub enum Reply {
     Scan(u64, Vec<String>),
     /// Two entries at once (`GetInGeneration`).
     Pair(Option<Vec<u8>>, Option<Vec<u8>>),
+    /// An entry and what became of the lease (`GetOrLease`).
+    Leased(Option<Vec<u8>>, Leased),
     Ok,
     /// An error reply (`OOM ...`, `READONLY ...`).
     Err(String),
@@ -309,6 +325,7 @@ impl RedisModel {
                 version,
                 px_ms,
                 kind,
+                release,
             } => {
                 let blocked = self
                     .live(&key, now_ms)
@@ -325,20 +342,46 @@ impl RedisModel {
                         };
                         envelope::blocks(&existing, kind, version)
                     });
-                if blocked {
-                    return Reply::Bool(false);
+                if !blocked {
+                    if let Err(e) = self.store(&key, value, Some(now_ms + px_ms.max(1))) {
+                        return Reply::Err(e);
+                    }
                 }
-                match self.store(&key, value, Some(now_ms + px_ms.max(1))) {
-                    Ok(()) => Reply::Bool(true),
+                if let Some((lease_key, token, linger_ms)) = release {
+                    self.release_after(&lease_key, &token, now_ms, linger_ms);
+                }
+                Reply::Bool(!blocked)
+            }
+            Cmd::GetOrLease {
+                key,
+                lease_key,
+                token,
+                px_ms,
+                reader_now_ms,
+                stale_ms,
+            } => {
+                let v = self.live(&key, now_ms).map(|i| i.value.clone());
+                let usable = |raw: &[u8]| !envelope::unusable(raw, reader_now_ms, stale_ms);
+                if v.as_deref().is_some_and(usable) {
+                    return Reply::Leased(v, Leased::Unasked);
+                }
+                if let Some(held) = self.live(&lease_key, now_ms) {
+                    if held.value != token.as_bytes() {
+                        return Reply::Leased(v, Leased::Lost);
+                    }
+                    // Ours: it runs `px_ms` again (PEXPIRE), a lingering release included.
+                    let expire_at_ms = Some(now_ms + px_ms.max(1));
+                    return match self.store(&lease_key, token.into_bytes(), expire_at_ms) {
+                        Ok(()) => Reply::Leased(v, Leased::Ours),
+                        Err(e) => Reply::Err(e),
+                    };
+                }
+                match self.store(&lease_key, token.into_bytes(), Some(now_ms + px_ms.max(1))) {
+                    Ok(()) => Reply::Leased(v, Leased::Won),
                     Err(e) => Reply::Err(e),
                 }
             }
-            Cmd::Release { key, token } => {
-                let ours = self
-                    .live(&key, now_ms)
-                    .is_some_and(|i| i.value == token.as_bytes());
-                Reply::Bool(ours && self.remove(&key))
-            }
+            Cmd::Release { key, token } => Reply::Bool(self.release_after(&key, &token, now_ms, 0)),
             Cmd::FlushAll => {
                 self.data.clear();
                 self.used_bytes = 0;
@@ -356,6 +399,23 @@ impl RedisModel {
                 Reply::Int(n as u64)
             }
         }
+    }
+
+    /// Releases the lease `key` if it holds `token`: deleted (`linger_ms` 0) or kept that much
+    /// longer (PEXPIRE). True when it held the token.
+    fn release_after(&mut self, key: &str, token: &str, now_ms: u64, linger_ms: u64) -> bool {
+        let ours = self
+            .live(key, now_ms)
+            .is_some_and(|i| i.value == token.as_bytes());
+        if !ours {
+            return false;
+        }
+        if linger_ms == 0 {
+            return self.remove(key);
+        }
+        let value = token.as_bytes().to_vec();
+        let _ = self.store(key, value, Some(now_ms + linger_ms));
+        true
     }
 
     /// The writes since the last call, for the replica.
@@ -496,6 +556,7 @@ mod tests {
                     version,
                     px_ms: 1000,
                     kind,
+                    release: None,
                 },
             )
         };
@@ -574,5 +635,84 @@ mod tests {
             ),
             Reply::Bool(true)
         );
+    }
+
+    /// `get_or_lease` takes the lease only where a reader cannot use what the key holds:
+    /// nothing, or a tombstone; a lease held with the asker's token is the asker's; and a fill
+    /// that releases drops only the lease it names.
+    #[test]
+    fn get_or_lease_leases_for_nothing_or_a_tombstone_and_the_fill_releases_it() {
+        let mut r = RedisModel::default();
+        let lease = |r: &mut RedisModel, token: &str| {
+            r.exec(
+                0,
+                Cmd::GetOrLease {
+                    key: "k".into(),
+                    lease_key: "lease:k".into(),
+                    token: token.into(),
+                    px_ms: 1000,
+                    reader_now_ms: 0,
+                    stale_ms: 0,
+                },
+            )
+        };
+        assert_eq!(lease(&mut r, "a"), Reply::Leased(None, Leased::Won));
+        assert_eq!(lease(&mut r, "b"), Reply::Leased(None, Leased::Lost));
+        assert_eq!(
+            lease(&mut r, "a"),
+            Reply::Leased(None, Leased::Ours),
+            "held with our token: ours"
+        );
+        let value = envelope::encode(
+            "k",
+            &Entry::Value {
+                version: 2,
+                fresh_until_ms: 0,
+                payload: b"p".to_vec(),
+            },
+        );
+        let fill = |release: Option<(&str, &str)>| Cmd::Versioned {
+            release: release.map(|(k, t)| (k.to_string(), t.to_string(), 0)),
+            key: "k".into(),
+            value: value.clone(),
+            version: 2,
+            px_ms: 1000,
+            kind: Kind::Value,
+        };
+        assert_eq!(r.exec(0, fill(Some(("lease:k", "b")))), Reply::Bool(true));
+        assert!(r.live("lease:k", 0).is_some(), "b's release left a's lease");
+        assert_eq!(r.exec(0, fill(Some(("lease:k", "a")))), Reply::Bool(true));
+        assert!(r.live("lease:k", 0).is_none());
+        assert_eq!(
+            lease(&mut r, "c"),
+            Reply::Leased(Some(value.clone()), Leased::Unasked)
+        );
+        let tomb = envelope::encode("k", &Entry::Tombstone { version: 3 });
+        r.exec(
+            0,
+            Cmd::Set {
+                key: "k".into(),
+                value: tomb.clone(),
+                px_ms: 1000,
+                cond: Cond::Always,
+            },
+        );
+        assert_eq!(lease(&mut r, "c"), Reply::Leased(Some(tomb), Leased::Won));
+        // Lease expiry: a lease left behind runs out at its PX.
+        assert_eq!(r.exec(999, Cmd::Del(vec!["k".into()])), Reply::Int(1));
+        assert!(matches!(
+            r.exec(
+                1000,
+                Cmd::GetOrLease {
+                    key: "k".into(),
+                    lease_key: "lease:k".into(),
+                    token: "d".into(),
+                    px_ms: 1000,
+                    reader_now_ms: 0,
+                    stale_ms: 0,
+                }
+            ),
+            Reply::Leased(None, Leased::Won)
+        ));
     }
 }

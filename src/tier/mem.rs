@@ -112,6 +112,7 @@ impl<E: RedisExec> RedisClient<E> {
         version: u64,
         px_ms: u64,
         kind: Kind,
+        release: Option<crate::tier::Release<'_>>,
     ) -> TierResult<bool> {
         self.exec_bool(rd::Cmd::Versioned {
             key: key.into(),
@@ -119,6 +120,7 @@ impl<E: RedisExec> RedisClient<E> {
             version,
             px_ms,
             kind,
+            release: release.map(|r| (r.lease_key.into(), r.token.into(), r.linger_ms)),
         })
         .await
     }
@@ -170,7 +172,7 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.versioned(key, value, version, ttl_ms, Kind::Value)
+        self.versioned(key, value, version, ttl_ms, Kind::Value, None)
             .await
     }
     async fn tombstone(
@@ -180,7 +182,7 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone)
+        self.versioned(key, tombstone, version, ttl_ms, Kind::Tombstone, None)
             .await
     }
     async fn get_in_generation(
@@ -196,6 +198,35 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
             rd::Reply::Pair(g, v) => Ok((g, v)),
             _ => unexpected("redis"),
         }
+    }
+    async fn get_or_lease(
+        &self,
+        key: &str,
+        ask: crate::tier::LeaseAsk<'_>,
+    ) -> TierResult<(Option<Vec<u8>>, crate::tier::Leased)> {
+        let cmd = rd::Cmd::GetOrLease {
+            key: key.into(),
+            lease_key: ask.lease_key.into(),
+            token: ask.token.into(),
+            px_ms: ask.lease_ms,
+            reader_now_ms: ask.now_ms,
+            stale_ms: ask.stale_ms,
+        };
+        match self.exec(cmd).await? {
+            rd::Reply::Leased(v, leased) => Ok((v, leased)),
+            _ => unexpected("redis"),
+        }
+    }
+    async fn fill_if_newer_releasing(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: crate::tier::Release<'_>,
+    ) -> TierResult<bool> {
+        self.versioned(key, value, version, ttl_ms, Kind::Value, Some(lease))
+            .await
     }
     async fn release(&self, key: &str, token: &str) -> TierResult<bool> {
         self.exec_bool(rd::Cmd::Release {

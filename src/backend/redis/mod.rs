@@ -21,7 +21,7 @@ use super::without_credentials;
 mod access;
 mod sentinel;
 
-use crate::tier::{RedisLike, SetCond, TierError, TierResult};
+use crate::tier::{LeaseAsk, Leased, RedisLike, Release, SetCond, TierError, TierResult};
 use access::connect_error;
 pub use access::Access;
 use sentinel::watch_switches;
@@ -29,20 +29,45 @@ pub use sentinel::TIMEOUTS_TO_RESOLVE;
 
 const TIER: &str = "redis";
 
-/// Store an envelope unless the key holds a newer version (`crate::envelope::blocks`).
-/// KEYS[1] key; ARGV value, version, ttl_ms, kind ('v' or 't', for the logs).
+/// Store an envelope unless the key holds a newer version (`crate::envelope::blocks`), then,
+/// when a lease key is given, release that lease if it still holds our token (a miss's fill and
+/// its lease release in one round trip): deleted, or kept linger_ms more. KEYS[1] key, KEYS[2]
+/// the lease key (optional); ARGV value, version, ttl_ms, kind ('v' or 't', for the logs), the
+/// lease's token, linger_ms.
 const VERSIONED_SET: &str = r"
+local stored = 1
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local kind, ver = string.match(cur, '^AS1|(%a)|(%d+)|')
-  if kind then
-    ver = tonumber(ver)
-    local v = tonumber(ARGV[2])
-    if ver > v then return 0 end
-  end
+  if kind and tonumber(ver) > tonumber(ARGV[2]) then stored = 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
+if stored == 1 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[5] then
+  if ARGV[6] == '0' then redis.call('DEL', KEYS[2]) else redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
+end
+return stored
+";
+
+/// A key's entry and, when a reader cannot serve it (`crate::envelope::unusable`: nothing, a
+/// tombstone, a value past its stale window), the lease a miss needs, in one round trip; a
+/// lease already ours (held with our token, as a fill's lingering release leaves it) runs
+/// lease_ms again. KEYS[1] key, KEYS[2] lease key; ARGV token, lease_ms, the reader's now_ms,
+/// its stale_ms.
+/// Returns {entry or nil, 1 won | 3 already held with our token | 0 lost | 2 not asked}.
+const GET_OR_LEASE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local kind, fresh = string.match(v, '^AS1|(%a)|%d+|(%d+)|')
+  local expired = kind == 'v' and fresh ~= '0'
+    and tonumber(fresh) + tonumber(ARGV[4]) < tonumber(ARGV[3])
+  if kind ~= 't' and not expired then return {v, 2} end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {v, 1} end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return {v, 3}
+end
+return {v, 0}
 ";
 
 /// A group's generation key and a key in the generation it names, in one round trip
@@ -80,6 +105,7 @@ pub struct Redis {
     timeout: Duration,
     versioned_set: Script,
     get_in_generation: Script,
+    get_or_lease: Script,
     release: Script,
     /// How many times the master was (re-)resolved: observability and tests.
     pub resolutions: AtomicU64,
@@ -130,6 +156,7 @@ impl Redis {
             timeout,
             versioned_set: Script::new(VERSIONED_SET),
             get_in_generation: Script::new(GET_IN_GENERATION),
+            get_or_lease: Script::new(GET_OR_LEASE),
             release: Script::new(RELEASE),
             resolutions: AtomicU64::new(0),
             switches: AtomicU64::new(0),
@@ -347,17 +374,16 @@ impl Redis {
         version: u64,
         ttl_ms: u64,
         kind: &str,
+        release: Option<Release<'_>>,
     ) -> TierResult<bool> {
         let script = &self.versioned_set;
         self.run(async move |mut c| {
-            let stored: i64 = script
-                .key(key)
-                .arg(value)
-                .arg(version)
-                .arg(ttl_ms.max(1))
-                .arg(kind)
-                .invoke_async(&mut c)
-                .await?;
+            let mut call = script.key(key);
+            call.arg(value).arg(version).arg(ttl_ms.max(1)).arg(kind);
+            if let Some(r) = release {
+                call.key(r.lease_key).arg(r.token).arg(r.linger_ms);
+            }
+            let stored: i64 = call.invoke_async(&mut c).await?;
             Ok(stored == 1)
         })
         .await
@@ -424,7 +450,7 @@ impl RedisLike for Redis {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.versioned(key, value, version, ttl_ms, "v").await
+        self.versioned(key, value, version, ttl_ms, "v", None).await
     }
 
     async fn tombstone(
@@ -434,7 +460,47 @@ impl RedisLike for Redis {
         version: u64,
         ttl_ms: u64,
     ) -> TierResult<bool> {
-        self.versioned(key, tombstone, version, ttl_ms, "t").await
+        self.versioned(key, tombstone, version, ttl_ms, "t", None)
+            .await
+    }
+
+    async fn get_or_lease(
+        &self,
+        key: &str,
+        ask: LeaseAsk<'_>,
+    ) -> TierResult<(Option<Vec<u8>>, Leased)> {
+        let script = &self.get_or_lease;
+        self.run(async move |mut c| {
+            let (v, leased): (Option<Vec<u8>>, i64) = script
+                .key(key)
+                .key(ask.lease_key)
+                .arg(ask.token)
+                .arg(ask.lease_ms.max(1))
+                .arg(ask.now_ms)
+                .arg(ask.stale_ms)
+                .invoke_async(&mut c)
+                .await?;
+            let leased = match leased {
+                1 => Leased::Won,
+                3 => Leased::Ours,
+                0 => Leased::Lost,
+                _ => Leased::Unasked,
+            };
+            Ok((v, leased))
+        })
+        .await
+    }
+
+    async fn fill_if_newer_releasing(
+        &self,
+        key: &str,
+        value: &[u8],
+        version: u64,
+        ttl_ms: u64,
+        lease: Release<'_>,
+    ) -> TierResult<bool> {
+        self.versioned(key, value, version, ttl_ms, "v", Some(lease))
+            .await
     }
 
     async fn release(&self, key: &str, token: &str) -> TierResult<bool> {

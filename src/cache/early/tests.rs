@@ -55,6 +55,9 @@ async fn an_entry_near_its_expiry_is_reloaded_early_and_then_served_from_l1_agai
     let c = storm_cache(100.0, 200, 20);
     let k = key("hot");
     assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::Db);
+    // The fill keeps its lease for `lease_linger_ms` (no refresh right after a fill): L1's
+    // clock moves past it.
+    c.l1().0.advance(CacheConfig::default().lease_linger_ms);
     let mut reads = 0;
     while c.metrics().early_refreshes.load(Relaxed) == 0 {
         reads += 1;

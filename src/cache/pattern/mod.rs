@@ -194,10 +194,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         )
         .await;
         let stored = key.in_generation(generation?);
-        for (guessed, l2) in guessed.iter().zip([l2_seen, l2_next]) {
+        for (guessed, (l2, seen)) in guessed.iter().zip([l2_seen, l2_next]) {
             if stored == *guessed && !matches!(l2, Found::Miss) {
                 self.metrics.l1.misses.fetch_add(1, Relaxed);
-                return self.get_after_l2(&stored, l2, started, loader).await;
+                let ahead = Ahead {
+                    seen,
+                    ..Ahead::default()
+                };
+                return self.get_after_l2(&stored, l2, ahead, started, loader).await;
             }
         }
         self.get_inner(&stored, loader).await
