@@ -3,7 +3,7 @@
 //! 1. L1 hit path: `aside get` of a warm key vs a raw redis-rs GET on the same connection,
 //!    interleaved call by call (target: within 1.10x at p50).
 //! 2. Miss path: round trips and sequential steps per cold read, counted by wrapping every
-//!    tier, beside the same strategy sent one command at a time (8 round trips); and what sqlx's
+//!    tier, beside the same strategy sent one command at a time; and what sqlx's
 //!    ping before every acquire would add to each database call, beside the library's pool
 //!    (which pings only a connection idle for `PING_IF_IDLE_FOR`), interleaved.
 //! 3. Throughput: 64 concurrent tasks of `aside get` vs `redis-benchmark -c 64 -t get`.
@@ -622,7 +622,7 @@ async fn cold_read<R: RedisLike, St: Strategy>(
 
 /// Section 2: the miss path as `versioned` sends it (the lease with the L1 read, the L2 fill
 /// from the read's own `gets`, the L1 fill releasing the lease, both fills at once) beside the
-/// same strategy sent one command at a time, cold reads interleaved.
+/// same strategy sent one command at a time (the trait's defaults), cold reads interleaved.
 async fn miss_path_figures(
     fused: &Bench,
     redis: &Arc<Redis>,
@@ -637,7 +637,8 @@ async fn miss_path_figures(
         .map(|a| counted(Memcached::new(a.clone(), 32), tally, 1))
         .collect();
     let stepwise = CacheAside::new(
-        counted(OneByOne(redis.clone()), tally, 0),
+        // Counted inside: each command the trait's defaults send is a round trip of its own.
+        OneByOne(counted(redis.clone(), tally, 0)),
         Pool::new(Ring::new(addrs).unwrap(), nodes, cfg),
         counted(pg.clone(), tally, 2),
         Stepwise,
@@ -678,8 +679,8 @@ async fn miss_path_figures(
         );
     }
     println!(
-        "  versioned: L1 get_or_lease, L2 gets, DB read, then at once L1 fill+release and L2 add\n  \
-         one at a time: L1 get, L2 gets, lease, DB read, then L1 fill and release beside L2 gets and add"
+        "  versioned: L1 get_or_lease; L2 gets; DB read; L1 fill+release beside L2 add\n  \
+         one at a time (the trait's defaults): L1 GET and SET NX; L2 gets; DB read; L1 fill and release beside L2 gets and add"
     );
 }
 
