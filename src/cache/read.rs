@@ -51,8 +51,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.found_l1(key, got, switches).await
     }
 
-    /// [`CacheAside::read_l1`] and, when L1 holds nothing or a tombstone for `key`, the lease
-    /// its load needs, in one round trip (script `get_or_lease`): a cold miss asks L1 once.
+    /// [`CacheAside::read_l1`] and, when L1 holds nothing a reader can serve for `key` (nothing,
+    /// a tombstone, a value past its stale window), the lease its load needs, in one round trip
+    /// (script `get_or_lease`): a cold miss asks L1 once, and no other reader's fill and release
+    /// can land between the look and the lease.
     pub(super) async fn read_l1_leasing(&self, key: &Key) -> (Found, Lease) {
         if self.cfg.lease_ms == 0 || self.l1_fenced() {
             return (self.read_l1(key).await, Lease::Unasked);
