@@ -88,8 +88,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// token for all its readers: a lease this instance holds is its readers' to load under
     /// (`get_or_lease` answers "won" to the token that holds it), so whichever of them leads
     /// the key's single flight loads, even when another of them took the lease.
-    pub(super) fn lease_token(&self) -> String {
-        format!("{}:{:016x}", self.instance, self.holder)
+    pub(super) fn lease_token(&self) -> &str {
+        &self.lease_token
     }
 
     pub(super) fn emit_lease(&self, key: &Key, action: Action, started: Option<Instant>) {
@@ -125,7 +125,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(false) => (Action::LeaseLost, ActionOutcome::Ok),
         };
         self.emit(key.as_str(), action, Tier::L1, None, outcome, started);
-        (action == Action::LeaseWon).then_some(token)
+        (action == Action::LeaseWon).then(|| token.to_owned())
     }
 
     pub(super) async fn release(&self, key: &Key, token: &str) {

@@ -156,9 +156,10 @@ pub struct CacheAside<R, M, S, St> {
     metrics: Arc<Metrics>,
     /// The instance's name, for people: lease tokens carry it, but it need not be unique.
     instance: String,
-    /// What makes this instance's lease tokens its own whatever its name (two processes, or two
-    /// instances in one process, may share a name): see [`holder_id`].
-    holder: u64,
+    /// This instance's lease token: its name and an id that makes it its own whatever the name
+    /// (two processes, or two instances in one process, may share a name): see [`holder_id`].
+    /// Made once: every L1 read of a plain key carries it.
+    lease_token: String,
     /// This instance's recent database read time, microseconds (an average that weighs the
     /// last read 1/8): XFetch's Δ, the time a refresh takes ([`CacheConfig::early_refresh_beta`]).
     /// 0 until the first read.
@@ -328,6 +329,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         instance: impl Into<String>,
     ) -> Self {
         let l2_nodes = l2.nodes.len();
+        let instance: String = instance.into();
         CacheAside {
             l1,
             l1_breaker: cfg.breaker(),
@@ -337,8 +339,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             flights: Flights::new(cfg.coalesce_waiters_max),
             db_slots: Semaphore::new(cfg.db_concurrency_max),
             metrics: Arc::new(Metrics::default()),
-            instance: instance.into(),
-            holder: holder_id(),
+            lease_token: format!("{instance}:{:016x}", holder_id()),
+            instance,
             db_read_us: AtomicU64::new(0),
             early_draws: AtomicU64::new(0),
             early_claims: Default::default(),

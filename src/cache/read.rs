@@ -65,15 +65,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let lease_key = Self::lease_key(key);
         let ask = LeaseAsk {
             lease_key: &lease_key,
-            token: &token,
+            token,
             lease_ms: self.cfg.lease_ms,
             now_ms: now_ms(),
             stale_ms: self.cfg.stale_while_revalidate_ms,
         };
         let got = self.on_l1(self.l1.get_or_lease(&key.stored(), ask)).await;
         let (got, lease) = match got {
-            Ok((v, Leased::Won)) => (Ok(v), Lease::Won(token)),
-            Ok((v, Leased::Ours)) => (Ok(v), Lease::Ours(token)),
+            Ok((v, Leased::Won)) => (Ok(v), Lease::Won(token.to_owned())),
+            Ok((v, Leased::Ours)) => (Ok(v), Lease::Ours(token.to_owned())),
             Ok((v, Leased::Lost)) => (Ok(v), Lease::Lost),
             Ok((v, Leased::Unasked)) => (Ok(v), Lease::Unasked),
             Err(e) => (Err(e), Lease::Unasked),
