@@ -215,7 +215,7 @@ async fn naive_releases_its_lease_after_its_fill() {
 /// L1 just before the fill and asks for the lease now is refused, and it runs out on its own.
 #[tokio::test]
 async fn the_fill_keeps_the_lease_for_its_linger_then_it_runs_out() {
-    let (c, log) = logged_with(Builtin::Versioned, CacheConfig::default());
+    let (c, _log) = logged_with(Builtin::Versioned, CacheConfig::default());
     let k = Key::new("posts", 1, "linger").unwrap();
     c.write(&k, b"v1").await.unwrap();
     assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::Db);
@@ -228,5 +228,4 @@ async fn the_fill_keeps_the_lease_for_its_linger_then_it_runs_out() {
     );
     c.l1().0 .0.advance(CacheConfig::default().lease_linger_ms);
     assert!(!lease_held(c.l1(), &k), "run out after lease_linger_ms");
-    drop(log);
 }
