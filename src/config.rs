@@ -59,8 +59,12 @@ pub struct CacheConfig {
     pub breaker_cooldown_ms: u64,
     /// Database reads in flight at once from this instance.
     pub db_concurrency_max: usize,
-    /// How long a read waits for a database slot before it is shed.
+    /// How long a read waits for a database slot (and for its turn under
+    /// `db_reads_per_sec_max`) before it is shed.
     pub db_wait_ms_max: u64,
+    /// Database reads per second from this instance, with a burst of a tenth of a second's;
+    /// a read whose turn is further off than `db_wait_ms_max` is shed at once (0: no limit).
+    pub db_reads_per_sec_max: u32,
     pub l1_item_bytes_max: usize,
     /// Memcached's item limit (1 MiB by default) minus the item header.
     pub l2_item_bytes_max: usize,
@@ -120,6 +124,7 @@ impl Default for CacheConfig {
             breaker_cooldown_ms: 1_000,
             db_concurrency_max: 64,
             db_wait_ms_max: 250,
+            db_reads_per_sec_max: 0,
             l1_item_bytes_max: 8 << 20,
             l2_item_bytes_max: (1 << 20) - 1024,
             coalesce_waiters_max: 10_000,

@@ -24,6 +24,7 @@ pub mod key;
 pub mod metrics;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
+pub mod rate;
 pub mod ring;
 pub mod settings;
 pub mod strategy;

@@ -36,6 +36,9 @@ pub struct Bounds {
     pub l2_hit_latency_p99_ns_max: Option<u64>,
     /// Liveness: the longest a read may take to end, served or failed. No default.
     pub read_duration_max_ns: Option<u64>,
+    /// Liveness: p99 of how long reads take to end, served or failed, over the whole run
+    /// (faults included: what shedding bounds). No default.
+    pub read_latency_p99_ns_max: Option<u64>,
     /// Invariant 8: the steady phase starts here (reads during faults are never steady). Default 0.
     pub warmup_ns: u64,
 }
@@ -54,6 +57,7 @@ impl Default for Bounds {
             l1_hit_latency_p99_ns_max: Some(5_000_000),
             l2_hit_latency_p99_ns_max: Some(10_000_000),
             read_duration_max_ns: None,
+            read_latency_p99_ns_max: None,
             warmup_ns: 0,
         }
     }
@@ -72,6 +76,7 @@ pub const NAMES: &[&str] = &[
     "l1_hit_latency_p99_ns_max",
     "l2_hit_latency_p99_ns_max",
     "read_duration_max_ns",
+    "read_latency_p99_ns_max",
     "warmup_ns",
 ];
 
@@ -106,6 +111,7 @@ impl Bounds {
                 "l1_hit_latency_p99_ns_max" => opt(self.l1_hit_latency_p99_ns_max),
                 "l2_hit_latency_p99_ns_max" => opt(self.l2_hit_latency_p99_ns_max),
                 "read_duration_max_ns" => opt(self.read_duration_max_ns),
+                "read_latency_p99_ns_max" => opt(self.read_latency_p99_ns_max),
                 "warmup_ns" => Value::from(self.warmup_ns),
                 other => unreachable!("bound {other} has no field"),
             };
@@ -159,6 +165,7 @@ impl Bounds {
             "l1_hit_latency_p99_ns_max" => self.l1_hit_latency_p99_ns_max = opt(&int)?,
             "l2_hit_latency_p99_ns_max" => self.l2_hit_latency_p99_ns_max = opt(&int)?,
             "read_duration_max_ns" => self.read_duration_max_ns = opt(&int)?,
+            "read_latency_p99_ns_max" => self.read_latency_p99_ns_max = opt(&int)?,
             "warmup_ns" => self.warmup_ns = int()?,
             _ => {
                 return Err(Problem::BadConfig {

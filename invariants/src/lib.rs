@@ -100,7 +100,10 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
             bounds.l2_hit_latency_p99_ns_max,
             bounds.warmup_ns,
         )),
-        Box::new(liveness::Liveness::new(bounds.read_duration_max_ns)),
+        Box::new(liveness::Liveness::new(
+            bounds.read_duration_max_ns,
+            bounds.read_latency_p99_ns_max,
+        )),
     ];
     let whole_index: [fn(&Index) -> Verdict; 3] =
         [convergence::check, lost_writes::check, fault_effect::check];

@@ -3,6 +3,7 @@
 //! lease, both tiers at once.
 
 use super::*;
+use crate::rate::Admit;
 use crate::tier::Seen;
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
@@ -231,7 +232,23 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
-        let wait = Duration::from_millis(self.cfg.db_wait_ms_max);
+        let mut wait = Duration::from_millis(self.cfg.db_wait_ms_max);
+        if let Some(rate) = &self.db_rate {
+            match rate.admit(Instant::now(), wait) {
+                Admit::Now => {}
+                Admit::After(turn) => {
+                    tokio::time::sleep(turn).await;
+                    wait -= turn;
+                }
+                Admit::Refused => {
+                    self.metrics.shed.fetch_add(1, Relaxed);
+                    return Err(Error::RateLimited {
+                        wait_ms_max: self.cfg.db_wait_ms_max,
+                        per_sec: rate.per_sec(),
+                    });
+                }
+            }
+        }
         let _slot = match tokio::time::timeout(wait, self.db_slots.acquire()).await {
             Ok(Ok(slot)) => slot,
             _ => {

@@ -87,6 +87,9 @@ pub enum Error {
         "database overloaded: no connection free within {waited_ms} ms (limit {limit}); read shed"
     )]
     Shed { waited_ms: u64, limit: usize },
+    /// The read's turn under `cache.db_reads_per_sec_max` was further off than it may wait.
+    #[error("database read rate at its limit ({per_sec}/s, cache.db_reads_per_sec_max): the read's turn was more than {wait_ms_max} ms off (cache.db_wait_ms_max); read shed")]
+    RateLimited { wait_ms_max: u64, per_sec: u32 },
     /// A pattern invalidation by SCAN failed in L1 (those found so far were invalidated).
     #[error("pattern invalidation: {0}")]
     Scan(TierError),
@@ -153,6 +156,8 @@ pub struct CacheAside<R, M, S, St> {
     cfg: CacheConfig,
     flights: Flights<Load>,
     db_slots: Semaphore,
+    /// `cache.db_reads_per_sec_max`'s schedule, when it is set.
+    db_rate: Option<crate::rate::Rate>,
     metrics: Arc<Metrics>,
     /// The instance's name, for people: lease tokens carry it, but it need not be unique.
     instance: String,
@@ -338,6 +343,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             strategy,
             flights: Flights::new(cfg.coalesce_waiters_max),
             db_slots: Semaphore::new(cfg.db_concurrency_max),
+            db_rate: (cfg.db_reads_per_sec_max > 0)
+                .then(|| crate::rate::Rate::new(cfg.db_reads_per_sec_max)),
             metrics: Arc::new(Metrics::default()),
             lease_token: format!("{instance}:{:016x}", holder_id()),
             instance,

@@ -31,6 +31,46 @@ async fn reads_over_the_database_limit_are_shed_not_queued_forever() {
     assert_eq!(c.metrics().shed.load(Relaxed), 1);
 }
 
+#[tokio::test]
+async fn reads_past_the_database_rate_wait_their_turn_or_are_shed_at_once() {
+    // One read per second, a burst of 1, no wait: the second read within the second is shed
+    // at once (the margin is the whole second).
+    let cfg = |per_sec, wait_ms| CacheConfig {
+        db_reads_per_sec_max: per_sec,
+        db_wait_ms_max: wait_ms,
+        lease_ms: 0,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg(1, 0), 0);
+    assert_eq!(c.get(&key("a")).await.unwrap().unwrap().source, Source::Db);
+    let shed = c.get(&key("b")).await.unwrap_err();
+    assert_eq!(
+        shed,
+        Error::RateLimited {
+            wait_ms_max: 0,
+            per_sec: 1
+        }
+    );
+    assert_eq!(
+        shed.to_string(),
+        "database read rate at its limit (1/s, cache.db_reads_per_sec_max): the read's turn was more than 0 ms off (cache.db_wait_ms_max); read shed"
+    );
+    assert_eq!(c.metrics().shed.load(Relaxed), 1);
+    assert_eq!(c.get(&key("a")).await.unwrap().unwrap().source, Source::L1);
+    // 10 per second (a burst of 1) and a long wait: the second read waits its turn, 100 ms
+    // after the first.
+    let c = cache(cfg(10, 5_000), 0);
+    let t0 = Instant::now();
+    c.get(&key("a")).await.unwrap();
+    c.get(&key("b")).await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(c.metrics().shed.load(Relaxed), 0);
+}
+
 #[derive(Default)]
 struct Sink(Mutex<Vec<String>>);
 

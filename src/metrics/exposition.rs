@@ -91,7 +91,7 @@ impl Snapshot {
             ),
             (
                 "shed",
-                "Reads shed at the database concurrency limit",
+                "Reads shed at the database limits (concurrency, reads per second)",
                 self.shed,
             ),
             (
