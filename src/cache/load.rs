@@ -34,7 +34,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     /// One reader (the lease winner) reloads `key` from the database; the others are served
-    /// `row` from `source`, marked `stale` or not. `ahead`: a lease already asked for.
+    /// `row` from `source`, marked `stale` or not. `ahead`: a lease already asked for. A reload
+    /// that fails (shed under the database limits, the database down) serves `row` too: it is
+    /// what every other reader of the key is served meanwhile (stale-if-error).
     pub(super) async fn reload_or_serve<L, F>(
         &self,
         key: &Key,
@@ -58,7 +60,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if !stale {
                 self.metrics.early_refreshes.fetch_add(1, Relaxed);
             }
-            return self.load_locked(key, loader, ahead.seen, &token).await;
+            match self.load_locked(key, loader, ahead.seen, &token).await {
+                Err(e) => {
+                    debug!(key = %key, error = %e, "reload failed: serving what the tier holds")
+                }
+                loaded => return loaded,
+            }
         }
         if stale {
             self.metrics.stale_served.fetch_add(1, Relaxed);

@@ -172,6 +172,32 @@ async fn stale_while_revalidate_serves_stale_while_the_lease_holder_refreshes() 
 }
 
 #[tokio::test]
+async fn a_stale_value_whose_reload_is_shed_is_served_stale_not_failed() {
+    // One database read a second, no wait: the first read takes it, and the reload of the
+    // aged entry within the same second is shed.
+    let cfg = CacheConfig {
+        l1_ttl_ms: 30,
+        ttl_jitter: 0.0,
+        stale_while_revalidate_ms: 5_000,
+        db_reads_per_sec_max: 1,
+        db_wait_ms_max: 0,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg, 0);
+    let k = key("shed-swr");
+    assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::Db);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    // This reader wins the lease, its reload is shed: it is served what L1 holds, as stale.
+    let g = c.get(&k).await.unwrap().unwrap();
+    assert_eq!((g.source, g.stale), (Source::L1, true));
+    let m = c.metrics();
+    assert_eq!((m.shed.load(Relaxed), m.stale_served.load(Relaxed)), (1, 1));
+    // The shed reload released its lease: the next reader may reload.
+    let lease = format!("aside:lease:{k}");
+    assert_eq!(c.l1().get(&lease).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn a_lease_loser_waits_for_the_winners_fill_instead_of_reading_the_database() {
     let cfg = CacheConfig::default();
     let c = cache(cfg, 30);
