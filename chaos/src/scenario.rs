@@ -74,6 +74,12 @@ pub struct Scenario {
     pub pg_pool_max: u32,
     /// How long a query waits for one of those connections (`postgres.pool_wait_ms`).
     pub pg_pool_wait_ms: u64,
+    /// The library's shedding (`cache.db_concurrency_max`, `cache.db_wait_ms_max`,
+    /// `cache.db_reads_per_sec_max`): database reads in flight per app node, how long a read
+    /// waits for a slot or its turn, and database reads per second per app node (0: no limit).
+    pub db_concurrency_max: usize,
+    pub db_wait_ms_max: u64,
+    pub db_reads_per_sec_max: u32,
     pub plan: Plan,
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
@@ -167,6 +173,9 @@ impl Scenario {
             early_refresh_beta: CacheConfig::default().early_refresh_beta,
             pg_pool_max: aside::settings::PostgresSettings::default().pool_max,
             pg_pool_wait_ms: aside::settings::PostgresSettings::default().pool_wait_ms,
+            db_concurrency_max: CacheConfig::default().db_concurrency_max,
+            db_wait_ms_max: CacheConfig::default().db_wait_ms_max,
+            db_reads_per_sec_max: CacheConfig::default().db_reads_per_sec_max,
             plan: Plan::default(),
             random_plan: false,
             buggify: false,
@@ -341,6 +350,9 @@ impl Scenario {
             stale_while_revalidate_ms: self.stale_while_revalidate_ms,
             lease_ms: self.lease_ms,
             early_refresh_beta: self.early_refresh_beta,
+            db_concurrency_max: self.db_concurrency_max,
+            db_wait_ms_max: self.db_wait_ms_max,
+            db_reads_per_sec_max: self.db_reads_per_sec_max,
             // The workload's listings (`listings:v1:r/rust:hot`), invalidated by subreddit.
             grouped_namespaces: if self.grouped_listings {
                 vec![crate::workload::LISTINGS.into()]
@@ -386,6 +398,8 @@ impl Scenario {
                 "stale_while_revalidate_ms": self.stale_while_revalidate_ms,
                 "lease_ms": self.lease_ms, "early_refresh_beta": self.early_refresh_beta,
                 "pg_pool_max": self.pg_pool_max, "pg_pool_wait_ms": self.pg_pool_wait_ms,
+                "db_concurrency_max": self.db_concurrency_max, "db_wait_ms_max": self.db_wait_ms_max,
+                "db_reads_per_sec_max": self.db_reads_per_sec_max,
                 "buggify": self.buggify,
             }),
         );

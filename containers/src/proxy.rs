@@ -17,6 +17,11 @@
 //!
 //! The simulator's latency fault delays every link, server to server too (replication, the
 //! Sentinels); here only the app nodes' links are delayed.
+//!
+//! A slow-queries fault sets a figure of one proxy's own, read per chunk of the server's
+//! replies only: each reply of that PostgreSQL server reaches the app nodes `reply_ms` later,
+//! so every query they send takes that much longer, and replication is untouched (as in the
+//! simulator, which slows the app nodes' queries and not the replica's log reads).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,6 +46,8 @@ struct Proxy {
     /// Where the app nodes' connections for `upstream` are sent.
     listen: SocketAddr,
     upstream: SocketAddr,
+    /// What this server's replies wait on top of `one_way_ms` (a slow-queries fault), in ms.
+    reply_ms: Arc<AtomicU32>,
 }
 
 /// The proxies of one run; dropping them stops every proxy and closes every connection.
@@ -68,16 +75,21 @@ impl Proxies {
             let listen = listener
                 .local_addr()
                 .map_err(|e| Error::Docker(format!("the {name} proxy's address: {e}")))?;
+            let reply_ms = Arc::new(AtomicU32::new(0));
             tokio::spawn(accept(
                 listener,
                 *upstream,
-                one_way_ms.clone(),
+                Delays {
+                    one_way_ms: one_way_ms.clone(),
+                    reply_ms: reply_ms.clone(),
+                },
                 stop.subscribe(),
             ));
             proxies.push(Proxy {
                 name: name.clone(),
                 listen,
                 upstream: *upstream,
+                reply_ms,
             });
         }
         Ok(Proxies {
@@ -131,6 +143,26 @@ impl Proxies {
             .store(one_way_ms.unwrap_or(0), Ordering::SeqCst);
         Ok(())
     }
+
+    /// Holds every reply of the server at `upstream` `reply_ms` longer (`None`: no longer), on
+    /// every connection, open or new, from the next chunk read on.
+    pub fn slow_replies(&self, upstream: SocketAddr, reply_ms: Option<u32>) -> Result<(), Error> {
+        let p = self
+            .proxies
+            .iter()
+            .find(|p| p.upstream == upstream)
+            .ok_or_else(|| Error::Docker(format!("no proxy in front of {upstream}")))?;
+        p.reply_ms.store(reply_ms.unwrap_or(0), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// What one proxy's chunks wait: the network's latency both ways, and its server's replies
+/// their own.
+#[derive(Clone)]
+struct Delays {
+    one_way_ms: Arc<AtomicU32>,
+    reply_ms: Arc<AtomicU32>,
 }
 
 impl Drop for Proxies {
@@ -143,7 +175,7 @@ impl Drop for Proxies {
 async fn accept(
     listener: TcpListener,
     upstream: SocketAddr,
-    one_way_ms: Arc<AtomicU32>,
+    delays: Delays,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -157,7 +189,7 @@ async fn accept(
             },
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let one_way_ms = one_way_ms.clone();
+        let delays = delays.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             // A server that refuses the connection closes the client's at once, as it would
@@ -169,8 +201,13 @@ async fn accept(
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            let up = pump(client_read, server_write, one_way_ms.clone());
-            let down = pump(server_read, client_write, one_way_ms);
+            let up = pump(client_read, server_write, delays.one_way_ms.clone(), None);
+            let down = pump(
+                server_read,
+                client_write,
+                delays.one_way_ms,
+                Some(delays.reply_ms),
+            );
             let mut stop = stop;
             tokio::select! {
                 _ = async { tokio::join!(up, down) } => {}
@@ -180,10 +217,15 @@ async fn accept(
     }
 }
 
-/// One direction of a connection: every chunk read is written `one_way_ms` (as it was when the
-/// chunk was read) later, in order. An end of stream is passed on after the chunks before it; an
-/// error on either side ends this direction.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, one_way_ms: Arc<AtomicU32>) {
+/// One direction of a connection: every chunk read is written `one_way_ms` (plus `extra_ms`, for
+/// a server's replies; both as they were when the chunk was read) later, in order. An end of
+/// stream is passed on after the chunks before it; an error on either side ends this direction.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    one_way_ms: Arc<AtomicU32>,
+    extra_ms: Option<Arc<AtomicU32>>,
+) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let read = async move {
         let mut buf = vec![0u8; CHUNK];
@@ -191,7 +233,8 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, one_way_ms: Arc<A
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    let delay = u64::from(one_way_ms.load(Ordering::SeqCst));
+                    let extra = extra_ms.as_ref().map_or(0, |e| e.load(Ordering::SeqCst));
+                    let delay = u64::from(one_way_ms.load(Ordering::SeqCst) + extra);
                     let due = Instant::now() + Duration::from_millis(delay);
                     if tx.send((due, buf[..n].to_vec())).await.is_err() {
                         return;

@@ -175,8 +175,8 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     None
 }
 
-/// Does `sc` (as run with its seed) cut or freeze one app node alone, or delay the network?
-/// Then its app nodes run in containers (latency: behind the proxies).
+/// Does `sc` (as run with its seed) cut or freeze one app node alone, delay the network or slow
+/// PostgreSQL's queries? Then its app nodes run in containers (delays: behind the proxies).
 pub fn apps_in_containers(sc: &Scenario) -> bool {
     let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
     sc.random_plan
@@ -184,16 +184,13 @@ pub fn apps_in_containers(sc: &Scenario) -> bool {
             let f = step.fault;
             one_app(f.target)
                 || matches!(f.kind, Kind::Partition { peers, .. } if one_app(peers))
-                || matches!(f.kind, Kind::Latency { .. })
+                || needs_proxies(&f)
         })
 }
 
-/// Does `sc`'s plan delay the network (then the app nodes reach the servers through proxies)?
-fn has_latency(sc: &Scenario) -> bool {
-    sc.plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.fault.kind, Kind::Latency { .. }))
+/// Does `f` delay traffic (then the app nodes reach the servers through proxies)?
+fn needs_proxies(f: &chaos::fault::Fault) -> bool {
+    matches!(f.kind, Kind::Latency { .. } | Kind::SlowQueries { .. })
 }
 
 /// What a run produced.
@@ -383,7 +380,7 @@ pub async fn run_with<St: Strategy + Clone>(
     let mut logs = Vec::new();
     let mut apps_running = None;
     let rec = if let Some(builtin) = app_nodes {
-        let proxies = if has_latency(sc) {
+        let proxies = if sc.plan.steps.iter().any(|s| needs_proxies(&s.fault)) {
             let servers: Vec<(String, std::net::SocketAddr)> = cluster
                 .nodes()
                 .into_iter()

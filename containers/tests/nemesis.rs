@@ -296,7 +296,8 @@ async fn a_killed_postgresql_primary_restarts_with_what_it_acknowledged() {
 
 /// A latency fault through the proxies: a round trip through a proxy takes the fault's one-way
 /// latency twice (there and back) while it is on, on a connection opened before it, and the
-/// heal takes it away, fault after fault.
+/// heal takes it away, fault after fault. A slow-queries fault holds PostgreSQL's replies only:
+/// a hello to it takes the added time, one to Redis does not, and the heal takes it away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -304,9 +305,13 @@ async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
         .await
         .expect("cluster");
     let master: std::net::SocketAddr = cluster.redis_master.addr().parse().unwrap();
+    let pg: std::net::SocketAddr = cluster.pg_primary.addr().parse().unwrap();
     let proxies = containers::proxy::Proxies::start(
         cluster.gateway().expect("gateway"),
-        &[("redis-master".to_string(), master)],
+        &[
+            ("redis-master".to_string(), master),
+            ("pg-primary".to_string(), pg),
+        ],
     )
     .await
     .expect("proxies");
@@ -352,4 +357,24 @@ async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
         fresh < Duration::from_millis(120),
         "healed on a new connection: {fresh:?}"
     );
+
+    let (_, pg_front) = proxies.front_of(pg).expect("a proxy for the primary");
+    let hello = |t, front| async move {
+        let began = std::time::Instant::now();
+        ask(t, front, Duration::from_secs(5)).await.expect("hello");
+        began.elapsed()
+    };
+    proxies.slow_replies(pg, Some(150)).expect("slow on");
+    let (pg_slow, redis_then) = (
+        hello(Target::PgPrimary, pg_front).await,
+        ping(&mut conn).await,
+    );
+    proxies.slow_replies(pg, None).expect("slow off");
+    let pg_healed = hello(Target::PgPrimary, pg_front).await;
+    println!(
+        "slow queries: postgres {pg_slow:?}, redis meanwhile {redis_then:?}, healed {pg_healed:?}"
+    );
+    assert!(pg_slow >= Duration::from_millis(150), "{pg_slow:?}");
+    assert!(redis_then < Duration::from_millis(150), "{redis_then:?}");
+    assert!(pg_healed < Duration::from_millis(150), "{pg_healed:?}");
 }

@@ -466,6 +466,15 @@ impl Hands for SimNemesis {
         }
     }
 
+    async fn slow_queries(&mut self, t: Target, query_ms: Option<u32>) {
+        let Some(pg) = self.placed(t) else { return };
+        let set = move || PgCmd::SetSlow(query_ms.map(u64::from));
+        match query_ms {
+            Some(_) => drop(self.tell::<_, PgReply>(&pg, TAG_PG, set()).await),
+            None => drop(self.tell_until_heard::<_, PgReply>(&pg, TAG_PG, set).await),
+        }
+    }
+
     async fn unreachable(&mut self, t: Target) -> Option<String> {
         let n = self.placed(t)?;
         if n.addr.is_some() {
@@ -543,6 +552,14 @@ impl Hands for SimNemesis {
         let r = self.placed(t)?;
         let (evicted, used) = self.evicted_on(&r).await?;
         Some((evicted, format!("{:.1} KiB in use", used as f64 / 1024.0)))
+    }
+
+    async fn query_time(&mut self, t: Target) -> Option<(String, Duration)> {
+        let pg = self.placed(t)?;
+        let began = madsim::time::Instant::now();
+        let read = PgCmd::Read("aside:nemesis:probe".into());
+        let _: PgReply = self.tell(&pg, TAG_PG, read).await?;
+        Some((format!("the nemesis to {}", t.name()), began.elapsed()))
     }
 
     async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String> {

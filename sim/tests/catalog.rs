@@ -1,7 +1,8 @@
 //! What the fault catalog's scenarios claim beyond their verdicts: who is master after a
 //! Sentinel partition and after a split-brain, the hot key's share and the load on its node, the
 //! L1 hit ratio under a full Redis, the database ceiling of a cold start, and what an expiry
-//! storm costs the database with the stampede protection off.
+//! storm costs the database with the stampede protection off, and what a slow database costs
+//! reads and itself without shedding.
 #![cfg(madsim)]
 
 use aside::Builtin;
@@ -192,4 +193,50 @@ fn an_exhausted_pool_fails_reads_within_its_wait_and_a_wait_as_long_as_the_deadl
         over > 0,
         "with a pool wait of the database deadline no read outlasted {bound} ns"
     );
+}
+
+fn ns_figure(r: &RunResult, verdict: Invariant, figure: &str) -> u64 {
+    let v = r.report.verdict(verdict).unwrap();
+    match v.figures.iter().find(|(n, _)| *n == figure) {
+        Some((_, Figure::Ns(x) | Figure::Count(x))) => *x,
+        other => panic!("{verdict}.{figure}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_slow_database_keeps_reads_and_its_load_bounded_with_shedding_and_not_without() {
+    let on = scenario::find("db-slowdown").unwrap();
+    // The library's defaults: 64 reads in flight, a 250 ms wait, no rate limit.
+    let defaults = aside::CacheConfig::default();
+    let mut off = on.clone();
+    off.db_concurrency_max = defaults.db_concurrency_max;
+    off.db_wait_ms_max = defaults.db_wait_ms_max;
+    off.db_reads_per_sec_max = defaults.db_reads_per_sec_max;
+    let p99_max = on.bounds.read_latency_p99_ns_max.unwrap();
+    let qps_max = on.bounds.db_qps_max.unwrap();
+    for seed in 1..=2 {
+        let with = run_one(&on, Builtin::Versioned, seed);
+        let without = run_one(&off, Builtin::Versioned, seed);
+        let figures = |r: &RunResult| {
+            (
+                ns_figure(r, Invariant::Liveness, "read_latency_p99_ns"),
+                ns_figure(r, Invariant::Load, "peak_db_qps"),
+            )
+        };
+        let ((p99, qps), (p99_off, qps_off)) = (figures(&with), figures(&without));
+        println!(
+            "seed {seed}: with shedding p99 {:.1} ms, peak {qps} database reads/s; without: p99 {:.1} ms, {qps_off}/s",
+            p99 as f64 / 1e6,
+            p99_off as f64 / 1e6
+        );
+        assert!(
+            p99 <= p99_max && qps <= qps_max,
+            "seed {seed}: with shedding"
+        );
+        assert!(
+            p99_off > p99_max && qps_off > qps_max,
+            "seed {seed}: without shedding"
+        );
+        assert!(without.report.verdict(Invariant::Liveness).unwrap().fails());
+    }
 }

@@ -218,5 +218,9 @@ fn every_fault_of_random_plans_is_observed_taking_effect() {
         let observed = text.matches("\"action\":\"observed\"").count();
         assert_eq!(observed, plan.steps.len(), "random seed {seed}: {plan:?}");
     }
-    assert_eq!(kinds.len(), 8, "seeds 1-40 draw every kind: {kinds:?}");
+    assert_eq!(
+        kinds.len(),
+        chaos::fault::KINDS.len(),
+        "seeds 1-40 draw every kind: {kinds:?}"
+    );
 }

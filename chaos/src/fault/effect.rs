@@ -21,6 +21,8 @@ pub const LOSS_BURST: usize = 20;
 pub enum Effect {
     /// A round trip over the delayed network took at least twice the added one-way latency.
     SlowRoundTrip { path: String, rtt: Duration },
+    /// A query to a slowed PostgreSQL took at least the added time.
+    SlowQuery { path: String, took: Duration },
     /// Some requests of a [`LOSS_BURST`] went unanswered.
     Lost {
         path: String,
@@ -47,6 +49,11 @@ impl fmt::Display for Effect {
                 f,
                 "a round trip from {path} took {:.1} ms",
                 rtt.as_secs_f64() * 1e3
+            ),
+            Effect::SlowQuery { path, took } => write!(
+                f,
+                "a query from {path} took {:.1} ms",
+                took.as_secs_f64() * 1e3
             ),
             Effect::Lost { path, lost, within } => write!(
                 f,

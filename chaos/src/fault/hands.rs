@@ -52,6 +52,9 @@ pub trait Hands {
     async fn limit_memory(&mut self, t: Target, kib: Option<u32>);
     /// PostgreSQL `t` applies the primary's log `lag_ms` behind (`None`: its own delay again).
     async fn lag_replica(&mut self, t: Target, lag_ms: Option<u32>);
+    /// PostgreSQL `t` answers every query of the app nodes' `query_ms` later (`None`: at its own
+    /// pace again).
+    async fn slow_queries(&mut self, t: Target, query_ms: Option<u32>);
 
     /// Why `t` looks down or frozen to a client (a request unanswered, a task not run), if it
     /// does.
@@ -70,4 +73,6 @@ pub trait Hands {
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)>;
     /// What shows PostgreSQL `t` replaying at least half of `lag_ms` behind, if anything does.
     async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String>;
+    /// One query to PostgreSQL `t` the way an app node's goes: the path taken and its time.
+    async fn query_time(&mut self, t: Target) -> Option<(String, Duration)>;
 }

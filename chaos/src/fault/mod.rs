@@ -21,6 +21,7 @@ pub mod memory_limit;
 pub mod partition;
 pub mod pause;
 pub mod replica_lag;
+pub mod slow_queries;
 
 use effect::Effect;
 use hands::Hands;
@@ -164,10 +165,13 @@ pub enum Kind {
     /// The PostgreSQL replica applies the primary's log `lag_ms` behind (a long query on the
     /// replica, a saturated disk); the heal restores its own lag.
     ReplicaLag { lag_ms: u32 },
+    /// Every query the PostgreSQL target answers takes `query_ms` longer (the production
+    /// design's database slowdown); the heal restores its own pace.
+    SlowQueries { query_ms: u32 },
 }
 
 /// Every kind's name, in the order error messages list them.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     kill::NAME,
     pause::NAME,
     partition::NAME,
@@ -176,6 +180,7 @@ pub const KINDS: [&str; 8] = [
     flush::NAME,
     memory_limit::NAME,
     replica_lag::NAME,
+    slow_queries::NAME,
 ];
 
 impl Kind {
@@ -189,6 +194,7 @@ impl Kind {
             Kind::Flush => flush::NAME,
             Kind::MemoryLimit { .. } => memory_limit::NAME,
             Kind::ReplicaLag { .. } => replica_lag::NAME,
+            Kind::SlowQueries { .. } => slow_queries::NAME,
         }
     }
 
@@ -201,6 +207,7 @@ impl Kind {
             Kind::Loss { per_mille } => loss::fields(per_mille),
             Kind::MemoryLimit { kib } => memory_limit::fields(kib),
             Kind::ReplicaLag { lag_ms } => replica_lag::fields(lag_ms),
+            Kind::SlowQueries { query_ms } => slow_queries::fields(query_ms),
         }
     }
 
@@ -215,6 +222,7 @@ impl Kind {
             flush::NAME => Ok(Kind::Flush),
             memory_limit::NAME => memory_limit::parse(v),
             replica_lag::NAME => replica_lag::parse(v),
+            slow_queries::NAME => slow_queries::parse(v),
             _ => return None,
         })
     }
@@ -291,6 +299,7 @@ impl Fault {
             Kind::Flush => flush::begin(h, self).await,
             Kind::MemoryLimit { kib } => memory_limit::begin(h, self, kib).await,
             Kind::ReplicaLag { lag_ms } => replica_lag::begin(h, self, lag_ms).await,
+            Kind::SlowQueries { query_ms } => slow_queries::begin(h, self, query_ms).await,
         }
     }
 
@@ -305,6 +314,7 @@ impl Fault {
             Kind::Flush => flush::heal(h, self).await,
             Kind::MemoryLimit { .. } => memory_limit::heal(h, self).await,
             Kind::ReplicaLag { .. } => replica_lag::heal(h, self).await,
+            Kind::SlowQueries { .. } => slow_queries::heal(h, self).await,
         }
     }
 
@@ -319,6 +329,7 @@ impl Fault {
             Kind::Flush => flush::observe(h, self).await,
             Kind::MemoryLimit { kib } => memory_limit::observe(h, kib).await,
             Kind::ReplicaLag { lag_ms } => replica_lag::observe(h, self, lag_ms).await,
+            Kind::SlowQueries { query_ms } => slow_queries::observe(h, self, query_ms).await,
         }
     }
 }
@@ -392,6 +403,7 @@ mod tests {
             Kind::Flush,
             Kind::MemoryLimit { kib: 64 },
             Kind::ReplicaLag { lag_ms: 3_000 },
+            Kind::SlowQueries { query_ms: 40 },
         ] {
             let f = Fault::new(kind, Side::Network);
             assert_eq!(Fault::from_json(&f.to_json()), Ok(f));

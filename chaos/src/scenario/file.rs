@@ -125,6 +125,10 @@ const CATALOG: &[(&str, &str)] = &[
         "pool-exhaustion",
         include_str!("../../scenarios/pool-exhaustion.toml"),
     ),
+    (
+        "db-slowdown",
+        include_str!("../../scenarios/db-slowdown.toml"),
+    ),
     ("random", include_str!("../../scenarios/random.toml")),
 ];
 

@@ -35,6 +35,9 @@ pub struct WorkloadSpec {
     pub early_refresh_beta: Option<f64>,
     pub pg_pool_max: Option<u64>,
     pub pg_pool_wait_ms: Option<u64>,
+    pub db_concurrency_max: Option<u64>,
+    pub db_wait_ms_max: Option<u64>,
+    pub db_reads_per_sec_max: Option<u32>,
     pub buggify: Option<bool>,
 }
 
@@ -82,6 +85,9 @@ impl Scenario {
         }
         if let Some(n) = w.pg_pool_max {
             self.pg_pool_max = size("pg_pool_max", n, 1, 1_000)? as u32;
+        }
+        if let Some(n) = w.db_concurrency_max {
+            self.db_concurrency_max = size("db_concurrency_max", n, 1, 100_000)?;
         }
         let ratio = |f: &str, x: f64| {
             if (0.0..=1.0).contains(&x) {
@@ -144,6 +150,8 @@ impl Scenario {
             lease_ms,
             early_refresh_beta,
             pg_pool_wait_ms,
+            db_wait_ms_max,
+            db_reads_per_sec_max,
             read_from_replica,
             listing_transactions,
             grouped_listings,

@@ -133,6 +133,18 @@ impl Hands for DockerNemesis<'_> {
         }
     }
 
+    /// Through the proxy in front of `t` (a plan with slow queries runs the app nodes behind
+    /// proxies); without proxies nothing happens, and nothing is observed.
+    async fn slow_queries(&mut self, t: Target, query_ms: Option<u32>) {
+        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
+            return;
+        };
+        let Ok(addr) = n.addr().parse() else { return };
+        if let Err(e) = p.slow_replies(addr, query_ms) {
+            tracing::warn!("{e}");
+        }
+    }
+
     async fn unreachable(&mut self, t: Target) -> Option<String> {
         let n = self.node(t)?;
         if let Target::App(_) = t {
@@ -205,6 +217,15 @@ impl Hands for DockerNemesis<'_> {
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)> {
         let n = Self::evicted_keys(self.node(t)?).await?;
         Some((n, "INFO evicted_keys".into()))
+    }
+
+    async fn query_time(&mut self, t: Target) -> Option<(String, Duration)> {
+        let n = self.node(t)?;
+        let (name, front) = self.proxies?.front_of(n.addr().parse().ok()?)?;
+        let began = std::time::Instant::now();
+        ask(t, front, Duration::from_secs(2)).await.ok()?;
+        let path = format!("the host through the {name} proxy ({front})");
+        Some((path, began.elapsed()))
     }
 
     async fn replica_behind(&mut self, t: Target, _lag_ms: u32) -> Option<String> {

@@ -32,6 +32,10 @@ pub enum PgCmd {
     SetLag(Option<u64>),
     /// On a replica: how far behind its replay is, in ms (0 when it has applied all it has).
     ReplayLag,
+    /// Every query of the app nodes (reads, writes, the outbox) takes this many ms longer
+    /// (`None`: its own pace again). Replication and the nemesis's own commands are not slowed:
+    /// with real servers the fault is a proxy in front of the app nodes' connections.
+    SetSlow(Option<u64>),
     OutboxAfter {
         after: u64,
         limit: u32,
@@ -87,6 +91,7 @@ pub async fn pg_node(spec: PgSpec) {
     let model = disk;
     let ep = Endpoint::bind(addr).await.expect("bind postgres");
     let lag = Arc::new(AtomicU64::new(lag_ms));
+    let slow_ms = Arc::new(AtomicU64::new(0));
     if let Some(p) = primary {
         let (model, rpc, lag) = (model.clone(), Rpc::bind(addr.ip()).await, lag.clone());
         madsim::task::spawn(async move {
@@ -112,10 +117,19 @@ pub async fn pg_node(spec: PgSpec) {
     }
     let rng = Arc::new(Mutex::new(SplitMix(seed)));
     serve(ep, TAG_PG, move |c: PgCmd| {
-        let (m, rng, lag) = (model.clone(), rng.clone(), lag.clone());
+        let (m, rng, lag, slow_ms) = (model.clone(), rng.clone(), lag.clone(), slow_ms.clone());
         async move {
             let d = rand_in(&mut rng.lock().unwrap(), query_us);
-            sleep(Duration::from_micros(d)).await;
+            let app_query = !matches!(
+                c,
+                PgCmd::WalAfter(_) | PgCmd::SetLag(_) | PgCmd::ReplayLag | PgCmd::SetSlow(_)
+            );
+            let slow_us = if app_query {
+                slow_ms.load(Relaxed) * 1_000
+            } else {
+                0
+            };
+            sleep(Duration::from_micros(d + slow_us)).await;
             let mut m = m.lock().unwrap();
             match c {
                 PgCmd::Read(k) => PgReply::Row(m.read(&k)),
@@ -134,6 +148,10 @@ pub async fn pg_node(spec: PgSpec) {
                     PgReply::Done
                 }
                 PgCmd::ReplayLag => PgReply::LagMs(m.replay_lag_ms(now_ms(start))),
+                PgCmd::SetSlow(ms) => {
+                    slow_ms.store(ms.unwrap_or(0), Relaxed);
+                    PgReply::Done
+                }
                 PgCmd::OutboxAfter { after, limit } => {
                     PgReply::Outbox(m.outbox_after(after, limit))
                 }
