@@ -61,8 +61,10 @@ fn a_random_plan_takes_the_hit_ratio_bound_of_the_incidents_it_draws() {
         let again = random.with_config(&sc.config()).unwrap();
         assert_eq!(again.bounds, sc.bounds, "seed {seed}");
     }
+    // Seed 195 draws a spike (0.75) over a flush (0.75): 0.1 lower for the second incident.
     let s195 = random.for_seed(195);
-    assert_eq!(s195.bounds.hit_ratio_min, Some(0.75), "{:?}", s195.plan);
+    let min = s195.bounds.hit_ratio_min.unwrap();
+    assert!((min - 0.65).abs() < 1e-9, "{min}: {:?}", s195.plan);
     assert!(lowered > 0 && kept > 0, "{lowered} lowered, {kept} kept");
     // The catalog's incidents are judged by the same rule.
     assert_eq!(
