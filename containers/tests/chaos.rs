@@ -81,7 +81,13 @@ fn scenarios_this_world_cannot_run_say_why() {
     assert_eq!(why("redis-failover"), None);
     // One app node cut or frozen alone, latency (through the proxies), random plans (which may
     // do both): runnable, with app nodes in containers of their own.
-    for n in ["split-brain", "app-pause", "latency-spike", "random"] {
+    for n in [
+        "split-brain",
+        "app-pause",
+        "latency-spike",
+        "db-slowdown",
+        "random",
+    ] {
         assert_eq!(why(n), None, "{n}");
         assert!(apps_in_containers(&scenario::find(n).unwrap()), "{n}");
     }
