@@ -1,8 +1,10 @@
 //! The miss path's round trips, command by command: what a cold read sends to each tier, and
-//! that the lease it takes with its L1 read is always released.
+//! that the lease it takes with its L1 read is always released; and the database limits a load
+//! passes (shedding).
 
 use std::sync::Mutex;
 
+use super::super::harness::{cache, key};
 use super::*;
 use crate::model::memcached::{self as mc, MemcachedModel};
 use crate::model::redis::{self as rd, RedisModel};
@@ -228,4 +230,97 @@ async fn the_fill_keeps_the_lease_for_its_linger_then_it_runs_out() {
     );
     c.l1().0 .0.advance(CacheConfig::default().lease_linger_ms);
     assert!(!lease_held(c.l1(), &k), "run out after lease_linger_ms");
+}
+
+// Shedding: the database limits of `load_db`, and what a read that has an entry is served when
+// its reload is shed.
+
+#[tokio::test]
+async fn reads_over_the_database_limit_are_shed_not_queued_forever() {
+    let cfg = CacheConfig {
+        db_concurrency_max: 1,
+        db_wait_ms_max: 20,
+        lease_ms: 0,
+        ..CacheConfig::default()
+    };
+    let c = Arc::new(cache(cfg, 200));
+    let (a, b) = (c.clone(), c.clone());
+    let first = tokio::spawn(async move { a.get(&key("a")).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = b.get(&key("b")).await;
+    assert_eq!(
+        second,
+        Err(Error::Shed {
+            waited_ms: 20,
+            limit: 1
+        })
+    );
+    assert_eq!(first.await.unwrap().unwrap().unwrap().source, Source::Db);
+    assert_eq!(c.metrics().shed.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn reads_past_the_database_rate_wait_their_turn_or_are_shed_at_once() {
+    // One read per second, a burst of 1, no wait: the second read within the second is shed
+    // at once (the margin is the whole second).
+    let cfg = |per_sec, wait_ms| CacheConfig {
+        db_reads_per_sec_max: per_sec,
+        db_wait_ms_max: wait_ms,
+        lease_ms: 0,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg(1, 0), 0);
+    assert_eq!(c.get(&key("a")).await.unwrap().unwrap().source, Source::Db);
+    let shed = c.get(&key("b")).await.unwrap_err();
+    assert_eq!(
+        shed,
+        Error::RateLimited {
+            wait_ms_max: 0,
+            per_sec: 1
+        }
+    );
+    assert_eq!(
+        shed.to_string(),
+        "database read rate at its limit (1/s, cache.db_reads_per_sec_max): the read's turn was more than 0 ms off (cache.db_wait_ms_max); read shed"
+    );
+    assert_eq!(c.metrics().shed.load(Relaxed), 1);
+    assert_eq!(c.get(&key("a")).await.unwrap().unwrap().source, Source::L1);
+    // 10 per second (a burst of 1) and a long wait: the second read waits its turn, 100 ms
+    // after the first.
+    let c = cache(cfg(10, 5_000), 0);
+    let t0 = Instant::now();
+    c.get(&key("a")).await.unwrap();
+    c.get(&key("b")).await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(c.metrics().shed.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_stale_value_whose_reload_is_shed_is_served_stale_not_failed() {
+    // One database read a second, no wait: the first read takes it, and the reload of the
+    // aged entry within the same second is shed.
+    let cfg = CacheConfig {
+        l1_ttl_ms: 30,
+        ttl_jitter: 0.0,
+        stale_while_revalidate_ms: 5_000,
+        db_reads_per_sec_max: 1,
+        db_wait_ms_max: 0,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg, 0);
+    let k = key("shed-swr");
+    assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::Db);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    // This reader wins the lease, its reload is shed: it is served what L1 holds, as stale.
+    let g = c.get(&k).await.unwrap().unwrap();
+    assert_eq!((g.source, g.stale), (Source::L1, true));
+    let m = c.metrics();
+    assert_eq!((m.shed.load(Relaxed), m.stale_served.load(Relaxed)), (1, 1));
+    // The shed reload released its lease: the next reader may reload.
+    let lease = format!("aside:lease:{k}");
+    assert_eq!(c.l1().get(&lease).await.unwrap(), None);
 }
