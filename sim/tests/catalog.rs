@@ -196,9 +196,8 @@ fn an_exhausted_pool_fails_reads_within_its_wait_and_a_wait_as_long_as_the_deadl
 }
 
 fn ns_figure(r: &RunResult, verdict: Invariant, figure: &str) -> u64 {
-    let v = r.report.verdict(verdict).unwrap();
-    match v.figures.iter().find(|(n, _)| *n == figure) {
-        Some((_, Figure::Ns(x) | Figure::Count(x))) => *x,
+    match r.report.verdict(verdict).unwrap().get(figure) {
+        Some(Figure::Ns(x) | Figure::Count(x)) => *x,
         other => panic!("{verdict}.{figure}: {other:?}"),
     }
 }
