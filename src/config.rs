@@ -65,6 +65,16 @@ pub struct CacheConfig {
     /// Database reads per second from this instance, with a burst of a tenth of a second's;
     /// a read whose turn is further off than `db_wait_ms_max` is shed at once (0: no limit).
     pub db_reads_per_sec_max: u32,
+    /// Hot keys' in-process L0 (the production design's hot-key incident): a key this instance
+    /// reads at least `hot_reads_per_sec_min` times a second is served from process memory
+    /// for this long after each read of a tier, so it costs the cache servers one read per
+    /// this long per instance. Another instance's write is seen here when the row expires: L0
+    /// adds this to the staleness a strategy states. 0: off. See [`crate::hot`].
+    pub l0_ttl_ms: u64,
+    /// Reads per second of one key (on this instance) that make it hot.
+    pub hot_reads_per_sec_min: u64,
+    /// Keys counted and rows held in L0, at most (the detector's and L0's memory).
+    pub hot_keys_max: usize,
     pub l1_item_bytes_max: usize,
     /// Memcached's item limit (1 MiB by default) minus the item header.
     pub l2_item_bytes_max: usize,
@@ -125,6 +135,9 @@ impl Default for CacheConfig {
             db_concurrency_max: 64,
             db_wait_ms_max: 250,
             db_reads_per_sec_max: 0,
+            l0_ttl_ms: 0,
+            hot_reads_per_sec_min: 100,
+            hot_keys_max: 64,
             l1_item_bytes_max: 8 << 20,
             l2_item_bytes_max: (1 << 20) - 1024,
             coalesce_waiters_max: 10_000,
@@ -226,6 +239,13 @@ impl CacheConfig {
         self.outbox_poll_ms + self.outbox_timeout_ms + self.l1_timeout_ms + self.l2_timeout_ms
     }
 
+    /// What a strategy's staleness bound becomes with this configuration: `bound_ms` (the
+    /// strategy's own, or the one you judge it by) plus what hot keys' L0 adds
+    /// ([`CacheConfig::l0_ttl_ms`]: another instance's write is seen here when the row expires).
+    pub fn staleness_with_l0_ms(&self, bound_ms: u64) -> u64 {
+        bound_ms.saturating_add(self.l0_ttl_ms)
+    }
+
     /// The smallest replay window that covers what a failed master may have acknowledged and
     /// lost: see [`CacheConfig::replay_window_ms`].
     pub fn replay_window_min_ms(&self) -> u64 {
@@ -248,6 +268,8 @@ impl CacheConfig {
                 self.coalesce_waiters_max as u64,
             ),
             ("cache.scan_count", u64::from(self.scan_count)),
+            ("cache.hot_reads_per_sec_min", self.hot_reads_per_sec_min),
+            ("cache.hot_keys_max", self.hot_keys_max as u64),
             ("cache.outbox_poll_ms", self.outbox_poll_ms),
             ("cache.outbox_timeout_ms", self.outbox_timeout_ms),
             ("cache.outbox_batch", u64::from(self.outbox_batch)),

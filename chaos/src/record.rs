@@ -66,6 +66,7 @@ pub fn source(g: &Got) -> Source {
         return Source::Wait;
     }
     match g.source {
+        aside::Source::L0 => Source::L0,
         aside::Source::L1 => Source::L1,
         aside::Source::L2 => Source::L2,
         aside::Source::Db => Source::Db,

@@ -24,6 +24,10 @@ pub struct Bounds {
     pub db_qps_window_ns: u64,
     /// Invariant 6: peak database reads per second. Default 10 000.
     pub db_qps_max: Option<u64>,
+    /// Invariant 6: the largest share of the reads that reached a cache server (served by L1,
+    /// L2 or the database, from `warmup_ns` on) that one key may take: the load one node
+    /// carries for one key (the production design's hot-key incident). No default.
+    pub server_key_share_max: Option<f64>,
     /// Invariant 7: share of reads that must succeed while a fault is active. Default 0.999.
     pub availability_min: Option<f64>,
     /// Invariant 8: hit ratio over the steady phase. Default 0.85.
@@ -51,6 +55,7 @@ impl Default for Bounds {
             db_reads_per_key_per_window_max: None,
             db_qps_window_ns: 1_000_000_000,
             db_qps_max: Some(10_000),
+            server_key_share_max: None,
             availability_min: Some(0.999),
             hit_ratio_min: Some(0.85),
             hit_latency_p99_ns_max: None,
@@ -70,6 +75,7 @@ pub const NAMES: &[&str] = &[
     "db_reads_per_key_per_window_max",
     "db_qps_window_ns",
     "db_qps_max",
+    "server_key_share_max",
     "availability_min",
     "hit_ratio_min",
     "hit_latency_p99_ns_max",
@@ -105,6 +111,7 @@ impl Bounds {
                 "db_reads_per_key_per_window_max" => opt(self.db_reads_per_key_per_window_max),
                 "db_qps_window_ns" => Value::from(self.db_qps_window_ns),
                 "db_qps_max" => opt(self.db_qps_max),
+                "server_key_share_max" => ratio(self.server_key_share_max),
                 "availability_min" => ratio(self.availability_min),
                 "hit_ratio_min" => ratio(self.hit_ratio_min),
                 "hit_latency_p99_ns_max" => opt(self.hit_latency_p99_ns_max),
@@ -159,6 +166,7 @@ impl Bounds {
             "db_reads_per_key_per_window_max" => self.db_reads_per_key_per_window_max = opt(&int)?,
             "db_qps_window_ns" => self.db_qps_window_ns = window()?,
             "db_qps_max" => self.db_qps_max = opt(&int)?,
+            "server_key_share_max" => self.server_key_share_max = opt_ratio()?,
             "availability_min" => self.availability_min = opt_ratio()?,
             "hit_ratio_min" => self.hit_ratio_min = opt_ratio()?,
             "hit_latency_p99_ns_max" => self.hit_latency_p99_ns_max = opt(&int)?,

@@ -47,6 +47,8 @@ mod write;
 /// Where a read was served from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// This process's hot-key L0 ([`crate::hot`]).
+    L0,
     L1,
     L2,
     Db,
@@ -56,6 +58,7 @@ pub enum Source {
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
+            Source::L0 => "l0",
             Source::L1 => "l1",
             Source::L2 => "l2",
             Source::Db => "db",
@@ -183,6 +186,8 @@ pub struct CacheAside<R, M, S, St> {
     /// The generation last seen per group, by a hash of the group: a guess that lets a read
     /// ask L2 for a grouped key while it learns the generation (`pattern`).
     generations_seen: Box<[AtomicU64]>,
+    /// Hot keys and their L0, when `l0_ttl_ms` is set.
+    hot: Option<crate::hot::HotKeys>,
 }
 
 /// Slots of [`CacheAside::generations_seen`].
@@ -213,7 +218,7 @@ fn key_fraction(key: &str) -> f64 {
 }
 
 /// FNV-1a of `s`: the same on every run and platform.
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
@@ -356,6 +361,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             generations_seen: (0..GENERATIONS_SEEN_SLOTS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            hot: (cfg.l0_ttl_ms > 0).then(|| {
+                crate::hot::HotKeys::new(cfg.l0_ttl_ms, cfg.hot_reads_per_sec_min, cfg.hot_keys_max)
+            }),
             cfg,
         }
     }

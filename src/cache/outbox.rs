@@ -432,6 +432,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// One row to the tiers it is due to: (L1 acknowledged, L2 acknowledged).
     async fn apply_row(&self, _id: u64, d: &Due) -> (bool, bool) {
+        // This process's L0 first: the row is news to it too, whatever the tiers answer.
+        if let Some(hot) = &self.hot {
+            hot.forget(&d.key);
+        }
         // A key of a grouped namespace is invalidated in its group's current generation; one
         // whose generation cannot be read now stays due to both tiers.
         let key = match Key::parse(&d.key) {

@@ -322,6 +322,23 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let span = tracing::info_span!("aside.get", key = %key, source = tracing::field::Empty);
         let began = Instant::now();
         async {
+            // A hot key L0 holds is served from this process; another read of a hot key may
+            // put what the tiers gave it into L0 (grouped keys never: a generation bump
+            // invalidates them without naming them).
+            let ticket = match &self.hot {
+                Some(hot) if !self.grouped(key.prefix()) => {
+                    match hot.read(key.as_str(), Instant::now()) {
+                        Ok(row) => {
+                            self.metrics.l0_hits.fetch_add(1, Relaxed);
+                            tracing::Span::current().record("source", Source::L0.as_str());
+                            self.metrics.reads.record(began.elapsed());
+                            return served(row, Source::L0);
+                        }
+                        Err(ticket) => Some((hot, ticket)),
+                    }
+                }
+                _ => None,
+            };
             // A key of a grouped namespace is read in its group's current generation: both
             // from L1 in one round trip when L1 holds the generation, else learned first.
             let got = match self.read_l1_grouped(key).await {
@@ -334,6 +351,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             };
             if let Ok(Some(g)) = &got {
                 tracing::Span::current().record("source", g.source.as_str());
+                if let (Some((hot, ticket)), false) = (ticket, g.stale) {
+                    hot.offer(key.as_str(), &g.row, ticket, Instant::now());
+                }
             }
             self.metrics.reads.record(began.elapsed());
             got

@@ -555,3 +555,34 @@ async fn a_lease_waiter_is_answered_by_the_winners_absent_entry() {
     );
     assert_eq!(c.metrics().lease_waits.load(Relaxed), 1);
 }
+
+#[tokio::test]
+async fn a_hot_key_is_served_from_l0_and_a_local_write_drops_it_at_once() {
+    let cfg = CacheConfig {
+        l0_ttl_ms: 60_000,
+        hot_reads_per_sec_min: 2,
+        ..CacheConfig::default()
+    };
+    let c = cache(cfg, 0);
+    let (k, cold) = (key("hot"), key("cold"));
+    let source = |g: Option<Got>| {
+        let g = g.unwrap();
+        (g.source, g.row.version)
+    };
+    assert_eq!(source(c.get(&k).await.unwrap()), (Source::Db, 0));
+    // The second read makes the key hot: what L1 gave it goes into L0.
+    assert_eq!(source(c.get(&k).await.unwrap()), (Source::L1, 0));
+    assert_eq!(source(c.get(&k).await.unwrap()), (Source::L0, 0));
+    assert_eq!(source(c.get(&cold).await.unwrap()), (Source::Db, 0));
+    assert_eq!(source(c.get(&cold).await.unwrap()), (Source::L1, 0));
+    assert_eq!(c.metrics().l0_hits.load(Relaxed), 1);
+    // A write through this instance: the next read goes to the tiers and sees it.
+    c.write(&k, b"new").await.unwrap();
+    assert_eq!(source(c.get(&k).await.unwrap()), (Source::Db, 1));
+    assert_eq!(source(c.get(&k).await.unwrap()), (Source::L0, 1));
+    // Off by default: the same reads never touch L0.
+    let off = cache(CacheConfig::default(), 0);
+    for _ in 0..5 {
+        assert_ne!(off.get(&k).await.unwrap().unwrap().source, Source::L0);
+    }
+}

@@ -76,6 +76,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// and the result is false.
     pub async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
         let span = tracing::info_span!("aside.invalidate", key = %key, version = ?version);
+        if let Some(hot) = &self.hot {
+            hot.forget(key.as_str());
+        }
         async {
             match self.resolve(key).await {
                 Ok(stored) if stored == *key => self.invalidate_tiers(&stored, version).await,

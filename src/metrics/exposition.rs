@@ -80,6 +80,11 @@ impl Snapshot {
         }
         for (name, help, v) in [
             (
+                "l0_hits",
+                "Reads served from the hot-key L0 in process memory",
+                self.l0_hits,
+            ),
+            (
                 "coalesced",
                 "Reads served by another read's load",
                 self.coalesced,

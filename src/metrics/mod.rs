@@ -86,6 +86,8 @@ pub struct Metrics {
     pub l1: TierMetrics,
     pub l2: TierMetrics,
     pub db: TierMetrics,
+    /// Reads served from this process's hot-key L0 (`cache.l0_ttl_ms`).
+    pub l0_hits: AtomicU64,
     /// Loads that waited for another load of the same key in this process.
     pub coalesced: AtomicU64,
     /// Misses that lost the distributed lease and waited for the winner's fill.
@@ -105,9 +107,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Share of reads served by a cache tier: (l1 hits + l2 hits) / (those + database reads).
+    /// Share of reads served by a cache tier: (l0 + l1 + l2 hits) / (those + database reads).
     pub fn hit_ratio(&self) -> Option<f64> {
-        let hits = self.l1.hits.load(Relaxed) + self.l2.hits.load(Relaxed);
+        let hits =
+            self.l0_hits.load(Relaxed) + self.l1.hits.load(Relaxed) + self.l2.hits.load(Relaxed);
         let db = self.db.hits.load(Relaxed);
         let n = hits + db;
         (n > 0).then(|| hits as f64 / n as f64)
@@ -138,8 +141,10 @@ pub struct TierSnapshot {
 /// table; serde gives JSON (or any format) to ship elsewhere.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
-    /// Reads served by a cache tier: (l1 hits + l2 hits) / (those + database reads).
+    /// Reads served by a cache tier: (l0 + l1 + l2 hits) / (those + database reads).
     pub hit_ratio: Option<f64>,
+    /// Reads served from the hot-key L0.
+    pub l0_hits: u64,
     pub l1: TierSnapshot,
     pub l2: TierSnapshot,
     /// The database: `hits` are reads it served, `misses` absent rows.
@@ -204,6 +209,7 @@ impl Metrics {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             hit_ratio: self.hit_ratio(),
+            l0_hits: self.l0_hits.load(Relaxed),
             l1: self.l1.snapshot(),
             l2: self.l2.snapshot(),
             db: self.db.snapshot(),
@@ -222,7 +228,12 @@ impl std::fmt::Display for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.3}"));
         let us = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} µs"));
-        writeln!(f, "hit ratio {}", ratio(self.hit_ratio))?;
+        writeln!(
+            f,
+            "hit ratio {} (l0 hits {})",
+            ratio(self.hit_ratio),
+            self.l0_hits
+        )?;
         writeln!(
             f,
             "tier  {:>8} {:>8} {:>6} {:>7} {:>7} {:>6} {:>10} {:>10}",
@@ -285,7 +296,10 @@ mod tests {
         let snap = m.snapshot();
         assert_eq!((snap.l1.hit_ratio, snap.hit_ratio), (Some(0.8), Some(0.9)));
         let shown = snap.to_string();
-        assert!(shown.starts_with("hit ratio 0.900\n"), "{shown}");
+        assert!(
+            shown.starts_with("hit ratio 0.900 (l0 hits 0)\n"),
+            "{shown}"
+        );
         assert!(
             shown.contains("\nl1           8        2  0.800"),
             "{shown}"

@@ -5,7 +5,14 @@
 //! per invalidation or expiry), and in total per QPS window (peak database QPS during cold start
 //! and node loss). Per key, reads invoked before `warmup_ns` are not counted: the boot's empty
 //! cache is every key's first miss at once, a cold start the QPS bound judges (a `durable`
-//! instance reads around the lease until its invalidator first reads the outbox). A failure's witness is the bound plus one database reads of the offending window.
+//! instance reads around the lease until its invalidator first reads the outbox). A failure's
+//! witness is the bound plus one database reads of the offending window.
+//!
+//! And what the cache servers had to serve for one key: of the successful reads from
+//! `warmup_ns` on that reached a cache server (served by L1, L2 or the database; not L0, whose
+//! reads stay in the app's process, nor `wait`), the largest share one key took. The node that
+//! holds that key carries at least that share of its tier's reads for it alone (the production
+//! design's hot-key incident); a failure's witness is that key's first server reads.
 
 use std::io;
 
@@ -26,10 +33,26 @@ pub struct Load {
     db_reads: u64,
     per_window: FxHashMap<u64, u64>,
     per_key_window: FxHashMap<(u32, u64), u64>,
+    share_max: Option<f64>,
+    server_reads: u64,
+    server_reads_per_key: FxHashMap<u32, u64>,
 }
+
+/// Reads a witness of a key's share of server reads shows.
+const SHARE_WITNESS_READS: usize = 5;
 
 fn is_db(r: &ReadRec) -> bool {
     r.ok() && r.source.is_some_and(|s| s.is_db())
+}
+
+/// A read that reached a cache server: served by L1, L2 or the database.
+fn is_server(r: &ReadRec) -> bool {
+    use crate::history::Source;
+    r.ok()
+        && matches!(
+            r.source,
+            Some(Source::L1 | Source::L2 | Source::Db | Source::Replica)
+        )
 }
 
 impl Load {
@@ -43,6 +66,9 @@ impl Load {
             db_reads: 0,
             per_window: FxHashMap::default(),
             per_key_window: FxHashMap::default(),
+            share_max: b.server_key_share_max,
+            server_reads: 0,
+            server_reads_per_key: FxHashMap::default(),
         }
     }
 
@@ -55,6 +81,10 @@ impl Load {
 
 impl ReadChecker for Load {
     fn observe(&mut self, _idx: &Index, r: &ReadRec) {
+        if is_server(r) && r.invoke_ns >= self.per_key_from_ns {
+            self.server_reads += 1;
+            *self.server_reads_per_key.entry(r.key).or_default() += 1;
+        }
         if !is_db(r) {
             return;
         }
@@ -104,6 +134,16 @@ impl ReadChecker for Load {
                 Figure::Ns(peak_window * self.qps_window_ns),
             )
             .figure("db_reads_per_key_window_max", Figure::Count(hot_count));
+        // The key with the most server reads; the smallest name on ties.
+        let busiest = self
+            .server_reads_per_key
+            .iter()
+            .map(|(&k, &c)| (c, std::cmp::Reverse(idx.key_name(k)), k))
+            .max();
+        let share = busiest.map_or(0.0, |(c, ..)| c as f64 / self.server_reads as f64);
+        v.figure("server_reads", Figure::Count(self.server_reads))
+            .figure("server_key_share", Figure::Ratio(share));
+        let share_over = self.share_max.filter(|&m| share > m);
 
         let qps_over = self
             .qps_max
@@ -139,12 +179,27 @@ impl ReadChecker for Load {
                     idx.key_name(k)
                 ),
             );
-        } else if self.qps_max.is_none() && self.per_key_max.is_none() {
+        } else if let Some(m) = share_over {
+            let k = busiest.expect("a share above a bound has a key").2;
+            let from = self.per_key_from_ns;
+            let rs = smallest(reads, SHARE_WITNESS_READS, |r| {
+                (is_server(r) && r.key == k && r.invoke_ns >= from).then_some((r.invoke_ns, r.id))
+            })?;
+            witness_reads(idx, &mut v.witness, &rs);
+            v.judge(
+                true,
+                format!(
+                    "{:?} took {:.3} of the reads that reached a cache server, bound {m}",
+                    idx.key_name(k),
+                    share
+                ),
+            );
+        } else if self.qps_max.is_none() && self.per_key_max.is_none() && self.share_max.is_none() {
             v.unknown(
-                "no load bound: set config.db_qps_max or config.db_reads_per_key_per_window_max",
+                "no load bound: set config.db_qps_max, db_reads_per_key_per_window_max or server_key_share_max",
             );
         } else {
-            v.judge(false, format!("peak database load {peak_qps} reads/s, at most {hot_count} reads of one key per fill window"));
+            v.judge(false, format!("peak database load {peak_qps} reads/s, at most {hot_count} reads of one key per fill window, one key at most {share:.3} of the reads that reached a cache server"));
         }
         Ok(v)
     }
@@ -180,6 +235,28 @@ mod tests {
         assert_eq!(v.get("db_reads"), Some(&Figure::Count(4)));
         assert_eq!(v.get("peak_db_qps"), Some(&Figure::Count(3)));
         assert_eq!(v.get("peak_window_start_ns"), Some(&Figure::Ns(S)));
+    }
+
+    #[test]
+    fn one_keys_share_of_server_reads_counts_neither_l0_nor_waits_nor_the_warmup() {
+        let bounds = json!({"server_key_share_max": 0.5, "db_qps_max": null, "warmup_ns": 10 * MS});
+        let mut h = H::new(bounds.clone());
+        h.read(1, "hot", (0, MS), 0, Source::Db); // the warmup: not counted
+        let first = h.read(1, "hot", (10 * MS, 11 * MS), 0, Source::L1);
+        h.read(1, "a", (12 * MS, 13 * MS), 0, Source::L2);
+        for _ in 0..5 {
+            h.read(2, "hot", (14 * MS, 15 * MS), 0, Source::L0); // stayed in the process
+            h.read(2, "hot", (14 * MS, 15 * MS), 0, Source::Wait); // another read's load
+        }
+        let v = h.check().verdict(Invariant::Load).unwrap().clone();
+        assert_eq!(v.status, Status::Holds, "{v:?}");
+        assert_eq!(v.get("server_key_share"), Some(&Figure::Ratio(0.5)));
+        assert_eq!(v.get("server_reads"), Some(&Figure::Count(2)));
+        let second = h.read(3, "hot", (16 * MS, 17 * MS), 0, Source::Db);
+        let v = h.check().verdict(Invariant::Load).unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert_eq!(v.witness.ops, vec![first, second]);
+        assert!(v.summary.contains("\"hot\" took 0.667"), "{}", v.summary);
     }
 
     #[test]

@@ -268,6 +268,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let span = tracing::info_span!("aside.invalidate_group", group = %probe);
             return self.bump(&gen_key).instrument(span).await;
         }
+        if let Some(hot) = &self.hot {
+            hot.forget_all();
+        }
         let pattern = format!("{}*", escape_glob(probe.as_str()));
         let span = tracing::info_span!("aside.invalidate_prefix", pattern = %pattern);
         async {
