@@ -234,16 +234,14 @@ impl CacheConfig {
     /// found by every invalidator within a poll and one outbox query, and applied within one
     /// call to each tier; an instance that cannot apply it fences the tier until it can. So no
     /// read is served stale for longer than `outbox_poll_ms + outbox_timeout_ms +
-    /// l1_timeout_ms + l2_timeout_ms`.
+    /// l1_timeout_ms + l2_timeout_ms`, plus `l0_ttl_ms` with hot keys' L0 on (a row another
+    /// instance read just before the invalidation reached it is served until it expires).
     pub fn outbox_staleness_bound_ms(&self) -> u64 {
-        self.outbox_poll_ms + self.outbox_timeout_ms + self.l1_timeout_ms + self.l2_timeout_ms
-    }
-
-    /// What a strategy's staleness bound becomes with this configuration: `bound_ms` (the
-    /// strategy's own, or the one you judge it by) plus what hot keys' L0 adds
-    /// ([`CacheConfig::l0_ttl_ms`]: another instance's write is seen here when the row expires).
-    pub fn staleness_with_l0_ms(&self, bound_ms: u64) -> u64 {
-        bound_ms.saturating_add(self.l0_ttl_ms)
+        self.outbox_poll_ms
+            + self.outbox_timeout_ms
+            + self.l1_timeout_ms
+            + self.l2_timeout_ms
+            + self.l0_ttl_ms
     }
 
     /// The smallest replay window that covers what a failed master may have acknowledged and

@@ -80,6 +80,11 @@ pub struct Scenario {
     pub db_concurrency_max: usize,
     pub db_wait_ms_max: u64,
     pub db_reads_per_sec_max: u32,
+    /// Hot keys' in-process L0 (`cache.l0_ttl_ms`, `cache.hot_reads_per_sec_min`): how long
+    /// an app node serves a hot key from its memory (0: off), and the reads per second of one
+    /// key on one app node that make it hot.
+    pub l0_ttl_ms: u64,
+    pub hot_reads_per_sec_min: u64,
     pub plan: Plan,
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
@@ -176,6 +181,8 @@ impl Scenario {
             db_concurrency_max: CacheConfig::default().db_concurrency_max,
             db_wait_ms_max: CacheConfig::default().db_wait_ms_max,
             db_reads_per_sec_max: CacheConfig::default().db_reads_per_sec_max,
+            l0_ttl_ms: CacheConfig::default().l0_ttl_ms,
+            hot_reads_per_sec_min: CacheConfig::default().hot_reads_per_sec_min,
             plan: Plan::default(),
             random_plan: false,
             buggify: false,
@@ -227,13 +234,18 @@ impl Scenario {
     }
 
     /// The scenario as a strategy that promises a staleness bound (Δ, `durable`) is judged: by
-    /// exactly that bound, whatever the scenario's own. A strategy without one keeps the
-    /// scenario's.
+    /// exactly that bound, whatever the scenario's own (the library's Δ counts hot keys' L0).
+    /// A strategy without one keeps the scenario's, plus `l0_ttl_ms` with L0 on: a row another
+    /// app node's L0 holds is served until it expires.
     pub fn judged_by(&self, staleness_bound_ms: Option<u64>) -> Scenario {
         let mut sc = self.clone();
-        if let Some(ms) = staleness_bound_ms {
-            sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
-        }
+        sc.bounds.staleness_ns_max = match staleness_bound_ms {
+            Some(ms) => Some(ms.saturating_mul(1_000_000)),
+            None => sc
+                .bounds
+                .staleness_ns_max
+                .map(|ns| ns.saturating_add(self.l0_ttl_ms.saturating_mul(1_000_000))),
+        };
         sc
     }
 
@@ -360,6 +372,8 @@ impl Scenario {
             db_concurrency_max: self.db_concurrency_max,
             db_wait_ms_max: self.db_wait_ms_max,
             db_reads_per_sec_max: self.db_reads_per_sec_max,
+            l0_ttl_ms: self.l0_ttl_ms,
+            hot_reads_per_sec_min: self.hot_reads_per_sec_min,
             // The workload's listings (`listings:v1:r/rust:hot`), invalidated by subreddit.
             grouped_namespaces: if self.grouped_listings {
                 vec![crate::workload::LISTINGS.into()]
@@ -407,6 +421,7 @@ impl Scenario {
                 "pg_pool_max": self.pg_pool_max, "pg_pool_wait_ms": self.pg_pool_wait_ms,
                 "db_concurrency_max": self.db_concurrency_max, "db_wait_ms_max": self.db_wait_ms_max,
                 "db_reads_per_sec_max": self.db_reads_per_sec_max,
+                "l0_ttl_ms": self.l0_ttl_ms, "hot_reads_per_sec_min": self.hot_reads_per_sec_min,
                 "buggify": self.buggify,
             }),
         );

@@ -239,3 +239,33 @@ fn a_slow_database_keeps_reads_and_its_load_bounded_with_shedding_and_not_withou
         assert!(without.report.verdict(Invariant::Liveness).unwrap().fails());
     }
 }
+
+#[test]
+fn a_hot_key_takes_under_its_share_of_server_reads_with_l0_and_over_it_without() {
+    let on = scenario::find("hot-key").unwrap();
+    let mut off = on.clone();
+    off.l0_ttl_ms = 0;
+    let share_max = on.bounds.server_key_share_max.unwrap();
+    let share = |r: &RunResult| match r
+        .report
+        .verdict(Invariant::Load)
+        .unwrap()
+        .get("server_key_share")
+    {
+        Some(Figure::Ratio(x)) => *x,
+        other => panic!("load.server_key_share: {other:?}"),
+    };
+    for seed in 1..=2 {
+        let with = run_one(&on, Builtin::Versioned, seed);
+        let without = run_one(&off, Builtin::Versioned, seed);
+        let (s, s_off) = (share(&with), share(&without));
+        println!("seed {seed}: the busiest key's share of server reads with L0 {s:.3}, without {s_off:.3} (bound {share_max})");
+        assert!(
+            !with.report.fails(),
+            "seed {seed}: with L0: {:?}",
+            with.report.failing()
+        );
+        assert!(s <= share_max && s_off > share_max, "seed {seed}");
+        assert!(without.report.verdict(Invariant::Load).unwrap().fails());
+    }
+}

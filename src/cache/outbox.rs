@@ -432,10 +432,16 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// One row to the tiers it is due to: (L1 acknowledged, L2 acknowledged).
     async fn apply_row(&self, _id: u64, d: &Due) -> (bool, bool) {
-        // This process's L0 first: the row is news to it too, whatever the tiers answer.
+        let acked = self.apply_row_to_tiers(d).await;
+        // This process's L0 too, whatever the tiers answered, and after them: a read that
+        // began meanwhile may have read the old value from a tier not yet invalidated.
         if let Some(hot) = &self.hot {
             hot.forget(&d.key);
         }
+        acked
+    }
+
+    async fn apply_row_to_tiers(&self, d: &Due) -> (bool, bool) {
         // A key of a grouped namespace is invalidated in its group's current generation; one
         // whose generation cannot be read now stays due to both tiers.
         let key = match Key::parse(&d.key) {

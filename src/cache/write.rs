@@ -76,10 +76,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// and the result is false.
     pub async fn invalidate_version(&self, key: &Key, version: Option<u64>) -> bool {
         let span = tracing::info_span!("aside.invalidate", key = %key, version = ?version);
-        if let Some(hot) = &self.hot {
-            hot.forget(key.as_str());
-        }
-        async {
+        let done = async {
             match self.resolve(key).await {
                 Ok(stored) if stored == *key => self.invalidate_tiers(&stored, version).await,
                 // A grouped key: invalidated in its group's generation, and again in the next
@@ -111,7 +108,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         }
         .instrument(span)
-        .await
+        .await;
+        // L0 last: a read that began during the invalidation may have read the old value from
+        // a tier not yet invalidated; it may not put it into L0 now, nor keep it there.
+        if let Some(hot) = &self.hot {
+            hot.forget(key.as_str());
+        }
+        done
     }
 
     async fn invalidate_tiers(&self, key: &Key, version: Option<u64>) -> bool {

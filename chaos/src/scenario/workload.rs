@@ -38,6 +38,8 @@ pub struct WorkloadSpec {
     pub db_concurrency_max: Option<u64>,
     pub db_wait_ms_max: Option<u64>,
     pub db_reads_per_sec_max: Option<u32>,
+    pub l0_ttl_ms: Option<u64>,
+    pub hot_reads_per_sec_min: Option<u64>,
     pub buggify: Option<bool>,
 }
 
@@ -152,6 +154,8 @@ impl Scenario {
             pg_pool_wait_ms,
             db_wait_ms_max,
             db_reads_per_sec_max,
+            l0_ttl_ms,
+            hot_reads_per_sec_min,
             read_from_replica,
             listing_transactions,
             grouped_listings,

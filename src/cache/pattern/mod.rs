@@ -268,12 +268,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let span = tracing::info_span!("aside.invalidate_group", group = %probe);
             return self.bump(&gen_key).instrument(span).await;
         }
-        if let Some(hot) = &self.hot {
-            hot.forget_all();
-        }
         let pattern = format!("{}*", escape_glob(probe.as_str()));
         let span = tracing::info_span!("aside.invalidate_prefix", pattern = %pattern);
-        async {
+        let done = async {
             let (mut values, mut round_trips) = (0, 0);
             for _pass in 0..2 {
                 let mut cursor = 0;
@@ -303,7 +300,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             })
         }
         .instrument(span)
-        .await
+        .await;
+        // L0 after the tiers, done or not: a read begun meanwhile may have read an old value.
+        if let Some(hot) = &self.hot {
+            hot.forget_all();
+        }
+        done
     }
 
     /// Invalidates one key that a SCAN found, through the strategy, at the version it holds: a
