@@ -111,6 +111,11 @@ pub struct CacheConfig {
     pub failover_ms: u64,
     #[serde(skip)]
     pub read_from: ReadFrom,
+    /// Test machinery: one safeguard dropped, to prove the harness catches its loss
+    /// ([`crate::mutant`]). Never set outside a test; no settings file can.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub mutant: Option<crate::mutant::Mutant>,
 }
 
 impl Default for CacheConfig {
@@ -153,6 +158,7 @@ impl Default for CacheConfig {
             redis_max_lag_ms: 1_000,
             failover_ms: 3_000,
             read_from: ReadFrom::Primary,
+            mutant: None,
         }
     }
 }
@@ -234,14 +240,11 @@ impl CacheConfig {
     /// found by every invalidator within a poll and one outbox query, and applied within one
     /// call to each tier; an instance that cannot apply it fences the tier until it can. So no
     /// read is served stale for longer than `outbox_poll_ms + outbox_timeout_ms +
-    /// l1_timeout_ms + l2_timeout_ms`, plus `l0_ttl_ms` with hot keys' L0 on (a row another
-    /// instance read just before the invalidation reached it is served until it expires).
+    /// l1_timeout_ms + l2_timeout_ms`. A read served from hot keys' L0 may be `l0_ttl_ms`
+    /// staler (a row another instance read just before the invalidation reached it is served
+    /// until it expires).
     pub fn outbox_staleness_bound_ms(&self) -> u64 {
-        self.outbox_poll_ms
-            + self.outbox_timeout_ms
-            + self.l1_timeout_ms
-            + self.l2_timeout_ms
-            + self.l0_ttl_ms
+        self.outbox_poll_ms + self.outbox_timeout_ms + self.l1_timeout_ms + self.l2_timeout_ms
     }
 
     /// The smallest replay window that covers what a failed master may have acknowledged and

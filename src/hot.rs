@@ -41,6 +41,8 @@ pub struct HotKeys {
     /// Bumped by an invalidation of many keys at once (a pattern): every read in flight then
     /// offers nothing.
     writes_all: AtomicU64,
+    /// False only for the test machinery's `no-l0-ticket` mutant ([`crate::mutant`]).
+    check_writes: bool,
 }
 
 #[derive(Default)]
@@ -89,7 +91,21 @@ impl HotKeys {
             state: Mutex::default(),
             writes: (0..WRITE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             writes_all: AtomicU64::new(0),
+            check_writes: true,
         }
+    }
+
+    /// Whether an offer checks the writes since its ticket (always, but for the test
+    /// machinery's `no-l0-ticket` mutant).
+    pub fn checking_writes(mut self, check: bool) -> Self {
+        self.check_writes = check;
+        self
+    }
+
+    fn written_since(&self, key: &str, ticket: Ticket) -> bool {
+        self.check_writes
+            && (self.slot(key).load(Relaxed) != ticket.writes
+                || self.writes_all.load(Relaxed) != ticket.writes_all)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -165,17 +181,12 @@ impl HotKeys {
     /// Puts `row`, read from a tier at `now` by the read that took `ticket`, into L0 when its
     /// key is hot and no write of it began since the ticket was taken. True when it was put.
     pub fn offer(&self, key: &str, row: &Row, ticket: Ticket, now: Instant) -> bool {
-        if !ticket.hot
-            || self.slot(key).load(Relaxed) != ticket.writes
-            || self.writes_all.load(Relaxed) != ticket.writes_all
-        {
+        if !ticket.hot || self.written_since(key, ticket) {
             return false;
         }
         let mut s = self.lock();
         // Checked again under the lock: a write bumps its slot before it takes the lock.
-        if self.slot(key).load(Relaxed) != ticket.writes
-            || self.writes_all.load(Relaxed) != ticket.writes_all
-        {
+        if self.written_since(key, ticket) {
             return false;
         }
         if let Some(h) = s.l0.get(key) {

@@ -25,6 +25,7 @@ pub mod key;
 pub mod metrics;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
+pub mod mutant;
 pub mod rate;
 pub mod ring;
 pub mod settings;

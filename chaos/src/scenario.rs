@@ -85,6 +85,9 @@ pub struct Scenario {
     /// key on one app node that make it hot.
     pub l0_ttl_ms: u64,
     pub hot_reads_per_sec_min: u64,
+    /// Test machinery: a safeguard the library drops, to show the harness catches its loss
+    /// (`aside::mutant`; recorded in the header, so a mutant's failure replays).
+    pub mutant: Option<aside::mutant::Mutant>,
     pub plan: Plan,
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
@@ -183,6 +186,7 @@ impl Scenario {
             db_reads_per_sec_max: CacheConfig::default().db_reads_per_sec_max,
             l0_ttl_ms: CacheConfig::default().l0_ttl_ms,
             hot_reads_per_sec_min: CacheConfig::default().hot_reads_per_sec_min,
+            mutant: None,
             plan: Plan::default(),
             random_plan: false,
             buggify: false,
@@ -234,18 +238,16 @@ impl Scenario {
     }
 
     /// The scenario as a strategy that promises a staleness bound (Δ, `durable`) is judged: by
-    /// exactly that bound, whatever the scenario's own (the library's Δ counts hot keys' L0).
-    /// A strategy without one keeps the scenario's, plus `l0_ttl_ms` with L0 on: a row another
-    /// app node's L0 holds is served until it expires.
+    /// exactly that bound, whatever the scenario's own. A strategy without one keeps the
+    /// scenario's. Reads served from an app's L0 may be `l0_ttl_ms` staler, as the library
+    /// states (a row there outlives another node's write until it expires). Judging twice is
+    /// judging once: a replay judges the bounds its header recorded.
     pub fn judged_by(&self, staleness_bound_ms: Option<u64>) -> Scenario {
         let mut sc = self.clone();
-        sc.bounds.staleness_ns_max = match staleness_bound_ms {
-            Some(ms) => Some(ms.saturating_mul(1_000_000)),
-            None => sc
-                .bounds
-                .staleness_ns_max
-                .map(|ns| ns.saturating_add(self.l0_ttl_ms.saturating_mul(1_000_000))),
-        };
+        if let Some(ms) = staleness_bound_ms {
+            sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
+        }
+        sc.bounds.l0_ttl_ns = self.l0_ttl_ms.saturating_mul(1_000_000);
         sc
     }
 
@@ -374,6 +376,7 @@ impl Scenario {
             db_reads_per_sec_max: self.db_reads_per_sec_max,
             l0_ttl_ms: self.l0_ttl_ms,
             hot_reads_per_sec_min: self.hot_reads_per_sec_min,
+            mutant: self.mutant,
             // The workload's listings (`listings:v1:r/rust:hot`), invalidated by subreddit.
             grouped_namespaces: if self.grouped_listings {
                 vec![crate::workload::LISTINGS.into()]
@@ -421,10 +424,17 @@ impl Scenario {
                 "pg_pool_max": self.pg_pool_max, "pg_pool_wait_ms": self.pg_pool_wait_ms,
                 "db_concurrency_max": self.db_concurrency_max, "db_wait_ms_max": self.db_wait_ms_max,
                 "db_reads_per_sec_max": self.db_reads_per_sec_max,
-                "l0_ttl_ms": self.l0_ttl_ms, "hot_reads_per_sec_min": self.hot_reads_per_sec_min,
                 "buggify": self.buggify,
             }),
         );
+        // Hot keys and mutants only when set: other histories' headers stay as they were.
+        if self.l0_ttl_ms > 0 {
+            c["workload"]["l0_ttl_ms"] = Value::from(self.l0_ttl_ms);
+            c["workload"]["hot_reads_per_sec_min"] = Value::from(self.hot_reads_per_sec_min);
+        }
+        if let Some(m) = self.mutant {
+            c["workload"]["mutant"] = Value::from(m.name());
+        }
         c.insert("faults".into(), self.plan.to_json());
         if let Some(text) = &self.source {
             c.insert("scenario_file".into(), Value::from(text.as_str()));

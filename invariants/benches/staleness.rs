@@ -65,7 +65,7 @@ fn staleness_only(path: &std::path::Path) -> u64 {
     let mut idx =
         Index::build_with("bench", BufReader::with_capacity(1 << 16, file), opts).expect("valid");
     let mut reads = std::mem::replace(&mut idx.reads, invariants::index::ReadLog::new(0));
-    let mut c = Box::new(Staleness::new(None));
+    let mut c = Box::new(Staleness::new(None, 0));
     reads.for_each(|r| c.observe(&idx, r)).expect("stream");
     let v = c.finish(&idx, &mut reads).expect("finish");
     match v.get("delta_ns") {

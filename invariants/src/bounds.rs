@@ -15,6 +15,10 @@ use crate::error::Problem;
 pub struct Bounds {
     /// Invariant 1: the largest allowed staleness Δ. Default 100 ms (invalidation lag).
     pub staleness_ns_max: Option<u64>,
+    /// Invariant 1: how much staler than `staleness_ns_max` a read served from an app's hot-key
+    /// L0 may be: the L0's TTL (a row there outlives another node's write until it expires).
+    /// Default 0.
+    pub l0_ttl_ns: u64,
     /// Invariant 6: width of the window in which database reads per key are counted. Default 1 s.
     pub fill_window_ns: u64,
     /// Invariant 6: database reads of one key within one fill window, counted from `warmup_ns`
@@ -51,6 +55,7 @@ impl Default for Bounds {
     fn default() -> Self {
         Bounds {
             staleness_ns_max: Some(100_000_000),
+            l0_ttl_ns: 0,
             fill_window_ns: 1_000_000_000,
             db_reads_per_key_per_window_max: None,
             db_qps_window_ns: 1_000_000_000,
@@ -71,6 +76,7 @@ impl Default for Bounds {
 /// The names accepted in a header's `config` and in `--bound NAME=VALUE`.
 pub const NAMES: &[&str] = &[
     "staleness_ns_max",
+    "l0_ttl_ns",
     "fill_window_ns",
     "db_reads_per_key_per_window_max",
     "db_qps_window_ns",
@@ -107,6 +113,7 @@ impl Bounds {
         for name in NAMES {
             let v = match *name {
                 "staleness_ns_max" => opt(self.staleness_ns_max),
+                "l0_ttl_ns" => Value::from(self.l0_ttl_ns),
                 "fill_window_ns" => Value::from(self.fill_window_ns),
                 "db_reads_per_key_per_window_max" => opt(self.db_reads_per_key_per_window_max),
                 "db_qps_window_ns" => Value::from(self.db_qps_window_ns),
@@ -162,6 +169,7 @@ impl Bounds {
         };
         match name {
             "staleness_ns_max" => self.staleness_ns_max = opt(&int)?,
+            "l0_ttl_ns" => self.l0_ttl_ns = int()?,
             "fill_window_ns" => self.fill_window_ns = window()?,
             "db_reads_per_key_per_window_max" => self.db_reads_per_key_per_window_max = opt(&int)?,
             "db_qps_window_ns" => self.db_qps_window_ns = window()?,

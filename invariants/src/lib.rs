@@ -87,7 +87,10 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
     // The registry: every streaming checker, then the ones that judge the index alone. Reports
     // list verdicts in `Invariant::ALL`'s order, whatever the order here.
     let mut checkers: Vec<Box<dyn ReadChecker>> = vec![
-        Box::new(staleness::Staleness::new(bounds.staleness_ns_max)),
+        Box::new(staleness::Staleness::new(
+            bounds.staleness_ns_max,
+            bounds.l0_ttl_ns,
+        )),
         Box::new(phantom::Phantom::new()),
         Box::new(session::ReadYourWrites::default()),
         Box::new(session::MonotonicReads::default()),

@@ -15,7 +15,8 @@
 //! * [`cmd`]: `cargo sim`, one module per subcommand; [`bench`]: speed;
 //! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`);
 //! * [`buggify`]: FoundationDB's BUGGIFY, seeded delays at the slow points of the app's calls;
-//! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY;
+//! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY; [`mutants`]:
+//!   each of the library's safeguards dropped, with the cell that catches it;
 //! * [`triage`]: the nightly's results as data: shards merged, promises judged, failures grouped
 //!   by signature, what is new since the last night.
 //!
@@ -38,6 +39,8 @@ pub mod cluster;
 #[cfg(madsim)]
 pub mod cmd;
 pub mod matrix;
+#[cfg(madsim)]
+pub mod mutants;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]

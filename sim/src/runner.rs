@@ -121,7 +121,7 @@ pub fn explain(r: &RunResult) -> String {
 
 /// The commands that replay a run: the seed, the madsim test form, and checking its log.
 pub fn replay_commands(scenario: &str, strategy: &str, seed: u64, log: Option<&Path>) -> String {
-    replay_commands_with(scenario, strategy, seed, false, log)
+    replay_commands_with(scenario, strategy, seed, false, None, log)
 }
 
 /// [`replay_commands`] for a run with or without BUGGIFY. `scenario` is a catalog name or a
@@ -131,11 +131,13 @@ pub fn replay_commands_with(
     strategy: &str,
     seed: u64,
     buggify: bool,
+    mutant: Option<aside::mutant::Mutant>,
     log: Option<&Path>,
 ) -> String {
-    let run = crate::seedlog::replay_command(scenario, strategy, seed, buggify);
+    let run = crate::seedlog::replay_command(scenario, strategy, seed, buggify, mutant);
     let mut s = format!("  replay:  {run}\n");
-    if !scenario.ends_with(".toml") {
+    // The test form takes catalog scenarios without a mutant.
+    if !scenario.ends_with(".toml") && mutant.is_none() {
         let var = if buggify { "ASIDE_BUGGIFY=1 " } else { "" };
         s.push_str(&format!(
             "  or:      {var}ASIDE_SCENARIO={scenario} ASIDE_STRATEGY={strategy} MADSIM_TEST_SEED={seed} cargo sim-test --test replay -- --nocapture\n"

@@ -18,8 +18,17 @@ pub struct Run {
 
 /// The one command that reruns a seed: `cargo sim --scenario NAME` (or `--scenario-file PATH`
 /// for a scenario given as a file's path, `Scenario::arg`), the strategy, the seed, BUGGIFY.
-pub fn replay_command(scenario: &str, strategy: &str, seed: u64, buggify: bool) -> String {
-    let flag = if buggify { " --buggify" } else { "" };
+pub fn replay_command(
+    scenario: &str,
+    strategy: &str,
+    seed: u64,
+    buggify: bool,
+    mutant: Option<aside::mutant::Mutant>,
+) -> String {
+    let mut flag = if buggify { " --buggify" } else { "" }.to_string();
+    if let Some(m) = mutant {
+        flag.push_str(&format!(" --mutant {m}"));
+    }
     let which = if scenario.ends_with(".toml") {
         "--scenario-file"
     } else {

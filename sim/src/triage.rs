@@ -115,7 +115,13 @@ impl Group {
 
     /// The command that replays the group's witness.
     pub fn replay(&self) -> String {
-        crate::seedlog::replay_command(&self.scenario, &self.strategy, self.seeds[0], self.buggify)
+        crate::seedlog::replay_command(
+            &self.scenario,
+            &self.strategy,
+            self.seeds[0],
+            self.buggify,
+            None,
+        )
     }
 }
 

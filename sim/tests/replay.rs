@@ -70,7 +70,7 @@ fn replay() {
             println!(
                 "seed {seed} fails {}\n{}",
                 invariants::invariant::join(&r.failed),
-                replay_commands_with(&sc.name, st.name(), seed, sc.buggify, None)
+                replay_commands_with(&sc.name, st.name(), seed, sc.buggify, None, None)
             );
             failing.push(seed);
         }

@@ -51,17 +51,23 @@ fn every_cell_of_the_results_table_keeps_its_promise_and_the_docs_show_these_run
     );
 }
 
+/// `cargo sim stf`'s table between `markers` in docs/results.md is `md`.
+fn results_show_stf(markers: (&str, &str), md: &str) {
+    print!("{md}");
+    let file = "docs/results.md";
+    shows(&doc(file), markers, md, file, "cargo sim stf");
+}
+
+/// The mutants table is the one `cargo sim stf` prints at this commit.
+#[test]
+fn the_docs_show_this_commits_mutants_and_their_seeds_to_first_failure() {
+    let md = sim::mutants::table(sim::stf::MAX_SEEDS);
+    results_show_stf((sim::mutants::README_BEGIN, sim::mutants::README_END), &md);
+}
+
 /// The seeds-to-first-failure table is the one `cargo sim stf` prints at this commit.
 #[test]
 fn the_docs_show_this_commits_seeds_to_first_failure() {
     let md = sim::stf::markdown(&sim::stf::rows());
-    print!("{md}");
-    let markers = (sim::stf::README_BEGIN, sim::stf::README_END);
-    shows(
-        &doc("docs/results.md"),
-        markers,
-        &md,
-        "docs/results.md",
-        "cargo sim stf",
-    );
+    results_show_stf((sim::stf::README_BEGIN, sim::stf::README_END), &md);
 }

@@ -24,6 +24,7 @@ use crate::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
 use crate::flight::{Abandoned, Flights, Role};
 use crate::key::{escape_glob, Key, KeyError};
 use crate::metrics::{Metrics, TierMetrics};
+use crate::mutant::Mutant;
 use crate::ring::Ring;
 use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
@@ -363,6 +364,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 .collect(),
             hot: (cfg.l0_ttl_ms > 0).then(|| {
                 crate::hot::HotKeys::new(cfg.l0_ttl_ms, cfg.hot_reads_per_sec_min, cfg.hot_keys_max)
+                    .checking_writes(cfg.mutant != Some(Mutant::NoL0Ticket))
             }),
             cfg,
         }
@@ -400,6 +402,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 started,
             });
         }
+    }
+
+    /// Whether the test machinery dropped safeguard `m` ([`crate::mutant`]).
+    fn mutated(&self, m: Mutant) -> bool {
+        self.cfg.mutant == Some(m)
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -158,7 +158,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// A health failure on L1 (`None`) or memcached node `n`: fence it if an invalidator runs.
     pub(super) fn tier_failed(&self, node: Option<usize>, e: &TierError) {
-        if e.changed_nothing() {
+        if e.changed_nothing() || self.mutated(Mutant::NoFence) {
             return;
         }
         self.repair
@@ -172,7 +172,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// Whether a row read from the replica is older than what the outbox named for the key.
     pub(super) fn replica_behind(&self, key: &str, row: Option<&Row>) -> bool {
-        self.repair.known(key) > row.map_or(0, |r| r.version)
+        !self.mutated(Mutant::NoReplicaGuard)
+            && self.repair.known(key) > row.map_or(0, |r| r.version)
     }
 
     /// Whether this instance may have missed other instances' writes: its invalidator has not
@@ -291,6 +292,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 st.started = true;
                 st.cursor = head;
             }
+            // The test machinery's `no-replay` keeps only the start's replay.
+            let rows = if started && self.mutated(Mutant::NoReplay) {
+                Vec::new()
+            } else {
+                rows
+            };
             for r in rows {
                 let e = st.pending.entry(r.id).or_insert(Due {
                     key: r.key,
@@ -460,7 +467,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let stored = key
             .as_ref()
             .map_or(d.key.clone(), |k| k.stored().into_owned());
-        if d.remote {
+        if d.remote && !self.mutated(Mutant::NoFlightClose) {
             // A write of another instance: readers here load afresh rather than join a load
             // begun before it (this instance's own writes closed the flight as they wrote).
             self.flights.close(&stored);

@@ -91,7 +91,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     async fn found_l1(&self, key: &Key, got: TierResult<Option<Vec<u8>>>, switches: u64) -> Found {
         // The client followed a failover during this very call: the answer came from a master
         // the invalidator has not replayed the outbox on yet.
-        if self.repair.active() && self.l1.master_switches() != switches {
+        if self.repair.active()
+            && self.l1.master_switches() != switches
+            && !self.mutated(Mutant::NoSwitchCheck)
+        {
             self.metrics.l1.fenced.fetch_add(1, Relaxed);
             return Found::Miss;
         }
@@ -209,6 +212,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let started = self.clock();
         let stored = key.stored();
         let fill = async {
+            if self.mutated(Mutant::NoL1VersionCheck) {
+                let r = self.l1.set(&stored, &e, hard_ttl, SetCond::Always).await;
+                if let Some(token) = token {
+                    self.release(key, token).await;
+                }
+                return r;
+            }
             match token {
                 Some(token) => {
                     let lease_key = Self::lease_key(key);
@@ -268,13 +278,18 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let ttl_s = Self::secs(hard_ttl);
         let started = self.clock();
-        let r = self
-            .on_l2(
+        let node = &self.l2.nodes[n];
+        let r = if self.mutated(Mutant::NoL2Cas) {
+            self.on_l2(n, async { node.set(&mk, &e, ttl_s).await.map(|()| true) })
+                .await
+        } else {
+            self.on_l2(
                 n,
                 self.strategy
-                    .fill_l2_after(&self.l2.nodes[n], &mk, &e, version, ttl_s, seen),
+                    .fill_l2_after(node, &mk, &e, version, ttl_s, seen),
             )
-            .await;
+            .await
+        };
         self.emit_fill(key.as_str(), Tier::L2, version, &r, started);
         match &r {
             Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
@@ -451,7 +466,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 None => Ok(None),
             };
         }
-        if self.outbox_behind() {
+        if self.outbox_behind() && !self.mutated(Mutant::NoFlightClose) {
             self.flights.close(&key.stored());
         }
         let unused = match &ahead.lease {

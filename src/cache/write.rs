@@ -119,7 +119,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     async fn invalidate_tiers(&self, key: &Key, version: Option<u64>) -> bool {
         // Reads from now on load afresh rather than join a load begun before this write.
-        self.flights.close(&key.stored());
+        if !self.mutated(Mutant::NoFlightClose) {
+            self.flights.close(&key.stored());
+        }
+        let version = version.filter(|_| !self.mutated(Mutant::NoTombstone));
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let started = self.clock();
         let l1 = self

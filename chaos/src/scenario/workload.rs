@@ -40,6 +40,8 @@ pub struct WorkloadSpec {
     pub db_reads_per_sec_max: Option<u32>,
     pub l0_ttl_ms: Option<u64>,
     pub hot_reads_per_sec_min: Option<u64>,
+    /// Test machinery: a safeguard the library drops (`aside::mutant`); null: none.
+    pub mutant: Option<String>,
     pub buggify: Option<bool>,
 }
 
@@ -106,6 +108,12 @@ impl Scenario {
         }
         if let Some(x) = w.hot_key_share {
             self.hot_key_share = ratio("hot_key_share", x)?;
+        }
+        if let Some(name) = &w.mutant {
+            self.mutant = Some(
+                aside::mutant::Mutant::from_name(name)
+                    .map_err(|e| FieldError::new("workload.mutant", e))?,
+            );
         }
         if let Some(x) = w.zipf_s {
             if !(x.is_finite() && x >= 0.0) {

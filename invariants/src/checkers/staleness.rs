@@ -5,6 +5,10 @@
 //! such completion. A read invoked exactly when the write completed is concurrent with it, not
 //! stale. `unknown` writes never make a read stale (they may not have happened), and a read may
 //! return their version (see the phantom checker). Δ is the largest staleness.
+//!
+//! A read served from an app's hot-key L0 is judged by the bound plus `l0_ttl_ns`: a row there
+//! outlives another node's write until it expires, as the library states. The witness is the read
+//! furthest past what it is allowed; with no L0 reads, the stalest.
 
 use std::io;
 
@@ -17,17 +21,20 @@ use crate::Invariant;
 
 pub struct Staleness {
     bound_ns: Option<u64>,
+    l0_ttl_ns: u64,
     ok_reads: u64,
     stale: u64,
     quantiles: Quantiles,
-    /// The worst stale read: (staleness, read, newer write's index in its key).
-    worst: Option<(u64, ReadRec, u32)>,
+    /// The worst stale read: (staleness less its L0 allowance, staleness, read, newer write's
+    /// index in its key).
+    worst: Option<(u64, u64, ReadRec, u32)>,
 }
 
 impl Staleness {
-    pub fn new(bound_ns: Option<u64>) -> Self {
+    pub fn new(bound_ns: Option<u64>, l0_ttl_ns: u64) -> Self {
         Staleness {
             bound_ns,
+            l0_ttl_ns,
             ok_reads: 0,
             stale: 0,
             quantiles: Quantiles::default(),
@@ -53,17 +60,24 @@ impl ReadChecker for Staleness {
         };
         self.stale += 1;
         self.quantiles.record(s);
-        // Largest staleness; among equals the smallest op id, so the witness is order-free.
-        if self.worst.as_ref().is_none_or(|(ws, wr, _)| {
-            (s, std::cmp::Reverse(r.id)) > (*ws, std::cmp::Reverse(wr.id))
+        let allowed = if r.source == Some(crate::history::Source::L0) {
+            self.l0_ttl_ns
+        } else {
+            0
+        };
+        let over = s.saturating_sub(allowed);
+        // Furthest past its allowance; among equals the smallest op id, so the witness is
+        // order-free.
+        if self.worst.as_ref().is_none_or(|(wo, _, wr, _)| {
+            (over, std::cmp::Reverse(r.id)) > (*wo, std::cmp::Reverse(wr.id))
         }) {
-            self.worst = Some((s, *r, w));
+            self.worst = Some((over, s, *r, w));
         }
     }
 
     fn finish(self: Box<Self>, idx: &Index, _reads: &mut ReadLog) -> io::Result<Verdict> {
         let mut v = Verdict::new(Invariant::Staleness);
-        let delta = self.worst.as_ref().map_or(0, |w| w.0);
+        let delta = self.quantiles.max().unwrap_or(0);
         let q = |p: f64| self.quantiles.quantile(p).map_or(Figure::None, Figure::Ns);
         v.figure("delta_ns", Figure::Ns(delta))
             .figure("stale_reads", Figure::Count(self.stale))
@@ -81,11 +95,16 @@ impl ReadChecker for Staleness {
             );
             return Ok(v);
         };
-        if delta <= bound {
+        let l0 = if self.l0_ttl_ns > 0 {
+            format!(", L0 reads {} more", fmt_ns(self.l0_ttl_ns))
+        } else {
+            String::new()
+        };
+        if self.worst.as_ref().is_none_or(|w| w.0 <= bound) {
             v.judge(
                 false,
                 format!(
-                    "Δ {} within bound {} ({} stale of {} reads)",
+                    "Δ {} within bound {}{l0} ({} stale of {} reads)",
                     fmt_ns(delta),
                     fmt_ns(bound),
                     self.stale,
@@ -94,7 +113,7 @@ impl ReadChecker for Staleness {
             );
             return Ok(v);
         }
-        let (s, r, w) = self.worst.expect("delta > bound >= 0 needs a stale read");
+        let (_, s, r, w) = self.worst.expect("a read past the bound");
         let write = idx.write(r.key, w);
         let found_in = r.source.filter(|s| s.is_cache());
         let chain = chain::explain(idx, r.key, r.version, found_in, r.complete_ns, write);
@@ -106,7 +125,7 @@ impl ReadChecker for Staleness {
         v.judge(
             true,
             format!(
-                "read {} of {:?} returned v{} {} after write {} of v{} completed (bound {}){why}",
+                "read {} of {:?} returned v{} {} after write {} of v{} completed (bound {}{l0}){why}",
                 r.id,
                 idx.key_name(r.key),
                 r.version,
@@ -139,6 +158,34 @@ mod tests {
     use crate::history::{Outcome, Source};
     use crate::testkit::{H, MS};
     use crate::verdict::{Figure, Status};
+
+    #[test]
+    fn a_read_from_l0_may_be_staler_by_its_ttl_and_no_other_read_may() {
+        let bounds = json!({"staleness_ns_max": 100 * MS, "l0_ttl_ns": 100 * MS});
+        let mut h = H::new(bounds);
+        h.write(1, "post:1", (0, 10 * MS), 1);
+        // 150 ms stale from L0: within 100 ms + the L0's 100 ms.
+        h.read(2, "post:1", (160 * MS, 161 * MS), 0, Source::L0);
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
+        assert_eq!(v.status, Status::Holds, "{}", v.summary);
+        assert!(
+            v.summary.contains("L0 reads 100.0 ms more"),
+            "{}",
+            v.summary
+        );
+        assert_eq!(v.get("delta_ns"), Some(&Figure::Ns(150 * MS)));
+        // 120 ms stale from L1, less stale than the L0 read but past its own bound: the witness.
+        let r = h.read(3, "post:1", (130 * MS, 131 * MS), 0, Source::L1);
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert!(v.witness.ops.contains(&r), "{:?}", v.witness);
+        // Past its own allowance, an L0 read fails too.
+        let mut h = H::new(json!({"staleness_ns_max": 100 * MS, "l0_ttl_ns": 100 * MS}));
+        h.write(1, "post:1", (0, 10 * MS), 1);
+        h.read(2, "post:1", (211 * MS, 212 * MS), 0, Source::L0);
+        let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
+        assert_eq!(v.status, Status::Fails, "{}", v.summary);
+    }
 
     fn history(read_at: u64) -> (H, u64, u64) {
         let mut h = H::new(json!({"staleness_ns_max": 100 * MS}));

@@ -65,6 +65,11 @@ struct RunArgs {
     /// narrow windows sooner (recorded in each history, so failures replay)
     #[arg(long)]
     buggify: bool,
+    /// Test machinery: drop one safeguard of the library (`aside::mutant`: no-tombstone,
+    /// no-fence, ...) to see the campaign catch it (recorded in each history, so failures
+    /// replay)
+    #[arg(long, value_name = "NAME")]
+    mutant: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +258,7 @@ fn judge_all(rows: &[(Cell, Tally)]) -> bool {
                         c.strategy.name(),
                         *seed,
                         c.buggify,
+                        None,
                         None
                     )
                 );

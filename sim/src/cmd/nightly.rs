@@ -149,7 +149,7 @@ pub fn nightly(n: &Night) -> ExitCode {
                     );
                     print!(
                         "{}",
-                        replay_commands_with(&c.scenario, name, seed, c.buggify, Some(&log))
+                        replay_commands_with(&c.scenario, name, seed, c.buggify, None, Some(&log))
                     );
                 });
             }

@@ -120,8 +120,17 @@ pub fn campaign(args: RunArgs) -> ExitCode {
         Some(s) => vec![s],
         None => (args.first_seed..args.first_seed.saturating_add(args.seeds)).collect(),
     };
+    let mutant = match args.mutant.as_deref().map(aside::mutant::Mutant::from_name) {
+        Some(Err(e)) => {
+            eprintln!("cargo sim: --mutant {e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
     for sc in &mut scs {
         sc.buggify = args.buggify;
+        sc.mutant = mutant;
     }
     let single = seeds.len() == 1 && scs.len() == 1 && sts.len() == 1;
     let mut jobs: Vec<(&Scenario, Builtin, u64)> = Vec::new();
@@ -263,7 +272,7 @@ pub fn campaign(args: RunArgs) -> ExitCode {
         let log = c.logs.get(seed).map(PathBuf::as_path);
         print!(
             "{}",
-            replay_commands_with(&c.sc.arg(), st, *seed, args.buggify, log)
+            replay_commands_with(&c.sc.arg(), st, *seed, args.buggify, c.sc.mutant, log)
         );
     }
     if shown > SHOWN_MAX && !args.verbose {
@@ -345,7 +354,14 @@ fn keep_report(
         o.seed,
         join(&o.failed),
         explain(o),
-        replay_commands_with(&sc.arg(), &o.strategy, o.seed, buggify, Some(log))
+        replay_commands_with(
+            &sc.arg(),
+            &o.strategy,
+            o.seed,
+            buggify,
+            sc.mutant,
+            Some(log)
+        )
     );
     std::fs::write(&file, text).map_err(|e| {
         format!(

@@ -209,15 +209,24 @@ pub fn stf_cmd(readme: &[PathBuf], check: &[PathBuf]) -> ExitCode {
     let began = std::time::Instant::now();
     let md = crate::stf::markdown(&crate::stf::rows());
     print!("{md}");
+    let mutants = crate::mutants::table(crate::stf::MAX_SEEDS);
+    print!("\n{mutants}");
     eprintln!(
         "cargo sim stf: {:.1} s wall, {} at a time",
         began.elapsed().as_secs_f64(),
         workers()
     );
-    let blocks = [(
-        crate::stf::README_BEGIN,
-        crate::stf::README_END,
-        md.as_str(),
-    )];
+    let blocks = [
+        (
+            crate::stf::README_BEGIN,
+            crate::stf::README_END,
+            md.as_str(),
+        ),
+        (
+            crate::mutants::README_BEGIN,
+            crate::mutants::README_END,
+            mutants.as_str(),
+        ),
+    ];
     ExitCode::from(files_generated(readme, check, &blocks, "stf"))
 }

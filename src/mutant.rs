@@ -1,0 +1,103 @@
+//! Weakened safeguards: test machinery that proves the harness catches the loss of each one.
+//!
+//! A [`Mutant`] set in [`crate::CacheConfig::mutant`] drops one check of the library, as
+//! mutation testing would (FoundationDB and TigerBeetle test their simulators the same way): a
+//! campaign that stays green with a safeguard gone proves nothing about that safeguard. Each
+//! mutant names the scenario and strategy that must catch it, and `sim/tests/mutants.rs` holds
+//! each to being caught within 20 seeds; `cargo sim stf` prints how many seeds each takes.
+//! Never set one outside a test: every one of them serves stale data.
+
+use std::fmt;
+
+/// One dropped safeguard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mutant {
+    /// A versioned invalidation deletes instead of leaving a tombstone: a fill begun before the
+    /// write lands after it.
+    NoTombstone,
+    /// L1 fills are plain SETs: the script that refuses a version older than the one held
+    /// (a tombstone included) is not asked.
+    NoL1VersionCheck,
+    /// L2 fills are plain `set`s, not `add`/`cas` from what the read saw.
+    NoL2Cas,
+    /// Nothing closes the single-flight of a key: not a write here, not another instance's write
+    /// the outbox names, not an invalidator fallen behind. A read after a write joins a load
+    /// begun before it.
+    NoFlightClose,
+    /// `durable`: a tier this instance failed to invalidate is not fenced: reads go on using it
+    /// until the invalidator repairs it.
+    NoFence,
+    /// `durable`: after a Redis master switch the outbox window is not applied again to the new
+    /// master.
+    NoReplay,
+    /// `durable`: a read answered by a master the client switched to during the call is used
+    /// (not fenced until the replay).
+    NoSwitchCheck,
+    /// `durable`: misses read the replica even when it has not replayed the version the outbox
+    /// named.
+    NoReplicaGuard,
+    /// Hot keys' L0 takes a row whatever writes happened while it was read.
+    NoL0Ticket,
+}
+
+impl Mutant {
+    pub const ALL: [Mutant; 9] = [
+        Mutant::NoTombstone,
+        Mutant::NoL1VersionCheck,
+        Mutant::NoL2Cas,
+        Mutant::NoFlightClose,
+        Mutant::NoFence,
+        Mutant::NoReplay,
+        Mutant::NoSwitchCheck,
+        Mutant::NoReplicaGuard,
+        Mutant::NoL0Ticket,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::NoTombstone => "no-tombstone",
+            Mutant::NoL1VersionCheck => "no-l1-version-check",
+            Mutant::NoL2Cas => "no-l2-cas",
+            Mutant::NoFlightClose => "no-flight-close",
+            Mutant::NoFence => "no-fence",
+            Mutant::NoReplay => "no-replay",
+            Mutant::NoSwitchCheck => "no-switch-check",
+            Mutant::NoReplicaGuard => "no-replica-guard",
+            Mutant::NoL0Ticket => "no-l0-ticket",
+        }
+    }
+
+    /// The mutant called `name`, or a line that lists the names.
+    pub fn from_name(name: &str) -> Result<Mutant, String> {
+        Mutant::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+                format!("{name:?} is not a mutant: use one of {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Mutant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_an_unknown_one_lists_them() {
+        for m in Mutant::ALL {
+            assert_eq!(Mutant::from_name(m.name()), Ok(m));
+        }
+        let e = Mutant::from_name("no-such").unwrap_err();
+        assert!(
+            e.starts_with("\"no-such\" is not a mutant: use one of no-tombstone, "),
+            "{e}"
+        );
+    }
+}
