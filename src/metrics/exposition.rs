@@ -12,7 +12,7 @@ type PerTier = (&'static str, &'static str, fn(&TierSnapshot) -> u64);
 
 impl Snapshot {
     /// The Prometheus text exposition (OpenMetrics), through `prometheus-client`: counters per
-    /// tier (`aside_hits_total{tier="l1"}`, ...), the hit ratios and latency quantiles as gauges,
+    /// tier (`aside_hits_total{tier="l1"}`, ...; hits also for `l0`, hot keys' L0), the hit ratios and latency quantiles as gauges,
     /// the read path's own counters, and the latency of reads through the cache as a histogram
     /// (`aside_read_latency_seconds`, what the shipped alerting rules judge). Serve it on your
     /// metrics endpoint ([`super::endpoint`]).
@@ -52,6 +52,12 @@ impl Snapshot {
             for (tier, t) in tiers {
                 family.get_or_create(&vec![("tier", tier)]).inc_by(get(t));
             }
+            if name == "hits" {
+                // Hot keys' L0 answers lookups too, in process: only its hits are counted.
+                family
+                    .get_or_create(&vec![("tier", "l0")])
+                    .inc_by(self.l0_hits);
+            }
             registry.register(name, help, family);
         }
         let ratio = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
@@ -79,11 +85,6 @@ impl Snapshot {
             registry.register("hit_ratio", "Reads served by a cache tier", g);
         }
         for (name, help, v) in [
-            (
-                "l0_hits",
-                "Reads served from the hot-key L0 in process memory",
-                self.l0_hits,
-            ),
             (
                 "coalesced",
                 "Reads served by another read's load",

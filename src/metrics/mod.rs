@@ -319,4 +319,22 @@ mod tests {
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    #[test]
+    fn l0_hits_are_hits_in_the_ratio_and_in_the_exposition() {
+        let m = Metrics::default();
+        m.l0_hits.fetch_add(2, Relaxed);
+        m.l1.hits.fetch_add(1, Relaxed);
+        m.db.hits.fetch_add(1, Relaxed);
+        assert_eq!(m.hit_ratio(), Some(0.75));
+        let snap = m.snapshot();
+        assert!(snap
+            .to_string()
+            .starts_with("hit ratio 0.750 (l0 hits 2)\n"));
+        let text = snap.prometheus();
+        assert!(
+            text.lines().any(|l| l == "aside_hits_total{tier=\"l0\"} 2"),
+            "{text}"
+        );
+    }
 }

@@ -123,6 +123,28 @@ impl Side {
     }
 
     /// Is `t` on this side?
+    /// One of each kind of server this side holds (enough to ask whether a fault kind acts on
+    /// any of them).
+    fn members(&self) -> Vec<Target> {
+        match self {
+            Side::One(t) => vec![*t],
+            Side::Apps => vec![Target::App(0)],
+            Side::Redis => vec![Target::RedisMaster, Target::RedisReplica],
+            Side::Sentinels => vec![Target::Sentinel(0)],
+            Side::Memcached => vec![Target::Memcached(0)],
+            Side::Postgres => vec![Target::PgPrimary, Target::PgReplica],
+            Side::Network => vec![
+                Target::App(0),
+                Target::RedisMaster,
+                Target::RedisReplica,
+                Target::Sentinel(0),
+                Target::Memcached(0),
+                Target::PgPrimary,
+                Target::PgReplica,
+            ],
+        }
+    }
+
     pub fn contains(&self, t: Target) -> bool {
         match self {
             Side::One(x) => *x == t,
@@ -135,6 +157,9 @@ impl Side {
         }
     }
 }
+
+/// The servers a fault kind acts on, and how a person names them.
+type ActsOn = (fn(Target) -> bool, &'static str);
 
 /// What happens to the target; each variant says what its heal undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,6 +236,35 @@ impl Kind {
         }
     }
 
+    /// The servers this kind acts on, and how a person names them; `None`: any target.
+    fn acts_on(&self) -> Option<ActsOn> {
+        Some(match self {
+            Kind::MemoryLimit { .. } => (
+                |t| matches!(t, Target::RedisMaster | Target::RedisReplica),
+                "redis-master, redis-replica or redis",
+            ),
+            Kind::ReplicaLag { .. } => (|t| t == Target::PgReplica, "pg-replica or postgres"),
+            Kind::SlowQueries { .. } => (
+                |t| matches!(t, Target::PgPrimary | Target::PgReplica),
+                "pg-primary, pg-replica or postgres",
+            ),
+            Kind::Flush => (
+                |t| {
+                    matches!(
+                        t,
+                        Target::RedisMaster | Target::RedisReplica | Target::Memcached(_)
+                    )
+                },
+                "redis-master, redis-replica, redis, memcached-N or memcached",
+            ),
+            Kind::Kill
+            | Kind::Pause
+            | Kind::Partition { .. }
+            | Kind::Latency { .. }
+            | Kind::Loss { .. } => return None,
+        })
+    }
+
     /// The kind named `name`, its fields read from `v`; `None` for no kind of that name.
     fn parse(name: &str, v: &Value) -> Option<Result<Kind, String>> {
         Some(match name {
@@ -285,6 +339,15 @@ impl Fault {
             Some(name) => Kind::parse(name, v).ok_or_else(|| unknown(format!("{name:?}")))??,
             None => return Err(unknown("(none given)".into())),
         };
+        if let Some((acts, names)) = kind.acts_on() {
+            if !target.members().into_iter().any(acts) {
+                return Err(format!(
+                    "a {} fault acts on {names}: target {:?} is none of them, and the fault would do nothing",
+                    kind.name(),
+                    target.name()
+                ));
+            }
+        }
         Ok(Fault { kind, target })
     }
 
@@ -417,5 +480,34 @@ mod tests {
         assert!(Fault::from_json(&serde_json::json!({"kind": "kill"}))
             .unwrap_err()
             .contains("target"));
+    }
+
+    #[test]
+    fn a_kind_on_a_target_it_cannot_act_on_is_refused_not_run_as_nothing() {
+        let bad = |v: serde_json::Value| Fault::from_json(&v).unwrap_err();
+        assert_eq!(
+            bad(serde_json::json!({"kind": "memory-limit", "target": "memcached-1", "kib": 8})),
+            "a memory-limit fault acts on redis-master, redis-replica or redis: target \"memcached-1\" is none of them, and the fault would do nothing"
+        );
+        assert!(bad(
+            serde_json::json!({"kind": "replica-lag", "target": "pg-primary", "lag_ms": 9})
+        )
+        .contains("pg-replica or postgres"));
+        assert!(
+            bad(serde_json::json!({"kind": "slow-queries", "target": "apps", "query_ms": 9}))
+                .contains("pg-primary")
+        );
+        assert!(
+            bad(serde_json::json!({"kind": "flush", "target": "sentinels"})).contains("memcached")
+        );
+        // A group that holds one server the kind acts on is fine.
+        for ok in [
+            serde_json::json!({"kind": "replica-lag", "target": "postgres", "lag_ms": 9}),
+            serde_json::json!({"kind": "flush", "target": "memcached"}),
+            serde_json::json!({"kind": "memory-limit", "target": "redis", "kib": 8}),
+            serde_json::json!({"kind": "kill", "target": "sentinel-2"}),
+        ] {
+            assert!(Fault::from_json(&ok).is_ok(), "{ok}");
+        }
     }
 }
