@@ -38,10 +38,13 @@ pub enum Mutant {
     NoReplicaGuard,
     /// Hot keys' L0 takes a row whatever writes happened while it was read.
     NoL0Ticket,
+    /// A read that joined another read's load serves its row even when it is older than a
+    /// tombstone the read itself found (another instance's write the load began before).
+    NoFloorCheck,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 9] = [
+    pub const ALL: [Mutant; 10] = [
         Mutant::NoTombstone,
         Mutant::NoL1VersionCheck,
         Mutant::NoL2Cas,
@@ -51,6 +54,7 @@ impl Mutant {
         Mutant::NoSwitchCheck,
         Mutant::NoReplicaGuard,
         Mutant::NoL0Ticket,
+        Mutant::NoFloorCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +68,7 @@ impl Mutant {
             Mutant::NoSwitchCheck => "no-switch-check",
             Mutant::NoReplicaGuard => "no-replica-guard",
             Mutant::NoL0Ticket => "no-l0-ticket",
+            Mutant::NoFloorCheck => "no-floor-check",
         }
     }
 

@@ -63,11 +63,13 @@ pub const CATCHES: &[Catch] = &[
         Builtin::Durable,
         "a fill of the replica's old row overwrites the tombstone in memcached",
     ),
+    // Where a read sees the write's tombstone, the floor check (`no-floor-check`) refuses the
+    // joined load's old row as well; lost messages leave a read without it.
     caught(
         Mutant::NoFlightClose,
-        "foreign-writer",
+        "packet-loss",
         Builtin::Durable,
-        "a read joins a load begun before a foreign write the outbox named",
+        "a read after its own write joins a load begun before it, and no tombstone tells it",
     ),
     caught(
         Mutant::NoFence,
@@ -101,6 +103,12 @@ pub const CATCHES: &[Catch] = &[
         "pg-lag-spike",
         Builtin::Durable,
         "misses read rows 2 s old from the lagging replica",
+    ),
+    caught(
+        Mutant::NoFloorCheck,
+        "one-way-partition",
+        Builtin::Versioned,
+        "a read joins its node's load begun before another node's write whose tombstone it saw",
     ),
     caught(
         Mutant::NoL0Ticket,

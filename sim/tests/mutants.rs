@@ -95,3 +95,8 @@ fn no_replica_guard_is_caught() {
 fn no_l0_ticket_is_caught() {
     caught(Mutant::NoL0Ticket);
 }
+
+#[test]
+fn no_floor_check_is_caught() {
+    caught(Mutant::NoFloorCheck);
+}

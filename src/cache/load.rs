@@ -191,7 +191,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         self.metrics.l1.hits.fetch_add(1, Relaxed);
                         return Ok(None);
                     }
-                    Found::Stale(_) | Found::Miss => {}
+                    Found::Stale(_) | Found::Miss | Found::Tombstone(_) => {}
                 }
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
@@ -346,11 +346,23 @@ impl Lease {
 }
 
 /// What a read learned on its way down that its load uses: the lease its L1 read asked for,
-/// and what its L2 read saw on the key's node (a fill then skips a `gets`).
+/// what its L2 read saw on the key's node (a fill then skips a `gets`), and the newest
+/// tombstone either tier held (0: none).
 #[derive(Debug, Default)]
 pub(super) struct Ahead {
     pub lease: Lease,
     pub seen: Seen,
+    pub floor: u64,
+}
+
+impl Found {
+    /// The version a tombstone names (0 for anything else).
+    pub(super) fn floor(&self) -> u64 {
+        match self {
+            Found::Tombstone(v) => *v,
+            _ => 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -324,8 +324,11 @@ enum Found {
     /// Fresh, and drawn for an early refresh (XFetch): it expires soon.
     Expiring(Row),
     Stale(Row),
-    /// A tombstone or nothing.
+    /// Nothing (or nothing a reader can use).
     Miss,
+    /// A tombstone: the key was written at this version. Nothing to serve, and a load that
+    /// returns an older version began before that write.
+    Tombstone(u64),
     /// The database had no row (negative caching).
     Absent,
 }

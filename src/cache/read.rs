@@ -31,7 +31,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     Found::Fresh(row)
                 })
             }
-            Ok(Entry::Tombstone { .. }) => Ok(Found::Miss),
+            Ok(Entry::Tombstone { version, .. }) => Ok(Found::Tombstone(version)),
             Ok(Entry::Absent { .. }) => Ok(Found::Absent),
             Err(e) => {
                 m.corrupt.fetch_add(1, Relaxed);
@@ -416,11 +416,16 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
                 return Ok(None);
             }
-            Found::Miss => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
+            Found::Miss | Found::Tombstone(_) => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
         }
+        let floor = l1.floor();
         let started = self.clock();
         let (l2, seen) = self.read_l2(key).await;
-        let ahead = Ahead { lease, seen };
+        let ahead = Ahead {
+            lease,
+            seen,
+            floor: floor.max(l2.floor()),
+        };
         self.get_after_l2(key, l2, ahead, started, loader).await
     }
 
@@ -446,7 +451,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Found::Absent => Some(None),
             Found::Stale(row) => return self.revalidate(key, row, Source::L2, ahead, loader).await,
             Found::Expiring(row) => return self.refresh(key, row, Source::L2, ahead, loader).await,
-            Found::Miss => {
+            Found::Miss | Found::Tombstone(_) => {
                 self.metrics.l2.misses.fetch_add(1, Relaxed);
                 None
             }
@@ -477,6 +482,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Lease::Won(token) => Lease::Won(token.clone()),
             _ => Lease::Unasked,
         };
+        let floor = ahead.floor;
         // Boxed: a miss allocates once, and a hit's future does not carry the load's.
         let (got, role) = self
             .flights
@@ -487,6 +493,20 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // it theirs at its next poll and releases it with its fill; released here too, for
             // a leader that gave up waiting first.
             self.release_unused(key, &unused).await;
+            if matches!(&got, Ok(Some(g)) if g.row.version < floor)
+                && !self.mutated(Mutant::NoFloorCheck)
+            {
+                // The load this read joined began before a write whose tombstone the read
+                // saw (another instance's: this one's own writes close the flight): its row
+                // is older than that write. Load afresh, as a new flight. Boxed: rare.
+                self.flights.close(&key.stored());
+                let again = Ahead {
+                    floor,
+                    ..Ahead::default()
+                };
+                let fresh = || Box::pin(self.load(key, loader, again));
+                return Box::pin(self.flights.run(&key.stored(), fresh)).await.0;
+            }
             self.metrics.coalesced.fetch_add(1, Relaxed);
             return got.map(|g| g.map(|g| Got { waited: true, ..g }));
         }

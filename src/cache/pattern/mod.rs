@@ -195,10 +195,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         .await;
         let stored = key.in_generation(generation?);
         for (guessed, (l2, seen)) in guessed.iter().zip([l2_seen, l2_next]) {
-            if stored == *guessed && !matches!(l2, Found::Miss) {
+            if stored == *guessed && !matches!(l2, Found::Miss | Found::Tombstone(_)) {
                 self.metrics.l1.misses.fetch_add(1, Relaxed);
                 let ahead = Ahead {
                     seen,
+                    floor: l2.floor(),
                     ..Ahead::default()
                 };
                 return self.get_after_l2(&stored, l2, ahead, started, loader).await;
