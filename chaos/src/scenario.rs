@@ -427,7 +427,7 @@ impl Scenario {
                 "buggify": self.buggify,
             }),
         );
-        // Hot keys and mutants only when set: other histories' headers stay as they were.
+        // Hot keys and mutants only when set: a header names what its run used.
         if self.l0_ttl_ms > 0 {
             c["workload"]["l0_ttl_ms"] = Value::from(self.l0_ttl_ms);
             c["workload"]["hot_reads_per_sec_min"] = Value::from(self.hot_reads_per_sec_min);

@@ -355,15 +355,5 @@ pub(super) struct Ahead {
     pub floor: u64,
 }
 
-impl Found {
-    /// The version a tombstone names (0 for anything else).
-    pub(super) fn floor(&self) -> u64 {
-        match self {
-            Found::Tombstone(v) => *v,
-            _ => 0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -333,6 +333,16 @@ enum Found {
     Absent,
 }
 
+impl Found {
+    /// The version a tombstone names (0 for anything else).
+    fn floor(&self) -> u64 {
+        match self {
+            Found::Tombstone(v) => *v,
+            _ => 0,
+        }
+    }
+}
+
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
     pub fn new(
         l1: R,
