@@ -236,6 +236,17 @@ impl CacheConfig {
         )
     }
 
+    /// The longest an item this library writes can live in memcached: an entry (its TTL and
+    /// stale-while-revalidate), a tombstone or a negative entry, in memcached's whole seconds,
+    /// plus the second its expiry clock may lag. A ring a change has left is invalidated this
+    /// long ([`crate::Membership`]).
+    pub fn l2_item_lifetime_max(&self) -> Duration {
+        let ms = (self.l2_ttl_ms + self.stale_while_revalidate_ms)
+            .max(self.tombstone_ttl_ms)
+            .max(self.negative_ttl_ms);
+        Duration::from_secs(ms.div_ceil(1000) + 1)
+    }
+
     /// The staleness `durable` promises (Δ): a write whose own invalidation missed a tier is
     /// found by every invalidator within a poll and one outbox query, and applied within one
     /// call to each tier; an instance that cannot apply it fences the tier until it can. So no

@@ -22,6 +22,7 @@ pub mod events;
 pub mod flight;
 pub mod hot;
 pub mod key;
+pub mod membership;
 pub mod metrics;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
@@ -38,6 +39,7 @@ pub mod backend;
 pub use cache::{CacheAside, Error, Got, Invalidated, Pool, Source, Typed, Written};
 pub use config::{CacheConfig, ConfigError};
 pub use key::Key;
+pub use membership::{Membership, MembershipError};
 pub use ring::Ring;
 pub use settings::Settings;
 pub use strategy::{Builtin, Strategy};

@@ -41,10 +41,13 @@ pub enum Mutant {
     /// A read that joined another read's load serves its row even when it is older than a
     /// tombstone the read itself found (another instance's write the load began before).
     NoFloorCheck,
+    /// A memcached ring change forgets the ring it left: invalidations go to a key's owner now
+    /// only, and a node that leaves and comes back serves what it held before.
+    NoRingHistory,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 10] = [
+    pub const ALL: [Mutant; 11] = [
         Mutant::NoTombstone,
         Mutant::NoL1VersionCheck,
         Mutant::NoL2Cas,
@@ -55,6 +58,7 @@ impl Mutant {
         Mutant::NoReplicaGuard,
         Mutant::NoL0Ticket,
         Mutant::NoFloorCheck,
+        Mutant::NoRingHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +73,7 @@ impl Mutant {
             Mutant::NoReplicaGuard => "no-replica-guard",
             Mutant::NoL0Ticket => "no-l0-ticket",
             Mutant::NoFloorCheck => "no-floor-check",
+            Mutant::NoRingHistory => "no-ring-history",
         }
     }
 

@@ -31,7 +31,7 @@ pub async fn probe_all<R, M, S, St>(
         let mkey = Key::parse(k)
             .expect("the keyspace holds valid keys")
             .memcached();
-        let n = cache.l2().ring.node_index(mkey.as_bytes());
+        let n = cache.l2().node_index(mkey.as_bytes());
         if let Ok(raw) = cache.l2().nodes[n].gets(&mkey).await {
             rec.probe(k, at, Source::L2, version(raw.map(|r| r.0)));
         }

@@ -311,7 +311,7 @@ async fn library_paths() {
         .query_async(&mut r)
         .await
         .unwrap();
-    let n = cache.l2().ring.node_index(ck.memcached().as_bytes());
+    let n = cache.l2().node_index(ck.memcached().as_bytes());
     cache.l2().nodes[n]
         .set(&ck.memcached(), b"AS1|v|1|0|deadbeef|forged", 600)
         .await
@@ -350,7 +350,7 @@ async fn library_paths() {
     victim.stop().await.unwrap();
     let mut on_victim = (0..)
         .map(|i| key(&format!("cold:{i}")))
-        .filter(|k| cache.l2().ring.node(k.memcached().as_bytes()) == victim.addr());
+        .filter(|k| cache.l2().node_index(k.memcached().as_bytes()) == 1);
     for _ in 0..10 {
         let k = on_victim.next().unwrap();
         cache.write(&k, b"x").await.unwrap();

@@ -60,7 +60,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if !stale {
                 self.metrics.early_refreshes.fetch_add(1, Relaxed);
             }
-            match self.load_locked(key, loader, ahead.seen, &token).await {
+            match self
+                .load_locked(key, loader, (ahead.seen, ahead.epoch), &token)
+                .await
+            {
                 Err(e) => {
                     debug!(key = %key, error = %e, "reload failed: serving what the tier holds")
                 }
@@ -162,7 +165,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 Lease::Unasked => self.lease(key).await,
             };
             if let Some(token) = token {
-                return self.load_locked(key, loader, ahead.seen, &token).await;
+                return self
+                    .load_locked(key, loader, (ahead.seen, ahead.epoch), &token)
+                    .await;
             }
             // Someone else is loading: poll L1 for their fill, then load ourselves (without
             // filling: our read may be older than theirs). A poll asks for the lease too: it is
@@ -175,7 +180,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 tokio::time::sleep(pause).await;
                 let (found, lease) = self.read_l1_leasing(key).await;
                 if let Lease::Won(token) | Lease::Ours(token) = lease {
-                    return self.load_locked(key, loader, Seen::Unknown, &token).await;
+                    return self
+                        .load_locked(key, loader, (Seen::Unknown, None), &token)
+                        .await;
                 }
                 match found {
                     Found::Fresh(row) | Found::Expiring(row) => {
@@ -202,18 +209,25 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     /// Loads `key` under the lease `token` ("" for none) and fills both tiers at once, the L1
-    /// fill releasing the lease in the same round trip; the L2 fill starts from `seen`.
+    /// fill releasing the lease in the same round trip; the L2 fill starts from `seen`, what the
+    /// read saw in L2 under the ring's epoch `epoch` (`None`: L2 not read). The L2 fill is
+    /// skipped if the ring has moved since ([`crate::Membership`]).
     pub(super) async fn load_locked<L, F>(
         &self,
         key: &Key,
         loader: &L,
-        seen: Seen,
+        (seen, epoch): (Seen, Option<u64>),
         token: &str,
     ) -> Load
     where
         L: Fn() -> F + Sync,
         F: Future<Output = TierResult<Option<Row>>> + Send,
     {
+        // The epoch the database read began in: a fill under another is skipped.
+        let (seen, epoch) = match epoch {
+            Some(e) => (seen, e),
+            None => (Seen::Unknown, self.l2.members.epoch()),
+        };
         let got = self.load_db(key, loader).await;
         let row = match &got {
             Ok(got) => got.as_ref().map(|g| &g.row),
@@ -224,7 +238,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // that can load (a debug build's read path is near a test thread's stack).
             Box::pin(futures_util::future::join(
                 self.fill_l1(key, row, Some(token)),
-                self.fill_l2(key, row, seen),
+                self.fill_l2(key, row, seen, epoch),
             ))
             .await;
         } else {
@@ -352,6 +366,8 @@ impl Lease {
 pub(super) struct Ahead {
     pub lease: Lease,
     pub seen: Seen,
+    /// The ring's epoch when L2 was read (`None`: not read), which `seen` belongs to.
+    pub epoch: Option<u64>,
     pub floor: u64,
 }
 

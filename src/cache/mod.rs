@@ -23,6 +23,7 @@ use crate::envelope::{self, Entry};
 use crate::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
 use crate::flight::{Abandoned, Flights, Role};
 use crate::key::{escape_glob, Key, KeyError};
+use crate::membership::Membership;
 use crate::metrics::{Metrics, TierMetrics};
 use crate::mutant::Mutant;
 use crate::ring::Ring;
@@ -41,6 +42,8 @@ pub use pattern::Invalidated;
 pub use typed::{decode as decode_value, encode as encode_value, Typed};
 #[cfg(test)]
 mod harness;
+#[cfg(test)]
+mod ring_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -131,22 +134,45 @@ pub struct Written {
     pub siblings: Vec<(String, u64)>,
 }
 
-/// The L2 pool: one client per memcached node, placed on a Ketama ring.
+/// The L2 pool: one client per memcached node, the ring placing keys on some of them (all, unless
+/// a [`Membership`] change says otherwise).
 pub struct Pool<M> {
-    pub ring: Ring,
     pub nodes: Vec<M>,
     breakers: Vec<Breaker>,
+    members: Membership,
 }
 
 impl<M> Pool<M> {
+    /// Every node of `ring`, each with its client, in the ring's order.
     pub fn new(ring: Ring, nodes: Vec<M>, cfg: &CacheConfig) -> Self {
         assert_eq!(ring.nodes().len(), nodes.len(), "one client per ring node");
         let breakers = nodes.iter().map(|_| cfg.breaker()).collect();
+        let names = ring.nodes().to_vec();
+        let members = Membership::new(names, nodes.len(), cfg.l2_item_lifetime_max());
         Pool {
-            ring,
             nodes,
             breakers,
+            members,
         }
+    }
+
+    /// Adds `node` (named `name`, "host:port" as the ring names nodes) outside the ring, for a
+    /// later [`Membership`] change to bring in.
+    pub fn with_spare(mut self, name: impl Into<String>, node: M, cfg: &CacheConfig) -> Self {
+        self.members.add_spare(name.into());
+        self.nodes.push(node);
+        self.breakers.push(cfg.breaker());
+        self
+    }
+
+    /// The handle that changes which nodes the ring is made of (see [`Membership`]).
+    pub fn membership(&self) -> Membership {
+        self.members.clone()
+    }
+
+    /// The index in [`Pool::nodes`] of the node reads of `route` go to now.
+    pub fn node_index(&self, route: &[u8]) -> usize {
+        self.members.owner(route).0
     }
 }
 

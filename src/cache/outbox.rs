@@ -495,19 +495,23 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let Some(key) = &key else {
                 return (l1_ok, true);
             };
-            let (n, mk) = self.l2_slot(key);
-            let started = self.clock();
-            let r = self
-                .retry_l2(
-                    n,
-                    self.strategy
-                        .repair_l2(&self.l2.nodes[n], &mk, d.version, Self::secs(tomb_ms)),
-                )
-                .await;
-            self.emit_invalidation(&d.key, Tier::L2, v, &r, started);
-            match r {
-                Ok(()) => l2_ok = true,
-                Err(e) => self.tier_failed(Some(n), &e),
+            let (owners, mk) = self.l2_owners(key);
+            l2_ok = true;
+            for n in owners {
+                let started = self.clock();
+                let node = &self.l2.nodes[n];
+                let r = self
+                    .retry_l2(
+                        n,
+                        self.strategy
+                            .repair_l2(node, &mk, d.version, Self::secs(tomb_ms)),
+                    )
+                    .await;
+                self.emit_invalidation(&d.key, Tier::L2, v, &r, started);
+                if let Err(e) = r {
+                    l2_ok = false;
+                    self.tier_failed(Some(n), &e);
+                }
             }
         }
         (l1_ok, l2_ok)
@@ -548,7 +552,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
             if d.l2 {
                 if let Ok(k) = Key::parse(&d.key) {
-                    owed[1 + self.l2_slot(&k).0] = true;
+                    for n in self.l2_owners(&k).0 {
+                        owed[1 + n] = true;
+                    }
                 }
             }
         }

@@ -114,18 +114,24 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
     }
 
-    /// L2's answer for `key`, and what the node held, for a fill after the load to start from.
-    pub(super) async fn read_l2(&self, key: &Key) -> (Found, Seen) {
-        let (n, mk) = self.l2_slot(key);
+    /// L2's answer for `key`, and what the node held, for a fill after the load to start from
+    /// (under the ring's epoch, the third).
+    pub(super) async fn read_l2(&self, key: &Key) -> (Found, Seen, u64) {
+        let (n, mk, epoch) = self.l2_slot(key);
+        let (found, seen) = self.read_l2_node(key, n, &mk).await;
+        (found, seen, epoch)
+    }
+
+    async fn read_l2_node(&self, key: &Key, n: usize, mk: &str) -> (Found, Seen) {
         if self.l2_fenced(n) {
             self.metrics.l2.fenced.fetch_add(1, Relaxed);
             return (Found::Miss, Seen::Unknown);
         }
-        match self.on_l2(n, self.l2.nodes[n].gets(&mk)).await {
+        match self.on_l2(n, self.l2.nodes[n].gets(mk)).await {
             Ok(Some((raw, cas))) => match self.decode(key, &raw, &self.metrics.l2) {
                 Ok(f) => (f, Seen::Entry { raw, cas }),
                 Err(()) => {
-                    let _ = self.on_l2(n, self.l2.nodes[n].delete(&mk)).await;
+                    let _ = self.on_l2(n, self.l2.nodes[n].delete(mk)).await;
                     (Found::Miss, Seen::Unknown)
                 }
             },
@@ -253,9 +259,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     /// Fills the owning memcached node with `row`, or (None) with "no such row", starting from
-    /// what the read saw there (`seen`).
-    pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>, seen: Seen) {
-        let _ = self.fill_l2_answer_after(key, row, seen).await;
+    /// what the read saw there (`seen`); not at all if the ring has moved on from `epoch`, the
+    /// one the read began in.
+    pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>, seen: Seen, epoch: u64) {
+        let _ = self.fill_l2_answer_after(key, row, seen, Some(epoch)).await;
     }
 
     /// [`CacheAside::fill_l2`], with the node's answer (and which node it is).
@@ -264,7 +271,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         key: &Key,
         row: Option<&Row>,
     ) -> (usize, TierResult<bool>) {
-        self.fill_l2_answer_after(key, row, Seen::Unknown).await
+        self.fill_l2_answer_after(key, row, Seen::Unknown, None)
+            .await
     }
 
     async fn fill_l2_answer_after(
@@ -272,9 +280,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         key: &Key,
         row: Option<&Row>,
         seen: Seen,
+        epoch: Option<u64>,
     ) -> (usize, TierResult<bool>) {
         let (e, version, hard_ttl) = self.entry(key, row, self.l2_ttl_ms(key));
-        let (n, mk) = self.l2_slot(key);
+        let (n, mk, now) = self.l2_slot(key);
+        if epoch.is_some_and(|e| e != now) {
+            // The ring moved while the row was read: the node it would go to may be one that
+            // a write the read raced did not invalidate.
+            self.emit_fill(key.as_str(), Tier::L2, version, &Ok(false), self.clock());
+            self.metrics.l2.fill_rejections.fetch_add(1, Relaxed);
+            return (n, Ok(false));
+        }
         if e.len() > self.cfg.l2_item_bytes_max {
             // Over memcached's item limit: skip L2, never an error to the caller.
             self.metrics.l2.oversized.fetch_add(1, Relaxed);
@@ -420,10 +436,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let floor = l1.floor();
         let started = self.clock();
-        let (l2, seen) = self.read_l2(key).await;
+        let (l2, seen, epoch) = self.read_l2(key).await;
         let ahead = Ahead {
             lease,
             seen,
+            epoch: Some(epoch),
             floor: floor.max(l2.floor()),
         };
         self.get_after_l2(key, l2, ahead, started, loader).await

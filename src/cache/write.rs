@@ -102,7 +102,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         detail: e.to_string(),
                     };
                     self.tier_failed(None, &cause);
-                    self.tier_failed(Some(self.l2_slot(key).0), &cause);
+                    for n in self.l2_owners(key).0 {
+                        self.tier_failed(Some(n), &cause);
+                    }
                     false
                 }
             }
@@ -132,21 +134,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             )
             .await;
         self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
-        let (n, mk) = self.l2_slot(key);
-        let started = self.clock();
-        let l2 = self
-            .on_l2(
-                n,
-                self.strategy
-                    .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms)),
-            )
-            .await;
-        self.emit_invalidation(key.as_str(), Tier::L2, version, &l2, started);
+        let l2 = self.invalidate_l2(key, version).await;
         if let Err(e) = &l1 {
             self.tier_failed(None, e);
-        }
-        if let Err(e) = &l2 {
-            self.tier_failed(Some(n), e);
         }
         for (r, m) in [(&l1, &self.metrics.l1), (&l2, &self.metrics.l2)] {
             if r.is_ok() {
@@ -157,6 +147,27 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             warn!(key = %key, error = %e, "invalidation incomplete: the cache may serve the old version until its TTL");
         }
         l1.is_ok() && l2.is_ok()
+    }
+
+    /// Invalidates `key` on every node that owns it (one, unless the ring is changing), each
+    /// failure fencing its node; the first failure is the answer.
+    pub(super) async fn invalidate_l2(&self, key: &Key, version: Option<u64>) -> TierResult<()> {
+        let (owners, mk) = self.l2_owners(key);
+        let tomb_s = Self::secs(self.cfg.tombstone_ttl_ms);
+        let mut answer = Ok(());
+        for n in owners {
+            let started = self.clock();
+            let node = &self.l2.nodes[n];
+            let r = self
+                .on_l2(n, self.strategy.invalidate_l2(node, &mk, version, tomb_s))
+                .await;
+            self.emit_invalidation(key.as_str(), Tier::L2, version, &r, started);
+            if let Err(e) = &r {
+                self.tier_failed(Some(n), e);
+            }
+            answer = answer.and(r);
+        }
+        answer
     }
 
     pub(super) fn emit_invalidation(

@@ -46,13 +46,30 @@ pub enum Invalidated {
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
     /// The memcached node that owns `key` and the key as that node stores it. A key of a grouped
     /// namespace lives on its group's node, the node of the generation key, whatever its
-    /// generation: a read that finds the key's node up finds the generation there too.
-    pub(super) fn l2_slot(&self, key: &Key) -> (usize, String) {
-        let route = match key.generation_key().filter(|_| self.grouped(key.prefix())) {
+    /// generation: a read that finds the key's node up finds the generation there too. The
+    /// third: the ring's epoch ([`crate::Membership::epoch`]).
+    pub(super) fn l2_slot(&self, key: &Key) -> (usize, String, u64) {
+        let (n, epoch) = self.l2.members.owner(self.l2_route(key).as_bytes());
+        (n, key.memcached(), epoch)
+    }
+
+    /// Every node `key` must be invalidated on (its owner first: a ring being moved to or
+    /// recently left owns it too), and the key as they store it.
+    pub(super) fn l2_owners(&self, key: &Key) -> (Vec<usize>, String) {
+        let route = self.l2_route(key);
+        let owners = if self.mutated(crate::mutant::Mutant::NoRingHistory) {
+            vec![self.l2.members.owner(route.as_bytes()).0]
+        } else {
+            self.l2.members.owners(route.as_bytes())
+        };
+        (owners, key.memcached())
+    }
+
+    fn l2_route(&self, key: &Key) -> String {
+        match key.generation_key().filter(|_| self.grouped(key.prefix())) {
             Some(gen_key) => gen_key.route(),
             None => key.route(),
-        };
-        (self.l2.ring.node_index(route.as_bytes()), key.memcached())
+        }
     }
 
     /// Whether `key`'s namespace is grouped under this instance's strategy.
@@ -194,11 +211,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         )
         .await;
         let stored = key.in_generation(generation?);
-        for (guessed, (l2, seen)) in guessed.iter().zip([l2_seen, l2_next]) {
+        for (guessed, (l2, seen, epoch)) in guessed.iter().zip([l2_seen, l2_next]) {
             if stored == *guessed && !matches!(l2, Found::Miss | Found::Tombstone(_)) {
                 self.metrics.l1.misses.fetch_add(1, Relaxed);
                 let ahead = Ahead {
                     seen,
+                    epoch: Some(epoch),
                     floor: l2.floor(),
                     ..Ahead::default()
                 };
@@ -334,13 +352,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .await;
         self.emit_invalidation(k, Tier::L1, version, &l1, started);
         l1?;
-        let (n, mk) = self.l2_slot(&key);
-        let started = self.clock();
-        let l2 = self
-            .strategy
-            .invalidate_l2(&self.l2.nodes[n], &mk, version, Self::secs(tomb_ms));
-        let l2 = self.on_l2(n, l2).await;
-        self.emit_invalidation(k, Tier::L2, version, &l2, started);
+        let _ = self.invalidate_l2(&key, version).await;
         Ok(true)
     }
 }
