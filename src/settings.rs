@@ -84,6 +84,9 @@ impl std::fmt::Debug for Secret {
 pub struct MemcachedSettings {
     /// Nodes as host:port, in the order other clients of the pool list them.
     pub nodes: Vec<String>,
+    /// Nodes as host:port that the pool connects to but the ring leaves out until a
+    /// [`crate::Membership`] change brings them in (a node held ready to add capacity).
+    pub spares: Vec<String>,
     /// Connections per node, at most.
     pub pool_max: usize,
 }
@@ -92,6 +95,7 @@ impl Default for MemcachedSettings {
     fn default() -> Self {
         MemcachedSettings {
             nodes: vec!["127.0.0.1:11211".into()],
+            spares: Vec::new(),
             pool_max: 16,
         }
     }
@@ -148,9 +152,10 @@ impl Default for PostgresSettings {
 pub const SECTIONS: [&str; 4] = ["redis", "memcached", "postgres", "cache"];
 
 /// The settings whose variable holds a comma-separated list.
-const LISTS: [&str; 3] = [
+const LISTS: [&str; 4] = [
     "redis.sentinels",
     "memcached.nodes",
+    "memcached.spares",
     "cache.grouped_namespaces",
 ];
 
@@ -275,6 +280,7 @@ impl Settings {
         }
         for (setting, list) in [
             ("memcached.nodes", &s.memcached.nodes),
+            ("memcached.spares", &s.memcached.spares),
             ("redis.sentinels", &s.redis.sentinels),
         ] {
             for n in list {
@@ -288,6 +294,12 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if let Some(both) = (s.memcached.spares.iter()).find(|n| s.memcached.nodes.contains(n)) {
+            return Err(ConfigError::setting(
+                "memcached.spares",
+                format!("has {both:?}, which memcached.nodes has too: list a node in one of them"),
+            ));
         }
         s.postgres.check(&s.cache)?;
         Builtin::from_config(&s.cache)?;
@@ -375,6 +387,8 @@ mod tests {
         assert!(err("[cache]\nbogus = 1").contains("unknown field `bogus`"));
         assert!(err("[memcached]\nnodes = [\"nohost\"]")
             .contains("memcached.nodes has \"nohost\", which is not host:port"));
+        assert!(err("[memcached]\nnodes = [\"a:1\"]\nspares = [\"a:1\"]")
+            .contains("memcached.spares has \"a:1\", which memcached.nodes has too"));
         assert!(err("[[[").lines().count() == 1);
         let env = |k: &str, v: &str| Settings::from_toml("", [(k.to_string(), v.to_string())]);
         assert_eq!(

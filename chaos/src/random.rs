@@ -27,7 +27,8 @@ pub const MAX_FAULTS: usize = 4;
 /// One fault of the catalog: each kind's own draw ([`crate::fault::kill::draw`], ...), weighted.
 pub fn fault() -> impl Strategy<Value = Fault> {
     use crate::fault::{
-        flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, slow_queries,
+        flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, ring,
+        slow_queries,
     };
     prop_oneof![
         3 => kill::draw(),
@@ -39,6 +40,7 @@ pub fn fault() -> impl Strategy<Value = Fault> {
         1 => memory_limit::draw(),
         1 => replica_lag::draw(),
         1 => slow_queries::draw(),
+        1 => ring::draw(),
     ]
 }
 

@@ -19,8 +19,11 @@ use crate::workload::Workload;
 
 /// Sentinels every world boots (a quorum of 2).
 pub const SENTINELS: u8 = 3;
-/// Memcached nodes every world boots.
+/// Memcached nodes every world boots, the ring they make.
 pub const MEMCACHED_NODES: u8 = 3;
+/// Memcached nodes a world boots outside the ring for a plan that brings one in (`ring` with
+/// `change = "join"`): `memcached-4` on.
+pub const MEMCACHED_SPARES: u8 = 1;
 /// App nodes a scenario may ask for.
 pub const APPS_MAX: u64 = 200;
 
@@ -332,10 +335,30 @@ impl Scenario {
         Ok(())
     }
 
+    /// Spare memcached nodes the worlds boot for this scenario: those its plan names (a spare
+    /// no plan uses is not booted, so every other scenario's cluster is as it was).
+    pub fn memcached_spares(&self) -> u8 {
+        let names_spare =
+            |s: Side| matches!(s, Side::One(Target::Memcached(i)) if i >= MEMCACHED_NODES);
+        let used = self.plan.steps.iter().any(|step| {
+            names_spare(step.fault.target)
+                || matches!(step.fault.kind, Kind::Partition { peers, .. } if names_spare(peers))
+        });
+        if used {
+            MEMCACHED_SPARES
+        } else {
+            0
+        }
+    }
+
     fn check_target(&self, t: Target) -> Result<(), String> {
         let (n, have, what) = match t {
             Target::Sentinel(i) => (i, SENTINELS as usize, "Sentinels"),
-            Target::Memcached(i) => (i, MEMCACHED_NODES as usize, "memcached nodes"),
+            Target::Memcached(i) => (
+                i,
+                (MEMCACHED_NODES + MEMCACHED_SPARES) as usize,
+                "memcached nodes (the last a spare)",
+            ),
             Target::App(i) => (i, self.apps, "app nodes (workload.apps)"),
             _ => return Ok(()),
         };

@@ -56,6 +56,11 @@ pub struct AppTask {
     pub addrs: Addrs,
 }
 
+/// The host's run directory of `cluster`'s app nodes (mounted at [`RUN_DIR`] in theirs).
+pub fn run_dir(cluster: &Cluster) -> PathBuf {
+    std::env::temp_dir().join(&cluster.run_id)
+}
+
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the same in every container of the host.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -147,7 +152,7 @@ impl AppNodes {
     ) -> Result<AppNodes, Error> {
         let binary = app_binary()?;
         check_binary(&binary, &cluster.tag)?;
-        let dir = std::env::temp_dir().join(&cluster.run_id);
+        let dir = run_dir(cluster);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Docker(format!("creating {}: {e}", dir.display())))?;
         // Removes the directory if a launch fails.
@@ -326,6 +331,12 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
             sc.pg_pool_wait_ms,
         )
         .await?;
+    // Ring changes the host's nemesis pushes, for as long as this process runs.
+    tokio::spawn(crate::rings::follow(
+        run_dir.to_path_buf(),
+        task.app,
+        cache.l2().membership(),
+    ));
     let ready = run_dir.join(format!("ready-{}", task.app + 1));
     std::fs::write(&ready, "").map_err(|e| bad(format!("writing {}: {e}", ready.display())))?;
     let go = signalled(&run_dir.join("go")).await;

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod image;
 pub mod nemesis;
 pub mod proxy;
+pub mod rings;
 pub mod run;
 
 pub use cluster::{

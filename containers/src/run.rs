@@ -235,6 +235,8 @@ struct Docker<'a, St: Strategy> {
     proxies: Option<&'a Proxies>,
     /// The history's zero the app nodes in containers were told (`None`: in-process ones).
     origin: Option<tokio::time::Instant>,
+    /// The memcached ring of each in-process app node.
+    rings: Vec<aside::Membership>,
 }
 
 impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
@@ -267,6 +269,7 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
             )
             .await
             .map_err(|e| format!("{name}: {e}"))?;
+        self.rings.push(cache.l2().membership());
         Ok(app_node(cache, clients, app, clients_per_app, tokio::spawn).clients)
     }
 
@@ -284,7 +287,16 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
     }
 
     async fn nemesis(&mut self, plan: &chaos::plan::Plan) -> Result<DockerNemesis<'a>, String> {
-        DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, plan)
+        let rings = if self.app_nodes.is_empty() {
+            crate::rings::Rings::InProcess(self.rings.clone())
+        } else {
+            crate::rings::Rings::Files {
+                dir: crate::app::run_dir(self.cluster),
+                apps: self.app_nodes.len(),
+                seq: 0,
+            }
+        };
+        DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, rings, plan)
     }
 
     async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String> {
@@ -342,6 +354,7 @@ pub async fn run_with<St: Strategy + Clone>(
         None
     };
     let cluster = Cluster::start(ClusterSpec {
+        memcached_spares: usize::from(sc.memcached_spares()),
         pg_apply_delay_ms: sc.pg_replica_lag_ms,
         redis_min_replicas: opts.redis_min_replicas,
         ..ClusterSpec::default()
@@ -404,6 +417,7 @@ pub async fn run_with<St: Strategy + Clone>(
             app_nodes: &apps.nodes,
             proxies: proxies.as_ref(),
             origin: Some(instant_at(origin_ns)),
+            rings: Vec::new(),
         };
         let rec = drive(&mut world, sc, seed).await.map_err(Error::Docker)?;
         // They ran on (and so did their proxies) through the settle and the probes.
@@ -420,6 +434,7 @@ pub async fn run_with<St: Strategy + Clone>(
             app_nodes: &[],
             proxies: None,
             origin: None,
+            rings: Vec::new(),
         };
         drive(&mut world, sc, seed).await.map_err(Error::Docker)?
     };

@@ -110,7 +110,14 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     };
 
     let rec = Recorder::start();
-    let mut nemesis = DockerNemesis::new(&cluster, &[], None, &plan).expect("nemesis");
+    let mut nemesis = DockerNemesis::new(
+        &cluster,
+        &[],
+        None,
+        containers::rings::Rings::InProcess(Vec::new()),
+        &plan,
+    )
+    .expect("nemesis");
     run_plan(&mut nemesis, &plan, &rec).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -246,7 +253,14 @@ async fn a_killed_postgresql_primary_restarts_with_what_it_acknowledged() {
 
     let plan = Plan::new(vec![step(0, 1_000, Kind::Kill, Target::PgPrimary)]);
     let rec = Recorder::start();
-    let mut nemesis = DockerNemesis::new(&cluster, &[], None, &plan).expect("nemesis");
+    let mut nemesis = DockerNemesis::new(
+        &cluster,
+        &[],
+        None,
+        containers::rings::Rings::InProcess(Vec::new()),
+        &plan,
+    )
+    .expect("nemesis");
     run_plan(&mut nemesis, &plan, &rec).await;
     let history = String::from_utf8(rec.finish(&Header {
         format: FORMAT,

@@ -323,20 +323,23 @@ pub async fn build_cache<St: Strategy>(
         timeout,
         buggify,
     });
-    let names: Vec<String> = a.memcached.iter().map(|m| m.to_string()).collect();
-    let nodes = a
-        .memcached
-        .iter()
-        .map(|&addr| {
-            MemcachedClient(SimMemcachedConn {
-                rpc: rpc.clone(),
-                addr,
-                timeout,
-                buggify,
-            })
+    let client = |addr| {
+        MemcachedClient(SimMemcachedConn {
+            rpc: rpc.clone(),
+            addr,
+            timeout,
+            buggify,
         })
-        .collect();
-    let pool = Pool::new(Ring::new(&names).expect("three nodes"), nodes, &cfg);
+    };
+    let (ring, spares) = a
+        .memcached
+        .split_at(usize::from(chaos::scenario::MEMCACHED_NODES));
+    let names: Vec<String> = ring.iter().map(|m| m.to_string()).collect();
+    let nodes = ring.iter().map(|&addr| client(addr)).collect();
+    let mut pool = Pool::new(Ring::new(&names).expect("three nodes"), nodes, &cfg);
+    for &addr in spares {
+        pool = pool.with_spare(addr.to_string(), client(addr), &cfg);
+    }
     let store = SimStore {
         rpc,
         primary: a.pg[0],

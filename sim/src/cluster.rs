@@ -21,12 +21,13 @@ use crate::nodes::sentinel::sentinel_node;
 pub struct Addrs {
     pub redis: [SocketAddr; 2],
     pub sentinels: Vec<SocketAddr>,
+    /// The ring's nodes, then the spares booted outside it.
     pub memcached: Vec<SocketAddr>,
     pub pg: [SocketAddr; 2],
 }
 
 impl Addrs {
-    fn new() -> Addrs {
+    fn new(memcached_spares: u8) -> Addrs {
         Addrs {
             redis: [
                 SocketAddr::new(ip(1, 1), 6379),
@@ -35,7 +36,7 @@ impl Addrs {
             sentinels: (0..chaos::scenario::SENTINELS)
                 .map(|i| SocketAddr::new(ip(1, 11 + i), 26379))
                 .collect(),
-            memcached: (0..chaos::scenario::MEMCACHED_NODES)
+            memcached: (0..chaos::scenario::MEMCACHED_NODES + memcached_spares)
                 .map(|i| SocketAddr::new(ip(2, 1 + i), 11211))
                 .collect(),
             pg: [
@@ -69,7 +70,7 @@ impl Cluster {
     pub async fn boot(sc: &Scenario, keys: &[String], seed: u64) -> Cluster {
         let handle = Handle::current();
         let start = Instant::now();
-        let a = Arc::new(Addrs::new());
+        let a = Arc::new(Addrs::new(sc.memcached_spares()));
         let mut servers = Vec::new();
         let mut node = |target: Target, addr: SocketAddr, n: NodeHandle| {
             servers.push(Node {

@@ -116,6 +116,12 @@ pub const CATCHES: &[Catch] = &[
         Builtin::Versioned,
         "a read begun before a local write puts the old row into L0",
     ),
+    caught(
+        Mutant::NoRingHistory,
+        "memcached-ring-shrink",
+        Builtin::Versioned,
+        "memcached-3 rejoins the ring with the values it held before the writes made while it was out",
+    ),
 ];
 
 /// A mutant's first failure: the seed and what failed there.

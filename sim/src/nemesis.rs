@@ -57,11 +57,18 @@ pub struct SimNemesis {
     /// The nemesis's own node: its probes of servers are sent from there, like any client's.
     node: NodeHandle,
     rpc: Rpc,
+    /// Each app node's memcached ring: a ring change is pushed to all of them.
+    rings: Vec<aside::Membership>,
 }
 
 impl SimNemesis {
     /// A nemesis on a node of its own at `at`, acting on the cluster's servers and `apps`.
-    pub async fn new(cluster: &Cluster, apps: &[Node], at: IpAddr) -> SimNemesis {
+    pub async fn new(
+        cluster: &Cluster,
+        apps: &[Node],
+        rings: Vec<aside::Membership>,
+        at: IpAddr,
+    ) -> SimNemesis {
         let handle = Handle::current();
         let node = handle.create_node().name("nemesis").ip(at).build();
         let rpc = node
@@ -87,6 +94,7 @@ impl SimNemesis {
             nodes: servers.chain(apps).collect(),
             node,
             rpc,
+            rings,
         }
     }
 
@@ -475,6 +483,22 @@ impl Hands for SimNemesis {
         }
     }
 
+    /// Straight into each app node's cache, as a configuration push would: staged on all,
+    /// then committed on all.
+    async fn set_ring(&mut self, members: &[Target]) {
+        let names: Vec<String> = (members.iter())
+            .filter_map(|t| Some(self.placed(*t)?.addr?.to_string()))
+            .collect();
+        for r in &self.rings {
+            if let Err(e) = r.stage(&names) {
+                eprintln!("ring change: {e}");
+            }
+        }
+        for r in &self.rings {
+            let _ = r.commit();
+        }
+    }
+
     async fn unreachable(&mut self, t: Target) -> Option<String> {
         let n = self.placed(t)?;
         if n.addr.is_some() {
@@ -546,6 +570,25 @@ impl Hands for SimNemesis {
     async fn holds_marker(&mut self, t: Target) -> Option<bool> {
         let n = self.placed(t)?;
         self.marker_on(&n).await
+    }
+
+    async fn reads_served(&mut self, t: Target) -> Option<(u64, String)> {
+        let n = self.placed(t)?;
+        match self.tell(&n, TAG_MEMCACHED, mc::Cmd::Stats).await? {
+            mc::Reply::Stats { cmd_get, .. } => Some((cmd_get, "stats cmd_get".into())),
+            _ => None,
+        }
+    }
+
+    async fn rings(&mut self) -> Vec<Vec<Target>> {
+        let by_addr = |a: &String| {
+            (self.nodes.iter())
+                .find(|n| n.addr.is_some_and(|x| x.to_string() == *a))
+                .map(|n| n.target)
+        };
+        (self.rings.iter())
+            .map(|r| r.members().iter().filter_map(by_addr).collect())
+            .collect()
     }
 
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)> {

@@ -358,6 +358,7 @@ async fn memcached_conformance(cluster: &Cluster) {
         tokio::task::block_in_place(|| {
             rt.block_on(async {
                 real.flush_all().await.unwrap();
+                let gets_before = real.stat("cmd_get").await.unwrap();
                 let mut model = MemcachedModel::default();
                 let (mut real_cas, mut model_cas): (HashMap<usize, u64>, HashMap<usize, u64>) =
                     Default::default();
@@ -457,6 +458,12 @@ async fn memcached_conformance(cluster: &Cluster) {
                     };
                     prop_assert_eq!(&got, &want, "step {} {:?}", i, op);
                 }
+                // `stats cmd_get`, which the ring fault's effect is read from.
+                let gets = real.stat("cmd_get").await.unwrap() - gets_before;
+                let mc::Reply::Stats { cmd_get, .. } = model.exec(0, mc::Cmd::Stats) else {
+                    panic!("stats answers Stats");
+                };
+                prop_assert_eq!(gets, cmd_get, "cmd_get after {:?}", ops);
                 Ok(())
             })
         })
@@ -473,6 +480,7 @@ fn ans(r: mc::Reply) -> MAns {
         mc::Reply::Deleted(b) => MAns::Deleted(b),
         mc::Reply::Ok => MAns::Stored(true),
         mc::Reply::Err(_) => MAns::Err,
+        other => panic!("no command of the test answers {other:?}"),
     }
 }
 

@@ -100,3 +100,8 @@ fn no_l0_ticket_is_caught() {
 fn no_floor_check_is_caught() {
     caught(Mutant::NoFloorCheck);
 }
+
+#[test]
+fn no_ring_history_is_caught() {
+    caught(Mutant::NoRingHistory);
+}

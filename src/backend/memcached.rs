@@ -69,6 +69,8 @@ enum Expect {
     Ok,
     /// MN (meta no-op)
     Mn,
+    /// STAT <name> <value> lines, then END
+    Stats,
 }
 
 enum Reply {
@@ -76,6 +78,7 @@ enum Reply {
     Value(Option<(Vec<u8>, u64)>),
     Deleted(bool),
     Done,
+    Stats(Vec<(String, String)>),
 }
 
 async fn line(io: &mut BufReader<TcpStream>, addr: &str) -> TierResult<String> {
@@ -123,6 +126,21 @@ async fn exchange(
         Expect::Ok if head == "OK\r\n" => Ok(Reply::Done),
         Expect::Mn if head == "MN\r\n" => Ok(Reply::Done),
         Expect::Ok | Expect::Mn => Err(unexpected(&head)),
+        Expect::Stats => {
+            let mut stats = Vec::new();
+            let mut l = head;
+            while l != "END\r\n" {
+                let mut parts = l.trim_end().splitn(3, ' ');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("STAT"), Some(name), Some(value)) => {
+                        stats.push((name.to_string(), value.to_string()))
+                    }
+                    _ => return Err(unexpected(&l)),
+                }
+                l = line(io, addr).await?;
+            }
+            Ok(Reply::Stats(stats))
+        }
         Expect::Value => {
             if head == "END\r\n" {
                 return Ok(Reply::Value(None));
@@ -225,6 +243,18 @@ impl Memcached {
             Reply::Stored(b) => Ok(b),
             _ => Err(refused("reply of the wrong kind")),
         }
+    }
+
+    /// The general statistic `name` of `stats` (`cmd_get`, `evictions`, `curr_items`, ...).
+    pub async fn stat(&self, name: &str) -> TierResult<u64> {
+        let Reply::Stats(stats) = self.request(b"stats\r\n", Expect::Stats).await? else {
+            return Err(refused("reply of the wrong kind"));
+        };
+        let (_, value) = (stats.iter().find(|(n, _)| n == name))
+            .ok_or_else(|| refused(format!("stats has no {name}")))?;
+        value
+            .parse()
+            .map_err(|_| refused(format!("stats {name} is {value:?}, not a count")))
     }
 
     /// `mn` (meta no-op): a cheap health check that needs memcached >= 1.6.

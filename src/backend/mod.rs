@@ -118,6 +118,9 @@ pub async fn build_with<St: Strategy>(
     )
     .await?;
     pg.migrate().await?;
-    let pool = Pool::new(ring, nodes, &cfg);
+    let mut pool = Pool::new(ring, nodes, &cfg);
+    for a in &m.spares {
+        pool = pool.with_spare(a.clone(), Memcached::new(a.clone(), m.pool_max), &cfg);
+    }
     Ok(CacheAside::new(redis, pool, pg, strategy, cfg, instance))
 }

@@ -28,6 +28,8 @@ pub enum Cmd {
     },
     Delete(String),
     FlushAll,
+    /// `stats`: the counters [`Reply::Stats`] carries.
+    Stats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,11 @@ pub enum Reply {
     Ok,
     /// CLIENT_ERROR / SERVER_ERROR.
     Err(String),
+    /// `stats`: `cmd_get` (keys asked for by get and gets) and `evictions`.
+    Stats {
+        cmd_get: u64,
+        evictions: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +65,8 @@ pub struct MemcachedModel {
     cas_seq: u64,
     clock: u64,
     pub evictions: u64,
+    /// Keys asked for by `gets`, as memcached's `cmd_get` counts them.
+    pub cmd_get: u64,
 }
 
 impl Default for MemcachedModel {
@@ -80,6 +89,7 @@ impl MemcachedModel {
             cas_seq: 0,
             clock: 0,
             evictions: 0,
+            cmd_get: 0,
         }
     }
 
@@ -158,13 +168,20 @@ impl MemcachedModel {
         let key = match &cmd {
             Cmd::Gets(k) | Cmd::Delete(k) => Some(k),
             Cmd::Set { key, .. } | Cmd::Add { key, .. } | Cmd::Cas { key, .. } => Some(key),
-            Cmd::FlushAll => None,
+            Cmd::FlushAll | Cmd::Stats => None,
         };
         if key.is_some_and(|k| !valid_key(k)) {
             return Reply::Err("CLIENT_ERROR bad command line format".into());
         }
         match cmd {
-            Cmd::Gets(k) => Reply::Value(self.live(&k, now_ms).map(|i| (i.value.clone(), i.cas))),
+            Cmd::Gets(k) => {
+                self.cmd_get += 1;
+                Reply::Value(self.live(&k, now_ms).map(|i| (i.value.clone(), i.cas)))
+            }
+            Cmd::Stats => Reply::Stats {
+                cmd_get: self.cmd_get,
+                evictions: self.evictions,
+            },
             Cmd::Set { key, value, ttl_s } => {
                 // memcached unlinks the old item when a set fails for size, so stale data does
                 // not outlive the failed update (found by the conformance test).

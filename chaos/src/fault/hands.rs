@@ -14,6 +14,11 @@ pub struct Kept {
     pub flushed: Vec<Target>,
     /// Keys each Redis node had evicted when its memory limit began.
     pub evicted_before: Vec<(Target, u64)>,
+    /// The memcached ring a `ring` fault last set (`None`: the ring the world booted).
+    pub ring: Option<Vec<Target>>,
+    /// Per node a `ring` fault moved: reads it had answered, and the other nodes together, at
+    /// the look its effect is judged from.
+    pub reads_seen: Vec<(Target, u64, u64)>,
 }
 
 /// A world's primitives. Acting ones apply to one node (by its role at boot) or to the network;
@@ -55,6 +60,9 @@ pub trait Hands {
     /// PostgreSQL `t` answers every query of the app nodes' `query_ms` later (`None`: at its own
     /// pace again).
     async fn slow_queries(&mut self, t: Target, query_ms: Option<u32>);
+    /// Every app node's memcached ring is made of `members`: staged on all of them, then
+    /// committed on all ([`aside::Membership`]).
+    async fn set_ring(&mut self, members: &[Target]);
 
     /// Why `t` looks down or frozen to a client (a request unanswered, a task not run), if it
     /// does.
@@ -71,6 +79,10 @@ pub trait Hands {
     async fn holds_marker(&mut self, t: Target) -> Option<bool>;
     /// How many keys Redis `t` has evicted so far, and what the count was read from.
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)>;
+    /// How many reads memcached `t` has answered so far, and what the count was read from.
+    async fn reads_served(&mut self, t: Target) -> Option<(u64, String)>;
+    /// Each app node's memcached ring now, as the app node routes reads.
+    async fn rings(&mut self) -> Vec<Vec<Target>>;
     /// What shows PostgreSQL `t` replaying at least half of `lag_ms` behind, if anything does.
     async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String>;
     /// One query to PostgreSQL `t` the way an app node's goes: the path taken and its time.

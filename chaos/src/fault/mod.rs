@@ -21,6 +21,7 @@ pub mod memory_limit;
 pub mod partition;
 pub mod pause;
 pub mod replica_lag;
+pub mod ring;
 pub mod slow_queries;
 
 use effect::Effect;
@@ -193,10 +194,13 @@ pub enum Kind {
     /// Every query the PostgreSQL target answers takes `query_ms` longer (the production
     /// design's database slowdown); the heal restores its own pace.
     SlowQueries { query_ms: u32 },
+    /// A memcached node joins the ring (`join`) or leaves it while traffic runs; the heal moves
+    /// the ring back.
+    Ring { join: bool },
 }
 
 /// Every kind's name, in the order error messages list them.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     kill::NAME,
     pause::NAME,
     partition::NAME,
@@ -206,6 +210,7 @@ pub const KINDS: [&str; 9] = [
     memory_limit::NAME,
     replica_lag::NAME,
     slow_queries::NAME,
+    ring::NAME,
 ];
 
 impl Kind {
@@ -220,6 +225,7 @@ impl Kind {
             Kind::MemoryLimit { .. } => memory_limit::NAME,
             Kind::ReplicaLag { .. } => replica_lag::NAME,
             Kind::SlowQueries { .. } => slow_queries::NAME,
+            Kind::Ring { .. } => ring::NAME,
         }
     }
 
@@ -233,6 +239,7 @@ impl Kind {
             Kind::MemoryLimit { kib } => memory_limit::fields(kib),
             Kind::ReplicaLag { lag_ms } => replica_lag::fields(lag_ms),
             Kind::SlowQueries { query_ms } => slow_queries::fields(query_ms),
+            Kind::Ring { join } => ring::fields(join),
         }
     }
 
@@ -248,6 +255,7 @@ impl Kind {
                 |t| matches!(t, Target::PgPrimary | Target::PgReplica),
                 "pg-primary, pg-replica or postgres",
             ),
+            Kind::Ring { .. } => (|t| matches!(t, Target::Memcached(_)), "memcached-N"),
             Kind::Flush => (
                 |t| {
                     matches!(
@@ -277,6 +285,7 @@ impl Kind {
             memory_limit::NAME => memory_limit::parse(v),
             replica_lag::NAME => replica_lag::parse(v),
             slow_queries::NAME => slow_queries::parse(v),
+            ring::NAME => ring::parse(v),
             _ => return None,
         })
     }
@@ -348,6 +357,9 @@ impl Fault {
                 ));
             }
         }
+        if let Kind::Ring { join } = kind {
+            ring::check_target(target, join)?;
+        }
         Ok(Fault { kind, target })
     }
 
@@ -363,6 +375,7 @@ impl Fault {
             Kind::MemoryLimit { kib } => memory_limit::begin(h, self, kib).await,
             Kind::ReplicaLag { lag_ms } => replica_lag::begin(h, self, lag_ms).await,
             Kind::SlowQueries { query_ms } => slow_queries::begin(h, self, query_ms).await,
+            Kind::Ring { join } => ring::begin(h, self, join).await,
         }
     }
 
@@ -378,6 +391,7 @@ impl Fault {
             Kind::MemoryLimit { .. } => memory_limit::heal(h, self).await,
             Kind::ReplicaLag { .. } => replica_lag::heal(h, self).await,
             Kind::SlowQueries { .. } => slow_queries::heal(h, self).await,
+            Kind::Ring { join } => ring::heal(h, self, join).await,
         }
     }
 
@@ -393,6 +407,7 @@ impl Fault {
             Kind::MemoryLimit { kib } => memory_limit::observe(h, kib).await,
             Kind::ReplicaLag { lag_ms } => replica_lag::observe(h, self, lag_ms).await,
             Kind::SlowQueries { query_ms } => slow_queries::observe(h, self, query_ms).await,
+            Kind::Ring { join } => ring::observe(h, self, join).await,
         }
     }
 }
@@ -406,6 +421,12 @@ impl fmt::Display for Fault {
                 self.target.name(),
                 if one_way { "<-x-" } else { "<-x->" },
                 peers.name()
+            ),
+            Kind::Ring { join } => write!(
+                f,
+                "ring: {} {}",
+                self.target.name(),
+                if join { "joins" } else { "leaves" }
             ),
             _ => write!(f, "{} {}", self.kind.name(), self.target.name()),
         }

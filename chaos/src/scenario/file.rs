@@ -85,6 +85,14 @@ const CATALOG: &[(&str, &str)] = &[
         "memcached-rejoin",
         include_str!("../../scenarios/memcached-rejoin.toml"),
     ),
+    (
+        "memcached-ring-grow",
+        include_str!("../../scenarios/memcached-ring-grow.toml"),
+    ),
+    (
+        "memcached-ring-shrink",
+        include_str!("../../scenarios/memcached-ring-shrink.toml"),
+    ),
     ("app-pause", include_str!("../../scenarios/app-pause.toml")),
     (
         "latency-spike",

@@ -18,6 +18,9 @@ pub struct Addrs {
     pub redis_master: String,
     pub sentinels: Vec<String>,
     pub memcached: Vec<String>,
+    /// Memcached nodes outside the ring (`memcached.spares`).
+    #[serde(default)]
+    pub memcached_spares: Vec<String>,
     pub pg: String,
     pub pg_replica: Option<String>,
 }
@@ -42,10 +45,13 @@ impl Addrs {
             ));
         }
         t.push_str(&format!(
-            "[memcached]\nnodes = [{}]\n[postgres]\nurl = {:?}\n",
-            list(&self.memcached),
-            self.pg
+            "[memcached]\nnodes = [{}]\n",
+            list(&self.memcached)
         ));
+        if !self.memcached_spares.is_empty() {
+            t.push_str(&format!("spares = [{}]\n", list(&self.memcached_spares)));
+        }
+        t.push_str(&format!("[postgres]\nurl = {:?}\n", self.pg));
         if let Some(r) = &self.pg_replica {
             t.push_str(&format!("replica_url = {r:?}\n"));
         }
@@ -96,6 +102,7 @@ impl Addrs {
             },
             memcached: aside::settings::MemcachedSettings {
                 nodes: self.memcached.clone(),
+                spares: self.memcached_spares.clone(),
                 pool_max: 16,
             },
             postgres: aside::settings::PostgresSettings {

@@ -28,6 +28,9 @@ pub struct ClusterSpec {
     pub redis_replica: bool,
     pub sentinels: usize,
     pub memcached: usize,
+    /// Memcached nodes launched after those, outside the ring (`memcached.spares`): a ring
+    /// change can bring them in.
+    pub memcached_spares: usize,
     pub pg_replica: bool,
     /// `recovery_min_apply_delay` of the PostgreSQL replica (replica lag), in ms.
     pub pg_apply_delay_ms: u64,
@@ -82,6 +85,7 @@ impl Default for ClusterSpec {
             redis_replica: true,
             sentinels: chaos::scenario::SENTINELS as usize,
             memcached: chaos::scenario::MEMCACHED_NODES as usize,
+            memcached_spares: 0,
             pg_replica: true,
             pg_apply_delay_ms: 0,
             down_after_ms: 1000,
@@ -158,7 +162,10 @@ pub struct Cluster {
     pub redis_master: Node,
     pub redis_replica: Option<Node>,
     pub sentinels: Vec<Node>,
+    /// The ring's nodes, then the spares.
     pub memcached: Vec<Node>,
+    /// How many of [`Cluster::memcached`] make the ring.
+    pub memcached_ring: usize,
     pub pg_primary: Node,
     pub pg_replica: Option<Node>,
     /// The replica's `recovery_min_apply_delay` at boot (the nemesis restores it).
@@ -210,7 +217,7 @@ impl Cluster {
                 WaitFor::message_on_stderr("database system is ready to accept connections"),
                 Some("postgres")
             ),
-            try_join_all((0..spec.memcached).map(|i| {
+            try_join_all((0..spec.memcached + spec.memcached_spares).map(|i| {
                 let name = format!("memcached-{}", i + 1);
                 async move {
                     l.node(
@@ -330,6 +337,7 @@ impl Cluster {
             redis_replica,
             sentinels,
             memcached,
+            memcached_ring: spec.memcached,
             pg_primary,
             pg_replica,
             pg_apply_delay_ms: spec.pg_apply_delay_ms,
@@ -345,8 +353,20 @@ impl Cluster {
         self.sentinels.iter().map(Node::addr).collect()
     }
 
+    /// The ring's nodes.
     pub fn memcached_addrs(&self) -> Vec<String> {
-        self.memcached.iter().map(Node::addr).collect()
+        self.memcached[..self.memcached_ring]
+            .iter()
+            .map(Node::addr)
+            .collect()
+    }
+
+    /// The spares, outside the ring.
+    pub fn memcached_spare_addrs(&self) -> Vec<String> {
+        self.memcached[self.memcached_ring..]
+            .iter()
+            .map(Node::addr)
+            .collect()
     }
 
     pub fn pg_url(&self) -> String {
@@ -438,6 +458,7 @@ impl Cluster {
             redis_master: self.redis_master.addr(),
             sentinels: self.sentinel_addrs(),
             memcached: self.memcached_addrs(),
+            memcached_spares: self.memcached_spare_addrs(),
             pg: self.pg_url(),
             pg_replica: self.pg_replica_url(),
         }

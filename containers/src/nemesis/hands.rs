@@ -214,6 +214,36 @@ impl Hands for DockerNemesis<'_> {
         }
     }
 
+    async fn set_ring(&mut self, members: &[Target]) {
+        let names: Vec<String> = (members.iter())
+            .filter_map(|t| Some(self.node(*t)?.addr()))
+            .collect();
+        self.rings.set(&names).await;
+    }
+
+    async fn reads_served(&mut self, t: Target) -> Option<(u64, String)> {
+        let n = self.node(t)?;
+        let m = aside::backend::Memcached::new(n.addr(), 1);
+        let gets = tokio::time::timeout(super::PROBE_TIMEOUT, m.stat("cmd_get"))
+            .await
+            .ok()?
+            .ok()?;
+        Some((gets, "stats cmd_get".into()))
+    }
+
+    async fn rings(&mut self) -> Vec<Vec<Target>> {
+        let memcached = self.side(Side::Memcached);
+        let target = |a: &String| {
+            memcached
+                .iter()
+                .find(|(_, n)| n.addr() == *a)
+                .map(|(t, _)| *t)
+        };
+        (self.rings.current().iter())
+            .map(|r| r.iter().filter_map(target).collect())
+            .collect()
+    }
+
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)> {
         let n = Self::evicted_keys(self.node(t)?).await?;
         Some((n, "INFO evicted_keys".into()))

@@ -75,6 +75,8 @@ pub struct DockerNemesis<'a> {
     cuts_unseen: Vec<Fault>,
     /// What such a look saw for cuts not asked about yet.
     seen: Vec<(Fault, String)>,
+    /// Every app node's memcached ring.
+    pub(crate) rings: crate::rings::Rings,
 }
 
 impl<'a> DockerNemesis<'a> {
@@ -84,6 +86,7 @@ impl<'a> DockerNemesis<'a> {
         cluster: &'a Cluster,
         app_nodes: &'a [Node],
         proxies: Option<&'a Proxies>,
+        rings: crate::rings::Rings,
         plan: &Plan,
     ) -> Result<DockerNemesis<'a>, String> {
         let apps = cluster.gateway().map_err(|e| e.to_string())?;
@@ -100,6 +103,7 @@ impl<'a> DockerNemesis<'a> {
             dropped: Vec::new(),
             cuts_unseen: Vec::new(),
             seen: Vec::new(),
+            rings,
         })
     }
 

@@ -158,11 +158,11 @@ fn an_unknown_bound_is_refused_with_the_known_ones() {
 fn a_fault_on_a_node_the_cluster_lacks_is_refused() {
     let e = error(&mine_with(
         "target = \"memcached-2\"",
-        "target = \"memcached-4\"",
+        "target = \"memcached-5\"",
     ));
     assert_eq!(
         e,
-        "my.toml:24: fault[2].target: memcached-4 does not exist: the cluster has 3 memcached nodes"
+        "my.toml:24: fault[2].target: memcached-5 does not exist: the cluster has 4 memcached nodes (the last a spare)"
     );
     let e = error(&mine_with("kind = \"kill\"", "kind = \"melt\""));
     assert!(
