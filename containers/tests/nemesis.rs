@@ -30,9 +30,12 @@ fn step(at_ms: u64, for_ms: u64, kind: Kind, target: impl Into<Side>) -> Step {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
-    let cluster = Cluster::start(ClusterSpec::default())
-        .await
-        .expect("cluster");
+    let cluster = Cluster::start(ClusterSpec {
+        memcached_spares: 1,
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
     let plan = Plan::new(vec![
         step(0, 1_000, Kind::Kill, Target::Memcached(2)),
         step(1_500, 800, Kind::Pause, Target::Memcached(0)),
@@ -69,6 +72,13 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         ),
         step(11_500, 1_000, Kind::Loss { per_mille: 300 }, Side::Network),
         step(13_000, 500, Kind::Latency { one_way_ms: 50 }, Side::Network),
+        step(14_000, 800, Kind::Ring { join: true }, Target::Memcached(3)),
+        step(
+            15_000,
+            800,
+            Kind::Ring { join: false },
+            Target::Memcached(1),
+        ),
     ]);
 
     // Traffic, so that evictions and replication lag have something to show: writes through the
@@ -77,6 +87,8 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         .library(Builtin::Versioned, CacheConfig::default(), "app-1")
         .await
         .expect("library");
+    // The writer's instance is the app node whose ring the ring faults change.
+    let ring = cache.l2().membership();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
@@ -110,14 +122,8 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
     };
 
     let rec = Recorder::start();
-    let mut nemesis = DockerNemesis::new(
-        &cluster,
-        &[],
-        None,
-        containers::rings::Rings::InProcess(Vec::new()),
-        &plan,
-    )
-    .expect("nemesis");
+    let rings = containers::rings::Rings::InProcess(vec![ring]);
+    let mut nemesis = DockerNemesis::new(&cluster, &[], None, rings, &plan).expect("nemesis");
     run_plan(&mut nemesis, &plan, &rec).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -147,12 +153,17 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         "memory-limit",
         "replica-lag",
         "loss",
+        "ring",
     ] {
         let n = observed
             .iter()
             .filter(|l| l.contains(&format!("\"kind\":\"{kind}\"")))
             .count();
-        let want = if kind == "partition" { 2 } else { 1 };
+        let want = if matches!(kind, "partition" | "ring") {
+            2
+        } else {
+            1
+        };
         assert_eq!(
             n,
             want,

@@ -22,6 +22,10 @@ pub const NAME: &str = "ring";
 /// none to show that it is out of the ring.
 pub const READS_ELSEWHERE_MIN: u64 = 20;
 
+/// The shortest a random plan's ring change lasts: long enough for the keys that moved to be
+/// read where they moved.
+pub const RANDOM_FOR_MS_MIN: u64 = 1_000;
+
 /// A booted node leaves, or the spare joins.
 pub fn draw() -> impl Strategy<Value = Fault> {
     let spare = Target::Memcached(crate::scenario::MEMCACHED_NODES);
@@ -98,6 +102,13 @@ async fn change(h: &mut impl Hands, t: Target, join: bool) {
 pub(super) async fn begin(h: &mut impl Hands, f: &Fault, join: bool) {
     let Some(t) = node(f) else { return };
     change(h, t, join).await;
+    note_reads(h, t).await;
+}
+
+/// Notes what `t` and the other nodes have answered, for the looks to count from: at the
+/// change, or at the first look that can read it (a lost request must not leave the fault
+/// unobservable).
+async fn note_reads(h: &mut impl Hands, t: Target) {
     let others = reads_elsewhere(h, t).await;
     if let Some((reads, _)) = h.reads_served(t).await {
         h.kept().reads_seen.push((t, reads, others));
@@ -123,10 +134,19 @@ async fn reads_elsewhere(h: &mut impl Hands, t: Target) -> u64 {
 
 pub(super) async fn observe(h: &mut impl Hands, f: &Fault, join: bool) -> Option<Effect> {
     let t = node(f)?;
-    let i = h.kept().reads_seen.iter().position(|(n, _, _)| *n == t)?;
+    let Some(i) = h.kept().reads_seen.iter().position(|(n, _, _)| *n == t) else {
+        note_reads(h, t).await;
+        return None;
+    };
     let (_, before, others_before) = h.kept().reads_seen[i];
     let (now, how) = h.reads_served(t).await?;
-    let others = reads_elsewhere(h, t).await;
+    // A join is judged by the node's own reads alone: no request more than needed (a lossy
+    // network loses some, and each costs the look a timeout).
+    let others = if join {
+        others_before
+    } else {
+        reads_elsewhere(h, t).await
+    };
     let rings = h.rings().await;
     let apps_without = rings.iter().filter(|r| !r.contains(&t)).count();
     let look = Look {
