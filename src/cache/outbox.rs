@@ -533,9 +533,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         }
         if d.l2 {
-            match self.fill_l2_answer(gen_key, Some(&row)).await {
-                (_, Ok(_)) => acked.1 = true,
-                (n, Err(e)) => self.tier_failed(Some(n), &e),
+            acked.1 = true;
+            for (n, l2) in self.fill_l2_owners(gen_key, Some(&row)).await {
+                if let Err(e) = l2 {
+                    acked.1 = false;
+                    self.tier_failed(Some(n), &e);
+                }
             }
         }
         acked

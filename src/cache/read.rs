@@ -262,51 +262,61 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// what the read saw there (`seen`); not at all if the ring has moved on from `epoch`, the
     /// one the read began in.
     pub(super) async fn fill_l2(&self, key: &Key, row: Option<&Row>, seen: Seen, epoch: u64) {
-        let _ = self.fill_l2_answer_after(key, row, seen, Some(epoch)).await;
-    }
-
-    /// [`CacheAside::fill_l2`], with the node's answer (and which node it is).
-    pub(super) async fn fill_l2_answer(
-        &self,
-        key: &Key,
-        row: Option<&Row>,
-    ) -> (usize, TierResult<bool>) {
-        self.fill_l2_answer_after(key, row, Seen::Unknown, None)
-            .await
-    }
-
-    async fn fill_l2_answer_after(
-        &self,
-        key: &Key,
-        row: Option<&Row>,
-        seen: Seen,
-        epoch: Option<u64>,
-    ) -> (usize, TierResult<bool>) {
-        let (e, version, hard_ttl) = self.entry(key, row, self.l2_ttl_ms(key));
         let (n, mk, now) = self.l2_slot(key);
-        if epoch.is_some_and(|e| e != now) {
+        if epoch != now {
             // The ring moved while the row was read: the node it would go to may be one that
             // a write the read raced did not invalidate.
+            let version = row.map_or(0, |r| r.version);
             self.emit_fill(key.as_str(), Tier::L2, version, &Ok(false), self.clock());
             self.metrics.l2.fill_rejections.fetch_add(1, Relaxed);
-            return (n, Ok(false));
+            return;
         }
+        let _ = self.fill_l2_node(key, n, &mk, row, seen).await;
+    }
+
+    /// Fills `row` into every node that owns `key` (one, unless the ring is changing: a node a
+    /// change left keeps what it holds, and must not keep an older version than this), with
+    /// each node's answer. For a group's generation, which the nodes' entries of the group are
+    /// read by.
+    pub(super) async fn fill_l2_owners(
+        &self,
+        key: &Key,
+        row: Option<&Row>,
+    ) -> Vec<(usize, TierResult<bool>)> {
+        let (owners, mk) = self.l2_owners(key);
+        let mut out = Vec::with_capacity(owners.len());
+        for n in owners {
+            out.push((n, self.fill_l2_node(key, n, &mk, row, Seen::Unknown).await));
+        }
+        out
+    }
+
+    /// Fills node `n` (where `key` is stored as `mk`) through the strategy, from `seen`.
+    async fn fill_l2_node(
+        &self,
+        key: &Key,
+        n: usize,
+        mk: &str,
+        row: Option<&Row>,
+        seen: Seen,
+    ) -> TierResult<bool> {
+        let (e, version, hard_ttl) = self.entry(key, row, self.l2_ttl_ms(key));
         if e.len() > self.cfg.l2_item_bytes_max {
             // Over memcached's item limit: skip L2, never an error to the caller.
             self.metrics.l2.oversized.fetch_add(1, Relaxed);
-            return (n, Ok(false));
+            return Ok(false);
         }
         let ttl_s = Self::secs(hard_ttl);
         let started = self.clock();
         let node = &self.l2.nodes[n];
         let r = if self.mutated(Mutant::NoL2Cas) {
             // Boxed: test machinery adds nothing to the read path's frame.
-            Box::pin(self.on_l2(n, async { node.set(&mk, &e, ttl_s).await.map(|()| true) })).await
+            Box::pin(self.on_l2(n, async { node.set(mk, &e, ttl_s).await.map(|()| true) })).await
         } else {
             self.on_l2(
                 n,
                 self.strategy
-                    .fill_l2_after(node, &mk, &e, version, ttl_s, seen),
+                    .fill_l2_after(node, mk, &e, version, ttl_s, seen),
             )
             .await
         };
@@ -316,7 +326,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
             Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
         }
-        (n, r)
+        r
     }
 
     /// Reads `key` through the tiers: L1, then L2, then the database (filling both on the way

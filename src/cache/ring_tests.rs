@@ -95,3 +95,50 @@ async fn a_fill_whose_read_began_under_another_ring_is_refused() {
         .unwrap()
         .is_some());
 }
+
+/// A group's generation is read from its node: a node that left the ring while the group's
+/// generation moved on must not hand back the old generation (and the old generation's entries)
+/// when it returns.
+#[tokio::test]
+async fn a_node_that_left_returns_with_the_groups_newer_generation() {
+    let cfg = CacheConfig {
+        grouped_namespaces: vec!["listings".into()],
+        ..CacheConfig::default()
+    }
+    .validate()
+    .unwrap();
+    let nodes = NODES.iter().map(|_| MemMemcached::default()).collect();
+    let pool = Pool::new(Ring::new(&NODES).unwrap(), nodes, &cfg);
+    let c = CacheAside::new(
+        MemRedis::default(),
+        pool,
+        MemStore::default(),
+        Builtin::Versioned,
+        cfg,
+        "app-1",
+    );
+    // A group whose generation key lives on c:1.
+    let k = (0..1000)
+        .map(|i| Key::new("listings", 1, &format!("r/{i}:hot")).unwrap())
+        .find(|k| {
+            let g = k.generation_key().unwrap();
+            c.l2().node_index(g.route().as_bytes()) == 2
+        })
+        .expect("c:1 owns some group");
+    let gen_key = k.generation_key().unwrap();
+    c.write(&k, b"one").await.unwrap();
+    assert_eq!(c.get(&k).await.unwrap().unwrap().row.version, 1);
+    c.l2().membership().change(&["a:1", "b:1"]).unwrap();
+    c.store().write(k.as_str(), b"two").await.unwrap();
+    let group = k.group().unwrap().to_string();
+    c.invalidate_prefix("listings", 1, &group).await.unwrap();
+    c.l2().membership().change(&NODES).unwrap();
+    // L1 loses the generation and the key: both are read from c:1 again.
+    let stored = c.resolve(&k).await.unwrap().stored().into_owned();
+    let old = k.in_generation(0).stored().into_owned();
+    c.l1()
+        .del(&[gen_key.stored().into_owned(), stored, old])
+        .await
+        .unwrap();
+    assert_eq!(c.get(&k).await.unwrap().unwrap().row.version, 2);
+}

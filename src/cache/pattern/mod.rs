@@ -177,14 +177,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             payload: Vec::new(),
         };
         let l1 = self.fill_l1_answer(gen_key, Some(&row)).await;
-        let (n, l2) = self.fill_l2_answer(gen_key, Some(&row)).await;
         if let Err(e) = &l1 {
             self.tier_failed(None, e);
         }
-        if let Err(e) = &l2 {
-            self.tier_failed(Some(n), e);
+        let mut l2_ok = true;
+        for (n, l2) in self.fill_l2_owners(gen_key, Some(&row)).await {
+            if let Err(e) = &l2 {
+                l2_ok = false;
+                self.tier_failed(Some(n), e);
+            }
         }
-        l1.is_ok() && l2.is_ok()
+        l1.is_ok() && l2_ok
     }
 
     /// A grouped key that L1 could not answer with its generation (L1 fenced, failing, or
