@@ -23,8 +23,14 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(5);
 pub enum Rings {
     /// The handles of the app nodes in this process.
     InProcess(Vec<Membership>),
-    /// App nodes in containers, following `dir/ring`.
-    Files { dir: PathBuf, apps: usize, seq: u64 },
+    /// App nodes in containers, following `dir/ring`; `boot`: the ring each has until it
+    /// acknowledges a step.
+    Files {
+        dir: PathBuf,
+        apps: usize,
+        seq: u64,
+        boot: Vec<String>,
+    },
 }
 
 impl Rings {
@@ -43,7 +49,7 @@ impl Rings {
                     let _ = r.commit();
                 }
             }
-            Rings::Files { dir, apps, seq } => {
+            Rings::Files { dir, apps, seq, .. } => {
                 for step in ["stage", "commit"] {
                     *seq += 1;
                     let text = format!("{seq} {step} {}", members.join(","));
@@ -60,12 +66,15 @@ impl Rings {
         }
     }
 
-    /// Each app node's ring now (an app node in a container: as it last acknowledged).
+    /// Each app node's ring now (an app node in a container: as it last acknowledged, the boot
+    /// ring before it has).
     pub fn current(&self) -> Vec<Vec<String>> {
         match self {
             Rings::InProcess(rings) => rings.iter().map(Membership::members).collect(),
-            Rings::Files { dir, apps, .. } => (0..*apps)
-                .filter_map(|app| Some(read_ack(&ack_file(dir, app))?.1))
+            Rings::Files {
+                dir, apps, boot, ..
+            } => (0..*apps)
+                .map(|app| read_ack(&ack_file(dir, app)).map_or_else(|| boot.clone(), |a| a.1))
                 .collect(),
         }
     }
@@ -165,11 +174,14 @@ mod tests {
         )
         .with_spare("d:1", (), &cfg);
         let follower = tokio::spawn(follow(dir.path().to_path_buf(), 0, pool.membership()));
+        let three: Vec<String> = ["a:1", "b:1", "c:1"].map(String::from).into();
         let mut rings = Rings::Files {
             dir: dir.path().to_path_buf(),
             apps: 1,
             seq: 0,
+            boot: three.clone(),
         };
+        assert_eq!(rings.current(), vec![three], "the boot ring until a step");
         let four: Vec<String> = ["a:1", "b:1", "c:1", "d:1"].map(String::from).into();
         rings.set(&four).await;
         assert_eq!(rings.current(), vec![four.clone()]);

@@ -294,6 +294,7 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
                 dir: crate::app::run_dir(self.cluster),
                 apps: self.app_nodes.len(),
                 seq: 0,
+                boot: self.cluster.memcached_addrs(),
             }
         };
         DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, rings, plan)

@@ -365,6 +365,11 @@ impl Nemesis for SimNemesis {
     }
 }
 
+/// How long a ring change stays staged on every app node before the first commits.
+const RING_STAGED_MS: u64 = 20;
+/// Between one app node's commit of a ring change and the next's.
+const RING_COMMIT_SKEW_MS: u64 = 10;
+
 impl Hands for SimNemesis {
     fn targets(&self, side: Side) -> Vec<Target> {
         self.side(side).into_iter().map(|n| n.target).collect()
@@ -483,8 +488,9 @@ impl Hands for SimNemesis {
         }
     }
 
-    /// Straight into each app node's cache, as a configuration push would: staged on all,
-    /// then committed on all.
+    /// Straight into each app node's cache, as a configuration push would: staged on all, then
+    /// (after [`RING_STAGED_MS`]) committed on each in turn, [`RING_COMMIT_SKEW_MS`] apart, so
+    /// runs have app nodes reading from both rings at once.
     async fn set_ring(&mut self, members: &[Target]) {
         let names: Vec<String> = (members.iter())
             .filter_map(|t| Some(self.placed(*t)?.addr?.to_string()))
@@ -494,7 +500,11 @@ impl Hands for SimNemesis {
                 eprintln!("ring change: {e}");
             }
         }
-        for r in &self.rings {
+        madsim::time::sleep(Duration::from_millis(RING_STAGED_MS)).await;
+        for (i, r) in self.rings.iter().enumerate() {
+            if i > 0 {
+                madsim::time::sleep(Duration::from_millis(RING_COMMIT_SKEW_MS)).await;
+            }
             let _ = r.commit();
         }
     }

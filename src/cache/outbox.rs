@@ -534,7 +534,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         if d.l2 {
             acked.1 = true;
-            for (n, l2) in self.fill_l2_owners(gen_key, Some(&row)).await {
+            for (n, l2) in self.fill_l2_owners(gen_key, &row).await {
                 if let Err(e) = l2 {
                     acked.1 = false;
                     self.tier_failed(Some(n), &e);

@@ -274,19 +274,34 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let _ = self.fill_l2_node(key, n, &mk, row, seen).await;
     }
 
-    /// Fills `row` into every node that owns `key` (one, unless the ring is changing: a node a
-    /// change left keeps what it holds, and must not keep an older version than this), with
-    /// each node's answer. For a group's generation, which the nodes' entries of the group are
-    /// read by.
+    /// Fills `row` into the node that owns `key` and tombstones it, at `row`'s version, on the
+    /// nodes of a ring being changed to or left ([`CacheAside::l2_owners`]), with each node's
+    /// answer. For a group's generation, by which the group's entries on its node are read: a
+    /// node a change left must not hand back an older generation if the ring moves back, and a
+    /// tombstone, unlike a value, lives no longer than the ring it was sent under is
+    /// invalidated.
     pub(super) async fn fill_l2_owners(
         &self,
         key: &Key,
-        row: Option<&Row>,
+        row: &Row,
     ) -> Vec<(usize, TierResult<bool>)> {
         let (owners, mk) = self.l2_owners(key);
+        let tomb_s = Self::secs(self.cfg.tombstone_ttl_ms);
         let mut out = Vec::with_capacity(owners.len());
-        for n in owners {
-            out.push((n, self.fill_l2_node(key, n, &mk, row, Seen::Unknown).await));
+        for (i, n) in owners.into_iter().enumerate() {
+            let r = if i == 0 {
+                self.fill_l2_node(key, n, &mk, Some(row), Seen::Unknown)
+                    .await
+            } else {
+                let node = &self.l2.nodes[n];
+                let v = Some(row.version);
+                let r = self
+                    .on_l2(n, self.strategy.invalidate_l2(node, &mk, v, tomb_s))
+                    .await;
+                self.emit_invalidation(key.as_str(), Tier::L2, v, &r, self.clock());
+                r.map(|()| true)
+            };
+            out.push((n, r));
         }
         out
     }

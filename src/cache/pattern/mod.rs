@@ -181,7 +181,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             self.tier_failed(None, e);
         }
         let mut l2_ok = true;
-        for (n, l2) in self.fill_l2_owners(gen_key, Some(&row)).await {
+        for (n, l2) in self.fill_l2_owners(gen_key, &row).await {
             if let Err(e) = &l2 {
                 l2_ok = false;
                 self.tier_failed(Some(n), e);
