@@ -150,14 +150,12 @@ pub(super) async fn observe(h: &mut impl Hands, f: &Fault, join: bool) -> Option
         reads_elsewhere(h, t).await
     };
     let rings = h.rings().await;
-    let apps_without = rings.iter().filter(|r| !r.contains(&t)).count();
-    let apps_with = rings.len() - apps_without;
+    let apps_with = rings.iter().filter(|r| r.contains(&t)).count();
     let look = Look {
         reads: (before, now),
         others: (others_before, others),
         apps: rings.len(),
         apps_with,
-        apps_without,
     };
     seen(&t.name(), join, look, &how)
 }
@@ -169,10 +167,9 @@ pub struct Look {
     pub reads: (u64, u64),
     /// The same for the other memcached nodes together.
     pub others: (u64, u64),
-    /// App nodes, and how many of them have a ring with the node and without it.
+    /// App nodes, and how many of them have a ring with the node.
     pub apps: usize,
     pub apps_with: usize,
-    pub apps_without: usize,
 }
 
 /// The rule. A node that joined is in every app node's ring, and answers (its count of reads
@@ -193,7 +190,7 @@ pub fn seen(node: &str, join: bool, look: Look, how: &str) -> Option<Effect> {
             ))
         });
     }
-    (look.apps > 0 && look.apps_without == look.apps && theirs >= READS_ELSEWHERE_MIN).then(|| {
+    (look.apps > 0 && look.apps_with == 0 && theirs >= READS_ELSEWHERE_MIN).then(|| {
         Effect::Seen(format!(
             "{node} is out of the ring of all {} app nodes, and the other memcached nodes answered {theirs} reads since ({how})",
             look.apps
@@ -211,7 +208,6 @@ mod tests {
             others,
             apps: 3,
             apps_with: 3 - apps_without,
-            apps_without,
         }
     }
 
