@@ -16,6 +16,9 @@ use sim::models::memcached::{self as mc, MemcachedModel};
 use sim::models::postgres::PgModel;
 use sim::models::redis::{self as rd, RedisModel};
 
+#[path = "conformance/memory.rs"]
+mod memory;
+
 /// Plain keys, a lease, a group's generation key and the first key in its first generations
 /// (what `get_in_generation` reads).
 const KEYS: [&str; 8] = [
@@ -558,6 +561,7 @@ async fn models_answer_as_the_real_servers_do() {
     let cluster = Cluster::start(spec).await.expect("cluster");
     redis_conformance(&cluster).await;
     memcached_conformance(&cluster).await;
+    memory::memory_pressure_conformance(&cluster.memcached[0].addr()).await;
     postgres_conformance(&cluster).await;
 }
 

@@ -30,6 +30,12 @@ pub enum Cmd {
     FlushAll,
     /// `stats`: the counters [`Reply::Stats`] carries.
     Stats,
+    /// `cache_memlimit`: the memory limit becomes `bytes`. Nothing is freed at once: items are
+    /// evicted, least recently used first, as later stores need room (real memcached stops
+    /// allocating pages past the new limit and evicts within what it holds).
+    MemLimit {
+        bytes: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +75,12 @@ pub struct MemcachedModel {
     pub cmd_get: u64,
 }
 
+/// The memory limit a node boots with (`-m 64`).
+pub const LIMIT_BYTES_BOOT: usize = 64 << 20;
+
 impl Default for MemcachedModel {
     fn default() -> Self {
-        MemcachedModel::new(64 << 20)
+        MemcachedModel::new(LIMIT_BYTES_BOOT)
     }
 }
 
@@ -168,7 +177,7 @@ impl MemcachedModel {
         let key = match &cmd {
             Cmd::Gets(k) | Cmd::Delete(k) => Some(k),
             Cmd::Set { key, .. } | Cmd::Add { key, .. } | Cmd::Cas { key, .. } => Some(key),
-            Cmd::FlushAll | Cmd::Stats => None,
+            Cmd::FlushAll | Cmd::Stats | Cmd::MemLimit { .. } => None,
         };
         if key.is_some_and(|k| !valid_key(k)) {
             return Reply::Err("CLIENT_ERROR bad command line format".into());
@@ -182,6 +191,10 @@ impl MemcachedModel {
                 cmd_get: self.cmd_get,
                 evictions: self.evictions,
             },
+            Cmd::MemLimit { bytes } => {
+                self.limit_bytes = bytes;
+                Reply::Ok
+            }
             Cmd::Set { key, value, ttl_s } => {
                 // memcached unlinks the old item when a set fails for size, so stale data does
                 // not outlive the failed update (found by the conformance test).
@@ -293,5 +306,34 @@ mod tests {
         assert_eq!(m.evictions, 1);
         assert_eq!(m.exec(0, Cmd::FlushAll), Reply::Ok);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_lowered_limit_evicts_at_the_next_store_and_an_evicted_tombstone_lets_an_add_land() {
+        let item = 2 + 100 + ITEM_OVERHEAD_BYTES;
+        let mut m = MemcachedModel::default();
+        let set = |k: &str| Cmd::Set {
+            key: k.into(),
+            value: vec![0; 100],
+            ttl_s: 0,
+        };
+        for k in ["t1", "k2", "k3"] {
+            m.exec(0, set(k));
+        }
+        let limit = Cmd::MemLimit { bytes: 2 * item };
+        assert_eq!(m.exec(0, limit), Reply::Ok);
+        assert_eq!(m.len(), 3, "nothing is freed when the limit falls");
+        m.exec(0, set("k4"));
+        assert_eq!(m.evictions, 2, "the store made room for itself");
+        let old = Cmd::Add {
+            key: "t1".into(),
+            value: vec![1; 100],
+            ttl_s: 0,
+        };
+        assert_eq!(
+            m.exec(0, old),
+            Reply::Stored(true),
+            "the tombstone t1 was evicted, so an add of an older value lands"
+        );
     }
 }
