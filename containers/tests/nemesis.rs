@@ -79,6 +79,12 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
             Kind::Ring { join: false },
             Target::Memcached(1),
         ),
+        step(
+            16_500,
+            1_500,
+            Kind::MemoryLimit { kib: 2 },
+            Target::Memcached(0),
+        ),
     ]);
 
     // Traffic, so that evictions and replication lag have something to show: writes through the
@@ -159,7 +165,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
             .iter()
             .filter(|l| l.contains(&format!("\"kind\":\"{kind}\"")))
             .count();
-        let want = if matches!(kind, "partition" | "ring") {
+        let want = if matches!(kind, "partition" | "ring" | "memory-limit") {
             2
         } else {
             1
@@ -234,6 +240,12 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         .await
         .unwrap();
     assert_eq!(maxmemory[1], "0");
+    let mc = aside::backend::Memcached::new(cluster.memcached[0].addr(), 1);
+    assert_eq!(
+        mc.stat("limit_maxbytes").await.unwrap(),
+        64 << 20,
+        "memcached-1 has its boot limit back"
+    );
     let delay = std::process::Command::new("docker")
         .args(["exec", "-u", "root"])
         .arg(cluster.pg_replica.as_ref().unwrap().container.id())

@@ -12,8 +12,9 @@ use super::{Fault, Side, Target};
 pub struct Kept {
     /// Caches that took the flush marker and were flushed: the flush shows once it is gone.
     pub flushed: Vec<Target>,
-    /// Keys each Redis node had evicted when its memory limit began.
-    pub evicted_before: Vec<(Target, u64)>,
+    /// Keys each limited cache node had evicted when its memory limit began, and the KiB it is
+    /// held to.
+    pub evicted_before: Vec<(Target, u64, u32)>,
     /// The memcached ring a `ring` fault last set (`None`: the ring the world booted).
     pub ring: Option<Vec<Target>>,
     /// Per node a `ring` fault moved: reads it had answered, and the other nodes together, at
@@ -53,8 +54,10 @@ pub trait Hands {
     async fn mark(&mut self, t: Target) -> bool;
     /// Empties cache `t` (FLUSHALL, `flush_all`).
     async fn flush(&mut self, t: Target);
-    /// Redis `t` may hold `kib` KiB, evicting least recently used keys (`None`: no limit).
-    async fn limit_memory(&mut self, t: Target, kib: Option<u32>);
+    /// Cache `t` (Redis, memcached) may hold `kib` KiB, evicting least recently used keys
+    /// (`None`: its boot limit again). Returns the KiB it is held to, which a real server's
+    /// floor may raise (memcached's is 8 MiB).
+    async fn limit_memory(&mut self, t: Target, kib: Option<u32>) -> u32;
     /// PostgreSQL `t` applies the primary's log `lag_ms` behind (`None`: its own delay again).
     async fn lag_replica(&mut self, t: Target, lag_ms: Option<u32>);
     /// PostgreSQL `t` answers every query of the app nodes' `query_ms` later (`None`: at its own
@@ -77,7 +80,7 @@ pub trait Hands {
     async fn loss_burst(&mut self) -> Option<(String, usize, Duration)>;
     /// Does cache `t` still hold the flush marker? `None` when it does not answer.
     async fn holds_marker(&mut self, t: Target) -> Option<bool>;
-    /// How many keys Redis `t` has evicted so far, and what the count was read from.
+    /// How many keys cache `t` has evicted so far, and what the count was read from.
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)>;
     /// How many reads memcached `t` has answered so far, and what the count was read from.
     async fn reads_served(&mut self, t: Target) -> Option<(u64, String)>;

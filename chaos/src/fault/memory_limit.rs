@@ -1,6 +1,9 @@
-//! `memory-limit`: Redis may hold at most `kib` KiB (`CONFIG SET maxmemory`, `allkeys-lru`): keys
-//! are evicted, least recently used first; the heal lifts the limit. Seen when a limited node
-//! has evicted more keys than it had when the limit began.
+//! `memory-limit`: a cache node may hold at most `kib` KiB and evicts, least recently used
+//! first; the heal lifts the limit. Redis: `CONFIG SET maxmemory` with `allkeys-lru`. memcached
+//! (the production design's memory pressure): the simulator's model holds `kib` KiB; a real
+//! memcached refuses a `cache_memlimit` under 8 MiB, so the containers world lowers it to 8 MiB
+//! and a ballast writer keeps that full, which evicts the items nobody read lately just the
+//! same. Seen when a limited node has evicted more keys than it had when the limit began.
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -12,6 +15,7 @@ use super::{u32_field, Fault, Kind, Side, Target};
 pub const NAME: &str = "memory-limit";
 
 /// Below the base scenario's working set (40 keys take about 6 KiB), so the limit evicts.
+/// Redis only, so `random`'s plans stay as they were drawn before memcached could be limited.
 pub fn draw() -> impl Strategy<Value = Fault> {
     (2u32..5).prop_map(|kib| Fault::new(Kind::MemoryLimit { kib }, Side::Redis))
 }
@@ -26,34 +30,46 @@ pub(super) fn parse(v: &Value) -> Result<Kind, String> {
     })
 }
 
-fn redis_on(h: &impl Hands, f: &Fault) -> Vec<Target> {
+/// The servers a memory limit acts on.
+pub fn limits(t: Target) -> bool {
+    matches!(
+        t,
+        Target::RedisMaster | Target::RedisReplica | Target::Memcached(_)
+    )
+}
+
+/// How a person names them.
+pub const LIMITS: &str = "redis-master, redis-replica, redis, memcached-N or memcached";
+
+fn caches_in(h: &impl Hands, f: &Fault) -> Vec<Target> {
     (h.targets(f.target).into_iter())
-        .filter(|t| matches!(t, Target::RedisMaster | Target::RedisReplica))
+        .filter(|t| limits(*t))
         .collect()
 }
 
 pub(super) async fn begin(h: &mut impl Hands, f: &Fault, kib: u32) {
-    for t in redis_on(h, f) {
-        if let Some((evicted, _)) = h.evicted(t).await {
-            h.kept().evicted_before.push((t, evicted));
+    for t in caches_in(h, f) {
+        let before = h.evicted(t).await;
+        let held_kib = h.limit_memory(t, Some(kib)).await;
+        if let Some((evicted, _)) = before {
+            h.kept().evicted_before.push((t, evicted, held_kib));
         }
-        h.limit_memory(t, Some(kib)).await;
     }
 }
 
 pub(super) async fn heal(h: &mut impl Hands, f: &Fault) {
-    for t in redis_on(h, f) {
+    for t in caches_in(h, f) {
         h.limit_memory(t, None).await;
     }
     h.kept()
         .evicted_before
-        .retain(|(t, _)| !f.target.contains(*t));
+        .retain(|(t, _, _)| !f.target.contains(*t));
 }
 
-pub(super) async fn observe(h: &mut impl Hands, kib: u32) -> Option<Effect> {
-    for (t, before) in h.kept().evicted_before.clone() {
+pub(super) async fn observe(h: &mut impl Hands) -> Option<Effect> {
+    for (t, before, held_kib) in h.kept().evicted_before.clone() {
         if let Some((now, how)) = h.evicted(t).await {
-            if let Some(e) = seen(t.name(), kib, before, now, how) {
+            if let Some(e) = seen(t.name(), held_kib, before, now, how) {
                 return Some(e);
             }
         }

@@ -185,8 +185,8 @@ pub enum Kind {
     /// memcached: a datacenter's cold start). Nothing to undo: the heal only marks the end of
     /// the refill the plan watches.
     Flush,
-    /// Redis may hold at most `kib` KiB (`CONFIG SET maxmemory`, `allkeys-lru`): keys are
-    /// evicted, least recently used first; the heal lifts the limit.
+    /// A cache node (Redis, memcached) may hold at most `kib` KiB: keys are evicted, least
+    /// recently used first; the heal lifts the limit.
     MemoryLimit { kib: u32 },
     /// The PostgreSQL replica applies the primary's log `lag_ms` behind (a long query on the
     /// replica, a saturated disk); the heal restores its own lag.
@@ -246,10 +246,7 @@ impl Kind {
     /// The servers this kind acts on, and how a person names them; `None`: any target.
     fn acts_on(&self) -> Option<ActsOn> {
         Some(match self {
-            Kind::MemoryLimit { .. } => (
-                |t| matches!(t, Target::RedisMaster | Target::RedisReplica),
-                "redis-master, redis-replica or redis",
-            ),
+            Kind::MemoryLimit { .. } => (memory_limit::limits, memory_limit::LIMITS),
             Kind::ReplicaLag { .. } => (|t| t == Target::PgReplica, "pg-replica or postgres"),
             Kind::SlowQueries { .. } => (
                 |t| matches!(t, Target::PgPrimary | Target::PgReplica),
@@ -404,7 +401,7 @@ impl Fault {
             Kind::Latency { one_way_ms } => latency::observe(h, one_way_ms).await,
             Kind::Loss { .. } => loss::observe(h).await,
             Kind::Flush => flush::observe(h, self).await,
-            Kind::MemoryLimit { kib } => memory_limit::observe(h, kib).await,
+            Kind::MemoryLimit { .. } => memory_limit::observe(h).await,
             Kind::ReplicaLag { lag_ms } => replica_lag::observe(h, self, lag_ms).await,
             Kind::SlowQueries { query_ms } => slow_queries::observe(h, self, query_ms).await,
             Kind::Ring { join } => ring::observe(h, self, join).await,
@@ -507,8 +504,8 @@ mod tests {
     fn a_kind_on_a_target_it_cannot_act_on_is_refused_not_run_as_nothing() {
         let bad = |v: serde_json::Value| Fault::from_json(&v).unwrap_err();
         assert_eq!(
-            bad(serde_json::json!({"kind": "memory-limit", "target": "memcached-1", "kib": 8})),
-            "a memory-limit fault acts on redis-master, redis-replica or redis: target \"memcached-1\" is none of them, and the fault would do nothing"
+            bad(serde_json::json!({"kind": "memory-limit", "target": "pg-primary", "kib": 8})),
+            "a memory-limit fault acts on redis-master, redis-replica, redis, memcached-N or memcached: target \"pg-primary\" is none of them, and the fault would do nothing"
         );
         assert!(bad(
             serde_json::json!({"kind": "replica-lag", "target": "pg-primary", "lag_ms": 9})
@@ -526,6 +523,7 @@ mod tests {
             serde_json::json!({"kind": "replica-lag", "target": "postgres", "lag_ms": 9}),
             serde_json::json!({"kind": "flush", "target": "memcached"}),
             serde_json::json!({"kind": "memory-limit", "target": "redis", "kib": 8}),
+            serde_json::json!({"kind": "memory-limit", "target": "memcached-2", "kib": 8}),
             serde_json::json!({"kind": "kill", "target": "sentinel-2"}),
         ] {
             assert!(Fault::from_json(&ok).is_ok(), "{ok}");

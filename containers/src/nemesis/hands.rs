@@ -105,8 +105,29 @@ impl Hands for DockerNemesis<'_> {
         }
     }
 
-    async fn limit_memory(&mut self, t: Target, kib: Option<u32>) {
-        let Some(n) = self.node(t) else { return };
+    /// Redis: `maxmemory` with `allkeys-lru`. memcached: its floor and a ballast writer
+    /// ([`super::ballast`]).
+    async fn limit_memory(&mut self, t: Target, kib: Option<u32>) -> u32 {
+        let Some(n) = self.node(t) else {
+            return kib.unwrap_or(0);
+        };
+        if let Target::Memcached(_) = t {
+            if let Some(i) = self.ballasts.iter().position(|b| b.0 == t) {
+                let (_, b) = self.ballasts.swap_remove(i);
+                match b.stop().await {
+                    Ok(n) => tracing::debug!("{}: {n} ballast fillers written", t.name()),
+                    Err(e) => tracing::warn!("memory limit on {}: {e}", t.name()),
+                }
+            }
+            if kib.is_none() {
+                return super::ballast::BOOT_MIB * 1024;
+            }
+            match super::ballast::Ballast::start(&n.addr()).await {
+                Ok(b) => self.ballasts.push((t, b)),
+                Err(e) => tracing::warn!("memory limit on {}: {e}", t.name()),
+            }
+            return super::ballast::FLOOR_MIB * 1024;
+        }
         match kib {
             Some(kib) => {
                 let bytes = (u64::from(kib) * 1024).to_string();
@@ -118,6 +139,7 @@ impl Hands for DockerNemesis<'_> {
                 let _ = redis(&n.addr(), &["CONFIG", "SET", "maxmemory", "0"]).await;
             }
         }
+        kib.unwrap_or(0)
     }
 
     /// The replica only (`recovery_min_apply_delay`); the heal goes back to the delay it booted
@@ -245,6 +267,12 @@ impl Hands for DockerNemesis<'_> {
     }
 
     async fn evicted(&mut self, t: Target) -> Option<(u64, String)> {
+        if let Target::Memcached(_) = t {
+            let m = aside::backend::Memcached::new(self.node(t)?.addr(), 1);
+            let n = tokio::time::timeout(super::PROBE_TIMEOUT, m.stat("evictions"));
+            let how = "stats evictions, at cache_memlimit's 8 MiB floor kept full by ballast";
+            return Some((n.await.ok()?.ok()?, how.into()));
+        }
         let n = Self::evicted_keys(self.node(t)?).await?;
         Some((n, "INFO evicted_keys".into()))
     }

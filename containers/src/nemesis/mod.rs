@@ -13,7 +13,9 @@
 //!   by Docker's own account of its cgroup;
 //! * loss: `iptables -m statistic --mode random` drops on every server's INPUT;
 //! * flush: FLUSHALL / `flush_all` after writing a marker key, observed gone;
-//! * memory-limit: `CONFIG SET maxmemory` with `allkeys-lru`, observed as `evicted_keys` growing;
+//! * memory-limit: on Redis `CONFIG SET maxmemory` with `allkeys-lru`, observed as
+//!   `evicted_keys` growing; on memcached its 8 MiB floor kept full by a ballast writer
+//!   ([`ballast`]), observed as `stats evictions` growing;
 //! * replica-lag: `recovery_min_apply_delay` on the PostgreSQL replica (ALTER SYSTEM and a
 //!   reload), observed as WAL received but not replayed;
 //! * latency: the one-way delay of every proxy between the app nodes (in containers) and the
@@ -24,6 +26,7 @@
 //! Effects are observed as a client would see them: a request from the host (where the app
 //! nodes run) or from inside a container across a cut gets no answer within [`PROBE_TIMEOUT`].
 
+mod ballast;
 mod hands;
 mod iptables;
 mod probe;
@@ -77,6 +80,8 @@ pub struct DockerNemesis<'a> {
     seen: Vec<(Fault, String)>,
     /// Every app node's memcached ring.
     pub(crate) rings: crate::rings::Rings,
+    /// The ballast writers of memcached nodes under a memory limit.
+    ballasts: Vec<(Target, ballast::Ballast)>,
 }
 
 impl<'a> DockerNemesis<'a> {
@@ -104,6 +109,7 @@ impl<'a> DockerNemesis<'a> {
             cuts_unseen: Vec::new(),
             seen: Vec::new(),
             rings,
+            ballasts: Vec::new(),
         })
     }
 
