@@ -26,6 +26,8 @@ pub const MEMCACHED_NODES: u8 = 3;
 pub const MEMCACHED_SPARES: u8 = 1;
 /// App nodes a scenario may ask for.
 pub const APPS_MAX: u64 = 200;
+/// The width of the scenario column of the command lines' tables: the catalog's longest name.
+pub const NAME_WIDTH: usize = 25;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {

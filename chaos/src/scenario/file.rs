@@ -111,6 +111,10 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/redis-memory-full.toml"),
     ),
     (
+        "memcached-memory-pressure",
+        include_str!("../../scenarios/memcached-memory-pressure.toml"),
+    ),
+    (
         "cold-start",
         include_str!("../../scenarios/cold-start.toml"),
     ),

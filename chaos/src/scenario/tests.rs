@@ -8,6 +8,12 @@ fn unknown_scenarios_name_the_known_ones() {
 }
 
 #[test]
+fn the_tables_scenario_column_is_as_wide_as_the_longest_name() {
+    let longest = catalog().iter().map(|s| s.name.len()).max().unwrap();
+    assert_eq!(NAME_WIDTH, longest);
+}
+
+#[test]
 fn a_scenario_is_what_its_header_config_says() {
     for sc in catalog() {
         let sc = sc.for_seed(3);

@@ -237,10 +237,11 @@ fn app(task: &str) -> ExitCode {
 }
 
 fn list() -> ExitCode {
+    let w = scenario::NAME_WIDTH;
     for sc in scenario::catalog() {
         match unsupported(&sc) {
-            None => println!("{:<22} runs", sc.name),
-            Some(why) => println!("{:<22} cannot run: {why}", sc.name),
+            None => println!("{:<w$} runs", sc.name),
+            Some(why) => println!("{:<w$} cannot run: {why}", sc.name),
         }
     }
     ExitCode::SUCCESS
@@ -393,8 +394,9 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if !json {
-        println!("\n{:<22} {:<10} verdicts", "scenario", "strategy");
-        println!("{name:<22} {:<10} {}", st.name(), summary(&ran));
+        let w = scenario::NAME_WIDTH;
+        println!("\n{:<w$} {:<10} verdicts", "scenario", "strategy");
+        println!("{name:<w$} {:<10} {}", st.name(), summary(&ran));
     }
     ExitCode::from(u8::from(ran.iter().any(|r| !r.failed.is_empty())))
 }

@@ -283,8 +283,9 @@ pub fn campaign(args: RunArgs) -> ExitCode {
         );
     }
     println!();
+    let w = chaos::scenario::NAME_WIDTH;
     println!(
-        "{:<22} {:<10} {:>5} {:>6}  {:<40} {:<7}  failing invariants (runs), seeds",
+        "{:<w$} {:<10} {:>5} {:>6}  {:<40} {:<7}  failing invariants (runs), seeds",
         "scenario", "strategy", "runs", "failed", "promise", "held"
     );
     for (c, v) in cells.iter().zip(&verdicts) {
@@ -312,7 +313,7 @@ pub fn campaign(args: RunArgs) -> ExitCode {
             format!("{}; seeds {}{more}", invs.join(", "), seeds.join(" "))
         };
         println!(
-            "{:<22} {:<10} {:>5} {:>6}  {:<40} {held:<7}  {failing}",
+            "{:<w$} {:<10} {:>5} {:>6}  {:<40} {held:<7}  {failing}",
             c.sc.name,
             c.strategy.name(),
             t.runs,

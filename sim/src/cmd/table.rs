@@ -30,8 +30,9 @@ pub fn list(cells: bool) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let w = scenario::NAME_WIDTH;
     for s in scenario::catalog() {
-        println!("{:<22} {}", s.name, s.about);
+        println!("{:<w$} {}", s.name, s.about);
     }
     println!(
         "strategies: {}",
