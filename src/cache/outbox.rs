@@ -498,20 +498,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let (owners, mk) = self.l2_owners(key);
             l2_ok = true;
             for n in owners {
-                let started = self.clock();
                 let node = &self.l2.nodes[n];
-                let r = self
-                    .retry_l2(
-                        n,
-                        self.strategy
-                            .repair_l2(node, &mk, d.version, Self::secs(tomb_ms)),
-                    )
-                    .await;
-                self.emit_invalidation(&d.key, Tier::L2, v, &r, started);
-                if let Err(e) = r {
-                    l2_ok = false;
-                    self.tier_failed(Some(n), &e);
-                }
+                let repair = self
+                    .strategy
+                    .repair_l2(node, &mk, d.version, Self::secs(tomb_ms));
+                let call = self.retry_l2(n, repair);
+                l2_ok &= self.l2_node_invalidated(&d.key, n, v, call).await.is_ok();
             }
         }
         (l1_ok, l2_ok)

@@ -156,18 +156,32 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let tomb_s = Self::secs(self.cfg.tombstone_ttl_ms);
         let mut answer = Ok(());
         for n in owners {
-            let started = self.clock();
             let node = &self.l2.nodes[n];
-            let r = self
-                .on_l2(n, self.strategy.invalidate_l2(node, &mk, version, tomb_s))
-                .await;
-            self.emit_invalidation(key.as_str(), Tier::L2, version, &r, started);
-            if let Err(e) = &r {
-                self.tier_failed(Some(n), e);
-            }
-            answer = answer.and(r);
+            let call = self.on_l2(n, self.strategy.invalidate_l2(node, &mk, version, tomb_s));
+            answer = answer.and(
+                self.l2_node_invalidated(key.as_str(), n, version, call)
+                    .await,
+            );
         }
         answer
+    }
+
+    /// One memcached node's part of an invalidation of `key` (`call`: the strategy's
+    /// invalidation or repair on node `n`), told in the history; a failure is the node's.
+    pub(super) async fn l2_node_invalidated(
+        &self,
+        key: &str,
+        n: usize,
+        version: Option<u64>,
+        call: impl Future<Output = TierResult<()>>,
+    ) -> TierResult<()> {
+        let started = self.clock();
+        let r = call.await;
+        self.emit_invalidation(key, Tier::L2, version, &r, started);
+        if let Err(e) = &r {
+            self.tier_failed(Some(n), e);
+        }
+        r
     }
 
     pub(super) fn emit_invalidation(
