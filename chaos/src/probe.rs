@@ -1,6 +1,11 @@
 //! End-of-run probes, the same in both worlds: after every fault has healed and the run has
 //! settled, read every tier for every key straight from the servers (no fill, no lease), and
 //! record what each holds.
+//!
+//! A key of a grouped namespace is held under its group's generation (`key#gN`, on the group's
+//! memcached node): each tier is probed under the generation it would give a reader, its own
+//! copy of the group's generation key, or the database's when it holds none. An entry under
+//! any other generation is out of every reader's reach.
 
 use aside::envelope::{self, Entry};
 use aside::tier::{MemcachedLike, ReadFrom, RedisLike, Store};
@@ -8,6 +13,14 @@ use aside::{CacheAside, Key, Strategy};
 use invariants::history::Source;
 
 use crate::record::Recorder;
+
+/// The version of the entry `raw` holds for the key `name`, if it holds a value.
+fn version(name: &str, raw: Option<Vec<u8>>) -> Option<u64> {
+    match raw.map(|r| envelope::decode(name, &r)) {
+        Some(Ok(Entry::Value { version, .. })) => Some(version),
+        _ => None,
+    }
+}
 
 pub async fn probe_all<R, M, S, St>(
     cache: &CacheAside<R, M, S, St>,
@@ -21,22 +34,127 @@ pub async fn probe_all<R, M, S, St>(
 {
     for k in keys {
         let at = rec.now_ns();
-        let version = |raw: Option<Vec<u8>>| match raw.map(|r| envelope::decode(k, &r)) {
-            Some(Ok(Entry::Value { version, .. })) => Some(version),
-            _ => None,
+        let key = Key::parse(k).expect("the keyspace holds valid keys");
+        let gen_key = cache.generation_key_of(&key);
+        // `in_generation` names any key with a group; only a grouped namespace is held so.
+        let held = |g: u64| match gen_key {
+            Some(_) => key.in_generation(g),
+            None => key.clone(),
         };
-        if let Ok(raw) = cache.l1().get(k).await {
-            rec.probe(k, at, Source::L1, version(raw));
+        // The group's generation in the database (0 before the first bump), and in each tier.
+        let mut db_gen = 0;
+        if let Some(g) = &gen_key {
+            if let Ok(row) = cache.store().read(g.as_str(), ReadFrom::Primary).await {
+                db_gen = row.map_or(0, |r| r.version);
+            }
         }
-        let mkey = Key::parse(k)
-            .expect("the keyspace holds valid keys")
-            .memcached();
-        let n = cache.l2().node_index(mkey.as_bytes());
-        if let Ok(raw) = cache.l2().nodes[n].gets(&mkey).await {
-            rec.probe(k, at, Source::L2, version(raw.map(|r| r.0)));
+        let l1_gen = match &gen_key {
+            Some(g) => (cache.l1().get(&g.stored()).await.ok())
+                .and_then(|raw| version(g.as_str(), raw))
+                .unwrap_or(db_gen),
+            None => 0,
+        };
+        if let Ok(raw) = cache.l1().get(&held(l1_gen).stored()).await {
+            rec.probe(k, at, Source::L1, version(k, raw));
+        }
+        let node = &cache.l2().nodes[cache.l2_node_of(&key)];
+        let l2_gen = match &gen_key {
+            Some(g) => (node.gets(&g.memcached()).await.ok())
+                .and_then(|raw| version(g.as_str(), raw.map(|r| r.0)))
+                .unwrap_or(db_gen),
+            None => 0,
+        };
+        if let Ok(raw) = node.gets(&held(l2_gen).memcached()).await {
+            rec.probe(k, at, Source::L2, version(k, raw.map(|r| r.0)));
         }
         if let Ok(row) = cache.store().read(k, ReadFrom::Primary).await {
             rec.probe(k, at, Source::Db, row.map(|r| r.version));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aside::tier::mem::{MemMemcached, MemRedis, MemStore};
+    use aside::{Builtin, CacheConfig, Pool, Ring};
+    use invariants::history::{Header, FORMAT};
+
+    /// What the probe recorded for `key`, per tier, from the history's probe lines.
+    fn probed(history: &[u8], key: &str) -> Vec<(String, Option<u64>)> {
+        (String::from_utf8_lossy(history).lines())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "probe" && v["key"] == key)
+            .map(|v| {
+                (
+                    v["tier"].as_str().unwrap().to_string(),
+                    v["version"].as_u64(),
+                )
+            })
+            .collect()
+    }
+
+    /// Writes and reads `listings:v1:r/rust:hot` around a bump of its group, then probes it:
+    /// the versions each tier holds for it, and the version written last.
+    async fn probe_listing(grouped: &[&str]) -> (Vec<(String, Option<u64>)>, u64) {
+        let cfg = CacheConfig {
+            grouped_namespaces: grouped.iter().map(|s| s.to_string()).collect(),
+            ..CacheConfig::default()
+        }
+        .validate()
+        .unwrap();
+        let names = ["a:1", "b:1", "c:1"];
+        let nodes = names.iter().map(|_| MemMemcached::default()).collect();
+        let pool = Pool::new(Ring::new(&names).unwrap(), nodes, &cfg);
+        let store = MemStore::default();
+        let cache = CacheAside::new(
+            MemRedis::default(),
+            pool,
+            store,
+            Builtin::Versioned,
+            cfg,
+            "app-1",
+        );
+        let k = Key::new("listings", 1, "r/rust:hot").unwrap();
+        cache.write(&k, b"one").await.unwrap();
+        cache.get(&k).await.unwrap();
+        cache
+            .invalidate_prefix("listings", 1, "r/rust:")
+            .await
+            .unwrap();
+        let written = cache.write(&k, b"two").await.unwrap().version;
+        cache.get(&k).await.unwrap();
+
+        let rec = Recorder::start();
+        probe_all(&cache, &[k.as_str().to_string()], &rec).await;
+        let history = rec.finish(&Header {
+            format: FORMAT,
+            world: "test".into(),
+            scenario: "probe".into(),
+            strategy: "versioned".into(),
+            seed: 0,
+            commit: "test".into(),
+            config: invariants::Bounds::default().to_config(),
+        });
+        (probed(&history, k.as_str()), written)
+    }
+
+    /// Before the probe followed generations it read `listings:v1:r/rust:hot` itself, which no
+    /// tier holds under `versioned`, and recorded nothing in L1 and L2 for every grouped key:
+    /// convergence could not fail for them.
+    #[tokio::test]
+    async fn a_grouped_key_is_probed_under_the_generation_each_tier_gives_a_reader() {
+        let (probed, written) = probe_listing(&["listings"]).await;
+        let want = |tier: &str| (tier.to_string(), Some(written));
+        assert_eq!(probed, vec![want("l1"), want("l2"), want("db")]);
+    }
+
+    /// The same key where its namespace is not grouped is held, and probed, as itself (a first
+    /// version of the probe named it in generation 0 and found nothing).
+    #[tokio::test]
+    async fn a_key_with_a_group_in_a_namespace_not_grouped_is_probed_as_itself() {
+        let (probed, written) = probe_listing(&[]).await;
+        let want = |tier: &str| (tier.to_string(), Some(written));
+        assert_eq!(probed, vec![want("l1"), want("l2"), want("db")]);
     }
 }

@@ -66,10 +66,23 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     fn l2_route(&self, key: &Key) -> String {
-        match key.generation_key().filter(|_| self.grouped(key.prefix())) {
+        match self.generation_key_of(key) {
             Some(gen_key) => gen_key.route(),
             None => key.route(),
         }
+    }
+
+    /// The generation key of `key`'s group when this instance holds `key` under its group's
+    /// generation (a grouped namespace under a strategy with generations), else `None`: the
+    /// tiers then hold `key.in_generation(g)`, g being the generation key's version.
+    pub fn generation_key_of(&self, key: &Key) -> Option<Key> {
+        key.generation_key().filter(|_| self.grouped(key.prefix()))
+    }
+
+    /// The memcached node that owns `key` under the current ring (every generation of a
+    /// grouped key lives on its group's node), for tools that read the servers directly.
+    pub fn l2_node_of(&self, key: &Key) -> usize {
+        self.l2.node_index(self.l2_route(key).as_bytes())
     }
 
     /// Whether `key`'s namespace is grouped under this instance's strategy.
