@@ -3,9 +3,10 @@
 //! record what each holds.
 //!
 //! A key of a grouped namespace is held under its group's generation (`key#gN`, on the group's
-//! memcached node): each tier is probed under the generation it would give a reader, its own
-//! copy of the group's generation key, or the database's when it holds none. An entry under
-//! any other generation is out of every reader's reach.
+//! memcached node): both tiers are probed under the generation a reader would take, as the read
+//! path takes it (L1's copy of the group's generation key, else L2's, else the database's). An
+//! entry under any other generation is out of every reader's reach. A key whose generation
+//! cannot be learned (the database does not answer) is not probed.
 
 use aside::envelope::{self, Entry};
 use aside::tier::{MemcachedLike, ReadFrom, RedisLike, Store};
@@ -18,6 +19,16 @@ use crate::record::Recorder;
 fn version(name: &str, raw: Option<Vec<u8>>) -> Option<u64> {
     match raw.map(|r| envelope::decode(name, &r)) {
         Some(Ok(Entry::Value { version, .. })) => Some(version),
+        _ => None,
+    }
+}
+
+/// The generation a tier's copy of the generation key `name` gives a reader: its value's
+/// version, 0 if the database had no row, nothing for a tombstone or no entry.
+fn generation(name: &str, raw: Option<Vec<u8>>) -> Option<u64> {
+    match raw.map(|r| envelope::decode(name, &r)) {
+        Some(Ok(Entry::Value { version, .. })) => Some(version),
+        Some(Ok(Entry::Absent { .. })) => Some(0),
         _ => None,
     }
 }
@@ -35,36 +46,31 @@ pub async fn probe_all<R, M, S, St>(
     for k in keys {
         let at = rec.now_ns();
         let key = Key::parse(k).expect("the keyspace holds valid keys");
-        let gen_key = cache.generation_key_of(&key);
-        // `in_generation` names any key with a group; only a grouped namespace is held so.
-        let held = |g: u64| match gen_key {
-            Some(_) => key.in_generation(g),
+        let node = &cache.l2().nodes[cache.l2_node_of(&key)];
+        let held = match cache.generation_key_of(&key) {
             None => key.clone(),
-        };
-        // The group's generation in the database (0 before the first bump), and in each tier.
-        let mut db_gen = 0;
-        if let Some(g) = &gen_key {
-            if let Ok(row) = cache.store().read(g.as_str(), ReadFrom::Primary).await {
-                db_gen = row.map_or(0, |r| r.version);
+            Some(g) => {
+                let in_l1 = cache.l1().get(&g.stored()).await.ok();
+                let in_l2 = match in_l1.clone().and_then(|raw| generation(g.as_str(), raw)) {
+                    Some(_) => None,
+                    None => node.gets(&g.memcached()).await.ok(),
+                };
+                let cached = (in_l1.and_then(|raw| generation(g.as_str(), raw)))
+                    .or_else(|| in_l2.and_then(|raw| generation(g.as_str(), raw.map(|r| r.0))));
+                let gen = match cached {
+                    Some(n) => n,
+                    None => match cache.store().read(g.as_str(), ReadFrom::Primary).await {
+                        Ok(row) => row.map_or(0, |r| r.version),
+                        Err(_) => continue,
+                    },
+                };
+                key.in_generation(gen)
             }
-        }
-        let l1_gen = match &gen_key {
-            Some(g) => (cache.l1().get(&g.stored()).await.ok())
-                .and_then(|raw| version(g.as_str(), raw))
-                .unwrap_or(db_gen),
-            None => 0,
         };
-        if let Ok(raw) = cache.l1().get(&held(l1_gen).stored()).await {
+        if let Ok(raw) = cache.l1().get(&held.stored()).await {
             rec.probe(k, at, Source::L1, version(k, raw));
         }
-        let node = &cache.l2().nodes[cache.l2_node_of(&key)];
-        let l2_gen = match &gen_key {
-            Some(g) => (node.gets(&g.memcached()).await.ok())
-                .and_then(|raw| version(g.as_str(), raw.map(|r| r.0)))
-                .unwrap_or(db_gen),
-            None => 0,
-        };
-        if let Ok(raw) = node.gets(&held(l2_gen).memcached()).await {
+        if let Ok(raw) = node.gets(&held.memcached()).await {
             rec.probe(k, at, Source::L2, version(k, raw.map(|r| r.0)));
         }
         if let Ok(row) = cache.store().read(k, ReadFrom::Primary).await {
@@ -96,7 +102,11 @@ mod tests {
 
     /// Writes and reads `listings:v1:r/rust:hot` around a bump of its group, then probes it:
     /// the versions each tier holds for it, and the version written last.
-    async fn probe_listing(grouped: &[&str]) -> (Vec<(String, Option<u64>)>, u64) {
+    /// `l1_loses_generation`: L1 no longer holds the group's generation key when probed.
+    async fn probe_listing(
+        grouped: &[&str],
+        l1_loses_generation: bool,
+    ) -> (Vec<(String, Option<u64>)>, u64) {
         let cfg = CacheConfig {
             grouped_namespaces: grouped.iter().map(|s| s.to_string()).collect(),
             ..CacheConfig::default()
@@ -124,6 +134,10 @@ mod tests {
             .unwrap();
         let written = cache.write(&k, b"two").await.unwrap().version;
         cache.get(&k).await.unwrap();
+        if l1_loses_generation {
+            let g = k.generation_key().unwrap().stored().into_owned();
+            cache.l1().del(&[g]).await.unwrap();
+        }
 
         let rec = Recorder::start();
         probe_all(&cache, &[k.as_str().to_string()], &rec).await;
@@ -144,16 +158,23 @@ mod tests {
     /// convergence could not fail for them.
     #[tokio::test]
     async fn a_grouped_key_is_probed_under_the_generation_each_tier_gives_a_reader() {
-        let (probed, written) = probe_listing(&["listings"]).await;
-        let want = |tier: &str| (tier.to_string(), Some(written));
-        assert_eq!(probed, vec![want("l1"), want("l2"), want("db")]);
+        for l1_loses_generation in [false, true] {
+            let (probed, written) = probe_listing(&["listings"], l1_loses_generation).await;
+            let want = |tier: &str| (tier.to_string(), Some(written));
+            assert_eq!(
+                probed,
+                vec![want("l1"), want("l2"), want("db")],
+                "generation 1 learned from {}",
+                if l1_loses_generation { "L2" } else { "L1" }
+            );
+        }
     }
 
     /// The same key where its namespace is not grouped is held, and probed, as itself (a first
     /// version of the probe named it in generation 0 and found nothing).
     #[tokio::test]
     async fn a_key_with_a_group_in_a_namespace_not_grouped_is_probed_as_itself() {
-        let (probed, written) = probe_listing(&[]).await;
+        let (probed, written) = probe_listing(&[], false).await;
         let want = |tier: &str| (tier.to_string(), Some(written));
         assert_eq!(probed, vec![want("l1"), want("l2"), want("db")]);
     }

@@ -110,7 +110,10 @@ impl MemcachedModel {
         self.items.is_empty()
     }
 
-    fn live(&mut self, key: &str, now_ms: u64) -> Option<&mut Item> {
+    /// The item under `key` unless it has expired, without counting an access: memcached's
+    /// `add` and `cas` look at the old item without moving it up the LRU (`do_store_item`
+    /// reads it with `DONT_UPDATE`; a failed `add` bumps it at most once a minute).
+    fn peek(&mut self, key: &str, now_ms: u64) -> Option<&Item> {
         if self
             .items
             .get(key)
@@ -119,6 +122,12 @@ impl MemcachedModel {
             self.drop_item(key);
             return None;
         }
+        self.items.get(key)
+    }
+
+    /// The item under `key` unless it has expired, counted as an access (`get`, `gets`).
+    fn live(&mut self, key: &str, now_ms: u64) -> Option<&mut Item> {
+        self.peek(key, now_ms)?;
         self.clock += 1;
         let clock = self.clock;
         let item = self.items.get_mut(key)?;
@@ -204,7 +213,7 @@ impl MemcachedModel {
                 self.store(key, value, ttl_s, now_ms)
             }
             Cmd::Add { key, value, ttl_s } => {
-                if self.live(&key, now_ms).is_some() {
+                if self.peek(&key, now_ms).is_some() {
                     return Reply::Stored(false);
                 }
                 self.store(key, value, ttl_s, now_ms)
@@ -214,7 +223,7 @@ impl MemcachedModel {
                 value,
                 ttl_s,
                 cas,
-            } => match self.live(&key, now_ms) {
+            } => match self.peek(&key, now_ms) {
                 Some(i) if i.cas == cas => self.store(key, value, ttl_s, now_ms),
                 _ => Reply::Stored(false),
             },
@@ -335,5 +344,41 @@ mod tests {
             Reply::Stored(true),
             "the tombstone t1 was evicted, so an add of an older value lands"
         );
+    }
+
+    #[test]
+    fn a_refused_add_or_cas_does_not_save_an_item_from_eviction() {
+        let item = 2 + 100 + ITEM_OVERHEAD_BYTES;
+        let mut m = MemcachedModel::new(2 * item);
+        let set = |k: &str| Cmd::Set {
+            key: k.into(),
+            value: vec![0; 100],
+            ttl_s: 0,
+        };
+        m.exec(0, set("t1"));
+        m.exec(0, set("k2"));
+        let add = Cmd::Add {
+            key: "t1".into(),
+            value: vec![1; 100],
+            ttl_s: 0,
+        };
+        assert_eq!(m.exec(0, add), Reply::Stored(false));
+        let cas = Cmd::Cas {
+            key: "t1".into(),
+            value: vec![1; 100],
+            ttl_s: 0,
+            cas: 999,
+        };
+        assert_eq!(m.exec(0, cas), Reply::Stored(false));
+        m.exec(0, set("k3"));
+        assert_eq!(
+            m.exec(0, Cmd::Gets("t1".into())),
+            Reply::Value(None),
+            "t1, refusing fills but read by no one, was the least recently used"
+        );
+        assert!(matches!(
+            m.exec(0, Cmd::Gets("k2".into())),
+            Reply::Value(Some(_))
+        ));
     }
 }

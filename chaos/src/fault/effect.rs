@@ -31,7 +31,8 @@ pub enum Effect {
     },
     /// Every flushed cache answers and no longer holds the [`FLUSH_MARKER`].
     MarkerGone { caches: Vec<String> },
-    /// A Redis node evicted keys under its memory limit (`how`: what the count was read from).
+    /// A cache node evicted keys under its memory limit of `kib` KiB (`how`: what the count was
+    /// read from; against a real memcached it counts the ballast's fillers too).
     Evicted {
         target: String,
         keys: u64,

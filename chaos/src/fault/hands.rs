@@ -56,7 +56,7 @@ pub trait Hands {
     async fn flush(&mut self, t: Target);
     /// Cache `t` (Redis, memcached) may hold `kib` KiB, evicting least recently used keys
     /// (`None`: its boot limit again). Returns the KiB it is held to, which a real server's
-    /// floor may raise (memcached's is 8 MiB).
+    /// floor may raise (memcached's is 8 MiB); after a heal, the boot limit (0 for Redis: none).
     async fn limit_memory(&mut self, t: Target, kib: Option<u32>) -> u32;
     /// PostgreSQL `t` applies the primary's log `lag_ms` behind (`None`: its own delay again).
     async fn lag_replica(&mut self, t: Target, lag_ms: Option<u32>);

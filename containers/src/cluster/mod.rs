@@ -175,6 +175,9 @@ pub struct Cluster {
 }
 
 pub const MASTER_NAME: &str = "mymaster";
+/// The memory memcached boots with (`-m`), the model's too (`LIMIT_BYTES_BOOT` of
+/// `aside::model::memcached`, held equal by a test).
+pub const MEMCACHED_MIB: u32 = 64;
 
 impl Cluster {
     /// Launches `spec`: about 10 s for the full cluster once the image exists.
@@ -219,11 +222,12 @@ impl Cluster {
             ),
             try_join_all((0..spec.memcached + spec.memcached_spares).map(|i| {
                 let name = format!("memcached-{}", i + 1);
+                let mib = MEMCACHED_MIB.to_string();
                 async move {
                     l.node(
                         &name,
                         11211,
-                        s(&["memcached", "-u", "nobody", "-p", "11211", "-m", "64"]),
+                        s(&["memcached", "-u", "nobody", "-p", "11211", "-m", &mib]),
                         WaitFor::Nothing,
                         None,
                     )

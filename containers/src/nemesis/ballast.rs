@@ -4,7 +4,9 @@
 //! items live in, and keeps writing: each filler past the limit evicts the item at the tail of
 //! its class's LRU, so what nobody read lately (a tombstone, a cold entry) is evicted, as in a
 //! production node whose memory other keys fill. The heal stops the writer and gives the node
-//! back its boot limit; the fillers expire on their own.
+//! back its boot limit ([`restore`], whatever became of the writer); the fillers expire on their
+//! own. A node that stops reading (paused, cut off) stops the writer at its next write's
+//! deadline, never the heal.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -16,8 +18,11 @@ use tokio::task::JoinHandle;
 
 /// The lowest limit memcached's `cache_memlimit` accepts.
 pub const FLOOR_MIB: u32 = 8;
-/// The limit the cluster boots memcached with (`-m 64`).
-pub const BOOT_MIB: u32 = 64;
+/// The limit the cluster boots memcached with (`-m`).
+pub const BOOT_MIB: u32 = crate::cluster::MEMCACHED_MIB;
+/// How long one command or one batch of fillers may take before the node counts as not
+/// reading; also how long the heal waits for the writer to stop.
+const DEADLINE: Duration = Duration::from_secs(2);
 
 /// The chunk size of the class a ~200-byte entry lands in, when the node holds nothing yet.
 const CHUNK_BYTES_DEFAULT: usize = 240;
@@ -37,16 +42,10 @@ pub struct Ballast {
 }
 
 impl Ballast {
-    /// Lowers `addr`'s limit to [`FLOOR_MIB`] and starts filling it.
-    pub async fn start(addr: &str) -> Result<Ballast, String> {
+    /// Lowers `addr`'s limit to `limit_mib` (at least [`FLOOR_MIB`]) and starts filling it.
+    pub async fn start(addr: &str, limit_mib: u32) -> Result<Ballast, String> {
         let mut s = connect(addr).await?;
-        let ok = ask(&mut s, &format!("cache_memlimit {FLOOR_MIB}\r\n"), "\r\n").await?;
-        if ok.trim() != "OK" {
-            return Err(format!(
-                "cache_memlimit {FLOOR_MIB} on {addr}: {}",
-                ok.trim()
-            ));
-        }
+        set_limit(&mut s, limit_mib.max(FLOOR_MIB)).await?;
         let classes = used_classes(&ask(&mut s, "stats slabs\r\n", "END\r\n").await?);
         let stop = Arc::new(AtomicBool::new(false));
         let writer = tokio::spawn(fill(s, classes, stop.clone()));
@@ -57,34 +56,59 @@ impl Ballast {
         })
     }
 
-    /// Stops the writer and gives the node back [`BOOT_MIB`]; the fillers written, or why the
-    /// writer stopped early.
-    pub async fn stop(self) -> Result<u64, String> {
+    /// Stops the writer: the fillers written, or why the writer stopped early. The limit is
+    /// [`restore`]'s.
+    pub async fn stop(mut self) -> Result<u64, String> {
         self.stop.store(true, Relaxed);
-        let written = self.writer.await.map_err(|e| e.to_string())?;
-        let mut s = connect(&self.addr).await?;
-        ask(&mut s, &format!("cache_memlimit {BOOT_MIB}\r\n"), "\r\n").await?;
-        written
+        match tokio::time::timeout(DEADLINE, &mut self.writer).await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(_) => Err(format!(
+                "the ballast writer to {} did not stop within {DEADLINE:?}",
+                self.addr
+            )),
+        }
+    }
+}
+
+impl Drop for Ballast {
+    /// A ballast dropped without [`Ballast::stop`] (a run that ends early) stops writing too.
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        self.writer.abort();
+    }
+}
+
+/// Gives `addr` back its boot limit, [`BOOT_MIB`].
+pub async fn restore(addr: &str) -> Result<(), String> {
+    set_limit(&mut connect(addr).await?, BOOT_MIB).await
+}
+
+async fn set_limit(s: &mut TcpStream, mib: u32) -> Result<(), String> {
+    let ok = ask(s, &format!("cache_memlimit {mib}\r\n"), "\r\n").await?;
+    match ok.trim() {
+        "OK" => Ok(()),
+        other => Err(format!("cache_memlimit {mib}: {other}")),
     }
 }
 
 async fn connect(addr: &str) -> Result<TcpStream, String> {
-    let c = TcpStream::connect(addr);
-    match tokio::time::timeout(Duration::from_secs(2), c).await {
+    match tokio::time::timeout(DEADLINE, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(format!("memcached {addr}: {e}")),
-        Err(_) => Err(format!("memcached {addr}: no connection within 2 s")),
+        Err(_) => Err(format!(
+            "memcached {addr}: no connection within {DEADLINE:?}"
+        )),
     }
 }
 
-/// Sends `cmd` and reads until the reply ends with `end`.
+/// Sends `cmd` and reads until the reply ends with `end`, within [`DEADLINE`].
 async fn ask(s: &mut TcpStream, cmd: &str, end: &str) -> Result<String, String> {
-    s.write_all(cmd.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
+    let exchange = async {
+        s.write_all(cmd.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
         while !out.ends_with(end.as_bytes()) {
             let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
             if n == 0 {
@@ -92,13 +116,12 @@ async fn ask(s: &mut TcpStream, cmd: &str, end: &str) -> Result<String, String> 
             }
             out.extend_from_slice(&buf[..n]);
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&out).into_owned())
     };
-    match tokio::time::timeout(Duration::from_secs(2), read).await {
-        Ok(r) => r?,
-        Err(_) => return Err(format!("no reply to {:?} within 2 s", cmd.trim())),
+    match tokio::time::timeout(DEADLINE, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no reply to {:?} within {DEADLINE:?}", cmd.trim())),
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The chunk sizes of the slab classes holding items, from `stats slabs`, each with its
@@ -172,7 +195,10 @@ async fn fill(
                     batch.extend_from_slice(b"\r\n");
                     n += 1;
                 }
-                wr.write_all(&batch).await.map_err(|e| e.to_string())?;
+                match tokio::time::timeout(DEADLINE, wr.write_all(&batch)).await {
+                    Ok(r) => r.map_err(|e| e.to_string())?,
+                    Err(_) => return Err(format!("the node read no filler for {DEADLINE:?}")),
+                }
             }
             // A yield per batch: the app nodes share the cores with the writer.
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -196,5 +222,15 @@ mod tests {
                      STAT active_slabs 3\r\nSTAT total_malloced 3145728\r\nEND\r\n";
         assert_eq!(used_classes(slabs), vec![(240, 30), (384, 10)]);
         assert_eq!(used_classes("END\r\n"), vec![(CHUNK_BYTES_DEFAULT, 1)]);
+        // Lines of other shapes, and a class too small for a filler, are passed over.
+        let odd = "STAT 1:chunk_size 48\r\nSTAT 1:used_chunks 9\r\nSTAT 2:chunk_size x\r\n\
+                   STAT total_malloced 1\r\nnoise\r\nEND\r\n";
+        assert_eq!(used_classes(odd), vec![(CHUNK_BYTES_DEFAULT, 1)]);
+    }
+
+    #[test]
+    fn the_boot_limit_is_the_models() {
+        let boot = BOOT_MIB as usize * 1024 * 1024;
+        assert_eq!(boot, aside::model::memcached::LIMIT_BYTES_BOOT);
     }
 }

@@ -112,6 +112,7 @@ impl Hands for DockerNemesis<'_> {
             return kib.unwrap_or(0);
         };
         if let Target::Memcached(_) = t {
+            use super::ballast::{self, Ballast, BOOT_MIB, FLOOR_MIB};
             if let Some(i) = self.ballasts.iter().position(|b| b.0 == t) {
                 let (_, b) = self.ballasts.swap_remove(i);
                 match b.stop().await {
@@ -119,14 +120,19 @@ impl Hands for DockerNemesis<'_> {
                     Err(e) => tracing::warn!("memory limit on {}: {e}", t.name()),
                 }
             }
-            if kib.is_none() {
-                return super::ballast::BOOT_MIB * 1024;
-            }
-            match super::ballast::Ballast::start(&n.addr()).await {
+            let Some(kib) = kib else {
+                // Whatever became of the writer, or of the limit's start.
+                if let Err(e) = ballast::restore(&n.addr()).await {
+                    tracing::warn!("memory limit on {}: {e}", t.name());
+                }
+                return BOOT_MIB * 1024;
+            };
+            let mib = kib.div_ceil(1024).max(FLOOR_MIB);
+            match Ballast::start(&n.addr(), mib).await {
                 Ok(b) => self.ballasts.push((t, b)),
                 Err(e) => tracing::warn!("memory limit on {}: {e}", t.name()),
             }
-            return super::ballast::FLOOR_MIB * 1024;
+            return mib * 1024;
         }
         match kib {
             Some(kib) => {

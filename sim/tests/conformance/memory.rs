@@ -2,6 +2,8 @@
 //! nothing at once; stores past it evict what was read least recently; and an evicted key takes
 //! an `add` again, which is how an evicted tombstone stops guarding its key.
 
+use std::time::Duration;
+
 use aside::backend::Memcached;
 use aside::tier::MemcachedLike;
 use sim::models::memcached::{self as mc, MemcachedModel, ITEM_OVERHEAD_BYTES};
@@ -12,6 +14,10 @@ const VICTIMS: usize = 40;
 const VALUE_BYTES: usize = 150;
 /// A real memcached's lowest `cache_memlimit`, in MiB.
 const FLOOR_MIB: usize = 8;
+/// What the real server holds when its limit falls to the floor: more than the floor.
+const HELD_MIB: usize = 12;
+/// Each exchange with the real server, so a silent server fails the test instead of hanging it.
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn victim(i: usize) -> String {
     format!("victim:{i:02}")
@@ -19,46 +25,54 @@ fn victim(i: usize) -> String {
 
 /// Sends `cmd` to the real server and reads its one-line answer.
 async fn line(addr: &str, cmd: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(cmd.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    while !out.ends_with(b"\r\n") {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "memcached closed the connection after {cmd:?}");
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).trim().to_string()
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(cmd.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while !out.ends_with(b"\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "memcached closed the connection after {cmd:?}");
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).trim().to_string()
+    };
+    (tokio::time::timeout(DEADLINE, exchange).await)
+        .unwrap_or_else(|_| panic!("no answer to {cmd:?} within {DEADLINE:?}"))
 }
 
-/// `n` fillers the size of a victim, pipelined without replies, then a round trip so they have
-/// all been stored.
-async fn flood(addr: &str, n: usize) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let value = vec![b'f'; VALUE_BYTES];
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1024) {
-        let mut batch = Vec::new();
-        for i in chunk {
-            let head = format!("set fill:{i:07} 0 0 {VALUE_BYTES} noreply\r\n");
-            batch.extend_from_slice(head.as_bytes());
-            batch.extend_from_slice(&value);
-            batch.extend_from_slice(b"\r\n");
+/// `n` fillers named `prefix:N`, each the size of a victim, pipelined without replies, then a
+/// round trip so they have all been stored.
+async fn flood(addr: &str, prefix: &str, n: usize) {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let value = vec![b'f'; VALUE_BYTES];
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1024) {
+            let mut batch = Vec::new();
+            for i in chunk {
+                let head = format!("set {prefix}:{i:07} 0 0 {VALUE_BYTES} noreply\r\n");
+                batch.extend_from_slice(head.as_bytes());
+                batch.extend_from_slice(&value);
+                batch.extend_from_slice(b"\r\n");
+            }
+            s.write_all(&batch).await.unwrap();
         }
-        s.write_all(&batch).await.unwrap();
-    }
-    s.write_all(b"version\r\n").await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    while !out.ends_with(b"\r\n") {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        out.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        out.starts_with(b"VERSION"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+        s.write_all(b"version\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while !out.ends_with(b"\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            out.starts_with(b"VERSION"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    };
+    (tokio::time::timeout(DEADLINE, exchange).await)
+        .unwrap_or_else(|_| panic!("{n} fillers not stored within {DEADLINE:?}"));
 }
 
 fn model_set(m: &mut MemcachedModel, key: String, fill: u8) -> mc::Reply {
@@ -102,17 +116,26 @@ pub async fn memory_pressure_conformance(addr: &str) {
         model_set(&mut model, victim(i), b'v');
     }
 
-    // Lowering the limit frees nothing at once.
+    // Lowering the limit frees nothing at once: the real server holds more than its new limit
+    // (the victims and HELD_MIB of fillers), the model twice its new limit.
+    let item_bytes = victim(0).len() + VALUE_BYTES + ITEM_OVERHEAD_BYTES;
+    flood(addr, "held", (HELD_MIB << 20) / item_bytes).await;
+    let items = real.stat("curr_items").await.unwrap();
     assert_eq!(
         line(addr, &format!("cache_memlimit {FLOOR_MIB}\r\n")).await,
         "OK"
     );
-    let item_bytes = victim(0).len() + VALUE_BYTES + ITEM_OVERHEAD_BYTES;
     let limit = VICTIMS * item_bytes / 2;
     assert_eq!(
         model.exec(0, mc::Cmd::MemLimit { bytes: limit }),
         mc::Reply::Ok
     );
+    assert_eq!(
+        real.stat("curr_items").await.unwrap(),
+        items,
+        "real memcached freed items"
+    );
+    assert_eq!(model.len(), VICTIMS, "the model freed items");
     for i in 0..VICTIMS {
         let held = real.gets(&victim(i)).await.unwrap().is_some();
         assert!(
@@ -127,13 +150,13 @@ pub async fn memory_pressure_conformance(addr: &str) {
         );
     }
 
-    // Stores past the limit evict the items read least recently: three times what the limit
-    // holds, in the victims' slab class (the real server's 8 MiB, the model's half of them).
+    // Stores past the limit evict the items read least recently: three times what each
+    // holds, in the victims' slab class.
     let evicted_real = real.stat("evictions").await.unwrap();
     let evicted_model = model_evictions(&mut model);
-    flood(addr, 3 * (FLOOR_MIB << 20) / item_bytes).await;
+    flood(addr, "past", 3 * (HELD_MIB << 20) / item_bytes).await;
     for i in 0..3 * limit / item_bytes {
-        model_set(&mut model, format!("fill:{i:07}"), b'f');
+        model_set(&mut model, format!("past:{i:07}"), b'f');
     }
     assert!(real.stat("evictions").await.unwrap() > evicted_real);
     assert!(model_evictions(&mut model) > evicted_model);
