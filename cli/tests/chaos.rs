@@ -345,6 +345,23 @@ fn a_latency_spike_goes_through_the_proxies_and_is_observed() {
         observed.contains("through the redis-master proxy"),
         "{observed}"
     );
+    // The app nodes' clients run in their containers past the plan's last heal: the probes
+    // wait for them (they once read the tiers while the last writes were in flight).
+    let at = |l: &str, field: &str| -> Option<u64> {
+        serde_json::from_str::<serde_json::Value>(l).ok()?[field].as_u64()
+    };
+    let last_op_ns = (history.lines().filter(|l| l.contains("\"type\":\"op\"")))
+        .filter_map(|l| at(l, "complete_ns"))
+        .max()
+        .unwrap();
+    let first_probe_ns = (history.lines().filter(|l| l.contains("\"type\":\"probe\"")))
+        .filter_map(|l| at(l, "at_ns"))
+        .min()
+        .unwrap();
+    assert!(
+        first_probe_ns > last_op_ns,
+        "probed at {first_probe_ns} ns, before the last op completed at {last_op_ns} ns"
+    );
     let fault_effect = v["verdicts"]
         .as_array()
         .unwrap()

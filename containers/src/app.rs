@@ -358,6 +358,9 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
     for c in started.clients {
         let _ = c.await;
     }
+    // The host settles and probes only once every app node's clients are done.
+    let done = run_dir.join(clients_done_file(task.app));
+    std::fs::write(&done, "").map_err(|e| bad(format!("writing {}: {e}", done.display())))?;
     // The invalidator works on through the settle (a `durable` node replays after a switch
     // that comes late) until the host has probed every tier; a host that is gone never says
     // stop, so not forever.
@@ -369,6 +372,17 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         .and_then(|_| std::fs::rename(&tmp, &file))
         .map_err(|e| bad(format!("writing {}: {e}", file.display())))?;
     Ok(())
+}
+
+/// The file app node `app` (from 0) writes in the run directory once its clients are done.
+pub fn clients_done_file(app: usize) -> String {
+    format!("clients-done-{}", app + 1)
+}
+
+/// Waits until app node `app`'s clients are done ([`clients_done_file`]), at most `max`.
+pub async fn clients_done(run_dir: PathBuf, app: usize, max: Duration) {
+    let file = run_dir.join(clients_done_file(app));
+    let _ = tokio::time::timeout(max, signalled(&file)).await;
 }
 
 /// How long an app node waits for the host's stop after its clients are done.

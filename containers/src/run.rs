@@ -254,7 +254,11 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
         clients_per_app: usize,
     ) -> Result<Vec<Self::Join>, String> {
         if !self.app_nodes.is_empty() {
-            return Ok(Vec::new());
+            // The clients run in the app node's container: the run waits for them as for its
+            // own (the probes must not read the tiers while the last writes are in flight).
+            let dir = crate::app::run_dir(self.cluster);
+            let max = clients.duration + CLIENTS_LATE_MAX;
+            return Ok(vec![tokio::spawn(crate::app::clients_done(dir, app, max))]);
         }
         let name = Target::App(app as u8).name();
         let cache = self
@@ -305,6 +309,9 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
         Ok(())
     }
 }
+
+/// How long after the run's duration an app node's clients may still finish their last ops.
+const CLIENTS_LATE_MAX: Duration = Duration::from_secs(60);
 
 /// How the servers of a run are configured beyond the scenario.
 #[derive(Debug, Clone, Copy, Default)]
