@@ -50,13 +50,13 @@ pub async fn probe_all<R, M, S, St>(
         let held = match cache.generation_key_of(&key) {
             None => key.clone(),
             Some(g) => {
-                let in_l1 = cache.l1().get(&g.stored()).await.ok();
-                let in_l2 = match in_l1.clone().and_then(|raw| generation(g.as_str(), raw)) {
-                    Some(_) => None,
-                    None => node.gets(&g.memcached()).await.ok(),
+                let in_l1 = (cache.l1().get(&g.stored()).await.ok())
+                    .and_then(|raw| generation(g.as_str(), raw));
+                let cached = match in_l1 {
+                    Some(n) => Some(n),
+                    None => (node.gets(&g.memcached()).await.ok())
+                        .and_then(|raw| generation(g.as_str(), raw.map(|r| r.0))),
                 };
-                let cached = (in_l1.and_then(|raw| generation(g.as_str(), raw)))
-                    .or_else(|| in_l2.and_then(|raw| generation(g.as_str(), raw.map(|r| r.0))));
                 let gen = match cached {
                     Some(n) => n,
                     None => match cache.store().read(g.as_str(), ReadFrom::Primary).await {
