@@ -30,6 +30,7 @@ pub mod mutant;
 pub mod rate;
 pub mod ring;
 pub mod settings;
+pub mod shards;
 pub mod strategy;
 pub mod tier;
 
@@ -42,5 +43,6 @@ pub use key::Key;
 pub use membership::{Membership, MembershipError};
 pub use ring::Ring;
 pub use settings::Settings;
+pub use shards::{ShardMap, Shards};
 pub use strategy::{Builtin, Strategy};
 pub use tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError};

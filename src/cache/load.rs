@@ -122,13 +122,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let token = self.lease_token();
         let started = self.clock();
+        let lease_key = Self::lease_key(key);
+        let (shard, l1) = self.l1.of(&lease_key);
         let r = self
-            .on_l1(self.l1.set(
-                &Self::lease_key(key),
-                token.as_bytes(),
-                self.cfg.lease_ms,
-                SetCond::Nx,
-            ))
+            .on_l1(
+                shard,
+                l1.set(&lease_key, token.as_bytes(), self.cfg.lease_ms, SetCond::Nx),
+            )
             .await;
         let (action, outcome) = match r {
             Ok(true) => (Action::LeaseWon, ActionOutcome::Ok),
@@ -141,9 +141,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     pub(super) async fn release(&self, key: &Key, token: &str) {
         if !token.is_empty() {
-            let _ = self
-                .on_l1(self.l1.release(&Self::lease_key(key), token))
-                .await;
+            let lease_key = Self::lease_key(key);
+            let (shard, l1) = self.l1.of(&lease_key);
+            let _ = self.on_l1(shard, l1.release(&lease_key, token)).await;
         }
     }
 
@@ -160,7 +160,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // were won (single-flight still coalesces this process's readers).
             let token = match ahead.lease {
                 Lease::Won(token) | Lease::Ours(token) => Some(token),
-                _ if self.l1_fenced() => Some(String::new()),
+                _ if self.l1_fenced(self.l1.of(&key.stored()).0) => Some(String::new()),
                 Lease::Lost => None,
                 Lease::Unasked => self.lease(key).await,
             };

@@ -27,6 +27,7 @@ use crate::membership::Membership;
 use crate::metrics::{Metrics, TierMetrics};
 use crate::mutant::Mutant;
 use crate::ring::Ring;
+use crate::shards::Shards;
 use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
 
@@ -44,6 +45,8 @@ pub use typed::{decode as decode_value, encode as encode_value, Typed};
 mod harness;
 #[cfg(test)]
 mod ring_tests;
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -178,8 +181,10 @@ impl<M> Pool<M> {
 
 /// A cache-aside instance over a Redis-like L1, a memcached pool and a store, with a strategy.
 pub struct CacheAside<R, M, S, St> {
-    l1: R,
-    l1_breaker: Breaker,
+    /// L1: one Redis master/replica pair, or several shards ([`crate::shards`]).
+    l1: Shards<R>,
+    /// One breaker per L1 shard: one shard failing leaves the others served.
+    l1_breakers: Vec<Breaker>,
     l2: Pool<M>,
     store: S,
     strategy: St,
@@ -378,11 +383,24 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         cfg: CacheConfig,
         instance: impl Into<String>,
     ) -> Self {
+        Self::sharded(Shards::one(l1), l2, store, strategy, cfg, instance)
+    }
+
+    /// As [`CacheAside::new`], with L1 spread over several Redis master/replica pairs.
+    pub fn sharded(
+        l1: Shards<R>,
+        l2: Pool<M>,
+        store: S,
+        strategy: St,
+        cfg: CacheConfig,
+        instance: impl Into<String>,
+    ) -> Self {
         let l2_nodes = l2.nodes.len();
         let instance: String = instance.into();
         CacheAside {
+            l1_breakers: (0..l1.len()).map(|_| cfg.breaker()).collect(),
+            repair: outbox::Repair::new(l1.len(), l2_nodes),
             l1,
-            l1_breaker: cfg.breaker(),
             l2,
             store,
             strategy,
@@ -397,7 +415,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             early_draws: AtomicU64::new(0),
             early_claims: Default::default(),
             events: None,
-            repair: outbox::Repair::new(l2_nodes),
             generations_seen: (0..GENERATIONS_SEEN_SLOTS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -464,7 +481,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         &self.store
     }
 
+    /// L1's first (or only) shard.
     pub fn l1(&self) -> &R {
+        self.l1.server(0)
+    }
+
+    pub fn l1_shards(&self) -> &Shards<R> {
         &self.l1
     }
 
@@ -487,10 +509,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         ms.div_ceil(1000).min(30 * 24 * 3600) as u32
     }
 
-    async fn on_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+    async fn on_l1<T>(
+        &self,
+        shard: usize,
+        f: impl Future<Output = TierResult<T>>,
+    ) -> TierResult<T> {
         guarded(
             "redis",
-            &self.l1_breaker,
+            &self.l1_breakers[shard],
             &self.metrics.l1,
             self.cfg.l1_timeout(),
             f,
@@ -498,10 +524,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         .await
     }
 
-    async fn retry_l1<T>(&self, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
+    async fn retry_l1<T>(
+        &self,
+        shard: usize,
+        f: impl Future<Output = TierResult<T>>,
+    ) -> TierResult<T> {
         retried(
             "redis",
-            &self.l1_breaker,
+            &self.l1_breakers[shard],
             &self.metrics.l1,
             self.cfg.l1_timeout(),
             f,

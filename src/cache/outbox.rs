@@ -18,7 +18,9 @@
 //! * **Replay after a master switch.** When the Redis client follows a failover
 //!   ([`RedisLike::master_switches`] rises), L1 is fenced at once and every row of the last
 //!   `replay_window_ms` (W) is applied to the new master: the old master may have acknowledged
-//!   tombstones it never replicated. The instance also replays W when it starts.
+//!   tombstones it never replicated. The instance also replays W when it starts. With L1 in
+//!   shards ([`crate::shards`]) this is per shard: only the shard that switched is fenced, and
+//!   only its keys' rows are replayed.
 //! * **The replica guard.** A miss reads the replica only if the replica has the version the
 //!   outbox last named for the key; otherwise it reads the primary.
 //!
@@ -47,10 +49,13 @@ const APPLY_CONCURRENCY: usize = 64;
 pub(super) struct Repair {
     /// An invalidator runs for this instance: fences and the replica guard apply.
     active: AtomicBool,
-    /// Per tier: 0 is L1, 1 + n is memcached node n. Read on every read, so atomics.
+    /// Per tier: L1 shard s is slot s, memcached node n is slot `l1_shards + n`. Read on every
+    /// read, so atomics.
     fenced: Vec<AtomicBool>,
-    /// The L1 master switches already replayed: a read sees a newer count as a fence.
-    switches_seen: AtomicU64,
+    l1_shards: usize,
+    /// Per L1 shard, the master switches already replayed: a read sees a newer count as a
+    /// fence.
+    switches_seen: Vec<AtomicU64>,
     st: Mutex<State>,
 }
 
@@ -80,6 +85,8 @@ struct Due {
     version: u64,
     l1: bool,
     l2: bool,
+    /// The key's L1 shard.
+    shard: usize,
     /// Replayed after a master switch: someone already applied it once.
     replay: bool,
     /// Written by another instance, and not yet applied here.
@@ -87,13 +94,15 @@ struct Due {
 }
 
 impl Repair {
-    pub(super) fn new(l2_nodes: usize) -> Self {
+    pub(super) fn new(l1_shards: usize, l2_nodes: usize) -> Self {
+        let slots = l1_shards + l2_nodes;
         Repair {
             active: AtomicBool::new(false),
-            fenced: (0..=l2_nodes).map(|_| AtomicBool::new(false)).collect(),
-            switches_seen: AtomicU64::new(0),
+            fenced: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+            l1_shards,
+            switches_seen: (0..l1_shards).map(|_| AtomicU64::new(0)).collect(),
             st: Mutex::new(State {
-                since: vec![None; l2_nodes + 1],
+                since: vec![None; slots],
                 ..State::default()
             }),
         }
@@ -139,30 +148,35 @@ impl Repair {
     }
 }
 
-/// L1's slot in the fences.
-const L1: usize = 0;
-
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
-    /// Whether reads skip L1: it failed here, or the master switched, and the invalidator has
-    /// not repaired it since.
-    pub(super) fn l1_fenced(&self) -> bool {
+    /// Whether reads skip L1 shard `shard`: it failed here, or its master switched, and the
+    /// invalidator has not repaired it since.
+    pub(super) fn l1_fenced(&self, shard: usize) -> bool {
         self.repair.active()
-            && (self.repair.fenced[L1].load(Relaxed)
-                || self.l1.master_switches() != self.repair.switches_seen.load(Relaxed))
+            && (self.repair.fenced[shard].load(Relaxed)
+                || self.l1.master_switches(shard) != self.repair.switches_seen[shard].load(Relaxed))
     }
 
     /// Whether reads skip memcached node `n`.
     pub(super) fn l2_fenced(&self, n: usize) -> bool {
-        self.repair.active() && self.repair.fenced[1 + n].load(Relaxed)
+        self.repair.active() && self.repair.fenced[self.repair.l1_shards + n].load(Relaxed)
     }
 
-    /// A health failure on L1 (`None`) or memcached node `n`: fence it if an invalidator runs.
-    pub(super) fn tier_failed(&self, node: Option<usize>, e: &TierError) {
+    /// A health failure on L1 shard `shard`: fence it if an invalidator runs.
+    pub(super) fn l1_failed(&self, shard: usize, e: &TierError) {
+        self.tier_failed(shard, e);
+    }
+
+    /// A health failure on memcached node `n`: fence it if an invalidator runs.
+    pub(super) fn l2_failed(&self, n: usize, e: &TierError) {
+        self.tier_failed(self.repair.l1_shards + n, e);
+    }
+
+    fn tier_failed(&self, slot: usize, e: &TierError) {
         if e.changed_nothing() || self.mutated(Mutant::NoFence) {
             return;
         }
-        self.repair
-            .fence(node.map_or(L1, |n| 1 + n), Instant::now());
+        self.repair.fence(slot, Instant::now());
     }
 
     /// This instance wrote `version` of `key`: the replica guard knows it at once.
@@ -191,11 +205,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .is_none_or(|t| t.elapsed() > fresh)
     }
 
-    /// Currently fenced tiers, by name (`l1`, `l2-0`, ...): tests and reports.
+    /// Currently fenced tiers, by name (`l1`, or `l1-0`, `l1-1`, ... with L1 shards; `l2-0`,
+    /// ...): tests and reports.
     pub fn fenced_tiers(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.l1_fenced() {
-            out.push("l1".to_string());
+        for s in 0..self.l1.len() {
+            if self.l1_fenced(s) {
+                out.push(match self.l1.len() {
+                    1 => "l1".to_string(),
+                    _ => format!("l1-{s}"),
+                });
+            }
         }
         for n in 0..self.l2.nodes.len() {
             if self.l2_fenced(n) {
@@ -265,11 +285,19 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// done, lift the fences this pass has earned.
     pub(super) async fn invalidator_pass(&self) {
         let pass_start = Instant::now();
-        let switches = self.l1.master_switches();
+        let switches: Vec<u64> = (0..self.l1.len())
+            .map(|s| self.l1.master_switches(s))
+            .collect();
         let started = self.repair.lock().started;
-        if !started || switches != self.repair.switches_seen.load(Relaxed) {
-            // Reads skip L1 (the count differs) until the replay is applied.
-            self.repair.fence(L1, pass_start);
+        // The shards whose master switched since their last replay (every shard at start).
+        let switched: Vec<usize> = (0..self.l1.len())
+            .filter(|&s| !started || switches[s] != self.repair.switches_seen[s].load(Relaxed))
+            .collect();
+        if !switched.is_empty() {
+            // Reads skip those shards (the count differs) until the replay is applied.
+            for &s in &switched {
+                self.repair.fence(s, pass_start);
+            }
             let w = self.cfg.replay_window_ms;
             let recent = self
                 .outbox_call(self.store.outbox_recent(w, u32::MAX))
@@ -285,7 +313,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             };
             info!(
                 rows = rows.len(),
-                switches, "replaying the outbox window on L1"
+                ?switched,
+                "replaying the outbox window on L1"
             );
             let mut st = self.repair.lock();
             if !st.started {
@@ -299,17 +328,24 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 rows
             };
             for r in rows {
+                let shard = self.l1.map().shard_of(&r.key);
+                if !switched.contains(&shard) {
+                    continue;
+                }
                 let e = st.pending.entry(r.id).or_insert(Due {
                     key: r.key,
                     version: r.version,
                     l1: false,
                     l2: false,
+                    shard,
                     replay: true,
                     remote: false,
                 });
                 e.l1 = true;
             }
-            self.repair.switches_seen.store(switches, Relaxed);
+            for &s in &switched {
+                self.repair.switches_seen[s].store(switches[s], Relaxed);
+            }
         }
         let Some(complete) = self.read_outbox().await else {
             return;
@@ -366,6 +402,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if r.version >= e.0 {
                 *e = (r.version, now);
             }
+            let shard = self.l1.map().shard_of(&r.key);
             st.pending.insert(
                 r.id,
                 Due {
@@ -373,6 +410,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     version: r.version,
                     l1: true,
                     l2: true,
+                    shard,
                     replay: false,
                     remote,
                 },
@@ -477,16 +515,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let mut l1_ok = false;
         if d.l1 {
             let started = self.clock();
+            let (shard, l1) = self.l1.of(&stored);
             let r = self
                 .retry_l1(
-                    self.strategy
-                        .repair_l1(&self.l1, &stored, d.version, tomb_ms),
+                    shard,
+                    self.strategy.repair_l1(l1, &stored, d.version, tomb_ms),
                 )
                 .await;
             self.emit_invalidation(&d.key, Tier::L1, v, &r, started);
             match r {
                 Ok(()) => l1_ok = true,
-                Err(e) => self.tier_failed(None, &e),
+                Err(e) => self.l1_failed(shard, &e),
             }
         }
         let mut l2_ok = false;
@@ -521,7 +560,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if d.l1 {
             match self.fill_l1_answer(gen_key, Some(&row)).await {
                 Ok(_) => acked.0 = true,
-                Err(e) => self.tier_failed(None, &e),
+                Err(e) => self.l1_failed(d.shard, &e),
             }
         }
         if d.l2 {
@@ -529,7 +568,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             for (n, l2) in self.fill_l2_owners(gen_key, &row).await {
                 if let Err(e) = l2 {
                     acked.1 = false;
-                    self.tier_failed(Some(n), &e);
+                    self.l2_failed(n, &e);
                 }
             }
         }
@@ -540,15 +579,16 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// the whole outbox and applied everything due to it.
     fn lift_fences(&self, pass_start: Instant) {
         let mut st = self.repair.lock();
-        let mut owed = vec![false; self.l2.nodes.len() + 1];
+        let l1_shards = self.l1.len();
+        let mut owed = vec![false; l1_shards + self.l2.nodes.len()];
         for d in st.pending.values() {
             if d.l1 {
-                owed[L1] = true;
+                owed[d.shard] = true;
             }
             if d.l2 {
                 if let Ok(k) = Key::parse(&d.key) {
                     for n in self.l2_owners(&k).0 {
-                        owed[1 + n] = true;
+                        owed[l1_shards + n] = true;
                     }
                 }
             }

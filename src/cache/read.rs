@@ -42,12 +42,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     pub(super) async fn read_l1(&self, key: &Key) -> Found {
-        if self.l1_fenced() {
+        let stored = key.stored();
+        let (shard, l1) = self.l1.of(&stored);
+        if self.l1_fenced(shard) {
             self.metrics.l1.fenced.fetch_add(1, Relaxed);
             return Found::Miss;
         }
-        let switches = self.l1.master_switches();
-        let got = self.on_l1(self.l1.get(&key.stored())).await;
+        let switches = l1.master_switches();
+        let got = self.on_l1(shard, l1.get(&stored)).await;
         self.found_l1(key, got, switches).await
     }
 
@@ -56,11 +58,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// (script `get_or_lease`): a cold miss asks L1 once, and no other reader's fill and release
     /// can land between the look and the lease.
     pub(super) async fn read_l1_leasing(&self, key: &Key) -> (Found, Lease) {
-        if self.cfg.lease_ms == 0 || self.l1_fenced() {
+        let stored = key.stored();
+        let (shard, l1) = self.l1.of(&stored);
+        if self.cfg.lease_ms == 0 || self.l1_fenced(shard) {
             return (self.read_l1(key).await, Lease::Unasked);
         }
         let token = self.lease_token();
-        let switches = self.l1.master_switches();
+        let switches = l1.master_switches();
         let started = self.clock();
         let lease_key = Self::lease_key(key);
         let ask = LeaseAsk {
@@ -70,7 +74,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             now_ms: now_ms(),
             stale_ms: self.cfg.stale_while_revalidate_ms,
         };
-        let got = self.on_l1(self.l1.get_or_lease(&key.stored(), ask)).await;
+        let got = self.on_l1(shard, l1.get_or_lease(&stored, ask)).await;
         let (got, lease) = match got {
             Ok((v, Leased::Won)) => (Ok(v), Lease::Won(token.to_owned())),
             Ok((v, Leased::Ours)) => (Ok(v), Lease::Ours(token.to_owned())),
@@ -89,10 +93,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// What L1's answer `got` for `key` comes to, `switches` the master switches seen before
     /// it was asked.
     async fn found_l1(&self, key: &Key, got: TierResult<Option<Vec<u8>>>, switches: u64) -> Found {
+        let stored = key.stored();
+        let (shard, l1) = self.l1.of(&stored);
         // The client followed a failover during this very call: the answer came from a master
         // the invalidator has not replayed the outbox on yet.
         if self.repair.active()
-            && self.l1.master_switches() != switches
+            && l1.master_switches() != switches
             && !self.mutated(Mutant::NoSwitchCheck)
         {
             self.metrics.l1.fenced.fetch_add(1, Relaxed);
@@ -102,7 +108,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
                 Ok(f) => f,
                 Err(()) => {
-                    let _ = self.on_l1(self.l1.del(&[key.stored().into_owned()])).await;
+                    let _ = self.on_l1(shard, l1.del(&[stored.into_owned()])).await;
                     Found::Miss
                 }
             },
@@ -217,11 +223,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let started = self.clock();
         let stored = key.stored();
+        let (shard, l1) = self.l1.of(&stored);
         let fill = async {
             if self.mutated(Mutant::NoL1VersionCheck) {
                 // Boxed: test machinery adds nothing to the read path's frame.
                 return Box::pin(async {
-                    let r = self.l1.set(&stored, &e, hard_ttl, SetCond::Always).await;
+                    let r = l1.set(&stored, &e, hard_ttl, SetCond::Always).await;
                     if let Some(token) = token {
                         self.release(key, token).await;
                     }
@@ -238,17 +245,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         linger_ms: self.cfg.lease_linger_ms,
                     };
                     self.strategy
-                        .fill_l1_releasing(&self.l1, &stored, &e, version, hard_ttl, lease)
+                        .fill_l1_releasing(l1, &stored, &e, version, hard_ttl, lease)
                         .await
                 }
                 None => {
                     self.strategy
-                        .fill_l1(&self.l1, &stored, &e, version, hard_ttl)
+                        .fill_l1(l1, &stored, &e, version, hard_ttl)
                         .await
                 }
             }
         };
-        let r = self.on_l1(fill).await;
+        let r = self.on_l1(shard, fill).await;
         self.emit_fill(key.as_str(), Tier::L1, version, &r, started);
         match &r {
             Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),

@@ -101,9 +101,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         tier: "redis",
                         detail: e.to_string(),
                     };
-                    self.tier_failed(None, &cause);
+                    self.l1_failed(self.l1.of(key.as_str()).0, &cause);
                     for n in self.l2_owners(key).0 {
-                        self.tier_failed(Some(n), &cause);
+                        self.l2_failed(n, &cause);
                     }
                     false
                 }
@@ -127,16 +127,18 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let version = version.filter(|_| !self.mutated(Mutant::NoTombstone));
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let started = self.clock();
+        let stored = key.stored();
+        let (shard, l1) = self.l1.of(&stored);
         let l1 = self
             .on_l1(
-                self.strategy
-                    .invalidate_l1(&self.l1, &key.stored(), version, tomb_ms),
+                shard,
+                self.strategy.invalidate_l1(l1, &stored, version, tomb_ms),
             )
             .await;
         self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
         let l2 = self.invalidate_l2(key, version).await;
         if let Err(e) = &l1 {
-            self.tier_failed(None, e);
+            self.l1_failed(shard, e);
         }
         for (r, m) in [(&l1, &self.metrics.l1), (&l2, &self.metrics.l2)] {
             if r.is_ok() {
@@ -179,7 +181,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let r = call.await;
         self.emit_invalidation(key, Tier::L2, version, &r, started);
         if let Err(e) = &r {
-            self.tier_failed(Some(n), e);
+            self.l2_failed(n, e);
         }
         r
     }

@@ -310,6 +310,8 @@ pub struct InProcess<M> {
     zero: Instant,
     skew_ms: AtomicU64,
     down: std::sync::atomic::AtomicBool,
+    /// Failovers the client "followed" ([`InProcess::switch_master`]).
+    switches: AtomicU64,
 }
 
 impl<M> InProcess<M> {
@@ -319,7 +321,15 @@ impl<M> InProcess<M> {
             zero: Instant::now(),
             skew_ms: AtomicU64::new(0),
             down: Default::default(),
+            switches: AtomicU64::new(0),
         }
+    }
+
+    /// As if a failover happened and the client followed it: the master-switch count rises.
+    /// The data stays; change it with [`InProcess::with`] first to play a master that lost
+    /// what it had not replicated.
+    pub fn switch_master(&self) {
+        self.switches.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Milliseconds on the model's clock.
@@ -368,6 +378,9 @@ impl<M: Default> Default for InProcess<M> {
 impl RedisExec for InProcess<RedisModel> {
     async fn exec(&self, cmd: rd::Cmd) -> TierResult<rd::Reply> {
         self.run("redis", cmd, RedisModel::exec)
+    }
+    fn master_switches(&self) -> u64 {
+        self.switches.load(Ordering::SeqCst)
     }
 }
 

@@ -112,16 +112,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// `None` sends the caller the long way ([`CacheAside::resolve`]): not grouped, L1 fenced or
     /// failing, the generation missing, a tombstone, past its freshness or corrupt.
     pub(super) async fn read_l1_grouped(&self, key: &Key) -> Option<(Key, Found)> {
-        if !self.grouped(key.prefix()) || self.l1_fenced() {
+        let (shard, l1) = self.l1.of(key.as_str());
+        if !self.grouped(key.prefix()) || self.l1_fenced(shard) {
             return None;
         }
         let gen_key = key.generation_key()?;
-        let switches = self.l1.master_switches();
+        let switches = l1.master_switches();
         let got = self
-            .on_l1(self.l1.get_in_generation(gen_key.as_str(), key.as_str()))
+            .on_l1(shard, l1.get_in_generation(gen_key.as_str(), key.as_str()))
             .await;
         // As in `read_l1`: an answer from a master the invalidator has not replayed onto yet.
-        if self.repair.active() && self.l1.master_switches() != switches {
+        if self.repair.active() && l1.master_switches() != switches {
             return None;
         }
         let (g, v) = got.ok()?;
@@ -138,7 +139,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 Ok(f) => f,
                 Err(()) => {
                     let _ = self
-                        .on_l1(self.l1.del(&[stored.stored().into_owned()]))
+                        .on_l1(shard, l1.del(&[stored.stored().into_owned()]))
                         .await;
                     Found::Miss
                 }
@@ -191,13 +192,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         };
         let l1 = self.fill_l1_answer(gen_key, Some(&row)).await;
         if let Err(e) = &l1 {
-            self.tier_failed(None, e);
+            self.l1_failed(self.l1.of(gen_key.as_str()).0, e);
         }
         let mut l2_ok = true;
         for (n, l2) in self.fill_l2_owners(gen_key, &row).await {
             if let Err(e) = &l2 {
                 l2_ok = false;
-                self.tier_failed(Some(n), e);
+                self.l2_failed(n, e);
             }
         }
         l1.is_ok() && l2_ok
@@ -304,6 +305,8 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             return self.bump(&gen_key).instrument(span).await;
         }
         let pattern = format!("{}*", escape_glob(probe.as_str()));
+        // Every key of the namespace is on its class's shard.
+        let (shard, l1) = self.l1.of(probe.as_str());
         let span = tracing::info_span!("aside.invalidate_prefix", pattern = %pattern);
         let done = async {
             let (mut values, mut round_trips) = (0, 0);
@@ -312,7 +315,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 loop {
                     round_trips += 1;
                     let (next, keys) = self
-                        .on_l1(self.l1.scan(cursor, &pattern, self.cfg.scan_count))
+                        .on_l1(shard, l1.scan(cursor, &pattern, self.cfg.scan_count))
                         .await
                         .map_err(Error::Scan)?;
                     let keys: Vec<String> = keys
@@ -348,10 +351,11 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// fill still in flight (the simulator found exactly that). Tombstones are left alone.
     /// True when a value was invalidated.
     pub(super) async fn invalidate_found(&self, k: &str) -> Result<bool, TierError> {
+        let (shard, l1) = self.l1.of(k);
         let Ok(key) = Key::parse(k) else {
-            return Ok(self.on_l1(self.l1.del(&[k.to_string()])).await? > 0);
+            return Ok(self.on_l1(shard, l1.del(&[k.to_string()])).await? > 0);
         };
-        let version = match self.on_l1(self.l1.get(k)).await? {
+        let version = match self.on_l1(shard, l1.get(k)).await? {
             None => return Ok(false),
             Some(raw) => match envelope::decode(k, &raw) {
                 Ok(Entry::Tombstone { .. } | Entry::Absent { .. }) => return Ok(false),
@@ -364,7 +368,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let started = self.clock();
         let l1 = self
-            .on_l1(self.strategy.invalidate_l1(&self.l1, k, version, tomb_ms))
+            .on_l1(shard, self.strategy.invalidate_l1(l1, k, version, tomb_ms))
             .await;
         self.emit_invalidation(k, Tier::L1, version, &l1, started);
         l1?;
