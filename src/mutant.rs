@@ -44,10 +44,13 @@ pub enum Mutant {
     /// A memcached ring change forgets the ring it left: invalidations go to a key's owner now
     /// only, and a node that leaves and comes back serves what it held before.
     NoRingHistory,
+    /// L1's shards share one fence: a failure or master switch of one shard keeps reads off
+    /// every shard until the invalidator repairs it.
+    OneL1Fence,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 11] = [
+    pub const ALL: [Mutant; 12] = [
         Mutant::NoTombstone,
         Mutant::NoL1VersionCheck,
         Mutant::NoL2Cas,
@@ -59,6 +62,7 @@ impl Mutant {
         Mutant::NoL0Ticket,
         Mutant::NoFloorCheck,
         Mutant::NoRingHistory,
+        Mutant::OneL1Fence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,7 @@ impl Mutant {
             Mutant::NoL0Ticket => "no-l0-ticket",
             Mutant::NoFloorCheck => "no-floor-check",
             Mutant::NoRingHistory => "no-ring-history",
+            Mutant::OneL1Fence => "one-l1-fence",
         }
     }
 

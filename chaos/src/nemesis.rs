@@ -132,7 +132,7 @@ mod tests {
         let plan = Plan::new(vec![Step {
             at_ms: 50,
             for_ms: 600,
-            fault: Fault::new(Kind::Kill, Target::RedisMaster),
+            fault: Fault::new(Kind::Kill, Target::RedisMaster(0)),
         }]);
         let rec = Recorder::start();
         run_plan(&mut Slow { slow: ms(400) }, &plan, &rec).await;

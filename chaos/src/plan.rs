@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn events_are_in_time_order_begin_before_heal_at_one_instant() {
-        let a = Fault::new(Kind::Kill, Target::RedisMaster);
+        let a = Fault::new(Kind::Kill, Target::RedisMaster(0));
         let b = Fault::new(Kind::Pause, Target::Memcached(0));
         let p = Plan::new(vec![
             Step {

@@ -19,6 +19,8 @@ use crate::workload::Workload;
 
 /// Sentinels every world boots (a quorum of 2).
 pub const SENTINELS: u8 = 3;
+/// Redis master/replica pairs (L1 shards) a scenario may ask for (`workload.redis_shards`).
+pub const REDIS_SHARDS_MAX: u8 = 2;
 /// Memcached nodes every world boots, the ring they make.
 pub const MEMCACHED_NODES: u8 = 3;
 /// Memcached nodes a world boots outside the ring for a plan that brings one in (`ring` with
@@ -90,6 +92,9 @@ pub struct Scenario {
     /// key on one app node that make it hot.
     pub l0_ttl_ms: u64,
     pub hot_reads_per_sec_min: u64,
+    /// Redis master/replica pairs L1 is spread over, each under its own Sentinel name; keys go
+    /// by class ([`crate::workload::shard_map`]).
+    pub redis_shards: u8,
     /// Test machinery: a safeguard the library drops, to show the harness catches its loss
     /// (`aside::mutant`; recorded in the header, so a mutant's failure replays).
     pub mutant: Option<aside::mutant::Mutant>,
@@ -191,6 +196,7 @@ impl Scenario {
             db_reads_per_sec_max: CacheConfig::default().db_reads_per_sec_max,
             l0_ttl_ms: CacheConfig::default().l0_ttl_ms,
             hot_reads_per_sec_min: CacheConfig::default().hot_reads_per_sec_min,
+            redis_shards: 1,
             mutant: None,
             plan: Plan::default(),
             random_plan: false,
@@ -362,6 +368,11 @@ impl Scenario {
                 "memcached nodes (the last a spare)",
             ),
             Target::App(i) => (i, self.apps, "app nodes (workload.apps)"),
+            Target::RedisMaster(i) | Target::RedisReplica(i) => (
+                i,
+                usize::from(self.redis_shards),
+                "Redis master/replica pairs (workload.redis_shards)",
+            ),
             _ => return Ok(()),
         };
         if usize::from(n) < have {
@@ -456,6 +467,9 @@ impl Scenario {
         if self.l0_ttl_ms > 0 {
             c["workload"]["l0_ttl_ms"] = Value::from(self.l0_ttl_ms);
             c["workload"]["hot_reads_per_sec_min"] = Value::from(self.hot_reads_per_sec_min);
+        }
+        if self.redis_shards > 1 {
+            c["workload"]["redis_shards"] = Value::from(self.redis_shards);
         }
         if let Some(m) = self.mutant {
             c["workload"]["mutant"] = Value::from(m.name());

@@ -43,6 +43,18 @@ pub fn keyspace(n: usize) -> Vec<String> {
     keys.iter().map(Key::to_string).collect()
 }
 
+/// Which Redis pair each key class goes to with `shards` pairs: the production design puts hot
+/// posts on one and sessions on the other; here posts and listings stay on the first pair and
+/// comment threads go to the second.
+pub fn shard_map(shards: u8) -> aside::ShardMap {
+    if shards < 2 {
+        return aside::ShardMap::single();
+    }
+    aside::ShardMap::new(usize::from(shards), 0)
+        .and_then(|m| m.class("comments", 1))
+        .expect("a valid map of at least two shards")
+}
+
 /// `r/rust:` for a listing key: the prefix its siblings share (a new post changes every sort order
 /// of its subreddit).
 pub fn listing_prefix(key: &Key) -> Option<String> {

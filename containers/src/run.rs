@@ -164,6 +164,12 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
                 .into(),
         );
     }
+    if sc.redis_shards > 1 {
+        return Some(format!(
+            "its L1 is {} Redis master/replica pairs (workload.redis_shards), and this world boots one",
+            sc.redis_shards
+        ));
+    }
     for step in &sc.plan.steps {
         let f = step.fault;
         if matches!(f.kind, Kind::Kill) && f.target.contains(Target::App(0)) {

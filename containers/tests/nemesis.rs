@@ -46,7 +46,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
                 peers: Side::Sentinels,
                 one_way: false,
             },
-            Target::RedisMaster,
+            Target::RedisMaster(0),
         ),
         step(
             4_500,
@@ -62,7 +62,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
             7_000,
             1_000,
             Kind::MemoryLimit { kib: 64 },
-            Target::RedisMaster,
+            Target::RedisMaster(0),
         ),
         step(
             8_500,
@@ -188,7 +188,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
 
     // Healed: every server answers again, from the host and across the former cut.
     let mut servers = vec![
-        (Target::RedisMaster, cluster.redis_master.addr()),
+        (Target::RedisMaster(0), cluster.redis_master.addr()),
         (Target::PgPrimary, cluster.pg_primary.addr()),
     ];
     servers.extend(

@@ -36,6 +36,10 @@ pub struct Bounds {
     pub availability_min: Option<f64>,
     /// Invariant 8: hit ratio over the steady phase. Default 0.85.
     pub hit_ratio_min: Option<f64>,
+    /// Invariant 8: the share of the reads that a fault caught (from `warmup_ns` on) that L1
+    /// must still serve: a fault on one part of L1 (one Redis shard) leaves the rest serving.
+    /// No default.
+    pub l1_hit_ratio_during_faults_min: Option<f64>,
     /// Invariant 8: p99 latency of all cache hits in the steady phase. No default.
     pub hit_latency_p99_ns_max: Option<u64>,
     /// Invariant 8: p99 latency of L1 (Redis) hits. Default 5 ms.
@@ -63,6 +67,7 @@ impl Default for Bounds {
             server_key_share_max: None,
             availability_min: Some(0.999),
             hit_ratio_min: Some(0.85),
+            l1_hit_ratio_during_faults_min: None,
             hit_latency_p99_ns_max: None,
             l1_hit_latency_p99_ns_max: Some(5_000_000),
             l2_hit_latency_p99_ns_max: Some(10_000_000),
@@ -84,6 +89,7 @@ pub const NAMES: &[&str] = &[
     "server_key_share_max",
     "availability_min",
     "hit_ratio_min",
+    "l1_hit_ratio_during_faults_min",
     "hit_latency_p99_ns_max",
     "l1_hit_latency_p99_ns_max",
     "l2_hit_latency_p99_ns_max",
@@ -121,6 +127,7 @@ impl Bounds {
                 "server_key_share_max" => ratio(self.server_key_share_max),
                 "availability_min" => ratio(self.availability_min),
                 "hit_ratio_min" => ratio(self.hit_ratio_min),
+                "l1_hit_ratio_during_faults_min" => ratio(self.l1_hit_ratio_during_faults_min),
                 "hit_latency_p99_ns_max" => opt(self.hit_latency_p99_ns_max),
                 "l1_hit_latency_p99_ns_max" => opt(self.l1_hit_latency_p99_ns_max),
                 "l2_hit_latency_p99_ns_max" => opt(self.l2_hit_latency_p99_ns_max),
@@ -177,6 +184,7 @@ impl Bounds {
             "server_key_share_max" => self.server_key_share_max = opt_ratio()?,
             "availability_min" => self.availability_min = opt_ratio()?,
             "hit_ratio_min" => self.hit_ratio_min = opt_ratio()?,
+            "l1_hit_ratio_during_faults_min" => self.l1_hit_ratio_during_faults_min = opt_ratio()?,
             "hit_latency_p99_ns_max" => self.hit_latency_p99_ns_max = opt(&int)?,
             "l1_hit_latency_p99_ns_max" => self.l1_hit_latency_p99_ns_max = opt(&int)?,
             "l2_hit_latency_p99_ns_max" => self.l2_hit_latency_p99_ns_max = opt(&int)?,

@@ -96,7 +96,11 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         Box::new(session::MonotonicReads::default()),
         Box::new(load::Load::new(&bounds)),
         Box::new(availability::Availability::new(bounds.availability_min)),
-        Box::new(slo::HitRatio::new(bounds.hit_ratio_min, bounds.warmup_ns)),
+        Box::new(slo::HitRatio::new(
+            bounds.hit_ratio_min,
+            bounds.l1_hit_ratio_during_faults_min,
+            bounds.warmup_ns,
+        )),
         Box::new(slo::HitLatency::new(
             bounds.hit_latency_p99_ns_max,
             bounds.l1_hit_latency_p99_ns_max,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aside::tier::mem::{MemcachedClient, MemcachedExec, RedisClient, RedisExec};
 use aside::tier::{Committed, OutboxRow, ReadFrom, Row, Store, TierError, TierResult};
-use aside::{CacheAside, CacheConfig, Pool, Ring, Strategy};
+use aside::{CacheAside, CacheConfig, Pool, Ring, Shards, Strategy};
 use madsim::time::sleep;
 
 use crate::buggify::{self, delay};
@@ -27,6 +27,8 @@ pub type SimRedis = RedisClient<SimRedisConn>;
 /// The connection under [`SimRedis`]: sends each command to the master the Sentinels named.
 pub struct SimRedisConn {
     rpc: Rpc,
+    /// The shard whose master this connection follows (its Sentinel name).
+    shard: u8,
     master: Arc<Master>,
     sentinels: Vec<SocketAddr>,
     timeout: Duration,
@@ -60,21 +62,21 @@ impl Master {
     }
 }
 
-async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, master: Arc<Master>) {
+async fn follow_master(rpc: Rpc, sentinels: Vec<SocketAddr>, shard: u8, master: Arc<Master>) {
     loop {
         sleep(SENTINEL_POLL).await;
-        resolve_master(&rpc, &sentinels, &master).await;
+        resolve_master(&rpc, &sentinels, shard, &master).await;
     }
 }
 
 /// Asks the Sentinels in turn who the master is; the first answer wins. Each is asked with a
 /// deadline of its own: no Sentinel may hang a client.
-async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Master) {
+async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], shard: u8, master: &Master) {
     for &s in sentinels {
         let ask = rpc.call::<SentinelMsg, SentinelReply>(
             s,
             TAG_SENTINEL,
-            SentinelMsg::GetMaster,
+            SentinelMsg::GetMaster(shard),
             Duration::from_millis(200),
         );
         if let Ok(SentinelReply::Master(m)) = ask.await {
@@ -86,7 +88,7 @@ async fn resolve_master(rpc: &Rpc, sentinels: &[SocketAddr], master: &Master) {
 
 impl SimRedisConn {
     pub async fn resolve(&self) {
-        resolve_master(&self.rpc, &self.sentinels, &self.master).await;
+        resolve_master(&self.rpc, &self.sentinels, self.shard, &self.master).await;
     }
 }
 
@@ -307,22 +309,33 @@ pub async fn build_cache<St: Strategy>(
     buggify: bool,
 ) -> SimCache<St> {
     let rpc = Rpc::bind(at).await;
-    let master = Arc::new(Master {
-        addr: Mutex::new(a.redis[0]),
-        switches: Default::default(),
-    });
-    madsim::task::spawn(follow_master(
-        rpc.clone(),
-        a.sentinels.clone(),
-        master.clone(),
-    ));
-    let redis = RedisClient(SimRedisConn {
-        rpc: rpc.clone(),
-        master,
-        sentinels: a.sentinels.clone(),
-        timeout,
-        buggify,
-    });
+    let redis: Vec<SimRedis> = a
+        .redis
+        .iter()
+        .enumerate()
+        .map(|(shard, &[m, _])| {
+            let master = Arc::new(Master {
+                addr: Mutex::new(m),
+                switches: Default::default(),
+            });
+            madsim::task::spawn(follow_master(
+                rpc.clone(),
+                a.sentinels.clone(),
+                shard as u8,
+                master.clone(),
+            ));
+            RedisClient(SimRedisConn {
+                rpc: rpc.clone(),
+                shard: shard as u8,
+                master,
+                sentinels: a.sentinels.clone(),
+                timeout,
+                buggify,
+            })
+        })
+        .collect();
+    let map = chaos::workload::shard_map(a.redis.len() as u8);
+    let redis = Shards::new(redis, map).expect("one client per shard");
     let client = |addr| {
         MemcachedClient(SimMemcachedConn {
             rpc: rpc.clone(),
@@ -349,5 +362,5 @@ pub async fn build_cache<St: Strategy>(
         primary_conns: Conns::new(pools),
         replica_conns: Conns::new(pools),
     };
-    CacheAside::new(redis, pool, store, strategy, cfg, name)
+    CacheAside::sharded(redis, pool, store, strategy, cfg, name)
 }

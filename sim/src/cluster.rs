@@ -19,7 +19,8 @@ use crate::nodes::sentinel::sentinel_node;
 
 /// Addresses of the servers.
 pub struct Addrs {
-    pub redis: [SocketAddr; 2],
+    /// Per Redis shard, its master and replica at boot.
+    pub redis: Vec<[SocketAddr; 2]>,
     pub sentinels: Vec<SocketAddr>,
     /// The ring's nodes, then the spares booted outside it.
     pub memcached: Vec<SocketAddr>,
@@ -27,12 +28,16 @@ pub struct Addrs {
 }
 
 impl Addrs {
-    fn new(memcached_spares: u8) -> Addrs {
+    fn new(redis_shards: u8, memcached_spares: u8) -> Addrs {
         Addrs {
-            redis: [
-                SocketAddr::new(ip(1, 1), 6379),
-                SocketAddr::new(ip(1, 2), 6379),
-            ],
+            redis: (0..redis_shards)
+                .map(|s| {
+                    [
+                        SocketAddr::new(ip(1, 1 + 2 * s), 6379),
+                        SocketAddr::new(ip(1, 2 + 2 * s), 6379),
+                    ]
+                })
+                .collect(),
             sentinels: (0..chaos::scenario::SENTINELS)
                 .map(|i| SocketAddr::new(ip(1, 11 + i), 26379))
                 .collect(),
@@ -70,7 +75,7 @@ impl Cluster {
     pub async fn boot(sc: &Scenario, keys: &[String], seed: u64) -> Cluster {
         let handle = Handle::current();
         let start = Instant::now();
-        let a = Arc::new(Addrs::new(sc.memcached_spares()));
+        let a = Arc::new(Addrs::new(sc.redis_shards, sc.memcached_spares()));
         let mut servers = Vec::new();
         let mut node = |target: Target, addr: SocketAddr, n: NodeHandle| {
             servers.push(Node {
@@ -82,29 +87,37 @@ impl Cluster {
         let builder = |target: Target, addr: SocketAddr| {
             handle.create_node().name(target.name()).ip(addr.ip())
         };
-        let (m, r) = (a.redis[0], a.redis[1]);
-        node(
-            Target::RedisMaster,
-            m,
-            builder(Target::RedisMaster, m)
-                .init(move || redis_node(m, Role::Master, Some(r), start))
-                .build(),
-        );
-        node(
-            Target::RedisReplica,
-            r,
-            builder(Target::RedisReplica, r)
-                .init(move || redis_node(r, Role::Replica(m), Some(m), start))
-                .build(),
-        );
+        for (shard, &[m, r]) in a.redis.iter().enumerate() {
+            let (tm, tr) = (
+                Target::RedisMaster(shard as u8),
+                Target::RedisReplica(shard as u8),
+            );
+            node(
+                tm,
+                m,
+                builder(tm, m)
+                    .init(move || redis_node(m, Role::Master, Some(r), start))
+                    .build(),
+            );
+            node(
+                tr,
+                r,
+                builder(tr, r)
+                    .init(move || redis_node(r, Role::Replica(m), Some(m), start))
+                    .build(),
+            );
+        }
+        let monitors: Vec<(SocketAddr, Option<SocketAddr>)> =
+            a.redis.iter().map(|&[m, r]| (m, Some(r))).collect();
         for (i, &s) in a.sentinels.iter().enumerate() {
             let peers: Vec<SocketAddr> = a.sentinels.iter().copied().filter(|&p| p != s).collect();
             let t = Target::Sentinel(i as u8);
+            let monitors = monitors.clone();
             node(
                 t,
                 s,
                 builder(t, s)
-                    .init(move || sentinel_node(s, peers.clone(), m, Some(r), QUORUM))
+                    .init(move || sentinel_node(s, peers.clone(), monitors.clone(), QUORUM))
                     .build(),
             );
         }

@@ -78,6 +78,12 @@ pub const CATCHES: &[Catch] = &[
         "reads use an L1 this node could not invalidate",
     ),
     caught(
+        Mutant::OneL1Fence,
+        "shard-failover",
+        Builtin::Durable,
+        "the second shard's failover fences the first: L1 serves next to nothing while it lasts",
+    ),
+    caught(
         Mutant::NoReplay,
         "split-brain",
         Builtin::Durable,

@@ -190,7 +190,7 @@ impl SimNemesis {
     /// Writes the marker to a cache server; true if it was stored.
     async fn mark_on(&self, cache: &Placed) -> bool {
         match cache.target {
-            Target::RedisMaster | Target::RedisReplica => {
+            Target::RedisMaster(_) | Target::RedisReplica(_) => {
                 let set = rd::Cmd::Set {
                     key: FLUSH_MARKER.into(),
                     value: b"1".to_vec(),
@@ -270,7 +270,7 @@ impl SimNemesis {
 /// A harmless request to the server playing `target` at `addr`.
 async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> {
     let r = match target {
-        Target::RedisMaster | Target::RedisReplica => rpc
+        Target::RedisMaster(_) | Target::RedisReplica(_) => rpc
             .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, PROBE_TIMEOUT)
             .await
             .map(drop),
@@ -278,7 +278,7 @@ async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> 
             .call::<SentinelMsg, SentinelReply>(
                 addr,
                 TAG_SENTINEL,
-                SentinelMsg::GetMaster,
+                SentinelMsg::GetMaster(0),
                 PROBE_TIMEOUT,
             )
             .await

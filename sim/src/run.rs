@@ -323,7 +323,7 @@ async fn roles(cluster: &Cluster, from: &madsim::runtime::NodeHandle) -> Vec<(St
         let mut out = Vec::new();
         for (t, addr) in servers {
             let said = match t {
-                Target::RedisMaster | Target::RedisReplica => {
+                Target::RedisMaster(_) | Target::RedisReplica(_) => {
                     match rpc
                         .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, wait)
                         .await
@@ -334,7 +334,7 @@ async fn roles(cluster: &Cluster, from: &madsim::runtime::NodeHandle) -> Vec<(St
                     }
                 }
                 Target::Sentinel(_) => {
-                    let ask = SentinelMsg::GetMaster;
+                    let ask = SentinelMsg::GetMaster(0);
                     match rpc
                         .call::<SentinelMsg, SentinelReply>(addr, TAG_SENTINEL, ask, wait)
                         .await

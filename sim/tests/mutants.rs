@@ -105,3 +105,8 @@ fn no_floor_check_is_caught() {
 fn no_ring_history_is_caught() {
     caught(Mutant::NoRingHistory);
 }
+
+#[test]
+fn one_l1_fence_is_caught() {
+    caught(Mutant::OneL1Fence);
+}

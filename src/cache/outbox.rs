@@ -152,6 +152,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// Whether reads skip L1 shard `shard`: it failed here, or its master switched, and the
     /// invalidator has not repaired it since.
     pub(super) fn l1_fenced(&self, shard: usize) -> bool {
+        if self.mutated(Mutant::OneL1Fence) {
+            return (0..self.l1.len()).any(|s| self.shard_fenced(s));
+        }
+        self.shard_fenced(shard)
+    }
+
+    fn shard_fenced(&self, shard: usize) -> bool {
         self.repair.active()
             && (self.repair.fenced[shard].load(Relaxed)
                 || self.l1.master_switches(shard) != self.repair.switches_seen[shard].load(Relaxed))

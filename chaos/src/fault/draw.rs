@@ -8,8 +8,8 @@ use super::{Side, Target};
 /// Any server, by role.
 pub fn server() -> impl Strategy<Value = Target> {
     prop_oneof![
-        Just(Target::RedisMaster),
-        Just(Target::RedisReplica),
+        Just(Target::RedisMaster(0)),
+        Just(Target::RedisReplica(0)),
         (0u8..3).prop_map(Target::Sentinel),
         (0u8..3).prop_map(Target::Memcached),
         Just(Target::PgPrimary),
@@ -31,7 +31,7 @@ pub fn group() -> impl Strategy<Value = Side> {
 /// The part of the cluster a side belongs to (a memcached node is a part of its own).
 pub fn part(side: Side) -> String {
     match side {
-        Side::One(Target::RedisMaster | Target::RedisReplica) | Side::Redis => "redis".into(),
+        Side::One(Target::RedisMaster(_) | Target::RedisReplica(_)) | Side::Redis => "redis".into(),
         Side::One(Target::Sentinel(_)) | Side::Sentinels => "sentinels".into(),
         Side::One(Target::PgPrimary | Target::PgReplica) | Side::Postgres => "postgres".into(),
         Side::One(Target::App(_)) | Side::Apps => "apps".into(),

@@ -44,7 +44,7 @@ pub(super) fn parse(v: &Value) -> Result<Kind, String> {
 pub fn limits(t: Target) -> bool {
     matches!(
         t,
-        Target::RedisMaster | Target::RedisReplica | Target::Memcached(_)
+        Target::RedisMaster(_) | Target::RedisReplica(_) | Target::Memcached(_)
     )
 }
 

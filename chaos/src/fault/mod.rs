@@ -31,8 +31,10 @@ use hands::Hands;
 /// master, whoever holds the role later). Indices are 0-based here and 1-based in names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
-    RedisMaster,
-    RedisReplica,
+    /// The master at boot of Redis shard N (0: the first, or only, pair).
+    RedisMaster(u8),
+    /// The replica at boot of Redis shard N.
+    RedisReplica(u8),
     Sentinel(u8),
     Memcached(u8),
     PgPrimary,
@@ -44,8 +46,10 @@ impl Target {
     /// `redis-master`, `memcached-2`, `app-1`, ...
     pub fn name(&self) -> String {
         match self {
-            Target::RedisMaster => "redis-master".into(),
-            Target::RedisReplica => "redis-replica".into(),
+            Target::RedisMaster(0) => "redis-master".into(),
+            Target::RedisReplica(0) => "redis-replica".into(),
+            Target::RedisMaster(s) => format!("redis-master-{}", u16::from(*s) + 1),
+            Target::RedisReplica(s) => format!("redis-replica-{}", u16::from(*s) + 1),
             Target::Sentinel(i) => format!("sentinel-{}", u16::from(*i) + 1),
             Target::Memcached(i) => format!("memcached-{}", u16::from(*i) + 1),
             Target::PgPrimary => "pg-primary".into(),
@@ -57,8 +61,8 @@ impl Target {
     /// The inverse of [`Target::name`].
     pub fn parse(name: &str) -> Result<Target, String> {
         let fixed = [
-            Target::RedisMaster,
-            Target::RedisReplica,
+            Target::RedisMaster(0),
+            Target::RedisReplica(0),
             Target::PgPrimary,
             Target::PgReplica,
         ];
@@ -69,10 +73,17 @@ impl Target {
             let n: u16 = name.strip_prefix(prefix)?.parse().ok()?;
             (1..=256).contains(&n).then(|| make((n - 1) as u8))
         };
-        numbered("sentinel-", Target::Sentinel)
+        // The second pair onwards: `redis-master-2` (the first is plain `redis-master`).
+        let shard = |prefix: &str, make: fn(u8) -> Target| {
+            let n: u16 = name.strip_prefix(prefix)?.parse().ok()?;
+            (2..=256).contains(&n).then(|| make((n - 1) as u8))
+        };
+        shard("redis-master-", Target::RedisMaster)
+            .or_else(|| shard("redis-replica-", Target::RedisReplica))
+            .or_else(|| numbered("sentinel-", Target::Sentinel))
             .or_else(|| numbered("memcached-", Target::Memcached))
             .or_else(|| numbered("app-", Target::App))
-            .ok_or_else(|| format!("unknown fault target {name:?}: use redis-master, redis-replica, sentinel-N, memcached-N, pg-primary, pg-replica or app-N"))
+            .ok_or_else(|| format!("unknown fault target {name:?}: use redis-master, redis-replica (redis-master-N, redis-replica-N for shard N), sentinel-N, memcached-N, pg-primary, pg-replica or app-N"))
     }
 }
 
@@ -130,14 +141,14 @@ impl Side {
         match self {
             Side::One(t) => vec![*t],
             Side::Apps => vec![Target::App(0)],
-            Side::Redis => vec![Target::RedisMaster, Target::RedisReplica],
+            Side::Redis => vec![Target::RedisMaster(0), Target::RedisReplica(0)],
             Side::Sentinels => vec![Target::Sentinel(0)],
             Side::Memcached => vec![Target::Memcached(0)],
             Side::Postgres => vec![Target::PgPrimary, Target::PgReplica],
             Side::Network => vec![
                 Target::App(0),
-                Target::RedisMaster,
-                Target::RedisReplica,
+                Target::RedisMaster(0),
+                Target::RedisReplica(0),
                 Target::Sentinel(0),
                 Target::Memcached(0),
                 Target::PgPrimary,
@@ -150,7 +161,7 @@ impl Side {
         match self {
             Side::One(x) => *x == t,
             Side::Apps => matches!(t, Target::App(_)),
-            Side::Redis => matches!(t, Target::RedisMaster | Target::RedisReplica),
+            Side::Redis => matches!(t, Target::RedisMaster(_) | Target::RedisReplica(_)),
             Side::Sentinels => matches!(t, Target::Sentinel(_)),
             Side::Memcached => matches!(t, Target::Memcached(_)),
             Side::Postgres => matches!(t, Target::PgPrimary | Target::PgReplica),
@@ -257,7 +268,7 @@ impl Kind {
                 |t| {
                     matches!(
                         t,
-                        Target::RedisMaster | Target::RedisReplica | Target::Memcached(_)
+                        Target::RedisMaster(_) | Target::RedisReplica(_) | Target::Memcached(_)
                     )
                 },
                 "redis-master, redis-replica, redis, memcached-N or memcached",
@@ -437,8 +448,10 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_one_based() {
         let all = [
-            Target::RedisMaster,
-            Target::RedisReplica,
+            Target::RedisMaster(0),
+            Target::RedisReplica(0),
+            Target::RedisMaster(1),
+            Target::RedisReplica(1),
             Target::Sentinel(2),
             Target::Memcached(0),
             Target::PgPrimary,
@@ -449,6 +462,11 @@ mod tests {
             assert_eq!(Target::parse(&t.name()), Ok(t));
         }
         assert_eq!(Target::Memcached(0).name(), "memcached-1");
+        assert_eq!(Target::RedisMaster(1).name(), "redis-master-2");
+        assert!(
+            Target::parse("redis-master-1").is_err(),
+            "shard 1 is plain redis-master"
+        );
         assert!(Target::parse("memcached-0").is_err());
         assert!(Target::parse("redis").unwrap_err().contains("redis-master"));
     }

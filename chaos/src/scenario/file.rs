@@ -50,6 +50,10 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/redis-failover.toml"),
     ),
     (
+        "shard-failover",
+        include_str!("../../scenarios/shard-failover.toml"),
+    ),
+    (
         "memcached-restart",
         include_str!("../../scenarios/memcached-restart.toml"),
     ),

@@ -40,6 +40,7 @@ pub struct WorkloadSpec {
     pub db_reads_per_sec_max: Option<u32>,
     pub l0_ttl_ms: Option<u64>,
     pub hot_reads_per_sec_min: Option<u64>,
+    pub redis_shards: Option<u64>,
     /// Test machinery: a safeguard the library drops (`aside::mutant`); null: none.
     pub mutant: Option<String>,
     pub buggify: Option<bool>,
@@ -89,6 +90,9 @@ impl Scenario {
         }
         if let Some(n) = w.pg_pool_max {
             self.pg_pool_max = size("pg_pool_max", n, 1, 1_000)? as u32;
+        }
+        if let Some(n) = w.redis_shards {
+            self.redis_shards = size("redis_shards", n, 1, super::REDIS_SHARDS_MAX.into())? as u8;
         }
         if let Some(n) = w.db_concurrency_max {
             self.db_concurrency_max = size("db_concurrency_max", n, 1, 100_000)?;

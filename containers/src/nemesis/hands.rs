@@ -83,7 +83,7 @@ impl Hands for DockerNemesis<'_> {
                 let m = aside::backend::Memcached::new(n.addr(), 1);
                 m.set(FLUSH_MARKER, b"1", 600).await.is_ok()
             }
-            Target::RedisMaster | Target::RedisReplica => {
+            Target::RedisMaster(_) | Target::RedisReplica(_) => {
                 redis(&n.addr(), &["SET", FLUSH_MARKER, "1"]).await.is_ok()
             }
             _ => false,
@@ -206,7 +206,7 @@ impl Hands for DockerNemesis<'_> {
 
     /// From the host through the master's proxy, as an app node's round trip goes.
     async fn round_trip(&mut self) -> Option<(String, Duration)> {
-        let (t, n) = *self.side(Side::One(Target::RedisMaster)).first()?;
+        let (t, n) = *self.side(Side::One(Target::RedisMaster(0))).first()?;
         let (name, front) = self.proxies?.front_of(n.addr().parse().ok()?)?;
         let began = std::time::Instant::now();
         ask(t, front, Duration::from_secs(2)).await.ok()?;

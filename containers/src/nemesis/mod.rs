@@ -117,8 +117,10 @@ impl<'a> DockerNemesis<'a> {
     fn node(&self, t: Target) -> Option<&'a Node> {
         let c = self.cluster;
         match t {
-            Target::RedisMaster => Some(&c.redis_master),
-            Target::RedisReplica => c.redis_replica.as_ref(),
+            Target::RedisMaster(0) => Some(&c.redis_master),
+            Target::RedisReplica(0) => c.redis_replica.as_ref(),
+            // One pair only here (`crate::run::unsupported` refuses more).
+            Target::RedisMaster(_) | Target::RedisReplica(_) => None,
             Target::Sentinel(i) => c.sentinels.get(usize::from(i)),
             Target::Memcached(i) => c.memcached.get(usize::from(i)),
             Target::PgPrimary => Some(&c.pg_primary),
@@ -134,7 +136,7 @@ impl<'a> DockerNemesis<'a> {
 
     /// Every server of the cluster, by role.
     fn servers(&self) -> Vec<(Target, &'a Node)> {
-        let mut all = vec![Target::RedisMaster, Target::RedisReplica];
+        let mut all = vec![Target::RedisMaster(0), Target::RedisReplica(0)];
         all.extend((0..self.cluster.sentinels.len() as u8).map(Target::Sentinel));
         all.extend((0..self.cluster.memcached.len() as u8).map(Target::Memcached));
         all.extend([Target::PgPrimary, Target::PgReplica]);

@@ -16,7 +16,7 @@ type Hello = (&'static [u8], fn(&[u8]) -> bool);
 /// `version`, PostgreSQL an SSLRequest with one byte. `Err(what was seen)` without an answer.
 pub async fn ask(target: Target, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let (req, ok): Hello = match target {
-        Target::RedisMaster | Target::RedisReplica | Target::Sentinel(_) => {
+        Target::RedisMaster(_) | Target::RedisReplica(_) | Target::Sentinel(_) => {
             (b"PING\r\n", |r| r.starts_with(b"+PONG"))
         }
         Target::Memcached(_) => (b"version\r\n", |r| r.starts_with(b"VERSION")),

@@ -89,10 +89,14 @@ impl Hits {
     }
 }
 
-/// Judges the steady phase; also reports, never judges, the hit ratios while faults were on
-/// (an incident such as a full Redis shows there: its L1 ratio collapses while L2 absorbs it).
+/// Judges the steady phase; also reports the hit ratios while faults were on (an incident such
+/// as a full Redis shows there: its L1 ratio collapses while L2 absorbs it), and judges L1's
+/// share of those reads when `l1_hit_ratio_during_faults_min` is set (a fault on one Redis
+/// shard must leave the other serving). Both are judged as the steady ratio is: a run fails
+/// when the 99 % upper bound of its ratio is under the bound.
 pub struct HitRatio {
     min: Option<f64>,
+    l1_during_faults_min: Option<f64>,
     warmup_ns: u64,
     reads: u64,
     hits: u64,
@@ -100,16 +104,104 @@ pub struct HitRatio {
     faulted: Hits,
 }
 
+/// A read a fault caught, from `warmup_ns` on.
+fn faulted(idx: &Index, warmup_ns: u64, r: &ReadRec) -> bool {
+    r.ok()
+        && r.source.is_some()
+        && r.invoke_ns >= warmup_ns
+        && idx.overlaps_fault(r.invoke_ns, r.complete_ns)
+}
+
+/// One part of the verdict.
+enum Part {
+    Holds(String),
+    Unknown(String),
+    /// Why, and the reads that show it (the fewest that put the ratio under its bound).
+    Fails(String, Vec<ReadRec>),
+}
+
 impl HitRatio {
-    pub fn new(min: Option<f64>, warmup_ns: u64) -> Self {
+    pub fn new(min: Option<f64>, l1_during_faults_min: Option<f64>, warmup_ns: u64) -> Self {
         HitRatio {
             min,
+            l1_during_faults_min,
             warmup_ns,
             reads: 0,
             hits: 0,
             l1_hits: 0,
             faulted: Hits::default(),
         }
+    }
+
+    fn steady_part(&self, idx: &Index, reads: &mut ReadLog) -> io::Result<Part> {
+        let Some(min) = self.min else {
+            return Ok(Part::Unknown(
+                "no hit-ratio bound: set config.hit_ratio_min".into(),
+            ));
+        };
+        if self.reads == 0 {
+            return Ok(Part::Unknown(
+                "no steady-phase reads (every read was before warmup_ns or during a fault)".into(),
+            ));
+        }
+        let ratio = self.hits as f64 / self.reads as f64;
+        let upper = wilson_upper(self.hits, self.reads, HIT_RATIO_Z);
+        Ok(if ratio >= min {
+            Part::Holds(format!(
+                "hit ratio {ratio:.4} over {} steady reads (bound {min})",
+                self.reads
+            ))
+        } else if upper >= min {
+            Part::Holds(format!(
+                "hit ratio {ratio:.4} over {} steady reads, under {min} by less than its sampling error (99 % upper bound {upper:.4})",
+                self.reads
+            ))
+        } else {
+            let k = misses_to_show(self.reads, min, HIT_RATIO_Z).unwrap_or(self.reads);
+            let w = self.warmup_ns;
+            let rs = smallest(reads, k as usize, |r| {
+                (steady(idx, w, r) && !is_hit(r)).then_some((r.invoke_ns, r.id))
+            })?;
+            Part::Fails(
+                format!(
+                    "hit ratio {ratio:.4} over {} steady reads is below {min} (99 % upper bound {upper:.4})",
+                    self.reads
+                ),
+                rs,
+            )
+        })
+    }
+
+    /// `None` when the bound is not set.
+    fn faulted_part(&self, idx: &Index, reads: &mut ReadLog) -> io::Result<Option<Part>> {
+        let Some(min) = self.l1_during_faults_min else {
+            return Ok(None);
+        };
+        let (l1, n) = (self.faulted.l1, self.faulted.reads);
+        if n == 0 {
+            return Ok(Some(Part::Unknown(
+                "no reads during faults to judge l1_hit_ratio_during_faults_min by".into(),
+            )));
+        }
+        let ratio = l1 as f64 / n as f64;
+        let upper = wilson_upper(l1, n, HIT_RATIO_Z);
+        Ok(Some(if upper >= min {
+            Part::Holds(format!(
+                "L1 served {ratio:.4} of {n} reads during faults (bound {min})"
+            ))
+        } else {
+            let k = misses_to_show(n, min, HIT_RATIO_Z).unwrap_or(n);
+            let w = self.warmup_ns;
+            let rs = smallest(reads, k as usize, |r| {
+                (faulted(idx, w, r) && r.source != Some(Source::L1)).then_some((r.invoke_ns, r.id))
+            })?;
+            Part::Fails(
+                format!(
+                    "L1 served {ratio:.4} of {n} reads during faults, below {min} (99 % upper bound {upper:.4}): the fault took more of L1 out than its own part"
+                ),
+                rs,
+            )
+        }))
     }
 }
 
@@ -119,11 +211,7 @@ impl ReadChecker for HitRatio {
             self.reads += 1;
             self.hits += u64::from(is_hit(r));
             self.l1_hits += u64::from(r.source == Some(Source::L1));
-        } else if r.ok()
-            && r.source.is_some()
-            && r.invoke_ns >= self.warmup_ns
-            && idx.overlaps_fault(r.invoke_ns, r.complete_ns)
-        {
+        } else if faulted(idx, self.warmup_ns, r) {
             self.faulted.add(r);
         }
     }
@@ -148,46 +236,33 @@ impl ReadChecker for HitRatio {
                 .figure("hit_ratio_during_faults", Hits::ratio(f.hits, f.reads))
                 .figure("l1_hit_ratio_during_faults", Hits::ratio(f.l1, f.reads));
         }
-        let Some(min) = self.min else {
-            v.unknown("no hit-ratio bound: set config.hit_ratio_min");
-            return Ok(v);
-        };
-        let upper = wilson_upper(self.hits, self.reads, HIT_RATIO_Z);
-        if self.reads > 0 {
+        if self.min.is_some() && self.reads > 0 {
+            let upper = wilson_upper(self.hits, self.reads, HIT_RATIO_Z);
             v.figure("hit_ratio_upper99", Figure::Ratio(upper));
         }
-        if self.reads == 0 {
-            v.unknown("no steady-phase reads (every read was before warmup_ns or during a fault)");
-        } else if ratio >= min {
-            v.judge(
-                false,
-                format!(
-                    "hit ratio {ratio:.4} over {} steady reads (bound {min})",
-                    self.reads
-                ),
-            );
-        } else if upper >= min {
-            v.judge(
-                false,
-                format!(
-                    "hit ratio {ratio:.4} over {} steady reads, under {min} by less than its sampling error (99 % upper bound {upper:.4})",
-                    self.reads
-                ),
-            );
+        let parts: Vec<Part> = std::iter::once(self.steady_part(idx, reads)?)
+            .chain(self.faulted_part(idx, reads)?)
+            .collect();
+        let said = |p: &Part| match p {
+            Part::Holds(s) | Part::Unknown(s) | Part::Fails(s, _) => s.clone(),
+        };
+        if let Some(Part::Fails(_, rs)) = parts.iter().find(|p| matches!(p, Part::Fails(..))) {
+            witness_reads(idx, &mut v.witness, rs);
+            let why: Vec<String> = parts
+                .iter()
+                .filter(|p| matches!(p, Part::Fails(..)))
+                .map(said)
+                .collect();
+            v.judge(true, why.join("; "));
+        } else if parts.iter().any(|p| matches!(p, Part::Unknown(_))) {
+            let why: Vec<String> = parts
+                .iter()
+                .filter(|p| matches!(p, Part::Unknown(_)))
+                .map(said)
+                .collect();
+            v.unknown(why.join("; "));
         } else {
-            let k = misses_to_show(self.reads, min, HIT_RATIO_Z).unwrap_or(self.reads);
-            let w = self.warmup_ns;
-            let rs = smallest(reads, k as usize, |r| {
-                (steady(idx, w, r) && !is_hit(r)).then_some((r.invoke_ns, r.id))
-            })?;
-            witness_reads(idx, &mut v.witness, &rs);
-            v.judge(
-                true,
-                format!(
-                    "hit ratio {ratio:.4} over {} steady reads is below {min} (99 % upper bound {upper:.4})",
-                    self.reads
-                ),
-            );
+            v.judge(false, parts.iter().map(said).collect::<Vec<_>>().join("; "));
         }
         Ok(v)
     }
@@ -355,6 +430,47 @@ mod tests {
             v.witness.ops,
             [misses.clone(), vec![m]].concat(),
             "76/100 needs all 24 misses to show the ratio under 0.85"
+        );
+    }
+
+    #[test]
+    fn l1_share_during_faults_is_judged_only_when_bounded_and_names_the_reads_l1_missed() {
+        let run = |l1_min: serde_json::Value, l1_reads: u64| {
+            let mut h = H::new(json!({"l1_hit_ratio_during_faults_min": l1_min}));
+            for i in 0..100 {
+                h.read(1, "k", (i * MS, i * MS + 1), 0, Source::L1); // steady: all hits
+            }
+            h.fault(200 * MS, true, "redis-master-2");
+            let t = 201 * MS;
+            for i in 0..l1_reads {
+                h.read(1, "k", (t + i, t + i + 1), 0, Source::L1);
+            }
+            let missed: Vec<u64> = (l1_reads..40)
+                .map(|i| h.read(1, "k", (t + i, t + i + 1), 0, Source::L2))
+                .collect();
+            h.fault(300 * MS, false, "redis-master-2");
+            (
+                h.check().verdict(Invariant::HitRatio).unwrap().clone(),
+                missed,
+            )
+        };
+        let (v, _) = run(json!(null), 0);
+        assert_eq!(v.status, Status::Holds, "not bounded: {}", v.summary);
+        let (v, _) = run(json!(0.3), 20);
+        assert_eq!(v.status, Status::Holds, "20 of 40 from L1: {}", v.summary);
+        assert!(v.summary.contains("during faults"), "{}", v.summary);
+        let (v, missed) = run(json!(0.3), 0);
+        assert_eq!(v.status, Status::Fails, "no L1 at all during the fault");
+        assert!(
+            v.summary.contains("L1 served 0.0000 of 40"),
+            "{}",
+            v.summary
+        );
+        let k = super::misses_to_show(40, 0.3, super::HIT_RATIO_Z).unwrap() as usize;
+        assert_eq!(
+            v.witness.ops,
+            missed[..k],
+            "the fewest L2 reads that show it"
         );
     }
 

@@ -24,12 +24,15 @@ struct SentinelState {
     sdown: bool,
 }
 
+/// A message to a Sentinel about one of the masters it monitors: shard N's (its own name, as
+/// a real Sentinel's `sentinel monitor NAME`), each with its own epoch, votes and view.
 #[derive(Clone)]
 pub enum SentinelMsg {
-    GetMaster,
-    IsDown(SocketAddr),
-    Vote(u64),
+    GetMaster(u8),
+    IsDown(u8, SocketAddr),
+    Vote(u8, u64),
     Config {
+        shard: u8,
         epoch: u64,
         master: SocketAddr,
         replica: Option<SocketAddr>,
@@ -42,6 +45,8 @@ pub enum SentinelReply {
     Down(bool),
     Voted(bool),
     Ok,
+    /// Not a master this Sentinel monitors.
+    Unknown,
 }
 
 const DOWN_AFTER: Duration = Duration::from_millis(300);
@@ -58,39 +63,57 @@ const TICK: Duration = Duration::from_millis(100);
 /// promoting Sentinel's announcement to hear the next hello first.
 const ROLE_WAIT: Duration = HELLO_EVERY;
 
+/// A Sentinel monitoring one master/replica pair per entry of `monitors` (shard N at N).
 pub async fn sentinel_node(
     me: SocketAddr,
     peers: Vec<SocketAddr>,
-    master: SocketAddr,
-    replica: Option<SocketAddr>,
+    monitors: Vec<(SocketAddr, Option<SocketAddr>)>,
     quorum: usize,
 ) {
-    let st = Arc::new(Mutex::new(SentinelState {
-        master,
-        replica,
-        epoch: 0,
-        voted: 0,
-        sdown: false,
-    }));
+    let states: Arc<Vec<Mutex<SentinelState>>> = Arc::new(
+        monitors
+            .iter()
+            .map(|&(master, replica)| {
+                Mutex::new(SentinelState {
+                    master,
+                    replica,
+                    epoch: 0,
+                    voted: 0,
+                    sdown: false,
+                })
+            })
+            .collect(),
+    );
     let ep = Endpoint::bind(me).await.expect("bind sentinel");
     let rpc = Rpc::bind(me.ip()).await;
-    let handler_state = st.clone();
+    let handler_states = states.clone();
     madsim::task::spawn(serve(ep, TAG_SENTINEL, move |m: SentinelMsg| {
-        let st = handler_state.clone();
+        let states = handler_states.clone();
         async move {
+            let shard = match &m {
+                SentinelMsg::GetMaster(s) | SentinelMsg::IsDown(s, _) | SentinelMsg::Vote(s, _) => {
+                    *s
+                }
+                SentinelMsg::Config { shard, .. } => *shard,
+            };
+            // A name this Sentinel does not monitor: as a real one, no answer for it.
+            let Some(st) = states.get(usize::from(shard)) else {
+                return SentinelReply::Unknown;
+            };
             let mut s = st.lock().unwrap();
             match m {
-                SentinelMsg::GetMaster => SentinelReply::Master(s.master),
-                SentinelMsg::IsDown(a) => SentinelReply::Down(a == s.master && s.sdown),
-                SentinelMsg::Vote(epoch) if epoch > s.voted => {
+                SentinelMsg::GetMaster(_) => SentinelReply::Master(s.master),
+                SentinelMsg::IsDown(_, a) => SentinelReply::Down(a == s.master && s.sdown),
+                SentinelMsg::Vote(_, epoch) if epoch > s.voted => {
                     s.voted = epoch;
                     SentinelReply::Voted(true)
                 }
-                SentinelMsg::Vote(_) => SentinelReply::Voted(false),
+                SentinelMsg::Vote(..) => SentinelReply::Voted(false),
                 SentinelMsg::Config {
                     epoch,
                     master,
                     replica,
+                    ..
                 } => {
                     if epoch > s.epoch {
                         (s.epoch, s.master, s.replica, s.sdown) = (epoch, master, replica, false);
@@ -100,6 +123,32 @@ pub async fn sentinel_node(
             }
         }
     }));
+    // Shard 0's monitor runs in this task, each other shard's in its own (a one-pair cluster
+    // schedules exactly as before shards existed).
+    for shard in 1..monitors.len() {
+        madsim::task::spawn(monitor(
+            me,
+            rpc.clone(),
+            peers.clone(),
+            states.clone(),
+            shard as u8,
+            quorum,
+        ));
+    }
+    monitor(me, rpc, peers, states, 0, quorum).await
+}
+
+/// Watches shard `shard`'s master: failure detection, agreement, election, promotion, and the
+/// replica's role.
+async fn monitor(
+    me: SocketAddr,
+    rpc: Rpc,
+    peers: Vec<SocketAddr>,
+    states: Arc<Vec<Mutex<SentinelState>>>,
+    shard: u8,
+    quorum: usize,
+) {
+    let st = &states[usize::from(shard)];
     let mut last_ok = Instant::now();
     let mut last_hello = Instant::now();
     // Since when the replica has reported a role that is not "replica of our master".
@@ -112,7 +161,7 @@ pub async fn sentinel_node(
         };
         if last_hello.elapsed() >= HELLO_EVERY {
             last_hello = Instant::now();
-            announce(&rpc, &peers, epoch, master, replica).await;
+            announce(&rpc, &peers, shard, epoch, master, replica).await;
         }
         let ping = |a: SocketAddr| {
             rpc.call::<Admin, AdminReply>(a, TAG_REDIS, Admin::Ping, Duration::from_millis(100))
@@ -166,7 +215,8 @@ pub async fn sentinel_node(
         }
         // Objectively down once a quorum of Sentinels says so.
         let is_down = |r: &SentinelReply| matches!(r, SentinelReply::Down(true));
-        let agree = 1 + ask_peers(&rpc, &peers, || SentinelMsg::IsDown(master), is_down).await;
+        let agree =
+            1 + ask_peers(&rpc, &peers, || SentinelMsg::IsDown(shard, master), is_down).await;
         let Some(candidate) = replica else { continue };
         if agree < quorum {
             continue;
@@ -175,7 +225,8 @@ pub async fn sentinel_node(
         let new_epoch = epoch.max(st.lock().unwrap().voted) + 1;
         st.lock().unwrap().voted = new_epoch;
         let voted = |r: &SentinelReply| matches!(r, SentinelReply::Voted(true));
-        let votes = 1 + ask_peers(&rpc, &peers, || SentinelMsg::Vote(new_epoch), voted).await;
+        let votes =
+            1 + ask_peers(&rpc, &peers, || SentinelMsg::Vote(shard, new_epoch), voted).await;
         if votes * 2 <= peers.len() + 1 {
             sleep(Duration::from_millis(
                 // Each Sentinel backs off by a different amount, so split votes do not repeat.
@@ -205,7 +256,7 @@ pub async fn sentinel_node(
         }
         last_ok = Instant::now();
         last_hello = Instant::now();
-        announce(&rpc, &peers, new_epoch, candidate, Some(master)).await;
+        announce(&rpc, &peers, shard, new_epoch, candidate, Some(master)).await;
     }
 }
 
@@ -213,12 +264,14 @@ pub async fn sentinel_node(
 async fn announce(
     rpc: &Rpc,
     peers: &[SocketAddr],
+    shard: u8,
     epoch: u64,
     master: SocketAddr,
     replica: Option<SocketAddr>,
 ) {
     for &p in peers {
         let cfg = SentinelMsg::Config {
+            shard,
             epoch,
             master,
             replica,
