@@ -7,6 +7,9 @@ use serde::Deserialize;
 use crate::config::{CacheConfig, ConfigError};
 use crate::strategy::Builtin;
 
+mod shards;
+pub use shards::RedisShard;
+
 /// Where the servers are (std build: the real backends).
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +42,9 @@ pub struct RedisSettings {
     /// A PEM file of the roots the servers' certificates are verified against (their name or
     /// IP address included), instead of the system's.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Further master/replica pairs (L1 shards), each with the key classes it holds; the pair
+    /// above holds every other class ([`RedisShard`], [`crate::shards`]).
+    pub shards: Vec<RedisShard>,
 }
 
 impl Default for RedisSettings {
@@ -53,6 +59,7 @@ impl Default for RedisSettings {
             sentinel_password: None,
             tls: false,
             tls_ca: None,
+            shards: Vec::new(),
         }
     }
 }
@@ -301,6 +308,7 @@ impl Settings {
                 format!("has {both:?}, which memcached.nodes has too: list a node in one of them"),
             ));
         }
+        s.redis.shard_map()?;
         s.postgres.check(&s.cache)?;
         Builtin::from_config(&s.cache)?;
         s.cache = s.cache.validate()?;

@@ -93,14 +93,25 @@ pub async fn build_with<St: Strategy>(
     let cfg = settings.cache.clone().validate()?;
     let r = &settings.redis;
     let access = self::redis::Access::from_settings(r)?;
-    let redis = if r.sentinels.is_empty() {
-        Redis::direct_with(&r.url, cfg.l1_timeout(), access).await?
-    } else {
-        // Below the cache's L1 deadline, so a master that stops answering is noticed (and
-        // re-resolved) by the client rather than only dropped by the cache.
-        let timeout = cfg.l1_timeout().mul_f64(0.8);
-        Redis::sentinel_with(&r.sentinels, &r.master_name, timeout, access).await?
-    };
+    // Shard 0 is `master_name` (or `url`); `redis.shards` adds a pair each.
+    let pairs = std::iter::once((r.master_name.as_str(), r.url.as_str())).chain(
+        r.shards
+            .iter()
+            .map(|s| (s.master_name.as_str(), s.url.as_str())),
+    );
+    let mut servers = Vec::new();
+    for (master_name, url) in pairs {
+        servers.push(if r.sentinels.is_empty() {
+            Redis::direct_with(url, cfg.l1_timeout(), access.clone()).await?
+        } else {
+            // Below the cache's L1 deadline, so a master that stops answering is noticed (and
+            // re-resolved) by the client rather than only dropped by the cache.
+            let timeout = cfg.l1_timeout().mul_f64(0.8);
+            Redis::sentinel_with(&r.sentinels, master_name, timeout, access.clone()).await?
+        });
+    }
+    let redis = crate::Shards::new(servers, r.shard_map()?)
+        .map_err(|e| ConfigError::setting("redis.shards", e.to_string()))?;
     let m = &settings.memcached;
     let ring =
         Ring::new(&m.nodes).map_err(|e| ConfigError::setting("memcached.nodes", e.to_string()))?;
@@ -122,5 +133,7 @@ pub async fn build_with<St: Strategy>(
     for a in &m.spares {
         pool = pool.with_spare(a.clone(), Memcached::new(a.clone(), m.pool_max), &cfg);
     }
-    Ok(CacheAside::new(redis, pool, pg, strategy, cfg, instance))
+    Ok(CacheAside::sharded(
+        redis, pool, pg, strategy, cfg, instance,
+    ))
 }
