@@ -50,10 +50,15 @@ pub fn shard_map(shards: u8) -> aside::ShardMap {
     if shards < 2 {
         return aside::ShardMap::single();
     }
-    aside::ShardMap::new(usize::from(shards), 0)
-        .and_then(|m| m.class("comments", 1))
-        .expect("a valid map of at least two shards")
+    let mut map = aside::ShardMap::new(usize::from(shards), 0).expect("at least two shards");
+    for class in SECOND_PAIR_CLASSES {
+        map = map.class(class, 1).expect("shard 1 exists");
+    }
+    map
 }
+
+/// The key classes of the second Redis pair ([`shard_map`]); the first holds every other.
+pub const SECOND_PAIR_CLASSES: &[&str] = &["comments"];
 
 /// `r/rust:` for a listing key: the prefix its siblings share (a new post changes every sort order
 /// of its subreddit).

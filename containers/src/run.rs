@@ -164,12 +164,6 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
                 .into(),
         );
     }
-    if sc.redis_shards > 1 {
-        return Some(format!(
-            "its L1 is {} Redis master/replica pairs (workload.redis_shards), and this world boots one",
-            sc.redis_shards
-        ));
-    }
     for step in &sc.plan.steps {
         let f = step.fault;
         if matches!(f.kind, Kind::Kill) && f.target.contains(Target::App(0)) {
@@ -369,6 +363,7 @@ pub async fn run_with<St: Strategy + Clone>(
     };
     let cluster = Cluster::start(ClusterSpec {
         memcached_spares: usize::from(sc.memcached_spares()),
+        redis_shards: usize::from(sc.redis_shards),
         pg_apply_delay_ms: sc.pg_replica_lag_ms,
         redis_min_replicas: opts.redis_min_replicas,
         ..ClusterSpec::default()

@@ -16,6 +16,10 @@ pub type LibraryWith<St> = aside::backend::CacheWith<St>;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Addrs {
     pub redis_master: String,
+    /// The masters at boot of the second Redis pair on (`redis.shards`; each holds
+    /// [`chaos::workload::SECOND_PAIR_CLASSES`]).
+    #[serde(default)]
+    pub redis_more: Vec<String>,
     pub sentinels: Vec<String>,
     pub memcached: Vec<String>,
     /// Memcached nodes outside the ring (`memcached.spares`).
@@ -26,6 +30,22 @@ pub struct Addrs {
 }
 
 impl Addrs {
+    /// `redis.shards` for the second pair on.
+    fn shards(&self) -> Vec<aside::settings::RedisShard> {
+        self.redis_more
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| aside::settings::RedisShard {
+                master_name: super::master_name(i + 1),
+                url: format!("redis://{addr}"),
+                classes: chaos::workload::SECOND_PAIR_CLASSES
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// An `aside.toml` that points at these servers (Redis through its Sentinels), for
     /// `Settings::load` and `aside::backend::connect`.
     pub fn toml(&self, strategy: &str) -> String {
@@ -42,6 +62,14 @@ impl Addrs {
             t.push_str(&format!(
                 "sentinels = [{}]\nmaster_name = {MASTER_NAME:?}\n",
                 list(&self.sentinels)
+            ));
+        }
+        for s in self.shards() {
+            t.push_str(&format!(
+                "[[redis.shards]]\nmaster_name = {:?}\nurl = {:?}\nclasses = [{}]\n",
+                s.master_name,
+                s.url,
+                list(&s.classes)
             ));
         }
         t.push_str(&format!(
@@ -98,6 +126,7 @@ impl Addrs {
                 sentinels: self.sentinels.clone(),
                 master_name: MASTER_NAME.to_string(),
                 url: format!("redis://{}", self.redis_master),
+                shards: self.shards(),
                 ..Default::default()
             },
             memcached: aside::settings::MemcachedSettings {

@@ -26,6 +26,9 @@ pub use sweep::{all_containers, containers_of, sweep_orphans};
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
     pub redis_replica: bool,
+    /// Redis master/replica pairs (L1 shards), all watched by the same Sentinels, each under
+    /// its own name ([`master_name`]); the second on are `redis-master-N`, `redis-replica-N`.
+    pub redis_shards: usize,
     pub sentinels: usize,
     pub memcached: usize,
     /// Memcached nodes launched after those, outside the ring (`memcached.spares`): a ring
@@ -83,6 +86,7 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             redis_replica: true,
+            redis_shards: 1,
             sentinels: chaos::scenario::SENTINELS as usize,
             memcached: chaos::scenario::MEMCACHED_NODES as usize,
             memcached_spares: 0,
@@ -161,6 +165,8 @@ pub struct Cluster {
     pub tag: String,
     pub redis_master: Node,
     pub redis_replica: Option<Node>,
+    /// The second Redis pair on (`ClusterSpec::redis_shards`).
+    pub redis_more: Vec<RedisPair>,
     pub sentinels: Vec<Node>,
     /// The ring's nodes, then the spares.
     pub memcached: Vec<Node>,
@@ -175,6 +181,20 @@ pub struct Cluster {
 }
 
 pub const MASTER_NAME: &str = "mymaster";
+
+/// The Sentinel name of Redis pair `shard` (0: [`MASTER_NAME`]).
+pub fn master_name(shard: usize) -> String {
+    match shard {
+        0 => MASTER_NAME.to_string(),
+        s => format!("{MASTER_NAME}-{}", s + 1),
+    }
+}
+
+/// A Redis pair after the first.
+pub struct RedisPair {
+    pub master: Node,
+    pub replica: Option<Node>,
+}
 /// The memory memcached boots with (`-m`), the model's too (`LIMIT_BYTES_BOOT` of
 /// `aside::model::memcached`, held equal by a test).
 pub const MEMCACHED_MIB: u32 = 64;
@@ -276,24 +296,72 @@ impl Cluster {
             .await
             .map(Some)
         };
+        // The second pair on, each master then its replica (the replica follows its master's
+        // address); under the same CA as the first.
+        let (min_replicas, with_replica) = (spec.redis_min_replicas, spec.redis_replica);
+        let more = try_join_all((1..spec.redis_shards).map(|shard| async move {
+            let n = shard + 1;
+            let master = l
+                .node(
+                    &format!("redis-master-{n}"),
+                    6379,
+                    redis_cmd(&[], min_replicas, ca.map(Some)),
+                    WaitFor::message_on_stdout("Ready to accept connections"),
+                    None,
+                )
+                .await?;
+            let replica = if with_replica {
+                let ip = master.ip.to_string();
+                Some(
+                    l.node(
+                        &format!("redis-replica-{n}"),
+                        6379,
+                        redis_cmd(&["--replicaof", &ip, "6379"], min_replicas, ca.map(Some)),
+                        WaitFor::message_on_stdout(
+                            "MASTER <-> REPLICA sync: Finished with success",
+                        ),
+                        None,
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
+            Ok::<_, Error>(RedisPair { master, replica })
+        }));
+        let redis_more = more.await?;
+        let masters: Vec<String> = std::iter::once(master_ip.clone())
+            .chain(redis_more.iter().map(|p| p.master.ip.to_string()))
+            .collect();
         let secure_lines = if ca.is_some() {
             format!("port 0\\ntls-port 26379\\ntls-cert-file /tmp/tls/server.crt\\ntls-key-file /tmp/tls/server.key\\ntls-ca-cert-file {REDIS_TLS_CA}\\ntls-auth-clients no\\ntls-replication yes\\nuser default off\\nuser {REDIS_USER} on >{REDIS_PASSWORD} ~* &* +@all\\nsentinel sentinel-user {REDIS_USER}\\nsentinel sentinel-pass {REDIS_PASSWORD}\\n")
         } else {
             "port 26379\\n".to_string()
         };
-        let auth_lines = if ca.is_some() {
-            format!("sentinel auth-user {MASTER_NAME} {REDIS_USER}\\nsentinel auth-pass {MASTER_NAME} {REDIS_PASSWORD}\\n")
-        } else {
-            String::new()
-        };
+        // One `sentinel monitor` block per pair, each under its own name.
+        let monitors: String = masters
+            .iter()
+            .enumerate()
+            .map(|(shard, ip)| {
+                let name = master_name(shard);
+                let auth = if ca.is_some() {
+                    format!("sentinel auth-user {name} {REDIS_USER}\\nsentinel auth-pass {name} {REDIS_PASSWORD}\\n")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "sentinel monitor {name} {ip} 6379 {q}\\n{auth}sentinel down-after-milliseconds {name} {d}\\nsentinel failover-timeout {name} 10000\\nsentinel parallel-syncs {name} 1\\n",
+                    q = spec.sentinels.div_ceil(2).max(1),
+                    d = spec.down_after_ms
+                )
+            })
+            .collect();
         let certs = match ca {
             Some(ca) => format!("{} && ", cert_script("/tmp/tls", "sentinel", Some(ca))),
             None => String::new(),
         };
         let sentinel_conf = format!(
-            "{certs}printf '{secure_lines}protected-mode no\\nsentinel monitor {MASTER_NAME} {master_ip} 6379 {q}\\n{auth_lines}sentinel down-after-milliseconds {MASTER_NAME} {d}\\nsentinel failover-timeout {MASTER_NAME} 10000\\nsentinel parallel-syncs {MASTER_NAME} 1\\n' > /tmp/sentinel.conf && exec redis-sentinel /tmp/sentinel.conf",
-            q = spec.sentinels.div_ceil(2).max(1),
-            d = spec.down_after_ms
+            "{certs}printf '{secure_lines}protected-mode no\\n{monitors}' > /tmp/sentinel.conf && exec redis-sentinel /tmp/sentinel.conf"
         );
         let sentinels = try_join_all((0..spec.sentinels).map(|i| {
             let (name, cmd) = (
@@ -339,6 +407,7 @@ impl Cluster {
             run_id: run,
             redis_master,
             redis_replica,
+            redis_more,
             sentinels,
             memcached,
             memcached_ring: spec.memcached,
@@ -386,6 +455,13 @@ impl Cluster {
     /// Waits until every Sentinel knows the other Sentinels and the replica, so that a failover
     /// can reach quorum and has someone to promote.
     pub async fn wait_sentinels_agree(&self) -> Result<(), Error> {
+        for shard in 0..1 + self.redis_more.len() {
+            self.wait_sentinels_agree_on(&master_name(shard)).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_sentinels_agree_on(&self, name: &str) -> Result<(), Error> {
         let want_sentinels = self.sentinels.len() - 1;
         let want_replicas = usize::from(self.redis_replica.is_some());
         for _ in 0..150 {
@@ -399,12 +475,12 @@ impl Cluster {
                         .await?;
                     let others: Vec<redis::Value> = redis::cmd("SENTINEL")
                         .arg("sentinels")
-                        .arg(MASTER_NAME)
+                        .arg(name)
                         .query_async(&mut c)
                         .await?;
                     let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
                         .arg("replicas")
-                        .arg(MASTER_NAME)
+                        .arg(name)
                         .query_async(&mut c)
                         .await?;
                     Ok::<_, redis::RedisError>((others.len(), replicas.len()))
@@ -419,7 +495,7 @@ impl Cluster {
         }
         Err(Error::Start {
             node: "sentinels".into(),
-            detail: "did not discover each other and the replica within 30 s".into(),
+            detail: format!("did not discover each other and the replica of {name} within 30 s"),
         })
     }
 
@@ -427,6 +503,10 @@ impl Cluster {
     pub fn nodes(&self) -> Vec<&Node> {
         let mut all = vec![&self.redis_master];
         all.extend(self.redis_replica.as_ref());
+        for p in &self.redis_more {
+            all.push(&p.master);
+            all.extend(p.replica.as_ref());
+        }
         all.extend(self.sentinels.iter());
         all.extend(self.memcached.iter());
         all.push(&self.pg_primary);
@@ -460,6 +540,7 @@ impl Cluster {
     pub fn addrs(&self) -> Addrs {
         Addrs {
             redis_master: self.redis_master.addr(),
+            redis_more: self.redis_more.iter().map(|p| p.master.addr()).collect(),
             sentinels: self.sentinel_addrs(),
             memcached: self.memcached_addrs(),
             memcached_spares: self.memcached_spare_addrs(),

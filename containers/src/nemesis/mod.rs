@@ -119,8 +119,11 @@ impl<'a> DockerNemesis<'a> {
         match t {
             Target::RedisMaster(0) => Some(&c.redis_master),
             Target::RedisReplica(0) => c.redis_replica.as_ref(),
-            // One pair only here (`crate::run::unsupported` refuses more).
-            Target::RedisMaster(_) | Target::RedisReplica(_) => None,
+            Target::RedisMaster(s) => c.redis_more.get(usize::from(s) - 1).map(|p| &p.master),
+            Target::RedisReplica(s) => c
+                .redis_more
+                .get(usize::from(s) - 1)
+                .and_then(|p| p.replica.as_ref()),
             Target::Sentinel(i) => c.sentinels.get(usize::from(i)),
             Target::Memcached(i) => c.memcached.get(usize::from(i)),
             Target::PgPrimary => Some(&c.pg_primary),
@@ -137,6 +140,9 @@ impl<'a> DockerNemesis<'a> {
     /// Every server of the cluster, by role.
     fn servers(&self) -> Vec<(Target, &'a Node)> {
         let mut all = vec![Target::RedisMaster(0), Target::RedisReplica(0)];
+        for s in 1..=self.cluster.redis_more.len() as u8 {
+            all.extend([Target::RedisMaster(s), Target::RedisReplica(s)]);
+        }
         all.extend((0..self.cluster.sentinels.len() as u8).map(Target::Sentinel));
         all.extend((0..self.cluster.memcached.len() as u8).map(Target::Memcached));
         all.extend([Target::PgPrimary, Target::PgReplica]);
