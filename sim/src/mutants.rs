@@ -81,7 +81,7 @@ pub const CATCHES: &[Catch] = &[
         Mutant::OneL1Fence,
         "shard-failover",
         Builtin::Durable,
-        "the second shard's failover fences the first: L1 serves next to nothing while it lasts",
+        "the second shard's failover fences the first: L1 serves well under half the reads while it lasts",
     ),
     caught(
         Mutant::NoReplay,
