@@ -42,6 +42,31 @@ impl Clients {
     }
 }
 
+/// The workload's warming job on the instance `cache`, until the workload ends: a pass over the
+/// hottest keys, then a pause, again; every read recorded as client
+/// [`crate::workload::WARMER_CLIENT`]'s.
+pub async fn warmer<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy>(
+    run: Clients,
+    cache: Arc<CacheAside<R, M, S, St>>,
+) {
+    let Some((w, keys)) = run.workload.warming() else {
+        return;
+    };
+    let end_ms = run.duration.as_millis() as u64;
+    while run.rec.now_ns() / 1_000_000 < end_ms {
+        let rec = &run.rec;
+        cache
+            .warm_observed(&keys, w.reads_per_sec, |k, began, got| {
+                let invoke_ns = rec
+                    .now_ns()
+                    .saturating_sub(began.elapsed().as_nanos() as u64);
+                rec.read(crate::workload::WARMER_CLIENT, k, invoke_ns, got);
+            })
+            .await;
+        sleep(Duration::from_millis(w.every_ms)).await;
+    }
+}
+
 async fn client_loop<R, M, S, St>(cache: Arc<CacheAside<R, M, S, St>>, run: Clients, client: u64)
 where
     R: RedisLike,

@@ -163,15 +163,41 @@ where
         // It runs on through the settle and the probes; the world ends it.
         drop(spawn(Box::pin(invalidator)));
     }
-    let clients = client_numbers(app, clients_per_app)
+    let mut joins: Vec<J> = client_numbers(app, clients_per_app)
         .map(|n| spawn(Box::pin(clients.client(cache.clone(), n))))
         .collect();
-    AppNode { cache, clients }
+    // The warming job runs on the first app node, as one job per cluster does, and ends with
+    // the workload: its reads are in the history like any client's.
+    if app == 0 && clients.workload.warming().is_some() {
+        joins.push(spawn(Box::pin(crate::client::warmer(
+            clients.clone(),
+            cache.clone(),
+        ))));
+    }
+    AppNode {
+        cache,
+        clients: joins,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warmed_scenarios_job_warms_the_hottest_keys_first() {
+        let sc = crate::scenario::find("cold-start-warmed").unwrap();
+        let (w, keys) = sc.workload().warming().expect("a warming job");
+        assert_eq!((w.keys, w.reads_per_sec, w.every_ms), (50, 500, 250));
+        let all = crate::workload::keyspace(sc.keys);
+        let named: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(named, all[..50], "the Zipf head, hottest first");
+        assert!(crate::scenario::find("cold-start")
+            .unwrap()
+            .workload()
+            .warming()
+            .is_none());
+    }
 
     #[test]
     fn client_numbers_follow_on_from_the_app_nodes_before() {

@@ -95,6 +95,11 @@ pub struct Scenario {
     /// Redis master/replica pairs L1 is spread over, each under its own Sentinel name; keys go
     /// by class ([`crate::workload::shard_map`]).
     pub redis_shards: u8,
+    /// A warming job on app-1 ([`crate::workload::Warming`]): how many of the hottest keys (0:
+    /// none), at most how many a second, a pass every so many ms.
+    pub warm_keys: usize,
+    pub warm_reads_per_sec: u32,
+    pub warm_every_ms: u64,
     /// Test machinery: a safeguard the library drops, to show the harness catches its loss
     /// (`aside::mutant`; recorded in the header, so a mutant's failure replays).
     pub mutant: Option<aside::mutant::Mutant>,
@@ -197,6 +202,9 @@ impl Scenario {
             l0_ttl_ms: CacheConfig::default().l0_ttl_ms,
             hot_reads_per_sec_min: CacheConfig::default().hot_reads_per_sec_min,
             redis_shards: 1,
+            warm_keys: 0,
+            warm_reads_per_sec: 500,
+            warm_every_ms: 500,
             mutant: None,
             plan: Plan::default(),
             random_plan: false,
@@ -436,6 +444,11 @@ impl Scenario {
     pub fn workload(&self) -> Workload {
         Workload::new(self.keys, self.zipf_s, self.write_ratio, self.think_ms)
             .with_hot_key(self.hot_key_share)
+            .with_warming((self.warm_keys > 0).then_some(crate::workload::Warming {
+                keys: self.warm_keys,
+                reads_per_sec: self.warm_reads_per_sec,
+                every_ms: self.warm_every_ms,
+            }))
     }
 
     /// The header's `config`: every bound, the workload and the plan.
@@ -470,6 +483,11 @@ impl Scenario {
         }
         if self.redis_shards > 1 {
             c["workload"]["redis_shards"] = Value::from(self.redis_shards);
+        }
+        if self.warm_keys > 0 {
+            c["workload"]["warm_keys"] = Value::from(self.warm_keys);
+            c["workload"]["warm_reads_per_sec"] = Value::from(self.warm_reads_per_sec);
+            c["workload"]["warm_every_ms"] = Value::from(self.warm_every_ms);
         }
         if let Some(m) = self.mutant {
             c["workload"]["mutant"] = Value::from(m.name());

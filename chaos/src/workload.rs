@@ -118,7 +118,23 @@ pub struct Workload {
     think_ms: (u64, u64),
     /// Share of ops on the one hot key (a viral post), drawn before the Zipf pick; 0 for none.
     hot_share: f64,
+    /// The warming job app-1 runs beside its clients, if any.
+    warming: Option<Warming>,
 }
+
+/// A warming job ([`aside::CacheAside::warmer`]): the `keys` hottest keys (the Zipf head, what a
+/// previous run's hottest keys would be), a pass every `every_ms`, each at most `reads_per_sec`
+/// keys a second. Its reads are recorded as client [`WARMER_CLIENT`]'s: judged as any read, but
+/// not counted in the traffic's hit ratio and hit latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warming {
+    pub keys: usize,
+    pub reads_per_sec: u32,
+    pub every_ms: u64,
+}
+
+/// The client number of the warming job's reads.
+pub use invariants::history::WARMER_CLIENT;
 
 impl Workload {
     pub fn new(keys: usize, zipf_s: f64, write_ratio: f64, think_ms: (u64, u64)) -> Workload {
@@ -128,7 +144,24 @@ impl Workload {
             write_ratio,
             think_ms,
             hot_share: 0.0,
+            warming: None,
         }
+    }
+
+    /// The same workload with a warming job.
+    pub fn with_warming(mut self, warming: Option<Warming>) -> Workload {
+        self.warming = warming;
+        self
+    }
+
+    /// The warming job and its keys, hottest first.
+    pub fn warming(&self) -> Option<(Warming, Vec<Key>)> {
+        let w = self.warming?;
+        let keys = self.keys[..w.keys.min(self.keys.len())]
+            .iter()
+            .map(|k| Key::parse(k).expect("the keyspace's keys parse"))
+            .collect();
+        Some((w, keys))
     }
 
     /// The same workload with `share` of its ops on one hot key: the first post (a viral post,

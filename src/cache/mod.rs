@@ -38,9 +38,11 @@ mod pattern;
 mod read;
 use load::{Ahead, Lease};
 mod typed;
+mod warm;
 
 pub use pattern::Invalidated;
 pub use typed::{decode as decode_value, encode as encode_value, Typed};
+pub use warm::Warmed;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]

@@ -115,12 +115,20 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/redis-memory-full.toml"),
     ),
     (
+        "redis-memory-full-warmed",
+        include_str!("../../scenarios/redis-memory-full-warmed.toml"),
+    ),
+    (
         "memcached-memory-pressure",
         include_str!("../../scenarios/memcached-memory-pressure.toml"),
     ),
     (
         "cold-start",
         include_str!("../../scenarios/cold-start.toml"),
+    ),
+    (
+        "cold-start-warmed",
+        include_str!("../../scenarios/cold-start-warmed.toml"),
     ),
     ("hot-key", include_str!("../../scenarios/hot-key.toml")),
     (

@@ -41,6 +41,9 @@ pub struct WorkloadSpec {
     pub l0_ttl_ms: Option<u64>,
     pub hot_reads_per_sec_min: Option<u64>,
     pub redis_shards: Option<u64>,
+    pub warm_keys: Option<u64>,
+    pub warm_reads_per_sec: Option<u64>,
+    pub warm_every_ms: Option<u64>,
     /// Test machinery: a safeguard the library drops (`aside::mutant`); null: none.
     pub mutant: Option<String>,
     pub buggify: Option<bool>,
@@ -93,6 +96,15 @@ impl Scenario {
         }
         if let Some(n) = w.redis_shards {
             self.redis_shards = size("redis_shards", n, 1, super::REDIS_SHARDS_MAX.into())? as u8;
+        }
+        if let Some(n) = w.warm_keys {
+            self.warm_keys = size("warm_keys", n, 0, 1_000_000)?;
+        }
+        if let Some(n) = w.warm_reads_per_sec {
+            self.warm_reads_per_sec = size("warm_reads_per_sec", n, 1, 1_000_000)? as u32;
+        }
+        if let Some(n) = w.warm_every_ms {
+            self.warm_every_ms = size("warm_every_ms", n, 1, 3_600_000)? as u64;
         }
         if let Some(n) = w.db_concurrency_max {
             self.db_concurrency_max = size("db_concurrency_max", n, 1, 100_000)?;

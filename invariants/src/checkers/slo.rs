@@ -13,14 +13,15 @@
 use std::io;
 
 use super::{fmt_ns, smallest, witness_reads, ReadChecker};
-use crate::history::Source;
+use crate::history::{Source, WARMER_CLIENT};
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::quantiles::Quantiles;
 use crate::verdict::{Figure, Verdict};
 use crate::Invariant;
 
 fn steady(idx: &Index, warmup_ns: u64, r: &ReadRec) -> bool {
-    r.ok()
+    r.client != WARMER_CLIENT
+        && r.ok()
         && r.source.is_some()
         && r.invoke_ns >= warmup_ns
         && !idx.overlaps_fault(r.invoke_ns, r.complete_ns)
@@ -106,7 +107,8 @@ pub struct HitRatio {
 
 /// A read a fault caught, from `warmup_ns` on.
 fn faulted(idx: &Index, warmup_ns: u64, r: &ReadRec) -> bool {
-    r.ok()
+    r.client != WARMER_CLIENT
+        && r.ok()
         && r.source.is_some()
         && r.invoke_ns >= warmup_ns
         && idx.overlaps_fault(r.invoke_ns, r.complete_ns)
@@ -472,6 +474,21 @@ mod tests {
             missed[..k],
             "the fewest L2 reads that show it"
         );
+    }
+
+    #[test]
+    fn a_warming_jobs_reads_are_not_the_traffics_hit_ratio() {
+        let mut h = H::new(json!({}));
+        for i in 0..20 {
+            h.read(1, "k", (i * MS, i * MS + 1), 0, Source::L1);
+        }
+        for i in 0..80 {
+            let w = crate::history::WARMER_CLIENT;
+            h.read(w, "k", (i * MS, i * MS + 1), 0, Source::Db);
+        }
+        let v = h.check().verdict(Invariant::HitRatio).unwrap().clone();
+        assert_eq!(v.status, Status::Holds, "{}", v.summary);
+        assert!(v.summary.contains("over 20 steady reads"), "{}", v.summary);
     }
 
     #[test]

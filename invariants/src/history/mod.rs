@@ -73,6 +73,11 @@ impl OpKind {
     }
 }
 
+/// The client whose reads are a warming job's (`aside::CacheAside::warmer`): judged for
+/// consistency and counted in the load like any read, but not in the hit ratio and hit latency,
+/// which are the SLOs of the traffic (a warming job mostly reads what it already put in L1).
+pub const WARMER_CLIENT: u64 = 998;
+
 /// Where a successful read was served from. `l0` is the in-process hot-key cache, `l1` Redis,
 /// `l2` Memcached, `db` the PostgreSQL primary and `replica` its streaming replica. `wait`: the
 /// read found nothing cached and was served by another read's load (a single-flight follower, a
