@@ -44,13 +44,16 @@ pub struct Key {
 /// version, the generation of the group `listings:v1:r/rust:`.
 pub const GENERATION_NAMESPACE: &str = "aside-gen";
 
+/// Whether `s` can be a key's namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`.
+pub fn is_namespace(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 impl Key {
     pub fn new(namespace: &str, schema_version: u32, id: &str) -> Result<Key, KeyError> {
-        let ok = (1..=64).contains(&namespace.len())
-            && namespace
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !ok {
+        if !is_namespace(namespace) {
             return Err(KeyError::Namespace(namespace.to_string()));
         }
         if id.len() > ID_BYTES_MAX {

@@ -50,7 +50,7 @@ pub async fn probe_all<R, M, S, St>(
         let held = match cache.generation_key_of(&key) {
             None => key.clone(),
             Some(g) => {
-                let in_l1 = (cache.l1().get(&g.stored()).await.ok())
+                let in_l1 = (cache.l1_of(&g.stored()).get(&g.stored()).await.ok())
                     .and_then(|raw| generation(g.as_str(), raw));
                 let cached = match in_l1 {
                     Some(n) => Some(n),
@@ -67,7 +67,8 @@ pub async fn probe_all<R, M, S, St>(
                 key.in_generation(gen)
             }
         };
-        if let Ok(raw) = cache.l1().get(&held.stored()).await {
+        let stored = held.stored();
+        if let Ok(raw) = cache.l1_of(&stored).get(&stored).await {
             rec.probe(k, at, Source::L1, version(k, raw));
         }
         if let Ok(raw) = node.gets(&held.memcached()).await {

@@ -188,7 +188,9 @@ where
                     false,
                 )
                 .await;
-                cache.l1().resolve().await;
+                for s in 0..cache.l1_shards().len() {
+                    cache.l1_shards().server(s).resolve().await;
+                }
                 probe_all(&cache, &keys, &rec).await;
             })
             .await;
@@ -311,6 +313,7 @@ async fn roles(cluster: &Cluster, from: &madsim::runtime::NodeHandle) -> Vec<(St
         .collect();
     let servers: Vec<(Target, std::net::SocketAddr)> =
         cluster.servers.iter().map(|n| (n.target, n.addr)).collect();
+    let shards = cluster.addrs.redis.len() as u8;
     from.spawn(async move {
         let rpc = Rpc::bind(ip(4, 100)).await;
         let name = |a: std::net::SocketAddr| {
@@ -334,14 +337,23 @@ async fn roles(cluster: &Cluster, from: &madsim::runtime::NodeHandle) -> Vec<(St
                     }
                 }
                 Target::Sentinel(_) => {
-                    let ask = SentinelMsg::GetMaster(0);
-                    match rpc
-                        .call::<SentinelMsg, SentinelReply>(addr, TAG_SENTINEL, ask, wait)
-                        .await
-                    {
-                        Ok(SentinelReply::Master(m)) => format!("master is {}", name(m)),
-                        _ => "no answer".into(),
+                    // Per pair it watches (the first pair's alone as before shards).
+                    let mut said = Vec::new();
+                    for shard in 0..shards {
+                        let ask = SentinelMsg::GetMaster(shard);
+                        let m = match rpc
+                            .call::<SentinelMsg, SentinelReply>(addr, TAG_SENTINEL, ask, wait)
+                            .await
+                        {
+                            Ok(SentinelReply::Master(m)) => name(m),
+                            _ => "no answer".into(),
+                        };
+                        said.push(match shard {
+                            0 => format!("master is {m}"),
+                            s => format!("pair {}'s master is {m}", s + 1),
+                        });
                     }
+                    said.join("; ")
                 }
                 _ => continue,
             };

@@ -483,9 +483,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         &self.store
     }
 
-    /// L1's first (or only) shard.
+    /// L1's first (or only) shard: with several, [`CacheAside::l1_of`] is the server of a key.
     pub fn l1(&self) -> &R {
         self.l1.server(0)
+    }
+
+    /// The L1 server that holds `key` (a stored key, a lease key or a generation key).
+    pub fn l1_of(&self, key: &str) -> &R {
+        self.l1.of(key).1
     }
 
     pub fn l1_shards(&self) -> &Shards<R> {

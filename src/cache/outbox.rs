@@ -42,6 +42,8 @@ use futures_util::future::join_all;
 use super::*;
 use crate::tier::OutboxRow;
 
+mod fences;
+
 /// Rows applied at once in one pass.
 const APPLY_CONCURRENCY: usize = 64;
 
@@ -149,94 +151,6 @@ impl Repair {
 }
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
-    /// Whether reads skip L1 shard `shard`: it failed here, or its master switched, and the
-    /// invalidator has not repaired it since.
-    pub(super) fn l1_fenced(&self, shard: usize) -> bool {
-        if self.mutated(Mutant::OneL1Fence) {
-            return (0..self.l1.len()).any(|s| self.shard_fenced(s));
-        }
-        self.shard_fenced(shard)
-    }
-
-    fn shard_fenced(&self, shard: usize) -> bool {
-        self.repair.active()
-            && (self.repair.fenced[shard].load(Relaxed)
-                || self.l1.master_switches(shard) != self.repair.switches_seen[shard].load(Relaxed))
-    }
-
-    /// Whether reads skip memcached node `n`.
-    pub(super) fn l2_fenced(&self, n: usize) -> bool {
-        self.repair.active() && self.repair.fenced[self.repair.l1_shards + n].load(Relaxed)
-    }
-
-    /// A health failure on L1 shard `shard`: fence it if an invalidator runs.
-    pub(super) fn l1_failed(&self, shard: usize, e: &TierError) {
-        self.tier_failed(shard, e);
-    }
-
-    /// A health failure on memcached node `n`: fence it if an invalidator runs.
-    pub(super) fn l2_failed(&self, n: usize, e: &TierError) {
-        self.tier_failed(self.repair.l1_shards + n, e);
-    }
-
-    fn tier_failed(&self, slot: usize, e: &TierError) {
-        if e.changed_nothing() || self.mutated(Mutant::NoFence) {
-            return;
-        }
-        self.repair.fence(slot, Instant::now());
-    }
-
-    /// This instance wrote `version` of `key`: the replica guard knows it at once.
-    pub(super) fn wrote(&self, key: &str, version: u64) {
-        self.repair.know(key, version);
-    }
-
-    /// Whether a row read from the replica is older than what the outbox named for the key.
-    pub(super) fn replica_behind(&self, key: &str, row: Option<&Row>) -> bool {
-        !self.mutated(Mutant::NoReplicaGuard)
-            && self.repair.known(key) > row.map_or(0, |r| r.version)
-    }
-
-    /// Whether this instance may have missed other instances' writes: its invalidator has not
-    /// read the whole outbox within `outbox_poll_ms + outbox_timeout_ms` (it is cut off from the
-    /// database, or the process was paused). A read then does not join a load begun earlier in
-    /// this process, which may predate such a write.
-    pub(super) fn outbox_behind(&self) -> bool {
-        if !self.repair.active() {
-            return false;
-        }
-        let fresh = Duration::from_millis(self.cfg.outbox_poll_ms + self.cfg.outbox_timeout_ms);
-        self.repair
-            .lock()
-            .caught_up_at
-            .is_none_or(|t| t.elapsed() > fresh)
-    }
-
-    /// Currently fenced tiers, by name (`l1`, or `l1-0`, `l1-1`, ... with L1 shards; `l2-0`,
-    /// ...): tests and reports.
-    pub fn fenced_tiers(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for s in 0..self.l1.len() {
-            if self.l1_fenced(s) {
-                out.push(match self.l1.len() {
-                    1 => "l1".to_string(),
-                    _ => format!("l1-{s}"),
-                });
-            }
-        }
-        for n in 0..self.l2.nodes.len() {
-            if self.l2_fenced(n) {
-                out.push(format!("l2-{n}"));
-            }
-        }
-        out
-    }
-
-    /// Outbox rows this instance has read and not yet applied to both tiers.
-    pub fn outbox_pending(&self) -> usize {
-        self.repair.lock().pending.len()
-    }
-
     /// The outbox invalidator for this instance, if its strategy uses one (`durable`): a task
     /// that runs until dropped, polling the outbox every `outbox_poll_ms`. Spawn it next to the
     /// instance; from then on the instance fences tiers it could not reach until this task has
@@ -580,34 +494,5 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         }
         acked
-    }
-
-    /// Lifts each fence set before `pass_start` whose tier has nothing pending: this pass read
-    /// the whole outbox and applied everything due to it.
-    fn lift_fences(&self, pass_start: Instant) {
-        let mut st = self.repair.lock();
-        let l1_shards = self.l1.len();
-        let mut owed = vec![false; l1_shards + self.l2.nodes.len()];
-        for d in st.pending.values() {
-            if d.l1 {
-                owed[d.shard] = true;
-            }
-            if d.l2 {
-                if let Ok(k) = Key::parse(&d.key) {
-                    for n in self.l2_owners(&k).0 {
-                        owed[l1_shards + n] = true;
-                    }
-                }
-            }
-        }
-        for (slot, owes) in owed.into_iter().enumerate() {
-            if owes {
-                continue;
-            }
-            if st.since[slot].is_some_and(|t| t <= pass_start) {
-                st.since[slot] = None;
-                self.repair.fenced[slot].store(false, Relaxed);
-            }
-        }
     }
 }

@@ -8,12 +8,14 @@ use crate::tier::mem::MemRedis;
 
 type Sharded = CacheAside<MemRedis, NoL2, SlowStore, crate::Builtin>;
 
-/// Class `s` on shard 1, every other class on shard 0; `durable`, its invalidator started.
+/// Class `s` on shard 1, every other class on shard 0; `durable`, its invalidator started;
+/// `s` is a grouped namespace.
 async fn sharded() -> Arc<Sharded> {
     let cfg = CacheConfig {
         lease_ms: 0,
         breaker_failures_max: 1,
         breaker_cooldown_ms: 20,
+        grouped_namespaces: vec!["s".into()],
         ..CacheConfig::default()
     }
     .validate()
@@ -94,10 +96,12 @@ async fn a_failover_of_one_shard_replays_its_keys_alone() {
     s1.del(&[b.as_str().to_string()]).await.unwrap();
     s1.switch_master();
     assert_eq!(c.fenced_tiers(), vec!["l1-1".to_string()]);
+    let fenced = c.metrics().l1.fenced.load(Relaxed);
+    c.get(&a).await.unwrap();
     assert_eq!(
-        c.get(&a).await.unwrap().unwrap().source,
-        Source::Db,
-        "shard 0 read"
+        c.metrics().l1.fenced.load(Relaxed),
+        fenced,
+        "shard 0 is asked: only shard 1 is fenced"
     );
     c.invalidator_pass().await;
     assert!(c.fenced_tiers().is_empty());
@@ -123,4 +127,43 @@ async fn a_failover_of_one_shard_replays_its_keys_alone() {
             )),
         "shard 0 did not switch: nothing is replayed there (the read above filled it)"
     );
+}
+
+#[tokio::test]
+async fn a_group_on_the_second_shard_keeps_its_generation_there() {
+    let c = sharded().await;
+    let k = Key::new("s", 1, "r/x:hot").unwrap();
+    c.get(&k).await.unwrap();
+    assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::L1);
+    c.invalidate_prefix("s", 1, "r/x:").await.unwrap();
+    let gen = k.generation_key().unwrap();
+    let (s0, s1) = (c.l1_shards().server(0), c.l1_shards().server(1));
+    assert!(
+        s1.get(gen.as_str()).await.unwrap().is_some(),
+        "the bump is on shard 1"
+    );
+    assert!(
+        s0.get(gen.as_str()).await.unwrap().is_none(),
+        "and nowhere else"
+    );
+    let got = c.get(&k).await.unwrap().unwrap();
+    assert_eq!(got.source, Source::Db, "the new generation starts empty");
+    assert_eq!(c.get(&k).await.unwrap().unwrap().source, Source::L1);
+    assert!(
+        s1.get(&k.in_generation(1).stored())
+            .await
+            .unwrap()
+            .is_some(),
+        "the key in its new generation is on shard 1"
+    );
+    // The bump's outbox row, replayed after a failover of shard 1, goes to shard 1 only.
+    s1.del(&[gen.as_str().to_string()]).await.unwrap();
+    s1.switch_master();
+    c.invalidator_pass().await;
+    assert!(c.fenced_tiers().is_empty());
+    assert!(
+        s1.get(gen.as_str()).await.unwrap().is_some(),
+        "replayed on shard 1"
+    );
+    assert!(s0.get(gen.as_str()).await.unwrap().is_none());
 }

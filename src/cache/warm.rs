@@ -24,7 +24,8 @@ pub struct Warmed {
     pub held: u64,
     /// Copied into L1 from L2.
     pub from_l2: u64,
-    /// Loaded from the database (or the replica), or from another reader's load.
+    /// Loaded from the database (or the replica), or from another reader's load, or answered
+    /// "no such row" (from wherever that answer was).
     pub loaded: u64,
     /// The read failed (the database down): the key stays cold.
     pub failed: u64,
@@ -48,7 +49,9 @@ impl Warmed {
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
     /// Reads each of `keys` through the cache, in order (hottest first), at most
-    /// `reads_per_sec_max` keys a second (0: no limit).
+    /// `reads_per_sec_max` keys a second (0: no limit). With `l0_ttl_ms` set, a key this
+    /// process serves from its L0 is counted `held` and L1 is not asked: warm from a process
+    /// whose L0 does not hold the keys (a job of its own, say).
     pub async fn warm(&self, keys: &[Key], reads_per_sec_max: u32) -> Warmed {
         self.warm_observed(keys, reads_per_sec_max, |_, _, _| {})
             .await

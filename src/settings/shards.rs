@@ -71,6 +71,12 @@ impl RedisSettings {
                 ));
             }
             for class in &s.classes {
+                if !crate::key::is_namespace(class) || class == crate::key::GENERATION_NAMESPACE {
+                    return Err(bad(
+                        i,
+                        format!("lists class {class:?}, which is no key's namespace: a class is a namespace of 1 to 64 of a-z, 0-9, _, - (`sessions` of `sessions:v1:42`)"),
+                    ));
+                }
                 if self.shards[..i].iter().any(|o| o.classes.contains(class)) {
                     return Err(bad(
                         i,
@@ -120,6 +126,8 @@ mod tests {
             ("sentinels = [\"s:1\"]\n[[redis.shards]]\nmaster_name = \"x\"", "lists no classes"),
             ("sentinels = [\"s:1\"]\n[[redis.shards]]\nmaster_name = \"x\"\nclasses = [\"a\"]\n[[redis.shards]]\nmaster_name = \"y\"\nclasses = [\"a\"]", "redis.shards[2] lists class \"a\", which an earlier shard lists"),
             ("sentinels = [\"s:1\"]\n[[redis.shards]]\nmaster_name = \"x\"\nclasses = [\"a\"]\nport = 1", "unknown field `port`"),
+            ("sentinels = [\"s:1\"]\n[[redis.shards]]\nmaster_name = \"x\"\nclasses = [\"Sessions\"]", "lists class \"Sessions\", which is no key's namespace"),
+            ("sentinels = [\"s:1\"]\n[[redis.shards]]\nmaster_name = \"x\"\nclasses = [\"sessions:v1\"]", "which is no key's namespace"),
         ];
         for (toml, want) in cases {
             let e = with(toml).unwrap_err();

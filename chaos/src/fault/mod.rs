@@ -83,7 +83,7 @@ impl Target {
             .or_else(|| numbered("sentinel-", Target::Sentinel))
             .or_else(|| numbered("memcached-", Target::Memcached))
             .or_else(|| numbered("app-", Target::App))
-            .ok_or_else(|| format!("unknown fault target {name:?}: use redis-master, redis-replica (redis-master-N, redis-replica-N for shard N), sentinel-N, memcached-N, pg-primary, pg-replica or app-N"))
+            .ok_or_else(|| format!("unknown fault target {name:?}: use redis-master, redis-replica (redis-master-N, redis-replica-N for the Nth Redis pair, N from 2), sentinel-N, memcached-N, pg-primary, pg-replica or app-N"))
     }
 }
 

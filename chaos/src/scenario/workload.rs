@@ -186,6 +186,17 @@ impl Scenario {
             foreign_writes,
             buggify
         );
+        // Client numbers 998 and 999 are the warming job's and the foreign writer's.
+        let clients = self.apps * self.clients_per_app;
+        if clients > crate::workload::WARMER_CLIENT as usize {
+            return Err(FieldError::new(
+                "workload.clients_per_app",
+                format!(
+                    "apps x clients_per_app is {clients}: at most {} clients (numbers 998 and 999 are the warming job's and the foreign writer's)",
+                    crate::workload::WARMER_CLIENT
+                ),
+            ));
+        }
         if self.duration_ms == 0 {
             return Err(FieldError::new(
                 "workload.duration_ms",

@@ -16,11 +16,13 @@ use crate::{image, Error};
 
 mod addrs;
 mod launch;
+mod pairs;
 mod sweep;
 
 pub use addrs::{Addrs, Library, LibraryWith};
 pub(crate) use launch::Launch;
 use launch::{cert_script, redis_cmd, run_id, s};
+pub use pairs::{master_name, RedisPair};
 pub use sweep::{all_containers, containers_of, sweep_orphans};
 /// What to launch. The default is the full cluster of docs/containers.md.
 #[derive(Debug, Clone)]
@@ -182,19 +184,6 @@ pub struct Cluster {
 
 pub const MASTER_NAME: &str = "mymaster";
 
-/// The Sentinel name of Redis pair `shard` (0: [`MASTER_NAME`]).
-pub fn master_name(shard: usize) -> String {
-    match shard {
-        0 => MASTER_NAME.to_string(),
-        s => format!("{MASTER_NAME}-{}", s + 1),
-    }
-}
-
-/// A Redis pair after the first.
-pub struct RedisPair {
-    pub master: Node,
-    pub replica: Option<Node>,
-}
 /// The memory memcached boots with (`-m`), the model's too (`LIMIT_BYTES_BOOT` of
 /// `aside::model::memcached`, held equal by a test).
 pub const MEMCACHED_MIB: u32 = 64;
@@ -296,73 +285,11 @@ impl Cluster {
             .await
             .map(Some)
         };
-        // The second pair on, each master then its replica (the replica follows its master's
-        // address); under the same CA as the first.
-        let (min_replicas, with_replica) = (spec.redis_min_replicas, spec.redis_replica);
-        let more = try_join_all((1..spec.redis_shards).map(|shard| async move {
-            let n = shard + 1;
-            let master = l
-                .node(
-                    &format!("redis-master-{n}"),
-                    6379,
-                    redis_cmd(&[], min_replicas, ca.map(Some)),
-                    WaitFor::message_on_stdout("Ready to accept connections"),
-                    None,
-                )
-                .await?;
-            let replica = if with_replica {
-                let ip = master.ip.to_string();
-                Some(
-                    l.node(
-                        &format!("redis-replica-{n}"),
-                        6379,
-                        redis_cmd(&["--replicaof", &ip, "6379"], min_replicas, ca.map(Some)),
-                        WaitFor::message_on_stdout(
-                            "MASTER <-> REPLICA sync: Finished with success",
-                        ),
-                        None,
-                    )
-                    .await?,
-                )
-            } else {
-                None
-            };
-            Ok::<_, Error>(RedisPair { master, replica })
-        }));
-        let redis_more = more.await?;
+        let redis_more = pairs::launch_more(l, &spec, ca).await?;
         let masters: Vec<String> = std::iter::once(master_ip.clone())
             .chain(redis_more.iter().map(|p| p.master.ip.to_string()))
             .collect();
-        let secure_lines = if ca.is_some() {
-            format!("port 0\\ntls-port 26379\\ntls-cert-file /tmp/tls/server.crt\\ntls-key-file /tmp/tls/server.key\\ntls-ca-cert-file {REDIS_TLS_CA}\\ntls-auth-clients no\\ntls-replication yes\\nuser default off\\nuser {REDIS_USER} on >{REDIS_PASSWORD} ~* &* +@all\\nsentinel sentinel-user {REDIS_USER}\\nsentinel sentinel-pass {REDIS_PASSWORD}\\n")
-        } else {
-            "port 26379\\n".to_string()
-        };
-        // One `sentinel monitor` block per pair, each under its own name.
-        let monitors: String = masters
-            .iter()
-            .enumerate()
-            .map(|(shard, ip)| {
-                let name = master_name(shard);
-                let auth = if ca.is_some() {
-                    format!("sentinel auth-user {name} {REDIS_USER}\\nsentinel auth-pass {name} {REDIS_PASSWORD}\\n")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "sentinel monitor {name} {ip} 6379 {q}\\n{auth}sentinel down-after-milliseconds {name} {d}\\nsentinel failover-timeout {name} 10000\\nsentinel parallel-syncs {name} 1\\n",
-                    q = spec.sentinels.div_ceil(2).max(1),
-                    d = spec.down_after_ms
-                )
-            })
-            .collect();
-        let certs = match ca {
-            Some(ca) => format!("{} && ", cert_script("/tmp/tls", "sentinel", Some(ca))),
-            None => String::new(),
-        };
-        let sentinel_conf = format!(
-            "{certs}printf '{secure_lines}protected-mode no\\n{monitors}' > /tmp/sentinel.conf && exec redis-sentinel /tmp/sentinel.conf"
-        );
+        let sentinel_conf = pairs::sentinel_conf(&masters, &spec, ca);
         let sentinels = try_join_all((0..spec.sentinels).map(|i| {
             let (name, cmd) = (
                 format!("sentinel-{}", i + 1),
