@@ -51,10 +51,9 @@ const APPLY_CONCURRENCY: usize = 64;
 pub(super) struct Repair {
     /// An invalidator runs for this instance: fences and the replica guard apply.
     active: AtomicBool,
-    /// Per tier: L1 shard s is slot s, memcached node n is slot `l1_shards + n`. Read on every
+    /// Per tier: L1 shard s is slot s, memcached node n is slot [`Repair::l2_slot`]. Read on every
     /// read, so atomics.
     fenced: Vec<AtomicBool>,
-    l1_shards: usize,
     /// Per L1 shard, the master switches already replayed: a read sees a newer count as a
     /// fence.
     switches_seen: Vec<AtomicU64>,
@@ -101,13 +100,17 @@ impl Repair {
         Repair {
             active: AtomicBool::new(false),
             fenced: (0..slots).map(|_| AtomicBool::new(false)).collect(),
-            l1_shards,
             switches_seen: (0..l1_shards).map(|_| AtomicU64::new(0)).collect(),
             st: Mutex::new(State {
                 since: vec![None; slots],
                 ..State::default()
             }),
         }
+    }
+
+    /// Memcached node `n`'s slot in the fences: after every L1 shard's.
+    fn l2_slot(&self, n: usize) -> usize {
+        self.switches_seen.len() + n
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

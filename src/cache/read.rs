@@ -50,7 +50,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         let switches = l1.master_switches();
         let got = self.on_l1(shard, l1.get(&stored)).await;
-        self.found_l1(key, got, switches).await
+        self.found_l1(key, (shard, l1), got, switches).await
     }
 
     /// [`CacheAside::read_l1`] and, when L1 holds nothing a reader can serve for `key` (nothing,
@@ -87,14 +87,18 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Lease::Lost => self.emit_lease(key, Action::LeaseLost, started),
             Lease::Unasked => {}
         }
-        (self.found_l1(key, got, switches).await, lease)
+        (self.found_l1(key, (shard, l1), got, switches).await, lease)
     }
 
     /// What L1's answer `got` for `key` comes to, `switches` the master switches seen before
     /// it was asked.
-    async fn found_l1(&self, key: &Key, got: TierResult<Option<Vec<u8>>>, switches: u64) -> Found {
-        let stored = key.stored();
-        let (shard, l1) = self.l1.of(&stored);
+    async fn found_l1(
+        &self,
+        key: &Key,
+        (shard, l1): (usize, &R),
+        got: TierResult<Option<Vec<u8>>>,
+        switches: u64,
+    ) -> Found {
         // The client followed a failover during this very call: the answer came from a master
         // the invalidator has not replayed the outbox on yet.
         if self.repair.active()
@@ -108,7 +112,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(Some(raw)) => match self.decode(key, &raw, &self.metrics.l1) {
                 Ok(f) => f,
                 Err(()) => {
-                    let _ = self.on_l1(shard, l1.del(&[stored.into_owned()])).await;
+                    let _ = self
+                        .on_l1(shard, l1.del(&[key.stored().into_owned()]))
+                        .await;
                     Found::Miss
                 }
             },

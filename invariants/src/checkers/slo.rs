@@ -489,6 +489,12 @@ mod tests {
         let v = h.check().verdict(Invariant::HitRatio).unwrap().clone();
         assert_eq!(v.status, Status::Holds, "{}", v.summary);
         assert!(v.summary.contains("over 20 steady reads"), "{}", v.summary);
+        // The same misses by a client of the traffic count.
+        for i in 0..80 {
+            h.read(2, "k", (i * MS, i * MS + 1), 0, Source::Db);
+        }
+        let v = h.check().verdict(Invariant::HitRatio).unwrap().clone();
+        assert_eq!(v.status, Status::Fails, "{}", v.summary);
     }
 
     #[test]

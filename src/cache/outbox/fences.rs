@@ -21,7 +21,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// Whether reads skip memcached node `n`.
     pub(in crate::cache) fn l2_fenced(&self, n: usize) -> bool {
-        self.repair.active() && self.repair.fenced[self.repair.l1_shards + n].load(Relaxed)
+        self.repair.active() && self.repair.fenced[self.repair.l2_slot(n)].load(Relaxed)
     }
 
     /// A health failure on L1 shard `shard`: fence it if an invalidator runs.
@@ -31,7 +31,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
 
     /// A health failure on memcached node `n`: fence it if an invalidator runs.
     pub(in crate::cache) fn l2_failed(&self, n: usize, e: &TierError) {
-        self.tier_failed(self.repair.l1_shards + n, e);
+        self.tier_failed(self.repair.l2_slot(n), e);
     }
 
     fn tier_failed(&self, slot: usize, e: &TierError) {
@@ -96,8 +96,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// the whole outbox and applied everything due to it.
     pub(in crate::cache) fn lift_fences(&self, pass_start: Instant) {
         let mut st = self.repair.lock();
-        let l1_shards = self.l1.len();
-        let mut owed = vec![false; l1_shards + self.l2.nodes.len()];
+        let mut owed = vec![false; self.repair.l2_slot(self.l2.nodes.len())];
         for d in st.pending.values() {
             if d.l1 {
                 owed[d.shard] = true;
@@ -105,7 +104,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if d.l2 {
                 if let Ok(k) = Key::parse(&d.key) {
                     for n in self.l2_owners(&k).0 {
-                        owed[l1_shards + n] = true;
+                        owed[self.repair.l2_slot(n)] = true;
                     }
                 }
             }
