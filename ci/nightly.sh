@@ -46,6 +46,9 @@ shard() {
         # replays it.
         PROPTEST_RNG_SEED=$first cargo test -q --locked -p invariants --test props || status=1
         cargo sim stf | tee "$out/stf.txt" || status=1
+        # Which coverage goals tonight's first 20 seeds of every promise reached (exit 1: a goal
+        # no run reached).
+        cargo sim coverage --first-seed "$first" --seeds 20 | tee "$out/coverage.md" || status=1
         # Every parser of outside input, 200,000 mutants each from tonight's seed; a crash is saved
         # in $out/fuzz with the command that replays it.
         cargo run -q --release --locked -p aside-fuzz -- --iterations 200000 --seed "$first" \

@@ -93,4 +93,10 @@ pub struct CacheEvent<'a> {
 /// A sink for [`CacheEvent`]s. Called inline on the cache's paths: keep it cheap.
 pub trait Events: Send + Sync + 'static {
     fn on(&self, e: &CacheEvent<'_>);
+
+    /// Instance `instance` reached coverage goal `goal` ([`crate::goal`]). Ignored unless a
+    /// sink counts goals.
+    fn goal(&self, instance: &str, goal: crate::goal::Goal) {
+        let _ = (instance, goal);
+    }
 }

@@ -71,6 +71,26 @@ struct Held {
     until: Instant,
 }
 
+/// What became of a row offered to L0 ([`HotKeys::offer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Put into L0.
+    Put,
+    /// The key is not hot.
+    NotHot,
+    /// A write of the key began while the row was read: it may be older than that write.
+    Written,
+    /// L0 holds a newer version.
+    Older,
+}
+
+impl Offer {
+    /// Whether the row was put into L0.
+    pub fn put(self) -> bool {
+        self == Offer::Put
+    }
+}
+
 /// What a read learned before it went to the tiers: whether its key is hot, and the write
 /// counters it must find unchanged to offer its row ([`HotKeys::offer`]).
 #[derive(Debug, Clone, Copy)]
@@ -179,19 +199,22 @@ impl HotKeys {
     }
 
     /// Puts `row`, read from a tier at `now` by the read that took `ticket`, into L0 when its
-    /// key is hot and no write of it began since the ticket was taken. True when it was put.
-    pub fn offer(&self, key: &str, row: &Row, ticket: Ticket, now: Instant) -> bool {
-        if !ticket.hot || self.written_since(key, ticket) {
-            return false;
+    /// key is hot and no write of it began since the ticket was taken; says which.
+    pub fn offer(&self, key: &str, row: &Row, ticket: Ticket, now: Instant) -> Offer {
+        if !ticket.hot {
+            return Offer::NotHot;
+        }
+        if self.written_since(key, ticket) {
+            return Offer::Written;
         }
         let mut s = self.lock();
         // Checked again under the lock: a write bumps its slot before it takes the lock.
         if self.written_since(key, ticket) {
-            return false;
+            return Offer::Written;
         }
         if let Some(h) = s.l0.get(key) {
             if h.row.version > row.version {
-                return false;
+                return Offer::Older;
             }
         }
         if !s.l0.contains_key(key) && s.l0.len() >= self.keys_max {
@@ -213,7 +236,7 @@ impl HotKeys {
                 until: now + self.ttl,
             },
         );
-        true
+        Offer::Put
     }
 
     /// A write or invalidation of `key` through this instance: L0 drops it, and no read begun

@@ -20,6 +20,7 @@ pub mod config;
 pub mod envelope;
 pub mod events;
 pub mod flight;
+pub mod goal;
 pub mod hot;
 pub mod key;
 pub mod membership;

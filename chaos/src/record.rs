@@ -3,13 +3,16 @@
 //! origin (the history's zero, when the workload starts), on the world's clock (simulated in the
 //! sim build, the host's monotonic clock otherwise).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use aside::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
+use aside::goal::Goal;
 use aside::tier::TierError;
 use aside::{Got, Key, Written};
 use invariants::history::{
-    ActOutcome, CacheAct, CacheAction, FaultAction, Header, Line, OpKind, Outcome, Probe, Source,
+    ActOutcome, CacheAct, CacheAction, FaultAction, GoalLine, Header, Line, OpKind, Outcome, Probe,
+    Source,
 };
 use invariants::write::{op, Writer};
 use tokio::time::Instant;
@@ -43,12 +46,35 @@ struct ProbeLine {
     version: Option<u64>,
 }
 
+/// Per coverage goal and node: times reached, and when first.
+type Goals = BTreeMap<String, BTreeMap<String, (u64, u64)>>;
+
 #[derive(Default)]
 struct Lines {
     ops: Vec<OpLine>,
     faults: Vec<FaultLine>,
     cache: Vec<CacheAct<'static>>,
     probes: Vec<ProbeLine>,
+    goals: Goals,
+}
+
+fn count_goal(goals: &mut Goals, goal: &str, node: &str, count: u64, at_ns: u64) {
+    // Looked up by reference first: a goal reached again allocates nothing.
+    if !goals.contains_key(goal) {
+        goals.insert(goal.to_string(), BTreeMap::new());
+    }
+    let Some(nodes) = goals.get_mut(goal) else {
+        return;
+    };
+    match nodes.get_mut(node) {
+        Some((n, first)) => {
+            *n += count;
+            *first = (*first).min(at_ns);
+        }
+        None => {
+            nodes.insert(node.to_string(), (count, at_ns));
+        }
+    }
 }
 
 /// Collects a run's lines; [`Recorder::finish`] writes the history: the header, ops in the order
@@ -120,6 +146,7 @@ impl Recorder {
                     });
                 }
                 Line::Cache(c) => lines.cache.push(c.into_owned()),
+                Line::Goal(g) => count_goal(&mut lines.goals, &g.goal, &g.node, g.count, g.at_ns),
                 Line::Header(_) | Line::Fault(_) | Line::Probe(_) => {}
             }
         }
@@ -241,6 +268,13 @@ impl Recorder {
     }
 
     /// An end-of-run read of one tier (`None`: it holds nothing for the key) at `at_ns`.
+    /// `node` reached coverage goal `goal` `count` times, first at `at_ns` (a server model's,
+    /// collected by the world: the library's come through [`Events::goal`]).
+    pub fn goal_at(&self, goal: Goal, node: &str, count: u64, at_ns: u64) {
+        let mut lines = self.lines.lock().expect("recorder");
+        count_goal(&mut lines.goals, goal.name(), node, count, at_ns);
+    }
+
     pub fn probe(&self, key: &str, at_ns: u64, tier: Source, version: Option<u64>) {
         self.lines.lock().expect("recorder").probes.push(ProbeLine {
             key: key.to_string(),
@@ -295,6 +329,17 @@ impl Recorder {
             })
             .expect("vec");
         }
+        for (goal, nodes) in &lines.goals {
+            for (node, (count, at_ns)) in nodes {
+                w.goal(&GoalLine {
+                    goal: goal.as_str().into(),
+                    node: node.as_str().into(),
+                    count: *count,
+                    at_ns: *at_ns,
+                })
+                .expect("vec");
+            }
+        }
         w.into_inner()
     }
 }
@@ -330,5 +375,63 @@ impl Events for Recorder {
             at_ns,
         };
         self.lines.lock().expect("recorder").cache.push(line);
+    }
+
+    fn goal(&self, instance: &str, goal: Goal) {
+        let at_ns = self.now_ns();
+        let mut lines = self.lines.lock().expect("recorder");
+        count_goal(&mut lines.goals, goal.name(), instance, 1, at_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invariants::history::{parse_line, FORMAT};
+
+    fn header() -> Header {
+        Header {
+            format: FORMAT,
+            world: "test".into(),
+            scenario: "goals".into(),
+            strategy: "versioned".into(),
+            seed: 0,
+            commit: "test".into(),
+            config: Default::default(),
+        }
+    }
+
+    fn goal_lines(history: &[u8]) -> Vec<(String, String, u64)> {
+        history
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| match parse_line(l, false).unwrap() {
+                Line::Goal(g) => Some((g.goal.into_owned(), g.node.into_owned(), g.count)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Goals are counted per goal and node, written once each at the end in name order, and an
+    /// app node's history absorbed from its own process adds its counts.
+    #[tokio::test]
+    async fn goals_are_counted_per_node_and_absorbed_from_other_processes() {
+        let app = Recorder::start();
+        app.goal("app-2", Goal::LeaseWaited);
+        let app_history = app.finish(&header());
+        let rec = Recorder::start_at(app.origin());
+        rec.goal("app-1", Goal::LeaseWaited);
+        rec.goal("app-1", Goal::LeaseWaited);
+        rec.goal_at(Goal::SentinelPromoted, "sentinel-1", 3, 7);
+        rec.absorb(&app_history).unwrap();
+        rec.absorb(&app_history).unwrap();
+        assert_eq!(
+            goal_lines(&rec.finish(&header())),
+            vec![
+                ("lease-waited".into(), "app-1".into(), 2),
+                ("lease-waited".into(), "app-2".into(), 2),
+                ("sentinel-promoted".into(), "sentinel-1".into(), 3),
+            ]
+        );
     }
 }

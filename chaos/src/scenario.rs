@@ -132,6 +132,9 @@ pub struct Promise {
     /// within the seeds otherwise. Never for a promise to hold: BUGGIFY's delays bend the
     /// latency bounds.
     pub buggify: bool,
+    /// Coverage goals every run of the promise must reach in the simulator (`reaches`): a run
+    /// that misses one fails `coverage`, a harness error ([`aside::goal`]).
+    pub reaches: Vec<aside::goal::Goal>,
 }
 
 /// Holds, or finds named invariants failing.
@@ -302,6 +305,17 @@ impl Scenario {
             sc.apply_workload(&spec)
                 .map_err(|e| format!("the config's {e}"))?;
         }
+        // The goals the run was held to, as its header says (none when it names none: a shrunk
+        // run, a mutant's): a replay is held to the same.
+        let required = invariants::checkers::coverage::required(config)
+            .map_err(|e| format!("the config's {e}"))?
+            .iter()
+            .map(|g| aside::goal::Goal::from_name(g))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the config's goals_required: {e}"))?;
+        for p in &mut sc.promises {
+            p.reaches.clone_from(&required);
+        }
         sc.validate().map_err(|e| format!("the config's {e}"))?;
         Ok(sc)
     }
@@ -395,6 +409,15 @@ impl Scenario {
 
     /// The history header of a run of this scenario in `world` ("sim" or "containers").
     pub fn header(&self, world: &str, strategy: &str, seed: u64) -> Header {
+        let mut config = self.config();
+        let goals = self.goals_required(world, strategy);
+        if !goals.is_empty() {
+            let names: Vec<&str> = goals.iter().map(|g| g.name()).collect();
+            config.insert(
+                invariants::checkers::coverage::REQUIRED.into(),
+                Value::from(names),
+            );
+        }
         Header {
             format: FORMAT,
             world: world.into(),
@@ -402,8 +425,21 @@ impl Scenario {
             strategy: strategy.into(),
             seed,
             commit: crate::COMMIT.into(),
-            config: self.config(),
+            config,
         }
+    }
+
+    /// The coverage goals a run of `strategy` in `world` must reach: its promise's `reaches`, in
+    /// the simulator only (real servers' timing is not the seed's: they report the goals they
+    /// reach, ungated), and none for a mutant (a dropped safeguard may drop the path to a goal).
+    pub fn goals_required(&self, world: &str, strategy: &str) -> Vec<aside::goal::Goal> {
+        if world != "sim" || self.mutant.is_some() {
+            return Vec::new();
+        }
+        self.promises
+            .iter()
+            .find(|p| p.strategy.name() == strategy)
+            .map_or_else(Vec::new, |p| p.reaches.clone())
     }
 
     /// The library's configuration in this scenario, or why the library refuses it.

@@ -32,11 +32,13 @@ pub enum Invariant {
     Liveness,
     /// Every fault proved its effect: a harness error when not, never a finding.
     FaultEffect,
+    /// Every coverage goal the scenario promised was reached: a harness error when not.
+    Coverage,
 }
 
 impl Invariant {
     /// Every invariant, in report order: the checker registry's order.
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 13] = [
         Invariant::Staleness,
         Invariant::Phantom,
         Invariant::Convergence,
@@ -49,6 +51,7 @@ impl Invariant {
         Invariant::HitLatency,
         Invariant::Liveness,
         Invariant::FaultEffect,
+        Invariant::Coverage,
     ];
 
     /// The name in reports, histories' JSON, scenario files and `--invariant`.
@@ -66,6 +69,7 @@ impl Invariant {
             Invariant::HitLatency => "hit-latency",
             Invariant::Liveness => "liveness",
             Invariant::FaultEffect => "fault-effect",
+            Invariant::Coverage => "coverage",
         }
     }
 
@@ -73,6 +77,12 @@ impl Invariant {
     /// several tiers does not promise them.
     pub const fn gating(self) -> bool {
         !matches!(self, Invariant::MonotonicReads)
+    }
+
+    /// Whether failing it is the harness's error (a fault that never took effect, a promised
+    /// goal never reached), never a finding about the strategy under test.
+    pub const fn harness(self) -> bool {
+        matches!(self, Invariant::FaultEffect | Invariant::Coverage)
     }
 
     /// The invariant named `name`; the error names every known one.

@@ -40,8 +40,8 @@ pub use report::Report;
 pub use verdict::{Figure, Status, Verdict, Witness};
 
 use checkers::{
-    availability, convergence, fault_effect, liveness, load, lost_writes, phantom, session, slo,
-    staleness, ReadChecker,
+    availability, convergence, coverage, fault_effect, liveness, load, lost_writes, phantom,
+    session, slo, staleness, ReadChecker,
 };
 
 /// Checks the history in `path`, applying `overrides` after the header's bounds.
@@ -112,6 +112,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
             bounds.read_latency_p99_ns_max,
         )),
     ];
+    let goals_required = coverage::required(&idx.header.config).map_err(at_header)?;
     let whole_index: [fn(&Index) -> Verdict; 3] =
         [convergence::check, lost_writes::check, fault_effect::check];
     reads
@@ -130,6 +131,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         );
     }
     verdicts.extend(whole_index.iter().map(|check| check(&idx)));
+    verdicts.push(coverage::check(&idx, &goals_required));
     verdicts.sort_by_key(|v| v.invariant);
     debug_assert!(verdicts.iter().map(|v| v.invariant).eq(Invariant::ALL));
     for v in &mut verdicts {
@@ -143,6 +145,11 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         bounds,
         verdicts,
         timeline: (idx.ops > 0).then_some(timeline),
+        goals: idx
+            .goals
+            .iter()
+            .map(|(g, r)| (g.clone(), r.count))
+            .collect(),
     })
 }
 

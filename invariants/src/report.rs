@@ -26,6 +26,8 @@ pub struct Report {
     pub verdicts: Vec<Verdict>,
     /// Reads, stale reads, database reads and failures over time, with the faults.
     pub timeline: Option<Timeline>,
+    /// The coverage goals the run reached (its `goal` lines), by name: times reached.
+    pub goals: std::collections::BTreeMap<String, u64>,
 }
 
 /// Witness lines shown in a table before "… and N more".

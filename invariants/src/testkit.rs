@@ -212,6 +212,16 @@ impl H {
         self.line
     }
 
+    /// A `goal` line: `node` reached `goal` `count` times, first at `at_ns`; returns its line.
+    pub fn goal(&mut self, goal: &str, node: &str, count: u64, at_ns: u64) -> u64 {
+        let line = json!({
+            "type": "goal", "goal": goal, "node": node, "count": count, "at_ns": at_ns,
+        });
+        self.w.raw_line(&line.to_string()).expect("vec");
+        self.line += 1;
+        self.line
+    }
+
     pub fn line_of(&self, id: u64) -> u64 {
         self.lines[&id]
     }
@@ -222,6 +232,11 @@ impl H {
 
     pub fn check(&self) -> Report {
         check_str(&self.text(), &[]).expect("valid history")
+    }
+
+    /// The check, or the history's error.
+    pub fn try_check(&self) -> Result<Report, crate::HistoryError> {
+        check_str(&self.text(), &[])
     }
 
     pub fn check_with(&self, overrides: &[(&str, Value)]) -> Report {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use crate::history::{CacheAct, FaultAction, Header, Op, OpKind, Outcome, Probe, FORMAT};
+use crate::history::{CacheAct, FaultAction, GoalLine, Header, Op, OpKind, Outcome, Probe, FORMAT};
 
 fn s(text: &str) -> String {
     serde_json::to_string(text).expect("strings always serialize")
@@ -102,6 +102,17 @@ impl<W: Write> Writer<W> {
         )
     }
 
+    pub fn goal(&mut self, g: &GoalLine<'_>) -> io::Result<()> {
+        writeln!(
+            self.out,
+            r#"{{"type":"goal","goal":{},"node":{},"count":{},"at_ns":{}}}"#,
+            s(&g.goal),
+            s(&g.node),
+            g.count,
+            g.at_ns
+        )
+    }
+
     /// A line written as given (for tests that build unusual lines).
     pub fn raw_line(&mut self, line: &str) -> io::Result<()> {
         writeln!(self.out, "{line}")
@@ -180,6 +191,13 @@ mod tests {
             version: None,
         };
         w.probe(&p).unwrap();
+        let g = GoalLine {
+            goal: "lease-waited".into(),
+            node: "app-\"1\"".into(),
+            count: 3,
+            at_ns: 12,
+        };
+        w.goal(&g).unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -205,5 +223,12 @@ mod tests {
             parse_line(lines[4].as_bytes(), false).unwrap(),
             Line::Probe(p)
         );
+        assert_eq!(
+            parse_line(lines[5].as_bytes(), false).unwrap(),
+            Line::Goal(g)
+        );
+        let zero = r#"{"type":"goal","goal":"x","node":"n","count":0,"at_ns":1}"#;
+        let e = parse_line(zero.as_bytes(), false).unwrap_err().to_string();
+        assert!(e.contains("expected a positive count"), "{e}");
     }
 }

@@ -52,9 +52,6 @@ impl Cell {
     }
 }
 
-/// The invariant that fails when a fault did not take effect.
-pub const HARNESS_ERROR: Invariant = Invariant::FaultEffect;
-
 /// Every promise of `scenarios`, in table order (scenario, then strategy).
 pub fn cells_of(scenarios: &[Scenario]) -> Vec<Cell> {
     scenarios
@@ -154,21 +151,32 @@ impl Tally {
         }
     }
 
-    /// `Err(why)` when a fault never took effect on some seed: the harness's error, which no
-    /// cell may count as a finding, whatever it promises.
+    /// `Err(why)` when a fault never took effect on some seed, or a run missed a coverage goal
+    /// its promise names: the harness's errors ([`Invariant::harness`]), which no cell may count
+    /// as a finding, whatever it promises.
     pub fn judge_harness(&self, cell: &Cell) -> Result<(), String> {
-        let Some((seed, _)) = self
+        let Some((seed, inv)) = self
             .failures
             .iter()
-            .find(|(_, f)| f.contains(&HARNESS_ERROR))
+            .find_map(|(seed, f)| f.iter().find(|i| i.harness()).map(|i| (*seed, *i)))
         else {
             return Ok(());
         };
+        let what = match inv {
+            Invariant::Coverage => "a promised coverage goal was never reached",
+            _ => "a fault did not take effect",
+        };
+        let broken = match inv {
+            Invariant::Coverage => {
+                "the scenario's plan, not the strategy, misses what it promises to explore"
+            }
+            _ => "the nemesis, not the strategy, is broken",
+        };
         Err(format!(
-            "{} / {}: a fault did not take effect on seed {seed} ({HARNESS_ERROR} failed on {} of {} seeds): the nemesis, not the strategy, is broken",
+            "{} / {}: {what} on seed {seed} ({inv} failed on {} of {} seeds): {broken}",
             cell.scenario,
             cell.strategy.name(),
-            self.count(HARNESS_ERROR),
+            self.count(inv),
             self.runs
         ))
     }

@@ -15,6 +15,7 @@
 //! * [`cmd`]: `cargo sim`, one module per subcommand; [`bench`]: speed;
 //! * [`shrink`]: a failing run made minimal (`cargo sim shrink LOG`);
 //! * [`buggify`]: FoundationDB's BUGGIFY, seeded delays at the slow points of the app's calls;
+//! * [`coverage`]: which coverage goals a campaign's runs reached, and which none did;
 //! * [`stf`]: seeds to first failure of every finding, without and with BUGGIFY; [`mutants`]:
 //!   each of the library's safeguards dropped, with the cell that catches it;
 //! * [`triage`]: the nightly's results as data: shards merged, promises judged, failures grouped
@@ -24,6 +25,7 @@
 //! world.
 
 pub mod compare;
+pub mod coverage;
 pub mod expect;
 pub mod models;
 pub mod seedlog;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
+use aside::goal::Goal;
 use invariants::verdict::Figure;
 use invariants::{Invariant, Report};
 use serde_json::json;
@@ -29,6 +30,8 @@ pub struct CellFigures {
     pub hits: u64,
     /// The first seed on which each failing invariant failed.
     pub replay: BTreeMap<String, u64>,
+    /// Per coverage goal reached: the runs that reached it and the first seed that did.
+    pub goals: BTreeMap<Goal, (u64, u64)>,
 }
 
 impl CellFigures {
@@ -43,6 +46,7 @@ impl CellFigures {
             steady_reads: 0,
             hits: 0,
             replay: BTreeMap::new(),
+            goals: BTreeMap::new(),
         }
     }
 
@@ -58,6 +62,11 @@ impl CellFigures {
         self.peak_db_qps = self.peak_db_qps.max(figures.peak_db_qps);
         self.steady_reads += figures.steady_reads;
         self.hits += figures.hits;
+        for g in crate::coverage::goals_of(figures.goals) {
+            let e = self.goals.entry(g).or_insert((0, seed));
+            e.0 += 1;
+            e.1 = e.1.min(seed);
+        }
     }
 
     /// `-log10(stale / reads)`: None when nothing was stale.
@@ -97,6 +106,11 @@ impl CellFigures {
             "peak_db_qps": self.peak_db_qps,
             "hit_ratio": self.hit_ratio(),
             "replay_seeds": self.replay,
+            "goals": self
+                .goals
+                .iter()
+                .map(|(g, (runs, first))| (g.name().to_string(), json!({"runs": runs, "first_seed": first})))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -120,6 +134,8 @@ pub struct RunFigures {
     /// Steady-phase reads, and the hits among them.
     pub steady_reads: u64,
     pub hits: u64,
+    /// The coverage goals the run reached ([`crate::coverage::bits`]).
+    pub goals: u64,
 }
 
 /// A run's [`RunFigures`], read off its report.
@@ -139,7 +155,23 @@ pub fn figures(r: &Report) -> RunFigures {
         peak_db_qps,
         steady_reads: count(r, Invariant::HitRatio, "steady_reads"),
         hits: count(r, Invariant::HitRatio, "hits"),
+        goals: crate::coverage::bits(r),
     }
+}
+
+/// What the cells' runs reached, cells in table order.
+pub fn coverage(rows: &[CellFigures]) -> crate::coverage::Coverage {
+    let mut c = crate::coverage::Coverage::default();
+    for r in rows {
+        c.add_cell(
+            &r.cell.scenario,
+            r.cell.strategy.name(),
+            r.cell.buggify,
+            r.tally.runs,
+            r.goals.iter().map(|(g, (n, first))| (*g, *n, *first)),
+        );
+    }
+    c
 }
 
 /// Runs every cell over `seeds` on every core, with a progress bar.

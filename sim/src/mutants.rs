@@ -7,7 +7,6 @@ use aside::mutant::Mutant;
 use aside::Builtin;
 use invariants::Invariant;
 
-use crate::expect::HARNESS_ERROR;
 use crate::runner::run_one;
 
 pub const README_BEGIN: &str =
@@ -148,12 +147,7 @@ pub fn first_failure(c: &Catch, seeds_max: u64) -> Found {
     sc.mutant = Some(c.mutant);
     (1..=seeds_max).find_map(|seed| {
         let r = run_one(&sc, c.strategy, seed);
-        let failed: Vec<Invariant> = r
-            .failed
-            .iter()
-            .copied()
-            .filter(|f| *f != HARNESS_ERROR)
-            .collect();
+        let failed: Vec<Invariant> = r.failed.iter().copied().filter(|f| !f.harness()).collect();
         (!failed.is_empty()).then_some((seed, failed))
     })
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aside::goal::Goal;
 use aside::tier::TierError;
 use madsim::net::Endpoint;
 use madsim::time::Instant;
@@ -176,10 +177,47 @@ thread_local! {
         Default::default();
 }
 
-/// Forgets the counts of [`served`] and of servers' starts (a run starts with this).
+thread_local! {
+    /// Coverage goals the servers reached in the run on this thread: per goal and server
+    /// address, how often and when first.
+    static GOALS: std::cell::RefCell<std::collections::BTreeMap<(Goal, SocketAddr), (u64, Instant)>> =
+        Default::default();
+}
+
+/// Forgets the counts of [`served`], of servers' starts and of [`goals`] (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
     BOOTS.with(|b| b.borrow_mut().clear());
+    GOALS.with(|g| g.borrow_mut().clear());
+    let _ = aside::goal::take_here();
+}
+
+/// The server at `at` reached `goal` now.
+pub fn reached(at: SocketAddr, goal: Goal) {
+    GOALS.with(|g| {
+        g.borrow_mut()
+            .entry((goal, at))
+            .or_insert((0, Instant::now()))
+            .0 += 1
+    });
+}
+
+/// The goals the models marked ([`aside::goal::reach_here`]) since the last collection, as
+/// reached by the server at `at`.
+fn collect_goals(at: SocketAddr) {
+    for goal in aside::goal::take_here() {
+        reached(at, goal);
+    }
+}
+
+/// Goals the servers reached since [`served_reset`]: (goal, server, times, first).
+pub fn goals() -> Vec<(Goal, SocketAddr, u64, Instant)> {
+    GOALS.with(|g| {
+        g.borrow()
+            .iter()
+            .map(|(&(goal, at), &(n, first))| (goal, at, n, first))
+            .collect()
+    })
 }
 
 /// Requests answered per server address since [`served_reset`].
@@ -280,6 +318,9 @@ async fn receive<C, R, F, Fut>(
         let (ep, handle, seen) = (ep.clone(), handle.clone(), seen.clone());
         madsim::task::spawn(async move {
             let reply = handle(cmd).await;
+            if let Ok(at) = ep.local_addr() {
+                collect_goals(at);
+            }
             if let Some(r) = seen.lock().unwrap().replies.get_mut(&key) {
                 *r = Some(reply.clone());
             }

@@ -14,7 +14,7 @@ use chaos::nemesis::Nemesis;
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
 use madsim::runtime::Handle;
-use madsim::time::sleep;
+use madsim::time::{sleep, Instant};
 
 use crate::backends::{build_cache, SimCache};
 use crate::cluster::{Cluster, Node};
@@ -198,6 +198,25 @@ where
     }
 }
 
+/// The coverage goals the server models and the simulator's nodes reached, into the history
+/// under each server's name; marks no server collected (a replica applying its master's stream)
+/// count for `servers`.
+fn record_server_goals(cluster: &Cluster, rec: &Recorder) {
+    let origin = rec.origin();
+    let since = |t: Instant| t.saturating_duration_since(origin).as_nanos() as u64;
+    for (goal, at, count, first) in crate::net::goals() {
+        let node = cluster
+            .servers
+            .iter()
+            .find(|n| n.addr == at)
+            .map_or_else(|| at.to_string(), |n| n.target.name());
+        rec.goal_at(goal, &node, count, since(first));
+    }
+    for goal in aside::goal::take_here() {
+        rec.goal_at(goal, "servers", 1, rec.now_ns());
+    }
+}
+
 /// The foreign writer's way to the PostgreSQL primary: one transaction per call.
 struct ForeignPg {
     rpc: crate::net::Rpc,
@@ -265,6 +284,7 @@ where
     let roles = roles(&cluster, &prober).await;
 
     let header = scenario.header("sim", strategy.name(), seed);
+    record_server_goals(&cluster, &rec);
     let by_addr = crate::net::served();
     let mut served: Vec<(String, u64)> = cluster
         .servers

@@ -7,7 +7,7 @@ use crate::pool::par_map;
 use crate::runner::run_one;
 use invariants::Invariant;
 
-use crate::expect::{self, Cell, Expect, HARNESS_ERROR};
+use crate::expect::{self, Cell, Expect};
 
 /// Seeds tried per cell before giving up.
 pub const MAX_SEEDS: u64 = 60;
@@ -39,7 +39,7 @@ pub fn first_failure(cell: &Cell, buggify: bool) -> Option<u64> {
     for seed in 1..=MAX_SEEDS {
         let r = run_one(&sc, cell.strategy, seed);
         // A harness error is never a finding.
-        if names.is_empty() && r.failed.iter().any(|f| *f != HARNESS_ERROR) {
+        if names.is_empty() && r.failed.iter().any(|f| !f.harness()) {
             return Some(seed);
         }
         for n in names.iter().filter(|n| r.failed.contains(n)) {

@@ -190,6 +190,61 @@ fn a_fault_that_did_nothing_is_a_failing_harness_verdict() {
     }
 }
 
+/// A scenario that promises a coverage goal its plan cannot reach (no Redis master dies, so no
+/// Sentinel promotes): its run fails `coverage`, a harness error, and the promise's judge says
+/// so; the same scenario promising only what it reaches holds.
+#[test]
+fn a_promised_goal_never_reached_is_a_failing_harness_verdict() {
+    let text = |goals: &str| {
+        format!(
+            "name = \"no-failover\"\nabout = \"no fault\"\n[workload]\nduration_ms = 1500\n\n[promise.versioned]\nholds = true\nwhy = \"nothing happens\"\nreaches = [{goals}]\n"
+        )
+    };
+    let unreachable = scenario::file::parse("t.toml", &text("\"sentinel-promoted\"")).unwrap();
+    let r = run_one(&unreachable, Builtin::Versioned, 1);
+    assert_eq!(
+        r.failed,
+        vec![Invariant::Coverage],
+        "{}",
+        sim::runner::explain(&r)
+    );
+    assert!(Invariant::Coverage.harness());
+    let v = r.report.verdict(Invariant::Coverage).unwrap();
+    assert!(
+        v.summary
+            .starts_with("harness error: the run never reached coverage goal sentinel-promoted"),
+        "{}",
+        v.summary
+    );
+    let cell = sim::expect::Cell::of(&unreachable, &unreachable.promises[0]);
+    let mut tally = sim::expect::Tally::default();
+    tally.add(1, r.failed.clone());
+    let why = tally.judge_harness(&cell).unwrap_err();
+    assert!(
+        why.contains("a promised coverage goal was never reached on seed 1"),
+        "{why}"
+    );
+    // The run replays from its history alone, held to the same goals.
+    let header =
+        invariants::history::parse_line(r.history.split(|b| *b == b'\n').next().unwrap(), false)
+            .unwrap();
+    let invariants::history::Line::Header(h) = header else {
+        panic!("no header")
+    };
+    assert_eq!(
+        h.config["goals_required"],
+        serde_json::json!(["sentinel-promoted"])
+    );
+    let reachable = scenario::file::parse("t.toml", &text("\"lease-waited\"")).unwrap();
+    let r = run_one(&reachable, Builtin::Versioned, 1);
+    assert!(r.failed.is_empty(), "{}", sim::runner::explain(&r));
+    assert!(
+        r.report.goals.contains_key("lease-waited"),
+        "{:?}",
+        r.report.goals
+    );
+}
+
 #[test]
 fn every_fault_of_every_scenario_is_observed_taking_effect() {
     for sc in scenario::catalog() {

@@ -49,6 +49,17 @@ fn every_cell_of_the_results_table_keeps_its_promise_and_the_docs_show_these_run
         "docs/results.md",
         "cargo sim matrix --seeds 20",
     );
+    // The coverage table of the same runs: every goal reached by some cell's run.
+    let coverage = sim::matrix::coverage(&figures);
+    let markers = (sim::coverage::README_BEGIN, sim::coverage::README_END);
+    shows(
+        &doc("docs/coverage.md"),
+        markers,
+        &coverage.document(&expect::SEEDS),
+        "docs/coverage.md",
+        "cargo sim coverage --seeds 20",
+    );
+    assert!(coverage.unreached().is_empty(), "{}", coverage.summary());
 }
 
 /// `cargo sim stf`'s table between `markers` in docs/results.md is `md`.

@@ -59,12 +59,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if let Some(token) = token {
             if !stale {
                 self.metrics.early_refreshes.fetch_add(1, Relaxed);
+                self.reach(Goal::EarlyRefresh);
             }
             match self
                 .load_locked(key, loader, (ahead.seen, ahead.epoch), &token)
                 .await
             {
                 Err(e) => {
+                    self.reach(Goal::StaleIfError);
                     debug!(key = %key, error = %e, "reload failed: serving what the tier holds")
                 }
                 loaded => return loaded,
@@ -72,6 +74,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         if stale {
             self.metrics.stale_served.fetch_add(1, Relaxed);
+            self.reach(Goal::ServedStale);
         }
         self.count_hit(source);
         Ok(Some(Got {
@@ -174,12 +177,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // ours when its holder let it go without a fill L1 keeps (a fill refused by a newer
             // tombstone, a load that failed), or when another reader of this instance took it.
             self.metrics.lease_waits.fetch_add(1, Relaxed);
+            self.reach(Goal::LeaseWaited);
             let deadline = Instant::now() + Duration::from_millis(self.cfg.lease_wait_ms);
             let mut pause = Duration::from_millis(2);
             while Instant::now() + pause < deadline {
                 tokio::time::sleep(pause).await;
                 let (found, lease) = self.read_l1_leasing(key).await;
                 if let Lease::Won(token) | Lease::Ours(token) = lease {
+                    self.reach(Goal::LeaseTakenOver);
                     return self
                         .load_locked(key, loader, (Seen::Unknown, None), &token)
                         .await;
@@ -187,6 +192,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 match found {
                     Found::Fresh(row) | Found::Expiring(row) => {
                         self.metrics.l1.hits.fetch_add(1, Relaxed);
+                        self.reach(Goal::LeaseWaitServedFill);
                         return Ok(Some(Got {
                             row,
                             source: Source::L1,
@@ -202,6 +208,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 }
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
+            self.reach(Goal::LeaseWaitTimedOut);
             self.load_db(key, loader).await
         }
         .instrument(span)
@@ -263,6 +270,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 }
                 Admit::Refused => {
                     self.metrics.shed.fetch_add(1, Relaxed);
+                    self.reach(Goal::DbShed);
                     return Err(Error::RateLimited {
                         wait_ms_max: self.cfg.db_wait_ms_max,
                         per_sec: rate.per_sec(),
@@ -274,6 +282,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Ok(Ok(slot)) => slot,
             _ => {
                 self.metrics.shed.fetch_add(1, Relaxed);
+                self.reach(Goal::DbShed);
                 return Err(Error::Shed {
                     waited_ms: self.cfg.db_wait_ms_max,
                     limit: self.cfg.db_concurrency_max,

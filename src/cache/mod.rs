@@ -22,6 +22,7 @@ use crate::config::CacheConfig;
 use crate::envelope::{self, Entry};
 use crate::events::{Action, ActionOutcome, CacheEvent, Events, Tier};
 use crate::flight::{Abandoned, Flights, Role};
+use crate::goal::Goal;
 use crate::key::{escape_glob, Key, KeyError};
 use crate::membership::Membership;
 use crate::metrics::{Metrics, TierMetrics};
@@ -278,9 +279,10 @@ async fn guarded<T>(
     breaker: &Breaker,
     m: &TierMetrics,
     limit: Duration,
+    reach: &(dyn Fn(Goal) + Sync),
     f: impl Future<Output = TierResult<T>>,
 ) -> TierResult<T> {
-    call(tier, breaker, m, limit, true, f).await
+    call(tier, breaker, m, limit, true, reach, f).await
 }
 
 /// [`guarded`], for background retries (the outbox invalidator): while the circuit is closed
@@ -292,10 +294,11 @@ async fn retried<T>(
     breaker: &Breaker,
     m: &TierMetrics,
     limit: Duration,
+    reach: &(dyn Fn(Goal) + Sync),
     f: impl Future<Output = TierResult<T>>,
 ) -> TierResult<T> {
     let trips = breaker.state() != crate::breaker::State::Closed;
-    call(tier, breaker, m, limit, trips, f).await
+    call(tier, breaker, m, limit, trips, reach, f).await
 }
 
 async fn call<T>(
@@ -304,6 +307,7 @@ async fn call<T>(
     m: &TierMetrics,
     limit: Duration,
     trips: bool,
+    reach: &(dyn Fn(Goal) + Sync),
     f: impl Future<Output = TierResult<T>>,
 ) -> TierResult<T> {
     if !breaker.allow() {
@@ -327,6 +331,11 @@ async fn call<T>(
         }
     };
     if let Some(report) = report {
+        match report {
+            crate::breaker::Report::Opened => reach(Goal::BreakerOpened),
+            crate::breaker::Report::Recovered => reach(Goal::BreakerClosed),
+            crate::breaker::Report::StillFailing => {}
+        }
         report_tier(tier, report, r.as_ref().err(), breaker);
     }
     r
@@ -462,6 +471,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
     }
 
+    /// This instance reached coverage goal `goal` ([`crate::goal`]): told to the events sink,
+    /// if any. Never awaits, reads a clock or draws.
+    fn reach(&self, goal: Goal) {
+        if let Some(sink) = &self.events {
+            sink.goal(&self.instance, goal);
+        }
+    }
+
     /// Whether the test machinery dropped safeguard `m` ([`crate::mutant`]).
     fn mutated(&self, m: Mutant) -> bool {
         self.cfg.mutant == Some(m)
@@ -526,6 +543,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             &self.l1_breakers[shard],
             &self.metrics.l1,
             self.cfg.l1_timeout(),
+            &|g| self.reach(g),
             f,
         )
         .await
@@ -541,6 +559,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             &self.l1_breakers[shard],
             &self.metrics.l1,
             self.cfg.l1_timeout(),
+            &|g| self.reach(g),
             f,
         )
         .await
@@ -556,6 +575,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             &self.l2.breakers[node],
             &self.metrics.l2,
             self.cfg.l2_timeout(),
+            &|g| self.reach(g),
             f,
         )
         .await
@@ -567,6 +587,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             &self.l2.breakers[node],
             &self.metrics.l2,
             self.cfg.l2_timeout(),
+            &|g| self.reach(g),
             f,
         )
         .await

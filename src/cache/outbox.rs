@@ -222,6 +222,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             for &s in &switched {
                 self.repair.fence(s, pass_start);
             }
+            if started {
+                self.reach(Goal::FenceSet);
+            }
             let w = self.cfg.replay_window_ms;
             let recent = self
                 .outbox_call(self.store.outbox_recent(w, u32::MAX))
@@ -232,6 +235,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.outbox_call(self.store.outbox_head()).await
             };
             let (Ok(rows), Ok(head)) = (recent, head) else {
+                self.reach(Goal::ReplayDeferred);
                 debug!("outbox unreachable: replay deferred to the next pass");
                 return;
             };
@@ -240,6 +244,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 ?switched,
                 "replaying the outbox window on L1"
             );
+            if started {
+                self.reach(Goal::SwitchReplayed);
+            }
             let mut st = self.repair.lock();
             if !st.started {
                 st.started = true;
@@ -433,6 +440,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // A write of another instance: readers here load afresh rather than join a load
             // begun before it (this instance's own writes closed the flight as they wrote).
             self.flights.close(&stored);
+        }
+        if d.remote {
+            self.reach(Goal::RemoteWriteApplied);
         }
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let v = Some(d.version);

@@ -2,6 +2,7 @@
 //! way back, under single-flight, the distributed lease and stale-while-revalidate.
 
 use super::*;
+use crate::hot::Offer;
 use crate::tier::{LeaseAsk, Leased, Release, Seen};
 
 impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S, St> {
@@ -46,6 +47,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let (shard, l1) = self.l1.of(&stored);
         if self.l1_fenced(shard) {
             self.metrics.l1.fenced.fetch_add(1, Relaxed);
+            self.reach(Goal::L1ReadFenced);
             return Found::Miss;
         }
         let switches = l1.master_switches();
@@ -106,6 +108,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             && !self.mutated(Mutant::NoSwitchCheck)
         {
             self.metrics.l1.fenced.fetch_add(1, Relaxed);
+            self.reach(Goal::L1AnswerSwitched);
             return Found::Miss;
         }
         match got {
@@ -137,6 +140,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     async fn read_l2_node(&self, key: &Key, n: usize, mk: &str) -> (Found, Seen) {
         if self.l2_fenced(n) {
             self.metrics.l2.fenced.fetch_add(1, Relaxed);
+            self.reach(Goal::L2ReadFenced);
             return (Found::Miss, Seen::Unknown);
         }
         match self.on_l2(n, self.l2.nodes[n].gets(mk)).await {
@@ -265,7 +269,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit_fill(key.as_str(), Tier::L1, version, &r, started);
         match &r {
             Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
-            Ok(false) => drop(self.metrics.l1.fill_rejections.fetch_add(1, Relaxed)),
+            Ok(false) => {
+                self.metrics.l1.fill_rejections.fetch_add(1, Relaxed);
+                self.reach(Goal::L1FillRefused);
+            }
             Err(e) => debug!(key = %key, error = %e, "L1 fill failed"),
         }
         r
@@ -282,6 +289,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             let version = row.map_or(0, |r| r.version);
             self.emit_fill(key.as_str(), Tier::L2, version, &Ok(false), self.clock());
             self.metrics.l2.fill_rejections.fetch_add(1, Relaxed);
+            self.reach(Goal::L2FillRingMoved);
             return;
         }
         let _ = self.fill_l2_node(key, n, &mk, row, seen).await;
@@ -351,7 +359,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit_fill(key.as_str(), Tier::L2, version, &r, started);
         match &r {
             Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
-            Ok(false) => drop(self.metrics.l2.fill_rejections.fetch_add(1, Relaxed)),
+            Ok(false) => {
+                self.metrics.l2.fill_rejections.fetch_add(1, Relaxed);
+                self.reach(Goal::L2FillRefused);
+            }
             Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
         }
         r
@@ -376,6 +387,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 // the outbox named is not read from.
                 if from == ReadFrom::Replica && self.replica_behind(key.as_str(), row.as_ref()) {
                     self.metrics.replica_guarded.fetch_add(1, Relaxed);
+                    self.reach(Goal::ReplicaGuarded);
                     return self.store.read(key.as_str(), ReadFrom::Primary).await;
                 }
                 Ok(row)
@@ -403,6 +415,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     match hot.read(key.as_str(), Instant::now()) {
                         Ok(row) => {
                             self.metrics.l0_hits.fetch_add(1, Relaxed);
+                            self.reach(Goal::L0Served);
                             tracing::Span::current().record("source", Source::L0.as_str());
                             self.metrics.reads.record(began.elapsed());
                             return served(row, Source::L0);
@@ -425,7 +438,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if let Ok(Some(g)) = &got {
                 tracing::Span::current().record("source", g.source.as_str());
                 if let (Some((hot, ticket)), false) = (ticket, g.stale) {
-                    hot.offer(key.as_str(), &g.row, ticket, Instant::now());
+                    if hot.offer(key.as_str(), &g.row, ticket, Instant::now()) == Offer::Written {
+                        self.reach(Goal::L0OfferWritten);
+                    }
                 }
             }
             self.metrics.reads.record(began.elapsed());
@@ -468,6 +483,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
             Found::Absent => {
                 self.metrics.l1.hits.fetch_add(1, Relaxed);
+                self.reach(Goal::NegativeHit);
                 return Ok(None);
             }
             Found::Miss | Found::Tombstone(_) => drop(self.metrics.l1.misses.fetch_add(1, Relaxed)),
@@ -527,7 +543,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Box::pin(self.fill_l1(key, row.as_ref(), ahead.lease.won())).await;
             return match row {
                 Some(row) => served(row, Source::L2),
-                None => Ok(None),
+                None => {
+                    self.reach(Goal::NegativeHit);
+                    Ok(None)
+                }
             };
         }
         if self.outbox_behind() && !self.mutated(Mutant::NoFlightClose) {
@@ -544,6 +563,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             .run(&key.stored(), || Box::pin(self.load(key, loader, ahead)))
             .await;
         if role == Role::Follower {
+            self.reach(Goal::SingleFlightJoined);
             // A lease this reader took while another reader here led the load: the leader finds
             // it theirs at its next poll and releases it with its fill; released here too, for
             // a leader that gave up waiting first.
@@ -554,6 +574,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 // The load this read joined began before a write whose tombstone the read
                 // saw (another instance's: this one's own writes close the flight): its row
                 // is older than that write. Load afresh, as a new flight. Boxed: rare.
+                self.reach(Goal::JoinedLoadReloaded);
                 self.flights.close(&key.stored());
                 let again = Ahead {
                     floor,

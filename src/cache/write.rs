@@ -138,6 +138,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
         let l2 = self.invalidate_l2(key, version).await;
         if let Err(e) = &l1 {
+            self.reach(Goal::InvalidationFailed);
             self.l1_failed(shard, e);
         }
         for (r, m) in [(&l1, &self.metrics.l1), (&l2, &self.metrics.l2)] {
@@ -157,6 +158,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let (owners, mk) = self.l2_owners(key);
         let tomb_s = Self::secs(self.cfg.tombstone_ttl_ms);
         let mut answer = Ok(());
+        if owners.len() > 1 {
+            self.reach(Goal::InvalidatedOldOwner);
+        }
         for n in owners {
             let node = &self.l2.nodes[n];
             let call = self.on_l2(n, self.strategy.invalidate_l2(node, &mk, version, tomb_s));
@@ -181,6 +185,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let r = call.await;
         self.emit_invalidation(key, Tier::L2, version, &r, started);
         if let Err(e) = &r {
+            self.reach(Goal::InvalidationFailed);
             self.l2_failed(n, e);
         }
         r

@@ -40,7 +40,7 @@ fn a_key_is_served_from_l0_once_it_is_hot_and_until_its_ttl() {
     assert_eq!(h.read("k", t0 + ms(99)).unwrap(), row(1));
     // Past the TTL: a miss again, and the next offer refreshes it.
     let t = h.read("k", t0 + ms(100)).unwrap_err();
-    assert!(h.offer("k", &row(2), t, t0 + ms(100)));
+    assert!(h.offer("k", &row(2), t, t0 + ms(100)).put());
     assert_eq!(h.read("k", t0 + ms(150)).unwrap(), row(2));
 }
 
@@ -49,7 +49,7 @@ fn a_write_drops_the_row_and_refuses_the_reads_that_began_before_it() {
     let h = HotKeys::new(100, 1, 8);
     let t0 = Instant::now();
     let t = h.read("k", t0).unwrap_err();
-    assert!(h.offer("k", &row(1), t, t0));
+    assert!(h.offer("k", &row(1), t, t0).put());
     // A read in flight across a write (its ticket taken before) may not put its row back.
     let before = h.read("other", t0).unwrap_err();
     let t = h.read("k", t0 + ms(200)).unwrap_err();
@@ -58,17 +58,17 @@ fn a_write_drops_the_row_and_refuses_the_reads_that_began_before_it() {
         h.read("k", t0 + ms(1)).is_err(),
         "the write dropped the row"
     );
-    assert!(!h.offer("k", &row(1), t, t0 + ms(201)));
+    assert_eq!(h.offer("k", &row(1), t, t0 + ms(201)), Offer::Written);
     // Another key's read is not refused (unless it shares the key's slot).
-    assert!(h.offer("other", &row(7), before, t0));
+    assert!(h.offer("other", &row(7), before, t0).put());
     // A read that begins after the write may fill.
     let t = h.read("k", t0 + ms(202)).unwrap_err();
-    assert!(h.offer("k", &row(2), t, t0 + ms(202)));
+    assert!(h.offer("k", &row(2), t, t0 + ms(202)).put());
     // A pattern invalidation refuses every read in flight and empties L0.
     let t = h.read("x", t0 + ms(203)).unwrap_err();
     h.forget_all();
     assert_eq!(h.held(), 0);
-    assert!(!h.offer("x", &row(3), t, t0 + ms(203)));
+    assert_eq!(h.offer("x", &row(3), t, t0 + ms(203)), Offer::Written);
 }
 
 #[test]
@@ -77,8 +77,8 @@ fn an_older_version_never_replaces_a_newer_one() {
     let t0 = Instant::now();
     let a = h.read("k", t0).unwrap_err();
     let b = h.read("k", t0).unwrap_err();
-    assert!(h.offer("k", &row(5), a, t0));
-    assert!(!h.offer("k", &row(4), b, t0));
+    assert!(h.offer("k", &row(5), a, t0).put());
+    assert_eq!(h.offer("k", &row(4), b, t0), Offer::Older);
     assert_eq!(h.read("k", t0).unwrap(), row(5));
 }
 
@@ -100,7 +100,7 @@ fn memory_is_bounded_by_keys_max_and_the_hot_key_survives_a_flood_of_cold_ones()
     for i in 0..100 {
         let k = format!("k{i}");
         let t = hk.read(&k, t0).unwrap_err();
-        assert!(hk.offer(&k, &row(1), t, t0));
+        assert!(hk.offer(&k, &row(1), t, t0).put());
         assert!(hk.held() <= 4);
     }
 }

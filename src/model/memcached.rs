@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::goal::{reach_here, Goal};
+
 /// Bytes an item costs beyond its key and value (item header), for the memory limit.
 pub const ITEM_OVERHEAD_BYTES: usize = 56;
 
@@ -161,6 +163,7 @@ impl MemcachedModel {
                 Some(v) => {
                     self.drop_item(&v);
                     self.evictions += 1;
+                    reach_here(Goal::MemcachedEvicted);
                 }
                 None => return Reply::Err("SERVER_ERROR out of memory storing object".into()),
             }
@@ -214,6 +217,7 @@ impl MemcachedModel {
             }
             Cmd::Add { key, value, ttl_s } => {
                 if self.peek(&key, now_ms).is_some() {
+                    reach_here(Goal::MemcachedAddRefused);
                     return Reply::Stored(false);
                 }
                 self.store(key, value, ttl_s, now_ms)
@@ -225,7 +229,11 @@ impl MemcachedModel {
                 cas,
             } => match self.peek(&key, now_ms) {
                 Some(i) if i.cas == cas => self.store(key, value, ttl_s, now_ms),
-                _ => Reply::Stored(false),
+                Some(_) => {
+                    reach_here(Goal::MemcachedCasConflict);
+                    Reply::Stored(false)
+                }
+                None => Reply::Stored(false),
             },
             Cmd::Delete(k) => {
                 let there = self.live(&k, now_ms).is_some();

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::envelope::{self, Entry, Kind};
+use crate::goal::{reach_here, Goal};
 use crate::tier::Leased;
 
 use super::glob;
@@ -234,6 +235,7 @@ impl RedisModel {
                     Some(v) => {
                         self.remove(&v);
                         self.evictions += 1;
+                        reach_here(Goal::RedisEvicted);
                     }
                     None => {
                         return Err("OOM command not allowed when used memory > 'maxmemory'.".into())
@@ -340,7 +342,11 @@ impl RedisModel {
                             Kind::Tombstone => Entry::Tombstone { version: v },
                             Kind::Absent => Entry::Absent { version: v },
                         };
-                        envelope::blocks(&existing, kind, version)
+                        let blocks = envelope::blocks(&existing, kind, version);
+                        if blocks && k == Kind::Tombstone && kind == Kind::Value {
+                            reach_here(Goal::RedisTombstoneKept);
+                        }
+                        blocks
                     });
                 if !blocked {
                     if let Err(e) = self.store(&key, value, Some(now_ms + px_ms.max(1))) {
@@ -404,10 +410,11 @@ impl RedisModel {
     /// Releases the lease `key` if it holds `token`: deleted (`linger_ms` 0) or kept that much
     /// longer (PEXPIRE). True when it held the token.
     fn release_after(&mut self, key: &str, token: &str, now_ms: u64, linger_ms: u64) -> bool {
-        let ours = self
-            .live(key, now_ms)
-            .is_some_and(|i| i.value == token.as_bytes());
-        if !ours {
+        let held = self.live(key, now_ms).map(|i| i.value == token.as_bytes());
+        if held != Some(true) {
+            if held == Some(false) {
+                reach_here(Goal::RedisForeignRelease);
+            }
             return false;
         }
         if linger_ms == 0 {
@@ -446,6 +453,13 @@ impl RedisModel {
     /// A full resync: the replica (or a demoted old master) drops its data, writes included,
     /// and takes the master's.
     pub fn resync_from(&mut self, master: &RedisModel) {
+        if self
+            .data
+            .iter()
+            .any(|(k, i)| master.data.get(k).is_none_or(|m| m.value != i.value))
+        {
+            reach_here(Goal::RedisResyncLost);
+        }
         self.data = master.data.clone();
         self.used_bytes = master.used_bytes;
         self.repl.clear();

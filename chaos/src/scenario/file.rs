@@ -21,6 +21,7 @@
 //! [promise.durable]                        # optional: what a strategy promises over seeds 1-20
 //! holds = true
 //! why = "the invalidator replays W on the new master"
+//! reaches = ["switch-replayed"]            # optional: coverage goals every run must reach
 //! ```
 //!
 //! Every error is one line, `FILE:LINE: what is wrong: how to fix it`, and names the field.
@@ -153,6 +154,10 @@ const CATALOG: &[(&str, &str)] = &[
         "db-slowdown",
         include_str!("../../scenarios/db-slowdown.toml"),
     ),
+    (
+        "stale-if-error",
+        include_str!("../../scenarios/stale-if-error.toml"),
+    ),
     ("random", include_str!("../../scenarios/random.toml")),
 ];
 
@@ -223,6 +228,8 @@ struct PromiseSpec {
     why: String,
     #[serde(default)]
     buggify: bool,
+    #[serde(default)]
+    reaches: Vec<aside::goal::Goal>,
 }
 
 /// Reads the scenario file at `path`.
@@ -388,6 +395,7 @@ fn build(spec: FileSpec, text: &str) -> Result<Scenario, FieldError> {
             expect,
             why: p.why,
             buggify: p.buggify,
+            reaches: p.reaches,
         });
     }
     sc.promises.sort_by_key(|p| p.strategy as usize);

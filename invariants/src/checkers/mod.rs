@@ -4,6 +4,7 @@
 
 pub mod availability;
 pub mod convergence;
+pub mod coverage;
 pub mod fault_effect;
 pub mod liveness;
 pub mod load;

@@ -299,6 +299,28 @@ pub struct Probe<'a> {
     pub version: Option<u64>,
 }
 
+/// A coverage goal (`aside::goal`) reached by `node`: how many times in the run and when first.
+/// The goal is a name here: the harness, not this crate, owns the list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalLine<'a> {
+    pub goal: Cow<'a, str>,
+    pub node: Cow<'a, str>,
+    pub count: u64,
+    pub at_ns: u64,
+}
+
+impl GoalLine<'_> {
+    /// The same line, owning its strings.
+    pub fn into_owned(self) -> GoalLine<'static> {
+        GoalLine {
+            goal: self.goal.into_owned().into(),
+            node: self.node.into_owned().into(),
+            count: self.count,
+            at_ns: self.at_ns,
+        }
+    }
+}
+
 /// One parsed, validated line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line<'a> {
@@ -307,6 +329,7 @@ pub enum Line<'a> {
     Fault(Fault),
     Probe(Probe<'a>),
     Cache(CacheAct<'a>),
+    Goal(GoalLine<'a>),
 }
 
 fn bad(field: &'static str, value: &str, expected: &'static str) -> Problem {

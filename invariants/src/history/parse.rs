@@ -57,6 +57,10 @@ struct RawLine<'a> {
     // probe
     #[serde(borrow)]
     tier: Option<Cow<'a, str>>,
+    // goal
+    #[serde(borrow)]
+    goal: Option<Cow<'a, str>>,
+    count: Option<u64>,
 }
 
 /// Distinguishes `"version":null` (present, empty: a probe of an empty tier) from absent.
@@ -90,6 +94,7 @@ pub fn parse_line_serde(text: &[u8], at_eof: bool) -> Result<Line<'_>, Problem> 
         "probe" => build_probe(raw.fields()).map(Line::Probe),
         "header" => parse_header(raw).map(Line::Header),
         "cache" => parse_cache(raw).map(Line::Cache),
+        "goal" => parse_goal(raw).map(Line::Goal),
         _ => Err(Problem::UnknownType(ty.into_owned())),
     }
 }
@@ -173,6 +178,28 @@ pub fn canonical(v: &Value) -> String {
     let mut out = String::new();
     walk(v, &mut out);
     out
+}
+
+fn parse_goal(raw: RawLine<'_>) -> Result<GoalLine<'_>, Problem> {
+    const T: &str = "goal";
+    let goal = need(raw.goal, T, "goal")?;
+    if goal.is_empty() {
+        return Err(bad("goal", "", "expected a coverage goal's name"));
+    }
+    let count = need(raw.count, T, "count")?;
+    if count == 0 {
+        return Err(bad(
+            "count",
+            "0",
+            "expected a positive count: a goal line says a goal was reached",
+        ));
+    }
+    Ok(GoalLine {
+        goal,
+        node: need(raw.node, T, "node")?,
+        count,
+        at_ns: need(raw.at_ns, T, "at_ns")?,
+    })
 }
 
 fn parse_cache(raw: RawLine<'_>) -> Result<CacheAct<'_>, Problem> {

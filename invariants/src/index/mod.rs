@@ -79,6 +79,16 @@ pub struct FaultSpan {
     pub observed: Option<(u64, u64)>,
 }
 
+/// A coverage goal as the history's goal lines tell it, summed over the nodes that reached it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoalRec {
+    /// Times reached, over every node.
+    pub count: u64,
+    /// When first reached, and the line that says so.
+    pub first_ns: u64,
+    pub line: u64,
+}
+
 /// An end-of-run probe, with its key interned.
 #[derive(Debug, Clone)]
 pub struct ProbeRec {
@@ -111,6 +121,8 @@ pub struct Index {
     /// The union of all fault spans, merged and sorted, for "was any fault active at t".
     fault_union: Vec<(u64, u64)>,
     pub probes: Vec<ProbeRec>,
+    /// Coverage goals reached, by name.
+    pub goals: std::collections::BTreeMap<String, GoalRec>,
     /// Staircases by `client index << 32 | key`.
     monotonic: FxHashMap<u64, Staircase>,
     clients: FxHashMap<u64, u32>,
@@ -195,6 +207,7 @@ impl Index {
         // Observed lines: (fault, at_ns, line).
         let mut observations: Vec<(String, u64, u64)> = Vec::new();
         let mut probes = Vec::new();
+        let mut goals: std::collections::BTreeMap<String, GoalRec> = Default::default();
         let mut monotonic: FxHashMap<u64, Staircase> = FxHashMap::default();
         let mut clients: FxHashMap<u64, u32> = FxHashMap::default();
         let mut reads = ReadLog::new(spill_at);
@@ -314,6 +327,17 @@ impl Index {
                         at_ns: c.at_ns,
                     });
                 }
+                Line::Goal(g) => {
+                    let rec = goals.entry(g.goal.into_owned()).or_insert(GoalRec {
+                        count: 0,
+                        first_ns: g.at_ns,
+                        line: lineno,
+                    });
+                    rec.count = rec.count.saturating_add(g.count);
+                    if (g.at_ns, lineno) < (rec.first_ns, rec.line) {
+                        (rec.first_ns, rec.line) = (g.at_ns, lineno);
+                    }
+                }
                 Line::Probe(p) => {
                     let key = b
                         .intern(&p.key)
@@ -363,6 +387,7 @@ impl Index {
             faults,
             fault_union,
             probes,
+            goals,
             monotonic,
             clients,
             reads,

@@ -151,6 +151,28 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         check: Vec<PathBuf>,
     },
+    /// Every promise's cell over --seeds seeds, and the coverage table of their runs: each
+    /// coverage goal (aside::goal), how many runs reached it and the first that did. Exit 1 when
+    /// some goal is reached by no run
+    Coverage {
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// Only these scenarios (repeatable)
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Only these strategies (repeatable)
+        #[arg(long = "strategy", value_name = "NAME")]
+        strategies: Vec<String>,
+        /// Rewrite the generated coverage table in this file, between its markers (repeatable)
+        #[arg(long, value_name = "FILE")]
+        readme: Vec<PathBuf>,
+        /// Exit 1 when the generated coverage table in this file differs from this run's
+        /// (repeatable)
+        #[arg(long, value_name = "FILE")]
+        check: Vec<PathBuf>,
+    },
     /// The scheduled job: every cell over SEEDS seeds from FIRST, one process per seed (madsim's
     /// statics leak between seeds in one process), or one shard of them; every failure with its
     /// replay command; writes OUT/shard-I-of-N.json for `triage` (exit 1 on a harness error)
@@ -344,6 +366,20 @@ pub fn main() -> ExitCode {
             &scenarios,
             &strategies,
             json,
+            &readme,
+            &check,
+        ),
+        Some(Command::Coverage {
+            seeds,
+            first_seed,
+            scenarios,
+            strategies,
+            readme,
+            check,
+        }) => table::coverage_cmd(
+            first_seed..=first_seed.saturating_add(seeds.max(1) - 1),
+            &scenarios,
+            &strategies,
             &readme,
             &check,
         ),

@@ -30,6 +30,8 @@ struct Ran {
     /// The report with its witness lines, for a failing run (or the only run).
     explained: Option<String>,
     json: Option<serde_json::Value>,
+    /// The coverage goals the run reached ([`crate::coverage::bits`]).
+    goals: u64,
 }
 
 /// A cell's runs in a campaign, and the seed log of each failure.
@@ -168,6 +170,7 @@ pub fn campaign(args: RunArgs) -> ExitCode {
                 )
             }),
             json: None,
+            goals: crate::coverage::bits(&o.report),
         };
         if let Some(dir) = &args.save_histories {
             r.error = keep(dir).err();
@@ -197,7 +200,9 @@ pub fn campaign(args: RunArgs) -> ExitCode {
     });
     bar.finish_and_clear();
     let mut cells: Vec<CellRuns> = Vec::new();
+    let mut coverage = crate::coverage::Coverage::default();
     for (&(sc, st, seed), (failed, r)) in jobs.iter().zip(ran) {
+        coverage.add(&sc.name, st.name(), sc.buggify, seed, r.goals);
         if let Some(e) = r.error {
             eprintln!("{e}");
             return ExitCode::from(2);
@@ -320,6 +325,14 @@ pub fn campaign(args: RunArgs) -> ExitCode {
             t.failures.len(),
             c.promise_text(),
         );
+    }
+    if jobs.len() > 1 {
+        println!(
+            "\ncoverage goals (aside::goal; `cargo sim coverage` runs every promise's cell):\n"
+        );
+        print!("{}", coverage.markdown());
+    } else {
+        println!("\n{}", coverage.summary());
     }
     println!(
         "\n{} runs in {:.1} s wall, {} at a time: {}",

@@ -137,7 +137,7 @@ pub fn matrix_cmd(
             println!("{}", r.to_json());
         }
     } else {
-        print!("{md}");
+        print!("{md}\n{}", crate::matrix::coverage(&rows).markdown());
     }
     let tallies: Vec<(Cell, expect::Tally)> = rows
         .iter()
@@ -151,6 +151,55 @@ pub fn matrix_cmd(
     )];
     let code = files_generated(readme, check, &blocks, "matrix");
     ExitCode::from(if code > 0 { code } else { u8::from(!held) })
+}
+
+/// `cargo sim coverage`: every promise's cell over `seeds`, and the coverage table of what their
+/// runs reached. Exit 1 when a goal is reached by no run (or a generated table is out of date
+/// with `check`), 2 on bad input.
+pub fn coverage_cmd(
+    seeds: std::ops::RangeInclusive<u64>,
+    scenario_names: &[String],
+    strategy_names: &[String],
+    readme: &[PathBuf],
+    check: &[PathBuf],
+) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("cargo sim coverage: {e}");
+        ExitCode::from(2)
+    };
+    let (scs, sts) = match (scenarios(scenario_names, &[]), strategies(strategy_names)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let cells: Vec<Cell> = expect::cells()
+        .into_iter()
+        .filter(|c| scs.iter().any(|s| s.name == c.scenario) && sts.contains(&c.strategy))
+        .collect();
+    let rows = match crate::matrix::run(&cells, seeds.clone()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let cov = crate::matrix::coverage(&rows);
+    let md = cov.document(&seeds);
+    print!("{md}");
+    let blocks = [(
+        crate::coverage::README_BEGIN,
+        crate::coverage::README_END,
+        md.as_str(),
+    )];
+    let code = files_generated(readme, check, &blocks, "coverage");
+    let unreached = cov.unreached();
+    for g in &unreached {
+        eprintln!(
+            "cargo sim coverage: no run reached {g} ({}): add a scenario whose plan reaches it, or a promise that `reaches` it",
+            g.about()
+        );
+    }
+    ExitCode::from(if code > 0 {
+        code
+    } else {
+        u8::from(!unreached.is_empty())
+    })
 }
 
 /// A generated block: its begin and end markers and its Markdown.

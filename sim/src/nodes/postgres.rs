@@ -132,7 +132,12 @@ pub async fn pg_node(spec: PgSpec) {
             sleep(Duration::from_micros(d + slow_us)).await;
             let mut m = m.lock().unwrap();
             match c {
-                PgCmd::Read(k) => PgReply::Row(m.read(&k)),
+                PgCmd::Read(k) => {
+                    if primary.is_some() && m.replay_lag_ms(now_ms(start)) > 0 {
+                        crate::net::reached(addr, aside::goal::Goal::ReplicaBehind);
+                    }
+                    PgReply::Row(m.read(&k))
+                }
                 PgCmd::Write(k) => PgReply::Written(m.write_tx(&k, now_ms(start), listing_tx)),
                 PgCmd::WriteTx(keys) => PgReply::Written(
                     keys.into_iter()

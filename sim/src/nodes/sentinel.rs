@@ -254,6 +254,7 @@ async fn monitor(
             let mut s = st.lock().unwrap();
             (s.epoch, s.master, s.replica, s.sdown) = (new_epoch, candidate, Some(master), false);
         }
+        crate::net::reached(me, aside::goal::Goal::SentinelPromoted);
         last_ok = Instant::now();
         last_hello = Instant::now();
         announce(&rpc, &peers, shard, new_epoch, candidate, Some(master)).await;

@@ -39,6 +39,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             return;
         }
         self.repair.fence(slot, Instant::now());
+        self.reach(Goal::FenceSet);
     }
 
     /// This instance wrote `version` of `key`: the replica guard knows it at once.
@@ -116,6 +117,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if st.since[slot].is_some_and(|t| t <= pass_start) {
                 st.since[slot] = None;
                 self.repair.fenced[slot].store(false, Relaxed);
+                self.reach(Goal::FenceLifted);
             }
         }
     }

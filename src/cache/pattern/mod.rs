@@ -171,6 +171,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         };
         self.saw_generation(gen_key, generation);
+        self.reach(Goal::GenerationBumped);
         let confirmed = self.set_generation(gen_key, generation).await;
         self.metrics.l1.invalidations.fetch_add(1, Relaxed);
         Ok(Invalidated::Generation {

@@ -209,6 +209,55 @@ fn a_promise_names_real_invariants_and_says_one_thing() {
 }
 
 #[test]
+fn a_promise_reaches_named_coverage_goals() {
+    let sc = parse(
+        "my.toml",
+        &mine_with(
+            "holds = true",
+            "holds = true\nreaches = [\"switch-replayed\"]",
+        ),
+    )
+    .unwrap();
+    let durable = sc.promise(Builtin::Durable).unwrap();
+    assert_eq!(durable.reaches, vec![aside::goal::Goal::SwitchReplayed]);
+    assert_eq!(
+        sc.goals_required("sim", "durable"),
+        vec![aside::goal::Goal::SwitchReplayed]
+    );
+    assert!(sc.goals_required("containers", "durable").is_empty());
+    let header = sc.header("sim", "durable", 1);
+    assert_eq!(
+        header.config["goals_required"],
+        serde_json::json!(["switch-replayed"])
+    );
+    // A replay from the header is held to the goals the header names, and to none when it
+    // names none.
+    assert_eq!(
+        sc.with_config(&header.config)
+            .unwrap()
+            .goals_required("sim", "durable"),
+        vec![aside::goal::Goal::SwitchReplayed]
+    );
+    let mut bare = header.config.clone();
+    bare.remove("goals_required");
+    assert!(sc
+        .with_config(&bare)
+        .unwrap()
+        .goals_required("sim", "durable")
+        .is_empty());
+    let e = error(&mine_with(
+        "holds = true",
+        "holds = true\nreaches = [\"switch-replay\"]",
+    ));
+    assert!(
+        e.starts_with(
+            "my.toml:28: \"switch-replay\" is not a coverage goal: use one of single-flight-joined"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_file_that_is_not_toml_or_not_a_scenario_says_so() {
     assert_eq!(
         error(""),

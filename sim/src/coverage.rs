@@ -1,0 +1,173 @@
+//! The coverage table: which goals ([`aside::goal`]) a campaign's runs reached, how many runs
+//! reached each and the first run that did, and which goals none reached. A green campaign is
+//! worth what it explored; this table says what that was (FoundationDB prints its code probes
+//! the same way).
+
+use std::collections::BTreeMap;
+
+use aside::goal::{Goal, Scope};
+use invariants::Report;
+
+/// The goals a report's run reached, as a set (bit `g as u32` for goal `g`).
+pub fn bits(r: &Report) -> u64 {
+    r.goals
+        .keys()
+        .filter_map(|name| Goal::from_name(name).ok())
+        .fold(0, |b, g| b | 1 << (g as u32))
+}
+
+/// The goals of a set, in table order.
+pub fn goals_of(bits: u64) -> impl Iterator<Item = Goal> {
+    Goal::ALL
+        .iter()
+        .copied()
+        .filter(move |g| bits & (1 << (*g as u32)) != 0)
+}
+
+/// The runs that reached one goal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Reached {
+    runs: u64,
+    /// The first run that reached it, as a command line names it (`SCENARIO / STRATEGY / SEED`).
+    first: Option<String>,
+}
+
+/// What a campaign's runs reached, added in the campaign's order (cells in table order, seeds
+/// ascending), so the first run of each goal is the same on every machine.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    runs: u64,
+    goals: BTreeMap<Goal, Reached>,
+}
+
+impl Coverage {
+    /// One run of `scenario` with `strategy` on `seed` (BUGGIFY on or not) that reached `bits`.
+    pub fn add(&mut self, scenario: &str, strategy: &str, buggify: bool, seed: u64, bits: u64) {
+        let reached = goals_of(bits).map(|g| (g, 1, seed));
+        self.add_cell(scenario, strategy, buggify, 1, reached);
+    }
+
+    /// `runs` runs of one cell: each goal they reached, how many of them did and the first seed
+    /// that did.
+    pub fn add_cell(
+        &mut self,
+        scenario: &str,
+        strategy: &str,
+        buggify: bool,
+        runs: u64,
+        reached: impl IntoIterator<Item = (Goal, u64, u64)>,
+    ) {
+        self.runs += runs;
+        for (g, n, seed) in reached {
+            let r = self.goals.entry(g).or_default();
+            r.runs += n;
+            if r.first.is_none() {
+                let b = if buggify { " (BUGGIFY)" } else { "" };
+                r.first = Some(format!("{scenario} / {strategy} / {seed}{b}"));
+            }
+        }
+    }
+
+    /// Goals no run reached, in table order.
+    pub fn unreached(&self) -> Vec<Goal> {
+        Goal::ALL
+            .iter()
+            .copied()
+            .filter(|g| !self.goals.contains_key(g))
+            .collect()
+    }
+
+    /// The table as Markdown: every goal, the runs that reached it, the first run that did.
+    pub fn markdown(&self) -> String {
+        let mut md = String::from(
+            "| goal | where | runs that reached it | first run (scenario / strategy / seed) | what it means |\n|---|---|---|---|---|\n",
+        );
+        for &g in Goal::ALL {
+            let r = self.goals.get(&g).cloned().unwrap_or_default();
+            let share = if self.runs > 0 {
+                format!(
+                    "{} of {} ({:.0} %)",
+                    r.runs,
+                    self.runs,
+                    100.0 * r.runs as f64 / self.runs as f64
+                )
+            } else {
+                "0".into()
+            };
+            md.push_str(&format!(
+                "| `{g}` | {} | {share} | {} | {} |\n",
+                match g.scope() {
+                    Scope::Library => "library",
+                    Scope::Model => "server model",
+                },
+                r.first.as_deref().unwrap_or("**never**"),
+                g.about()
+            ));
+        }
+        md.push_str(&format!("\n{}\n", self.summary()));
+        md
+    }
+
+    /// The table as `cargo sim coverage` prints and writes it: the table and how it was made.
+    pub fn document(&self, seeds: &std::ops::RangeInclusive<u64>) -> String {
+        format!(
+            "{}\nSeeds {} to {} of every promise's cell. Rerun: `cargo sim coverage --seeds {}`.\n",
+            self.markdown(),
+            seeds.start(),
+            seeds.end(),
+            seeds.clone().count()
+        )
+    }
+
+    /// One line: how many goals the runs reached, and which none did.
+    pub fn summary(&self) -> String {
+        let missed = self.unreached();
+        let names: Vec<&str> = missed.iter().map(|g| g.name()).collect();
+        format!(
+            "{} of {} coverage goals reached by {} runs{}",
+            Goal::ALL.len() - missed.len(),
+            Goal::ALL.len(),
+            self.runs,
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("; never reached: {}", names.join(", "))
+            }
+        )
+    }
+}
+
+/// Markers around the generated coverage table in a Markdown file.
+pub const README_BEGIN: &str =
+    "<!-- generated by `cargo sim coverage --seeds 20 --readme docs/coverage.md`: do not edit by hand -->";
+pub const README_END: &str = "<!-- end of generated coverage -->";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_run_of_each_goal_is_kept_and_the_unreached_are_named() {
+        let mut c = Coverage::default();
+        let lease = 1 << (Goal::LeaseWaited as u32);
+        let fence = 1 << (Goal::FenceSet as u32);
+        c.add("a", "durable", false, 3, lease);
+        c.add("b", "durable", true, 1, lease | fence);
+        c.add("c", "naive", false, 2, 0);
+        let md = c.markdown();
+        assert!(
+            md.contains("| `lease-waited` | library | 2 of 3 (67 %) | a / durable / 3 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `fence-set` | library | 1 of 3 (33 %) | b / durable / 1 (BUGGIFY) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `single-flight-joined` | library | 0 of 3 (0 %) | **never** |"),
+            "{md}"
+        );
+        assert_eq!(c.unreached().len(), Goal::ALL.len() - 2);
+        assert!(c.summary().starts_with("2 of "), "{}", c.summary());
+    }
+}
