@@ -89,19 +89,19 @@ goals! {
     ReplicaGuarded = "replica-guarded", Library;
     /// The Redis client followed a failover during a read: the answer was not used.
     L1AnswerSwitched = "l1-answer-switched", Library;
-    /// A read skipped a fenced L1 shard.
+    /// A read skipped an L1 shard fenced after a failure or a switch (not `durable`'s start-up fence).
     L1ReadFenced = "l1-read-fenced", Library;
-    /// A read skipped a fenced memcached node.
+    /// A read skipped a memcached node fenced after a failure (not `durable`'s start-up fence).
     L2ReadFenced = "l2-read-fenced", Library;
-    /// A tier this instance failed to invalidate (or whose master switched) was fenced.
+    /// `durable` fenced a tier this instance failed to invalidate, or whose master switched.
     FenceSet = "fence-set", Library;
-    /// The invalidator repaired a fenced tier and lifted its fence.
+    /// The invalidator repaired a tier fenced after a failure or a switch and lifted the fence.
     FenceLifted = "fence-lifted", Library;
-    /// The invalidator saw a Redis master switch and replayed the outbox window on the new master.
+    /// The invalidator saw a Redis master switch and queued the outbox window for the new master.
     SwitchReplayed = "switch-replayed", Library;
     /// The outbox could not be read: the replay waits for the next pass.
     ReplayDeferred = "replay-deferred", Library;
-    /// The invalidator applied another instance's write, named by the outbox.
+    /// The invalidator applied another instance's write, named by the outbox, to a tier.
     RemoteWriteApplied = "remote-write-applied", Library;
     /// An invalidation of a tier failed (a write's or the invalidator's: an error, a timeout).
     InvalidationFailed = "invalidation-failed", Library;
@@ -155,8 +155,17 @@ impl Goal {
             })
     }
 
-    fn bit(self) -> u64 {
+    /// The goal's bit in a set of goals held as a `u64` ([`take_here`], a run's goals).
+    pub const fn bit(self) -> u64 {
         1 << (self as u32)
+    }
+
+    /// The goals of a set, in table order.
+    pub fn of_set(bits: u64) -> impl Iterator<Item = Goal> {
+        Goal::ALL
+            .iter()
+            .copied()
+            .filter(move |g| bits & g.bit() != 0)
     }
 }
 
@@ -194,15 +203,7 @@ pub fn reach_here(goal: Goal) {
 
 /// The goals marked on this thread since the last call, in table order; the marks are cleared.
 pub fn take_here() -> Vec<Goal> {
-    let bits = HERE.with(|h| h.replace(0));
-    if bits == 0 {
-        return Vec::new();
-    }
-    Goal::ALL
-        .iter()
-        .copied()
-        .filter(|g| bits & g.bit() != 0)
-        .collect()
+    Goal::of_set(HERE.with(|h| h.replace(0))).collect()
 }
 
 #[cfg(test)]

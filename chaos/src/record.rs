@@ -79,7 +79,7 @@ fn count_goal(goals: &mut Goals, goal: &str, node: &str, count: u64, at_ns: u64)
 
 /// Collects a run's lines; [`Recorder::finish`] writes the history: the header, ops in the order
 /// they completed, fault lines, the library's cache actions (hand the recorder to
-/// `CacheAside::with_events`), probes.
+/// `CacheAside::with_events`), probes, and one line per coverage goal and node that reached it.
 pub struct Recorder {
     origin: Instant,
     lines: Mutex<Lines>,
@@ -118,9 +118,10 @@ impl Recorder {
         }
     }
 
-    /// Takes in the op and cache lines of `history`, another recorder's output on the same
-    /// zero (an app node that ran in its own process); its header, fault and probe lines are
-    /// not this run's and are skipped. Returns the number of ops taken.
+    /// Takes in the op, cache and goal lines of `history`, another recorder's output on the
+    /// same zero (an app node that ran in its own process; its goal counts add to this one's);
+    /// its header, fault and probe lines are not this run's and are skipped. Returns the number
+    /// of ops taken.
     pub fn absorb(&self, history: &[u8]) -> Result<u64, String> {
         let mut lines = self.lines.lock().expect("recorder");
         let mut ops = 0;
@@ -267,7 +268,6 @@ impl Recorder {
         });
     }
 
-    /// An end-of-run read of one tier (`None`: it holds nothing for the key) at `at_ns`.
     /// `node` reached coverage goal `goal` `count` times, first at `at_ns` (a server model's,
     /// collected by the world: the library's come through [`Events::goal`]).
     pub fn goal_at(&self, goal: Goal, node: &str, count: u64, at_ns: u64) {
@@ -275,6 +275,7 @@ impl Recorder {
         count_goal(&mut lines.goals, goal.name(), node, count, at_ns);
     }
 
+    /// An end-of-run read of one tier (`None`: it holds nothing for the key) at `at_ns`.
     pub fn probe(&self, key: &str, at_ns: u64, tier: Source, version: Option<u64>) {
         self.lines.lock().expect("recorder").probes.push(ProbeLine {
             key: key.to_string(),

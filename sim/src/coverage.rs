@@ -8,20 +8,12 @@ use std::collections::BTreeMap;
 use aside::goal::{Goal, Scope};
 use invariants::Report;
 
-/// The goals a report's run reached, as a set (bit `g as u32` for goal `g`).
+/// The goals a report's run reached, as a set ([`Goal::bit`]).
 pub fn bits(r: &Report) -> u64 {
     r.goals
         .keys()
         .filter_map(|name| Goal::from_name(name).ok())
-        .fold(0, |b, g| b | 1 << (g as u32))
-}
-
-/// The goals of a set, in table order.
-pub fn goals_of(bits: u64) -> impl Iterator<Item = Goal> {
-    Goal::ALL
-        .iter()
-        .copied()
-        .filter(move |g| bits & (1 << (*g as u32)) != 0)
+        .fold(0, |b, g| b | g.bit())
 }
 
 /// The runs that reached one goal.
@@ -43,7 +35,7 @@ pub struct Coverage {
 impl Coverage {
     /// One run of `scenario` with `strategy` on `seed` (BUGGIFY on or not) that reached `bits`.
     pub fn add(&mut self, scenario: &str, strategy: &str, buggify: bool, seed: u64, bits: u64) {
-        let reached = goals_of(bits).map(|g| (g, 1, seed));
+        let reached = Goal::of_set(bits).map(|g| (g, 1, seed));
         self.add_cell(scenario, strategy, buggify, 1, reached);
     }
 
@@ -111,10 +103,15 @@ impl Coverage {
     /// The table as `cargo sim coverage` prints and writes it: the table and how it was made.
     pub fn document(&self, seeds: &std::ops::RangeInclusive<u64>) -> String {
         format!(
-            "{}\nSeeds {} to {} of every promise's cell. Rerun: `cargo sim coverage --seeds {}`.\n",
+            "{}\nSeeds {} to {} of every promise's cell. Rerun: `cargo sim coverage{} --seeds {}`.\n",
             self.markdown(),
             seeds.start(),
             seeds.end(),
+            if *seeds.start() == 1 {
+                String::new()
+            } else {
+                format!(" --first-seed {}", seeds.start())
+            },
             seeds.clone().count()
         )
     }
@@ -149,8 +146,8 @@ mod tests {
     #[test]
     fn the_first_run_of_each_goal_is_kept_and_the_unreached_are_named() {
         let mut c = Coverage::default();
-        let lease = 1 << (Goal::LeaseWaited as u32);
-        let fence = 1 << (Goal::FenceSet as u32);
+        let lease = Goal::LeaseWaited.bit();
+        let fence = Goal::FenceSet.bit();
         c.add("a", "durable", false, 3, lease);
         c.add("b", "durable", true, 1, lease | fence);
         c.add("c", "naive", false, 2, 0);

@@ -62,7 +62,7 @@ impl CellFigures {
         self.peak_db_qps = self.peak_db_qps.max(figures.peak_db_qps);
         self.steady_reads += figures.steady_reads;
         self.hits += figures.hits;
-        for g in crate::coverage::goals_of(figures.goals) {
+        for g in Goal::of_set(figures.goals) {
             let e = self.goals.entry(g).or_insert((0, seed));
             e.0 += 1;
             e.1 = e.1.min(seed);

@@ -203,8 +203,9 @@ pub fn reached(at: SocketAddr, goal: Goal) {
 }
 
 /// The goals the models marked ([`aside::goal::reach_here`]) since the last collection, as
-/// reached by the server at `at`.
-fn collect_goals(at: SocketAddr) {
+/// reached by the server at `at`: called after each request a server answers, and by a server
+/// that runs its model outside a request (a replica applying its master's stream, a resync).
+pub fn collect_goals(at: SocketAddr) {
     for goal in aside::goal::take_here() {
         reached(at, goal);
     }

@@ -148,15 +148,26 @@ fn a_users_broken_strategy_is_caught_and_a_good_one_holds() {
         );
         let good = run_one(&sc, Delegating(Builtin::Versioned), seed);
         assert!(good.failed.is_empty(), "seed {seed}: {:?}", good.failed);
-        // The same runs as the built-in's, seed for seed, but for the header's name.
+        // The same runs as the built-in's, seed for seed, but for the header's name and the
+        // coverage goals the built-in's promise names (a user's strategy has no promise).
         let builtin = run_one(&sc, Builtin::Versioned, seed);
+        let names: Vec<&str> = sc
+            .goals_required("sim", "versioned")
+            .iter()
+            .map(|g| g.name())
+            .collect();
+        assert!(!names.is_empty(), "fill-race promises versioned's goals");
+        let goals = format!(",\"goals_required\":{}", serde_json::json!(names));
         assert_eq!(
             String::from_utf8(good.history).unwrap(),
-            String::from_utf8(builtin.history).unwrap().replacen(
-                "\"strategy\":\"versioned\"",
-                "\"strategy\":\"delegating\"",
-                1
-            )
+            String::from_utf8(builtin.history)
+                .unwrap()
+                .replacen(
+                    "\"strategy\":\"versioned\"",
+                    "\"strategy\":\"delegating\"",
+                    1
+                )
+                .replacen(&goals, "", 1)
         );
     }
 }

@@ -59,7 +59,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if let Some(token) = token {
             if !stale {
                 self.metrics.early_refreshes.fetch_add(1, Relaxed);
-                self.reach(Goal::EarlyRefresh);
             }
             match self
                 .load_locked(key, loader, (ahead.seen, ahead.epoch), &token)
@@ -69,7 +68,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     self.reach(Goal::StaleIfError);
                     debug!(key = %key, error = %e, "reload failed: serving what the tier holds")
                 }
-                loaded => return loaded,
+                loaded => {
+                    if !stale {
+                        self.reach(Goal::EarlyRefresh);
+                    }
+                    return loaded;
+                }
             }
         }
         if stale {
@@ -183,8 +187,12 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             while Instant::now() + pause < deadline {
                 tokio::time::sleep(pause).await;
                 let (found, lease) = self.read_l1_leasing(key).await;
+                // Won: its holder let it go (Ours: another reader here holds it).
+                let taken_over = matches!(lease, Lease::Won(_));
                 if let Lease::Won(token) | Lease::Ours(token) = lease {
-                    self.reach(Goal::LeaseTakenOver);
+                    if taken_over {
+                        self.reach(Goal::LeaseTakenOver);
+                    }
                     return self
                         .load_locked(key, loader, (Seen::Unknown, None), &token)
                         .await;

@@ -33,6 +33,7 @@ use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
 
 mod early;
+mod fill;
 mod load;
 mod outbox;
 mod pattern;

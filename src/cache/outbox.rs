@@ -76,6 +76,9 @@ struct State {
     /// the replica guard.
     known: HashMap<String, (u64, Instant)>,
     started: bool,
+    /// Per slot: its fence was set by the start-up replay (every instance's first pass), not by
+    /// a failure or a switch. Lifting it is no coverage goal.
+    boot_fence: Vec<bool>,
     /// When the last pass that read the whole outbox began.
     caught_up_at: Option<Instant>,
 }
@@ -103,6 +106,7 @@ impl Repair {
             switches_seen: (0..l1_shards).map(|_| AtomicU64::new(0)).collect(),
             st: Mutex::new(State {
                 since: vec![None; slots],
+                boot_fence: vec![false; slots],
                 ..State::default()
             }),
         }
@@ -121,13 +125,21 @@ impl Repair {
         self.active.load(Relaxed)
     }
 
-    fn fence(&self, slot: usize, at: Instant) {
+    /// Fences `slot` from `at`, if an invalidator runs; says whether it did.
+    fn fence(&self, slot: usize, at: Instant) -> bool {
         if !self.active() {
-            return;
+            return false;
         }
         self.fenced[slot].store(true, Relaxed);
         let mut st = self.lock();
         st.since[slot] = Some(st.since[slot].map_or(at, |t| t.max(at)));
+        st.boot_fence[slot] = !st.started;
+        true
+    }
+
+    /// Whether `slot`'s fence is the start-up replay's (no failure or switch set it).
+    fn boot_fenced(&self, slot: usize) -> bool {
+        self.lock().boot_fence[slot]
     }
 
     fn know(&self, key: &str, version: u64) {
@@ -222,7 +234,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             for &s in &switched {
                 self.repair.fence(s, pass_start);
             }
-            if started {
+            if started && self.repair.active() {
                 self.reach(Goal::FenceSet);
             }
             let w = self.cfg.replay_window_ms;
@@ -245,6 +257,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 "replaying the outbox window on L1"
             );
             if started {
+                // The window is queued for the new master; the passes apply it.
                 self.reach(Goal::SwitchReplayed);
             }
             let mut st = self.repair.lock();
@@ -409,6 +422,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     /// One row to the tiers it is due to: (L1 acknowledged, L2 acknowledged).
     async fn apply_row(&self, _id: u64, d: &Due) -> (bool, bool) {
         let acked = self.apply_row_to_tiers(d).await;
+        if d.remote && (acked.0 || acked.1) {
+            self.reach(Goal::RemoteWriteApplied);
+        }
         // This process's L0 too, whatever the tiers answered, and after them: a read that
         // began meanwhile may have read the old value from a tier not yet invalidated.
         if let Some(hot) = &self.hot {
@@ -441,9 +457,6 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // begun before it (this instance's own writes closed the flight as they wrote).
             self.flights.close(&stored);
         }
-        if d.remote {
-            self.reach(Goal::RemoteWriteApplied);
-        }
         let tomb_ms = self.cfg.tombstone_ttl_ms;
         let v = Some(d.version);
         let mut l1_ok = false;
@@ -459,7 +472,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             self.emit_invalidation(&d.key, Tier::L1, v, &r, started);
             match r {
                 Ok(()) => l1_ok = true,
-                Err(e) => self.l1_failed(shard, &e),
+                Err(e) => {
+                    self.reach(Goal::InvalidationFailed);
+                    self.l1_failed(shard, &e);
+                }
             }
         }
         let mut l2_ok = false;

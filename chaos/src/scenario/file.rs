@@ -384,6 +384,17 @@ fn build(spec: FileSpec, text: &str) -> Result<Scenario, FieldError> {
                 ))
             }
         };
+        if let Some(g) = p
+            .reaches
+            .iter()
+            .enumerate()
+            .find_map(|(i, g)| p.reaches[..i].contains(g).then_some(g))
+        {
+            return Err(FieldError::new(
+                format!("{path}.reaches"),
+                format!("names {g} twice: name each goal once"),
+            ));
+        }
         if p.buggify && expect == Expect::Holds {
             return Err(FieldError::new(
                 format!("{path}.buggify"),

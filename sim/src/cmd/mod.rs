@@ -153,7 +153,7 @@ enum Command {
     },
     /// Every promise's cell over --seeds seeds, and the coverage table of their runs: each
     /// coverage goal (aside::goal), how many runs reached it and the first that did. Exit 1 when
-    /// some goal is reached by no run
+    /// some goal is reached by no run of the whole catalog (not with --scenario or --strategy)
     Coverage {
         #[arg(long, default_value_t = 20)]
         seeds: u64,

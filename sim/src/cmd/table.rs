@@ -154,8 +154,8 @@ pub fn matrix_cmd(
 }
 
 /// `cargo sim coverage`: every promise's cell over `seeds`, and the coverage table of what their
-/// runs reached. Exit 1 when a goal is reached by no run (or a generated table is out of date
-/// with `check`), 2 on bad input.
+/// runs reached. Exit 1 when a goal is reached by no run of the whole catalog (or a generated
+/// table is out of date with `check`), 2 on bad input.
 pub fn coverage_cmd(
     seeds: std::ops::RangeInclusive<u64>,
     scenario_names: &[String],
@@ -191,14 +191,16 @@ pub fn coverage_cmd(
     let unreached = cov.unreached();
     for g in &unreached {
         eprintln!(
-            "cargo sim coverage: no run reached {g} ({}): add a scenario whose plan reaches it, or a promise that `reaches` it",
+            "cargo sim coverage: no run reached {g} ({}): add a scenario whose plan reaches it",
             g.about()
         );
     }
+    // Only the whole catalog is held to every goal: one scenario reaches a few.
+    let whole = scenario_names.is_empty() && strategy_names.is_empty();
     ExitCode::from(if code > 0 {
         code
     } else {
-        u8::from(!unreached.is_empty())
+        u8::from(whole && !unreached.is_empty())
     })
 }
 

@@ -140,6 +140,11 @@ impl PgModel {
         }
     }
 
+    /// On a replica: whether it received an entry it has not applied yet.
+    pub fn behind(&self) -> bool {
+        self.oldest_pending_ms.is_some()
+    }
+
     /// On a replica: how long ago the oldest entry it received but has not applied was
     /// committed (PostgreSQL's `now() - pg_last_xact_replay_timestamp()` while behind); 0 when
     /// it has applied everything it received.

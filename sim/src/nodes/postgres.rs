@@ -133,7 +133,7 @@ pub async fn pg_node(spec: PgSpec) {
             let mut m = m.lock().unwrap();
             match c {
                 PgCmd::Read(k) => {
-                    if primary.is_some() && m.replay_lag_ms(now_ms(start)) > 0 {
+                    if primary.is_some() && m.behind() {
                         crate::net::reached(addr, aside::goal::Goal::ReplicaBehind);
                     }
                     PgReply::Row(m.read(&k))

@@ -96,6 +96,8 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
                     for r in *batch {
                         m.apply(r);
                     }
+                    // An eviction while applying the stream is this replica's.
+                    crate::net::collect_goals(addr);
                 }
             }
         });

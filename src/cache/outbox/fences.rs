@@ -24,6 +24,17 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.repair.active() && self.repair.fenced[self.repair.l2_slot(n)].load(Relaxed)
     }
 
+    /// Whether L1 shard `shard`'s fence (if any) was set by a failure or a switch, not by the
+    /// invalidator's start-up replay: a read it keeps off L1 is a coverage goal.
+    pub(in crate::cache) fn l1_fenced_by_fault(&self, shard: usize) -> bool {
+        !self.repair.boot_fenced(shard)
+    }
+
+    /// [`CacheAside::l1_fenced_by_fault`] for memcached node `n`.
+    pub(in crate::cache) fn l2_fenced_by_fault(&self, n: usize) -> bool {
+        !self.repair.boot_fenced(self.repair.l2_slot(n))
+    }
+
     /// A health failure on L1 shard `shard`: fence it if an invalidator runs.
     pub(in crate::cache) fn l1_failed(&self, shard: usize, e: &TierError) {
         self.tier_failed(shard, e);
@@ -38,8 +49,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if e.changed_nothing() || self.mutated(Mutant::NoFence) {
             return;
         }
-        self.repair.fence(slot, Instant::now());
-        self.reach(Goal::FenceSet);
+        if self.repair.fence(slot, Instant::now()) {
+            self.reach(Goal::FenceSet);
+        }
     }
 
     /// This instance wrote `version` of `key`: the replica guard knows it at once.
@@ -117,7 +129,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if st.since[slot].is_some_and(|t| t <= pass_start) {
                 st.since[slot] = None;
                 self.repair.fenced[slot].store(false, Relaxed);
-                self.reach(Goal::FenceLifted);
+                if !st.boot_fence[slot] {
+                    self.reach(Goal::FenceLifted);
+                }
             }
         }
     }

@@ -255,6 +255,14 @@ fn a_promise_reaches_named_coverage_goals() {
         ),
         "{e}"
     );
+    let e = error(&mine_with(
+        "holds = true",
+        "holds = true\nreaches = [\"fence-set\", \"fence-set\"]",
+    ));
+    assert!(
+        e.contains("promise.durable.reaches: names fence-set twice"),
+        "{e}"
+    );
 }
 
 #[test]
