@@ -276,6 +276,8 @@ async fn receive<C, R, F, Fut>(
     F: Fn(C) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = R> + Send + 'static,
 {
+    // The server's own address, for its counts: asked once, not per request.
+    let at = ep.local_addr().ok();
     loop {
         let Ok((payload, from)) = ep.recv_from_raw(tag).await else {
             continue;
@@ -313,13 +315,13 @@ async fn receive<C, R, F, Fut>(
                 }
             }
         }
-        if let Ok(at) = ep.local_addr() {
+        if let Some(at) = at {
             SERVED.with(|s| *s.borrow_mut().entry(at).or_default() += 1);
         }
         let (ep, handle, seen) = (ep.clone(), handle.clone(), seen.clone());
         madsim::task::spawn(async move {
             let reply = handle(cmd).await;
-            if let Ok(at) = ep.local_addr() {
+            if let Some(at) = at {
                 collect_goals(at);
             }
             if let Some(r) = seen.lock().unwrap().replies.get_mut(&key) {

@@ -50,6 +50,31 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.emit(key, Action::Fill, tier, Some(version), outcome, started);
     }
 
+    /// A fill of `tier` (L1 or L2) answered `r`: told to the events sink and counted; a
+    /// refusal (the tier holds a newer version) is a coverage goal.
+    fn fill_answered(
+        &self,
+        key: &Key,
+        tier: Tier,
+        version: u64,
+        r: &TierResult<bool>,
+        started: Option<Instant>,
+    ) {
+        self.emit_fill(key.as_str(), tier, version, r, started);
+        let (m, refused) = match tier {
+            Tier::L1 => (&self.metrics.l1, Goal::L1FillRefused),
+            _ => (&self.metrics.l2, Goal::L2FillRefused),
+        };
+        match r {
+            Ok(true) => drop(m.fills.fetch_add(1, Relaxed)),
+            Ok(false) => {
+                m.fill_rejections.fetch_add(1, Relaxed);
+                self.reach(refused);
+            }
+            Err(e) => debug!(key = %key, tier = tier.as_str(), error = %e, "fill failed"),
+        }
+    }
+
     /// Fills L1 with `row`, or (None) with the database's "no such row"; with `token`, releases
     /// the lease this reader holds in the same round trip.
     pub(super) async fn fill_l1(&self, key: &Key, row: Option<&Row>, token: Option<&str>) {
@@ -112,15 +137,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         };
         let r = self.on_l1(shard, fill).await;
-        self.emit_fill(key.as_str(), Tier::L1, version, &r, started);
-        match &r {
-            Ok(true) => drop(self.metrics.l1.fills.fetch_add(1, Relaxed)),
-            Ok(false) => {
-                self.metrics.l1.fill_rejections.fetch_add(1, Relaxed);
-                self.reach(Goal::L1FillRefused);
-            }
-            Err(e) => debug!(key = %key, error = %e, "L1 fill failed"),
-        }
+        self.fill_answered(key, Tier::L1, version, &r, started);
         r
     }
 
@@ -202,15 +219,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             )
             .await
         };
-        self.emit_fill(key.as_str(), Tier::L2, version, &r, started);
-        match &r {
-            Ok(true) => drop(self.metrics.l2.fills.fetch_add(1, Relaxed)),
-            Ok(false) => {
-                self.metrics.l2.fill_rejections.fetch_add(1, Relaxed);
-                self.reach(Goal::L2FillRefused);
-            }
-            Err(e) => debug!(key = %key, error = %e, "L2 fill failed"),
-        }
+        self.fill_answered(key, Tier::L2, version, &r, started);
         r
     }
 }

@@ -99,6 +99,19 @@ fn files_generated(readme: &[PathBuf], check: &[PathBuf], blocks: &[Block], cmd:
     rewrite.chain(checked).max().unwrap_or(0)
 }
 
+/// The promises' cells of the scenarios and strategies named (all when none is).
+fn promised_cells(
+    scenario_names: &[String],
+    strategy_names: &[String],
+) -> Result<Vec<Cell>, String> {
+    let scs = scenarios(scenario_names, &[])?;
+    let sts = strategies(strategy_names)?;
+    Ok(expect::cells()
+        .into_iter()
+        .filter(|c| scs.iter().any(|s| s.name == c.scenario) && sts.contains(&c.strategy))
+        .collect())
+}
+
 pub fn matrix_cmd(
     seeds: std::ops::RangeInclusive<u64>,
     scenario_names: &[String],
@@ -111,14 +124,10 @@ pub fn matrix_cmd(
         eprintln!("cargo sim matrix: {e}");
         ExitCode::from(2)
     };
-    let (scs, sts) = match (scenarios(scenario_names, &[]), strategies(strategy_names)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
+    let cells = match promised_cells(scenario_names, strategy_names) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
-    let cells: Vec<Cell> = expect::cells()
-        .into_iter()
-        .filter(|c| scs.iter().any(|s| s.name == c.scenario) && sts.contains(&c.strategy))
-        .collect();
     let began = std::time::Instant::now();
     let rows = match crate::matrix::run(&cells, seeds.clone()) {
         Ok(r) => r,
@@ -167,14 +176,10 @@ pub fn coverage_cmd(
         eprintln!("cargo sim coverage: {e}");
         ExitCode::from(2)
     };
-    let (scs, sts) = match (scenarios(scenario_names, &[]), strategies(strategy_names)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
+    let cells = match promised_cells(scenario_names, strategy_names) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
-    let cells: Vec<Cell> = expect::cells()
-        .into_iter()
-        .filter(|c| scs.iter().any(|s| s.name == c.scenario) && sts.contains(&c.strategy))
-        .collect();
     let rows = match crate::matrix::run(&cells, seeds.clone()) {
         Ok(r) => r,
         Err(e) => return fail(e),
