@@ -47,10 +47,19 @@ pub enum Mutant {
     /// L1's shards share one fence: a failure or master switch of one shard keeps reads off
     /// every shard until the invalidator repairs it.
     OneL1Fence,
+    /// A write invalidates only the key it names, not the siblings its transaction changed: the
+    /// writer may read its own write's sibling old until an invalidator applies it.
+    NoSiblingInvalidation,
+    /// `durable`: the start-up replay of the outbox window goes to L1 only and tells the replica
+    /// guard nothing: a row every instance started after is applied by none to L2.
+    StartReplayL1Only,
+    /// `durable`: the replica guard trusts what the outbox last named even while the invalidator
+    /// has fallen behind the outbox.
+    NoGuardWhenBehind,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::NoTombstone,
         Mutant::NoL1VersionCheck,
         Mutant::NoL2Cas,
@@ -63,6 +72,9 @@ impl Mutant {
         Mutant::NoFloorCheck,
         Mutant::NoRingHistory,
         Mutant::OneL1Fence,
+        Mutant::NoSiblingInvalidation,
+        Mutant::StartReplayL1Only,
+        Mutant::NoGuardWhenBehind,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +91,9 @@ impl Mutant {
             Mutant::NoFloorCheck => "no-floor-check",
             Mutant::NoRingHistory => "no-ring-history",
             Mutant::OneL1Fence => "one-l1-fence",
+            Mutant::NoSiblingInvalidation => "no-sibling-invalidation",
+            Mutant::StartReplayL1Only => "start-replay-l1-only",
+            Mutant::NoGuardWhenBehind => "no-guard-when-behind",
         }
     }
 

@@ -21,6 +21,7 @@ pub mod random;
 pub mod record;
 pub mod scenario;
 pub mod seed;
+pub mod swarm;
 pub mod workload;
 
 /// The commit this build came from (`git describe --dirty`): every history's header records it,

@@ -24,23 +24,66 @@ pub const SPAN_MS: std::ops::Range<u64> = 200..1_500;
 /// At most this many faults per plan.
 pub const MAX_FAULTS: usize = 4;
 
-/// One fault of the catalog: each kind's own draw ([`crate::fault::kill::draw`], ...), weighted.
-pub fn fault() -> impl Strategy<Value = Fault> {
+/// How hard drawn faults hit: the range of each kind's strength that has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strength {
+    pub loss_per_mille: std::ops::Range<u16>,
+    pub latency_one_way_ms: std::ops::Range<u32>,
+}
+
+impl Default for Strength {
+    /// The `random` scenario's.
+    fn default() -> Strength {
+        Strength {
+            loss_per_mille: crate::fault::loss::PER_MILLE,
+            latency_one_way_ms: crate::fault::latency::ONE_WAY_MS,
+        }
+    }
+}
+
+/// Each kind of the catalog, its weight among the others and its own draw
+/// ([`crate::fault::kill::draw`], ...), in [`crate::fault::KINDS`]' order.
+fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>)> {
     use crate::fault::{
         flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, ring, slow_queries,
     };
-    prop_oneof![
-        3 => kill::draw(),
-        3 => pause::draw(),
-        4 => partition::draw(),
-        1 => latency::draw(),
-        1 => loss::draw(),
-        1 => flush::draw(),
-        1 => memory_limit::draw(),
-        1 => replica_lag::draw(),
-        1 => slow_queries::draw(),
-        1 => ring::draw(),
+    vec![
+        (kill::NAME, 3, kill::draw().boxed()),
+        (pause::NAME, 3, pause::draw().boxed()),
+        (partition::NAME, 4, partition::draw().boxed()),
+        (
+            latency::NAME,
+            1,
+            latency::draw(strength.latency_one_way_ms.clone()).boxed(),
+        ),
+        (
+            loss::NAME,
+            1,
+            loss::draw(strength.loss_per_mille.clone()).boxed(),
+        ),
+        (flush::NAME, 1, flush::draw().boxed()),
+        (memory_limit::NAME, 1, memory_limit::draw().boxed()),
+        (replica_lag::NAME, 1, replica_lag::draw().boxed()),
+        (slow_queries::NAME, 1, slow_queries::draw().boxed()),
+        (ring::NAME, 1, ring::draw().boxed()),
     ]
+}
+
+/// One fault of the kinds named in `kinds` (some of [`crate::fault::KINDS`]; at least one),
+/// weighted as in the whole catalog, as hard as `strength` says.
+pub fn fault_of(kinds: &[&str], strength: &Strength) -> BoxedStrategy<Fault> {
+    let arms: Vec<(u32, BoxedStrategy<Fault>)> = weighted(strength)
+        .into_iter()
+        .filter(|(name, _, _)| kinds.contains(name))
+        .map(|(_, w, s)| (w, s))
+        .collect();
+    assert!(!arms.is_empty(), "no fault kind among {kinds:?}");
+    prop::strategy::Union::new_weighted(arms).boxed()
+}
+
+/// One fault of the whole catalog, as hard as the `random` scenario draws them.
+pub fn fault() -> BoxedStrategy<Fault> {
+    fault_of(&crate::fault::KINDS, &Strength::default())
 }
 
 /// The parts of the cluster a fault acts on: its target's, and a partition's peers'.
@@ -85,7 +128,12 @@ fn touches(f: &Fault, other: &Fault) -> bool {
 /// other's effect ([`touches`]; a later such fault is dropped). A replica-lag fault lasts long
 /// enough for its lag to show, and a ring change long enough for moved keys to be read.
 pub fn plan() -> impl Strategy<Value = Plan> {
-    prop::collection::vec((START_MS, SPAN_MS, fault()), 1..=MAX_FAULTS).prop_map(|drawn| {
+    plan_of(fault())
+}
+
+/// A plan as [`plan`] draws it, of faults drawn from `faults`.
+pub fn plan_of(faults: impl Strategy<Value = Fault>) -> impl Strategy<Value = Plan> {
+    prop::collection::vec((START_MS, SPAN_MS, faults), 1..=MAX_FAULTS).prop_map(|drawn| {
         let mut steps: Vec<Step> = Vec::new();
         for (at_ms, for_ms, fault) in drawn {
             if steps.iter().any(|s| touches(&s.fault, &fault)) {
@@ -108,16 +156,21 @@ pub fn plan() -> impl Strategy<Value = Plan> {
 
 /// The plan of `seed`: the first value [`plan`] draws from a runner seeded with it.
 pub fn plan_for_seed(seed: u64) -> Plan {
+    first(plan(), seed)
+}
+
+/// The first value `strategy` draws from a runner seeded with `seed`.
+pub fn first<T: std::fmt::Debug>(strategy: impl Strategy<Value = T>, seed: u64) -> T {
     // Seed and algorithm fixed here: proptest's environment variables (PROPTEST_RNG_SEED,
-    // PROPTEST_RNG_ALGORITHM) must not change a seed's plan.
+    // PROPTEST_RNG_ALGORITHM) must not change a seed's draw.
     let mut runner = TestRunner::new(Config {
         rng_seed: RngSeed::Fixed(seed),
         rng_algorithm: RngAlgorithm::ChaCha,
         ..Config::default()
     });
-    plan()
+    strategy
         .new_tree(&mut runner)
-        .expect("the plan strategy has no filter that rejects everything")
+        .expect("the strategies drawn from have no filter that rejects everything")
         .current()
 }
 

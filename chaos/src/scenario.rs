@@ -107,8 +107,9 @@ pub struct Scenario {
     /// The simulator's BUGGIFY: seeded extra delays at the app's slow points (in the promises'
     /// runs only for findings too narrow to show without it; the containers world ignores it).
     pub buggify: bool,
-    /// Draw the plan from the seed ([`Scenario::for_seed`]) instead of using `plan`.
-    pub random_plan: bool,
+    /// What the seed draws ([`Scenario::for_seed`]): nothing (`plan` is the plan), the plan, or
+    /// a swarm family's workload and plan.
+    pub draw: Draw,
     /// What the checkers judge the run by (the header's `config`).
     pub bounds: Bounds,
     /// What each strategy promises here, in [`Builtin::ALL`]'s order (none for a scenario file
@@ -135,6 +136,18 @@ pub struct Promise {
     /// Coverage goals every run of the promise must reach in the simulator (`reaches`): a run
     /// that misses one fails `coverage`, a harness error ([`aside::goal`]).
     pub reaches: Vec<aside::goal::Goal>,
+}
+
+/// What a scenario's seed draws besides the simulation's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draw {
+    /// Nothing: the scenario's plan is its plan for every seed.
+    Fixed,
+    /// The plan, from the whole catalog ([`crate::random`]; `random_faults = true`).
+    Plan,
+    /// The seed's swarm family's fault kinds, strengths and workload, then the plan from those
+    /// kinds ([`crate::swarm`]; `swarm = true`).
+    Swarm,
 }
 
 /// Holds, or finds named invariants failing.
@@ -210,7 +223,7 @@ impl Scenario {
             warm_every_ms: 500,
             mutant: None,
             plan: Plan::default(),
-            random_plan: false,
+            draw: Draw::Fixed,
             buggify: false,
             bounds: Bounds {
                 staleness_ns_max: Some(100_000_000),
@@ -231,32 +244,47 @@ impl Scenario {
     }
 
     /// The scenario as run with `seed`: the `random` scenario draws its plan from the seed
-    /// ([`crate::random::plan_for_seed`]); every other scenario is the same for every seed.
+    /// ([`crate::random::plan_for_seed`]), the `swarm` scenario its family's workload and its
+    /// plan ([`crate::swarm`]); every other scenario is the same for every seed.
     pub fn for_seed(&self, seed: u64) -> Scenario {
         let mut sc = self.clone();
-        if sc.random_plan {
-            sc.plan = crate::random::plan_for_seed(seed);
-            sc.random_plan = false;
-            // A drawn incident lowers the hit-ratio bound as it does in its catalog scenario
-            // (a 66 ms spike leaves L1's circuit open for its cooldown: 0.74), and each further
-            // one by 0.1 more: their costs add up (random seed 195, a 66 ms spike over a flush
-            // of memcached: 0.68).
-            let lows: Vec<f64> = sc
-                .plan
-                .steps
-                .iter()
-                .filter_map(|s| incident_hit_ratio_min(s.fault.kind, sc.read_from_replica))
-                .collect();
-            let lowest = lows
-                .iter()
-                .copied()
-                .reduce(f64::min)
-                .map(|low| low - 0.1 * (lows.len() - 1) as f64);
-            if let (Some(b), Some(low)) = (sc.bounds.hit_ratio_min, lowest) {
-                sc.bounds.hit_ratio_min = Some(b.min(low));
+        sc.draw = Draw::Fixed;
+        match self.draw {
+            Draw::Fixed => {}
+            Draw::Plan => {
+                sc.plan = crate::random::plan_for_seed(seed);
+                sc.lower_hit_ratio_for_incidents();
+            }
+            Draw::Swarm => {
+                let swarm = crate::swarm::for_family(crate::swarm::family(seed));
+                // Every family's workload is one a scenario file may give (a test draws
+                // thousands): a refusal here is a bug in the swarm's ranges.
+                sc.apply_workload(&swarm.workload)
+                    .expect("a swarm family draws a valid workload");
+                sc.plan = crate::swarm::plan_for_seed(seed);
             }
         }
         sc
+    }
+
+    /// A drawn incident lowers the hit-ratio bound as it does in its catalog scenario (a 66 ms
+    /// spike leaves L1's circuit open for its cooldown: 0.74), and each further one by 0.1 more:
+    /// their costs add up (random seed 195, a 66 ms spike over a flush of memcached: 0.68).
+    fn lower_hit_ratio_for_incidents(&mut self) {
+        let lows: Vec<f64> = self
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| incident_hit_ratio_min(s.fault.kind, self.read_from_replica))
+            .collect();
+        let lowest = lows
+            .iter()
+            .copied()
+            .reduce(f64::min)
+            .map(|low| low - 0.1 * (lows.len() - 1) as f64);
+        if let (Some(b), Some(low)) = (self.bounds.hit_ratio_min, lowest) {
+            self.bounds.hit_ratio_min = Some(b.min(low));
+        }
     }
 
     /// The scenario as a strategy that promises a staleness bound (Δ, `durable`) is judged: by
@@ -298,7 +326,7 @@ impl Scenario {
             .map_err(|e| format!("the config's bounds: {e}"))?;
         if let Some(faults) = config.get("faults") {
             sc.plan = Plan::from_json(faults)?;
-            sc.random_plan = false;
+            sc.draw = Draw::Fixed;
         }
         if let Some(w) = config.get("workload") {
             let spec = WorkloadSpec::from_json(w).map_err(|e| format!("the config's {e}"))?;

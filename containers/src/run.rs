@@ -179,7 +179,7 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
 /// PostgreSQL's queries? Then its app nodes run in containers (delays: behind the proxies).
 pub fn apps_in_containers(sc: &Scenario) -> bool {
     let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
-    sc.random_plan
+    sc.draw != chaos::scenario::Draw::Fixed
         || sc.plan.steps.iter().any(|step| {
             let f = step.fault;
             one_app(f.target)

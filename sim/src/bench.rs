@@ -59,7 +59,7 @@ fn resident_bytes() -> Option<u64> {
 /// fill-race/versioned, beside [`echo`] with the same message count; then the time compression
 /// of the busiest scenario (cold-start: 30 clients over 200 keys, two tiers refilled at once);
 /// then how much memory runs keep after they end (durable: its invalidator waits to the end).
-pub fn bench(seeds: u64) -> ExitCode {
+pub fn bench(seeds: u64, explore_runs: usize) -> ExitCode {
     let (ops, msgs, sim_ns, wall) = measure("fill-race", seeds);
     let (echo_wall, echo_msgs) = echo(msgs / seeds.max(1), seeds);
     println!("cargo sim bench: scenario fill-race, strategy versioned, {seeds} seeds, one process");
@@ -99,7 +99,51 @@ pub fn bench(seeds: u64) -> ExitCode {
         ),
         None => println!("memory: no VmRSS in /proc/self/status here"),
     }
+    exploration(explore_runs);
     ExitCode::SUCCESS
+}
+
+/// Coverage goals reached by `runs` runs of `durable` in each exploration mode, side by side,
+/// scaled to 1,000 runs: how many goals any run reached, how many only a few did, and each goal.
+fn exploration(runs: usize) {
+    use crate::explore::{explore, per_goal, Mode};
+    let per_1000 = |n: u64| n as f64 * 1000.0 / runs.max(1) as f64;
+    let t = Instant::now();
+    let modes: Vec<(Mode, std::collections::BTreeMap<aside::goal::Goal, u64>)> = Mode::ALL
+        .iter()
+        .map(|&m| (m, per_goal(&explore(m, Builtin::Durable, runs, 1, None))))
+        .collect();
+    println!(
+        "exploration: {runs} runs of durable per mode from seed 1 ({:.0} s wall); coverage goals per 1,000 runs (`cargo sim explore`)",
+        t.elapsed().as_secs_f64()
+    );
+    let thin = (runs as u64).div_ceil(100);
+    for (m, goals) in &modes {
+        println!(
+            "  {:<14} {:>2} of {} goals reached, {:>2} of them by fewer than 1 % of runs",
+            m.name(),
+            goals.len(),
+            aside::goal::Goal::ALL.len(),
+            goals.values().filter(|&&n| n < thin).count()
+        );
+    }
+    println!(
+        "  {:<28} {:>8} {:>8} {:>14}",
+        "goal", "random", "swarm", "swarm, guided"
+    );
+    for &g in aside::goal::Goal::ALL {
+        let cells: Vec<String> = modes
+            .iter()
+            .map(|(_, goals)| format!("{:.0}", per_1000(goals.get(&g).copied().unwrap_or(0))))
+            .collect();
+        println!(
+            "  {:<28} {:>8} {:>8} {:>14}",
+            g.name(),
+            cells[0],
+            cells[1],
+            cells[2]
+        );
+    }
 }
 
 /// A raw madsim request/response echo between two nodes: the ceiling for anything built on

@@ -40,6 +40,8 @@ pub mod buggify;
 pub mod cluster;
 #[cfg(madsim)]
 pub mod cmd;
+#[cfg(madsim)]
+pub mod explore;
 pub mod matrix;
 #[cfg(madsim)]
 pub mod mutants;

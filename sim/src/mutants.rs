@@ -127,6 +127,46 @@ pub const CATCHES: &[Catch] = &[
         Builtin::Versioned,
         "memcached-3 rejoins the ring with the values it held before the writes made while it was out",
     ),
+    // The swarm found each of the next three in `durable`; none is equivalent, and each is
+    // caught at once by its unit test (src/cache/swarm_tests.rs, with the mutant as the twin).
+    // In the simulator they are rare: the path needs a family the swarm draws seldom.
+    Catch {
+        mutant: Mutant::NoSiblingInvalidation,
+        scenario: "swarm",
+        strategy: Builtin::Durable,
+        why: "a family with listing transactions and no generations: the writer reads a sibling its own transaction changed, old from memcached, which no SCAN reaches",
+        survives: Some(
+            "not equivalent, rare here: the writer must read the sibling within the invalidator's \
+             next pass (swarm seeds 100, 122 and 187 of 1-200 catch it); \
+             a_write_invalidates_the_siblings_its_transaction_changed catches it every time",
+        ),
+    },
+    Catch {
+        mutant: Mutant::StartReplayL1Only,
+        scenario: "swarm",
+        strategy: Builtin::Durable,
+        why: "a write commits before every invalidator's first pass: no one applies it to memcached, and replica reads fill its old row there",
+        survives: Some(
+            "not equivalent, rare here: every simulated instance starts at 0 ms, before any \
+             write, so a row below every instance's start-up head needs a write inside the \
+             first pass (none of swarm seeds 1-400); a deploy that restarts instances under \
+             writes meets it. the_start_up_replay_teaches_the_replica_guard_what_committed_before_it \
+             catches it every time",
+        ),
+    },
+    Catch {
+        mutant: Mutant::NoGuardWhenBehind,
+        scenario: "swarm",
+        strategy: Builtin::Durable,
+        why: "heavy loss keeps an invalidator from reading another instance's write while the replica's old row is filled",
+        survives: Some(
+            "not equivalent, rare here: it takes replica reads, loss heavy enough to hold an \
+             invalidator's outbox reads past a pass, and a miss on the key another instance just \
+             wrote (swarm seed 194 of 1-200 catches it); \
+             the_replica_guard_reads_the_primary_while_the_invalidator_is_behind catches it \
+             every time",
+        ),
+    },
 ];
 
 /// A mutant's first failure: the seed and what failed there.

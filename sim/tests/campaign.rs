@@ -55,11 +55,17 @@ fn versioned_passes_fill_race_on_500_seeds() {
 
 #[test]
 fn same_seed_same_history_for_every_scenario_and_strategy() {
-    for sc in scenario::catalog() {
-        for st in Builtin::ALL {
+    // Every cell on a core of its own (both runs of a seed on one thread, as a campaign's).
+    let cells: Vec<(scenario::Scenario, Builtin)> = scenario::catalog()
+        .into_iter()
+        .flat_map(|sc| Builtin::ALL.map(|st| (sc.clone(), st)))
+        .collect();
+    sim::pool::par_map(&cells, |(sc, st)| {
+        let st = *st;
+        {
             let mut hashes = std::collections::BTreeSet::new();
             for seed in 1..=5 {
-                let (a, b) = (run_one(&sc, st, seed), run_one(&sc, st, seed));
+                let (a, b) = (run_one(sc, st, seed), run_one(sc, st, seed));
                 assert_eq!(
                     a.trace_hash,
                     b.trace_hash,
@@ -78,7 +84,7 @@ fn same_seed_same_history_for_every_scenario_and_strategy() {
                 st.name()
             );
         }
-    }
+    });
 }
 
 #[test]
@@ -134,6 +140,15 @@ fn the_command_line_rejects_bad_input_in_one_line_with_exit_2() {
         (&["--strategy", "magic"][..], "unknown strategy \"magic\""),
         (&["--seeds", "abc"][..], "invalid value 'abc'"),
         (&["repro", "/nonexistent.jsonl"][..], "cannot read seed log"),
+        (
+            &["explore", "--mode", "blind"][..],
+            "unknown --mode \"blind\"",
+        ),
+        (
+            &["explore", "--strategy", "magic"][..],
+            "unknown --strategy \"magic\"",
+        ),
+        (&["explore", "--runs", "0"][..], "--runs 0 runs nothing"),
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
@@ -285,4 +300,24 @@ fn the_readme_examples_still_show_what_the_readme_says() {
             "neither the README nor docs/ names {named:?} any more: update this test with it"
         );
     }
+}
+
+/// Guided exploration is a function of its arguments (its rounds depend on the rounds before
+/// only), and its later rounds run further variants of the families it has seen.
+#[test]
+fn guided_exploration_is_deterministic_and_revisits_families() {
+    use sim::explore::{explore, Explored, Mode};
+    let runs = |r: &[Explored]| r.iter().map(|x| (x.seed, x.goals)).collect::<Vec<_>>();
+    let a = explore(Mode::Guided, Builtin::Durable, 24, 1, None);
+    let b = explore(Mode::Guided, Builtin::Durable, 24, 1, None);
+    assert_eq!(runs(&a), runs(&b));
+    assert!(
+        a.iter().any(|r| chaos::swarm::variant(r.seed) > 0),
+        "later rounds revisit families: {:?}",
+        runs(&a)
+    );
+    assert!(
+        a.iter().all(|r| r.failed.is_empty()),
+        "durable holds the swarm"
+    );
 }

@@ -110,3 +110,18 @@ fn no_ring_history_is_caught() {
 fn one_l1_fence_is_caught() {
     caught(Mutant::OneL1Fence);
 }
+
+#[test]
+fn no_sibling_invalidation_is_caught() {
+    caught(Mutant::NoSiblingInvalidation);
+}
+
+#[test]
+fn start_replay_l1_only_is_caught() {
+    caught(Mutant::StartReplayL1Only);
+}
+
+#[test]
+fn no_guard_when_behind_is_caught() {
+    caught(Mutant::NoGuardWhenBehind);
+}

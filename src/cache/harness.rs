@@ -39,6 +39,8 @@ pub(super) struct SlowStore {
     outbox: Mutex<Vec<crate::tier::OutboxRow>>,
     /// The error a write answers with, after it committed or instead of committing.
     pub(super) write_error: Mutex<Option<(bool, TierError)>>,
+    /// Keys every write's transaction also changes (a listing's siblings), each a version up.
+    pub(super) siblings: Mutex<Vec<String>>,
 }
 
 impl Store for SlowStore {
@@ -57,18 +59,27 @@ impl Store for SlowStore {
             return Err(e);
         }
         let mut rows = self.rows.lock().unwrap();
-        let v = rows.entry(key.to_string()).or_insert(0);
-        *v += 1;
         let mut outbox = self.outbox.lock().unwrap();
-        let id = outbox.len() as u64 + 1;
-        outbox.push(crate::tier::OutboxRow {
-            id,
-            key: key.to_string(),
-            version: *v,
-        });
+        let others = self.siblings.lock().unwrap().clone();
+        let mut changed = Vec::new();
+        for k in std::iter::once(key.to_string()).chain(others) {
+            let v = rows.entry(k.clone()).or_insert(0);
+            *v += 1;
+            let id = outbox.len() as u64 + 1;
+            outbox.push(crate::tier::OutboxRow {
+                id,
+                key: k.clone(),
+                version: *v,
+            });
+            changed.push((k, *v));
+        }
+        let (_, version) = changed.remove(0);
         match error {
             Some((_, e)) => Err(e),
-            None => Ok(crate::tier::Committed::alone(*v)),
+            None => Ok(crate::tier::Committed {
+                version,
+                siblings: changed,
+            }),
         }
     }
     async fn outbox_after(

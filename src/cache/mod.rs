@@ -52,6 +52,8 @@ mod ring_tests;
 #[cfg(test)]
 mod shard_tests;
 #[cfg(test)]
+mod swarm_tests;
+#[cfg(test)]
 mod tests;
 mod write;
 
@@ -133,11 +135,12 @@ impl Abandoned for Load {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub version: u64,
-    /// Both tiers were invalidated. When false the write is in the database and the cache may
-    /// serve the old version until a TTL, an invalidator or a later write fixes it.
+    /// Both tiers were invalidated, for the key and for every sibling. When false the write is
+    /// in the database and the cache may serve the old version until a TTL, an invalidator or a
+    /// later write fixes it.
     pub invalidated: bool,
     /// The other keys the write's transaction changed, with their new versions
-    /// ([`crate::tier::Committed`]); their invalidation is the outbox's (or a pattern's).
+    /// ([`crate::tier::Committed`]); the write invalidated each at its version, as the key.
     pub siblings: Vec<(String, u64)>,
 }
 

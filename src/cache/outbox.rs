@@ -18,7 +18,8 @@
 //! * **Replay after a master switch.** When the Redis client follows a failover
 //!   ([`RedisLike::master_switches`] rises), L1 is fenced at once and every row of the last
 //!   `replay_window_ms` (W) is applied to the new master: the old master may have acknowledged
-//!   tombstones it never replicated. The instance also replays W when it starts. With L1 in
+//!   tombstones it never replicated. The instance also replays W when it starts, to both tiers
+//!   (no other instance may have read those rows: all may have started after them). With L1 in
 //!   shards ([`crate::shards`]) this is per shard: only the shard that switched is fenced, and
 //!   only its keys' rows are replayed.
 //! * **The replica guard.** A miss reads the replica only if the replica has the version the
@@ -238,14 +239,18 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.reach(Goal::FenceSet);
             }
             let w = self.cfg.replay_window_ms;
-            let recent = self
-                .outbox_call(self.store.outbox_recent(w, u32::MAX))
-                .await;
+            // At the start, the head before the window: a row committed between the two reads
+            // is then in the window or above the head, never in neither (read the other way
+            // round, a foreign write committed at 15 ms was applied by no instance: swarm seed
+            // 27, stale for 2.7 s).
             let head = if started {
                 Ok(0)
             } else {
                 self.outbox_call(self.store.outbox_head()).await
             };
+            let recent = self
+                .outbox_call(self.store.outbox_recent(w, u32::MAX))
+                .await;
             let (Ok(rows), Ok(head)) = (recent, head) else {
                 self.reach(Goal::ReplayDeferred);
                 debug!("outbox unreachable: replay deferred to the next pass");
@@ -271,10 +276,20 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             } else {
                 rows
             };
+            let now = Instant::now();
             for r in rows {
                 let shard = self.l1.map().shard_of(&r.key);
                 if !switched.contains(&shard) {
                     continue;
+                }
+                let start = !started && !self.mutated(Mutant::StartReplayL1Only);
+                if start {
+                    // Below the head, the passes never read it: the replica guard learns its
+                    // version here, or a miss may read the replica's older row.
+                    let known = st.known.entry(r.key.clone()).or_insert((0, now));
+                    if r.version >= known.0 {
+                        *known = (r.version, now);
+                    }
                 }
                 let e = st.pending.entry(r.id).or_insert(Due {
                     key: r.key,
@@ -286,6 +301,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     remote: false,
                 });
                 e.l1 = true;
+                // At the start, to both tiers: every instance may have started after it
+                // committed (a whole deployment at once), so no invalidator may have read it.
+                e.l2 |= start;
             }
             for &s in &switched {
                 self.repair.switches_seen[s].store(switches[s], Relaxed);

@@ -47,7 +47,27 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             for (k, v) in &committed.siblings {
                 self.wrote(k, *v);
             }
-            let invalidated = self.invalidate_version(key, Some(version)).await;
+            let mut invalidated = self.invalidate_version(key, Some(version)).await;
+            // And each of them at the version the transaction gave it: the writer reads its own
+            // write of every key the transaction changed, not only of the one it named (a
+            // listing transaction's siblings held by memcached, which no SCAN reaches, stayed
+            // old until durable's invalidator came: swarm seed 4).
+            let siblings = if self.mutated(Mutant::NoSiblingInvalidation) {
+                &[][..]
+            } else {
+                &committed.siblings[..]
+            };
+            for (k, v) in siblings {
+                match Key::parse(k) {
+                    Ok(sibling) => {
+                        invalidated &= self.invalidate_version(&sibling, Some(*v)).await;
+                    }
+                    Err(e) => {
+                        warn!(key = %k, error = %e, "a sibling the transaction changed is no key: not invalidated");
+                        invalidated = false;
+                    }
+                }
+            }
             Ok(Written {
                 version,
                 invalidated,

@@ -13,9 +13,13 @@ use super::{u32_field, Fault, Kind, Side};
 
 pub const NAME: &str = "latency";
 
-/// 10 to 70 ms more on every link.
-pub fn draw() -> impl Strategy<Value = Fault> {
-    (10u32..70).prop_map(|ms| Fault::new(Kind::Latency { one_way_ms: ms }, Side::Network))
+/// What the `random` scenario draws: 10 to 70 ms more on every link.
+pub const ONE_WAY_MS: std::ops::Range<u32> = 10..70;
+
+/// `one_way_ms` more on every link ([`ONE_WAY_MS`] in the `random` scenario, a family's own
+/// range in swarm plans).
+pub fn draw(one_way_ms: std::ops::Range<u32>) -> impl Strategy<Value = Fault> {
+    one_way_ms.prop_map(|ms| Fault::new(Kind::Latency { one_way_ms: ms }, Side::Network))
 }
 
 pub(super) fn fields(one_way_ms: u32) -> Vec<(&'static str, Value)> {

@@ -13,9 +13,13 @@ use super::{Fault, Kind, Side};
 
 pub const NAME: &str = "loss";
 
-/// 1 % to 10 % of every link's messages.
-pub fn draw() -> impl Strategy<Value = Fault> {
-    (10u16..100).prop_map(|pm| Fault::new(Kind::Loss { per_mille: pm }, Side::Network))
+/// What the `random` scenario draws: 1 % to 10 % of every link's messages.
+pub const PER_MILLE: std::ops::Range<u16> = 10..100;
+
+/// A share of every link's messages in `per_mille` (in thousandths; [`PER_MILLE`] in the
+/// `random` scenario, up to 30 % in swarm plans).
+pub fn draw(per_mille: std::ops::Range<u16>) -> impl Strategy<Value = Fault> {
+    per_mille.prop_map(|pm| Fault::new(Kind::Loss { per_mille: pm }, Side::Network))
 }
 
 pub(super) fn fields(per_mille: u16) -> Vec<(&'static str, Value)> {

@@ -35,7 +35,7 @@ use invariants::Invariant;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Expect, FieldError, Promise, Scenario, WorkloadSpec};
+use super::{Draw, Expect, FieldError, Promise, Scenario, WorkloadSpec};
 use crate::fault::Fault;
 use crate::plan::{Plan, Step};
 
@@ -159,6 +159,7 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/stale-if-error.toml"),
     ),
     ("random", include_str!("../../scenarios/random.toml")),
+    ("swarm", include_str!("../../scenarios/swarm.toml")),
 ];
 
 /// Every scenario of the catalog. The files are checked by this crate's tests, so a catalog file
@@ -215,6 +216,10 @@ struct FileSpec {
     /// Draw one to four faults of the whole catalog from the seed (`chaos::random`) instead.
     #[serde(default)]
     random_faults: bool,
+    /// Draw per seed a swarm family's fault kinds, strengths and workload, then one to four
+    /// faults of those kinds (`chaos::swarm`) instead.
+    #[serde(default)]
+    swarm: bool,
     #[serde(default)]
     promise: BTreeMap<String, PromiseSpec>,
 }
@@ -263,8 +268,10 @@ pub fn describe(sc: &Scenario) -> String {
         sc.duration_ms,
         sc.settle_ms
     );
-    if sc.random_plan {
+    if sc.draw == Draw::Plan {
         s.push_str("  faults    drawn from the seed (one to four of the whole catalog)\n");
+    } else if sc.draw == Draw::Swarm {
+        s.push_str("  faults    drawn from the seed (one to four of the kinds its swarm family turns on; the family also draws the workload)\n");
     } else if sc.plan.is_empty() {
         s.push_str("  faults    none\n");
     }
@@ -351,13 +358,25 @@ fn build(spec: FileSpec, text: &str) -> Result<Scenario, FieldError> {
             FieldError::new(format!("bounds.{name}"), why)
         })?;
     }
-    if spec.random_faults && !spec.fault.is_empty() {
-        return Err(FieldError::new(
-            "random_faults",
-            "a scenario draws its faults from the seed or lists them in [[fault]], not both",
-        ));
+    for (field, on) in [("random_faults", spec.random_faults), ("swarm", spec.swarm)] {
+        if on && !spec.fault.is_empty() {
+            return Err(FieldError::new(
+                field,
+                "a scenario draws its faults from the seed or lists them in [[fault]], not both",
+            ));
+        }
     }
-    sc.random_plan = spec.random_faults;
+    sc.draw = match (spec.random_faults, spec.swarm) {
+        (true, true) => {
+            return Err(FieldError::new(
+                "swarm",
+                "a scenario draws its plan from the whole catalog (random_faults) or from a swarm family (swarm), not both",
+            ))
+        }
+        (true, false) => Draw::Plan,
+        (false, true) => Draw::Swarm,
+        (false, false) => Draw::Fixed,
+    };
     sc.plan = Plan::new(
         spec.fault
             .iter()

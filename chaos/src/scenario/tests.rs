@@ -19,7 +19,7 @@ fn a_scenario_is_what_its_header_config_says() {
         let sc = sc.for_seed(3);
         let back = sc.with_config(&sc.config()).unwrap();
         assert_eq!(back.config(), sc.config(), "{}", sc.name);
-        assert!(!back.random_plan);
+        assert_eq!(back.draw, Draw::Fixed);
     }
     let sc = find("split-brain").unwrap();
     let mut c = sc.config();
@@ -39,6 +39,26 @@ fn the_header_config_gives_back_the_typed_bounds() {
         assert_eq!(b, sc.bounds, "{}", sc.name);
         let _ = sc.cache_config();
     }
+}
+
+#[test]
+fn every_swarm_family_draws_a_scenario_the_worlds_accept_and_its_header_replays() {
+    let swarm = find("swarm").unwrap();
+    let mut workloads = std::collections::BTreeSet::new();
+    for seed in (1..=1000).chain([crate::swarm::seed(5, 9)]) {
+        let sc = swarm.for_seed(seed);
+        assert_eq!(sc.draw, Draw::Fixed);
+        sc.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let back = sc.with_config(&sc.config()).unwrap();
+        assert_eq!(back.config(), sc.config(), "seed {seed}");
+        workloads.insert(sc.config()["workload"].to_string());
+    }
+    // A family's variants share its workload; families differ.
+    assert_eq!(
+        swarm.for_seed(crate::swarm::seed(5, 9)).config()["workload"],
+        swarm.for_seed(5).config()["workload"]
+    );
+    assert!(workloads.len() > 900, "{}", workloads.len());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::{FieldError, Scenario, APPS_MAX};
 
 /// A scenario's workload as a scenario file's `[workload]` and a history header's
 /// `config.workload` give it: every field optional (absent: the default), unknown fields refused.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
     pub keys: Option<u64>,

@@ -1,6 +1,7 @@
 //! `cargo sim`: the command line. One module per subcommand; what they share (choosing
 //! scenarios and strategies, judging promises, logging) is here.
 
+mod explore;
 mod nightly;
 mod repro;
 mod run;
@@ -109,6 +110,24 @@ enum Command {
     Bench {
         #[arg(long, default_value_t = 20)]
         seeds: u64,
+        /// Runs per exploration mode (random, swarm, guided) whose coverage goals are compared
+        #[arg(long, default_value_t = 1000)]
+        explore_runs: usize,
+    },
+    /// Runs of the `swarm` scenario chosen for coverage: by default, half of each round new
+    /// swarm families, half more runs of the families whose goals are rarest so far. Prints the
+    /// coverage table and each failing run's replay command (exit 1 when a run breaks the
+    /// strategy's promise)
+    Explore {
+        /// guided, swarm (each seed its own family) or random (the `random` scenario's plans)
+        #[arg(long, default_value = "guided")]
+        mode: String,
+        #[arg(long, default_value = "durable")]
+        strategy: String,
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
     },
     /// The scenarios and strategies; with --cells, each promise of the results table
     List {
@@ -350,7 +369,16 @@ pub fn main() -> ExitCode {
             json,
         }) => repro::shrink_cmd(&file, invariant, json),
         Some(Command::Stf { readme, check }) => table::stf_cmd(&readme, &check),
-        Some(Command::Bench { seeds }) => crate::bench::bench(seeds),
+        Some(Command::Bench {
+            seeds,
+            explore_runs,
+        }) => crate::bench::bench(seeds, explore_runs),
+        Some(Command::Explore {
+            mode,
+            strategy,
+            runs,
+            first_seed,
+        }) => explore::explore_cmd(&mode, &strategy, runs, first_seed),
         Some(Command::List { cells }) => table::list(cells),
         Some(Command::Table { readme, check }) => table::table_cmd(&readme, &check),
         Some(Command::Matrix {

@@ -91,7 +91,8 @@ fn the_catalog_is_the_files_and_states_every_promise() {
         let strategies: Vec<Builtin> = sc.promises.iter().map(|p| p.strategy).collect();
         assert_eq!(strategies, Builtin::ALL.to_vec(), "{name}");
     }
-    assert!(find("random").unwrap().random_plan);
+    assert_eq!(find("random").unwrap().draw, Draw::Plan);
+    assert_eq!(find("swarm").unwrap().draw, Draw::Swarm);
     let split = find("split-brain").unwrap();
     assert_eq!(split.plan.steps.len(), 5);
     assert!(matches!(

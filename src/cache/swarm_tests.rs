@@ -1,0 +1,92 @@
+//! What the `swarm` scenario found in `durable` (docs/findings.md, "What the swarm found"), each
+//! held here with its twin: the mutant that puts the bug back fails the same assertion.
+
+use super::harness::*;
+use super::*;
+
+/// A write invalidates every key its transaction changed, each at its version: the writer then
+/// reads its own write of a sibling (swarm seed 4: a listing's sibling read old after its
+/// transaction).
+#[tokio::test]
+async fn a_write_invalidates_the_siblings_its_transaction_changed() {
+    for mutant in [None, Some(Mutant::NoSiblingInvalidation)] {
+        let cfg = CacheConfig {
+            lease_ms: 0,
+            mutant,
+            ..CacheConfig::default()
+        };
+        let c = cache(cfg, 0);
+        let (k, sibling) = (key("new"), key("hot"));
+        *c.store.siblings.lock().unwrap() = vec![sibling.as_str().to_string()];
+        assert_eq!(c.get(&sibling).await.unwrap().unwrap().row.version, 0);
+        assert_eq!(c.get(&sibling).await.unwrap().unwrap().source, Source::L1);
+        let w = c.write(&k, b"x").await.unwrap();
+        assert_eq!(w.siblings, vec![(sibling.as_str().to_string(), 1)]);
+        let got = c.get(&sibling).await.unwrap().unwrap();
+        let want = if mutant.is_none() {
+            (1, Source::Db)
+        } else {
+            (0, Source::L1)
+        };
+        assert_eq!((got.row.version, got.source), want, "{mutant:?}");
+    }
+}
+
+/// Rows committed before an instance's invalidator first reads the outbox lie at or below the
+/// head it starts from, so its passes never read them: the start-up replay applies them to both
+/// tiers and teaches the replica guard their versions (swarm seed 27: a foreign write no
+/// instance applied, stale for 2.7 s).
+#[tokio::test]
+async fn the_start_up_replay_teaches_the_replica_guard_what_committed_before_it() {
+    for mutant in [None, Some(Mutant::StartReplayL1Only)] {
+        let cfg = CacheConfig {
+            mutant,
+            ..CacheConfig::default()
+        };
+        let c = Arc::new(cache_with(cfg, 0, crate::Builtin::Durable));
+        // Another instance's write, committed before this instance starts.
+        c.store.write(key("early").as_str(), b"x").await.unwrap();
+        let task = c.invalidator();
+        assert!(task.is_some());
+        c.invalidator_pass().await;
+        let replica_row = Row {
+            version: 0,
+            payload: b"v0".to_vec(),
+        };
+        assert_eq!(
+            c.replica_behind(key("early").as_str(), Some(&replica_row)),
+            mutant.is_none(),
+            "{mutant:?}"
+        );
+        assert!(!c.outbox_behind(), "the pass read the whole outbox");
+    }
+}
+
+/// The replica guard knows only what its invalidator has read: while that is behind the outbox
+/// (cut off, paused, losing messages), a miss reads the primary (swarm seed 54: under 24 % loss,
+/// another instance's write unread for 0.8 s while the replica's older row was filled).
+#[tokio::test]
+async fn the_replica_guard_reads_the_primary_while_the_invalidator_is_behind() {
+    for mutant in [None, Some(Mutant::NoGuardWhenBehind)] {
+        let cfg = CacheConfig {
+            mutant,
+            ..CacheConfig::default()
+        };
+        let c = Arc::new(cache_with(cfg, 0, crate::Builtin::Durable));
+        // Started, never run: it has read nothing, as when its reads are lost.
+        drop(c.invalidator());
+        assert!(c.outbox_behind());
+        let replica_row = Row {
+            version: 0,
+            payload: b"v0".to_vec(),
+        };
+        assert_eq!(
+            c.replica_behind(key("any").as_str(), Some(&replica_row)),
+            mutant.is_none(),
+            "{mutant:?}"
+        );
+    }
+    // Without an invalidator (`versioned`) there is no guard.
+    let c = cache(CacheConfig::default(), 0);
+    assert!(!c.replica_behind("t:v1:any", None));
+}
