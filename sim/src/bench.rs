@@ -117,14 +117,13 @@ fn exploration(runs: usize) {
         "exploration: {runs} runs of durable per mode from seed 1 ({:.0} s wall); coverage goals per 1,000 runs (`cargo sim explore`)",
         t.elapsed().as_secs_f64()
     );
-    let thin = (runs as u64).div_ceil(100);
     for (m, goals) in &modes {
         println!(
             "  {:<14} {:>2} of {} goals reached, {:>2} of them by fewer than 1 % of runs",
             m.name(),
             goals.len(),
             aside::goal::Goal::ALL.len(),
-            goals.values().filter(|&&n| n < thin).count()
+            goals.values().filter(|&&n| n * 100 < runs as u64).count()
         );
     }
     println!(

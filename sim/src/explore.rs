@@ -30,8 +30,8 @@ pub enum Mode {
     Random,
     /// The `swarm` scenario's seeds in order: each its own family.
     Swarm,
-    /// The `swarm` scenario, half of each round new families, half further runs of the families
-    /// whose goals are rarest so far.
+    /// The `swarm` scenario, each pick a new family with probability ½, otherwise a further run
+    /// of a family whose goals are rarest so far.
     Guided,
 }
 

@@ -149,6 +149,10 @@ fn the_command_line_rejects_bad_input_in_one_line_with_exit_2() {
             "unknown --strategy \"magic\"",
         ),
         (&["explore", "--runs", "0"][..], "--runs 0 runs nothing"),
+        (
+            &["explore", "--first-seed", "5000000000"][..],
+            "leaves no room",
+        ),
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

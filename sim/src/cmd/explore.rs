@@ -39,6 +39,15 @@ pub fn explore_cmd(mode: &str, strategy: &str, runs: usize, first_seed: u64) -> 
         eprintln!("cargo sim explore: --runs 0 runs nothing: give at least 1");
         return ExitCode::from(2);
     }
+    // A swarm seed's high 32 bits are its variant: families are numbered below 2^32.
+    if mode != Mode::Random
+        && first_seed > chaos::swarm::family(u64::MAX).saturating_sub(runs as u64)
+    {
+        eprintln!(
+            "cargo sim explore: --first-seed {first_seed} leaves no room for {runs} swarm families below 2^32 (a seed's high bits are its variant): give a smaller one"
+        );
+        return ExitCode::from(2);
+    }
     let bar = progress(runs as u64);
     let began = std::time::Instant::now();
     let done = explore(mode, st, runs, first_seed, Some(&bar));

@@ -114,8 +114,8 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         explore_runs: usize,
     },
-    /// Runs of the `swarm` scenario chosen for coverage: by default, half of each round new
-    /// swarm families, half more runs of the families whose goals are rarest so far. Prints the
+    /// Runs of the `swarm` scenario chosen for coverage: by default each pick a new swarm family
+    /// with probability 1/2, otherwise one more run of a family whose goals are rarest so far. Prints the
     /// coverage table and each failing run's replay command (exit 1 when a run breaks the
     /// strategy's promise)
     Explore {
