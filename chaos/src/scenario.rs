@@ -3,9 +3,11 @@
 //! `chaos/scenarios/`, embedded at build time. The same name always means the same run for the
 //! same strategy and seed.
 
+mod draw;
 pub mod file;
 mod workload;
 
+pub use draw::{incident_hit_ratio_min, Draw};
 pub use workload::WorkloadSpec;
 
 use aside::{Builtin, CacheConfig};
@@ -138,18 +140,6 @@ pub struct Promise {
     pub reaches: Vec<aside::goal::Goal>,
 }
 
-/// What a scenario's seed draws besides the simulation's schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Draw {
-    /// Nothing: the scenario's plan is its plan for every seed.
-    Fixed,
-    /// The plan, from the whole catalog ([`crate::random`]; `random_faults = true`).
-    Plan,
-    /// The seed's swarm family's fault kinds, strengths and workload, then the plan from those
-    /// kinds ([`crate::swarm`]; `swarm = true`).
-    Swarm,
-}
-
 /// Holds, or finds named invariants failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
@@ -240,50 +230,6 @@ impl Scenario {
             promises: Vec::new(),
             source: None,
             file: None,
-        }
-    }
-
-    /// The scenario as run with `seed`: the `random` scenario draws its plan from the seed
-    /// ([`crate::random::plan_for_seed`]), the `swarm` scenario its family's workload and its
-    /// plan ([`crate::swarm`]); every other scenario is the same for every seed.
-    pub fn for_seed(&self, seed: u64) -> Scenario {
-        let mut sc = self.clone();
-        sc.draw = Draw::Fixed;
-        match self.draw {
-            Draw::Fixed => {}
-            Draw::Plan => {
-                sc.plan = crate::random::plan_for_seed(seed);
-                sc.lower_hit_ratio_for_incidents();
-            }
-            Draw::Swarm => {
-                let swarm = crate::swarm::for_family(crate::swarm::family(seed));
-                // Every family's workload is one a scenario file may give (a test draws
-                // thousands): a refusal here is a bug in the swarm's ranges.
-                sc.apply_workload(&swarm.workload)
-                    .expect("a swarm family draws a valid workload");
-                sc.plan = crate::swarm::plan_for_seed(seed);
-            }
-        }
-        sc
-    }
-
-    /// A drawn incident lowers the hit-ratio bound as it does in its catalog scenario (a 66 ms
-    /// spike leaves L1's circuit open for its cooldown: 0.74), and each further one by 0.1 more:
-    /// their costs add up (random seed 195, a 66 ms spike over a flush of memcached: 0.68).
-    fn lower_hit_ratio_for_incidents(&mut self) {
-        let lows: Vec<f64> = self
-            .plan
-            .steps
-            .iter()
-            .filter_map(|s| incident_hit_ratio_min(s.fault.kind, self.read_from_replica))
-            .collect();
-        let lowest = lows
-            .iter()
-            .copied()
-            .reduce(f64::min)
-            .map(|low| low - 0.1 * (lows.len() - 1) as f64);
-        if let (Some(b), Some(low)) = (self.bounds.hit_ratio_min, lowest) {
-            self.bounds.hit_ratio_min = Some(b.min(low));
         }
     }
 
@@ -595,31 +541,6 @@ pub fn from_header(name: &str, config: &Map<String, Value>) -> Result<Scenario, 
         None => find(name)?,
     };
     sc.with_config(config)
-}
-
-/// The steady-phase hit-ratio bound an incident lowers its run to, for the faults whose effect
-/// outlasts their heal: one rule for the catalog's scenarios and the `random` scenario's plans.
-/// `reads_replica`: misses read the PostgreSQL replica.
-pub fn incident_hit_ratio_min(kind: Kind, reads_replica: bool) -> Option<f64> {
-    match kind {
-        // Reads that timed out open L1's circuit, which stays open for its 1 s cooldown after the
-        // spike (latency-spike seed 8: 0.79 with `durable`).
-        Kind::Latency { .. } => Some(0.75),
-        // An L1 call whose request or reply is lost times out (100 ms, shorter than TCP's first
-        // resend) and the read goes on to L2 or the database (packet-loss seeds 1-20: 0.78 to
-        // 0.91 with `versioned`).
-        Kind::Loss { .. } => Some(0.75),
-        // Every key written during the lag is tombstoned at a version the replica does not have
-        // yet, so its misses go on after the spike (to the primary with `durable`'s replica
-        // guard, refused fills with `versioned`) until each is filled again (pg-lag-spike seed
-        // 17: 0.78 with `durable`, 0.75 with `versioned`).
-        Kind::ReplicaLag { .. } if reads_replica => Some(0.7),
-        // The steady phase includes the refill of what the limit evicted.
-        Kind::MemoryLimit { .. } => Some(0.7),
-        // A flushed tier refills at the database's pace.
-        Kind::Flush => Some(0.75),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -152,14 +152,21 @@ pub fn for_family(family: u64) -> Swarm {
 /// The plan of `seed`: faults of its family's kinds, as hard as its family says, at times the
 /// seed draws.
 pub fn plan_for_seed(seed: u64) -> Plan {
-    let swarm = for_family(family(seed));
-    // Another stream than the family's draw, which a runner seeded with the same number would
-    // repeat for the first seed of each family.
-    const SALT: u64 = 0x5357_4152_4d00_0000; // "SWARM"
-    first(
-        crate::random::plan_of(crate::random::fault_of(&swarm.kinds, &swarm.strength)),
-        seed ^ SALT,
-    )
+    for_family(family(seed)).plan(seed)
+}
+
+impl Swarm {
+    /// The plan of `seed`, one of this family's: [`plan_for_seed`] for a caller that has the
+    /// family's draw already.
+    pub fn plan(&self, seed: u64) -> Plan {
+        // Another stream than the family's draw, which a runner seeded with the same number would
+        // repeat for the first seed of each family.
+        const SALT: u64 = 0x5357_4152_4d00_0000; // "SWARM"
+        first(
+            crate::random::plan_of(crate::random::fault_of(&self.kinds, &self.strength)),
+            seed ^ SALT,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,17 @@ struct State {
     caught_up_at: Option<Instant>,
 }
 
+impl State {
+    /// The replica guard learns that the outbox (or a write of this instance) named `version`
+    /// of `key` at `now`; an older version than it knows changes nothing.
+    fn know(&mut self, key: &str, version: u64, now: Instant) {
+        let e = self.known.entry(key.to_string()).or_insert((0, now));
+        if version >= e.0 {
+            *e = (version, now);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Due {
     key: String,
@@ -147,14 +158,7 @@ impl Repair {
         if !self.active() {
             return;
         }
-        let mut st = self.lock();
-        let e = st
-            .known
-            .entry(key.to_string())
-            .or_insert((0, Instant::now()));
-        if version >= e.0 {
-            *e = (version, Instant::now());
-        }
+        self.lock().know(key, version, Instant::now());
     }
 
     /// The newest version of `key` the outbox named lately (0: none known).
@@ -286,10 +290,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 if start {
                     // Below the head, the passes never read it: the replica guard learns its
                     // version here, or a miss may read the replica's older row.
-                    let known = st.known.entry(r.key.clone()).or_insert((0, now));
-                    if r.version >= known.0 {
-                        *known = (r.version, now);
-                    }
+                    st.know(&r.key, r.version, now);
                 }
                 let e = st.pending.entry(r.id).or_insert(Due {
                     key: r.key,
@@ -358,12 +359,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             if r.id <= st.cursor || !st.above.insert(r.id) {
                 continue;
             }
-            let e = st.known.entry(r.key.clone()).or_insert((0, now));
             // This instance's own writes are known before the outbox names them.
-            let remote = r.version > e.0;
-            if r.version >= e.0 {
-                *e = (r.version, now);
-            }
+            let remote = r.version > st.known.get(&r.key).map_or(0, |e| e.0);
+            st.know(&r.key, r.version, now);
             let shard = self.l1.map().shard_of(&r.key);
             st.pending.insert(
                 r.id,

@@ -4,6 +4,14 @@
 use super::harness::*;
 use super::*;
 
+/// The replica's row of a key no write has reached it yet.
+fn replica_v0() -> Row {
+    Row {
+        version: 0,
+        payload: b"v0".to_vec(),
+    }
+}
+
 /// A write invalidates every key its transaction changed, each at its version: the writer then
 /// reads its own write of a sibling (swarm seed 4: a listing's sibling read old after its
 /// transaction).
@@ -49,12 +57,8 @@ async fn the_start_up_replay_teaches_the_replica_guard_what_committed_before_it(
         let task = c.invalidator();
         assert!(task.is_some());
         c.invalidator_pass().await;
-        let replica_row = Row {
-            version: 0,
-            payload: b"v0".to_vec(),
-        };
         assert_eq!(
-            c.replica_behind(key("early").as_str(), Some(&replica_row)),
+            c.replica_behind(key("early").as_str(), Some(&replica_v0())),
             mutant.is_none(),
             "{mutant:?}"
         );
@@ -76,12 +80,8 @@ async fn the_replica_guard_reads_the_primary_while_the_invalidator_is_behind() {
         // Started, never run: it has read nothing, as when its reads are lost.
         drop(c.invalidator());
         assert!(c.outbox_behind());
-        let replica_row = Row {
-            version: 0,
-            payload: b"v0".to_vec(),
-        };
         assert_eq!(
-            c.replica_behind(key("any").as_str(), Some(&replica_row)),
+            c.replica_behind(key("any").as_str(), Some(&replica_v0())),
             mutant.is_none(),
             "{mutant:?}"
         );
