@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::envelope::{self, Entry, Kind};
+use crate::envelope::{self, Kind};
 use crate::goal::{reach_here, Goal};
 use crate::tier::Leased;
 
@@ -141,24 +141,6 @@ pub fn scan_hash(key: &str) -> u64 {
 
 fn cost(key: &str, value: &[u8]) -> usize {
     key.len() + value.len() + ITEM_OVERHEAD_BYTES
-}
-
-/// The script's view of an envelope: its kind and version, as the Lua `string.match` reads it.
-fn script_entry(raw: &[u8]) -> Option<(Kind, u64)> {
-    let rest = raw.strip_prefix(b"AS1|")?;
-    let kind = match rest.first()? {
-        b'v' => Kind::Value,
-        b't' => Kind::Tombstone,
-        b'a' => Kind::Absent,
-        _ => return None,
-    };
-    let rest = rest.get(1..)?.strip_prefix(b"|")?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || rest.get(digits) != Some(&b'|') {
-        return None;
-    }
-    let v = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-    Some((kind, v))
 }
 
 impl RedisModel {
@@ -331,18 +313,9 @@ impl RedisModel {
             } => {
                 let blocked = self
                     .live(&key, now_ms)
-                    .and_then(|i| script_entry(&i.value))
+                    .and_then(|i| envelope::header(&i.value))
                     .is_some_and(|(k, v)| {
-                        let existing = match k {
-                            Kind::Value => Entry::Value {
-                                version: v,
-                                fresh_until_ms: 0,
-                                payload: Vec::new(),
-                            },
-                            Kind::Tombstone => Entry::Tombstone { version: v },
-                            Kind::Absent => Entry::Absent { version: v },
-                        };
-                        let blocks = envelope::blocks(&existing, kind, version);
+                        let blocks = envelope::blocks((k, v), kind, version);
                         if blocks && k == Kind::Tombstone && kind == Kind::Value {
                             reach_here(Goal::RedisTombstoneKept);
                         }

@@ -1,6 +1,7 @@
 //! The Redis model's commands, one behaviour per test: TTLs, SET NX/XX, the scripts, maxmemory.
 
 use super::*;
+use crate::envelope::Entry;
 
 fn set(k: &str, v: &str, px: u64, cond: Cond) -> Cmd {
     Cmd::Set {
