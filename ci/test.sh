@@ -14,11 +14,13 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rust
 command -v docker >/dev/null 2>&1 || die "docker not found: install docker.io (the container tests need it)"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "docker is not reachable: start the Docker engine (systemctl start docker)"
 
-step "host tools (redis-benchmark for the throughput comparison, promtool for the alerting rules)"
-# Debian's packages: redis-tools has redis-benchmark, prometheus has promtool.
+step "host tools (redis-benchmark for the throughput comparison, promtool for the alerting rules, chromium for the report's browser test)"
+# Debian's packages: redis-tools has redis-benchmark, prometheus has promtool, chromium draws
+# the report pages.
 missing=()
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     # A hosted CI runner's user is not root but has passwordless sudo.
     as_root=()
@@ -29,12 +31,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
             || { "${as_root[@]}" apt-get update -q >/dev/null && "${install[@]}" >/dev/null; } \
             || die "could not install ${missing[*]} from Debian's packages"
     else
-        echo "test: ${missing[*]} missing and not root: the bench runs redis-benchmark inside the container, and the alerting rules are checked without promtool" >&2
+        echo "test: ${missing[*]} missing and not root: the bench runs redis-benchmark inside the container, the alerting rules are checked without promtool, the report's browser test is skipped" >&2
     fi
 fi
 # Where promtool is here (CI: always, as root), the alerting rules' test fails without it
 # instead of skipping it.
 if command -v promtool >/dev/null 2>&1; then export ASIDE_REQUIRE_PROMTOOL=1; fi
+# Likewise the report's screenshots in headless Chromium (cli/src/report_cmd/browser_tests.rs).
+if command -v chromium >/dev/null 2>&1; then export ASIDE_REQUIRE_CHROMIUM=1; fi
 
 step "offline image (Redis, Sentinel, memcached, PostgreSQL from Debian packages)"
 if [ "$(id -u)" -eq 0 ]; then bash ci/build-images.sh; else sudo bash ci/build-images.sh; fi

@@ -274,3 +274,6 @@ figure{margin:1em 0}figcaption{font-size:.85em;color:#444}.key{margin-right:1.2e
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod browser_tests;
