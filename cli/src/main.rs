@@ -33,7 +33,7 @@ enum Command {
     Ring(RingArgs),
     /// Run a catalog scenario against real servers in containers (needs Docker and the offline
     /// image); `aside chaos list` shows what this world runs
-    Chaos(chaos_cmd::ChaosArgs),
+    Chaos(Box<chaos_cmd::ChaosArgs>),
     /// Start the servers the quickstart needs from the offline image and print the aside.toml
     /// that points at them; Ctrl-C stops and removes them
     Servers(servers::ServersArgs),
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Report(args) => report_cmd::report(args),
         Command::Ring(args) => ring(args),
-        Command::Chaos(args) => chaos_cmd::chaos(args),
+        Command::Chaos(args) => chaos_cmd::chaos(*args),
         Command::Servers(args) => servers::servers(args),
     }
 }

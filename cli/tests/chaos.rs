@@ -222,6 +222,36 @@ fn the_worlds_agree_on_a_redis_failover() {
     assert!(out.contains("2 cells, 0 disagreeing"), "{out}");
 }
 
+/// The nightly's budget: a spent one starts no cell, names the cells left, and saves what ran
+/// (nothing) for the triage, exit 0.
+#[test]
+fn a_spent_budget_starts_no_cell_and_names_the_cells_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("compare.json");
+    let o = aside(&[
+        "chaos",
+        "compare",
+        "--scenario",
+        "redis-failover",
+        "--budget-min",
+        "0",
+        "--save",
+        saved.to_str().unwrap(),
+        "--keep",
+        dir.path().to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{}{err}", text(&o.stdout));
+    assert!(
+        err.contains("the budget of 0 min was spent: 3 cells not started")
+            && err.contains("redis-failover / durable"),
+        "{err}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(json["cells"].as_array().map(Vec::len), Some(0), "{json}");
+}
+
 /// Jepsen's Redis finding against real Redis and Sentinel: in `split-brain`, app-1 (cut from
 /// the Sentinels with the old master) keeps writing tombstones to the isolated master, which
 /// acknowledges them all; the majority promotes the replica, the old master is demoted and

@@ -76,6 +76,7 @@ pub(super) fn compare(
     strategies: &[String],
     to: Output<'_>,
     keep: &Path,
+    budget: Option<std::time::Duration>,
 ) -> ExitCode {
     let fail = |e: String| {
         eprintln!("aside chaos compare: {e}");
@@ -86,9 +87,15 @@ pub(super) fn compare(
         Err(e) => return fail(e),
     };
     let mut cells: Vec<Measured> = Vec::new();
+    let began = std::time::Instant::now();
+    let mut skipped: Vec<String> = Vec::new();
     for sc in &scs {
         for &st in &builtins {
             if sim::expect::cell(&sc.name, st).is_none() {
+                continue;
+            }
+            if budget.is_some_and(|b| began.elapsed() >= b) {
+                skipped.push(format!("{} / {}", sc.name, st.name()));
                 continue;
             }
             let ran = match run_cell(&rt, sc, st, 1..1 + runs, keep, RunOptions::default(), |r| {
@@ -103,6 +110,14 @@ pub(super) fn compare(
                 containers: summary(&ran),
             });
         }
+    }
+    if !skipped.is_empty() {
+        let min = budget.map_or(0, |b| b.as_secs() / 60);
+        eprintln!(
+            "aside chaos compare: the budget of {min} min was spent: {} cells not started ({})",
+            skipped.len(),
+            skipped.join(", ")
+        );
     }
     let this_run = Comparison {
         runs_per_cell: runs,

@@ -108,6 +108,10 @@ enum ChaosCommand {
         /// simulator is data there, and a verdict unlike the recorded one is the triage's to judge
         #[arg(long, value_name = "FILE", conflicts_with_all = ["readme", "promises_only"])]
         save: Option<PathBuf>,
+        /// Start no cell after this many minutes (the nightly's budget); the cells left are
+        /// counted and named, and what ran is compared and saved as usual
+        #[arg(long, value_name = "MINUTES")]
+        budget_min: Option<u64>,
     },
 }
 
@@ -310,6 +314,7 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
             strategies,
             promises_only,
             save,
+            budget_min,
         }) => {
             if *promises_only {
                 return compare::compare_promises_only(readme.as_deref());
@@ -319,7 +324,8 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
                 (None, Some(f)) => compare::Output::Save(f),
                 (None, None) => compare::Output::Stdout,
             };
-            return compare::compare(*runs, scenarios, strategies, to, keep);
+            let budget = budget_min.map(|m| std::time::Duration::from_secs(m * 60));
+            return compare::compare(*runs, scenarios, strategies, to, keep, budget);
         }
         None => {}
     }
