@@ -16,22 +16,30 @@ docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "docker is 
 
 step "host tools (redis-benchmark for the throughput comparison, promtool for the alerting rules, chromium for the report's browser test)"
 # Debian's packages: redis-tools has redis-benchmark, prometheus has promtool, chromium draws
-# the report pages.
+# the report pages. A hosted CI runner's user is not root but has passwordless sudo.
+as_root=()
+if [ "$(id -u)" -ne 0 ] && sudo -n true 2>/dev/null; then as_root=(sudo -n); fi
+can_install() { [ "$(id -u)" -eq 0 ] || [ "${#as_root[@]}" -gt 0 ]; }
+apt_install() {
+    local install=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@")
+    "${install[@]}" >/dev/null \
+        || { "${as_root[@]}" apt-get update -q >/dev/null && "${install[@]}" >/dev/null; }
+}
 missing=()
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
-    # A hosted CI runner's user is not root but has passwordless sudo.
-    as_root=()
-    if [ "$(id -u)" -ne 0 ] && sudo -n true 2>/dev/null; then as_root=(sudo -n); fi
-    if [ "$(id -u)" -eq 0 ] || [ "${#as_root[@]}" -gt 0 ]; then
-        install=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}")
-        "${install[@]}" >/dev/null \
-            || { "${as_root[@]}" apt-get update -q >/dev/null && "${install[@]}" >/dev/null; } \
-            || die "could not install ${missing[*]} from Debian's packages"
+    if can_install; then
+        apt_install "${missing[@]}" || die "could not install ${missing[*]} from Debian's packages"
     else
-        echo "test: ${missing[*]} missing and not root: the bench runs redis-benchmark inside the container, the alerting rules are checked without promtool, the report's browser test is skipped" >&2
+        echo "test: ${missing[*]} missing and not root: the bench runs redis-benchmark inside the container, and the alerting rules are checked without promtool" >&2
+    fi
+fi
+# chromium on its own: where no package provides it (Ubuntu's is a snap stub), the browser test
+# says so and passes instead of the whole command failing.
+if ! command -v chromium >/dev/null 2>&1; then
+    if ! can_install || ! apt_install chromium; then
+        echo "test: chromium could not be installed: the report's browser test is skipped" >&2
     fi
 fi
 # Where promtool is here (CI: always, as root), the alerting rules' test fails without it

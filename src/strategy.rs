@@ -362,7 +362,10 @@ async fn fill_then_release<S: Strategy + ?Sized, R: RedisLike>(
 }
 
 /// Memcached has no scripts: read with `gets`, and `cas` (or `add` when absent) unless
-/// [`blocks`] says what is there wins. A corrupt entry never wins.
+/// [`envelope::blocks`] says what is there wins, judged on its header as the Redis scripts judge
+/// theirs ([`envelope::header`]). An entry without a readable header never wins; one whose
+/// header is intact but payload corrupt is judged by its version, and the read that finds it
+/// deletes it ([`crate::envelope::decode`] fails there).
 async fn replace_if_older<M: MemcachedLike>(
     node: &M,
     key: &str,
@@ -522,11 +525,13 @@ mod tests {
     /// --scenario swarm --strategy durable --seed 4294967307`).
     #[tokio::test]
     async fn an_older_fill_is_refused_under_a_tier_key_unlike_the_envelopes() {
-        let key = "listings:v1:r/rust:hot";
-        for held in [
-            crate::key::stored_name(key, 4),
-            crate::key::memcached_safe(&format!("{key} with spaces")),
+        let grouped = crate::Key::parse("listings:v1:r/rust:hot").unwrap();
+        let spaced = crate::Key::new("posts", 1, "an id with spaces").unwrap();
+        for (key, held) in [
+            (grouped.as_str(), grouped.in_generation(4).memcached()),
+            (spaced.as_str(), spaced.memcached()),
         ] {
+            assert_ne!(key, held, "the tier holds it under another name");
             let node = MemcachedClient(InProcess::<MemcachedModel>::default());
             let s = Builtin::Versioned;
             node.set(&held, &value(key, 16), 60).await.unwrap();

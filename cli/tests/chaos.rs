@@ -222,8 +222,8 @@ fn the_worlds_agree_on_a_redis_failover() {
     assert!(out.contains("2 cells, 0 disagreeing"), "{out}");
 }
 
-/// The nightly's budget: a spent one starts no cell, names the cells left, and saves what ran
-/// (nothing) for the triage, exit 0.
+/// The nightly's budget: a spent one starts no cell, names the cells left, and saves them and
+/// what ran (nothing) for the triage's summary, exit 0.
 #[test]
 fn a_spent_budget_starts_no_cell_and_names_the_cells_left() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,6 +250,7 @@ fn a_spent_budget_starts_no_cell_and_names_the_cells_left() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert_eq!(json["cells"].as_array().map(Vec::len), Some(0), "{json}");
+    assert_eq!(json["skipped"].as_array().map(Vec::len), Some(3), "{json}");
 }
 
 /// Jepsen's Redis finding against real Redis and Sentinel: in `split-brain`, app-1 (cut from

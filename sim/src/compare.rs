@@ -20,6 +20,10 @@ pub const DATA: &str = "docs/results/compare.json";
 pub struct Comparison {
     pub runs_per_cell: u64,
     pub cells: Vec<Measured>,
+    /// Cells a spent time budget left unstarted (`aside chaos compare --budget-min`), as
+    /// `scenario / strategy`: the nightly's summary names them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// One cell's container runs: `holds on 3 of 3 runs` or `fails on 1 of 3 runs: staleness (1)`.
@@ -78,6 +82,7 @@ impl Comparison {
         Comparison {
             runs_per_cell,
             cells: all,
+            skipped: Vec::new(),
         }
     }
 
@@ -168,6 +173,7 @@ mod tests {
                 ),
                 cell("fill-race", "durable", "holds on 3 of 3 runs"),
             ],
+            skipped: Vec::new(),
         };
         let rows = c.rows().unwrap();
         assert_eq!(
@@ -192,6 +198,7 @@ mod tests {
                 cell("fill-race", "naive", "holds on 3 of 3 runs"),
                 cell("redis-failover", "naive", "holds on 3 of 3 runs"),
             ],
+            skipped: Vec::new(),
         };
         let new = old.merged(
             vec![
@@ -225,6 +232,7 @@ mod tests {
         let c = Comparison {
             runs_per_cell: 1,
             cells: vec![cell("nope", "naive", "holds on 1 of 1 runs")],
+            skipped: Vec::new(),
         };
         assert!(c
             .rows()

@@ -118,10 +118,14 @@ pub(super) fn compare(
             skipped.len(),
             skipped.join(", ")
         );
+        if matches!(to, Output::Readme(_)) {
+            return fail("--budget-min left cells unrun: record a comparison with every cell (drop --budget-min)".into());
+        }
     }
     let this_run = Comparison {
         runs_per_cell: runs,
         cells: cells.clone(),
+        skipped,
     };
     match this_run.markdown() {
         Ok(md) => print!("{md}"),

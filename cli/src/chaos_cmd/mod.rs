@@ -109,8 +109,8 @@ enum ChaosCommand {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["readme", "promises_only"])]
         save: Option<PathBuf>,
         /// Start no cell after this many minutes (the nightly's budget); the cells left are
-        /// counted and named, and what ran is compared and saved as usual
-        #[arg(long, value_name = "MINUTES")]
+        /// named, and saved with --save for the nightly's summary
+        #[arg(long, value_name = "MINUTES", conflicts_with = "promises_only")]
         budget_min: Option<u64>,
     },
 }
@@ -324,7 +324,7 @@ pub fn chaos(args: ChaosArgs) -> ExitCode {
                 (None, Some(f)) => compare::Output::Save(f),
                 (None, None) => compare::Output::Stdout,
             };
-            let budget = budget_min.map(|m| std::time::Duration::from_secs(m * 60));
+            let budget = budget_min.map(|m| std::time::Duration::from_secs(m.saturating_mul(60)));
             return compare::compare(*runs, scenarios, strategies, to, keep, budget);
         }
         None => {}

@@ -136,6 +136,7 @@ fn screenshot(browser: &Path, history: &Path, name: &str) -> Shot {
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!(
                 "{} took over {SCREENSHOT_TIMEOUT_MS} ms to screenshot {name}",
                 browser.display()

@@ -91,6 +91,13 @@ fn run(a: &Args) -> Result<bool, String> {
         let recorded = Comparison::load(Path::new(DATA))?;
         news.extend(triage::containers_news(&recorded, &tonight));
         containers = format!("## Containers (release build)\n\n{}", tonight.markdown()?);
+        if !tonight.skipped.is_empty() {
+            containers.push_str(&format!(
+                "\n{} containers cells not started: the time budget ran out ({}).\n",
+                tonight.skipped.len(),
+                tonight.skipped.join(", ")
+            ));
+        }
     }
     shrink(&mut night, &news, a);
     let results = a.dir.join("results.json");

@@ -253,6 +253,7 @@ fn a_containers_cell_is_news_when_its_verdict_is_not_the_recorded_one() {
             m("fill-race", "fails on 2 of 3 runs: staleness (2)"),
             m("scan-gap", "holds on 3 of 3 runs"),
         ],
+        skipped: Vec::new(),
     };
     let tonight = Comparison {
         runs_per_cell: 3,
@@ -261,6 +262,7 @@ fn a_containers_cell_is_news_when_its_verdict_is_not_the_recorded_one() {
             m("scan-gap", "fails on 1 of 3 runs: staleness (1)"),
             m("hot-key", "holds on 3 of 3 runs"),
         ],
+        skipped: Vec::new(),
     };
     let n = containers_news(&recorded, &tonight);
     assert_eq!(
