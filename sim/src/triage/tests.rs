@@ -278,3 +278,62 @@ fn a_containers_cell_is_news_when_its_verdict_is_not_the_recorded_one() {
     );
     assert!(n[0].fails_the_night() && !n[1].fails_the_night());
 }
+
+#[test]
+fn a_containers_cell_recorded_as_failing_now_and_then_is_no_news_either_way() {
+    let m = |containers: &str| Measured {
+        scenario: "fill-race".into(),
+        strategy: "naive".into(),
+        containers: containers.into(),
+    };
+    let night = |containers: &str| Comparison {
+        runs_per_cell: 3,
+        cells: vec![m(containers)],
+        skipped: Vec::new(),
+    };
+    let sometimes = night("fails on 1 of 3 runs: staleness (1)");
+    let always = night("fails on 3 of 3 runs: staleness (3)");
+    let holds = night("holds on 3 of 3 runs");
+    assert!(containers_news(&sometimes, &holds).is_empty());
+    assert!(
+        containers_news(&holds, &sometimes).len() == 1,
+        "never failed before"
+    );
+    assert!(
+        containers_news(&always, &holds).len() == 1,
+        "always failed before"
+    );
+    assert!(containers_news(&always, &sometimes).is_empty());
+}
+
+/// A finding is promised over seeds 1-20: a night of fewer seeds per cell that misses it names
+/// the cell as not judged (green), and one of 20 that misses it breaks the promise (red).
+#[test]
+fn a_finding_missed_on_fewer_seeds_than_promised_is_not_judged_and_on_as_many_breaks() {
+    let night_of = |runs| {
+        merge(&[shard(
+            "1/1",
+            vec![
+                cell("naive", runs, &[]),
+                cell("versioned", runs, &[]),
+                cell("durable", runs, &[]),
+            ],
+        )])
+        .unwrap()
+    };
+    let small = night_of(2);
+    assert!(
+        small.broken_promises.is_empty(),
+        "{:?}",
+        small.broken_promises
+    );
+    assert_eq!(small.finds_unjudged.len(), 1, "{:?}", small.finds_unjudged);
+    assert!(small.finds_unjudged[0].starts_with("fill-race / naive: holds on 2 of 2 seeds"));
+    assert!(!red(&small, &[]));
+    assert!(summary(&small, None, "").contains("Not judged: 1 cells"));
+    let full = night_of(expect::SEEDS.count() as u64);
+    assert!(full.finds_unjudged.is_empty());
+    assert_eq!(full.broken_promises.len(), 1, "{:?}", full.broken_promises);
+    assert!(full.broken_promises[0].contains("no longer finds"));
+    assert!(red(&full, &[]));
+}
