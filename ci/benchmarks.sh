@@ -43,6 +43,7 @@ run() { # NAME COMMAND...: the command's stdout, or the reason it could not run
 
 run checkers cargo bench -q --locked -p invariants --bench staleness -- "${quick[@]}"
 run tiers cargo bench -q --locked -p containers --bench tiers -- "${quick[@]}"
+run report cargo bench -q --locked -p aside-cli --bench report -- "${quick[@]}"
 run simulator cargo sim bench --seeds "$sim_seeds" --explore-runs "$explore_runs"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)
@@ -72,6 +73,16 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo
     echo
     echo '```'
     cat "$work/tiers.out"
+    echo '```'
+    echo
+    echo "## Report pages (\`cargo bench -p aside-cli --bench report\`)"
+    echo
+    echo "\`aside report\` on generated histories beside \`aside check\` on the same file (the two"
+    echo "checks bracket the page), each stale read a witness the page must ring: what the page costs"
+    echo "over the verdicts, and how it grows with the ops."
+    echo
+    echo '```'
+    cat "$work/report.out"
     echo '```'
     echo
     echo "## The simulator (\`cargo sim bench --seeds $sim_seeds --explore-runs $explore_runs\`)"
