@@ -165,6 +165,23 @@ fn a_night_becomes_a_matrix_linking_each_failure_to_its_witness_page() {
         serde_json::to_string(&night).unwrap(),
     )
     .unwrap();
+    // The containers world ran two of the cells: naive held where the simulator finds
+    // staleness (a disagreement, red), durable held (green).
+    let measured = |strategy: &str| sim::compare::Measured {
+        scenario: "fill-race".into(),
+        strategy: strategy.into(),
+        containers: "holds on 3 of 3 runs".into(),
+    };
+    let compare = sim::compare::Comparison {
+        runs_per_cell: 3,
+        cells: vec![measured("naive"), measured("durable")],
+        skipped: Vec::new(),
+    };
+    std::fs::write(
+        dir.path().join("compare.json"),
+        serde_json::to_string(&compare).unwrap(),
+    )
+    .unwrap();
     let out = dir.path().join("report");
     assert_eq!(night::pages(dir.path(), &out).unwrap(), 2);
     let index = std::fs::read_to_string(out.join("index.html")).unwrap();
@@ -176,6 +193,15 @@ fn a_night_becomes_a_matrix_linking_each_failure_to_its_witness_page() {
     assert!(index.contains("<td class=\"finds\""), "{index}");
     assert!(
         index.contains("<td class=\"holds\">holds (1)</td>"),
+        "{index}"
+    );
+    assert!(index.contains("<th>naive: containers</th>"), "{index}");
+    assert!(
+        index.contains("<td class=\"fails\" title=\"disagrees with the simulator's promise\">holds on 3 of 3 runs</td>"),
+        "{index}"
+    );
+    assert!(
+        index.contains("<td class=\"holds\" title=\"holds as the simulator promises\">holds on 3 of 3 runs</td>"),
         "{index}"
     );
     let page = std::fs::read_to_string(out.join("fill-race-naive-7.html")).unwrap();
