@@ -1,4 +1,5 @@
 use super::*;
+use crate::compare::{Comparison, Measured};
 
 fn cell(strategy: &str, runs: u64, failures: &[(u64, &[&str])]) -> CellRuns {
     CellRuns {
