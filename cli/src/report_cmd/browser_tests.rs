@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use plotters::style::RGBColor;
 
+use super::tests::fixture;
 use super::*;
 
 /// How long one screenshot may take before the test gives up on the browser.
@@ -23,12 +24,6 @@ const SCREENSHOT_TIMEOUT_MS: u64 = 60_000;
 const WINDOW: (u32, u32) = (1300, 3200);
 /// How far a drawn pixel may be from its colour per channel (antialiasing, colour management).
 const CHANNEL_SLACK: i32 = 6;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../invariants/test_data")
-        .join(name)
-}
 
 /// The browser to use, or None (the test then passes, saying why) where none is installed
 /// and none is required.

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use super::*;
 
-fn fixture(name: &str) -> PathBuf {
+pub(super) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../invariants/test_data")
         .join(name)
