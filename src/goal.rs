@@ -119,6 +119,12 @@ goals! {
     L0OfferWritten = "l0-offer-written", Library;
     /// A read found the database's "no such row" cached (negative caching).
     NegativeHit = "negative-hit", Library;
+    /// The outbox invalidator held its cursor below an outbox id not committed (yet).
+    OutboxGapWaited = "outbox-gap-waited", Library;
+    /// A transaction committed into the gap the invalidator held its cursor at.
+    OutboxGapFilled = "outbox-gap-filled", Library;
+    /// The invalidator gave up an outbox id missing for longer than W (a rolled-back write's).
+    OutboxGapSkipped = "outbox-gap-skipped", Library;
     /// Redis (the model) refused a value older than the tombstone it held.
     RedisTombstoneKept = "redis-tombstone-kept", Model;
     /// Redis (the model) was asked to release a lease its caller no longer held.
@@ -137,6 +143,10 @@ goals! {
     MemcachedEvicted = "memcached-evicted", Model;
     /// The database's replica (the model) answered a read while it had commits not yet replayed.
     ReplicaBehind = "replica-behind", Model;
+    /// PostgreSQL (the model) committed an outbox id below one already visible.
+    PgCommitOutOfOrder = "pg-commit-out-of-order", Model;
+    /// PostgreSQL (the model) rolled back a transaction that took outbox ids: a gap for ever.
+    PgTxAborted = "pg-tx-aborted", Model;
 }
 
 impl Goal {

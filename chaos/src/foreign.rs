@@ -21,17 +21,25 @@ pub const FOREIGN_CLIENT: u64 = 999;
 /// Keys per transaction, at most.
 pub const TX_KEYS_MAX: u64 = 3;
 
+/// One transaction in this many is rolled back after its writes (a migration that checks its
+/// work and gives up, a `psql` session ended with ROLLBACK): the outbox ids its capture took are
+/// never committed, a gap an outbox reader must not wait on for ever.
+pub const ROLLBACK_ONE_IN: u64 = 8;
+
 /// How a world's database takes one foreign transaction.
 #[allow(async_fn_in_trait)]
 pub trait ForeignDb {
     /// Bumps every key of `keys` in one transaction; each key with its new version, or why the
-    /// transaction's outcome is unknown.
-    async fn write_tx(&self, keys: &[String]) -> Result<Vec<(String, u64)>, String>;
+    /// transaction's outcome is unknown. With `rollback`, the transaction writes them and then
+    /// rolls back: nothing is committed, whatever the answer.
+    async fn write_tx(&self, keys: &[String], rollback: bool)
+        -> Result<Vec<(String, u64)>, String>;
 }
 
 /// Writes transactions of one to [`TX_KEYS_MAX`] keys (drawn by the workload's popularity from
 /// the foreign writer's own seed) until `duration` is over, a think time apart; each key written
-/// is a write op of [`FOREIGN_CLIENT`], unknown when the transaction's outcome is.
+/// is a write op of [`FOREIGN_CLIENT`], unknown when the transaction's outcome is. One
+/// transaction in [`ROLLBACK_ONE_IN`] rolls back and leaves no op: it wrote nothing.
 pub async fn foreign_writer(
     db: impl ForeignDb,
     workload: Arc<Workload>,
@@ -50,7 +58,12 @@ pub async fn foreign_writer(
             }
         }
         let invoke_ns = rec.now_ns();
-        match db.write_tx(&keys).await {
+        if rng.below(ROLLBACK_ONE_IN) == 0 {
+            let _ = db.write_tx(&keys, true).await;
+            sleep(workload.think(&mut rng) * 10).await;
+            continue;
+        }
+        match db.write_tx(&keys, false).await {
             Ok(written) => {
                 for (k, v) in &written {
                     rec.write_in_tx(FOREIGN_CLIENT, k, invoke_ns, Some(*v));

@@ -114,7 +114,7 @@ struct ForeignPg {
 }
 
 impl ForeignPg {
-    async fn tx(&self, keys: &[String]) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    async fn tx(&self, keys: &[String], rollback: bool) -> Result<Vec<(String, i64)>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let rows = if let [key] = keys {
             let old: Option<i64> =
@@ -138,14 +138,22 @@ impl ForeignPg {
             .fetch_all(&mut *tx)
             .await?
         };
+        if rollback {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
         tx.commit().await?;
         Ok(rows)
     }
 }
 
 impl chaos::foreign::ForeignDb for ForeignPg {
-    async fn write_tx(&self, keys: &[String]) -> Result<Vec<(String, u64)>, String> {
-        match tokio::time::timeout(self.timeout, self.tx(keys)).await {
+    async fn write_tx(
+        &self,
+        keys: &[String],
+        rollback: bool,
+    ) -> Result<Vec<(String, u64)>, String> {
+        match tokio::time::timeout(self.timeout, self.tx(keys, rollback)).await {
             Ok(Ok(rows)) => Ok(rows.into_iter().map(|(k, v)| (k, v as u64)).collect()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),

@@ -225,15 +225,23 @@ struct ForeignPg {
 }
 
 impl chaos::foreign::ForeignDb for ForeignPg {
-    async fn write_tx(&self, keys: &[String]) -> Result<Vec<(String, u64)>, String> {
+    async fn write_tx(
+        &self,
+        keys: &[String],
+        rollback: bool,
+    ) -> Result<Vec<(String, u64)>, String> {
         use crate::nodes::postgres::{PgCmd, PgReply};
-        let tx = PgCmd::WriteTx(keys.to_vec());
+        let tx = PgCmd::WriteTx {
+            keys: keys.to_vec(),
+            rollback,
+        };
         match self
             .rpc
             .call::<PgCmd, PgReply>(self.primary, crate::net::TAG_PG, tx, self.timeout)
             .await
         {
             Ok(PgReply::Written(w)) => Ok(w),
+            Ok(PgReply::RolledBack) => Ok(Vec::new()),
             Ok(_) => Err("an unexpected reply".into()),
             Err(e) => Err(e.to_string()),
         }

@@ -20,6 +20,8 @@ use sim::models::redis::{self as rd, RedisModel};
 mod memcached;
 #[path = "conformance/memory.rs"]
 mod memory;
+#[path = "conformance/postgres.rs"]
+mod postgres;
 
 /// Plain keys, a lease, a group's generation key and the first key in its first generations
 /// (what `get_in_generation` reads).
@@ -317,68 +319,6 @@ async fn redis_conformance(cluster: &Cluster) {
     );
 }
 
-async fn postgres_conformance(cluster: &Cluster) {
-    let pg = Postgres::connect(&cluster.pg_url(), None, 4).await.unwrap();
-    pg.migrate().await.unwrap();
-    let rt = tokio::runtime::Handle::current();
-    let mut runner = TestRunner::new(Config {
-        rng_seed: RngSeed::Fixed(invariants::gen::test_seed("postgres conformance")),
-        cases: 32,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let round = std::sync::atomic::AtomicU32::new(0);
-    let result = runner.run(
-        &prop::collection::vec((0..3usize, any::<bool>()), 1..30),
-        |ops| {
-            let round = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::task::block_in_place(|| {
-                rt.block_on(async {
-                    let mut model = PgModel::default();
-                    let keys: Vec<String> = (0..3).map(|i| format!("pg:{round}:{i}")).collect();
-                    for (k, write) in &ops {
-                        if *write {
-                            let v = pg
-                                .write(&keys[*k], &sim::models::postgres::payload(&keys[*k], 0))
-                                .await
-                                .unwrap()
-                                .version;
-                            prop_assert_eq!(v, model.write(&keys[*k], 0));
-                        } else {
-                            let real = pg
-                                .read(&keys[*k], ReadFrom::Primary)
-                                .await
-                                .unwrap()
-                                .map(|r| r.version);
-                            prop_assert_eq!(real, model.read(&keys[*k]).map(|r| r.version));
-                        }
-                    }
-                    let outbox = aside::Store::outbox_after(&pg, 0, 1_000_000).await.unwrap();
-                    let mine: Vec<(String, u64)> = outbox
-                        .into_iter()
-                        .filter(|r| keys.contains(&r.key))
-                        .map(|r| (r.key, r.version))
-                        .collect();
-                    let model_outbox: Vec<(String, u64)> = model
-                        .outbox
-                        .iter()
-                        .map(|(_, k, v)| (k.clone(), *v))
-                        .collect();
-                    prop_assert_eq!(
-                        mine,
-                        model_outbox,
-                        "the outbox holds one row per write, in commit order"
-                    );
-                    Ok(())
-                })
-            })
-        },
-    );
-    if let Err(e) = result {
-        panic!("the PostgreSQL model disagrees with PostgreSQL: {e}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_answer_as_the_real_servers_do() {
     let spec = ClusterSpec {
@@ -392,7 +332,8 @@ async fn models_answer_as_the_real_servers_do() {
     redis_conformance(&cluster).await;
     memcached::memcached_conformance(&cluster).await;
     memory::memory_pressure_conformance(&cluster.memcached[0].addr()).await;
-    postgres_conformance(&cluster).await;
+    postgres::postgres_conformance(&cluster).await;
+    postgres::transactions_conformance(&cluster).await;
 }
 
 /// `cmd` on the real Redis at `addr`: its value as text, `(nil)`, or `ERR <message>`.

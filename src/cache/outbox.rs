@@ -377,9 +377,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             );
         }
         // Advance over what is contiguous; a gap holds the cursor until it is older than W.
+        let mut reached = Vec::new();
         loop {
             let next = st.cursor + 1;
             if st.above.remove(&next) {
+                if st.gap.is_some_and(|(id, _)| id == next) {
+                    reached.push(Goal::OutboxGapFilled);
+                }
                 st.cursor = next;
                 st.gap = None;
                 continue;
@@ -393,11 +397,13 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                         id,
                         "outbox id never committed (a rolled-back write?): skipping it"
                     );
+                    reached.push(Goal::OutboxGapSkipped);
                     st.cursor = next;
                     st.gap = None;
                 }
                 Some((id, _)) if id == next => break,
                 _ => {
+                    reached.push(Goal::OutboxGapWaited);
                     st.gap = Some((next, now));
                     break;
                 }
@@ -405,6 +411,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
         st.known
             .retain(|_, (_, at)| now.duration_since(*at) < gap_max);
+        drop(st);
+        for goal in reached {
+            self.reach(goal);
+        }
     }
 
     /// Applies every pending row to the tiers it is due to; returns the ids now applied to both
