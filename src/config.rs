@@ -96,7 +96,7 @@ pub struct CacheConfig {
     /// `durable`: outbox rows per query.
     pub outbox_batch: u32,
     /// `durable`: outbox rows marked done are deleted once older than this (0: never; then
-    /// call `Postgres::prune_outbox` yourself). At least `replay_window_ms`.
+    /// call `Postgres::prune_outbox` yourself). At least 2 × `replay_window_ms`.
     pub outbox_keep_ms: u64,
     /// `durable`: how often each invalidator prunes the outbox.
     pub outbox_prune_every_ms: u64,
@@ -340,11 +340,11 @@ impl CacheConfig {
                 ),
             );
         }
-        if self.outbox_keep_ms > 0 && self.outbox_keep_ms < self.replay_window_ms {
+        if self.outbox_keep_ms > 0 && self.outbox_keep_ms < 2 * self.replay_window_ms {
             return e(
                 "cache.outbox_keep_ms",
                 format!(
-                    "{} is under cache.replay_window_ms {}: a replay after a master switch would miss pruned rows; raise it (or 0: never prune)",
+                    "{} is under 2 x cache.replay_window_ms {}: an invalidator's start reads the rows of the last 2 W and a replay after a master switch those of the last W, and would miss pruned ones; raise it (or 0: never prune)",
                     self.outbox_keep_ms, self.replay_window_ms
                 ),
             );
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(e.setting_name(), Some("cache.outbox_keep_ms"));
         assert!(e
             .to_string()
-            .contains("is under cache.replay_window_ms 5000"));
+            .contains("is under 2 x cache.replay_window_ms 5000"));
         let e = bad(CacheConfig {
             ttl_jitter: 1.5,
             ..CacheConfig::default()

@@ -51,7 +51,8 @@ pub enum Mutant {
     /// writer may read its own write's sibling old until an invalidator applies it.
     NoSiblingInvalidation,
     /// `durable`: the start-up replay of the outbox window goes to L1 only and tells the replica
-    /// guard nothing: a row every instance started after is applied by none to L2.
+    /// guard nothing, and the passes read from the outbox's head: a row every instance started
+    /// after is applied by none to L2.
     StartReplayL1Only,
     /// `durable`: the replica guard trusts what the outbox last named even while the invalidator
     /// has fallen behind the outbox.

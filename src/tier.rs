@@ -365,9 +365,15 @@ pub trait Store: Send + Sync + 'static {
         let _ = (window_ms, limit);
         async { no_outbox() }
     }
-    /// The highest outbox id (0 when empty): where a new invalidator starts reading, after its
-    /// replay of the recent window.
+    /// The highest outbox id (0 when empty).
     fn outbox_head(&self) -> impl Future<Output = TierResult<u64>> + Send {
+        async { no_outbox() }
+    }
+    /// The highest id of the rows whose transaction began at least `age_ms` ago by the
+    /// database's clock (0 when none): where a new invalidator starts reading. With `age_ms` 2 W
+    /// and no transaction lasting W, every row that commits from now on lies above it.
+    fn outbox_head_before(&self, age_ms: u64) -> impl Future<Output = TierResult<u64>> + Send {
+        let _ = age_ms;
         async { no_outbox() }
     }
     /// Marks rows applied to both tiers (by any invalidator): what pruning may delete.

@@ -218,6 +218,12 @@ impl Store for SimStore {
             _ => unexpected("postgres"),
         }
     }
+    async fn outbox_head_before(&self, age_ms: u64) -> TierResult<u64> {
+        match self.primary(PgCmd::OutboxHeadBefore { age_ms }).await? {
+            PgReply::Head(h) => Ok(h),
+            _ => unexpected("postgres"),
+        }
+    }
     async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
         self.primary(PgCmd::OutboxDone(ids.to_vec()))
             .await

@@ -389,6 +389,18 @@ impl Store for Postgres {
         Ok(head as u64)
     }
 
+    async fn outbox_head_before(&self, age_ms: u64) -> TierResult<u64> {
+        let head: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(id), 0) FROM aside_outbox
+              WHERE created_at <= now() - $1 * interval '1 millisecond'",
+        )
+        .bind(age_ms.min(i64::MAX as u64) as i64)
+        .fetch_one(&self.primary)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(head as u64)
+    }
+
     async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         sqlx::query(

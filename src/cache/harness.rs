@@ -41,6 +41,20 @@ pub(super) struct SlowStore {
     pub(super) write_error: Mutex<Option<(bool, TierError)>>,
     /// Keys every write's transaction also changes (a listing's siblings), each a version up.
     pub(super) siblings: Mutex<Vec<String>>,
+    /// Outbox ids whose transaction has not committed: the outbox shows them to no one.
+    pub(super) uncommitted: Mutex<std::collections::BTreeSet<u64>>,
+}
+
+impl SlowStore {
+    /// The outbox rows committed, by id.
+    fn visible(&self) -> Vec<crate::tier::OutboxRow> {
+        let hidden = self.uncommitted.lock().unwrap();
+        let o = self.outbox.lock().unwrap();
+        o.iter()
+            .filter(|r| !hidden.contains(&r.id))
+            .cloned()
+            .collect()
+    }
 }
 
 impl Store for SlowStore {
@@ -87,18 +101,23 @@ impl Store for SlowStore {
         after: u64,
         limit: u32,
     ) -> TierResult<Vec<crate::tier::OutboxRow>> {
-        let o = self.outbox.lock().unwrap();
-        Ok(o.iter()
+        Ok(self
+            .visible()
+            .into_iter()
             .filter(|r| r.id > after)
             .take(limit as usize)
-            .cloned()
             .collect())
     }
     async fn outbox_recent(&self, _: u64, limit: u32) -> TierResult<Vec<crate::tier::OutboxRow>> {
         self.outbox_after(0, limit).await
     }
     async fn outbox_head(&self) -> TierResult<u64> {
-        Ok(self.outbox.lock().unwrap().len() as u64)
+        let o = self.visible();
+        Ok(o.last().map_or(0, |r| r.id))
+    }
+    /// Every row here began just now.
+    async fn outbox_head_before(&self, _: u64) -> TierResult<u64> {
+        Ok(0)
     }
     async fn outbox_done(&self, _: &[u64]) -> TierResult<()> {
         Ok(())

@@ -499,6 +499,13 @@ impl Store for MemStore {
     async fn outbox_head(&self) -> TierResult<u64> {
         Ok(self.state()?.outbox.len() as u64)
     }
+    async fn outbox_head_before(&self, age_ms: u64) -> TierResult<u64> {
+        let Some(before) = (self.zero.elapsed().as_millis() as u64).checked_sub(age_ms) else {
+            return Ok(0);
+        };
+        let s = self.state()?;
+        Ok(s.outbox.partition_point(|(at, _, _)| *at <= before) as u64)
+    }
     async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
         self.state()?.done.extend(ids.iter().copied());
         Ok(())

@@ -265,6 +265,25 @@ impl PgModel {
         self.outbox.keys().next_back().copied().unwrap_or(0)
     }
 
+    /// The highest committed outbox id whose transaction began at least `age_ms` before
+    /// `now_ms` (0: none).
+    pub fn outbox_head_before(&self, now_ms: u64, age_ms: u64) -> u64 {
+        let Some(before) = now_ms.checked_sub(age_ms) else {
+            return 0;
+        };
+        self.outbox
+            .iter()
+            .filter(|(_, o)| o.created_ms <= before)
+            .map(|(&id, _)| id)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every committed outbox row's id and `created_at` (its transaction's start), by id.
+    pub fn outbox_created(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.outbox.iter().map(|(&id, o)| (id, o.created_ms))
+    }
+
     /// Every committed outbox row: (id, key, version), by id.
     pub fn outbox_rows(&self) -> impl Iterator<Item = (u64, &str, u64)> {
         self.outbox
@@ -402,5 +421,11 @@ mod tests {
             vec![5, 7],
             "the window is by transaction start: t1 committed at 13 but began at 10"
         );
+        assert_eq!(
+            p.outbox_head_before(20, 9),
+            2,
+            "ids 1 and 2 began by 11; t1's id is the lower, committed later"
+        );
+        assert_eq!(p.outbox_head_before(20, 21), 0);
     }
 }

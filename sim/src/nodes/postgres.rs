@@ -53,6 +53,9 @@ pub enum PgCmd {
         limit: u32,
     },
     OutboxHead,
+    OutboxHeadBefore {
+        age_ms: u64,
+    },
     OutboxDone(Vec<u64>),
 }
 
@@ -182,6 +185,9 @@ pub async fn pg_node(spec: PgSpec) {
                     PgReply::Outbox(m.outbox_recent(now_ms(start), window_ms, limit))
                 }
                 PgCmd::OutboxHead => PgReply::Head(m.outbox_head()),
+                PgCmd::OutboxHeadBefore { age_ms } => {
+                    PgReply::Head(m.outbox_head_before(now_ms(start), age_ms))
+                }
                 PgCmd::OutboxDone(ids) => {
                     m.done.extend(ids);
                     PgReply::Done
@@ -192,7 +198,9 @@ pub async fn pg_node(spec: PgSpec) {
     .await;
 }
 
-/// How often a transaction waiting for a row lock looks again.
+/// How often a transaction waiting for a row lock looks again. It takes all its rows at once
+/// when none is held, so unlike PostgreSQL's queue of waiters, a busy row may keep a
+/// transaction of several rows waiting while single-row writes come and go.
 const LOCK_POLL_MS: u64 = 1;
 
 /// One write transaction as PostgreSQL runs it: its rows' locks (waiting while another open
@@ -211,11 +219,13 @@ async fn transaction(
     slow_us: u64,
     rollback: bool,
 ) -> Option<Vec<(String, u64)>> {
+    // `now()`, the transaction's start: before any wait for a lock.
+    let began_ms = now_ms(start);
     let tx = loop {
         {
             let mut g = m.lock().unwrap();
             if g.locked(None, &keys).is_none() {
-                let tx = g.begin(now_ms(start));
+                let tx = g.begin(began_ms);
                 for k in &keys {
                     g.tx_write(tx, k)
                         .expect("no other transaction holds these rows");

@@ -185,7 +185,8 @@ pub(super) async fn transactions_conformance(cluster: &Cluster) {
                                     .await
                                     .unwrap();
                                 real[*s] = Some(tx);
-                                mine[*s] = Some(model.begin(0));
+                                // The model's clock is the step: each BEGIN at its own.
+                                mine[*s] = Some(model.begin(i as u64));
                             }
                             let r = real_write(real[*s].as_mut().unwrap(), &keys[*k]).await;
                             let want = match r {
@@ -230,7 +231,7 @@ pub(super) async fn transactions_conformance(cluster: &Cluster) {
                                     {
                                         out_of_order.set(out_of_order.get() + 1);
                                     }
-                                    model.commit(tx, 0);
+                                    model.commit(tx, i as u64);
                                     TAns::Ended
                                 }
                                 Some(tx) => {
@@ -296,6 +297,22 @@ pub(super) async fn transactions_conformance(cluster: &Cluster) {
                     .map(|(id, k, v)| (id, k.to_string(), v))
                     .collect();
                 prop_assert_eq!(real_rows, model_rows, "the round's whole outbox");
+                // `created_at` is the transaction's start: rows of one transaction share it, and
+                // transactions are ordered by when they began, not by when they committed.
+                let real_began: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT id - $1, dense_rank() OVER (ORDER BY created_at)
+                       FROM aside_outbox WHERE id > $1 ORDER BY id",
+                )
+                .bind(base as i64)
+                .fetch_all(pg.primary())
+                .await
+                .unwrap();
+                let began: BTreeSet<u64> = model.outbox_created().map(|(_, at)| at).collect();
+                let model_began: Vec<(i64, i64)> = model
+                    .outbox_created()
+                    .map(|(id, at)| (id as i64, began.range(..=at).count() as i64))
+                    .collect();
+                prop_assert_eq!(real_began, model_began, "(id, rank of created_at)");
                 Ok(())
             })
         })
@@ -303,6 +320,20 @@ pub(super) async fn transactions_conformance(cluster: &Cluster) {
     if let Err(e) = result {
         panic!("the PostgreSQL model's transactions disagree with PostgreSQL: {e}");
     }
+    // Where a new invalidator starts: the head of the rows older than the age asked.
+    let head = aside::Store::outbox_head(&pg).await.unwrap();
+    assert!(head > 0);
+    assert_eq!(
+        aside::Store::outbox_head_before(&pg, 0).await.unwrap(),
+        head
+    );
+    assert_eq!(
+        aside::Store::outbox_head_before(&pg, 3_600_000)
+            .await
+            .unwrap(),
+        0,
+        "no row of this server is an hour old"
+    );
     let (gaps, out_of_order, locked) = (gaps.get(), out_of_order.get(), locked.get());
     assert!(
         gaps > 0 && out_of_order > 0 && locked > 0,
