@@ -164,15 +164,13 @@ impl H {
     }
 
     fn fault_line(&mut self, at_ns: u64, action: FaultAction, target: &str) -> u64 {
+        self.fault_json(at_ns, action, json!({"kind": "kill", "target": target}))
+    }
+
+    /// A fault line of any fault (`{"kind": ..., "target": ...}`); returns the line's number.
+    pub fn fault_json(&mut self, at_ns: u64, action: FaultAction, fault: Value) -> u64 {
         let effect = (action == FaultAction::Observed).then_some("calls to it fail");
-        self.w
-            .fault(
-                at_ns,
-                action,
-                &json!({"kind": "kill", "target": target}),
-                effect,
-            )
-            .expect("vec");
+        self.w.fault(at_ns, action, &fault, effect).expect("vec");
         self.line += 1;
         self.line
     }

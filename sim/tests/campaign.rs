@@ -275,8 +275,8 @@ fn the_readme_examples_still_show_what_the_readme_says() {
         "{}",
         v.summary
     );
-    // "app-pause --strategy versioned --seed 88": the L2 invalidation failed and L2 kept v1.
-    let r = run("app-pause", Builtin::Versioned, 88);
+    // "app-pause --strategy versioned --seed 149": the L2 invalidation failed and L2 kept v1.
+    let r = run("app-pause", Builtin::Versioned, 149);
     let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(
         v.fails() && v.summary.contains("in l2") && v.summary.contains("(failed)"),
@@ -297,7 +297,7 @@ fn the_readme_examples_still_show_what_the_readme_says() {
         "--strategy naive --seed 1 ",
         "--strategy naive --seed 8 ",
         "--scenario memcached-restart --strategy versioned --seed 3 --buggify`",
-        "--scenario app-pause --strategy versioned --seed 88`",
+        "--scenario app-pause --strategy versioned --seed 149`",
     ] {
         assert!(
             readme.contains(named),

@@ -6,6 +6,10 @@
 //! stale. `unknown` writes never make a read stale (they may not have happened), and a read may
 //! return their version (see the phantom checker). Δ is the largest staleness.
 //!
+//! A write that completed while every app node was cut from the PostgreSQL primary (a
+//! `partition` between `apps` and `postgres` or `pg-primary`) counts from that cut's end: no
+//! app node could see it before (only a writer that is not an app node completes one then).
+//!
 //! A read served from an app's hot-key L0 is judged by the bound plus `l0_ttl_ns`: a row there
 //! outlives another node's write until it expires, as the library states. The witness is the read
 //! furthest past what it is allowed; with no L0 reads, the stalest.
@@ -46,7 +50,8 @@ impl Staleness {
 /// The staleness of one read, with the write that makes it stale.
 pub fn staleness_of(idx: &Index, r: &ReadRec) -> Option<(u64, u32)> {
     let (complete, w) = idx.keys[r.key as usize].first_newer(r.version)?;
-    (complete < r.invoke_ns).then(|| (r.invoke_ns - complete, w))
+    let seen = idx.outbox_seen_from(complete);
+    (seen < r.invoke_ns).then(|| (r.invoke_ns - seen, w))
 }
 
 impl ReadChecker for Staleness {
@@ -117,10 +122,19 @@ impl ReadChecker for Staleness {
         let write = idx.write(r.key, w);
         let found_in = r.source.filter(|s| s.is_cache());
         let chain = chain::explain(idx, r.key, r.version, found_in, r.complete_ns, write);
-        let why = if chain.is_empty() {
-            String::new()
+        let seen = idx.outbox_seen_from(write.complete_ns);
+        let blind = if seen > write.complete_ns {
+            format!(
+                ", counted from {} when a cut of every app node from PostgreSQL ended",
+                fmt_ns(seen)
+            )
         } else {
-            format!("; causal chain: {}", chain.describe(write))
+            String::new()
+        };
+        let why = if chain.is_empty() {
+            blind
+        } else {
+            format!("{blind}; causal chain: {}", chain.describe(write))
         };
         v.judge(
             true,
@@ -185,6 +199,40 @@ mod tests {
         h.read(2, "post:1", (211 * MS, 212 * MS), 0, Source::L0);
         let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
         assert_eq!(v.status, Status::Fails, "{}", v.summary);
+    }
+
+    /// A write no app node can see (every app cut from PostgreSQL when it completes, as only the
+    /// foreign writer's can) counts from the cut's end; any other fault changes nothing.
+    #[test]
+    fn a_write_completed_while_the_apps_are_cut_from_the_database_counts_from_the_heal() {
+        use crate::history::FaultAction::{Start, Stop};
+        let cut = |target: &str, peers: &str| json!({"kind": "partition", "target": target, "peers": peers, "direction": "replies-lost"});
+        for (fault, holds) in [
+            (cut("apps", "postgres"), true),
+            (cut("pg-primary", "apps"), true),
+            (cut("apps", "redis"), false),
+            (cut("app-1", "postgres"), false),
+        ] {
+            let mut h = H::new(json!({"staleness_ns_max": 100 * MS}));
+            h.fault_json(0, Start, fault.clone());
+            h.write(999, "post:1", (10 * MS, 20 * MS), 1);
+            h.fault_json(500 * MS, Stop, fault.clone());
+            // 480 ms after the write completed, 50 ms after the cut ended.
+            h.read(2, "post:1", (550 * MS, 551 * MS), 0, Source::L1);
+            let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
+            assert_eq!(v.status == Status::Holds, holds, "{fault}: {}", v.summary);
+            // 150 ms after the cut ended: stale past the bound either way, and said so.
+            h.read(3, "post:1", (650 * MS, 651 * MS), 0, Source::L1);
+            let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
+            assert_eq!(v.status, Status::Fails, "{fault}");
+            assert_eq!(
+                v.summary
+                    .contains("when a cut of every app node from PostgreSQL ended"),
+                holds,
+                "{}",
+                v.summary
+            );
+        }
     }
 
     fn history(read_at: u64) -> (H, u64, u64) {

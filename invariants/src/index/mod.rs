@@ -120,6 +120,9 @@ pub struct Index {
     pub faults: Vec<FaultSpan>,
     /// The union of all fault spans, merged and sorted, for "was any fault active at t".
     fault_union: Vec<(u64, u64)>,
+    /// Merged and sorted: while every app node was cut from the PostgreSQL primary, so no
+    /// invalidator could read the outbox ([`Index::outbox_seen_from`]).
+    outbox_blind: Vec<(u64, u64)>,
     pub probes: Vec<ProbeRec>,
     /// Coverage goals reached, by name.
     pub goals: std::collections::BTreeMap<String, GoalRec>,
@@ -157,6 +160,19 @@ impl Index {
         self.faults
             .iter()
             .filter(move |f| f.start_ns <= to_ns && f.end_ns > from_ns)
+    }
+
+    /// When a write that completed at `t` could first be read from the outbox by an app node:
+    /// `t`, or the end of a fault that cut every app node from the PostgreSQL primary then.
+    /// Nothing an app node runs can learn of a write it cannot see (only a writer that is not
+    /// an app node, such as the foreign writer, completes one then), so staleness counts from
+    /// there.
+    pub fn outbox_seen_from(&self, t: u64) -> u64 {
+        let i = self.outbox_blind.partition_point(|s| s.0 <= t);
+        match self.outbox_blind[..i].last() {
+            Some(&(_, end)) if t < end => end,
+            _ => t,
+        }
     }
 
     /// Whether any fault was active at `t`.
@@ -370,13 +386,12 @@ impl Index {
             k.finish();
         }
         probes.sort_by_key(|p| (p.key, p.tier, p.at_ns, p.version, p.line));
-        let mut fault_union: Vec<(u64, u64)> = Vec::new();
-        for f in &faults {
-            match fault_union.last_mut() {
-                Some(last) if f.start_ns <= last.1 => last.1 = last.1.max(f.end_ns),
-                _ => fault_union.push((f.start_ns, f.end_ns)),
-            }
-        }
+        let fault_union = merged(faults.iter());
+        let outbox_blind = merged(
+            faults
+                .iter()
+                .filter(|f| cuts_apps_from_the_outbox(&f.fault)),
+        );
         Ok(Index {
             file: file.to_string(),
             header,
@@ -386,6 +401,7 @@ impl Index {
             keys: b.keys,
             faults,
             fault_union,
+            outbox_blind,
             probes,
             goals,
             monotonic,
@@ -460,6 +476,33 @@ fn spans(mut events: Vec<(String, u64, bool, u64)>) -> Result<Vec<FaultSpan>, (u
     }
     out.sort_by(|a, b| (a.start_ns, &a.fault).cmp(&(b.start_ns, &b.fault)));
     Ok(out)
+}
+
+/// The union of `spans`' active intervals, merged and sorted by start.
+fn merged<'a>(spans: impl Iterator<Item = &'a FaultSpan>) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = spans.map(|f| (f.start_ns, f.end_ns)).collect();
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Whether `fault` (a fault line's JSON) is a partition between every app node and the
+/// PostgreSQL primary, either way round and in either direction.
+fn cuts_apps_from_the_outbox(fault: &str) -> bool {
+    let Ok(f) = serde_json::from_str::<serde_json::Value>(fault) else {
+        return false;
+    };
+    let side = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let db = |s: &str| s == "postgres" || s == "pg-primary";
+    f.get("kind").and_then(|v| v.as_str()) == Some("partition")
+        && ((side("target") == "apps" && db(side("peers")))
+            || (db(side("target")) && side("peers") == "apps"))
 }
 
 #[cfg(test)]
