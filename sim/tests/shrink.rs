@@ -32,8 +32,8 @@ fn a_failing_split_brain_run_shrinks_to_at_most_two_faults_and_replays() {
     // The known minimal run, pinned: one short cut between the master and one app node, whose
     // tombstone to Redis fails while it lasts (no fewer clients, keys or milliseconds still
     // fail staleness on this seed).
-    assert_eq!(plan, ["1000 +125 partition redis-master <-x-> app-2"]);
-    assert_eq!((s.scenario.clients_per_app, s.scenario.keys), (3, 40));
+    assert_eq!(plan, ["1000 +125 partition redis-master <-x-> app-3"]);
+    assert_eq!((s.scenario.clients_per_app, s.scenario.keys), (6, 20));
 
     let dir = std::env::temp_dir().join(format!("aside-shrink-{}", std::process::id()));
     let file = save(&dir, &s.result).unwrap();
