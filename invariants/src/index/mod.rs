@@ -19,10 +19,12 @@ use crate::payload;
 
 mod key;
 mod reads;
+mod spans;
 
 pub use key::{Explained, KeyIndex, Point, Staircase};
 use reads::IdSet;
 pub use reads::{ReadLog, ReadRec, NO_VERSION};
+use spans::{cuts_apps_from_the_outbox, merged};
 
 /// Reads kept in memory before the log spills to a temporary file (64 bytes each: 4 MiB).
 pub const SPILL_AT: usize = 1 << 16;
@@ -476,33 +478,6 @@ fn spans(mut events: Vec<(String, u64, bool, u64)>) -> Result<Vec<FaultSpan>, (u
     }
     out.sort_by(|a, b| (a.start_ns, &a.fault).cmp(&(b.start_ns, &b.fault)));
     Ok(out)
-}
-
-/// The union of `spans`' active intervals, merged and sorted by start.
-fn merged<'a>(spans: impl Iterator<Item = &'a FaultSpan>) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = spans.map(|f| (f.start_ns, f.end_ns)).collect();
-    v.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in v {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
-/// Whether `fault` (a fault line's JSON) is a partition between every app node and the
-/// PostgreSQL primary, either way round and in either direction.
-fn cuts_apps_from_the_outbox(fault: &str) -> bool {
-    let Ok(f) = serde_json::from_str::<serde_json::Value>(fault) else {
-        return false;
-    };
-    let side = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let db = |s: &str| s == "postgres" || s == "pg-primary";
-    f.get("kind").and_then(|v| v.as_str()) == Some("partition")
-        && ((side("target") == "apps" && db(side("peers")))
-            || (db(side("target")) && side("peers") == "apps"))
 }
 
 #[cfg(test)]
