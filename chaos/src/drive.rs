@@ -1,7 +1,7 @@
 //! One run, driven the same way in every world. A [`World`] knows how to start an app node, how
 //! to break its cluster (its [`Nemesis`]) and how to read every tier at the end; [`drive`] does
 //! the rest, once for both worlds: the app nodes in order, the plan, the clients' end, the
-//! settle, the probes. [`app_node`] is what one app node runs (its instance's events into the
+//! probes' rounds over the settle. [`app_node`] is what one app node runs (its instance's events into the
 //! recorder, its outbox invalidator, its numbered clients), also where the app node is a
 //! process of its own (`aside chaos app` in a container).
 
@@ -56,14 +56,20 @@ pub trait World {
     /// The nemesis for `plan`, once every app node has started.
     async fn nemesis(&mut self, plan: &crate::plan::Plan) -> Result<Self::Nemesis, String>;
 
-    /// After the settle: reads every tier for each of `keys`, through an instance of the
-    /// world's own, into `rec` ([`crate::probe::probe_all`]).
-    async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String>;
+    /// From the quiet point: reads every tier for each of `keys` in `rounds`, through an
+    /// instance of the world's own, into `rec` ([`crate::probe::probe_rounds`]).
+    async fn probe(
+        &mut self,
+        keys: &[String],
+        rec: &Arc<Recorder>,
+        rounds: crate::probe::Rounds,
+    ) -> Result<(), String>;
 }
 
 /// Runs `sc` (as run with `seed`) in `world` and returns what it recorded: the recorder starts
 /// (at the world's [`World::origin`], or now), every app node starts in order, then the plan
-/// runs through the world's nemesis; when the clients are done, the settle, then the probes.
+/// runs through the world's nemesis; when the clients are done (the quiet point), the probes'
+/// rounds over the settle.
 pub async fn drive<W: World>(
     world: &mut W,
     sc: &Scenario,
@@ -106,8 +112,11 @@ pub async fn drive<W: World>(
     for j in joins {
         let _ = j.await;
     }
-    tokio::time::sleep(Duration::from_millis(sc.settle_ms)).await;
-    world.probe(workload.keys(), rec).await?;
+    let rounds = crate::probe::Rounds {
+        quiet: tokio::time::Instant::now(),
+        settle: Duration::from_millis(sc.settle_ms),
+    };
+    world.probe(workload.keys(), rec, rounds).await?;
     Ok(rec.clone())
 }
 

@@ -1,6 +1,9 @@
-//! End-of-run probes, the same in both worlds: after every fault has healed and the run has
-//! settled, read every tier for every key straight from the servers (no fill, no lease), and
-//! record what each holds.
+//! End-of-run probes, the same in both worlds: once every fault has healed and every client is
+//! done (the quiet point), read every tier for every key straight from the servers (no fill, no
+//! lease), and record what each holds. [`probe_rounds`] reads them [`PROBE_ROUNDS`] times, the
+//! last at the settle's end: the convergence checker judges a tier by what it held from `settle`
+//! after the quiet point on (T, the header's `converge_within_ns`), and the earlier rounds show
+//! how long it stayed diverged before.
 //!
 //! A key of a grouped namespace is held under its group's generation (`key#gN`, on the group's
 //! memcached node): both tiers are probed under the generation a reader would take, as the read
@@ -33,6 +36,48 @@ fn generation(name: &str, raw: Option<Vec<u8>>) -> Option<u64> {
     }
 }
 
+/// How many times the probes read every tier after the quiet point: evenly spaced over the
+/// settle, the last at its end. More rounds tell how long a tier stayed diverged more finely,
+/// at one read of every tier per key each.
+pub const PROBE_ROUNDS: u32 = 4;
+
+/// When the probes run: the quiet point (every client done, the plan's last heal) and the
+/// settle after it, T.
+#[derive(Debug, Clone, Copy)]
+pub struct Rounds {
+    pub quiet: tokio::time::Instant,
+    pub settle: std::time::Duration,
+}
+
+/// [`probe_all`] once every `settle / PROBE_ROUNDS` from the quiet point, the last round at
+/// `quiet + settle` (or, where a round overran it, right after): the last round always reads
+/// the tiers at or after T. A round that overruns the next one's time delays it; none is
+/// skipped but the last is never later than needed.
+pub async fn probe_rounds<R, M, S, St>(
+    cache: &CacheAside<R, M, S, St>,
+    keys: &[String],
+    rec: &Recorder,
+    rounds: Rounds,
+) where
+    R: RedisLike,
+    M: MemcachedLike,
+    S: Store,
+    St: Strategy,
+{
+    let end = rounds.quiet + rounds.settle;
+    let every = rounds.settle / PROBE_ROUNDS;
+    let mut next = rounds.quiet + every;
+    loop {
+        tokio::time::sleep_until(next).await;
+        probe_all(cache, keys, rec).await;
+        if next >= end {
+            return;
+        }
+        next = (next + every).max(tokio::time::Instant::now()).min(end);
+    }
+}
+
+/// Reads every tier once for each of `keys`, into `rec`.
 pub async fn probe_all<R, M, S, St>(
     cache: &CacheAside<R, M, S, St>,
     keys: &[String],
@@ -101,13 +146,10 @@ mod tests {
             .collect()
     }
 
-    /// Writes and reads `listings:v1:r/rust:hot` around a bump of its group, then probes it:
-    /// the versions each tier holds for it, and the version written last.
-    /// `l1_loses_generation`: L1 no longer holds the group's generation key when probed.
-    async fn probe_listing(
-        grouped: &[&str],
-        l1_loses_generation: bool,
-    ) -> (Vec<(String, Option<u64>)>, u64) {
+    type MemCache = CacheAside<MemRedis, MemMemcached, MemStore, Builtin>;
+
+    /// A `versioned` cache over in-memory tiers, `grouped` namespaces grouped.
+    fn mem_cache(grouped: &[&str]) -> MemCache {
         let cfg = CacheConfig {
             grouped_namespaces: grouped.iter().map(|s| s.to_string()).collect(),
             ..CacheConfig::default()
@@ -118,14 +160,37 @@ mod tests {
         let nodes = names.iter().map(|_| MemMemcached::default()).collect();
         let pool = Pool::new(Ring::new(&names).unwrap(), nodes, &cfg);
         let store = MemStore::default();
-        let cache = CacheAside::new(
+        CacheAside::new(
             MemRedis::default(),
             pool,
             store,
             Builtin::Versioned,
             cfg,
             "app-1",
-        );
+        )
+    }
+
+    /// The history `rec` recorded.
+    fn finish(rec: &Recorder) -> Vec<u8> {
+        rec.finish(&Header {
+            format: FORMAT,
+            world: "test".into(),
+            scenario: "probe".into(),
+            strategy: "versioned".into(),
+            seed: 0,
+            commit: "test".into(),
+            config: invariants::Bounds::default().to_config(),
+        })
+    }
+
+    /// Writes and reads `listings:v1:r/rust:hot` around a bump of its group, then probes it:
+    /// the versions each tier holds for it, and the version written last.
+    /// `l1_loses_generation`: L1 no longer holds the group's generation key when probed.
+    async fn probe_listing(
+        grouped: &[&str],
+        l1_loses_generation: bool,
+    ) -> (Vec<(String, Option<u64>)>, u64) {
+        let cache = mem_cache(grouped);
         let k = Key::new("listings", 1, "r/rust:hot").unwrap();
         cache.write(&k, b"one").await.unwrap();
         cache.get(&k).await.unwrap();
@@ -142,16 +207,7 @@ mod tests {
 
         let rec = Recorder::start();
         probe_all(&cache, &[k.as_str().to_string()], &rec).await;
-        let history = rec.finish(&Header {
-            format: FORMAT,
-            world: "test".into(),
-            scenario: "probe".into(),
-            strategy: "versioned".into(),
-            seed: 0,
-            commit: "test".into(),
-            config: invariants::Bounds::default().to_config(),
-        });
-        (probed(&history, k.as_str()), written)
+        (probed(&finish(&rec), k.as_str()), written)
     }
 
     /// Before the probe followed generations it read `listings:v1:r/rust:hot` itself, which no
@@ -178,5 +234,38 @@ mod tests {
         let (probed, written) = probe_listing(&[], false).await;
         let want = |tier: &str| (tier.to_string(), Some(written));
         assert_eq!(probed, vec![want("l1"), want("l2"), want("db")]);
+    }
+
+    /// The rounds: [`PROBE_ROUNDS`] reads of every tier, none before its share of the settle,
+    /// the last at or after the settle's end (T, what the checker judges from). Real time,
+    /// lower bounds only: a slow machine makes rounds late, never early.
+    #[tokio::test]
+    async fn the_rounds_read_every_tier_each_time_the_last_at_or_after_the_settles_end() {
+        let cache = mem_cache(&[]);
+        let k = Key::new("posts", 1, "7").unwrap();
+        cache.write(&k, b"one").await.unwrap();
+        let rec = Recorder::start();
+        let settle = std::time::Duration::from_millis(80);
+        let rounds = Rounds {
+            quiet: rec.origin(),
+            settle,
+        };
+        probe_rounds(&cache, &[k.as_str().to_string()], &rec, rounds).await;
+        let history = finish(&rec);
+        let at: Vec<u64> = (String::from_utf8_lossy(&history).lines())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "probe")
+            .map(|v| v["at_ns"].as_u64().unwrap())
+            .collect();
+        assert_eq!(at.len(), 3 * PROBE_ROUNDS as usize, "{at:?}");
+        let settle_ns = settle.as_nanos() as u64;
+        for (round, probes) in at.chunks(3).enumerate() {
+            let due = settle_ns * (round as u64 + 1) / u64::from(PROBE_ROUNDS);
+            assert!(
+                probes.iter().all(|&t| t >= due),
+                "round {round}: {probes:?}"
+            );
+        }
+        assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
     }
 }

@@ -236,14 +236,16 @@ impl Scenario {
     /// The scenario as a strategy that promises a staleness bound (Δ, `durable`) is judged: by
     /// exactly that bound, whatever the scenario's own. A strategy without one keeps the
     /// scenario's. Reads served from an app's L0 may be `l0_ttl_ms` staler, as the library
-    /// states (a row there outlives another node's write until it expires). Judging twice is
-    /// judging once: a replay judges the bounds its header recorded.
+    /// states (a row there outlives another node's write until it expires). Every tier must have
+    /// converged by the end of the settle (`converge_within_ns`, T: the probes' last round).
+    /// Judging twice is judging once: a replay judges the bounds its header recorded.
     pub fn judged_by(&self, staleness_bound_ms: Option<u64>) -> Scenario {
         let mut sc = self.clone();
         if let Some(ms) = staleness_bound_ms {
             sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
         }
         sc.bounds.l0_ttl_ns = self.l0_ttl_ms.saturating_mul(1_000_000);
+        sc.bounds.converge_within_ns = Some(self.settle_ms.saturating_mul(1_000_000));
         sc
     }
 

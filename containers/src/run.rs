@@ -26,7 +26,7 @@ use aside::{Builtin, Strategy};
 use chaos::client::Clients;
 use chaos::drive::{app_node, drive, World};
 use chaos::fault::{Kind, Side, Target};
-use chaos::probe::probe_all;
+use chaos::probe::{probe_rounds, Rounds};
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
 
@@ -312,8 +312,13 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
         DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, rings, plan)
     }
 
-    async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String> {
-        probe_all(self.probe, keys, rec).await;
+    async fn probe(
+        &mut self,
+        keys: &[String],
+        rec: &Arc<Recorder>,
+        rounds: Rounds,
+    ) -> Result<(), String> {
+        probe_rounds(self.probe, keys, rec, rounds).await;
         Ok(())
     }
 }

@@ -53,6 +53,11 @@ pub struct Bounds {
     pub read_latency_p99_ns_max: Option<u64>,
     /// Invariant 8: the steady phase starts here (reads during faults are never steady). Default 0.
     pub warmup_ns: u64,
+    /// Invariant 3: T, how long after the quiet point (the last op's end or the last heal,
+    /// whichever is later) every cache tier must hold nothing or the database's version of
+    /// every key. Probes from then on are judged; earlier ones only tell how long a tier stayed
+    /// diverged. No default: then each tier's last probe is judged, whenever it was taken.
+    pub converge_within_ns: Option<u64>,
 }
 
 impl Default for Bounds {
@@ -74,6 +79,7 @@ impl Default for Bounds {
             read_duration_max_ns: None,
             read_latency_p99_ns_max: None,
             warmup_ns: 0,
+            converge_within_ns: None,
         }
     }
 }
@@ -96,6 +102,7 @@ pub const NAMES: &[&str] = &[
     "read_duration_max_ns",
     "read_latency_p99_ns_max",
     "warmup_ns",
+    "converge_within_ns",
 ];
 
 impl Bounds {
@@ -134,6 +141,7 @@ impl Bounds {
                 "read_duration_max_ns" => opt(self.read_duration_max_ns),
                 "read_latency_p99_ns_max" => opt(self.read_latency_p99_ns_max),
                 "warmup_ns" => Value::from(self.warmup_ns),
+                "converge_within_ns" => opt(self.converge_within_ns),
                 other => unreachable!("bound {other} has no field"),
             };
             m.insert((*name).to_string(), v);
@@ -191,6 +199,7 @@ impl Bounds {
             "read_duration_max_ns" => self.read_duration_max_ns = opt(&int)?,
             "read_latency_p99_ns_max" => self.read_latency_p99_ns_max = opt(&int)?,
             "warmup_ns" => self.warmup_ns = int()?,
+            "converge_within_ns" => self.converge_within_ns = opt(&int)?,
             _ => {
                 return Err(Problem::BadConfig {
                     key: name.to_string(),

@@ -113,8 +113,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         )),
     ];
     let goals_required = coverage::required(&idx.header.config).map_err(at_header)?;
-    let whole_index: [fn(&Index) -> Verdict; 3] =
-        [convergence::check, lost_writes::check, fault_effect::check];
+    let whole_index: [fn(&Index) -> Verdict; 2] = [lost_writes::check, fault_effect::check];
     reads
         .for_each(|r| {
             for c in checkers.iter_mut() {
@@ -131,6 +130,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
         );
     }
     verdicts.extend(whole_index.iter().map(|check| check(&idx)));
+    verdicts.push(convergence::check(&idx, bounds.converge_within_ns));
     verdicts.push(coverage::check(&idx, &goals_required));
     verdicts.sort_by_key(|v| v.invariant);
     debug_assert!(verdicts.iter().map(|v| v.invariant).eq(Invariant::ALL));

@@ -21,7 +21,7 @@ use crate::cluster::{Cluster, Node};
 use crate::nemesis::SimNemesis;
 use crate::net::ip;
 use chaos::client::Clients;
-use chaos::probe::probe_all;
+use chaos::probe::{probe_rounds, Rounds};
 
 /// What a run produced.
 pub struct RunOutput {
@@ -159,8 +159,13 @@ where
         ))
     }
 
-    async fn probe(&mut self, keys: &[String], rec: &Arc<Recorder>) -> Result<(), String> {
-        // Through a cache of its own, on a node of its own, after the final heal.
+    async fn probe(
+        &mut self,
+        keys: &[String],
+        rec: &Arc<Recorder>,
+        rounds: Rounds,
+    ) -> Result<(), String> {
+        // Through a cache of its own, on a node of its own, from the quiet point on.
         let prober = self
             .handle
             .create_node()
@@ -191,7 +196,7 @@ where
                 for s in 0..cache.l1_shards().len() {
                     cache.l1_shards().server(s).resolve().await;
                 }
-                probe_all(&cache, &keys, &rec).await;
+                probe_rounds(&cache, &keys, &rec, rounds).await;
             })
             .await;
         Ok(())
