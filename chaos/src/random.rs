@@ -86,11 +86,14 @@ pub fn fault() -> BoxedStrategy<Fault> {
     fault_of(&crate::fault::KINDS, &Strength::default())
 }
 
-/// The parts of the cluster a fault acts on: its target's, and a partition's peers'.
+/// The parts of the cluster a fault acts on: its target's, a partition's peers', and a shaped
+/// partition's nodes' (its target is the network's).
 fn parts(f: &Fault) -> Vec<String> {
     let mut p = vec![part(f.target)];
-    if let Kind::Partition { peers, .. } = f.kind {
-        p.push(part(peers));
+    match f.kind {
+        Kind::Partition { peers, .. } => p.push(part(peers)),
+        Kind::Shaped { nodes, .. } => p.extend(nodes.map(|t| part(Side::One(t)))),
+        _ => {}
     }
     p
 }
@@ -195,7 +198,8 @@ mod tests {
 
     /// The `random` scenario's plans are those of every earlier commit (its seeds in seed logs,
     /// results tables and the nightly's known failures name them): seeds 0-2999 hash to what
-    /// they did before its kinds could be chosen (FNV-1a 64 over each plan's JSON).
+    /// they did (FNV-1a 64 over each plan's JSON). They last changed when a partition could be
+    /// drawn as a shape (a bridge, a majorities ring): seeds named before then draw other plans.
     #[test]
     fn the_random_scenarios_plans_are_unchanged() {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -207,7 +211,7 @@ mod tests {
         assert_eq!(h, PLANS_HASH, "{h:#x}");
     }
 
-    const PLANS_HASH: u64 = 0x9d66_6747_a6e6_9cdd;
+    const PLANS_HASH: u64 = 0x4994_1dd3_0f7c_cff1;
 
     #[test]
     fn the_catalog_is_covered() {
@@ -216,6 +220,25 @@ mod tests {
             .map(|s| s.fault.kind.name())
             .collect();
         assert_eq!(kinds.len(), crate::fault::KINDS.len(), "{kinds:?}");
+    }
+
+    /// Both partition shapes are drawn (one partition in five or six is shaped), over the quorum
+    /// in more than one order.
+    #[test]
+    fn random_plans_draw_both_partition_shapes() {
+        use crate::fault::shape::Shape;
+        let shaped: Vec<(Shape, String)> = (1..=400)
+            .flat_map(|seed| plan_for_seed(seed).steps)
+            .filter_map(|s| match s.fault.kind {
+                Kind::Shaped { shape, nodes } => Some((shape, format!("{nodes:?}"))),
+                _ => None,
+            })
+            .collect();
+        for shape in [Shape::Bridge, Shape::MajoritiesRing] {
+            assert!(shaped.iter().any(|s| s.0 == shape), "{shape:?}: {shaped:?}");
+        }
+        let orders: std::collections::BTreeSet<&String> = shaped.iter().map(|s| &s.1).collect();
+        assert!(orders.len() > 10, "{shaped:?}");
     }
 
     #[test]

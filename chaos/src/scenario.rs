@@ -325,16 +325,16 @@ impl Scenario {
         })?;
         for (i, step) in self.plan.steps.iter().enumerate() {
             let f = step.fault;
-            let mut sides = vec![f.target];
-            if let Kind::Partition { peers, .. } = f.kind {
-                sides.push(peers);
+            let mut sides = vec![("target", f.target)];
+            match f.kind {
+                Kind::Partition { peers, .. } => sides.push(("peers", peers)),
+                Kind::Shaped { nodes, .. } => sides.extend(nodes.map(|t| ("nodes", Side::One(t)))),
+                _ => {}
             }
-            for side in sides {
+            for (field, side) in sides {
                 if let Side::One(t) = side {
-                    self.check_target(t).map_err(|why| {
-                        let field = if side == f.target { "target" } else { "peers" };
-                        FieldError::new(format!("fault[{}].{field}", i + 1), why)
-                    })?;
+                    self.check_target(t)
+                        .map_err(|why| FieldError::new(format!("fault[{}].{field}", i + 1), why))?;
                 }
             }
         }

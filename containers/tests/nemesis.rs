@@ -12,6 +12,7 @@ use invariants::Invariant;
 
 use aside::tier::Store as _;
 use aside::{Builtin, CacheConfig, Key};
+use chaos::fault::shape::Shape;
 use chaos::fault::{Fault, Kind, Side, Target};
 use chaos::nemesis::run_plan;
 use chaos::plan::{Plan, Step};
@@ -25,6 +26,21 @@ fn step(at_ms: u64, for_ms: u64, kind: Kind, target: impl Into<Side>) -> Step {
         at_ms,
         for_ms,
         fault: Fault::new(kind, target),
+    }
+}
+
+/// A partition of the Redis quorum into `shape`: the master and sentinel-1 first, the replica
+/// fourth (a bridge cuts the master from the replica, a ring the master from sentinel-2).
+fn shaped(shape: Shape) -> Kind {
+    Kind::Shaped {
+        shape,
+        nodes: [
+            Target::RedisMaster(0),
+            Target::Sentinel(0),
+            Target::Sentinel(1),
+            Target::RedisReplica(0),
+            Target::Sentinel(2),
+        ],
     }
 }
 
@@ -85,6 +101,8 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
             Kind::MemoryLimit { kib: 2 },
             Target::Memcached(0),
         ),
+        step(18_500, 800, shaped(Shape::Bridge), Side::Network),
+        step(20_000, 800, shaped(Shape::MajoritiesRing), Side::Network),
     ]);
 
     // Traffic, so that evictions and replication lag have something to show: writes through the
@@ -165,10 +183,11 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
             .iter()
             .filter(|l| l.contains(&format!("\"kind\":\"{kind}\"")))
             .count();
-        let want = if matches!(kind, "partition" | "ring" | "memory-limit") {
-            2
-        } else {
-            1
+        let want = match kind {
+            // Two of one side from another, a bridge and a majorities ring.
+            "partition" => 4,
+            "ring" | "memory-limit" => 2,
+            _ => 1,
         };
         assert_eq!(
             n,
@@ -216,7 +235,13 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         }
         assert!(ok.is_ok(), "{} ({addr}) after the heals: {ok:?}", t.name());
     }
-    for n in cluster.sentinels.iter().chain([&cluster.redis_master]) {
+    let replica = cluster.redis_replica.iter();
+    for n in cluster
+        .sentinels
+        .iter()
+        .chain([&cluster.redis_master])
+        .chain(replica)
+    {
         let rules = std::process::Command::new("docker")
             .args(["exec", "-u", "root", n.container.id(), "iptables", "-S"])
             .output()

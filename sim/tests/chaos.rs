@@ -268,15 +268,29 @@ fn every_fault_of_every_scenario_is_observed_taking_effect() {
     }
 }
 
-/// The random scenario's plans, over a fixed range of seeds: every fault of every kind is
-/// observed (a plan that drew a fault whose effect cannot show is the generator's bug).
+/// The random scenario's plans, over a fixed range of seeds and the first that draw each partition
+/// shape: every fault of every kind is observed (a plan that drew a fault whose effect cannot
+/// show is the generator's bug).
 #[test]
 fn every_fault_of_random_plans_is_observed_taking_effect() {
+    use chaos::fault::{shape::Shape, Kind};
     let sc = scenario::find("random").unwrap();
+    let shaped = |seed: &u64, shape: Shape| {
+        (sc.for_seed(*seed).plan.steps.iter())
+            .any(|s| matches!(s.fault.kind, Kind::Shaped { shape: x, .. } if x == shape))
+    };
+    // Partition shapes are rarer than kinds: the first seed past 40 that draws each, too.
+    let extra = [Shape::Bridge, Shape::MajoritiesRing]
+        .map(|shape| (41..).find(|seed| shaped(seed, shape)).expect("drawn"));
     let mut kinds = std::collections::BTreeSet::new();
-    for seed in 1..=40 {
+    let mut shapes = std::collections::BTreeSet::new();
+    for seed in (1..=40).chain(extra) {
         let plan = sc.for_seed(seed).plan;
         kinds.extend(plan.steps.iter().map(|s| s.fault.kind.name()));
+        shapes.extend(plan.steps.iter().filter_map(|s| match s.fault.kind {
+            Kind::Shaped { shape, .. } => Some(shape.name()),
+            _ => None,
+        }));
         let r = run_one(&sc, Builtin::Versioned, seed);
         let v = r.report.verdict(Invariant::FaultEffect).unwrap();
         assert!(!v.fails(), "random seed {seed}: {}", v.summary);
@@ -288,5 +302,10 @@ fn every_fault_of_random_plans_is_observed_taking_effect() {
         kinds.len(),
         chaos::fault::KINDS.len(),
         "seeds 1-40 draw every kind: {kinds:?}"
+    );
+    assert_eq!(
+        shapes.len(),
+        2,
+        "seeds {extra:?} draw both shapes: {shapes:?}"
     );
 }

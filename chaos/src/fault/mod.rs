@@ -22,6 +22,7 @@ pub mod partition;
 pub mod pause;
 pub mod replica_lag;
 pub mod ring;
+pub mod shape;
 pub mod slow_queries;
 
 use effect::Effect;
@@ -187,6 +188,12 @@ pub enum Kind {
     /// `one_way` only the peers' messages to the target (requests arrive, replies are lost: a
     /// write commits but its caller times out). The heal repairs the links.
     Partition { peers: Side, one_way: bool },
+    /// A `partition` of five nodes into a [`shape::Shape`] (a bridge, a majorities ring) no cut
+    /// of one side from another makes; the heal repairs every link.
+    Shaped {
+        shape: shape::Shape,
+        nodes: [Target; shape::NODES],
+    },
     /// Every message takes `one_way_ms` longer (a congested switch, a cross-zone detour); the heal
     /// restores the network's own latency.
     Latency { one_way_ms: u32 },
@@ -229,7 +236,7 @@ impl Kind {
         match self {
             Kind::Kill => kill::NAME,
             Kind::Pause => pause::NAME,
-            Kind::Partition { .. } => partition::NAME,
+            Kind::Partition { .. } | Kind::Shaped { .. } => partition::NAME,
             Kind::Latency { .. } => latency::NAME,
             Kind::Loss { .. } => loss::NAME,
             Kind::Flush => flush::NAME,
@@ -245,6 +252,7 @@ impl Kind {
         match *self {
             Kind::Kill | Kind::Pause | Kind::Flush => Vec::new(),
             Kind::Partition { peers, one_way } => partition::fields(peers, one_way),
+            Kind::Shaped { shape, nodes } => shape::fields(shape, &nodes),
             Kind::Latency { one_way_ms } => latency::fields(one_way_ms),
             Kind::Loss { per_mille } => loss::fields(per_mille),
             Kind::MemoryLimit { kib } => memory_limit::fields(kib),
@@ -276,6 +284,7 @@ impl Kind {
             Kind::Kill
             | Kind::Pause
             | Kind::Partition { .. }
+            | Kind::Shaped { .. }
             | Kind::Latency { .. }
             | Kind::Loss { .. } => return None,
         })
@@ -368,6 +377,9 @@ impl Fault {
         if let Kind::Ring { join } = kind {
             ring::check_target(target, join)?;
         }
+        if let Kind::Shaped { .. } = kind {
+            shape::check_target(target)?;
+        }
         Ok(Fault { kind, target })
     }
 
@@ -377,6 +389,7 @@ impl Fault {
             Kind::Kill => kill::begin(h, self).await,
             Kind::Pause => pause::begin(h, self).await,
             Kind::Partition { peers, one_way } => partition::begin(h, self, peers, one_way).await,
+            Kind::Shaped { shape, nodes } => shape::begin(h, shape, &nodes).await,
             Kind::Latency { one_way_ms } => latency::begin(h, one_way_ms).await,
             Kind::Loss { per_mille } => loss::begin(h, self, per_mille).await,
             Kind::Flush => flush::begin(h, self).await,
@@ -393,6 +406,7 @@ impl Fault {
             Kind::Kill => kill::heal(h, self).await,
             Kind::Pause => pause::heal(h, self).await,
             Kind::Partition { peers, one_way } => partition::heal(h, self, peers, one_way).await,
+            Kind::Shaped { shape, nodes } => shape::heal(h, shape, &nodes).await,
             Kind::Latency { .. } => latency::heal(h).await,
             Kind::Loss { .. } => loss::heal(h, self).await,
             Kind::Flush => flush::heal(h, self).await,
@@ -409,6 +423,7 @@ impl Fault {
             Kind::Kill => kill::observe(h, self).await,
             Kind::Pause => pause::observe(h, self).await,
             Kind::Partition { peers, .. } => partition::observe(h, self, peers).await,
+            Kind::Shaped { shape, nodes } => shape::observe(h, shape, &nodes).await,
             Kind::Latency { one_way_ms } => latency::observe(h, one_way_ms).await,
             Kind::Loss { .. } => loss::observe(h).await,
             Kind::Flush => flush::observe(h, self).await,
@@ -429,6 +444,12 @@ impl fmt::Display for Fault {
                 self.target.name(),
                 if one_way { "<-x-" } else { "<-x->" },
                 peers.name()
+            ),
+            Kind::Shaped { shape, nodes } => write!(
+                f,
+                "partition {}: {}",
+                shape.name(),
+                nodes.map(|t| t.name()).join(" ")
             ),
             Kind::Ring { join } => write!(
                 f,

@@ -306,3 +306,25 @@ fn the_docs_example_is_the_example_file_and_parses() {
     assert_eq!(sc.promises.len(), 3);
     assert_eq!(sc.arg(), path);
 }
+
+#[test]
+fn the_docs_partition_shape_parses_as_a_bridge_of_the_quorum() {
+    use crate::fault::{shape::Shape, Kind, Target};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let doc = std::fs::read_to_string(format!("{root}/docs/scenarios.md")).unwrap();
+    let at = doc
+        .find("shape = \"bridge\"")
+        .expect("docs/scenarios.md shows a shape");
+    let start = doc[..at].rfind("```toml\n").unwrap() + "```toml\n".len();
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let text = format!("name = \"bridge\"\nabout = \"the docs' bridge\"\n{block}");
+    let sc = parse("docs/scenarios.md", &text).unwrap();
+    let Kind::Shaped { shape, nodes } = sc.plan.steps[0].fault.kind else {
+        panic!("{:?}", sc.plan)
+    };
+    assert_eq!(shape, Shape::Bridge);
+    assert_eq!(nodes[2], Target::Sentinel(1), "sentinel-2 is the bridge");
+    let beyond = text.replace("sentinel-3", "sentinel-4");
+    let e = parse("docs/scenarios.md", &beyond).unwrap_err().to_string();
+    assert!(e.contains("fault[1].nodes"), "{e}");
+}
