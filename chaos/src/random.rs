@@ -222,8 +222,9 @@ mod tests {
         assert_eq!(kinds.len(), crate::fault::KINDS.len(), "{kinds:?}");
     }
 
-    /// Both partition shapes are drawn (one partition in five or six is shaped), over the quorum
-    /// in more than one order.
+    /// Both partition shapes are drawn (one partition in four is drawn shaped; fewer are kept,
+    /// since a shape touches more of the cluster than most cuts), over the quorum in more than
+    /// one order.
     #[test]
     fn random_plans_draw_both_partition_shapes() {
         use crate::fault::shape::Shape;

@@ -237,7 +237,8 @@ impl Scenario {
     /// exactly that bound, whatever the scenario's own. A strategy without one keeps the
     /// scenario's. Reads served from an app's L0 may be `l0_ttl_ms` staler, as the library
     /// states (a row there outlives another node's write until it expires). Every tier must have
-    /// converged by the end of the settle (`converge_within_ns`, T: the probes' last round).
+    /// converged by the end of the settle (`converge_within_ns`, T: the probes' last round), or
+    /// by the scenario's own shorter T.
     /// Judging twice is judging once: a replay judges the bounds its header recorded.
     pub fn judged_by(&self, staleness_bound_ms: Option<u64>) -> Scenario {
         let mut sc = self.clone();
@@ -245,7 +246,9 @@ impl Scenario {
             sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
         }
         sc.bounds.l0_ttl_ns = self.l0_ttl_ms.saturating_mul(1_000_000);
-        sc.bounds.converge_within_ns = Some(self.settle_ms.saturating_mul(1_000_000));
+        // A scenario's own T may be shorter than its settle (validation refuses a longer one).
+        sc.bounds.converge_within_ns =
+            (self.bounds.converge_within_ns).or(Some(self.settle_ms.saturating_mul(1_000_000)));
         sc
     }
 
@@ -323,6 +326,17 @@ impl Scenario {
             ),
             other => FieldError::new("workload", other.to_string()),
         })?;
+        if let Some(t_ns) = self.bounds.converge_within_ns {
+            if t_ns > self.settle_ms.saturating_mul(1_000_000) {
+                return Err(FieldError::new(
+                    "bounds.converge_within_ns",
+                    format!(
+                        "is longer than the settle ({} ms): the probes' last round is at its end, so nothing would be probed at T; raise workload.settle_ms",
+                        self.settle_ms
+                    ),
+                ));
+            }
+        }
         for (i, step) in self.plan.steps.iter().enumerate() {
             let f = step.fault;
             let mut sides = vec![("target", f.target)];
@@ -349,6 +363,8 @@ impl Scenario {
         let used = self.plan.steps.iter().any(|step| {
             names_spare(step.fault.target)
                 || matches!(step.fault.kind, Kind::Partition { peers, .. } if names_spare(peers))
+                || matches!(step.fault.kind, Kind::Shaped { nodes, .. }
+                    if nodes.iter().any(|t| names_spare(Side::One(*t))))
         });
         if used {
             MEMCACHED_SPARES

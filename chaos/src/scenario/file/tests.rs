@@ -328,3 +328,26 @@ fn the_docs_partition_shape_parses_as_a_bridge_of_the_quorum() {
     let e = parse("docs/scenarios.md", &beyond).unwrap_err().to_string();
     assert!(e.contains("fault[1].nodes"), "{e}");
 }
+
+#[test]
+fn a_scenarios_own_t_is_kept_when_within_the_settle_and_refused_past_it() {
+    let text = |t_ns: u64| {
+        format!("name = \"t\"\nabout = \"own T\"\n[bounds]\nconverge_within_ns = {t_ns}\n")
+    };
+    let sc = parse("t.toml", &text(500_000_000)).unwrap();
+    let judged = sc.judged_by(None);
+    assert_eq!(judged.bounds.converge_within_ns, Some(500_000_000));
+    assert_eq!(judged.judged_by(None).bounds, judged.bounds);
+    let e = parse("t.toml", &text(2_000_000_000))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bounds.converge_within_ns") && e.contains("settle_ms"),
+        "{e}"
+    );
+    let plain = parse("t.toml", "name = \"t\"\nabout = \"default T\"\n").unwrap();
+    assert_eq!(
+        plain.judged_by(None).bounds.converge_within_ns,
+        Some(plain.settle_ms * 1_000_000)
+    );
+}
