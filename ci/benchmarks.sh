@@ -20,10 +20,11 @@ if [ "${1:-}" = --quick ]; then
 fi
 sim_seeds=20
 explore_runs=1000
-# The report bench's smoke run reuses the test command's debug build of aside (a release build
-# of the whole command costs about four minutes there); its figures are the full run's.
-report_profile=()
-[ ${#quick[@]} -eq 0 ] || { sim_seeds=5; explore_runs=48; report_profile=(--profile dev); }
+# The smoke runs of the benches reuse the test command's debug build (release builds of the
+# tiers' and the report's dependencies cost minutes there, and a smoke run's figures are not
+# read); the full run's are release builds.
+profile=()
+[ ${#quick[@]} -eq 0 ] || { sim_seeds=5; explore_runs=48; profile=(--profile dev); }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,9 +45,9 @@ run() { # NAME COMMAND...: the command's stdout, or the reason it could not run
     fi
 }
 
-run checkers cargo bench -q --locked -p invariants --bench staleness -- "${quick[@]}"
-run tiers cargo bench -q --locked -p containers --bench tiers -- "${quick[@]}"
-run report cargo bench -q --locked "${report_profile[@]}" -p aside-cli --bench report -- "${quick[@]}"
+run checkers cargo bench -q --locked "${profile[@]}" -p invariants --bench staleness -- "${quick[@]}"
+run tiers cargo bench -q --locked "${profile[@]}" -p containers --bench tiers -- "${quick[@]}"
+run report cargo bench -q --locked "${profile[@]}" -p aside-cli --bench report -- "${quick[@]}"
 run simulator cargo sim bench --seeds "$sim_seeds" --explore-runs "$explore_runs"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)
