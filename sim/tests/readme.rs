@@ -91,7 +91,7 @@ fn main_job_seeds() -> Result<(), String> {
 
 fn durable_seeds() -> Result<(), String> {
     // Seeds 1-20 run in table.rs; the test command runs the rest.
-    let rest = "cargo sim matrix --strategy durable --first-seed 21 --seeds 180";
+    let rest = "cargo sim matrix --strategy durable --first-seed 21 --seeds 80";
     main_job_seeds()?;
     if doc("ci/test.sh").contains(rest) {
         Ok(())
@@ -172,7 +172,7 @@ const CLAIMS: &[Claim] = &[
         check: exit_codes,
     },
     Claim {
-        says: "over seeds 1-200",
+        says: "over seeds 1-100",
         check: durable_seeds,
     },
     Claim {
