@@ -45,7 +45,8 @@ impl Default for Strength {
 /// ([`crate::fault::kill::draw`], ...), in [`crate::fault::KINDS`]' order.
 fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>)> {
     use crate::fault::{
-        flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, ring, slow_queries,
+        flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, reset, ring,
+        slow_queries,
     };
     vec![
         (kill::NAME, 3, kill::draw().boxed()),
@@ -66,6 +67,7 @@ fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>
         (replica_lag::NAME, 1, replica_lag::draw().boxed()),
         (slow_queries::NAME, 1, slow_queries::draw().boxed()),
         (ring::NAME, 1, ring::draw().boxed()),
+        (reset::NAME, 1, reset::draw().boxed()),
     ]
 }
 
@@ -99,15 +101,16 @@ fn parts(f: &Fault) -> Vec<String> {
 }
 
 /// Could two faults hide each other's effect? When they act on a common part (all of memcached
-/// overlaps each of its nodes); when one is the network's (its probes would cross a killed or
-/// paused server and count its silence as loss or latency) and the other kills or pauses; or
+/// overlaps each of its nodes); when one is the network's (its probes would cross a killed,
+/// paused or resetting server and count its silence or its reset as loss or latency) and the
+/// other kills, pauses or resets; or
 /// when one is the network's and the other is a memory limit, whose evictions need the fills a
 /// slow or lossy network keeps from Redis (L1's circuit opens: random seed 147 of its time, a 48 ms spike
 /// over a 2 KiB limit that evicted nothing), or a ring change, seen from reads and counters a
 /// lossy network keeps from the nemesis (random seed 97 of its time: a 440 ms join under 4.8 % loss, its
 /// looks waiting out lost requests).
 fn touches(f: &Fault, other: &Fault) -> bool {
-    let stops = |x: &Fault| matches!(x.kind, Kind::Kill | Kind::Pause);
+    let stops = |x: &Fault| matches!(x.kind, Kind::Kill | Kind::Pause | Kind::Reset);
     let needs_traffic = |x: &Fault| matches!(x.kind, Kind::MemoryLimit { .. } | Kind::Ring { .. });
     let network = |x: &Fault| x.target == Side::Network;
     let hides = |x: &Fault| stops(x) || needs_traffic(x);
@@ -198,8 +201,9 @@ mod tests {
 
     /// The `random` scenario's plans are those of every earlier commit (its seeds in seed logs,
     /// results tables and the nightly's known failures name them): seeds 0-2999 hash to what
-    /// they did (FNV-1a 64 over each plan's JSON). They last changed when a partition could be
-    /// drawn as a shape (a bridge, a majorities ring): seeds named before then draw other plans.
+    /// they did (FNV-1a 64 over each plan's JSON). They last changed when the `reset` kind
+    /// joined the catalog (before, when a partition could be drawn as a shape): seeds named
+    /// before then draw other plans.
     #[test]
     fn the_random_scenarios_plans_are_unchanged() {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -211,7 +215,7 @@ mod tests {
         assert_eq!(h, PLANS_HASH, "{h:#x}");
     }
 
-    const PLANS_HASH: u64 = 0x4994_1dd3_0f7c_cff1;
+    const PLANS_HASH: u64 = 0x4bd7_43e0_bd7a_d03f;
 
     #[test]
     fn the_catalog_is_covered() {

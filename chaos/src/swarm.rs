@@ -121,13 +121,13 @@ fn workload() -> impl Strategy<Value = WorkloadSpec> {
 }
 
 /// Keys a family with memory limits on has at least: fewer fit in the limits' few KiB, and a
-/// limit that evicts nothing is a fault never observed taking effect (swarm seed 159: 25 keys
-/// over two Redis pairs under 3 KiB).
+/// limit that evicts nothing is a fault never observed taking effect (swarm seed 159 of its
+/// time, before the `reset` kind redrew every family: 25 keys over two Redis pairs under 3 KiB).
 pub const MEMORY_LIMIT_KEYS_MIN: u64 = 60;
 
 /// The write ratio a family with memory limits or replica lag on has at least, the `random`
 /// scenario's: a limit is seen evicting the fills that writes cause, lag in a write the replica
-/// has not replayed (swarm seeds 386 and 485, at 1 % writes, saw neither).
+/// has not replayed (swarm seeds 386 and 485 of their time, at 1 % writes, saw neither).
 pub const TRAFFIC_WRITE_RATIO_MIN: f64 = 0.05;
 
 /// The family `family` draws.

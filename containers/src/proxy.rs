@@ -22,9 +22,17 @@
 //! replies only: each reply of that PostgreSQL server reaches the app nodes `reply_ms` later,
 //! so every query they send takes that much longer, and replication is untouched (as in the
 //! simulator, which slows the app nodes' queries and not the replica's log reads).
+//!
+//! A reset fault sets a flag of one proxy's own, read per chunk of the server's replies: while it
+//! is on, the proxy resets the client's connection (`SO_LINGER` 0, then close: an RST, no FIN)
+//! instead of delivering the reply, so the command ran and its client sees ECONNRESET
+//! (Toxiproxy's `reset_peer`). Connections opened while it is on are accepted and reset at their
+//! first reply, which for PostgreSQL and Redis is the handshake's: a client that reconnects
+//! during the fault runs no command until the heal (the simulator's servers, which have no
+//! handshake, run each request before they reset it).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +56,8 @@ struct Proxy {
     upstream: SocketAddr,
     /// What this server's replies wait on top of `one_way_ms` (a slow-queries fault), in ms.
     reply_ms: Arc<AtomicU32>,
+    /// Whether a reply resets its client's connection instead (a reset fault).
+    reset: Arc<AtomicBool>,
 }
 
 /// The proxies of one run; dropping them stops every proxy and closes every connection.
@@ -76,12 +86,14 @@ impl Proxies {
                 .local_addr()
                 .map_err(|e| Error::Docker(format!("the {name} proxy's address: {e}")))?;
             let reply_ms = Arc::new(AtomicU32::new(0));
+            let reset = Arc::new(AtomicBool::new(false));
             tokio::spawn(accept(
                 listener,
                 *upstream,
                 Delays {
                     one_way_ms: one_way_ms.clone(),
                     reply_ms: reply_ms.clone(),
+                    reset: reset.clone(),
                 },
                 stop.subscribe(),
             ));
@@ -90,6 +102,7 @@ impl Proxies {
                 listen,
                 upstream: *upstream,
                 reply_ms,
+                reset,
             });
         }
         Ok(Proxies {
@@ -147,22 +160,33 @@ impl Proxies {
     /// Holds every reply of the server at `upstream` `reply_ms` longer (`None`: no longer), on
     /// every connection, open or new, from the next chunk read on.
     pub fn slow_replies(&self, upstream: SocketAddr, reply_ms: Option<u32>) -> Result<(), Error> {
-        let p = self
-            .proxies
-            .iter()
-            .find(|p| p.upstream == upstream)
-            .ok_or_else(|| Error::Docker(format!("no proxy in front of {upstream}")))?;
+        let p = self.of(upstream)?;
         p.reply_ms.store(reply_ms.unwrap_or(0), Ordering::SeqCst);
         Ok(())
+    }
+
+    /// With `on`, the next reply of the server at `upstream` on every connection, open or new,
+    /// resets that connection instead of reaching the client; without, replies go through.
+    pub fn reset_replies(&self, upstream: SocketAddr, on: bool) -> Result<(), Error> {
+        self.of(upstream)?.reset.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The proxy in front of `upstream`.
+    fn of(&self, upstream: SocketAddr) -> Result<&Proxy, Error> {
+        (self.proxies.iter())
+            .find(|p| p.upstream == upstream)
+            .ok_or_else(|| Error::Docker(format!("no proxy in front of {upstream}")))
     }
 }
 
 /// What one proxy's chunks wait: the network's latency both ways, and its server's replies
-/// their own.
+/// their own; and whether its server's replies reset their connections instead.
 #[derive(Clone)]
 struct Delays {
     one_way_ms: Arc<AtomicU32>,
     reply_ms: Arc<AtomicU32>,
+    reset: Arc<AtomicBool>,
 }
 
 impl Drop for Proxies {
@@ -206,26 +230,57 @@ async fn accept(
                 server_read,
                 client_write,
                 delays.one_way_ms,
-                Some(delays.reply_ms),
+                Some((delays.reply_ms, delays.reset)),
             );
+            tokio::pin!(up, down);
+            // Both directions to their ends; a reset ends the connection at once, and dropping
+            // the client's read half (in `up`) closes its socket with the RST.
+            let both = async {
+                tokio::select! {
+                    ended = &mut down => if ended == Ended::Closed { (&mut up).await; },
+                    _ = &mut up => { (&mut down).await; }
+                }
+            };
             let mut stop = stop;
             tokio::select! {
-                _ = async { tokio::join!(up, down) } => {}
+                _ = both => {}
                 _ = stop.wait_for(|stopped| *stopped) => {}
             }
         });
     }
 }
 
-/// One direction of a connection: every chunk read is written `one_way_ms` (plus `extra_ms`, for
-/// a server's replies; both as they were when the chunk was read) later, in order. An end of
-/// stream is passed on after the chunks before it; an error on either side ends this direction.
+/// How one direction of a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// An end of stream passed on, or an error on either side.
+    Closed,
+    /// A server's reply reset its client's connection (a reset fault): the caller must drop the
+    /// client's read half at once, which sends the RST.
+    Reset,
+}
+
+/// Resets the client's connection `to` writes to: `SO_LINGER` 0 and no FIN, so the socket's
+/// close, when its read half is dropped, sends an RST.
+fn abort(to: OwnedWriteHalf) {
+    if let Err(e) = to.as_ref().set_zero_linger() {
+        tracing::warn!("proxy reset: SO_LINGER 0: {e}");
+    }
+    to.forget();
+}
+
+/// One direction of a connection: every chunk read is written `one_way_ms` (plus, for a
+/// server's replies, `reply`'s extra milliseconds; both as they were when the chunk was read)
+/// later, in order. An end of stream is passed on after the chunks before it; an error on either
+/// side ends this direction. A server's reply due while `reply`'s reset flag is on resets the
+/// client's connection instead ([`Ended::Reset`]).
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     one_way_ms: Arc<AtomicU32>,
-    extra_ms: Option<Arc<AtomicU32>>,
-) {
+    reply: Option<(Arc<AtomicU32>, Arc<AtomicBool>)>,
+) -> Ended {
+    let (extra_ms, reset) = reply.unzip();
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let read = async move {
         let mut buf = vec![0u8; CHUNK];
@@ -252,11 +307,22 @@ async fn pump(
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
+            if reset.as_ref().is_some_and(|r| r.load(Ordering::SeqCst)) {
+                abort(to);
+                return Ended::Reset;
+            }
             if to.write_all(&chunk).await.is_err() {
-                return;
+                return Ended::Closed;
             }
         }
         let _ = to.shutdown().await;
+        Ended::Closed
     };
-    tokio::join!(read, write);
+    tokio::pin!(write);
+    // The write side may end first (a reset, a client gone): what is left to read is dropped.
+    tokio::select! {
+        biased;
+        ended = &mut write => ended,
+        () = read => write.await,
+    }
 }

@@ -183,8 +183,9 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
     None
 }
 
-/// Does `sc` (as run with its seed) cut or freeze one app node alone, delay the network or slow
-/// PostgreSQL's queries? Then its app nodes run in containers (delays: behind the proxies).
+/// Does `sc` (as run with its seed) cut or freeze one app node alone, delay the network, slow
+/// PostgreSQL's queries or reset a server's replies? Then its app nodes run in containers
+/// (delays and resets: behind the proxies).
 pub fn apps_in_containers(sc: &Scenario) -> bool {
     let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
     sc.draw != chaos::scenario::Draw::Fixed
@@ -196,9 +197,12 @@ pub fn apps_in_containers(sc: &Scenario) -> bool {
         })
 }
 
-/// Does `f` delay traffic (then the app nodes reach the servers through proxies)?
+/// Does `f` delay traffic or reset replies (then the app nodes reach the servers through proxies)?
 fn needs_proxies(f: &chaos::fault::Fault) -> bool {
-    matches!(f.kind, Kind::Latency { .. } | Kind::SlowQueries { .. })
+    matches!(
+        f.kind,
+        Kind::Latency { .. } | Kind::SlowQueries { .. } | Kind::Reset
+    )
 }
 
 /// What a run produced.

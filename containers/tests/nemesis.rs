@@ -440,3 +440,92 @@ async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
     assert!(redis_then < Duration::from_millis(150), "{redis_then:?}");
     assert!(pg_healed < Duration::from_millis(150), "{pg_healed:?}");
 }
+
+/// `reset` through the proxies: while it is on, a command sent on a connection opened before it
+/// runs (the key is set) and its client's connection is reset instead of answered, and so is a
+/// connection opened during it; after the heal a new connection is answered. Then the same
+/// fault run as a plan by the nemesis, with the proxies: its `observed` line names the reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_fault_runs_the_command_and_resets_its_connection_until_the_heal() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start(ClusterSpec::one_of_each())
+        .await
+        .expect("cluster");
+    let master: std::net::SocketAddr = cluster.redis_master.addr().parse().unwrap();
+    let proxies = containers::proxy::Proxies::start(
+        cluster.gateway().expect("gateway"),
+        &[("redis-master".to_string(), master)],
+    )
+    .await
+    .expect("proxies");
+    let (_, front) = proxies.front_of(master).expect("a proxy for the master");
+    /// Sends `cmd` on `conn` and reads its answer, as bytes or the error.
+    async fn say(conn: &mut tokio::net::TcpStream, cmd: &[u8]) -> std::io::Result<Vec<u8>> {
+        conn.write_all(cmd).await?;
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).await?;
+        Ok(buf[..n].to_vec())
+    }
+    let reset = |r: &std::io::Result<Vec<u8>>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    let mut open = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert_eq!(say(&mut open, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+
+    proxies.reset_replies(master, true).expect("reset on");
+    let set = say(&mut open, b"SET aside:nemesis:reset ran\r\n").await;
+    let mut during = tokio::net::TcpStream::connect(front).await.unwrap();
+    let ping = say(&mut during, b"PING\r\n").await;
+    proxies.reset_replies(master, false).expect("reset off");
+    let mut after = tokio::net::TcpStream::connect(front).await.unwrap();
+    let healed = say(&mut after, b"PING\r\n").await;
+    println!(
+        "reset: SET on an open connection {set:?}, PING on a new one {ping:?}, healed {healed:?}"
+    );
+    assert!(reset(&set), "{set:?}");
+    assert!(reset(&ping), "{ping:?}");
+    assert_eq!(healed.unwrap(), b"+PONG\r\n");
+    let mut c = redis::Client::open(format!("redis://{master}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let held: Option<String> = redis::cmd("GET")
+        .arg("aside:nemesis:reset")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(held.as_deref(), Some("ran"), "the reset command ran");
+
+    let plan = Plan::new(vec![step(0, 1_000, Kind::Reset, Target::RedisMaster(0))]);
+    let rings = containers::rings::Rings::InProcess(Vec::new());
+    let mut nemesis =
+        DockerNemesis::new(&cluster, &[], Some(&proxies), rings, &plan).expect("nemesis");
+    let rec = Recorder::start();
+    run_plan(&mut nemesis, &plan, &rec).await;
+    let mut config = invariants::Bounds::default().to_config();
+    config.insert("faults".into(), plan.to_json());
+    let history = rec.finish(&Header {
+        format: FORMAT,
+        world: "containers".into(),
+        scenario: "nemesis-reset".into(),
+        strategy: "versioned".into(),
+        seed: 0,
+        commit: "test".into(),
+        config,
+    });
+    let text = String::from_utf8(history).unwrap();
+    let observed: Vec<&str> = (text.lines())
+        .filter(|l| l.contains("\"action\":\"observed\""))
+        .collect();
+    println!("{}", observed.join("\n"));
+    assert_eq!(observed.len(), 1, "{text}");
+    assert!(
+        observed[0].contains("answered by a reset"),
+        "{}",
+        observed[0]
+    );
+    let report = invariants::check_str(&text, &[]).unwrap();
+    let v = report.verdict(Invariant::FaultEffect).unwrap();
+    assert!(!v.fails(), "{}", v.summary);
+    let mut healed = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert_eq!(say(&mut healed, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+}

@@ -37,6 +37,10 @@ mod hands;
 /// server answers within two round trips on every scenario's network.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// How long the nemesis waits for the answer to a request whose error it looks at (a `reset`
+/// fault's): longer than a round trip under the largest latency a plan adds (150 ms one way).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Times a heal's command is sent before the nemesis gives up on it.
 const HEAL_TRIES: usize = 10;
 
@@ -269,9 +273,19 @@ impl SimNemesis {
 
 /// A harmless request to the server playing `target` at `addr`.
 async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> {
+    ask_within(rpc, target, addr, PROBE_TIMEOUT).await
+}
+
+/// [`ask`], waiting `timeout` for the reply.
+async fn ask_within(
+    rpc: &Rpc,
+    target: Target,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), String> {
     let r = match target {
         Target::RedisMaster(_) | Target::RedisReplica(_) => rpc
-            .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, PROBE_TIMEOUT)
+            .call::<Admin, AdminReply>(addr, TAG_REDIS, Admin::Ping, timeout)
             .await
             .map(drop),
         Target::Sentinel(_) => rpc
@@ -279,7 +293,7 @@ async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> 
                 addr,
                 TAG_SENTINEL,
                 SentinelMsg::GetMaster(0),
-                PROBE_TIMEOUT,
+                timeout,
             )
             .await
             .map(drop),
@@ -288,17 +302,12 @@ async fn ask(rpc: &Rpc, target: Target, addr: SocketAddr) -> Result<(), String> 
                 addr,
                 TAG_MEMCACHED,
                 mc::Cmd::Gets("aside:nemesis".into()),
-                PROBE_TIMEOUT,
+                timeout,
             )
             .await
             .map(drop),
         Target::PgPrimary | Target::PgReplica => rpc
-            .call::<PgCmd, PgReply>(
-                addr,
-                TAG_PG,
-                PgCmd::Read("aside:nemesis".into()),
-                PROBE_TIMEOUT,
-            )
+            .call::<PgCmd, PgReply>(addr, TAG_PG, PgCmd::Read("aside:nemesis".into()), timeout)
             .await
             .map(drop),
         Target::App(_) => return Ok(()),

@@ -10,7 +10,9 @@
 //! client whose segment or whose reply was lost. A call whose deadline is shorter than the RTO
 //! (a 100 ms Redis call) is never resent, as over TCP. A request first sent before its server
 //! (re)started is answered with a reset ([`Reset`]): the connection it travelled on died with
-//! the old process, so TCP gives the client an error, not a second run of the request.
+//! the old process, so TCP gives the client an error, not a second run of the request. While a
+//! `reset` fault is on a server ([`reset_replies`]), it answers each client's request (not
+//! another server's) with a reset after running it: a connection that died mid-command.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -34,16 +36,27 @@ pub fn ip(a: u8, b: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
 }
 
+/// The foreign writer's node: it writes to the PostgreSQL primary straight, as against real
+/// servers, where it does not pass the proxies a `reset` fault acts in.
+pub fn foreign_writer_ip() -> IpAddr {
+    ip(4, 150)
+}
+
 /// How long a call waits for a reply before it resends its request (TCP's minimum RTO on Linux).
 pub const RTO: Duration = Duration::from_millis(200);
 
 /// How long a server keeps a reply to answer a resent request: longer than any call's deadline.
 const REPLY_KEPT: Duration = Duration::from_secs(5);
 
-/// A server's answer to a request first sent to an earlier run of it: TCP's reset of a
-/// connection the server's restart killed.
+/// A server's answer in place of its reply: TCP's reset of the connection the request came on,
+/// and why (the server restarted since, or a `reset` fault).
 #[derive(Clone, Copy)]
-struct Reset;
+struct Reset(&'static str);
+
+/// Why a restarted server resets a request sent to its earlier run.
+const RESTARTED: &str = "it restarted";
+/// Why a server under a `reset` fault resets a client's request.
+const RESET_FAULT: &str = "mid-command: the server ran it";
 
 /// Counts every message the harness sends, for `cargo sim bench`.
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
@@ -107,14 +120,16 @@ impl Rpc {
                 Ok(Ok((payload, _))) => {
                     return match payload.downcast::<R>() {
                         Ok(b) => Ok(*b),
-                        Err(p) if p.is::<Reset>() => Err(TierError::Unavailable {
-                            tier,
-                            detail: format!("{dst}: connection reset by peer (it restarted)"),
-                        }),
-                        Err(_) => Err(TierError::Refused {
-                            tier,
-                            detail: "reply of the wrong type".into(),
-                        }),
+                        Err(p) => match p.downcast::<Reset>() {
+                            Ok(reset) => Err(TierError::Unavailable {
+                                tier,
+                                detail: format!("{dst}: connection reset by peer ({})", reset.0),
+                            }),
+                            Err(_) => Err(TierError::Refused {
+                                tier,
+                                detail: "reply of the wrong type".into(),
+                            }),
+                        },
                     }
                 }
                 Ok(Err(e)) => {
@@ -184,9 +199,36 @@ thread_local! {
         Default::default();
 }
 
-/// Forgets the counts of [`served`], of servers' starts and of [`goals`] (a run starts with this).
+thread_local! {
+    /// Servers whose replies to clients are resets while a `reset` fault is on: each server's
+    /// address, and the addresses of the nodes it still answers (the cluster's servers).
+    static RESETTING: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, Vec<IpAddr>>> =
+        Default::default();
+}
+
+/// From now on the server at `server` answers every request with a reset after running it,
+/// but those of nodes at `spared` (`None`: it answers everyone again).
+pub fn reset_replies(server: SocketAddr, spared: Option<Vec<IpAddr>>) {
+    RESETTING.with(|r| match spared {
+        Some(s) => drop(r.borrow_mut().insert(server, s)),
+        None => drop(r.borrow_mut().remove(&server)),
+    });
+}
+
+/// Does the server at `at` answer `to` with a reset now?
+fn resets(at: SocketAddr, to: IpAddr) -> bool {
+    RESETTING.with(|r| {
+        r.borrow()
+            .get(&at)
+            .is_some_and(|spared| !spared.contains(&to))
+    })
+}
+
+/// Forgets the counts of [`served`], of servers' starts and of [`goals`], and every `reset`
+/// fault's servers (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
+    RESETTING.with(|r| r.borrow_mut().clear());
     BOOTS.with(|b| b.borrow_mut().clear());
     GOALS.with(|g| g.borrow_mut().clear());
     let _ = aside::goal::take_here();
@@ -290,7 +332,9 @@ async fn receive<C, R, F, Fut>(
             let ep = ep.clone();
             MESSAGES.fetch_add(1, Relaxed);
             madsim::task::spawn(async move {
-                let _ = ep.send_to_raw(from, reply_tag, Box::new(Reset)).await;
+                let _ = ep
+                    .send_to_raw(from, reply_tag, Box::new(Reset(RESTARTED)))
+                    .await;
             });
             continue;
         }
@@ -302,9 +346,14 @@ async fn receive<C, R, F, Fut>(
                 // A resent request: answer it again, or not yet.
                 Some(Some(reply)) => {
                     let (ep, reply) = (ep.clone(), reply.clone());
+                    let reset = at.is_some_and(|at| resets(at, from.ip()));
                     MESSAGES.fetch_add(1, Relaxed);
                     madsim::task::spawn(async move {
-                        let _ = ep.send_to_raw(from, reply_tag, Box::new(reply)).await;
+                        let _ = match reset {
+                            true => ep.send_to_raw(from, reply_tag, Box::new(Reset(RESET_FAULT))),
+                            false => ep.send_to_raw(from, reply_tag, Box::new(reply)),
+                        }
+                        .await;
                     });
                     continue;
                 }
@@ -328,7 +377,13 @@ async fn receive<C, R, F, Fut>(
                 *r = Some(reply.clone());
             }
             MESSAGES.fetch_add(1, Relaxed);
-            let _ = ep.send_to_raw(from, reply_tag, Box::new(reply)).await;
+            if at.is_some_and(|at| resets(at, from.ip())) {
+                let _ = ep
+                    .send_to_raw(from, reply_tag, Box::new(Reset(RESET_FAULT)))
+                    .await;
+            } else {
+                let _ = ep.send_to_raw(from, reply_tag, Box::new(reply)).await;
+            }
         });
     }
 }

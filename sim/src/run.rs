@@ -136,7 +136,7 @@ where
     }
 
     async fn start_foreign(&mut self, writer: chaos::drive::Foreign) -> Result<Self::Join, String> {
-        let at = ip(4, 150);
+        let at = crate::net::foreign_writer_ip();
         let node = self.handle.create_node().name("foreign").ip(at).build();
         let (primary, timeout) = (self.cluster.addrs.pg[0], self.cfg.db_timeout());
         Ok(node.spawn(async move {

@@ -66,6 +66,10 @@ pub trait Hands {
     /// Every app node's memcached ring is made of `members`: staged on all of them, then
     /// committed on all ([`aside::Membership`]).
     async fn set_ring(&mut self, members: &[Target]);
+    /// With `on`, every reply server `t` sends a client (an app node, the nemesis's probes;
+    /// not another server) is replaced by a TCP reset, after the command ran; without, replies
+    /// go through again.
+    async fn reset_replies(&mut self, t: Target, on: bool);
 
     /// Why `t` looks down or frozen to a client (a request unanswered, a task not run), if it
     /// does.
@@ -90,4 +94,9 @@ pub trait Hands {
     async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String>;
     /// One query to PostgreSQL `t` the way an app node's goes: the path taken and its time.
     async fn query_time(&mut self, t: Target) -> Option<(String, Duration)>;
+    /// One harmless request to server `t` the way a client's goes: the path taken and the error
+    /// it got; `None` when it was answered, when the server does not answer a request sent
+    /// to it straight either (down, not resetting), or when this world has no client's way
+    /// to it (no proxies).
+    async fn request_error(&mut self, t: Target) -> Option<(String, String)>;
 }

@@ -21,6 +21,7 @@ pub mod memory_limit;
 pub mod partition;
 pub mod pause;
 pub mod replica_lag;
+pub mod reset;
 pub mod ring;
 pub mod shape;
 pub mod slow_queries;
@@ -215,10 +216,14 @@ pub enum Kind {
     /// A memcached node joins the ring (`join`) or leaves it while traffic runs; the heal moves
     /// the ring back.
     Ring { join: bool },
+    /// Every reply the target sends a client (an app node, the nemesis) is replaced by a TCP
+    /// reset: the command ran, its caller sees the connection die; the heal lets replies
+    /// through.
+    Reset,
 }
 
 /// Every kind's name, in the order error messages list them.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     kill::NAME,
     pause::NAME,
     partition::NAME,
@@ -229,6 +234,7 @@ pub const KINDS: [&str; 10] = [
     replica_lag::NAME,
     slow_queries::NAME,
     ring::NAME,
+    reset::NAME,
 ];
 
 impl Kind {
@@ -244,13 +250,14 @@ impl Kind {
             Kind::ReplicaLag { .. } => replica_lag::NAME,
             Kind::SlowQueries { .. } => slow_queries::NAME,
             Kind::Ring { .. } => ring::NAME,
+            Kind::Reset => reset::NAME,
         }
     }
 
     /// The kind's own fields of its JSON form, after `kind` and `target`.
     fn fields(&self) -> Vec<(&'static str, Value)> {
         match *self {
-            Kind::Kill | Kind::Pause | Kind::Flush => Vec::new(),
+            Kind::Kill | Kind::Pause | Kind::Flush | Kind::Reset => Vec::new(),
             Kind::Partition { peers, one_way } => partition::fields(peers, one_way),
             Kind::Shaped { shape, nodes } => shape::fields(shape, &nodes),
             Kind::Latency { one_way_ms } => latency::fields(one_way_ms),
@@ -272,6 +279,7 @@ impl Kind {
                 "pg-primary, pg-replica or postgres",
             ),
             Kind::Ring { .. } => (|t| matches!(t, Target::Memcached(_)), "memcached-N"),
+            Kind::Reset => (reset::resets, reset::RESETS),
             Kind::Flush => (
                 |t| {
                     matches!(
@@ -303,6 +311,7 @@ impl Kind {
             replica_lag::NAME => replica_lag::parse(v),
             slow_queries::NAME => slow_queries::parse(v),
             ring::NAME => ring::parse(v),
+            reset::NAME => Ok(Kind::Reset),
             _ => return None,
         })
     }
@@ -397,6 +406,7 @@ impl Fault {
             Kind::ReplicaLag { lag_ms } => replica_lag::begin(h, self, lag_ms).await,
             Kind::SlowQueries { query_ms } => slow_queries::begin(h, self, query_ms).await,
             Kind::Ring { join } => ring::begin(h, self, join).await,
+            Kind::Reset => reset::begin(h, self).await,
         }
     }
 
@@ -414,6 +424,7 @@ impl Fault {
             Kind::ReplicaLag { .. } => replica_lag::heal(h, self).await,
             Kind::SlowQueries { .. } => slow_queries::heal(h, self).await,
             Kind::Ring { join } => ring::heal(h, self, join).await,
+            Kind::Reset => reset::heal(h, self).await,
         }
     }
 
@@ -431,6 +442,7 @@ impl Fault {
             Kind::ReplicaLag { lag_ms } => replica_lag::observe(h, self, lag_ms).await,
             Kind::SlowQueries { query_ms } => slow_queries::observe(h, self, query_ms).await,
             Kind::Ring { join } => ring::observe(h, self, join).await,
+            Kind::Reset => reset::observe(h, self).await,
         }
     }
 }

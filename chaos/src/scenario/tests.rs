@@ -87,10 +87,24 @@ fn a_random_plan_takes_the_hit_ratio_bound_of_the_incidents_it_draws() {
         let again = random.with_config(&sc.config()).unwrap();
         assert_eq!(again.bounds, sc.bounds, "seed {seed}");
     }
-    // Seed 195 draws a spike (0.75) over a flush (0.75): 0.1 lower for the second incident.
-    let s195 = random.for_seed(195);
-    let min = s195.bounds.hit_ratio_min.unwrap();
-    assert!((min - 0.65).abs() < 1e-9, "{min}: {:?}", s195.plan);
+    // The first seed drawing two incidents of 0.75 each (a spike, a flush): 0.1 lower for the
+    // second.
+    let lows = |seed: u64| -> Vec<f64> {
+        let sc = random.for_seed(seed);
+        (sc.plan.steps.iter())
+            .filter_map(|s| incident_hit_ratio_min(s.fault.kind, sc.read_from_replica))
+            .collect()
+    };
+    let two = (1..=200)
+        .find(|&seed| lows(seed) == [0.75, 0.75])
+        .expect("some seed of 1-200 draws two incidents of 0.75");
+    let sc = random.for_seed(two);
+    let min = sc.bounds.hit_ratio_min.unwrap();
+    assert!(
+        (min - 0.65).abs() < 1e-9,
+        "seed {two}: {min}: {:?}",
+        sc.plan
+    );
     assert!(lowered > 0 && kept > 0, "{lowered} lowered, {kept} kept");
     // The catalog's incidents are judged by the same rule.
     assert_eq!(
@@ -111,4 +125,27 @@ fn a_pool_wait_the_library_would_refuse_is_refused_naming_the_workload_field() {
     );
     c["workload"]["pg_pool_wait_ms"] = json!(1999);
     assert_eq!(sc.with_config(&c).unwrap().pg_pool_wait_ms, 1999);
+}
+
+/// A random plan that resets PostgreSQL's replies unbinds availability (every miss fails while
+/// it lasts); one that does not keeps the scenario's bound, and a replay judges by the same.
+#[test]
+fn a_random_plan_that_takes_the_database_away_unbinds_availability() {
+    let random = find("random").unwrap();
+    let base = random.bounds.availability_min;
+    let (mut away, mut kept) = (0, 0);
+    for seed in 1..=200 {
+        let sc = random.for_seed(seed);
+        let takes = (sc.plan.steps.iter()).any(|s| draw::takes_the_database_away(&s.fault));
+        if takes {
+            away += 1;
+            assert_eq!(sc.bounds.availability_min, Some(0.0), "seed {seed}");
+        } else {
+            kept += 1;
+            assert_eq!(sc.bounds.availability_min, base, "seed {seed}");
+        }
+        let again = random.with_config(&sc.config()).unwrap();
+        assert_eq!(again.bounds, sc.bounds, "seed {seed}");
+    }
+    assert!(away > 0 && kept > 0, "{away} take it away, {kept} do not");
 }

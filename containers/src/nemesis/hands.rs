@@ -173,6 +173,19 @@ impl Hands for DockerNemesis<'_> {
         }
     }
 
+    /// Through `t`'s proxy: the app nodes' connections, and the host's probes through it
+    /// (replication and the Sentinels do not pass the proxies); without proxies nothing
+    /// happens, and nothing is observed.
+    async fn reset_replies(&mut self, t: Target, on: bool) {
+        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
+            return;
+        };
+        let Ok(addr) = n.addr().parse() else { return };
+        if let Err(e) = p.reset_replies(addr, on) {
+            tracing::warn!("{e}");
+        }
+    }
+
     async fn unreachable(&mut self, t: Target) -> Option<String> {
         let n = self.node(t)?;
         if let Target::App(_) = t {
@@ -290,6 +303,20 @@ impl Hands for DockerNemesis<'_> {
         ask(t, front, Duration::from_secs(2)).await.ok()?;
         let path = format!("the host through the {name} proxy ({front})");
         Some((path, began.elapsed()))
+    }
+
+    async fn request_error(&mut self, t: Target) -> Option<(String, String)> {
+        let n = self.node(t)?;
+        let addr: SocketAddr = n.addr().parse().ok()?;
+        // A proxy whose server refuses drops its client with the request unread, which the
+        // kernel answers with a reset too: only a server that answers straight is judged.
+        ask(t, addr, Duration::from_secs(2)).await.ok()?;
+        let (name, front) = self.proxies?.front_of(addr)?;
+        let path = format!("the host through the {name} proxy ({front})");
+        ask(t, front, Duration::from_secs(2))
+            .await
+            .err()
+            .map(|e| (path, e))
     }
 
     async fn replica_behind(&mut self, t: Target, _lag_ms: u32) -> Option<String> {

@@ -156,6 +156,21 @@ impl Hands for SimNemesis {
         }
     }
 
+    /// The cluster's servers keep their answers (replication, the Sentinels' pings and
+    /// failover commands), and so does the foreign writer (against real servers it does not
+    /// pass the proxies); every other node, app or nemesis, gets resets.
+    async fn reset_replies(&mut self, t: Target, on: bool) {
+        let Some(addr) = self.placed(t).and_then(|n| n.addr) else {
+            return;
+        };
+        let servers = (self.nodes.iter())
+            .filter(|n| n.addr.is_some())
+            .map(|n| n.ip)
+            .chain([crate::net::foreign_writer_ip()])
+            .collect();
+        crate::net::reset_replies(addr, on.then_some(servers));
+    }
+
     async fn unreachable(&mut self, t: Target) -> Option<String> {
         let n = self.placed(t)?;
         if n.addr.is_some() {
@@ -266,6 +281,19 @@ impl Hands for SimNemesis {
         let read = PgCmd::Read("aside:nemesis:probe".into());
         let _: PgReply = self.tell(&pg, TAG_PG, read).await?;
         Some((format!("the nemesis to {}", t.name()), began.elapsed()))
+    }
+
+    async fn request_error(&mut self, t: Target) -> Option<(String, String)> {
+        let n = self.placed(t)?;
+        let (rpc, addr) = (self.rpc.clone(), n.addr?);
+        // Long enough for a round trip under any latency a plan adds beside it.
+        let asked = self
+            .node
+            .spawn(async move { ask_within(&rpc, t, addr, REQUEST_TIMEOUT).await })
+            .await
+            .ok()?;
+        let path = format!("the nemesis to {} ({addr})", t.name());
+        asked.err().map(|e| (path, e))
     }
 
     async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String> {
