@@ -7,8 +7,9 @@
 //! return their version (see the phantom checker). Δ is the largest staleness.
 //!
 //! A write that completed while every app node was cut from the PostgreSQL primary (a
-//! `partition` between `apps` and `postgres` or `pg-primary`) counts from that cut's end: no
-//! app node could see it before (only a writer that is not an app node completes one then).
+//! `partition` between `apps` and `postgres` or `pg-primary`, or a `reset` of the primary's
+//! replies) counts from that fault's end: no app node could see it before (only a writer that
+//! is not an app node completes one then).
 //!
 //! A read served from an app's hot-key L0 is judged by the bound plus `l0_ttl_ns`: a row there
 //! outlives another node's write until it expires, as the library states. The witness is the read
@@ -125,7 +126,7 @@ impl ReadChecker for Staleness {
         let seen = idx.outbox_seen_from(write.complete_ns);
         let blind = if seen > write.complete_ns {
             format!(
-                ", counted from {} when a cut of every app node from PostgreSQL ended",
+                ", counted from {} when every app node could read PostgreSQL's outbox again",
                 fmt_ns(seen)
             )
         } else {
@@ -210,6 +211,8 @@ mod tests {
         for (fault, holds) in [
             (cut("apps", "postgres"), true),
             (cut("pg-primary", "apps"), true),
+            (json!({"kind": "reset", "target": "pg-primary"}), true),
+            (json!({"kind": "reset", "target": "redis-master"}), false),
             (cut("apps", "redis"), false),
             (cut("app-1", "postgres"), false),
         ] {
@@ -227,7 +230,7 @@ mod tests {
             assert_eq!(v.status, Status::Fails, "{fault}");
             assert_eq!(
                 v.summary
-                    .contains("when a cut of every app node from PostgreSQL ended"),
+                    .contains("when every app node could read PostgreSQL's outbox again"),
                 holds,
                 "{}",
                 v.summary

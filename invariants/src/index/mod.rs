@@ -122,8 +122,9 @@ pub struct Index {
     pub faults: Vec<FaultSpan>,
     /// The union of all fault spans, merged and sorted, for "was any fault active at t".
     fault_union: Vec<(u64, u64)>,
-    /// Merged and sorted: while every app node was cut from the PostgreSQL primary, so no
-    /// invalidator could read the outbox ([`Index::outbox_seen_from`]).
+    /// Merged and sorted: while every app node was cut from the PostgreSQL primary or its
+    /// replies were reset, so no invalidator could read the outbox
+    /// ([`Index::outbox_seen_from`]).
     outbox_blind: Vec<(u64, u64)>,
     pub probes: Vec<ProbeRec>,
     /// Coverage goals reached, by name.
@@ -165,7 +166,8 @@ impl Index {
     }
 
     /// When a write that completed at `t` could first be read from the outbox by an app node:
-    /// `t`, or the end of a fault that cut every app node from the PostgreSQL primary then.
+    /// `t`, or the end of a fault that cut every app node from the PostgreSQL primary (or reset
+    /// its replies) then.
     /// Nothing an app node runs can learn of a write it cannot see (only a writer that is not
     /// an app node, such as the foreign writer, completes one then), so staleness counts from
     /// there.

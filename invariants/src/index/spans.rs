@@ -1,5 +1,5 @@
 //! Fault spans merged into the windows the checkers ask about: any fault active, and every app
-//! node cut from the outbox.
+//! node kept from the outbox.
 
 use super::FaultSpan;
 
@@ -17,15 +17,22 @@ pub(super) fn merged<'a>(spans: impl Iterator<Item = &'a FaultSpan>) -> Vec<(u64
     out
 }
 
-/// Whether `fault` (a fault line's JSON) is a partition between every app node and the
-/// PostgreSQL primary, either way round and in either direction.
+/// Whether `fault` (a fault line's JSON) keeps every app node from the PostgreSQL primary's
+/// outbox while a writer that is not an app node may still commit: a partition between every
+/// app node and the primary (either way round, in either direction), or a reset of the
+/// primary's replies (the foreign writer writes to it straight, past the proxies).
 pub(super) fn cuts_apps_from_the_outbox(fault: &str) -> bool {
     let Ok(f) = serde_json::from_str::<serde_json::Value>(fault) else {
         return false;
     };
     let side = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("");
     let db = |s: &str| s == "postgres" || s == "pg-primary";
-    f.get("kind").and_then(|v| v.as_str()) == Some("partition")
-        && ((side("target") == "apps" && db(side("peers")))
-            || (db(side("target")) && side("peers") == "apps"))
+    match f.get("kind").and_then(|v| v.as_str()) {
+        Some("partition") => {
+            (side("target") == "apps" && db(side("peers")))
+                || (db(side("target")) && side("peers") == "apps")
+        }
+        Some("reset") => db(side("target")),
+        _ => false,
+    }
 }
