@@ -96,8 +96,27 @@ fn codec_figures(n: usize) {
     );
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// The bench on a thread and workers with room for a debug build's futures: the test command's
+/// smoke run (`ci/benchmarks.sh --quick`) builds it with `--profile dev`, whose futures
+/// overflowed the main thread's 8 MiB.
+fn main() {
+    const STACK_BYTES: usize = 256 << 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(STACK_BYTES)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    std::thread::Builder::new()
+        .name("bench".into())
+        .stack_size(STACK_BYTES)
+        .spawn(move || runtime.block_on(bench()))
+        .expect("the bench's thread")
+        .join()
+        .expect("the bench ended without a panic");
+}
+
+async fn bench() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 2_000 } else { 20_000 };
     codec_figures(n);
