@@ -56,7 +56,8 @@ pub trait World {
     /// The nemesis for `plan`, once every app node has started.
     async fn nemesis(&mut self, plan: &crate::plan::Plan) -> Result<Self::Nemesis, String>;
 
-    /// From the quiet point: reads every tier for each of `keys` in `rounds`, through an
+    /// From the quiet point: reads the caches for each of `keys` in `rounds` (the database in
+    /// the last), through an
     /// instance of the world's own, into `rec` ([`crate::probe::probe_rounds`]).
     async fn probe(
         &mut self,

@@ -52,7 +52,8 @@ pub struct Rounds {
     pub settle: std::time::Duration,
 }
 
-/// [`probe_all`] once every `settle / PROBE_ROUNDS` from the quiet point, the last round at
+/// Reads the caches once every `settle / PROBE_ROUNDS` from the quiet point (the database too
+/// in the last round, as [`probe_all`] does), the last round at
 /// `quiet + settle` (or, where a round overran it, right after): the last round always reads
 /// the tiers at or after T. A round that overruns the next one's time delays it; none is
 /// skipped but the last is never later than needed.

@@ -202,8 +202,9 @@ mod tests {
         assert_eq!(v.status, Status::Fails, "{}", v.summary);
     }
 
-    /// A write no app node can see (every app cut from PostgreSQL when it completes, as only the
-    /// foreign writer's can) counts from the cut's end; any other fault changes nothing.
+    /// A write no app node can see (every app cut from PostgreSQL, or the primary's replies
+    /// reset, when it completes, as only the foreign writer's can) counts from that fault's
+    /// end; any other fault changes nothing.
     #[test]
     fn a_write_completed_while_the_apps_are_cut_from_the_database_counts_from_the_heal() {
         use crate::history::FaultAction::{Start, Stop};
@@ -212,7 +213,9 @@ mod tests {
             (cut("apps", "postgres"), true),
             (cut("pg-primary", "apps"), true),
             (json!({"kind": "reset", "target": "pg-primary"}), true),
+            (json!({"kind": "reset", "target": "postgres"}), true),
             (json!({"kind": "reset", "target": "redis-master"}), false),
+            (json!({"kind": "reset", "target": "pg-replica"}), false),
             (cut("apps", "redis"), false),
             (cut("app-1", "postgres"), false),
         ] {
