@@ -345,15 +345,10 @@ async fn receive<C, R, F, Fut>(
             match s.replies.get(&key) {
                 // A resent request: answer it again, or not yet.
                 Some(Some(reply)) => {
-                    let (ep, reply) = (ep.clone(), reply.clone());
-                    let reset = at.is_some_and(|at| resets(at, from.ip()));
+                    let (ep, answer) = (ep.clone(), answer(at, from, reply.clone()));
                     MESSAGES.fetch_add(1, Relaxed);
                     madsim::task::spawn(async move {
-                        let _ = match reset {
-                            true => ep.send_to_raw(from, reply_tag, Box::new(Reset(RESET_FAULT))),
-                            false => ep.send_to_raw(from, reply_tag, Box::new(reply)),
-                        }
-                        .await;
+                        let _ = ep.send_to_raw(from, reply_tag, answer).await;
                     });
                     continue;
                 }
@@ -377,14 +372,24 @@ async fn receive<C, R, F, Fut>(
                 *r = Some(reply.clone());
             }
             MESSAGES.fetch_add(1, Relaxed);
-            if at.is_some_and(|at| resets(at, from.ip())) {
-                let _ = ep
-                    .send_to_raw(from, reply_tag, Box::new(Reset(RESET_FAULT)))
-                    .await;
-            } else {
-                let _ = ep.send_to_raw(from, reply_tag, Box::new(reply)).await;
-            }
+            let _ = ep
+                .send_to_raw(from, reply_tag, answer(at, from, reply))
+                .await;
         });
+    }
+}
+
+/// What the server at `at` sends `to` for `reply`: the reply, or a reset while a `reset` fault
+/// is on it and does not spare `to`.
+fn answer<R: Send + Sync + 'static>(
+    at: Option<SocketAddr>,
+    to: SocketAddr,
+    reply: R,
+) -> Box<dyn std::any::Any + Send + Sync> {
+    if at.is_some_and(|at| resets(at, to.ip())) {
+        Box::new(Reset(RESET_FAULT))
+    } else {
+        Box::new(reply)
     }
 }
 
