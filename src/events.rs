@@ -88,6 +88,10 @@ pub struct CacheEvent<'a> {
     pub outcome: ActionOutcome,
     /// When the action began (it is reported when it completed).
     pub started: Instant,
+    /// The server that answered: for an L1 action, the address of the Redis master the client
+    /// was sending to when the action completed ([`crate::tier::RedisLike::master_addr`]);
+    /// `None` for the other tiers, or when the client does not know.
+    pub server: Option<&'a str>,
 }
 
 /// A sink for [`CacheEvent`]s. Called inline on the cache's paths: keep it cheap.

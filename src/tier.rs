@@ -245,6 +245,12 @@ pub trait RedisLike: Send + Sync + 'static {
     fn master_switches(&self) -> u64 {
         0
     }
+    /// The address of the master commands go to now (the last one resolved), which the events
+    /// a call reports name as the server that answered it ([`crate::events::CacheEvent`]).
+    /// `None` when unknown.
+    fn master_addr(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The Memcached-like command set (one L2 node; the ring picks the node).
@@ -462,5 +468,8 @@ impl<T: RedisLike> RedisLike for std::sync::Arc<T> {
     }
     fn master_switches(&self) -> u64 {
         (**self).master_switches()
+    }
+    fn master_addr(&self) -> Option<String> {
+        (**self).master_addr()
     }
 }

@@ -12,7 +12,7 @@ use aside::tier::TierError;
 use aside::{Got, Key, Written};
 use invariants::history::{
     ActOutcome, CacheAct, CacheAction, FaultAction, GoalLine, Header, Line, OpKind, Outcome, Probe,
-    Source,
+    Role, RoleLine, Source,
 };
 use invariants::write::{op, Writer};
 use tokio::time::Instant;
@@ -56,6 +56,9 @@ struct Lines {
     cache: Vec<CacheAct<'static>>,
     probes: Vec<ProbeLine>,
     goals: Goals,
+    roles: Vec<RoleLine<'static>>,
+    /// Server addresses as the clients name them (`10.0.1.1:6379`), to the history's names.
+    servers: BTreeMap<String, String>,
 }
 
 fn count_goal(goals: &mut Goals, goal: &str, node: &str, count: u64, at_ns: u64) {
@@ -148,7 +151,7 @@ impl Recorder {
                 }
                 Line::Cache(c) => lines.cache.push(c.into_owned()),
                 Line::Goal(g) => count_goal(&mut lines.goals, &g.goal, &g.node, g.count, g.at_ns),
-                Line::Header(_) | Line::Fault(_) | Line::Probe(_) => {}
+                Line::Header(_) | Line::Fault(_) | Line::Probe(_) | Line::Role(_) => {}
             }
         }
         Ok(ops)
@@ -275,6 +278,22 @@ impl Recorder {
         count_goal(&mut lines.goals, goal.name(), node, count, at_ns);
     }
 
+    /// The history names the server at `addr` (as the clients name it, `host:port`) `name`
+    /// (`redis-master`) in the `server` of every cache line, whenever the line was recorded.
+    pub fn name_server(&self, addr: impl Into<String>, name: impl Into<String>) {
+        let mut lines = self.lines.lock().expect("recorder");
+        lines.servers.insert(addr.into(), name.into());
+    }
+
+    /// Redis node `server` (its name in the history) took `role` at `at_ns`.
+    pub fn role_at(&self, server: &str, role: Role, at_ns: u64) {
+        self.lines.lock().expect("recorder").roles.push(RoleLine {
+            server: server.to_string().into(),
+            role,
+            at_ns,
+        });
+    }
+
     /// An end-of-run read of one tier (`None`: it holds nothing for the key) at `at_ns`.
     pub fn probe(&self, key: &str, at_ns: u64, tier: Source, version: Option<u64>) {
         self.lines.lock().expect("recorder").probes.push(ProbeLine {
@@ -297,6 +316,14 @@ impl Recorder {
         // Stable: lines of one process are already in this order (each is pushed as it ends).
         lines.ops.sort_by_key(|o| o.complete_ns);
         lines.cache.sort_by_key(|c| c.at_ns);
+        lines
+            .roles
+            .sort_by(|a, b| (a.at_ns, &a.server).cmp(&(b.at_ns, &b.server)));
+        for c in &mut lines.cache {
+            if let Some(name) = c.server.as_deref().and_then(|a| lines.servers.get(a)) {
+                c.server = Some(name.clone().into());
+            }
+        }
         let mut w = Writer::new(Vec::new());
         w.header(header).expect("vec");
         for (i, r) in lines.ops.iter().enumerate() {
@@ -317,6 +344,9 @@ impl Recorder {
         for f in &lines.faults {
             w.fault(f.at_ns, f.action, &f.fault.to_json(), f.effect.as_deref())
                 .expect("vec");
+        }
+        for r in &lines.roles {
+            w.role(r).expect("vec");
         }
         for c in &lines.cache {
             w.cache(c).expect("vec");
@@ -374,6 +404,7 @@ impl Events for Recorder {
             },
             start_ns: e.started.saturating_duration_since(self.origin).as_nanos() as u64,
             at_ns,
+            server: e.server.map(|s| s.to_string().into()),
         };
         self.lines.lock().expect("recorder").cache.push(line);
     }

@@ -257,6 +257,27 @@ fn a_spent_budget_starts_no_cell_and_names_the_cells_left() {
 /// the Sentinels with the old master) keeps writing tombstones to the isolated master, which
 /// acknowledges them all; the majority promotes the replica, the old master is demoted and
 /// resyncs, and the tombstones are gone: the run fails with a witness and leaves nothing behind.
+/// The `role` lines of `history` (server, role, at_ns), and the servers `node`'s L1
+/// invalidations name.
+fn roles_and_servers(history: &[u8], node: &str) -> (Vec<(String, String, u64)>, Vec<String>) {
+    use invariants::history::{parse_line, CacheAction, Line, Source};
+    let (mut roles, mut servers) = (Vec::new(), Vec::new());
+    for text in history.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match parse_line(text, false).expect("a valid line") {
+            Line::Role(r) => roles.push((r.server.into_owned(), r.role.as_str().into(), r.at_ns)),
+            Line::Cache(c)
+                if c.node == node
+                    && c.tier == Source::L1
+                    && c.action == CacheAction::Invalidate =>
+            {
+                servers.extend(c.server.map(|s| s.into_owned()))
+            }
+            _ => {}
+        }
+    }
+    (roles, servers)
+}
+
 /// With `min-replicas-to-write 1` (max lag 1 s) the isolated master refuses tombstones once it
 /// has not heard from its replica for the lag: app-1 sees the refusals instead of believing them
 /// applied (the staleness stays until something retries them: the `durable` strategy's outbox).
@@ -297,6 +318,29 @@ fn split_brain_loses_acknowledged_tombstones_unless_the_master_needs_a_replica()
         // The witness names a causal chain from real servers.
         let report = invariants::check_str(&String::from_utf8_lossy(&history), &[]).unwrap();
         assert!(!report.witness_lines().is_empty());
+        // The servers' own logs gave the roles: both booted in theirs, the replica promoted
+        // (the old master's demotion comes seconds after the heal, often after the run);
+        // app-1's tombstones name the node that acknowledged them.
+        let roles = roles_and_servers(&history, "app-1");
+        for (server, role, later) in [
+            ("redis-master", "master", false),
+            ("redis-replica", "replica", false),
+            ("redis-replica", "master", true),
+        ] {
+            assert!(
+                roles
+                    .0
+                    .iter()
+                    .any(|(s, r, at)| s == server && r == role && (*at > 0) == later),
+                "{server} a {role}: {:?}",
+                roles.0
+            );
+        }
+        assert!(
+            roles.1.iter().any(|s| s == "redis-master"),
+            "app-1's L1 tombstones name redis-master: {:?}",
+            roles.1
+        );
         t
     };
     let plain = run(&[]);

@@ -13,6 +13,7 @@ pub mod image;
 pub mod nemesis;
 pub mod proxy;
 pub mod rings;
+pub mod roles;
 pub mod run;
 
 pub use cluster::{

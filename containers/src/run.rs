@@ -480,11 +480,31 @@ pub async fn run_with<St: Strategy + Clone>(
             .insert("redis_min_replicas_max_lag_s".into(), m.max_lag_s.into());
     }
     logs.extend(cluster.nodes().into_iter().map(docker_logs));
+    record_servers(&cluster, &rec, &logs);
     Ok(RunOutput {
         ops: rec.ops(),
         history: rec.finish(&header),
         logs,
     })
+}
+
+/// The history's names for the servers (a cache line's `server`), and each Redis server's
+/// roles as its own log (in `logs`, by node name) tells them, as `role` lines.
+fn record_servers(cluster: &Cluster, rec: &Recorder, logs: &[(String, String)]) {
+    for n in cluster.nodes() {
+        rec.name_server(n.addr(), n.name.clone());
+    }
+    let zero_unix_ns =
+        crate::roles::unix_now_ns().saturating_sub(rec.origin().elapsed().as_nanos());
+    for (n, boot) in cluster.redis_nodes() {
+        let log = logs
+            .iter()
+            .find(|(name, _)| *name == n.name)
+            .map_or("", |(_, text)| text.as_str());
+        for (at_ns, role) in crate::roles::roles_in_log(log, zero_unix_ns, boot) {
+            rec.role_at(&n.name, role, at_ns);
+        }
+    }
 }
 
 /// What became of one app node's L1 tombstones while faults were on: `acked` ones the Redis it

@@ -5,7 +5,7 @@
 //! typically after the invalidation: the fill/invalidate race, made visible.
 //! Histories without `cache` lines simply get no chain.
 
-use crate::history::{ActOutcome, CacheAction, Source};
+use crate::history::{ActOutcome, CacheAction, Role, Source};
 use crate::index::{ActRec, Index, WriteRec};
 
 /// A time in the chain: milliseconds to 0.1, so that steps microseconds apart stay apart.
@@ -34,8 +34,10 @@ impl Chain<'_> {
         v
     }
 
-    /// One sentence: who loaded what, when the write's invalidations ran, who filled what after.
-    pub fn describe(&self, write: &WriteRec) -> String {
+    /// One sentence: who loaded what, when the write's invalidations ran (on which Redis node,
+    /// and whether a demotion of that node discarded one it acknowledged), who filled what
+    /// after. `idx` gives the Redis nodes' roles.
+    pub fn describe(&self, idx: &Index, write: &WriteRec) -> String {
         let mut parts = Vec::new();
         if let Some(l) = self.load {
             parts.push(format!(
@@ -57,12 +59,14 @@ impl Chain<'_> {
         }
         for i in &self.invalidations {
             parts.push(format!(
-                "{} invalidated v{} in {} at {} ({})",
+                "{} invalidated v{} in {}{} at {} ({}){}",
                 i.node,
                 i.version.unwrap_or_default(),
                 i.tier.as_str(),
+                on(i),
                 fmt_ns(i.at_ns),
-                i.outcome.as_str()
+                i.outcome.as_str(),
+                discarded(idx, i)
             ));
         }
         if let Some(f) = self.fill {
@@ -71,10 +75,11 @@ impl Chain<'_> {
                 .iter()
                 .any(|i| i.tier == f.tier && i.at_ns <= f.start_ns);
             parts.push(format!(
-                "{} filled v{} into {} at {}{}",
+                "{} filled v{} into {}{} at {}{}",
                 f.node,
                 f.version.unwrap_or_default(),
                 f.tier.as_str(),
+                on(f),
                 fmt_ns(f.at_ns),
                 if after {
                     ", after the invalidation"
@@ -84,6 +89,55 @@ impl Chain<'_> {
             ));
         }
         parts.join("; ")
+    }
+}
+
+/// ` on redis-master`: the server that answered an action, when the history names it.
+fn on(a: &ActRec) -> String {
+    a.server
+        .as_deref()
+        .map_or(String::new(), |s| format!(" on {s}"))
+}
+
+/// What became of an invalidation a Redis master acknowledged and was demoted after: a demoted
+/// master resyncs from the new one, discarding every write it took meanwhile (Jepsen's
+/// split-brain finding). Empty when the action failed or its node was never demoted.
+fn discarded(idx: &Index, a: &ActRec) -> String {
+    let Some(server) = a.server.as_deref() else {
+        return String::new();
+    };
+    if a.outcome != ActOutcome::Ok {
+        return String::new();
+    }
+    if idx.role_at(server, a.at_ns).map(|r| r.role) != Some(Role::Master) {
+        return String::new();
+    }
+    let Some(d) = idx.demotion_after(server, a.at_ns) else {
+        // Not demoted within the run (a real Sentinel waits seconds before it converts an old
+        // master that answers again), but maybe no longer the only master.
+        return idx
+            .promotion_after(server, a.at_ns)
+            .map_or(String::new(), |p| {
+                format!(
+                    ", acknowledged by {server}; {} was made master at {} while {server} still \
+                     was one (a split brain)",
+                    p.server,
+                    fmt_ns(p.at_ns)
+                )
+            });
+    };
+    match idx.other_master_at(server, d.at_ns) {
+        Some(m) => format!(
+            ", acknowledged by {server}, which lost it: {} was made master at {}, and {server} \
+             was demoted at {} and resynced from it",
+            m.server,
+            fmt_ns(m.at_ns),
+            fmt_ns(d.at_ns)
+        ),
+        None => format!(
+            ", acknowledged by {server}, which lost it: it was demoted at {} and resynced",
+            fmt_ns(d.at_ns)
+        ),
     }
 }
 
@@ -266,6 +320,95 @@ mod tests {
                 && v.summary.contains("app-2 filled v0 into l2 at 8.0 ms"),
             "{}",
             v.summary
+        );
+    }
+
+    /// A split brain: app-1 invalidates on the isolated redis-master, the Sentinels promote
+    /// redis-replica (which holds the old fill), then demote redis-master, discarding the
+    /// tombstone. `invalidated_on` and `outcome` vary the tombstone.
+    fn split_brain(invalidated_on: &str, outcome: &str) -> String {
+        split_brain_until(invalidated_on, outcome, true)
+    }
+
+    /// [`split_brain`], with or without the old master's demotion.
+    fn split_brain_until(invalidated_on: &str, outcome: &str, demoted: bool) -> String {
+        let mut h = H::new(json!({"staleness_ns_max": 100 * MS}));
+        h.role("redis-master", "master", 0);
+        h.role("redis-replica", "replica", 0);
+        let cache =
+            |node: &str, action: &str, v: u64, outcome: &str, span: (u64, u64), on: &str| {
+                json!({"type": "cache", "node": node, "key": "k", "action": action, "tier": "l1",
+                   "version": v, "outcome": outcome, "start_ns": span.0, "at_ns": span.1,
+                   "server": on})
+            };
+        h.cache(
+            "app-2",
+            "k",
+            "load",
+            Source::Db,
+            Some(0),
+            "ok",
+            (MS, 2 * MS),
+        );
+        h.line(cache(
+            "app-2",
+            "fill",
+            0,
+            "ok",
+            (2 * MS, 3 * MS),
+            "redis-master",
+        ));
+        h.write(1, "k", (10 * MS, 20 * MS), 1);
+        h.line(cache(
+            "app-1",
+            "invalidate",
+            1,
+            outcome,
+            (20 * MS, 21 * MS),
+            invalidated_on,
+        ));
+        h.role("redis-replica", "master", 40 * MS);
+        if demoted {
+            h.role("redis-master", "replica", 90 * MS);
+        }
+        h.read(2, "k", (300 * MS, 301 * MS), 0, Source::L1);
+        let r = h.check();
+        let v = r.verdict(Invariant::Staleness).unwrap();
+        assert!(v.fails());
+        v.summary.clone()
+    }
+
+    #[test]
+    fn a_tombstone_a_demoted_master_acknowledged_is_said_to_be_discarded_and_others_are_not() {
+        let lost = split_brain("redis-master", "ok");
+        assert!(
+            lost.contains(
+                "app-1 invalidated v1 in l1 on redis-master at 21.0 ms (ok), acknowledged by \
+                 redis-master, which lost it: redis-replica was made master at 40.0 ms, and \
+                 redis-master was demoted at 90.0 ms and resynced from it"
+            ) && lost.contains("app-2 filled v0 into l1 on redis-master at 3.0 ms"),
+            "{lost}"
+        );
+        // Twins: a tombstone that failed was never acknowledged, and one on the node that
+        // stayed a master was never discarded.
+        let failed = split_brain("redis-master", "failed");
+        assert!(
+            failed.contains("in l1 on redis-master at 21.0 ms (failed)")
+                && !failed.contains("lost it"),
+            "{failed}"
+        );
+        let unconverted = split_brain_until("redis-master", "ok", false);
+        assert!(
+            unconverted.contains(
+                "on redis-master at 21.0 ms (ok), acknowledged by redis-master; redis-replica \
+                 was made master at 40.0 ms while redis-master still was one (a split brain)"
+            ),
+            "{unconverted}"
+        );
+        let kept = split_brain("redis-replica", "ok");
+        assert!(
+            kept.contains("in l1 on redis-replica at 21.0 ms (ok)") && !kept.contains("lost it"),
+            "{kept}"
         );
     }
 

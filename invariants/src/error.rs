@@ -25,7 +25,7 @@ pub enum Problem {
     Truncated,
     #[error("invalid JSON: {0}")]
     Json(String),
-    #[error("unknown line type {0:?}: expected header, op, fault, probe or cache")]
+    #[error("unknown line type {0:?}: expected header, op, fault, probe, cache, goal or role")]
     UnknownType(String),
     #[error("{line_type} line is missing field {field:?}")]
     MissingField {

@@ -220,6 +220,25 @@ impl H {
         self.line
     }
 
+    /// A `role` line: Redis node `server` took `role` at `at_ns`; returns its line.
+    pub fn role(&mut self, server: &str, role: &str, at_ns: u64) -> u64 {
+        self.line(json!({"type": "role", "server": server, "role": role, "at_ns": at_ns}))
+    }
+
+    /// Any line, as given; returns its line number.
+    pub fn line(&mut self, line: Value) -> u64 {
+        self.w.raw_line(&line.to_string()).expect("vec");
+        self.line += 1;
+        self.line
+    }
+
+    /// The history's index, as the checkers build it.
+    pub fn index(&self) -> crate::index::Index {
+        let text = self.text();
+        crate::index::Index::build("test", text.as_bytes(), crate::index::SPILL_AT)
+            .expect("valid history")
+    }
+
     pub fn line_of(&self, id: u64) -> u64 {
         self.lines[&id]
     }

@@ -5,7 +5,9 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use crate::history::{CacheAct, FaultAction, GoalLine, Header, Op, OpKind, Outcome, Probe, FORMAT};
+use crate::history::{
+    CacheAct, FaultAction, GoalLine, Header, Op, OpKind, Outcome, Probe, RoleLine, FORMAT,
+};
 
 fn s(text: &str) -> String {
     serde_json::to_string(text).expect("strings always serialize")
@@ -89,9 +91,13 @@ impl<W: Write> Writer<W> {
     /// A `cache` line: one action of the library (see [`CacheAct`]).
     pub fn cache(&mut self, c: &CacheAct<'_>) -> io::Result<()> {
         let v = c.version.map_or("null".to_string(), |v| v.to_string());
+        let server = c
+            .server
+            .as_ref()
+            .map_or(String::new(), |n| format!(r#","server":{}"#, s(n)));
         writeln!(
             self.out,
-            r#"{{"type":"cache","node":{},"key":{},"action":"{}","tier":"{}","version":{v},"outcome":"{}","start_ns":{},"at_ns":{}}}"#,
+            r#"{{"type":"cache","node":{},"key":{},"action":"{}","tier":"{}","version":{v},"outcome":"{}","start_ns":{},"at_ns":{}{server}}}"#,
             s(&c.node),
             s(&c.key),
             c.action.as_str(),
@@ -99,6 +105,16 @@ impl<W: Write> Writer<W> {
             c.outcome.as_str(),
             c.start_ns,
             c.at_ns
+        )
+    }
+
+    pub fn role(&mut self, r: &RoleLine<'_>) -> io::Result<()> {
+        writeln!(
+            self.out,
+            r#"{{"type":"role","server":{},"role":"{}","at_ns":{}}}"#,
+            s(&r.server),
+            r.role.as_str(),
+            r.at_ns
         )
     }
 
@@ -198,6 +214,26 @@ mod tests {
             at_ns: 12,
         };
         w.goal(&g).unwrap();
+        let mut c = CacheAct {
+            node: "app-1".into(),
+            key: "k".into(),
+            action: crate::history::CacheAction::Invalidate,
+            tier: Source::L1,
+            version: Some(2),
+            outcome: crate::history::ActOutcome::Ok,
+            start_ns: 5,
+            at_ns: 6,
+            server: Some("redis-\"master\"".into()),
+        };
+        w.cache(&c).unwrap();
+        let r = RoleLine {
+            server: "redis-replica".into(),
+            role: crate::history::Role::Master,
+            at_ns: 40,
+        };
+        w.role(&r).unwrap();
+        c.server = None;
+        w.cache(&c).unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -227,6 +263,21 @@ mod tests {
             parse_line(lines[5].as_bytes(), false).unwrap(),
             Line::Goal(g)
         );
+        let Line::Cache(pc) = parse_line(lines[6].as_bytes(), false).unwrap() else {
+            panic!("not a cache line")
+        };
+        assert_eq!(pc.server.as_deref(), Some("redis-\"master\""));
+        assert_eq!(
+            parse_line(lines[7].as_bytes(), false).unwrap(),
+            Line::Role(r)
+        );
+        assert_eq!(
+            parse_line(lines[8].as_bytes(), false).unwrap(),
+            Line::Cache(c)
+        );
+        let bad = r#"{"type":"role","server":"redis-master","role":"slave","at_ns":1}"#;
+        let e = parse_line(bad.as_bytes(), false).unwrap_err().to_string();
+        assert!(e.contains("expected master or replica"), "{e}");
         let zero = r#"{"type":"goal","goal":"x","node":"n","count":0,"at_ns":1}"#;
         let e = parse_line(zero.as_bytes(), false).unwrap_err().to_string();
         assert!(e.contains("expected a positive count"), "{e}");

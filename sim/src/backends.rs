@@ -133,6 +133,10 @@ impl RedisExec for SimRedisConn {
             .switches
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    fn master_addr(&self) -> Option<String> {
+        Some(self.master.get().to_string())
+    }
 }
 
 fn unexpected<T>(tier: &'static str) -> TierResult<T> {

@@ -200,6 +200,21 @@ thread_local! {
 }
 
 thread_local! {
+    /// Every role a Redis node took in the run on this thread, in order: (when, node, master?).
+    static ROLES: std::cell::RefCell<Vec<(Instant, SocketAddr, bool)>> = Default::default();
+}
+
+/// The Redis node at `at` is now a master (or a replica): at its boot, or told by a Sentinel.
+pub fn role_taken(at: SocketAddr, master: bool) {
+    ROLES.with(|r| r.borrow_mut().push((Instant::now(), at, master)));
+}
+
+/// The roles the Redis nodes took since [`served_reset`], in order.
+pub fn roles_taken() -> Vec<(Instant, SocketAddr, bool)> {
+    ROLES.with(|r| r.borrow().clone())
+}
+
+thread_local! {
     /// Servers whose replies to clients are resets while a `reset` fault is on: each server's
     /// address, and the addresses of the nodes it still answers (the cluster's servers).
     static RESETTING: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, Vec<IpAddr>>> =
@@ -224,13 +239,14 @@ fn resets(at: SocketAddr, to: IpAddr) -> bool {
     })
 }
 
-/// Forgets the counts of [`served`], of servers' starts and of [`goals`], and every `reset`
-/// fault's servers (a run starts with this).
+/// Forgets the counts of [`served`], of servers' starts and of [`goals`], the roles taken, and
+/// every `reset` fault's servers (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
     RESETTING.with(|r| r.borrow_mut().clear());
     BOOTS.with(|b| b.borrow_mut().clear());
     GOALS.with(|g| g.borrow_mut().clear());
+    ROLES.with(|r| r.borrow_mut().clear());
     let _ = aside::goal::take_here();
 }
 

@@ -13,6 +13,7 @@ use chaos::drive::{app_node, drive, World};
 use chaos::nemesis::Nemesis;
 use chaos::record::Recorder;
 use chaos::scenario::Scenario;
+use invariants::history::Role;
 use madsim::runtime::Handle;
 use madsim::time::{sleep, Instant};
 
@@ -222,6 +223,23 @@ fn record_server_goals(cluster: &Cluster, rec: &Recorder) {
     }
 }
 
+/// The history's names for the servers (a cache line's `server`), and every role a Redis node
+/// took, as `role` lines.
+fn record_servers(cluster: &Cluster, rec: &Recorder) {
+    for n in &cluster.servers {
+        rec.name_server(n.addr.to_string(), n.target.name());
+    }
+    let origin = rec.origin();
+    for (t, at, master) in crate::net::roles_taken() {
+        let Some(n) = cluster.servers.iter().find(|n| n.addr == at) else {
+            continue;
+        };
+        let role = if master { Role::Master } else { Role::Replica };
+        let at_ns = t.saturating_duration_since(origin).as_nanos() as u64;
+        rec.role_at(&n.target.name(), role, at_ns);
+    }
+}
+
 /// The foreign writer's way to the PostgreSQL primary: one transaction per call.
 struct ForeignPg {
     rpc: crate::net::Rpc,
@@ -298,6 +316,7 @@ where
 
     let header = scenario.header("sim", strategy.name(), seed);
     record_server_goals(&cluster, &rec);
+    record_servers(&cluster, &rec);
     let by_addr = crate::net::served();
     let mut served: Vec<(String, u64)> = cluster
         .servers

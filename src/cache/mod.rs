@@ -463,6 +463,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         started: Option<Instant>,
     ) {
         if let (Some(sink), Some(started)) = (&self.events, started) {
+            let server = match tier {
+                Tier::L1 => self.l1.of(key).1.master_addr(),
+                _ => None,
+            };
             sink.on(&CacheEvent {
                 instance: &self.instance,
                 key,
@@ -471,6 +475,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 version,
                 outcome,
                 started,
+                server: server.as_deref(),
             });
         }
     }

@@ -50,6 +50,10 @@ pub trait RedisExec: Send + Sync + 'static {
     fn master_switches(&self) -> u64 {
         0
     }
+    /// See [`RedisLike::master_addr`].
+    fn master_addr(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Runs memcached model commands somewhere: in process ([`InProcess`]) or on a simulated server.
@@ -237,6 +241,9 @@ impl<E: RedisExec> RedisLike for RedisClient<E> {
     }
     fn master_switches(&self) -> u64 {
         self.0.master_switches()
+    }
+    fn master_addr(&self) -> Option<String> {
+        self.0.master_addr()
     }
 }
 

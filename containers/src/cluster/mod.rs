@@ -426,6 +426,18 @@ impl Cluster {
         })
     }
 
+    /// The Redis servers, each with the role it was launched in.
+    pub fn redis_nodes(&self) -> Vec<(&Node, invariants::history::Role)> {
+        use invariants::history::Role;
+        let mut all = vec![(&self.redis_master, Role::Master)];
+        all.extend(self.redis_replica.iter().map(|r| (r, Role::Replica)));
+        for p in &self.redis_more {
+            all.push((&p.master, Role::Master));
+            all.extend(p.replica.iter().map(|r| (r, Role::Replica)));
+        }
+        all
+    }
+
     /// Every server container.
     pub fn nodes(&self) -> Vec<&Node> {
         let mut all = vec![&self.redis_master];

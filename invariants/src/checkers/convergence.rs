@@ -167,7 +167,7 @@ pub fn check(idx: &Index, within_ns: Option<u64>) -> Verdict {
                     if chain.is_empty() {
                         String::new()
                     } else {
-                        format!("; causal chain: {}", chain.describe(write))
+                        format!("; causal chain: {}", chain.describe(idx, write))
                     }
                 }
                 None => String::new(),

@@ -135,7 +135,7 @@ impl ReadChecker for Staleness {
         let why = if chain.is_empty() {
             blind
         } else {
-            format!("{blind}; causal chain: {}", chain.describe(write))
+            format!("{blind}; causal chain: {}", chain.describe(idx, write))
         };
         v.judge(
             true,

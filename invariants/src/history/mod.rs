@@ -271,6 +271,10 @@ pub struct CacheAct<'a> {
     pub outcome: ActOutcome,
     pub start_ns: u64,
     pub at_ns: u64,
+    /// The server that answered (an `l1` action's Redis node, an `l2` action's memcached
+    /// node), by its name in the history (`redis-master`), or its address when the recorder
+    /// could not name it. Absent when unknown.
+    pub server: Option<Cow<'a, str>>,
 }
 
 impl CacheAct<'_> {
@@ -284,6 +288,52 @@ impl CacheAct<'_> {
             version: self.version,
             outcome: self.outcome,
             start_ns: self.start_ns,
+            at_ns: self.at_ns,
+            server: self.server.map(|s| s.into_owned().into()),
+        }
+    }
+}
+
+/// A Redis node's role, as Redis names it in `ROLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Master,
+    Replica,
+}
+
+impl Role {
+    pub(crate) fn parse(s: &str) -> Result<Self, Problem> {
+        match s {
+            "master" => Ok(Role::Master),
+            "replica" => Ok(Role::Replica),
+            _ => Err(bad("role", s, "expected master or replica")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// A Redis node took `role` at `at_ns`: at boot, promoted by the Sentinels (`REPLICAOF NO
+/// ONE`), or demoted (`REPLICAOF host port`, which discards what it held to resync from its
+/// new master). Not an op and not judged: it explains which master an `l1` action reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleLine<'a> {
+    pub server: Cow<'a, str>,
+    pub role: Role,
+    pub at_ns: u64,
+}
+
+impl RoleLine<'_> {
+    /// The same line, owning its strings.
+    pub fn into_owned(self) -> RoleLine<'static> {
+        RoleLine {
+            server: self.server.into_owned().into(),
+            role: self.role,
             at_ns: self.at_ns,
         }
     }
@@ -330,6 +380,7 @@ pub enum Line<'a> {
     Probe(Probe<'a>),
     Cache(CacheAct<'a>),
     Goal(GoalLine<'a>),
+    Role(RoleLine<'a>),
 }
 
 fn bad(field: &'static str, value: &str, expected: &'static str) -> Problem {

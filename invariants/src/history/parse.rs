@@ -54,6 +54,11 @@ struct RawLine<'a> {
     #[serde(borrow)]
     node: Option<Cow<'a, str>>,
     start_ns: Option<u64>,
+    #[serde(borrow)]
+    server: Option<Cow<'a, str>>,
+    // role
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
     // probe
     #[serde(borrow)]
     tier: Option<Cow<'a, str>>,
@@ -95,6 +100,7 @@ pub fn parse_line_serde(text: &[u8], at_eof: bool) -> Result<Line<'_>, Problem> 
         "header" => parse_header(raw).map(Line::Header),
         "cache" => parse_cache(raw).map(Line::Cache),
         "goal" => parse_goal(raw).map(Line::Goal),
+        "role" => parse_role(raw).map(Line::Role),
         _ => Err(Problem::UnknownType(ty.into_owned())),
     }
 }
@@ -226,6 +232,16 @@ fn parse_cache(raw: RawLine<'_>) -> Result<CacheAct<'_>, Problem> {
         outcome: ActOutcome::parse(&need(raw.outcome, T, "outcome")?)?,
         start_ns,
         at_ns,
+        server: raw.server,
+    })
+}
+
+fn parse_role(raw: RawLine<'_>) -> Result<RoleLine<'_>, Problem> {
+    const T: &str = "role";
+    Ok(RoleLine {
+        server: need(raw.server, T, "server")?,
+        role: Role::parse(&need(raw.role, T, "role")?)?,
+        at_ns: need(raw.at_ns, T, "at_ns")?,
     })
 }
 

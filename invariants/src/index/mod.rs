@@ -19,11 +19,13 @@ use crate::payload;
 
 mod key;
 mod reads;
+mod roles;
 mod spans;
 
 pub use key::{Explained, KeyIndex, Point, Staircase};
 use reads::IdSet;
 pub use reads::{ReadLog, ReadRec, NO_VERSION};
+pub use roles::RoleRec;
 use spans::{cuts_apps_from_the_outbox, merged};
 
 /// Reads kept in memory before the log spills to a temporary file (64 bytes each: 4 MiB).
@@ -52,6 +54,8 @@ pub struct ActRec {
     pub outcome: ActOutcome,
     pub start_ns: u64,
     pub at_ns: u64,
+    /// The server that answered, as the history names it.
+    pub server: Option<Box<str>>,
 }
 
 impl ActRec {
@@ -127,6 +131,8 @@ pub struct Index {
     /// ([`Index::outbox_seen_from`]).
     outbox_blind: Vec<(u64, u64)>,
     pub probes: Vec<ProbeRec>,
+    /// The Redis nodes' role lines, by time.
+    pub roles: Vec<RoleRec>,
     /// Coverage goals reached, by name.
     pub goals: std::collections::BTreeMap<String, GoalRec>,
     /// Staircases by `client index << 32 | key`.
@@ -227,6 +233,7 @@ impl Index {
         // Observed lines: (fault, at_ns, line).
         let mut observations: Vec<(String, u64, u64)> = Vec::new();
         let mut probes = Vec::new();
+        let mut roles = Vec::new();
         let mut goals: std::collections::BTreeMap<String, GoalRec> = Default::default();
         let mut monotonic: FxHashMap<u64, Staircase> = FxHashMap::default();
         let mut clients: FxHashMap<u64, u32> = FxHashMap::default();
@@ -345,8 +352,15 @@ impl Index {
                         outcome: c.outcome,
                         start_ns: c.start_ns,
                         at_ns: c.at_ns,
+                        server: c.server.map(|s| s.as_ref().into()),
                     });
                 }
+                Line::Role(r) => roles.push(RoleRec {
+                    server: r.server.as_ref().into(),
+                    role: r.role,
+                    at_ns: r.at_ns,
+                    line: lineno,
+                }),
                 Line::Goal(g) => {
                     let rec = goals.entry(g.goal.into_owned()).or_insert(GoalRec {
                         count: 0,
@@ -390,6 +404,7 @@ impl Index {
             k.finish();
         }
         probes.sort_by_key(|p| (p.key, p.tier, p.at_ns, p.version, p.line));
+        roles.sort_by_key(|r: &RoleRec| (r.at_ns, r.line));
         let fault_union = merged(faults.iter());
         let outbox_blind = merged(
             faults
@@ -407,6 +422,7 @@ impl Index {
             fault_union,
             outbox_blind,
             probes,
+            roles,
             goals,
             monotonic,
             clients,

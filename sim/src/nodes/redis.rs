@@ -54,6 +54,8 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
         model: Mutex::new(RedisModel::default()),
         role: Mutex::new(role),
     });
+    // A restart boots in its first role again, whatever the Sentinels made it since.
+    crate::net::role_taken(addr, role == Role::Master);
     let ep = Endpoint::bind(addr).await.expect("bind redis");
     let rpc = Rpc::bind(addr.ip()).await;
     if let Role::Replica(master) = role {
@@ -122,11 +124,18 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
                 }
                 Admin::Ping => AdminReply::Pong(*node.role.lock().unwrap()),
                 Admin::Promote => {
-                    *node.role.lock().unwrap() = Role::Master;
+                    let was = std::mem::replace(&mut *node.role.lock().unwrap(), Role::Master);
+                    if was != Role::Master {
+                        crate::net::role_taken(addr, true);
+                    }
                     AdminReply::Done
                 }
                 Admin::Follow(master) => {
-                    *node.role.lock().unwrap() = Role::Replica(master);
+                    let was =
+                        std::mem::replace(&mut *node.role.lock().unwrap(), Role::Replica(master));
+                    if was == Role::Master {
+                        crate::net::role_taken(addr, false);
+                    }
                     resync(&node, &rpc, master).await;
                     AdminReply::Done
                 }

@@ -515,4 +515,20 @@ impl RedisLike for Redis {
     fn master_switches(&self) -> u64 {
         self.switches.load(Relaxed)
     }
+
+    fn master_addr(&self) -> Option<String> {
+        match &self.target {
+            // host:port, as a Sentinel names a master.
+            Target::Direct(url) => {
+                let url = without_credentials(url);
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                rest.split('/').next().map(str::to_string)
+            }
+            Target::Sentinel { .. } => self
+                .last_master
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
 }
