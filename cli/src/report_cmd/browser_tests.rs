@@ -164,18 +164,17 @@ fn screenshot(browser: &Path, history: &Path, name: &str) -> Shot {
     }
 }
 
-/// The split-brain run with every fault line left out: the same ops, nothing to shade.
-fn without_faults(history: &Path, dir: &Path) -> PathBuf {
+/// The split-brain run with every line of `line_type` left out (`fault`: the same ops,
+/// nothing to shade; `role`: the same actions, no master spans).
+fn without(history: &Path, dir: &Path, line_type: &str) -> PathBuf {
     let text = std::fs::read_to_string(history).unwrap();
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with("{\"type\":\"fault\""))
-        .collect();
+    let prefix = format!("{{\"type\":\"{line_type}\"");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(&prefix)).collect();
     assert!(
         kept.len() < text.lines().count(),
-        "the fixture has fault lines"
+        "the fixture has {line_type} lines"
     );
-    let out = dir.join("split-brain-no-faults.jsonl");
+    let out = dir.join(format!("split-brain-no-{line_type}s.jsonl"));
     std::fs::write(&out, kept.join("\n") + "\n").unwrap();
     out
 }
@@ -196,10 +195,15 @@ fn chromium_draws_a_failing_split_brain_runs_fault_band_stale_reads_and_witness_
     let tmp = tempfile::tempdir().unwrap();
     let unshaded = screenshot(
         &browser,
-        &without_faults(&history, tmp.path()),
+        &without(&history, tmp.path(), "fault"),
         "split-brain-no-faults",
     );
     let holding = screenshot(&browser, &fixture("holds.jsonl"), "holds");
+    let roleless = screenshot(
+        &browser,
+        &without(&history, tmp.path(), "role"),
+        "split-brain-no-roles",
+    );
     println!(
         "screenshots {} px wide in target/aside/report-browser/",
         failing.width
@@ -222,6 +226,18 @@ fn chromium_draws_a_failing_split_brain_runs_fault_band_stale_reads_and_witness_
     assert!(
         shaded > bare + 5_000,
         "no fault band drawn: {shaded} band pixels, {bare} without faults"
+    );
+
+    // The witness keys' swim lanes: each Redis node shaded while it was a master, where the
+    // same run without its role lines has only the legend's swatch.
+    let (spans, swatch) = (
+        failing.count(rgb(super::swim::MASTER)),
+        roleless.count(rgb(super::swim::MASTER)),
+    );
+    println!("master-span pixels: {spans} with the roles, {swatch} without");
+    assert!(
+        spans > swatch + 5_000,
+        "no master span drawn: {spans} pixels, {swatch} without the role lines"
     );
 
     // Stale reads and the rings around the failing verdicts' witness ops, beyond the legend's

@@ -7,9 +7,9 @@ use plotters::prelude::*;
 use super::picture::{Picture, State, COLUMNS};
 
 /// Plotters' errors carry the backend's type; the report only needs their text.
-type Drawn = Result<String, String>;
+pub(super) type Drawn = Result<String, String>;
 
-const WIDTH: u32 = 1200;
+pub(super) const WIDTH: u32 = 1200;
 pub const HIT: RGBColor = RGBColor(0x9e, 0xc9, 0xe8);
 pub const DB: RGBColor = RGBColor(0x31, 0x82, 0xbd);
 pub const FAILED: RGBColor = RGBColor(0x96, 0x96, 0x96);
@@ -26,11 +26,11 @@ const READS_PER_SLICE_MIN: u64 = 30;
 /// Witness rings.
 pub const WITNESS: RGBColor = RGBColor(0x7b, 0x00, 0x9e);
 
-fn err(e: impl std::fmt::Display) -> String {
+pub(super) fn err(e: impl std::fmt::Display) -> String {
     format!("drawing a figure: {e}")
 }
 
-fn color(s: State) -> RGBColor {
+pub(super) fn color(s: State) -> RGBColor {
     match s {
         State::Hit => HIT,
         State::DbRead => DB,

@@ -1,12 +1,14 @@
 //! `aside report HISTORY -o PAGE.html`: one self-contained page for a person. The verdicts
 //! first, then the figures (a timeline of every client's ops with the faults shaded and each
 //! failing verdict's witness ops ringed, hit ratio and database reads over time, the staleness
-//! distribution), the witness ops as the history's own lines, and the full report `aside check`
-//! prints, causal chains included. No script, no external file: it opens anywhere.
+//! distribution), a swim lane per witness key ([`swim`]), the witness ops as the history's own
+//! lines, and the full report `aside check` prints, causal chains included. No script, no
+//! external file: it opens anywhere.
 
 mod draw;
 mod night;
 mod picture;
+mod swim;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -89,7 +91,15 @@ pub fn page(file: &Path, bounds: &[Override]) -> Result<String, String> {
     let f = std::fs::File::open(file).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut idx = Index::build(&name, BufReader::with_capacity(1 << 16, f), SPILL_AT)
         .map_err(|e| e.to_string())?;
-    let pic = Picture::of(&mut idx, &witness).map_err(|e| format!("{name}: {e}"))?;
+    let keys = witness_keys(file, &report, &idx).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let mut pic = Picture::of(&mut idx, &witness, &keys).map_err(|e| format!("{name}: {e}"))?;
+    let lanes = keys
+        .iter()
+        .map(|&k| {
+            let reads = pic.key_reads.remove(&k).unwrap_or_default();
+            swim::lane(&idx, k, &reads, &witness)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let quoted: BTreeSet<u64> = witness.iter().take(QUOTED_MAX).copied().collect();
     let lines = read_lines(file, &quoted).map_err(|e| format!("cannot read {name}: {e}"))?;
     let table_lines = read_lines(file, &report.witness_lines()).unwrap_or_default();
@@ -106,7 +116,38 @@ pub fn page(file: &Path, bounds: &[Override]) -> Result<String, String> {
         &lines,
         &report.table(&table_lines),
         witness.len(),
+        &lanes,
     ))
+}
+
+/// The keys the failing verdicts' witness lines name, in the verdicts' order, at most
+/// [`swim::KEYS_MAX`]: each gets a swim lane.
+fn witness_keys(file: &Path, report: &Report, idx: &Index) -> std::io::Result<Vec<u32>> {
+    /// Lines looked at per verdict: a key is named in its first ones.
+    const LINES_PER_VERDICT: usize = 50;
+    let wanted: BTreeSet<u64> = report
+        .verdicts
+        .iter()
+        .filter(|v| v.fails())
+        .flat_map(|v| v.witness.lines.iter().take(LINES_PER_VERDICT).copied())
+        .collect();
+    let texts = read_lines(file, &wanted)?;
+    let mut keys = Vec::new();
+    for v in report.verdicts.iter().filter(|v| v.fails()) {
+        for line in v.witness.lines.iter().take(LINES_PER_VERDICT) {
+            let key = texts
+                .get(line)
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                .and_then(|j| j.get("key")?.as_str().and_then(|k| idx.key_id(k)));
+            if let Some(k) = key.filter(|k| !keys.contains(k)) {
+                keys.push(k);
+            }
+            if keys.len() == swim::KEYS_MAX {
+                return Ok(keys);
+            }
+        }
+    }
+    Ok(keys)
 }
 
 fn esc(s: &str) -> String {
@@ -123,6 +164,7 @@ fn html(
     lines: &std::collections::BTreeMap<u64, String>,
     table: &str,
     witness_total: usize,
+    lanes: &[String],
 ) -> String {
     let h = &r.header;
     let title = format!("{} / {} / seed {}", h.scenario, h.strategy, h.seed);
@@ -179,6 +221,19 @@ fn html(
             legend_html(legend)
         );
     }
+    if !lanes.is_empty() {
+        let _ = writeln!(
+            md,
+            "<h2>Witness keys, lane by lane</h2>\n<p>What each place did to the key a failing verdict names, around the lines it names (ringed): its writes, each Redis node's <code>l1</code> actions with the spans it was a master shaded, <code>l2</code>, the database loads, and its reads. The causal chain in the report below reads along these rows.</p>"
+        );
+        for svg in lanes {
+            let _ = writeln!(
+                md,
+                "<figure class=\"lane\">{svg}{}</figure>",
+                legend_html(LANE_LEGEND)
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "<h2>Witness ops</h2>\n<p>{} history lines witness the failing verdicts{}; each is ringed in the timeline.</p>",
@@ -227,6 +282,29 @@ const TIMELINE_LEGEND: &[(RGBColor, &str, &str)] = &[
         "an op a failing verdict names (its line below)",
         "ring",
     ),
+];
+
+const LANE_LEGEND: &[(RGBColor, &str, &str)] = &[
+    (swim::MASTER, "the Redis node was a master", "box"),
+    (draw::WRITE, "write, invoke to completion", "box"),
+    (
+        plotters::style::colors::BLACK,
+        "dot: fill; triangle: invalidation; bar: load; cross: lease (black: ok)",
+        "box",
+    ),
+    (
+        swim::ACT_FAILED,
+        "the action failed (it may have happened)",
+        "box",
+    ),
+    (
+        swim::ACT_REFUSED,
+        "the tier refused it (a newer entry)",
+        "box",
+    ),
+    (draw::STALE, "stale read", "box"),
+    (draw::WITNESS, "a line a failing verdict names", "ring"),
+    (draw::FAULT, "a fault active", "band"),
 ];
 
 const LOAD_LEGEND: &[(RGBColor, &str, &str)] = &[

@@ -36,6 +36,20 @@ pub struct Marked {
     pub write: bool,
 }
 
+/// A read of a key drawn in a swim lane ([`super::swim`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRead {
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    pub state: State,
+    /// `None` when the read failed.
+    pub version: Option<u64>,
+    pub line: u64,
+}
+
+/// Reads kept per swim-lane key: its witnesses always, the others up to this many.
+pub const KEY_READS_MAX: usize = 20_000;
+
 /// A fault's active span, in ms since the history began.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Band {
@@ -82,12 +96,14 @@ pub struct Picture {
     pub db: Vec<u64>,
     /// Every stale read's staleness, ms.
     pub staleness_ms: Vec<f64>,
+    /// The reads of each key a swim lane is drawn for, in the order read.
+    pub key_reads: BTreeMap<u32, Vec<KeyRead>>,
 }
 
 impl Picture {
     /// Takes `idx`'s reads (its read log is consumed) and writes; `witness` are the lines of
-    /// the ops a failing verdict names.
-    pub fn of(idx: &mut Index, witness: &BTreeSet<u64>) -> std::io::Result<Picture> {
+    /// the ops a failing verdict names; the reads of `keys` are kept for their swim lanes.
+    pub fn of(idx: &mut Index, witness: &BTreeSet<u64>, keys: &[u32]) -> std::io::Result<Picture> {
         let (start, end) = idx.span_ns;
         let span = end.saturating_sub(start).max(1);
         let ms = |t: u64| t.saturating_sub(start) as f64 / 1e6;
@@ -133,6 +149,18 @@ impl Picture {
             }
             if witness.contains(&r.line) {
                 marks.push((r.client, r.invoke_ns, r.line, false));
+            }
+            if keys.contains(&r.key) {
+                let kept = p.key_reads.entry(r.key).or_default();
+                if kept.len() < KEY_READS_MAX || witness.contains(&r.line) {
+                    kept.push(KeyRead {
+                        invoke_ns: r.invoke_ns,
+                        complete_ns: r.complete_ns,
+                        state,
+                        version: r.ok().then_some(r.version),
+                        line: r.line,
+                    });
+                }
             }
         })?;
         let mut writes = BTreeSet::new();

@@ -8,10 +8,33 @@ pub(super) fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Circles in the witness colour (the legend is the page's, not the figure's).
+/// The figure `<figure id="ID">` of a page.
+fn figure<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<figure id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no figure {id}"));
+    let end = html[start..].find("</figure>").expect("closed");
+    &html[start..start + end]
+}
+
+/// The swim lanes of a page.
+fn lanes(html: &str) -> Vec<&str> {
+    html.split("<figure class=\"lane\">")
+        .skip(1)
+        .map(|rest| &rest[..rest.find("</figure>").expect("closed")])
+        .collect()
+}
+
+/// Circles in the witness colour in the timeline (the legend is the page's, not the
+/// figure's).
 fn rings(html: &str) -> usize {
-    let witness = hex(draw::WITNESS);
-    html.split("<circle")
+    circles(figure(html, "timeline"), draw::WITNESS)
+}
+
+/// Circles in colour `c`.
+fn circles(svg: &str, c: plotters::style::RGBColor) -> usize {
+    let witness = hex(c);
+    svg.split("<circle")
         .skip(1)
         .filter(|rest| rest.split('>').next().unwrap_or("").contains(&witness))
         .count()
@@ -35,7 +58,8 @@ fn hex(c: plotters::style::RGBColor) -> String {
 #[test]
 fn a_failing_history_shows_its_verdict_its_fault_band_and_rings_its_witness_ops() {
     let html = page(&fixture("fill-race.jsonl"), &[]).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "three figures");
+    assert_eq!(html.matches("<figure id=").count(), 3, "three figures");
+    assert_eq!(lanes(&html).len(), 1, "one witness key, one swim lane");
     assert!(
         html.contains("<p class=\"fails\">Fails: staleness"),
         "verdict first"
@@ -66,6 +90,52 @@ fn a_holding_history_says_so_and_rings_nothing() {
     assert!(html.contains("Every gating invariant holds."));
     assert_eq!(rings(&html), 0);
     assert!(!html.contains("<tr class=\"fails\">"));
+    assert!(lanes(&html).is_empty() && !html.contains("Witness keys"));
+}
+
+/// The split-brain run's lanes: the old master shaded until its demotion, the replica from its
+/// promotion, the tombstone the old master acknowledged and lost ringed on its row. Without
+/// the role lines, the same run's lanes shade nothing and name no role change.
+#[test]
+fn a_split_brain_lane_shows_each_masters_span_and_rings_the_lost_tombstone_on_its_node() {
+    let history = fixture("split-brain-small-versioned-2.jsonl");
+    let html = page(&history, &[]).unwrap();
+    let ls = lanes(&html);
+    assert_eq!(ls.len(), swim::KEYS_MAX, "a lane per witness key");
+    let first = ls[0];
+    assert!(
+        first.contains("listings:v1:r/rust:hot"),
+        "the staleness witness's key first"
+    );
+    for text in [
+        "l1 redis-master",
+        "l1 redis-replica",
+        "made master",
+        "demoted",
+        "reads",
+    ] {
+        assert!(first.contains(text), "{text}");
+    }
+    assert!(first.contains(&hex(swim::MASTER)), "master spans shaded");
+    assert!(
+        circles(first, draw::WITNESS) >= 3,
+        "the chain's lines ringed"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("no-roles.jsonl");
+    let text = std::fs::read_to_string(&history).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"role\""))
+        .collect();
+    std::fs::write(&plain, kept.join("\n") + "\n").unwrap();
+    let html = page(&plain, &[]).unwrap();
+    let first = lanes(&html)[0];
+    assert!(!first.contains(&hex(swim::MASTER)) && !first.contains("demoted"));
+    assert!(
+        first.contains("l1 redis-master"),
+        "the actions still name their node"
+    );
 }
 
 #[test]
