@@ -239,12 +239,15 @@ impl Scenario {
     /// states (a row there outlives another node's write until it expires). Every tier must have
     /// converged by the end of the settle (`converge_within_ns`, T: the probes' last round), or
     /// by the scenario's own shorter T.
+    /// A strategy whose invalidations go through the outbox (`outbox`) is judged without the
+    /// time no app node could read it (`staleness_excludes_outbox_blind`).
     /// Judging twice is judging once: a replay judges the bounds its header recorded.
-    pub fn judged_by(&self, staleness_bound_ms: Option<u64>) -> Scenario {
+    pub fn judged_by(&self, staleness_bound_ms: Option<u64>, outbox: bool) -> Scenario {
         let mut sc = self.clone();
         if let Some(ms) = staleness_bound_ms {
             sc.bounds.staleness_ns_max = Some(ms.saturating_mul(1_000_000));
         }
+        sc.bounds.staleness_excludes_outbox_blind |= outbox;
         sc.bounds.l0_ttl_ns = self.l0_ttl_ms.saturating_mul(1_000_000);
         // A scenario's own T may be shorter than its settle (validation refuses a longer one).
         sc.bounds.converge_within_ns =

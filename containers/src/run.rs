@@ -359,7 +359,10 @@ pub async fn run_with<St: Strategy + Clone>(
     // The `random` scenario's plan is the seed's.
     let sc = &sc.for_seed(seed);
     // A strategy that promises a staleness bound is judged by exactly that bound.
-    let sc = &sc.judged_by(strategy.staleness_bound_ms(&sc.cache_config()));
+    let sc = &sc.judged_by(
+        strategy.staleness_bound_ms(&sc.cache_config()),
+        strategy.uses_outbox(),
+    );
     if let Some(why) = unsupported(sc) {
         return Err(Error::Docker(format!(
             "{} cannot run against containers: {why}",

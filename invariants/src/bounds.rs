@@ -58,6 +58,11 @@ pub struct Bounds {
     /// every key. Probes from then on are judged; earlier ones only tell how long a tier stayed
     /// diverged. No default: then each tier's last probe is judged, whenever it was taken.
     pub converge_within_ns: Option<u64>,
+    /// Invariant 1: staleness leaves out the time no app node could read PostgreSQL's outbox
+    /// (every app node cut from the primary, or its replies reset), for a strategy whose
+    /// invalidations go through the outbox: none can be made then. Default false: only a
+    /// write that completed while the outbox was out of sight counts from when it came back.
+    pub staleness_excludes_outbox_blind: bool,
 }
 
 impl Default for Bounds {
@@ -80,6 +85,7 @@ impl Default for Bounds {
             read_latency_p99_ns_max: None,
             warmup_ns: 0,
             converge_within_ns: None,
+            staleness_excludes_outbox_blind: false,
         }
     }
 }
@@ -103,6 +109,7 @@ pub const NAMES: &[&str] = &[
     "read_latency_p99_ns_max",
     "warmup_ns",
     "converge_within_ns",
+    "staleness_excludes_outbox_blind",
 ];
 
 impl Bounds {
@@ -142,6 +149,9 @@ impl Bounds {
                 "read_latency_p99_ns_max" => opt(self.read_latency_p99_ns_max),
                 "warmup_ns" => Value::from(self.warmup_ns),
                 "converge_within_ns" => opt(self.converge_within_ns),
+                "staleness_excludes_outbox_blind" => {
+                    Value::from(self.staleness_excludes_outbox_blind)
+                }
                 other => unreachable!("bound {other} has no field"),
             };
             m.insert((*name).to_string(), v);
@@ -150,7 +160,8 @@ impl Bounds {
     }
 
     /// Sets one bound from a JSON value: an integer for `_ns`, `_max` and window names, a number
-    /// in 0..=1 for ratios, `null` to switch an optional bound off.
+    /// in 0..=1 for ratios, `null` to switch an optional bound off, `true` or `false` for a
+    /// rule.
     pub fn set(&mut self, name: &str, v: &Value) -> Result<(), Problem> {
         let err = |why: &str| Problem::BadConfig {
             key: name.to_string(),
@@ -200,6 +211,10 @@ impl Bounds {
             "read_latency_p99_ns_max" => self.read_latency_p99_ns_max = opt(&int)?,
             "warmup_ns" => self.warmup_ns = int()?,
             "converge_within_ns" => self.converge_within_ns = opt(&int)?,
+            "staleness_excludes_outbox_blind" => {
+                self.staleness_excludes_outbox_blind =
+                    v.as_bool().ok_or_else(|| err("must be true or false"))?
+            }
             _ => {
                 return Err(Problem::BadConfig {
                     key: name.to_string(),
@@ -225,7 +240,7 @@ impl Override {
             format!("bound {s:?} is not NAME=VALUE (for example hit_ratio_min=0.9)")
         })?;
         let value: Value = serde_json::from_str(value.trim())
-            .map_err(|_| format!("bound {name}: {value:?} is not a number or null"))?;
+            .map_err(|_| format!("bound {name}: {value:?} is not a number, true, false or null"))?;
         let o = Override {
             name: name.trim().to_string(),
             value,

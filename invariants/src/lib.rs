@@ -82,6 +82,7 @@ pub fn check_index(mut idx: Index, overrides: &[Override]) -> Result<Report, His
     let io_err = |file: &str, e: std::io::Error| {
         HistoryError::new(file, 0, Problem::Io(format!("streaming reads back: {e}")))
     };
+    idx.staleness_excludes_outbox_blind = bounds.staleness_excludes_outbox_blind;
     let mut reads = std::mem::replace(&mut idx.reads, index::ReadLog::new(0));
     let mut timeline = timeline::Timeline::new(&idx);
     // The registry: every streaming checker, then the ones that judge the index alone. Reports

@@ -73,7 +73,10 @@ where
     N: Nemesis,
 {
     let scenario = &scenario.for_seed(seed);
-    let scenario = &scenario.judged_by(strategy.staleness_bound_ms(&scenario.cache_config()));
+    let scenario = &scenario.judged_by(
+        strategy.staleness_bound_ms(&scenario.cache_config()),
+        strategy.uses_outbox(),
+    );
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, config(scenario));
     rt.set_time_limit(TIME_LIMIT);
     rt.block_on(simulate(scenario, strategy, seed, nemesis))

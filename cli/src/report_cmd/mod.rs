@@ -91,6 +91,7 @@ pub fn page(file: &Path, bounds: &[Override]) -> Result<String, String> {
     let f = std::fs::File::open(file).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut idx = Index::build(&name, BufReader::with_capacity(1 << 16, f), SPILL_AT)
         .map_err(|e| e.to_string())?;
+    idx.staleness_excludes_outbox_blind = report.bounds.staleness_excludes_outbox_blind;
     let keys = witness_keys(file, &report, &idx).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut pic = Picture::of(&mut idx, &witness, &keys).map_err(|e| format!("{name}: {e}"))?;
     let lanes = keys

@@ -11,6 +11,10 @@
 //! replies) counts from that fault's end: no app node could see it before (only a writer that
 //! is not an app node completes one then).
 //!
+//! With `staleness_excludes_outbox_blind` (set for a strategy whose invalidations go through
+//! the outbox), every such span between the write's completion and the read is left out, not
+//! only one the write completed in: no invalidation could be made from the outbox then.
+//!
 //! A read served from an app's hot-key L0 is judged by the bound plus `l0_ttl_ns`: a row there
 //! outlives another node's write until it expires, as the library states. The witness is the read
 //! furthest past what it is allowed; with no L0 reads, the stalest.
@@ -51,6 +55,11 @@ impl Staleness {
 /// The staleness of one read, with the write that makes it stale.
 pub fn staleness_of(idx: &Index, r: &ReadRec) -> Option<(u64, u32)> {
     let (complete, w) = idx.keys[r.key as usize].first_newer(r.version)?;
+    if idx.staleness_excludes_outbox_blind {
+        let blind = idx.outbox_blind_within(complete, r.invoke_ns);
+        let s = r.invoke_ns.saturating_sub(complete).saturating_sub(blind);
+        return (s > 0).then_some((s, w));
+    }
     let seen = idx.outbox_seen_from(complete);
     (seen < r.invoke_ns).then(|| (r.invoke_ns - seen, w))
 }
@@ -124,7 +133,13 @@ impl ReadChecker for Staleness {
         let found_in = r.source.filter(|s| s.is_cache());
         let chain = chain::explain(idx, r.key, r.version, found_in, r.complete_ns, write);
         let seen = idx.outbox_seen_from(write.complete_ns);
-        let blind = if seen > write.complete_ns {
+        let blind_ns = idx.outbox_blind_within(write.complete_ns, r.invoke_ns);
+        let blind = if idx.staleness_excludes_outbox_blind && blind_ns > 0 {
+            format!(
+                ", not counting the {} in which no app node could read PostgreSQL's outbox",
+                fmt_ns(blind_ns)
+            )
+        } else if seen > write.complete_ns {
             format!(
                 ", counted from {} when every app node could read PostgreSQL's outbox again",
                 fmt_ns(seen)
@@ -239,6 +254,50 @@ mod tests {
                 v.summary
             );
         }
+    }
+
+    /// Seeds 333 and 504 of `durable`'s swarm: a write completed 8 ms before a cut of every
+    /// app node from the primary. With the outbox rule its 600 ms out of sight are not counted;
+    /// without it (a strategy that invalidates in the writer) they are, as before.
+    #[test]
+    fn an_outbox_strategy_is_not_counted_the_time_no_app_node_could_read_the_outbox() {
+        use crate::history::FaultAction::{Start, Stop};
+        let cut = json!({"kind": "partition", "target": "apps", "peers": "postgres"});
+        for (excluded, read_at, holds) in [
+            (true, 690 * MS, true),
+            (false, 690 * MS, false),
+            // 80 ms counted before the cut and 81 ms after it: past the bound.
+            (true, 761 * MS, false),
+        ] {
+            let mut h = H::new(json!({
+                "staleness_ns_max": 100 * MS,
+                "staleness_excludes_outbox_blind": excluded,
+            }));
+            h.write(999, "post:1", (10 * MS, 20 * MS), 1);
+            h.fault_json(100 * MS, Start, cut.clone());
+            h.fault_json(700 * MS, Stop, cut.clone());
+            h.read(2, "post:1", (read_at, read_at + MS), 0, Source::L1);
+            let v = h.check().verdict(Invariant::Staleness).unwrap().clone();
+            assert_eq!(
+                v.status == Status::Holds,
+                holds,
+                "excluded {excluded}, read at {read_at}: {}",
+                v.summary
+            );
+            if !holds && excluded {
+                assert!(
+                    v.summary
+                        .contains("not counting the 600.0 ms in which no app node"),
+                    "{}",
+                    v.summary
+                );
+            }
+        }
+        // The rule's own name is refused any value but a boolean.
+        let mut h = H::new(json!({"staleness_excludes_outbox_blind": 1}));
+        h.write(1, "post:1", (0, MS), 1);
+        let e = h.try_check().unwrap_err().to_string();
+        assert!(e.contains("must be true or false"), "{e}");
     }
 
     fn history(read_at: u64) -> (H, u64, u64) {

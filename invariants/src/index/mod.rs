@@ -143,6 +143,9 @@ pub struct Index {
     pub lines: u64,
     /// The time the ops and faults span: (earliest invoke or fault, latest completion or fault).
     pub span_ns: (u64, u64),
+    /// Staleness leaves out every span no app node could read the outbox in
+    /// ([`crate::Bounds::staleness_excludes_outbox_blind`]; set by the check from the bounds).
+    pub staleness_excludes_outbox_blind: bool,
 }
 
 impl Index {
@@ -183,6 +186,15 @@ impl Index {
             Some(&(_, end)) if t < end => end,
             _ => t,
         }
+    }
+
+    /// How much of `[from, to]` no app node could read the outbox in.
+    pub fn outbox_blind_within(&self, from: u64, to: u64) -> u64 {
+        self.outbox_blind
+            .iter()
+            .take_while(|s| s.0 < to)
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
     }
 
     /// Whether any fault was active at `t`.
@@ -430,6 +442,7 @@ impl Index {
             ops,
             lines: lineno,
             span_ns: if span.0 > span.1 { (0, 0) } else { span },
+            staleness_excludes_outbox_blind: false,
         })
     }
 }

@@ -335,9 +335,9 @@ fn a_scenarios_own_t_is_kept_when_within_the_settle_and_refused_past_it() {
         format!("name = \"t\"\nabout = \"own T\"\n[bounds]\nconverge_within_ns = {t_ns}\n")
     };
     let sc = parse("t.toml", &text(500_000_000)).unwrap();
-    let judged = sc.judged_by(None);
+    let judged = sc.judged_by(None, false);
     assert_eq!(judged.bounds.converge_within_ns, Some(500_000_000));
-    assert_eq!(judged.judged_by(None).bounds, judged.bounds);
+    assert_eq!(judged.judged_by(None, false).bounds, judged.bounds);
     let e = parse("t.toml", &text(2_000_000_000))
         .unwrap_err()
         .to_string();
@@ -347,7 +347,7 @@ fn a_scenarios_own_t_is_kept_when_within_the_settle_and_refused_past_it() {
     );
     let plain = parse("t.toml", "name = \"t\"\nabout = \"default T\"\n").unwrap();
     assert_eq!(
-        plain.judged_by(None).bounds.converge_within_ns,
+        plain.judged_by(None, false).bounds.converge_within_ns,
         Some(plain.settle_ms * 1_000_000)
     );
 }
