@@ -89,8 +89,9 @@ pub struct CacheEvent<'a> {
     /// When the action began (it is reported when it completed).
     pub started: Instant,
     /// The server that answered: for an L1 action, the address of the Redis master the client
-    /// was sending to when the action completed ([`crate::tier::RedisLike::master_addr`]);
-    /// `None` for the other tiers, or when the client does not know.
+    /// was sending to when the action completed ([`crate::tier::RedisLike::master_addr`]; an
+    /// action completing just as the client follows a failover may be named by the new
+    /// master); `None` for the other tiers, or when the client does not know.
     pub server: Option<&'a str>,
 }
 

@@ -285,10 +285,13 @@ impl Recorder {
         lines.servers.insert(addr.into(), name.into());
     }
 
-    /// Redis node `server` (its name in the history) took `role` at `at_ns`.
-    pub fn role_at(&self, server: &str, role: Role, at_ns: u64) {
+    /// Redis node `server` (its name in the history) of shard `shard` (its master/replica
+    /// pair, from 0) took `role` at `at_ns`. A node that takes the role it has (a restart in
+    /// it) makes no line.
+    pub fn role_at(&self, server: &str, shard: u64, role: Role, at_ns: u64) {
         self.lines.lock().expect("recorder").roles.push(RoleLine {
             server: server.to_string().into(),
+            shard,
             role,
             at_ns,
         });
@@ -316,9 +319,14 @@ impl Recorder {
         // Stable: lines of one process are already in this order (each is pushed as it ends).
         lines.ops.sort_by_key(|o| o.complete_ns);
         lines.cache.sort_by_key(|c| c.at_ns);
+        // Stable: one server's lines of one time keep the order they were taken in.
         lines
             .roles
             .sort_by(|a, b| (a.at_ns, &a.server).cmp(&(b.at_ns, &b.server)));
+        let mut held: BTreeMap<String, Role> = BTreeMap::new();
+        lines
+            .roles
+            .retain(|r| held.insert(r.server.to_string(), r.role) != Some(r.role));
         for c in &mut lines.cache {
             if let Some(name) = c.server.as_deref().and_then(|a| lines.servers.get(a)) {
                 c.server = Some(name.clone().into());

@@ -253,10 +253,6 @@ fn a_spent_budget_starts_no_cell_and_names_the_cells_left() {
     assert_eq!(json["skipped"].as_array().map(Vec::len), Some(3), "{json}");
 }
 
-/// Jepsen's Redis finding against real Redis and Sentinel: in `split-brain`, app-1 (cut from
-/// the Sentinels with the old master) keeps writing tombstones to the isolated master, which
-/// acknowledges them all; the majority promotes the replica, the old master is demoted and
-/// resyncs, and the tombstones are gone: the run fails with a witness and leaves nothing behind.
 /// The `role` lines of `history` (server, role, at_ns), and the servers `node`'s L1
 /// invalidations name.
 fn roles_and_servers(history: &[u8], node: &str) -> (Vec<(String, String, u64)>, Vec<String>) {
@@ -278,6 +274,10 @@ fn roles_and_servers(history: &[u8], node: &str) -> (Vec<(String, String, u64)>,
     (roles, servers)
 }
 
+/// Jepsen's Redis finding against real Redis and Sentinel: in `split-brain`, app-1 (cut from
+/// the Sentinels with the old master) keeps writing tombstones to the isolated master, which
+/// acknowledges them all; the majority promotes the replica, the old master is demoted and
+/// resyncs, and the tombstones are gone: the run fails with a witness and leaves nothing behind.
 /// With `min-replicas-to-write 1` (max lag 1 s) the isolated master refuses tombstones once it
 /// has not heard from its replica for the lag: app-1 sees the refusals instead of believing them
 /// applied (the staleness stays until something retries them: the `durable` strategy's outbox).

@@ -63,21 +63,41 @@ fn role_said(text: &str) -> Option<Role> {
     None
 }
 
-/// `2026-12-07T05:01:02.123456789Z` (Docker's RFC 3339 stamp, UTC) as ns since the epoch.
+/// `2026-12-07T05:01:02.123456789Z` (Docker's RFC 3339 stamp, in UTC or with an offset such as
+/// `+01:00`) as ns since the epoch; `None` for anything else, out-of-range fields included.
 fn unix_ns(stamp: &str) -> Option<u128> {
-    let rest = stamp.strip_suffix('Z')?;
-    let (date, time) = rest.split_once('T')?;
+    let (date, time) = stamp.split_once('T')?;
+    // The zone: `Z`, or `+hh:mm` / `-hh:mm` after the seconds.
+    let (time, offset_s): (&str, i64) = if let Some(t) = time.strip_suffix('Z') {
+        (t, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (t, zone) = time.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':')?;
+        let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+        if !(0..24).contains(&h) || !(0..60).contains(&m) {
+            return None;
+        }
+        (t, sign * (h * 3600 + m * 60))
+    };
     let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
-    if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    let in_range = (1970..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        && (0..61).contains(&s);
+    if !in_range || frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let nanos: u64 = format!("{frac:0<9}").parse().ok()?;
-    let days = u64::try_from(days_from_civil(y, m, day)).ok()?;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    let secs = days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60 + s - offset_s;
+    let secs = u64::try_from(secs).ok()?;
     Some(u128::from(secs) * 1_000_000_000 + u128::from(nanos))
 }
 
@@ -114,12 +134,21 @@ mod tests {
             unix_ns("2000-03-01T00:00:01.000000001Z"),
             Some(951_868_801_000_000_001)
         );
+        // The same instant an hour east of UTC.
+        assert_eq!(
+            unix_ns("2026-12-07T06:01:02.5+01:00"),
+            unix_ns("2026-12-07T05:01:02.5Z")
+        );
         for bad in [
             "",
             "2026-12-07",
             "2026-12-07T05:01:02",
             "2026-12-07T05:01:02.Z",
             "x",
+            "2026-12-07T99:01:02Z",
+            "2026-13-07T05:01:02Z",
+            "99999999999-12-07T05:01:02Z",
+            "2026-12-07T05:01:02+25:00",
         ] {
             assert_eq!(unix_ns(bad), None, "{bad:?}");
         }

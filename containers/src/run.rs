@@ -499,13 +499,13 @@ fn record_servers(cluster: &Cluster, rec: &Recorder, logs: &[(String, String)]) 
     }
     let zero_unix_ns =
         crate::roles::unix_now_ns().saturating_sub(rec.origin().elapsed().as_nanos());
-    for (n, boot) in cluster.redis_nodes() {
+    for (n, shard, boot) in cluster.redis_nodes() {
         let log = logs
             .iter()
             .find(|(name, _)| *name == n.name)
             .map_or("", |(_, text)| text.as_str());
         for (at_ns, role) in crate::roles::roles_in_log(log, zero_unix_ns, boot) {
-            rec.role_at(&n.name, role, at_ns);
+            rec.role_at(&n.name, shard, role, at_ns);
         }
     }
 }

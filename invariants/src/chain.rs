@@ -99,9 +99,13 @@ fn on(a: &ActRec) -> String {
         .map_or(String::new(), |s| format!(" on {s}"))
 }
 
-/// What became of an invalidation a Redis master acknowledged and was demoted after: a demoted
-/// master resyncs from the new one, discarding every write it took meanwhile (Jepsen's
-/// split-brain finding). Empty when the action failed or its node was never demoted.
+/// What became of an invalidation a Redis master acknowledged while another node of its pair
+/// was, or later became, a master: a demoted master resyncs from the new one, discarding every
+/// write it took meanwhile (Jepsen's split-brain finding). Certain only when the new master
+/// could not have had it: it was a master already when the old one acknowledged, or the two
+/// were cut apart from then until its promotion; otherwise the tombstone may have replicated
+/// first, and the chain says "may have". Empty when the action failed, its node was not a
+/// master, or no other node of its pair became one.
 fn discarded(idx: &Index, a: &ActRec) -> String {
     let Some(server) = a.server.as_deref() else {
         return String::new();
@@ -112,31 +116,54 @@ fn discarded(idx: &Index, a: &ActRec) -> String {
     if idx.role_at(server, a.at_ns).map(|r| r.role) != Some(Role::Master) {
         return String::new();
     }
-    let Some(d) = idx.demotion_after(server, a.at_ns) else {
-        // Not demoted within the run (a real Sentinel waits seconds before it converts an old
-        // master that answers again), but maybe no longer the only master.
-        return idx
-            .promotion_after(server, a.at_ns)
-            .map_or(String::new(), |p| {
-                format!(
-                    ", acknowledged by {server}; {} was made master at {} while {server} still \
-                     was one (a split brain)",
-                    p.server,
-                    fmt_ns(p.at_ns)
-                )
-            });
+    let demoted = idx.demotion_after(server, a.at_ns);
+    let took_over = match demoted {
+        Some(d) => idx.other_master_at(server, d.at_ns),
+        None => idx
+            .other_master_at(server, a.at_ns)
+            .or_else(|| idx.promotion_after(server, a.at_ns)),
     };
-    match idx.other_master_at(server, d.at_ns) {
-        Some(m) => format!(
-            ", acknowledged by {server}, which lost it: {} was made master at {}, and {server} \
-             was demoted at {} and resynced from it",
-            m.server,
-            fmt_ns(m.at_ns),
+    let Some(p) = took_over else {
+        return demoted.map_or(String::new(), |d| {
+            format!(
+                ", acknowledged by {server}, which was demoted at {} and resynced",
+                fmt_ns(d.at_ns)
+            )
+        });
+    };
+    let (pn, pt) = (&*p.server, fmt_ns(p.at_ns));
+    let how = if p.at_ns <= a.at_ns {
+        Some(format!("{pn} was a master already (since {pt})"))
+    } else if idx.cut_between(server, pn, a.at_ns, p.at_ns) {
+        Some(format!(
+            "{server} was cut from {pn} until {pn} was made master at {pt}"
+        ))
+    } else {
+        None
+    };
+    match (demoted, how) {
+        (Some(d), Some(how)) => format!(
+            ", acknowledged by {server}, which lost it: {how}, and {server} was demoted at {} \
+             and resynced from it",
             fmt_ns(d.at_ns)
         ),
-        None => format!(
-            ", acknowledged by {server}, which lost it: it was demoted at {} and resynced",
+        (Some(d), None) => format!(
+            ", acknowledged by {server}, which may have lost it: {pn} was made master at {pt} \
+             (it kept the tombstone only if it had replicated by then), and {server} was \
+             demoted at {} and resynced from it",
             fmt_ns(d.at_ns)
+        ),
+        // Not demoted within the run: a real Sentinel waits seconds before it converts an old
+        // master that answers again. Two masters, unless the old one was down.
+        (None, _) if idx.down_at(server, p.at_ns) => String::new(),
+        (None, how) => format!(
+            ", acknowledged by {server}; {pn} was made master at {pt} while {server} still was \
+             one (a split brain){}",
+            if how.is_some() {
+                ", and never got it"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -323,18 +350,44 @@ mod tests {
         );
     }
 
-    /// A split brain: app-1 invalidates on the isolated redis-master, the Sentinels promote
-    /// redis-replica (which holds the old fill), then demote redis-master, discarding the
-    /// tombstone. `invalidated_on` and `outcome` vary the tombstone.
-    fn split_brain(invalidated_on: &str, outcome: &str) -> String {
-        split_brain_until(invalidated_on, outcome, true)
+    /// How a split-brain history is varied.
+    struct Brain {
+        /// The node the tombstone went to, and how it ended.
+        on: &'static str,
+        outcome: &'static str,
+        /// redis-master is demoted at 90 ms.
+        demoted: bool,
+        /// A fault from 15 ms to 100 ms: a partition of redis-master from redis-replica, a kill
+        /// of redis-master, or none.
+        fault: Option<serde_json::Value>,
+        /// redis-replica is made master at this ms (the tombstone is at 21 ms).
+        promoted_ms: u64,
     }
 
-    /// [`split_brain`], with or without the old master's demotion.
-    fn split_brain_until(invalidated_on: &str, outcome: &str, demoted: bool) -> String {
+    const SPLIT: Brain = Brain {
+        on: "redis-master",
+        outcome: "ok",
+        demoted: true,
+        fault: None,
+        promoted_ms: 40,
+    };
+
+    fn cut() -> Option<serde_json::Value> {
+        Some(json!({"kind": "partition", "target": "redis-master", "peers": "redis-replica"}))
+    }
+
+    /// A split brain: app-1 invalidates on redis-master at 21 ms, the Sentinels promote
+    /// redis-replica (which holds the old fill), then maybe demote redis-master; the staleness
+    /// verdict's summary.
+    fn split_brain(b: Brain) -> String {
+        use crate::history::FaultAction::{Start, Stop};
         let mut h = H::new(json!({"staleness_ns_max": 100 * MS}));
         h.role("redis-master", "master", 0);
         h.role("redis-replica", "replica", 0);
+        if let Some(f) = &b.fault {
+            h.fault_json(15 * MS, Start, f.clone());
+            h.fault_json(100 * MS, Stop, f.clone());
+        }
         let cache =
             |node: &str, action: &str, v: u64, outcome: &str, span: (u64, u64), on: &str| {
                 json!({"type": "cache", "node": node, "key": "k", "action": action, "tier": "l1",
@@ -363,12 +416,12 @@ mod tests {
             "app-1",
             "invalidate",
             1,
-            outcome,
+            b.outcome,
             (20 * MS, 21 * MS),
-            invalidated_on,
+            b.on,
         ));
-        h.role("redis-replica", "master", 40 * MS);
-        if demoted {
+        h.role("redis-replica", "master", b.promoted_ms * MS);
+        if b.demoted {
             h.role("redis-master", "replica", 90 * MS);
         }
         h.read(2, "k", (300 * MS, 301 * MS), 0, Source::L1);
@@ -379,33 +432,80 @@ mod tests {
     }
 
     #[test]
-    fn a_tombstone_a_demoted_master_acknowledged_is_said_to_be_discarded_and_others_are_not() {
-        let lost = split_brain("redis-master", "ok");
+    fn a_tombstone_a_demoted_master_acknowledged_is_said_lost_only_when_it_must_have_been() {
+        // Cut from the replica until its promotion: certainly lost at the demotion.
+        let lost = split_brain(Brain {
+            fault: cut(),
+            ..SPLIT
+        });
         assert!(
             lost.contains(
                 "app-1 invalidated v1 in l1 on redis-master at 21.0 ms (ok), acknowledged by \
-                 redis-master, which lost it: redis-replica was made master at 40.0 ms, and \
-                 redis-master was demoted at 90.0 ms and resynced from it"
+                 redis-master, which lost it: redis-master was cut from redis-replica until \
+                 redis-replica was made master at 40.0 ms, and redis-master was demoted at 90.0 \
+                 ms and resynced from it"
             ) && lost.contains("app-2 filled v0 into l1 on redis-master at 3.0 ms"),
             "{lost}"
         );
-        // Twins: a tombstone that failed was never acknowledged, and one on the node that
-        // stayed a master was never discarded.
-        let failed = split_brain("redis-master", "failed");
+        // Promoted before the tombstone: two masters then, certainly lost.
+        let before = split_brain(Brain {
+            promoted_ms: 18,
+            ..SPLIT
+        });
+        assert!(
+            before.contains(
+                "which lost it: redis-replica was a master already (since 18.0 ms), and \
+                 redis-master was demoted at 90.0 ms"
+            ),
+            "{before}"
+        );
+        // Not cut: it may have replicated before the promotion.
+        let maybe = split_brain(SPLIT);
+        assert!(
+            maybe.contains("which may have lost it: redis-replica was made master at 40.0 ms"),
+            "{maybe}"
+        );
+        // Not demoted in the run: two masters, said so.
+        let brain = split_brain(Brain {
+            demoted: false,
+            fault: cut(),
+            ..SPLIT
+        });
+        assert!(
+            brain.contains(
+                "on redis-master at 21.0 ms (ok), acknowledged by redis-master; redis-replica \
+                 was made master at 40.0 ms while redis-master still was one (a split brain), \
+                 and never got it"
+            ),
+            "{brain}"
+        );
+        // Twins: killed, not demoted (a failover, not a split brain); a tombstone that failed
+        // was never acknowledged; one on the node that stayed a master was never discarded.
+        let kill = Some(json!({"kind": "kill", "target": "redis-master"}));
+        let failover = split_brain(Brain {
+            demoted: false,
+            fault: kill,
+            ..SPLIT
+        });
+        assert!(
+            failover.contains("on redis-master at 21.0 ms (ok);") && !failover.contains("brain"),
+            "{failover}"
+        );
+        let failed = split_brain(Brain {
+            outcome: "failed",
+            fault: cut(),
+            ..SPLIT
+        });
         assert!(
             failed.contains("in l1 on redis-master at 21.0 ms (failed)")
                 && !failed.contains("lost it"),
             "{failed}"
         );
-        let unconverted = split_brain_until("redis-master", "ok", false);
-        assert!(
-            unconverted.contains(
-                "on redis-master at 21.0 ms (ok), acknowledged by redis-master; redis-replica \
-                 was made master at 40.0 ms while redis-master still was one (a split brain)"
-            ),
-            "{unconverted}"
-        );
-        let kept = split_brain("redis-replica", "ok");
+        let kept = split_brain(Brain {
+            on: "redis-replica",
+            fault: cut(),
+            ..SPLIT
+        });
         assert!(
             kept.contains("in l1 on redis-replica at 21.0 ms (ok)") && !kept.contains("lost it"),
             "{kept}"

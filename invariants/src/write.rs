@@ -111,8 +111,9 @@ impl<W: Write> Writer<W> {
     pub fn role(&mut self, r: &RoleLine<'_>) -> io::Result<()> {
         writeln!(
             self.out,
-            r#"{{"type":"role","server":{},"role":"{}","at_ns":{}}}"#,
+            r#"{{"type":"role","server":{},"shard":{},"role":"{}","at_ns":{}}}"#,
             s(&r.server),
+            r.shard,
             r.role.as_str(),
             r.at_ns
         )
@@ -228,6 +229,7 @@ mod tests {
         w.cache(&c).unwrap();
         let r = RoleLine {
             server: "redis-replica".into(),
+            shard: 1,
             role: crate::history::Role::Master,
             at_ns: 40,
         };

@@ -496,6 +496,8 @@ fn mutated_line() -> impl Strategy<Value = String> {
                 Just("\"version\":-1,"),
                 Just("\"type\":\"op\","),
                 Just("\"seed\":2,"),
+                Just("\"server\":1,"),
+                Just("\"node\":\"app-1\","),
                 Just("é"),
                 Just("\u{1}"),
                 Just("99999999999999999999999"),

@@ -239,7 +239,13 @@ fn record_servers(cluster: &Cluster, rec: &Recorder) {
         };
         let role = if master { Role::Master } else { Role::Replica };
         let at_ns = t.saturating_duration_since(origin).as_nanos() as u64;
-        rec.role_at(&n.target.name(), role, at_ns);
+        let shard = cluster
+            .addrs
+            .redis
+            .iter()
+            .position(|pair| pair.contains(&at))
+            .unwrap_or(0);
+        rec.role_at(&n.target.name(), shard as u64, role, at_ns);
     }
 }
 

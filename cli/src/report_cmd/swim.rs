@@ -89,11 +89,17 @@ fn window(idx: &Index, key: u32, reads: &[KeyRead], witness: &BTreeSet<u64>) -> 
             Some(later.or_else(|| idx.promotion_after(s, a.at_ns).map(|p| p.at_ns)))
         })
         .flatten();
-    let times = times.chain(roles);
+    // A convergence verdict names the probe that found the old version.
+    let probes = idx
+        .probes
+        .iter()
+        .filter(|p| p.key == key && witness.contains(&p.line))
+        .map(|p| p.at_ns);
+    let times = times.chain(roles).chain(probes);
     let (lo, hi) = times.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let (lo, hi) = if lo > hi { idx.span_ns } else { (lo, hi) };
     let pad = ((hi - lo) / 10).max(10_000_000);
-    (lo.saturating_sub(pad), hi + pad)
+    (lo.saturating_sub(pad), hi.saturating_add(pad))
 }
 
 /// The lane of `key` (its reads in `reads`); `witness` are the failing verdicts' lines.
@@ -106,7 +112,7 @@ pub fn lane(idx: &Index, key: u32, reads: &[KeyRead], witness: &BTreeSet<u64>) -
     let mut rows = Rows {
         names: vec!["writes".into()],
     };
-    // Every Redis node with a role line gets a row, in the order the roles name them.
+    // Every Redis node with a role line gets a row, by name.
     let redis: BTreeSet<&str> = idx.roles.iter().map(|r| &*r.server).collect();
     for s in &redis {
         rows.index(&format!("l1 {s}"));
@@ -130,7 +136,11 @@ pub fn lane(idx: &Index, key: u32, reads: &[KeyRead], witness: &BTreeSet<u64>) -
     let n = rows.names.len();
     // Row i (top to bottom) spans y in [n-1-i - 0.5, n-1-i + 0.5).
     let y = |row: usize| (n - 1 - row) as f64;
-    let marks = acts.len() + k.writes.len();
+    let marks = acts.len()
+        + k.writes
+            .iter()
+            .filter(|w| inside(w.invoke_ns, w.complete_ns))
+            .count();
     let labels = marks <= LABELS_MAX;
     let height = (n as u32 * 34 + 100).max(220);
     let mut svg = String::new();
@@ -303,7 +313,10 @@ pub fn lane(idx: &Index, key: u32, reads: &[KeyRead], witness: &BTreeSet<u64>) -
                 Rectangle::new(
                     [
                         (ms(r.invoke_ns), rrow - 0.25),
-                        (ms(r.complete_ns.max(r.invoke_ns + 300_000)), rrow + 0.25),
+                        (
+                            ms(r.complete_ns.max(r.invoke_ns.saturating_add(300_000))),
+                            rrow + 0.25,
+                        ),
                     ],
                     color(r.state).filled(),
                 )

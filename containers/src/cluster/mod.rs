@@ -426,14 +426,16 @@ impl Cluster {
         })
     }
 
-    /// The Redis servers, each with the role it was launched in.
-    pub fn redis_nodes(&self) -> Vec<(&Node, invariants::history::Role)> {
+    /// The Redis servers, each with its shard (its master/replica pair, from 0) and the role it
+    /// was launched in.
+    pub fn redis_nodes(&self) -> Vec<(&Node, u64, invariants::history::Role)> {
         use invariants::history::Role;
-        let mut all = vec![(&self.redis_master, Role::Master)];
-        all.extend(self.redis_replica.iter().map(|r| (r, Role::Replica)));
-        for p in &self.redis_more {
-            all.push((&p.master, Role::Master));
-            all.extend(p.replica.iter().map(|r| (r, Role::Replica)));
+        let mut all = vec![(&self.redis_master, 0, Role::Master)];
+        all.extend(self.redis_replica.iter().map(|r| (r, 0, Role::Replica)));
+        for (i, p) in self.redis_more.iter().enumerate() {
+            let shard = i as u64 + 1;
+            all.push((&p.master, shard, Role::Master));
+            all.extend(p.replica.iter().map(|r| (r, shard, Role::Replica)));
         }
         all
     }

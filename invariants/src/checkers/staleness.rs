@@ -266,7 +266,7 @@ mod tests {
         for (excluded, read_at, holds) in [
             (true, 690 * MS, true),
             (false, 690 * MS, false),
-            // 80 ms counted before the cut and 81 ms after it: past the bound.
+            // 80 ms counted before the cut and 61 ms after it: past the bound.
             (true, 761 * MS, false),
         ] {
             let mut h = H::new(json!({

@@ -135,10 +135,12 @@ pub fn parse(b: &[u8]) -> Option<Result<Line<'_>, Problem>> {
                 "payload" => set_str(&mut f.payload, &v, 10)?,
                 "at_ns" => set(&mut f.at_ns, u64_of(&v)?, 11)?,
                 "tier" => set_str(&mut f.tier, &v, 12)?,
-                // Fields of other line types, or unknown ones: header and fault lines take the
-                // slow path, unknown fields are ignored as serde_json ignores them.
+                // Fields of other line types, or unknown ones: a line with another type's field
+                // takes the slow path (which checks that field's type as serde_json does),
+                // unknown fields are ignored as serde_json ignores them.
                 "format" | "world" | "scenario" | "strategy" | "seed" | "commit" | "config"
-                | "action" | "fault" => return None,
+                | "action" | "fault" | "effect" | "node" | "start_ns" | "server" | "role"
+                | "shard" | "goal" | "count" => return None,
                 _ => 31,
             };
             if bit != 31 {

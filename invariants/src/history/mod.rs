@@ -271,9 +271,9 @@ pub struct CacheAct<'a> {
     pub outcome: ActOutcome,
     pub start_ns: u64,
     pub at_ns: u64,
-    /// The server that answered (an `l1` action's Redis node, an `l2` action's memcached
-    /// node), by its name in the history (`redis-master`), or its address when the recorder
-    /// could not name it. Absent when unknown.
+    /// The server that answered an `l1` action: the Redis master the client was sending to
+    /// when the action completed, by its name in the history (`redis-master`), or its address
+    /// when the recorder could not name it. Absent when unknown (and for other tiers).
     pub server: Option<Cow<'a, str>>,
 }
 
@@ -324,6 +324,8 @@ impl Role {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoleLine<'a> {
     pub server: Cow<'a, str>,
+    /// The node's shard: its master/replica pair, numbered from 0 (absent: 0).
+    pub shard: u64,
     pub role: Role,
     pub at_ns: u64,
 }
@@ -333,6 +335,7 @@ impl RoleLine<'_> {
     pub fn into_owned(self) -> RoleLine<'static> {
         RoleLine {
             server: self.server.into_owned().into(),
+            shard: self.shard,
             role: self.role,
             at_ns: self.at_ns,
         }

@@ -59,6 +59,7 @@ struct RawLine<'a> {
     // role
     #[serde(borrow)]
     role: Option<Cow<'a, str>>,
+    shard: Option<u64>,
     // probe
     #[serde(borrow)]
     tier: Option<Cow<'a, str>>,
@@ -240,6 +241,7 @@ fn parse_role(raw: RawLine<'_>) -> Result<RoleLine<'_>, Problem> {
     const T: &str = "role";
     Ok(RoleLine {
         server: need(raw.server, T, "server")?,
+        shard: raw.shard.unwrap_or(0),
         role: Role::parse(&need(raw.role, T, "role")?)?,
         at_ns: need(raw.at_ns, T, "at_ns")?,
     })

@@ -369,6 +369,7 @@ impl Index {
                 }
                 Line::Role(r) => roles.push(RoleRec {
                     server: r.server.as_ref().into(),
+                    shard: r.shard,
                     role: r.role,
                     at_ns: r.at_ns,
                     line: lineno,

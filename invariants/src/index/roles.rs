@@ -1,6 +1,8 @@
 //! The Redis nodes' roles over time, from the history's `role` lines: which node was a master
 //! when an `l1` action reached it, and whether it was demoted afterwards (a demotion resyncs the
-//! node from its new master, discarding every write it acknowledged meanwhile).
+//! node from its new master, discarding every write it acknowledged meanwhile). Nodes of one
+//! shard (one master/replica pair, `shard` in the line) are looked at together; the fault
+//! lines say whether two nodes were cut apart, or one was down.
 
 use super::Index;
 use crate::history::Role;
@@ -9,6 +11,8 @@ use crate::history::Role;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoleRec {
     pub server: Box<str>,
+    /// The node's shard (its master/replica pair).
+    pub shard: u64,
     pub role: Role,
     pub at_ns: u64,
     pub line: u64,
@@ -35,26 +39,74 @@ impl Index {
             .find(|r| r.at_ns > t_ns && &*r.server == server && r.role == Role::Replica)
     }
 
-    /// The first node other than `server` made a master after `t_ns`.
-    pub fn promotion_after(&self, server: &str, t_ns: u64) -> Option<&RoleRec> {
+    /// The role lines of `server`'s shard but not of `server`.
+    fn peers(&self, server: &str) -> Vec<&RoleRec> {
+        let shard = self
+            .roles
+            .iter()
+            .find(|r| &*r.server == server)
+            .map(|r| r.shard);
         self.roles
             .iter()
-            .find(|r| r.at_ns > t_ns && &*r.server != server && r.role == Role::Master)
+            .filter(|r| Some(r.shard) == shard && &*r.server != server)
+            .collect()
     }
 
-    /// Another node that became a master before `t_ns` and still was one then: who a demoted
-    /// node resynced from.
+    /// The first other node of `server`'s shard made a master after `t_ns`.
+    pub fn promotion_after(&self, server: &str, t_ns: u64) -> Option<&RoleRec> {
+        self.peers(server)
+            .into_iter()
+            .find(|r| r.at_ns > t_ns && r.role == Role::Master)
+    }
+
+    /// Another node of `server`'s shard that became a master by `t_ns` and still was one then:
+    /// who a demoted node resynced from.
     pub fn other_master_at(&self, server: &str, t_ns: u64) -> Option<&RoleRec> {
         let mut latest: Vec<&RoleRec> = Vec::new();
-        for r in self.roles.iter().take_while(|r| r.at_ns <= t_ns) {
+        for r in self
+            .peers(server)
+            .into_iter()
+            .take_while(|r| r.at_ns <= t_ns)
+        {
             latest.retain(|l| l.server != r.server);
             latest.push(r);
         }
         latest
             .into_iter()
-            .filter(|r| &*r.server != server && r.role == Role::Master)
+            .filter(|r| r.role == Role::Master)
             .max_by_key(|r| (r.at_ns, r.line))
     }
+
+    /// Whether a `partition` between `a` and `b` (either one the target, the other the peers)
+    /// was on over all of `[from, to]`.
+    pub fn cut_between(&self, a: &str, b: &str, from: u64, to: u64) -> bool {
+        self.faults.iter().any(|f| {
+            let Some((kind, target, peers)) = fields(&f.fault) else {
+                return false;
+            };
+            kind == "partition"
+                && ((target == a && peers == b) || (target == b && peers == a))
+                && f.start_ns <= from
+                && f.end_ns >= to
+        })
+    }
+
+    /// Whether `server` was killed or paused at `t_ns`.
+    pub fn down_at(&self, server: &str, t_ns: u64) -> bool {
+        self.faults.iter().any(|f| {
+            fields(&f.fault).is_some_and(|(kind, target, _)| {
+                matches!(kind.as_str(), "kill" | "pause") && target == server
+            }) && f.start_ns <= t_ns
+                && t_ns < f.end_ns
+        })
+    }
+}
+
+/// A fault's kind, target and peers (empty when it has none).
+fn fields(fault: &str) -> Option<(String, String, String)> {
+    let f: serde_json::Value = serde_json::from_str(fault).ok()?;
+    let text = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    Some((text("kind"), text("target"), text("peers")))
 }
 
 #[cfg(test)]
