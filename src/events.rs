@@ -91,7 +91,9 @@ pub struct CacheEvent<'a> {
     /// The server that answered: for an L1 action, the address of the Redis master the client
     /// was sending to when the action completed ([`crate::tier::RedisLike::master_addr`]; an
     /// action completing just as the client follows a failover may be named by the new
-    /// master); `None` for the other tiers, or when the client does not know.
+    /// master); for an L2 fill or invalidation, the memcached node's name in the ring
+    /// ("host:port"); `None` for the database, an L2 read's backfill load, or when the client
+    /// does not know.
     pub server: Option<&'a str>,
 }
 

@@ -151,6 +151,11 @@ impl Membership {
     }
 
     /// The pool index of the node `route` is read from and filled on, and the epoch.
+    /// The name ("host:port") of the pool's node `n`.
+    pub(crate) fn name(&self, n: usize) -> Option<String> {
+        self.lock().names.get(n).cloned()
+    }
+
     pub(crate) fn owner(&self, route: &[u8]) -> (usize, u64) {
         let st = self.lock();
         (st.current.owner(route), st.epoch)

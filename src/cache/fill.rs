@@ -34,6 +34,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         )
     }
 
+    /// A fill of `tier` answered `r`; `l2_node`: the memcached node it went to.
     pub(super) fn emit_fill(
         &self,
         key: &str,
@@ -41,17 +42,26 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         version: u64,
         r: &TierResult<bool>,
         started: Option<Instant>,
+        l2_node: Option<usize>,
     ) {
         let outcome = match r {
             Ok(true) => ActionOutcome::Ok,
             Ok(false) => ActionOutcome::Refused,
             Err(_) => ActionOutcome::Failed,
         };
-        self.emit(key, Action::Fill, tier, Some(version), outcome, started);
+        self.emit_on(
+            key,
+            Action::Fill,
+            tier,
+            Some(version),
+            outcome,
+            started,
+            l2_node,
+        );
     }
 
-    /// A fill of `tier` (L1 or L2) answered `r`: told to the events sink and counted; a
-    /// refusal (the tier holds a newer version) is a coverage goal.
+    /// A fill of `tier` (L1 or L2, on memcached node `l2_node`) answered `r`: told to the
+    /// events sink and counted; a refusal (the tier holds a newer version) is a coverage goal.
     fn fill_answered(
         &self,
         key: &Key,
@@ -59,8 +69,9 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         version: u64,
         r: &TierResult<bool>,
         started: Option<Instant>,
+        l2_node: Option<usize>,
     ) {
-        self.emit_fill(key.as_str(), tier, version, r, started);
+        self.emit_fill(key.as_str(), tier, version, r, started, l2_node);
         let (m, refused) = match tier {
             Tier::L1 => (&self.metrics.l1, Goal::L1FillRefused),
             _ => (&self.metrics.l2, Goal::L2FillRefused),
@@ -137,7 +148,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         };
         let r = self.on_l1(shard, fill).await;
-        self.fill_answered(key, Tier::L1, version, &r, started);
+        self.fill_answered(key, Tier::L1, version, &r, started, None);
         r
     }
 
@@ -150,7 +161,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             // The ring moved while the row was read: the node it would go to may be one that
             // a write the read raced did not invalidate.
             let version = row.map_or(0, |r| r.version);
-            self.emit_fill(key.as_str(), Tier::L2, version, &Ok(false), self.clock());
+            self.emit_fill(
+                key.as_str(),
+                Tier::L2,
+                version,
+                &Ok(false),
+                self.clock(),
+                Some(n),
+            );
             self.metrics.l2.fill_rejections.fetch_add(1, Relaxed);
             self.reach(Goal::L2FillRingMoved);
             return;
@@ -182,7 +200,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 let r = self
                     .on_l2(n, self.strategy.invalidate_l2(node, &mk, v, tomb_s))
                     .await;
-                self.emit_invalidation(key.as_str(), Tier::L2, v, &r, self.clock());
+                self.emit_invalidation(key.as_str(), Tier::L2, v, &r, self.clock(), Some(n));
                 r.map(|()| true)
             };
             out.push((n, r));
@@ -219,7 +237,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             )
             .await
         };
-        self.fill_answered(key, Tier::L2, version, &r, started);
+        self.fill_answered(key, Tier::L2, version, &r, started, Some(n));
         r
     }
 }

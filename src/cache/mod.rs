@@ -462,9 +462,26 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         outcome: ActionOutcome,
         started: Option<Instant>,
     ) {
+        self.emit_on(key, action, tier, version, outcome, started, None);
+    }
+
+    /// [`Self::emit`] of an action on memcached node `l2_node` (its index in the pool), which
+    /// the event names as its server.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_on(
+        &self,
+        key: &str,
+        action: Action,
+        tier: Tier,
+        version: Option<u64>,
+        outcome: ActionOutcome,
+        started: Option<Instant>,
+        l2_node: Option<usize>,
+    ) {
         if let (Some(sink), Some(started)) = (&self.events, started) {
-            let server = match tier {
-                Tier::L1 => self.l1.of(key).1.master_addr(),
+            let server = match (tier, l2_node) {
+                (Tier::L1, _) => self.l1.of(key).1.master_addr(),
+                (Tier::L2, Some(n)) => self.l2.members.name(n),
                 _ => None,
             };
             sink.on(&CacheEvent {

@@ -524,7 +524,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                     self.strategy.repair_l1(l1, &stored, d.version, tomb_ms),
                 )
                 .await;
-            self.emit_invalidation(&d.key, Tier::L1, v, &r, started);
+            self.emit_invalidation(&d.key, Tier::L1, v, &r, started, None);
             match r {
                 Ok(()) => l1_ok = true,
                 Err(e) => {

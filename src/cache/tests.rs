@@ -13,12 +13,13 @@ struct Sink(Mutex<Vec<String>>);
 impl Events for Sink {
     fn on(&self, e: &CacheEvent<'_>) {
         self.0.lock().unwrap().push(format!(
-            "{} {} {} {:?} {}",
+            "{} {} {} {:?} {} on {}",
             e.instance,
             e.action.as_str(),
             e.tier.as_str(),
             e.version,
-            e.outcome.as_str()
+            e.outcome.as_str(),
+            e.server.unwrap_or("-")
         ));
     }
 }
@@ -42,14 +43,15 @@ async fn events_report_each_load_fill_invalidation_and_lease_in_order() {
     .await;
     assert_eq!(
         *sink.0.lock().unwrap(),
+        // The in-memory L1 knows no address; L2's node is named as the ring names it.
         vec![
-            "test lease-won l1 None ok",
-            "test load db Some(0) ok",
-            "test fill l1 Some(0) ok",
-            "test fill l2 Some(0) ok",
-            "test invalidate l1 Some(1) ok",
-            "test invalidate l2 Some(1) ok",
-            "test fill l1 Some(0) refused",
+            "test lease-won l1 None ok on -",
+            "test load db Some(0) ok on -",
+            "test fill l1 Some(0) ok on -",
+            "test fill l2 Some(0) ok on l2:1",
+            "test invalidate l1 Some(1) ok on -",
+            "test invalidate l2 Some(1) ok on l2:1",
+            "test fill l1 Some(0) refused on -",
         ]
     );
 }

@@ -155,7 +155,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 self.strategy.invalidate_l1(l1, &stored, version, tomb_ms),
             )
             .await;
-        self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started);
+        self.emit_invalidation(key.as_str(), Tier::L1, version, &l1, started, None);
         let l2 = self.invalidate_l2(key, version).await;
         if let Err(e) = &l1 {
             self.reach(Goal::InvalidationFailed);
@@ -203,7 +203,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     ) -> TierResult<()> {
         let started = self.clock();
         let r = call.await;
-        self.emit_invalidation(key, Tier::L2, version, &r, started);
+        self.emit_invalidation(key, Tier::L2, version, &r, started, Some(n));
         if let Err(e) = &r {
             self.reach(Goal::InvalidationFailed);
             self.l2_failed(n, e);
@@ -211,6 +211,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         r
     }
 
+    /// An invalidation of `tier` answered `r`; `l2_node`: the memcached node it went to.
     pub(super) fn emit_invalidation(
         &self,
         key: &str,
@@ -218,6 +219,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         version: Option<u64>,
         r: &TierResult<()>,
         started: Option<Instant>,
+        l2_node: Option<usize>,
     ) {
         // A server's deliberate no (`NOREPLICAS` from a master cut off from its replicas) is
         // told apart from a timeout or a lost connection, which may have taken effect.
@@ -226,6 +228,14 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             Err(TierError::Refused { .. }) => ActionOutcome::Refused,
             Err(_) => ActionOutcome::Failed,
         };
-        self.emit(key, Action::Invalidate, tier, version, outcome, started);
+        self.emit_on(
+            key,
+            Action::Invalidate,
+            tier,
+            version,
+            outcome,
+            started,
+            l2_node,
+        );
     }
 }

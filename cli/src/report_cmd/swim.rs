@@ -1,10 +1,11 @@
 //! A witness key's swim lane: what happened to one key around the verdict that names it, a row
 //! per place. The writes on top; then each Redis node, shaded while it was a master (from the
 //! history's `role` lines), with the `l1` actions it answered; `l1` actions of no known node;
-//! `l2`; the database loads; the reads at the bottom, coloured as in the timeline. Every line a
-//! failing verdict names is ringed, so the causal chain the report quotes can be followed mark
-//! by mark: the old row's load, the fill, the write, its tombstone on a master that was demoted
-//! later, the stale read.
+//! each memcached node's `l2` fills and invalidations (then `l2` actions of no known node); the
+//! database loads; the reads at the bottom, coloured as in the timeline. Every line a failing
+//! verdict names is ringed, so the causal chain the report quotes can be followed mark by mark:
+//! the old row's load, the fill, the write, its tombstone on a master that was demoted later,
+//! the stale read.
 
 use std::collections::BTreeSet;
 
@@ -51,6 +52,7 @@ impl Rows {
 fn row_of(a: &ActRec) -> String {
     match (a.tier, a.action, a.server.as_deref()) {
         (Source::L1, _, Some(s)) => format!("l1 {s}"),
+        (Source::L2, _, Some(s)) => format!("l2 {s}"),
         (Source::Db | Source::Replica, _, _) => "database".to_string(),
         (t, _, _) => t.as_str().to_string(),
     }
@@ -127,7 +129,13 @@ pub fn lane(idx: &Index, key: u32, reads: &[KeyRead], witness: &BTreeSet<u64>) -
     for r in named.iter().filter(|r| r.starts_with("l1 ")) {
         rows.index(r);
     }
-    for tier in ["l1", "l2", "database"] {
+    if named.contains("l1") {
+        rows.index("l1");
+    }
+    for r in named.iter().filter(|r| r.starts_with("l2 ")) {
+        rows.index(r);
+    }
+    for tier in ["l2", "database"] {
         if named.contains(tier) {
             rows.index(tier);
         }

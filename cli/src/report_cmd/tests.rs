@@ -112,6 +112,7 @@ fn a_split_brain_lane_shows_each_masters_span_and_rings_the_lost_tombstone_on_it
         "l1 redis-replica",
         "made master",
         "demoted",
+        "l2 memcached-",
         "reads",
     ] {
         assert!(first.contains(text), "{text}");

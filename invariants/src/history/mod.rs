@@ -271,9 +271,10 @@ pub struct CacheAct<'a> {
     pub outcome: ActOutcome,
     pub start_ns: u64,
     pub at_ns: u64,
-    /// The server that answered an `l1` action: the Redis master the client was sending to
-    /// when the action completed, by its name in the history (`redis-master`), or its address
-    /// when the recorder could not name it. Absent when unknown (and for other tiers).
+    /// The server that answered: an `l1` action's Redis master (the one the client was sending
+    /// to when the action completed), an `l2` fill's or invalidation's memcached node, by its
+    /// name in the history (`redis-master`, `memcached-2`), or its address when the recorder
+    /// could not name it. Absent when unknown (and for loads).
     pub server: Option<Cow<'a, str>>,
 }
 

@@ -371,7 +371,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         let l1 = self
             .on_l1(shard, self.strategy.invalidate_l1(l1, k, version, tomb_ms))
             .await;
-        self.emit_invalidation(k, Tier::L1, version, &l1, started);
+        self.emit_invalidation(k, Tier::L1, version, &l1, started, None);
         l1?;
         let _ = self.invalidate_l2(&key, version).await;
         Ok(true)
