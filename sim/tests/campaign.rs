@@ -271,7 +271,7 @@ fn the_readme_examples_still_show_what_the_readme_says() {
     let r = run_one(&sc, Builtin::Versioned, 3);
     let v = r.report.verdict(Invariant::Staleness).unwrap();
     assert!(
-        v.fails() && v.summary.contains("in l2 at") && v.summary.contains("(failed)"),
+        v.fails() && v.summary.contains("in l2 on memcached-") && v.summary.contains("(failed)"),
         "{}",
         v.summary
     );
