@@ -452,6 +452,34 @@ mod tests {
             .collect()
     }
 
+    /// A role a node already has makes no line (a restart in it), one it changes to does, and
+    /// the lines come out by time whatever order they were taken in.
+    #[test]
+    fn role_lines_are_written_by_time_and_only_when_the_role_changes() {
+        let rec = Recorder::start();
+        rec.role_at("redis-replica", 0, Role::Master, 40);
+        rec.role_at("redis-master", 0, Role::Master, 0);
+        rec.role_at("redis-master", 0, Role::Master, 70);
+        rec.role_at("redis-master", 0, Role::Replica, 90);
+        let history = rec.finish(&header());
+        let roles: Vec<(String, Role, u64)> = history
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| match parse_line(l, false).unwrap() {
+                Line::Role(r) => Some((r.server.into_owned(), r.role, r.at_ns)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("redis-master".into(), Role::Master, 0),
+                ("redis-replica".into(), Role::Master, 40),
+                ("redis-master".into(), Role::Replica, 90),
+            ]
+        );
+    }
+
     /// Goals are counted per goal and node, written once each at the end in name order, and an
     /// app node's history absorbed from its own process adds its counts.
     #[tokio::test]

@@ -216,18 +216,12 @@ pub fn lane(idx: &Index, key: u32, reads: &[KeyRead], witness: &BTreeSet<u64>) -
             .iter()
             .filter(|f| inside(f.start_ns, f.end_ns))
             .collect();
-        let mut union: Vec<(u64, u64)> = Vec::new();
-        let mut spans: Vec<(u64, u64)> = faults
+        let union: Vec<(u64, u64)> = idx
+            .fault_union()
             .iter()
-            .map(|f| (f.start_ns.max(from), f.end_ns.min(to)))
+            .filter(|&&(a, b)| inside(a, b))
+            .map(|&(a, b)| (a.max(from), b.min(to)))
             .collect();
-        spans.sort_unstable();
-        for (a, b) in spans {
-            match union.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => union.push((a, b)),
-            }
-        }
         chart
             .draw_series(union.iter().map(|&(a, b)| {
                 Rectangle::new(

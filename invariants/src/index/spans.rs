@@ -1,7 +1,7 @@
 //! Fault spans merged into the windows the checkers ask about: any fault active, and every app
 //! node kept from the outbox.
 
-use super::FaultSpan;
+use super::{FaultSpan, Index};
 
 /// The union of `spans`' active intervals, merged and sorted by start.
 pub(super) fn merged<'a>(spans: impl Iterator<Item = &'a FaultSpan>) -> Vec<(u64, u64)> {
@@ -34,5 +34,30 @@ pub(super) fn cuts_apps_from_the_outbox(fault: &str) -> bool {
         }
         Some("reset") => db(side("target")),
         _ => false,
+    }
+}
+
+impl Index {
+    /// When a write that completed at `t` could first be read from the outbox by an app node:
+    /// `t`, or the end of a fault that cut every app node from the PostgreSQL primary (or reset
+    /// its replies) then.
+    /// Nothing an app node runs can learn of a write it cannot see (only a writer that is not
+    /// an app node, such as the foreign writer, completes one then), so staleness counts from
+    /// there.
+    pub fn outbox_seen_from(&self, t: u64) -> u64 {
+        let i = self.outbox_blind.partition_point(|s| s.0 <= t);
+        match self.outbox_blind[..i].last() {
+            Some(&(_, end)) if t < end => end,
+            _ => t,
+        }
+    }
+
+    /// How much of `[from, to]` no app node could read the outbox in.
+    pub fn outbox_blind_within(&self, from: u64, to: u64) -> u64 {
+        self.outbox_blind
+            .iter()
+            .take_while(|s| s.0 < to)
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
     }
 }
