@@ -34,6 +34,7 @@ pub mod settings;
 pub mod shards;
 pub mod strategy;
 pub mod tier;
+pub mod wall;
 
 #[cfg(not(madsim))]
 pub mod backend;

@@ -18,7 +18,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         };
         let swr = self.cfg.stale_while_revalidate_ms;
         let fresh_until_ms = if swr > 0 || self.cfg.early_refresh_beta > 0.0 {
-            now_ms() + ttl_ms
+            self.wall.now_ms() + ttl_ms
         } else {
             0
         };

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -227,6 +227,8 @@ pub struct CacheAside<R, M, S, St> {
     generations_seen: Box<[AtomicU64]>,
     /// Hot keys and their L0, when `l0_ttl_ms` is set.
     hot: Option<crate::hot::HotKeys>,
+    /// The wall clock freshness stamps are read from ([`crate::wall`]).
+    wall: crate::wall::WallClock,
 }
 
 /// Slots of [`CacheAside::generations_seen`].
@@ -242,12 +244,6 @@ fn holder_id() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     h.finish()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A deterministic per-key fraction in [0, 1), to spread TTLs without a random generator (the
@@ -437,8 +433,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 crate::hot::HotKeys::new(cfg.l0_ttl_ms, cfg.hot_reads_per_sec_min, cfg.hot_keys_max)
                     .checking_writes(cfg.mutant != Some(Mutant::NoL0Ticket))
             }),
+            wall: Default::default(),
             cfg,
         }
+    }
+
+    /// The wall clock this instance stamps and judges freshness by: a harness's `clock` fault
+    /// skews it ([`crate::wall::WallClock::skew`]).
+    pub fn wall_clock(&self) -> &crate::wall::WallClock {
+        &self.wall
     }
 
     /// Reports every load, fill, invalidation and lease to `events` (see [`crate::events`]).

@@ -17,7 +17,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 if fresh_until_ms == 0 {
                     return Ok(Found::Fresh(row));
                 }
-                let now = now_ms();
+                let now = self.wall.now_ms();
                 Ok(if now > fresh_until_ms {
                     // Past its freshness: served stale within the window, else expired (memcached
                     // keeps an item up to a second past its TTL: it counts whole seconds).
@@ -75,7 +75,7 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             lease_key: &lease_key,
             token,
             lease_ms: self.cfg.lease_ms,
-            now_ms: now_ms(),
+            now_ms: self.wall.now_ms(),
             stale_ms: self.cfg.stale_while_revalidate_ms,
         };
         let got = self.on_l1(shard, l1.get_or_lease(&stored, ask)).await;
