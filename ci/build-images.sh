@@ -4,7 +4,7 @@
 #   ci/build-images.sh          -> last line of stdout is the image tag
 #   tag=$(ci/build-images.sh)   -> progress goes to stderr, the tag to stdout
 #
-# <hash> = first 12 hex chars of the sha256 over ci/images/*.sh (name and
+# <hash> = first 12 hex chars of the sha256 over ci/images/*.sh and *.c (name and
 # content). If that image exists, nothing is done. Otherwise a Debian bookworm
 # rootfs is debootstrapped into a temp dir under /var/tmp and `docker import`ed
 # (no registry is reachable; only Debian's package mirrors are). Needs root.
@@ -43,9 +43,10 @@ trap 'rc=$?; echo "build-images: ERROR: command failed (exit $rc) at line $LINEN
 command -v docker >/dev/null 2>&1 || die "docker CLI not found: install docker.io"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
     || die "docker is not reachable: start the Docker engine (systemctl start docker)"
+command -v cc >/dev/null 2>&1 || die "no C compiler (cc) to build the clock shim with: apt-get install gcc"
 
 # Hash of the recipe files: names and contents, in a fixed order.
-hash=$(cd "$images_dir" && LC_ALL=C ls -1 -- *.sh | LC_ALL=C sort \
+hash=$(cd "$images_dir" && LC_ALL=C ls -1 -- *.sh *.c | LC_ALL=C sort \
        | while read -r f; do printf '%s\n' "$f"; sha256sum <"$f"; done \
        | sha256sum | cut -c1-12)
 tag=$repo:$hash

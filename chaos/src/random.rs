@@ -15,7 +15,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRunner};
 
 use crate::fault::draw::part;
-use crate::fault::{Fault, Kind, Side};
+use crate::fault::{Fault, Kind, Side, Target};
 use crate::plan::{Plan, Step};
 
 /// Faults start in [`START_MS`] and last [`SPAN_MS`].
@@ -45,8 +45,8 @@ impl Default for Strength {
 /// ([`crate::fault::kill::draw`], ...), in [`crate::fault::KINDS`]' order.
 fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>)> {
     use crate::fault::{
-        flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, reset, ring,
-        slow_queries,
+        clock, flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, reset,
+        ring, slow_queries, stall,
     };
     vec![
         (kill::NAME, 3, kill::draw().boxed()),
@@ -68,6 +68,8 @@ fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>
         (slow_queries::NAME, 1, slow_queries::draw().boxed()),
         (ring::NAME, 1, ring::draw().boxed()),
         (reset::NAME, 1, reset::draw().boxed()),
+        (clock::NAME, 1, clock::draw().boxed()),
+        (stall::NAME, 1, stall::draw().boxed()),
     ]
 }
 
@@ -102,19 +104,35 @@ fn parts(f: &Fault) -> Vec<String> {
 
 /// Could two faults hide each other's effect? When they act on a common part (all of memcached
 /// overlaps each of its nodes); when one is the network's (its probes would cross a killed,
-/// paused or resetting server and count its silence or its reset as loss or latency) and the
-/// other kills, pauses or resets; or
+/// paused, resetting or stalled server and count its silence or its reset as loss or latency)
+/// and the other kills, pauses, resets or stalls; or
 /// when one is the network's and the other is a memory limit, whose evictions need the fills a
 /// slow or lossy network keeps from Redis (L1's circuit opens: random seed 147 of its time, a 48 ms spike
 /// over a 2 KiB limit that evicted nothing), or a ring change, seen from reads and counters a
 /// lossy network keeps from the nemesis (random seed 97 of its time: a 440 ms join under 4.8 % loss, its
-/// looks waiting out lost requests).
+/// looks waiting out lost requests); or when one is a memory limit or a ring change and the other
+/// partitions the app nodes or stops the database, whose traffic and fills the first is seen
+/// through.
 fn touches(f: &Fault, other: &Fault) -> bool {
-    let stops = |x: &Fault| matches!(x.kind, Kind::Kill | Kind::Pause | Kind::Reset);
+    let stops = |x: &Fault| matches!(x.kind, Kind::Kill | Kind::Pause | Kind::Reset | Kind::Stall);
     let needs_traffic = |x: &Fault| matches!(x.kind, Kind::MemoryLimit { .. } | Kind::Ring { .. });
     let network = |x: &Fault| x.target == Side::Network;
     let hides = |x: &Fault| stops(x) || needs_traffic(x);
     if (network(f) && hides(other)) || (network(other) && hides(f)) {
+        return true;
+    }
+    // A memory limit or a ring change is seen through the app nodes' traffic and the fills the
+    // database's answers make, which a partition of the app nodes or a stopped database holds
+    // up (seen while the `clock` and `stall` kinds were added: a 1 KiB limit on memcached-3
+    // inside a cut of the apps' replies from PostgreSQL, and one on memcached-2 while the
+    // primary's replies were reset; neither evicted anything).
+    let cuts_traffic = |x: &Fault| match x.kind {
+        Kind::Partition { peers, .. } => [x.target, peers]
+            .iter()
+            .any(|s| matches!(s, Side::Apps | Side::One(Target::App(_)))),
+        _ => stops(x) && part(x.target) == "postgres",
+    };
+    if (needs_traffic(f) && cuts_traffic(other)) || (needs_traffic(other) && cuts_traffic(f)) {
         return true;
     }
     // One ring change at a time: leaves of every node at once would leave no ring.
@@ -132,7 +150,8 @@ fn touches(f: &Fault, other: &Fault) -> bool {
 
 /// A plan: one to [`MAX_FAULTS`] faults at random times and spans, no two that could hide each
 /// other's effect ([`touches`]; a later such fault is dropped). A replica-lag fault lasts long
-/// enough for its lag to show, and a ring change long enough for moved keys to be read.
+/// enough for its lag to show, a ring change long enough for moved keys to be read, and a clock
+/// that only drifts long enough to drift [`crate::fault::clock::DRIFT_SEEN_MS`] twice over.
 pub fn plan() -> impl Strategy<Value = Plan> {
     plan_of(fault())
 }
@@ -148,6 +167,10 @@ pub fn plan_of(faults: impl Strategy<Value = Fault>) -> impl Strategy<Value = Pl
             let for_ms = match fault.kind {
                 Kind::ReplicaLag { lag_ms } => for_ms.max(u64::from(lag_ms)),
                 Kind::Ring { .. } => for_ms.max(crate::fault::ring::RANDOM_FOR_MS_MIN),
+                Kind::Clock {
+                    jump_ms: 0,
+                    rate_permille,
+                } => for_ms.max(crate::fault::clock::drift_seen_after_ms(rate_permille)),
                 _ => for_ms,
             };
             steps.push(Step {
@@ -201,9 +224,10 @@ mod tests {
 
     /// The `random` scenario's plans are those of every earlier commit (its seeds in seed logs,
     /// results tables and the nightly's known failures name them): seeds 0-2999 hash to what
-    /// they did (FNV-1a 64 over each plan's JSON). They last changed when the `reset` kind
-    /// joined the catalog (before, when a partition could be drawn as a shape): seeds named
-    /// before then draw other plans.
+    /// they did (FNV-1a 64 over each plan's JSON). They last changed when the `clock` and
+    /// `stall` kinds joined the catalog and a memory limit or ring change stopped overlapping a
+    /// partition of the app nodes or a stopped database (before, when the `reset` kind joined, and when a partition
+    /// could be drawn as a shape): seeds named before then draw other plans.
     #[test]
     fn the_random_scenarios_plans_are_unchanged() {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -215,7 +239,7 @@ mod tests {
         assert_eq!(h, PLANS_HASH, "{h:#x}");
     }
 
-    const PLANS_HASH: u64 = 0x4bd7_43e0_bd7a_d03f;
+    const PLANS_HASH: u64 = 0xa80a_4ef2_0b13_a4ce;
 
     #[test]
     fn the_catalog_is_covered() {

@@ -1,6 +1,7 @@
 //! Swarm plans (Groce et al., "Swarm testing", ISSTA 2012; TigerBeetle's VOPR draws its fault
 //! parameters per seed the same way): the `swarm` scenario's runs each leave most of the
-//! catalog out. A seed's *family* draws which fault kinds are on (each with probability ½), how
+//! catalog out. A seed's *family* draws which fault kinds are on (each with probability ½; kinds
+//! added to the catalog later are drawn last, so that a family keeps its other draws), how
 //! hard the faults hit (loss up to 30 %, latency up to 150 ms one way) and the workload (keys,
 //! write ratio, TTLs, stale-while-revalidate, the lease, XFetch, hot keys and L0, replica reads,
 //! two Redis pairs, listings, foreign writes); the seed itself draws the plan from the family's
@@ -49,17 +50,31 @@ pub const LOSS_PER_MILLE_MAX: u16 = 300;
 /// Up to 150 ms more on every link, one way.
 pub const LATENCY_MS_MAX: u32 = 150;
 
-/// A family's kinds: a non-empty subset of [`KINDS`], every one equally likely (each kind on
-/// with probability ½).
-fn kinds() -> impl Strategy<Value = Vec<&'static str>> {
-    (1u32..(1 << KINDS.len())).prop_map(|mask| {
-        KINDS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask & (1 << i) != 0)
-            .map(|(_, k)| *k)
-            .collect()
-    })
+/// How many of [`KINDS`] the catalog had when families were first drawn. Kinds added since are
+/// drawn after everything else a family draws ([`kinds_added`]), so that a family keeps what it
+/// drew for the rest when the catalog grows: its mutants' seeds, its known failures and the
+/// nightly's witnesses stay what they were, unless a new kind is on.
+const KINDS_FIRST: usize = 11;
+
+/// A family's first kinds: a non-empty subset of the first [`KINDS_FIRST`] of [`KINDS`], every
+/// one equally likely (each kind on with probability ½).
+fn kinds() -> impl Strategy<Value = u32> {
+    1u32..(1 << KINDS_FIRST)
+}
+
+/// Which kinds added since [`KINDS_FIRST`] a family has on, each with probability ½.
+fn kinds_added() -> impl Strategy<Value = u32> {
+    0u32..(1 << (KINDS.len() - KINDS_FIRST))
+}
+
+/// The names of `mask`'s kinds, in [`KINDS`]' order.
+fn named(mask: u32) -> Vec<&'static str> {
+    KINDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, k)| *k)
+        .collect()
 }
 
 /// How hard a family's faults hit: loss from 1 % up to a top of 2 % to 30 %, latency from
@@ -132,8 +147,10 @@ pub const TRAFFIC_WRITE_RATIO_MIN: f64 = 0.05;
 
 /// The family `family` draws.
 pub fn for_family(family: u64) -> Swarm {
-    let swarm = (kinds(), strength(), workload()).prop_map(|(kinds, strength, mut workload)| {
+    let drawn = (kinds(), strength(), workload(), kinds_added());
+    let swarm = drawn.prop_map(|(first, strength, mut workload, added)| {
         use crate::fault::{memory_limit, replica_lag};
+        let kinds = named(first | (added << KINDS_FIRST));
         if kinds.contains(&memory_limit::NAME) {
             workload.keys = workload.keys.map(|k| k.max(MEMORY_LIMIT_KEYS_MIN));
         }
@@ -203,6 +220,24 @@ mod tests {
         assert!(swarms.iter().any(|s| s.workload.l1_ttl_ms.is_none()));
         assert!(swarms.iter().any(|s| s.strength.loss_per_mille.end > 250));
     }
+
+    /// Families 1-500 draw what they drew before the catalog grew past [`KINDS_FIRST`] kinds,
+    /// for everything but the kinds added since (FNV-1a 64 over each family with those left
+    /// out): growing the catalog must not redraw every family.
+    #[test]
+    fn families_keep_their_draws_when_the_catalog_grows() {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for fam in 1..=500 {
+            let mut s = for_family(fam);
+            s.kinds.retain(|k| KINDS[..KINDS_FIRST].contains(k));
+            for b in format!("{s:?}").bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        assert_eq!(h, FAMILIES_HASH, "{h:#x}");
+    }
+
+    const FAMILIES_HASH: u64 = 0x29e1_5852_7530_2979;
 
     #[test]
     fn a_seed_draws_only_its_familys_kinds_and_variants_differ() {

@@ -11,7 +11,8 @@
 #
 # What the image holds: redis-server + redis-sentinel (7.0), memcached (1.6.18,
 # meta commands), PostgreSQL 15, and iproute2/iptables/procps/netcat-openbsd
-# for fault injection. No service is started at install time and no database
+# for fault injection, and /usr/local/lib/libaside-clock.so (clock-shim.c, the
+# `clock` fault's wall clock for Redis). No service is started at install time and no database
 # cluster is created; containers pick the server through their command (see
 # ci/images/README.md for the exact commands).
 
@@ -114,6 +115,11 @@ EOF
         test ! -e /var/lib/postgresql/15/main
         redis-server --version; memcached -V; /usr/lib/postgresql/15/bin/postgres --version
     '
+
+    # The clock shim a `clock` fault moves Redis's wall clock through, built with
+    # the host's C compiler (the image has none; both are bookworm's glibc).
+    cc -O2 -Wall -shared -fPIC -o "$root/usr/local/lib/libaside-clock.so" \
+        "$(dirname "${BASH_SOURCE[0]}")/clock-shim.c"
 
     # Clean up.
     "${in_root[@]}" apt-get clean

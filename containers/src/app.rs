@@ -337,6 +337,12 @@ pub async fn serve(task: &AppTask, run_dir: &Path) -> Result<(), Error> {
         task.app,
         cache.l2().membership(),
     ));
+    // Clock skews the host's nemesis sets, likewise.
+    tokio::spawn(crate::clocks::follow(
+        run_dir.to_path_buf(),
+        task.app,
+        cache.wall_clock().clone(),
+    ));
     let ready = run_dir.join(format!("ready-{}", task.app + 1));
     std::fs::write(&ready, "").map_err(|e| bad(format!("writing {}: {e}", ready.display())))?;
     let go = signalled(&run_dir.join("go")).await;

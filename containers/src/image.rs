@@ -20,8 +20,8 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The first 12 hex digits of the recipe hash: for each `ci/images/*.sh` in byte order, its
-/// name and `sha256sum`'s line for its content (`<hex>  -`), all hashed together.
+/// The first 12 hex digits of the recipe hash: for each `ci/images/*.sh` and `*.c` in byte
+/// order, its name and `sha256sum`'s line for its content (`<hex>  -`), all hashed together.
 pub fn recipe_hash(images_dir: &Path) -> Result<String, Error> {
     let read = |e: std::io::Error| {
         Error::Image(format!(
@@ -33,7 +33,7 @@ pub fn recipe_hash(images_dir: &Path) -> Result<String, Error> {
         .map_err(read)?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".sh"))
+        .filter(|n| n.ends_with(".sh") || n.ends_with(".c"))
         .collect();
     names.sort();
     let mut outer = Sha256::new();
@@ -88,7 +88,7 @@ mod tests {
     fn hash_matches_the_build_script() {
         let dir = repo_root().join("ci/images");
         let script = format!(
-            "cd {} && LC_ALL=C ls -1 -- *.sh | LC_ALL=C sort | while read -r f; do printf '%s\\n' \"$f\"; sha256sum <\"$f\"; done | sha256sum | cut -c1-12",
+            "cd {} && LC_ALL=C ls -1 -- *.sh *.c | LC_ALL=C sort | while read -r f; do printf '%s\\n' \"$f\"; sha256sum <\"$f\"; done | sha256sum | cut -c1-12",
             dir.display()
         );
         let out = Command::new("bash")

@@ -7,6 +7,7 @@
 //! Linux), so no port is published and Sentinel's answers (container IPs) work as they are.
 
 pub mod app;
+pub mod clocks;
 pub mod cluster;
 pub mod docker;
 pub mod image;

@@ -23,6 +23,11 @@
 //! so every query they send takes that much longer, and replication is untouched (as in the
 //! simulator, which slows the app nodes' queries and not the replica's log reads).
 //!
+//! A stall fault sets a flag of one proxy's own, read per chunk a client sends: while it is on, the
+//! chunk waits in the proxy (connections are still accepted, and a new connection's handshake
+//! waits like any request), and the heal lets the held chunks go on in order, so the server runs
+//! late what its clients gave up on (Toxiproxy's `timeout` with no timeout).
+//!
 //! A reset fault sets a flag of one proxy's own, read per chunk of the server's replies: while it
 //! is on, the proxy resets the client's connection (`SO_LINGER` 0, then close: an RST, no FIN)
 //! instead of delivering the reply, so the command ran and its client sees ECONNRESET
@@ -32,7 +37,7 @@
 //! handshake, run each request before they reset it).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +63,12 @@ struct Proxy {
     reply_ms: Arc<AtomicU32>,
     /// Whether a reply resets its client's connection instead (a reset fault).
     reset: Arc<AtomicBool>,
+    /// Whether what clients send is held, not passed on (while a stall fault is on), and how
+    /// many are (overlapping ones end at the last heal).
+    stall: watch::Sender<bool>,
+    stalls: std::sync::Mutex<u32>,
+    /// Connections whose next request waits on the stall now.
+    held: Arc<AtomicU64>,
 }
 
 /// The proxies of one run; dropping them stops every proxy and closes every connection.
@@ -87,6 +98,8 @@ impl Proxies {
                 .map_err(|e| Error::Docker(format!("the {name} proxy's address: {e}")))?;
             let reply_ms = Arc::new(AtomicU32::new(0));
             let reset = Arc::new(AtomicBool::new(false));
+            let (stall, stalled) = watch::channel(false);
+            let held = Arc::new(AtomicU64::new(0));
             tokio::spawn(accept(
                 listener,
                 *upstream,
@@ -94,6 +107,8 @@ impl Proxies {
                     one_way_ms: one_way_ms.clone(),
                     reply_ms: reply_ms.clone(),
                     reset: reset.clone(),
+                    stalled,
+                    held: held.clone(),
                 },
                 stop.subscribe(),
             ));
@@ -103,6 +118,9 @@ impl Proxies {
                 upstream: *upstream,
                 reply_ms,
                 reset,
+                stall,
+                stalls: std::sync::Mutex::new(0),
+                held,
             });
         }
         Ok(Proxies {
@@ -172,6 +190,27 @@ impl Proxies {
         Ok(())
     }
 
+    /// With `on`, what clients send the server at `upstream` on every connection, open or new,
+    /// is held in the proxy (connections are still accepted); without, the held chunks go on,
+    /// in order, and so does what follows.
+    pub fn stall(&self, upstream: SocketAddr, on: bool) -> Result<(), Error> {
+        let p = self.of(upstream)?;
+        let mut stalls = p.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        *stalls = if on {
+            *stalls + 1
+        } else {
+            stalls.saturating_sub(1)
+        };
+        p.stall.send_replace(*stalls > 0);
+        Ok(())
+    }
+
+    /// How many connections to the server at `upstream` have a request waiting in its proxy on
+    /// a stall now (a connection's later chunks queue behind its first).
+    pub fn held(&self, upstream: SocketAddr) -> Result<u64, Error> {
+        Ok(self.of(upstream)?.held.load(Ordering::SeqCst))
+    }
+
     /// The proxy in front of `upstream`.
     fn of(&self, upstream: SocketAddr) -> Result<&Proxy, Error> {
         (self.proxies.iter())
@@ -181,12 +220,15 @@ impl Proxies {
 }
 
 /// What one proxy's chunks wait: the network's latency both ways, and its server's replies
-/// their own; and whether its server's replies reset their connections instead.
+/// their own; whether its server's replies reset their connections instead; and whether what
+/// clients send is held (`true` while a stall is on).
 #[derive(Clone)]
 struct Delays {
     one_way_ms: Arc<AtomicU32>,
     reply_ms: Arc<AtomicU32>,
     reset: Arc<AtomicBool>,
+    stalled: watch::Receiver<bool>,
+    held: Arc<AtomicU64>,
 }
 
 impl Drop for Proxies {
@@ -225,12 +267,17 @@ async fn accept(
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            let up = pump(client_read, server_write, delays.one_way_ms.clone(), None);
+            let up = pump(
+                client_read,
+                server_write,
+                delays.one_way_ms.clone(),
+                Direction::Requests(delays.stalled, delays.held),
+            );
             let down = pump(
                 server_read,
                 client_write,
                 delays.one_way_ms,
-                Some((delays.reply_ms, delays.reset)),
+                Direction::Replies(delays.reply_ms, delays.reset),
             );
             tokio::pin!(up, down);
             // Both directions to their ends; a reset ends the connection at once, and dropping
@@ -269,18 +316,46 @@ fn abort(to: OwnedWriteHalf) {
     to.forget();
 }
 
+/// One held request, counted for as long as it lives.
+struct Counted<'a>(&'a AtomicU64);
+
+impl<'a> Counted<'a> {
+    fn new(n: &'a AtomicU64) -> Counted<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Counted(n)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Which way a [`pump`] carries chunks, and what acts on that way alone.
+enum Direction {
+    /// A client's requests, held while the receiver reads `true` (a stall), counted while held.
+    Requests(watch::Receiver<bool>, Arc<AtomicU64>),
+    /// A server's replies: their extra milliseconds (a slow-queries fault) and the reset flag.
+    Replies(Arc<AtomicU32>, Arc<AtomicBool>),
+}
+
 /// One direction of a connection: every chunk read is written `one_way_ms` (plus, for a
-/// server's replies, `reply`'s extra milliseconds; both as they were when the chunk was read)
+/// server's replies, their extra milliseconds; both as they were when the chunk was read)
 /// later, in order. An end of stream is passed on after the chunks before it; an error on either
-/// side ends this direction. A server's reply due while `reply`'s reset flag is on resets the
-/// client's connection instead ([`Ended::Reset`]).
+/// side ends this direction. A server's reply due while the reset flag is on resets the
+/// client's connection instead ([`Ended::Reset`]); a client's request due while a stall is on
+/// waits for its heal.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     one_way_ms: Arc<AtomicU32>,
-    reply: Option<(Arc<AtomicU32>, Arc<AtomicBool>)>,
+    way: Direction,
 ) -> Ended {
-    let (extra_ms, reset) = reply.unzip();
+    let (extra_ms, reset, mut stalled) = match way {
+        Direction::Requests(stalled, held) => (None, None, Some((stalled, held))),
+        Direction::Replies(extra_ms, reset) => (Some(extra_ms), Some(reset), None),
+    };
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let read = async move {
         let mut buf = vec![0u8; CHUNK];
@@ -306,6 +381,14 @@ async fn pump(
             // latency-spike run over its bound.
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
+            }
+            if let Some((stalled, held)) = stalled.as_mut() {
+                if *stalled.borrow() {
+                    // Counted while it waits, also when the connection is dropped meanwhile.
+                    let _held = Counted::new(held);
+                    // A closed sender (the proxies dropped) ends the wait too.
+                    let _ = stalled.wait_for(|on| !*on).await;
+                }
             }
             if reset.as_ref().is_some_and(|r| r.load(Ordering::SeqCst)) {
                 abort(to);

@@ -84,7 +84,8 @@ fn ack_file(dir: &Path, app: usize) -> PathBuf {
     dir.join(format!("ring-ack-{}", app + 1))
 }
 
-fn write_atomic(file: &Path, text: &str) -> Result<(), String> {
+/// Writes `text` to `file` through a rename, so that a follower never reads half of it.
+pub(crate) fn write_atomic(file: &Path, text: &str) -> Result<(), String> {
     let tmp = file.with_extension("tmp");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, file))

@@ -184,7 +184,7 @@ pub fn unsupported(sc: &Scenario) -> Option<String> {
 }
 
 /// Does `sc` (as run with its seed) cut or freeze one app node alone, delay the network, slow
-/// PostgreSQL's queries or reset a server's replies? Then its app nodes run in containers
+/// PostgreSQL's queries, reset a server's replies or stall its requests? Then its app nodes run in containers
 /// (delays and resets: behind the proxies).
 pub fn apps_in_containers(sc: &Scenario) -> bool {
     let one_app = |s: Side| matches!(s, Side::One(Target::App(_)));
@@ -197,11 +197,12 @@ pub fn apps_in_containers(sc: &Scenario) -> bool {
         })
 }
 
-/// Does `f` delay traffic or reset replies (then the app nodes reach the servers through proxies)?
+/// Does `f` delay traffic, reset replies or hold requests (then the app nodes reach the servers
+/// through proxies)?
 fn needs_proxies(f: &chaos::fault::Fault) -> bool {
     matches!(
         f.kind,
-        Kind::Latency { .. } | Kind::SlowQueries { .. } | Kind::Reset
+        Kind::Latency { .. } | Kind::SlowQueries { .. } | Kind::Reset | Kind::Stall
     )
 }
 
@@ -249,6 +250,8 @@ struct Docker<'a, St: Strategy> {
     origin: Option<tokio::time::Instant>,
     /// The memcached ring of each in-process app node.
     rings: Vec<aside::Membership>,
+    /// The wall clocks of the app nodes in this process, in app order.
+    clocks: Vec<aside::wall::WallClock>,
 }
 
 impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
@@ -286,6 +289,7 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
             .await
             .map_err(|e| format!("{name}: {e}"))?;
         self.rings.push(cache.l2().membership());
+        self.clocks.push(cache.wall_clock().clone());
         Ok(app_node(cache, clients, app, clients_per_app, tokio::spawn).clients)
     }
 
@@ -313,7 +317,22 @@ impl<'a, St: Strategy + Clone> World for Docker<'a, St> {
                 boot: self.cluster.memcached_addrs(),
             }
         };
-        DockerNemesis::new(self.cluster, self.app_nodes, self.proxies, rings, plan)
+        let clocks = if self.app_nodes.is_empty() {
+            crate::clocks::Clocks::InProcess(self.clocks.clone())
+        } else {
+            crate::clocks::Clocks::Files {
+                dir: crate::app::run_dir(self.cluster),
+                seqs: Vec::new(),
+            }
+        };
+        DockerNemesis::new(
+            self.cluster,
+            self.app_nodes,
+            self.proxies,
+            rings,
+            clocks,
+            plan,
+        )
     }
 
     async fn probe(
@@ -447,6 +466,7 @@ pub async fn run_with<St: Strategy + Clone>(
             proxies: proxies.as_ref(),
             origin: Some(instant_at(origin_ns)),
             rings: Vec::new(),
+            clocks: Vec::new(),
         };
         let rec = drive(&mut world, sc, seed).await.map_err(Error::Docker)?;
         // They ran on (and so did their proxies) through the settle and the probes.
@@ -464,6 +484,7 @@ pub async fn run_with<St: Strategy + Clone>(
             proxies: None,
             origin: None,
             rings: Vec::new(),
+            clocks: Vec::new(),
         };
         drive(&mut world, sc, seed).await.map_err(Error::Docker)?
     };

@@ -31,6 +31,13 @@ fn step(at_ms: u64, for_ms: u64, kind: Kind, target: impl Into<Side>) -> Step {
 
 /// A partition of the Redis quorum into `shape`: the master and sentinel-1 first, the replica
 /// fourth (a bridge cuts the master from the replica, a ring the master from sentinel-2).
+fn clock(jump_ms: i32, rate_permille: u16) -> Kind {
+    Kind::Clock {
+        jump_ms,
+        rate_permille,
+    }
+}
+
 fn shaped(shape: Shape) -> Kind {
     Kind::Shaped {
         shape,
@@ -103,6 +110,9 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         ),
         step(18_500, 800, shaped(Shape::Bridge), Side::Network),
         step(20_000, 800, shaped(Shape::MajoritiesRing), Side::Network),
+        step(21_500, 800, clock(60_000, 1000), Target::RedisMaster(0)),
+        step(22_500, 800, clock(-30_000, 1000), Target::App(0)),
+        step(23_500, 1_500, clock(0, 3000), Target::RedisReplica(0)),
     ]);
 
     // Traffic, so that evictions and replication lag have something to show: writes through the
@@ -111,8 +121,10 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         .library(Builtin::Versioned, CacheConfig::default(), "app-1")
         .await
         .expect("library");
-    // The writer's instance is the app node whose ring the ring faults change.
+    // The writer's instance is the app node whose ring the ring faults change, and whose clock
+    // the app's clock fault moves.
     let ring = cache.l2().membership();
+    let wall = cache.wall_clock().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
@@ -147,7 +159,9 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
 
     let rec = Recorder::start();
     let rings = containers::rings::Rings::InProcess(vec![ring]);
-    let mut nemesis = DockerNemesis::new(&cluster, &[], None, rings, &plan).expect("nemesis");
+    let clocks = containers::clocks::Clocks::InProcess(vec![wall]);
+    let mut nemesis =
+        DockerNemesis::new(&cluster, &[], None, rings, clocks, &plan).expect("nemesis");
     run_plan(&mut nemesis, &plan, &rec).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -178,6 +192,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         "replica-lag",
         "loss",
         "ring",
+        "clock",
     ] {
         let n = observed
             .iter()
@@ -187,6 +202,8 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
             // Two of one side from another, a bridge and a majorities ring.
             "partition" => 4,
             "ring" | "memory-limit" => 2,
+            // Redis ahead, the app node behind, the replica running fast.
+            "clock" => 3,
             _ => 1,
         };
         assert_eq!(
@@ -265,6 +282,27 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         .await
         .unwrap();
     assert_eq!(maxmemory[1], "0");
+    // The clocks are back to true time: each Redis node's TIME within a second of the host's.
+    for n in [&cluster.redis_master]
+        .into_iter()
+        .chain(cluster.redis_replica.iter())
+    {
+        let mut c = redis::Client::open(format!("redis://{}", n.addr()))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            secs.abs_diff(host) <= 1,
+            "{} reads {secs}, the host {host}",
+            n.name
+        );
+    }
     let mc = aside::backend::Memcached::new(cluster.memcached[0].addr(), 1);
     assert_eq!(
         mc.stat("limit_maxbytes").await.unwrap(),
@@ -306,6 +344,7 @@ async fn a_killed_postgresql_primary_restarts_with_what_it_acknowledged() {
         &[],
         None,
         containers::rings::Rings::InProcess(Vec::new()),
+        containers::clocks::Clocks::InProcess(Vec::new()),
         &plan,
     )
     .expect("nemesis");
@@ -445,8 +484,10 @@ async fn latency_through_the_proxies_delays_round_trips_until_the_heal() {
 /// runs (the key is set) and its client's connection is reset instead of answered, and so is a
 /// connection opened during it; after the heal a new connection is answered. Then the same
 /// fault run as a plan by the nemesis, with the proxies: its `observed` line names the reset.
+/// `stall` likewise: a command sent during it is neither answered nor run until the heal, and
+/// then both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_fault_runs_the_command_and_resets_its_connection_until_the_heal() {
+async fn a_reset_runs_the_command_and_resets_its_connection_and_a_stall_runs_it_late() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = Cluster::start(ClusterSpec::one_of_each())
         .await
@@ -495,10 +536,59 @@ async fn a_reset_fault_runs_the_command_and_resets_its_connection_until_the_heal
         .unwrap();
     assert_eq!(held.as_deref(), Some("ran"), "the reset command ran");
 
-    let plan = Plan::new(vec![step(0, 1_000, Kind::Reset, Target::RedisMaster(0))]);
+    let observed = observed_through(&cluster, &proxies, Kind::Reset).await;
+    assert!(observed.contains("answered by a reset"), "{observed}");
+    let mut healed = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert_eq!(say(&mut healed, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+
+    // A stall: the connection is accepted and the SET taken, unanswered and not run; at the heal
+    // it runs, late, and its answer comes on the same connection.
+    proxies.stall(master, true).expect("stall on");
+    let mut taken = tokio::net::TcpStream::connect(front).await.unwrap();
+    taken
+        .write_all(b"SET aside:nemesis:stall late\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let during = tokio::time::timeout(Duration::from_millis(300), taken.read(&mut buf)).await;
+    assert!(during.is_err(), "answered during the stall: {during:?}");
+    let before: Option<String> = redis::cmd("GET")
+        .arg("aside:nemesis:stall")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(before, None, "the held SET ran during the stall");
+    proxies.stall(master, false).expect("stall off");
+    let n = taken.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"+OK\r\n");
+    let after: Option<String> = redis::cmd("GET")
+        .arg("aside:nemesis:stall")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.as_deref(),
+        Some("late"),
+        "the held SET ran at the heal"
+    );
+    let observed = observed_through(&cluster, &proxies, Kind::Stall).await;
+    assert!(observed.contains("taken and not answered"), "{observed}");
+    let mut healed = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert_eq!(say(&mut healed, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+}
+
+/// Runs a one-second `kind` fault on the master through `proxies` and returns its one
+/// `observed` line; the run's `fault-effect` verdict must pass.
+async fn observed_through(
+    cluster: &Cluster,
+    proxies: &containers::proxy::Proxies,
+    kind: Kind,
+) -> String {
+    let plan = Plan::new(vec![step(0, 1_000, kind, Target::RedisMaster(0))]);
     let rings = containers::rings::Rings::InProcess(Vec::new());
+    let clocks = containers::clocks::Clocks::InProcess(Vec::new());
     let mut nemesis =
-        DockerNemesis::new(&cluster, &[], Some(&proxies), rings, &plan).expect("nemesis");
+        DockerNemesis::new(cluster, &[], Some(proxies), rings, clocks, &plan).expect("nemesis");
     let rec = Recorder::start();
     run_plan(&mut nemesis, &plan, &rec).await;
     let mut config = invariants::Bounds::default().to_config();
@@ -506,7 +596,7 @@ async fn a_reset_fault_runs_the_command_and_resets_its_connection_until_the_heal
     let history = rec.finish(&Header {
         format: FORMAT,
         world: "containers".into(),
-        scenario: "nemesis-reset".into(),
+        scenario: format!("nemesis-{}", kind.name()),
         strategy: "versioned".into(),
         seed: 0,
         commit: "test".into(),
@@ -518,14 +608,8 @@ async fn a_reset_fault_runs_the_command_and_resets_its_connection_until_the_heal
         .collect();
     println!("{}", observed.join("\n"));
     assert_eq!(observed.len(), 1, "{text}");
-    assert!(
-        observed[0].contains("answered by a reset"),
-        "{}",
-        observed[0]
-    );
     let report = invariants::check_str(&text, &[]).unwrap();
     let v = report.verdict(Invariant::FaultEffect).unwrap();
     assert!(!v.fails(), "{}", v.summary);
-    let mut healed = tokio::net::TcpStream::connect(front).await.unwrap();
-    assert_eq!(say(&mut healed, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+    observed[0].to_string()
 }

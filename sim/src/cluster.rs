@@ -96,14 +96,14 @@ impl Cluster {
                 tm,
                 m,
                 builder(tm, m)
-                    .init(move || redis_node(m, Role::Master, Some(r), start))
+                    .init(move || redis_node(m, Role::Master, Some(r)))
                     .build(),
             );
             node(
                 tr,
                 r,
                 builder(tr, r)
-                    .init(move || redis_node(r, Role::Replica(m), Some(m), start))
+                    .init(move || redis_node(r, Role::Replica(m), Some(m)))
                     .build(),
             );
         }

@@ -65,6 +65,8 @@ pub struct SimNemesis {
     rpc: Rpc,
     /// Each app node's memcached ring: a ring change is pushed to all of them.
     rings: Vec<aside::Membership>,
+    /// Each app node's wall clock, in app order: a `clock` fault skews them.
+    clocks: Vec<aside::wall::WallClock>,
 }
 
 impl SimNemesis {
@@ -73,6 +75,7 @@ impl SimNemesis {
         cluster: &Cluster,
         apps: &[Node],
         rings: Vec<aside::Membership>,
+        clocks: Vec<aside::wall::WallClock>,
         at: IpAddr,
     ) -> SimNemesis {
         let handle = Handle::current();
@@ -101,6 +104,7 @@ impl SimNemesis {
             node,
             rpc,
             rings,
+            clocks,
         }
     }
 
@@ -356,6 +360,17 @@ impl SimNemesis {
 }
 
 impl SimNemesis {
+    /// The nodes a `reset` or a `stall` spares: the cluster's servers (replication, the
+    /// Sentinels' pings and failover commands) and the foreign writer, which against real
+    /// servers does not pass the proxies.
+    fn servers_spared(&self) -> Vec<IpAddr> {
+        (self.nodes.iter())
+            .filter(|n| n.addr.is_some())
+            .map(|n| n.ip)
+            .chain([crate::net::foreign_writer_ip()])
+            .collect()
+    }
+
     /// The node playing `t`.
     fn placed(&self, t: Target) -> Option<Placed> {
         self.nodes.iter().find(|n| n.target == t).cloned()

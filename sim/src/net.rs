@@ -12,7 +12,9 @@
 //! (re)started is answered with a reset ([`Reset`]): the connection it travelled on died with
 //! the old process, so TCP gives the client an error, not a second run of the request. While a
 //! `reset` fault is on a server ([`reset_replies`]), it answers each client's request (not
-//! another server's) with a reset after running it: a connection that died mid-command.
+//! another server's) with a reset after running it: a connection that died mid-command. While a
+//! `stall` is on one ([`stall_requests`]), it takes each client's request and runs it only at
+//! the heal.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -166,6 +168,8 @@ impl<R> Seen<R> {
         }
     }
 
+    /// Forgets replies kept longer than [`REPLY_KEPT`]; a request still running (held by a
+    /// `stall`, say) is kept, so a resend of it is never run a second time.
     fn forget_old(&mut self) {
         let now = Instant::now();
         while let Some(&(at, key)) = self.order.front() {
@@ -173,7 +177,11 @@ impl<R> Seen<R> {
                 break;
             }
             self.order.pop_front();
-            self.replies.remove(&key);
+            if matches!(self.replies.get(&key), Some(None)) {
+                self.order.push_back((now, key));
+            } else {
+                self.replies.remove(&key);
+            }
         }
     }
 }
@@ -239,10 +247,134 @@ fn resets(at: SocketAddr, to: IpAddr) -> bool {
     })
 }
 
+thread_local! {
+    /// Servers holding their clients' requests while a `stall` fault is on: per address, the
+    /// nodes they still answer (the cluster's servers), what the held requests wait on, and how
+    /// many stalls are on (overlapping ones end at the last heal).
+    static STALLED: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, Stall>> =
+        Default::default();
+}
+
+/// A `stall` on one server: the nodes it still answers, what held requests wait on, and how many
+/// stalls are on.
+type Stall = (Vec<IpAddr>, tokio::sync::watch::Sender<bool>, u32);
+
+/// From now on the server at `server` takes every request but those of nodes at `spared` and
+/// holds it unanswered (`None`: it runs what it held and serves everyone again).
+pub fn stall_requests(server: SocketAddr, spared: Option<Vec<IpAddr>>) {
+    STALLED.with(|s| {
+        let mut s = s.borrow_mut();
+        match spared {
+            Some(spared) => {
+                let on = s
+                    .entry(server)
+                    .or_insert_with(|| (spared, tokio::sync::watch::channel(true).0, 0));
+                on.2 += 1;
+            }
+            None => {
+                let last = s.get_mut(&server).is_some_and(|on| {
+                    on.2 = on.2.saturating_sub(1);
+                    on.2 == 0
+                });
+                if last {
+                    if let Some((_, held, _)) = s.remove(&server) {
+                        held.send_replace(false);
+                    }
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// Requests each server holds now under a `stall`.
+    static HELD: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, u64>> =
+        Default::default();
+}
+
+/// How many requests the server at `at` holds now under a `stall`.
+pub fn held_at(at: SocketAddr) -> u64 {
+    HELD.with(|h| h.borrow().get(&at).copied().unwrap_or(0))
+}
+
+/// One request held at a server, counted in [`HELD`] for as long as it lives: a task dropped
+/// while it waits (its node killed) uncounts itself.
+struct Held(SocketAddr);
+
+impl Held {
+    fn new(at: SocketAddr) -> Held {
+        HELD.with(|h| *h.borrow_mut().entry(at).or_default() += 1);
+        Held(at)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| {
+            if let Some(n) = h.borrow_mut().get_mut(&self.0) {
+                *n = n.saturating_sub(1);
+            }
+        });
+    }
+}
+
+/// While a `stall` holds `from`'s requests at `at`: what a request waits on until the heal.
+fn held(at: SocketAddr, from: IpAddr) -> Option<tokio::sync::watch::Receiver<bool>> {
+    STALLED.with(|s| {
+        (s.borrow().get(&at))
+            .filter(|(spared, _, _)| !spared.contains(&from))
+            .map(|(_, held, _)| held.subscribe())
+    })
+}
+
+thread_local! {
+    /// Servers whose wall clocks a `clock` fault moved: per address, the true time (ms since the
+    /// epoch) it was moved at, the jump and the rate ([`aside::wall::skewed_ms`]).
+    static SKEWED: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, (u64, i64, u32)>> =
+        Default::default();
+}
+
+/// The server at `at`'s wall clock jumps `jump_ms` and runs at `rate_permille` / 1000 of true
+/// speed from now on (`None`: true time again).
+pub fn skew_clock(at: SocketAddr, skew: Option<(i32, u16)>) {
+    SKEWED.with(|k| match skew {
+        Some((jump_ms, rate_permille)) => drop(k.borrow_mut().insert(
+            at,
+            (
+                true_clock_ms(),
+                i64::from(jump_ms),
+                u32::from(rate_permille),
+            ),
+        )),
+        None => drop(k.borrow_mut().remove(&at)),
+    });
+}
+
+/// True wall time in the simulation, ms since the epoch (madsim's clock).
+pub fn true_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the server at `at`'s wall clock reads now, ms since the epoch.
+pub fn server_clock_ms(at: SocketAddr) -> u64 {
+    let now = true_clock_ms();
+    SKEWED.with(|k| match k.borrow().get(&at) {
+        Some(&(since_ms, jump_ms, rate_permille)) => {
+            aside::wall::skewed_ms(now, since_ms, jump_ms, rate_permille)
+        }
+        None => now,
+    })
+}
+
 /// Forgets the counts of [`served`], of servers' starts and of [`goals`], the roles taken, and
-/// every `reset` fault's servers (a run starts with this).
+/// every `reset`, `stall` and `clock` fault's servers (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
+    STALLED.with(|s| s.borrow_mut().clear());
+    HELD.with(|h| h.borrow_mut().clear());
+    SKEWED.with(|k| k.borrow_mut().clear());
     RESETTING.with(|r| r.borrow_mut().clear());
     BOOTS.with(|b| b.borrow_mut().clear());
     GOALS.with(|g| g.borrow_mut().clear());
@@ -379,7 +511,13 @@ async fn receive<C, R, F, Fut>(
             SERVED.with(|s| *s.borrow_mut().entry(at).or_default() += 1);
         }
         let (ep, handle, seen) = (ep.clone(), handle.clone(), seen.clone());
+        let stalled = at.and_then(|at| held(at, from.ip()));
         madsim::task::spawn(async move {
+            // Taken, not run, until the stall's heal (a dropped sender, a new run, frees it too).
+            if let (Some(mut stalled), Some(at)) = (stalled, at) {
+                let _held = Held::new(at);
+                let _ = stalled.wait_for(|on| !*on).await;
+            }
             let reply = handle(cmd).await;
             if let Some(at) = at {
                 collect_goals(at);

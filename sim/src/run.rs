@@ -158,8 +158,9 @@ where
     async fn nemesis(&mut self, _plan: &chaos::plan::Plan) -> Result<N, String> {
         let wrap = self.wrap.take().ok_or("the nemesis is made once per run")?;
         let rings = self.caches.iter().map(|c| c.l2().membership()).collect();
+        let clocks = self.caches.iter().map(|c| c.wall_clock().clone()).collect();
         Ok(wrap(
-            SimNemesis::new(self.cluster, &self.apps, rings, ip(4, 200)).await,
+            SimNemesis::new(self.cluster, &self.apps, rings, clocks, ip(4, 200)).await,
         ))
     }
 

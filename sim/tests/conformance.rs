@@ -16,6 +16,8 @@ use sim::models::memcached::{self as mc, MemcachedModel};
 use sim::models::postgres::PgModel;
 use sim::models::redis::{self as rd, RedisModel};
 
+#[path = "conformance/clock.rs"]
+mod clock;
 #[path = "conformance/memcached.rs"]
 mod memcached;
 #[path = "conformance/memory.rs"]
@@ -330,6 +332,7 @@ async fn models_answer_as_the_real_servers_do() {
     };
     let cluster = Cluster::start(spec).await.expect("cluster");
     redis_conformance(&cluster).await;
+    clock::clock_conformance(&cluster).await;
     memcached::memcached_conformance(&cluster).await;
     memory::memory_pressure_conformance(&cluster.memcached[0].addr()).await;
     postgres::postgres_conformance(&cluster).await;

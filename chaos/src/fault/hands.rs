@@ -70,6 +70,13 @@ pub trait Hands {
     /// not another server) is replaced by a TCP reset, after the command ran; without, replies
     /// go through again.
     async fn reset_replies(&mut self, t: Target, on: bool);
+    /// With `on`, server `t` takes every request a client (an app node, the nemesis's probes;
+    /// not another server) sends and answers none; without, it runs what it held and answers
+    /// again.
+    async fn stall_requests(&mut self, t: Target, on: bool);
+    /// Node `t`'s wall clock jumps `jump_ms` (negative: back) and runs at `rate_permille` /
+    /// 1000 of true speed from then on (`None`: true time again).
+    async fn skew_clock(&mut self, t: Target, skew: Option<(i32, u16)>);
 
     /// Why `t` looks down or frozen to a client (a request unanswered, a task not run), if it
     /// does.
@@ -94,6 +101,12 @@ pub trait Hands {
     async fn replica_behind(&mut self, t: Target, lag_ms: u32) -> Option<String>;
     /// One query to PostgreSQL `t` the way an app node's goes: the path taken and its time.
     async fn query_time(&mut self, t: Target) -> Option<(String, Duration)>;
+    /// Sends server `t` one harmless request the way a client's goes, without waiting for its
+    /// answer, and says how many requests `t` holds now under a `stall`, and what counted them.
+    async fn requests_held(&mut self, t: Target) -> Option<(u64, String)>;
+    /// How far node `t`'s wall clock reads from true time, in ms (positive: ahead), and what it
+    /// was read from; `None` when it could not be read.
+    async fn clock_offset(&mut self, t: Target) -> Option<(String, i64)>;
     /// One harmless request to server `t` the way a client's goes: the path taken and the error
     /// it got; `None` when it was answered, when the server does not answer a request sent
     /// to it straight either (down, not resetting), or when this world has no client's way

@@ -13,6 +13,7 @@ pub mod draw;
 pub mod effect;
 pub mod hands;
 
+pub mod clock;
 pub mod flush;
 pub mod kill;
 pub mod latency;
@@ -25,6 +26,7 @@ pub mod reset;
 pub mod ring;
 pub mod shape;
 pub mod slow_queries;
+pub mod stall;
 
 use effect::Effect;
 use hands::Hands;
@@ -220,10 +222,16 @@ pub enum Kind {
     /// reset: the command ran, its caller sees the connection die; the heal lets replies
     /// through.
     Reset,
+    /// The target's wall clock jumps `jump_ms` (negative: back) and runs at `rate_permille` /
+    /// 1000 of true speed from then on; the heal steps it back to true time.
+    Clock { jump_ms: i32, rate_permille: u16 },
+    /// The target takes its clients' requests and answers none; the heal lets it run what it
+    /// held, late.
+    Stall,
 }
 
 /// Every kind's name, in the order error messages list them.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 13] = [
     kill::NAME,
     pause::NAME,
     partition::NAME,
@@ -235,6 +243,8 @@ pub const KINDS: [&str; 11] = [
     slow_queries::NAME,
     ring::NAME,
     reset::NAME,
+    clock::NAME,
+    stall::NAME,
 ];
 
 impl Kind {
@@ -251,13 +261,15 @@ impl Kind {
             Kind::SlowQueries { .. } => slow_queries::NAME,
             Kind::Ring { .. } => ring::NAME,
             Kind::Reset => reset::NAME,
+            Kind::Clock { .. } => clock::NAME,
+            Kind::Stall => stall::NAME,
         }
     }
 
     /// The kind's own fields of its JSON form, after `kind` and `target`.
     fn fields(&self) -> Vec<(&'static str, Value)> {
         match *self {
-            Kind::Kill | Kind::Pause | Kind::Flush | Kind::Reset => Vec::new(),
+            Kind::Kill | Kind::Pause | Kind::Flush | Kind::Reset | Kind::Stall => Vec::new(),
             Kind::Partition { peers, one_way } => partition::fields(peers, one_way),
             Kind::Shaped { shape, nodes } => shape::fields(shape, &nodes),
             Kind::Latency { one_way_ms } => latency::fields(one_way_ms),
@@ -266,6 +278,10 @@ impl Kind {
             Kind::ReplicaLag { lag_ms } => replica_lag::fields(lag_ms),
             Kind::SlowQueries { query_ms } => slow_queries::fields(query_ms),
             Kind::Ring { join } => ring::fields(join),
+            Kind::Clock {
+                jump_ms,
+                rate_permille,
+            } => clock::fields(jump_ms, rate_permille),
         }
     }
 
@@ -279,7 +295,8 @@ impl Kind {
                 "pg-primary, pg-replica or postgres",
             ),
             Kind::Ring { .. } => (|t| matches!(t, Target::Memcached(_)), "memcached-N"),
-            Kind::Reset => (reset::resets, reset::RESETS),
+            Kind::Reset | Kind::Stall => (reset::resets, reset::RESETS),
+            Kind::Clock { .. } => (clock::skews, clock::SKEWS),
             Kind::Flush => (
                 |t| {
                     matches!(
@@ -312,6 +329,8 @@ impl Kind {
             slow_queries::NAME => slow_queries::parse(v),
             ring::NAME => ring::parse(v),
             reset::NAME => Ok(Kind::Reset),
+            clock::NAME => clock::parse(v),
+            stall::NAME => Ok(Kind::Stall),
             _ => return None,
         })
     }
@@ -407,6 +426,11 @@ impl Fault {
             Kind::SlowQueries { query_ms } => slow_queries::begin(h, self, query_ms).await,
             Kind::Ring { join } => ring::begin(h, self, join).await,
             Kind::Reset => reset::begin(h, self).await,
+            Kind::Stall => stall::begin(h, self).await,
+            Kind::Clock {
+                jump_ms,
+                rate_permille,
+            } => clock::begin(h, self, jump_ms, rate_permille).await,
         }
     }
 
@@ -425,6 +449,8 @@ impl Fault {
             Kind::SlowQueries { .. } => slow_queries::heal(h, self).await,
             Kind::Ring { join } => ring::heal(h, self, join).await,
             Kind::Reset => reset::heal(h, self).await,
+            Kind::Stall => stall::heal(h, self).await,
+            Kind::Clock { .. } => clock::heal(h, self).await,
         }
     }
 
@@ -443,6 +469,11 @@ impl Fault {
             Kind::SlowQueries { query_ms } => slow_queries::observe(h, self, query_ms).await,
             Kind::Ring { join } => ring::observe(h, self, join).await,
             Kind::Reset => reset::observe(h, self).await,
+            Kind::Stall => stall::observe(h, self).await,
+            Kind::Clock {
+                jump_ms,
+                rate_permille,
+            } => clock::observe(h, self, jump_ms, rate_permille).await,
         }
     }
 }
@@ -475,109 +506,4 @@ impl fmt::Display for Fault {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip_and_are_one_based() {
-        let all = [
-            Target::RedisMaster(0),
-            Target::RedisReplica(0),
-            Target::RedisMaster(1),
-            Target::RedisReplica(1),
-            Target::Sentinel(2),
-            Target::Memcached(0),
-            Target::PgPrimary,
-            Target::PgReplica,
-            Target::App(1),
-        ];
-        for t in all {
-            assert_eq!(Target::parse(&t.name()), Ok(t));
-        }
-        assert_eq!(Target::Memcached(0).name(), "memcached-1");
-        assert_eq!(Target::RedisMaster(1).name(), "redis-master-2");
-        assert!(
-            Target::parse("redis-master-1").is_err(),
-            "shard 1 is plain redis-master"
-        );
-        assert!(Target::parse("memcached-0").is_err());
-        assert!(Target::parse("redis").unwrap_err().contains("redis-master"));
-    }
-
-    #[test]
-    fn json_round_trips_and_bad_input_names_the_fix() {
-        let f = Fault::new(Kind::Pause, Target::Memcached(1));
-        assert_eq!(
-            f.to_json().to_string(),
-            r#"{"kind":"pause","target":"memcached-2"}"#
-        );
-        assert_eq!(Fault::from_json(&f.to_json()), Ok(f));
-        assert!(
-            Fault::from_json(&serde_json::json!({"kind": "melt", "target": "app-1"}))
-                .unwrap_err()
-                .contains("\"partition\"")
-        );
-        let p = Fault::new(
-            Kind::Partition {
-                peers: Side::Redis,
-                one_way: true,
-            },
-            Side::Apps,
-        );
-        assert_eq!(
-            p.to_json().to_string(),
-            r#"{"kind":"partition","target":"apps","peers":"redis","direction":"replies-lost"}"#
-        );
-        assert_eq!(Fault::from_json(&p.to_json()), Ok(p));
-        for kind in [
-            Kind::Latency { one_way_ms: 55 },
-            Kind::Loss { per_mille: 50 },
-            Kind::Flush,
-            Kind::MemoryLimit { kib: 64 },
-            Kind::ReplicaLag { lag_ms: 3_000 },
-            Kind::SlowQueries { query_ms: 40 },
-        ] {
-            let f = Fault::new(kind, Side::Network);
-            assert_eq!(Fault::from_json(&f.to_json()), Ok(f));
-        }
-        assert!(Fault::from_json(
-            &serde_json::json!({"kind": "loss", "target": "network", "per_mille": 1001})
-        )
-        .unwrap_err()
-        .contains("0 to 1000"));
-        assert!(Side::Apps.contains(Target::App(2)) && !Side::Redis.contains(Target::Sentinel(0)));
-        assert!(Fault::from_json(&serde_json::json!({"kind": "kill"}))
-            .unwrap_err()
-            .contains("target"));
-    }
-
-    #[test]
-    fn a_kind_on_a_target_it_cannot_act_on_is_refused_not_run_as_nothing() {
-        let bad = |v: serde_json::Value| Fault::from_json(&v).unwrap_err();
-        assert_eq!(
-            bad(serde_json::json!({"kind": "memory-limit", "target": "pg-primary", "kib": 8})),
-            "a memory-limit fault acts on redis-master, redis-replica, redis, memcached-N or memcached: target \"pg-primary\" is none of them, and the fault would do nothing"
-        );
-        assert!(bad(
-            serde_json::json!({"kind": "replica-lag", "target": "pg-primary", "lag_ms": 9})
-        )
-        .contains("pg-replica or postgres"));
-        assert!(
-            bad(serde_json::json!({"kind": "slow-queries", "target": "apps", "query_ms": 9}))
-                .contains("pg-primary")
-        );
-        assert!(
-            bad(serde_json::json!({"kind": "flush", "target": "sentinels"})).contains("memcached")
-        );
-        // A group that holds one server the kind acts on is fine.
-        for ok in [
-            serde_json::json!({"kind": "replica-lag", "target": "postgres", "lag_ms": 9}),
-            serde_json::json!({"kind": "flush", "target": "memcached"}),
-            serde_json::json!({"kind": "memory-limit", "target": "redis", "kib": 8}),
-            serde_json::json!({"kind": "memory-limit", "target": "memcached-2", "kib": 8}),
-            serde_json::json!({"kind": "kill", "target": "sentinel-2"}),
-        ] {
-            assert!(Fault::from_json(&ok).is_ok(), "{ok}");
-        }
-    }
-}
+mod tests;

@@ -53,8 +53,9 @@ pub fn draw() -> impl Strategy<Value = Fault> {
     .prop_map(|side| Fault::new(Kind::Reset, side))
 }
 
-/// The servers on the fault's side whose replies it resets.
-fn servers(h: &impl Hands, f: &Fault) -> Vec<Target> {
+/// The servers on the fault's side whose replies it resets (or, for a `stall`, whose requests it
+/// holds).
+pub(super) fn servers(h: &impl Hands, f: &Fault) -> Vec<Target> {
     h.targets(f.target)
         .into_iter()
         .filter(|t| resets(*t))

@@ -158,6 +158,10 @@ const CATALOG: &[(&str, &str)] = &[
         "stale-if-error",
         include_str!("../../scenarios/stale-if-error.toml"),
     ),
+    (
+        "clock-jump",
+        include_str!("../../scenarios/clock-jump.toml"),
+    ),
     ("random", include_str!("../../scenarios/random.toml")),
     ("swarm", include_str!("../../scenarios/swarm.toml")),
 ];

@@ -171,8 +171,17 @@ pub(super) fn redis_cmd(
     ])
 }
 
+/// The shim a `clock` fault moves a Redis server's wall clock through (the image's
+/// `ci/images/clock-shim.c`): it reads `/tmp/aside-clock` in the container.
+pub(crate) const CLOCK_SHIM: &str = "/usr/local/lib/libaside-clock.so";
+/// The file the shim reads: `JUMP_MS RATE_PERMILLE SINCE_MS`, absent for true time.
+pub(crate) const CLOCK_FILE: &str = "/tmp/aside-clock";
+
 pub(super) fn redis_args(extra: &[&str], guard: Option<MinReplicas>) -> Vec<String> {
+    let preload = format!("LD_PRELOAD={CLOCK_SHIM}");
     let mut c = s(&[
+        "env",
+        &preload,
         "redis-server",
         "--port",
         "6379",

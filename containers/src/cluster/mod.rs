@@ -20,8 +20,8 @@ mod pairs;
 mod sweep;
 
 pub use addrs::{Addrs, Library, LibraryWith};
-pub(crate) use launch::Launch;
 use launch::{cert_script, redis_cmd, run_id, s};
+pub(crate) use launch::{Launch, CLOCK_FILE};
 pub use pairs::{master_name, RedisPair};
 pub use sweep::{all_containers, containers_of, sweep_orphans};
 /// What to launch. The default is the full cluster of docs/containers.md.

@@ -14,8 +14,14 @@ use super::{ask, DockerNemesis, PROBE_TIMEOUT};
 use crate::docker::{docker, psql};
 
 impl Hands for DockerNemesis<'_> {
+    /// The servers and app-node containers on `side`; with the app nodes in this process, those
+    /// too: a `clock` fault reaches them through their handles, and every other kind finds no
+    /// container for them ([`DockerNemesis::node`]) and does nothing to them.
     fn targets(&self, side: Side) -> Vec<Target> {
-        self.side(side).into_iter().map(|(t, _)| t).collect()
+        let in_process = (0..self.clocks.in_process() as u8).map(Target::App);
+        (self.side(side).into_iter().map(|(t, _)| t))
+            .chain(in_process.filter(|t| side.contains(*t)))
+            .collect()
     }
 
     fn kept(&mut self) -> &mut Kept {
@@ -260,6 +266,86 @@ impl Hands for DockerNemesis<'_> {
             .filter_map(|t| Some(self.node(*t)?.addr()))
             .collect();
         self.rings.set(&names).await;
+    }
+
+    async fn stall_requests(&mut self, t: Target, on: bool) {
+        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
+            return;
+        };
+        let Ok(addr) = n.addr().parse() else { return };
+        if let Err(e) = p.stall(addr, on) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// A hello through the target's proxy, not waited for (a task keeps its connection open
+    /// until the stall lets it through), then the proxy's count of held chunks.
+    async fn requests_held(&mut self, t: Target) -> Option<(u64, String)> {
+        let (p, n) = (self.proxies?, self.node(t)?);
+        let addr: SocketAddr = n.addr().parse().ok()?;
+        let (name, front) = p.front_of(addr)?;
+        tokio::spawn(async move {
+            let _ = ask(t, front, Duration::from_secs(30)).await;
+        });
+        let held = p.held(addr).ok()?;
+        Some((
+            held,
+            format!("chunks clients sent waiting in the {name} proxy"),
+        ))
+    }
+
+    /// An app node's through its handle or its file ([`crate::clocks`]); a Redis server's through
+    /// the image's clock shim, whose file `docker exec` writes (a rename: the shim never reads
+    /// half a line) or removes.
+    async fn skew_clock(&mut self, t: Target, skew: Option<(i32, u16)>) {
+        if let Target::App(i) = t {
+            if let Err(e) = self.clocks.skew(usize::from(i), skew) {
+                tracing::warn!("clock of {}: {e}", t.name());
+            }
+            return;
+        }
+        let Some(n) = self.node(t) else { return };
+        let file = crate::cluster::CLOCK_FILE;
+        let script = match skew {
+            Some((jump_ms, rate_permille)) => {
+                let since_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                format!("echo '{jump_ms} {rate_permille} {since_ms}' > {file}.tmp && mv {file}.tmp {file}")
+            }
+            None => format!("rm -f {file}"),
+        };
+        if let Err(e) = crate::docker::exec(n, &["sh", "-c", &script]).await {
+            tracing::warn!("clock of {}: {e}", t.name());
+        }
+    }
+
+    /// An app node's as it reports it; a Redis server's as `TIME` answers, against the host's
+    /// clock halfway through the request.
+    async fn clock_offset(&mut self, t: Target) -> Option<(String, i64)> {
+        if let Target::App(i) = t {
+            let off = self.clocks.offset_ms(usize::from(i))?;
+            return Some(("its own reading".into(), off));
+        }
+        let n = self.node(t)?;
+        let unix_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let asked_ms = unix_ms();
+        let redis::Value::Array(parts) = redis(&n.addr(), &["TIME"]).await.ok()? else {
+            return None;
+        };
+        let field = |i: usize| -> Option<i64> {
+            match parts.get(i)? {
+                redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+                _ => None,
+            }
+        };
+        let server_ms = field(0)? * 1000 + field(1)? / 1000;
+        let mid_ms = (asked_ms + unix_ms()) / 2;
+        Some(("TIME".into(), server_ms - mid_ms))
     }
 
     async fn reads_served(&mut self, t: Target) -> Option<(u64, String)> {

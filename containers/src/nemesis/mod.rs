@@ -80,18 +80,22 @@ pub struct DockerNemesis<'a> {
     seen: Vec<(Fault, String)>,
     /// Every app node's memcached ring.
     pub(crate) rings: crate::rings::Rings,
+    /// Every app node's wall clock.
+    pub(crate) clocks: crate::clocks::Clocks,
     /// The ballast writers of memcached nodes under a memory limit.
     ballasts: Vec<(Target, ballast::Ballast)>,
 }
 
 impl<'a> DockerNemesis<'a> {
     /// The nemesis of `cluster` for `plan`, whose app nodes run in `app_nodes` (empty: in this
-    /// process), behind `proxies` when a plan delays the network.
+    /// process), behind `proxies` when a plan delays the network, reaching the app nodes' rings
+    /// and clocks through `apps`.
     pub fn new(
         cluster: &'a Cluster,
         app_nodes: &'a [Node],
         proxies: Option<&'a Proxies>,
         rings: crate::rings::Rings,
+        clocks: crate::clocks::Clocks,
         plan: &Plan,
     ) -> Result<DockerNemesis<'a>, String> {
         let apps = cluster.gateway().map_err(|e| e.to_string())?;
@@ -109,6 +113,7 @@ impl<'a> DockerNemesis<'a> {
             cuts_unseen: Vec::new(),
             seen: Vec::new(),
             rings,
+            clocks,
             ballasts: Vec::new(),
         })
     }

@@ -7,8 +7,8 @@
 //! return their version (see the phantom checker). Δ is the largest staleness.
 //!
 //! A write that completed while every app node was cut from the PostgreSQL primary (a
-//! `partition` between `apps` and `postgres` or `pg-primary`, or a `reset` of the primary's
-//! replies) counts from that fault's end: no app node could see it before (only a writer that
+//! `partition` between `apps` and `postgres` or `pg-primary`, a `reset` of the primary's
+//! replies or a `stall` of its requests) counts from that fault's end: no app node could see it before (only a writer that
 //! is not an app node completes one then).
 //!
 //! With `staleness_excludes_outbox_blind` (set for a strategy whose invalidations go through
@@ -217,8 +217,8 @@ mod tests {
         assert_eq!(v.status, Status::Fails, "{}", v.summary);
     }
 
-    /// A write no app node can see (every app cut from PostgreSQL, or the primary's replies
-    /// reset, when it completes, as only the foreign writer's can) counts from that fault's
+    /// A write no app node can see (every app cut from PostgreSQL, the primary's replies reset
+    /// or its requests stalled, when it completes, as only the foreign writer's can) counts from that fault's
     /// end; any other fault changes nothing.
     #[test]
     fn a_write_completed_while_the_apps_are_cut_from_the_database_counts_from_the_heal() {
@@ -229,6 +229,8 @@ mod tests {
             (cut("pg-primary", "apps"), true),
             (json!({"kind": "reset", "target": "pg-primary"}), true),
             (json!({"kind": "reset", "target": "postgres"}), true),
+            (json!({"kind": "stall", "target": "pg-primary"}), true),
+            (json!({"kind": "stall", "target": "redis-master"}), false),
             (json!({"kind": "reset", "target": "redis-master"}), false),
             (json!({"kind": "reset", "target": "pg-replica"}), false),
             (cut("apps", "redis"), false),

@@ -163,12 +163,7 @@ impl Hands for SimNemesis {
         let Some(addr) = self.placed(t).and_then(|n| n.addr) else {
             return;
         };
-        let servers = (self.nodes.iter())
-            .filter(|n| n.addr.is_some())
-            .map(|n| n.ip)
-            .chain([crate::net::foreign_writer_ip()])
-            .collect();
-        crate::net::reset_replies(addr, on.then_some(servers));
+        crate::net::reset_replies(addr, on.then(|| self.servers_spared()));
     }
 
     async fn unreachable(&mut self, t: Target) -> Option<String> {
@@ -281,6 +276,59 @@ impl Hands for SimNemesis {
         let read = PgCmd::Read("aside:nemesis:probe".into());
         let _: PgReply = self.tell(&pg, TAG_PG, read).await?;
         Some((format!("the nemesis to {}", t.name()), began.elapsed()))
+    }
+
+    /// Spared as for a reset: the cluster's servers and the foreign writer.
+    async fn stall_requests(&mut self, t: Target, on: bool) {
+        let Some(addr) = self.placed(t).and_then(|n| n.addr) else {
+            return;
+        };
+        let spared = on.then(|| self.servers_spared());
+        crate::net::stall_requests(addr, spared);
+    }
+
+    async fn requests_held(&mut self, t: Target) -> Option<(u64, String)> {
+        let addr = self.placed(t)?.addr?;
+        let rpc = self.rpc.clone();
+        // Fire and forget: a stalled server holds it, and this look does not wait.
+        self.node.spawn(async move {
+            let _ = ask_within(&rpc, t, addr, REQUEST_TIMEOUT).await;
+        });
+        Some((
+            crate::net::held_at(addr),
+            "requests taken and not yet run, as the server counts them".into(),
+        ))
+    }
+
+    async fn skew_clock(&mut self, t: Target, skew: Option<(i32, u16)>) {
+        if let Target::App(i) = t {
+            if let Some(c) = self.clocks.get(usize::from(i)) {
+                match skew {
+                    Some((jump_ms, rate_permille)) => {
+                        c.skew(i64::from(jump_ms), u32::from(rate_permille))
+                    }
+                    None => c.true_time(),
+                }
+            }
+        } else if let Some(addr) = self.placed(t).and_then(|n| n.addr) {
+            crate::net::skew_clock(addr, skew);
+        }
+    }
+
+    /// An app node's clock as it reads it; a Redis node's as `TIME` answers, against true time
+    /// halfway through the request.
+    async fn clock_offset(&mut self, t: Target) -> Option<(String, i64)> {
+        if let Target::App(i) = t {
+            let c = self.clocks.get(usize::from(i))?;
+            return Some(("its own reading".into(), c.offset_ms()));
+        }
+        let n = self.placed(t)?;
+        let asked_ms = crate::net::true_clock_ms();
+        let AdminReply::Time { ms } = self.tell(&n, TAG_REDIS, Admin::Time).await? else {
+            return None;
+        };
+        let mid_ms = (asked_ms + crate::net::true_clock_ms()) / 2;
+        Some(("TIME".into(), ms as i64 - mid_ms as i64))
     }
 
     async fn request_error(&mut self, t: Target) -> Option<(String, String)> {

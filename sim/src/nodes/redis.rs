@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::net::Endpoint;
-use madsim::time::{sleep, Instant};
+use madsim::time::sleep;
 
 use crate::models::redis::{self as rd, RedisModel};
-use crate::net::{now_ms, serve, Rpc, MESSAGES, TAG_REDIS, TAG_REPL};
+use crate::net::{serve, Rpc, MESSAGES, TAG_REDIS, TAG_REPL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -38,6 +38,8 @@ pub enum Admin {
     MaxMemory(usize),
     /// INFO memory and stats: keys evicted so far and bytes in use.
     Memory,
+    /// TIME: the node's wall clock, ms since the epoch.
+    Time,
 }
 
 #[derive(Clone)]
@@ -47,9 +49,10 @@ pub enum AdminReply {
     Snapshot(Box<RedisModel>),
     Done,
     Memory { evicted: u64, used_bytes: usize },
+    Time { ms: u64 },
 }
 
-pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr>, start: Instant) {
+pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr>) {
     let node = Arc::new(RedisNode {
         model: Mutex::new(RedisModel::default()),
         role: Mutex::new(role),
@@ -120,7 +123,10 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
                     if writes && matches!(*node.role.lock().unwrap(), Role::Replica(_)) {
                         return AdminReply::Reply(rd::Reply::Err(rd::READONLY.into()));
                     }
-                    AdminReply::Reply(node.model.lock().unwrap().exec(now_ms(start), c))
+                    // Keys, leases and tombstones expire by the node's wall clock, as Redis's do
+                    // (a `clock` fault moves it).
+                    let now_ms = crate::net::server_clock_ms(addr);
+                    AdminReply::Reply(node.model.lock().unwrap().exec(now_ms, c))
                 }
                 Admin::Ping => AdminReply::Pong(*node.role.lock().unwrap()),
                 Admin::Promote => {
@@ -146,6 +152,9 @@ pub async fn redis_node(addr: SocketAddr, role: Role, replica: Option<SocketAddr
                     node.model.lock().unwrap().maxmemory_bytes = bytes;
                     AdminReply::Done
                 }
+                Admin::Time => AdminReply::Time {
+                    ms: crate::net::server_clock_ms(addr),
+                },
                 Admin::Memory => {
                     let m = node.model.lock().unwrap();
                     AdminReply::Memory {
