@@ -268,23 +268,37 @@ fn every_fault_of_every_scenario_is_observed_taking_effect() {
     }
 }
 
-/// The random scenario's plans, over a fixed range of seeds and the first that draw each partition
-/// shape: every fault of every kind is observed (a plan that drew a fault whose effect cannot
-/// show is the generator's bug).
+/// The random scenario's plans, over a fixed range of seeds and the first past it that draw each
+/// partition shape and each kind the range does not: every fault of every kind is observed (a
+/// plan that drew a fault whose effect cannot show is the generator's bug).
 #[test]
 fn every_fault_of_random_plans_is_observed_taking_effect() {
-    use chaos::fault::{shape::Shape, Kind};
+    use chaos::fault::{shape::Shape, Kind, KINDS};
     let sc = scenario::find("random").unwrap();
-    let shaped = |seed: &u64, shape: Shape| {
-        (sc.for_seed(*seed).plan.steps.iter())
-            .any(|s| matches!(s.fault.kind, Kind::Shaped { shape: x, .. } if x == shape))
+    let draws = |seed: &u64, hit: &dyn Fn(&Kind) -> bool| {
+        (sc.for_seed(*seed).plan.steps.iter()).any(|s| hit(&s.fault.kind))
     };
-    // Partition shapes are rarer than kinds: the first seed past 40 that draws each, too.
-    let extra = [Shape::Bridge, Shape::MajoritiesRing]
-        .map(|shape| (41..).find(|seed| shaped(seed, shape)).expect("drawn"));
+    // Partition shapes are rarer than kinds: the first seed past 40 that draws each, too; and
+    // the first that draws each kind seeds 1-40 do not (`loss`, since `clock` and `stall` joined).
+    let mut extra: Vec<u64> = [Shape::Bridge, Shape::MajoritiesRing]
+        .iter()
+        .map(|&shape| {
+            let shaped = |k: &Kind| matches!(k, Kind::Shaped { shape: x, .. } if *x == shape);
+            (41..=2000)
+                .find(|seed| draws(seed, &shaped))
+                .unwrap_or_else(|| panic!("no random seed up to 2000 draws a {shape:?}"))
+        })
+        .collect();
+    for name in KINDS {
+        let named = |k: &Kind| k.name() == name;
+        if !(1..=40).any(|seed| draws(&seed, &named)) {
+            let first = (41..=2000).find(|seed| draws(seed, &named));
+            extra.push(first.unwrap_or_else(|| panic!("no random seed up to 2000 draws {name}")));
+        }
+    }
     let mut kinds = std::collections::BTreeSet::new();
     let mut shapes = std::collections::BTreeSet::new();
-    for seed in (1..=40).chain(extra) {
+    for seed in (1..=40).chain(extra.iter().copied()) {
         let plan = sc.for_seed(seed).plan;
         kinds.extend(plan.steps.iter().map(|s| s.fault.kind.name()));
         shapes.extend(plan.steps.iter().filter_map(|s| match s.fault.kind {
@@ -301,7 +315,7 @@ fn every_fault_of_random_plans_is_observed_taking_effect() {
     assert_eq!(
         kinds.len(),
         chaos::fault::KINDS.len(),
-        "seeds 1-40 draw every kind: {kinds:?}"
+        "seeds 1-40 and {extra:?} draw every kind: {kinds:?}"
     );
     assert_eq!(
         shapes.len(),
