@@ -75,8 +75,9 @@ impl WallClock {
     }
 }
 
-/// The system's wall time in ms since the epoch (the simulator's, under madsim).
-fn true_now_ms() -> u64 {
+/// The system's wall time in ms since the epoch (the simulator's, under madsim): what an
+/// unskewed clock reads, for a harness comparing a node's clock with true time.
+pub fn true_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

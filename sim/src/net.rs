@@ -341,7 +341,7 @@ pub fn skew_clock(at: SocketAddr, skew: Option<(i32, u16)>) {
         Some((jump_ms, rate_permille)) => drop(k.borrow_mut().insert(
             at,
             (
-                true_clock_ms(),
+                aside::wall::true_now_ms(),
                 i64::from(jump_ms),
                 u32::from(rate_permille),
             ),
@@ -350,16 +350,9 @@ pub fn skew_clock(at: SocketAddr, skew: Option<(i32, u16)>) {
     });
 }
 
-/// True wall time in the simulation, ms since the epoch (madsim's clock).
-pub fn true_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What the server at `at`'s wall clock reads now, ms since the epoch.
 pub fn server_clock_ms(at: SocketAddr) -> u64 {
-    let now = true_clock_ms();
+    let now = aside::wall::true_now_ms();
     SKEWED.with(|k| match k.borrow().get(&at) {
         Some(&(since_ms, jump_ms, rate_permille)) => {
             aside::wall::skewed_ms(now, since_ms, jump_ms, rate_permille)

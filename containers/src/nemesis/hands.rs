@@ -308,9 +308,7 @@ impl Hands for DockerNemesis<'_> {
         let file = crate::cluster::CLOCK_FILE;
         let script = match skew {
             Some((jump_ms, rate_permille)) => {
-                let since_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
+                let since_ms = aside::wall::true_now_ms();
                 format!("echo '{jump_ms} {rate_permille} {since_ms}' > {file}.tmp && mv {file}.tmp {file}")
             }
             None => format!("rm -f {file}"),
@@ -328,12 +326,7 @@ impl Hands for DockerNemesis<'_> {
             return Some(("its own reading".into(), off));
         }
         let n = self.node(t)?;
-        let unix_ms = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        };
-        let asked_ms = unix_ms();
+        let asked_ms = aside::wall::true_now_ms() as i64;
         let redis::Value::Array(parts) = redis(&n.addr(), &["TIME"]).await.ok()? else {
             return None;
         };
@@ -344,7 +337,7 @@ impl Hands for DockerNemesis<'_> {
             }
         };
         let server_ms = field(0)? * 1000 + field(1)? / 1000;
-        let mid_ms = (asked_ms + unix_ms()) / 2;
+        let mid_ms = (asked_ms + aside::wall::true_now_ms() as i64) / 2;
         Some(("TIME".into(), server_ms - mid_ms))
     }
 

@@ -323,11 +323,11 @@ impl Hands for SimNemesis {
             return Some(("its own reading".into(), c.offset_ms()));
         }
         let n = self.placed(t)?;
-        let asked_ms = crate::net::true_clock_ms();
+        let asked_ms = aside::wall::true_now_ms();
         let AdminReply::Time { ms } = self.tell(&n, TAG_REDIS, Admin::Time).await? else {
             return None;
         };
-        let mid_ms = (asked_ms + crate::net::true_clock_ms()) / 2;
+        let mid_ms = (asked_ms + aside::wall::true_now_ms()) / 2;
         Some(("TIME".into(), ms as i64 - mid_ms as i64))
     }
 
