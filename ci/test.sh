@@ -10,6 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> [%d s] %s\n' "$SECONDS" "$*" >&2; }
 die() { echo "test: $*" >&2; exit 2; }
 
+# Incremental compilation keeps caches for the next build of a crate that changed: this command
+# builds each crate once, and writing them cost time and disk (set CARGO_INCREMENTAL=1 to keep it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
 command -v docker >/dev/null 2>&1 || die "docker not found: install docker.io (the container tests need it)"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "docker is not reachable: start the Docker engine (systemctl start docker)"

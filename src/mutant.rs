@@ -3,7 +3,7 @@
 //! A [`Mutant`] set in [`crate::CacheConfig::mutant`] drops one check of the library, as
 //! mutation testing would (FoundationDB and TigerBeetle test their simulators the same way): a
 //! campaign that stays green with a safeguard gone proves nothing about that safeguard. Each
-//! mutant names the scenario and strategy that must catch it, and `sim/tests/mutants.rs` holds
+//! mutant names the scenario and strategy that must catch it, and `sim/tests/table.rs` holds
 //! each to being caught within 20 seeds; `cargo sim stf` prints how many seeds each takes.
 //! Never set one outside a test: every one of them serves stale data.
 

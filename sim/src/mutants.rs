@@ -1,6 +1,6 @@
 //! Mutants: the library with one safeguard dropped (`aside::mutant`), each beside the cell that
 //! must catch its loss. A green campaign is worth what it would have caught: each mutant here is
-//! caught within [`crate::stf::GOAL`] seeds of its cell (`sim/tests/mutants.rs`), and `cargo sim
+//! caught within [`crate::stf::GOAL`] seeds of its cell (`sim/tests/table.rs`), and `cargo sim
 //! stf` prints how many seeds each takes.
 
 use aside::mutant::Mutant;
@@ -194,10 +194,36 @@ pub fn first_failure(c: &Catch, seeds_max: u64) -> Found {
     })
 }
 
+/// Every mutant's first failure within `seeds_max`, on every core.
+pub fn found(seeds_max: u64) -> Vec<(Catch, Found)> {
+    crate::pool::par_map(CATCHES, |c| (*c, first_failure(c, seeds_max)))
+}
+
 /// Every mutant's first failure, on every core, as the results page's table.
 pub fn table(seeds_max: u64) -> String {
-    let found = crate::pool::par_map(CATCHES, |c| (*c, first_failure(c, seeds_max)));
-    markdown(&found, seeds_max)
+    markdown(&found(seeds_max), seeds_max)
+}
+
+/// Whether `c`'s mutant keeps its promise given its first failure `f`: caught within
+/// [`crate::stf::GOAL`] seeds, or, for one documented as surviving, not caught within them (so
+/// that a change that makes it caught updates its `survives`). `Ok`: what to print.
+pub fn judge(c: &Catch, f: &Found) -> Result<String, String> {
+    let (m, cell) = (c.mutant, format!("{} / {}", c.scenario, c.strategy.name()));
+    let goal = crate::stf::GOAL;
+    match (f, c.survives) {
+        (Some((seed, _)), Some(_)) if *seed <= goal => Err(format!(
+            "{m} is caught by {cell} on seed {seed}: drop its `survives` in sim/src/mutants.rs"
+        )),
+        (_, Some(why)) => Ok(format!("{m}: survives seeds 1-{goal}, as documented: {why}")),
+        (Some((seed, failed)), None) if *seed <= goal => Ok(format!(
+            "{m}: caught by {cell} on seed {seed}: {failed:?} (replay: cargo sim --scenario {} --strategy {} --seed {seed} --mutant {m})",
+            c.scenario,
+            c.strategy.name()
+        )),
+        (_, None) => Err(format!(
+            "{m} survived {cell} over seeds 1-{goal}: the harness no longer sees this safeguard's loss"
+        )),
+    }
 }
 
 /// The results page's table: each mutant, its cell and its seeds to first failure.

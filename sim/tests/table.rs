@@ -69,11 +69,50 @@ fn results_show_stf(markers: (&str, &str), md: &str) {
     shows(&doc(file), markers, md, file, "cargo sim stf");
 }
 
-/// The mutants table is the one `cargo sim stf` prints at this commit.
+/// Each of the library's safeguards dropped in turn (`aside::mutant`) is caught within
+/// [`sim::stf::GOAL`] seeds of the cell named for it (`sim::mutants::CATCHES`), or, documented as
+/// surviving, is not; and the mutants table is the one `cargo sim stf` prints at this commit (the
+/// same runs). A campaign that stays green with a safeguard gone would prove nothing about it.
 #[test]
-fn the_docs_show_this_commits_mutants_and_their_seeds_to_first_failure() {
-    let md = sim::mutants::table(sim::stf::MAX_SEEDS);
+fn every_mutant_is_caught_as_documented_and_the_docs_show_its_seeds_to_first_failure() {
+    let found = sim::mutants::found(sim::stf::MAX_SEEDS);
+    let judged: Vec<Result<String, String>> = found
+        .iter()
+        .map(|(c, f)| sim::mutants::judge(c, f))
+        .collect();
+    for ok in judged.iter().flatten() {
+        println!("{ok}");
+    }
+    let broken: Vec<&String> = judged.iter().filter_map(|j| j.as_ref().err()).collect();
+    assert!(broken.is_empty(), "{broken:#?}");
+    let md = sim::mutants::markdown(&found, sim::stf::MAX_SEEDS);
     results_show_stf((sim::mutants::README_BEGIN, sim::mutants::README_END), &md);
+}
+
+/// Every mutant's cell holds without the mutant: its catch is the safeguard's, not the cell's.
+#[test]
+fn every_mutant_has_a_cell_whose_strategy_holds_there_unmutated() {
+    use aside::mutant::Mutant;
+    use sim::expect::Expect;
+    use sim::mutants::{catch_of, CATCHES};
+    for m in Mutant::ALL {
+        let c = catch_of(m);
+        assert!(
+            chaos::scenario::find(c.scenario).is_ok(),
+            "{m}: {}",
+            c.scenario
+        );
+        let cell = expect::cells()
+            .into_iter()
+            .find(|cell| cell.scenario == c.scenario && cell.strategy == c.strategy)
+            .unwrap_or_else(|| panic!("{m}: no cell {} / {}", c.scenario, c.strategy.name()));
+        assert_eq!(
+            cell.expect,
+            Expect::Holds,
+            "{m}: the cell must hold unmutated"
+        );
+    }
+    assert_eq!(CATCHES.len(), Mutant::ALL.len());
 }
 
 /// The seeds-to-first-failure table is the one `cargo sim stf` prints at this commit.
