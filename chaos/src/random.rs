@@ -45,8 +45,8 @@ impl Default for Strength {
 /// ([`crate::fault::kill::draw`], ...), in [`crate::fault::KINDS`]' order.
 fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>)> {
     use crate::fault::{
-        clock, flush, kill, latency, loss, memory_limit, partition, pause, replica_lag, reset,
-        ring, slow_queries, stall,
+        clock, duplicate, flush, kill, latency, loss, memory_limit, partition, pause, replica_lag,
+        reset, ring, slow_queries, stall,
     };
     vec![
         (kill::NAME, 3, kill::draw().boxed()),
@@ -70,6 +70,11 @@ fn weighted(strength: &Strength) -> Vec<(&'static str, u32, BoxedStrategy<Fault>
         (reset::NAME, 1, reset::draw().boxed()),
         (clock::NAME, 1, clock::draw().boxed()),
         (stall::NAME, 1, stall::draw().boxed()),
+        (
+            duplicate::NAME,
+            1,
+            duplicate::draw(duplicate::PER_MILLE).boxed(),
+        ),
     ]
 }
 
@@ -224,10 +229,11 @@ mod tests {
 
     /// The `random` scenario's plans are those of every earlier commit (its seeds in seed logs,
     /// results tables and the nightly's known failures name them): seeds 0-2999 hash to what
-    /// they did (FNV-1a 64 over each plan's JSON). They last changed when the `clock` and
-    /// `stall` kinds joined the catalog and a memory limit or ring change stopped overlapping a
-    /// partition of the app nodes or a stopped database (before, when the `reset` kind joined, and when a partition
-    /// could be drawn as a shape): seeds named before then draw other plans.
+    /// they did (FNV-1a 64 over each plan's JSON). They last changed when the `duplicate` kind
+    /// joined the catalog (before, when the `clock` and `stall` kinds did and a memory limit or
+    /// ring change stopped overlapping a partition of the app nodes or a stopped database, when
+    /// the `reset` kind joined, and when a partition could be drawn as a shape): seeds named
+    /// before then draw other plans.
     #[test]
     fn the_random_scenarios_plans_are_unchanged() {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -239,7 +245,7 @@ mod tests {
         assert_eq!(h, PLANS_HASH, "{h:#x}");
     }
 
-    const PLANS_HASH: u64 = 0xa80a_4ef2_0b13_a4ce;
+    const PLANS_HASH: u64 = 0x04a5_7a88_4ff9_9ded;
 
     #[test]
     fn the_catalog_is_covered() {

@@ -50,11 +50,15 @@ pub const LOSS_PER_MILLE_MAX: u16 = 300;
 /// Up to 150 ms more on every link, one way.
 pub const LATENCY_MS_MAX: u32 = 150;
 
-/// How many of [`KINDS`] the catalog had when families were first drawn. Kinds added since are
-/// drawn after everything else a family draws ([`kinds_added`]), so that a family keeps what it
-/// drew for the rest when the catalog grows: its mutants' seeds, its known failures and the
-/// nightly's witnesses stay what they were, unless a new kind is on.
-const KINDS_FIRST: usize = 11;
+/// How many of [`KINDS`] the catalog had when families were first drawn, then how many each
+/// growth of the catalog added, in [`KINDS`]' order. Each growth's kinds are drawn after
+/// everything a family drew before it ([`kinds_added`]), so that a family keeps what it drew
+/// when the catalog grows: its mutants' seeds, its known failures and the nightly's witnesses
+/// stay what they were, unless a new kind is on. A kind added to [`KINDS`] is a new entry here.
+const BATCHES: [usize; 3] = [11, 2, 1];
+
+/// The first batch's size.
+const KINDS_FIRST: usize = BATCHES[0];
 
 /// A family's first kinds: a non-empty subset of the first [`KINDS_FIRST`] of [`KINDS`], every
 /// one equally likely (each kind on with probability ½).
@@ -62,9 +66,19 @@ fn kinds() -> impl Strategy<Value = u32> {
     1u32..(1 << KINDS_FIRST)
 }
 
-/// Which kinds added since [`KINDS_FIRST`] a family has on, each with probability ½.
+/// Which kinds of each later batch a family has on, each with probability ½: one draw per batch,
+/// in order, each the batch's bits of the mask from bit [`KINDS_FIRST`] on.
 fn kinds_added() -> impl Strategy<Value = u32> {
-    0u32..(1 << (KINDS.len() - KINDS_FIRST))
+    let draws: Vec<std::ops::Range<u32>> = BATCHES[1..].iter().map(|&n| 0..(1 << n)).collect();
+    draws.prop_map(|bits| {
+        let mut mask = 0;
+        let mut at = 0;
+        for (b, n) in bits.into_iter().zip(&BATCHES[1..]) {
+            mask |= b << at;
+            at += n;
+        }
+        mask
+    })
 }
 
 /// The names of `mask`'s kinds, in [`KINDS`]' order.
@@ -221,23 +235,39 @@ mod tests {
         assert!(swarms.iter().any(|s| s.strength.loss_per_mille.end > 250));
     }
 
-    /// Families 1-500 draw what they drew before the catalog grew past [`KINDS_FIRST`] kinds,
-    /// for everything but the kinds added since (FNV-1a 64 over each family with those left
-    /// out): growing the catalog must not redraw every family.
+    /// Families 1-500 draw what they drew before each growth of the catalog, for everything but
+    /// the kinds added since (FNV-1a 64 over each family with those left out): growing the
+    /// catalog must not redraw every family. The last hash is this catalog's.
     #[test]
     fn families_keep_their_draws_when_the_catalog_grows() {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for fam in 1..=500 {
-            let mut s = for_family(fam);
-            s.kinds.retain(|k| KINDS[..KINDS_FIRST].contains(k));
-            for b in format!("{s:?}").bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        assert_eq!(
+            BATCHES.iter().sum::<usize>(),
+            KINDS.len(),
+            "a new kind is a new batch"
+        );
+        let mut kinds_then = 0;
+        for (batch, want) in BATCHES.iter().zip(FAMILIES_HASH) {
+            kinds_then += batch;
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for fam in 1..=500 {
+                let mut s = for_family(fam);
+                s.kinds.retain(|k| KINDS[..kinds_then].contains(k));
+                for b in format!("{s:?}").bytes() {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+                }
             }
+            assert_eq!(
+                h, want,
+                "the families of the first {kinds_then} kinds: {h:#x}"
+            );
         }
-        assert_eq!(h, FAMILIES_HASH, "{h:#x}");
     }
 
-    const FAMILIES_HASH: u64 = 0x29e1_5852_7530_2979;
+    const FAMILIES_HASH: [u64; 3] = [
+        0x29e1_5852_7530_2979,
+        0x18b4_316c_436d_d55f,
+        0xc767_e5da_6868_a4c0,
+    ];
 
     #[test]
     fn a_seed_draws_only_its_familys_kinds_and_variants_differ() {

@@ -114,6 +114,12 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         step(21_500, 800, clock(60_000, 1000), Target::RedisMaster(0)),
         step(22_500, 800, clock(-30_000, 1000), Target::App(0)),
         step(23_500, 1_500, clock(0, 3000), Target::RedisReplica(0)),
+        step(
+            25_500,
+            1_000,
+            Kind::Duplicate { per_mille: 200 },
+            Side::Network,
+        ),
     ]);
 
     // Traffic, so that evictions and replication lag have something to show: writes through the
@@ -194,6 +200,7 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         "loss",
         "ring",
         "clock",
+        "duplicate",
     ] {
         let n = observed
             .iter()
@@ -253,20 +260,24 @@ async fn every_fault_kind_takes_effect_on_real_servers_and_heals() {
         }
         assert!(ok.is_ok(), "{} ({addr}) after the heals: {ok:?}", t.name());
     }
-    let replica = cluster.redis_replica.iter();
-    for n in cluster
-        .sentinels
+    // No partition, loss or copying rule is left in any server's namespace.
+    let replicas = cluster
+        .redis_replica
         .iter()
-        .chain([&cluster.redis_master])
-        .chain(replica)
+        .chain(cluster.pg_replica.iter());
+    for n in (cluster.sentinels.iter())
+        .chain(&cluster.memcached)
+        .chain([&cluster.redis_master, &cluster.pg_primary])
+        .chain(replicas)
     {
         let rules = std::process::Command::new("docker")
-            .args(["exec", "-u", "root", n.container.id(), "iptables", "-S"])
+            .args(["exec", "-u", "root", n.container.id(), "sh", "-c"])
+            .arg("iptables -S; iptables -t mangle -S")
             .output()
             .unwrap();
         let rules = String::from_utf8_lossy(&rules.stdout);
         assert!(
-            !rules.contains("DROP"),
+            !rules.contains("DROP") && !rules.contains("TEE"),
             "{}: rules left behind:\n{rules}",
             n.name
         );

@@ -14,7 +14,12 @@
 //! `reset` fault is on a server ([`reset_replies`]), it answers each client's request (not
 //! another server's) with a reset after running it: a connection that died mid-command. While a
 //! `stall` is on one ([`stall_requests`]), it takes each client's request and runs it only at
-//! the heal.
+//! the heal. While a `duplicate` fault is on ([`duplicate_requests`]), a share of the requests
+//! every call sends arrives twice, the copy up to [`chaos::fault::duplicate::LATE_MS`] later:
+//! a server answers a copy it took the original of as it answers a resend, and drops one older
+//! than its memory of requests, as TCP drops a segment outside its window ([`copies_absorbed`]
+//! counts both). Replies are not copied: a copy of a reply reaches a call that has its answer,
+//! and would only be dropped there.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -54,6 +59,9 @@ const REPLY_KEPT: Duration = Duration::from_secs(5);
 /// and why (the server restarted since, or a `reset` fault).
 #[derive(Clone, Copy)]
 struct Reset(&'static str);
+
+/// A message as madsim carries it.
+type Payload = Box<dyn std::any::Any + Send + Sync>;
 
 /// Why a restarted server resets a request sent to its earlier run.
 const RESTARTED: &str = "it restarted";
@@ -101,13 +109,9 @@ impl Rpc {
         let deadline = (timeout != Duration::MAX).then(|| first_sent + timeout);
         let mut rto = RTO;
         loop {
-            MESSAGES.fetch_add(1, Relaxed);
-            if self
-                .ep
-                .send_to_raw(dst, tag, Box::new((reply_tag, first_sent, cmd.clone())))
-                .await
-                .is_err()
-            {
+            let request =
+                |copy: bool| Box::new((reply_tag, first_sent, copy, cmd.clone())) as Payload;
+            if send_request(&self.ep, dst, tag, request).await.is_err() {
                 return Err(TierError::Unavailable {
                     tier,
                     detail: format!("{dst} unreachable"),
@@ -361,14 +365,80 @@ pub fn server_clock_ms(at: SocketAddr) -> u64 {
     })
 }
 
-/// Forgets the counts of [`served`], of servers' starts and of [`goals`], the roles taken, and
-/// every `reset`, `stall` and `clock` fault's servers (a run starts with this).
+thread_local! {
+    /// The share of requests a `duplicate` fault sends twice, in thousandths (0: none).
+    static DUPLICATING_PER_MILLE: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+    /// Copied requests each server absorbed: answered from its memory of the original, or
+    /// dropped as too old to be one it could remember.
+    static ABSORBED: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, u64>> =
+        Default::default();
+}
+
+/// From now on each request a call sends arrives twice with probability `per_mille` / 1000, the
+/// copy up to [`chaos::fault::duplicate::LATE_MS`] later (0: once again).
+pub fn duplicate_requests(per_mille: u16) {
+    DUPLICATING_PER_MILLE.with(|d| d.set(per_mille));
+}
+
+/// The share of requests a `duplicate` fault copies now, in thousandths (0: none).
+pub fn duplicating_per_mille() -> u16 {
+    DUPLICATING_PER_MILLE.with(|d| d.get())
+}
+
+/// Copied requests the server at `at` absorbed since [`served_reset`]: none ran twice.
+pub fn copies_absorbed(at: SocketAddr) -> u64 {
+    ABSORBED.with(|a| a.borrow().get(&at).copied().unwrap_or(0))
+}
+
+/// The server at `at` absorbed a copied request.
+fn absorbed(at: SocketAddr) {
+    ABSORBED.with(|a| *a.borrow_mut().entry(at).or_default() += 1);
+}
+
+/// Sends a request (`payload(false)`) to `dst` under `tag` and, while a `duplicate` fault is on,
+/// maybe its copy (`payload(true)`) later; each counted in [`MESSAGES`]. The copy's draws come
+/// from madsim's seeded RNG, and only while the fault is on, so a run without it draws what it
+/// drew before.
+async fn send_request(
+    ep: &Endpoint,
+    dst: SocketAddr,
+    tag: u64,
+    payload: impl Fn(bool) -> Payload,
+) -> std::io::Result<()> {
+    use madsim::rand::Rng;
+    MESSAGES.fetch_add(1, Relaxed);
+    let sent = ep.send_to_raw(dst, tag, payload(false)).await;
+    let per_mille = DUPLICATING_PER_MILLE.with(|d| d.get());
+    let mut rng = madsim::rand::thread_rng();
+    if per_mille > 0 && rng.gen_range(0..1000u16) < per_mille {
+        let late_us = rng.gen_range(0..=chaos::fault::duplicate::LATE_MS * 1000);
+        let (ep, copy) = (ep.clone(), payload(true));
+        MESSAGES.fetch_add(1, Relaxed);
+        madsim::task::spawn(async move {
+            madsim::time::sleep(Duration::from_micros(late_us)).await;
+            let _ = ep.send_to_raw(dst, tag, copy).await;
+        });
+    }
+    sent
+}
+
+/// Sends a reply (or a reset) to `to` under its call's `reply_tag`, counted in [`MESSAGES`].
+async fn send_reply(ep: &Endpoint, to: SocketAddr, reply_tag: u64, reply: Payload) {
+    MESSAGES.fetch_add(1, Relaxed);
+    let _ = ep.send_to_raw(to, reply_tag, reply).await;
+}
+
+/// Forgets the counts of [`served`], of servers' starts, of [`goals`] and of
+/// [`copies_absorbed`], the roles taken, every `reset`, `stall` and `clock` fault's servers and
+/// a `duplicate` fault's share (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
     STALLED.with(|s| s.borrow_mut().clear());
     HELD.with(|h| h.borrow_mut().clear());
     SKEWED.with(|k| k.borrow_mut().clear());
     RESETTING.with(|r| r.borrow_mut().clear());
+    DUPLICATING_PER_MILLE.with(|d| d.set(0));
+    ABSORBED.with(|a| a.borrow_mut().clear());
     BOOTS.with(|b| b.borrow_mut().clear());
     GOALS.with(|g| g.borrow_mut().clear());
     ROLES.with(|r| r.borrow_mut().clear());
@@ -465,31 +535,42 @@ async fn receive<C, R, F, Fut>(
         let Ok((payload, from)) = ep.recv_from_raw(tag).await else {
             continue;
         };
-        let Ok(b) = payload.downcast::<(u64, Instant, C)>() else {
+        let Ok(b) = payload.downcast::<(u64, Instant, bool, C)>() else {
             continue;
         };
-        let (reply_tag, first_sent, cmd) = *b;
+        let (reply_tag, first_sent, copy, cmd) = *b;
         if booted.is_some_and(|b| first_sent < b) {
             let ep = ep.clone();
-            MESSAGES.fetch_add(1, Relaxed);
             madsim::task::spawn(async move {
-                let _ = ep
-                    .send_to_raw(from, reply_tag, Box::new(Reset(RESTARTED)))
-                    .await;
+                send_reply(&ep, from, reply_tag, Box::new(Reset(RESTARTED))).await;
             });
+            continue;
+        }
+        // A copy older than the server's memory of requests may be of one it ran and forgot
+        // (its node paused while the copy waited): dropped, as TCP drops a segment outside its
+        // window. A resend that old is run: only the network makes copies.
+        if copy && Instant::now().duration_since(first_sent) >= REPLY_KEPT {
+            if let Some(at) = at {
+                absorbed(at);
+            }
             continue;
         }
         let key = (from, reply_tag);
         {
             let mut s = seen.lock().unwrap();
             s.forget_old();
-            match s.replies.get(&key) {
-                // A resent request: answer it again, or not yet.
+            let again = s.replies.get(&key);
+            if copy && again.is_some() {
+                if let Some(at) = at {
+                    absorbed(at);
+                }
+            }
+            match again {
+                // A resent (or copied) request: answer it again, or not yet.
                 Some(Some(reply)) => {
                     let (ep, answer) = (ep.clone(), answer(at, from, reply.clone()));
-                    MESSAGES.fetch_add(1, Relaxed);
                     madsim::task::spawn(async move {
-                        let _ = ep.send_to_raw(from, reply_tag, answer).await;
+                        send_reply(&ep, from, reply_tag, answer).await;
                     });
                     continue;
                 }
@@ -518,21 +599,14 @@ async fn receive<C, R, F, Fut>(
             if let Some(r) = seen.lock().unwrap().replies.get_mut(&key) {
                 *r = Some(reply.clone());
             }
-            MESSAGES.fetch_add(1, Relaxed);
-            let _ = ep
-                .send_to_raw(from, reply_tag, answer(at, from, reply))
-                .await;
+            send_reply(&ep, from, reply_tag, answer(at, from, reply)).await;
         });
     }
 }
 
 /// What the server at `at` sends `to` for `reply`: the reply, or a reset while a `reset` fault
 /// is on it and does not spare `to`.
-fn answer<R: Send + Sync + 'static>(
-    at: Option<SocketAddr>,
-    to: SocketAddr,
-    reply: R,
-) -> Box<dyn std::any::Any + Send + Sync> {
+fn answer<R: Send + Sync + 'static>(at: Option<SocketAddr>, to: SocketAddr, reply: R) -> Payload {
     if at.is_some_and(|at| resets(at, to.ip())) {
         Box::new(Reset(RESET_FAULT))
     } else {

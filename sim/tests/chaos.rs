@@ -279,7 +279,7 @@ fn every_fault_of_random_plans_is_observed_taking_effect() {
         (sc.for_seed(*seed).plan.steps.iter()).any(|s| hit(&s.fault.kind))
     };
     // Partition shapes are rarer than kinds: the first seed past 40 that draws each, too; and
-    // the first that draws each kind seeds 1-40 do not (`loss`, since `clock` and `stall` joined).
+    // the first that draws each kind seeds 1-40 do not (the catalog grows; plans are redrawn).
     let mut extra: Vec<u64> = [Shape::Bridge, Shape::MajoritiesRing]
         .iter()
         .map(|&shape| {

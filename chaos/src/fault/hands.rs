@@ -20,6 +20,9 @@ pub struct Kept {
     /// Per node a `ring` fault moved: reads it had answered, and the other nodes together, at
     /// the look its effect is judged from.
     pub reads_seen: Vec<(Target, u64, u64)>,
+    /// Copies each node had absorbed when a `duplicate` fault began
+    /// ([`Hands::copies_absorbed`]).
+    pub absorbed_before: Vec<(Target, u64)>,
 }
 
 /// A world's primitives. Acting ones apply to one node (by its role at boot) or to the network;
@@ -50,6 +53,10 @@ pub trait Hands {
     async fn delay(&mut self, one_way_ms: Option<u32>);
     /// Drops each message with probability `per_mille` / 1000 (`None`: stop `fault`'s loss).
     async fn drop_messages(&mut self, fault: &Fault, per_mille: Option<u16>);
+    /// Delivers each message twice with probability `per_mille` / 1000 (`None`: stop `fault`'s
+    /// copying). Which messages a world can copy is its own: the module doc of
+    /// [`super::duplicate`] says.
+    async fn duplicate_messages(&mut self, fault: &Fault, per_mille: Option<u16>);
     /// Writes [`super::effect::FLUSH_MARKER`] to cache `t`; true if it was stored.
     async fn mark(&mut self, t: Target) -> bool;
     /// Empties cache `t` (FLUSHALL, `flush_all`).
@@ -89,6 +96,11 @@ pub trait Hands {
     /// [`super::effect::LOSS_BURST`] requests at once to a server: the path, how many got no
     /// reply, and within what timeout.
     async fn loss_burst(&mut self) -> Option<(String, usize, Duration)>;
+    /// Per node that could be read, how many copied messages it (or its peers, for it) absorbed
+    /// so far: dropped or answered as copies of what it had, never run twice; and what counted
+    /// them. While a `duplicate` fault is on, the count includes the copies of messages sent
+    /// just before the call.
+    async fn copies_absorbed(&mut self) -> (Vec<(Target, u64)>, String);
     /// Does cache `t` still hold the flush marker? `None` when it does not answer.
     async fn holds_marker(&mut self, t: Target) -> Option<bool>;
     /// How many keys cache `t` has evicted so far, and what the count was read from.

@@ -14,6 +14,7 @@ pub mod effect;
 pub mod hands;
 
 pub mod clock;
+pub mod duplicate;
 pub mod flush;
 pub mod kill;
 pub mod latency;
@@ -228,10 +229,13 @@ pub enum Kind {
     /// The target takes its clients' requests and answers none; the heal lets it run what it
     /// held, late.
     Stall,
+    /// Each message is delivered twice with probability `per_mille` / 1000 (in the simulator
+    /// the copy late, behind later messages); the heal stops the copying.
+    Duplicate { per_mille: u16 },
 }
 
 /// Every kind's name, in the order error messages list them.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     kill::NAME,
     pause::NAME,
     partition::NAME,
@@ -245,6 +249,7 @@ pub const KINDS: [&str; 13] = [
     reset::NAME,
     clock::NAME,
     stall::NAME,
+    duplicate::NAME,
 ];
 
 impl Kind {
@@ -263,6 +268,7 @@ impl Kind {
             Kind::Reset => reset::NAME,
             Kind::Clock { .. } => clock::NAME,
             Kind::Stall => stall::NAME,
+            Kind::Duplicate { .. } => duplicate::NAME,
         }
     }
 
@@ -274,6 +280,7 @@ impl Kind {
             Kind::Shaped { shape, nodes } => shape::fields(shape, &nodes),
             Kind::Latency { one_way_ms } => latency::fields(one_way_ms),
             Kind::Loss { per_mille } => loss::fields(per_mille),
+            Kind::Duplicate { per_mille } => duplicate::fields(per_mille),
             Kind::MemoryLimit { kib } => memory_limit::fields(kib),
             Kind::ReplicaLag { lag_ms } => replica_lag::fields(lag_ms),
             Kind::SlowQueries { query_ms } => slow_queries::fields(query_ms),
@@ -311,7 +318,8 @@ impl Kind {
             | Kind::Partition { .. }
             | Kind::Shaped { .. }
             | Kind::Latency { .. }
-            | Kind::Loss { .. } => return None,
+            | Kind::Loss { .. }
+            | Kind::Duplicate { .. } => return None,
         })
     }
 
@@ -331,6 +339,7 @@ impl Kind {
             reset::NAME => Ok(Kind::Reset),
             clock::NAME => clock::parse(v),
             stall::NAME => Ok(Kind::Stall),
+            duplicate::NAME => duplicate::parse(v),
             _ => return None,
         })
     }
@@ -408,6 +417,9 @@ impl Fault {
         if let Kind::Shaped { .. } = kind {
             shape::check_target(target)?;
         }
+        if let Kind::Duplicate { .. } = kind {
+            duplicate::check_target(target)?;
+        }
         Ok(Fault { kind, target })
     }
 
@@ -427,6 +439,7 @@ impl Fault {
             Kind::Ring { join } => ring::begin(h, self, join).await,
             Kind::Reset => reset::begin(h, self).await,
             Kind::Stall => stall::begin(h, self).await,
+            Kind::Duplicate { per_mille } => duplicate::begin(h, self, per_mille).await,
             Kind::Clock {
                 jump_ms,
                 rate_permille,
@@ -450,6 +463,7 @@ impl Fault {
             Kind::Ring { join } => ring::heal(h, self, join).await,
             Kind::Reset => reset::heal(h, self).await,
             Kind::Stall => stall::heal(h, self).await,
+            Kind::Duplicate { .. } => duplicate::heal(h, self).await,
             Kind::Clock { .. } => clock::heal(h, self).await,
         }
     }
@@ -470,6 +484,7 @@ impl Fault {
             Kind::Ring { join } => ring::observe(h, self, join).await,
             Kind::Reset => reset::observe(h, self).await,
             Kind::Stall => stall::observe(h, self).await,
+            Kind::Duplicate { .. } => duplicate::observe(h).await,
             Kind::Clock {
                 jump_ms,
                 rate_permille,

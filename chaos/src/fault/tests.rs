@@ -55,6 +55,7 @@ fn json_round_trips_and_bad_input_names_the_fix() {
     for kind in [
         Kind::Latency { one_way_ms: 55 },
         Kind::Loss { per_mille: 50 },
+        Kind::Duplicate { per_mille: 50 },
         Kind::Flush,
         Kind::MemoryLimit { kib: 64 },
         Kind::ReplicaLag { lag_ms: 3_000 },

@@ -11,7 +11,7 @@ use chaos::fault::{Fault, Side, Target};
 use super::iptables::cut_seen;
 use super::probe::redis;
 use super::{ask, DockerNemesis, PROBE_TIMEOUT};
-use crate::docker::{docker, psql};
+use crate::docker::{docker, exec, psql};
 
 impl Hands for DockerNemesis<'_> {
     /// The servers and app-node containers on `side`; with the app nodes in this process, those
@@ -79,6 +79,34 @@ impl Hands for DockerNemesis<'_> {
             Some(pm) => self.stage_loss(*fault, pm),
             None => self.drop_rules(&[*fault]).await,
         }
+    }
+
+    /// Staged like a loss: added with every other rule due now.
+    async fn duplicate_messages(&mut self, fault: &Fault, per_mille: Option<u16>) {
+        match per_mille {
+            Some(pm) => self.stage_duplicate(*fault, pm),
+            None => self.drop_rules(&[*fault]).await,
+        }
+    }
+
+    /// Per container (every server, and every app node that has one), the D-SACKs its kernel
+    /// received (`TCPDSACKRecv` of its network namespace): each a receiver's report of a
+    /// segment it got twice. Containers that do not answer (killed, paused) are left out.
+    async fn copies_absorbed(&mut self) -> (Vec<(Target, u64)>, String) {
+        let reads = (self.side(Side::Network).into_iter()).map(|(t, n)| async move {
+            let text = exec(n, &["cat", "/proc/net/netstat"]).await.ok()?;
+            Some((t, tcp_ext(&text, "TCPDSACKRecv")?))
+        });
+        let counts: Vec<(Target, u64)> = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let how = format!(
+            "D-SACKs for segments received twice: TCPDSACKRecv in {} containers' network namespaces",
+            counts.len()
+        );
+        (counts, how)
     }
 
     async fn mark(&mut self, t: Target) -> bool {
@@ -413,5 +441,30 @@ impl Hands for DockerNemesis<'_> {
         (behind == "t").then(|| {
             format!("pg-replica has received WAL it has not replayed; its last replayed transaction is {ms} ms old")
         })
+    }
+}
+
+/// The `TcpExt` counter `name` of a `/proc/net/netstat` text (a line of names, then a line of
+/// values).
+fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tcp_ext_counter_is_read_by_its_name() {
+        let text = "TcpExt: SyncookiesSent TCPDSACKRecv TCPDSACKOldSent\nTcpExt: 0 92 3\n\
+                    IpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(super::tcp_ext(text, "TCPDSACKRecv"), Some(92));
+        assert_eq!(super::tcp_ext(text, "TCPDSACKOldSent"), Some(3));
+        assert_eq!(super::tcp_ext(text, "Nope"), None);
+        assert_eq!(
+            super::tcp_ext("TcpExt: TCPDSACKRecv\n", "TCPDSACKRecv"),
+            None
+        );
     }
 }

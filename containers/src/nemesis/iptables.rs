@@ -165,6 +165,44 @@ impl<'a> DockerNemesis<'a> {
         }
     }
 
+    /// Staged copying rules for a `duplicate` fault: each server, and each app node that has a
+    /// container, copies the TCP segments it sends with probability `per_mille` / 1000, in its
+    /// own namespace's mangle table (`TEE` with the segment's own destination as the copy's next
+    /// hop: the gateway, where the proxies, the app nodes in this process and the nemesis are,
+    /// and every other container, for replication, the Sentinels and the app nodes' direct
+    /// connections). An app node behind a proxy sends to the gateway: its DNAT comes first.
+    pub(super) fn stage_duplicate(&mut self, fault: Fault, per_mille: u16) {
+        let p = format!("{:.3}", f64::from(per_mille) / 1000.0);
+        let nodes = self.side(Side::Network);
+        let mut to: Vec<String> = vec![self.apps.to_string()];
+        to.extend(nodes.iter().map(|(_, n)| n.ip.to_string()));
+        for (_, n) in &nodes {
+            let own = n.ip.to_string();
+            for dst in to.iter().filter(|d| **d != own) {
+                let args = [
+                    "POSTROUTING",
+                    "-t",
+                    "mangle",
+                    "-p",
+                    "tcp",
+                    "-d",
+                    dst,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "TEE",
+                    "--gateway",
+                    dst,
+                ];
+                self.add_rule(fault, n, args.iter().map(|a| a.to_string()).collect());
+            }
+        }
+    }
+
     /// The connection that shows a cut between containers: from one side to a server on the
     /// other (app nodes listen on nothing, so when the peers are app nodes only, from a peer to
     /// the target).

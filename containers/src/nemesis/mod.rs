@@ -12,6 +12,10 @@
 //! * an app node in a container is paused with `docker pause` like a server, observed frozen
 //!   by Docker's own account of its cgroup;
 //! * loss: `iptables -m statistic --mode random` drops on every server's INPUT;
+//! * duplicate: the same match with `TEE` in the mangle POSTROUTING of every server and app
+//!   container, to each segment's own destination: a share of the segments each sends arrive
+//!   twice, observed as the D-SACKs the receivers send back (`TCPDSACKRecv` in the senders'
+//!   namespaces);
 //! * flush: FLUSHALL / `flush_all` after writing a marker key, observed gone;
 //! * memory-limit: on Redis `CONFIG SET maxmemory` with `allkeys-lru`, observed as
 //!   `evicted_keys` growing; on memcached its 8 MiB floor kept full by a ballast writer

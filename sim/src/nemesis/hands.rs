@@ -74,6 +74,28 @@ impl Hands for SimNemesis {
         }
     }
 
+    async fn duplicate_messages(&mut self, _fault: &Fault, per_mille: Option<u16>) {
+        crate::net::duplicate_requests(per_mille.unwrap_or(0));
+    }
+
+    /// Per server, the copied requests it absorbed. While the fault is on, a look first waits
+    /// out the lateness of the copies sent just before it (the nemesis's burst's).
+    async fn copies_absorbed(&mut self) -> (Vec<(Target, u64)>, String) {
+        if crate::net::duplicating_per_mille() > 0 {
+            let late_ms = chaos::fault::duplicate::LATE_MS + PROBE_TIMEOUT.as_millis() as u64;
+            madsim::time::sleep(Duration::from_millis(late_ms)).await;
+        }
+        let counts = (self.nodes.iter())
+            .filter_map(|n| Some((n.target, crate::net::copies_absorbed(n.addr?))))
+            .collect();
+        (
+            counts,
+            "copied requests the servers took again and answered from memory, or dropped as \
+             too old, and did not run twice"
+                .into(),
+        )
+    }
+
     async fn mark(&mut self, t: Target) -> bool {
         match self.placed(t) {
             Some(n) => self.mark_on(&n).await,
