@@ -7,10 +7,11 @@
 //! * In the simulator, whose network carries datagrams, the requests of every call (the app
 //!   nodes', the Sentinels', the nemesis's) arrive twice at that rate, the copy up to
 //!   [`LATE_MS`] after its original, behind messages sent since (duplicated and reordered). A
-//!   server answers a copy of a request it took as it answers a resend, from its memory of the
-//!   request, and drops a copy older than that memory (5 s), as TCP drops a segment outside its
-//!   window. Replies are not copied (a copy would reach a call that has its answer), nor is
-//!   Redis's replication stream, a stream of its own.
+//!   server drops a copy of a request it took already (TCP hands a segment over once) and a copy
+//!   older than its memory of requests (5 s), as TCP drops a segment outside its window; a copy
+//!   that comes first runs the request, and its original is then taken as a resend. Replies are
+//!   not copied (a copy would reach a call that has its answer), nor is Redis's replication
+//!   stream, a stream of its own.
 //! * Against real servers each server's own network namespace, and each app node's that has a
 //!   container, copies the TCP segments it sends (iptables' `TEE` to the segment's own
 //!   destination, with the `statistic` match), and the receiver's kernel drops the copies. The

@@ -91,10 +91,17 @@ impl Hands for DockerNemesis<'_> {
 
     /// Per container (every server, and every app node that has one), the D-SACKs its kernel
     /// received (`TCPDSACKRecv` of its network namespace): each a receiver's report of a
-    /// segment it got twice. Containers that do not answer (killed, paused) are left out.
+    /// segment it got twice. A container whose copying rules are in and have copied nothing yet
+    /// is left out, so that D-SACKs of other causes (a segment resent after a lost ACK) never
+    /// show a copy the fault did not make; so are containers that do not answer (killed,
+    /// paused).
     async fn copies_absorbed(&mut self) -> (Vec<(Target, u64)>, String) {
+        let script = "cat /proc/net/netstat; iptables -t mangle -L POSTROUTING -v -x -n";
         let reads = (self.side(Side::Network).into_iter()).map(|(t, n)| async move {
-            let text = exec(n, &["cat", "/proc/net/netstat"]).await.ok()?;
+            let text = exec(n, &["sh", "-c", script]).await.ok()?;
+            if tee_copied(&text) == Some(0) {
+                return None;
+            }
             Some((t, tcp_ext(&text, "TCPDSACKRecv")?))
         });
         let counts: Vec<(Target, u64)> = futures_util::future::join_all(reads)
@@ -444,6 +451,16 @@ impl Hands for DockerNemesis<'_> {
     }
 }
 
+/// Packets the `TEE` rules of an `iptables -L -v -x -n` listing copied; `None` without such a
+/// rule.
+fn tee_copied(listing: &str) -> Option<u64> {
+    let tee: Vec<u64> = (listing.lines())
+        .filter(|l| l.split_whitespace().nth(2) == Some("TEE"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    (!tee.is_empty()).then(|| tee.iter().sum())
+}
+
 /// The `TcpExt` counter `name` of a `/proc/net/netstat` text (a line of names, then a line of
 /// values).
 fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
@@ -466,5 +483,18 @@ mod tests {
             super::tcp_ext("TcpExt: TCPDSACKRecv\n", "TCPDSACKRecv"),
             None
         );
+    }
+
+    #[test]
+    fn the_packets_tee_rules_copied_are_summed() {
+        let head = "Chain POSTROUTING (policy ACCEPT 0 packets, 0 bytes)\n    pkts      bytes target     prot opt in     out     source               destination\n";
+        let rule = |pkts: u64, gw: &str| {
+            format!("{pkts:>8}    12340 TEE        6    --  *      *       0.0.0.0/0            {gw}           statistic mode random probability 0.3 TEE gw:{gw}\n")
+        };
+        let two = format!("{head}{}{}", rule(204, "172.20.0.2"), rule(3, "172.20.0.1"));
+        assert_eq!(super::tee_copied(&two), Some(207));
+        assert_eq!(super::tee_copied(head), None);
+        let idle = format!("{head}{}", rule(0, "172.20.0.2"));
+        assert_eq!(super::tee_copied(&idle), Some(0));
     }
 }

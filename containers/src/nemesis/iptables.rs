@@ -83,7 +83,7 @@ impl<'a> DockerNemesis<'a> {
             .partition(|(f, _)| faults.contains(f));
         self.rules = rest;
         for c in iptables_batches(&mine, "-D").await {
-            tracing::warn!(container = %c, "removing a partition rule failed");
+            tracing::warn!(container = %c, "removing a rule failed");
         }
     }
 

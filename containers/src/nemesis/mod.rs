@@ -283,9 +283,11 @@ impl DockerNemesis<'_> {
 }
 
 /// The faults due at one instant start as one: each stages its iptables rules ([`Hands::cut`],
-/// [`Hands::drop_messages`]) and the last adds them all in one batch, so that a split-brain's
-/// five cuts begin together; the first heal of an instant drops the rules of every cut and loss
-/// healed at it, so each one's `stop` line comes after its rules are gone.
+/// [`Hands::drop_messages`], [`Hands::duplicate_messages`]) and the last adds them all in one
+/// batch, so that a split-brain's five cuts begin together; the first heal of an instant drops
+/// the rules of every cut, loss and copying healed at it, so each one's `stop` line comes after
+/// its rules are gone (a copying fault's heal, which forgets its baseline, is not run: the next
+/// start takes a new one).
 impl Nemesis for DockerNemesis<'_> {
     async fn begin(&mut self, fault: &Fault) {
         let last = self.instant(fault, Action::Begin).len() == 1;
@@ -300,14 +302,19 @@ impl Nemesis for DockerNemesis<'_> {
 
     async fn heal(&mut self, fault: &Fault) {
         let instant = self.instant(fault, Action::Heal);
-        let rules = |f: &Fault| matches!(f.kind, Kind::Partition { .. } | Kind::Loss { .. });
+        let rules = |f: &Fault| {
+            matches!(
+                f.kind,
+                Kind::Partition { .. } | Kind::Loss { .. } | Kind::Duplicate { .. }
+            )
+        };
         if !rules(fault) {
             fault.heal(self).await;
         } else if let Some(i) = self.dropped.iter().position(|d| d == fault) {
             // Its rules went with the first heal of the instant.
             self.dropped.remove(i);
         } else {
-            // Every cut and loss healing now goes at once, with this one. Their last looks come
+            // Every cut, loss and copying healing now goes at once, with this one. Their last looks come
             // first: a cut not seen yet is looked at while it is still on, and what was seen is
             // kept for `run_plan`'s look before each one's own heal.
             let group: Vec<Fault> = instant.into_iter().filter(rules).collect();

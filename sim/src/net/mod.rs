@@ -15,11 +15,7 @@
 //! another server's) with a reset after running it: a connection that died mid-command. While a
 //! `stall` is on one ([`stall_requests`]), it takes each client's request and runs it only at
 //! the heal. While a `duplicate` fault is on ([`duplicate_requests`]), a share of the requests
-//! every call sends arrives twice, the copy up to [`chaos::fault::duplicate::LATE_MS`] later:
-//! a server answers a copy it took the original of as it answers a resend, and drops one older
-//! than its memory of requests, as TCP drops a segment outside its window ([`copies_absorbed`]
-//! counts both). Replies are not copied: a copy of a reply reaches a call that has its answer,
-//! and would only be dropped there.
+//! every call sends arrives twice ([`copies`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -30,6 +26,10 @@ use aside::goal::Goal;
 use aside::tier::TierError;
 use madsim::net::Endpoint;
 use madsim::time::Instant;
+
+mod copies;
+use copies::{absorbed, send_request};
+pub use copies::{copies_absorbed, duplicate_requests, duplicating_per_mille};
 
 pub const TAG_REDIS: u64 = 1;
 pub const TAG_MEMCACHED: u64 = 2;
@@ -365,63 +365,6 @@ pub fn server_clock_ms(at: SocketAddr) -> u64 {
     })
 }
 
-thread_local! {
-    /// The share of requests a `duplicate` fault sends twice, in thousandths (0: none).
-    static DUPLICATING_PER_MILLE: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
-    /// Copied requests each server absorbed: answered from its memory of the original, or
-    /// dropped as too old to be one it could remember.
-    static ABSORBED: std::cell::RefCell<std::collections::BTreeMap<SocketAddr, u64>> =
-        Default::default();
-}
-
-/// From now on each request a call sends arrives twice with probability `per_mille` / 1000, the
-/// copy up to [`chaos::fault::duplicate::LATE_MS`] later (0: once again).
-pub fn duplicate_requests(per_mille: u16) {
-    DUPLICATING_PER_MILLE.with(|d| d.set(per_mille));
-}
-
-/// The share of requests a `duplicate` fault copies now, in thousandths (0: none).
-pub fn duplicating_per_mille() -> u16 {
-    DUPLICATING_PER_MILLE.with(|d| d.get())
-}
-
-/// Copied requests the server at `at` absorbed since [`served_reset`]: none ran twice.
-pub fn copies_absorbed(at: SocketAddr) -> u64 {
-    ABSORBED.with(|a| a.borrow().get(&at).copied().unwrap_or(0))
-}
-
-/// The server at `at` absorbed a copied request.
-fn absorbed(at: SocketAddr) {
-    ABSORBED.with(|a| *a.borrow_mut().entry(at).or_default() += 1);
-}
-
-/// Sends a request (`payload(false)`) to `dst` under `tag` and, while a `duplicate` fault is on,
-/// maybe its copy (`payload(true)`) later; each counted in [`MESSAGES`]. The copy's draws come
-/// from madsim's seeded RNG, and only while the fault is on, so a run without it draws what it
-/// drew before.
-async fn send_request(
-    ep: &Endpoint,
-    dst: SocketAddr,
-    tag: u64,
-    payload: impl Fn(bool) -> Payload,
-) -> std::io::Result<()> {
-    use madsim::rand::Rng;
-    MESSAGES.fetch_add(1, Relaxed);
-    let sent = ep.send_to_raw(dst, tag, payload(false)).await;
-    let per_mille = DUPLICATING_PER_MILLE.with(|d| d.get());
-    let mut rng = madsim::rand::thread_rng();
-    if per_mille > 0 && rng.gen_range(0..1000u16) < per_mille {
-        let late_us = rng.gen_range(0..=chaos::fault::duplicate::LATE_MS * 1000);
-        let (ep, copy) = (ep.clone(), payload(true));
-        MESSAGES.fetch_add(1, Relaxed);
-        madsim::task::spawn(async move {
-            madsim::time::sleep(Duration::from_micros(late_us)).await;
-            let _ = ep.send_to_raw(dst, tag, copy).await;
-        });
-    }
-    sent
-}
-
 /// Sends a reply (or a reset) to `to` under its call's `reply_tag`, counted in [`MESSAGES`].
 async fn send_reply(ep: &Endpoint, to: SocketAddr, reply_tag: u64, reply: Payload) {
     MESSAGES.fetch_add(1, Relaxed);
@@ -437,8 +380,7 @@ pub fn served_reset() {
     HELD.with(|h| h.borrow_mut().clear());
     SKEWED.with(|k| k.borrow_mut().clear());
     RESETTING.with(|r| r.borrow_mut().clear());
-    DUPLICATING_PER_MILLE.with(|d| d.set(0));
-    ABSORBED.with(|a| a.borrow_mut().clear());
+    copies::reset();
     BOOTS.with(|b| b.borrow_mut().clear());
     GOALS.with(|g| g.borrow_mut().clear());
     ROLES.with(|r| r.borrow_mut().clear());
@@ -560,13 +502,16 @@ async fn receive<C, R, F, Fut>(
             let mut s = seen.lock().unwrap();
             s.forget_old();
             let again = s.replies.get(&key);
+            // A copy of a request taken already: TCP hands a segment to the server once.
             if copy && again.is_some() {
                 if let Some(at) = at {
                     absorbed(at);
                 }
+                continue;
             }
             match again {
-                // A resent (or copied) request: answer it again, or not yet.
+                // A resent request (or the original of a copy that came first): answer it
+                // again, or not yet.
                 Some(Some(reply)) => {
                     let (ep, answer) = (ep.clone(), answer(at, from, reply.clone()));
                     madsim::task::spawn(async move {
