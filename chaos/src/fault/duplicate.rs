@@ -61,16 +61,8 @@ pub(super) fn parse(v: &Value) -> Result<Kind, String> {
 }
 
 /// The network's copies only: a `duplicate` fault's target must be `network`.
-pub(super) fn check_target(target: Side) -> Result<(), String> {
-    if target == Side::Network {
-        Ok(())
-    } else {
-        Err(format!(
-            "a duplicate fault copies the messages of every link: its target is \"network\", not {:?}",
-            target.name()
-        ))
-    }
-}
+/// Why a duplicate fault's only target is the network (see [`super::network_only`]).
+pub(super) const WHY_NETWORK: &str = "a duplicate fault copies the messages of every link";
 
 pub(super) async fn begin(h: &mut impl Hands, f: &Fault, per_mille: u16) {
     // What each node had absorbed before: copies of other causes (a spurious retransmission)
@@ -137,8 +129,8 @@ mod tests {
 
     #[test]
     fn only_the_network_is_a_target_and_per_mille_is_bounded() {
-        assert!(check_target(Side::Network).is_ok());
-        let e = check_target(Side::Redis).unwrap_err();
+        assert!(crate::fault::network_only(Side::Network, WHY_NETWORK).is_ok());
+        let e = crate::fault::network_only(Side::Redis, WHY_NETWORK).unwrap_err();
         assert!(e.contains("\"network\""), "{e}");
         let v = |pm: u64| serde_json::json!({ "per_mille": pm });
         assert!(parse(&v(0)).is_err());

@@ -353,6 +353,19 @@ fn u32_field(v: &Value, field: &str, what: &str, unit: &str) -> Result<u32, Stri
         .ok_or_else(|| format!("{what} needs \"{field}\", a number of {unit}"))
 }
 
+/// A kind that acts on the whole network names no node: its target is `network`, and `why` says
+/// so in the line that refuses another target.
+fn network_only(target: Side, why: &str) -> Result<(), String> {
+    if target == Side::Network {
+        Ok(())
+    } else {
+        Err(format!(
+            "{why}: its target is \"network\", not {:?}",
+            target.name()
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fault {
     pub kind: Kind,
@@ -415,10 +428,10 @@ impl Fault {
             ring::check_target(target, join)?;
         }
         if let Kind::Shaped { .. } = kind {
-            shape::check_target(target)?;
+            network_only(target, shape::WHY_NETWORK)?;
         }
         if let Kind::Duplicate { .. } = kind {
-            duplicate::check_target(target)?;
+            network_only(target, duplicate::WHY_NETWORK)?;
         }
         Ok(Fault { kind, target })
     }

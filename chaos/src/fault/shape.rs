@@ -125,16 +125,8 @@ pub(super) fn parse(v: &Value, shape: &str) -> Result<Kind, String> {
 }
 
 /// A shape names its own nodes: its target is the network's.
-pub(super) fn check_target(target: Side) -> Result<(), String> {
-    if target == Side::Network {
-        Ok(())
-    } else {
-        Err(format!(
-            "a partition with a shape cuts the nodes it names: its target is \"network\", not {:?}",
-            target.name()
-        ))
-    }
-}
+/// Why a shaped partition's only target is the network (see [`super::network_only`]).
+pub(super) const WHY_NETWORK: &str = "a partition with a shape cuts the nodes it names";
 
 pub(super) async fn begin(h: &mut impl Hands, shape: Shape, nodes: &[Target; NODES]) {
     for (a, b) in cut_pairs(shape, nodes) {
