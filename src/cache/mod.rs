@@ -31,7 +31,9 @@ use crate::ring::Ring;
 use crate::shards::Shards;
 use crate::strategy::Strategy;
 use crate::tier::{MemcachedLike, ReadFrom, RedisLike, Row, SetCond, Store, TierError, TierResult};
+use call::timed;
 
+mod call;
 mod early;
 mod fill;
 mod load;
@@ -259,107 +261,6 @@ pub(crate) fn fnv1a(s: &str) -> u64 {
     })
 }
 
-async fn timed<T>(
-    tier: &'static str,
-    limit: Duration,
-    f: impl Future<Output = TierResult<T>>,
-) -> TierResult<T> {
-    match tokio::time::timeout(limit, f).await {
-        Ok(r) => r,
-        Err(_) => Err(TierError::Timeout {
-            tier,
-            ms: limit.as_millis() as u64,
-        }),
-    }
-}
-
-/// One call through a breaker, with its latency and errors counted.
-async fn guarded<T>(
-    tier: &'static str,
-    breaker: &Breaker,
-    m: &TierMetrics,
-    limit: Duration,
-    reach: &(dyn Fn(Goal) + Sync),
-    f: impl Future<Output = TierResult<T>>,
-) -> TierResult<T> {
-    call(tier, breaker, m, limit, true, reach, f).await
-}
-
-/// [`guarded`], for background retries (the outbox invalidator): while the circuit is closed
-/// their failures do not open it, so a retry that needs more time than a read (memcached's
-/// `gets` then `cas`) never takes a tier away from reads; when it is open they probe it like
-/// any call, so a tier that nobody reads is still found healthy again.
-async fn retried<T>(
-    tier: &'static str,
-    breaker: &Breaker,
-    m: &TierMetrics,
-    limit: Duration,
-    reach: &(dyn Fn(Goal) + Sync),
-    f: impl Future<Output = TierResult<T>>,
-) -> TierResult<T> {
-    let trips = breaker.state() != crate::breaker::State::Closed;
-    call(tier, breaker, m, limit, trips, reach, f).await
-}
-
-async fn call<T>(
-    tier: &'static str,
-    breaker: &Breaker,
-    m: &TierMetrics,
-    limit: Duration,
-    trips: bool,
-    reach: &(dyn Fn(Goal) + Sync),
-    f: impl Future<Output = TierResult<T>>,
-) -> TierResult<T> {
-    if !breaker.allow() {
-        m.skipped.fetch_add(1, Relaxed);
-        return Err(TierError::CircuitOpen { tier });
-    }
-    let start = Instant::now();
-    let r = timed(tier, limit, f).await;
-    m.latency.record(start.elapsed());
-    let report = match &r {
-        Ok(_) => breaker.success(),
-        Err(e) => {
-            m.errors.fetch_add(1, Relaxed);
-            if !e.is_health() {
-                breaker.success()
-            } else if trips {
-                breaker.failure()
-            } else {
-                None
-            }
-        }
-    };
-    if let Some(report) = report {
-        match report {
-            crate::breaker::Report::Opened => reach(Goal::BreakerOpened),
-            crate::breaker::Report::Recovered => reach(Goal::BreakerClosed),
-            crate::breaker::Report::StillFailing => {}
-        }
-        report_tier(tier, report, r.as_ref().err(), breaker);
-    }
-    r
-}
-
-/// Tells a person what a tier's circuit did (the breaker rate-limits a tier that stays down).
-fn report_tier(
-    tier: &'static str,
-    report: crate::breaker::Report,
-    cause: Option<&TierError>,
-    breaker: &Breaker,
-) {
-    use crate::breaker::Report;
-    let cooldown_ms = breaker.cooldown().as_millis() as u64;
-    match (report, cause) {
-        (Report::Opened, Some(e)) => {
-            warn!(tier, cooldown_ms, error = %e, "tier failing: skipped for a cooldown, then probed")
-        }
-        (Report::StillFailing, Some(e)) => warn!(tier, error = %e, "tier still failing"),
-        (Report::Recovered, _) => info!(tier, "tier recovered"),
-        (_, None) => {}
-    }
-}
-
 /// What a tier held for a key, decoded.
 enum Found {
     Fresh(Row),
@@ -562,63 +463,54 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         ms.div_ceil(1000).min(30 * 24 * 3600) as u32
     }
 
-    async fn on_l1<T>(
-        &self,
-        shard: usize,
-        f: impl Future<Output = TierResult<T>>,
-    ) -> TierResult<T> {
-        guarded(
-            "redis",
-            &self.l1_breakers[shard],
-            &self.metrics.l1,
-            self.cfg.l1_timeout(),
-            &|g| self.reach(g),
-            f,
-        )
-        .await
+    /// A call to L1's shard `at` (or L2's node `at`) through its breaker, under its deadline;
+    /// `trips`: whether a failure counts against the breaker.
+    fn tier_call<'a, T: 'a>(
+        &'a self,
+        l1: bool,
+        at: usize,
+        trips: call::Trips,
+        f: impl Future<Output = TierResult<T>> + 'a,
+    ) -> impl Future<Output = TierResult<T>> + 'a {
+        let (tier, breaker, m, limit) = if l1 {
+            let b = &self.l1_breakers[at];
+            ("redis", b, &self.metrics.l1, self.cfg.l1_timeout())
+        } else {
+            let b = &self.l2.breakers[at];
+            ("memcached", b, &self.metrics.l2, self.cfg.l2_timeout())
+        };
+        call::call(tier, breaker, m, limit, trips, |g| self.reach(g), f)
     }
 
-    async fn retry_l1<T>(
-        &self,
+    fn on_l1<'a, T: 'a>(
+        &'a self,
         shard: usize,
-        f: impl Future<Output = TierResult<T>>,
-    ) -> TierResult<T> {
-        retried(
-            "redis",
-            &self.l1_breakers[shard],
-            &self.metrics.l1,
-            self.cfg.l1_timeout(),
-            &|g| self.reach(g),
-            f,
-        )
-        .await
+        f: impl Future<Output = TierResult<T>> + 'a,
+    ) -> impl Future<Output = TierResult<T>> + 'a {
+        self.tier_call(true, shard, call::Trips::Always, f)
     }
 
-    async fn retry_l2<T>(
-        &self,
+    fn retry_l1<'a, T: 'a>(
+        &'a self,
+        shard: usize,
+        f: impl Future<Output = TierResult<T>> + 'a,
+    ) -> impl Future<Output = TierResult<T>> + 'a {
+        self.tier_call(true, shard, call::Trips::IfNotClosed, f)
+    }
+
+    fn on_l2<'a, T: 'a>(
+        &'a self,
         node: usize,
-        f: impl Future<Output = TierResult<T>>,
-    ) -> TierResult<T> {
-        retried(
-            "memcached",
-            &self.l2.breakers[node],
-            &self.metrics.l2,
-            self.cfg.l2_timeout(),
-            &|g| self.reach(g),
-            f,
-        )
-        .await
+        f: impl Future<Output = TierResult<T>> + 'a,
+    ) -> impl Future<Output = TierResult<T>> + 'a {
+        self.tier_call(false, node, call::Trips::Always, f)
     }
 
-    async fn on_l2<T>(&self, node: usize, f: impl Future<Output = TierResult<T>>) -> TierResult<T> {
-        guarded(
-            "memcached",
-            &self.l2.breakers[node],
-            &self.metrics.l2,
-            self.cfg.l2_timeout(),
-            &|g| self.reach(g),
-            f,
-        )
-        .await
+    fn retry_l2<'a, T: 'a>(
+        &'a self,
+        node: usize,
+        f: impl Future<Output = TierResult<T>> + 'a,
+    ) -> impl Future<Output = TierResult<T>> + 'a {
+        self.tier_call(false, node, call::Trips::IfNotClosed, f)
     }
 }

@@ -113,6 +113,9 @@ enum Command {
         /// Runs per exploration mode (random, swarm, guided) whose coverage goals are compared
         #[arg(long, default_value_t = 1000)]
         explore_runs: usize,
+        /// Only the message rate beside the echo: what `ci/profile.sh` counts instructions of
+        #[arg(long)]
+        rate_only: bool,
     },
     /// Runs of the `swarm` scenario chosen for coverage: by default each pick a new swarm family
     /// with probability 1/2, otherwise one more run of a family whose goals are rarest so far. Prints the
@@ -372,7 +375,8 @@ pub fn main() -> ExitCode {
         Some(Command::Bench {
             seeds,
             explore_runs,
-        }) => crate::bench::bench(seeds, explore_runs),
+            rate_only,
+        }) => crate::bench::bench(seeds, explore_runs, rate_only),
         Some(Command::Explore {
             mode,
             strategy,
