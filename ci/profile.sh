@@ -163,10 +163,13 @@ harness_madsim_per=$(per_msg "$harness_madsim" "$harness_msgs")
 harness_own_per=$(per_msg "$((harness_ir - harness_madsim))" "$harness_msgs")
 
 page=docs/PROFILE.md
+# The commit the counts are of: the page itself is left out of the check for changes.
+rev=$(git rev-parse --short HEAD)
+git diff --quiet HEAD -- . ":(exclude)$page" || rev="$rev, with uncommitted changes"
 {
     echo "# Where the simulator's time goes"
     echo
-    echo "Written by \`bash ci/profile.sh\` on $(date -u +%Y-%m-%d) at commit $(git describe --always --dirty --abbrev=7),"
+    echo "Written by \`bash ci/profile.sh\` on $(date -u +%Y-%m-%d) at commit $rev,"
     echo "$(valgrind --version), $(rustc --version). Do not edit: rerun the command."
     echo
     echo "\`cargo sim bench\` compares the harness's message rate with a raw madsim echo's in wall"
