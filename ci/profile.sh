@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes docs/PROFILE.md: where the simulator's time goes, beside a raw madsim echo. Counts
-# instructions under valgrind's callgrind, which repeat (the same binary and seeds count the same
-# to within a few in 100,000, whatever else the machine is doing), where `cargo sim bench`'s wall-clock rates move
+# instructions under valgrind's callgrind, which move by less than one in 1,000 between runs of
+# the same binary and seeds, whatever else the machine is doing, where `cargo sim bench`'s wall-clock rates move
 # by a tenth from run to run here. Runs `sim bench --rate-only` twice: once counting only inside
 # the harness's runs (sim::run::run_with), once only inside the echo (sim::bench::echo).
 # Needs valgrind (Debian: apt-get install valgrind); takes about three minutes.
@@ -12,20 +12,29 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seeds=${SEEDS:-5}
-case $seeds in '' | *[!0-9]*) echo "profile: SEEDS=$seeds is not a number of seeds: give a positive integer, e.g. SEEDS=5" >&2; exit 2 ;; esac
+case $seeds in '' | *[!0-9]* | 0*) echo "profile: SEEDS=$seeds is not a number of seeds: give a positive integer, e.g. SEEDS=5" >&2; exit 2 ;; esac
 command -v valgrind >/dev/null || { echo "profile: valgrind is missing: install it (Debian: apt-get install valgrind)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "profile: python3 is missing: install it (Debian: apt-get install python3)" >&2; exit 2; }
 command -v callgrind_annotate >/dev/null || { echo "profile: callgrind_annotate is missing: it comes with valgrind (apt-get install valgrind)" >&2; exit 2; }
+
+page=docs/PROFILE.md
+# The commit the counts are of, taken before the build (the page itself is left out of the check
+# for changes).
+rev=$(git rev-parse --short HEAD)
+[ -z "$(git status --porcelain -- . ":(exclude)$page")" ] || rev="$rev, with uncommitted changes"
 
 cargo build -q --release --locked -p sim --target-dir target/sim --config 'build.rustflags=["--cfg", "madsim"]'
 bin=target/sim/release/sim
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Each toggle names one function exactly (both are #[inline(never)]): callgrind flips counting on
+# every entry to a matching function, so a pattern that also matched their async blocks would
+# switch it off inside them.
 for part in harness echo; do
     case $part in
-        harness) toggle='sim::run::run_with*' ;;
-        echo) toggle='sim::bench::echo*' ;;
+        harness) toggle='sim::run::run_with' ;;
+        echo) toggle='sim::bench::echo' ;;
     esac
     valgrind --tool=callgrind --callgrind-out-file="$work/$part.cg" --toggle-collect="$toggle" \
         "$bin" bench --seeds "$seeds" --rate-only >"$work/$part.txt" 2>"$work/$part.err" || {
@@ -34,11 +43,15 @@ for part in harness echo; do
         exit 1
     }
     # Every function's own instructions (no threshold): "Ir (pct) file:function [object]".
-    callgrind_annotate --auto=no --threshold=100 --tree=caller "$work/$part.cg" >"$work/$part.ann" 2>/dev/null
+    callgrind_annotate --auto=no --threshold=100 --tree=caller "$work/$part.cg" >"$work/$part.ann" 2>"$work/$part.annerr" || {
+        echo "profile: callgrind_annotate on $part failed: see below" >&2
+        tail -5 "$work/$part.annerr" >&2
+        exit 1
+    }
 done
 
-# Messages each part sent: from the bench's own lines of the echo run (the harness run prints
-# the same lines).
+# Messages each part sent: from the bench's own lines (both runs print them; the harness run's
+# are read).
 harness_msgs=$(sed -n 's/^ *harness: *[0-9]* ops, \([0-9]*\) messages.*/\1/p' "$work/harness.txt")
 echo_msgs=$(sed -n 's/^ *raw echo: *\([0-9]*\) messages.*/\1/p' "$work/harness.txt")
 total() { sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' "$1" | tr -d ,; }
@@ -130,7 +143,7 @@ for fn, ir in own.items():
     for k, v in shares(fn).items():
         sums[k] += ir * v
 groups = [
-    ("madsim (executor, timers, network, RNG)", lambda c: c in {"madsim", "naive_timer", "async_task", "rand_xoshiro", "rand", "rand_core"}),
+    ("madsim (executor, timers, network, RNG)", lambda c: c in {"madsim", "naive_timer", "async_task", "rand_xoshiro"}),
     ("aside (the library: read, write, fill paths)", lambda c: c == "aside"),
     ("sim (the servers, their messages, runs)", lambda c: c == "sim"),
     ("chaos (workload, nemesis, recorder)", lambda c: c == "chaos"),
@@ -159,13 +172,16 @@ attribute groups "$harness_ir" <"$work/harness.ann" >"$work/harness.groups"
 attribute groups "$echo_ir" <"$work/echo.ann" >"$work/echo.groups"
 # The harness's instructions in madsim, and in everything else (the work the echo does not do).
 harness_madsim=$(awk '/^madsim / { print $(NF - 2) }' "$work/harness.groups")
+echo_madsim=$(awk '/^madsim / { print $(NF - 2) }' "$work/echo.groups")
+[ -n "$harness_madsim" ] && [ -n "$echo_madsim" ] || {
+    echo "profile: no madsim line in the attribution (madsim's symbols renamed?): see $work" >&2
+    trap - EXIT
+    exit 1
+}
+echo_own_per=$(per_msg "$((echo_ir - echo_madsim))" "$echo_msgs")
 harness_madsim_per=$(per_msg "$harness_madsim" "$harness_msgs")
 harness_own_per=$(per_msg "$((harness_ir - harness_madsim))" "$harness_msgs")
 
-page=docs/PROFILE.md
-# The commit the counts are of: the page itself is left out of the check for changes.
-rev=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- . ":(exclude)$page" || rev="$rev, with uncommitted changes"
 {
     echo "# Where the simulator's time goes"
     echo
@@ -175,7 +191,7 @@ git diff --quiet HEAD -- . ":(exclude)$page" || rev="$rev, with uncommitted chan
     echo "\`cargo sim bench\` compares the harness's message rate with a raw madsim echo's in wall"
     echo "time, which moves by a tenth from run to run on a busy machine. Here the same two parts"
     echo "(fill-race under \`versioned\`, $seeds seeds, and the echo sending as many messages) are"
-    echo "counted in instructions under callgrind, which repeat to within a few in 100,000."
+    echo "counted in instructions under callgrind, which move by less than one in 1,000 between runs."
     echo
     echo '```'
     printf '%-44s %16s %10s %14s\n' "part" "instructions" "messages" "per message"
@@ -184,13 +200,14 @@ git diff --quiet HEAD -- . ":(exclude)$page" || rev="$rev, with uncommitted chan
     printf '%-44s %41s\n' "echo / harness, per message" "$(awk -v a="$echo_per" -v b="$harness_per" 'BEGIN { printf "%.2f", a / b }')"
     printf '%-44s %41s\n' "harness: in madsim, per message" "$harness_madsim_per"
     printf '%-44s %41s\n' "harness: in everything else, per message" "$harness_own_per"
+    printf '%-44s %41s\n' "echo: in everything else, per message" "$echo_own_per"
     echo '```'
     echo
     awk -v e="$echo_per" -v h="$harness_per" -v o="$harness_own_per" 'BEGIN {
         t = e / 0.8
         printf "At a rate of 0.8 of the echo'"'"'s, the harness would spend at most %.0f instructions per\n", t
         printf "message: %.0f fewer than now, %.0f %% of what it spends outside madsim (the library, the\n", h - t, 100 * (h - t) / o
-        printf "server models, the workload and the history: the work the echo does not do).\n"
+        printf "server models, the workload and the history), if instructions stood for time.\n"
     }'
     echo
     echo "## The harness, by crate"
@@ -215,5 +232,6 @@ git diff --quiet HEAD -- . ":(exclude)$page" || rev="$rev, with uncommitted chan
     echo '```'
     cat "$work/echo.groups"
     echo '```'
-} >"$page"
+} >"$work/page.md"
+mv "$work/page.md" "$page"
 echo "profile: wrote $page (harness $harness_per instructions per message, echo $echo_per)" >&2

@@ -151,15 +151,14 @@ fn exploration(runs: usize) {
 
 /// A raw madsim request/response echo between two nodes: the ceiling for anything built on
 /// madsim's network. Sends `per_run` round trips (two messages each) per seed; returns (wall
-/// seconds, messages).
+/// seconds, messages). Never inlined: `ci/profile.sh` counts the instructions spent inside it.
+#[inline(never)]
 pub fn echo(per_run: u64, seeds: u64) -> (f64, u64) {
     let t = std::time::Instant::now();
     let mut msgs = 0;
+    let cfg = config(&chaos::scenario::find("fill-race").expect("default"));
     for seed in 1..=seeds {
-        let rt = madsim::runtime::Runtime::with_seed_and_config(
-            seed,
-            config(&chaos::scenario::find("fill-race").expect("default")),
-        );
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, cfg.clone());
         msgs += rt.block_on(async move {
             let h = Handle::current();
             let server = SocketAddr::new(ip(9, 1), 7);

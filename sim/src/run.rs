@@ -61,7 +61,9 @@ pub fn run<St: Strategy + Clone>(scenario: &Scenario, strategy: St, seed: u64) -
     run_with(scenario, strategy, seed, |n| n)
 }
 
-/// [`run`] with the simulator's nemesis wrapped by `nemesis`.
+/// [`run`] with the simulator's nemesis wrapped by `nemesis`. Never inlined: `ci/profile.sh`
+/// counts the instructions spent inside it.
+#[inline(never)]
 pub fn run_with<St, N>(
     scenario: &Scenario,
     strategy: St,

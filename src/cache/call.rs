@@ -1,12 +1,14 @@
 //! One call to a tier: under its deadline ([`timed`]), and through its circuit breaker with its
 //! latency and errors counted ([`Call`]).
 //!
-//! Both hold the tier's future once, and the cache's `on_l1` and its kin return them without an
-//! `async` layer of their own. An `async fn` that takes a future and awaits it holds it twice
+//! Neither adds a copy of the tier's future to what the timeout holds (tokio's holds it once;
+//! madsim's, an `async` block, twice), and the cache's `on_l1` and its kin return them without
+//! an `async` layer of their own. An `async fn` that takes a future and awaits it holds it twice
 //! (its argument, and again inside the await), and each such layer doubles it again: written as
-//! four of them, a read's future was 5 KB where it is 3 KB now with in-memory tiers, a fill's
-//! 8 KB where it is 2 KB, and each box or join of one copies it (docs/PROFILE.md counts the
-//! copies, `bash ci/profile.sh` writes it).
+//! four of them, a read's future was 5,064 bytes where it is 2,936 now with in-memory tiers, a
+//! write's 7,568 where it is 2,736 (`a_read_and_a_write_hold_their_tier_calls_once`), and each
+//! box or join of one copies it: memcpy's share of the simulator's instructions is in
+//! docs/PROFILE.md (`bash ci/profile.sh`).
 
 use std::future::Future;
 use std::pin::Pin;

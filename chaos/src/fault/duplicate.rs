@@ -60,7 +60,6 @@ pub(super) fn parse(v: &Value) -> Result<Kind, String> {
     })
 }
 
-/// The network's copies only: a `duplicate` fault's target must be `network`.
 /// Why a duplicate fault's only target is the network (see [`super::network_only`]).
 pub(super) const WHY_NETWORK: &str = "a duplicate fault copies the messages of every link";
 

@@ -124,7 +124,6 @@ pub(super) fn parse(v: &Value, shape: &str) -> Result<Kind, String> {
     Ok(Kind::Shaped { shape, nodes })
 }
 
-/// A shape names its own nodes: its target is the network's.
 /// Why a shaped partition's only target is the network (see [`super::network_only`]).
 pub(super) const WHY_NETWORK: &str = "a partition with a shape cuts the nodes it names";
 
