@@ -107,6 +107,7 @@ const CATALOG: &[(&str, &str)] = &[
         "packet-loss",
         include_str!("../../scenarios/packet-loss.toml"),
     ),
+    ("duplicate", include_str!("../../scenarios/duplicate.toml")),
     (
         "pg-lag-spike",
         include_str!("../../scenarios/pg-lag-spike.toml"),
