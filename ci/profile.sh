@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes docs/PROFILE.md: where the simulator's time goes, beside a raw madsim echo. Counts
-# instructions under valgrind's callgrind, which move by less than one in 1,000 between runs of
-# the same binary and seeds, whatever else the machine is doing, where `cargo sim bench`'s wall-clock rates move
+# instructions under valgrind's callgrind, which barely move between runs of the same binary and
+# seeds, whatever else the machine is doing, where `cargo sim bench`'s wall-clock rates move
 # by a tenth from run to run here. Runs `sim bench --rate-only` twice: once counting only inside
 # the harness's runs (sim::run::run_with), once only inside the echo (sim::bench::echo).
 # Needs valgrind (Debian: apt-get install valgrind); takes about three minutes.
@@ -38,14 +38,14 @@ for part in harness echo; do
     esac
     valgrind --tool=callgrind --callgrind-out-file="$work/$part.cg" --toggle-collect="$toggle" \
         "$bin" bench --seeds "$seeds" --rate-only >"$work/$part.txt" 2>"$work/$part.err" || {
-        echo "profile: valgrind on $bin failed: see below" >&2
         tail -5 "$work/$part.err" >&2
+        echo "profile: valgrind on the $part run failed (its last lines above): run $bin bench --seeds $seeds --rate-only without valgrind to see why" >&2
         exit 1
     }
     # Every function's own instructions (no threshold): "Ir (pct) file:function [object]".
     callgrind_annotate --auto=no --threshold=100 --tree=caller "$work/$part.cg" >"$work/$part.ann" 2>"$work/$part.annerr" || {
-        echo "profile: callgrind_annotate on $part failed: see below" >&2
         tail -5 "$work/$part.annerr" >&2
+        echo "profile: callgrind_annotate could not read the $part run's counts (its last lines above): check that valgrind and callgrind_annotate are the same version" >&2
         exit 1
     }
 done
@@ -58,7 +58,7 @@ total() { sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' "$1" | tr -d ,; }
 harness_ir=$(total "$work/harness.ann")
 echo_ir=$(total "$work/echo.ann")
 [ -n "$harness_msgs" ] && [ -n "$echo_msgs" ] && [ -n "$harness_ir" ] && [ -n "$echo_ir" ] || {
-    echo "profile: could not read the counts (the bench's or callgrind_annotate's output changed?): see $work" >&2
+    echo "profile: could not read the counts from $work: the bench's or callgrind_annotate's output changed; update the sed patterns under 'Messages each part sent'" >&2
     trap - EXIT
     exit 1
 }
@@ -92,7 +92,7 @@ def crate(fn, obj):
     if re.search(r"libc|ld-linux", obj) or re.match(r"_*(mem|malloc|free|cfree|realloc|clock_gettime|_int_|unlink_chunk)", fn):
         return "libc"
     return "other"
-GENERIC = {"core", "alloc", "std", "hashbrown", "libc", "other", "__rustc"}
+GENERIC = {"core", "alloc", "std", "hashbrown", "libc", "other", "__rustc", "rand", "rand_core"}
 own = defaultdict(float)       # function -> its own instructions
 callers = defaultdict(lambda: defaultdict(float))  # function -> caller -> cost of the calls
 kind = {}
@@ -174,7 +174,7 @@ attribute groups "$echo_ir" <"$work/echo.ann" >"$work/echo.groups"
 harness_madsim=$(awk '/^madsim / { print $(NF - 2) }' "$work/harness.groups")
 echo_madsim=$(awk '/^madsim / { print $(NF - 2) }' "$work/echo.groups")
 [ -n "$harness_madsim" ] && [ -n "$echo_madsim" ] || {
-    echo "profile: no madsim line in the attribution (madsim's symbols renamed?): see $work" >&2
+    echo "profile: no madsim line in the attribution of $work's counts: madsim's crate names changed; update the groups in attribute()" >&2
     trap - EXIT
     exit 1
 }
@@ -191,7 +191,7 @@ harness_own_per=$(per_msg "$((harness_ir - harness_madsim))" "$harness_msgs")
     echo "\`cargo sim bench\` compares the harness's message rate with a raw madsim echo's in wall"
     echo "time, which moves by a tenth from run to run on a busy machine. Here the same two parts"
     echo "(fill-race under \`versioned\`, $seeds seeds, and the echo sending as many messages) are"
-    echo "counted in instructions under callgrind, which move by less than one in 1,000 between runs."
+    echo "counted in instructions under callgrind, which barely move between runs."
     echo
     echo '```'
     printf '%-44s %16s %10s %14s\n' "part" "instructions" "messages" "per message"
@@ -203,11 +203,12 @@ harness_own_per=$(per_msg "$((harness_ir - harness_madsim))" "$harness_msgs")
     printf '%-44s %41s\n' "echo: in everything else, per message" "$echo_own_per"
     echo '```'
     echo
-    awk -v e="$echo_per" -v h="$harness_per" -v o="$harness_own_per" 'BEGIN {
+    awk -v e="$echo_per" -v h="$harness_per" -v o="$harness_own_per" -v eo="$echo_own_per" 'BEGIN {
         t = e / 0.8
         printf "At a rate of 0.8 of the echo'"'"'s, the harness would spend at most %.0f instructions per\n", t
         printf "message: %.0f fewer than now, %.0f %% of what it spends outside madsim (the library, the\n", h - t, 100 * (h - t) / o
-        printf "server models, the workload and the history), if instructions stood for time.\n"
+        printf "server models, the workload and the history; the echo spends %.0f there), if instructions\n", eo
+        printf "stood for time.\n"
     }'
     echo
     echo "## The harness, by crate"

@@ -5,8 +5,8 @@
 //! madsim's, an `async` block, twice), and the cache's `on_l1` and its kin return them without
 //! an `async` layer of their own. An `async fn` that takes a future and awaits it holds it twice
 //! (its argument, and again inside the await), and each such layer doubles it again: written as
-//! four of them, a read's future was 5,064 bytes where it is 2,936 now with in-memory tiers, a
-//! write's 7,568 where it is 2,736 (`a_read_and_a_write_hold_their_tier_calls_once`), and each
+//! four of them, a read's and a write's futures took 5 KB and 7.5 KB with in-memory tiers;
+//! `a_read_and_a_write_hold_their_tier_calls_once` holds each under 4 KiB and prints them. Each
 //! box or join of one copies it: memcpy's share of the simulator's instructions is in
 //! docs/PROFILE.md (`bash ci/profile.sh`).
 
