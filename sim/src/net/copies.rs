@@ -59,8 +59,11 @@ pub(super) async fn send_request(
     MESSAGES.fetch_add(1, Relaxed);
     ep.send_to_raw(dst, tag, payload(false)).await?;
     let per_mille = DUPLICATING_PER_MILLE.with(|d| d.get());
+    if per_mille == 0 {
+        return Ok(());
+    }
     let mut rng = madsim::rand::thread_rng();
-    if per_mille > 0 && rng.gen_range(0..1000u16) < per_mille {
+    if rng.gen_range(0..1000u16) < per_mille {
         let late_us = rng.gen_range(0..=chaos::fault::duplicate::LATE_MS * 1000);
         let (ep, copy) = (ep.clone(), payload(true));
         madsim::task::spawn(async move {

@@ -5,9 +5,10 @@
 //! madsim delivers datagrams: a message on a lossy or cut link is gone. The servers the harness
 //! models speak TCP, which resends a segment until it is acknowledged. So a call resends its
 //! request after [`RTO`] (Linux's minimum retransmission timeout) until a reply comes or its
-//! deadline passes, doubling the wait after each resend as TCP does, and a server answers a request it has seen again with the reply it cached
-//! (or not at all while it is still working on it), never running it twice: what TCP gives a
-//! client whose segment or whose reply was lost. A call whose deadline is shorter than the RTO
+//! deadline passes, doubling the wait after each resend as TCP does, and a server answers a
+//! request it has seen again with the reply it cached (or not at all while it is still working
+//! on it), never running it twice: what TCP gives a client whose segment or whose reply was
+//! lost. A call whose deadline is shorter than the RTO
 //! (a 100 ms Redis call) is never resent, as over TCP. A request first sent before its server
 //! (re)started is answered with a reset ([`Reset`]): the connection it travelled on died with
 //! the old process, so TCP gives the client an error, not a second run of the request. While a
