@@ -2,9 +2,9 @@
 # Writes docs/PROFILE.md: where the simulator's time goes, beside a raw madsim echo. Counts
 # instructions under valgrind's callgrind, which barely move between runs of the same binary and
 # seeds, whatever else the machine is doing, where `cargo sim bench`'s wall-clock rates move
-# by a tenth from run to run here. Runs `sim bench --rate-only` twice: once counting only inside
+# from run to run here. Runs `sim bench --rate-only` twice: once counting only inside
 # the harness's runs (sim::run::run_with), once only inside the echo (sim::bench::echo).
-# Needs valgrind (Debian: apt-get install valgrind); takes about three minutes.
+# Needs valgrind (Debian: apt-get install valgrind); takes about a minute once the simulator is built.
 #
 #   bash ci/profile.sh              (rewrites docs/PROFILE.md)
 #   SEEDS=2 bash ci/profile.sh      (fewer runs; the default is 5)
@@ -189,7 +189,7 @@ harness_own_per=$(per_msg "$((harness_ir - harness_madsim))" "$harness_msgs")
     echo "$(valgrind --version), $(rustc --version). Do not edit: rerun the command."
     echo
     echo "\`cargo sim bench\` compares the harness's message rate with a raw madsim echo's in wall"
-    echo "time, which moves by a tenth from run to run on a busy machine. Here the same two parts"
+    echo "time, which moves from run to run on a busy machine. Here the same two parts"
     echo "(fill-race under \`versioned\`, $seeds seeds, and the echo sending as many messages) are"
     echo "counted in instructions under callgrind, which barely move between runs."
     echo
