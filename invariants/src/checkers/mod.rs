@@ -12,6 +12,7 @@ pub mod lost_writes;
 pub mod phantom;
 pub mod session;
 pub mod slo;
+pub mod staircase;
 pub mod staleness;
 
 use std::collections::BinaryHeap;
@@ -20,9 +21,15 @@ use std::io;
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::verdict::Witness;
 
-/// A checker that looks at reads one by one (pass two), then answers.
+/// A checker that looks at reads one by one (pass two), then answers. Reads come key group by key
+/// group ([`crate::index::GROUPS`]): every read of a key is in its key's group.
 pub trait ReadChecker {
+    /// Sees every read of a key group before any of them is observed, for a checker that judges a
+    /// read by the other reads of its key.
+    fn look_ahead(&mut self, _r: &ReadRec) {}
     fn observe(&mut self, idx: &Index, r: &ReadRec);
+    /// The group's reads have all been observed: what was kept for them alone may go.
+    fn group_done(&mut self) {}
     /// `reads` may be streamed again to collect a witness that is only known at the end.
     fn finish(self: Box<Self>, idx: &Index, reads: &mut ReadLog) -> io::Result<crate::Verdict>;
 }

@@ -8,6 +8,9 @@
 use std::collections::BTreeMap;
 use std::io;
 
+use rustc_hash::FxHashMap;
+
+use super::staircase::{Point, Staircase};
 use super::{smallest, ReadChecker};
 use crate::index::{Index, ReadLog, ReadRec};
 use crate::verdict::{Figure, Verdict};
@@ -65,14 +68,36 @@ pub struct MonotonicReads {
     checked: u64,
     per_client: BTreeMap<u64, u64>,
     first: First,
+    /// The key group's ok reads, as a staircase per (client, key): memory for one group's pairs,
+    /// not the history's.
+    stairs: FxHashMap<(u64, u32), Staircase>,
 }
 
 impl ReadChecker for MonotonicReads {
-    fn observe(&mut self, idx: &Index, r: &ReadRec) {
+    fn look_ahead(&mut self, r: &ReadRec) {
         if !r.ok() {
             return;
         }
-        let Some(stairs) = idx.staircase(r.client, r.key) else {
+        let p = Point {
+            complete_ns: r.complete_ns,
+            id: r.id,
+            version: r.version,
+        };
+        self.stairs
+            .entry((r.client, r.key))
+            .and_modify(|s| s.insert(p))
+            .or_insert_with(|| Staircase::new(p));
+    }
+
+    fn group_done(&mut self) {
+        self.stairs.clear();
+    }
+
+    fn observe(&mut self, _idx: &Index, r: &ReadRec) {
+        if !r.ok() {
+            return;
+        }
+        let Some(stairs) = self.stairs.get(&(r.client, r.key)) else {
             return;
         };
         let Some(seen) = stairs.before(r.invoke_ns) else {

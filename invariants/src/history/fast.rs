@@ -12,6 +12,8 @@ use super::Line;
 use crate::error::Problem;
 
 struct Scan<'a> {
+    /// The line, checked to be UTF-8 once: a string is a slice of it, not checked again.
+    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -47,7 +49,8 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.i = start + len + 1;
-        std::str::from_utf8(&rest[..len]).ok()
+        // Quotes are ASCII, so both ends are character boundaries.
+        self.text.get(start..start + len)
     }
 
     fn value(&mut self) -> Option<Val<'a>> {
@@ -100,7 +103,8 @@ fn u64_of(v: &Val<'_>) -> Option<Option<u64>> {
 
 /// `None`: not handled here, parse with serde_json. `Some`: exactly what serde_json would give.
 pub fn parse(b: &[u8]) -> Option<Result<Line<'_>, Problem>> {
-    let mut s = Scan { b, i: 0 };
+    let text = std::str::from_utf8(b).ok()?;
+    let mut s = Scan { text, b, i: 0 };
     s.eat(b'{')?;
     let mut f = RawFields::default();
     let mut seen = 0u32;

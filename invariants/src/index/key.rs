@@ -1,5 +1,4 @@
-//! One key's writes with the query structures the checkers use, and the per-(client, key)
-//! staircase of ok reads.
+//! One key's writes with the query structures the checkers use.
 
 use super::*;
 
@@ -143,75 +142,5 @@ impl KeyIndex {
             Some((i, _)) => Explained::FailedOnly(i as u32),
             None => Explained::Never,
         }
-    }
-}
-
-/// A per-(client, key) staircase of ok reads: the Pareto set of (completion, version) points, so
-/// "the highest version this client had seen before time t" is one binary search. Its contents do
-/// not depend on insertion order (ties broken by op id). Most pairs see one point, kept inline:
-/// a history has many (client, key) pairs, so this is the index's largest part.
-#[derive(Debug)]
-pub enum Staircase {
-    One(Point),
-    Many(Vec<Point>),
-}
-
-/// A read on a staircase: completion, op id, version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Point {
-    pub complete_ns: u64,
-    pub id: u64,
-    pub version: u64,
-}
-
-impl Staircase {
-    pub fn new(p: Point) -> Self {
-        Staircase::One(p)
-    }
-
-    pub fn insert(&mut self, p: Point) {
-        let v = match self {
-            Staircase::One(q) => {
-                let earlier = (q.complete_ns, q.id) < (p.complete_ns, p.id);
-                match (earlier, q.version >= p.version, p.version >= q.version) {
-                    (true, true, _) => return, // p is dominated
-                    (false, _, true) => {
-                        // p dominates q
-                        *q = p;
-                        return;
-                    }
-                    (true, false, _) => vec![*q, p],
-                    (false, _, false) => vec![p, *q],
-                }
-            }
-            Staircase::Many(v) => {
-                let pos = v.partition_point(|e| (e.complete_ns, e.id) < (p.complete_ns, p.id));
-                if pos > 0 && v[pos - 1].version >= p.version {
-                    return;
-                }
-                let end = pos
-                    + v[pos..]
-                        .iter()
-                        .take_while(|e| e.version <= p.version)
-                        .count();
-                v.splice(pos..end, [p]);
-                return;
-            }
-        };
-        *self = Staircase::Many(v);
-    }
-
-    pub(super) fn points(&self) -> &[Point] {
-        match self {
-            Staircase::One(p) => std::slice::from_ref(p),
-            Staircase::Many(v) => v,
-        }
-    }
-
-    /// The highest-version read completed strictly before `t`.
-    pub fn before(&self, t: u64) -> Option<Point> {
-        let pts = self.points();
-        let i = pts.partition_point(|e| e.complete_ns < t);
-        (i > 0).then(|| pts[i - 1])
     }
 }

@@ -9,7 +9,6 @@
 use std::io::BufRead;
 
 use rustc_hash::FxHashMap;
-use std::collections::hash_map::Entry;
 
 use crate::error::{HistoryError, Problem};
 use crate::history::{
@@ -22,9 +21,9 @@ mod reads;
 mod roles;
 mod spans;
 
-pub use key::{Explained, KeyIndex, Point, Staircase};
+pub use key::{Explained, KeyIndex};
 use reads::IdSet;
-pub use reads::{ReadLog, ReadRec, NO_VERSION};
+pub use reads::{ReadLog, ReadRec, GROUPS, NO_VERSION};
 pub use roles::RoleRec;
 use spans::{cuts_apps_from_the_outbox, merged};
 
@@ -105,16 +104,6 @@ pub struct ProbeRec {
     pub line: u64,
 }
 
-/// What pass one builds.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    /// Reads held in memory before the log spills to a temporary file.
-    pub spill_at: usize,
-    /// Build the per-(client, key) staircases the monotonic-reads checker needs: the index's
-    /// largest part (about 40 bytes per pair), skipped when only other checkers run.
-    pub monotonic: bool,
-}
-
 /// The result of pass one.
 pub struct Index {
     pub file: String,
@@ -135,9 +124,6 @@ pub struct Index {
     pub roles: Vec<RoleRec>,
     /// Coverage goals reached, by name.
     pub goals: std::collections::BTreeMap<String, GoalRec>,
-    /// Staircases by `client index << 32 | key`.
-    monotonic: FxHashMap<u64, Staircase>,
-    clients: FxHashMap<u64, u32>,
     pub reads: ReadLog,
     pub ops: u64,
     pub lines: u64,
@@ -155,12 +141,6 @@ impl Index {
 
     pub fn key_id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
-    }
-
-    /// The ok reads of `client` on `key`, as a staircase.
-    pub fn staircase(&self, client: u64, key: u32) -> Option<&Staircase> {
-        let c = *self.clients.get(&client)?;
-        self.monotonic.get(&(u64::from(c) << 32 | u64::from(key)))
     }
 
     pub fn write(&self, key: u32, idx: u32) -> &WriteRec {
@@ -197,24 +177,11 @@ impl Index {
     }
 
     /// Reads the history from `input`, validating every line. `file` names it in errors.
-    pub fn build(file: &str, input: impl BufRead, spill_at: usize) -> Result<Index, HistoryError> {
-        Self::build_with(
-            file,
-            input,
-            Options {
-                spill_at,
-                monotonic: true,
-            },
-        )
-    }
-
-    /// As [`Index::build`], choosing what to index.
-    pub fn build_with(
+    pub fn build(
         file: &str,
         mut input: impl BufRead,
-        opts: Options,
+        spill_at: usize,
     ) -> Result<Index, HistoryError> {
-        let spill_at = opts.spill_at;
         let err = |line: u64, p: Problem| HistoryError::new(file, line, p);
         let mut b = Builder {
             names: Vec::new(),
@@ -229,8 +196,6 @@ impl Index {
         let mut probes = Vec::new();
         let mut roles = Vec::new();
         let mut goals: std::collections::BTreeMap<String, GoalRec> = Default::default();
-        let mut monotonic: FxHashMap<u64, Staircase> = FxHashMap::default();
-        let mut clients: FxHashMap<u64, u32> = FxHashMap::default();
         let mut reads = ReadLog::new(spill_at);
         let (mut ops, mut lineno, mut any) = (0u64, 0u64, false);
         let mut span = (u64::MAX, 0u64);
@@ -289,21 +254,6 @@ impl Index {
                                 (Some(p), true) => Some(payload::matches(&op.key, version, p)),
                                 _ => None,
                             };
-                            if ok && opts.monotonic {
-                                let n = clients.len() as u32;
-                                let c = *clients.entry(op.client).or_insert(n);
-                                let p = Point {
-                                    complete_ns: op.complete_ns,
-                                    id: op.id,
-                                    version,
-                                };
-                                match monotonic.entry(u64::from(c) << 32 | u64::from(key)) {
-                                    Entry::Occupied(mut e) => e.get_mut().insert(p),
-                                    Entry::Vacant(e) => {
-                                        e.insert(Staircase::new(p));
-                                    }
-                                }
-                            }
                             let rec = ReadRec {
                                 id: op.id,
                                 line: lineno,
@@ -419,8 +369,6 @@ impl Index {
             probes,
             roles,
             goals,
-            monotonic,
-            clients,
             reads,
             ops,
             lines: lineno,
@@ -499,42 +447,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn staircase_is_order_independent() {
-        let pts = [
-            (10, 1, 3),
-            (5, 2, 1),
-            (7, 3, 2),
-            (12, 4, 2),
-            (20, 5, 5),
-            (20, 6, 5),
-            (3, 7, 0),
-        ];
-        let pt = |&(complete_ns, id, version): &(u64, u64, u64)| Point {
-            complete_ns,
-            id,
-            version,
-        };
-        let build = |order: &mut dyn Iterator<Item = &(u64, u64, u64)>| {
-            let mut s = Staircase::new(pt(order.next().unwrap()));
-            order.for_each(|p| s.insert(pt(p)));
-            s.points().to_vec()
-        };
-        let a = build(&mut pts.iter());
-        for rot in 0..pts.len() {
-            let mut v = pts.to_vec();
-            v.rotate_left(rot);
-            assert_eq!(build(&mut v.iter()), a, "rotation {rot}");
-            assert_eq!(build(&mut v.iter().rev()), a, "reversed rotation {rot}");
-        }
-        let s = Staircase::Many(a);
-        let at = |t| s.before(t).map(|p| (p.version, p.id));
-        assert_eq!(at(10), Some((2, 3)));
-        assert_eq!(at(11), Some((3, 1)));
-        assert_eq!(at(3), None);
-        assert_eq!(at(100), Some((5, 5)));
-    }
-
-    #[test]
     fn read_log_spills_and_streams_back_identically() {
         let recs: Vec<ReadRec> = (0..1000u64)
             .map(|i| ReadRec {
@@ -563,11 +475,20 @@ mod tests {
             log.push(*r).unwrap();
         }
         assert!(log.spilled());
+        // Group by group, each in the order logged.
+        let mut want = recs.clone();
+        want.sort_by_key(|r| r.key as usize % reads::GROUPS);
         for _ in 0..2 {
             let mut back = Vec::new();
             log.for_each(|r| back.push(*r)).unwrap();
-            assert_eq!(back, recs);
+            assert_eq!(back, want);
         }
+        let mut small = ReadLog::new(recs.len() + 1);
+        recs.iter().for_each(|r| small.push(*r).unwrap());
+        assert!(!small.spilled());
+        let mut back = Vec::new();
+        small.for_each(|r| back.push(*r)).unwrap();
+        assert_eq!(back, want, "held in memory, the same order");
     }
 
     #[test]
