@@ -55,7 +55,7 @@ pub const LATENCY_MS_MAX: u32 = 150;
 /// everything a family drew before it ([`kinds_added`]), so that a family keeps what it drew
 /// when the catalog grows: its mutants' seeds, its known failures and the nightly's witnesses
 /// stay what they were, unless a new kind is on. A kind added to [`KINDS`] is a new entry here.
-const BATCHES: [usize; 3] = [11, 2, 1];
+const BATCHES: [usize; 4] = [11, 2, 1, 1];
 
 /// The first batch's size.
 const KINDS_FIRST: usize = BATCHES[0];

@@ -35,6 +35,13 @@
 //! first reply, which for PostgreSQL and Redis is the handshake's: a client that reconnects
 //! during the fault runs no command until the heal (the simulator's servers, which have no
 //! handshake, run each request before they reset it).
+//!
+//! A half-open fault ends the server's side of every connection open while it is on, without a
+//! FIN: the proxy drops what either side sends on such a connection (counting the clients'
+//! chunks) and at the heal resets it (`SO_LINGER` 0, then close), as a server that forgot a
+//! connection answers its next segment. Whether a connection is one of them is read from one
+//! value per proxy, the fault's state and the number of its heals so far: a fault on now, or a
+//! heal since the connection was accepted.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -69,6 +76,35 @@ struct Proxy {
     stalls: std::sync::Mutex<u32>,
     /// Connections whose next request waits on the stall now.
     held: Arc<AtomicU64>,
+    /// Whether a half-open fault is on, and its heals so far; how many are on (overlapping ones
+    /// end at the last heal).
+    half_open: watch::Sender<HalfOpen>,
+    half_opens: std::sync::Mutex<u32>,
+    /// Chunks clients sent on connections a half-open fault ended, dropped.
+    dropped: Arc<AtomicU64>,
+}
+
+/// A proxy's half-open faults: whether one is on, and how many heals there were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct HalfOpen {
+    on: bool,
+    heals: u64,
+}
+
+/// Whether a half-open fault ended one connection: the proxy's faults now, and as they were
+/// when the connection was accepted.
+#[derive(Clone)]
+struct Forgotten {
+    gone: watch::Receiver<HalfOpen>,
+    born: HalfOpen,
+}
+
+impl Forgotten {
+    /// A fault on now, or a heal since the accept: the server's end is gone.
+    fn now(&self) -> bool {
+        let h = *self.gone.borrow();
+        h.on || h.heals > self.born.heals
+    }
 }
 
 /// The proxies of one run; dropping them stops every proxy and closes every connection.
@@ -100,6 +136,8 @@ impl Proxies {
             let reset = Arc::new(AtomicBool::new(false));
             let (stall, stalled) = watch::channel(false);
             let held = Arc::new(AtomicU64::new(0));
+            let (half_open, gone) = watch::channel(HalfOpen::default());
+            let dropped = Arc::new(AtomicU64::new(0));
             tokio::spawn(accept(
                 listener,
                 *upstream,
@@ -109,6 +147,8 @@ impl Proxies {
                     reset: reset.clone(),
                     stalled,
                     held: held.clone(),
+                    gone,
+                    dropped: dropped.clone(),
                 },
                 stop.subscribe(),
             ));
@@ -121,6 +161,9 @@ impl Proxies {
                 stall,
                 stalls: std::sync::Mutex::new(0),
                 held,
+                half_open,
+                half_opens: std::sync::Mutex::new(0),
+                dropped,
             });
         }
         Ok(Proxies {
@@ -211,6 +254,29 @@ impl Proxies {
         Ok(self.of(upstream)?.held.load(Ordering::SeqCst))
     }
 
+    /// With `on`, the server at `upstream`'s end of every connection open now or opened while
+    /// the fault is on is gone: what either side sends on one is dropped. Without (at the last
+    /// of overlapping faults' heals), each of those connections is reset; new ones are served.
+    pub fn half_open(&self, upstream: SocketAddr, on: bool) -> Result<(), Error> {
+        let p = self.of(upstream)?;
+        let mut n = p.half_opens.lock().unwrap_or_else(|e| e.into_inner());
+        let was = *n > 0;
+        *n = if on { *n + 1 } else { n.saturating_sub(1) };
+        let now = *n > 0;
+        p.half_open.send_modify(|h| {
+            h.on = now;
+            if was && !now {
+                h.heals += 1;
+            }
+        });
+        Ok(())
+    }
+
+    /// How many chunks clients sent the server at `upstream` a half-open fault dropped so far.
+    pub fn dropped(&self, upstream: SocketAddr) -> Result<u64, Error> {
+        Ok(self.of(upstream)?.dropped.load(Ordering::SeqCst))
+    }
+
     /// The proxy in front of `upstream`.
     fn of(&self, upstream: SocketAddr) -> Result<&Proxy, Error> {
         (self.proxies.iter())
@@ -229,6 +295,9 @@ struct Delays {
     reset: Arc<AtomicBool>,
     stalled: watch::Receiver<bool>,
     held: Arc<AtomicU64>,
+    /// The proxy's half-open faults, and the clients' chunks they dropped.
+    gone: watch::Receiver<HalfOpen>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Drop for Proxies {
@@ -265,23 +334,31 @@ async fn accept(
             };
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
+            // The half-open faults as they were at the accept.
+            let forgotten = Forgotten {
+                born: *delays.gone.borrow(),
+                gone: delays.gone.clone(),
+            };
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
             let up = pump(
                 client_read,
                 server_write,
                 delays.one_way_ms.clone(),
-                Direction::Requests(delays.stalled, delays.held),
+                Direction::Requests(delays.stalled, delays.held, delays.dropped),
+                forgotten.clone(),
             );
             let down = pump(
                 server_read,
                 client_write,
                 delays.one_way_ms,
                 Direction::Replies(delays.reply_ms, delays.reset),
+                forgotten,
             );
             tokio::pin!(up, down);
-            // Both directions to their ends; a reset ends the connection at once, and dropping
-            // the client's read half (in `up`) closes its socket with the RST.
+            // Both directions to their ends; a reset (a reply's, or a half-open fault's heal)
+            // ends the connection at once, and dropping the client's read half (in `up`)
+            // closes its socket with the RST.
             let both = async {
                 tokio::select! {
                     ended = &mut down => if ended == Ended::Closed { (&mut up).await; },
@@ -302,8 +379,9 @@ async fn accept(
 enum Ended {
     /// An end of stream passed on, or an error on either side.
     Closed,
-    /// A server's reply reset its client's connection (a reset fault): the caller must drop the
-    /// client's read half at once, which sends the RST.
+    /// A server's reply reset its client's connection (a reset fault), or a half-open fault it
+    /// lived through healed: the caller must drop the client's read half at once, which sends
+    /// the RST.
     Reset,
 }
 
@@ -334,8 +412,9 @@ impl Drop for Counted<'_> {
 
 /// Which way a [`pump`] carries chunks, and what acts on that way alone.
 enum Direction {
-    /// A client's requests, held while the receiver reads `true` (a stall), counted while held.
-    Requests(watch::Receiver<bool>, Arc<AtomicU64>),
+    /// A client's requests, held while the receiver reads `true` (a stall), counted while held,
+    /// and counted in the last when a half-open fault drops them.
+    Requests(watch::Receiver<bool>, Arc<AtomicU64>, Arc<AtomicU64>),
     /// A server's replies: their extra milliseconds (a slow-queries fault) and the reset flag.
     Replies(Arc<AtomicU32>, Arc<AtomicBool>),
 }
@@ -345,16 +424,20 @@ enum Direction {
 /// later, in order. An end of stream is passed on after the chunks before it; an error on either
 /// side ends this direction. A server's reply due while the reset flag is on resets the
 /// client's connection instead ([`Ended::Reset`]); a client's request due while a stall is on
-/// waits for its heal.
+/// waits for its heal. A chunk due once a half-open fault ended the connection is dropped, and
+/// that fault's heal resets the client's connection (the server's replies' direction holds it).
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     one_way_ms: Arc<AtomicU32>,
     way: Direction,
+    forgotten: Forgotten,
 ) -> Ended {
-    let (extra_ms, reset, mut stalled) = match way {
-        Direction::Requests(stalled, held) => (None, None, Some((stalled, held))),
-        Direction::Replies(extra_ms, reset) => (Some(extra_ms), Some(reset), None),
+    let (extra_ms, reset, mut stalled, dropped) = match way {
+        Direction::Requests(stalled, held, dropped) => {
+            (None, None, Some((stalled, held)), Some(dropped))
+        }
+        Direction::Replies(extra_ms, reset) => (Some(extra_ms), Some(reset), None, None),
     };
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let read = async move {
@@ -373,14 +456,39 @@ async fn pump(
             }
         }
     };
+    // The heal of a half-open fault this connection lived through: the replies' direction resets
+    // the client's connection then. (A closed sender, the proxies dropped, never heals.)
+    let mut heals = forgotten.gone.clone();
+    let born = forgotten.born;
+    let resets_at_heal = reset.is_some();
+    let healed = async move {
+        if !resets_at_heal || heals.wait_for(|h| h.heals > born.heals).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     let write = async move {
-        while let Some((due, chunk)) = rx.recv().await {
+        tokio::pin!(healed);
+        loop {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                () = &mut healed => {
+                    abort(to);
+                    return Ended::Reset;
+                }
+            };
+            let Some((due, chunk)) = next else { break };
             // Only a chunk still due later waits on the timer: tokio's timer rounds a deadline
             // up to its next millisecond tick, so sleeping until "now" held every chunk up to a
             // millisecond each way with no fault on, and put the L1-hit p99 of every
             // latency-spike run over its bound.
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
+            }
+            if forgotten.now() {
+                if let Some(d) = &dropped {
+                    d.fetch_add(1, Ordering::SeqCst);
+                }
+                continue;
             }
             if let Some((stalled, held)) = stalled.as_mut() {
                 if *stalled.borrow() {

@@ -197,12 +197,16 @@ pub fn apps_in_containers(sc: &Scenario) -> bool {
         })
 }
 
-/// Does `f` delay traffic, reset replies or hold requests (then the app nodes reach the servers
-/// through proxies)?
+/// Does `f` delay traffic, reset replies, hold requests or end connections (then the app nodes
+/// reach the servers through proxies)?
 fn needs_proxies(f: &chaos::fault::Fault) -> bool {
     matches!(
         f.kind,
-        Kind::Latency { .. } | Kind::SlowQueries { .. } | Kind::Reset | Kind::Stall
+        Kind::Latency { .. }
+            | Kind::SlowQueries { .. }
+            | Kind::Reset
+            | Kind::Stall
+            | Kind::HalfOpen
     )
 }
 

@@ -1,6 +1,7 @@
 //! The proxies' own faults against a real Redis: a `reset` replaces a reply with a TCP reset
-//! after the command ran, a `stall` holds a command unanswered and unrun until the heal; each is
-//! then run as a plan by the container nemesis, which must observe it.
+//! after the command ran, a `stall` holds a command unanswered and unrun until the heal, a
+//! `half-open` drops it unrun and resets its connection at the heal; each is then run as a plan
+//! by the container nemesis, which must observe it.
 
 use std::time::Duration;
 
@@ -18,9 +19,10 @@ use invariants::Invariant;
 /// connection opened during it; after the heal a new connection is answered. Then the same
 /// fault run as a plan by the nemesis, with the proxies: its `observed` line names the reset.
 /// `stall` likewise: a command sent during it is neither answered nor run until the heal, and
-/// then both.
+/// then both. `half-open`: a command sent during it on a connection opened before it is neither
+/// answered nor run, then or after the heal, which resets that connection; a new one is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_runs_the_command_and_resets_its_connection_and_a_stall_runs_it_late() {
+async fn a_reset_runs_the_command_a_stall_runs_it_late_and_a_half_open_connection_never() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = Cluster::start(ClusterSpec::one_of_each())
         .await
@@ -108,6 +110,36 @@ async fn a_reset_runs_the_command_and_resets_its_connection_and_a_stall_runs_it_
     assert!(observed.contains("taken and not answered"), "{observed}");
     let mut healed = tokio::net::TcpStream::connect(front).await.unwrap();
     assert_eq!(say(&mut healed, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+
+    // A half-open connection: the SET is dropped, never answered nor run; the heal resets the
+    // connection it was sent on, and a new connection is served.
+    let mut gone = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert_eq!(say(&mut gone, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+    proxies.half_open(master, true).expect("half-open on");
+    gone.write_all(b"SET aside:nemesis:half-open ran\r\n")
+        .await
+        .unwrap();
+    let during = tokio::time::timeout(Duration::from_millis(300), gone.read(&mut buf)).await;
+    assert!(during.is_err(), "answered while half-open: {during:?}");
+    assert!(proxies.dropped(master).unwrap() >= 1, "the SET is counted");
+    proxies.half_open(master, false).expect("half-open healed");
+    let at_heal = tokio::time::timeout(Duration::from_secs(5), gone.read(&mut buf))
+        .await
+        .expect("the heal ends the connection");
+    assert!(
+        matches!(&at_heal, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{at_heal:?}"
+    );
+    let never: Option<String> = redis::cmd("GET")
+        .arg("aside:nemesis:half-open")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(never, None, "the dropped SET ran");
+    let mut after = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert_eq!(say(&mut after, b"PING\r\n").await.unwrap(), b"+PONG\r\n");
+    let observed = observed_through(&cluster, &proxies, Kind::HalfOpen).await;
+    assert!(observed.contains("dropped"), "{observed}");
 }
 
 /// Runs a one-second `kind` fault on the master through `proxies` and returns its one

@@ -360,7 +360,23 @@ impl SimNemesis {
 }
 
 impl SimNemesis {
-    /// The nodes a `reset` or a `stall` spares: the cluster's servers (replication, the
+    /// Sends `t` one harmless request as a client would, without waiting for it (a held or
+    /// dropped request never answers), then reads the server's `count` and says `how` it counted.
+    fn ask_then_count(
+        &self,
+        t: Target,
+        count: fn(SocketAddr) -> u64,
+        how: &str,
+    ) -> Option<(u64, String)> {
+        let addr = self.placed(t)?.addr?;
+        let rpc = self.rpc.clone();
+        self.node.spawn(async move {
+            let _ = ask_within(&rpc, t, addr, REQUEST_TIMEOUT).await;
+        });
+        Some((count(addr), how.into()))
+    }
+
+    /// The nodes a `reset`, a `stall` or a `half-open` spares: the cluster's servers (replication, the
     /// Sentinels' pings and failover commands) and the foreign writer, which against real
     /// servers does not pass the proxies.
     fn servers_spared(&self) -> Vec<IpAddr> {

@@ -81,6 +81,11 @@ pub trait Hands {
     /// not another server) sends and answers none; without, it runs what it held and answers
     /// again.
     async fn stall_requests(&mut self, t: Target, on: bool);
+    /// With `on`, server `t`'s end of every connection a client (an app node, the nemesis's
+    /// probes; not another server) holds or opens is gone: what the client sends is dropped
+    /// and nothing is answered; without, each of those connections is reset (a request first
+    /// sent on one is answered with a reset), and new ones are served.
+    async fn half_open(&mut self, t: Target, on: bool);
     /// Node `t`'s wall clock jumps `jump_ms` (negative: back) and runs at `rate_permille` /
     /// 1000 of true speed from then on (`None`: true time again).
     async fn skew_clock(&mut self, t: Target, skew: Option<(i32, u16)>);
@@ -116,6 +121,10 @@ pub trait Hands {
     /// Sends server `t` one harmless request the way a client's goes, without waiting for its
     /// answer, and says how many requests `t` holds now under a `stall`, and what counted them.
     async fn requests_held(&mut self, t: Target) -> Option<(u64, String)>;
+    /// Sends server `t` one harmless request the way a client's goes, without waiting for its
+    /// answer, and says how many requests (or chunks) a `half-open` fault dropped at `t` so far,
+    /// and what counted them.
+    async fn requests_dropped(&mut self, t: Target) -> Option<(u64, String)>;
     /// How far node `t`'s wall clock reads from true time, in ms (positive: ahead), and what it
     /// was read from; `None` when it could not be read.
     async fn clock_offset(&mut self, t: Target) -> Option<(String, i64)>;

@@ -16,6 +16,7 @@ pub mod hands;
 pub mod clock;
 pub mod duplicate;
 pub mod flush;
+pub mod half_open;
 pub mod kill;
 pub mod latency;
 pub mod loss;
@@ -232,10 +233,13 @@ pub enum Kind {
     /// Each message is delivered twice with probability `per_mille` / 1000 (in the simulator
     /// the copy late, behind later messages); the heal stops the copying.
     Duplicate { per_mille: u16 },
+    /// The target's end of its clients' connections is gone without a FIN: what they send is
+    /// dropped unanswered, never run; the heal answers each of those connections with a reset.
+    HalfOpen,
 }
 
 /// Every kind's name, in the order error messages list them.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     kill::NAME,
     pause::NAME,
     partition::NAME,
@@ -250,6 +254,7 @@ pub const KINDS: [&str; 14] = [
     clock::NAME,
     stall::NAME,
     duplicate::NAME,
+    half_open::NAME,
 ];
 
 impl Kind {
@@ -269,13 +274,16 @@ impl Kind {
             Kind::Clock { .. } => clock::NAME,
             Kind::Stall => stall::NAME,
             Kind::Duplicate { .. } => duplicate::NAME,
+            Kind::HalfOpen => half_open::NAME,
         }
     }
 
     /// The kind's own fields of its JSON form, after `kind` and `target`.
     fn fields(&self) -> Vec<(&'static str, Value)> {
         match *self {
-            Kind::Kill | Kind::Pause | Kind::Flush | Kind::Reset | Kind::Stall => Vec::new(),
+            Kind::Kill | Kind::Pause | Kind::Flush | Kind::Reset | Kind::Stall | Kind::HalfOpen => {
+                Vec::new()
+            }
             Kind::Partition { peers, one_way } => partition::fields(peers, one_way),
             Kind::Shaped { shape, nodes } => shape::fields(shape, &nodes),
             Kind::Latency { one_way_ms } => latency::fields(one_way_ms),
@@ -302,7 +310,7 @@ impl Kind {
                 "pg-primary, pg-replica or postgres",
             ),
             Kind::Ring { .. } => (|t| matches!(t, Target::Memcached(_)), "memcached-N"),
-            Kind::Reset | Kind::Stall => (reset::resets, reset::RESETS),
+            Kind::Reset | Kind::Stall | Kind::HalfOpen => (reset::resets, reset::RESETS),
             Kind::Clock { .. } => (clock::skews, clock::SKEWS),
             Kind::Flush => (
                 |t| {
@@ -340,6 +348,7 @@ impl Kind {
             clock::NAME => clock::parse(v),
             stall::NAME => Ok(Kind::Stall),
             duplicate::NAME => duplicate::parse(v),
+            half_open::NAME => Ok(Kind::HalfOpen),
             _ => return None,
         })
     }
@@ -453,6 +462,7 @@ impl Fault {
             Kind::Reset => reset::begin(h, self).await,
             Kind::Stall => stall::begin(h, self).await,
             Kind::Duplicate { per_mille } => duplicate::begin(h, self, per_mille).await,
+            Kind::HalfOpen => half_open::begin(h, self).await,
             Kind::Clock {
                 jump_ms,
                 rate_permille,
@@ -477,6 +487,7 @@ impl Fault {
             Kind::Reset => reset::heal(h, self).await,
             Kind::Stall => stall::heal(h, self).await,
             Kind::Duplicate { .. } => duplicate::heal(h, self).await,
+            Kind::HalfOpen => half_open::heal(h, self).await,
             Kind::Clock { .. } => clock::heal(h, self).await,
         }
     }
@@ -498,6 +509,7 @@ impl Fault {
             Kind::Reset => reset::observe(h, self).await,
             Kind::Stall => stall::observe(h, self).await,
             Kind::Duplicate { .. } => duplicate::observe(h).await,
+            Kind::HalfOpen => half_open::observe(h, self).await,
             Kind::Clock {
                 jump_ms,
                 rate_permille,

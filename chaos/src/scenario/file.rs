@@ -108,6 +108,7 @@ const CATALOG: &[(&str, &str)] = &[
         include_str!("../../scenarios/packet-loss.toml"),
     ),
     ("duplicate", include_str!("../../scenarios/duplicate.toml")),
+    ("half-open", include_str!("../../scenarios/half-open.toml")),
     (
         "pg-lag-spike",
         include_str!("../../scenarios/pg-lag-spike.toml"),

@@ -205,26 +205,14 @@ impl Hands for DockerNemesis<'_> {
     /// Through the proxy in front of `t` (a plan with slow queries runs the app nodes behind
     /// proxies); without proxies nothing happens, and nothing is observed.
     async fn slow_queries(&mut self, t: Target, query_ms: Option<u32>) {
-        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
-            return;
-        };
-        let Ok(addr) = n.addr().parse() else { return };
-        if let Err(e) = p.slow_replies(addr, query_ms) {
-            tracing::warn!("{e}");
-        }
+        self.through_proxy(t, |p, addr| p.slow_replies(addr, query_ms));
     }
 
     /// Through `t`'s proxy: the app nodes' connections, and the host's probes through it
     /// (replication and the Sentinels do not pass the proxies); without proxies nothing
     /// happens, and nothing is observed.
     async fn reset_replies(&mut self, t: Target, on: bool) {
-        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
-            return;
-        };
-        let Ok(addr) = n.addr().parse() else { return };
-        if let Err(e) = p.reset_replies(addr, on) {
-            tracing::warn!("{e}");
-        }
+        self.through_proxy(t, |p, addr| p.reset_replies(addr, on));
     }
 
     async fn unreachable(&mut self, t: Target) -> Option<String> {
@@ -304,29 +292,30 @@ impl Hands for DockerNemesis<'_> {
     }
 
     async fn stall_requests(&mut self, t: Target, on: bool) {
-        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
-            return;
-        };
-        let Ok(addr) = n.addr().parse() else { return };
-        if let Err(e) = p.stall(addr, on) {
-            tracing::warn!("{e}");
-        }
+        self.through_proxy(t, |p, addr| p.stall(addr, on));
     }
 
-    /// A hello through the target's proxy, not waited for (a task keeps its connection open
-    /// until the stall lets it through), then the proxy's count of held chunks.
+    /// The proxy's count of held chunks, after a hello the stall holds.
     async fn requests_held(&mut self, t: Target) -> Option<(u64, String)> {
-        let (p, n) = (self.proxies?, self.node(t)?);
-        let addr: SocketAddr = n.addr().parse().ok()?;
-        let (name, front) = p.front_of(addr)?;
-        tokio::spawn(async move {
-            let _ = ask(t, front, Duration::from_secs(30)).await;
-        });
-        let held = p.held(addr).ok()?;
-        Some((
-            held,
-            format!("chunks clients sent waiting in the {name} proxy"),
-        ))
+        self.hello_then_count(
+            t,
+            crate::proxy::Proxies::held,
+            "chunks clients sent waiting in",
+        )
+    }
+
+    async fn half_open(&mut self, t: Target, on: bool) {
+        self.through_proxy(t, |p, addr| p.half_open(addr, on));
+    }
+
+    /// The proxy's count of dropped chunks, after a hello the fault drops (the heal resets
+    /// its connection).
+    async fn requests_dropped(&mut self, t: Target) -> Option<(u64, String)> {
+        self.hello_then_count(
+            t,
+            crate::proxy::Proxies::dropped,
+            "chunks clients sent, dropped by",
+        )
     }
 
     /// An app node's through its handle or its file ([`crate::clocks`]); a Redis server's through

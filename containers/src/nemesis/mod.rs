@@ -122,6 +122,40 @@ impl<'a> DockerNemesis<'a> {
         })
     }
 
+    /// `act` on the proxy in front of `t` (a plan with a proxy fault runs the app nodes behind
+    /// proxies); without proxies nothing happens, and nothing is observed.
+    fn through_proxy(
+        &self,
+        t: Target,
+        act: impl FnOnce(&Proxies, std::net::SocketAddr) -> Result<(), crate::Error>,
+    ) {
+        let (Some(p), Some(n)) = (self.proxies, self.node(t)) else {
+            return;
+        };
+        let Ok(addr) = n.addr().parse() else { return };
+        if let Err(e) = act(p, addr) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// A hello through `t`'s proxy, not waited for (a task keeps its connection open until the
+    /// fault lets go of it), then `count` of that proxy's, and what it counted: `what` and the
+    /// proxy's name.
+    fn hello_then_count(
+        &self,
+        t: Target,
+        count: fn(&Proxies, std::net::SocketAddr) -> Result<u64, crate::Error>,
+        what: &str,
+    ) -> Option<(u64, String)> {
+        let (p, n) = (self.proxies?, self.node(t)?);
+        let addr: std::net::SocketAddr = n.addr().parse().ok()?;
+        let (name, front) = p.front_of(addr)?;
+        tokio::spawn(async move {
+            let _ = ask(t, front, Duration::from_secs(30)).await;
+        });
+        Some((count(p, addr).ok()?, format!("{what} the {name} proxy")))
+    }
+
     /// The container playing `t` at boot.
     fn node(&self, t: Target) -> Option<&'a Node> {
         let c = self.cluster;

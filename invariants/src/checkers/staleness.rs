@@ -8,8 +8,9 @@
 //!
 //! A write that completed while every app node was cut from the PostgreSQL primary (a
 //! `partition` between `apps` and `postgres` or `pg-primary`, a `reset` of the primary's
-//! replies or a `stall` of its requests) counts from that fault's end: no app node could see it before (only a writer that
-//! is not an app node completes one then).
+//! replies, a `stall` of its requests or a `half-open` of its connections) counts from that
+//! fault's end: no app node could see it before (only a writer that is not an app node completes
+//! one then).
 //!
 //! With `staleness_excludes_outbox_blind` (set for a strategy whose invalidations go through
 //! the outbox), every such span between the write's completion and the read is left out, not
@@ -217,9 +218,9 @@ mod tests {
         assert_eq!(v.status, Status::Fails, "{}", v.summary);
     }
 
-    /// A write no app node can see (every app cut from PostgreSQL, the primary's replies reset
-    /// or its requests stalled, when it completes, as only the foreign writer's can) counts from that fault's
-    /// end; any other fault changes nothing.
+    /// A write no app node can see (every app cut from PostgreSQL, the primary's replies reset,
+    /// its requests stalled or its connections half-open, when it completes, as only the foreign
+    /// writer's can) counts from that fault's end; any other fault changes nothing.
     #[test]
     fn a_write_completed_while_the_apps_are_cut_from_the_database_counts_from_the_heal() {
         use crate::history::FaultAction::{Start, Stop};
@@ -230,6 +231,8 @@ mod tests {
             (json!({"kind": "reset", "target": "pg-primary"}), true),
             (json!({"kind": "reset", "target": "postgres"}), true),
             (json!({"kind": "stall", "target": "pg-primary"}), true),
+            (json!({"kind": "half-open", "target": "postgres"}), true),
+            (json!({"kind": "half-open", "target": "memcached"}), false),
             (json!({"kind": "stall", "target": "redis-master"}), false),
             (json!({"kind": "reset", "target": "redis-master"}), false),
             (json!({"kind": "reset", "target": "pg-replica"}), false),

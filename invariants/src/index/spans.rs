@@ -20,8 +20,8 @@ pub(super) fn merged<'a>(spans: impl Iterator<Item = &'a FaultSpan>) -> Vec<(u64
 /// Whether `fault` (a fault line's JSON) keeps every app node from the PostgreSQL primary's
 /// outbox while a writer that is not an app node may still commit: a partition between every
 /// app node and the primary (either way round, in either direction), or a reset of the
-/// primary's replies or a stall of its requests (the foreign writer writes to it straight, past
-/// the proxies).
+/// primary's replies, a stall of its requests or a half-open of its connections (the foreign
+/// writer writes to it straight, past the proxies).
 pub(super) fn cuts_apps_from_the_outbox(fault: &str) -> bool {
     let Ok(f) = serde_json::from_str::<serde_json::Value>(fault) else {
         return false;
@@ -33,7 +33,7 @@ pub(super) fn cuts_apps_from_the_outbox(fault: &str) -> bool {
             (side("target") == "apps" && db(side("peers")))
                 || (db(side("target")) && side("peers") == "apps")
         }
-        Some("reset" | "stall") => db(side("target")),
+        Some("reset" | "stall" | "half-open") => db(side("target")),
         _ => false,
     }
 }
@@ -41,7 +41,7 @@ pub(super) fn cuts_apps_from_the_outbox(fault: &str) -> bool {
 impl Index {
     /// When a write that completed at `t` could first be read from the outbox by an app node:
     /// `t`, or the end of a fault that cut every app node from the PostgreSQL primary (or reset
-    /// its replies, or stalled its requests) then.
+    /// its replies, stalled its requests or left its connections half-open) then.
     /// Nothing an app node runs can learn of a write it cannot see (only a writer that is not
     /// an app node, such as the foreign writer, completes one then), so staleness counts from
     /// there.

@@ -310,16 +310,27 @@ impl Hands for SimNemesis {
     }
 
     async fn requests_held(&mut self, t: Target) -> Option<(u64, String)> {
-        let addr = self.placed(t)?.addr?;
-        let rpc = self.rpc.clone();
-        // Fire and forget: a stalled server holds it, and this look does not wait.
-        self.node.spawn(async move {
-            let _ = ask_within(&rpc, t, addr, REQUEST_TIMEOUT).await;
-        });
-        Some((
-            crate::net::held_at(addr),
-            "requests taken and not yet run, as the server counts them".into(),
-        ))
+        self.ask_then_count(
+            t,
+            crate::net::held_at,
+            "requests taken and not yet run, as the server counts them",
+        )
+    }
+
+    /// Spared as for a reset: the cluster's servers and the foreign writer.
+    async fn half_open(&mut self, t: Target, on: bool) {
+        let Some(addr) = self.placed(t).and_then(|n| n.addr) else {
+            return;
+        };
+        crate::net::half_open(addr, on.then(|| self.servers_spared()));
+    }
+
+    async fn requests_dropped(&mut self, t: Target) -> Option<(u64, String)> {
+        self.ask_then_count(
+            t,
+            crate::net::dropped_at,
+            "client requests dropped unanswered, as the server counts them",
+        )
     }
 
     async fn skew_clock(&mut self, t: Target, skew: Option<(i32, u16)>) {

@@ -16,7 +16,9 @@
 //! another server's) with a reset after running it: a connection that died mid-command. While a
 //! `stall` is on one ([`stall_requests`]), it takes each client's request and runs it only at
 //! the heal. While a `duplicate` fault is on ([`duplicate_requests`]), a share of the requests
-//! every call sends arrives twice ([`copies`]).
+//! every call sends arrives twice ([`copies`]). While a `half-open` fault is on one
+//! ([`half_open()`]), it drops its clients' requests and its replies to them, and after the heal
+//! resets a request first sent before it ([`half_open`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,8 +31,11 @@ use madsim::net::Endpoint;
 use madsim::time::Instant;
 
 mod copies;
+mod half_open;
 use copies::{absorbed, send_request};
 pub use copies::{copies_absorbed, duplicate_requests, duplicating_per_mille};
+use half_open::Fate;
+pub use half_open::{dropped_at, half_open};
 
 pub const TAG_REDIS: u64 = 1;
 pub const TAG_MEMCACHED: u64 = 2;
@@ -68,6 +73,8 @@ type Payload = Box<dyn std::any::Any + Send + Sync>;
 const RESTARTED: &str = "it restarted";
 /// Why a server under a `reset` fault resets a client's request.
 const RESET_FAULT: &str = "mid-command: the server ran it";
+/// Why a server resets a request first sent before a `half-open` fault's heal.
+const FORGOTTEN: &str = "its connection was half-open: the server forgot it";
 
 /// Counts every message the harness sends, for `cargo sim bench`.
 pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
@@ -372,9 +379,9 @@ async fn send_reply(ep: &Endpoint, to: SocketAddr, reply_tag: u64, reply: Payloa
     let _ = ep.send_to_raw(to, reply_tag, reply).await;
 }
 
-/// Forgets the counts of [`served`], of servers' starts, of [`goals`] and of
-/// [`copies_absorbed`], the roles taken, every `reset`, `stall` and `clock` fault's servers and
-/// a `duplicate` fault's share (a run starts with this).
+/// Forgets the counts of [`served`], of servers' starts, of [`goals`], of [`copies_absorbed`] and
+/// of [`dropped_at`], the roles taken, every `reset`, `stall`, `half-open` and `clock` fault's
+/// servers and a `duplicate` fault's share (a run starts with this).
 pub fn served_reset() {
     SERVED.with(|s| s.borrow_mut().clear());
     STALLED.with(|s| s.borrow_mut().clear());
@@ -382,6 +389,7 @@ pub fn served_reset() {
     SKEWED.with(|k| k.borrow_mut().clear());
     RESETTING.with(|r| r.borrow_mut().clear());
     copies::reset();
+    half_open::reset();
     BOOTS.with(|b| b.borrow_mut().clear());
     GOALS.with(|g| g.borrow_mut().clear());
     ROLES.with(|r| r.borrow_mut().clear());
@@ -489,6 +497,18 @@ async fn receive<C, R, F, Fut>(
             });
             continue;
         }
+        // A `half-open` fault on: dropped; after its heal, a request sent before it: reset.
+        match at.map_or(Fate::Serve, |at| half_open::fate(at, from.ip(), first_sent)) {
+            Fate::Serve => {}
+            Fate::Drop => continue,
+            Fate::Reset => {
+                let ep = ep.clone();
+                madsim::task::spawn(async move {
+                    send_reply(&ep, from, reply_tag, Box::new(Reset(FORGOTTEN))).await;
+                });
+                continue;
+            }
+        }
         // A copy older than the server's memory of requests may be of one it ran and forgot
         // (its node paused while the copy waited): dropped, as TCP drops a segment outside its
         // window. A resend that old is run: only the network makes copies.
@@ -544,6 +564,10 @@ async fn receive<C, R, F, Fut>(
             }
             if let Some(r) = seen.lock().unwrap().replies.get_mut(&key) {
                 *r = Some(reply.clone());
+            }
+            // Taken before a `half-open` fault began: its reply has no connection to go back on.
+            if at.is_some_and(|at| half_open::is_gone(at, from.ip())) {
+                return;
             }
             send_reply(&ep, from, reply_tag, answer(at, from, reply)).await;
         });
