@@ -267,9 +267,11 @@ thread_local! {
         Default::default();
 }
 
-/// A `stall` on one server: the nodes it still answers, what held requests wait on, and how many
-/// stalls are on.
-type Stall = (Vec<IpAddr>, tokio::sync::watch::Sender<bool>, u32);
+/// A `stall` on one server: the nodes it still answers, a sender per held request in the order
+/// they were taken (fired at the heal in that order), and how many stalls are on. Not a tokio
+/// `watch`: its receivers wait on one of eight `Notify`s picked by a thread-local RNG, so the
+/// order held requests woke at the heal depended on the runs before on the thread.
+type Stall = (Vec<IpAddr>, Vec<tokio::sync::oneshot::Sender<()>>, u32);
 
 /// From now on the server at `server` takes every request but those of nodes at `spared` and
 /// holds it unanswered (`None`: it runs what it held and serves everyone again).
@@ -278,9 +280,7 @@ pub fn stall_requests(server: SocketAddr, spared: Option<Vec<IpAddr>>) {
         let mut s = s.borrow_mut();
         match spared {
             Some(spared) => {
-                let on = s
-                    .entry(server)
-                    .or_insert_with(|| (spared, tokio::sync::watch::channel(true).0, 0));
+                let on = s.entry(server).or_insert_with(|| (spared, Vec::new(), 0));
                 on.2 += 1;
             }
             None => {
@@ -290,7 +290,9 @@ pub fn stall_requests(server: SocketAddr, spared: Option<Vec<IpAddr>>) {
                 });
                 if last {
                     if let Some((_, held, _)) = s.remove(&server) {
-                        held.send_replace(false);
+                        for h in held {
+                            let _ = h.send(());
+                        }
                     }
                 }
             }
@@ -331,11 +333,16 @@ impl Drop for Held {
 }
 
 /// While a `stall` holds `from`'s requests at `at`: what a request waits on until the heal.
-fn held(at: SocketAddr, from: IpAddr) -> Option<tokio::sync::watch::Receiver<bool>> {
+fn held(at: SocketAddr, from: IpAddr) -> Option<tokio::sync::oneshot::Receiver<()>> {
     STALLED.with(|s| {
-        (s.borrow().get(&at))
-            .filter(|(spared, _, _)| !spared.contains(&from))
-            .map(|(_, held, _)| held.subscribe())
+        let mut s = s.borrow_mut();
+        let (spared, held, _) = s.get_mut(&at)?;
+        if spared.contains(&from) {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        held.push(tx);
+        Some(rx)
     })
 }
 
@@ -490,13 +497,6 @@ async fn receive<C, R, F, Fut>(
             continue;
         };
         let (reply_tag, first_sent, copy, cmd) = *b;
-        if booted.is_some_and(|b| first_sent < b) {
-            let ep = ep.clone();
-            madsim::task::spawn(async move {
-                send_reply(&ep, from, reply_tag, Box::new(Reset(RESTARTED))).await;
-            });
-            continue;
-        }
         // A `half-open` fault on: dropped; after its heal, a request sent before it: reset.
         match at.map_or(Fate::Serve, |at| half_open::fate(at, from.ip(), first_sent)) {
             Fate::Serve => {}
@@ -508,6 +508,13 @@ async fn receive<C, R, F, Fut>(
                 });
                 continue;
             }
+        }
+        if booted.is_some_and(|b| first_sent < b) {
+            let ep = ep.clone();
+            madsim::task::spawn(async move {
+                send_reply(&ep, from, reply_tag, Box::new(Reset(RESTARTED))).await;
+            });
+            continue;
         }
         // A copy older than the server's memory of requests may be of one it ran and forgot
         // (its node paused while the copy waited): dropped, as TCP drops a segment outside its
@@ -552,11 +559,12 @@ async fn receive<C, R, F, Fut>(
         }
         let (ep, handle, seen) = (ep.clone(), handle.clone(), seen.clone());
         let stalled = at.and_then(|at| held(at, from.ip()));
+        let taken = at.map_or(0, half_open::starts);
         madsim::task::spawn(async move {
             // Taken, not run, until the stall's heal (a dropped sender, a new run, frees it too).
-            if let (Some(mut stalled), Some(at)) = (stalled, at) {
+            if let (Some(stalled), Some(at)) = (stalled, at) {
                 let _held = Held::new(at);
-                let _ = stalled.wait_for(|on| !*on).await;
+                let _ = stalled.await;
             }
             let reply = handle(cmd).await;
             if let Some(at) = at {
@@ -565,8 +573,9 @@ async fn receive<C, R, F, Fut>(
             if let Some(r) = seen.lock().unwrap().replies.get_mut(&key) {
                 *r = Some(reply.clone());
             }
-            // Taken before a `half-open` fault began: its reply has no connection to go back on.
-            if at.is_some_and(|at| half_open::is_gone(at, from.ip())) {
+            // A `half-open` fault began since it was taken: its reply has no connection to go
+            // back on.
+            if at.is_some_and(|at| half_open::reply_lost(at, from.ip(), taken)) {
                 return;
             }
             send_reply(&ep, from, reply_tag, answer(at, from, reply)).await;
