@@ -263,6 +263,10 @@ impl Proxies {
         let was = *n > 0;
         *n = if on { *n + 1 } else { n.saturating_sub(1) };
         let now = *n > 0;
+        if now && !was {
+            // A look counts this fault's drops alone.
+            p.dropped.store(0, Ordering::SeqCst);
+        }
         p.half_open.send_modify(|h| {
             h.on = now;
             if was && !now {
@@ -272,7 +276,7 @@ impl Proxies {
         Ok(())
     }
 
-    /// How many chunks clients sent the server at `upstream` a half-open fault dropped so far.
+    /// How many chunks clients sent the server at `upstream` its latest half-open fault dropped.
     pub fn dropped(&self, upstream: SocketAddr) -> Result<u64, Error> {
         Ok(self.of(upstream)?.dropped.load(Ordering::SeqCst))
     }
@@ -326,6 +330,12 @@ async fn accept(
         };
         let delays = delays.clone();
         let stop = stop.clone();
+        // The half-open faults as they were at the accept (not after the connection upstream: one
+        // accepted during a fault is one of its connections, however long that connect takes).
+        let forgotten = Forgotten {
+            born: *delays.gone.borrow(),
+            gone: delays.gone.clone(),
+        };
         tokio::spawn(async move {
             // A server that refuses the connection closes the client's at once, as it would
             // have refused the client.
@@ -334,11 +344,6 @@ async fn accept(
             };
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
-            // The half-open faults as they were at the accept.
-            let forgotten = Forgotten {
-                born: *delays.gone.borrow(),
-                gone: delays.gone.clone(),
-            };
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
             let up = pump(
@@ -476,7 +481,16 @@ async fn pump(
                     return Ended::Reset;
                 }
             };
-            let Some((due, chunk)) = next else { break };
+            let Some((due, chunk)) = next else {
+                // The server closed its end: a connection a half-open fault ended hears nothing
+                // of it (no FIN), and is reset at the heal like the others.
+                if resets_at_heal && forgotten.now() {
+                    healed.await;
+                    abort(to);
+                    return Ended::Reset;
+                }
+                break;
+            };
             // Only a chunk still due later waits on the timer: tokio's timer rounds a deadline
             // up to its next millisecond tick, so sleeping until "now" held every chunk up to a
             // millisecond each way with no fault on, and put the L1-hit p99 of every
@@ -484,19 +498,20 @@ async fn pump(
             if due > Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
-            if forgotten.now() {
-                if let Some(d) = &dropped {
-                    d.fetch_add(1, Ordering::SeqCst);
-                }
-                continue;
-            }
             if let Some((stalled, held)) = stalled.as_mut() {
-                if *stalled.borrow() {
+                if *stalled.borrow() && !forgotten.now() {
                     // Counted while it waits, also when the connection is dropped meanwhile.
                     let _held = Counted::new(held);
                     // A closed sender (the proxies dropped) ends the wait too.
                     let _ = stalled.wait_for(|on| !*on).await;
                 }
+            }
+            // After a stall's wait too: a half-open fault that began meanwhile drops it.
+            if forgotten.now() {
+                if let Some(d) = &dropped {
+                    d.fetch_add(1, Ordering::SeqCst);
+                }
+                continue;
             }
             if reset.as_ref().is_some_and(|r| r.load(Ordering::SeqCst)) {
                 abort(to);

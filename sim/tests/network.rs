@@ -145,7 +145,7 @@ fn a_half_open_server_drops_requests_and_resets_them_after_the_heal() {
                     .await
             }
         };
-        // A spared node, served in the middle of the fault (1.1 s to 2.6 s below).
+        // A spared node, served in the middle of the fault (from about 0.1 s to 2.5 s below).
         let other = h.create_node().ip(spared).build().spawn(async move {
             madsim::time::sleep(Duration::from_millis(1500)).await;
             call(&sim::net::Rpc::bind(spared).await, 3, 1000).await

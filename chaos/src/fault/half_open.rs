@@ -9,8 +9,9 @@
 //! heal included. Clients are the app nodes and the nemesis's own probes; replication, the
 //! Sentinels' links and the foreign writer are spared, as for a `reset`.
 //!
-//! In the simulator the server drops each client's request (and each reply to one) while the
-//! fault is on, and after the heal answers with a reset a request first sent before it; with
+//! In the simulator the server drops each client's request while the fault is on, and the reply
+//! to any it took before the fault began, and after the heal answers with a reset a request first
+//! sent before it; with
 //! real servers the proxy in front of the target drops what either side sends on every
 //! connection open during the fault, and resets each of them at the heal (`SO_LINGER` 0). The
 //! two differ after the heal for a connection that was idle throughout: a real client's next

@@ -71,6 +71,9 @@ pub struct MonotonicReads {
     /// The key group's ok reads, as a staircase per (client, key): memory for one group's pairs,
     /// not the history's.
     stairs: FxHashMap<(u64, u32), Staircase>,
+    /// Ok reads observed with no staircase: the reads were streamed without
+    /// [`ReadChecker::look_ahead`], and the verdict is unknown, not a pass.
+    unseen: u64,
 }
 
 impl ReadChecker for MonotonicReads {
@@ -97,7 +100,9 @@ impl ReadChecker for MonotonicReads {
         if !r.ok() {
             return;
         }
+        // An ok read is on its own staircase once looked ahead at.
         let Some(stairs) = self.stairs.get(&(r.client, r.key)) else {
+            self.unseen += 1;
             return;
         };
         let Some(seen) = stairs.before(r.invoke_ns) else {
@@ -118,14 +123,21 @@ impl ReadChecker for MonotonicReads {
                 .first()
                 .map_or(0, |r| r.line);
         }
-        Ok(session_verdict(
+        let mut v = session_verdict(
             Invariant::MonotonicReads,
             self.checked,
             self.per_client,
             self.first,
             idx,
             "its earlier read",
-        ))
+        );
+        if self.unseen > 0 {
+            v.unknown(format!(
+                "{} ok reads were observed without a look ahead at their key group: stream them with check_index",
+                self.unseen
+            ));
+        }
+        Ok(v)
     }
 }
 
@@ -198,6 +210,28 @@ mod tests {
             (Status::Fails, vec![w, r])
         );
         assert!(report.fails(), "read-your-writes gates the history");
+    }
+
+    /// Streamed without its look ahead (not through `check_index`), the checker says it could
+    /// not judge, rather than holding with nothing checked.
+    #[test]
+    fn monotonic_reads_streamed_without_a_look_ahead_are_unknown() {
+        use crate::checkers::{session::MonotonicReads, ReadChecker};
+        let mut h = H::new(json!({}));
+        h.write(9, "k", (0, MS), 1);
+        h.read(3, "k", (5 * MS, 10 * MS), 1, Source::L1);
+        h.read(3, "k", (11 * MS, 12 * MS), 0, Source::L2);
+        let mut idx = h.index();
+        let mut reads = std::mem::replace(&mut idx.reads, crate::index::ReadLog::new(0));
+        let mut c = Box::new(MonotonicReads::default());
+        reads.for_each(|r| c.observe(&idx, r)).unwrap();
+        let v = c.finish(&idx, &mut reads).unwrap();
+        assert!(matches!(v.status, Status::Unknown(_)), "{:?}", v.status);
+        assert_eq!(
+            h.check().verdict(Invariant::MonotonicReads).unwrap().status,
+            Status::Fails,
+            "through check_index the same reads are judged"
+        );
     }
 
     #[test]

@@ -157,8 +157,11 @@ impl ReadLog {
             }
         } else if self.held >= self.spill_at {
             self.file = Some(BufWriter::with_capacity(1 << 16, tempfile::tempfile()?));
+            let run_len = self.run_len();
             for g in 0..GROUPS {
                 self.spill(g)?;
+                // From now on a group holds at most a run: give back what it grew to.
+                self.groups[g].shrink_to(run_len);
             }
         }
         Ok(())
@@ -206,6 +209,9 @@ impl ReadLog {
                         f(&ReadRec::decode(b.try_into().expect("a record")));
                     }
                 }
+                // The clone shares the writer's file offset: put it back at the end, where the
+                // next run goes.
+                file.seek(SeekFrom::Start(self.written_bytes))?;
             }
         }
         self.groups[g].iter().for_each(f);
