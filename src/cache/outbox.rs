@@ -24,6 +24,13 @@
 //!   only its keys' rows are replayed.
 //! * **The replica guard.** A miss reads the replica only if the replica has the version the
 //!   outbox last named for the key; otherwise it reads the primary.
+//! * **A freeze fences everything.** A process that was frozen (SIGSTOP, a long pause) missed
+//!   every invalidation meanwhile, and the other instances may not have applied them either
+//!   (their tiers cut off, their circuits open). A heartbeat beside the passes notices the gap
+//!   (longer than `outbox_poll_ms + outbox_timeout_ms`) and fences every tier until a pass that
+//!   began after it has run; a read that comes before the heartbeat has run again skips every
+//!   tier too (random seed 92: a node paused for 1.4 s read L1's old row before its invalidator
+//!   ran, while the others' circuits to L1 were open, 764 ms stale).
 //!
 //! With these, no read is served stale for longer than
 //! [`CacheConfig::outbox_staleness_bound_ms`] (Δ): the harness judges `durable` by exactly
@@ -60,6 +67,9 @@ pub(super) struct Repair {
     /// Per L1 shard, the master switches already replayed: a read sees a newer count as a
     /// fence.
     switches_seen: Vec<AtomicU64>,
+    /// When the instance was made, and the heartbeat's last beat, in ms after it (0: none yet).
+    made_at: Instant,
+    beat_ms: AtomicU64,
     st: Mutex<State>,
 }
 
@@ -130,6 +140,8 @@ impl Repair {
             active: AtomicBool::new(false),
             fenced: (0..slots).map(|_| AtomicBool::new(false)).collect(),
             switches_seen: (0..l1_shards).map(|_| AtomicU64::new(0)).collect(),
+            made_at: Instant::now(),
+            beat_ms: AtomicU64::new(0),
             st: Mutex::new(State {
                 since: vec![None; slots],
                 boot_fence: vec![false; slots],
@@ -161,6 +173,33 @@ impl Repair {
         st.since[slot] = Some(st.since[slot].map_or(at, |t| t.max(at)));
         st.boot_fence[slot] = !st.started;
         true
+    }
+
+    fn now_ms(&self) -> u64 {
+        // 1 and on: 0 is "no beat yet".
+        self.made_at.elapsed().as_millis() as u64 + 1
+    }
+
+    /// A heartbeat: if the last was more than `gap` ago, the process was frozen meanwhile, and
+    /// every tier is fenced from now (says whether it was).
+    fn beat(&self, gap: Duration) -> bool {
+        let now = self.now_ms();
+        let last = self.beat_ms.swap(now, Relaxed);
+        if last == 0 || now - last <= gap.as_millis() as u64 || !self.active() {
+            return false;
+        }
+        let at = Instant::now();
+        for slot in 0..self.fenced.len() {
+            self.fence(slot, at);
+        }
+        true
+    }
+
+    /// Is the last heartbeat more than `gap` old (the process was frozen, and the heartbeat has
+    /// not run since it woke)?
+    fn beat_late(&self, gap: Duration) -> bool {
+        let last = self.beat_ms.load(Relaxed);
+        self.active() && last != 0 && self.now_ms().saturating_sub(last) > gap.as_millis() as u64
     }
 
     /// Whether `slot`'s fence is the start-up replay's (no failure or switch set it).
@@ -201,14 +240,27 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
                 let poll = Duration::from_millis(me.cfg.outbox_poll_ms);
                 let prune_every = Duration::from_millis(me.cfg.outbox_prune_every_ms);
                 let mut pruned_at = Instant::now();
-                loop {
-                    me.invalidator_pass().await;
-                    if me.cfg.outbox_keep_ms > 0 && pruned_at.elapsed() >= prune_every {
-                        pruned_at = Instant::now();
-                        me.prune().await;
+                let passes = async {
+                    loop {
+                        me.invalidator_pass().await;
+                        if me.cfg.outbox_keep_ms > 0 && pruned_at.elapsed() >= prune_every {
+                            pruned_at = Instant::now();
+                            me.prune().await;
+                        }
+                        tokio::time::sleep(poll).await;
                     }
-                    tokio::time::sleep(poll).await;
-                }
+                };
+                // Beside the passes, which may wait on a tier for long: it beats every poll.
+                let heartbeat = async {
+                    loop {
+                        if me.repair.beat(me.freeze_gap()) {
+                            info!("the process was frozen: every tier fenced until a pass");
+                            me.reach(Goal::FenceSet);
+                        }
+                        tokio::time::sleep(poll).await;
+                    }
+                };
+                futures_util::future::join(passes, heartbeat).await;
             }
             .instrument(span),
         )

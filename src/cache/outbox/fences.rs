@@ -16,12 +16,26 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     fn shard_fenced(&self, shard: usize) -> bool {
         self.repair.active()
             && (self.repair.fenced[shard].load(Relaxed)
-                || self.l1.master_switches(shard) != self.repair.switches_seen[shard].load(Relaxed))
+                || self.l1.master_switches(shard) != self.repair.switches_seen[shard].load(Relaxed)
+                || self.woke_unbeaten())
     }
 
     /// Whether reads skip memcached node `n`.
     pub(in crate::cache) fn l2_fenced(&self, n: usize) -> bool {
-        self.repair.active() && self.repair.fenced[self.repair.l2_slot(n)].load(Relaxed)
+        self.repair.active()
+            && (self.repair.fenced[self.repair.l2_slot(n)].load(Relaxed) || self.woke_unbeaten())
+    }
+
+    /// The heartbeat's gap that means the process was frozen: longer than a pass may wait for
+    /// the outbox between two polls.
+    pub(in crate::cache) fn freeze_gap(&self) -> Duration {
+        Duration::from_millis(self.cfg.outbox_poll_ms + self.cfg.outbox_timeout_ms)
+    }
+
+    /// The process was frozen and its heartbeat has not run since it woke, so the fences the
+    /// heartbeat sets are not set yet: every tier counts as fenced.
+    fn woke_unbeaten(&self) -> bool {
+        self.repair.beat_late(self.freeze_gap())
     }
 
     /// Whether L1 shard `shard`'s fence (if any) was set by a failure or a switch, not by the
