@@ -69,11 +69,9 @@ pub const CATCHES: &[Catch] = &[
         scenario: "packet-loss",
         strategy: Builtin::Durable,
         why: "a read after its own write joins a load begun before it, and no tombstone tells it",
-        survives: Some(
-            "not equivalent, caught on seed 21: just past the goal since the simulator's \
-             PostgreSQL interleaves transactions (a write's row is locked from its arrival, so \
-             fewer loads straddle it); within 20 seeds before",
-        ),
+        // Caught on seed 21 from when the simulator's PostgreSQL interleaved transactions until
+        // the heartbeat beside the invalidator changed durable's schedules (seed 8 since).
+        survives: None,
     },
     caught(
         Mutant::NoFence,
@@ -164,10 +162,13 @@ pub const CATCHES: &[Catch] = &[
         scenario: "swarm",
         strategy: Builtin::Durable,
         why: "heavy loss keeps an invalidator from reading another instance's write while the replica's old row is filled",
-        // Survived seeds 1-20 until the `reset` kind redrew every swarm family (it took swarm
-        // seed 194 then); the_replica_guard_reads_the_primary_while_the_invalidator_is_behind
-        // catches it every time.
-        survives: None,
+        survives: Some(
+            "not equivalent, not caught within 20 seeds: it was until the heartbeat beside the \
+             invalidator (the freeze fence) changed every durable schedule, and before the \
+             `reset` kind redrew the swarm families it was not either; \
+             the_replica_guard_reads_the_primary_while_the_invalidator_is_behind catches it \
+             every time",
+        ),
     },
 ];
 
