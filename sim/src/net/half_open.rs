@@ -20,6 +20,9 @@ struct Gone {
 }
 
 thread_local! {
+    /// Whether any `half-open` fault began in the run on this thread: until one does, every
+    /// request on the simulator's inner loop is served without a look at the maps below.
+    static ANY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Servers whose end of their clients' connections is gone now.
     static GONE: RefCell<BTreeMap<SocketAddr, Gone>> = Default::default();
     /// Per server, its last `half-open` heal and the nodes it spared: a request first sent
@@ -44,6 +47,7 @@ pub fn half_open(server: SocketAddr, spared: Option<Vec<IpAddr>>) {
                 gone.on == 1
             });
             if began {
+                ANY.with(|a| a.set(true));
                 STARTS.with(|s| *s.borrow_mut().entry(server).or_default() += 1);
                 DROPPED.with(|d| d.borrow_mut().insert(server, 0));
             }
@@ -84,6 +88,9 @@ pub(super) enum Fate {
 }
 
 pub(super) fn fate(at: SocketAddr, from: IpAddr, first_sent: Instant) -> Fate {
+    if !ANY.with(|a| a.get()) {
+        return Fate::Serve;
+    }
     if is_gone(at, from) {
         DROPPED.with(|d| *d.borrow_mut().entry(at).or_default() += 1);
         return Fate::Drop;
@@ -112,6 +119,9 @@ fn is_gone(at: SocketAddr, to: IpAddr) -> bool {
 /// How many `half-open` faults began at the server at `at` so far: noted when a request is taken,
 /// for [`reply_lost`].
 pub(super) fn starts(at: SocketAddr) -> u64 {
+    if !ANY.with(|a| a.get()) {
+        return 0;
+    }
     STARTS.with(|s| s.borrow().get(&at).copied().unwrap_or(0))
 }
 
@@ -119,6 +129,9 @@ pub(super) fn starts(at: SocketAddr) -> u64 {
 /// [`starts`] then)? Its reply then has nothing to go back on, whether the fault is still on or
 /// healed since.
 pub(super) fn reply_lost(at: SocketAddr, to: IpAddr, taken: u64) -> bool {
+    if !ANY.with(|a| a.get()) {
+        return false;
+    }
     if is_gone(at, to) {
         return true;
     }
@@ -132,6 +145,7 @@ pub(super) fn reply_lost(at: SocketAddr, to: IpAddr, taken: u64) -> bool {
 
 /// Forgets every server's `half-open` faults, heals and counts (a run starts with this).
 pub(super) fn reset() {
+    ANY.with(|a| a.set(false));
     GONE.with(|g| g.borrow_mut().clear());
     FORGOT.with(|f| f.borrow_mut().clear());
     DROPPED.with(|d| d.borrow_mut().clear());
