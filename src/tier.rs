@@ -387,6 +387,11 @@ pub trait Store: Send + Sync + 'static {
         let _ = ids;
         async { no_outbox() }
     }
+    /// How many committed rows are not marked done: the invalidators' backlog, which the
+    /// end-of-run probe reads (the `outbox` line of a history).
+    fn outbox_undone(&self) -> impl Future<Output = TierResult<u64>> + Send {
+        async { no_outbox() }
+    }
     /// Deletes the rows marked done that were committed more than `keep_ms` ago; returns how
     /// many. Several invalidators may prune at once.
     fn outbox_prune(&self, keep_ms: u64) -> impl Future<Output = TierResult<u64>> + Send {

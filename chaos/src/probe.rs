@@ -146,6 +146,13 @@ async fn probe_tiers<R, M, S, St>(
             rec.probe(k, at, Source::Db, row.map(|r| r.version));
         }
     }
+    // With the database: the outbox's backlog, where the strategy's invalidators drain it.
+    if with_db && cache.strategy().uses_outbox() {
+        let at = rec.now_ns();
+        if let Ok(undone) = cache.store().outbox_undone().await {
+            rec.outbox(at, undone);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use aside::goal::Goal;
 use aside::tier::TierError;
 use aside::{Got, Key, Written};
 use invariants::history::{
-    ActOutcome, CacheAct, CacheAction, FaultAction, GoalLine, Header, Line, OpKind, Outcome, Probe,
-    Role, RoleLine, Source,
+    ActOutcome, CacheAct, CacheAction, FaultAction, GoalLine, Header, Line, OpKind, OutboxLine,
+    Outcome, Probe, Role, RoleLine, Source,
 };
 use invariants::write::{op, Writer};
 use tokio::time::Instant;
@@ -55,6 +55,7 @@ struct Lines {
     faults: Vec<FaultLine>,
     cache: Vec<CacheAct<'static>>,
     probes: Vec<ProbeLine>,
+    outbox: Vec<OutboxLine>,
     goals: Goals,
     roles: Vec<RoleLine<'static>>,
     /// Server addresses as the clients name them (`10.0.1.1:6379`), to the history's names.
@@ -151,7 +152,11 @@ impl Recorder {
                 }
                 Line::Cache(c) => lines.cache.push(c.into_owned()),
                 Line::Goal(g) => count_goal(&mut lines.goals, &g.goal, &g.node, g.count, g.at_ns),
-                Line::Header(_) | Line::Fault(_) | Line::Probe(_) | Line::Role(_) => {}
+                Line::Header(_)
+                | Line::Fault(_)
+                | Line::Probe(_)
+                | Line::Role(_)
+                | Line::Outbox(_) => {}
             }
         }
         Ok(ops)
@@ -307,6 +312,11 @@ impl Recorder {
         });
     }
 
+    /// The outbox's backlog read at `at_ns` (an `outbox` line).
+    pub fn outbox(&self, at_ns: u64, undone: u64) {
+        (self.lines.lock().expect("recorder").outbox).push(OutboxLine { at_ns, undone });
+    }
+
     /// Ops recorded so far.
     pub fn ops(&self) -> u64 {
         self.lines.lock().expect("recorder").ops.len() as u64
@@ -367,6 +377,9 @@ impl Recorder {
                 version: p.version,
             })
             .expect("vec");
+        }
+        for o in &lines.outbox {
+            w.outbox(o).expect("vec");
         }
         for (goal, nodes) in &lines.goals {
             for (node, (count, at_ns)) in nodes {

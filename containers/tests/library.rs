@@ -424,7 +424,11 @@ async fn outbox_pruning(pg: &aside::backend::Postgres) {
         .map(|r| r.id)
         .collect();
     assert_eq!(ids.len(), 2);
+    let undone = aside::Store::outbox_undone(pg).await.unwrap();
+    assert!(undone >= 2, "{undone}: both rows are not done yet");
     aside::Store::outbox_done(pg, &ids[..1]).await.unwrap();
+    let after = aside::Store::outbox_undone(pg).await.unwrap();
+    assert!(after < undone, "{after} of {undone}: one row marked done");
     assert_eq!(
         pg.prune_outbox(Duration::from_secs(60)).await.unwrap(),
         0,

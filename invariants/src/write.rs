@@ -6,7 +6,8 @@ use std::io::{self, Write};
 use serde_json::Value;
 
 use crate::history::{
-    CacheAct, FaultAction, GoalLine, Header, Op, OpKind, Outcome, Probe, RoleLine, FORMAT,
+    CacheAct, FaultAction, GoalLine, Header, Op, OpKind, OutboxLine, Outcome, Probe, RoleLine,
+    FORMAT,
 };
 
 fn s(text: &str) -> String {
@@ -130,6 +131,14 @@ impl<W: Write> Writer<W> {
         )
     }
 
+    pub fn outbox(&mut self, o: &OutboxLine) -> io::Result<()> {
+        writeln!(
+            self.out,
+            r#"{{"type":"outbox","at_ns":{},"undone":{}}}"#,
+            o.at_ns, o.undone
+        )
+    }
+
     /// A line written as given (for tests that build unusual lines).
     pub fn raw_line(&mut self, line: &str) -> io::Result<()> {
         writeln!(self.out, "{line}")
@@ -236,6 +245,11 @@ mod tests {
         w.role(&r).unwrap();
         c.server = None;
         w.cache(&c).unwrap();
+        let ob = OutboxLine {
+            at_ns: 50,
+            undone: 2,
+        };
+        w.outbox(&ob).unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -276,6 +290,10 @@ mod tests {
         assert_eq!(
             parse_line(lines[8].as_bytes(), false).unwrap(),
             Line::Cache(c)
+        );
+        assert_eq!(
+            parse_line(lines[9].as_bytes(), false).unwrap(),
+            Line::Outbox(ob)
         );
         let bad = r#"{"type":"role","server":"redis-master","role":"slave","at_ns":1}"#;
         let e = parse_line(bad.as_bytes(), false).unwrap_err().to_string();

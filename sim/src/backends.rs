@@ -233,6 +233,12 @@ impl Store for SimStore {
             .await
             .map(drop)
     }
+    async fn outbox_undone(&self) -> TierResult<u64> {
+        match self.primary(PgCmd::OutboxUndone).await? {
+            PgReply::Count(n) => Ok(n),
+            _ => unexpected("postgres"),
+        }
+    }
 }
 
 impl SimStore {

@@ -323,3 +323,25 @@ fn every_fault_of_random_plans_is_observed_taking_effect() {
         "seeds {extra:?} draw both shapes: {shapes:?}"
     );
 }
+
+/// The end-of-run probe reads the outbox's backlog where the strategy drains it (`durable`), and
+/// convergence judges it: drained at T. A strategy without an invalidator leaves no such line.
+#[test]
+fn a_durable_run_reads_the_outbox_drained_and_a_versioned_run_no_outbox() {
+    let sc = scenario::find("fill-race").unwrap();
+    let outbox_lines = |h: &[u8]| -> Vec<u64> {
+        h.split(|b| *b == b'\n')
+            .filter_map(|l| invariants::history::parse_line(l, false).ok())
+            .filter_map(|l| match l {
+                invariants::history::Line::Outbox(o) => Some(o.undone),
+                _ => None,
+            })
+            .collect()
+    };
+    let r = run_one(&sc, Builtin::Durable, 1);
+    assert_eq!(outbox_lines(&r.history), vec![0]);
+    let v = r.report.verdict(Invariant::Convergence).unwrap();
+    assert!(v.summary.ends_with("the outbox drained"), "{}", v.summary);
+    let r = run_one(&sc, Builtin::Versioned, 1);
+    assert!(outbox_lines(&r.history).is_empty());
+}

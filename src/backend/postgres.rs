@@ -412,6 +412,13 @@ impl Store for Postgres {
         .map_err(|e| self.fail(e))?;
         Ok(())
     }
+    async fn outbox_undone(&self) -> TierResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM aside_outbox WHERE done_at IS NULL")
+            .fetch_one(&self.primary)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(n as u64)
+    }
     async fn outbox_prune(&self, keep_ms: u64) -> TierResult<u64> {
         self.prune_outbox(Duration::from_millis(keep_ms)).await
     }

@@ -517,6 +517,13 @@ impl Store for MemStore {
         self.state()?.done.extend(ids.iter().copied());
         Ok(())
     }
+    async fn outbox_undone(&self) -> TierResult<u64> {
+        let s = self.state()?;
+        let ids = 1..=s.outbox.len() as u64;
+        Ok(ids
+            .filter(|id| !s.done.contains(id) && !s.pruned.contains(id))
+            .count() as u64)
+    }
     async fn outbox_prune(&self, keep_ms: u64) -> TierResult<u64> {
         let before = (self.zero.elapsed().as_millis() as u64).saturating_sub(keep_ms);
         let mut s = self.state()?;

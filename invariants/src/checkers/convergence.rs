@@ -14,7 +14,7 @@
 
 use crate::chain;
 use crate::history::Source;
-use crate::index::{Index, ProbeRec};
+use crate::index::{Index, OutboxRec, ProbeRec};
 use crate::verdict::{Figure, Verdict};
 use crate::Invariant;
 
@@ -109,6 +109,19 @@ pub fn check(idx: &Index, within_ns: Option<u64>) -> Verdict {
             diverged.push((p, target));
         }
     }
+    // The outbox's backlog (a strategy that invalidates through it): judged as the probes are,
+    // from T on (or its last reading without T); the earliest reading with rows left fails.
+    let outbox_last_ns = idx.outbox.last().map_or(0, |o| o.at_ns);
+    let outbox_judged = |o: &&OutboxRec| match due_ns {
+        Some(due) => o.at_ns >= due,
+        None => o.at_ns == outbox_last_ns,
+    };
+    let outbox_left = idx
+        .outbox
+        .iter()
+        .filter(outbox_judged)
+        .find(|o| o.undone > 0);
+    let outbox_early = due_ns.is_some_and(|due| !idx.outbox.is_empty() && outbox_last_ns < due);
     v.figure("diverged_probes", Figure::Count(diverged.len() as u64))
         .figure("undecided_probes", Figure::Count(undecided))
         .figure(
@@ -118,6 +131,12 @@ pub fn check(idx: &Index, within_ns: Option<u64>) -> Verdict {
         .figure(
             "converge_within_ns",
             within_ns.map_or(Figure::None, Figure::Ns),
+        )
+        .figure(
+            "outbox_undone",
+            idx.outbox
+                .last()
+                .map_or(Figure::None, |o| Figure::Count(o.undone)),
         );
     let first = diverged.iter().min_by(|a, b| {
         // Line last: lines equal in everything else are the same probe written twice.
@@ -186,6 +205,25 @@ pub fn check(idx: &Index, within_ns: Option<u64>) -> Verdict {
                 ),
             );
         }
+        None if outbox_left.is_some() => {
+            let o = outbox_left.expect("guarded");
+            v.witness.line(o.line);
+            let when = match within_ns {
+                Some(t) => format!("{}, past T = {} ms", within(o.at_ns), t / 1_000_000),
+                None => "after the run settled".to_string(),
+            };
+            v.judge(
+                true,
+                format!(
+                    "the outbox held {} rows no invalidator had applied to both tiers {when}: it never drained",
+                    o.undone
+                ),
+            );
+        }
+        None if outbox_early => v.unknown(format!(
+            "the outbox was last read before T ({} ms after the quiet point): read it at T",
+            within_ns.unwrap_or(0) / 1_000_000
+        )),
         None if early > 0 => v.unknown(format!(
             "{early} tiers were last probed before T ({} ms after the quiet point): probe them at T",
             within_ns.unwrap_or(0) / 1_000_000
@@ -202,10 +240,15 @@ pub fn check(idx: &Index, within_ns: Option<u64>) -> Verdict {
                 Some(t) => format!(" taken from T = {} ms after the quiet point on", t / 1_000_000),
                 None => " taken last".to_string(),
             };
+            let drained = if idx.outbox.is_empty() {
+                ""
+            } else {
+                "; the outbox drained"
+            };
             v.judge(
                 false,
                 format!(
-                    "all {judged_count} cache probes{by} hold nothing or the database's version{how_long}"
+                    "all {judged_count} cache probes{by} hold nothing or the database's version{how_long}{drained}"
                 ),
             )
         }
@@ -359,5 +402,40 @@ mod tests {
             let v = h.check().verdict(Invariant::Convergence).unwrap().clone();
             assert!(matches!(v.status, Status::Unknown(_)), "{:?}", v.status);
         }
+    }
+
+    /// The liveness half of convergence: from T on, the outbox holds no row an invalidator has
+    /// not applied to both tiers. A backlog before T only says it was still draining.
+    #[test]
+    fn an_outbox_that_never_drained_fails_from_t_on_and_one_that_drained_holds() {
+        let outbox = |h: &mut H, at_ms: u64, undone: u64| {
+            h.line(json!({"type": "outbox", "at_ns": at_ms * MS, "undone": undone}))
+        };
+        let (mut h, _) = rounds(&[(401, 2)], 400);
+        outbox(&mut h, 201, 3);
+        outbox(&mut h, 401, 0);
+        let v = h.check().verdict(Invariant::Convergence).unwrap().clone();
+        assert_eq!(v.status, Status::Holds, "{}", v.summary);
+        assert!(v.summary.ends_with("the outbox drained"), "{}", v.summary);
+        assert_eq!(
+            v.get("outbox_undone"),
+            Some(&crate::verdict::Figure::Count(0))
+        );
+        let (mut h, _) = rounds(&[(401, 2)], 400);
+        outbox(&mut h, 201, 3);
+        let left = outbox(&mut h, 401, 2);
+        let v = h.check().verdict(Invariant::Convergence).unwrap().clone();
+        assert_eq!(v.status, Status::Fails);
+        assert_eq!(v.witness.lines, vec![left]);
+        assert!(
+            v.summary.contains("the outbox held 2 rows") && v.summary.contains("past T = 400 ms"),
+            "{}",
+            v.summary
+        );
+        // Read only before T: nothing says it drained.
+        let (mut h, _) = rounds(&[(401, 2)], 400);
+        outbox(&mut h, 201, 0);
+        let v = h.check().verdict(Invariant::Convergence).unwrap().clone();
+        assert!(matches!(v.status, Status::Unknown(_)), "{:?}", v.status);
     }
 }

@@ -144,7 +144,7 @@ pub fn parse(b: &[u8]) -> Option<Result<Line<'_>, Problem>> {
                 // unknown fields are ignored as serde_json ignores them.
                 "format" | "world" | "scenario" | "strategy" | "seed" | "commit" | "config"
                 | "action" | "fault" | "effect" | "node" | "start_ns" | "server" | "role"
-                | "shard" | "goal" | "count" => return None,
+                | "shard" | "goal" | "count" | "undone" => return None,
                 _ => 31,
             };
             if bit != 31 {

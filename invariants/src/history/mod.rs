@@ -353,6 +353,15 @@ pub struct Probe<'a> {
     pub version: Option<u64>,
 }
 
+/// An end-of-run read of the outbox (a strategy that invalidates through it, `durable`), taken
+/// with the last round of probes: how many committed rows no invalidator has yet marked applied
+/// to both tiers. Zero once the outbox has drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLine {
+    pub at_ns: u64,
+    pub undone: u64,
+}
+
 /// A coverage goal (`aside::goal`) reached by `node`: how many times in the run and when first.
 /// The goal is a name here: the harness, not this crate, owns the list.
 #[derive(Debug, Clone, PartialEq)]
@@ -385,6 +394,7 @@ pub enum Line<'a> {
     Cache(CacheAct<'a>),
     Goal(GoalLine<'a>),
     Role(RoleLine<'a>),
+    Outbox(OutboxLine),
 }
 
 fn bad(field: &'static str, value: &str, expected: &'static str) -> Problem {

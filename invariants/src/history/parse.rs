@@ -67,6 +67,8 @@ struct RawLine<'a> {
     #[serde(borrow)]
     goal: Option<Cow<'a, str>>,
     count: Option<u64>,
+    // outbox
+    undone: Option<u64>,
 }
 
 /// Distinguishes `"version":null` (present, empty: a probe of an empty tier) from absent.
@@ -102,6 +104,10 @@ pub fn parse_line_serde(text: &[u8], at_eof: bool) -> Result<Line<'_>, Problem> 
         "cache" => parse_cache(raw).map(Line::Cache),
         "goal" => parse_goal(raw).map(Line::Goal),
         "role" => parse_role(raw).map(Line::Role),
+        "outbox" => Ok(Line::Outbox(OutboxLine {
+            at_ns: need(raw.at_ns, "outbox", "at_ns")?,
+            undone: need(raw.undone, "outbox", "undone")?,
+        })),
         _ => Err(Problem::UnknownType(ty.into_owned())),
     }
 }

@@ -94,6 +94,14 @@ pub struct GoalRec {
     pub line: u64,
 }
 
+/// An `outbox` line: the outbox's backlog read at the end of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxRec {
+    pub at_ns: u64,
+    pub undone: u64,
+    pub line: u64,
+}
+
 /// An end-of-run probe, with its key interned.
 #[derive(Debug, Clone)]
 pub struct ProbeRec {
@@ -120,6 +128,8 @@ pub struct Index {
     /// ([`Index::outbox_seen_from`]).
     outbox_blind: Vec<(u64, u64)>,
     pub probes: Vec<ProbeRec>,
+    /// The `outbox` lines, by time.
+    pub outbox: Vec<OutboxRec>,
     /// The Redis nodes' role lines, by time.
     pub roles: Vec<RoleRec>,
     /// Coverage goals reached, by name.
@@ -195,6 +205,7 @@ impl Index {
         let mut observations: Vec<(String, u64, u64)> = Vec::new();
         let mut probes = Vec::new();
         let mut roles = Vec::new();
+        let mut outbox = Vec::new();
         let mut goals: std::collections::BTreeMap<String, GoalRec> = Default::default();
         let mut reads = ReadLog::new(spill_at);
         let (mut ops, mut lineno, mut any) = (0u64, 0u64, false);
@@ -299,6 +310,11 @@ impl Index {
                         server: c.server.map(|s| s.as_ref().into()),
                     });
                 }
+                Line::Outbox(o) => outbox.push(OutboxRec {
+                    at_ns: o.at_ns,
+                    undone: o.undone,
+                    line: lineno,
+                }),
                 Line::Role(r) => roles.push(RoleRec {
                     server: r.server.as_ref().into(),
                     shard: r.shard,
@@ -350,6 +366,7 @@ impl Index {
         }
         probes.sort_by_key(|p| (p.key, p.tier, p.at_ns, p.version, p.line));
         roles.sort_by_key(|r: &RoleRec| (r.at_ns, r.line));
+        outbox.sort_by_key(|o: &OutboxRec| (o.at_ns, o.line));
         let fault_union = merged(faults.iter());
         let outbox_blind = merged(
             faults
@@ -367,6 +384,7 @@ impl Index {
             fault_union,
             outbox_blind,
             probes,
+            outbox,
             roles,
             goals,
             reads,

@@ -260,6 +260,14 @@ impl PgModel {
             .collect()
     }
 
+    /// Committed outbox rows not marked done.
+    pub fn outbox_undone(&self) -> u64 {
+        self.outbox
+            .keys()
+            .filter(|id| !self.done.contains(id))
+            .count() as u64
+    }
+
     /// The highest committed outbox id (0: none).
     pub fn outbox_head(&self) -> u64 {
         self.outbox.keys().next_back().copied().unwrap_or(0)

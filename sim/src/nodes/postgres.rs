@@ -57,6 +57,8 @@ pub enum PgCmd {
         age_ms: u64,
     },
     OutboxDone(Vec<u64>),
+    /// How many committed outbox rows are not marked done.
+    OutboxUndone,
 }
 
 #[derive(Clone)]
@@ -71,6 +73,7 @@ pub enum PgReply {
     LagMs(u64),
     Outbox(Vec<OutboxRow>),
     Head(u64),
+    Count(u64),
 }
 
 /// A PostgreSQL server: `primary` is `None` for the primary, the address it streams from for a
@@ -192,6 +195,7 @@ pub async fn pg_node(spec: PgSpec) {
                     m.done.extend(ids);
                     PgReply::Done
                 }
+                PgCmd::OutboxUndone => PgReply::Count(m.outbox_undone()),
             }
         }
     })

@@ -166,6 +166,7 @@ pub(super) async fn transactions_conformance(cluster: &Cluster) {
                 .await
                 .unwrap();
                 let base = base as u64;
+                let undone_before = aside::Store::outbox_undone(&pg).await.unwrap();
                 let mut model = PgModel::default();
                 let mut real: Vec<Option<Transaction<'static, Pg>>> =
                     (0..SESSIONS).map(|_| None).collect();
@@ -297,6 +298,13 @@ pub(super) async fn transactions_conformance(cluster: &Cluster) {
                     .map(|(id, k, v)| (id, k.to_string(), v))
                     .collect();
                 prop_assert_eq!(real_rows, model_rows, "the round's whole outbox");
+                // Committed rows only, a rolled-back transaction's none (none is marked done).
+                let undone = aside::Store::outbox_undone(&pg).await.unwrap();
+                prop_assert_eq!(
+                    undone.checked_sub(undone_before),
+                    Some(model.outbox_undone()),
+                    "the round's rows not marked done"
+                );
                 // `created_at` is the transaction's start: rows of one transaction share it, and
                 // transactions are ordered by when they began, not by when they committed.
                 let real_began: Vec<(i64, i64)> = sqlx::query_as(
