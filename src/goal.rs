@@ -89,9 +89,9 @@ goals! {
     ReplicaGuarded = "replica-guarded", Library;
     /// The Redis client followed a failover during a read: the answer was not used.
     L1AnswerSwitched = "l1-answer-switched", Library;
-    /// A read skipped an L1 shard fenced after a failure or a switch (not `durable`'s start-up fence).
+    /// A read skipped an L1 shard fenced after a failure or a switch, or with the lease lapsed (not before `durable`'s first whole pass).
     L1ReadFenced = "l1-read-fenced", Library;
-    /// A read skipped a memcached node fenced after a failure (not `durable`'s start-up fence).
+    /// A read skipped a memcached node fenced after a failure, or with the lease lapsed (not before `durable`'s first whole pass).
     L2ReadFenced = "l2-read-fenced", Library;
     /// `durable` fenced a tier this instance failed to invalidate, or whose master switched.
     FenceSet = "fence-set", Library;
@@ -101,6 +101,8 @@ goals! {
     SwitchReplayed = "switch-replayed", Library;
     /// The outbox could not be read: the replay waits for the next pass.
     ReplayDeferred = "replay-deferred", Library;
+    /// `durable`'s lease lapsed (its invalidator's last whole pass began Δ ago): a read skipped every tier.
+    LeaseLapsed = "lease-lapsed", Library;
     /// The invalidator applied another instance's write, named by the outbox, to a tier.
     RemoteWriteApplied = "remote-write-applied", Library;
     /// An invalidation of a tier failed (a write's or the invalidator's: an error, a timeout).

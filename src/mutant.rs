@@ -57,10 +57,13 @@ pub enum Mutant {
     /// `durable`: the replica guard trusts what the outbox last named even while the invalidator
     /// has fallen behind the outbox.
     NoGuardWhenBehind,
+    /// `durable`: reads use the tiers however long ago the invalidator last read the whole
+    /// outbox (the lease never lapses).
+    NoLease,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::NoTombstone,
         Mutant::NoL1VersionCheck,
         Mutant::NoL2Cas,
@@ -76,6 +79,7 @@ impl Mutant {
         Mutant::NoSiblingInvalidation,
         Mutant::StartReplayL1Only,
         Mutant::NoGuardWhenBehind,
+        Mutant::NoLease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Mutant {
             Mutant::NoSiblingInvalidation => "no-sibling-invalidation",
             Mutant::StartReplayL1Only => "start-replay-l1-only",
             Mutant::NoGuardWhenBehind => "no-guard-when-behind",
+            Mutant::NoLease => "no-lease",
         }
     }
 

@@ -144,6 +144,9 @@ pub fn client_numbers(app: usize, clients_per_app: usize) -> std::ops::Range<u64
     first..first + clients_per_app as u64
 }
 
+/// How long an app node's clients wait for its instance to be ready before they begin anyway.
+pub const READY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An app node once started: its instance and its clients (what the world's spawn returned).
 pub struct AppNode<C, J> {
     pub cache: Arc<C>,
@@ -153,7 +156,8 @@ pub struct AppNode<C, J> {
 /// What app node `app` runs: `cache`, its events recorded by `clients.rec`, is shared by its
 /// clients (one instance per app node, as in production: single-flight coalesces their misses,
 /// they share breakers and metrics); its outbox invalidator (`durable`) and then each client
-/// are handed to `spawn`, in that order.
+/// are handed to `spawn`, in that order. The clients begin once the instance is ready
+/// ([`CacheAside::ready`]: with `durable`, after its invalidator's first whole pass).
 pub fn app_node<R, M, S, St, J>(
     cache: CacheAside<R, M, S, St>,
     clients: &Clients,
@@ -173,16 +177,25 @@ where
         // It runs on through the settle and the probes; the world ends it.
         drop(spawn(Box::pin(invalidator)));
     }
+    // Traffic reaches the instance once it is ready, as a readiness probe would route it, or
+    // after READY_WAIT_MAX all the same (the database still does not answer: reads fail).
+    let when_ready = |job: Task| -> Task {
+        let cache = cache.clone();
+        Box::pin(async move {
+            let _ = tokio::time::timeout(READY_WAIT_MAX, cache.ready()).await;
+            job.await
+        })
+    };
     let mut joins: Vec<J> = client_numbers(app, clients_per_app)
-        .map(|n| spawn(Box::pin(clients.client(cache.clone(), n))))
+        .map(|n| spawn(when_ready(Box::pin(clients.client(cache.clone(), n)))))
         .collect();
     // The warming job runs on the first app node, as one job per cluster does, and ends with
     // the workload: its reads are in the history like any client's.
     if app == 0 && clients.workload.warming().is_some() {
-        joins.push(spawn(Box::pin(crate::client::warmer(
+        joins.push(spawn(when_ready(Box::pin(crate::client::warmer(
             clients.clone(),
             cache.clone(),
-        ))));
+        )))));
     }
     AppNode {
         cache,

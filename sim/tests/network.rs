@@ -189,3 +189,48 @@ fn a_half_open_server_drops_requests_and_resets_them_after_the_heal() {
     // 1, the slow one, the spared node's 3 and 5: the dropped and the reset ones never ran.
     assert_eq!(runs, 4);
 }
+
+/// A request the server took before a `half-open` fault and answered after its heal: the reply
+/// is dropped (the client's end of that connection is gone), and the client's resend after the
+/// heal is reset, as a real client's next segment on a dead connection is. It ran once.
+#[test]
+fn a_reply_to_a_request_taken_before_a_half_open_is_lost_even_after_the_heal() {
+    const SLOW: u64 = 99;
+    let sc = chaos::scenario::find("fill-race").unwrap();
+    let rt = Runtime::with_seed_and_config(1, sim::run::config(&sc));
+    let server: SocketAddr = "10.9.0.1:7".parse().unwrap();
+    let client: SocketAddr = "10.9.0.2:0".parse().unwrap();
+    let runs = rt.block_on(async move {
+        sim::net::served_reset();
+        let h = Handle::current();
+        // Its reply comes at about 130 ms: after the heal (110 ms), before the first resend
+        // (the retransmission timeout is 200 ms).
+        let runs = counting_server(&h, server, SLOW, 120);
+        h.create_node()
+            .ip(client.ip())
+            .build()
+            .spawn(async move {
+                madsim::time::sleep(Duration::from_millis(10)).await;
+                let rpc = sim::net::Rpc::bind(client.ip()).await;
+                let slow = madsim::task::spawn({
+                    let rpc = rpc.clone();
+                    async move {
+                        let timeout = Duration::from_millis(3000);
+                        rpc.call::<u64, u64>(server, sim::net::TAG_REDIS, SLOW, timeout)
+                            .await
+                    }
+                });
+                // Taken; the fault begins and heals while it runs.
+                madsim::time::sleep(Duration::from_millis(50)).await;
+                sim::net::half_open(server, Some(Vec::new()));
+                madsim::time::sleep(Duration::from_millis(50)).await;
+                sim::net::half_open(server, None);
+                let e = slow.await.unwrap().unwrap_err().to_string();
+                assert!(e.contains("half-open"), "{e}");
+            })
+            .await
+            .unwrap();
+        runs.load(SeqCst)
+    });
+    assert_eq!(runs, 1, "the slow request ran once");
+}

@@ -43,6 +43,12 @@ pub(super) struct SlowStore {
     pub(super) siblings: Mutex<Vec<String>>,
     /// Outbox ids whose transaction has not committed: the outbox shows them to no one.
     pub(super) uncommitted: Mutex<std::collections::BTreeSet<u64>>,
+    /// While set, reading the outbox fails as an unreachable database's would.
+    pub(super) outbox_down: std::sync::atomic::AtomicBool,
+    /// While set, marking outbox rows done fails so.
+    pub(super) done_down: std::sync::atomic::AtomicBool,
+    /// The ids marked done.
+    pub(super) done: Mutex<Vec<u64>>,
 }
 
 impl SlowStore {
@@ -101,6 +107,12 @@ impl Store for SlowStore {
         after: u64,
         limit: u32,
     ) -> TierResult<Vec<crate::tier::OutboxRow>> {
+        if self.outbox_down.load(Relaxed) {
+            return Err(TierError::Unavailable {
+                tier: "postgres",
+                detail: "the outbox is cut off (test)".into(),
+            });
+        }
         Ok(self
             .visible()
             .into_iter()
@@ -119,7 +131,14 @@ impl Store for SlowStore {
     async fn outbox_head_before(&self, _: u64) -> TierResult<u64> {
         Ok(0)
     }
-    async fn outbox_done(&self, _: &[u64]) -> TierResult<()> {
+    async fn outbox_done(&self, ids: &[u64]) -> TierResult<()> {
+        if self.done_down.load(Relaxed) {
+            return Err(TierError::Unavailable {
+                tier: "postgres",
+                detail: "marking done is cut off (test)".into(),
+            });
+        }
+        self.done.lock().unwrap().extend(ids);
         Ok(())
     }
 }

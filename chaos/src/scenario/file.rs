@@ -74,6 +74,7 @@ const CATALOG: &[(&str, &str)] = &[
         "partition-app-db",
         include_str!("../../scenarios/partition-app-db.toml"),
     ),
+    ("db-late", include_str!("../../scenarios/db-late.toml")),
     (
         "one-way-partition",
         include_str!("../../scenarios/one-way-partition.toml"),

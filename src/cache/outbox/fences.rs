@@ -17,36 +17,52 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         self.repair.active()
             && (self.repair.fenced[shard].load(Relaxed)
                 || self.l1.master_switches(shard) != self.repair.switches_seen[shard].load(Relaxed)
-                || self.woke_unbeaten())
+                || self.lease_lapsed())
     }
 
     /// Whether reads skip memcached node `n`.
     pub(in crate::cache) fn l2_fenced(&self, n: usize) -> bool {
         self.repair.active()
-            && (self.repair.fenced[self.repair.l2_slot(n)].load(Relaxed) || self.woke_unbeaten())
+            && (self.repair.fenced[self.repair.l2_slot(n)].load(Relaxed) || self.lease_lapsed())
     }
 
-    /// The heartbeat's gap that means the process was frozen: longer than a pass may wait for
-    /// the outbox between two polls.
-    pub(in crate::cache) fn freeze_gap(&self) -> Duration {
-        Duration::from_millis(self.cfg.outbox_poll_ms + self.cfg.outbox_timeout_ms)
+    /// The lease: the invalidator's last whole pass began Δ
+    /// ([`CacheConfig::outbox_staleness_bound_ms`]) or more ago, or none has run, so a row
+    /// committed more than Δ ago may be neither applied nor fenced here yet (the invalidator is
+    /// cut off from the database, its reads of the outbox are lost, or its passes wait on a
+    /// tier): every tier counts as fenced. Under 14 % loss another instance's write reached
+    /// memcached only at the second attempt, and this instance's invalidator had not read it
+    /// yet: swarm seed 199, 627 ms stale.
+    pub(in crate::cache) fn lease_lapsed(&self) -> bool {
+        if self.mutated(Mutant::NoLease) {
+            return false;
+        }
+        let delta_ms = self.cfg.outbox_staleness_bound_ms();
+        match self.repair.since_caught_up_ms() {
+            // No whole pass yet: the instance is not ready ([`CacheAside::ready`]).
+            None => true,
+            Some(ms) if ms >= delta_ms => {
+                self.reach(Goal::LeaseLapsed);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
-    /// The process was frozen and its heartbeat has not run since it woke, so the fences the
-    /// heartbeat sets are not set yet: every tier counts as fenced.
-    fn woke_unbeaten(&self) -> bool {
-        self.repair.beat_late(self.freeze_gap())
-    }
-
-    /// Whether L1 shard `shard`'s fence (if any) was set by a failure or a switch, not by the
-    /// invalidator's start-up replay: a read it keeps off L1 is a coverage goal.
+    /// Whether L1 shard `shard`'s fence (if any) was set by a failure, a switch or a lapsed
+    /// lease, not by the invalidator's start (its replay, or no whole pass yet): a read it keeps
+    /// off L1 is a coverage goal.
     pub(in crate::cache) fn l1_fenced_by_fault(&self, shard: usize) -> bool {
-        !self.repair.boot_fenced(shard)
+        self.past_start(shard)
     }
 
     /// [`CacheAside::l1_fenced_by_fault`] for memcached node `n`.
     pub(in crate::cache) fn l2_fenced_by_fault(&self, n: usize) -> bool {
-        !self.repair.boot_fenced(self.repair.l2_slot(n))
+        self.past_start(self.repair.l2_slot(n))
+    }
+
+    fn past_start(&self, slot: usize) -> bool {
+        self.repair.since_caught_up_ms().is_some() && !self.repair.boot_fenced(slot)
     }
 
     /// A health failure on L1 shard `shard`: fence it if an invalidator runs.
@@ -60,7 +76,25 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
     }
 
     fn tier_failed(&self, slot: usize, e: &TierError) {
-        if e.changed_nothing() || self.mutated(Mutant::NoFence) {
+        if !e.changed_nothing() {
+            self.owes(slot);
+        }
+    }
+
+    /// The invalidator could not apply a row to L1 shard `shard`: fence it, whatever the
+    /// failure. A refusal (`NOREPLICAS`) changed nothing, so the tier still holds what the row
+    /// invalidates, and the pass that read the row may renew the lease.
+    pub(in crate::cache) fn l1_owed(&self, shard: usize) {
+        self.owes(shard);
+    }
+
+    /// [`CacheAside::l1_owed`] for memcached node `n`.
+    pub(in crate::cache) fn l2_owed(&self, n: usize) {
+        self.owes(self.repair.l2_slot(n));
+    }
+
+    fn owes(&self, slot: usize) {
+        if self.mutated(Mutant::NoFence) {
             return;
         }
         if self.repair.fence(slot, Instant::now()) {
@@ -92,11 +126,10 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         if !self.repair.active() {
             return false;
         }
-        let fresh = Duration::from_millis(self.cfg.outbox_poll_ms + self.cfg.outbox_timeout_ms);
+        let fresh_ms = self.cfg.outbox_poll_ms + self.cfg.outbox_timeout_ms;
         self.repair
-            .lock()
-            .caught_up_at
-            .is_none_or(|t| t.elapsed() > fresh)
+            .since_caught_up_ms()
+            .is_none_or(|ms| ms >= fresh_ms)
     }
 
     /// Currently fenced tiers, by name (`l1`, or `l1-0`, `l1-1`, ... with L1 shards; `l2-0`,
@@ -117,6 +150,23 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
             }
         }
         out
+    }
+
+    /// Resolves once the instance serves from its tiers: at once without an invalidator; with
+    /// one (`durable`), once its first whole pass has run, which takes a few round trips to
+    /// the database. Until then every read goes to the database (the lease: no pass has vouched
+    /// for the tiers yet), so route traffic to the instance after it, as a readiness probe
+    /// would: ten app nodes starting under a hot key's reads loaded it seven times in one fill
+    /// window (`expiry-storm` seed 183, bound 6).
+    ///
+    /// Spawn the invalidator ([`CacheAside::invalidator`]) first: before that the instance has
+    /// none, and this resolves at once. It waits as long as the database does not answer; put
+    /// your own deadline on it.
+    pub async fn ready(&self) {
+        let poll = Duration::from_millis(self.cfg.outbox_poll_ms.min(5));
+        while self.repair.active() && self.repair.since_caught_up_ms().is_none() {
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// Outbox rows this instance has read and not yet applied to both tiers.

@@ -1,33 +1,32 @@
-//! The heartbeat beside the invalidator's passes: a beat later than the freeze gap means the
-//! process was frozen, and every tier is fenced ([`super`]: "A freeze fences every tier").
+//! The lease's clock ([`super`], "The lease"): when the last whole pass began, read lock-free by
+//! every read.
 
 use super::*;
 
 impl Repair {
     fn now_ms(&self) -> u64 {
-        // 1 and on: 0 is "no beat yet".
+        // 1 and on: 0 is "never".
         self.made_at.elapsed().as_millis() as u64 + 1
     }
 
-    /// A heartbeat: if the last was more than `gap` ago, the process was frozen meanwhile, and
-    /// every tier is fenced from now (says whether it was).
-    pub(super) fn beat(&self, gap: Duration) -> bool {
-        let now = self.now_ms();
-        let last = self.beat_ms.swap(now, Relaxed);
-        if last == 0 || now - last <= gap.as_millis() as u64 || !self.active() {
-            return false;
-        }
-        let at = Instant::now();
-        for slot in 0..self.fenced.len() {
-            self.fence(slot, at);
-        }
-        true
+    /// A pass that began at `pass_start` read the whole outbox and applied (or fenced) every row
+    /// it read.
+    pub(super) fn caught_up(&self, pass_start: Instant) {
+        // Floored, as `now_ms` is: the span between two floored instants is less than one ms
+        // short of the true one, and the lease lapses at `>= Δ` of it.
+        let ms = pass_start
+            .saturating_duration_since(self.made_at)
+            .as_millis() as u64
+            + 1;
+        self.caught_up_ms.fetch_max(ms, Relaxed);
     }
 
-    /// Is the last heartbeat more than `gap` old (the process was frozen, and the heartbeat has
-    /// not run since it woke)?
-    pub(super) fn beat_late(&self, gap: Duration) -> bool {
-        let last = self.beat_ms.load(Relaxed);
-        self.active() && last != 0 && self.now_ms().saturating_sub(last) > gap.as_millis() as u64
+    /// How many whole ms ago the last whole pass began (the true span is less than one ms
+    /// longer); None: none has yet.
+    pub(super) fn since_caught_up_ms(&self) -> Option<u64> {
+        match self.caught_up_ms.load(Relaxed) {
+            0 => None,
+            at => Some(self.now_ms().saturating_sub(at)),
+        }
     }
 }

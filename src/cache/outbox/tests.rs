@@ -52,12 +52,43 @@ async fn ids_missing_together_are_given_up_together_once_w_old() {
     assert_eq!(cursor(&c), 7);
 }
 
-/// A heartbeat later than the gap (the process was frozen) fences every tier from then; until
-/// the heartbeat runs again, a read finds it late and skips every tier. Then a pass that began
-/// after the freeze lifts the fences (random seed 92 of its time: a node woken from a 1.4 s pause
-/// read L1's old row before its invalidator ran).
+/// A process frozen (or whose passes cannot finish) past Δ after its last whole pass began skips
+/// every tier until a whole pass runs again (random seed 92 of its time: a node woken from a
+/// 1.4 s pause read L1's old row before its invalidator ran).
 #[tokio::test(start_paused = true)]
-async fn a_freeze_fences_every_tier_until_a_pass_after_it() {
+async fn every_tier_is_skipped_from_delta_after_the_last_whole_pass_until_the_next() {
+    let cfg = CacheConfig::default();
+    let delta = Duration::from_millis(cfg.outbox_staleness_bound_ms());
+    let c = Arc::new(cache_with(cfg, 0, crate::Builtin::Durable));
+    assert!(c.invalidator().is_some());
+    assert!(c.l1_fenced(0) && c.l2_fenced(0), "no whole pass yet");
+    let not_yet = tokio::time::timeout(Duration::from_millis(50), c.ready()).await;
+    assert!(not_yet.is_err(), "not ready before a whole pass");
+    let pass_start = Instant::now();
+    c.invalidator_pass().await;
+    let ready = tokio::time::timeout(Duration::from_millis(2), c.ready()).await;
+    assert!(ready.is_ok(), "ready after it");
+    assert!(!c.l1_fenced(0) && !c.l2_fenced(0));
+    // Frozen: time passes and nothing runs.
+    tokio::time::sleep_until(pass_start + delta - Duration::from_millis(1)).await;
+    assert!(!c.l1_fenced(0) && !c.l2_fenced(0), "within Δ");
+    tokio::time::sleep_until(pass_start + delta).await;
+    assert!(
+        c.l1_fenced(0) && c.l2_fenced(0),
+        "Δ after: every tier skipped"
+    );
+    assert_eq!(c.fenced_tiers(), ["l1", "l2-0"]);
+    c.invalidator_pass().await;
+    assert!(
+        !c.l1_fenced(0) && !c.l2_fenced(0),
+        "a whole pass renews the lease"
+    );
+}
+
+/// Rows applied whose marking as done failed are marked with the next pass's: pruning deletes
+/// only rows marked done, and the end-of-run probe counts the others as a backlog never drained.
+#[tokio::test]
+async fn rows_whose_marking_failed_are_marked_by_the_next_pass() {
     let c = Arc::new(cache_with(
         CacheConfig::default(),
         0,
@@ -65,20 +96,16 @@ async fn a_freeze_fences_every_tier_until_a_pass_after_it() {
     ));
     assert!(c.invalidator().is_some());
     c.invalidator_pass().await;
-    let gap = c.freeze_gap();
-    assert!(!c.repair.beat(gap), "the first beat");
-    tokio::time::advance(gap / 2).await;
-    assert!(!c.repair.beat(gap), "on time");
-    assert!(!c.l1_fenced(0) && !c.l2_fenced(0));
-    // Frozen: time passes and nothing runs.
-    tokio::time::advance(gap * 2).await;
-    assert!(c.l1_fenced(0) && c.l2_fenced(0), "late: every tier skipped");
-    assert!(c.repair.beat(gap), "the beat after the freeze fences");
-    assert!(c.l1_fenced(0) && c.l2_fenced(0), "fenced until a pass");
-    tokio::time::advance(Duration::from_millis(1)).await;
+    for id in ["a", "b"] {
+        c.store.write(key(id).as_str(), b"x").await.unwrap();
+    }
+    c.store.done_down.store(true, Relaxed);
     c.invalidator_pass().await;
-    assert!(
-        !c.l1_fenced(0) && !c.l2_fenced(0),
-        "a pass after the freeze lifts them"
-    );
+    assert!(c.store.done.lock().unwrap().is_empty());
+    assert_eq!(c.outbox_pending(), 0, "applied to both tiers");
+    c.store.done_down.store(false, Relaxed);
+    c.invalidator_pass().await;
+    let mut done = c.store.done.lock().unwrap().clone();
+    done.sort();
+    assert_eq!(done, [1, 2]);
 }
