@@ -51,7 +51,9 @@ pub enum ConnectError {
 /// * PostgreSQL at `postgres.url` (and `postgres.replica_url`), with the schema migrated
 ///   (`aside_rows` and `aside_outbox` are created if missing);
 /// * the strategy `cache.strategy` names. With `durable`, its outbox invalidator is spawned on
-///   the current runtime and runs as long as the process does.
+///   the current runtime and runs as long as the process does, and this returns once its first
+///   pass has run ([`CacheAside::ready`](crate::CacheAside::ready): until then every read
+///   would go to the database), or after `cache.db_timeout_ms` if it has not.
 ///
 /// Every server is reached once before this returns, so a wrong address fails here, naming the
 /// server and the cause.
@@ -72,6 +74,13 @@ pub async fn connect_with<St: Strategy>(
     }
     if let Some(task) = cache.invalidator() {
         tokio::spawn(task);
+        let wait = cache.config().db_timeout();
+        if tokio::time::timeout(wait, cache.ready()).await.is_err() {
+            tracing::warn!(
+                waited_ms = wait.as_millis() as u64,
+                "the outbox invalidator has not finished a pass: reads go to the database until it has"
+            );
+        }
     }
     Ok(cache)
 }
