@@ -144,9 +144,6 @@ pub fn client_numbers(app: usize, clients_per_app: usize) -> std::ops::Range<u64
     first..first + clients_per_app as u64
 }
 
-/// How long an app node's clients wait for its instance to be ready before they begin anyway.
-pub const READY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// An app node once started: its instance and its clients (what the world's spawn returned).
 pub struct AppNode<C, J> {
     pub cache: Arc<C>,
@@ -178,11 +175,12 @@ where
         drop(spawn(Box::pin(invalidator)));
     }
     // Traffic reaches the instance once it is ready, as a readiness probe would route it, or
-    // after READY_WAIT_MAX all the same (the database still does not answer: reads fail).
+    // after the cache's database deadline all the same (the database still does not answer:
+    // reads fail), as `aside::backend::connect` waits.
     let when_ready = |job: Task| -> Task {
         let cache = cache.clone();
         Box::pin(async move {
-            let _ = tokio::time::timeout(READY_WAIT_MAX, cache.ready()).await;
+            cache.ready_within_db_timeout().await;
             job.await
         })
     };

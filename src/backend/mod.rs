@@ -74,10 +74,9 @@ pub async fn connect_with<St: Strategy>(
     }
     if let Some(task) = cache.invalidator() {
         tokio::spawn(task);
-        let wait = cache.config().db_timeout();
-        if tokio::time::timeout(wait, cache.ready()).await.is_err() {
+        if !cache.ready_within_db_timeout().await {
             tracing::warn!(
-                waited_ms = wait.as_millis() as u64,
+                waited_ms = cache.config().db_timeout_ms,
                 "the outbox invalidator has not finished a pass: reads go to the database until it has"
             );
         }

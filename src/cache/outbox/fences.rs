@@ -169,6 +169,15 @@ impl<R: RedisLike, M: MemcachedLike, S: Store, St: Strategy> CacheAside<R, M, S,
         }
     }
 
+    /// [`CacheAside::ready`], waiting at most `cache.db_timeout_ms` (as long as a read waits on
+    /// the database); says whether the instance became ready. Both `backend::connect` and the
+    /// harness's app nodes start traffic after it.
+    pub async fn ready_within_db_timeout(&self) -> bool {
+        tokio::time::timeout(self.cfg.db_timeout(), self.ready())
+            .await
+            .is_ok()
+    }
+
     /// Outbox rows this instance has read and not yet applied to both tiers.
     pub fn outbox_pending(&self) -> usize {
         self.repair.lock().pending.len()
